@@ -1,0 +1,147 @@
+"""The `trialfuse` command line. Exit codes: 0 success, 2 bad input or usage, 1 internal failure."""
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from trialfuse.errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Find the best model for a tabular regression problem, without overfitting.")
+
+Models = Annotated[str, typer.Option(help="Comma-separated families: nn, xgboost, lightgbm, catboost.")]
+Trials = Annotated[int, typer.Option(help="Optuna trials per family.")]
+Folds = Annotated[int, typer.Option(help="K in K-fold cross-validation.")]
+Holdout = Annotated[float, typer.Option(help="Fraction of rows sealed away for the final score.")]
+Out = Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<timestamp>).")]
+Seed = Annotated[int, typer.Option(help="Seed for splits, sampler and models.")]
+Devices = Annotated[str, typer.Option(help="auto, cpu, a CPU worker count, or cuda:0,1.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or table.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print results.json to stdout.")]
+
+
+def _run(opts, quiet: bool, as_json: bool) -> None:
+    from trialfuse.compare import compare_models
+    from trialfuse.progress import RichReporter, comparison_table
+
+    if quiet or as_json:
+        results = compare_models(opts)
+    else:
+        with RichReporter() as reporter:
+            results = compare_models(opts, reporter)
+    if as_json:
+        typer.echo(json.dumps(results, indent=2))
+    elif not quiet:
+        console = Console()
+        console.print(comparison_table(results))
+        console.print(f"winner: [bold]{results['winner']}[/]  holdout R² {results['holdout_r2']:.4f}  "
+                      f"({results['seconds']:.0f} s)  saved in {results['out']}/best_model")
+
+
+@app.command()
+def run(
+    data: Annotated[Path, typer.Argument(help="Table: .csv, .parquet, .npz (X, y), .json/.jsonl records.")],
+    target: Annotated[Optional[str], typer.Option(help="Column to predict (NPZ: the name given to y).")] = None,
+    models: Models = "nn,xgboost,lightgbm,catboost",
+    trials: Trials = 20,
+    folds: Folds = 5,
+    holdout: Holdout = 0.2,
+    out: Out = None,
+    storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL or journal file path.")] = None,
+    seed: Seed = 0,
+    devices: Devices = "auto",
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+) -> None:
+    """Search every family, rank them by CV R², retrain the winner and score the holdout once."""
+    from trialfuse.compare import RunOptions
+
+    _run(RunOptions(data=data, target=target, models=models, trials=trials, folds=folds, holdout=holdout,
+                    out=out, storage=storage, seed=seed, devices=devices), quiet, as_json)
+
+
+@app.command()
+def demo(
+    rows: Annotated[int, typer.Option(help="Rows of the reference table to make.")] = 3000,
+    trials: Trials = 5,
+    folds: Folds = 3,
+    out: Out = None,
+    devices: Devices = "auto",
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+) -> None:
+    """Make a small reference table and compare all four families on it (a few minutes on a laptop)."""
+    from trialfuse.compare import RunOptions
+    from trialfuse.survivors import TARGET, write_survivors
+
+    out = out or Path(tempfile.mkdtemp(prefix="trialfuse-demo-"))
+    out.mkdir(parents=True, exist_ok=True)
+    data = write_survivors(out / "survivors.csv", rows=rows, seed=0)
+    if not (quiet or as_json):
+        Console(stderr=True).print(f"demo: reference table of {rows} rows x 62 features in {data}")
+    _run(RunOptions(data=data, target=TARGET, trials=trials, folds=folds, out=out, devices=devices), quiet, as_json)
+
+
+@app.command()
+def predict(
+    model_dir: Annotated[Path, typer.Argument(help="A best_model/ directory (or the run directory).")],
+    data: Annotated[Path, typer.Argument(help="Table with the model's feature columns.")],
+    out: Annotated[Optional[Path], typer.Option(help="CSV to write (default: stdout).")] = None,
+) -> None:
+    """Apply a saved model to a table: one `prediction` per input row, same order."""
+    import pandas as pd
+
+    from trialfuse.predict import predict_table
+
+    frame = pd.DataFrame({"prediction": predict_table(model_dir, data)})
+    if out:
+        frame.to_csv(out, index=False, float_format="%.17g")
+    else:
+        frame.to_csv(sys.stdout, index=False, float_format="%.17g")
+
+
+@app.command("make-table")
+def make_table(
+    out: Annotated[Path, typer.Argument(help="Where to write: .csv or .npz.")],
+    rows: Annotated[int, typer.Option(help="Rows to make.")] = 98_000,
+    seed: Seed = 0,
+) -> None:
+    """Write the reference survivors table (62 features, target `score`)."""
+    from trialfuse.survivors import write_survivors
+
+    if out.suffix not in (".csv", ".npz"):
+        raise UserError(f"make-table writes .csv or .npz, not {out.suffix or 'a file without extension'}")
+    write_survivors(out, rows=rows, seed=seed)
+    typer.echo(f"wrote {out}: {rows} rows x 62 features")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user errors become one line and exit 2, never a traceback."""
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=argv, prog_name="trialfuse", standalone_mode=False)
+    except UserError as exc:
+        print(f"trialfuse: error: {exc}", file=sys.stderr)
+        return 2
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.TyperException as exc:  # click's usage errors (typer vendors click)
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            print(exc.format_message(), file=sys.stderr)
+            return 2
+        print(f"trialfuse: error: {exc.format_message()}", file=sys.stderr)
+        return getattr(exc, "exit_code", 2)
+    except (typer.Abort, KeyboardInterrupt):
+        print("trialfuse: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

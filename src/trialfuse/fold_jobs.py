@@ -1,0 +1,88 @@
+"""Work that runs inside a worker process: train one fold, or retrain and save the winner.
+
+The worker holds the search rows and the fold definitions from its start, so a job names
+only a family, its params, a fold and a seed. This module imports the model libraries
+(torch among them) only when a job needs them, and never from the driver.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import mean_squared_error, r2_score
+
+from trialfuse.families import family_module
+
+
+@dataclass
+class WorkerData:
+    """What a worker keeps resident: the search rows and the K folds over them."""
+
+    X: np.ndarray  # [rows, features], NaN = missing
+    y: np.ndarray  # [rows]
+    folds: list[tuple[np.ndarray, np.ndarray]]
+    threads: int
+    device: str
+
+
+_DATA: WorkerData | None = None
+
+
+def init_worker(X, y, folds, threads: int, device: str, gpu_slots=None) -> None:
+    """Process-pool initializer: pin a GPU (before any CUDA library loads) and keep the data."""
+    global _DATA
+    if gpu_slots is not None:
+        with gpu_slots.get_lock():
+            slot = gpu_slots.value
+            gpu_slots.value += 1
+        gpus = device.split(":", 1)[1].split(",")
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+        device = "cuda:0"
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    _DATA = WorkerData(X=X, y=y, folds=folds, threads=threads, device=device)
+
+
+def run_fold(family: str, params: dict[str, Any], fold: int, seed: int) -> dict[str, Any]:
+    """Train `family` on one fold with early stopping; score it on the fold's validation rows."""
+    data = _DATA
+    assert data is not None, "init_worker was not called in this process"
+    train, val = data.folds[fold]
+    started = time.perf_counter()
+    module = family_module(family)
+    fitted = module.fit(params, data.X[train], data.y[train], data.X[val], data.y[val],
+                        device=data.device, threads=data.threads, seed=seed)
+    pred_val = module.predict(fitted.model, data.X[val])
+    pred_train = module.predict(fitted.model, data.X[train])
+    if not (np.all(np.isfinite(pred_val)) and np.all(np.isfinite(pred_train))):
+        raise FloatingPointError("the model predicts non-finite values (training diverged)")
+    return {
+        "fold_idx": fold,
+        "r2": float(r2_score(data.y[val], pred_val)),
+        "val_mse": float(mean_squared_error(data.y[val], pred_val)),
+        "train_mse": float(mean_squared_error(data.y[train], pred_train)),
+        "best_rounds": int(fitted.best_rounds),
+        "rounds_run": int(fitted.rounds_run),
+        "duration": time.perf_counter() - started,
+        "device": data.device,
+    }
+
+
+def retrain_and_save(family: str, params: dict[str, Any], rounds: int, X: np.ndarray, y: np.ndarray,
+                     X_score: np.ndarray, directory: str, seed: int) -> dict[str, Any]:
+    """Train on all search rows for a fixed round count, save natively, and predict `X_score`
+    with the model read back from disk, so the recorded score is the saved model's score."""
+    data = _DATA
+    device, threads = (data.device, data.threads) if data else ("cpu", None)
+    module = family_module(family)
+    started = time.perf_counter()
+    fitted = module.fit(params, X, y, device=device, threads=threads, seed=seed, rounds=rounds)
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    filename = module.save(fitted.model, directory)
+    reloaded = module.load(Path(directory) / filename)
+    return {"model_file": filename, "predictions": module.predict(reloaded, X_score),
+            "rounds": int(fitted.rounds_run), "seconds": time.perf_counter() - started}

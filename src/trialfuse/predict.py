@@ -1,0 +1,29 @@
+"""Apply a saved best model to a new table, encoding it exactly as training did."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from trialfuse import run_dir
+from trialfuse.errors import UserError
+from trialfuse.families import family_module
+from trialfuse.table import encode_features, read_frame
+
+
+def predict_table(model_dir: str | Path, data: str | Path) -> np.ndarray:
+    """Predictions for every row of `data`, in row order."""
+    model_dir = Path(model_dir)
+    if (model_dir / run_dir.BEST_MODEL / run_dir.METADATA).exists():
+        model_dir = model_dir / run_dir.BEST_MODEL  # a run directory works too
+    meta_path = model_dir / run_dir.METADATA
+    if not meta_path.exists():
+        raise UserError(f"no saved model in {model_dir} (expected {run_dir.METADATA} there)")
+    meta = run_dir.read_json(meta_path)
+    frame, _ = read_frame(data, meta["target"])
+    if len(frame) == 0:
+        raise UserError(f"table {data} has no rows")
+    X = encode_features(frame, meta["feature_names"], meta.get("categories", {}))
+    module = family_module(meta["family"])
+    model = module.load(model_dir / meta["model_file"])
+    return module.predict(model, X)

@@ -1,0 +1,80 @@
+"""The run directory's files, written so a reader never sees half of one.
+
+Every file goes to a temporary name beside its target and is renamed into place; the
+model directory is assembled aside and swapped in whole.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+RESULTS = "results.json"
+BEST_MODEL = "best_model"
+METADATA = "metadata.json"
+HOLDOUT = "holdout_indices.json"
+JOURNAL = "study.journal"
+LIBRARIES = ("trialfuse", "numpy", "scikit-learn", "optuna", "torch", "xgboost", "lightgbm", "catboost")
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Write JSON atomically (temporary file in the same directory, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(payload, handle, indent=2, default=_jsonable)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def read_json(path: Path) -> Any:
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def staging_dir(out: Path) -> Path:
+    """A fresh directory in `out` to build the model in before it replaces best_model/."""
+    path = out / f".{BEST_MODEL}.{uuid.uuid4().hex}"
+    path.mkdir(parents=True)
+    return path
+
+
+def publish_model_dir(staged: Path, out: Path) -> Path:
+    """Swap the staged model directory in as best_model/, replacing any older one."""
+    target = out / BEST_MODEL
+    if target.exists():
+        old = out / f".{BEST_MODEL}.old.{uuid.uuid4().hex}"
+        os.replace(target, old)
+        os.replace(staged, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staged, target)
+    return target
+
+
+def library_versions() -> dict[str, str | None]:
+    """Installed versions, read from package metadata (no library is imported)."""
+    versions: dict[str, str | None] = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions

@@ -1,0 +1,45 @@
+"""The evaluation protocol's row splits: a sealed holdout and K folds over the rest.
+
+Both are seeded so that the same data and seed give the same splits on every machine.
+"""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.model_selection import KFold, train_test_split
+
+from trialfuse.errors import UserError
+
+MIN_VALIDATION_ROWS = 2  # R² needs at least two rows to have a variance
+
+
+def check_split_sizes(rows: int, holdout: float, folds: int) -> None:
+    """Refuse settings that leave a holdout or a validation fold too small to score."""
+    if not 0 < holdout < 1:
+        raise UserError(f"--holdout must be a fraction between 0 and 1, got {holdout}")
+    if folds < 2:
+        raise UserError(f"--folds must be at least 2, got {folds}")
+    if not _sizes_ok(rows, holdout, folds):
+        need = next(n for n in range(rows + 1, 10**9) if _sizes_ok(n, holdout, folds))
+        raise UserError(f"too few rows ({rows}) for a {holdout:g} holdout plus {folds} folds: need at least {need}")
+
+
+def _sizes_ok(rows: int, holdout: float, folds: int) -> bool:
+    n_holdout = _holdout_rows(rows, holdout)
+    smallest_fold = (rows - n_holdout) // folds
+    return n_holdout >= MIN_VALIDATION_ROWS and smallest_fold >= MIN_VALIDATION_ROWS
+
+
+def _holdout_rows(rows: int, holdout: float) -> int:
+    return int(np.ceil(rows * holdout))  # the rule train_test_split applies to a float test_size
+
+
+def holdout_split(rows: int, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return sorted (search rows, holdout rows) as row indices into the table."""
+    rest, sealed = train_test_split(np.arange(rows), test_size=holdout, random_state=seed, shuffle=True)
+    return np.sort(rest), np.sort(sealed)
+
+
+def kfold_indices(rows: int, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Shuffled K-fold (train, validation) positions into the search rows."""
+    splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
+    return [(train, val) for train, val in splitter.split(np.zeros(rows))]

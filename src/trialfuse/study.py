@@ -1,0 +1,107 @@
+"""One Optuna study per model family: trials scored by mean K-fold validation R².
+
+Trials are asked a few at a time (TPE with constant liar) so every worker has folds to
+train, and each is told exactly once: complete with its mean R² (per-fold scores and
+round counts kept as user attributes), or failed with the reason.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import optuna
+
+from trialfuse.local_pool import LocalPool, TrialFailed
+from trialfuse.search_space import SUGGEST, params_from_trial
+
+MAX_FAILURES_BEFORE_SKIP = 3  # failures in a row, with no success yet, that end a family
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+
+
+@dataclass
+class FamilyResult:
+    """What the comparison and results.json need to know about one family's search."""
+
+    family: str
+    status: str = "ok"  # ok | skipped
+    reason: str | None = None
+    best_params: dict[str, Any] | None = None
+    best_trial: int | None = None
+    cv_r2_mean: float | None = None
+    cv_r2_folds: list[float] = field(default_factory=list)
+    best_rounds: list[int] = field(default_factory=list)
+    trials_complete: int = 0
+    trials_failed: int = 0
+    trials_pruned: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        keys = ("status", "reason", "best_params", "best_trial", "cv_r2_mean", "cv_r2_folds", "best_rounds",
+                "trials_complete", "trials_failed", "trials_pruned", "seconds")
+        return {k: getattr(self, k) for k in keys}
+
+
+def job_seed(seed: int, trial_number: int) -> int:
+    """A model seed that depends only on the run seed and the trial, not on scheduling."""
+    return (seed * 1_000_003 + trial_number * 7919) % (2**31 - 1)
+
+
+def run_family_study(family: str, storage: optuna.storages.BaseStorage, n_trials: int, folds: int, seed: int,
+                     pool: LocalPool, on_trial: Callable[[FamilyResult], None] | None = None) -> FamilyResult:
+    """Run (or continue) `family`'s study until it holds `n_trials` finished trials."""
+    started = time.perf_counter()
+    sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True)
+    study = optuna.create_study(study_name=family, storage=storage, direction="maximize",
+                                sampler=sampler, load_if_exists=True)
+    result = FamilyResult(family)
+    failures_in_a_row = 0
+    while True:
+        done = [t for t in study.get_trials(deepcopy=False) if t.state in FINISHED]
+        remaining = n_trials - len(done)
+        if remaining <= 0:
+            break
+        batch = [study.ask() for _ in range(min(remaining, pool.workers))]
+        params = [SUGGEST[family](trial) for trial in batch]
+        jobs = [(family, p, list(range(folds)), job_seed(seed, t.number)) for t, p in zip(batch, params)]
+        for trial, outcome in zip(batch, pool.run_trials(jobs)):
+            if isinstance(outcome, TrialFailed):
+                trial.set_user_attr("fail_reason", str(outcome))
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                failures_in_a_row += 1
+                result.reason = str(outcome)
+                continue
+            failures_in_a_row = 0
+            scores = [r["r2"] for r in outcome]
+            trial.set_user_attr("cv_r2_folds", scores)
+            trial.set_user_attr("best_rounds", [r["best_rounds"] for r in outcome])
+            trial.set_user_attr("fold_seconds", [r["duration"] for r in outcome])
+            study.tell(trial, float(np.mean(scores)))
+        _summarize(study, result)
+        if on_trial:
+            on_trial(result)
+        if failures_in_a_row >= MAX_FAILURES_BEFORE_SKIP and result.trials_complete == 0:
+            result.status = "skipped"
+            break
+    _summarize(study, result)
+    if result.trials_complete == 0:
+        result.status = "skipped"
+        result.reason = result.reason or "no trial completed"
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _summarize(study: optuna.Study, result: FamilyResult) -> None:
+    trials = study.get_trials(deepcopy=False)
+    state = optuna.trial.TrialState
+    result.trials_complete = sum(t.state == state.COMPLETE for t in trials)
+    result.trials_failed = sum(t.state == state.FAIL for t in trials)
+    result.trials_pruned = sum(t.state == state.PRUNED for t in trials)
+    if result.trials_complete:
+        best = study.best_trial
+        result.best_trial = best.number
+        result.best_params = params_from_trial(result.family, best)
+        result.cv_r2_mean = float(best.value)
+        result.cv_r2_folds = list(best.user_attrs.get("cv_r2_folds", []))
+        result.best_rounds = list(best.user_attrs.get("best_rounds", []))

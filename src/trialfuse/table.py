@@ -1,0 +1,190 @@
+"""Read a user's table and turn it into a float feature matrix and a target vector.
+
+Everything that can be wrong with the data is found here, before any training starts,
+and reported as one `UserError` line. String columns become ordinal codes (the mapping is
+kept so `predict` encodes new tables the same way); missing feature values stay NaN
+(trees take them natively, the NN imputes from its training fold).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from trialfuse.errors import UserError
+
+FORMATS = {".csv": "CSV", ".parquet": "Parquet", ".pq": "Parquet", ".npz": "NPZ",
+           ".json": "JSON", ".jsonl": "JSON lines"}
+NPZ_TARGET = "y"
+
+
+@dataclass
+class Table:
+    """A validated regression table: X [rows, features] float64 (NaN = missing), y [rows]."""
+
+    X: np.ndarray
+    y: np.ndarray
+    feature_names: list[str]
+    target: str
+    categories: dict[str, list[str]] = field(default_factory=dict)  # column -> code order
+    dropped: dict[str, str] = field(default_factory=dict)  # column -> why it is unused
+
+    @property
+    def rows(self) -> int:
+        return len(self.y)
+
+
+def read_frame(path: str | Path, target: str | None = None) -> tuple[pd.DataFrame, str | None]:
+    """Read any supported file into a DataFrame; NPZ's `y` array is named `target`."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"data file not found: {path}")
+    if path.is_dir():
+        raise UserError(f"data path is a directory, not a table: {path}")
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        known = ", ".join(sorted(FORMATS))
+        raise UserError(f"unknown table format {suffix or '(no extension)'!r} for {path} (expected one of {known})")
+    kind = FORMATS[suffix]
+    try:
+        if kind == "CSV":
+            frame = pd.read_csv(path)
+        elif kind == "Parquet":
+            frame = pd.read_parquet(path)
+        elif kind == "JSON":
+            frame = pd.read_json(path, orient="records")
+        elif kind == "JSON lines":
+            frame = pd.read_json(path, orient="records", lines=True)
+        else:
+            frame, target = _read_npz(path, target)
+    except UserError:
+        raise
+    except pd.errors.EmptyDataError:
+        raise UserError(f"table {path} is empty") from None
+    except Exception as exc:  # any parser's complaint means the same thing to the user
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot read {path} as {kind}: {reason}") from None
+    if not isinstance(frame, pd.DataFrame):
+        raise UserError(f"cannot read {path} as {kind}: expected a list of records")
+    return frame, target
+
+
+def _read_npz(path: Path, target: str | None) -> tuple[pd.DataFrame, str]:
+    with np.load(path, allow_pickle=False) as data:
+        missing = [k for k in ("X", "y") if k not in data.files]
+        if missing:
+            raise UserError(f"NPZ file {path} lacks array(s) {', '.join(missing)} (needs X and y)")
+        X, y = data["X"], data["y"]
+        names = [str(n) for n in data["feature_names"]] if "feature_names" in data.files else None
+    if X.ndim != 2 or y.ndim != 1 or len(X) != len(y):
+        raise UserError(f"NPZ file {path}: X must be 2-D and y 1-D with the same rows, got {X.shape} and {y.shape}")
+    names = names or [f"x{i}" for i in range(X.shape[1])]
+    if len(names) != X.shape[1]:
+        raise UserError(f"NPZ file {path}: {len(names)} feature_names for {X.shape[1]} columns of X")
+    target = target or NPZ_TARGET
+    if target in names:
+        raise UserError(f"NPZ file {path}: target name {target!r} is also a feature name")
+    frame = pd.DataFrame(X, columns=names)
+    frame[target] = y
+    return frame, target
+
+
+def load_table(path: str | Path, target: str | None) -> Table:
+    """Read, validate and encode a table for training."""
+    frame, target = read_frame(path, target)
+    if target is None:
+        raise UserError("--target is required: name the column to predict")
+    if len(frame) == 0:
+        raise UserError(f"table {path} has no rows")
+    if target not in frame.columns:
+        shown = ", ".join(map(str, list(frame.columns)[:8])) + (", ..." if frame.shape[1] > 8 else "")
+        raise UserError(f"target column {target!r} not found in {path} (columns: {shown})")
+    y = _target_values(frame[target], target)
+    features = frame.drop(columns=[target])
+    X, names, categories, dropped = _encode_training_features(features)
+    if not names:
+        why = "; ".join(f"{c}: {r}" for c, r in dropped.items()) or "the table has only the target column"
+        raise UserError(f"no usable feature columns in {path} ({why})")
+    return Table(X=X, y=y, feature_names=names, target=target, categories=categories, dropped=dropped)
+
+
+def _target_values(column: pd.Series, target: str) -> np.ndarray:
+    if pd.api.types.is_bool_dtype(column) or not pd.api.types.is_numeric_dtype(column):
+        example = next((v for v in column if not _is_number(v)), column.iloc[0])
+        raise UserError(f"target column {target!r} is not numeric (e.g. {example!r})")
+    y = column.to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = ~np.isfinite(y)
+    if bad.any():
+        raise UserError(f"target column {target!r} has {int(bad.sum())} missing or infinite value(s) "
+                        f"(first at row {int(np.argmax(bad))})")
+    if np.all(y == y[0]):
+        raise UserError(f"target column {target!r} is constant ({y[0]:g}): there is nothing to learn")
+    return y
+
+
+def _is_number(value: object) -> bool:
+    try:
+        float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _encode_training_features(features: pd.DataFrame):
+    columns, names, categories, dropped = [], [], {}, {}
+    for name in features.columns:
+        column = features[name]
+        key = str(name)
+        if _is_categorical(column):
+            levels = sorted({str(v) for v in column.dropna()})
+            values = _codes(column, levels)
+            categories[key] = levels
+        else:
+            values = _numeric(column)
+        observed = values[~np.isnan(values)]
+        if observed.size == 0:
+            dropped[key] = "all values missing"
+        elif np.all(observed == observed[0]):
+            dropped[key] = "constant"
+        else:
+            columns.append(values)
+            names.append(key)
+    categories = {k: v for k, v in categories.items() if k in names}
+    X = np.column_stack(columns) if columns else np.empty((len(features), 0))
+    return X, names, categories, dropped
+
+
+def _is_categorical(column: pd.Series) -> bool:
+    return not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column))
+
+
+def _numeric(column: pd.Series) -> np.ndarray:
+    values = column.to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
+    values[~np.isfinite(values)] = np.nan  # an infinite feature value is as good as missing
+    return values
+
+
+def _codes(column: pd.Series, levels: list[str]) -> np.ndarray:
+    index = {level: float(code) for code, level in enumerate(levels)}
+    return np.array([np.nan if pd.isna(v) else index.get(str(v), np.nan) for v in column], dtype=np.float64)
+
+
+def encode_features(frame: pd.DataFrame, feature_names: list[str], categories: dict[str, list[str]]) -> np.ndarray:
+    """Encode a new table exactly as the training table was; unseen categories become NaN."""
+    missing = [n for n in feature_names if n not in frame.columns.map(str)]
+    if missing:
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        raise UserError(f"table lacks {len(missing)} feature column(s) the model needs: {shown}")
+    frame = frame.rename(columns=str)
+    out = np.empty((len(frame), len(feature_names)), dtype=np.float64)
+    for j, name in enumerate(feature_names):
+        column = frame[name]
+        if name in categories:
+            out[:, j] = _codes(column, categories[name])
+        elif _is_categorical(column):
+            raise UserError(f"feature column {name!r} was numeric in training but is not numeric here")
+        else:
+            out[:, j] = _numeric(column)
+    return out
