@@ -30,6 +30,7 @@ class WorkerData:
 
 
 _DATA: WorkerData | None = None
+FAULT_ENV = "TRIALFUSE_INJECT_FAULT"  # "fail:<family>": that family's folds raise (for fault tests)
 
 
 def init_worker(X, y, folds, threads: int, device: str, gpu_slots=None) -> None:
@@ -51,6 +52,8 @@ def run_fold(family: str, params: dict[str, Any], fold: int, seed: int) -> dict[
     """Train `family` on one fold with early stopping; score it on the fold's validation rows."""
     data = _DATA
     assert data is not None, "init_worker was not called in this process"
+    if os.environ.get(FAULT_ENV) == f"fail:{family}":
+        raise RuntimeError(f"injected fault for {family}")
     train, val = data.folds[fold]
     started = time.perf_counter()
     module = family_module(family)

@@ -30,6 +30,7 @@ def write_json(path: Path, payload: Any) -> None:
         with os.fdopen(fd, "w") as handle:
             json.dump(payload, handle, indent=2, default=_jsonable)
             handle.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide results from other users
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

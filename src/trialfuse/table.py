@@ -77,7 +77,10 @@ def _read_npz(path: Path, target: str | None) -> tuple[pd.DataFrame, str]:
         if missing:
             raise UserError(f"NPZ file {path} lacks array(s) {', '.join(missing)} (needs X and y)")
         X, y = data["X"], data["y"]
-        names = [str(n) for n in data["feature_names"]] if "feature_names" in data.files else None
+        has_names = "feature_names" in data.files
+    names = _npz_feature_names(path) if has_names else None
+    if X.dtype.kind not in "fiub" or y.dtype.kind not in "fiub":
+        raise UserError(f"NPZ file {path}: X and y must be numeric arrays, got {X.dtype} and {y.dtype}")
     if X.ndim != 2 or y.ndim != 1 or len(X) != len(y):
         raise UserError(f"NPZ file {path}: X must be 2-D and y 1-D with the same rows, got {X.shape} and {y.shape}")
     names = names or [f"x{i}" for i in range(X.shape[1])]
@@ -89,6 +92,17 @@ def _read_npz(path: Path, target: str | None) -> tuple[pd.DataFrame, str]:
     frame = pd.DataFrame(X, columns=names)
     frame[target] = y
     return frame, target
+
+
+def _npz_feature_names(path: Path) -> list[str]:
+    """Names saved as a string array load without pickle; an object array (say, a pandas
+    Index saved as is) needs it, and is read only for this one array of names."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return [str(n) for n in data["feature_names"]]
+    except ValueError:
+        with np.load(path, allow_pickle=True) as data:
+            return [str(n) for n in data["feature_names"]]
 
 
 def load_table(path: str | Path, target: str | None) -> Table:

@@ -145,7 +145,7 @@ def predict(model: nn.Module, X: np.ndarray) -> np.ndarray:
 def save(model: ScaledMLP, directory) -> str:
     """Write a torch.export program: `torch.export.load(path).module()(x)` needs only torch."""
     name = "model.pt2"
-    model = copy.deepcopy(model).cpu().eval()
+    model = copy.deepcopy(model).cpu().eval().requires_grad_(False)  # outputs convert with .numpy()
     example = model.x_mean.unsqueeze(0).repeat(4, 1)
     program = torch.export.export(model, (example,), dynamic_shapes={"x": {0: torch.export.Dim.DYNAMIC}})
     torch.export.save(program, str(Path(directory) / name))
