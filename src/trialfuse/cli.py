@@ -5,7 +5,7 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -19,7 +19,7 @@ Models = Annotated[str, typer.Option(help="Comma-separated families: nn, xgboost
 Trials = Annotated[int, typer.Option(help="Optuna trials per family.")]
 Folds = Annotated[int, typer.Option(help="K in K-fold cross-validation.")]
 Holdout = Annotated[float, typer.Option(help="Fraction of rows sealed away for the final score.")]
-Out = Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<timestamp>).")]
+Out = Annotated[Path | None, typer.Option(help="Run directory (default runs/<timestamp>).")]
 Seed = Annotated[int, typer.Option(help="Seed for splits, sampler and models.")]
 Devices = Annotated[str, typer.Option(help="auto, cpu, a CPU worker count, or cuda:0,1.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or table.")]
@@ -47,13 +47,13 @@ def _run(opts, quiet: bool, as_json: bool) -> None:
 @app.command()
 def run(
     data: Annotated[Path, typer.Argument(help="Table: .csv, .parquet, .npz (X, y), .json/.jsonl records.")],
-    target: Annotated[Optional[str], typer.Option(help="Column to predict (NPZ: the name given to y).")] = None,
+    target: Annotated[str | None, typer.Option(help="Column to predict (NPZ: the name given to y).")] = None,
     models: Models = "nn,xgboost,lightgbm,catboost",
     trials: Trials = 20,
     folds: Folds = 5,
     holdout: Holdout = 0.2,
     out: Out = None,
-    storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL or journal file path.")] = None,
+    storage: Annotated[str | None, typer.Option(help="Optuna storage URL or journal file path.")] = None,
     seed: Seed = 0,
     devices: Devices = "auto",
     quiet: Quiet = False,
@@ -92,7 +92,7 @@ def demo(
 def predict(
     model_dir: Annotated[Path, typer.Argument(help="A best_model/ directory (or the run directory).")],
     data: Annotated[Path, typer.Argument(help="Table with the model's feature columns.")],
-    out: Annotated[Optional[Path], typer.Option(help="CSV to write (default: stdout).")] = None,
+    out: Annotated[Path | None, typer.Option(help="CSV to write (default: stdout).")] = None,
 ) -> None:
     """Apply a saved model to a table: one `prediction` per input row, same order."""
     import pandas as pd

@@ -55,8 +55,8 @@ def comparison_table(results: dict[str, Any]) -> Table:
     for rank, name in enumerate(ranked, start=1):
         fam = results["families"][name]
         if fam["status"] != "ok":
-            table.add_row("-", name, f"skipped: {fam['reason']}", "", f"{fam['trials_complete']}/{fam['trials_failed']}",
-                          f"{fam['seconds']:.1f}")
+            counts = f"{fam['trials_complete']}/{fam['trials_failed']}"
+            table.add_row("-", name, f"skipped: {fam['reason']}", "", counts, f"{fam['seconds']:.1f}")
             continue
         folds = fam["cv_r2_folds"]
         spread = (sum((s - fam["cv_r2_mean"]) ** 2 for s in folds) / max(1, len(folds) - 1)) ** 0.5

@@ -7,8 +7,9 @@ round counts kept as user attributes), or failed with the reason.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import optuna
@@ -64,8 +65,8 @@ def run_family_study(family: str, storage: optuna.storages.BaseStorage, n_trials
             break
         batch = [study.ask() for _ in range(min(remaining, pool.workers))]
         params = [SUGGEST[family](trial) for trial in batch]
-        jobs = [(family, p, list(range(folds)), job_seed(seed, t.number)) for t, p in zip(batch, params)]
-        for trial, outcome in zip(batch, pool.run_trials(jobs)):
+        jobs = [(family, p, list(range(folds)), job_seed(seed, t.number)) for t, p in zip(batch, params, strict=True)]
+        for trial, outcome in zip(batch, pool.run_trials(jobs), strict=True):
             if isinstance(outcome, TrialFailed):
                 trial.set_user_attr("fail_reason", str(outcome))
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
