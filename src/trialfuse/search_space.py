@@ -19,11 +19,11 @@ def suggest_nn(trial: optuna.Trial) -> dict[str, Any]:
         "hidden_layers": widths,
         "learning_rate": trial.suggest_float("learning_rate", 1e-4, 3e-2, log=True),
         "dropout": trial.suggest_float("dropout", 0.0, 0.5),
-        "epochs": trial.suggest_int("epochs", 50, 300, step=10),
+        "epochs": trial.suggest_int("epochs", 30, 200, step=10),
         "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
         "optimizer": trial.suggest_categorical("optimizer", ["adam", "adamw"]),
         "gradient_clip": trial.suggest_float("gradient_clip", 0.5, 5.0),
-        "early_stopping_patience": trial.suggest_int("early_stopping_patience", 5, 30),
+        "early_stopping_patience": trial.suggest_int("early_stopping_patience", 5, 20),
         "min_delta": trial.suggest_float("min_delta", 0.0, 1e-3),
         "use_leaky_relu": trial.suggest_categorical("use_leaky_relu", [False, True]),
     }
