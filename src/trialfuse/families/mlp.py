@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from trialfuse.families import Fitted
-from trialfuse.standardize import column_stats
+from trialfuse.standardize import column_stats, standardize
 
 LEAKY_SLOPE = 0.01
 DEFAULTS: dict[str, Any] = {
@@ -65,10 +65,11 @@ class ScaledMLP(nn.Module):
     def __init__(self, net: MLP, x_mean, x_std, y_mean: float, y_std: float):
         super().__init__()
         self.net = net
-        self.register_buffer("x_mean", torch.as_tensor(x_mean, dtype=torch.float32))  # [F]
-        self.register_buffer("x_std", torch.as_tensor(x_std, dtype=torch.float32))  # [F]
-        self.register_buffer("y_mean", torch.tensor(float(y_mean)))
-        self.register_buffer("y_std", torch.tensor(float(y_std)))
+        # float64 here; .to(dtype) gives the model's precision
+        self.register_buffer("x_mean", torch.as_tensor(x_mean, dtype=torch.float64))  # [F]
+        self.register_buffer("x_std", torch.as_tensor(x_std, dtype=torch.float64))  # [F]
+        self.register_buffer("y_mean", torch.tensor(float(y_mean), dtype=torch.float64))
+        self.register_buffer("y_std", torch.tensor(float(y_std), dtype=torch.float64))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, F] raw -> [N]
         x = torch.where(torch.isnan(x), self.x_mean, x)
@@ -80,25 +81,34 @@ def build_optimizer(net: nn.Module, p: dict[str, Any]) -> torch.optim.Optimizer:
     return kind(net.parameters(), lr=p["learning_rate"], weight_decay=p["weight_decay"])
 
 
+def target_stats(y: np.ndarray) -> tuple[float, float]:
+    return float(np.mean(y)), float(np.std(y)) or 1.0
+
+
+def new_net(n_features: int, p: dict[str, Any], seed: int) -> MLP:
+    """The initial network for a seed: fused and serial training both start from this."""
+    torch.manual_seed(seed)
+    return MLP(n_features, list(p["hidden_layers"]), float(p["dropout"]), bool(p["use_leaky_relu"]))
+
+
 def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, device: str = "cpu",
-        threads: int | None = None, seed: int = 0, rounds: int | None = None) -> Fitted:
+        threads: int | None = None, seed: int = 0, rounds: int | None = None,
+        dtype: torch.dtype = torch.float32) -> Fitted:
     """Train one MLP; early stopping on (X_val, y_val), or exactly `rounds` epochs without them."""
     p = with_defaults(params)
     if threads:
         torch.set_num_threads(threads)
-    torch.manual_seed(seed)
     x_mean, x_std = column_stats(X_train)
-    y_mean, y_std = float(np.mean(y_train)), float(np.std(y_train)) or 1.0
+    y_mean, y_std = target_stats(y_train)
     dev = torch.device(device)
 
     def tensors(X, y):
-        X = np.where(np.isnan(X), x_mean, X)
-        xt = torch.as_tensor((X - x_mean) / x_std, dtype=torch.float32, device=dev)  # [N, F]
-        yt = torch.as_tensor((y - y_mean) / y_std, dtype=torch.float32, device=dev)  # [N]
+        xt = torch.as_tensor(standardize(X, x_mean, x_std), dtype=dtype, device=dev)  # [N, F]
+        yt = torch.as_tensor((y - y_mean) / y_std, dtype=dtype, device=dev)  # [N]
         return xt, yt
 
     xt, yt = tensors(X_train, y_train)
-    net = MLP(X_train.shape[1], list(p["hidden_layers"]), float(p["dropout"]), bool(p["use_leaky_relu"])).to(dev)
+    net = new_net(X_train.shape[1], p, seed).to(device=dev, dtype=dtype)
     optimizer = build_optimizer(net, p)
     epochs = int(rounds if rounds is not None else p["epochs"])
     watch = X_val is not None
@@ -131,14 +141,14 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
     if best_state is not None:
         net.load_state_dict(best_state)
     net.eval()
-    model = ScaledMLP(net, x_mean, x_std, y_mean, y_std).to(dev).eval()
+    model = ScaledMLP(net, x_mean, x_std, y_mean, y_std).to(device=dev, dtype=dtype).eval()
     return Fitted(model=model, best_rounds=best_epoch if watch else ran, rounds_run=ran)
 
 
 def predict(model: nn.Module, X: np.ndarray) -> np.ndarray:
-    device = next(iter(model.buffers())).device
+    like = next(iter(model.buffers()))
     with torch.no_grad():
-        out = model(torch.as_tensor(np.asarray(X, dtype=np.float32), device=device))
+        out = model(torch.as_tensor(np.asarray(X), dtype=like.dtype, device=like.device))
     return out.double().cpu().numpy()
 
 

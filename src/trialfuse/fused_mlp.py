@@ -1,0 +1,141 @@
+"""M MLPs of one depth as one stacked model: batched matmuls over a leading model dimension.
+
+Models may differ in widths (narrower layers are zero-padded to the widest; a mask keeps
+the padding at exactly zero through training), activation (ReLU is LeakyReLU with slope 0),
+dropout rate, and rows (each model has its own fold; row masks keep padding rows out of
+the loss and the BatchNorm statistics). BatchNorm keeps per-model running statistics and
+updates them exactly as torch.nn.BatchNorm1d does; evaluation uses them.
+
+Shapes: M models, N rows (padded), F features, H units of a layer (padded).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+BN_MOMENTUM, BN_EPS = 0.1, 1e-5
+
+
+@dataclass
+class StackedMLP:
+    """Parameters and BatchNorm statistics of M same-depth MLPs, padded to common widths."""
+
+    weights: list[torch.Tensor]  # per layer [M, H_in, H_out]; the head is [M, H_last, 1]
+    biases: list[torch.Tensor]  # per layer [M, 1, H_out]
+    gammas: list[torch.Tensor]  # per hidden layer [M, 1, H]
+    betas: list[torch.Tensor]  # per hidden layer [M, 1, H]
+    running_mean: list[torch.Tensor]  # per hidden layer [M, 1, H]
+    running_var: list[torch.Tensor]  # per hidden layer [M, 1, H]
+    unit_masks: list[torch.Tensor]  # per hidden layer [M, 1, H]: 1 for a real unit, 0 for padding
+    slopes: torch.Tensor  # [M, 1, 1] negative slope of the activation (0 = ReLU)
+    dropout: torch.Tensor  # [M, 1, 1] drop probability
+
+    def params(self) -> list[torch.Tensor]:
+        """The trained tensors, in a fixed order shared with their gradient masks."""
+        return [*self.weights, *self.biases, *self.gammas, *self.betas]
+
+    def param_masks(self) -> list[torch.Tensor]:
+        """Per parameter, 1 where a real weight lives and 0 on padding (same shape as the parameter)."""
+        ones_in = torch.ones_like(self.weights[0][:, :, :1])  # [M, F, 1]: every input feature is real
+        ins = [ones_in, *(m.transpose(1, 2) for m in self.unit_masks)]  # [M, H_in, 1]
+        outs = [*self.unit_masks, torch.ones_like(self.biases[-1])]  # [M, 1, H_out]
+        weight_masks = [i * o for i, o in zip(ins, outs, strict=True)]
+        return [*weight_masks, *outs, *self.unit_masks, *self.unit_masks]
+
+    def buffers(self) -> list[torch.Tensor]:
+        return [*self.running_mean, *self.running_var]
+
+    def select(self, keep: torch.Tensor) -> StackedMLP:
+        """The sub-batch of models `keep` (indices), as new tensors."""
+        pick = lambda ts: [t[keep].detach().clone() for t in ts]  # noqa: E731
+        return StackedMLP(pick(self.weights), pick(self.biases), pick(self.gammas), pick(self.betas),
+                          pick(self.running_mean), pick(self.running_var), pick(self.unit_masks),
+                          self.slopes[keep].clone(), self.dropout[keep].clone())
+
+
+def stack_modules(nets: list[torch.nn.Module], slopes: list[float], dropouts: list[float],
+                  dtype: torch.dtype, device: torch.device) -> StackedMLP:
+    """Copy M torch MLPs (Linear, BatchNorm1d, activation, Dropout blocks; same depth) into one stack.
+
+    Starting from real nn.Modules means a fused model and a serial one built from the same
+    seed start from the same weights.
+    """
+    per_net = [_layers(net) for net in nets]
+    depth = len(per_net[0][0])
+    if any(len(linears) != depth for linears, _ in per_net):
+        raise ValueError("only models of one depth can be fused")
+    widths = [max(linears[i].out_features for linears, _ in per_net) for i in range(depth)]
+    n_in = per_net[0][0][0].in_features
+    weights, biases = [], []
+    for i in range(depth):
+        h_in = n_in if i == 0 else widths[i - 1]
+        h_out = widths[i] if i < depth - 1 else 1
+        w = torch.zeros(len(nets), h_in, h_out, dtype=dtype, device=device)
+        b = torch.zeros(len(nets), 1, h_out, dtype=dtype, device=device)
+        for m, (linears, _) in enumerate(per_net):
+            lin = linears[i]
+            w[m, : lin.in_features, : lin.out_features] = lin.weight.detach().T
+            b[m, 0, : lin.out_features] = lin.bias.detach()
+        weights.append(w)
+        biases.append(b)
+    hidden = widths[:-1]
+
+    def bn_stack(attr: str, fill: float) -> list[torch.Tensor]:
+        out = []
+        for i, width in enumerate(hidden):
+            t = torch.full((len(nets), 1, width), fill, dtype=dtype, device=device)
+            for m, (_, norms) in enumerate(per_net):
+                values = getattr(norms[i], attr).detach()
+                t[m, 0, : values.numel()] = values
+            out.append(t)
+        return out
+
+    masks = []
+    for i, width in enumerate(hidden):
+        mask = torch.zeros(len(nets), 1, width, dtype=dtype, device=device)
+        for m, (linears, _) in enumerate(per_net):
+            mask[m, 0, : linears[i].out_features] = 1
+        masks.append(mask)
+    gammas = [g * mask for g, mask in zip(bn_stack("weight", 0.0), masks, strict=True)]
+    as_col = lambda v: torch.tensor(v, dtype=dtype, device=device).reshape(-1, 1, 1)  # noqa: E731
+    return StackedMLP(weights, biases, gammas, bn_stack("bias", 0.0), bn_stack("running_mean", 0.0),
+                      bn_stack("running_var", 1.0), masks, as_col(slopes), as_col(dropouts))
+
+
+def _layers(net: torch.nn.Module):
+    modules = list(net.modules())
+    linears = [m for m in modules if isinstance(m, torch.nn.Linear)]
+    norms = [m for m in modules if isinstance(m, torch.nn.BatchNorm1d)]
+    return linears, norms
+
+
+def forward(model: StackedMLP, x: torch.Tensor, rows: torch.Tensor, n_rows: torch.Tensor, *, train: bool,
+            generator: torch.Generator | None = None) -> torch.Tensor:
+    """Predictions [M, N] for inputs x [M, N, F].
+
+    rows [M, N, 1] marks each model's real rows and n_rows [M, 1, 1] counts them; in
+    training mode they define the BatchNorm batch statistics, and the running statistics
+    are updated in place (unbiased variance, momentum 0.1, as BatchNorm1d does).
+    """
+    h = x
+    for i in range(len(model.gammas)):
+        h = torch.baddbmm(model.biases[i], h, model.weights[i])  # [M, N, H]
+        if train:
+            mean = (h * rows).sum(1, keepdim=True) / n_rows  # [M, 1, H]
+            centered = (h - mean) * rows
+            var = (centered * centered).sum(1, keepdim=True) / n_rows  # biased, for normalizing
+            with torch.no_grad():
+                unbiased = var * n_rows / (n_rows - 1)
+                model.running_mean[i].lerp_(mean.detach(), BN_MOMENTUM)
+                model.running_var[i].lerp_(unbiased.detach(), BN_MOMENTUM)
+        else:
+            mean, var = model.running_mean[i], model.running_var[i]
+        h = (h - mean) / torch.sqrt(var + BN_EPS) * model.gammas[i] + model.betas[i]
+        h = torch.where(h >= 0, h, h * model.slopes)  # LeakyReLU; slope 0 is ReLU
+        if train and bool((model.dropout > 0).any()):
+            keep = 1 - model.dropout  # [M, 1, 1]
+            draw = torch.rand(h.shape, dtype=h.dtype, device=h.device, generator=generator)
+            h = h * (draw < keep) / keep  # an independent mask per model, row and unit
+    out = torch.baddbmm(model.biases[-1], h, model.weights[-1])  # [M, N, 1]
+    return out.squeeze(-1)
