@@ -193,3 +193,17 @@ def test_npz_and_parquet_tables(survivors_csv, tmp_path):
                    "--out", tmp_path / path.suffix[1:], "--json")
         assert proc.returncode == 0, proc.stderr
         assert json.loads(proc.stdout)["features"] == 62
+
+
+@pytest.mark.parametrize(("fuse", "mode"), [("off", "serial"), ("3", "fused")])
+def test_fuse_option_reaches_the_nn_trials(survivors_csv, tmp_path, fuse, mode):
+    import optuna
+
+    out = tmp_path / "run"
+    proc = cli("run", survivors_csv, "--target", "score", "--models", "nn", "--trials", "4", "--folds", "2",
+               "--fuse", fuse, "--out", out, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(out / "study.journal")))
+    trials = optuna.load_study(study_name="nn", storage=storage).trials
+    assert len(trials) == 4 and all(t.user_attrs["batch_modes"] == [mode] for t in trials)
+    assert json.loads((out / "results.json").read_text())["fuse"] == fuse

@@ -25,8 +25,8 @@ MIXED = [
 
 @pytest.fixture(scope="module")
 def table():
-    X, y, _ = make_survivors(900, seed=0)
-    return X, y, list(KFold(3, shuffle=True, random_state=0).split(X))  # fold sizes differ by one row
+    X, y, _ = make_survivors(901, seed=0)
+    return X, y, list(KFold(3, shuffle=True, random_state=0).split(X))  # training rows: 600, 601, 601
 
 
 def test_fused_equals_serial_in_float64(table):

@@ -138,6 +138,8 @@ def test_unknown_model_family(run_main, tmp_path):
     ("--devices", "tpu", "--devices must be"),
     ("--trials", "many", "Invalid value for '--trials'"),
     ("--models", "", "--models is empty"),
+    ("--fuse", "sometimes", "--fuse must be auto, off or a positive number"),
+    ("--fuse", "0", "--fuse must be auto, off or a positive number"),
 ])
 def test_bad_option_values(run_main, tmp_path, option, value, message):
     path = write(tmp_path / "t.csv", good_frame())

@@ -1,17 +1,32 @@
 """trialfuse: find the best model for a tabular regression problem without overfitting.
 
-The driver side (this package's top level) never imports torch; training happens in worker
-processes. Python API:
+Python API (the CLI's powers):
 
-    from trialfuse import RunOptions, compare_models
+    from trialfuse import RunOptions, compare_models, predict_table, train_many
     results = compare_models(RunOptions(data="table.csv", target="score", trials=10))
+    per_fold = train_many(nn_configs, X, y, folds, device="cuda", fuse="auto")  # fused NN training
+
+Names load on first use: the driver side never imports torch, and the NN engine and the
+benchmark need only numpy, scikit-learn and torch (no optuna or tree libraries).
 """
 from __future__ import annotations
 
-from trialfuse.compare import RunOptions, compare_models
-from trialfuse.errors import UserError
-from trialfuse.predict import predict_table
-from trialfuse.survivors import make_survivors, write_survivors
+import importlib
 
 __version__ = "0.1.0"
-__all__ = ["RunOptions", "UserError", "compare_models", "make_survivors", "predict_table", "write_survivors"]
+_EXPORTS = {
+    "RunOptions": "trialfuse.compare",
+    "compare_models": "trialfuse.compare",
+    "UserError": "trialfuse.errors",
+    "predict_table": "trialfuse.predict",
+    "make_survivors": "trialfuse.survivors",
+    "write_survivors": "trialfuse.survivors",
+    "train_many": "trialfuse.fused_train",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'trialfuse' has no attribute {name!r}")

@@ -22,6 +22,7 @@ Holdout = Annotated[float, typer.Option(help="Fraction of rows sealed away for t
 Out = Annotated[Path | None, typer.Option(help="Run directory (default runs/<timestamp>).")]
 Seed = Annotated[int, typer.Option(help="Seed for splits, sampler and models.")]
 Devices = Annotated[str, typer.Option(help="auto, cpu, a CPU worker count, or cuda:0,1.")]
+Fuse = Annotated[str, typer.Option(help="NN models trained as one: auto, off, or at most N per batch.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or table.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print results.json to stdout.")]
 
@@ -56,6 +57,7 @@ def run(
     storage: Annotated[str | None, typer.Option(help="Optuna storage URL or journal file path.")] = None,
     seed: Seed = 0,
     devices: Devices = "auto",
+    fuse: Fuse = "auto",
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -63,7 +65,7 @@ def run(
     from trialfuse.compare import RunOptions
 
     _run(RunOptions(data=data, target=target, models=models, trials=trials, folds=folds, holdout=holdout,
-                    out=out, storage=storage, seed=seed, devices=devices), quiet, as_json)
+                    out=out, storage=storage, seed=seed, devices=devices, fuse=fuse), quiet, as_json)
 
 
 @app.command()
@@ -104,6 +106,32 @@ def predict(
         frame.to_csv(out, index=False, float_format="%.17g")
     else:
         frame.to_csv(sys.stdout, index=False, float_format="%.17g")
+
+
+@app.command()
+def bench(
+    rows: Annotated[int, typer.Option(help="Rows of the reference table.")] = 10_000,
+    configs: Annotated[int, typer.Option(help="NN configs drawn from the search space.")] = 20,
+    folds: Folds = 5,
+    epochs: Annotated[int, typer.Option(help="Epoch budget per model (early stopping may end sooner).")] = 100,
+    device: Annotated[str, typer.Option(help="cpu or cuda[:N].")] = "cpu",
+    modes: Annotated[str, typer.Option(help="Comma-separated: serial, fused, auto.")] = "serial,fused,auto",
+    as_json: AsJson = False,
+    save: Annotated[Path | None, typer.Option(help="Also write the JSON report to this file.")] = None,
+) -> None:
+    """Time the same NN configs x folds one at a time and fused, in one process; print the ratios."""
+    from trialfuse.bench import format_report, run_bench
+
+    chosen = tuple(m.strip() for m in modes.split(",") if m.strip())
+    if not chosen or any(m not in ("serial", "fused", "auto") for m in chosen):
+        raise UserError(f"--modes takes serial, fused and/or auto, got {modes!r}")
+    if min(rows, configs, epochs) < 1 or folds < 2 or rows < 2 * folds:
+        raise UserError("--rows, --configs and --epochs must be positive, --folds at least 2, rows >= 2 x folds")
+    report = run_bench(rows=rows, configs=configs, folds=folds, epochs=epochs, device=device, modes=chosen)
+    if save:
+        save.parent.mkdir(parents=True, exist_ok=True)
+        save.write_text(json.dumps(report, indent=2) + "\n")
+    typer.echo(json.dumps(report, indent=2) if as_json else format_report(report))
 
 
 @app.command("make-table")

@@ -40,6 +40,7 @@ class RunOptions:
     storage: str | None = None
     seed: int = 0
     devices: str = "auto"
+    fuse: str = "auto"  # auto | off | N (at most N NN models per fused batch)
 
 
 class Reporter(Protocol):
@@ -82,6 +83,9 @@ def check_options(opts: RunOptions) -> None:
     if opts.out is not None and Path(opts.out).exists() and not Path(opts.out).is_dir():
         raise UserError(f"--out {opts.out} exists and is not a directory")
     resolve_devices(opts.devices)
+    opts.fuse = str(opts.fuse).strip().lower()
+    if opts.fuse not in ("auto", "off") and not (opts.fuse.isdigit() and int(opts.fuse) > 0):
+        raise UserError(f"--fuse must be auto, off or a positive number of models, got {opts.fuse!r}")
 
 
 def open_storage(url: str | None, out: Path) -> optuna.storages.BaseStorage:
@@ -120,7 +124,7 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
         for family in opts.models:
             reporter.family_started(family, opts.trials)
             result = run_family_study(family, storage, opts.trials, opts.folds, opts.seed, pool,
-                                      on_trial=reporter.trial_finished)
+                                      on_trial=reporter.trial_finished, fuse=opts.fuse)
             families[family] = result
             reporter.family_finished(result)
         ranking = sorted((f for f in families.values() if f.status == "ok"), key=lambda f: -f.cv_r2_mean)
@@ -133,7 +137,7 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
 
     results = {
         "data": str(opts.data), "target": table.target, "rows": table.rows, "features": len(table.feature_names),
-        "holdout_rows": len(sealed), "folds": opts.folds, "seed": opts.seed, "device": device, "workers": workers,
+        "holdout_rows": len(sealed), "folds": opts.folds, "seed": opts.seed, "device": device, "workers": workers, "fuse": opts.fuse,
         "storage": opts.storage or str(out / run_dir.JOURNAL),
         "families": {name: r.summary() for name, r in families.items()},
         "ranking": [f.family for f in ranking],

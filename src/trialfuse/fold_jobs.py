@@ -30,6 +30,7 @@ class WorkerData:
 
 
 _DATA: WorkerData | None = None
+_FOLDS: list | None = None  # NN fold data, standardized once per worker
 FAULT_ENV = "TRIALFUSE_INJECT_FAULT"  # "fail:<family>": that family's folds raise (for fault tests)
 
 
@@ -73,6 +74,30 @@ def run_fold(family: str, params: dict[str, Any], fold: int, seed: int) -> dict[
         "duration": time.perf_counter() - started,
         "device": data.device,
     }
+
+
+def run_nn_batch(jobs: list[tuple[dict[str, Any], int, int]], fuse: bool | str = "auto",
+                 max_batch: int | None = None) -> list[dict[str, Any]]:
+    """Train NN (params, fold, seed) jobs together, fused where that is faster; results in job order.
+
+    The folds are standardized once per worker and kept for every later batch.
+    """
+    from trialfuse import fused_train  # torch: only ever inside a worker
+
+    global _FOLDS
+    data = _DATA
+    assert data is not None, "init_worker was not called in this process"
+    if os.environ.get(FAULT_ENV) == "fail:nn":
+        raise RuntimeError("injected fault for nn")
+    if _FOLDS is None:
+        _FOLDS = [fused_train.prepare_fold(data.X, data.y, train, val) for train, val in data.folds]
+    batch = [fused_train.Job(fused_train.mlp.with_defaults(p), fold, seed, key=i)
+             for i, (p, fold, seed) in enumerate(jobs)]
+    results = fused_train.run_jobs(batch, _FOLDS, device=data.device, fuse=fuse, max_batch=max_batch)
+    for r in results:
+        r.pop("predictions_val", None)
+        r["best_rounds"] = r["best_epoch"]
+    return results
 
 
 def retrain_and_save(family: str, params: dict[str, Any], rounds: int, X: np.ndarray, y: np.ndarray,

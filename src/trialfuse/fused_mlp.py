@@ -2,8 +2,8 @@
 
 Models may differ in widths (narrower layers are zero-padded to the widest; a mask keeps
 the padding at exactly zero through training), activation (ReLU is LeakyReLU with slope 0),
-dropout rate, and rows (each model has its own fold; row masks keep padding rows out of
-the loss and the BatchNorm statistics). BatchNorm keeps per-model running statistics and
+dropout rate, and rows (each model has its own fold; a batch holds models whose folds have the same number
+of training rows, which K-fold gives in at most two sizes). BatchNorm keeps per-model running statistics and
 updates them exactly as torch.nn.BatchNorm1d does; evaluation uses them.
 
 Shapes: M models, N rows (padded), F features, H units of a layer (padded).
@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 BN_MOMENTUM, BN_EPS = 0.1, 1e-5
 
@@ -110,32 +111,32 @@ def _layers(net: torch.nn.Module):
     return linears, norms
 
 
-def forward(model: StackedMLP, x: torch.Tensor, rows: torch.Tensor, n_rows: torch.Tensor, *, train: bool,
+def forward(model: StackedMLP, x: torch.Tensor, *, train: bool,
             generator: torch.Generator | None = None) -> torch.Tensor:
-    """Predictions [M, N] for inputs x [M, N, F].
+    """Predictions [M, N] for inputs x [M, N, F]; every model in the batch has the same N rows.
 
-    rows [M, N, 1] marks each model's real rows and n_rows [M, 1, 1] counts them; in
-    training mode they define the BatchNorm batch statistics, and the running statistics
-    are updated in place (unbiased variance, momentum 0.1, as BatchNorm1d does).
+    In training mode BatchNorm normalizes with each model's batch statistics (biased
+    variance) and updates its running statistics in place (unbiased variance, momentum
+    0.1), as BatchNorm1d does; in eval mode it uses the running statistics. Each step is
+    one whole-tensor op over [M, N, H]: the CPU is memory-bound here, so passes count.
     """
+    n_models, n_rows = x.shape[0], x.shape[1]
     h = x
     for i in range(len(model.gammas)):
         h = torch.baddbmm(model.biases[i], h, model.weights[i])  # [M, N, H]
         if train:
-            mean = (h * rows).sum(1, keepdim=True) / n_rows  # [M, 1, H]
-            centered = (h - mean) * rows
-            var = (centered * centered).sum(1, keepdim=True) / n_rows  # biased, for normalizing
+            var, mean = torch.var_mean(h, dim=1, keepdim=True, correction=0)  # [M, 1, H]
             with torch.no_grad():
-                unbiased = var * n_rows / (n_rows - 1)
-                model.running_mean[i].lerp_(mean.detach(), BN_MOMENTUM)
-                model.running_var[i].lerp_(unbiased.detach(), BN_MOMENTUM)
+                model.running_mean[i].lerp_(mean, BN_MOMENTUM)
+                model.running_var[i].lerp_(var * (n_rows / (n_rows - 1)), BN_MOMENTUM)
         else:
             mean, var = model.running_mean[i], model.running_var[i]
-        h = (h - mean) / torch.sqrt(var + BN_EPS) * model.gammas[i] + model.betas[i]
-        h = torch.where(h >= 0, h, h * model.slopes)  # LeakyReLU; slope 0 is ReLU
+        scale = model.gammas[i] * torch.rsqrt(var + BN_EPS)  # [M, 1, H]
+        h = torch.addcmul(model.betas[i] - mean * scale, h, scale)  # (h - mean) / std * gamma + beta
+        h = F.prelu(h.reshape(1, n_models, -1), model.slopes.reshape(n_models)).reshape(h.shape)  # per-model slope
         if train and bool((model.dropout > 0).any()):
             keep = 1 - model.dropout  # [M, 1, 1]
-            draw = torch.rand(h.shape, dtype=h.dtype, device=h.device, generator=generator)
-            h = h * (draw < keep) / keep  # an independent mask per model, row and unit
+            mask = torch.bernoulli(keep.expand(h.shape), generator=generator)  # independent per model, row, unit
+            h = h * mask / keep
     out = torch.baddbmm(model.biases[-1], h, model.weights[-1])  # [M, N, 1]
     return out.squeeze(-1)

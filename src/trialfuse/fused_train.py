@@ -2,7 +2,7 @@
 
 Each model keeps its own fold, widths, activation, dropout, learning rate, weight decay,
 optimizer, gradient clip, patience, min_delta and epoch budget; only depth splits a
-batch. Early stopping is per model and restores each model's best epoch. Finished models
+batch (and fold size: K-fold gives at most two). Early stopping is per model and restores each model's best epoch. Finished models
 are dropped from the batch once enough of it has stopped (the host looks only every few
 epochs). How many models share a batch follows free device memory; on out-of-memory the
 batch is halved and retried, down to one model.
@@ -24,13 +24,14 @@ import torch
 
 from trialfuse import fused_adam
 from trialfuse.families import mlp
-from trialfuse.fused_mlp import StackedMLP, forward, stack_modules
+from trialfuse.fused_mlp import forward, stack_modules
 from trialfuse.standardize import column_stats, standardize
 
 log = logging.getLogger(__name__)
 FAULT_ENV = "TRIALFUSE_INJECT_FAULT"  # "oom:N": a fused batch of more than N models runs out of memory
 SYNC_EVERY = 8  # epochs between host checks for finished models
 CPU_MAX_BATCH = 32
+PROBE_EPOCHS, PROBE_MODELS = 3, 4  # the CPU's fused-or-serial measurement
 _MODE_CACHE: dict[tuple, str] = {}
 
 
@@ -91,11 +92,16 @@ def run_jobs(jobs: list[Job], fold_data: list[FoldData], *, device: str = "cpu",
     """Results in the order of `jobs` (each tagged with its job's key)."""
     dev = torch.device(device)
     results: dict[int, dict[str, Any]] = {}
-    by_depth: dict[int, list[Job]] = {}
+    groups: dict[tuple[int, int], list[Job]] = {}  # (depth, training rows): what one stacked model can hold
     for job in jobs:
-        by_depth.setdefault(len(job.params["hidden_layers"]), []).append(job)
-    for group in by_depth.values():
-        mode = _choose_mode(group, fold_data, dev, dtype) if fuse == "auto" else ("fused" if fuse else "serial")
+        groups.setdefault((len(job.params["hidden_layers"]), len(fold_data[job.fold].y_train)), []).append(job)
+    for group in groups.values():
+        if fuse == "auto":
+            mode, measured = _choose_mode(group, fold_data, dev, dtype)
+            results.update(measured)
+            group = [job for job in group if job.key not in measured]
+        else:
+            mode = "fused" if fuse else "serial"
         if mode == "serial":
             for job in group:
                 results[job.key] = _train_serial(job, fold_data, dev, dtype)
@@ -149,37 +155,25 @@ def _memory_cap(jobs: list[Job], fold_data, dev: torch.device, dtype) -> int:
     return max(1, min(len(jobs), int(0.7 * free / per_model)))
 
 
-def _stack_rows(arrays: list[np.ndarray], dtype, dev) -> torch.Tensor:
-    """Pad per-model row blocks to the longest: [M, N_max, ...] (zeros past each model's rows)."""
-    n_max = max(len(a) for a in arrays)
-    out = np.zeros((len(arrays), n_max, *arrays[0].shape[1:]), dtype=np.float64)
-    for m, a in enumerate(arrays):
-        out[m, : len(a)] = a
-    return torch.as_tensor(out, dtype=dtype, device=dev)
-
-
 class _Rows:
-    """One side (train or val) of every model's fold, padded and masked: x [M, N, F], y [M, N]."""
+    """One side (train or val) of every model's fold: x [M, N, F], y [M, N]; equal N in a batch."""
 
     def __init__(self, xs: list[np.ndarray], ys: list[np.ndarray], dtype, dev):
-        self.x = _stack_rows(xs, dtype, dev)
-        self.y = _stack_rows(ys, dtype, dev)
-        counts = torch.tensor([len(v) for v in ys], dtype=dtype, device=dev)
-        self.mask = (torch.arange(self.y.shape[1], device=dev)[None, :] < counts[:, None]).to(dtype)  # [M, N]
-        self.count = counts.reshape(-1, 1, 1)  # [M, 1, 1]
+        self.x = torch.as_tensor(np.stack(xs), dtype=dtype, device=dev)
+        self.y = torch.as_tensor(np.stack(ys), dtype=dtype, device=dev)
 
     def select(self, keep: torch.Tensor) -> _Rows:
         new = object.__new__(_Rows)
-        new.x, new.y, new.mask, new.count = self.x[keep], self.y[keep], self.mask[keep], self.count[keep]
+        new.x, new.y = self.x[keep], self.y[keep]
         return new
 
-    def mse(self, pred: torch.Tensor) -> torch.Tensor:  # [M] mean squared error over each model's rows
-        return ((pred - self.y) ** 2 * self.mask).sum(1) / self.count.flatten()
+    def mse(self, pred: torch.Tensor) -> torch.Tensor:  # [M] mean squared error of each model
+        return ((pred - self.y) ** 2).mean(1)
 
 
 def train_fused_batch(jobs: list[Job], fold_data: list[FoldData], dev: torch.device,
                       dtype: torch.dtype) -> list[dict[str, Any]]:
-    """Train `jobs` (one depth) as one stacked model; results in job order."""
+    """Train `jobs` (one depth, folds of one size) as one stacked model; results in job order."""
     limit = os.environ.get(FAULT_ENV, "")
     if limit.startswith("oom:") and len(jobs) > int(limit[4:]):
         raise torch.OutOfMemoryError(f"injected: out of memory with {len(jobs)} models")
@@ -219,18 +213,17 @@ def train_fused_batch(jobs: list[Job], fold_data: list[FoldData], dev: torch.dev
         for target, value in zip((*final.params(), *final.buffers()), tensors, strict=True):
             target.copy_(value)
         with torch.no_grad():
-            pred_train = forward(final, train.select(slots).x, None, None, train=False)
-            pred_val = forward(final, val.select(slots).x, None, None, train=False)
+            pred_train = forward(final, train.select(slots).x, train=False)
+            pred_val = forward(final, val.select(slots).x, train=False)
         for s, slot in enumerate(slots.tolist()):
             index = int(alive[slot])
             job, fold = jobs[index], fold_data[jobs[index].fold]
-            n_train, n_val = len(fold.y_train), len(fold.y_val)
-            results[index] = _score(job, fold, pred_train[s, :n_train].double().cpu().numpy(),
-                                    pred_val[s, :n_val].double().cpu().numpy(), int(ran[slot]),
+            results[index] = _score(job, fold, pred_train[s].double().cpu().numpy(),
+                                    pred_val[s].double().cpu().numpy(), int(ran[slot]),
                                     int(best_epoch[slot]), dev, "fused", len(jobs))
 
     for epoch in range(int(budget.max())):
-        pred = forward(model, train.x, train.mask.unsqueeze(-1), train.count, train=True, generator=generator)
+        pred = forward(model, train.x, train=True, generator=generator)
         grads = torch.autograd.grad(train.mse(pred).sum(), params)  # models are independent: d(sum)/dθ_m = dL_m/dθ_m
         grads = [g * mask for g, mask in zip(grads, masks, strict=True)]
         norm = torch.sqrt(sum(g.pow(2).flatten(1).sum(1) for g in grads))  # [M] per-model gradient norm
@@ -239,7 +232,7 @@ def train_fused_batch(jobs: list[Job], fold_data: list[FoldData], dev: torch.dev
         state = fused_adam.update(params, grads, state, hyper, active)
         ran = ran + active.to(dtype)
         with torch.no_grad():
-            val_loss = val.mse(forward(model, val.x, None, None, train=False))
+            val_loss = val.mse(forward(model, val.x, train=False))
             finite = torch.isfinite(val_loss)
             improved = active & finite & (val_loss < best_loss - min_delta)
             best_loss = torch.where(improved, val_loss, best_loss)
@@ -307,23 +300,31 @@ def _train_serial(job: Job, fold_data: list[FoldData], dev: torch.device, dtype)
     return result
 
 
-def _choose_mode(jobs: list[Job], fold_data, dev: torch.device, dtype) -> str:
-    """Fused on a GPU; on a CPU, whichever a few probe epochs measure faster for these shapes."""
+def _choose_mode(jobs: list[Job], fold_data, dev: torch.device, dtype) -> tuple[str, dict[int, dict]]:
+    """Fused on a GPU; on a CPU, whichever is measured faster for these shapes.
+
+    On a CPU the fused tensors ([M, N, H]) outgrow the caches that one model's tensors
+    fit in, so for large folds one-at-a-time wins; for small ones fusing saves per-op
+    overhead. The measurement wastes little: the first model is trained alone for real
+    (its result is kept) and only a short fused probe is thrown away. The choice is
+    remembered per shape for the life of the process, so a study pays for it once.
+    Returns the mode and the results already trained.
+    """
     if dev.type == "cuda" or len(jobs) == 1:
-        return "fused" if len(jobs) > 1 else "serial"
+        return ("fused" if len(jobs) > 1 else "serial"), {}
     widths = tuple(max(w) for w in zip(*(j.params["hidden_layers"] for j in jobs), strict=True))
-    key = (widths, len(fold_data[0].y_train) // 1000, min(len(jobs), CPU_MAX_BATCH), str(dtype))
-    if key not in _MODE_CACHE:
-        probe_epochs = 3
-        sample = [Job({**j.params, "epochs": probe_epochs, "early_stopping_patience": 10**6}, j.fold, j.seed, i)
-                  for i, j in enumerate(jobs[:CPU_MAX_BATCH])]
-        t0 = time.perf_counter()
-        train_fused_batch(sample, fold_data, dev, dtype)
-        fused = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        for job in sample:
-            _train_serial(job, fold_data, dev, dtype)
-        serial = time.perf_counter() - t0
-        _MODE_CACHE[key] = "fused" if fused < serial else "serial"
-        log.info("CPU probe for widths %s: fused %.3fs, serial %.3fs -> %s", widths, fused, serial, _MODE_CACHE[key])
-    return _MODE_CACHE[key]
+    n_rows = len(fold_data[jobs[0].fold].y_train)
+    key = (widths, n_rows, str(dtype))
+    if key in _MODE_CACHE:
+        return _MODE_CACHE[key], {}
+    first = _train_serial(jobs[0], fold_data, dev, dtype)
+    serial_rate = first["duration"] / max(1, first["epochs_run"])
+    probe = [Job({**j.params, "epochs": PROBE_EPOCHS, "early_stopping_patience": 10**6}, j.fold, j.seed, i)
+             for i, j in enumerate(jobs[1:1 + PROBE_MODELS])]
+    started = time.perf_counter()
+    train_fused_batch(probe, fold_data, dev, dtype)
+    fused_rate = (time.perf_counter() - started) / (len(probe) * PROBE_EPOCHS)
+    _MODE_CACHE[key] = "fused" if fused_rate < serial_rate else "serial"
+    log.info("CPU, widths %s, %d rows: %.4fs per model-epoch fused, %.4fs serial -> %s", widths, n_rows,
+             fused_rate, serial_rate, _MODE_CACHE[key])
+    return _MODE_CACHE[key], {jobs[0].key: first}

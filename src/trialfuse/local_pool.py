@@ -7,6 +7,7 @@ trials are reported failed.
 """
 from __future__ import annotations
 
+import math
 import multiprocessing as mp
 import os
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -39,20 +40,28 @@ class LocalPool:
                                                  initargs=(*self._initargs, gpu_slots))
         return self._executor
 
-    def run_trials(self, jobs: list[tuple[str, dict[str, Any], list[int], int]]) -> list[list[dict] | TrialFailed]:
+    def run_trials(self, jobs: list[tuple[str, dict[str, Any], list[int], int]],
+                   fuse: str | int = "auto") -> list[list[dict] | TrialFailed]:
         """Run several trials' folds at once: jobs are (family, params, folds, seed).
 
-        Returns per trial its fold results in fold order, or the TrialFailed that stopped it.
+        Tree folds are spread one per task over the workers; NN folds of all the trials go
+        as one batch per worker, trained fused (`fuse`: "auto", "off" or a cap on models
+        per fused batch). Returns per trial its fold results in fold order, or the
+        TrialFailed that stopped it.
         """
-        futures: list[list[Future]] = [
-            [self._pool().submit(fold_jobs.run_fold, family, params, fold, seed) for fold in folds]
-            for family, params, folds, seed in jobs
-        ]
+        if jobs and jobs[0][0] == "nn":
+            futures = self._submit_nn(jobs, fuse)
+        else:
+            futures = [[self._pool().submit(fold_jobs.run_fold, family, params, fold, seed).result for fold in folds]
+                       for family, params, folds, seed in jobs]
         outcomes: list[list[dict] | TrialFailed] = []
         broken = False
         for trial_futures in futures:
             try:
-                outcomes.append([f.result() for f in trial_futures])
+                folds = [get() for get in trial_futures]
+                if not all(math.isfinite(r["r2"]) for r in folds):
+                    raise FloatingPointError("the model predicts non-finite values (training diverged)")
+                outcomes.append(folds)
             except BrokenProcessPool:
                 broken = True
                 outcomes.append(TrialFailed("a worker process died while training this trial"))
@@ -61,6 +70,23 @@ class LocalPool:
         if broken:
             self.close()
         return outcomes
+
+    def _submit_nn(self, jobs, fuse: str | int) -> list[list]:
+        """One fused batch per worker; per trial, a result getter for each fold."""
+        flat = [(t, params, fold, seed) for t, (_, params, folds, seed) in enumerate(jobs) for fold in folds]
+        share = -(-len(flat) // self.workers)  # ceil: the batches differ by at most one model
+        fuse_arg, cap = ("auto", None) if fuse == "auto" else (False, None) if fuse == "off" else (True, int(fuse))
+        where: dict[int, tuple[Future, int]] = {}
+        for start in range(0, len(flat), share):
+            chunk = flat[start:start + share]
+            future = self._pool().submit(fold_jobs.run_nn_batch, [(p, f, s) for _, p, f, s in chunk], fuse_arg, cap)
+            for offset in range(len(chunk)):
+                where[start + offset] = (future, offset)
+        getters: list[list] = [[] for _ in jobs]
+        for i, (t, *_rest) in enumerate(flat):
+            future, offset = where[i]
+            getters[t].append(lambda future=future, offset=offset: future.result()[offset])
+        return getters
 
     def call(self, fn, *args) -> Any:
         """Run one function in a worker (the final retrain) and return its result."""

@@ -5,9 +5,10 @@ count (see the family modules), so trials spend their time on shapes that matter
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import optuna
+if TYPE_CHECKING:  # the NN engine reads NN_WIDTHS on machines without optuna
+    import optuna
 
 NN_WIDTHS = (32, 64, 128, 256)
 
@@ -67,4 +68,6 @@ SUGGEST = {"nn": suggest_nn, "xgboost": suggest_xgboost, "lightgbm": suggest_lig
 
 def params_from_trial(family: str, trial: optuna.trial.BaseTrial) -> dict[str, Any]:
     """Rebuild the model params of a finished trial from its recorded Optuna params."""
+    import optuna
+
     return SUGGEST[family](optuna.trial.FixedTrial(trial.params))

@@ -17,6 +17,7 @@ import optuna
 from trialfuse.local_pool import LocalPool, TrialFailed
 from trialfuse.search_space import SUGGEST, params_from_trial
 
+NN_TRIALS_PER_ASK = 4  # NN trials trained together (their folds fused); trees: one per worker
 MAX_FAILURES_BEFORE_SKIP = 3  # failures in a row, with no success yet, that end a family
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
 
@@ -50,7 +51,8 @@ def job_seed(seed: int, trial_number: int) -> int:
 
 
 def run_family_study(family: str, storage: optuna.storages.BaseStorage, n_trials: int, folds: int, seed: int,
-                     pool: LocalPool, on_trial: Callable[[FamilyResult], None] | None = None) -> FamilyResult:
+                     pool: LocalPool, on_trial: Callable[[FamilyResult], None] | None = None,
+                     fuse: str | int = "auto") -> FamilyResult:
     """Run (or continue) `family`'s study until it holds `n_trials` finished trials."""
     started = time.perf_counter()
     sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True)
@@ -63,10 +65,11 @@ def run_family_study(family: str, storage: optuna.storages.BaseStorage, n_trials
         remaining = n_trials - len(done)
         if remaining <= 0:
             break
-        batch = [study.ask() for _ in range(min(remaining, pool.workers))]
+        per_ask = max(NN_TRIALS_PER_ASK, pool.workers) if family == "nn" else pool.workers
+        batch = [study.ask() for _ in range(min(remaining, per_ask))]
         params = [SUGGEST[family](trial) for trial in batch]
         jobs = [(family, p, list(range(folds)), job_seed(seed, t.number)) for t, p in zip(batch, params, strict=True)]
-        for trial, outcome in zip(batch, pool.run_trials(jobs), strict=True):
+        for trial, outcome in zip(batch, pool.run_trials(jobs, fuse), strict=True):
             if isinstance(outcome, TrialFailed):
                 trial.set_user_attr("fail_reason", str(outcome))
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -78,6 +81,8 @@ def run_family_study(family: str, storage: optuna.storages.BaseStorage, n_trials
             trial.set_user_attr("cv_r2_folds", scores)
             trial.set_user_attr("best_rounds", [r["best_rounds"] for r in outcome])
             trial.set_user_attr("fold_seconds", [r["duration"] for r in outcome])
+            if "batch_mode" in outcome[0]:
+                trial.set_user_attr("batch_modes", sorted({r["batch_mode"] for r in outcome}))
             study.tell(trial, float(np.mean(scores)))
         _summarize(study, result)
         if on_trial:
