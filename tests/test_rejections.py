@@ -45,16 +45,14 @@ def test_unknown_format(run_main, tmp_path):
     assert_rejected(run_main("run", path, "--target", "y"), "unknown table format", ".xlsx")
 
 
-def test_unreadable_parquet(run_main, tmp_path):
-    path = tmp_path / "broken.parquet"
-    path.write_bytes(b"this is not parquet at all")
-    assert_rejected(run_main("run", path, "--target", "y"), "cannot read", "as Parquet")
-
-
-def test_unreadable_json(run_main, tmp_path):
-    path = tmp_path / "broken.json"
-    path.write_text('[{"a": 1, "y": ')
-    assert_rejected(run_main("run", path, "--target", "y"), "cannot read", "as JSON")
+@pytest.mark.parametrize(("name", "content", "kind"), [
+    ("broken.parquet", b"this is not parquet at all", "Parquet"),
+    ("broken.json", b'[{"a": 1, "y": ', "JSON"),
+])
+def test_unreadable_table(run_main, tmp_path, name, content, kind):
+    path = tmp_path / name
+    path.write_bytes(content)
+    assert_rejected(run_main("run", path, "--target", "y"), "cannot read", f"as {kind}")
 
 
 def test_npz_without_arrays(run_main, tmp_path):

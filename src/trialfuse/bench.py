@@ -74,7 +74,7 @@ def run_bench(rows: int = 10_000, configs: int = 20, folds: int = 5, epochs: int
                                  "batch_modes": sorted({r["batch_mode"] for r in results})}
     if "serial" in report["modes"]:
         base = report["modes"]["serial"]["seconds"]
-        for mode, entry in report["modes"].items():
+        for entry in report["modes"].values():
             entry["speedup_vs_serial"] = round(base / entry["seconds"], 2)
     return report
 

@@ -137,7 +137,8 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
 
     results = {
         "data": str(opts.data), "target": table.target, "rows": table.rows, "features": len(table.feature_names),
-        "holdout_rows": len(sealed), "folds": opts.folds, "seed": opts.seed, "device": device, "workers": workers, "fuse": opts.fuse,
+        "holdout_rows": len(sealed), "folds": opts.folds, "seed": opts.seed, "device": device, "workers": workers,
+        "fuse": opts.fuse,
         "storage": opts.storage or str(out / run_dir.JOURNAL),
         "families": {name: r.summary() for name, r in families.items()},
         "ranking": [f.family for f in ranking],

@@ -2,7 +2,8 @@
 
 Each model keeps its own fold, widths, activation, dropout, learning rate, weight decay,
 optimizer, gradient clip, patience, min_delta and epoch budget; only depth splits a
-batch (and fold size: K-fold gives at most two). Early stopping is per model and restores each model's best epoch. Finished models
+batch (and fold size: K-fold gives at most two). Early stopping is per model and
+restores each model's best epoch. Finished models
 are dropped from the batch once enough of it has stopped (the host looks only every few
 epochs). How many models share a batch follows free device memory; on out-of-memory the
 batch is halved and retried, down to one model.
