@@ -31,6 +31,7 @@ class StackedMLP:
     unit_masks: list[torch.Tensor]  # per hidden layer [M, 1, H]: 1 for a real unit, 0 for padding
     slopes: torch.Tensor  # [M, 1, 1] negative slope of the activation (0 = ReLU)
     dropout: torch.Tensor  # [M, 1, 1] drop probability
+    any_dropout: bool = True  # known on the host, so the forward pass never asks the device
 
     def params(self) -> list[torch.Tensor]:
         """The trained tensors, in a fixed order shared with their gradient masks."""
@@ -52,7 +53,7 @@ class StackedMLP:
         pick = lambda ts: [t[keep].detach().clone() for t in ts]  # noqa: E731
         return StackedMLP(pick(self.weights), pick(self.biases), pick(self.gammas), pick(self.betas),
                           pick(self.running_mean), pick(self.running_var), pick(self.unit_masks),
-                          self.slopes[keep].clone(), self.dropout[keep].clone())
+                          self.slopes[keep].clone(), self.dropout[keep].clone(), self.any_dropout)
 
 
 def stack_modules(nets: list[torch.nn.Module], slopes: list[float], dropouts: list[float],
@@ -101,7 +102,8 @@ def stack_modules(nets: list[torch.nn.Module], slopes: list[float], dropouts: li
     gammas = [g * mask for g, mask in zip(bn_stack("weight", 0.0), masks, strict=True)]
     as_col = lambda v: torch.tensor(v, dtype=dtype, device=device).reshape(-1, 1, 1)  # noqa: E731
     return StackedMLP(weights, biases, gammas, bn_stack("bias", 0.0), bn_stack("running_mean", 0.0),
-                      bn_stack("running_var", 1.0), masks, as_col(slopes), as_col(dropouts))
+                      bn_stack("running_var", 1.0), masks, as_col(slopes), as_col(dropouts),
+                      any_dropout=any(d > 0 for d in dropouts))
 
 
 def _layers(net: torch.nn.Module):
@@ -134,7 +136,7 @@ def forward(model: StackedMLP, x: torch.Tensor, *, train: bool,
         scale = model.gammas[i] * torch.rsqrt(var + BN_EPS)  # [M, 1, H]
         h = torch.addcmul(model.betas[i] - mean * scale, h, scale)  # (h - mean) / std * gamma + beta
         h = F.prelu(h.reshape(1, n_models, -1), model.slopes.reshape(n_models)).reshape(h.shape)  # per-model slope
-        if train and bool((model.dropout > 0).any()):
+        if train and model.any_dropout:
             keep = 1 - model.dropout  # [M, 1, 1]
             mask = torch.bernoulli(keep.expand(h.shape), generator=generator)  # independent per model, row, unit
             h = h * mask / keep

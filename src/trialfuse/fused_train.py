@@ -223,7 +223,8 @@ def train_fused_batch(jobs: list[Job], fold_data: list[FoldData], dev: torch.dev
                                     pred_val[s].double().cpu().numpy(), int(ran[slot]),
                                     int(best_epoch[slot]), dev, "fused", len(jobs))
 
-    for epoch in range(int(budget.max())):
+    max_epochs = int(budget.max())
+    for epoch in range(max_epochs):
         pred = forward(model, train.x, train=True, generator=generator)
         grads = torch.autograd.grad(train.mse(pred).sum(), params)  # models are independent: d(sum)/dθ_m = dL_m/dθ_m
         grads = [g * mask for g, mask in zip(grads, masks, strict=True)]
@@ -242,7 +243,7 @@ def train_fused_batch(jobs: list[Job], fold_data: list[FoldData], dev: torch.dev
             for b, current in zip(best, (*params, *model.buffers()), strict=True):
                 b.copy_(torch.where(improved.reshape(-1, 1, 1), current, b))
             active = active & finite & (waited < patience) & (ran < budget)
-        if (epoch + 1) % SYNC_EVERY and epoch + 1 < int(budget.max()):
+        if (epoch + 1) % SYNC_EVERY and epoch + 1 < max_epochs:
             continue
         n_active = int(active.sum())  # the only host sync, every SYNC_EVERY epochs
         if n_active == 0:
