@@ -134,6 +134,14 @@ def bench(
     typer.echo(json.dumps(report, indent=2) if as_json else format_report(report))
 
 
+@app.command()
+def worker() -> None:
+    """Serve training jobs as JSON lines on stdin/stdout (one process per device)."""
+    from trialfuse.worker import serve
+
+    raise typer.Exit(serve())
+
+
 @app.command("make-table")
 def make_table(
     out: Annotated[Path, typer.Argument(help="Where to write: .csv or .npz.")],

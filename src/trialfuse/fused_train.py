@@ -50,7 +50,7 @@ class FoldData:
 
 
 def prepare_fold(X: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarray) -> FoldData:
-    x_mean, x_std = column_stats(X[train])
+    x_mean, x_std = column_stats(X[train])  # training rows only: validation rows never leak in
     y_mean, y_std = mlp.target_stats(y[train])
     return FoldData(standardize(X[train], x_mean, x_std), (y[train] - y_mean) / y_std,
                     standardize(X[val], x_mean, x_std), (y[val] - y_mean) / y_std, y_mean, y_std,
