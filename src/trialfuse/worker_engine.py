@@ -102,7 +102,7 @@ class WorkerEngine:
                 answers[i] = _error(job, exc)
         if nn_jobs:
             try:
-                for (i, job, _), result in zip(nn_jobs, self._train_nn(nn_jobs, fuse), strict=True):
+                for (i, _job, _), result in zip(nn_jobs, self._train_nn(nn_jobs, fuse), strict=True):
                     answers[i] = result
             except Exception as exc:
                 for i, job, _ in nn_jobs:
