@@ -207,3 +207,19 @@ def test_fuse_option_reaches_the_nn_trials(survivors_csv, tmp_path, fuse, mode):
     trials = optuna.load_study(study_name="nn", storage=storage).trials
     assert len(trials) == 4 and all(t.user_attrs["batch_modes"] == [mode] for t in trials)
     assert json.loads((out / "results.json").read_text())["fuse"] == fuse
+
+
+def test_a_short_budget_still_saves_the_best_model(survivors_csv, tmp_path):
+    import time
+
+    out = tmp_path / "run"
+    started = time.monotonic()
+    proc = cli("run", survivors_csv, "--target", "score", "--trials", "200", "--folds", "3", "--timeout", "8s",
+               "--out", out, "--json")
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)
+    assert results["budget_exhausted"] is True and results["timeout_seconds"] == 8
+    assert sum(f["trials_complete"] for f in results["families"].values()) < 4 * 200
+    assert results["winner"] in results["ranking"] and (out / "best_model" / "metadata.json").is_file()
+    assert elapsed < 8 + 60  # the budget, plus worker start-up, the last batch in flight and the retrain

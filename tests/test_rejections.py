@@ -138,6 +138,8 @@ def test_unknown_model_family(run_main, tmp_path):
     ("--models", "", "--models is empty"),
     ("--fuse", "sometimes", "--fuse must be auto, off or a positive number"),
     ("--fuse", "0", "--fuse must be auto, off or a positive number"),
+    ("--timeout", "soon", "--timeout must be a duration like 90s, 20m or 6h"),
+    ("--timeout", "0s", "--timeout must be positive"),
 ])
 def test_bad_option_values(run_main, tmp_path, option, value, message):
     path = write(tmp_path / "t.csv", good_frame())

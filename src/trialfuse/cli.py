@@ -58,6 +58,8 @@ def run(
     seed: Seed = 0,
     devices: Devices = "auto",
     fuse: Fuse = "auto",
+    timeout: Annotated[str | None, typer.Option(help="Budget for the whole run (90s, 20m, 6h); the best "
+                                                       "model so far is still retrained and saved.")] = None,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -65,7 +67,7 @@ def run(
     from trialfuse.compare import RunOptions
 
     _run(RunOptions(data=data, target=target, models=models, trials=trials, folds=folds, holdout=holdout,
-                    out=out, storage=storage, seed=seed, devices=devices, fuse=fuse), quiet, as_json)
+                    out=out, storage=storage, seed=seed, devices=devices, fuse=fuse, timeout=timeout), quiet, as_json)
 
 
 @app.command()

@@ -41,6 +41,7 @@ class RunOptions:
     seed: int = 0
     devices: str = "auto"
     fuse: str = "auto"  # auto | off | N (at most N NN models per fused batch)
+    timeout: str | float | None = None  # whole-run budget: seconds or "90s", "20m", "6h"
 
 
 class Reporter(Protocol):
@@ -69,6 +70,23 @@ def parse_models(text: str | list[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def parse_duration(text: str | float | None) -> float | None:
+    """'90s', '20m', '6h', '1.5h' or plain seconds -> seconds; None stays None."""
+    if text is None or isinstance(text, int | float):
+        seconds = None if text is None else float(text)
+    else:
+        value = str(text).strip().lower()
+        unit = {"s": 1, "m": 60, "h": 3600}.get(value[-1:], None)
+        number = value[:-1] if unit else value
+        try:
+            seconds = float(number) * (unit or 1)
+        except ValueError:
+            raise UserError(f"--timeout must be a duration like 90s, 20m or 6h, got {text!r}") from None
+    if seconds is not None and not seconds > 0:
+        raise UserError(f"--timeout must be positive, got {text!r}")
+    return seconds
+
+
 def check_options(opts: RunOptions) -> None:
     """Reject bad option values with one line each, before reading any data."""
     opts.models = parse_models(opts.models)
@@ -83,6 +101,7 @@ def check_options(opts: RunOptions) -> None:
     if opts.out is not None and Path(opts.out).exists() and not Path(opts.out).is_dir():
         raise UserError(f"--out {opts.out} exists and is not a directory")
     resolve_devices(opts.devices)
+    opts.timeout = parse_duration(opts.timeout)
     opts.fuse = str(opts.fuse).strip().lower()
     if opts.fuse not in ("auto", "off") and not (opts.fuse.isdigit() and int(opts.fuse) > 0):
         raise UserError(f"--fuse must be auto, off or a positive number of models, got {opts.fuse!r}")
@@ -120,11 +139,17 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
     workers = min(workers, opts.folds) if device == "cpu" else workers
 
     families: dict[str, FamilyResult] = {}
+    deadline = time.monotonic() + opts.timeout if opts.timeout else None
     with LocalPool(table.X[rest], table.y[rest], folds, device=device, workers=workers) as pool:
-        for family in opts.models:
+        for position, family in enumerate(opts.models):
             reporter.family_started(family, opts.trials)
+            share = None  # each family left gets an equal part of what is left of the budget
+            if deadline is not None:
+                share = time.monotonic() + (deadline - time.monotonic()) / (len(opts.models) - position)
+            anything_done = any(f.trials_complete for f in families.values())
             result = run_family_study(family, storage, opts.trials, opts.folds, opts.seed, pool,
-                                      on_trial=reporter.trial_finished, fuse=opts.fuse)
+                                      on_trial=reporter.trial_finished, fuse=opts.fuse, deadline=share,
+                                      must_start=not anything_done)
             families[family] = result
             reporter.family_finished(result)
         ranking = sorted((f for f in families.values() if f.status == "ok"), key=lambda f: -f.cv_r2_mean)
@@ -142,6 +167,8 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
         "storage": opts.storage or str(out / run_dir.JOURNAL),
         "families": {name: r.summary() for name, r in families.items()},
         "ranking": [f.family for f in ranking],
+        "timeout_seconds": opts.timeout,
+        "budget_exhausted": any(f.stopped_by_budget for f in families.values()),
         "winner": winner.family,
         "holdout_r2": final["holdout_r2"],
         "seconds": time.perf_counter() - started,

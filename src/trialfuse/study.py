@@ -38,10 +38,11 @@ class FamilyResult:
     trials_failed: int = 0
     trials_pruned: int = 0
     seconds: float = 0.0
+    stopped_by_budget: bool = False
 
     def summary(self) -> dict[str, Any]:
         keys = ("status", "reason", "best_params", "best_trial", "cv_r2_mean", "cv_r2_folds", "best_rounds",
-                "trials_complete", "trials_failed", "trials_pruned", "seconds")
+                "trials_complete", "trials_failed", "trials_pruned", "seconds", "stopped_by_budget")
         return {k: getattr(self, k) for k in keys}
 
 
@@ -52,19 +53,29 @@ def job_seed(seed: int, trial_number: int) -> int:
 
 def run_family_study(family: str, storage: optuna.storages.BaseStorage, n_trials: int, folds: int, seed: int,
                      pool: LocalPool, on_trial: Callable[[FamilyResult], None] | None = None,
-                     fuse: str | int = "auto") -> FamilyResult:
-    """Run (or continue) `family`'s study until it holds `n_trials` finished trials."""
+                     fuse: str | int = "auto", deadline: float | None = None,
+                     must_start: bool = False) -> FamilyResult:
+    """Run (or continue) `family`'s study until it holds `n_trials` finished trials.
+
+    Past `deadline` (time.monotonic()) no new trials start; work in flight finishes. With
+    `must_start`, one batch runs even past it, so a run always has a model to save.
+    """
     started = time.perf_counter()
     sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True)
     study = optuna.create_study(study_name=family, storage=storage, direction="maximize",
                                 sampler=sampler, load_if_exists=True)
     result = FamilyResult(family)
     failures_in_a_row = 0
+    first_batch = True
     while True:
         done = [t for t in study.get_trials(deepcopy=False) if t.state in FINISHED]
         remaining = n_trials - len(done)
         if remaining <= 0:
             break
+        if deadline is not None and time.monotonic() >= deadline and not (must_start and first_batch):
+            result.stopped_by_budget = True
+            break
+        first_batch = False
         per_ask = max(NN_TRIALS_PER_ASK, pool.workers) if family == "nn" else pool.workers
         batch = [study.ask() for _ in range(min(remaining, per_ask))]
         params = [SUGGEST[family](trial) for trial in batch]
@@ -93,7 +104,8 @@ def run_family_study(family: str, storage: optuna.storages.BaseStorage, n_trials
     _summarize(study, result)
     if result.trials_complete == 0:
         result.status = "skipped"
-        result.reason = result.reason or "no trial completed"
+        result.reason = result.reason or ("the time budget ran out before this family started"
+                                          if result.stopped_by_budget else "no trial completed")
     result.seconds = time.perf_counter() - started
     return result
 
