@@ -47,6 +47,22 @@ def init_worker(X, y, folds, threads: int, device: str, gpu_slots=None) -> None:
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)
     _DATA = WorkerData(X=X, y=y, folds=folds, threads=threads, device=device)
+    _exit_with_parent()
+
+
+def _exit_with_parent() -> None:
+    """A worker must not outlive its driver (kill -9 included): when the parent is gone, so
+    is the worker. A daemon thread watches the parent pid, which changes on re-parenting."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def run_fold(family: str, params: dict[str, Any], fold: int, seed: int) -> dict[str, Any]:

@@ -64,12 +64,12 @@ def run_family_study(family: str, storage: optuna.storages.BaseStorage, n_trials
     sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True)
     study = optuna.create_study(study_name=family, storage=storage, direction="maximize",
                                 sampler=sampler, load_if_exists=True)
+    _requeue_orphans(study)
     result = FamilyResult(family)
     failures_in_a_row = 0
     first_batch = True
     while True:
-        done = [t for t in study.get_trials(deepcopy=False) if t.state in FINISHED]
-        remaining = n_trials - len(done)
+        remaining = n_trials - _counted(study)
         if remaining <= 0:
             break
         if deadline is not None and time.monotonic() >= deadline and not (must_start and first_batch):
@@ -108,6 +108,27 @@ def run_family_study(family: str, storage: optuna.storages.BaseStorage, n_trials
                                           if result.stopped_by_budget else "no trial completed")
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _counted(study: optuna.Study) -> int:
+    """Finished trials that count toward the budget: an orphan whose params were asked
+    again is counted once, through its retry."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs}
+    return sum(t.state in FINISHED and t.number not in retried for t in trials)
+
+
+def _requeue_orphans(study: optuna.Study) -> None:
+    """Trials left RUNNING by a driver that was killed: mark them failed and ask their params again, once.
+
+    This assumes one driver per study (the run directory's journal); drivers sharing a
+    study through a database must not reclaim each other's running trials.
+    """
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    for trial in running:
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+        if "retry_of" not in trial.user_attrs and trial.params:
+            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
 
 
 def _summarize(study: optuna.Study, result: FamilyResult) -> None:
