@@ -66,3 +66,28 @@ def test_kill_9_the_driver_then_rerun_completes_exactly_the_requested_trials(sur
     results = json.loads(proc.stdout)
     assert results["families"]["lightgbm"]["trials_complete"] == 24
     assert (out / "best_model" / "model.txt").is_file()
+
+
+@pytest.mark.parametrize("to_group", [True, False], ids=["ctrl-c", "sigint-driver"])
+def test_interrupt_exits_130_and_leaves_no_worker(survivors_csv, tmp_path, to_group):
+    out = tmp_path / "run"
+    args = ["run", survivors_csv, "--target", "score", "--models", "catboost", "--trials", "40", "--folds", "3",
+            "--out", out, "--quiet"]
+    driver = subprocess.Popen([sys.executable, "-c", CODE, *map(str, args)], stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    deadline = time.monotonic() + 120
+    while len(children_of(driver.pid)) < 2 or not (out / "study.journal").exists():
+        assert time.monotonic() < deadline and driver.poll() is None
+        time.sleep(0.2)
+    time.sleep(2)  # let the workers take jobs
+    workers = children_of(driver.pid)
+    if to_group:
+        os.killpg(driver.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    else:
+        os.kill(driver.pid, signal.SIGINT)
+    assert driver.wait(timeout=60) == 130
+    assert driver.stderr.read().strip() == "trialfuse: interrupted; rerun the same command to continue"
+    time.sleep(1.5)
+    alive = [p for p in workers if os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().split()[2] != "Z"]
+    assert alive == []
+    assert not (out / "results.json").exists()

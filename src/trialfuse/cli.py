@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors become one line and exit 2, never a traceback."""
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="trialfuse", standalone_mode=False)
+        code = command.main(args=argv, prog_name="trialfuse", standalone_mode=False)
     except UserError as exc:
         print(f"trialfuse: error: {exc}", file=sys.stderr)
         return 2
@@ -176,9 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"trialfuse: error: {exc.format_message()}", file=sys.stderr)
         return getattr(exc, "exit_code", 2)
     except (typer.Abort, KeyboardInterrupt):
-        print("trialfuse: interrupted", file=sys.stderr)
-        return 130
-    return 0
+        code = 130
+    if code == 130:  # typer turns Ctrl-C into this exit code
+        print("trialfuse: interrupted; rerun the same command to continue", file=sys.stderr)
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":
