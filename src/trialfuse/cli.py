@@ -60,6 +60,8 @@ def run(
     fuse: Fuse = "auto",
     timeout: Annotated[str | None, typer.Option(help="Budget for the whole run (90s, 20m, 6h); the best "
                                                        "model so far is still retrained and saved.")] = None,
+    job_timeout: Annotated[str | None, typer.Option(help="Limit for one task on a worker (e.g. 10m); past "
+                                                           "it the worker is killed and its trials fail.")] = None,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -67,7 +69,8 @@ def run(
     from trialfuse.compare import RunOptions
 
     _run(RunOptions(data=data, target=target, models=models, trials=trials, folds=folds, holdout=holdout,
-                    out=out, storage=storage, seed=seed, devices=devices, fuse=fuse, timeout=timeout), quiet, as_json)
+                    out=out, storage=storage, seed=seed, devices=devices, fuse=fuse, timeout=timeout,
+                    job_timeout=job_timeout), quiet, as_json)
 
 
 @app.command()

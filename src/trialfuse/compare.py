@@ -16,14 +16,14 @@ import numpy as np
 import optuna
 from sklearn.metrics import r2_score
 
-from trialfuse import fold_jobs, run_dir
+from trialfuse import run_dir
 from trialfuse.devices import resolve_devices
 from trialfuse.errors import UserError
 from trialfuse.families import FAMILIES
-from trialfuse.local_pool import LocalPool
 from trialfuse.splits import check_split_sizes, holdout_split, kfold_indices
 from trialfuse.study import FamilyResult, job_seed, run_family_study
 from trialfuse.table import Table, load_table
+from trialfuse.worker_pool import WorkerPool
 
 
 @dataclass
@@ -42,6 +42,7 @@ class RunOptions:
     devices: str = "auto"
     fuse: str = "auto"  # auto | off | N (at most N NN models per fused batch)
     timeout: str | float | None = None  # whole-run budget: seconds or "90s", "20m", "6h"
+    job_timeout: str | float | None = None  # one task on one worker; past it the worker is killed
 
 
 class Reporter(Protocol):
@@ -70,7 +71,7 @@ def parse_models(text: str | list[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def parse_duration(text: str | float | None) -> float | None:
+def parse_duration(text: str | float | None, option: str = "--timeout") -> float | None:
     """'90s', '20m', '6h', '1.5h' or plain seconds -> seconds; None stays None."""
     if text is None or isinstance(text, int | float):
         seconds = None if text is None else float(text)
@@ -81,9 +82,9 @@ def parse_duration(text: str | float | None) -> float | None:
         try:
             seconds = float(number) * (unit or 1)
         except ValueError:
-            raise UserError(f"--timeout must be a duration like 90s, 20m or 6h, got {text!r}") from None
+            raise UserError(f"{option} must be a duration like 90s, 20m or 6h, got {text!r}") from None
     if seconds is not None and not seconds > 0:
-        raise UserError(f"--timeout must be positive, got {text!r}")
+        raise UserError(f"{option} must be positive, got {text!r}")
     return seconds
 
 
@@ -102,6 +103,7 @@ def check_options(opts: RunOptions) -> None:
         raise UserError(f"--out {opts.out} exists and is not a directory")
     resolve_devices(opts.devices)
     opts.timeout = parse_duration(opts.timeout)
+    opts.job_timeout = parse_duration(opts.job_timeout, "--job-timeout")
     opts.fuse = str(opts.fuse).strip().lower()
     if opts.fuse not in ("auto", "off") and not (opts.fuse.isdigit() and int(opts.fuse) > 0):
         raise UserError(f"--fuse must be auto, off or a positive number of models, got {opts.fuse!r}")
@@ -140,7 +142,8 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
 
     families: dict[str, FamilyResult] = {}
     deadline = time.monotonic() + opts.timeout if opts.timeout else None
-    with LocalPool(table.X[rest], table.y[rest], folds, device=device, workers=workers) as pool:
+    with WorkerPool(table.X[rest], table.y[rest], folds, device=device, workers=workers,
+                    job_timeout=opts.job_timeout) as pool:
         for position, family in enumerate(opts.models):
             reporter.family_started(family, opts.trials)
             share = None  # each family left gets an equal part of what is left of the budget
@@ -178,14 +181,13 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
     return results
 
 
-def _retrain_winner(pool: LocalPool, winner: FamilyResult, table: Table, rest: np.ndarray, sealed: np.ndarray,
+def _retrain_winner(pool: WorkerPool, winner: FamilyResult, table: Table, rest: np.ndarray, sealed: np.ndarray,
                     out: Path, seed: int) -> dict[str, Any]:
     """Retrain on all search rows for the CV-chosen round count; save; score the holdout once."""
     rounds = max(1, int(round(float(np.mean(winner.best_rounds))))) if winner.best_rounds else None
     staged = run_dir.staging_dir(out)
-    final = pool.call(fold_jobs.retrain_and_save, winner.family, winner.best_params, rounds,
-                      table.X[rest], table.y[rest], table.X[sealed], str(staged), job_seed(seed, -1))
-    holdout_r2 = float(r2_score(table.y[sealed], final["predictions"]))
+    final = pool.retrain(winner.family, winner.best_params, rounds, table.X[sealed], staged, job_seed(seed, -1))
+    holdout_r2 = float(r2_score(table.y[sealed], np.asarray(final["predictions"], dtype=np.float64)))
     run_dir.write_json(staged / run_dir.METADATA, {
         "family": winner.family,
         "params": winner.best_params,

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import optuna
 
-from trialfuse.local_pool import LocalPool, TrialFailed
 from trialfuse.search_space import SUGGEST, params_from_trial
+from trialfuse.worker_pool import TrialFailed, WorkerPool
 
 NN_TRIALS_PER_ASK = 4  # NN trials trained together (their folds fused); trees: one per worker
 MAX_FAILURES_BEFORE_SKIP = 3  # failures in a row, with no success yet, that end a family
@@ -52,7 +52,7 @@ def job_seed(seed: int, trial_number: int) -> int:
 
 
 def run_family_study(family: str, storage: optuna.storages.BaseStorage, n_trials: int, folds: int, seed: int,
-                     pool: LocalPool, on_trial: Callable[[FamilyResult], None] | None = None,
+                     pool: WorkerPool, on_trial: Callable[[FamilyResult], None] | None = None,
                      fuse: str | int = "auto", deadline: float | None = None,
                      must_start: bool = False) -> FamilyResult:
     """Run (or continue) `family`'s study until it holds `n_trials` finished trials.

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
+import threading
+import time
 
 from trialfuse.worker_engine import WorkerEngine
 
@@ -16,6 +19,7 @@ from trialfuse.worker_engine import WorkerEngine
 def serve(stdin=None, stdout=None) -> int:
     stdin = stdin or sys.stdin
     out = stdout or sys.stdout
+    _exit_with_parent()
     engine = WorkerEngine()
 
     def say(payload: dict) -> None:
@@ -40,3 +44,16 @@ def serve(stdin=None, stdout=None) -> int:
         if command.get("command") == "shutdown":
             return 0
     return 0
+
+
+def _exit_with_parent() -> None:
+    """A worker must not outlive its driver, kill -9 included, even in the middle of a job:
+    a daemon thread watches the parent pid, which changes when the worker is re-parented."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()

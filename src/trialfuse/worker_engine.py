@@ -10,13 +10,17 @@ A failing job answers {"status": "error"} and the engine carries on.
 """
 from __future__ import annotations
 
+import os
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 NN_NAMES = ("nn", "neural_net")
+FAULT_ENV = "TRIALFUSE_INJECT_FAULT"  # for fault tests; see inject_fault
 PASSED_THROUGH = ("trial_number", "fold_idx")
 
 
@@ -42,9 +46,11 @@ class WorkerEngine:
                 jobs = command.get("jobs")
                 if not isinstance(jobs, list) or not jobs:
                     raise ValueError("train_batch needs a non-empty list 'jobs'")
-                return self._train_batch(jobs, command.get("fuse", "auto"))
+                return self._train_batch(jobs, command.get("fuse", "auto"), command.get("max_batch"))
             if kind == "load_dataset":
                 return [self._load_dataset(command)]
+            if kind == "retrain":
+                return [self._retrain(command)]
             if kind == "shutdown":
                 return [{"status": "shutdown"}]
             raise ValueError(f"unknown command {kind!r}")
@@ -88,7 +94,8 @@ class WorkerEngine:
         X, y = np.concatenate([X_train, X_val]), np.concatenate([y_train, y_val])
         return fused_train.prepare_fold(X, y, np.arange(len(y_train)), np.arange(len(y_train), len(y)))
 
-    def _train_batch(self, jobs: list[dict[str, Any]], fuse: bool | str = "auto") -> list[dict[str, Any]]:
+    def _train_batch(self, jobs: list[dict[str, Any]], fuse: bool | str = "auto",
+                     max_batch: int | None = None) -> list[dict[str, Any]]:
         """NN jobs train together (fused where faster); tree jobs one by one; answers in input order."""
         answers: list[dict[str, Any] | None] = [None] * len(jobs)
         nn_jobs = []
@@ -102,16 +109,17 @@ class WorkerEngine:
                 answers[i] = _error(job, exc)
         if nn_jobs:
             try:
-                for (i, _job, _), result in zip(nn_jobs, self._train_nn(nn_jobs, fuse), strict=True):
+                for (i, _job, _), result in zip(nn_jobs, self._train_nn(nn_jobs, fuse, max_batch), strict=True):
                     answers[i] = result
             except Exception as exc:
                 for i, job, _ in nn_jobs:
                     answers[i] = _error(job, exc)
         return [a for a in answers if a is not None]
 
-    def _train_nn(self, nn_jobs, fuse) -> list[dict[str, Any]]:
+    def _train_nn(self, nn_jobs, fuse, max_batch: int | None = None) -> list[dict[str, Any]]:
         from trialfuse import fused_train  # torch loads here, once per worker
 
+        inject_fault("nn")
         fold_data, batch = [], []
         for key, (_, job, fold) in enumerate(nn_jobs):
             fold_data.append(fold)
@@ -120,12 +128,33 @@ class WorkerEngine:
                 params["use_leaky_relu"] = bool(job["use_leaky_relu"])  # the source sent it beside params
             seed = int(job.get("seed", job.get("trial_number", 0) or 0))
             batch.append(fused_train.Job(fused_train.mlp.with_defaults(params), key, seed, key=key))
-        results = fused_train.run_jobs(batch, fold_data, device=self.device, fuse=fuse)
+        results = fused_train.run_jobs(batch, fold_data, device=self.device, fuse=fuse, max_batch=max_batch)
         answers = []
         for (_, job, _), r in zip(nn_jobs, results, strict=True):
             r.pop("predictions_val", None)
+            r["best_rounds"] = r["best_epoch"]
             answers.append(_complete(job, r, model_type="neural_net"))
         return answers
+
+    def _retrain(self, command: dict[str, Any]) -> dict[str, Any]:
+        """Train on all rows of a resident dataset for a fixed round count, save natively, and
+        predict `score_path`'s X with the model read back from disk (the saved model's score)."""
+        from trialfuse.families import family_module
+
+        inject_fault(command.get("family", "nn"))
+        data = self.datasets[str(command.get("dataset", "default"))]
+        module = family_module(command["family"])
+        started = time.perf_counter()
+        fitted = module.fit(command["params"], data.X, data.y, device=self.device, threads=command.get("threads"),
+                            seed=int(command.get("seed", 0)), rounds=command.get("rounds"))
+        directory = Path(command["directory"])
+        directory.mkdir(parents=True, exist_ok=True)
+        filename = module.save(fitted.model, directory)
+        with np.load(command["score_path"], allow_pickle=False) as d:
+            X_score = np.asarray(d["X"], dtype=np.float64)
+        predictions = module.predict(module.load(directory / filename), X_score)
+        return {"status": "complete", "model_file": filename, "predictions": predictions.tolist(),
+                "rounds": int(fitted.rounds_run), "seconds": time.perf_counter() - started}
 
     def _train_tree(self, job: dict[str, Any]) -> dict[str, Any]:
         from sklearn.metrics import mean_squared_error, r2_score
@@ -133,6 +162,7 @@ class WorkerEngine:
         from trialfuse.families import family_module
 
         family = _family(job)
+        inject_fault(family)
         X_train, y_train, X_val, y_val = self._fold(job)
         started = time.perf_counter()
         module = family_module(family)
@@ -144,6 +174,32 @@ class WorkerEngine:
             "train_mse": float(mean_squared_error(y_train, pred_train)), "best_rounds": fitted.best_rounds,
             "rounds_run": fitted.rounds_run, "duration": time.perf_counter() - started, "device": self.device,
             "batch_mode": "serial"}, model_type=family)
+
+
+def inject_fault(family: str) -> None:
+    """Faults on demand, so tests can prove the driver survives them. TRIALFUSE_INJECT_FAULT is
+    "<kind>:<family>[:<times>:<counter file>]" with kind fail (raise), hang (never answer),
+    garble (write a non-JSON line to stdout) or die (exit at once); with a counter file the
+    fault strikes only its first <times> occurrences, across processes."""
+    spec = os.environ.get(FAULT_ENV, "").split(":")
+    if len(spec) < 2 or spec[1] != family:
+        return
+    if len(spec) == 4:
+        counter = Path(spec[3])
+        seen = int(counter.read_text() or 0) if counter.exists() else 0
+        counter.write_text(str(seen + 1))
+        if seen >= int(spec[2]):
+            return
+    kind = spec[0]
+    if kind == "fail":
+        raise RuntimeError(f"injected fault for {family}")
+    if kind == "hang":
+        time.sleep(10**6)
+    if kind == "garble":
+        sys.__stdout__.write("%% not a protocol line %%\n")
+        sys.__stdout__.flush()
+    if kind == "die":
+        os._exit(9)
 
 
 def _family(job: dict[str, Any]) -> str:
