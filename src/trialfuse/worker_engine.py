@@ -185,9 +185,15 @@ def inject_fault(family: str) -> None:
     if len(spec) < 2 or spec[1] != family:
         return
     if len(spec) == 4:
-        counter = Path(spec[3])
-        seen = int(counter.read_text() or 0) if counter.exists() else 0
-        counter.write_text(str(seen + 1))
+        import fcntl
+
+        with open(spec[3], "a+") as counter:  # locked: workers count occurrences together
+            fcntl.flock(counter, fcntl.LOCK_EX)
+            counter.seek(0)
+            seen = int(counter.read() or 0)
+            counter.seek(0)
+            counter.truncate()
+            counter.write(str(seen + 1))
         if seen >= int(spec[2]):
             return
     kind = spec[0]

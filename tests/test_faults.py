@@ -1,0 +1,99 @@
+"""Faults in the middle of a run: every trial is told once, and the run still finishes."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+
+from conftest import cli
+
+CODE = "import sys; from trialfuse.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def trials_of(out, family: str) -> list[optuna.trial.FrozenTrial]:
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(out / "study.journal")))
+    return optuna.load_study(study_name=family, storage=storage).get_trials(deepcopy=True)
+
+
+def run_with_fault(survivors_csv, tmp_path, family: str, fault: str, *extra: str) -> dict:
+    env = {**os.environ, "TRIALFUSE_INJECT_FAULT": fault}
+    args = ["run", survivors_csv, "--target", "score", "--models", family, "--trials", "4", "--folds", "2",
+            "--devices", "2", "--out", tmp_path / "run", "--json", *extra]
+    proc = subprocess.run([sys.executable, "-c", CODE, *map(str, args)], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_a_worker_that_dies_is_restarted_and_its_task_rerun(survivors_csv, tmp_path):
+    counter = tmp_path / "deaths"
+    results = run_with_fault(survivors_csv, tmp_path, "lightgbm", f"die:lightgbm:1:{counter}")
+    family = results["families"]["lightgbm"]
+    assert family["trials_complete"] == 4 and family["trials_failed"] == 0
+    assert int(counter.read_text()) == 4 * 2 + 1 + 1  # every fold once, the one that died, the final retrain
+    trials = trials_of(tmp_path / "run", "lightgbm")
+    assert len(trials) == 4 and len({t.number for t in trials}) == 4  # none told twice
+
+
+def test_a_second_death_falls_back_to_a_fresh_single_task_worker(survivors_csv, tmp_path):
+    counter = tmp_path / "deaths"
+    results = run_with_fault(survivors_csv, tmp_path, "xgboost", f"die:xgboost:2:{counter}")
+    family = results["families"]["xgboost"]
+    assert family["trials_complete"] == 4 and family["trials_failed"] == 0
+    assert int(counter.read_text()) == 4 * 2 + 2 + 1  # folds, two deaths, the final retrain
+
+
+def test_a_garbled_line_restarts_the_worker(survivors_csv, tmp_path):
+    counter = tmp_path / "garbles"
+    results = run_with_fault(survivors_csv, tmp_path, "lightgbm", f"garble:lightgbm:1:{counter}")
+    assert results["families"]["lightgbm"]["trials_complete"] == 4
+    assert int(counter.read_text()) == 4 * 2 + 1 + 1  # folds, the garbled answer, the final retrain
+
+
+def test_a_hung_job_times_out_and_fails_only_its_trial(survivors_csv, tmp_path):
+    counter = tmp_path / "hangs"
+    started = time.monotonic()
+    results = run_with_fault(survivors_csv, tmp_path, "lightgbm", f"hang:lightgbm:1:{counter}", "--job-timeout", "5s")
+    assert time.monotonic() - started < 120
+    family = results["families"]["lightgbm"]
+    assert family["trials_failed"] == 1 and family["trials_complete"] == 3
+    failed = [t for t in trials_of(tmp_path / "run", "lightgbm") if t.state == optuna.trial.TrialState.FAIL]
+    assert "timed out" in failed[0].user_attrs["fail_reason"]
+
+
+def test_kill_9_of_a_worker_mid_run(survivors_csv, tmp_path):
+    out = tmp_path / "run"
+    args = ["run", survivors_csv, "--target", "score", "--models", "catboost", "--trials", "6", "--folds", "2",
+            "--devices", "2", "--out", out, "--json"]
+    driver = subprocess.Popen([sys.executable, "-c", CODE, *map(str, args)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while True:
+        ps = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(driver.pid)], capture_output=True, text=True)
+        workers = [int(line.split()[0]) for line in ps.stdout.splitlines() if "worker" in line]
+        if len(workers) == 2 and (out / "study.journal").exists():
+            break
+        assert time.monotonic() < deadline and driver.poll() is None
+        time.sleep(0.2)
+    time.sleep(3)  # both workers are training by now
+    os.kill(workers[0], signal.SIGKILL)
+    stdout, stderr = driver.communicate(timeout=600)
+    assert driver.returncode == 0, stderr
+    family = json.loads(stdout)["families"]["catboost"]
+    assert family["trials_complete"] == 6 and family["trials_failed"] == 0
+    trials = trials_of(out, "catboost")
+    assert len(trials) == 6 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+
+
+def test_two_cpu_workers_run_a_study_as_two_devices(survivors_csv, tmp_path):
+    proc = cli("run", survivors_csv, "--target", "score", "--models", "nn,xgboost", "--trials", "4", "--folds", "2",
+               "--devices", "2", "--out", tmp_path / "run", "--json")
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)
+    assert results["workers"] == 2 and results["device"] == "cpu"
+    assert all(f["trials_complete"] == 4 for f in results["families"].values())
