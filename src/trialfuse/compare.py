@@ -143,7 +143,7 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
     families: dict[str, FamilyResult] = {}
     deadline = time.monotonic() + opts.timeout if opts.timeout else None
     with WorkerPool(table.X[rest], table.y[rest], folds, device=device, workers=workers,
-                    job_timeout=opts.job_timeout) as pool:
+                    job_timeout=opts.job_timeout, scratch=out) as pool:
         for position, family in enumerate(opts.models):
             reporter.family_started(family, opts.trials)
             share = None  # each family left gets an equal part of what is left of the budget

@@ -105,12 +105,15 @@ class WorkerPool:
     """Runs trials' folds on device workers; the study's only way to train anything."""
 
     def __init__(self, X: np.ndarray, y: np.ndarray, folds, *, device: str = "cpu", workers: int = 1,
-                 job_timeout: float | None = None):
+                 job_timeout: float | None = None, scratch: Path | None = None):
         self.device = device
         self.workers = max(1, workers)
         self.job_timeout = job_timeout or math.inf
         self.threads = max(1, (os.cpu_count() or 1) // self.workers)
-        self._tmp = Path(tempfile.mkdtemp(prefix="trialfuse-"))  # unique per pool: no collisions
+        if scratch is not None:  # a killed driver's leftovers are cleared by the next run
+            for stale in Path(scratch).glob(".pool-*"):
+                shutil.rmtree(stale, ignore_errors=True)
+        self._tmp = Path(tempfile.mkdtemp(prefix=".pool-", dir=scratch))  # unique name: no collisions
         np.savez(self._tmp / "search_rows.npz", X=X, y=y)
         self._dataset = {"command": "load_dataset", "dataset": "search", "path": str(self._tmp / "search_rows.npz"),
                          "folds": [{"train": t.tolist(), "val": v.tolist()} for t, v in folds]}
