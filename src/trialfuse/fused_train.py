@@ -309,14 +309,14 @@ def _choose_mode(jobs: list[Job], fold_data, dev: torch.device, dtype) -> tuple[
     fit in, so for large folds one-at-a-time wins; for small ones fusing saves per-op
     overhead. The measurement wastes little: the first model is trained alone for real
     (its result is kept) and only a short fused probe is thrown away. The choice is
-    remembered per shape for the life of the process, so a study pays for it once.
+    remembered per (depth, fold size) for the life of the process, so a study pays once.
     Returns the mode and the results already trained.
     """
     if dev.type == "cuda" or len(jobs) == 1:
         return ("fused" if len(jobs) > 1 else "serial"), {}
     widths = tuple(max(w) for w in zip(*(j.params["hidden_layers"] for j in jobs), strict=True))
     n_rows = len(fold_data[jobs[0].fold].y_train)
-    key = (widths, n_rows, str(dtype))
+    key = (len(widths), n_rows, str(dtype))  # fold size decides it on a CPU; widths change every batch
     if key in _MODE_CACHE:
         return _MODE_CACHE[key], {}
     first = _train_serial(jobs[0], fold_data, dev, dtype)

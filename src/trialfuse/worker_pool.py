@@ -142,8 +142,7 @@ class WorkerPool:
         flat = [(t, family, params, fold, seed) for t, (family, params, folds, seed) in enumerate(jobs)
                 for fold in folds]
         if jobs and jobs[0][0] == "nn":
-            share = -(-len(flat) // self.workers)  # the batches differ by at most one model
-            tasks = [flat[i:i + share] for i in range(0, len(flat), share)]
+            tasks = balanced_batches(flat, self.workers)
         else:
             tasks = [[item] for item in flat]
         answers = self._threads.map(lambda task: self._run_task(task, fuse), tasks)
@@ -221,6 +220,24 @@ class WorkerPool:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def nn_cost(params: dict[str, Any]) -> float:
+    """Relative cost of training one MLP: epoch budget x multiply-adds per row."""
+    widths = list(params.get("hidden_layers", [128, 64]))
+    return float(params.get("epochs", 100)) * sum(a * b for a, b in zip([64, *widths], [*widths, 1], strict=False))
+
+
+def balanced_batches(items: list[tuple], workers: int) -> list[list[tuple]]:
+    """Split NN fold jobs into one batch per worker with about equal cost (largest first onto
+    the least loaded), so no worker idles while another finishes a heavy model."""
+    loads = [0.0] * workers
+    batches: list[list[tuple]] = [[] for _ in range(workers)]
+    for item in sorted(items, key=lambda it: -nn_cost(it[2])):
+        target = loads.index(min(loads))
+        batches[target].append(item)
+        loads[target] += nn_cost(item[2])
+    return [b for b in batches if b]
 
 
 def _failure(reason: str) -> dict[str, Any]:
