@@ -111,6 +111,7 @@ class WorkerPool:
         self.job_timeout = job_timeout or math.inf
         self.threads = max(1, (os.cpu_count() or 1) // self.workers)
         if scratch is not None:  # a killed driver's leftovers are cleared by the next run
+            Path(scratch).mkdir(parents=True, exist_ok=True)
             for stale in Path(scratch).glob(".pool-*"):
                 shutil.rmtree(stale, ignore_errors=True)
         self._tmp = Path(tempfile.mkdtemp(prefix=".pool-", dir=scratch))  # unique name: no collisions
