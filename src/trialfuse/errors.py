@@ -8,3 +8,8 @@ from __future__ import annotations
 
 class UserError(Exception):
     """Bad input or usage: reported as one clear line, never as a traceback."""
+
+
+# Faults on demand, for the fault tests only: "oom:N" (fused_train), and
+# "<fail|hang|garble|die>:<family>[:<times>:<counter file>]" (worker_engine.inject_fault).
+FAULT_ENV = "TRIALFUSE_INJECT_FAULT"

@@ -24,12 +24,14 @@ import numpy as np
 import torch
 
 from trialfuse import fused_adam
+from trialfuse.errors import FAULT_ENV
 from trialfuse.families import mlp
 from trialfuse.fused_mlp import forward, stack_modules
+from trialfuse.scores import fold_scores
 from trialfuse.standardize import column_stats, standardize
 
 log = logging.getLogger(__name__)
-FAULT_ENV = "TRIALFUSE_INJECT_FAULT"  # "oom:N": a fused batch of more than N models runs out of memory
+# FAULT_ENV "oom:N": a fused batch of more than N models runs out of memory (for the OOM tests)
 SYNC_EVERY = 8  # epochs between host checks for finished models
 CPU_MAX_BATCH = 32
 PROBE_EPOCHS, PROBE_MODELS = 3, 4  # the CPU's fused-or-serial measurement
@@ -272,17 +274,11 @@ def train_fused_batch(jobs: list[Job], fold_data: list[FoldData], dev: torch.dev
 def _score(job: Job, fold: FoldData, pred_train: np.ndarray, pred_val: np.ndarray, epochs_run: int,
            best_epoch: int, dev: torch.device, mode: str, batch_size: int) -> dict[str, Any]:
     """The result dict of one (config, fold) model, from standardized-unit predictions."""
-    from sklearn.metrics import mean_squared_error, r2_score
-
     _, y_train, _, y_val = fold.raw
     p_train = pred_train * fold.y_std + fold.y_mean
     p_val = pred_val * fold.y_std + fold.y_mean
-    finite = bool(np.all(np.isfinite(p_val)) and np.all(np.isfinite(p_train)))
     return {
-        "key": job.key, "fold_idx": job.fold, "seed": job.seed,
-        "r2": float(r2_score(y_val, p_val)) if finite else float("nan"),
-        "val_mse": float(mean_squared_error(y_val, p_val)) if finite else float("nan"),
-        "train_mse": float(mean_squared_error(y_train, p_train)) if finite else float("nan"),
+        "key": job.key, "fold_idx": job.fold, "seed": job.seed, **fold_scores(y_train, p_train, y_val, p_val),
         "epochs_run": epochs_run, "best_rounds": best_epoch, "best_epoch": best_epoch,
         "device": str(dev), "batch_mode": mode, "fused_batch_size": batch_size,
         "predictions_val": p_val,

@@ -13,11 +13,8 @@ MIN_VALIDATION_ROWS = 2  # R² needs at least two rows to have a variance
 
 
 def check_split_sizes(rows: int, holdout: float, folds: int) -> None:
-    """Refuse settings that leave a holdout or a validation fold too small to score."""
-    if not 0 < holdout < 1:
-        raise UserError(f"--holdout must be a fraction between 0 and 1, got {holdout}")
-    if folds < 2:
-        raise UserError(f"--folds must be at least 2, got {folds}")
+    """Refuse a table too small for a holdout and K validation folds that can be scored
+    (the option values themselves are checked earlier, in compare.check_options)."""
     if not _sizes_ok(rows, holdout, folds):
         need = next(n for n in range(rows + 1, 10**9) if _sizes_ok(n, holdout, folds))
         raise UserError(f"too few rows ({rows}) for a {holdout:g} holdout plus {folds} folds: need at least {need}")

@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from trialfuse.errors import FAULT_ENV
+
 NN_NAMES = ("nn", "neural_net")
-FAULT_ENV = "TRIALFUSE_INJECT_FAULT"  # for fault tests; see inject_fault
 PASSED_THROUGH = ("trial_number", "fold_idx")
 
 
@@ -157,9 +158,8 @@ class WorkerEngine:
                 "rounds": int(fitted.rounds_run), "seconds": time.perf_counter() - started}
 
     def _train_tree(self, job: dict[str, Any]) -> dict[str, Any]:
-        from sklearn.metrics import mean_squared_error, r2_score
-
         from trialfuse.families import family_module
+        from trialfuse.scores import fold_scores
 
         family = _family(job)
         inject_fault(family)
@@ -170,8 +170,7 @@ class WorkerEngine:
                             threads=job.get("threads"), seed=int(job.get("seed", 0)))
         pred_val, pred_train = module.predict(fitted.model, X_val), module.predict(fitted.model, X_train)
         return _complete(job, {
-            "r2": float(r2_score(y_val, pred_val)), "val_mse": float(mean_squared_error(y_val, pred_val)),
-            "train_mse": float(mean_squared_error(y_train, pred_train)), "best_rounds": fitted.best_rounds,
+            **fold_scores(y_train, pred_train, y_val, pred_val), "best_rounds": fitted.best_rounds,
             "rounds_run": fitted.rounds_run, "duration": time.perf_counter() - started, "device": self.device,
             "batch_mode": "serial"}, model_type=family)
 
