@@ -16,15 +16,16 @@ from conftest import cli
 CODE = "import sys; from trialfuse.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
-def completed(journal) -> list[optuna.trial.FrozenTrial]:
+def finished(journal, family: str = "lightgbm") -> list[optuna.trial.FrozenTrial]:
+    """Trials that ran to an end (complete, or pruned after a losing fold)."""
     if not journal.exists():
         return []
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
     try:
-        study = optuna.load_study(study_name="lightgbm", storage=storage)
+        study = optuna.load_study(study_name=family, storage=storage)
     except KeyError:
         return []
-    return study.get_trials(deepcopy=True, states=(optuna.trial.TrialState.COMPLETE,))
+    return study.get_trials(deepcopy=True, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
 
 
 def children_of(pid: int) -> list[int]:
@@ -39,14 +40,14 @@ def test_kill_9_the_driver_then_rerun_completes_exactly_the_requested_trials(sur
     driver = subprocess.Popen([sys.executable, "-c", CODE, *map(str, args)], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 180
-    while len(completed(out / "study.journal")) < 4:
+    while len(finished(out / "study.journal")) < 4:
         assert driver.poll() is None, "the run ended before it could be killed"
         assert time.monotonic() < deadline
         time.sleep(0.1)
     workers = children_of(driver.pid)
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait()
-    before = {t.number: (t.params, t.value) for t in completed(out / "study.journal")}
+    before = {t.number: (t.params, t.value) for t in finished(out / "study.journal")}
     assert 4 <= len(before) < 24
     for pid in workers:  # orphaned workers notice their driver is gone and exit
         for _ in range(100):
@@ -58,14 +59,41 @@ def test_kill_9_the_driver_then_rerun_completes_exactly_the_requested_trials(sur
 
     proc = cli(*args[:-1], "--json")
     assert proc.returncode == 0, proc.stderr
-    after = completed(out / "study.journal")
+    after = finished(out / "study.journal")
     assert len(after) == 24  # exactly the requested trials, none lost, none extra
     by_number = {t.number: (t.params, t.value) for t in after}
     for number, record in before.items():
         assert by_number[number] == record  # finished trials are kept, not recomputed
     results = json.loads(proc.stdout)
-    assert results["families"]["lightgbm"]["trials_complete"] == 24
+    family = results["families"]["lightgbm"]
+    assert family["trials_complete"] + family["trials_pruned"] == 24 and family["trials_pruned"] > 0
     assert (out / "best_model" / "model.txt").is_file()
+
+
+@pytest.mark.parametrize("place", ["publish", "results"])
+def test_kill_9_while_writing_the_final_outputs_then_rerun(survivors_csv, tmp_path, place):
+    """Killed while swapping in the model or writing results.json: the rerun trains nothing
+    new, keeps every trial, and leaves a complete run directory with no half-written file."""
+    out = tmp_path / "run"
+    args = ["run", survivors_csv, "--target", "score", "--models", "xgboost", "--trials", "3", "--folds", "2",
+            "--out", out]
+    killed = subprocess.run([sys.executable, "-c", CODE, *map(str, args), "--quiet"], capture_output=True,
+                            env={**os.environ, "TRIALFUSE_INJECT_FAULT": f"die:{place}"}, timeout=600)
+    assert killed.returncode == 9  # os._exit(9) at the injected point: no cleanup ran, as with kill -9
+    assert not (out / "results.json").exists()
+    assert (place == "results") == (out / "best_model" / "metadata.json").is_file()
+    before = {t.number: (t.params, t.value) for t in finished(out / "study.journal", "xgboost")}
+    assert len(before) == 3
+
+    proc = cli(*args, "--json")
+    assert proc.returncode == 0, proc.stderr
+    after = {t.number: (t.params, t.value) for t in finished(out / "study.journal", "xgboost")}
+    assert after == before  # nothing retrained in the search, nothing lost
+    results = json.loads(proc.stdout)
+    assert json.loads((out / "results.json").read_text()) == results
+    metadata = json.loads((out / "best_model" / "metadata.json").read_text())
+    assert metadata["holdout_r2"] == results["holdout_r2"]
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no temporary leftovers
 
 
 @pytest.mark.parametrize("to_group", [True, False], ids=["ctrl-c", "sigint-driver"])

@@ -62,6 +62,8 @@ def run(
                                                        "model so far is still retrained and saved.")] = None,
     job_timeout: Annotated[str | None, typer.Option(help="Limit for one task on a worker (e.g. 10m); past "
                                                            "it the worker is killed and its trials fail.")] = None,
+    prune: Annotated[bool, typer.Option(help="Stop a clearly losing trial after its first folds "
+                                             "(median of earlier trials at the same fold).")] = True,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -70,7 +72,7 @@ def run(
 
     _run(RunOptions(data=data, target=target, models=models, trials=trials, folds=folds, holdout=holdout,
                     out=out, storage=storage, seed=seed, devices=devices, fuse=fuse, timeout=timeout,
-                    job_timeout=job_timeout), quiet, as_json)
+                    job_timeout=job_timeout, prune=prune), quiet, as_json)
 
 
 @app.command()

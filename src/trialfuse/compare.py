@@ -41,6 +41,7 @@ class RunOptions:
     seed: int = 0
     devices: str = "auto"
     fuse: str = "auto"  # auto | off | N (at most N NN models per fused batch)
+    prune: bool = True  # stop a clearly losing trial after its first folds
     timeout: str | float | None = None  # whole-run budget: seconds or "90s", "20m", "6h"
     job_timeout: str | float | None = None  # one task on one worker; past it the worker is killed
 
@@ -132,6 +133,7 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
     device, workers = resolve_devices(opts.devices)
     out = Path(opts.out) if opts.out else Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
+    run_dir.clear_leftovers(out)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     rest, sealed = holdout_split(table.rows, opts.holdout, opts.seed)
@@ -143,7 +145,7 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
     families: dict[str, FamilyResult] = {}
     deadline = time.monotonic() + opts.timeout if opts.timeout else None
     with WorkerPool(table.X[rest], table.y[rest], folds, device=device, workers=workers,
-                    job_timeout=opts.job_timeout, scratch=out) as pool:
+                    job_timeout=opts.job_timeout, scratch=out, fuse=opts.fuse) as pool:
         for position, family in enumerate(opts.models):
             reporter.family_started(family, opts.trials)
             share = None  # each family left gets an equal part of what is left of the budget
@@ -151,8 +153,8 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
                 share = time.monotonic() + (deadline - time.monotonic()) / (len(opts.models) - position)
             anything_done = any(f.trials_complete for f in families.values())
             result = run_family_study(family, storage, opts.trials, opts.folds, opts.seed, pool,
-                                      on_trial=reporter.trial_finished, fuse=opts.fuse, deadline=share,
-                                      must_start=not anything_done)
+                                      on_trial=reporter.trial_finished, deadline=share,
+                                      must_start=not anything_done, prune=opts.prune)
             families[family] = result
             reporter.family_finished(result)
         ranking = sorted((f for f in families.values() if f.status == "ok"), key=lambda f: -f.cv_r2_mean)
@@ -166,7 +168,7 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
     results = {
         "data": str(opts.data), "target": table.target, "rows": table.rows, "features": len(table.feature_names),
         "holdout_rows": len(sealed), "folds": opts.folds, "seed": opts.seed, "device": device, "workers": workers,
-        "fuse": opts.fuse,
+        "fuse": opts.fuse, "prune": opts.prune,
         "storage": opts.storage or str(out / run_dir.JOURNAL),
         "families": {name: r.summary() for name, r in families.items()},
         "ranking": [f.family for f in ranking],

@@ -14,6 +14,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from trialfuse.errors import inject_fault
+
 RESULTS = "results.json"
 BEST_MODEL = "best_model"
 METADATA = "metadata.json"
@@ -31,6 +33,8 @@ def write_json(path: Path, payload: Any) -> None:
             json.dump(payload, handle, indent=2, default=_jsonable)
             handle.write("\n")
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide results from other users
+        if path.name == RESULTS:
+            inject_fault("results")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -63,11 +67,26 @@ def publish_model_dir(staged: Path, out: Path) -> Path:
     if target.exists():
         old = out / f".{BEST_MODEL}.old.{uuid.uuid4().hex}"
         os.replace(target, old)
+        inject_fault("publish")  # the worst moment to be killed: no best_model/ at all
         os.replace(staged, target)
         shutil.rmtree(old, ignore_errors=True)
     else:
+        inject_fault("publish")
         os.replace(staged, target)
     return target
+
+
+def clear_leftovers(out: Path) -> None:
+    """Remove what a killed run left half-done: temporary files and unpublished model directories.
+    The old model is put back if the run died between moving it aside and publishing the new one."""
+    olds = sorted(out.glob(f".{BEST_MODEL}.old.*"))
+    if olds and not (out / BEST_MODEL).exists():
+        os.replace(olds.pop(), out / BEST_MODEL)
+    for path in [*olds, *out.glob(f".{BEST_MODEL}.*"), *out.glob(".*.tmp")]:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def library_versions() -> dict[str, str | None]:

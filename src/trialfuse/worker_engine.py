@@ -10,8 +10,6 @@ A failing job answers {"status": "error"} and the engine carries on.
 """
 from __future__ import annotations
 
-import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from trialfuse.errors import FAULT_ENV
+from trialfuse.errors import inject_fault
 
 NN_NAMES = ("nn", "neural_net")
 PASSED_THROUGH = ("trial_number", "fold_idx")
@@ -173,38 +171,6 @@ class WorkerEngine:
             **fold_scores(y_train, pred_train, y_val, pred_val), "best_rounds": fitted.best_rounds,
             "rounds_run": fitted.rounds_run, "duration": time.perf_counter() - started, "device": self.device,
             "batch_mode": "serial"}, model_type=family)
-
-
-def inject_fault(family: str) -> None:
-    """Faults on demand, so tests can prove the driver survives them. TRIALFUSE_INJECT_FAULT is
-    "<kind>:<family>[:<times>:<counter file>]" with kind fail (raise), hang (never answer),
-    garble (write a non-JSON line to stdout) or die (exit at once); with a counter file the
-    fault strikes only its first <times> occurrences, across processes."""
-    spec = os.environ.get(FAULT_ENV, "").split(":")
-    if len(spec) < 2 or spec[1] != family:
-        return
-    if len(spec) == 4:
-        import fcntl
-
-        with open(spec[3], "a+") as counter:  # locked: workers count occurrences together
-            fcntl.flock(counter, fcntl.LOCK_EX)
-            counter.seek(0)
-            seen = int(counter.read() or 0)
-            counter.seek(0)
-            counter.truncate()
-            counter.write(str(seen + 1))
-        if seen >= int(spec[2]):
-            return
-    kind = spec[0]
-    if kind == "fail":
-        raise RuntimeError(f"injected fault for {family}")
-    if kind == "hang":
-        time.sleep(10**6)
-    if kind == "garble":
-        sys.__stdout__.write("%% not a protocol line %%\n")
-        sys.__stdout__.flush()
-    if kind == "die":
-        os._exit(9)
 
 
 def _family(job: dict[str, Any]) -> str:

@@ -21,17 +21,15 @@ import subprocess
 import sys
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Hashable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 READY_TIMEOUT = 300.0  # importing torch and the tree libraries on a cold machine
-
-
-class TrialFailed(Exception):
-    """A trial's fold could not be trained; the message says why."""
+NN_TRIALS_PER_TASK = 4  # at most this many trials' NN folds are trained together by one worker
 
 
 class WorkerLost(Exception):
@@ -45,8 +43,12 @@ class WorkerProcess:
         self.env, self.dataset = env, dataset
         self.proc: subprocess.Popen | None = None
         self.lines: queue.Queue = queue.Queue()
+        self.busy = threading.Lock()  # held while a task or a retrain runs on this worker
+        self.retired = False  # set when the pool closes: never start again
 
     def start(self) -> None:
+        if self.retired:
+            raise WorkerLost("the pool is closed")
         self.proc = subprocess.Popen([sys.executable, "-m", "trialfuse.cli", "worker"], env=self.env, text=True,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         self.lines = queue.Queue()
@@ -101,15 +103,44 @@ class WorkerProcess:
             self.kill()
 
 
+@dataclass
+class FoldJob:
+    """One fold of one trial, waiting for a worker. `trial` is the study's key for it."""
+
+    trial: Hashable
+    family: str
+    params: dict[str, Any]
+    fold: int
+    seed: int
+    order: int = 0  # submission order, to keep the queue stable
+
+
+@dataclass
+class FoldDone:
+    """A fold's answer from its worker, or {"status": "error", "error": reason}."""
+
+    job: FoldJob
+    result: dict[str, Any]
+
+
 class WorkerPool:
-    """Runs trials' folds on device workers; the study's only way to train anything."""
+    """Runs trials' folds on device workers; the study's only way to train anything.
+
+    The study submits fold jobs, releases them with `dispatch`, and reads `FoldDone`
+    events as they arrive. Each worker has a thread that takes work whenever its worker is
+    free: one fold for tree families, several NN folds trained together for the NN. The
+    queue is fold-major (every trial's first fold before anyone's second), so a losing
+    trial can be pruned before its later folds start.
+    """
 
     def __init__(self, X: np.ndarray, y: np.ndarray, folds, *, device: str = "cpu", workers: int = 1,
-                 job_timeout: float | None = None, scratch: Path | None = None):
+                 job_timeout: float | None = None, scratch: Path | None = None, fuse: str | int = "auto"):
         self.device = device
         self.workers = max(1, workers)
         self.job_timeout = job_timeout or math.inf
         self.threads = max(1, (os.cpu_count() or 1) // self.workers)
+        self.nn_jobs_per_task = NN_TRIALS_PER_TASK * len(folds)
+        self.fuse = fuse
         if scratch is not None:  # a killed driver's leftovers are cleared by the next run
             Path(scratch).mkdir(parents=True, exist_ok=True)
             for stale in Path(scratch).glob(".pool-*"):
@@ -119,79 +150,108 @@ class WorkerPool:
         self._dataset = {"command": "load_dataset", "dataset": "search", "path": str(self._tmp / "search_rows.npz"),
                          "folds": [{"train": t.tolist(), "val": v.tolist()} for t, v in folds]}
         gpus = device.split(":", 1)[1].split(",") if device.startswith("cuda") else []
-        self._idle: queue.Queue = queue.Queue()
-        self._all: list[WorkerProcess] = []
-        for i in range(self.workers):
-            worker = WorkerProcess(self._env(gpus[i] if gpus else None), self._dataset)
-            self._all.append(worker)
-            self._idle.put(worker)
-        self._threads = ThreadPoolExecutor(self.workers)
+        self._staged: list[FoldJob] = []
+        self._pending: list[FoldJob] = []
+        self._submitted = 0
+        self._waiting = 0  # worker threads with nothing to do
+        self._closed = False
+        self._ready = threading.Condition()
+        self._done: queue.Queue[FoldDone] = queue.Queue()
+        self._all = [WorkerProcess(self._env(gpus[i] if gpus else None), self._dataset) for i in range(self.workers)]
+        for worker in self._all:
+            threading.Thread(target=self._serve, args=(worker,), daemon=True).start()
 
     def _env(self, gpu: str | None) -> dict[str, str]:
         env = {**os.environ, "OMP_NUM_THREADS": str(self.threads), "MKL_NUM_THREADS": str(self.threads)}
         env["CUDA_VISIBLE_DEVICES"] = gpu if gpu is not None else ""
         return env
 
-    def run_trials(self, jobs: list[tuple[str, dict[str, Any], list[int], int]],
-                   fuse: str | int = "auto") -> list[list[dict] | TrialFailed]:
-        """Run several trials' folds at once: jobs are (family, params, folds, seed).
+    def submit(self, trial: Hashable, family: str, params: dict[str, Any], folds: list[int], seed: int) -> None:
+        """Queue a trial's folds; they wait until `dispatch`, so a round of asks goes out together."""
+        with self._ready:
+            for fold in folds:
+                self._staged.append(FoldJob(trial, family, params, fold, seed, self._submitted))
+                self._submitted += 1
 
-        Tree folds go one per task to whichever worker is free; the NN folds of all the
-        trials go as one fused batch per worker. Returns per trial its fold results in
-        fold order, or the TrialFailed that stopped it.
-        """
-        flat = [(t, family, params, fold, seed) for t, (family, params, folds, seed) in enumerate(jobs)
-                for fold in folds]
-        if jobs and jobs[0][0] == "nn":
-            tasks = balanced_batches(flat, self.workers)
-        else:
-            tasks = [[item] for item in flat]
-        answers = self._threads.map(lambda task: self._run_task(task, fuse), tasks)
-        per_trial: list[list[dict]] = [[] for _ in jobs]
-        failed: dict[int, str] = {}
-        for task, results in zip(tasks, answers, strict=True):
-            for (t, *_), result in zip(task, results, strict=True):
-                if result.get("status") != "complete":
-                    failed.setdefault(t, result.get("error", "unknown error"))
-                elif not math.isfinite(result["r2"]):
-                    failed.setdefault(t, "the model predicts non-finite values (training diverged)")
-                per_trial[t].append(result)
-        return [TrialFailed(failed[t]) if t in failed else sorted(r, key=lambda x: x["fold_idx"])
-                for t, r in enumerate(per_trial)]
+    def dispatch(self) -> None:
+        with self._ready:
+            if self._staged:
+                self._pending.extend(self._staged)
+                self._staged.clear()
+                self._pending.sort(key=lambda job: (job.fold, job.order))
+                self._ready.notify_all()
 
-    def _command(self, task, fuse) -> dict[str, Any]:
+    def cancel(self, trial: Hashable) -> int:
+        """Drop the trial's folds that no worker has started; returns how many were dropped."""
+        with self._ready:
+            before = len(self._pending) + len(self._staged)
+            self._pending = [job for job in self._pending if job.trial != trial]
+            self._staged = [job for job in self._staged if job.trial != trial]
+            return before - len(self._pending) - len(self._staged)
+
+    def next_done(self, timeout: float | None = None) -> FoldDone | None:
+        """The next fold answer, or None if none came within `timeout` seconds."""
+        try:
+            return self._done.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def _take(self) -> list[FoldJob]:
+        """Work for one free worker (called holding the lock, with jobs pending)."""
+        if self._pending[0].family != "nn":
+            return [self._pending.pop(0)]
+        share = math.ceil(len(self._pending) / (self._waiting + 1))  # leave work for the other idle workers
+        count = min(len(self._pending), self.nn_jobs_per_task, share)
+        task, self._pending = self._pending[:count], self._pending[count:]
+        return task
+
+    def _serve(self, worker: WorkerProcess) -> None:
+        while True:
+            with self._ready:
+                self._waiting += 1
+                while not self._pending and not self._closed:
+                    self._ready.wait()
+                self._waiting -= 1
+                if self._closed:
+                    return
+                task = self._take()
+            with worker.busy:
+                answers = self._run_task(worker, task)
+            for job, answer in zip(task, answers, strict=True):
+                self._done.put(FoldDone(job, answer))
+
+    def _command(self, task: list[FoldJob]) -> dict[str, Any]:
+        fuse = self.fuse
         fuse_arg = "auto" if fuse == "auto" else False if fuse == "off" else True
-        jobs = [{"dataset": "search", "fold": fold, "family": family, "params": params, "seed": seed,
-                 "trial_number": t, "fold_idx": fold, "threads": self.threads}
-                for t, family, params, fold, seed in task]
+        jobs = [{"dataset": "search", "fold": job.fold, "family": job.family, "params": job.params, "seed": job.seed,
+                 "trial_number": _number(job.trial), "fold_idx": job.fold, "threads": self.threads}
+                for job in task]
         return {"command": "train_batch", "jobs": jobs, "fuse": fuse_arg,
                 **({"max_batch": int(fuse)} if str(fuse).isdigit() else {})}
 
-    def _run_task(self, task, fuse) -> list[dict[str, Any]]:
+    def _run_task(self, worker: WorkerProcess, task: list[FoldJob]) -> list[dict[str, Any]]:
         """The task's answers, after the restart-once and single-task fallback rules."""
-        command = self._command(task, fuse)
-        worker = self._idle.get()
-        try:
-            for attempt in range(2):  # first try, then once more on a restarted worker
-                try:
-                    return worker.request(command, len(task), self.job_timeout)
-                except TimeoutError as exc:
-                    return [_failure(f"timed out: {exc}") for _ in task]
-                except WorkerLost as exc:
-                    reason = str(exc)
-                    worker.kill()
-                    if attempt == 0:
-                        continue
-            fresh = WorkerProcess(worker.env, self._dataset)  # last resort: a worker for this task alone
+        command = self._command(task)
+        for attempt in range(2):  # first try, then once more on a restarted worker
             try:
-                return fresh.request(command, len(task), self.job_timeout)
-            except (WorkerLost, TimeoutError) as exc:
-                return [_failure(f"{reason}; then in a fresh process: {exc}") for _ in task]
-            finally:
-                fresh.close()
-                fresh.kill()
+                return worker.request(command, len(task), self.job_timeout)
+            except TimeoutError as exc:
+                return [_failure(f"timed out: {exc}") for _ in task]
+            except WorkerLost as exc:
+                reason = str(exc)
+                worker.kill()
+                if attempt == 0 and not self._closed:
+                    continue
+        if self._closed:
+            return [_failure("the pool closed") for _ in task]
+        fresh = WorkerProcess(worker.env, self._dataset)  # last resort: a worker for this task alone
+        try:
+            return fresh.request(command, len(task), self.job_timeout)
+        except (WorkerLost, TimeoutError) as exc:
+            return [_failure(f"{reason}; then in a fresh process: {exc}") for _ in task]
         finally:
-            self._idle.put(worker)
+            fresh.close()
+            fresh.kill()
 
     def retrain(self, family: str, params: dict[str, Any], rounds: int | None, X_score: np.ndarray,
                 directory: Path, seed: int) -> dict[str, Any]:
@@ -201,19 +261,24 @@ class WorkerPool:
         command = {"command": "retrain", "dataset": "search", "family": family, "params": params,
                    "rounds": rounds, "directory": str(directory), "score_path": str(score_path), "seed": seed,
                    "threads": (os.cpu_count() or 1)}
-        worker = self._idle.get()
-        try:
+        worker = self._all[0]
+        with worker.busy:
             answer = worker.request(command, 1, math.inf)[0]
-        finally:
-            self._idle.put(worker)
         if answer.get("status") != "complete":
             raise RuntimeError(f"retraining {family} failed: {answer.get('error')}")
         return answer
 
     def close(self) -> None:
-        self._threads.shutdown(wait=False, cancel_futures=True)
+        with self._ready:
+            self._closed = True
+            self._pending.clear()
+            self._ready.notify_all()
         for worker in self._all:
-            worker.close()
+            worker.retired = True  # a task still running (a pruned trial's fold) is not waited for
+            if worker.busy.locked():
+                worker.kill()
+            else:
+                worker.close()
         shutil.rmtree(self._tmp, ignore_errors=True)
 
     def __enter__(self) -> WorkerPool:
@@ -223,22 +288,9 @@ class WorkerPool:
         self.close()
 
 
-def nn_cost(params: dict[str, Any]) -> float:
-    """Relative cost of training one MLP: epoch budget x multiply-adds per row."""
-    widths = list(params.get("hidden_layers", [128, 64]))
-    return float(params.get("epochs", 100)) * sum(a * b for a, b in zip([64, *widths], [*widths, 1], strict=False))
-
-
-def balanced_batches(items: list[tuple], workers: int) -> list[list[tuple]]:
-    """Split NN fold jobs into one batch per worker with about equal cost (largest first onto
-    the least loaded), so no worker idles while another finishes a heavy model."""
-    loads = [0.0] * workers
-    batches: list[list[tuple]] = [[] for _ in range(workers)]
-    for item in sorted(items, key=lambda it: -nn_cost(it[2])):
-        target = loads.index(min(loads))
-        batches[target].append(item)
-        loads[target] += nn_cost(item[2])
-    return [b for b in batches if b]
+def _number(trial: Hashable) -> Any:
+    """The trial number a worker reports back: the last part of a (family, number) key."""
+    return trial[-1] if isinstance(trial, tuple) else trial
 
 
 def _failure(reason: str) -> dict[str, Any]:
