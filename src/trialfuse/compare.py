@@ -21,9 +21,11 @@ from trialfuse.devices import resolve_devices
 from trialfuse.errors import UserError
 from trialfuse.families import FAMILIES
 from trialfuse.splits import check_split_sizes, holdout_split, kfold_indices
-from trialfuse.study import FamilyResult, job_seed, run_family_study
+from trialfuse.study import FamilyResult, job_seed, retry_once, run_family_study
 from trialfuse.table import Table, load_table
 from trialfuse.worker_pool import WorkerPool
+
+HEARTBEAT_SECONDS = 20  # database storage: a trial with no heartbeat for 3 of these is an orphan
 
 
 @dataclass
@@ -113,8 +115,9 @@ def check_options(opts: RunOptions) -> None:
 def open_storage(url: str | None, out: Path) -> optuna.storages.BaseStorage:
     """A real Optuna storage: the run's journal file by default, any Optuna URL if given."""
     if url and "://" in url:
-        try:
-            return optuna.storages.RDBStorage(url)
+        try:  # several drivers may share it: a driver's trials whose heartbeat stops are asked again
+            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS,
+                                              grace_period=3 * HEARTBEAT_SECONDS, failed_trial_callback=retry_once)
         except Exception as exc:
             raise UserError(f"cannot open --storage {url}: {str(exc).splitlines()[0]}") from None
     path = Path(url) if url else out / run_dir.JOURNAL

@@ -7,6 +7,9 @@ round counts kept as user attributes), pruned after a losing fold, or failed wit
 from __future__ import annotations
 
 import math
+import os
+import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +26,7 @@ DEFAULT_IN_FLIGHT = 4
 MAX_FAILURES_BEFORE_SKIP = 3  # failures in a row, with no success yet, that end a family
 PRUNER = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)  # judged from the second fold on
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+DRIVER = f"{socket.gethostname()}:{os.getpid()}"  # which driver ran a trial, when several share a study
 UNCOUNTED = ("stopped_by_budget", "surplus")  # trials that do not use up the trial budget
 
 
@@ -95,7 +99,11 @@ def run_family_study(family: str, storage: optuna.storages.BaseStorage, n_trials
         return deadline is not None and time.monotonic() >= deadline
 
     def ask_one() -> None:
-        if stop_asking or len(flight) >= window or taken(study) >= n_trials:
+        if stop_asking or len(flight) >= window:
+            return
+        if heartbeat_interval(study):  # another driver may have died since: its trials are asked again
+            optuna.storages.fail_stale_trials(study)
+        if taken(study) >= n_trials:
             return
         if out_of_time() and not (must_start and not have_model and not flight):
             result.stopped_by_budget = True
@@ -105,12 +113,15 @@ def run_family_study(family: str, storage: optuna.storages.BaseStorage, n_trials
             trial.set_user_attr("surplus", True)
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return
+        trial.set_user_attr("driver", DRIVER)
         params = SUGGEST[family](trial)
         flight[trial.number] = InFlight(trial, _pruning_snapshot(study) if prune else None)
         pool.submit((family, trial.number), family, params, list(range(folds)), job_seed(seed, trial.number))
 
     for _ in range(window):
         ask_one()
+    beating = threading.Event()
+    threading.Thread(target=_heartbeat, args=(study, flight, beating), daemon=True).start()
     while flight:
         pool.dispatch()
         wait = max(0.05, deadline - time.monotonic()) if deadline is not None and not cut else None
@@ -138,6 +149,8 @@ def run_family_study(family: str, storage: optuna.storages.BaseStorage, n_trials
             if on_trial:
                 on_trial(result)
             ask_one()
+    beating.set()
+    _wait_for_other_drivers(study)
     _summarize(study, result)
     if result.trials_complete == 0:
         result.status = "skipped"
@@ -145,6 +158,28 @@ def run_family_study(family: str, storage: optuna.storages.BaseStorage, n_trials
                                           if result.stopped_by_budget else "no trial completed")
     result.seconds = time.perf_counter() - started
     return result
+
+
+def heartbeat_interval(study: optuna.Study) -> int | None:
+    """Seconds between heartbeats if the storage keeps them (a shared database), else None."""
+    return getattr(study._storage, "get_heartbeat_interval", lambda: None)()
+
+
+def _heartbeat(study: optuna.Study, flight: dict[int, InFlight], stop: threading.Event) -> None:
+    """Tell a shared database that this driver's trials are alive (storages with a heartbeat only)."""
+    interval = heartbeat_interval(study)
+    while interval and not stop.wait(interval):
+        for entry in list(flight.values()):
+            study._storage.record_heartbeat(entry.trial._trial_id)
+
+
+def _wait_for_other_drivers(study: optuna.Study) -> None:
+    """On a shared database, compare only once the other drivers' trials are told (or found
+    orphaned by their stopped heartbeat), so every driver ranks the same finished study."""
+    running = optuna.trial.TrialState.RUNNING
+    while heartbeat_interval(study) and study.get_trials(deepcopy=False, states=(running,)):
+        time.sleep(1.0)
+        optuna.storages.fail_stale_trials(study)
 
 
 def _judge(entry: InFlight, folds: int) -> None:
@@ -248,8 +283,7 @@ def recover_orphans(study: optuna.Study) -> None:
     orphans (Optuna's heartbeat, with `retry_once` as its failed-trial callback); with the
     run directory's journal there is one driver, so every RUNNING trial is one.
     """
-    heartbeat = getattr(study._storage, "get_heartbeat_interval", lambda: None)()
-    if heartbeat is not None:
+    if heartbeat_interval(study):
         optuna.storages.fail_stale_trials(study)
         return
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
