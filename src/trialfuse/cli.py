@@ -43,6 +43,9 @@ def _run(opts, quiet: bool, as_json: bool) -> None:
         console.print(comparison_table(results))
         console.print(f"winner: [bold]{results['winner']}[/]  holdout R² {results['holdout_r2']:.4f}  "
                       f"({results['seconds']:.0f} s)  saved in {results['out']}/best_model")
+        for warning in results["warnings"]:
+            console.print(f"[yellow]warning: {warning}")
+        console.print(f"report: {results['out']}/report.html")
 
 
 @app.command()
@@ -113,6 +116,18 @@ def predict(
         frame.to_csv(out, index=False, float_format="%.17g")
     else:
         frame.to_csv(sys.stdout, index=False, float_format="%.17g")
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (holding results.json).")],
+) -> None:
+    """Rebuild RUN_DIR/report.html from the run directory's results, study and diagnostics."""
+    if not (run_dir / "results.json").is_file():
+        raise UserError(f"{run_dir} is not a finished run directory (no results.json)")
+    from trialfuse.report import build_report
+
+    typer.echo(str(build_report(run_dir)))
 
 
 @app.command()

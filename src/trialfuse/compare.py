@@ -20,12 +20,12 @@ from trialfuse import run_dir
 from trialfuse.devices import resolve_devices
 from trialfuse.errors import UserError
 from trialfuse.families import FAMILIES
+from trialfuse.report import build_report
 from trialfuse.splits import check_split_sizes, holdout_split, kfold_indices
-from trialfuse.study import FamilyResult, job_seed, retry_once, run_family_study
+from trialfuse.storage import open_storage
+from trialfuse.study import FamilyResult, job_seed, run_family_study
 from trialfuse.table import Table, load_table
 from trialfuse.worker_pool import WorkerPool
-
-HEARTBEAT_SECONDS = 20  # database storage: a trial with no heartbeat for 3 of these is an orphan
 
 
 @dataclass
@@ -112,20 +112,6 @@ def check_options(opts: RunOptions) -> None:
         raise UserError(f"--fuse must be auto, off or a positive number of models, got {opts.fuse!r}")
 
 
-def open_storage(url: str | None, out: Path) -> optuna.storages.BaseStorage:
-    """A real Optuna storage: the run's journal file by default, any Optuna URL if given."""
-    if url and "://" in url:
-        try:  # several drivers may share it: a driver's trials whose heartbeat stops are asked again
-            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS,
-                                              grace_period=3 * HEARTBEAT_SECONDS, failed_trial_callback=retry_once)
-        except Exception as exc:
-            raise UserError(f"cannot open --storage {url}: {str(exc).splitlines()[0]}") from None
-    path = Path(url) if url else out / run_dir.JOURNAL
-    path.parent.mkdir(parents=True, exist_ok=True)
-    backend = optuna.storages.journal.JournalFileBackend(str(path))
-    return optuna.storages.JournalStorage(backend)
-
-
 def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[str, Any]:
     """Run the whole comparison and return what was written to results.json."""
     reporter = reporter or SilentReporter()
@@ -167,6 +153,8 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
         winner = ranking[0]
         reporter.stage(f"retraining {winner.family} on {len(rest)} rows and scoring the holdout")
         final = _retrain_winner(pool, winner, table, rest, sealed, out, opts.seed)
+        warnings = _nn_diagnostics(pool, families.get("nn"), out, opts.seed, reporter)
+        run_dir.write_json(out / run_dir.TIMELINE, {"device": device, "workers": workers, "tasks": pool.timeline})
 
     results = {
         "data": str(opts.data), "target": table.target, "rows": table.rows, "features": len(table.feature_names),
@@ -179,11 +167,32 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
         "budget_exhausted": any(f.stopped_by_budget for f in families.values()),
         "winner": winner.family,
         "holdout_r2": final["holdout_r2"],
+        "warnings": warnings,
         "seconds": time.perf_counter() - started,
         "out": str(out),
     }
     run_dir.write_json(out / run_dir.RESULTS, results)
+    try:
+        reporter.stage(f"report: {build_report(out)}")
+    except Exception as exc:  # the results are saved; a plotting failure must not hide them
+        reporter.stage(f"the report could not be written ({type(exc).__name__}: {exc}); "
+                       f"retry with `trialfuse report {out}`")
     return results
+
+
+def _nn_diagnostics(pool: WorkerPool, nn: FamilyResult | None, out: Path, seed: int,
+                    reporter: Reporter) -> list[str]:
+    """Probe the best NN trial (diagnostics.json) and return its warnings, each prefixed "nn: "."""
+    if nn is None or nn.status != "ok":
+        return []
+    reporter.stage("NN diagnostics: training the best NN config once more on fold 0")
+    try:
+        report = pool.diagnose(nn.best_params, job_seed(seed, nn.best_trial))
+    except Exception as exc:  # a probe that fails must not cost the run its results
+        return [f"nn: the diagnostics probe failed: {exc}"]
+    report["trial"] = nn.best_trial
+    run_dir.write_json(out / run_dir.DIAGNOSTICS, report)
+    return [f"nn: {w}" for w in report["warnings"]]
 
 
 def _retrain_winner(pool: WorkerPool, winner: FamilyResult, table: Table, rest: np.ndarray, sealed: np.ndarray,

@@ -21,17 +21,25 @@ BEST_MODEL = "best_model"
 METADATA = "metadata.json"
 HOLDOUT = "holdout_indices.json"
 JOURNAL = "study.journal"
+DIAGNOSTICS = "diagnostics.json"
+TIMELINE = "timeline.json"
+REPORT = "report.html"
+REPORT_IMAGES = "report_files"
 LIBRARIES = ("trialfuse", "numpy", "scikit-learn", "optuna", "torch", "xgboost", "lightgbm", "catboost")
 
 
 def write_json(path: Path, payload: Any) -> None:
     """Write JSON atomically (temporary file in the same directory, then rename)."""
+    write_text(path, json.dumps(payload, indent=2, default=_jsonable) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write a file atomically (temporary file in the same directory, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=2, default=_jsonable)
-            handle.write("\n")
+            handle.write(text)
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide results from other users
         if path.name == RESULTS:
             inject_fault("results")

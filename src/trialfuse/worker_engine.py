@@ -50,6 +50,8 @@ class WorkerEngine:
                 return [self._load_dataset(command)]
             if kind == "retrain":
                 return [self._retrain(command)]
+            if kind == "diagnose":
+                return [self._diagnose(command)]
             if kind == "shutdown":
                 return [{"status": "shutdown"}]
             raise ValueError(f"unknown command {kind!r}")
@@ -154,6 +156,16 @@ class WorkerEngine:
         predictions = module.predict(module.load(directory / filename), X_score)
         return {"status": "complete", "model_file": filename, "predictions": predictions.tolist(),
                 "rounds": int(fitted.rounds_run), "seconds": time.perf_counter() - started}
+
+    def _diagnose(self, command: dict[str, Any]) -> dict[str, Any]:
+        """The NN diagnostics probe on one fold of a resident dataset (see nn_diagnostics)."""
+        from trialfuse.nn_diagnostics import diagnose
+
+        inject_fault("diagnose")
+        X_train, y_train, X_val, y_val = self._fold(command)
+        report = diagnose(command.get("params", {}), X_train, y_train, X_val, y_val, seed=int(command.get("seed", 0)),
+                          device=self.device, threads=command.get("threads"))
+        return {"status": "complete", "diagnostics": report}
 
     def _train_tree(self, job: dict[str, Any]) -> dict[str, Any]:
         from trialfuse.families import family_module

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,6 +158,7 @@ class WorkerPool:
         self._closed = False
         self._ready = threading.Condition()
         self._done: queue.Queue[FoldDone] = queue.Queue()
+        self.timeline: list[dict[str, Any]] = []  # every task a worker ran: for the report's device timeline
         self._all = [WorkerProcess(self._env(gpus[i] if gpus else None), self._dataset) for i in range(self.workers)]
         for worker in self._all:
             threading.Thread(target=self._serve, args=(worker,), daemon=True).start()
@@ -216,7 +218,10 @@ class WorkerPool:
                     return
                 task = self._take()
             with worker.busy:
+                started = time.time()
                 answers = self._run_task(worker, task)
+                self.timeline.append({"worker": self._all.index(worker), "what": task[0].family, "start": started,
+                                      "end": time.time(), "jobs": len(task)})
             for job, answer in zip(task, answers, strict=True):
                 self._done.put(FoldDone(job, answer))
 
@@ -258,14 +263,25 @@ class WorkerPool:
         """Train on all search rows, save to `directory`, and predict X_score with the saved model."""
         score_path = self._tmp / "score_rows.npz"
         np.savez(score_path, X=X_score)
-        command = {"command": "retrain", "dataset": "search", "family": family, "params": params,
-                   "rounds": rounds, "directory": str(directory), "score_path": str(score_path), "seed": seed,
-                   "threads": (os.cpu_count() or 1)}
+        return self._run_alone("retrain", {
+            "command": "retrain", "dataset": "search", "family": family, "params": params, "rounds": rounds,
+            "directory": str(directory), "score_path": str(score_path), "seed": seed,
+            "threads": (os.cpu_count() or 1)})
+
+    def diagnose(self, params: dict[str, Any], seed: int) -> dict[str, Any]:
+        """The NN diagnostics probe for `params` on the first fold (see nn_diagnostics)."""
+        return self._run_alone("diagnose", {"command": "diagnose", "dataset": "search", "fold": 0, "params": params,
+                                            "seed": seed, "threads": (os.cpu_count() or 1)})["diagnostics"]
+
+    def _run_alone(self, what: str, command: dict[str, Any]) -> dict[str, Any]:
+        """One command on the first worker, with every core, logged on the timeline."""
         worker = self._all[0]
         with worker.busy:
+            started = time.time()
             answer = worker.request(command, 1, math.inf)[0]
+            self.timeline.append({"worker": 0, "what": what, "start": started, "end": time.time(), "jobs": 1})
         if answer.get("status") != "complete":
-            raise RuntimeError(f"retraining {family} failed: {answer.get('error')}")
+            raise RuntimeError(f"{what} failed: {answer.get('error')}")
         return answer
 
     def close(self) -> None:

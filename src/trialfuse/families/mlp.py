@@ -12,6 +12,7 @@ values and returns predictions in target units.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -93,8 +94,12 @@ def new_net(n_features: int, p: dict[str, Any], seed: int) -> MLP:
 
 def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, device: str = "cpu",
         threads: int | None = None, seed: int = 0, rounds: int | None = None,
-        dtype: torch.dtype = torch.float32) -> Fitted:
-    """Train one MLP; early stopping on (X_val, y_val), or exactly `rounds` epochs without them."""
+        dtype: torch.dtype = torch.float32, on_epoch: Callable[[MLP, float, float | None], None] | None = None,
+        ) -> Fitted:
+    """Train one MLP; early stopping on (X_val, y_val), or exactly `rounds` epochs without them.
+
+    `on_epoch(net, train_loss, val_loss)` is called after each step, gradients still in place
+    (the diagnostics probe reads them there)."""
     p = with_defaults(params)
     if threads:
         torch.set_num_threads(threads)
@@ -125,10 +130,14 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
         optimizer.step()
         ran = epoch + 1
         if not watch:
+            if on_epoch:
+                on_epoch(net, float(loss.detach()), None)
             continue
         net.eval()
         with torch.no_grad():
             val_loss = float(torch.mean((net(xv) - yv) ** 2))
+        if on_epoch:
+            on_epoch(net, float(loss.detach()), val_loss)
         if not np.isfinite(val_loss):
             break
         if val_loss < best_loss - p["min_delta"]:
