@@ -41,6 +41,7 @@ def write_survivors(path: str | Path, rows: int = 98_000, seed: int = 0) -> Path
     """Write the table as .npz (X, y, feature_names) or .csv (target column "score")."""
     path = Path(path)
     X, y, names = make_survivors(rows, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".npz":
         np.savez(path, X=X, y=y, feature_names=np.array(names))
     elif path.suffix == ".csv":
