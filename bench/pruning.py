@@ -2,7 +2,7 @@
 
 Runs the same compare-models search twice in one process, with `--no-prune` and with
 pruning (same seed, data, trials), and prints per family the wall time, the folds trained
-and the best CV R², plus the holdout R² of each run's winner.
+(from the run's timeline) and the best CV R², plus the holdout R² of each run's winner.
 
     python bench/pruning.py --rows 10000 --trials 24 --folds 5 [--models ...] [--save bench/results/X.json]
 """
@@ -22,8 +22,10 @@ from trialfuse.survivors import TARGET, write_survivors
 def one_run(data: Path, out: Path, args: argparse.Namespace, prune: bool) -> dict:
     results = compare_models(RunOptions(data=data, target=TARGET, models=args.models.split(","), trials=args.trials,
                                         folds=args.folds, out=out, seed=args.seed, prune=prune))
+    tasks = json.loads((out / "timeline.json").read_text())["tasks"]
     families = {
         name: {"seconds": round(f["seconds"], 1), "complete": f["trials_complete"], "pruned": f["trials_pruned"],
+               "folds_trained": sum(t["jobs"] for t in tasks if t["what"] == name),
                "best_cv_r2": round(f["cv_r2_mean"], 4)}
         for name, f in results["families"].items()}
     return {"seconds": round(results["seconds"], 1), "winner": results["winner"],

@@ -67,7 +67,7 @@ def main() -> None:
         data = write_survivors(tmp / "survivors.csv", rows=args.rows, seed=0)
         results = compare_models(RunOptions(data=data, target=TARGET, models=["nn"], trials=args.trials,
                                             folds=args.folds, out=tmp / "run", devices=str(args.workers),
-                                            prune=False))  # every fold trained: wall vs training compares like with like
+                                            prune=False))  # every fold trained: like with like
         study_wall = results["families"]["nn"]["seconds"]
         storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
             str(tmp / "run" / "study.journal")))

@@ -6,6 +6,7 @@ then writes the run directory. It never imports torch.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,7 +24,7 @@ from trialfuse.families import FAMILIES
 from trialfuse.report import build_report
 from trialfuse.splits import check_split_sizes, holdout_split, kfold_indices
 from trialfuse.storage import open_storage
-from trialfuse.study import FamilyResult, job_seed, run_family_study
+from trialfuse.study import IN_FLIGHT, FamilyResult, job_seed, run_family_study
 from trialfuse.table import Table, load_table
 from trialfuse.worker_pool import WorkerPool
 
@@ -134,7 +135,8 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
     families: dict[str, FamilyResult] = {}
     deadline = time.monotonic() + opts.timeout if opts.timeout else None
     with WorkerPool(table.X[rest], table.y[rest], folds, device=device, workers=workers,
-                    job_timeout=opts.job_timeout, scratch=out, fuse=opts.fuse) as pool:
+                    job_timeout=opts.job_timeout, scratch=out, fuse=opts.fuse,
+                    nn_jobs_per_task=nn_task_size(opts.folds, workers)) as pool:
         for position, family in enumerate(opts.models):
             reporter.family_started(family, opts.trials)
             share = None  # each family left gets an equal part of what is left of the budget
@@ -178,6 +180,12 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
         reporter.stage(f"the report could not be written ({type(exc).__name__}: {exc}); "
                        f"retry with `trialfuse report {out}`")
     return results
+
+
+def nn_task_size(folds: int, workers: int) -> int:
+    """NN folds per worker task: about two tasks per worker for the trials in flight, so a
+    worker that finishes early finds the next task waiting (at least one trial's folds)."""
+    return max(folds, math.ceil(IN_FLIGHT["nn"] * folds / (2 * workers)))
 
 
 def _nn_diagnostics(pool: WorkerPool, nn: FamilyResult | None, out: Path, seed: int,

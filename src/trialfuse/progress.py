@@ -49,18 +49,19 @@ class RichReporter:
 def comparison_table(results: dict[str, Any]) -> Table:
     """Families ranked by best CV R², skipped ones last, the winner's holdout R² beside it."""
     table = Table(title=f"trialfuse: {results['rows']} rows, {results['folds']}-fold CV, target {results['target']!r}")
-    for column in ("rank", "family", "CV R² (mean ± sd)", "holdout R²", "trials ok/failed", "seconds"):
+    for column in ("rank", "family", "CV R² (mean ± sd)", "holdout R²", "trials ok/pruned/failed", "seconds"):
         table.add_column(column, justify="left" if column == "family" else "right")
     ranked = results["ranking"] + [f for f in results["families"] if f not in results["ranking"]]
     for rank, name in enumerate(ranked, start=1):
         fam = results["families"][name]
         if fam["status"] != "ok":
-            counts = f"{fam['trials_complete']}/{fam['trials_failed']}"
+            counts = f"{fam['trials_complete']}/{fam['trials_pruned']}/{fam['trials_failed']}"
             table.add_row("-", name, f"skipped: {fam['reason']}", "", counts, f"{fam['seconds']:.1f}")
             continue
         folds = fam["cv_r2_folds"]
         spread = (sum((s - fam["cv_r2_mean"]) ** 2 for s in folds) / max(1, len(folds) - 1)) ** 0.5
         holdout = f"{results['holdout_r2']:.4f}" if name == results["winner"] else ""
-        table.add_row(str(rank), name, f"{fam['cv_r2_mean']:.4f} ± {spread:.4f}", holdout,
-                      f"{fam['trials_complete']}/{fam['trials_failed']}", f"{fam['seconds']:.1f}")
+        counts = f"{fam['trials_complete']}/{fam['trials_pruned']}/{fam['trials_failed']}"
+        table.add_row(str(rank), name, f"{fam['cv_r2_mean']:.4f} ± {spread:.4f}", holdout, counts,
+                      f"{fam['seconds']:.1f}")
     return table

@@ -103,7 +103,7 @@ def _summary(page: Page, results: dict[str, Any]) -> None:
     facts = [["data", results["data"]], ["target", results["target"]], ["rows (holdout)",
              f"{results['rows']} ({results['holdout_rows']})"], ["folds", results["folds"]],
              ["device / workers", f"{results['device']} / {results['workers']}"], ["winner", results["winner"]],
-             ["holdout R² of the winner", results["holdout_r2"]], ["seconds", round(results["seconds"], 1)],
+             ["holdout R² of the winner", results["holdout_r2"]], ["seconds", f"{results['seconds']:.1f}"],
              ["time budget ran out", results.get("budget_exhausted", False)]]
     parts = [_table(["", "value"], facts)]
     for warning in results.get("warnings", []):
@@ -132,7 +132,7 @@ def _comparison(page: Page, results: dict[str, Any]) -> None:
         folds = fam["cv_r2_folds"] or [np.nan]
         rows.append([name, fam["status"], fam["cv_r2_mean"], float(np.std(folds)), float(np.min(folds)),
                      float(np.max(folds)), results["holdout_r2"] if name == results["winner"] else None,
-                     fam["trials_complete"], fam["trials_pruned"], fam["trials_failed"], round(fam["seconds"], 1)])
+                     fam["trials_complete"], fam["trials_pruned"], fam["trials_failed"], f"{fam['seconds']:.1f}"])
     parts.append(_table(["family", "status", "CV R² mean", "fold sd", "fold min", "fold max", "holdout R²",
                          "complete", "pruned", "failed", "seconds"], rows))
     page.section("comparison", "Family comparison", parts)
@@ -233,7 +233,7 @@ def _timeline(page: Page, out: Path) -> None:
     rows = []
     for worker in workers:
         busy = sum(t["end"] - t["start"] for t in tasks if t["worker"] == worker)
-        rows.append([f"worker {worker}", sum(t["worker"] == worker for t in tasks), round(busy, 1),
+        rows.append([f"worker {worker}", sum(t["worker"] == worker for t in tasks), f"{busy:.1f}",
                      f"{busy / span:.0%}" if span > 0 else "-"])
     parts.append(_table(["worker", "tasks", "busy seconds", "busy fraction"], rows))
     page.section("timeline", "Device timeline", parts)

@@ -126,12 +126,14 @@ def run_family_study(family: str, storage: optuna.storages.BaseStorage, n_trials
         pool.dispatch()
         wait = max(0.05, deadline - time.monotonic()) if deadline is not None and not cut else None
         done = pool.next_done(timeout=wait)
-        if done is not None and done.job.trial[0] == family and done.job.trial[1] in flight:
-            entry = flight[done.job.trial[1]]
-            entry.results[done.job.fold] = done.result
-            _judge(entry, folds)
-            if entry.outcome in ("failed", "pruned"):
-                pool.cancel((family, entry.trial.number))
+        while done is not None:  # every answer already in, so a whole task is judged before asking more
+            if done.job.trial[0] == family and done.job.trial[1] in flight:
+                entry = flight[done.job.trial[1]]
+                entry.results[done.job.fold] = done.result
+                _judge(entry, folds)
+                if entry.outcome in ("failed", "pruned"):
+                    pool.cancel((family, entry.trial.number))
+            done = pool.next_done(timeout=0)
         if not cut and out_of_time() and (have_model or not must_start):
             cut = result.stopped_by_budget = True
             _drop_unstarted(flight, family, pool, "cut", "stopped by the time budget")

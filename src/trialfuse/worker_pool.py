@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 READY_TIMEOUT = 300.0  # importing torch and the tree libraries on a cold machine
-NN_TRIALS_PER_TASK = 4  # at most this many trials' NN folds are trained together by one worker
+FOLD_STRIDE = 2  # queue priority: trial position + FOLD_STRIDE x fold (see WorkerPool)
 
 
 class WorkerLost(Exception):
@@ -113,7 +113,7 @@ class FoldJob:
     params: dict[str, Any]
     fold: int
     seed: int
-    order: int = 0  # submission order, to keep the queue stable
+    position: int = 0  # the trial's place in submission order
 
 
 @dataclass
@@ -130,17 +130,20 @@ class WorkerPool:
     The study submits fold jobs, releases them with `dispatch`, and reads `FoldDone`
     events as they arrive. Each worker has a thread that takes work whenever its worker is
     free: one fold for tree families, several NN folds trained together for the NN. The
-    queue is fold-major (every trial's first fold before anyone's second), so a losing
-    trial can be pruned before its later folds start.
+    queue is diagonal: a fold waits behind the folds two places earlier of the next two
+    trials (priority = trial position + 2 x fold), so a losing trial's first folds come back
+    before its later ones start (they can be pruned), while the oldest trial still finishes
+    first and its successor can be asked while the others run.
     """
 
     def __init__(self, X: np.ndarray, y: np.ndarray, folds, *, device: str = "cpu", workers: int = 1,
-                 job_timeout: float | None = None, scratch: Path | None = None, fuse: str | int = "auto"):
+                 job_timeout: float | None = None, scratch: Path | None = None, fuse: str | int = "auto",
+                 nn_jobs_per_task: int = 20):
         self.device = device
         self.workers = max(1, workers)
         self.job_timeout = job_timeout or math.inf
         self.threads = max(1, (os.cpu_count() or 1) // self.workers)
-        self.nn_jobs_per_task = NN_TRIALS_PER_TASK * len(folds)
+        self.nn_jobs_per_task = nn_jobs_per_task  # NN folds one worker trains together
         self.fuse = fuse
         if scratch is not None:  # a killed driver's leftovers are cleared by the next run
             Path(scratch).mkdir(parents=True, exist_ok=True)
@@ -153,7 +156,7 @@ class WorkerPool:
         gpus = device.split(":", 1)[1].split(",") if device.startswith("cuda") else []
         self._staged: list[FoldJob] = []
         self._pending: list[FoldJob] = []
-        self._submitted = 0
+        self._trials_submitted = 0
         self._waiting = 0  # worker threads with nothing to do
         self._closed = False
         self._ready = threading.Condition()
@@ -172,15 +175,15 @@ class WorkerPool:
         """Queue a trial's folds; they wait until `dispatch`, so a round of asks goes out together."""
         with self._ready:
             for fold in folds:
-                self._staged.append(FoldJob(trial, family, params, fold, seed, self._submitted))
-                self._submitted += 1
+                self._staged.append(FoldJob(trial, family, params, fold, seed, self._trials_submitted))
+            self._trials_submitted += 1
 
     def dispatch(self) -> None:
         with self._ready:
             if self._staged:
                 self._pending.extend(self._staged)
                 self._staged.clear()
-                self._pending.sort(key=lambda job: (job.fold, job.order))
+                self._pending.sort(key=lambda job: (job.position + FOLD_STRIDE * job.fold, job.position))
                 self._ready.notify_all()
 
     def cancel(self, trial: Hashable) -> int:
