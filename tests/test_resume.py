@@ -28,6 +28,11 @@ def finished(journal, family: str = "lightgbm") -> list[optuna.trial.FrozenTrial
     return study.get_trials(deepcopy=True, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
 
 
+def trials_all(journal) -> list[optuna.trial.FrozenTrial]:
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
+    return optuna.load_study(study_name="lightgbm", storage=storage).get_trials(deepcopy=True)
+
+
 def children_of(pid: int) -> list[int]:
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
     return [int(p) for p in out.split()]
@@ -60,7 +65,8 @@ def test_kill_9_the_driver_then_rerun_completes_exactly_the_requested_trials(sur
     proc = cli(*args[:-1], "--json")
     assert proc.returncode == 0, proc.stderr
     after = finished(out / "study.journal")
-    assert len(after) == 24  # exactly the requested trials, none lost, none extra
+    states = sorted(t.state.name for t in trials_all(out / "study.journal"))
+    assert len(after) == 24, states  # exactly the requested trials, none lost, none extra
     by_number = {t.number: (t.params, t.value) for t in after}
     for number, record in before.items():
         assert by_number[number] == record  # finished trials are kept, not recomputed

@@ -27,7 +27,7 @@ MAX_FAILURES_BEFORE_SKIP = 3  # failures in a row, with no success yet, that end
 PRUNER = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)  # judged from the second fold on
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
 DRIVER = f"{socket.gethostname()}:{os.getpid()}"  # which driver ran a trial, when several share a study
-UNCOUNTED = ("stopped_by_budget", "surplus")  # trials that do not use up the trial budget
+UNCOUNTED = ("stopped_by_budget", "surplus", "orphaned")  # trials that do not use up the trial budget
 
 
 @dataclass
@@ -289,6 +289,7 @@ def recover_orphans(study: optuna.Study) -> None:
         optuna.storages.fail_stale_trials(study)
         return
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study._storage.set_trial_user_attr(trial._trial_id, "orphaned", True)  # never counts, even without params
         study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
         retry_once(study, trial)
 
