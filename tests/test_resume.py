@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -119,7 +120,14 @@ def test_interrupt_exits_130_and_leaves_no_worker(survivors_csv, tmp_path, to_gr
         os.killpg(driver.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     else:
         os.kill(driver.pid, signal.SIGINT)
-    assert driver.wait(timeout=60) == 130
+    try:
+        code = driver.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        stack = subprocess.run(["py-spy", "dump", "--pid", str(driver.pid)], capture_output=True, text=True).stdout \
+            if shutil.which("py-spy") else ""
+        driver.kill()
+        pytest.fail(f"the driver did not exit after SIGINT; stderr: {driver.stderr.read()[-3000:]}\n{stack}")
+    assert code == 130
     assert driver.stderr.read().strip() == "trialfuse: interrupted; rerun the same command to continue"
     time.sleep(1.5)
     alive = [p for p in workers if os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().split()[2] != "Z"]

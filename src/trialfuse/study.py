@@ -142,7 +142,8 @@ def run_family_study(family: str, storage: optuna.storages.BaseStorage, n_trials
             _tell(study, entry)
             have_model = have_model or entry.outcome == "complete"
             failures_in_a_row = failures_in_a_row + 1 if entry.outcome == "failed" else 0
-            result.reason = entry.reason or result.reason
+            if not stop_asking:  # the reason a family is skipped is its own error, not "not run"
+                result.reason = entry.reason or result.reason
             if failures_in_a_row >= MAX_FAILURES_BEFORE_SKIP and not have_model and not stop_asking:
                 stop_asking = True
                 _drop_unstarted(flight, family, pool, "failed", f"not run: {MAX_FAILURES_BEFORE_SKIP} trials "
