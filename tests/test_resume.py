@@ -108,8 +108,10 @@ def test_interrupt_exits_130_and_leaves_no_worker(survivors_csv, tmp_path, to_gr
     out = tmp_path / "run"
     args = ["run", survivors_csv, "--target", "score", "--models", "catboost", "--trials", "40", "--folds", "3",
             "--out", out, "--quiet"]
+    # SIGINT as in a terminal: a shell running these tests in the background makes its children
+    # ignore SIGINT, and Python keeps an inherited "ignore", so give the driver the default back
     driver = subprocess.Popen([sys.executable, "-c", CODE, *map(str, args)], stderr=subprocess.PIPE, text=True,
-                              start_new_session=True)
+                              start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while len(children_of(driver.pid)) < 2 or not (out / "study.journal").exists():
         assert time.monotonic() < deadline and driver.poll() is None
