@@ -173,7 +173,8 @@ def _importances(page: Page, studies: dict[str, list[optuna.trial.FrozenTrial]])
         study = optuna.create_study(direction="maximize")
         study.add_trials(complete)
         try:
-            found[family] = optuna.importance.get_param_importances(study, evaluator=_evaluator())
+            evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+            found[family] = optuna.importance.get_param_importances(study, evaluator=evaluator)
         except (RuntimeError, ValueError) as exc:
             parts.append(f"<p>{family}: importances unavailable ({html.escape(str(exc))}).</p>")
     if found:
@@ -185,10 +186,6 @@ def _importances(page: Page, studies: dict[str, list[optuna.trial.FrozenTrial]])
                 ax.set_title(family)
             fig.axes[-1].set_xlabel("importance (fANOVA, share of variance)")
     page.section("importances", "Parameter importances", parts)
-
-
-def _evaluator() -> optuna.importance.FanovaImportanceEvaluator:
-    return optuna.importance.FanovaImportanceEvaluator(seed=0)
 
 
 def _fold_scores(page: Page, results: dict[str, Any]) -> None:

@@ -24,7 +24,8 @@ from trialfuse.worker_pool import WorkerPool
 IN_FLIGHT = {"nn": 8}  # trials asked ahead of the oldest unfinished one; other families: DEFAULT_IN_FLIGHT
 DEFAULT_IN_FLIGHT = 4
 MAX_FAILURES_BEFORE_SKIP = 3  # failures in a row, with no success yet, that end a family
-PRUNER = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)  # judged from the second fold on
+PRUNE_AFTER_COMPLETE = 5  # the pruner compares a trial only once this many trials are complete
+PRUNER = optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER_COMPLETE, n_warmup_steps=1)  # from the 2nd fold
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
 DRIVER = f"{socket.gethostname()}:{os.getpid()}"  # which driver ran a trial, when several share a study
 UNCOUNTED = ("stopped_by_budget", "surplus", "orphaned")  # trials that do not use up the trial budget
@@ -121,7 +122,8 @@ def run_family_study(family: str, storage: optuna.storages.BaseStorage, n_trials
     for _ in range(window):
         ask_one()
     beating = threading.Event()
-    threading.Thread(target=_heartbeat, args=(study, flight, beating), daemon=True).start()
+    if heartbeat_interval(study):
+        threading.Thread(target=_heartbeat, args=(study, flight, beating), daemon=True).start()
     while flight:
         pool.dispatch()
         wait = max(0.05, deadline - time.monotonic()) if deadline is not None and not cut else None
@@ -171,7 +173,7 @@ def heartbeat_interval(study: optuna.Study) -> int | None:
 def _heartbeat(study: optuna.Study, flight: dict[int, InFlight], stop: threading.Event) -> None:
     """Tell a shared database that this driver's trials are alive (storages with a heartbeat only)."""
     interval = heartbeat_interval(study)
-    while interval and not stop.wait(interval):
+    while not stop.wait(interval):
         for entry in list(flight.values()):
             study._storage.record_heartbeat(entry.trial._trial_id)
 
@@ -223,7 +225,7 @@ def _as_reported(entry: InFlight) -> optuna.trial.FrozenTrial:
 def _pruning_snapshot(study: optuna.Study) -> optuna.Study | None:
     """An in-memory copy of the trials complete now, or None while too few exist to prune."""
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    if len(complete) < PRUNER._n_startup_trials:
+    if len(complete) < PRUNE_AFTER_COMPLETE:
         return None
     snapshot = optuna.create_study(direction="maximize")
     snapshot.add_trials(complete)
