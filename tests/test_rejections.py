@@ -179,3 +179,17 @@ def test_console_script_exit_code_and_single_line(tmp_path):
     result = cli("run", tmp_path / "absent.parquet", "--target", "y")
     assert result.returncode == 2
     assert result.stderr.strip() == f"trialfuse: error: data file not found: {tmp_path / 'absent.parquet'}"
+
+
+def test_unreachable_database_storage_is_one_line_at_once(run_main, tmp_path, survivors_csv):
+    """Only a table-creation race is retried; a database that refuses the connection is one line, exit 2."""
+    import socket
+
+    pytest.importorskip("psycopg2", reason="psycopg2 is not installed (pip install psycopg2-binary)")
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = run_main("run", survivors_csv, "--target", "score", "--out", tmp_path / "run",
+                      "--storage", f"postgresql+psycopg2://nobody@127.0.0.1:{port}/none")
+    assert_rejected(result, "cannot open --storage", f"127.0.0.1:{port}")
+    assert not (tmp_path / "run" / "results.json").exists()
