@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import optuna
 
-from trialfuse.compare import RunOptions, compare_models
-from trialfuse.splits import holdout_split, kfold_indices
+from trialfuse.driver.run import RunOptions, compare_models
+from trialfuse.driver.splits import holdout_split, kfold_indices
 from trialfuse.survivors import TARGET, write_survivors
 
 
@@ -74,7 +74,7 @@ def main() -> None:
         trials = optuna.load_study(study_name="nn", storage=storage).get_trials(
             deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
         busy = sum(sum(t.user_attrs["fold_seconds"]) for t in trials)
-        from trialfuse.search_space import params_from_trial
+        from trialfuse.catalog import params_from_trial
 
         table = np.loadtxt(data, delimiter=",", skiprows=1)
         X, y = table[:, :-1], table[:, -1]

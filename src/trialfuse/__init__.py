@@ -15,13 +15,13 @@ import importlib
 
 __version__ = "0.1.0"
 _EXPORTS = {
-    "RunOptions": "trialfuse.compare",
-    "compare_models": "trialfuse.compare",
+    "RunOptions": "trialfuse.driver.run",
+    "compare_models": "trialfuse.driver.run",
     "UserError": "trialfuse.errors",
     "predict_table": "trialfuse.predict",
     "make_survivors": "trialfuse.survivors",
     "write_survivors": "trialfuse.survivors",
-    "train_many": "trialfuse.fused_train",
+    "train_many": "trialfuse.engine.fused.train",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -1,7 +1,7 @@
 """Speed of NN training, the slow way and the fast way, in one process run.
 
-The same configs x folds are trained one model at a time (`fuse=False`), fused
-(`fuse=True`) and as the study would (`fuse="auto"`), on the reference table. Needs only
+The same configs x folds are trained one model at a time (`--fuse off`), fused
+(`on`) and as the study would (`auto`), on the reference table. Needs only
 numpy, scikit-learn and torch, so it runs on a bare GPU machine with `PYTHONPATH=src`.
 """
 from __future__ import annotations
@@ -15,30 +15,16 @@ import numpy as np
 import torch
 from sklearn.model_selection import KFold
 
-from trialfuse.fused_train import train_many
-from trialfuse.search_space import NN_WIDTHS
+from trialfuse.catalog import FAMILIES, RandomTrial
+from trialfuse.engine.fused.train import train_many
+from trialfuse.fuse import Fuse
 from trialfuse.survivors import make_survivors
 
 
 def sample_configs(n: int, epochs: int, seed: int = 0) -> list[dict[str, Any]]:
-    """NN configs drawn from the search space (fixed epoch budget, dropout as searched)."""
-    rng = np.random.default_rng(seed)
-    configs = []
-    for _ in range(n):
-        depth = int(rng.integers(2, 5))
-        configs.append({
-            "hidden_layers": [int(rng.choice(NN_WIDTHS)) for _ in range(depth)],
-            "learning_rate": float(10 ** rng.uniform(-4, np.log10(3e-2))),
-            "dropout": float(rng.uniform(0, 0.5)),
-            "epochs": epochs,
-            "weight_decay": float(10 ** rng.uniform(-6, -2)),
-            "optimizer": str(rng.choice(["adam", "adamw"])),
-            "gradient_clip": float(rng.uniform(0.5, 5.0)),
-            "early_stopping_patience": int(rng.integers(5, 21)),
-            "min_delta": float(rng.uniform(0, 1e-3)),
-            "use_leaky_relu": bool(rng.integers(0, 2)),
-        })
-    return configs
+    """NN configs drawn from the catalog's NN search space, with a fixed epoch budget."""
+    trial = RandomTrial(np.random.default_rng(seed))
+    return [{**FAMILIES["nn"].suggest(trial), "epochs": epochs} for _ in range(n)]
 
 
 def device_name(device: str) -> str:
@@ -52,13 +38,13 @@ def run_bench(rows: int = 10_000, configs: int = 20, folds: int = 5, epochs: int
     X, y, _ = make_survivors(rows, seed=0)
     splits = list(KFold(folds, shuffle=True, random_state=seed).split(X))
     cfgs = sample_configs(configs, epochs, seed)
-    train_many(cfgs[:2], X, y, splits[:1], device=device, fuse=True, seed=seed)  # warm-up: allocator, kernels
+    train_many(cfgs[:2], X, y, splits[:1], device=device, fuse=Fuse("on"), seed=seed)  # warm-up: allocator, kernels
     report: dict[str, Any] = {"date": date.today().isoformat(), "device": device, "device_name": device_name(device),
                               "rows": rows, "configs": configs, "folds": folds, "max_epochs": epochs,
                               "torch": torch.__version__, "modes": {}}
     scores = {}
     for mode in modes:
-        fuse = {"serial": False, "fused": True, "auto": "auto"}[mode]
+        fuse = Fuse({"serial": "off", "fused": "on", "auto": "auto"}[mode])
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         started = time.perf_counter()

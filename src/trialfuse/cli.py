@@ -10,12 +10,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from trialfuse.catalog import DEFAULT_MODELS, FAMILIES
 from trialfuse.errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Find the best model for a tabular regression problem, without overfitting.")
 
-Models = Annotated[str, typer.Option(help="Comma-separated families: nn, xgboost, lightgbm, catboost.")]
+Models = Annotated[str, typer.Option(help=f"Comma-separated families: {', '.join(FAMILIES)}.")]
+DEFAULT_MODELS_OPTION = ",".join(DEFAULT_MODELS)
 Trials = Annotated[int, typer.Option(help="Optuna trials per family.")]
 Folds = Annotated[int, typer.Option(help="K in K-fold cross-validation.")]
 Holdout = Annotated[float, typer.Option(help="Fraction of rows sealed away for the final score.")]
@@ -28,8 +30,8 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print results.json to stdo
 
 
 def _run(opts, quiet: bool, as_json: bool) -> None:
-    from trialfuse.compare import compare_models
-    from trialfuse.progress import RichReporter, comparison_table
+    from trialfuse.driver.progress import RichReporter, comparison_table
+    from trialfuse.driver.run import compare_models
 
     if quiet or as_json:
         results = compare_models(opts)
@@ -52,7 +54,7 @@ def _run(opts, quiet: bool, as_json: bool) -> None:
 def run(
     data: Annotated[Path, typer.Argument(help="Table: .csv, .parquet, .npz (X, y), .json/.jsonl records.")],
     target: Annotated[str | None, typer.Option(help="Column to predict (NPZ: the name given to y).")] = None,
-    models: Models = "nn,xgboost,lightgbm,catboost",
+    models: Models = DEFAULT_MODELS_OPTION,
     trials: Trials = 20,
     folds: Folds = 5,
     holdout: Holdout = 0.2,
@@ -71,7 +73,7 @@ def run(
     as_json: AsJson = False,
 ) -> None:
     """Search every family, rank them by CV R², retrain the winner and score the holdout once."""
-    from trialfuse.compare import RunOptions
+    from trialfuse.driver.options import RunOptions
 
     _run(RunOptions(data=data, target=target, models=models, trials=trials, folds=folds, holdout=holdout,
                     out=out, storage=storage, seed=seed, devices=devices, fuse=fuse, timeout=timeout,
@@ -89,7 +91,7 @@ def demo(
     as_json: AsJson = False,
 ) -> None:
     """Make a small reference table and compare all four families on it (a few minutes on a laptop)."""
-    from trialfuse.compare import RunOptions
+    from trialfuse.driver.options import RunOptions
     from trialfuse.survivors import TARGET, write_survivors
 
     out = out or Path(tempfile.mkdtemp(prefix="trialfuse-demo-"))
@@ -125,7 +127,7 @@ def report(
     """Rebuild RUN_DIR/report.html from the run directory's results, study and diagnostics."""
     if not (run_dir / "results.json").is_file():
         raise UserError(f"{run_dir} is not a finished run directory (no results.json)")
-    from trialfuse.report import build_report
+    from trialfuse.driver.report import build_report
 
     typer.echo(str(build_report(run_dir)))
 
@@ -159,7 +161,7 @@ def bench(
 @app.command()
 def worker() -> None:
     """Serve training jobs as JSON lines on stdin/stdout (one process per device)."""
-    from trialfuse.worker import serve
+    from trialfuse.transport.server import serve
 
     raise typer.Exit(serve())
 

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import numpy as np
 
-from trialfuse import run_dir
+from trialfuse.driver import run_dir
+from trialfuse.driver.table import encode_features, read_frame
+from trialfuse.engine.families import family_module
 from trialfuse.errors import UserError
-from trialfuse.families import family_module
-from trialfuse.table import encode_features, read_frame
 
 
 def predict_table(model_dir: str | Path, data: str | Path) -> np.ndarray:

@@ -1,0 +1,129 @@
+"""The model families, one row each: the only place that lists them.
+
+A row names the family, the engine module that trains it (`trialfuse.engine.families.<engine>`:
+fit / predict / save / load), its search space, and how the scheduler treats it. Adding a
+family is a row here and one engine module. Driver-side and library-free: the search
+spaces are plain functions of a trial (Optuna's, a `FixedTrial`, or `RandomTrial` for the
+benchmark), so nothing here imports optuna or a model library.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+NN_WIDTHS = (32, 64, 128, 256)
+
+
+def suggest_nn(trial) -> dict[str, Any]:
+    depth = trial.suggest_int("n_layers", 2, 4)
+    widths = [trial.suggest_categorical(f"width_{i}", NN_WIDTHS) for i in range(depth)]
+    return {
+        "hidden_layers": widths,
+        "learning_rate": trial.suggest_float("learning_rate", 1e-4, 3e-2, log=True),
+        "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+        "epochs": trial.suggest_int("epochs", 30, 200, step=10),
+        "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
+        "optimizer": trial.suggest_categorical("optimizer", ["adam", "adamw"]),
+        "gradient_clip": trial.suggest_float("gradient_clip", 0.5, 5.0),
+        "early_stopping_patience": trial.suggest_int("early_stopping_patience", 5, 20),
+        "min_delta": trial.suggest_float("min_delta", 0.0, 1e-3),
+        "use_leaky_relu": trial.suggest_categorical("use_leaky_relu", [False, True]),
+    }
+
+
+def suggest_xgboost(trial) -> dict[str, Any]:
+    return {
+        "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
+        "max_depth": trial.suggest_int("max_depth", 2, 8),
+        "min_child_weight": trial.suggest_float("min_child_weight", 1.0, 50.0, log=True),
+        "subsample": trial.suggest_float("subsample", 0.5, 1.0),
+        "colsample_bytree": trial.suggest_float("colsample_bytree", 0.3, 1.0),
+        "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 30.0, log=True),
+        "reg_alpha": trial.suggest_float("reg_alpha", 1e-3, 10.0, log=True),
+    }
+
+
+def suggest_lightgbm(trial) -> dict[str, Any]:
+    return {
+        "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
+        "num_leaves": trial.suggest_int("num_leaves", 4, 128, log=True),
+        "min_data_in_leaf": trial.suggest_int("min_data_in_leaf", 5, 200, log=True),
+        "feature_fraction": trial.suggest_float("feature_fraction", 0.3, 1.0),
+        "bagging_fraction": trial.suggest_float("bagging_fraction", 0.5, 1.0),
+        "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 30.0, log=True),
+    }
+
+
+def suggest_catboost(trial) -> dict[str, Any]:
+    return {
+        "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.3, log=True),
+        "depth": trial.suggest_int("depth", 3, 8),
+        "l2_leaf_reg": trial.suggest_float("l2_leaf_reg", 0.5, 30.0, log=True),
+        "random_strength": trial.suggest_float("random_strength", 0.1, 10.0, log=True),
+        "bagging_temperature": trial.suggest_float("bagging_temperature", 0.0, 1.0),
+    }
+
+
+def suggest_hgb(trial) -> dict[str, Any]:
+    return {
+        "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
+        "max_leaf_nodes": trial.suggest_int("max_leaf_nodes", 4, 128, log=True),
+        "min_samples_leaf": trial.suggest_int("min_samples_leaf", 5, 200, log=True),
+        "l2_regularization": trial.suggest_float("l2_regularization", 1e-3, 30.0, log=True),
+        "max_features": trial.suggest_float("max_features", 0.3, 1.0),
+    }
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str  # what --models, the study, results.json and the report call it
+    engine: str  # the module under trialfuse.engine.families that trains it
+    suggest: Callable[[Any], dict[str, Any]]  # its search space: a trial -> model params
+    batched: bool = False  # many trials' folds train together in one worker task (the fused NN)
+    in_flight: int = 4  # trials asked ahead of the oldest unfinished one: enough work for every worker
+    default: bool = True  # searched when --models is not given
+    diagnostics: bool = False  # its best config gets the training-dynamics probe (diagnostics.json)
+    color: str = "tab:gray"  # in the report's plots
+
+
+FAMILIES: dict[str, Family] = {row.name: row for row in (
+    Family("nn", "mlp", suggest_nn, batched=True, in_flight=8, diagnostics=True, color="tab:blue"),
+    Family("xgboost", "xgboost_trees", suggest_xgboost, color="tab:orange"),
+    Family("lightgbm", "lightgbm_trees", suggest_lightgbm, color="tab:green"),
+    Family("catboost", "catboost_trees", suggest_catboost, color="tab:red"),
+    Family("hgb", "hgb_trees", suggest_hgb, default=False, color="tab:purple"),
+)}
+DEFAULT_MODELS = tuple(name for name, row in FAMILIES.items() if row.default)
+
+
+def params_from_trial(family: str, trial) -> dict[str, Any]:
+    """Rebuild the model params of a finished Optuna trial from its recorded params."""
+    import optuna
+
+    return FAMILIES[family].suggest(optuna.trial.FixedTrial(trial.params))
+
+
+class RandomTrial:
+    """Draws from a search space without Optuna (uniform, log-uniform where the space says so):
+    the benchmark samples the catalog's own NN space on machines that have only numpy and torch."""
+
+    def __init__(self, rng: np.random.Generator):
+        self.rng = rng
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> int:
+        if log:
+            return int(min(high, max(low, round(math.exp(self.rng.uniform(math.log(low), math.log(high)))))))
+        return int(low + step * self.rng.integers(0, (high - low) // step + 1))
+
+    def suggest_float(self, name: str, low: float, high: float, log: bool = False) -> float:
+        if log:
+            return float(math.exp(self.rng.uniform(math.log(low), math.log(high))))
+        return float(self.rng.uniform(low, high))
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        value = choices[int(self.rng.integers(0, len(choices)))]
+        return value.item() if hasattr(value, "item") else value

@@ -1,0 +1,76 @@
+"""`trialfuse run`'s options, checked and parsed once into typed values before any data is read."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trialfuse.catalog import DEFAULT_MODELS, FAMILIES
+from trialfuse.driver.devices import resolve_devices
+from trialfuse.errors import UserError
+from trialfuse.fuse import Fuse
+
+
+@dataclass
+class RunOptions:
+    """Everything `trialfuse run` accepts; the Python API takes the same."""
+
+    data: Path
+    target: str | None = None
+    models: list[str] = field(default_factory=lambda: list(DEFAULT_MODELS))
+    trials: int = 20
+    folds: int = 5
+    holdout: float = 0.2
+    out: Path | None = None
+    storage: str | None = None
+    seed: int = 0
+    devices: str = "auto"
+    fuse: str | Fuse = "auto"  # auto | off | N (at most N NN models per fused batch); a Fuse once checked
+    prune: bool = True  # stop a clearly losing trial after its first folds
+    timeout: str | float | None = None  # whole-run budget: seconds or "90s", "20m", "6h"
+    job_timeout: str | float | None = None  # one task on one worker; past it the worker is killed
+
+
+def parse_models(text: str | list[str]) -> list[str]:
+    names = [m.strip().lower() for m in (text.split(",") if isinstance(text, str) else text) if m.strip()]
+    if not names:
+        raise UserError("--models is empty: name at least one of " + ", ".join(FAMILIES))
+    unknown = [m for m in names if m not in FAMILIES]
+    if unknown:
+        raise UserError(f"unknown model family {unknown[0]!r} (choose from {', '.join(FAMILIES)})")
+    return list(dict.fromkeys(names))
+
+
+def parse_duration(text: str | float | None, option: str = "--timeout") -> float | None:
+    """'90s', '20m', '6h', '1.5h' or plain seconds -> seconds; None stays None."""
+    if text is None or isinstance(text, int | float):
+        seconds = None if text is None else float(text)
+    else:
+        value = str(text).strip().lower()
+        unit = {"s": 1, "m": 60, "h": 3600}.get(value[-1:], None)
+        number = value[:-1] if unit else value
+        try:
+            seconds = float(number) * (unit or 1)
+        except ValueError:
+            raise UserError(f"{option} must be a duration like 90s, 20m or 6h, got {text!r}") from None
+    if seconds is not None and not seconds > 0:
+        raise UserError(f"{option} must be positive, got {text!r}")
+    return seconds
+
+
+def check_options(opts: RunOptions) -> None:
+    """Reject bad option values with one line each, before reading any data."""
+    opts.models = parse_models(opts.models)
+    if opts.trials < 1:
+        raise UserError(f"--trials must be at least 1, got {opts.trials}")
+    if opts.folds < 2:
+        raise UserError(f"--folds must be at least 2, got {opts.folds}")
+    if not 0 < opts.holdout < 1:
+        raise UserError(f"--holdout must be a fraction between 0 and 1, got {opts.holdout}")
+    if opts.seed < 0:
+        raise UserError(f"--seed must be zero or positive, got {opts.seed}")
+    if opts.out is not None and Path(opts.out).exists() and not Path(opts.out).is_dir():
+        raise UserError(f"--out {opts.out} exists and is not a directory")
+    resolve_devices(opts.devices)
+    opts.timeout = parse_duration(opts.timeout)
+    opts.job_timeout = parse_duration(opts.job_timeout, "--job-timeout")
+    opts.fuse = Fuse.parse(opts.fuse)

@@ -1,0 +1,67 @@
+"""What the terminal shows: a progress bar per family while it runs, a ranked table at the end."""
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from trialfuse.driver.scheduler import FamilyResult
+
+
+class RichReporter:
+    """Progress bars on stderr, so stdout stays clean for `--json`."""
+
+    def __init__(self, console: Console | None = None):
+        self.console = console or Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("[bold]{task.fields[family]:<9}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("trials  best CV R² {task.fields[best]}"), TimeElapsedColumn(),
+            console=self.console, transient=False,
+        )
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> RichReporter:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def family_started(self, family: str, trials: int) -> None:
+        self.tasks[family] = self.progress.add_task(family, total=trials, family=family, best="-")
+
+    def trial_finished(self, result: FamilyResult) -> None:
+        done = result.trials_complete + result.trials_failed + result.trials_pruned
+        best = f"{result.cv_r2_mean:.4f}" if result.cv_r2_mean is not None else "-"
+        self.progress.update(self.tasks[result.family], completed=done, best=best)
+
+    def family_finished(self, result: FamilyResult) -> None:
+        self.trial_finished(result)
+        if result.status != "ok":
+            self.console.print(f"[yellow]{result.family} skipped: {result.reason}")
+
+    def stage(self, message: str) -> None:
+        self.console.print(f"[dim]{message}")
+
+
+def comparison_table(results: dict[str, Any]) -> Table:
+    """Families ranked by best CV R², skipped ones last, the winner's holdout R² beside it."""
+    table = Table(title=f"trialfuse: {results['rows']} rows, {results['folds']}-fold CV, target {results['target']!r}")
+    for column in ("rank", "family", "CV R² (mean ± sd)", "holdout R²", "trials ok/pruned/failed", "seconds"):
+        table.add_column(column, justify="left" if column == "family" else "right")
+    ranked = results["ranking"] + [f for f in results["families"] if f not in results["ranking"]]
+    for rank, name in enumerate(ranked, start=1):
+        fam = results["families"][name]
+        if fam["status"] != "ok":
+            counts = f"{fam['trials_complete']}/{fam['trials_pruned']}/{fam['trials_failed']}"
+            table.add_row("-", name, f"skipped: {fam['reason']}", "", counts, f"{fam['seconds']:.1f}")
+            continue
+        folds = fam["cv_r2_folds"]
+        spread = (sum((s - fam["cv_r2_mean"]) ** 2 for s in folds) / max(1, len(folds) - 1)) ** 0.5
+        holdout = f"{results['holdout_r2']:.4f}" if name == results["winner"] else ""
+        counts = f"{fam['trials_complete']}/{fam['trials_pruned']}/{fam['trials_failed']}"
+        table.add_row(str(rank), name, f"{fam['cv_r2_mean']:.4f} ± {spread:.4f}", holdout, counts,
+                      f"{fam['seconds']:.1f}")
+    return table

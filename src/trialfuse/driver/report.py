@@ -1,0 +1,291 @@
+"""report.html: what the search did and what the winning network learned, from the run directory alone.
+
+Built at the end of every run and again by `trialfuse report RUN_DIR`, from results.json,
+the Optuna storage, timeline.json and diagnostics.json. Plots are matplotlib PNGs in
+report_files/ beside the page, so it opens offline with no server.
+"""
+from __future__ import annotations
+
+import html
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from matplotlib.figure import Figure  # no pyplot: no display, no global state
+from matplotlib.patches import Rectangle
+
+from trialfuse.catalog import FAMILIES
+from trialfuse.driver import run_dir
+from trialfuse.driver.storage import open_storage
+
+SECTIONS = ("summary", "comparison", "history", "importances", "folds", "timeline", "diagnostics", "dashboard")
+COLORS = {**{name: row.color for name, row in FAMILIES.items()}, "retrain": "black", "diagnose": "tab:pink"}
+
+
+class Page:
+    """The report being built: HTML sections and the PNGs they show."""
+
+    def __init__(self, out: Path):
+        self.images = out / run_dir.REPORT_IMAGES
+        shutil.rmtree(self.images, ignore_errors=True)
+        self.images.mkdir(parents=True)
+        self.sections: list[str] = []
+
+    @contextmanager
+    def figure(self, name: str, parts: list[str], size=(8, 4)) -> Iterator[Figure]:
+        """A figure saved as report_files/<name>.png, with its <img> added to `parts`."""
+        fig = Figure(figsize=size)
+        yield fig
+        fig.tight_layout()
+        fig.savefig(self.images / f"{name}.png", dpi=90)
+        parts.append(f'<img src="{run_dir.REPORT_IMAGES}/{name}.png" alt="{html.escape(name)}">')
+
+    def section(self, key: str, title: str, parts: list[str]) -> None:
+        self.sections.append(f'<section id="{key}"><h2>{html.escape(title)}</h2>\n' + "\n".join(parts) + "</section>")
+
+
+def build_report(out: Path) -> Path:
+    """Write out/report.html (and out/report_files/) for a finished run; returns the page's path."""
+    out = Path(out)
+    results = run_dir.read_json(out / run_dir.RESULTS)
+    page = Page(out)
+    studies = _load_studies(results, out)
+    _summary(page, results)
+    _comparison(page, results)
+    _history(page, studies)
+    _importances(page, studies)
+    _fold_scores(page, results)
+    _timeline(page, out)
+    _diagnostics(page, out)
+    _dashboard(page, results, out)
+    body = "\n".join(page.sections)
+    text = (f"<!doctype html><html><head><meta charset='utf-8'><title>trialfuse report: {html.escape(str(out))}"
+            f"</title><style>{STYLE}</style></head><body><h1>trialfuse report</h1>\n{body}\n</body></html>\n")
+    target = out / run_dir.REPORT
+    run_dir.write_text(target, text)
+    return target
+
+
+STYLE = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}"
+         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+         "th{background:#f4f4f4}img{max-width:100%;display:block;margin:1em 0}.warn{color:#a40}"
+         "code{background:#f4f4f4;padding:1px 4px}")
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "" if value is None else str(value)
+
+
+def _load_studies(results: dict[str, Any], out: Path) -> dict[str, list[optuna.trial.FrozenTrial]]:
+    storage = open_storage(results["storage"], out)
+    found = {}
+    for family in results["families"]:
+        try:
+            found[family] = optuna.load_study(study_name=family, storage=storage).get_trials(deepcopy=False)
+        except KeyError:
+            continue
+    return found
+
+
+def _summary(page: Page, results: dict[str, Any]) -> None:
+    facts = [["data", results["data"]], ["target", results["target"]], ["rows (holdout)",
+             f"{results['rows']} ({results['holdout_rows']})"], ["folds", results["folds"]],
+             ["device / workers", f"{results['device']} / {results['workers']}"], ["winner", results["winner"]],
+             ["holdout R² of the winner", results["holdout_r2"]], ["seconds", f"{results['seconds']:.1f}"],
+             ["time budget ran out", results.get("budget_exhausted", False)]]
+    parts = [_table(["", "value"], facts)]
+    for warning in results.get("warnings", []):
+        parts.append(f'<p class="warn">warning: {html.escape(warning)}</p>')
+    page.section("summary", "Summary", parts)
+
+
+def _comparison(page: Page, results: dict[str, Any]) -> None:
+    """Best CV R² per family with its fold spread; the winner's holdout R² beside it."""
+    ok = list(results["ranking"])
+    families = results["families"]
+    parts: list[str] = []
+    with page.figure("comparison", parts, size=(7, 3.5)) as fig:
+        ax = fig.add_subplot()
+        means = [families[f]["cv_r2_mean"] for f in ok]
+        lows = [m - min(families[f]["cv_r2_folds"]) for f, m in zip(ok, means, strict=True)]
+        highs = [max(families[f]["cv_r2_folds"]) - m for f, m in zip(ok, means, strict=True)]
+        ax.bar(ok, means, yerr=[lows, highs], capsize=6, color=[COLORS.get(f, "grey") for f in ok])
+        ax.scatter([results["winner"]], [results["holdout_r2"]], marker="D", color="black", zorder=3,
+                   label="holdout R² (winner)")
+        ax.set_ylabel("R²")
+        ax.set_title("best CV R² per family (bars: fold min-max)")
+        ax.legend()
+    rows = []
+    for name, fam in families.items():
+        folds = fam["cv_r2_folds"] or [np.nan]
+        rows.append([name, fam["status"], fam["cv_r2_mean"], float(np.std(folds)), float(np.min(folds)),
+                     float(np.max(folds)), results["holdout_r2"] if name == results["winner"] else None,
+                     fam["trials_complete"], fam["trials_pruned"], fam["trials_failed"], f"{fam['seconds']:.1f}"])
+    parts.append(_table(["family", "status", "CV R² mean", "fold sd", "fold min", "fold max", "holdout R²",
+                         "complete", "pruned", "failed", "seconds"], rows))
+    page.section("comparison", "Family comparison", parts)
+
+
+def _history(page: Page, studies: dict[str, list[optuna.trial.FrozenTrial]]) -> None:
+    """Every trial's CV R² in the order asked, pruned ones at their last fold, and the best so far."""
+    parts: list[str] = []
+    state = optuna.trial.TrialState
+    with page.figure("history", parts, size=(8, 2.6 * max(1, len(studies)))) as fig:
+        for i, (family, trials) in enumerate(studies.items()):
+            ax = fig.add_subplot(len(studies), 1, i + 1)
+            done = [t for t in trials if t.state == state.COMPLETE]
+            pruned = [t for t in trials if t.state == state.PRUNED and t.intermediate_values]
+            ax.scatter([t.number for t in done], [t.value for t in done], color=COLORS.get(family), label="complete")
+            ax.scatter([t.number for t in pruned], [t.intermediate_values[t.last_step] for t in pruned],
+                       marker="x", color="grey", label="pruned (mean so far)")
+            if done:
+                ax.step([t.number for t in done], np.maximum.accumulate([t.value for t in done]), where="post",
+                        color="black", label="best so far")
+            ax.set_ylabel("CV R²")
+            ax.set_title(family)
+            ax.legend(fontsize=7)
+        if fig.axes:
+            fig.axes[-1].set_xlabel("trial")
+    page.section("history", "Optimization history", parts)
+
+
+def _importances(page: Page, studies: dict[str, list[optuna.trial.FrozenTrial]]) -> None:
+    """Optuna's fANOVA parameter importances per family (needs a few complete trials)."""
+    parts: list[str] = []
+    found: dict[str, dict[str, float]] = {}
+    for family, trials in studies.items():
+        complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if len(complete) < 3:
+            parts.append(f"<p>{family}: too few complete trials ({len(complete)}) to rank parameters.</p>")
+            continue
+        study = optuna.create_study(direction="maximize")
+        study.add_trials(complete)
+        try:
+            evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+            found[family] = optuna.importance.get_param_importances(study, evaluator=evaluator)
+        except (RuntimeError, ValueError) as exc:
+            parts.append(f"<p>{family}: importances unavailable ({html.escape(str(exc))}).</p>")
+    if found:
+        with page.figure("importances", parts, size=(8, 2.4 * len(found))) as fig:
+            for i, (family, values) in enumerate(found.items()):
+                ax = fig.add_subplot(len(found), 1, i + 1)
+                names = list(values)[::-1]
+                ax.barh(names, [values[n] for n in names], color=COLORS.get(family))
+                ax.set_title(family)
+            fig.axes[-1].set_xlabel("importance (fANOVA, share of variance)")
+    page.section("importances", "Parameter importances", parts)
+
+
+def _fold_scores(page: Page, results: dict[str, Any]) -> None:
+    """Each family's best trial, fold by fold: how much the folds disagree."""
+    parts: list[str] = []
+    families = {n: f for n, f in results["families"].items() if f["cv_r2_folds"]}
+    with page.figure("folds", parts, size=(7, 3.5)) as fig:
+        ax = fig.add_subplot()
+        for name, fam in families.items():
+            ax.plot(range(len(fam["cv_r2_folds"])), fam["cv_r2_folds"], marker="o", color=COLORS.get(name),
+                    label=f"{name} (trial {fam['best_trial']})")
+        ax.set_xlabel("fold")
+        ax.set_ylabel("validation R²")
+        ax.legend()
+    rows = [[name, fam["best_trial"], *fam["cv_r2_folds"]] for name, fam in families.items()]
+    width = max((len(r) for r in rows), default=2) - 2
+    parts.append(_table(["family", "trial", *[f"fold {i}" for i in range(width)]], rows))
+    page.section("folds", "Per-fold scores of the best trials", parts)
+
+
+def _timeline(page: Page, out: Path) -> None:
+    """What each worker ran and when, and the share of the run it was busy."""
+    parts: list[str] = []
+    path = out / run_dir.TIMELINE
+    tasks = run_dir.read_json(path)["tasks"] if path.exists() else []
+    if not tasks:
+        page.section("timeline", "Device timeline", ["<p>No timeline was recorded.</p>"])
+        return
+    start = min(t["start"] for t in tasks)
+    span = max(t["end"] for t in tasks) - start
+    workers = sorted({t["worker"] for t in tasks})
+    with page.figure("timeline", parts, size=(9, 1 + 0.6 * len(workers))) as fig:
+        ax = fig.add_subplot()
+        for task in tasks:
+            ax.broken_barh([(task["start"] - start, task["end"] - task["start"])], (task["worker"] - 0.4, 0.8),
+                           color=COLORS.get(task["what"], "grey"))
+        ax.set_yticks(workers, [f"worker {w}" for w in workers])
+        ax.set_xlabel("seconds since the first task")
+        handles = [Rectangle((0, 0), 1, 1, color=COLORS.get(w, "grey")) for w in dict.fromkeys(
+            t["what"] for t in tasks)]
+        ax.legend(handles, list(dict.fromkeys(t["what"] for t in tasks)), fontsize=7, loc="upper right")
+    rows = []
+    for worker in workers:
+        busy = sum(t["end"] - t["start"] for t in tasks if t["worker"] == worker)
+        rows.append([f"worker {worker}", sum(t["worker"] == worker for t in tasks), f"{busy:.1f}",
+                     f"{busy / span:.0%}" if span > 0 else "-"])
+    parts.append(_table(["worker", "tasks", "busy seconds", "busy fraction"], rows))
+    page.section("timeline", "Device timeline", parts)
+
+
+def _diagnostics(page: Page, out: Path) -> None:
+    """The NN probe: losses, gradient flow per layer, dead units and activations per layer."""
+    path = out / run_dir.DIAGNOSTICS
+    if not path.exists():
+        page.section("diagnostics", "NN diagnostics", ["<p>No NN diagnostics: the NN was not searched or no NN "
+                                                         "trial completed.</p>"])
+        return
+    diag = run_dir.read_json(path)
+    parts = [f"<p>Best NN trial {diag.get('trial')} retrained on fold 0 ({diag['train_rows']} rows, "
+             f"{diag['val_rows']} validation rows): best epoch {diag['best_epoch']} of {diag['epochs_run']}, "
+             f"validation R² {diag['val_r2']:.4f}.</p>"]
+    parts += [f'<p class="warn">warning: {html.escape(w)}</p>' for w in diag["warnings"]]
+    epochs = diag["epochs"]
+    with page.figure("diagnostics_training", parts, size=(9, 3.5)) as fig:
+        loss_ax, grad_ax = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+        loss_ax.plot([e["train_loss"] for e in epochs], label="train")
+        loss_ax.plot([e["val_loss"] for e in epochs], label="validation")
+        loss_ax.set_yscale("log")
+        loss_ax.set_xlabel("epoch")
+        loss_ax.set_ylabel(diag["loss_units"], fontsize=7)
+        loss_ax.legend()
+        norms = np.array([e["grad_norm"] for e in epochs], dtype=np.float64)
+        for i in range(norms.shape[1] if norms.ndim == 2 else 0):
+            label = "output layer" if i == norms.shape[1] - 1 else f"hidden layer {i}"
+            grad_ax.plot(np.maximum(norms[:, i], 1e-12), label=label)
+        grad_ax.set_yscale("log")
+        grad_ax.set_xlabel("epoch")
+        grad_ax.set_ylabel("gradient norm")
+        grad_ax.legend(fontsize=7)
+    layers = diag["layers"]
+    with page.figure("diagnostics_layers", parts, size=(9, 3)) as fig:
+        names = [f"layer {layer['layer']}" for layer in layers]
+        dead_ax, act_ax = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+        dead_ax.bar(names, [layer["dead_fraction"] for layer in layers], color="tab:red")
+        dead_ax.set_ylim(0, 1)
+        dead_ax.set_ylabel("dead unit fraction")
+        act_ax.bar(names, [layer["activation_mean"] for layer in layers],
+                   yerr=[layer["activation_std"] for layer in layers], capsize=6)
+        act_ax.set_ylabel("activation mean ± sd")
+    rows = [[layer["layer"], layer["width"], layer["weight_mean"], layer["weight_std"], layer["weight_abs_max"],
+             layer["activation_mean"], layer["activation_std"], f"{layer['dead_fraction']:.0%}",
+             float(np.mean(layer["bn_running_mean"])), float(np.mean(layer["bn_running_var"]))] for layer in layers]
+    parts.append(_table(["layer", "width", "weight mean", "weight sd", "weight |max|", "act. mean", "act. sd",
+                         "dead", "BN mean (avg)", "BN var (avg)"], rows))
+    page.section("diagnostics", "NN diagnostics", parts)
+
+
+def _dashboard(page: Page, results: dict[str, Any], out: Path) -> None:
+    storage = results["storage"]
+    command = f"optuna-dashboard {storage}"
+    page.section("dashboard", "Browse the studies", [
+        f"<p>The run's Optuna storage opens unchanged in optuna-dashboard (<code>pip install optuna-dashboard</code>):"
+        f"</p><p><code>{html.escape(command)}</code></p>"])

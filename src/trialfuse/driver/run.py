@@ -1,0 +1,166 @@
+"""compare-models: search every family, rank by CV R², retrain the winner, score the holdout once.
+
+This is the driver. It reads and checks the table (all user errors surface here, before
+any worker starts), splits rows, runs one Optuna study per family on worker processes,
+then writes the run directory. It never imports torch.
+"""
+from __future__ import annotations
+
+import math
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import optuna
+from sklearn.metrics import r2_score
+
+from trialfuse.catalog import FAMILIES
+from trialfuse.driver import run_dir
+from trialfuse.driver.devices import resolve_devices
+from trialfuse.driver.options import RunOptions, check_options
+from trialfuse.driver.report import build_report
+from trialfuse.driver.scheduler import FamilyResult, run_family_study
+from trialfuse.driver.splits import check_split_sizes, holdout_split, kfold_indices
+from trialfuse.driver.storage import open_storage
+from trialfuse.driver.table import Table, load_table
+from trialfuse.seeds import RETRAIN, model_seed
+from trialfuse.transport.process_pool import WorkerPool
+
+
+class Reporter(Protocol):
+    """Receives progress; the CLI shows it with rich, the API may ignore it."""
+
+    def family_started(self, family: str, trials: int) -> None: ...
+    def trial_finished(self, result: FamilyResult) -> None: ...
+    def family_finished(self, result: FamilyResult) -> None: ...
+    def stage(self, message: str) -> None: ...
+
+
+class SilentReporter:
+    def family_started(self, family: str, trials: int) -> None: ...
+    def trial_finished(self, result: FamilyResult) -> None: ...
+    def family_finished(self, result: FamilyResult) -> None: ...
+    def stage(self, message: str) -> None: ...
+
+
+def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[str, Any]:
+    """Run the whole comparison and return what was written to results.json."""
+    reporter = reporter or SilentReporter()
+    started = time.perf_counter()
+    check_options(opts)
+    table = load_table(opts.data, opts.target)
+    check_split_sizes(table.rows, opts.holdout, opts.folds)
+    device, workers = resolve_devices(opts.devices)
+    out = Path(opts.out) if opts.out else Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    run_dir.clear_leftovers(out)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    rest, sealed = holdout_split(table.rows, opts.holdout, opts.seed)
+    folds = kfold_indices(len(rest), opts.folds, opts.seed)
+    run_dir.write_json(out / run_dir.HOLDOUT, {"holdout_rows": sealed, "seed": opts.seed, "fraction": opts.holdout})
+    storage = open_storage(opts.storage, out)
+    workers = min(workers, opts.folds) if device == "cpu" else workers
+
+    families: dict[str, FamilyResult] = {}
+    deadline = time.monotonic() + opts.timeout if opts.timeout else None
+    with WorkerPool(table.X[rest], table.y[rest], folds, device=device, workers=workers,
+                    job_timeout=opts.job_timeout, scratch=out, fuse=opts.fuse,
+                    batched_jobs_per_task=batched_task_size(opts.folds, workers)) as pool:
+        for position, family in enumerate(opts.models):
+            reporter.family_started(family, opts.trials)
+            share = None  # each family left gets an equal part of what is left of the budget
+            if deadline is not None:
+                share = time.monotonic() + (deadline - time.monotonic()) / (len(opts.models) - position)
+            anything_done = any(f.trials_complete for f in families.values())
+            result = run_family_study(family, storage, opts.trials, opts.folds, opts.seed, pool,
+                                      on_trial=reporter.trial_finished, deadline=share,
+                                      must_start=not anything_done, prune=opts.prune)
+            families[family] = result
+            reporter.family_finished(result)
+        ranking = sorted((f for f in families.values() if f.status == "ok"), key=lambda f: -f.cv_r2_mean)
+        if not ranking:
+            reasons = "; ".join(f"{f.family}: {f.reason}" for f in families.values())
+            raise RuntimeError(f"every model family failed ({reasons})")
+        winner = ranking[0]
+        reporter.stage(f"retraining {winner.family} on {len(rest)} rows and scoring the holdout")
+        final = _retrain_winner(pool, winner, table, rest, sealed, out, opts.seed)
+        warnings = [w for f in families.values() if FAMILIES[f.family].diagnostics
+                    for w in _diagnostics(pool, f, out, opts.seed, reporter)]
+        run_dir.write_json(out / run_dir.TIMELINE, {"device": device, "workers": workers, "tasks": pool.timeline})
+
+    results = {
+        "data": str(opts.data), "target": table.target, "rows": table.rows, "features": len(table.feature_names),
+        "holdout_rows": len(sealed), "folds": opts.folds, "seed": opts.seed, "device": device, "workers": workers,
+        "fuse": str(opts.fuse), "prune": opts.prune,
+        "storage": opts.storage or str(out / run_dir.JOURNAL),
+        "families": {name: r.summary() for name, r in families.items()},
+        "ranking": [f.family for f in ranking],
+        "timeout_seconds": opts.timeout,
+        "budget_exhausted": any(f.stopped_by_budget for f in families.values()),
+        "winner": winner.family,
+        "holdout_r2": final["holdout_r2"],
+        "warnings": warnings,
+        "seconds": time.perf_counter() - started,
+        "out": str(out),
+    }
+    run_dir.write_json(out / run_dir.RESULTS, results, fault_point="results")
+    try:
+        reporter.stage(f"report: {build_report(out)}")
+    except Exception as exc:  # the results are saved; a plotting failure must not hide them
+        reporter.stage(f"the report could not be written ({type(exc).__name__}: {exc}); "
+                       f"retry with `trialfuse report {out}`")
+    return results
+
+
+def batched_task_size(folds: int, workers: int) -> int:
+    """Folds per worker task for a batched family (the fused NN): about two tasks per worker
+    for the trials in flight, so a worker that finishes early finds the next task waiting
+    (at least one trial's folds)."""
+    in_flight = max(row.in_flight for row in FAMILIES.values() if row.batched)
+    return max(folds, math.ceil(in_flight * folds / (2 * workers)))
+
+
+def _diagnostics(pool: WorkerPool, family: FamilyResult, out: Path, seed: int, reporter: Reporter) -> list[str]:
+    """Probe the family's best trial (diagnostics.json) and return its warnings, each prefixed "<family>: "."""
+    if family.status != "ok":
+        return []
+    reporter.stage(f"{family.family} diagnostics: training its best config once more on fold 0")
+    try:
+        report = pool.diagnose(family.best_params, model_seed(seed, family.best_trial))
+    except Exception as exc:  # a probe that fails must not cost the run its results
+        return [f"{family.family}: the diagnostics probe failed: {exc}"]
+    report["trial"] = family.best_trial
+    run_dir.write_json(out / run_dir.DIAGNOSTICS, report)
+    return [f"{family.family}: {w}" for w in report["warnings"]]
+
+
+def _retrain_winner(pool: WorkerPool, winner: FamilyResult, table: Table, rest: np.ndarray, sealed: np.ndarray,
+                    out: Path, seed: int) -> dict[str, Any]:
+    """Retrain on all search rows for the CV-chosen round count; save; score the holdout once."""
+    rounds = max(1, int(round(float(np.mean(winner.best_rounds))))) if winner.best_rounds else None
+    staged = run_dir.staging_dir(out)
+    final = pool.retrain(winner.family, winner.best_params, rounds, table.X[sealed], staged, model_seed(seed, RETRAIN))
+    holdout_r2 = float(r2_score(table.y[sealed], np.asarray(final["predictions"], dtype=np.float64)))
+    run_dir.write_json(staged / run_dir.METADATA, {
+        "family": winner.family,
+        "params": winner.best_params,
+        "rounds": final["rounds"],
+        "model_file": final["model_file"],
+        "feature_names": table.feature_names,
+        "categories": table.categories,
+        "dropped_columns": table.dropped,
+        "target": table.target,
+        "cv_r2_mean": winner.cv_r2_mean,
+        "cv_r2_folds": winner.cv_r2_folds,
+        "holdout_r2": holdout_r2,
+        "best_trial": winner.best_trial,
+        "train_rows": len(rest),
+        "seed": seed,
+        "libraries": run_dir.library_versions(),
+        "created": datetime.now().isoformat(timespec="seconds"),
+    })
+    run_dir.publish_model_dir(staged, out)
+    return {"holdout_r2": holdout_r2, "retrain_seconds": final["seconds"]}

@@ -1,0 +1,109 @@
+"""The run directory's files, written so a reader never sees half of one.
+
+Every file goes to a temporary name beside its target and is renamed into place; the
+model directory is assembled aside and swapped in whole.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from trialfuse.testing import faults
+
+RESULTS = "results.json"
+BEST_MODEL = "best_model"
+METADATA = "metadata.json"
+HOLDOUT = "holdout_indices.json"
+JOURNAL = "study.journal"
+DIAGNOSTICS = "diagnostics.json"
+TIMELINE = "timeline.json"
+REPORT = "report.html"
+REPORT_IMAGES = "report_files"
+LIBRARIES = ("trialfuse", "numpy", "scikit-learn", "optuna", "torch", "xgboost", "lightgbm", "catboost")
+
+
+def write_json(path: Path, payload: Any, fault_point: str | None = None) -> None:
+    """Write JSON atomically (temporary file in the same directory, then rename)."""
+    write_text(path, json.dumps(payload, indent=2, default=_jsonable) + "\n", fault_point)
+
+
+def write_text(path: Path, text: str, fault_point: str | None = None) -> None:
+    """Write a file atomically (temporary file in the same directory, then rename).
+    `fault_point` names the moment between the two for the fault tests (testing.faults)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide results from other users
+        if fault_point:
+            faults.strike(fault_point)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def read_json(path: Path) -> Any:
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def staging_dir(out: Path) -> Path:
+    """A fresh directory in `out` to build the model in before it replaces best_model/."""
+    path = out / f".{BEST_MODEL}.{uuid.uuid4().hex}"
+    path.mkdir(parents=True)
+    return path
+
+
+def publish_model_dir(staged: Path, out: Path) -> Path:
+    """Swap the staged model directory in as best_model/, replacing any older one."""
+    target = out / BEST_MODEL
+    if target.exists():
+        old = out / f".{BEST_MODEL}.old.{uuid.uuid4().hex}"
+        os.replace(target, old)
+        faults.strike("publish")  # the worst moment to be killed: no best_model/ at all
+        os.replace(staged, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        faults.strike("publish")
+        os.replace(staged, target)
+    return target
+
+
+def clear_leftovers(out: Path) -> None:
+    """Remove what a killed run left half-done: temporary files and unpublished model directories.
+    The old model is put back if the run died between moving it aside and publishing the new one."""
+    olds = sorted(out.glob(f".{BEST_MODEL}.old.*"))
+    if olds and not (out / BEST_MODEL).exists():
+        os.replace(olds.pop(), out / BEST_MODEL)
+    for path in [*olds, *out.glob(f".{BEST_MODEL}.*"), *out.glob(".*.tmp")]:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def library_versions() -> dict[str, str | None]:
+    """Installed versions, read from package metadata (no library is imported)."""
+    versions: dict[str, str | None] = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions

@@ -1,0 +1,291 @@
+"""One Optuna study per model family: trials scored by mean K-fold validation R².
+
+Several trials are in flight at once (TPE with constant liar) so every worker has folds
+to train, and each is told exactly once: complete with its mean R² (per-fold scores and
+round counts kept as user attributes), pruned after a losing fold, or failed with the reason.
+"""
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+
+from trialfuse.catalog import FAMILIES, params_from_trial
+from trialfuse.driver.storage import (
+    Heartbeat,
+    fail_stale_trials,
+    keeps_heartbeats,
+    recover_orphans,
+    wait_for_other_drivers,
+)
+from trialfuse.seeds import model_seed
+from trialfuse.transport.process_pool import WorkerPool
+
+MAX_FAILURES_BEFORE_SKIP = 3  # failures in a row, with no success yet, that end a family
+PRUNE_AFTER_COMPLETE = 5  # the pruner compares a trial only once this many trials are complete
+PRUNER = optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER_COMPLETE, n_warmup_steps=1)  # from the 2nd fold
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+DRIVER = f"{socket.gethostname()}:{os.getpid()}"  # which driver ran a trial, when several share a study
+UNCOUNTED = ("stopped_by_budget", "surplus", "orphaned")  # trials that do not use up the trial budget
+
+
+@dataclass
+class FamilyResult:
+    """What the comparison and results.json need to know about one family's search."""
+
+    family: str
+    status: str = "ok"  # ok | skipped
+    reason: str | None = None
+    best_params: dict[str, Any] | None = None
+    best_trial: int | None = None
+    cv_r2_mean: float | None = None
+    cv_r2_folds: list[float] = field(default_factory=list)
+    best_rounds: list[int] = field(default_factory=list)
+    trials_complete: int = 0
+    trials_failed: int = 0
+    trials_pruned: int = 0
+    seconds: float = 0.0
+    stopped_by_budget: bool = False
+
+    def summary(self) -> dict[str, Any]:
+        keys = ("status", "reason", "best_params", "best_trial", "cv_r2_mean", "cv_r2_folds", "best_rounds",
+                "trials_complete", "trials_failed", "trials_pruned", "seconds", "stopped_by_budget")
+        return {k: getattr(self, k) for k in keys}
+
+
+@dataclass
+class InFlight:
+    """A trial between ask and tell: its folds' answers and, once decided, its outcome."""
+
+    trial: optuna.Trial
+    snapshot: optuna.Study | None  # the trials complete when it was asked: what the pruner compares with
+    results: dict[int, dict[str, Any]] = field(default_factory=dict)
+    checked: int = 0  # folds 0..checked-1 are in and were judged, in order
+    outcome: str | None = None  # complete | pruned | failed | cut
+    reason: str | None = None
+
+
+def run_family_study(family: str, storage: optuna.storages.BaseStorage, n_trials: int, folds: int, seed: int,
+                     pool: WorkerPool, on_trial: Callable[[FamilyResult], None] | None = None,
+                     deadline: float | None = None, must_start: bool = False, prune: bool = True) -> FamilyResult:
+    """Run (or continue) `family`'s study until it holds `n_trials` finished trials.
+
+    A fixed number of trials is in flight; each new trial is asked right after the oldest
+    one is told, and trials are told in the order they were asked. So what TPE and the
+    pruner see when trial n is asked is the same whatever the number of workers or their
+    speed, and one seed gives one result. A trial's folds are judged in fold order: a
+    failed fold fails it, and with `prune` a clearly losing trial is pruned (its folds not
+    yet started are dropped). Past `deadline` (time.monotonic()) no trial starts and folds
+    not yet started are dropped; with `must_start`, a family with no model yet runs one trial.
+    """
+    return FamilySearch(family, storage, n_trials, folds, seed, pool, on_trial, deadline, must_start, prune).run()
+
+
+class FamilySearch:
+    """One family's study in progress: the trials in flight and what stops new asks."""
+
+    def __init__(self, family: str, storage: optuna.storages.BaseStorage, n_trials: int, folds: int, seed: int,
+                 pool: WorkerPool, on_trial: Callable[[FamilyResult], None] | None, deadline: float | None,
+                 must_start: bool, prune: bool):
+        self.family, self.n_trials, self.folds, self.seed, self.pool = family, n_trials, folds, seed, pool
+        self.on_trial, self.deadline, self.must_start, self.prune = on_trial, deadline, must_start, prune
+        sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True)
+        self.study = optuna.create_study(study_name=family, storage=storage, direction="maximize",
+                                         sampler=sampler, load_if_exists=True)
+        recover_orphans(self.study)
+        self.result = FamilyResult(family)
+        self.flight: dict[int, InFlight] = {}  # in ask order
+        complete = optuna.trial.TrialState.COMPLETE
+        self.have_model = any(t.state == complete for t in self.study.get_trials(deepcopy=False))
+        self.failures_in_a_row = 0
+        self.stop_asking = False  # the family failed too often: no new trials
+        self.cut = False  # the deadline passed: unstarted folds were dropped
+
+    def run(self) -> FamilyResult:
+        started = time.perf_counter()
+        for _ in range(FAMILIES[self.family].in_flight):
+            self._ask_one()
+        heartbeat = Heartbeat(self.study, lambda: [entry.trial for entry in list(self.flight.values())])
+        while self.flight:
+            self.pool.dispatch()
+            self._take_answers()
+            if not self.cut and self._out_of_time() and (self.have_model or not self.must_start):
+                self.cut = self.result.stopped_by_budget = True
+                _drop_unstarted(self.flight, self.family, self.pool, "cut", "stopped by the time budget")
+            self._tell_finished()
+        heartbeat.stop()
+        wait_for_other_drivers(self.study)
+        _summarize(self.study, self.result)
+        if self.result.trials_complete == 0:
+            self.result.status = "skipped"
+            self.result.reason = self.result.reason or ("the time budget ran out before this family started"
+                                                        if self.result.stopped_by_budget else "no trial completed")
+        self.result.seconds = time.perf_counter() - started
+        return self.result
+
+    def _out_of_time(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def _ask_one(self) -> None:
+        """Ask a trial and queue its folds, unless the window is full or the budget is spent."""
+        if self.stop_asking or len(self.flight) >= FAMILIES[self.family].in_flight:
+            return
+        if keeps_heartbeats(self.study):  # another driver may have died since: its trials are asked again
+            fail_stale_trials(self.study)
+        if taken(self.study) >= self.n_trials:
+            return
+        if self._out_of_time() and not (self.must_start and not self.have_model and not self.flight):
+            self.result.stopped_by_budget = True
+            return
+        trial = self.study.ask()
+        if _surplus(self.study, trial, self.n_trials):  # another driver took the last slot at the same moment
+            trial.set_user_attr("surplus", True)
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            return
+        trial.set_user_attr("driver", DRIVER)
+        params = FAMILIES[self.family].suggest(trial)
+        self.flight[trial.number] = InFlight(trial, _pruning_snapshot(self.study) if self.prune else None)
+        self.pool.submit((self.family, trial.number), self.family, params, list(range(self.folds)),
+                         model_seed(self.seed, trial.number))
+
+    def _take_answers(self) -> None:
+        """Wait for one answer (until the deadline at most), then take every answer already in,
+        so a whole task is judged before more trials are asked."""
+        wait = max(0.05, self.deadline - time.monotonic()) if self.deadline is not None and not self.cut else None
+        done = self.pool.next_done(timeout=wait)
+        while done is not None:
+            family, number = done.job.trial
+            if family == self.family and number in self.flight:
+                entry = self.flight[number]
+                entry.results[done.job.fold] = done.result
+                _judge(entry, self.folds)
+                if entry.outcome in ("failed", "pruned"):
+                    self.pool.cancel((self.family, number))
+            done = self.pool.next_done(timeout=0)
+
+    def _tell_finished(self) -> None:
+        """Tell the oldest trials that are decided, in ask order, asking a new one after each."""
+        while self.flight and next(iter(self.flight.values())).outcome:
+            entry = self.flight.pop(next(iter(self.flight)))
+            _tell(self.study, entry)
+            self.have_model = self.have_model or entry.outcome == "complete"
+            self.failures_in_a_row = self.failures_in_a_row + 1 if entry.outcome == "failed" else 0
+            if not self.stop_asking:  # the reason a family is skipped is its own error, not "not run"
+                self.result.reason = entry.reason or self.result.reason
+            if self.failures_in_a_row >= MAX_FAILURES_BEFORE_SKIP and not self.have_model and not self.stop_asking:
+                self.stop_asking = True
+                _drop_unstarted(self.flight, self.family, self.pool, "failed",
+                                f"not run: {MAX_FAILURES_BEFORE_SKIP} trials failed in a row")
+            _summarize(self.study, self.result)
+            if self.on_trial:
+                self.on_trial(self.result)
+            self._ask_one()
+
+
+def _judge(entry: InFlight, folds: int) -> None:
+    """Decide what the folds in so far say, strictly in fold order, so the outcome does not
+    depend on which fold happened to finish first."""
+    while entry.outcome is None and entry.checked in entry.results:
+        answer = entry.results[entry.checked]
+        if answer.get("status") != "complete":
+            entry.outcome, entry.reason = "failed", answer.get("error", "unknown error")
+        elif not math.isfinite(answer["r2"]):
+            entry.outcome, entry.reason = "failed", "the model predicts non-finite values (training diverged)"
+        else:
+            entry.checked += 1
+            if entry.checked == folds:
+                entry.outcome = "complete"
+            elif entry.snapshot is not None and PRUNER.prune(entry.snapshot, _as_reported(entry)):
+                entry.outcome = "pruned"
+
+
+def _drop_unstarted(flight: dict[int, InFlight], family: str, pool: WorkerPool, outcome: str, reason: str) -> None:
+    """Trials that lose folds no worker had started end with `outcome`; the rest finish."""
+    for number, entry in flight.items():
+        if entry.outcome is None and pool.cancel((family, number)):
+            entry.outcome, entry.reason = outcome, reason
+
+
+def _running_means(entry: InFlight) -> list[float]:
+    scores = [entry.results[f]["r2"] for f in range(entry.checked)]
+    return [float(np.mean(scores[: i + 1])) for i in range(len(scores))]
+
+
+def _as_reported(entry: InFlight) -> optuna.trial.FrozenTrial:
+    """The trial as the pruner sees it: the running mean fold R² at each fold so far."""
+    values = dict(enumerate(_running_means(entry)))
+    return optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, intermediate_values=values)
+
+
+def _pruning_snapshot(study: optuna.Study) -> optuna.Study | None:
+    """An in-memory copy of the trials complete now, or None while too few exist to prune."""
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if len(complete) < PRUNE_AFTER_COMPLETE:
+        return None
+    snapshot = optuna.create_study(direction="maximize")
+    snapshot.add_trials(complete)
+    return snapshot
+
+
+def _tell(study: optuna.Study, entry: InFlight) -> None:
+    """Record the trial's outcome once: fold scores as user attributes and intermediate values."""
+    trial = entry.trial
+    answers = [entry.results[f] for f in range(entry.checked)]
+    if answers:
+        trial.set_user_attr("cv_r2_folds", [a["r2"] for a in answers])
+        trial.set_user_attr("best_rounds", [a["best_rounds"] for a in answers])
+        trial.set_user_attr("fold_seconds", [a["duration"] for a in answers])
+        if "batch_mode" in answers[0]:
+            trial.set_user_attr("batch_modes", sorted({a["batch_mode"] for a in answers}))
+    if entry.outcome in ("complete", "pruned"):
+        for step, value in enumerate(_running_means(entry)):
+            trial.report(value, step)
+    if entry.outcome == "complete":
+        study.tell(trial, _running_means(entry)[-1])
+    elif entry.outcome == "pruned":
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    else:
+        trial.set_user_attr("fail_reason", entry.reason)
+        if entry.outcome == "cut":
+            trial.set_user_attr("stopped_by_budget", True)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+
+def counting(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    """The trials that use up the family's budget, running ones included: not an orphan whose
+    params were asked again (its retry counts), nor one cut by the time budget or surplus."""
+    retried = {t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs}
+    state = optuna.trial.TrialState
+    return [t for t in trials if t.state in (*FINISHED, state.RUNNING) and t.number not in retried
+            and not any(key in t.user_attrs for key in UNCOUNTED)]
+
+
+def taken(study: optuna.Study) -> int:
+    return len(counting(study.get_trials(deepcopy=False)))
+
+
+def _surplus(study: optuna.Study, trial: optuna.Trial, n_trials: int) -> bool:
+    """True if trials numbered before this one already fill the budget (drivers racing on one database)."""
+    return sum(t.number < trial.number for t in counting(study.get_trials(deepcopy=False))) >= n_trials
+
+
+def _summarize(study: optuna.Study, result: FamilyResult) -> None:
+    trials = study.get_trials(deepcopy=False)
+    state = optuna.trial.TrialState
+    result.trials_complete = sum(t.state == state.COMPLETE for t in trials)
+    result.trials_failed = sum(t.state == state.FAIL for t in counting(trials))
+    result.trials_pruned = sum(t.state == state.PRUNED for t in trials)
+    if result.trials_complete:
+        best = study.best_trial
+        result.best_trial = best.number
+        result.best_params = params_from_trial(result.family, best)
+        result.cv_r2_mean = float(best.value)
+        result.cv_r2_folds = list(best.user_attrs.get("cv_r2_folds", []))
+        result.best_rounds = list(best.user_attrs.get("best_rounds", []))

@@ -1,0 +1,170 @@
+"""The Optuna storage a run keeps its studies in: the run directory's journal file by
+default (one driver), or a database URL that several drivers on several hosts share;
+and what keeps a shared study whole when a driver dies: heartbeats, orphaned trials
+failed and asked again once, drivers waiting for each other before they compare."""
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import optuna
+import sqlalchemy
+
+from trialfuse.driver import run_dir
+from trialfuse.errors import UserError
+
+HEARTBEAT_SECONDS = 20  # database storage: a trial with no heartbeat for 3 of these is an orphan
+CREATE_ATTEMPTS = 4
+LOCK_WAIT_SECONDS = 120  # how long a driver waits for another to finish creating the tables
+SCHEMA_LOCK_KEY = 0x747269616C66  # "trialf": the advisory lock every trialfuse driver takes to create the schema
+SCHEMA_LOCKS = {  # dialect: (statements that take it, the one that releases it); held by the session
+    "postgresql": ((f"SELECT set_config('lock_timeout', '{LOCK_WAIT_SECONDS}s', false)",
+                    f"SELECT pg_advisory_lock({SCHEMA_LOCK_KEY})"),
+                   f"SELECT pg_advisory_unlock({SCHEMA_LOCK_KEY})"),
+    "mysql": ((f"SELECT GET_LOCK('trialfuse_schema', {LOCK_WAIT_SECONDS})",),  # 0 when the wait ran out
+              "SELECT RELEASE_LOCK('trialfuse_schema')"),
+}
+SCHEMA_LOCKS["mariadb"] = SCHEMA_LOCKS["mysql"]
+# The race's errors: PostgreSQL's SQLSTATEs unique_violation, duplicate_table, duplicate_object
+# (Optuna's enum types); MySQL's ER_DUP_ENTRY and ER_TABLE_EXISTS_ERROR.
+RACE_ERROR_CODES = {"23505", "42P07", "42710", 1062, 1050}
+
+
+def open_storage(url: str | None, out: Path) -> optuna.storages.BaseStorage:
+    """A real Optuna storage: the run's journal file by default, any Optuna URL if given."""
+    if url and "://" in url:
+        return _open_database(url)
+    path = Path(url) if url else out / run_dir.JOURNAL
+    path.parent.mkdir(parents=True, exist_ok=True)
+    backend = optuna.storages.journal.JournalFileBackend(str(path))
+    return optuna.storages.JournalStorage(backend)
+
+
+def _open_database(url: str) -> optuna.storages.RDBStorage:
+    """A database several drivers share; a driver's trials whose heartbeat stops are asked again."""
+    attempt = 0
+    while True:
+        try:
+            with _schema_lock(url), warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat; knowingly
+                return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS,
+                                                  grace_period=3 * HEARTBEAT_SECONDS,
+                                                  heartbeat_stale_trial_callback=retry_once)
+        except Exception as exc:
+            attempt += 1
+            if attempt == CREATE_ATTEMPTS or not _lost_creation_race(exc):
+                raise UserError(f"cannot open --storage {url}: {str(exc).splitlines()[0]}") from None
+            time.sleep(0.5 * attempt)
+
+
+@contextmanager
+def _schema_lock(url: str) -> Iterator[None]:
+    """Drivers started together on an empty database would race to create Optuna's tables
+    (the losers see DuplicateTable, DuplicateObject or a unique violation, depending on how
+    they interleave). Under a database-wide lock one driver creates them and the others wait,
+    then find them there, so no driver sees an error. PostgreSQL and MySQL have such a lock;
+    SQLite is one file for one driver at a time (Optuna advises against sharing it), so it
+    takes none."""
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        lock = SCHEMA_LOCKS.get(engine.dialect.name)
+        if lock is None:
+            yield
+            return
+        take, release = lock
+        with engine.connect() as connection:
+            if [connection.execute(sqlalchemy.text(statement)).scalar() for statement in take][-1] == 0:
+                raise TimeoutError(f"another driver held the table-creation lock for {LOCK_WAIT_SECONDS} s")
+            try:
+                yield
+            finally:
+                connection.execute(sqlalchemy.text(release))
+    finally:
+        engine.dispose()
+
+
+def _lost_creation_race(exc: Exception) -> bool:
+    """True for the errors of a table-creation race, told by the database's error code (not its
+    message): a client that takes no lock (a plain Optuna script) may still create the tables
+    while we do, and opening again then finds them."""
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None)  # psycopg2, psycopg 3
+    if code is None and orig is not None and orig.args and isinstance(orig.args[0], int):
+        code = orig.args[0]  # MySQL drivers: the server's error number
+    return code in RACE_ERROR_CODES
+
+
+def retry_once(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """A trial whose driver died: ask its params again, once (it no longer counts; its retry does)."""
+    if "retry_of" in trial.user_attrs or not trial.params:
+        return
+    study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+
+
+def recover_orphans(study: optuna.Study) -> None:
+    """Trials left RUNNING by a killed driver are failed and asked again, once.
+
+    With a database shared by several drivers, only trials whose heartbeat stopped are
+    orphans (Optuna's heartbeat, with `retry_once` as its stale-trial callback); with the
+    run directory's journal there is one driver, so every RUNNING trial is one.
+    """
+    if keeps_heartbeats(study):
+        fail_stale_trials(study)
+        return
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        _storage(study).set_trial_user_attr(_trial_id(trial), "orphaned", True)  # never counts, even without params
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+        retry_once(study, trial)
+
+
+def keeps_heartbeats(study: optuna.Study) -> bool:
+    """True for a storage with heartbeats (a shared database), where only stale trials are orphans."""
+    return bool(getattr(_storage(study), "get_heartbeat_interval", lambda: None)())
+
+
+def fail_stale_trials(study: optuna.Study) -> None:
+    """Fail (and, through `retry_once`, ask again) the trials of drivers whose heartbeat stopped."""
+    optuna.storages.fail_stale_trials(study)
+
+
+class Heartbeat:
+    """Tells a shared database, every interval, that this driver's running trials are alive;
+    does nothing on a storage without heartbeats."""
+
+    def __init__(self, study: optuna.Study, running: Callable[[], list[optuna.Trial]]):
+        self._stopped = threading.Event()
+        if keeps_heartbeats(study):
+            threading.Thread(target=self._beat, args=(study, running), daemon=True).start()
+
+    def _beat(self, study: optuna.Study, running: Callable[[], list[optuna.Trial]]) -> None:
+        interval = _storage(study).get_heartbeat_interval()
+        while not self._stopped.wait(interval):
+            for trial in running():
+                _storage(study).record_heartbeat(_trial_id(trial))
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+
+def wait_for_other_drivers(study: optuna.Study) -> None:
+    """On a shared database, compare only once the other drivers' trials are told (or found
+    orphaned by their stopped heartbeat), so every driver ranks the same finished study."""
+    running = optuna.trial.TrialState.RUNNING
+    while keeps_heartbeats(study) and study.get_trials(deepcopy=False, states=(running,)):
+        time.sleep(1.0)
+        fail_stale_trials(study)
+
+
+# Optuna's private API, used here and nowhere else: a Study has no public accessor for its
+# storage, nor a trial for its storage id, and recording a heartbeat or marking an orphan
+# needs both (Optuna's own fail_stale_trials reads them the same way).
+def _storage(study: optuna.Study) -> optuna.storages.BaseStorage:
+    return study._storage
+
+
+def _trial_id(trial: optuna.Trial | optuna.trial.FrozenTrial) -> int:
+    return trial._trial_id

@@ -1,0 +1,48 @@
+"""The CatBoost family: oblivious trees, early stopping on the fold's validation rows."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from catboost import CatBoostRegressor
+
+from trialfuse.engine.families import Fitted
+from trialfuse.engine.families.trees import EARLY_STOPPING_ROUNDS, MAX_ROUNDS
+
+
+def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, device: str = "cpu",
+        threads: int | None = None, seed: int = 0, rounds: int | None = None) -> Fitted:
+    watch = X_val is not None
+    gpu = device.startswith("cuda")
+    model = CatBoostRegressor(
+        iterations=MAX_ROUNDS if rounds is None else int(rounds),
+        loss_function="RMSE",
+        random_seed=seed,
+        thread_count=threads or -1,
+        task_type="GPU" if gpu else "CPU",
+        devices="0" if gpu else None,  # the worker sees exactly one GPU: never spread over several
+        allow_writing_files=False,
+        verbose=False,
+        **params,
+    )
+    model.fit(X_train, y_train, eval_set=(X_val, y_val) if watch else None,
+              early_stopping_rounds=EARLY_STOPPING_ROUNDS if watch else None, use_best_model=watch)
+    ran = len(next(iter(model.get_evals_result()["validation"].values()))) if watch else model.tree_count_
+    return Fitted(model=model, best_rounds=int(model.tree_count_), rounds_run=int(ran))
+
+
+def predict(model: CatBoostRegressor, X: np.ndarray) -> np.ndarray:
+    return np.asarray(model.predict(np.asarray(X, dtype=np.float64)), dtype=np.float64)
+
+
+def save(model: CatBoostRegressor, directory) -> str:
+    name = "model.cbm"
+    model.save_model(str(Path(directory) / name))
+    return name
+
+
+def load(path) -> CatBoostRegressor:
+    model = CatBoostRegressor()
+    model.load_model(str(path))
+    return model

@@ -1,0 +1,52 @@
+"""scikit-learn's HistGradientBoostingRegressor (opt-in: `--models hgb`): histogram trees with
+native missing values, early stopping on the fold's validation rows.
+
+Saved with joblib, scikit-learn's own persistence: `joblib.load(path)` needs only
+scikit-learn (joblib comes with it), where skops would add a dependency and a list of
+trusted types to load what this run itself wrote.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+from sklearn.ensemble import HistGradientBoostingRegressor
+
+from trialfuse.engine.families import Fitted
+from trialfuse.engine.families.trees import EARLY_STOPPING_ROUNDS, MAX_ROUNDS
+
+
+def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, device: str = "cpu",
+        threads: int | None = None, seed: int = 0, rounds: int | None = None) -> Fitted:
+    """CPU only (scikit-learn has no GPU learner); threads follow OMP_NUM_THREADS, set per worker.
+    With validation rows: stop on them, then refit to the best round count, so the scored model
+    is the one the final retrain reproduces (HistGradientBoosting cannot drop its last trees)."""
+    if X_val is None:
+        model = HistGradientBoostingRegressor(max_iter=int(rounds or MAX_ROUNDS), early_stopping=False,
+                                              random_state=seed, **params).fit(X_train, y_train)
+        return Fitted(model=model, best_rounds=model.n_iter_, rounds_run=model.n_iter_)
+    model = HistGradientBoostingRegressor(max_iter=MAX_ROUNDS, early_stopping=True, scoring="loss",
+                                          n_iter_no_change=EARLY_STOPPING_ROUNDS, tol=0.0, random_state=seed,
+                                          **params)
+    model.fit(X_train, y_train, X_val=X_val, y_val=y_val)
+    ran = int(model.n_iter_)
+    best = max(1, int(np.argmax(model.validation_score_)))  # score 0 is before the first tree
+    if best < ran:
+        model.set_params(max_iter=best, early_stopping=False).fit(X_train, y_train)
+    return Fitted(model=model, best_rounds=best, rounds_run=ran)
+
+
+def predict(model: HistGradientBoostingRegressor, X: np.ndarray) -> np.ndarray:
+    return np.asarray(model.predict(np.asarray(X, dtype=np.float64)), dtype=np.float64)
+
+
+def save(model: HistGradientBoostingRegressor, directory) -> str:
+    name = "model.joblib"
+    joblib.dump(model, Path(directory) / name)
+    return name
+
+
+def load(path) -> HistGradientBoostingRegressor:
+    return joblib.load(path)

@@ -1,0 +1,50 @@
+"""The LightGBM family: leaf-wise trees, early stopping on the fold's validation rows."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+
+from trialfuse.engine.families import Fitted
+from trialfuse.engine.families.trees import EARLY_STOPPING_ROUNDS, MAX_ROUNDS
+
+
+def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, device: str = "cpu",
+        threads: int | None = None, seed: int = 0, rounds: int | None = None) -> Fitted:
+    watch = X_val is not None
+    config = {
+        "objective": "regression",
+        "verbosity": -1,
+        "seed": seed,
+        "deterministic": True,
+        "num_threads": threads or 0,
+        "device_type": "cuda" if device.startswith("cuda") else "cpu",
+        **params,
+    }
+    if config.get("bagging_fraction", 1.0) < 1.0:
+        config.setdefault("bagging_freq", 1)
+    train = lgb.Dataset(X_train, y_train, free_raw_data=True)
+    callbacks = [lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)] if watch else []
+    valid = [lgb.Dataset(X_val, y_val, reference=train)] if watch else []
+    booster = lgb.train(config, train, num_boost_round=MAX_ROUNDS if rounds is None else int(rounds),
+                        valid_sets=valid, callbacks=callbacks)
+    ran = booster.current_iteration()
+    best = booster.best_iteration if watch and booster.best_iteration > 0 else ran
+    return Fitted(model=booster, best_rounds=best, rounds_run=ran)
+
+
+def predict(model: lgb.Booster, X: np.ndarray) -> np.ndarray:
+    best = model.best_iteration if model.best_iteration > 0 else None
+    return np.asarray(model.predict(np.asarray(X, dtype=np.float64), num_iteration=best), dtype=np.float64)
+
+
+def save(model: lgb.Booster, directory) -> str:
+    name = "model.txt"
+    model.save_model(str(Path(directory) / name))
+    return name
+
+
+def load(path) -> lgb.Booster:
+    return lgb.Booster(model_file=str(path))

@@ -1,0 +1,175 @@
+"""The NN family: an MLP trained full-batch on one device, one model at a time.
+
+Blocks of Linear -> BatchNorm1d -> ReLU/LeakyReLU -> Dropout and a linear head. The whole
+training fold is one batch on the device (no DataLoader): for tables of this size a
+full-batch epoch is a handful of matmuls. Early stopping watches the validation MSE
+(BatchNorm in eval mode, running statistics) and restores the best epoch's weights.
+
+Features are imputed and standardized with training-fold statistics and the target is
+standardized too; the saved model carries those statistics, so it takes raw feature
+values and returns predictions in target units.
+"""
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from trialfuse.engine.families import Fitted
+from trialfuse.engine.standardize import column_stats, standardize
+
+LEAKY_SLOPE = 0.01
+DEFAULTS: dict[str, Any] = {
+    "hidden_layers": [128, 64],
+    "learning_rate": 1e-3,
+    "dropout": 0.0,
+    "epochs": 100,
+    "weight_decay": 0.0,
+    "optimizer": "adam",
+    "gradient_clip": 0.0,  # 0 = no clipping
+    "early_stopping_patience": 15,
+    "min_delta": 0.0,
+    "use_leaky_relu": False,
+}
+
+
+def with_defaults(params: dict[str, Any]) -> dict[str, Any]:
+    return {**DEFAULTS, **params}
+
+
+class MLP(nn.Module):
+    """Linear -> BatchNorm1d -> activation -> Dropout per hidden layer, then a linear head."""
+
+    def __init__(self, n_features: int, hidden_layers: list[int], dropout: float, leaky: bool):
+        super().__init__()
+        layers: list[nn.Module] = []
+        width_in = n_features
+        for width in hidden_layers:
+            activation = nn.LeakyReLU(LEAKY_SLOPE) if leaky else nn.ReLU()
+            layers += [nn.Linear(width_in, width), nn.BatchNorm1d(width), activation, nn.Dropout(dropout)]
+            width_in = width
+        layers.append(nn.Linear(width_in, 1))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, F] -> [N]
+        return self.layers(x).squeeze(-1)
+
+
+class ScaledMLP(nn.Module):
+    """The MLP wrapped with its training-fold statistics: raw features in, target units out."""
+
+    def __init__(self, net: MLP, x_mean, x_std, y_mean: float, y_std: float):
+        super().__init__()
+        self.net = net
+        # float64 here; .to(dtype) gives the model's precision
+        self.register_buffer("x_mean", torch.as_tensor(x_mean, dtype=torch.float64))  # [F]
+        self.register_buffer("x_std", torch.as_tensor(x_std, dtype=torch.float64))  # [F]
+        self.register_buffer("y_mean", torch.tensor(float(y_mean), dtype=torch.float64))
+        self.register_buffer("y_std", torch.tensor(float(y_std), dtype=torch.float64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, F] raw -> [N]
+        x = torch.where(torch.isnan(x), self.x_mean, x)
+        return self.net((x - self.x_mean) / self.x_std) * self.y_std + self.y_mean
+
+
+def build_optimizer(net: nn.Module, p: dict[str, Any]) -> torch.optim.Optimizer:
+    kind = torch.optim.AdamW if p["optimizer"] == "adamw" else torch.optim.Adam
+    return kind(net.parameters(), lr=p["learning_rate"], weight_decay=p["weight_decay"])
+
+
+def target_stats(y: np.ndarray) -> tuple[float, float]:
+    return float(np.mean(y)), float(np.std(y)) or 1.0
+
+
+def new_net(n_features: int, p: dict[str, Any], seed: int) -> MLP:
+    """The initial network for a seed: fused and serial training both start from this."""
+    torch.manual_seed(seed)
+    return MLP(n_features, list(p["hidden_layers"]), float(p["dropout"]), bool(p["use_leaky_relu"]))
+
+
+def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, device: str = "cpu",
+        threads: int | None = None, seed: int = 0, rounds: int | None = None,
+        dtype: torch.dtype = torch.float32, on_epoch: Callable[[MLP, float, float | None], None] | None = None,
+        ) -> Fitted:
+    """Train one MLP; early stopping on (X_val, y_val), or exactly `rounds` epochs without them.
+
+    `on_epoch(net, train_loss, val_loss)` is called after each step, gradients still in place
+    (the diagnostics probe reads them there)."""
+    p = with_defaults(params)
+    if threads:
+        torch.set_num_threads(threads)
+    x_mean, x_std = column_stats(X_train)
+    y_mean, y_std = target_stats(y_train)
+    dev = torch.device(device)
+
+    def tensors(X, y):
+        xt = torch.as_tensor(standardize(X, x_mean, x_std), dtype=dtype, device=dev)  # [N, F]
+        yt = torch.as_tensor((y - y_mean) / y_std, dtype=dtype, device=dev)  # [N]
+        return xt, yt
+
+    xt, yt = tensors(X_train, y_train)
+    net = new_net(X_train.shape[1], p, seed).to(device=dev, dtype=dtype)
+    optimizer = build_optimizer(net, p)
+    epochs = int(rounds if rounds is not None else p["epochs"])
+    watch = X_val is not None
+    if watch:
+        xv, yv = tensors(X_val, y_val)
+    best_loss, best_state, best_epoch, waited, ran = float("inf"), None, epochs, 0, 0
+    for epoch in range(epochs):
+        net.train()
+        optimizer.zero_grad(set_to_none=True)
+        loss = torch.mean((net(xt) - yt) ** 2)
+        loss.backward()
+        if p["gradient_clip"] and p["gradient_clip"] > 0:
+            nn.utils.clip_grad_norm_(net.parameters(), p["gradient_clip"])
+        optimizer.step()
+        ran = epoch + 1
+        if not watch:
+            if on_epoch:
+                on_epoch(net, float(loss.detach()), None)
+            continue
+        net.eval()
+        with torch.no_grad():
+            val_loss = float(torch.mean((net(xv) - yv) ** 2))
+        if on_epoch:
+            on_epoch(net, float(loss.detach()), val_loss)
+        if not np.isfinite(val_loss):
+            break
+        if val_loss < best_loss - p["min_delta"]:
+            best_loss, best_epoch, waited = val_loss, ran, 0
+            best_state = copy.deepcopy(net.state_dict())
+        else:
+            waited += 1
+            if waited >= p["early_stopping_patience"]:
+                break
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    net.eval()
+    model = ScaledMLP(net, x_mean, x_std, y_mean, y_std).to(device=dev, dtype=dtype).eval()
+    return Fitted(model=model, best_rounds=best_epoch if watch else ran, rounds_run=ran)
+
+
+def predict(model: nn.Module, X: np.ndarray) -> np.ndarray:
+    like = next(iter(model.buffers()))
+    with torch.no_grad():
+        out = model(torch.as_tensor(np.asarray(X), dtype=like.dtype, device=like.device))
+    return out.double().cpu().numpy()
+
+
+def save(model: ScaledMLP, directory) -> str:
+    """Write a torch.export program: `torch.export.load(path).module()(x)` needs only torch."""
+    name = "model.pt2"
+    model = copy.deepcopy(model).cpu().eval().requires_grad_(False)  # outputs convert with .numpy()
+    example = model.x_mean.unsqueeze(0).repeat(4, 1)
+    program = torch.export.export(model, (example,), dynamic_shapes={"x": {0: torch.export.Dim.DYNAMIC}})
+    torch.export.save(program, str(Path(directory) / name))
+    return name
+
+
+def load(path) -> nn.Module:
+    return torch.export.load(str(path)).module()

@@ -1,0 +1,47 @@
+"""The XGBoost family: histogram trees, early stopping on the fold's validation rows."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xgboost as xgb
+
+from trialfuse.engine.families import Fitted
+from trialfuse.engine.families.trees import EARLY_STOPPING_ROUNDS, MAX_ROUNDS
+
+
+def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, device: str = "cpu",
+        threads: int | None = None, seed: int = 0, rounds: int | None = None) -> Fitted:
+    watch = X_val is not None
+    model = xgb.XGBRegressor(
+        n_estimators=MAX_ROUNDS if rounds is None else int(rounds),
+        early_stopping_rounds=EARLY_STOPPING_ROUNDS if watch else None,
+        tree_method="hist",
+        device="cuda" if device.startswith("cuda") else "cpu",  # the worker sees one GPU
+        n_jobs=threads,
+        random_state=seed,
+        **params,
+    )
+    model.fit(X_train, y_train, eval_set=[(X_val, y_val)] if watch else None, verbose=False)
+    ran = model.get_booster().num_boosted_rounds()
+    best = model.best_iteration + 1 if watch else ran
+    return Fitted(model=model.get_booster(), best_rounds=best, rounds_run=ran)
+
+
+def predict(model: xgb.Booster, X: np.ndarray) -> np.ndarray:
+    best = model.attr("best_iteration")
+    limit = (0, int(best) + 1) if best is not None else (0, 0)
+    return model.predict(xgb.DMatrix(np.asarray(X, dtype=np.float32)), iteration_range=limit).astype(np.float64)
+
+
+def save(model: xgb.Booster, directory) -> str:
+    name = "model.json"
+    model.save_model(str(Path(directory) / name))
+    return name
+
+
+def load(path) -> xgb.Booster:
+    booster = xgb.Booster()
+    booster.load_model(str(path))
+    return booster

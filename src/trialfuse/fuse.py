@@ -1,0 +1,50 @@
+"""`--fuse`: how many NN models train as one stacked model. Parsed once, carried unchanged
+from the command line through the worker protocol to the fused trainer."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from trialfuse.errors import UserError
+
+
+@dataclass(frozen=True)
+class Fuse:
+    """`auto`: stacked where measured faster (a GPU), one at a time on a CPU; `off`: one at a
+    time always (the source's kill switch); `on`: stacked, at most `max_batch` models per batch
+    (None: as many as free device memory holds)."""
+
+    mode: Literal["auto", "off", "on"] = "auto"
+    max_batch: int | None = None
+
+    @classmethod
+    def parse(cls, text: str | int | Fuse) -> Fuse:
+        """`auto`, `off`, `on` or a positive number of models (N: stacked, at most N per batch)."""
+        if isinstance(text, Fuse):
+            return text
+        value = str(text).strip().lower()
+        if value in ("auto", "off", "on"):
+            return cls(value)
+        if value.isdigit() and int(value) > 0:
+            return cls("on", int(value))
+        raise UserError(f"--fuse must be auto, off, on or a positive number of models, got {text!r}")
+
+    def __str__(self) -> str:  # the option as the user wrote it (results.json)
+        return self.mode if self.mode != "on" else str(self.max_batch or "on")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mode": self.mode, "max_batch": self.max_batch}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any] | str | bool | None) -> Fuse:
+        """The protocol's form; the source's `true` / `false` / "auto" are read too."""
+        if isinstance(value, dict):
+            return cls(value.get("mode", "auto"), value.get("max_batch"))
+        if value is True:
+            return cls("on")
+        if value is False:
+            return cls("off")
+        return cls()
+
+
+AUTO = Fuse()  # the default everywhere

@@ -1,0 +1,312 @@
+"""The driver's side of the device workers: start them, feed them folds, survive their faults.
+
+One `trialfuse worker` process per GPU (pinned with CUDA_VISIBLE_DEVICES), or several
+sharing the CPU cores. Each loads the search rows once (an NPZ in a private temporary
+directory, removed at close) and then trains folds by index. The rules, kept from the
+source system and tightened:
+- a worker that dies or writes a line that is not JSON is restarted once and its task
+  re-run; if that fails too, the task runs in a fresh single-task worker;
+- a task past its timeout gets its worker killed and its trials failed with the reason;
+- every trial gets exactly one outcome, and no worker outlives the pool.
+The driver never imports torch: it only speaks JSON lines.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Hashable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trialfuse.catalog import FAMILIES
+from trialfuse.fuse import AUTO, Fuse
+from trialfuse.transport import protocol
+
+READY_TIMEOUT = 300.0  # importing torch and the tree libraries on a cold machine
+FOLD_STRIDE = 2  # queue priority: trial position + FOLD_STRIDE x fold (see WorkerPool)
+
+
+class WorkerLost(Exception):
+    """The worker died, hung past its timeout, or broke the protocol."""
+
+
+class WorkerProcess:
+    """One `trialfuse worker` subprocess and a thread that reads its stdout into a queue."""
+
+    def __init__(self, env: dict[str, str], dataset: dict[str, Any]):
+        self.env, self.dataset = env, dataset
+        self.proc: subprocess.Popen | None = None
+        self.lines: queue.Queue = queue.Queue()
+        self.busy = threading.Lock()  # held while a task or a retrain runs on this worker
+        self.retired = False  # set when the pool closes: never start again
+
+    def start(self) -> None:
+        if self.retired:
+            raise WorkerLost("the pool is closed")
+        self.proc = subprocess.Popen([sys.executable, "-m", "trialfuse", "worker"], env=self.env, text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.lines = queue.Queue()
+        threading.Thread(target=self._read, args=(self.proc, self.lines), daemon=True).start()
+        if self._next(READY_TIMEOUT).get("status") != protocol.READY:
+            raise WorkerLost("the worker did not say ready")
+        self.request(self.dataset, 1, READY_TIMEOUT)
+
+    @staticmethod
+    def _read(proc: subprocess.Popen, lines: queue.Queue) -> None:
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)  # end of file: the worker is gone
+
+    def _next(self, timeout: float) -> dict[str, Any]:
+        try:
+            line = self.lines.get(timeout=None if math.isinf(timeout) else timeout)
+        except queue.Empty:
+            self.kill()
+            raise TimeoutError(f"no answer within {timeout:g} s") from None
+        if line is None:
+            raise WorkerLost(f"the worker died (exit code {self.proc.wait()})")
+        try:
+            return json.loads(line)
+        except ValueError:
+            self.kill()
+            raise WorkerLost(f"the worker wrote a line that is not JSON: {line.strip()[:80]!r}") from None
+
+    def request(self, command: dict[str, Any], answers: int, timeout: float) -> list[dict[str, Any]]:
+        if self.proc is None or self.proc.poll() is not None:
+            self.start()
+        try:
+            self.proc.stdin.write(json.dumps(command) + "\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise WorkerLost("the worker's stdin is closed") from None
+        return [self._next(timeout) for _ in range(answers)]
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def close(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            self.proc.stdin.write(json.dumps(protocol.shutdown()) + "\n")
+            self.proc.stdin.flush()
+            self.proc.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            self.kill()
+
+
+@dataclass
+class FoldJob:
+    """One fold of one trial, waiting for a worker. `trial` is the study's key for it."""
+
+    trial: Hashable
+    family: str
+    params: dict[str, Any]
+    fold: int
+    seed: int
+    position: int = 0  # the trial's place in submission order
+
+
+@dataclass
+class FoldDone:
+    """A fold's answer from its worker, or {"status": "error", "error": reason}."""
+
+    job: FoldJob
+    result: dict[str, Any]
+
+
+class WorkerPool:
+    """Runs trials' folds on device workers; the study's only way to train anything.
+
+    The study submits fold jobs, releases them with `dispatch`, and reads `FoldDone`
+    events as they arrive. Each worker has a thread that takes work whenever its worker is
+    free: one fold for most families, several folds of a batched family (the NN, trained as
+    one fused model) together. The
+    queue is diagonal: a fold waits behind the folds two places earlier of the next two
+    trials (priority = trial position + 2 x fold), so a losing trial's first folds come back
+    before its later ones start (they can be pruned), while the oldest trial still finishes
+    first and its successor can be asked while the others run.
+    """
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, folds, *, device: str = "cpu", workers: int = 1,
+                 job_timeout: float | None = None, scratch: Path | None = None, fuse: Fuse = AUTO,
+                 batched_jobs_per_task: int = 20):
+        self.device = device
+        self.workers = max(1, workers)
+        self.job_timeout = job_timeout or math.inf
+        self.threads = max(1, (os.cpu_count() or 1) // self.workers)
+        self.batched_jobs_per_task = batched_jobs_per_task  # folds of a batched family one worker trains together
+        self.fuse = fuse
+        if scratch is not None:  # a killed driver's leftovers are cleared by the next run
+            Path(scratch).mkdir(parents=True, exist_ok=True)
+            for stale in Path(scratch).glob(".pool-*"):
+                shutil.rmtree(stale, ignore_errors=True)
+        self._tmp = Path(tempfile.mkdtemp(prefix=".pool-", dir=scratch))  # unique name: no collisions
+        np.savez(self._tmp / "search_rows.npz", X=X, y=y)
+        self._dataset = protocol.load_dataset(str(self._tmp / "search_rows.npz"), folds)
+        gpus = device.split(":", 1)[1].split(",") if device.startswith("cuda") else []
+        self._staged: list[FoldJob] = []
+        self._pending: list[FoldJob] = []
+        self._trials_submitted = 0
+        self._waiting = 0  # worker threads with nothing to do
+        self._closed = False
+        self._ready = threading.Condition()
+        self._done: queue.Queue[FoldDone] = queue.Queue()
+        self.timeline: list[dict[str, Any]] = []  # every task a worker ran: for the report's device timeline
+        self._all = [WorkerProcess(self._env(gpus[i] if gpus else None), self._dataset) for i in range(self.workers)]
+        for worker in self._all:
+            threading.Thread(target=self._serve, args=(worker,), daemon=True).start()
+
+    def _env(self, gpu: str | None) -> dict[str, str]:
+        env = {**os.environ, "OMP_NUM_THREADS": str(self.threads), "MKL_NUM_THREADS": str(self.threads)}
+        env["CUDA_VISIBLE_DEVICES"] = gpu if gpu is not None else ""
+        return env
+
+    def submit(self, trial: Hashable, family: str, params: dict[str, Any], folds: list[int], seed: int) -> None:
+        """Queue a trial's folds; they wait until `dispatch`, so a round of asks goes out together."""
+        with self._ready:
+            for fold in folds:
+                self._staged.append(FoldJob(trial, family, params, fold, seed, self._trials_submitted))
+            self._trials_submitted += 1
+
+    def dispatch(self) -> None:
+        with self._ready:
+            if self._staged:
+                self._pending.extend(self._staged)
+                self._staged.clear()
+                self._pending.sort(key=lambda job: (job.position + FOLD_STRIDE * job.fold, job.position))
+                self._ready.notify_all()
+
+    def cancel(self, trial: Hashable) -> int:
+        """Drop the trial's folds that no worker has started; returns how many were dropped."""
+        with self._ready:
+            before = len(self._pending) + len(self._staged)
+            self._pending = [job for job in self._pending if job.trial != trial]
+            self._staged = [job for job in self._staged if job.trial != trial]
+            return before - len(self._pending) - len(self._staged)
+
+    def next_done(self, timeout: float | None = None) -> FoldDone | None:
+        """The next fold answer, or None if none came within `timeout` seconds."""
+        try:
+            return self._done.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def _take(self) -> list[FoldJob]:
+        """Work for one free worker (called holding the lock, with jobs pending)."""
+        if not FAMILIES[self._pending[0].family].batched:
+            return [self._pending.pop(0)]
+        share = math.ceil(len(self._pending) / (self._waiting + 1))  # leave work for the other idle workers
+        count = min(len(self._pending), self.batched_jobs_per_task, share)
+        task, self._pending = self._pending[:count], self._pending[count:]
+        return task
+
+    def _serve(self, worker: WorkerProcess) -> None:
+        while True:
+            with self._ready:
+                self._waiting += 1
+                while not self._pending and not self._closed:
+                    self._ready.wait()
+                self._waiting -= 1
+                if self._closed:
+                    return
+                task = self._take()
+            with worker.busy:
+                started = time.time()
+                answers = self._run_task(worker, task)
+                self.timeline.append({"worker": self._all.index(worker), "what": task[0].family, "start": started,
+                                      "end": time.time(), "jobs": len(task)})
+            for job, answer in zip(task, answers, strict=True):
+                self._done.put(FoldDone(job, answer))
+
+    def _command(self, task: list[FoldJob]) -> dict[str, Any]:
+        return protocol.train_batch([protocol.TrainJob(job.family, job.params, job.fold, job.seed, _number(job.trial),
+                                                       self.threads) for job in task], self.fuse)
+
+    def _run_task(self, worker: WorkerProcess, task: list[FoldJob]) -> list[dict[str, Any]]:
+        """The task's answers, after the restart-once and single-task fallback rules."""
+        command = self._command(task)
+        for attempt in range(2):  # first try, then once more on a restarted worker
+            try:
+                return worker.request(command, len(task), self.job_timeout)
+            except TimeoutError as exc:
+                return [_failure(f"timed out: {exc}") for _ in task]
+            except WorkerLost as exc:
+                reason = str(exc)
+                worker.kill()
+                if attempt == 0 and not self._closed:
+                    continue
+        if self._closed:
+            return [_failure("the pool closed") for _ in task]
+        fresh = WorkerProcess(worker.env, self._dataset)  # last resort: a worker for this task alone
+        try:
+            return fresh.request(command, len(task), self.job_timeout)
+        except (WorkerLost, TimeoutError) as exc:
+            return [_failure(f"{reason}; then in a fresh process: {exc}") for _ in task]
+        finally:
+            fresh.close()
+            fresh.kill()
+
+    def retrain(self, family: str, params: dict[str, Any], rounds: int | None, X_score: np.ndarray,
+                directory: Path, seed: int) -> dict[str, Any]:
+        """Train on all search rows, save to `directory`, and predict X_score with the saved model."""
+        score_path = self._tmp / "score_rows.npz"
+        np.savez(score_path, X=X_score)
+        return self._run_alone("retrain", protocol.retrain(family, params, rounds, str(directory), str(score_path),
+                                                           seed, os.cpu_count() or 1))
+
+    def diagnose(self, params: dict[str, Any], seed: int) -> dict[str, Any]:
+        """The NN diagnostics probe for `params` on the first fold (see engine.diagnostics)."""
+        return self._run_alone("diagnose", protocol.diagnose(params, seed, os.cpu_count() or 1))["diagnostics"]
+
+    def _run_alone(self, what: str, command: dict[str, Any]) -> dict[str, Any]:
+        """One command on the first worker, with every core, logged on the timeline."""
+        worker = self._all[0]
+        with worker.busy:
+            started = time.time()
+            answer = worker.request(command, 1, math.inf)[0]
+            self.timeline.append({"worker": 0, "what": what, "start": started, "end": time.time(), "jobs": 1})
+        if answer.get("status") != "complete":
+            raise RuntimeError(f"{what} failed: {answer.get('error')}")
+        return answer
+
+    def close(self) -> None:
+        with self._ready:
+            self._closed = True
+            self._pending.clear()
+            self._ready.notify_all()
+        for worker in self._all:
+            worker.retired = True  # a task still running (a pruned trial's fold) is not waited for
+            if worker.busy.locked():
+                worker.kill()
+            else:
+                worker.close()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _number(trial: Hashable) -> Any:
+    """The trial number a worker reports back: the last part of a (family, number) key."""
+    return trial[-1] if isinstance(trial, tuple) else trial
+
+
+def _failure(reason: str) -> dict[str, Any]:
+    return protocol.error(reason)

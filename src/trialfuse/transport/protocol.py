@@ -1,0 +1,142 @@
+"""The worker protocol: what the driver and a device worker say to each other.
+
+The contract, for every transport (subprocess over JSON lines today, Ray actors next):
+- A worker first says `{"status": "ready", "device": ...}`. Then each command gets its
+  answers in order, one per job for `train_batch`, one otherwise; nothing else is written.
+- `load_dataset` makes a table and its K folds resident (an NPZ with X and y, folds as
+  row indices); jobs then name a fold by index and never ship rows. The driver owns the
+  folds: a worker only indexes what it was given.
+- `train_batch` trains jobs (one fold of one trial each); NN jobs may train together as
+  one fused model, tree jobs one by one. `fuse` says how (see `trialfuse.fuse.Fuse`).
+- `retrain` trains on all resident rows for a fixed round count, saves the model natively
+  to `directory`, and scores `score_path`'s rows with the model read back from disk;
+  `diagnose` probes an NN config on one fold; `shutdown` answers and exits.
+- A failure is an answer, `{"status": "error", "error": "<one line>"}` (with the job's
+  `trial` and `fold`), and the worker carries on. A worker that dies, hangs past its job
+  timeout or writes a line that is not JSON is the transport's problem (the pool restarts
+  it once, then runs the task alone).
+- A train answer: `status`, `trial`, `fold`, `family`, `r2`, `val_mse`, `train_mse`,
+  `best_rounds` (trees or epochs kept), `rounds_run`, `duration` (s), `device`,
+  `batch_mode` (fused | serial), `fused_batch_size`.
+
+The source system's dialect (`X_train_path` NPZ per fold, `fold_idx`, `model_type`,
+`neural_net`, `normalize_features`, `use_leaky_relu` beside params; answers with
+`trial_number`, `fold_idx`, `epochs_run`, `best_epoch`, `model_type`) is still spoken:
+`from_legacy` / `to_legacy` translate it at the server's edge, nowhere else.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from trialfuse.fuse import Fuse
+
+READY, LOAD_DATASET, TRAIN_BATCH, RETRAIN, DIAGNOSE, SHUTDOWN = (
+    "ready", "load_dataset", "train_batch", "retrain", "diagnose", "shutdown")
+SEARCH_ROWS = "search"  # the resident dataset of a run: its search rows (everything but the holdout)
+
+
+@dataclass
+class TrainJob:
+    """One fold of one trial, as it travels to a worker."""
+
+    family: str
+    params: dict[str, Any]
+    fold: int
+    seed: int
+    trial: int | None = None  # echoed in the answer
+    threads: int | None = None
+    dataset: str = SEARCH_ROWS
+    path: str | None = None  # the source's dialect: an NPZ of this fold's rows instead of a resident fold
+
+    @classmethod
+    def from_json(cls, job: dict[str, Any]) -> TrainJob:
+        return cls(family=str(job.get("family", "nn")), params=dict(job.get("params") or {}),
+                   fold=int(job.get("fold", 0)), seed=int(job.get("seed", job.get("trial") or 0)),
+                   trial=job.get("trial"), threads=job.get("threads"), dataset=str(job.get("dataset", SEARCH_ROWS)),
+                   path=job.get("path"))
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def load_dataset(path: str, folds, name: str = SEARCH_ROWS) -> dict[str, Any]:
+    return {"command": LOAD_DATASET, "dataset": name, "path": path,
+            "folds": [{"train": train.tolist(), "val": val.tolist()} for train, val in folds]}
+
+
+def train_batch(jobs: list[TrainJob], fuse: Fuse) -> dict[str, Any]:
+    return {"command": TRAIN_BATCH, "jobs": [job.to_json() for job in jobs], "fuse": fuse.to_json()}
+
+
+def retrain(family: str, params: dict[str, Any], rounds: int | None, directory: str, score_path: str, seed: int,
+            threads: int) -> dict[str, Any]:
+    return {"command": RETRAIN, "dataset": SEARCH_ROWS, "family": family, "params": params, "rounds": rounds,
+            "directory": directory, "score_path": score_path, "seed": seed, "threads": threads}
+
+
+def diagnose(params: dict[str, Any], seed: int, threads: int, fold: int = 0) -> dict[str, Any]:
+    return {"command": DIAGNOSE, "dataset": SEARCH_ROWS, "fold": fold, "params": params, "seed": seed,
+            "threads": threads}
+
+
+def shutdown() -> dict[str, Any]:
+    return {"command": SHUTDOWN}
+
+
+def error(reason: str, job: TrainJob | None = None) -> dict[str, Any]:
+    """A failed command or job: one line of reason, and which job it was."""
+    echo = {"trial": job.trial, "fold": job.fold} if job is not None else {}
+    return {"status": "error", "error": reason.splitlines()[0] if reason else "unknown error", **echo}
+
+
+def train_answer(job: TrainJob, scores: dict[str, Any]) -> dict[str, Any]:
+    return {"status": "complete", "trial": job.trial, "fold": job.fold, "family": job.family, **scores}
+
+
+# The source system's dialect, translated at the server's edge.
+LEGACY_NN = "neural_net"
+
+
+def is_legacy(command: dict[str, Any]) -> bool:
+    jobs = command.get("jobs") if command.get("command") == TRAIN_BATCH else [command]
+    return any(isinstance(j, dict) and ("X_train_path" in j or "fold_idx" in j or "trial_number" in j
+                                        or "model_type" in j) for j in (jobs or []))
+
+
+def from_legacy(command: dict[str, Any]) -> dict[str, Any]:
+    """A source-dialect `train` or `train_batch` as today's `train_batch`."""
+    jobs = command.get("jobs") if command.get("command") == TRAIN_BATCH else [command]
+    if not isinstance(jobs, list) or not jobs:
+        raise ValueError("train_batch needs a non-empty list 'jobs'")
+    fuse = Fuse.from_json(command.get("fuse", "auto"))
+    if "max_batch" in command:
+        fuse = Fuse("on" if fuse.mode != "off" else "off", int(command["max_batch"]))
+    return {"command": TRAIN_BATCH, "fuse": fuse.to_json(), "jobs": [_job_from_legacy(j) for j in jobs]}
+
+
+def _job_from_legacy(job: dict[str, Any]) -> dict[str, Any]:
+    if job.get("normalize_features", True) is False:
+        raise ValueError("normalize_features=false is not supported: features are always standardized "
+                         "with the training fold's statistics")
+    family = str(job.get("family", job.get("model_type", "nn")))
+    params = dict(job.get("params") or {})
+    if "use_leaky_relu" in job and "use_leaky_relu" not in params:
+        params["use_leaky_relu"] = bool(job["use_leaky_relu"])  # the source sent it beside params
+    trial = job.get("trial_number", job.get("trial"))
+    return TrainJob(family="nn" if family == LEGACY_NN else family, params=params,
+                    fold=int(job.get("fold", job.get("fold_idx", 0)) or 0),
+                    seed=int(job.get("seed", trial or 0)), trial=trial, threads=job.get("threads"),
+                    dataset=str(job.get("dataset", SEARCH_ROWS)), path=job.get("X_train_path")).to_json()
+
+
+def to_legacy(answer: dict[str, Any]) -> dict[str, Any]:
+    """Today's train answer in the source's words (its smoke tests read these keys)."""
+    out = {k: v for k, v in answer.items() if k not in ("trial", "fold", "family", "best_rounds", "rounds_run")}
+    out["trial_number"], out["fold_idx"] = answer.get("trial"), answer.get("fold")
+    if answer.get("status") == "complete":
+        nn = answer.get("family") == "nn"
+        out["model_type"] = LEGACY_NN if nn else answer.get("family")
+        out["epochs_run" if nn else "rounds_run"] = answer.get("rounds_run")
+        out["best_epoch" if nn else "best_rounds"] = answer.get("best_rounds")
+    return out

@@ -1,0 +1,243 @@
+"""A device worker: the engine behind the protocol (`protocol.py`), and `trialfuse worker`,
+which serves it as JSON lines on stdin/stdout.
+
+`Server.handle` takes one command dict and returns its answer dicts in order; the
+stdin/stdout loop here and, later, a Ray actor host the same object. Torch and the model
+libraries load inside the worker, on first use, never in the driver.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trialfuse.catalog import FAMILIES
+from trialfuse.fuse import Fuse
+from trialfuse.testing import faults
+from trialfuse.transport import protocol
+from trialfuse.transport.protocol import TrainJob
+
+
+@dataclass
+class Dataset:
+    X: np.ndarray  # [rows, features]
+    y: np.ndarray  # [rows]
+    folds: list[tuple[np.ndarray, np.ndarray]]  # (train rows, validation rows) per fold
+
+
+class Server:
+    """Answers protocol commands with the engine; a failing command or job is an error answer."""
+
+    def __init__(self, device: str | None = None):
+        self.device = device or _default_device()
+        self.datasets: dict[str, Dataset] = {}
+        self.nn_folds: dict[tuple[str, int], Any] = {}  # standardized once per resident fold
+
+    def handle(self, command: dict[str, Any]) -> list[dict[str, Any]]:
+        """The answers to one command; the source's dialect is translated here, at the edge."""
+        try:
+            if protocol.is_legacy(command):
+                return [protocol.to_legacy(a) for a in self._dispatch(protocol.from_legacy(command))]
+            if command.get("command") == "train":  # one job, as the source's `train`
+                command = {"command": protocol.TRAIN_BATCH, "jobs": [command]}
+            return self._dispatch(command)
+        except Exception as exc:  # a command's failure is an answer, never the end of the worker
+            return [protocol.error(f"{type(exc).__name__}: {exc}")]
+
+    def _dispatch(self, command: dict[str, Any]) -> list[dict[str, Any]]:
+        kind = command.get("command")
+        if kind == protocol.TRAIN_BATCH:
+            jobs = command.get("jobs")
+            if not isinstance(jobs, list) or not jobs:
+                raise ValueError("train_batch needs a non-empty list 'jobs'")
+            return self._train_batch([TrainJob.from_json(j) for j in jobs], Fuse.from_json(command.get("fuse")))
+        if kind == protocol.LOAD_DATASET:
+            return [self._load_dataset(command)]
+        if kind == protocol.RETRAIN:
+            return [self._retrain(command)]
+        if kind == protocol.DIAGNOSE:
+            return [self._diagnose(command)]
+        if kind == protocol.SHUTDOWN:
+            return [{"status": "shutdown"}]
+        raise ValueError(f"unknown command {kind!r}")
+
+    def _load_dataset(self, command: dict[str, Any]) -> dict[str, Any]:
+        name = str(command.get("dataset", protocol.SEARCH_ROWS))
+        with np.load(command["path"], allow_pickle=False) as data:
+            X, y = np.asarray(data["X"], dtype=np.float64), np.asarray(data["y"], dtype=np.float64)
+        folds = [(np.asarray(f["train"], dtype=np.int64), np.asarray(f["val"], dtype=np.int64))
+                 for f in command["folds"]]
+        self.datasets[name] = Dataset(X, y, folds)
+        self.nn_folds = {k: v for k, v in self.nn_folds.items() if k[0] != name}
+        return {"status": "loaded", "dataset": name, "rows": len(y), "folds": len(folds)}
+
+    def _fold(self, job: TrainJob) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """A job's raw (X_train, y_train, X_val, y_val): a resident fold, or the job's own NPZ."""
+        if job.path is not None:
+            with np.load(job.path, allow_pickle=False) as d:
+                return tuple(np.asarray(d[k], dtype=np.float64) for k in ("X_train", "y_train", "X_val", "y_val"))
+        data = self.datasets[job.dataset]
+        train, val = data.folds[job.fold]
+        return data.X[train], data.y[train], data.X[val], data.y[val]
+
+    def _nn_fold(self, job: TrainJob):
+        """The job's fold standardized for the NN (training-row statistics only)."""
+        from trialfuse.engine.fused import train as fused_train  # torch loads here, once per worker
+
+        if job.path is None:  # a resident fold is standardized once, then reused
+            key = (job.dataset, job.fold)
+            if key not in self.nn_folds:
+                data = self.datasets[job.dataset]
+                train, val = data.folds[job.fold]
+                self.nn_folds[key] = fused_train.prepare_fold(data.X, data.y, train, val)
+            return self.nn_folds[key]
+        X_train, y_train, X_val, y_val = self._fold(job)
+        X, y = np.concatenate([X_train, X_val]), np.concatenate([y_train, y_val])
+        return fused_train.prepare_fold(X, y, np.arange(len(y_train)), np.arange(len(y_train), len(y)))
+
+    def _train_batch(self, jobs: list[TrainJob], fuse: Fuse) -> list[dict[str, Any]]:
+        """Batched families' jobs train together (fused where faster), the others one by one;
+        answers in input order."""
+        answers: list[dict[str, Any] | None] = [None] * len(jobs)
+        batched = []
+        for i, job in enumerate(jobs):
+            try:
+                if job.family not in FAMILIES:
+                    raise ValueError(f"unknown family {job.family!r}")
+                if FAMILIES[job.family].batched:
+                    batched.append((i, job, self._nn_fold(job)))
+                else:
+                    answers[i] = self._train_one(job)
+            except Exception as exc:
+                answers[i] = protocol.error(f"{type(exc).__name__}: {exc}", job)
+        if batched:
+            try:
+                for (i, _job, _), answer in zip(batched, self._train_nn(batched, fuse), strict=True):
+                    answers[i] = answer
+            except Exception as exc:
+                for i, job, _ in batched:
+                    answers[i] = protocol.error(f"{type(exc).__name__}: {exc}", job)
+        return answers
+
+    def _train_nn(self, batched, fuse: Fuse) -> list[dict[str, Any]]:
+        from trialfuse.engine.families import mlp
+        from trialfuse.engine.fused import train as fused_train
+
+        faults.strike("nn")
+        folds = [fold for _, _, fold in batched]
+        runs = [fused_train.Job(mlp.with_defaults(job.params), key, job.seed, key=key)
+                for key, (_, job, _) in enumerate(batched)]
+        results = fused_train.run_jobs(runs, folds, device=self.device, fuse=fuse)
+        return [protocol.train_answer(job, {
+            "r2": r["r2"], "val_mse": r["val_mse"], "train_mse": r["train_mse"], "best_rounds": r["best_epoch"],
+            "rounds_run": r["epochs_run"], "duration": r["duration"], "device": r["device"],
+            "batch_mode": r["batch_mode"], "fused_batch_size": r["fused_batch_size"]})
+            for (_, job, _), r in zip(batched, results, strict=True)]
+
+    def _train_one(self, job: TrainJob) -> dict[str, Any]:
+        """One fold of a family trained alone (the tree families), early stopping on its validation rows."""
+        from trialfuse.engine.families import family_module
+        from trialfuse.engine.scores import fold_scores
+
+        faults.strike(job.family)
+        X_train, y_train, X_val, y_val = self._fold(job)
+        started = time.perf_counter()
+        module = family_module(job.family)
+        fitted = module.fit(job.params, X_train, y_train, X_val, y_val, device=self.device, threads=job.threads,
+                            seed=job.seed)
+        pred_val, pred_train = module.predict(fitted.model, X_val), module.predict(fitted.model, X_train)
+        return protocol.train_answer(job, {
+            **fold_scores(y_train, pred_train, y_val, pred_val), "best_rounds": fitted.best_rounds,
+            "rounds_run": fitted.rounds_run, "duration": time.perf_counter() - started, "device": self.device,
+            "batch_mode": "serial", "fused_batch_size": 1})
+
+    def _retrain(self, command: dict[str, Any]) -> dict[str, Any]:
+        """Train on all rows of a resident dataset for a fixed round count, save natively, and
+        predict `score_path`'s X with the model read back from disk (the saved model's score)."""
+        from trialfuse.engine.families import family_module
+
+        faults.strike(command["family"])
+        data = self.datasets[str(command.get("dataset", protocol.SEARCH_ROWS))]
+        module = family_module(command["family"])
+        started = time.perf_counter()
+        fitted = module.fit(command["params"], data.X, data.y, device=self.device, threads=command.get("threads"),
+                            seed=int(command.get("seed", 0)), rounds=command.get("rounds"))
+        directory = Path(command["directory"])
+        directory.mkdir(parents=True, exist_ok=True)
+        filename = module.save(fitted.model, directory)
+        with np.load(command["score_path"], allow_pickle=False) as d:
+            X_score = np.asarray(d["X"], dtype=np.float64)
+        predictions = module.predict(module.load(directory / filename), X_score)
+        return {"status": "complete", "model_file": filename, "predictions": predictions.tolist(),
+                "rounds": int(fitted.rounds_run), "seconds": time.perf_counter() - started}
+
+    def _diagnose(self, command: dict[str, Any]) -> dict[str, Any]:
+        """The NN diagnostics probe on one fold of a resident dataset (see engine.diagnostics)."""
+        from trialfuse.engine.diagnostics import diagnose
+
+        faults.strike("diagnose")
+        job = TrainJob("nn", command.get("params", {}), int(command.get("fold", 0)), int(command.get("seed", 0)),
+                       dataset=str(command.get("dataset", protocol.SEARCH_ROWS)))
+        X_train, y_train, X_val, y_val = self._fold(job)
+        report = diagnose(job.params, X_train, y_train, X_val, y_val, seed=job.seed, device=self.device,
+                          threads=command.get("threads"))
+        return {"status": "complete", "diagnostics": report}
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
+def serve(stdin=None, stdout=None) -> int:
+    """`trialfuse worker`: say ready, then answer each command line with one line per answer.
+    Anything a library prints while a job runs goes to stderr: stdout carries only protocol lines."""
+    stdin = stdin or sys.stdin
+    out = stdout or sys.stdout
+    _exit_with_parent()
+    server = Server()
+
+    def say(payload: dict) -> None:
+        out.write(json.dumps(payload, default=float) + "\n")
+        out.flush()
+
+    say({"status": protocol.READY, "device": server.device})
+    for line in stdin:
+        if not line.strip():
+            continue
+        try:
+            command = json.loads(line)
+            if not isinstance(command, dict):
+                raise ValueError("a command is a JSON object")
+        except ValueError as exc:
+            say(protocol.error(f"unreadable command: {exc}"))
+            continue
+        with contextlib.redirect_stdout(sys.stderr):
+            answers = server.handle(command)
+        for answer in answers:
+            say(answer)
+        if command.get("command") == protocol.SHUTDOWN:
+            return 0
+    return 0
+
+
+def _exit_with_parent() -> None:
+    """A worker must not outlive its driver, kill -9 included, even in the middle of a job:
+    a daemon thread watches the parent pid, which changes when the worker is re-parented."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()

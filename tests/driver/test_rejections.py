@@ -1,0 +1,195 @@
+"""Every kind of bad input: exit code 2, one clear line, no traceback, no training."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+
+def write(path: Path, frame: pd.DataFrame) -> Path:
+    if path.suffix == ".csv":
+        frame.to_csv(path, index=False)
+    elif path.suffix == ".parquet":
+        frame.to_parquet(path)
+    elif path.suffix == ".json":
+        path.write_text(frame.to_json(orient="records"))
+    return path
+
+
+def good_frame(rows: int = 60) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({"a": rng.normal(size=rows), "b": rng.normal(size=rows), "y": rng.normal(size=rows)})
+
+
+def assert_rejected(result, *fragments: str) -> None:
+    code, out, err = result
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, (code, err)
+    assert len(lines) == 1, err
+    assert lines[0].startswith("trialfuse: error: ")
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+def test_missing_file(run_main, tmp_path):
+    assert_rejected(run_main("run", tmp_path / "nope.csv", "--target", "y"), "data file not found", "nope.csv")
+
+
+def test_unknown_format(run_main, tmp_path):
+    path = tmp_path / "table.xlsx"
+    path.write_text("a,b\n1,2\n")
+    assert_rejected(run_main("run", path, "--target", "y"), "unknown table format", ".xlsx")
+
+
+@pytest.mark.parametrize(("name", "content", "kind"), [
+    ("broken.parquet", b"this is not parquet at all", "Parquet"),
+    ("broken.json", b'[{"a": 1, "y": ', "JSON"),
+])
+def test_unreadable_table(run_main, tmp_path, name, content, kind):
+    path = tmp_path / name
+    path.write_bytes(content)
+    assert_rejected(run_main("run", path, "--target", "y"), "cannot read", f"as {kind}")
+
+
+def test_npz_without_arrays(run_main, tmp_path):
+    path = tmp_path / "t.npz"
+    np.savez(path, features=np.zeros((3, 2)))
+    assert_rejected(run_main("run", path), "lacks array(s) X, y")
+
+
+def test_empty_file(run_main, tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_text("")
+    assert_rejected(run_main("run", path, "--target", "y"), "is empty")
+
+
+def test_header_only_table(run_main, tmp_path):
+    path = tmp_path / "header.csv"
+    path.write_text("a,b,y\n")
+    assert_rejected(run_main("run", path, "--target", "y"), "has no rows")
+
+
+def test_target_absent(run_main, tmp_path):
+    path = write(tmp_path / "t.csv", good_frame())
+    assert_rejected(run_main("run", path, "--target", "price"), "target column 'price' not found", "a, b, y")
+
+
+def test_target_required_for_csv(run_main, tmp_path):
+    path = write(tmp_path / "t.csv", good_frame())
+    assert_rejected(run_main("run", path), "--target is required")
+
+
+def test_non_numeric_target(run_main, tmp_path):
+    frame = good_frame().astype({"y": object})
+    frame.loc[3, "y"] = "high"
+    path = write(tmp_path / "t.csv", frame)
+    assert_rejected(run_main("run", path, "--target", "y"), "target column 'y' is not numeric", "'high'")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_missing_or_infinite_target(run_main, tmp_path, bad):
+    frame = good_frame()
+    frame.loc[5, "y"] = bad
+    path = write(tmp_path / "t.parquet", frame)
+    assert_rejected(run_main("run", path, "--target", "y"), "1 missing or infinite value(s)", "row 5")
+
+
+def test_constant_target(run_main, tmp_path):
+    frame = good_frame().assign(y=3.5)
+    path = write(tmp_path / "t.json", frame)
+    assert_rejected(run_main("run", path, "--target", "y"), "is constant (3.5)")
+
+
+def test_no_usable_feature(run_main, tmp_path):
+    frame = pd.DataFrame({"empty": [np.nan] * 30, "same": [1.0] * 30, "y": np.arange(30.0)})
+    path = write(tmp_path / "t.csv", frame)
+    assert_rejected(run_main("run", path, "--target", "y"), "no usable feature columns", "empty: all values missing",
+                    "same: constant")
+
+
+def test_only_the_target_column(run_main, tmp_path):
+    path = write(tmp_path / "t.csv", good_frame()[["y"]])
+    assert_rejected(run_main("run", path, "--target", "y"), "no usable feature columns")
+
+
+def test_too_few_rows(run_main, tmp_path):
+    path = write(tmp_path / "t.csv", good_frame(rows=12))
+    assert_rejected(run_main("run", path, "--target", "y", "--folds", "5"), "too few rows (12)", "need at least 13")
+
+
+def test_unknown_model_family(run_main, tmp_path):
+    path = write(tmp_path / "t.csv", good_frame())
+    assert_rejected(run_main("run", path, "--target", "y", "--models", "nn,randomforest"),
+                    "unknown model family 'randomforest'")
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--trials", "0", "--trials must be at least 1"),
+    ("--folds", "1", "--folds must be at least 2"),
+    ("--holdout", "1.5", "--holdout must be a fraction"),
+    ("--holdout", "0", "--holdout must be a fraction"),
+    ("--seed", "-1", "--seed must be zero or positive"),
+    ("--devices", "tpu", "--devices must be"),
+    ("--trials", "many", "Invalid value for '--trials'"),
+    ("--models", "", "--models is empty"),
+    ("--fuse", "sometimes", "--fuse must be auto, off, on or a positive number"),
+    ("--fuse", "0", "--fuse must be auto, off, on or a positive number"),
+    ("--timeout", "soon", "--timeout must be a duration like 90s, 20m or 6h"),
+    ("--timeout", "0s", "--timeout must be positive"),
+])
+def test_bad_option_values(run_main, tmp_path, option, value, message):
+    path = write(tmp_path / "t.csv", good_frame())
+    assert_rejected(run_main("run", path, "--target", "y", option, value), message)
+
+
+def test_unknown_option(run_main, tmp_path):
+    assert_rejected(run_main("run", tmp_path / "t.csv", "--colour", "red"), "No such option")
+
+
+def test_rejection_happens_before_any_output_is_written(run_main, tmp_path):
+    frame = good_frame().assign(y=1.0)
+    path = write(tmp_path / "t.csv", frame)
+    out = tmp_path / "run"
+    assert_rejected(run_main("run", path, "--target", "y", "--out", out), "is constant")
+    assert not out.exists()
+
+
+def test_predict_without_a_model(run_main, tmp_path):
+    path = write(tmp_path / "t.csv", good_frame())
+    assert_rejected(run_main("predict", tmp_path, path), "no saved model")
+
+
+def test_predict_with_missing_feature_columns(run_main, tmp_path):
+    model_dir = tmp_path / "best_model"
+    model_dir.mkdir()
+    (model_dir / "metadata.json").write_text(json.dumps(
+        {"family": "xgboost", "feature_names": ["a", "b", "c"], "categories": {}, "target": "y",
+         "model_file": "model.json"}))
+    path = write(tmp_path / "t.csv", good_frame())
+    assert_rejected(run_main("predict", model_dir, path), "lacks 1 feature column(s) the model needs: c")
+
+
+def test_console_script_exit_code_and_single_line(tmp_path):
+    from conftest import cli
+
+    result = cli("run", tmp_path / "absent.parquet", "--target", "y")
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"trialfuse: error: data file not found: {tmp_path / 'absent.parquet'}"
+
+
+def test_unreachable_database_storage_is_one_line_at_once(run_main, tmp_path, survivors_csv):
+    """Only a table-creation race is retried; a database that refuses the connection is one line, exit 2."""
+    import socket
+
+    pytest.importorskip("psycopg2", reason="psycopg2 is not installed (pip install psycopg2-binary)")
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = run_main("run", survivors_csv, "--target", "score", "--out", tmp_path / "run",
+                      "--storage", f"postgresql+psycopg2://nobody@127.0.0.1:{port}/none")
+    assert_rejected(result, "cannot open --storage", f"127.0.0.1:{port}")
+    assert not (tmp_path / "run" / "results.json").exists()

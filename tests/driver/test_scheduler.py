@@ -1,0 +1,124 @@
+"""The scheduler against a fake transport: no processes, answers in any order, every rule checked.
+
+`FakePool` speaks the pool's interface (submit / dispatch / next_done / cancel) and scores a
+fold from its params alone, finishing queued folds in a shuffled order, as workers of uneven
+speed would.
+"""
+from __future__ import annotations
+
+import math
+import random
+
+import optuna
+import pytest
+
+from trialfuse.driver.scheduler import run_family_study
+from trialfuse.transport.process_pool import FoldDone, FoldJob
+
+
+def lightgbm_score(params: dict, fold: int) -> dict:
+    """A smooth function of the params: best near learning_rate 0.05, a little noise per fold."""
+    r2 = 0.5 - (math.log10(params["learning_rate"]) - math.log10(0.05)) ** 2 - 0.01 * fold
+    return {"status": "complete", "r2": r2, "best_rounds": 10 + fold, "duration": 0.01}
+
+
+class FakePool:
+    def __init__(self, score=lightgbm_score, order_seed: int = 0):
+        self.score, self.rng = score, random.Random(order_seed)
+        self.staged: list[FoldJob] = []
+        self.pending: list[FoldJob] = []
+        self.trained: list[tuple[int, int]] = []  # (trial, fold) in the order they were "trained"
+        self.cancelled = 0
+
+    def submit(self, trial, family, params, folds, seed):
+        self.staged += [FoldJob(trial, family, params, fold, seed) for fold in folds]
+
+    def dispatch(self):
+        self.pending += self.staged
+        self.staged = []
+
+    def next_done(self, timeout=None):
+        if not self.pending:
+            return None
+        job = self.pending.pop(self.rng.randrange(len(self.pending)))  # uneven workers: any order
+        self.trained.append((job.trial[1], job.fold))
+        return FoldDone(job, self.score(job.params, job.fold))
+
+    def cancel(self, trial):
+        before = len(self.pending) + len(self.staged)
+        self.pending = [j for j in self.pending if j.trial != trial]
+        self.staged = [j for j in self.staged if j.trial != trial]
+        self.cancelled += before - len(self.pending) - len(self.staged)
+        return before - len(self.pending) - len(self.staged)
+
+
+def search(pool, trials=12, folds=3, prune=True, seed=0, **extra):
+    storage = optuna.storages.InMemoryStorage()
+    result = run_family_study("lightgbm", storage, trials, folds, seed, pool, prune=prune, **extra)
+    return result, optuna.load_study(study_name="lightgbm", storage=storage).get_trials(deepcopy=False)
+
+
+def test_every_trial_is_told_once_with_its_fold_scores():
+    result, trials = search(FakePool(), prune=False)
+    assert result.status == "ok" and result.trials_complete == 12 and len(trials) == 12
+    for trial in trials:
+        folds = trial.user_attrs["cv_r2_folds"]
+        assert len(folds) == 3 and trial.value == pytest.approx(sum(folds) / 3)
+        assert trial.user_attrs["best_rounds"] == [10, 11, 12]
+    assert result.cv_r2_mean == max(t.value for t in trials)
+
+
+def test_the_search_does_not_depend_on_the_order_answers_arrive_in():
+    runs = [search(FakePool(order_seed=order))[1] for order in (0, 1, 2)]
+    signatures = [[(t.state, t.params, t.value) for t in trials] for trials in runs]
+    assert signatures[0] == signatures[1] == signatures[2]
+    assert [t.number for t in runs[0]] == list(range(len(runs[0])))
+
+
+def test_clearly_losing_trials_are_pruned_and_their_later_folds_never_trained():
+    pool = FakePool()
+    result, trials = search(pool, trials=30, folds=4)
+    pruned = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert pruned and result.trials_pruned == len(pruned)
+    complete = sorted(t.value for t in trials if t.state == optuna.trial.TrialState.COMPLETE)
+    for trial in pruned:  # judged in fold order: its running mean fell below the median of earlier trials
+        assert len(trial.user_attrs["cv_r2_folds"]) < 4
+        assert trial.intermediate_values[max(trial.intermediate_values)] < complete[-1]
+    assert len(pool.trained) < 30 * 4  # pruning saved folds
+    assert pool.cancelled > 0
+
+
+def test_a_failing_family_is_skipped_with_its_own_error():
+    def broken(params, fold):
+        return {"status": "error", "error": "ValueError: bad fold"}
+
+    pool = FakePool(score=broken)
+    result, trials = search(pool)
+    assert result.status == "skipped" and result.reason == "ValueError: bad fold"
+    assert result.trials_complete == 0
+    assert all(t.state == optuna.trial.TrialState.FAIL for t in trials)
+    assert len(pool.trained) <= 4 * 3  # the window's trials at most, then no more asks
+
+
+def test_a_diverged_fold_fails_only_its_trial():
+    def sometimes_nan(params, fold):
+        answer = lightgbm_score(params, fold)
+        return {**answer, "r2": float("nan")} if params["learning_rate"] > 0.2 else answer
+
+    result, trials = search(FakePool(score=sometimes_nan), prune=False)
+    failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
+    assert all("non-finite" in t.user_attrs["fail_reason"] for t in failed)
+    assert result.trials_complete + len(failed) == 12 and result.status == "ok"
+
+
+def test_past_the_deadline_no_trial_starts_but_one_model_is_still_made():
+    result, trials = search(FakePool(), deadline=0.0, must_start=True)  # time.monotonic() is always past 0
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 1 and result.stopped_by_budget
+    assert result.status == "ok"
+
+
+def test_past_the_deadline_a_family_with_nothing_to_show_is_skipped():
+    result, trials = search(FakePool(), deadline=0.0, must_start=False)
+    assert trials == [] and result.status == "skipped" and result.stopped_by_budget
+    assert "time budget" in result.reason

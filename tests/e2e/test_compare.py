@@ -1,0 +1,226 @@
+"""compare-models end to end, through the CLI as a user runs it."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import r2_score
+
+from conftest import cli
+from trialfuse.catalog import DEFAULT_MODELS, FAMILIES
+
+RESULT_KEYS = {"status", "best_params", "cv_r2_mean", "cv_r2_folds", "trials_complete", "trials_failed",
+               "trials_pruned", "seconds"}
+
+
+@pytest.fixture(scope="module")
+def full_run(survivors_csv, tmp_path_factory):
+    """All four families, 2 trials each, 3 folds; run with the driver checked for torch."""
+    out = tmp_path_factory.mktemp("run") / "out"
+    code = ("import sys; from trialfuse.cli import main; rc = main(sys.argv[1:]); "
+            "assert 'torch' not in sys.modules, 'the driver imported torch'; sys.exit(rc)")
+    args = ["run", survivors_csv, "--target", "score", "--trials", "2", "--folds", "3", "--out", out, "--json"]
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    return out, proc
+
+
+def test_results_json_ranks_all_families(full_run):
+    out, proc = full_run
+    results = json.loads((out / "results.json").read_text())
+    assert json.loads(proc.stdout) == results  # --json prints exactly results.json
+    assert set(results["families"]) == set(DEFAULT_MODELS)
+    for name, fam in results["families"].items():
+        assert RESULT_KEYS <= set(fam), name
+        assert fam["status"] == "ok" and fam["trials_complete"] == 2
+        assert len(fam["cv_r2_folds"]) == 3
+        assert fam["cv_r2_mean"] == pytest.approx(np.mean(fam["cv_r2_folds"]))
+    scores = [results["families"][f]["cv_r2_mean"] for f in results["ranking"]]
+    assert scores == sorted(scores, reverse=True) and results["winner"] == results["ranking"][0]
+    assert -1 < results["holdout_r2"] < 1
+
+
+def test_trials_keep_per_fold_scores_in_the_study(full_run):
+    import optuna
+
+    out, _ = full_run
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(out / "study.journal")))
+    for family in DEFAULT_MODELS:
+        study = optuna.load_study(study_name=family, storage=storage)
+        for trial in study.trials:
+            assert trial.value == pytest.approx(np.mean(trial.user_attrs["cv_r2_folds"]))
+
+
+def test_holdout_rows_are_sealed_and_recorded(full_run, survivors_csv):
+    out, _ = full_run
+    holdout = json.loads((out / "holdout_indices.json").read_text())["holdout_rows"]
+    assert len(holdout) == 120 and len(set(holdout)) == 120  # 20% of 600
+    meta = json.loads((out / "best_model" / "metadata.json").read_text())
+    assert meta["train_rows"] == 480
+
+
+def test_metadata_has_what_reuse_and_audit_need(full_run):
+    out, _ = full_run
+    meta = json.loads((out / "best_model" / "metadata.json").read_text())
+    for key in ("family", "params", "feature_names", "categories", "target", "cv_r2_mean", "holdout_r2", "libraries"):
+        assert key in meta
+    assert meta["target"] == "score" and len(meta["feature_names"]) == 62
+    assert (out / "best_model" / meta["model_file"]).is_file()
+    assert meta["libraries"]["optuna"] and meta["libraries"]["numpy"]
+
+
+def test_predict_on_holdout_reproduces_the_recorded_score(full_run, survivors_csv, tmp_path):
+    out, _ = full_run
+    results = json.loads((out / "results.json").read_text())
+    holdout = json.loads((out / "holdout_indices.json").read_text())["holdout_rows"]
+    table = pd.read_csv(survivors_csv)
+    table.iloc[holdout].to_csv(tmp_path / "holdout.csv", index=False)
+    proc = cli("predict", out / "best_model", tmp_path / "holdout.csv", "--out", tmp_path / "preds.csv")
+    assert proc.returncode == 0, proc.stderr
+    preds = pd.read_csv(tmp_path / "preds.csv")
+    assert list(preds.columns) == ["prediction"] and len(preds) == len(holdout)
+    assert r2_score(table["score"].iloc[holdout], preds["prediction"]) == pytest.approx(results["holdout_r2"], abs=1e-6)
+
+
+def test_progress_goes_to_stderr_and_quiet_says_nothing(survivors_csv, tmp_path):
+    proc = cli("run", survivors_csv, "--target", "score", "--models", "lightgbm", "--trials", "1", "--folds", "2",
+               "--out", tmp_path / "q", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "" and proc.stderr == ""
+    proc = cli("run", survivors_csv, "--target", "score", "--models", "lightgbm", "--trials", "1", "--folds", "2",
+               "--out", tmp_path / "loud")
+    assert proc.returncode == 0, proc.stderr
+    assert "lightgbm" in proc.stderr and "winner: lightgbm" in proc.stdout
+
+
+NATIVE_PREDICT = {
+    "nn": "import torch; m = torch.export.load(path).module(); "
+          "p = m(torch.as_tensor(X, dtype=torch.float32)).double().numpy()",
+    "xgboost": "import xgboost as xgb; b = xgb.Booster(); b.load_model(path); "
+               "p = b.predict(xgb.DMatrix(X.astype(np.float32)))",
+    "lightgbm": "import lightgbm as lgb; p = lgb.Booster(model_file=path).predict(X)",
+    "catboost": "from catboost import CatBoostRegressor; m = CatBoostRegressor(); m.load_model(path); p = m.predict(X)",
+    "hgb": "import joblib; p = joblib.load(path).predict(X)",
+}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_saved_model_loads_with_its_own_library_alone(family, survivors_csv, tmp_path):
+    out = tmp_path / "run"
+    proc = cli("run", survivors_csv, "--target", "score", "--models", family, "--trials", "1", "--folds", "2",
+               "--out", out, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads((out / "best_model" / "metadata.json").read_text())
+    assert meta["family"] == family
+    rows = pd.read_csv(survivors_csv).head(50)
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    assert cli("predict", out, tmp_path / "rows.csv", "--out", tmp_path / "p.csv").returncode == 0
+    np.save(tmp_path / "X.npy", rows[meta["feature_names"]].to_numpy(np.float64))
+    script = (f"import sys, numpy as np; X = np.load({str(tmp_path / 'X.npy')!r}); "
+              f"path = {str(out / 'best_model' / meta['model_file'])!r}; {NATIVE_PREDICT[family]}; "
+              f"np.save({str(tmp_path / 'native.npy')!r}, np.asarray(p, dtype=np.float64)); "
+              "assert not any(m.startswith('trialfuse') for m in sys.modules)")
+    native = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert native.returncode == 0, native.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "native.npy"), pd.read_csv(tmp_path / "p.csv")["prediction"],
+                               rtol=1e-6, atol=1e-6)
+
+
+def test_a_family_that_keeps_failing_is_skipped_not_fatal(survivors_csv, tmp_path):
+    env = {**os.environ, "TRIALFUSE_INJECT_FAULT": "fail:xgboost"}
+    code = "import sys; from trialfuse.cli import main; sys.exit(main(sys.argv[1:]))"
+    args = ["run", survivors_csv, "--target", "score", "--models", "xgboost,lightgbm", "--trials", "5",
+            "--folds", "2", "--out", tmp_path / "out", "--json"]
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)
+    xgb = results["families"]["xgboost"]
+    assert xgb["status"] == "skipped" and "injected fault for xgboost" in xgb["reason"]
+    assert xgb["trials_failed"] >= 3 and xgb["trials_complete"] == 0
+    assert results["winner"] == "lightgbm" and results["ranking"] == ["lightgbm"]
+    assert (tmp_path / "out" / "best_model" / "model.txt").is_file()
+
+
+def test_categorical_and_missing_values(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 400
+    colour = rng.choice(["red", "green", "blue"], size=n).astype(object)
+    size = rng.normal(size=n)
+    y = np.where(colour == "red", 2.0, 0.0) + size + rng.normal(scale=0.3, size=n)
+    colour[::13] = None
+    size[::7] = np.nan
+    pd.DataFrame({"colour": colour, "size": size, "price": y}).to_csv(tmp_path / "t.csv", index=False)
+    out = tmp_path / "run"
+    proc = cli("run", tmp_path / "t.csv", "--target", "price", "--models", "nn,lightgbm", "--trials", "2",
+               "--folds", "3", "--out", out, "--json")
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)
+    assert results["holdout_r2"] > 0.5
+    meta = json.loads((out / "best_model" / "metadata.json").read_text())
+    assert meta["categories"] == {"colour": ["blue", "green", "red"]}
+    new = pd.DataFrame({"colour": ["red", "purple", None], "size": [0.0, np.nan, 1.0]})
+    new.to_json(tmp_path / "new.json", orient="records")
+    proc = cli("predict", out, tmp_path / "new.json")
+    assert proc.returncode == 0, proc.stderr
+    preds = pd.read_csv(pd.io.common.StringIO(proc.stdout))["prediction"]
+    assert len(preds) == 3 and preds.notna().all()
+
+
+def test_same_seed_same_scores(survivors_csv, tmp_path):
+    scores = []
+    for name in ("a", "b"):
+        proc = cli("run", survivors_csv, "--target", "score", "--models", "lightgbm,nn", "--trials", "2",
+                   "--folds", "2", "--out", tmp_path / name, "--json")
+        assert proc.returncode == 0, proc.stderr
+        results = json.loads(proc.stdout)
+        scores.append([(f, r["cv_r2_folds"], r["best_params"]) for f, r in results["families"].items()])
+        scores[-1].append(results["holdout_r2"])
+    assert scores[0] == scores[1]
+
+
+def test_npz_and_parquet_tables(survivors_csv, tmp_path):
+    frame = pd.read_csv(survivors_csv)
+    np.savez(tmp_path / "t.npz", X=frame.drop(columns="score").to_numpy(), y=frame["score"].to_numpy(),
+             feature_names=np.array(frame.columns[:-1]))
+    frame.to_parquet(tmp_path / "t.parquet")
+    for path, target in ((tmp_path / "t.npz", []), (tmp_path / "t.parquet", ["--target", "score"])):
+        proc = cli("run", path, *target, "--models", "xgboost", "--trials", "1", "--folds", "2",
+                   "--out", tmp_path / path.suffix[1:], "--json")
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["features"] == 62
+
+
+@pytest.mark.parametrize(("fuse", "mode"), [("off", "serial"), ("3", "fused")])
+def test_fuse_option_reaches_the_nn_trials(survivors_csv, tmp_path, fuse, mode):
+    import optuna
+
+    out = tmp_path / "run"
+    proc = cli("run", survivors_csv, "--target", "score", "--models", "nn", "--trials", "4", "--folds", "2",
+               "--fuse", fuse, "--out", out, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(out / "study.journal")))
+    trials = optuna.load_study(study_name="nn", storage=storage).trials
+    assert len(trials) == 4 and all(t.user_attrs["batch_modes"] == [mode] for t in trials)
+    assert json.loads((out / "results.json").read_text())["fuse"] == fuse
+
+
+def test_a_short_budget_still_saves_the_best_model(survivors_csv, tmp_path):
+    import time
+
+    out = tmp_path / "run"
+    started = time.monotonic()
+    proc = cli("run", survivors_csv, "--target", "score", "--trials", "200", "--folds", "3", "--timeout", "8s",
+               "--out", out, "--json")
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)
+    assert results["budget_exhausted"] is True and results["timeout_seconds"] == 8
+    assert sum(f["trials_complete"] for f in results["families"].values()) < 4 * 200
+    assert results["winner"] in results["ranking"] and (out / "best_model" / "metadata.json").is_file()
+    assert elapsed < 8 + 60  # the budget, plus worker start-up, the last batch in flight and the retrain

@@ -1,0 +1,94 @@
+"""The report and the NN diagnostics, from a small real run."""
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+
+from conftest import cli
+from trialfuse.driver.report import SECTIONS
+from trialfuse.survivors import make_survivors
+
+LAYER_FIELDS = {"layer", "width", "weight_mean", "weight_std", "weight_abs_max", "activation_mean", "activation_std",
+                "dead_fraction", "bn_running_mean", "bn_running_var"}
+
+
+@pytest.fixture(scope="module")
+def small_run(survivors_csv, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "run"
+    proc = cli("run", survivors_csv, "--target", "score", "--models", "nn,lightgbm", "--trials", "4", "--folds", "3",
+               "--out", out, "--json")
+    assert proc.returncode == 0, proc.stderr
+    return out, json.loads(proc.stdout)
+
+
+def check_page(out) -> str:
+    page = (out / "report.html").read_text()
+    for section in SECTIONS:
+        assert f'<section id="{section}">' in page, section
+    images = re.findall(r'<img src="([^"]+)"', page)
+    assert {"comparison", "history", "importances", "folds", "timeline", "diagnostics_training",
+            "diagnostics_layers"} <= {name.split("/")[-1][:-4] for name in images}
+    for name in images:
+        path = out / name
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        pixels = imread(path)
+        assert pixels.shape[0] > 100 and pixels.shape[1] > 100 and pixels.std() > 0  # a real picture, not blank
+    return page
+
+
+def test_every_run_writes_a_report_with_every_section_and_valid_pngs(small_run):
+    out, results = small_run
+    page = check_page(out)
+    assert results["winner"] in page and f"{results['holdout_r2']:.4f}" in page
+    assert "optuna-dashboard " + str(out / "study.journal") in page
+
+
+def test_trialfuse_report_rebuilds_it(small_run):
+    out, _ = small_run
+    (out / "report.html").unlink()
+    proc = cli("report", out)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(out / "report.html")
+    check_page(out)
+
+
+def test_report_of_a_directory_that_is_not_a_run_is_rejected(tmp_path):
+    proc = cli("report", tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"trialfuse: error: {tmp_path} is not a finished run directory (no results.json)"
+
+
+def test_diagnostics_json_describes_every_hidden_layer(small_run):
+    out, results = small_run
+    diag = json.loads((out / "diagnostics.json").read_text())
+    widths = results["families"]["nn"]["best_params"]["hidden_layers"]
+    assert [layer["width"] for layer in diag["layers"]] == widths
+    for layer in diag["layers"]:
+        assert LAYER_FIELDS <= set(layer)
+        assert len(layer["bn_running_mean"]) == len(layer["bn_running_var"]) == layer["width"]
+        assert 0.0 <= layer["dead_fraction"] <= 1.0
+    assert len(diag["epochs"]) == diag["epochs_run"]
+    for epoch in diag["epochs"]:
+        assert len(epoch["grad_norm"]) == len(widths) + 1  # every hidden layer and the head
+        assert epoch["train_loss"] > 0 and epoch["val_loss"] > 0
+    assert results["warnings"] == [f"nn: {w}" for w in diag["warnings"]]
+
+
+def test_a_huge_learning_rate_plants_dead_units_and_the_probe_says_so():
+    pytest.importorskip("torch")
+    from trialfuse.engine.diagnostics import diagnose
+
+    X, y, _ = make_survivors(1500, 0)
+    X, y = X.astype(np.float64), y.astype(np.float64)
+    config = {"hidden_layers": [64, 32], "epochs": 60}
+    healthy = diagnose({**config, "learning_rate": 1e-3}, X[:1200], y[:1200], X[1200:], y[1200:], seed=0)
+    assert not [w for w in healthy["warnings"] if w.startswith("dead units")]
+    assert max(layer["dead_fraction"] for layer in healthy["layers"]) < 0.1
+    broken = diagnose({**config, "learning_rate": 3.0}, X[:1200], y[:1200], X[1200:], y[1200:], seed=0)
+    assert max(layer["dead_fraction"] for layer in broken["layers"]) > 0.9  # Adam's huge steps kill the units
+    assert any(w.startswith("dead units") for w in broken["warnings"]), broken["warnings"]
+    assert any(w.startswith("no better than the mean") for w in broken["warnings"])

@@ -1,0 +1,34 @@
+import json
+import subprocess
+import sys
+
+from conftest import cli
+
+
+def test_bench_times_serial_fused_and_auto(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = cli("bench", "--rows", "300", "--configs", "4", "--folds", "2", "--epochs", "6", "--json", "--save", out)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert json.loads(out.read_text()) == report
+    assert set(report["modes"]) == {"serial", "fused", "auto"}
+    assert report["modes"]["serial"]["speedup_vs_serial"] == 1.0
+    for mode in report["modes"].values():
+        assert mode["seconds"] > 0 and 0 < mode["model_epochs"] <= 4 * 2 * 6
+    assert report["modes"]["fused"]["batch_modes"] == ["fused"]
+    assert report["modes"]["serial"]["batch_modes"] == ["serial"]
+
+
+def test_bench_rejects_bad_modes():
+    proc = cli("bench", "--modes", "turbo")
+    assert proc.returncode == 2 and "--modes takes serial, fused and/or auto" in proc.stderr
+
+
+def test_engine_and_bench_need_neither_optuna_nor_tree_libraries():
+    """A bare GPU machine has numpy, scikit-learn and torch only."""
+    code = ("import sys\n"
+            "for name in ('optuna', 'xgboost', 'lightgbm', 'catboost'): sys.modules[name] = None\n"
+            "import trialfuse.cli, trialfuse.bench, trialfuse.engine.fused.train\n"
+            "from trialfuse import train_many\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr

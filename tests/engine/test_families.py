@@ -1,0 +1,98 @@
+"""Each family trains with early stopping, saves natively, and reads back the same model."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import r2_score
+
+from trialfuse.catalog import FAMILIES
+from trialfuse.engine.families import family_module
+from trialfuse.survivors import make_survivors
+
+SMALL = {
+    "nn": {"hidden_layers": [32, 16], "learning_rate": 1e-2, "epochs": 60, "early_stopping_patience": 5},
+    "xgboost": {"learning_rate": 0.1, "max_depth": 3},
+    "lightgbm": {"learning_rate": 0.1, "num_leaves": 8},
+    "catboost": {"learning_rate": 0.1, "depth": 4},
+    "hgb": {"learning_rate": 0.1, "max_leaf_nodes": 8},
+}
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y, _ = make_survivors(1500, seed=1)
+    X = X.astype(np.float64)
+    X[::17, 5] = np.nan  # missing values must be taken by every family
+    return X[:1000], y[:1000].astype(np.float64), X[1000:], y[1000:].astype(np.float64)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_fit_stops_early_and_learns(family, data):
+    Xt, yt, Xv, yv = data
+    module = family_module(family)
+    fitted = module.fit(SMALL[family], Xt, yt, Xv, yv, threads=1, seed=0)
+    assert 1 <= fitted.best_rounds <= fitted.rounds_run
+    pred = module.predict(fitted.model, Xv)
+    assert pred.shape == yv.shape and np.all(np.isfinite(pred))
+    assert r2_score(yv, pred) > 0.05
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_fixed_rounds_without_validation_rows(family, data):
+    Xt, yt, _, _ = data
+    module = family_module(family)
+    fitted = module.fit(SMALL[family], Xt, yt, threads=1, seed=0, rounds=7)
+    assert fitted.rounds_run == 7
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_save_and_load_give_the_same_predictions(family, data, tmp_path):
+    Xt, yt, Xv, yv = data
+    module = family_module(family)
+    fitted = module.fit(SMALL[family], Xt, yt, threads=1, seed=0, rounds=20)
+    name = module.save(fitted.model, tmp_path)
+    reloaded = module.load(tmp_path / name)
+    np.testing.assert_allclose(module.predict(reloaded, Xv), module.predict(fitted.model, Xv), rtol=1e-6, atol=1e-6)
+
+
+def test_nn_scaler_uses_the_training_rows_only(data):
+    Xt, yt, Xv, yv = data
+    mlp = family_module("nn")
+    fitted = mlp.fit(SMALL["nn"], Xt, yt, Xv, yv, threads=1, seed=0)
+    np.testing.assert_allclose(fitted.model.x_mean.numpy(), np.nanmean(Xt, axis=0), rtol=1e-5)
+    assert not np.allclose(fitted.model.x_mean.numpy(), np.nanmean(np.vstack([Xt, Xv]), axis=0), rtol=1e-5)
+    assert float(fitted.model.y_mean) == pytest.approx(float(np.mean(yt)), rel=1e-6)
+
+
+def test_nn_restores_the_best_epoch(data):
+    """With a patience long enough to overfit, the returned model is the best epoch's, not the last."""
+    import torch
+
+    Xt, yt, Xv, yv = data
+    mlp = family_module("nn")
+    params = {"hidden_layers": [128, 128], "learning_rate": 3e-2, "epochs": 80, "early_stopping_patience": 80}
+    fitted = mlp.fit(params, Xt[:200], yt[:200], Xv, yv, threads=1, seed=0)
+    assert fitted.rounds_run == 80 and fitted.best_rounds < 80
+    best = r2_score(yv, mlp.predict(fitted.model, Xv))
+    last = mlp.fit(params, Xt[:200], yt[:200], threads=1, seed=0, rounds=80)  # same seed, no restore
+    assert best > r2_score(yv, mlp.predict(last.model, Xv))
+    assert isinstance(fitted.model, torch.nn.Module)
+
+
+def test_nn_blocks_follow_the_source_architecture():
+    from torch import nn
+
+    mlp = family_module("nn")
+    net = mlp.MLP(62, [64, 32], dropout=0.2, leaky=True)
+    kinds = [type(m) for m in net.layers]
+    assert kinds == [nn.Linear, nn.BatchNorm1d, nn.LeakyReLU, nn.Dropout] * 2 + [nn.Linear]
+    assert [type(m) for m in mlp.MLP(62, [8, 8, 8], 0.0, leaky=False).layers][2] is nn.ReLU
+
+
+def test_nn_adamw_and_gradient_clip_change_training(data):
+    Xt, yt, Xv, yv = data
+    mlp = family_module("nn")
+    base = {"hidden_layers": [32, 16], "learning_rate": 1e-2, "weight_decay": 0.1, "epochs": 20}
+    preds = [mlp.predict(mlp.fit({**base, **extra}, Xt, yt, threads=1, seed=0, rounds=20).model, Xv)
+             for extra in ({}, {"optimizer": "adamw"}, {"gradient_clip": 0.01})]
+    assert not np.allclose(preds[0], preds[1]) and not np.allclose(preds[0], preds[2])

@@ -1,0 +1,71 @@
+"""The worker protocol's contract, as one suite any transport runs (see transport/protocol.py).
+
+A transport's test class subclasses `WorkerContract` and defines `start_worker()`, which
+returns an object with `ready` (the first answer), `ask(command, answers)` returning that
+many answer dicts, and `close()`; conftest.py makes it the class's `worker` fixture. The
+subprocess worker and the in-process server run it today; a Ray actor transport
+subclasses it the same way.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from trialfuse.fuse import Fuse
+from trialfuse.survivors import make_survivors
+from trialfuse.transport import protocol
+from trialfuse.transport.protocol import TrainJob
+
+ANSWER_KEYS = {"status", "trial", "fold", "family", "r2", "val_mse", "train_mse", "best_rounds", "rounds_run",
+               "duration", "device", "batch_mode", "fused_batch_size"}
+NN = {"hidden_layers": [16, 8], "epochs": 12, "learning_rate": 1e-2}
+LIGHTGBM = {"num_leaves": 4, "learning_rate": 0.1}
+
+
+class WorkerContract:
+    @staticmethod
+    def start_worker():
+        raise NotImplementedError("a transport's test class says how to start its worker")
+
+    def test_ready_names_its_device(self, worker):
+        assert worker.ready["status"] == protocol.READY and worker.ready["device"] == "cpu"
+
+    def test_load_dataset_keeps_the_rows_resident(self, worker, resident):
+        assert worker.ask(resident, 1) == [{"status": "loaded", "dataset": "search", "rows": 300, "folds": 2}]
+
+    def test_train_batch_answers_every_job_in_input_order(self, worker, resident):
+        worker.ask(resident, 1)
+        jobs = [TrainJob("nn", NN, 1, 7, trial=3), TrainJob("lightgbm", LIGHTGBM, 0, 5, trial=4, threads=1),
+                TrainJob("nn", NN, 0, 7, trial=3)]
+        answers = worker.ask(protocol.train_batch(jobs, Fuse("on")), 3)
+        assert [(a["trial"], a["fold"], a["family"]) for a in answers] == [(3, 1, "nn"), (4, 0, "lightgbm"),
+                                                                          (3, 0, "nn")]
+        for answer in answers:
+            assert answer["status"] == "complete" and set(answer) == ANSWER_KEYS, answer
+            assert 1 <= answer["best_rounds"] <= answer["rounds_run"] and np.isfinite(answer["r2"])
+        assert answers[0]["batch_mode"] == "fused" and answers[0]["fused_batch_size"] == 2
+        assert answers[1]["batch_mode"] == "serial"
+
+    def test_a_failing_job_is_an_answer_and_the_others_complete(self, worker, resident):
+        worker.ask(resident, 1)
+        jobs = [TrainJob("lightgbm", LIGHTGBM, 9, 0, trial=1, threads=1),  # no fold 9
+                TrainJob("catboost_typo", {}, 0, 0, trial=2), TrainJob("lightgbm", LIGHTGBM, 1, 0, trial=3, threads=1)]
+        answers = worker.ask(protocol.train_batch(jobs, Fuse()), 3)
+        assert [a["status"] for a in answers] == ["error", "error", "complete"]
+        assert [(a["trial"], a["fold"]) for a in answers] == [(1, 9), (2, 0), (3, 1)]
+        assert "catboost_typo" in answers[1]["error"] and "\n" not in answers[0]["error"]
+
+    def test_an_unknown_command_is_an_error_and_the_worker_goes_on(self, worker, resident):
+        assert "unknown command" in worker.ask({"command": "fly"}, 1)[0]["error"]
+        assert worker.ask(resident, 1)[0]["status"] == "loaded"
+
+    def test_retrain_saves_natively_and_scores_the_saved_model(self, worker, resident, tmp_path):
+        worker.ask(resident, 1)
+        score_path = tmp_path / "score.npz"
+        np.savez(score_path, X=make_survivors(20, seed=1)[0])
+        answer = worker.ask(protocol.retrain("lightgbm", LIGHTGBM, 15, str(tmp_path / "model"), str(score_path),
+                                             0, 1), 1)[0]
+        assert answer["status"] == "complete" and answer["rounds"] == 15
+        assert (tmp_path / "model" / answer["model_file"]).is_file() and len(answer["predictions"]) == 20
+
+    def test_shutdown_answers(self, worker):
+        assert worker.ask(protocol.shutdown(), 1) == [{"status": "shutdown"}]
