@@ -7,8 +7,8 @@ TRIALFUSE_INJECT_FAULT (inherited by workers) names one fault:
   stdout, `die` exits at once (like kill -9). With a counter file the fault strikes only
   its first <times> occurrences, counted across processes.
 - "oom:N": a fused NN batch of more than N models runs out of memory.
-Production code calls `strike(place)` at its fault points and `check_oom(models)` before
-a fused batch; both return at once when the variable is unset.
+Production code calls `strike(place)` at its fault points and asks `out_of_memory(models)`
+before a fused batch; both return at once when the variable is unset.
 """
 from __future__ import annotations
 
@@ -38,13 +38,11 @@ def strike(place: str) -> None:
         os._exit(9)
 
 
-def check_oom(models: int) -> None:
-    """Raise torch's out-of-memory error for a fused batch larger than the "oom:N" limit."""
+def out_of_memory(models: int) -> bool:
+    """True if a fused batch of `models` is over the "oom:N" limit (the engine then raises
+    torch's own out-of-memory error, so this module never loads torch)."""
     spec = os.environ.get(FAULT_ENV, "")
-    if spec.startswith("oom:") and models > int(spec[4:]):
-        import torch
-
-        raise torch.OutOfMemoryError(f"injected: out of memory with {models} models")
+    return spec.startswith("oom:") and models > int(spec[4:])
 
 
 def _count(counter_path: str) -> int:

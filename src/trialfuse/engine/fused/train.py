@@ -114,7 +114,8 @@ def _train_halving(jobs: list[Job], fold_data, dev, dtype, cap: int) -> list[dic
     while pending:
         batch = pending.pop(0)
         try:
-            faults.check_oom(len(batch))
+            if faults.out_of_memory(len(batch)):
+                raise torch.OutOfMemoryError(f"injected: out of memory with {len(batch)} models")
             done += train_fused_batch(batch, fold_data, dev, dtype)
         except (torch.OutOfMemoryError, RuntimeError) as exc:
             if not _is_oom(exc) or len(batch) == 1:

@@ -1,0 +1,1 @@
+"""The driver: reads the table, runs the studies, writes the run directory. Never imports torch."""

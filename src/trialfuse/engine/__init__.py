@@ -1,0 +1,1 @@
+"""What runs inside a worker: the model families and the fused NN trainer (torch loads here)."""

@@ -1,0 +1,1 @@
+"""Many MLPs trained as one stacked model: the stacked network, its Adam, and the training loop."""
