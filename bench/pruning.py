@@ -15,7 +15,7 @@ import tempfile
 from datetime import date
 from pathlib import Path
 
-from trialfuse.driver.run import RunOptions, compare_models
+from trialfuse.api import RunOptions, compare_models
 from trialfuse.survivors import TARGET, write_survivors
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 
-from trialfuse.driver.run import RunOptions, compare_models
+from trialfuse.api import RunOptions, compare_models
 from trialfuse.driver.splits import holdout_split, kfold_indices
 from trialfuse.survivors import TARGET, write_survivors
 

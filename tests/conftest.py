@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,12 +12,6 @@ from trialfuse.survivors import write_survivors
 def survivors_csv(tmp_path_factory) -> Path:
     """A small reference table, the same recipe the demo uses."""
     return write_survivors(tmp_path_factory.mktemp("data") / "survivors.csv", rows=600, seed=0)
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    """Run the real console entry point in a fresh interpreter, as a user would."""
-    code = "import sys; from trialfuse.cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=900)
 
 
 @pytest.fixture

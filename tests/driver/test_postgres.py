@@ -20,9 +20,8 @@ from pathlib import Path
 import optuna
 import pytest
 
+from helpers import CLI_CODE as CODE
 from trialfuse.driver.scheduler import counting
-
-CODE = "import sys; from trialfuse.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
 def _pg_bin(name: str) -> str | None:

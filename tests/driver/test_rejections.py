@@ -174,7 +174,7 @@ def test_predict_with_missing_feature_columns(run_main, tmp_path):
 
 
 def test_console_script_exit_code_and_single_line(tmp_path):
-    from conftest import cli
+    from helpers import cli
 
     result = cli("run", tmp_path / "absent.parquet", "--target", "y")
     assert result.returncode == 2

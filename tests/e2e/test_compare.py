@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import r2_score
 
-from conftest import cli
+from helpers import cli
 from trialfuse.catalog import DEFAULT_MODELS, FAMILIES
 
 RESULT_KEYS = {"status", "best_params", "cv_r2_mean", "cv_r2_folds", "trials_complete", "trials_failed",

@@ -10,9 +10,8 @@ import time
 
 import optuna
 
-from conftest import cli
-
-CODE = "import sys; from trialfuse.cli import main; sys.exit(main(sys.argv[1:]))"
+from helpers import CLI_CODE as CODE
+from helpers import cli
 
 
 def trials_of(out, family: str) -> list[optuna.trial.FrozenTrial]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from conftest import cli
+from helpers import cli
 from trialfuse.driver.report import SECTIONS
 from trialfuse.survivors import make_survivors
 

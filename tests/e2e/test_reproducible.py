@@ -6,7 +6,7 @@ import json
 import optuna
 import pytest
 
-from conftest import cli
+from helpers import cli
 
 
 def trials_of(out, family: str) -> list[optuna.trial.FrozenTrial]:

@@ -12,9 +12,8 @@ import time
 import optuna
 import pytest
 
-from conftest import cli
-
-CODE = "import sys; from trialfuse.cli import main; sys.exit(main(sys.argv[1:]))"
+from helpers import CLI_CODE as CODE
+from helpers import cli
 
 
 def finished(journal, family: str = "lightgbm") -> list[optuna.trial.FrozenTrial]:

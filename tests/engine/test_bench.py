@@ -2,7 +2,7 @@ import json
 import subprocess
 import sys
 
-from conftest import cli
+from helpers import cli
 
 
 def test_bench_times_serial_fused_and_auto(tmp_path):

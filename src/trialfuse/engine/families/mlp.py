@@ -24,17 +24,17 @@ from trialfuse.engine.families import Fitted
 from trialfuse.engine.standardize import column_stats, standardize
 
 LEAKY_SLOPE = 0.01
-DEFAULTS: dict[str, Any] = {
-    "hidden_layers": [128, 64],
-    "learning_rate": 1e-3,
-    "dropout": 0.0,
-    "epochs": 100,
-    "weight_decay": 0.0,
-    "optimizer": "adam",
-    "gradient_clip": 0.0,  # 0 = no clipping
-    "early_stopping_patience": 15,
-    "min_delta": 0.0,
-    "use_leaky_relu": False,
+DEFAULTS: dict[str, Any] = {  # what a job leaves out (the search always sets every key)
+    "hidden_layers": [128, 64],  # units per hidden layer; depth alone splits a fused batch
+    "learning_rate": 1e-3,  # Adam's usual start; full-batch steps are few, so not smaller
+    "dropout": 0.0,  # off: with it on, fused and serial runs draw different masks
+    "epochs": 100,  # budget; early stopping usually ends sooner
+    "weight_decay": 0.0,  # L2 in the gradient (adam) or decoupled (adamw)
+    "optimizer": "adam",  # or "adamw"
+    "gradient_clip": 0.0,  # max gradient norm per model; 0 = no clipping
+    "early_stopping_patience": 15,  # epochs without a better validation loss before stopping
+    "min_delta": 0.0,  # how much better counts as better
+    "use_leaky_relu": False,  # LeakyReLU(0.01) instead of ReLU: no unit can die completely
 }
 
 
