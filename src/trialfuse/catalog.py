@@ -78,6 +78,25 @@ def suggest_hgb(trial) -> dict[str, Any]:
     }
 
 
+# Each study's first trial is the library's own default configuration (with early stopping
+# instead of a fixed round count), clipped into the search space: a known-good, cheap start,
+# so a short budget has a sound model early and TPE starts from it rather than from random
+# draws (FLAML starts every learner at a low-cost configuration for the same reason).
+STARTS: dict[str, tuple[dict[str, Any], ...]] = {
+    "nn": ({"n_layers": 2, "width_0": 128, "width_1": 64, "learning_rate": 1e-3, "dropout": 0.0, "epochs": 100,
+            "weight_decay": 1e-6, "optimizer": "adam", "gradient_clip": 5.0, "early_stopping_patience": 15,
+            "min_delta": 0.0, "use_leaky_relu": False},),  # the MLP's DEFAULTS (engine/families/mlp.py)
+    "xgboost": ({"learning_rate": 0.3, "max_depth": 6, "min_child_weight": 1.0, "subsample": 1.0,
+                 "colsample_bytree": 1.0, "reg_lambda": 1.0, "reg_alpha": 1e-3},),  # XGBoost's defaults
+    "lightgbm": ({"learning_rate": 0.1, "num_leaves": 31, "min_data_in_leaf": 20, "feature_fraction": 1.0,
+                  "bagging_fraction": 1.0, "lambda_l2": 1e-3},),  # LightGBM's defaults
+    "catboost": ({"learning_rate": 0.1, "depth": 6, "l2_leaf_reg": 3.0, "random_strength": 1.0,
+                  "bagging_temperature": 1.0},),  # CatBoost's defaults (its own rate for this size)
+    "hgb": ({"learning_rate": 0.1, "max_leaf_nodes": 31, "min_samples_leaf": 20, "l2_regularization": 1e-3,
+             "max_features": 1.0},),  # scikit-learn's defaults
+}
+
+
 @dataclass(frozen=True)
 class Family:
     name: str  # what --models, the study, results.json and the report call it
@@ -88,14 +107,17 @@ class Family:
     default: bool = True  # searched when --models is not given
     diagnostics: bool = False  # its best config gets the training-dynamics probe (diagnostics.json)
     color: str = "tab:gray"  # in the report's plots
+    cost: int = 1  # rough time of one fold, relative: who runs the one trial a run with no model yet needs
+    start: tuple[dict[str, Any], ...] = ()  # first trials, before TPE's own (raw Optuna params; see STARTS)
 
 
 FAMILIES: dict[str, Family] = {row.name: row for row in (
-    Family("nn", "mlp", suggest_nn, batched=True, in_flight=8, diagnostics=True, color="tab:blue"),
-    Family("xgboost", "xgboost_trees", suggest_xgboost, color="tab:orange"),
-    Family("lightgbm", "lightgbm_trees", suggest_lightgbm, color="tab:green"),
-    Family("catboost", "catboost_trees", suggest_catboost, color="tab:red"),
-    Family("hgb", "hgb_trees", suggest_hgb, default=False, color="tab:purple"),
+    Family("nn", "mlp", suggest_nn, batched=True, in_flight=8, diagnostics=True, color="tab:blue", cost=4,
+           start=STARTS["nn"]),
+    Family("xgboost", "xgboost_trees", suggest_xgboost, color="tab:orange", cost=2, start=STARTS["xgboost"]),
+    Family("lightgbm", "lightgbm_trees", suggest_lightgbm, color="tab:green", cost=1, start=STARTS["lightgbm"]),
+    Family("catboost", "catboost_trees", suggest_catboost, color="tab:red", cost=3, start=STARTS["catboost"]),
+    Family("hgb", "hgb_trees", suggest_hgb, default=False, color="tab:purple", cost=2, start=STARTS["hgb"]),
 )}
 DEFAULT_MODELS = tuple(name for name, row in FAMILIES.items() if row.default)
 

@@ -12,7 +12,7 @@ import random
 import optuna
 import pytest
 
-from trialfuse.driver.scheduler import run_family_study
+from trialfuse.driver.scheduler import run_family_study, run_studies
 from trialfuse.transport.process_pool import FoldDone, FoldJob
 
 
@@ -28,6 +28,7 @@ class FakePool:
         self.staged: list[FoldJob] = []
         self.pending: list[FoldJob] = []
         self.trained: list[tuple[int, int]] = []  # (trial, fold) in the order they were "trained"
+        self.families: list[str] = []  # the family of each trained fold, in the same order
         self.cancelled = 0
 
     def submit(self, trial, family, params, folds, seed):
@@ -42,6 +43,7 @@ class FakePool:
             return None
         job = self.pending.pop(self.rng.randrange(len(self.pending)))  # uneven workers: any order
         self.trained.append((job.trial[1], job.fold))
+        self.families.append(job.family)
         return FoldDone(job, self.score(job.params, job.fold))
 
     def cancel(self, trial):
@@ -122,3 +124,39 @@ def test_past_the_deadline_a_family_with_nothing_to_show_is_skipped():
     result, trials = search(FakePool(), deadline=0.0, must_start=False)
     assert trials == [] and result.status == "skipped" and result.stopped_by_budget
     assert "time budget" in result.reason
+
+
+def test_every_family_searches_at_once_over_one_queue():
+    pool = FakePool()
+    storage = optuna.storages.InMemoryStorage()
+    results = run_studies(["lightgbm", "xgboost"], storage, 6, 3, 0, pool, prune=False)
+    assert [r.trials_complete for r in results.values()] == [6, 6]
+    assert set(pool.families[:8]) == {"lightgbm", "xgboost"}  # interleaved from the start, not one after the other
+
+
+def test_a_family_searches_the_same_alone_or_beside_others():
+    alone = search(FakePool(order_seed=1))[1]
+    storage = optuna.storages.InMemoryStorage()
+    run_studies(["xgboost", "lightgbm"], storage, 12, 3, 0, FakePool(order_seed=2))
+    beside = optuna.load_study(study_name="lightgbm", storage=storage).get_trials(deepcopy=False)
+    assert [(t.state, t.params, t.value) for t in alone] == [(t.state, t.params, t.value) for t in beside]
+
+
+def test_a_fold_cut_at_its_deadline_cuts_its_trial_and_it_does_not_count():
+    def cut_late_trials(params, fold):
+        return {"status": "error", "error": "DeadlineReached: stopped by the time budget", "cut": True} \
+            if params["learning_rate"] > 0.1 else lightgbm_score(params, fold)
+
+    result, trials = search(FakePool(score=cut_late_trials), prune=False)
+    cut = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
+    assert cut and all(t.user_attrs.get("stopped_by_budget") for t in cut)
+    assert result.stopped_by_budget and result.trials_failed == 0  # cut trials are not failures
+    assert result.trials_complete == 12  # the budget of 12 counts only trials that ran to the end
+
+
+def test_a_new_study_starts_from_the_catalogs_known_good_configuration():
+    from trialfuse.catalog import FAMILIES
+
+    _, trials = search(FakePool(), trials=3, prune=False)
+    assert trials[0].params == FAMILIES["lightgbm"].start[0]
+    assert trials[1].params != trials[0].params  # then TPE's own draws

@@ -21,12 +21,14 @@ from trialfuse.driver import run_dir
 from trialfuse.driver.devices import resolve_devices
 from trialfuse.driver.options import RunOptions, check_options
 from trialfuse.driver.report import build_report
-from trialfuse.driver.scheduler import FamilyResult, run_family_study
+from trialfuse.driver.scheduler import FamilyResult, run_studies
 from trialfuse.driver.splits import check_split_sizes, holdout_split, kfold_indices
 from trialfuse.driver.storage import open_storage
 from trialfuse.driver.table import Table, load_table
 from trialfuse.seeds import RETRAIN, model_seed
 from trialfuse.transport.process_pool import WorkerPool
+
+REPORT_SECONDS = 5.0  # about what the report takes: the diagnostics probe runs only if this much is left
 
 
 class Reporter(Protocol):
@@ -48,7 +50,7 @@ class SilentReporter:
 def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[str, Any]:
     """Run the whole comparison and return what was written to results.json."""
     reporter = reporter or SilentReporter()
-    started = time.perf_counter()
+    started, run_started = time.perf_counter(), time.monotonic()
     check_options(opts)
     table = load_table(opts.data, opts.target)
     check_split_sizes(table.rows, opts.holdout, opts.folds)
@@ -64,21 +66,16 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
     storage = open_storage(opts.storage, out)
     workers = min(workers, opts.folds) if device == "cpu" else workers
 
-    families: dict[str, FamilyResult] = {}
-    deadline = time.monotonic() + opts.timeout if opts.timeout else None
+    deadline = run_started + opts.timeout if opts.timeout else None
+    search_deadline = deadline - finishing_reserve(opts.timeout) if deadline is not None else None
     with WorkerPool(table.X[rest], table.y[rest], folds, device=device, workers=workers,
                     job_timeout=opts.job_timeout, scratch=out, fuse=opts.fuse,
                     batched_jobs_per_task=batched_task_size(opts.folds, workers)) as pool:
-        for position, family in enumerate(opts.models):
+        for family in opts.models:
             reporter.family_started(family, opts.trials)
-            share = None  # each family left gets an equal part of what is left of the budget
-            if deadline is not None:
-                share = time.monotonic() + (deadline - time.monotonic()) / (len(opts.models) - position)
-            anything_done = any(f.trials_complete for f in families.values())
-            result = run_family_study(family, storage, opts.trials, opts.folds, opts.seed, pool,
-                                      on_trial=reporter.trial_finished, deadline=share,
-                                      must_start=not anything_done, prune=opts.prune)
-            families[family] = result
+        families = run_studies(opts.models, storage, opts.trials, opts.folds, opts.seed, pool,
+                               on_trial=reporter.trial_finished, deadline=search_deadline, prune=opts.prune)
+        for result in families.values():
             reporter.family_finished(result)
         ranking = sorted((f for f in families.values() if f.status == "ok"), key=lambda f: -f.cv_r2_mean)
         if not ranking:
@@ -88,7 +85,7 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
         reporter.stage(f"retraining {winner.family} on {len(rest)} rows and scoring the holdout")
         final = _retrain_winner(pool, winner, table, rest, sealed, out, opts.seed)
         warnings = [w for f in families.values() if FAMILIES[f.family].diagnostics
-                    for w in _diagnostics(pool, f, out, opts.seed, reporter)]
+                    for w in _diagnostics(pool, f, out, opts.seed, reporter, deadline)]
         run_dir.write_json(out / run_dir.TIMELINE, {"device": device, "workers": workers, "tasks": pool.timeline})
 
     results = {
@@ -123,10 +120,19 @@ def batched_task_size(folds: int, workers: int) -> int:
     return max(folds, math.ceil(in_flight * folds / (2 * workers)))
 
 
-def _diagnostics(pool: WorkerPool, family: FamilyResult, out: Path, seed: int, reporter: Reporter) -> list[str]:
+def finishing_reserve(timeout: float) -> float:
+    """Seconds of a `--timeout` kept for what follows the search: the winner's retrain, the
+    diagnostics probe and the report (a fifth of the budget, at least 5 s, at most 40%)."""
+    return min(0.4 * timeout, max(5.0, 0.2 * timeout))
+
+
+def _diagnostics(pool: WorkerPool, family: FamilyResult, out: Path, seed: int, reporter: Reporter,
+                 deadline: float | None) -> list[str]:
     """Probe the family's best trial (diagnostics.json) and return its warnings, each prefixed "<family>: "."""
     if family.status != "ok":
         return []
+    if deadline is not None and time.monotonic() > deadline - REPORT_SECONDS:
+        return [f"{family.family}: no diagnostics probe: the time budget ran out"]
     reporter.stage(f"{family.family} diagnostics: training its best config once more on fold 0")
     try:
         report = pool.diagnose(family.best_params, model_seed(seed, family.best_trial))

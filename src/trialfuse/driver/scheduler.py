@@ -72,20 +72,72 @@ class InFlight:
     reason: str | None = None
 
 
-def run_family_study(family: str, storage: optuna.storages.BaseStorage, n_trials: int, folds: int, seed: int,
-                     pool: WorkerPool, on_trial: Callable[[FamilyResult], None] | None = None,
-                     deadline: float | None = None, must_start: bool = False, prune: bool = True) -> FamilyResult:
-    """Run (or continue) `family`'s study until it holds `n_trials` finished trials.
+def run_studies(families: list[str], storage: optuna.storages.BaseStorage, n_trials: int, folds: int, seed: int,
+                pool: WorkerPool, on_trial: Callable[[FamilyResult], None] | None = None,
+                deadline: float | None = None, must_start: bool = True, prune: bool = True) -> dict[str, FamilyResult]:
+    """Run (or continue) every family's study at once over one pool, until each holds
+    `n_trials` finished trials or `deadline` (time.monotonic()) passes.
 
-    A fixed number of trials is in flight; each new trial is asked right after the oldest
-    one is told, and trials are told in the order they were asked. So what TPE and the
-    pruner see when trial n is asked is the same whatever the number of workers or their
-    speed, and one seed gives one result. A trial's folds are judged in fold order: a
-    failed fold fails it, and with `prune` a clearly losing trial is pruned (its folds not
-    yet started are dropped). Past `deadline` (time.monotonic()) no trial starts and folds
-    not yet started are dropped; with `must_start`, a family with no model yet runs one trial.
+    Each family keeps its own study and a fixed number of trials in flight; a family's new
+    trial is asked right after its oldest one is told, and its trials are told in the order
+    they were asked. So what TPE and the pruner see when trial n is asked is the same
+    whatever the number of workers, their speed or the other families, and one seed gives
+    one result. A trial's folds are judged in fold order: a failed fold fails it, and with
+    `prune` a clearly losing trial is pruned (its folds not yet started are dropped).
+
+    The deadline holds inside jobs too: every job carries it, and a fold still training
+    then stops within a round or a few epochs; its trial is cut (not counted; a rerun
+    finishes it). With `must_start`, a run that reaches its deadline with no model at all
+    runs one trial of its cheapest family to the end, so there is always a winner to save.
     """
-    return FamilySearch(family, storage, n_trials, folds, seed, pool, on_trial, deadline, must_start, prune).run()
+    pool.deadline = None if deadline is None else time.time() + (deadline - time.monotonic())
+    searches = [FamilySearch(f, storage, n_trials, folds, seed, pool, on_trial, deadline, prune) for f in families]
+    by_name = {search.family: search for search in searches}
+    for search in searches:
+        search.start()
+    while any(search.flight for search in searches):
+        pool.dispatch()
+        wait = max(0.05, deadline - time.monotonic()) if deadline is not None else None
+        done = pool.next_done(timeout=wait)
+        while done is not None:  # every answer already in, so a whole task is judged before asking more
+            by_name[done.job.trial[0]].receive(done)
+            done = pool.next_done(timeout=0)
+        for search in searches:
+            search.advance()
+    results = {search.family: search.finish() for search in searches}
+    if must_start and deadline is not None and not any(r.trials_complete for r in results.values()):
+        results.update(_one_model_at_least(searches, storage, folds, seed, pool, on_trial, prune))
+    return results
+
+
+def run_family_study(family: str, storage: optuna.storages.BaseStorage, n_trials: int, folds: int, seed: int,
+                     pool: WorkerPool, **options) -> FamilyResult:
+    """One family's study alone (see run_studies)."""
+    return run_studies([family], storage, n_trials, folds, seed, pool, **options)[family]
+
+
+def _one_model_at_least(searches: list[FamilySearch], storage, folds: int, seed: int, pool: WorkerPool,
+                        on_trial, prune: bool) -> dict[str, FamilyResult]:
+    """The deadline came before any trial finished: one more trial of the quickest family
+    that has not failed (by its folds' measured time, else the catalog's cost), with no
+    deadline, so the run still saves a model."""
+    candidates = [s for s in searches if s.failures_in_a_row < MAX_FAILURES_BEFORE_SKIP] or searches
+    search = min(candidates, key=lambda s: (not s.fold_seconds, np.median(s.fold_seconds) if s.fold_seconds else 0,
+                                            FAMILIES[s.family].cost))
+    pool.deadline = None
+    rescue = FamilySearch(search.family, storage, taken(search.study) + 1, folds, seed, pool, on_trial, None, prune)
+    rescue.start()
+    while rescue.flight:
+        pool.dispatch()
+        done = pool.next_done(timeout=None)
+        while done is not None:
+            rescue.receive(done)
+            done = pool.next_done(timeout=0)
+        rescue.advance()
+    result = rescue.finish()
+    result.stopped_by_budget = True
+    result.seconds += search.result.seconds
+    return {search.family: result}
 
 
 class FamilySearch:
@@ -93,41 +145,86 @@ class FamilySearch:
 
     def __init__(self, family: str, storage: optuna.storages.BaseStorage, n_trials: int, folds: int, seed: int,
                  pool: WorkerPool, on_trial: Callable[[FamilyResult], None] | None, deadline: float | None,
-                 must_start: bool, prune: bool):
+                 prune: bool):
         self.family, self.n_trials, self.folds, self.seed, self.pool = family, n_trials, folds, seed, pool
-        self.on_trial, self.deadline, self.must_start, self.prune = on_trial, deadline, must_start, prune
+        self.on_trial, self.deadline, self.prune = on_trial, deadline, prune
         sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True)
         self.study = optuna.create_study(study_name=family, storage=storage, direction="maximize",
                                          sampler=sampler, load_if_exists=True)
         recover_orphans(self.study)
         self.result = FamilyResult(family)
         self.flight: dict[int, InFlight] = {}  # in ask order
-        complete = optuna.trial.TrialState.COMPLETE
-        self.have_model = any(t.state == complete for t in self.study.get_trials(deepcopy=False))
         self.failures_in_a_row = 0
+        self.have_model = False
         self.stop_asking = False  # the family failed too often: no new trials
         self.cut = False  # the deadline passed: unstarted folds were dropped
+        self.started = time.perf_counter()
+        self.heartbeat: Heartbeat | None = None
+        self.starts: list[dict[str, Any]] = []  # known-good params to ask before TPE's own
+        self.fold_seconds: list[float] = []  # training time of each finished fold: the time estimates
 
-    def run(self) -> FamilyResult:
-        started = time.perf_counter()
+    def start(self) -> None:
+        new_study = not self.study.get_trials(deepcopy=False)
+        self.starts = list(FAMILIES[self.family].start) if new_study else []  # the catalog's known-good start
+        complete = optuna.trial.TrialState.COMPLETE
+        self.have_model = any(t.state == complete for t in self.study.get_trials(deepcopy=False))
         for _ in range(FAMILIES[self.family].in_flight):
             self._ask_one()
-        heartbeat = Heartbeat(self.study, lambda: [entry.trial for entry in list(self.flight.values())])
-        while self.flight:
-            self.pool.dispatch()
-            self._take_answers()
-            if not self.cut and self._out_of_time() and (self.have_model or not self.must_start):
-                self.cut = self.result.stopped_by_budget = True
-                _drop_unstarted(self.flight, self.family, self.pool, "cut", "stopped by the time budget")
-            self._tell_finished()
-        heartbeat.stop()
+        self.heartbeat = Heartbeat(self.study, lambda: [entry.trial for entry in list(self.flight.values())])
+
+    def receive(self, done) -> None:
+        """A fold's answer: judge its trial (in fold order) and drop the rest of a lost trial."""
+        number = done.job.trial[1]
+        if number not in self.flight:
+            return
+        entry = self.flight[number]
+        entry.results[done.job.fold] = done.result
+        if done.result.get("status") == "complete":
+            self.fold_seconds.append(float(done.result.get("duration", 0.0)))
+        _judge(entry, self.folds)
+        if entry.outcome in ("failed", "pruned", "cut"):
+            self.pool.cancel((self.family, number))
+
+    def advance(self) -> None:
+        """Past the deadline drop unstarted folds; tell what is decided; ask what replaces it."""
+        if not self.cut and self._out_of_time():
+            self.cut = self.result.stopped_by_budget = True
+            _drop_unstarted(self.flight, self.family, self.pool, "cut", "stopped by the time budget")
+        elif not self.cut:
+            self._drop_what_cannot_finish()
+        self._tell_finished()
+
+    def _drop_what_cannot_finish(self) -> None:
+        """With a deadline, trials whose remaining folds would end after it are cut now, so
+        their workers go to what can still finish; the family asks no more once a whole
+        trial no longer fits (estimated from its folds so far, the workers sharing them)."""
+        if self.deadline is None or not self.fold_seconds:
+            return
+        left = self.deadline - time.monotonic()
+        per_fold = float(np.median(self.fold_seconds))
+        workers = getattr(self.pool, "workers", 1)
+        for number, entry in self.flight.items():
+            remaining = self.folds - len(entry.results)
+            if entry.outcome is None and per_fold * math.ceil(remaining / workers) > left \
+                    and self.pool.cancel((self.family, number)):
+                entry.outcome, entry.reason = "cut", "stopped by the time budget"
+                self.result.stopped_by_budget = True
+        trial_seconds = per_fold * math.ceil(self.folds / workers)
+        if trial_seconds > left and not self.stop_asking:
+            self.stop_asking = True
+            self.result.reason = (f"cannot finish a trial in the {max(0.0, left):.0f} s left "
+                                  f"(about {trial_seconds:.0f} s each)")
+
+    def finish(self) -> FamilyResult:
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
         wait_for_other_drivers(self.study)
         _summarize(self.study, self.result)
         if self.result.trials_complete == 0:
             self.result.status = "skipped"
             self.result.reason = self.result.reason or ("the time budget ran out before this family started"
                                                         if self.result.stopped_by_budget else "no trial completed")
-        self.result.seconds = time.perf_counter() - started
+        self.result.seconds = time.perf_counter() - self.started
         return self.result
 
     def _out_of_time(self) -> bool:
@@ -141,9 +238,11 @@ class FamilySearch:
             fail_stale_trials(self.study)
         if taken(self.study) >= self.n_trials:
             return
-        if self._out_of_time() and not (self.must_start and not self.have_model and not self.flight):
+        if self._out_of_time():
             self.result.stopped_by_budget = True
             return
+        if self.starts:
+            self.study.enqueue_trial(self.starts.pop(0))
         trial = self.study.ask()
         if _surplus(self.study, trial, self.n_trials):  # another driver took the last slot at the same moment
             trial.set_user_attr("surplus", True)
@@ -155,27 +254,13 @@ class FamilySearch:
         self.pool.submit((self.family, trial.number), self.family, params, list(range(self.folds)),
                          model_seed(self.seed, trial.number))
 
-    def _take_answers(self) -> None:
-        """Wait for one answer (until the deadline at most), then take every answer already in,
-        so a whole task is judged before more trials are asked."""
-        wait = max(0.05, self.deadline - time.monotonic()) if self.deadline is not None and not self.cut else None
-        done = self.pool.next_done(timeout=wait)
-        while done is not None:
-            family, number = done.job.trial
-            if family == self.family and number in self.flight:
-                entry = self.flight[number]
-                entry.results[done.job.fold] = done.result
-                _judge(entry, self.folds)
-                if entry.outcome in ("failed", "pruned"):
-                    self.pool.cancel((self.family, number))
-            done = self.pool.next_done(timeout=0)
-
     def _tell_finished(self) -> None:
         """Tell the oldest trials that are decided, in ask order, asking a new one after each."""
         while self.flight and next(iter(self.flight.values())).outcome:
             entry = self.flight.pop(next(iter(self.flight)))
             _tell(self.study, entry)
             self.have_model = self.have_model or entry.outcome == "complete"
+            self.result.stopped_by_budget = self.result.stopped_by_budget or entry.outcome == "cut"
             self.failures_in_a_row = self.failures_in_a_row + 1 if entry.outcome == "failed" else 0
             if not self.stop_asking:  # the reason a family is skipped is its own error, not "not run"
                 self.result.reason = entry.reason or self.result.reason
@@ -194,7 +279,9 @@ def _judge(entry: InFlight, folds: int) -> None:
     depend on which fold happened to finish first."""
     while entry.outcome is None and entry.checked in entry.results:
         answer = entry.results[entry.checked]
-        if answer.get("status") != "complete":
+        if answer.get("cut"):
+            entry.outcome, entry.reason = "cut", "stopped by the time budget"
+        elif answer.get("status") != "complete":
             entry.outcome, entry.reason = "failed", answer.get("error", "unknown error")
         elif not math.isfinite(answer["r2"]):
             entry.outcome, entry.reason = "failed", "the model predicts non-finite values (training diverged)"

@@ -117,7 +117,8 @@ class FoldJob:
     params: dict[str, Any]
     fold: int
     seed: int
-    position: int = 0  # the trial's place in submission order
+    position: int = 0  # the trial's place in its family's submission order
+    family_rank: int = 0  # its family's place in the order families first submitted
 
 
 @dataclass
@@ -136,20 +137,22 @@ class WorkerPool:
     free: one fold for most families, several folds of a batched family (the NN, trained as
     one fused model) together. The
     queue is diagonal: a fold waits behind the folds two places earlier of the next two
-    trials (priority = trial position + 2 x fold), so a losing trial's first folds come back
+    trials (priority = trial position + 2 x fold, positions counted per family, so families
+    searched at once take turns), so a losing trial's first folds come back
     before its later ones start (they can be pruned), while the oldest trial still finishes
     first and its successor can be asked while the others run.
     """
 
     def __init__(self, X: np.ndarray, y: np.ndarray, folds, *, device: str = "cpu", workers: int = 1,
                  job_timeout: float | None = None, scratch: Path | None = None, fuse: Fuse = AUTO,
-                 batched_jobs_per_task: int = 20):
+                 batched_jobs_per_task: int = 20, deadline: float | None = None):
         self.device = device
         self.workers = max(1, workers)
         self.job_timeout = job_timeout or math.inf
         self.threads = max(1, (os.cpu_count() or 1) // self.workers)
         self.batched_jobs_per_task = batched_jobs_per_task  # folds of a batched family one worker trains together
         self.fuse = fuse
+        self.deadline = deadline  # time.time() at which every job stops (the run's search budget)
         if scratch is not None:  # a killed driver's leftovers are cleared by the next run
             Path(scratch).mkdir(parents=True, exist_ok=True)
             for stale in Path(scratch).glob(".pool-*"):
@@ -160,7 +163,7 @@ class WorkerPool:
         gpus = device.split(":", 1)[1].split(",") if device.startswith("cuda") else []
         self._staged: list[FoldJob] = []
         self._pending: list[FoldJob] = []
-        self._trials_submitted = 0
+        self._trials_submitted: dict[str, int] = {}  # per family, in the order families first came
         self._waiting = 0  # worker threads with nothing to do
         self._closed = False
         self._ready = threading.Condition()
@@ -178,16 +181,18 @@ class WorkerPool:
     def submit(self, trial: Hashable, family: str, params: dict[str, Any], folds: list[int], seed: int) -> None:
         """Queue a trial's folds; they wait until `dispatch`, so a round of asks goes out together."""
         with self._ready:
-            for fold in folds:
-                self._staged.append(FoldJob(trial, family, params, fold, seed, self._trials_submitted))
-            self._trials_submitted += 1
+            position = self._trials_submitted.setdefault(family, 0)
+            rank = list(self._trials_submitted).index(family)
+            self._staged += [FoldJob(trial, family, params, fold, seed, position, rank) for fold in folds]
+            self._trials_submitted[family] += 1
 
     def dispatch(self) -> None:
         with self._ready:
             if self._staged:
                 self._pending.extend(self._staged)
                 self._staged.clear()
-                self._pending.sort(key=lambda job: (job.position + FOLD_STRIDE * job.fold, job.position))
+                self._pending.sort(key=lambda job: (job.position + FOLD_STRIDE * job.fold, job.position,
+                                                    job.family_rank))
                 self._ready.notify_all()
 
     def cancel(self, trial: Hashable) -> int:
@@ -207,11 +212,14 @@ class WorkerPool:
 
     def _take(self) -> list[FoldJob]:
         """Work for one free worker (called holding the lock, with jobs pending)."""
-        if not FAMILIES[self._pending[0].family].batched:
+        family = self._pending[0].family
+        if not FAMILIES[family].batched:
             return [self._pending.pop(0)]
-        share = math.ceil(len(self._pending) / (self._waiting + 1))  # leave work for the other idle workers
-        count = min(len(self._pending), self.batched_jobs_per_task, share)
-        task, self._pending = self._pending[:count], self._pending[count:]
+        same = [job for job in self._pending if job.family == family]  # one task trains one family
+        share = math.ceil(len(same) / (self._waiting + 1))  # leave work for the other idle workers
+        task = same[:min(self.batched_jobs_per_task, share)]
+        taken = {id(job) for job in task}
+        self._pending = [job for job in self._pending if id(job) not in taken]
         return task
 
     def _serve(self, worker: WorkerProcess) -> None:
@@ -234,7 +242,8 @@ class WorkerPool:
 
     def _command(self, task: list[FoldJob]) -> dict[str, Any]:
         return protocol.train_batch([protocol.TrainJob(job.family, job.params, job.fold, job.seed, _number(job.trial),
-                                                       self.threads) for job in task], self.fuse)
+                                                       self.threads, deadline=self.deadline) for job in task],
+                                    self.fuse)
 
     def _run_task(self, worker: WorkerProcess, task: list[FoldJob]) -> list[dict[str, Any]]:
         """The task's answers, after the restart-once and single-task fallback rules."""

@@ -12,7 +12,9 @@ The contract, for every transport (subprocess over JSON lines today, Ray actors 
   to `directory`, and scores `score_path`'s rows with the model read back from disk;
   `diagnose` probes an NN config on one fold; `shutdown` answers and exits.
 - A failure is an answer, `{"status": "error", "error": "<one line>"}` (with the job's
-  `trial` and `fold`), and the worker carries on. A worker that dies, hangs past its job
+  `trial` and `fold`), and the worker carries on. A job may carry a `deadline` (the run's
+  time budget, as time.time()): past it training stops within a round or a few epochs and
+  the job answers at once with an error marked `"cut": true`. A worker that dies, hangs past its job
   timeout or writes a line that is not JSON is the transport's problem (the pool restarts
   it once, then runs the task alone).
 - A train answer: `status`, `trial`, `fold`, `family`, `r2`, `val_mse`, `train_mse`,
@@ -48,13 +50,14 @@ class TrainJob:
     threads: int | None = None
     dataset: str = SEARCH_ROWS
     path: str | None = None  # the source's dialect: an NPZ of this fold's rows instead of a resident fold
+    deadline: float | None = None  # time.time() past which the job stops and answers `cut`
 
     @classmethod
     def from_json(cls, job: dict[str, Any]) -> TrainJob:
         return cls(family=str(job.get("family", "nn")), params=dict(job.get("params") or {}),
                    fold=int(job.get("fold", 0)), seed=int(job.get("seed", job.get("trial") or 0)),
                    trial=job.get("trial"), threads=job.get("threads"), dataset=str(job.get("dataset", SEARCH_ROWS)),
-                   path=job.get("path"))
+                   path=job.get("path"), deadline=job.get("deadline"))
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -84,10 +87,12 @@ def shutdown() -> dict[str, Any]:
     return {"command": SHUTDOWN}
 
 
-def error(reason: str, job: TrainJob | None = None) -> dict[str, Any]:
-    """A failed command or job: one line of reason, and which job it was."""
+def error(reason: str, job: TrainJob | None = None, cut: bool = False) -> dict[str, Any]:
+    """A failed command or job: one line of reason, and which job it was; `cut` when the
+    job stopped at its deadline (its trial is cut by the budget, not failed)."""
     echo = {"trial": job.trial, "fold": job.fold} if job is not None else {}
-    return {"status": "error", "error": reason.splitlines()[0] if reason else "unknown error", **echo}
+    return {"status": "error", "error": reason.splitlines()[0] if reason else "unknown error", **echo,
+            **({"cut": True} if cut else {})}
 
 
 def train_answer(job: TrainJob, scores: dict[str, Any]) -> dict[str, Any]:

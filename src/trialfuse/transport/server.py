@@ -117,14 +117,14 @@ class Server:
                 else:
                     answers[i] = self._train_one(job)
             except Exception as exc:
-                answers[i] = protocol.error(f"{type(exc).__name__}: {exc}", job)
+                answers[i] = _failure(exc, job)
         if batched:
             try:
                 for (i, _job, _), answer in zip(batched, self._train_nn(batched, fuse), strict=True):
                     answers[i] = answer
             except Exception as exc:
                 for i, job, _ in batched:
-                    answers[i] = protocol.error(f"{type(exc).__name__}: {exc}", job)
+                    answers[i] = _failure(exc, job)
         return answers
 
     def _train_nn(self, batched, fuse: Fuse) -> list[dict[str, Any]]:
@@ -135,7 +135,9 @@ class Server:
         folds = [fold for _, _, fold in batched]
         runs = [fused_train.Job(mlp.with_defaults(job.params), key, job.seed, key=key)
                 for key, (_, job, _) in enumerate(batched)]
-        results = fused_train.run_jobs(runs, folds, device=self.device, fuse=fuse)
+        deadlines = [job.deadline for _, job, _ in batched if job.deadline is not None]
+        results = fused_train.run_jobs(runs, folds, device=self.device, fuse=fuse,
+                                       deadline=min(deadlines) if deadlines else None)
         return [protocol.train_answer(job, {
             "r2": r["r2"], "val_mse": r["val_mse"], "train_mse": r["train_mse"], "best_rounds": r["best_epoch"],
             "rounds_run": r["epochs_run"], "duration": r["duration"], "device": r["device"],
@@ -152,7 +154,7 @@ class Server:
         started = time.perf_counter()
         module = family_module(job.family)
         fitted = module.fit(job.params, X_train, y_train, X_val, y_val, device=self.device, threads=job.threads,
-                            seed=job.seed)
+                            seed=job.seed, deadline=job.deadline)
         pred_val, pred_train = module.predict(fitted.model, X_val), module.predict(fitted.model, X_train)
         return protocol.train_answer(job, {
             **fold_scores(y_train, pred_train, y_val, pred_val), "best_rounds": fitted.best_rounds,
@@ -190,6 +192,12 @@ class Server:
         report = diagnose(job.params, X_train, y_train, X_val, y_val, seed=job.seed, device=self.device,
                           threads=command.get("threads"))
         return {"status": "complete", "diagnostics": report}
+
+
+def _failure(exc: Exception, job: TrainJob) -> dict[str, Any]:
+    from trialfuse.engine.families import DeadlineReached
+
+    return protocol.error(f"{type(exc).__name__}: {exc}", job, cut=isinstance(exc, DeadlineReached))
 
 
 def _default_device() -> str:

@@ -1,19 +1,33 @@
 """The CatBoost family: oblivious trees, early stopping on the fold's validation rows."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from catboost import CatBoostRegressor
 
-from trialfuse.engine.families import Fitted
+from trialfuse.engine.families import DeadlineReached, Fitted, check_deadline
 from trialfuse.engine.families.trees import EARLY_STOPPING_ROUNDS, MAX_ROUNDS
 
 
+class _Deadline:
+    """A CatBoost callback that stops training past the deadline; fit then raises DeadlineReached."""
+
+    def __init__(self, deadline: float):
+        self.deadline, self.reached = deadline, False
+
+    def after_iteration(self, info) -> bool:  # False stops training
+        self.reached = time.time() > self.deadline
+        return not self.reached
+
+
 def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, device: str = "cpu",
-        threads: int | None = None, seed: int = 0, rounds: int | None = None) -> Fitted:
+        threads: int | None = None, seed: int = 0, rounds: int | None = None, deadline: float | None = None) -> Fitted:
+    check_deadline(deadline)
     watch = X_val is not None
+    clock = _Deadline(deadline) if deadline is not None else None
     gpu = device.startswith("cuda")
     model = CatBoostRegressor(
         iterations=MAX_ROUNDS if rounds is None else int(rounds),
@@ -27,7 +41,10 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
         **params,
     )
     model.fit(X_train, y_train, eval_set=(X_val, y_val) if watch else None,
-              early_stopping_rounds=EARLY_STOPPING_ROUNDS if watch else None, use_best_model=watch)
+              early_stopping_rounds=EARLY_STOPPING_ROUNDS if watch else None, use_best_model=watch,
+              callbacks=[clock] if clock else None)
+    if clock and clock.reached:
+        raise DeadlineReached("stopped by the time budget")
     ran = len(next(iter(model.get_evals_result()["validation"].values()))) if watch else model.tree_count_
     return Fitted(model=model, best_rounds=int(model.tree_count_), rounds_run=int(ran))
 

@@ -14,15 +14,17 @@ import joblib
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingRegressor
 
-from trialfuse.engine.families import Fitted
+from trialfuse.engine.families import Fitted, check_deadline
 from trialfuse.engine.families.trees import EARLY_STOPPING_ROUNDS, MAX_ROUNDS
 
 
 def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, device: str = "cpu",
-        threads: int | None = None, seed: int = 0, rounds: int | None = None) -> Fitted:
+        threads: int | None = None, seed: int = 0, rounds: int | None = None, deadline: float | None = None) -> Fitted:
     """CPU only (scikit-learn has no GPU learner); threads follow OMP_NUM_THREADS, set per worker.
     With validation rows: stop on them, then refit to the best round count, so the scored model
-    is the one the final retrain reproduces (HistGradientBoosting cannot drop its last trees)."""
+    is the one the final retrain reproduces (HistGradientBoosting cannot drop its last trees).
+    scikit-learn has no per-round callback: the deadline is checked before training only."""
+    check_deadline(deadline)
     if X_val is None:
         model = HistGradientBoostingRegressor(max_iter=int(rounds or MAX_ROUNDS), early_stopping=False,
                                               random_state=seed, **params).fit(X_train, y_train)

@@ -7,12 +7,13 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
-from trialfuse.engine.families import Fitted
+from trialfuse.engine.families import Fitted, check_deadline
 from trialfuse.engine.families.trees import EARLY_STOPPING_ROUNDS, MAX_ROUNDS
 
 
 def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, device: str = "cpu",
-        threads: int | None = None, seed: int = 0, rounds: int | None = None) -> Fitted:
+        threads: int | None = None, seed: int = 0, rounds: int | None = None, deadline: float | None = None) -> Fitted:
+    check_deadline(deadline)
     watch = X_val is not None
     config = {
         "objective": "regression",
@@ -27,6 +28,8 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
         config.setdefault("bagging_freq", 1)
     train = lgb.Dataset(X_train, y_train, free_raw_data=True)
     callbacks = [lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)] if watch else []
+    if deadline is not None:
+        callbacks.append(lambda env: check_deadline(deadline))  # raised through lgb.train
     valid = [lgb.Dataset(X_val, y_val, reference=train)] if watch else []
     booster = lgb.train(config, train, num_boost_round=MAX_ROUNDS if rounds is None else int(rounds),
                         valid_sets=valid, callbacks=callbacks)

@@ -20,10 +20,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from trialfuse.engine.families import Fitted
+from trialfuse.engine.families import Fitted, check_deadline
 from trialfuse.engine.standardize import column_stats, standardize
 
 LEAKY_SLOPE = 0.01
+DEADLINE_CHECK_EVERY = 8  # epochs between looks at the clock (an epoch is milliseconds)
 DEFAULTS: dict[str, Any] = {  # what a job leaves out (the search always sets every key)
     "hidden_layers": [128, 64],  # units per hidden layer; depth alone splits a fused batch
     "learning_rate": 1e-3,  # Adam's usual start; full-batch steps are few, so not smaller
@@ -95,7 +96,7 @@ def new_net(n_features: int, p: dict[str, Any], seed: int) -> MLP:
 def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, device: str = "cpu",
         threads: int | None = None, seed: int = 0, rounds: int | None = None,
         dtype: torch.dtype = torch.float32, on_epoch: Callable[[MLP, float, float | None], None] | None = None,
-        ) -> Fitted:
+        deadline: float | None = None) -> Fitted:
     """Train one MLP; early stopping on (X_val, y_val), or exactly `rounds` epochs without them.
 
     `on_epoch(net, train_loss, val_loss)` is called after each step, gradients still in place
@@ -121,6 +122,8 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
         xv, yv = tensors(X_val, y_val)
     best_loss, best_state, best_epoch, waited, ran = float("inf"), None, epochs, 0, 0
     for epoch in range(epochs):
+        if epoch % DEADLINE_CHECK_EVERY == 0:
+            check_deadline(deadline)
         net.train()
         optimizer.zero_grad(set_to_none=True)
         loss = torch.mean((net(xt) - yt) ** 2)

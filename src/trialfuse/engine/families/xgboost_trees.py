@@ -1,19 +1,33 @@
 """The XGBoost family: histogram trees, early stopping on the fold's validation rows."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xgboost as xgb
 
-from trialfuse.engine.families import Fitted
+from trialfuse.engine.families import DeadlineReached, Fitted, check_deadline
 from trialfuse.engine.families.trees import EARLY_STOPPING_ROUNDS, MAX_ROUNDS
 
 
+class _Deadline(xgb.callback.TrainingCallback):
+    """Stops training past the deadline; fit then raises DeadlineReached."""
+
+    def __init__(self, deadline: float):
+        self.deadline, self.reached = deadline, False
+
+    def after_iteration(self, model, epoch: int, evals_log) -> bool:
+        self.reached = time.time() > self.deadline
+        return self.reached
+
+
 def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, device: str = "cpu",
-        threads: int | None = None, seed: int = 0, rounds: int | None = None) -> Fitted:
+        threads: int | None = None, seed: int = 0, rounds: int | None = None, deadline: float | None = None) -> Fitted:
+    check_deadline(deadline)
     watch = X_val is not None
+    clock = _Deadline(deadline) if deadline is not None else None
     model = xgb.XGBRegressor(
         n_estimators=MAX_ROUNDS if rounds is None else int(rounds),
         early_stopping_rounds=EARLY_STOPPING_ROUNDS if watch else None,
@@ -21,9 +35,12 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
         device="cuda" if device.startswith("cuda") else "cpu",  # the worker sees one GPU
         n_jobs=threads,
         random_state=seed,
+        callbacks=[clock] if clock else None,
         **params,
     )
     model.fit(X_train, y_train, eval_set=[(X_val, y_val)] if watch else None, verbose=False)
+    if clock and clock.reached:
+        raise DeadlineReached("stopped by the time budget")
     ran = model.get_booster().num_boosted_rounds()
     best = model.best_iteration + 1 if watch else ran
     return Fitted(model=model.get_booster(), best_rounds=best, rounds_run=ran)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trialfuse.engine.families import mlp
+from trialfuse.engine.families import check_deadline, mlp
 from trialfuse.engine.fused import adam as fused_adam
 from trialfuse.engine.fused.mlp import StackedMLP, forward, stack_modules
 from trialfuse.engine.scores import fold_scores
@@ -87,8 +87,9 @@ def train_many(configs: list[dict[str, Any]], X: np.ndarray, y: np.ndarray, fold
 
 
 def run_jobs(jobs: list[Job], fold_data: list[FoldData], *, device: str = "cpu", fuse: Fuse = AUTO,
-             dtype: torch.dtype = torch.float32) -> list[dict[str, Any]]:
-    """Results in the order of `jobs` (each tagged with its job's key)."""
+             dtype: torch.dtype = torch.float32, deadline: float | None = None) -> list[dict[str, Any]]:
+    """Results in the order of `jobs` (each tagged with its job's key). Past `deadline`
+    (time.time()) training stops within a few epochs and DeadlineReached is raised."""
     dev = torch.device(device)
     results: dict[int, dict[str, Any]] = {}
     groups: dict[tuple[int, int], list[Job]] = {}  # (depth, training rows): what one stacked model can hold
@@ -98,15 +99,15 @@ def run_jobs(jobs: list[Job], fold_data: list[FoldData], *, device: str = "cpu",
         stacked = fuse.mode == "on" or (fuse.mode == "auto" and dev.type == "cuda" and len(group) > 1)
         if not stacked:
             for job in group:
-                results[job.key] = _train_serial(job, fold_data, dev, dtype)
+                results[job.key] = _train_serial(job, fold_data, dev, dtype, deadline)
             continue
         cap = fuse.max_batch or _memory_cap(group, fold_data, dev, dtype)
-        for result in _train_halving(group, fold_data, dev, dtype, cap):
+        for result in _train_halving(group, fold_data, dev, dtype, cap, deadline):
             results[result["key"]] = result
     return [results[job.key] for job in jobs]
 
 
-def _train_halving(jobs: list[Job], fold_data, dev, dtype, cap: int) -> list[dict[str, Any]]:
+def _train_halving(jobs: list[Job], fold_data, dev, dtype, cap: int, deadline: float | None) -> list[dict[str, Any]]:
     """Train in batches of at most `cap`; a batch that runs out of memory is split in two and retried.
     Each result's `fused_batch_size` says how many models its batch finally held."""
     pending = [jobs[i:i + cap] for i in range(0, len(jobs), cap)]
@@ -116,7 +117,7 @@ def _train_halving(jobs: list[Job], fold_data, dev, dtype, cap: int) -> list[dic
         try:
             if faults.out_of_memory(len(batch)):
                 raise torch.OutOfMemoryError(f"injected: out of memory with {len(batch)} models")
-            done += train_fused_batch(batch, fold_data, dev, dtype)
+            done += train_fused_batch(batch, fold_data, dev, dtype, deadline)
         except (torch.OutOfMemoryError, RuntimeError) as exc:
             if not _is_oom(exc) or len(batch) == 1:
                 raise
@@ -231,11 +232,12 @@ def _initial_state(jobs: list[Job], fold_data: list[FoldData], dev: torch.device
 
 
 def train_fused_batch(jobs: list[Job], fold_data: list[FoldData], dev: torch.device,
-                      dtype: torch.dtype) -> list[dict[str, Any]]:
+                      dtype: torch.dtype, deadline: float | None = None) -> list[dict[str, Any]]:
     """Train `jobs` (one depth, folds of one size) as one stacked model; results in job order.
 
     Each epoch is `mlp.fit`'s epoch for every model at once: a full-batch step (per-model
     gradient clipping, Adam/AdamW), then validation loss, best weights and patience per model."""
+    check_deadline(deadline)
     started = time.perf_counter()
     s = _initial_state(jobs, fold_data, dev, dtype)
     generator = torch.Generator(device=dev).manual_seed(jobs[0].seed)
@@ -265,6 +267,7 @@ def train_fused_batch(jobs: list[Job], fold_data: list[FoldData], dev: torch.dev
         n_active = int(s.active.sum())  # the only host sync, every SYNC_EVERY epochs
         if n_active == 0:
             break
+        check_deadline(deadline)
         if n_active <= len(s.alive) // 2:  # compact: finished models stop costing compute
             _finish(s.select(torch.nonzero(~s.active).flatten()), jobs, fold_data, results)
             s = s.select(torch.nonzero(s.active).flatten())
@@ -305,12 +308,14 @@ def _score(job: Job, fold: FoldData, pred_train: np.ndarray, pred_val: np.ndarra
     }
 
 
-def _train_serial(job: Job, fold_data: list[FoldData], dev: torch.device, dtype) -> dict[str, Any]:
+def _train_serial(job: Job, fold_data: list[FoldData], dev: torch.device, dtype,
+                  deadline: float | None = None) -> dict[str, Any]:
     """One model alone with `mlp.fit`: the reference the fused path must equal."""
     started = time.perf_counter()
     fold = fold_data[job.fold]
     X_train, y_train, X_val, y_val = fold.raw
-    fitted = mlp.fit(job.params, X_train, y_train, X_val, y_val, device=str(dev), seed=job.seed, dtype=dtype)
+    fitted = mlp.fit(job.params, X_train, y_train, X_val, y_val, device=str(dev), seed=job.seed, dtype=dtype,
+                     deadline=deadline)
     p_train = (mlp.predict(fitted.model, X_train) - fold.y_mean) / fold.y_std
     p_val = (mlp.predict(fitted.model, X_val) - fold.y_mean) / fold.y_std
     result = _score(job, fold, p_train, p_val, fitted.rounds_run, fitted.best_rounds, dev, "serial")
