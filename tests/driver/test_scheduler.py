@@ -160,3 +160,14 @@ def test_a_new_study_starts_from_the_catalogs_known_good_configuration():
     _, trials = search(FakePool(), trials=3, prune=False)
     assert trials[0].params == FAMILIES["lightgbm"].start[0]
     assert trials[1].params != trials[0].params  # then TPE's own draws
+
+
+def test_an_answer_for_another_familys_trial_of_the_same_number_is_ignored():
+    from trialfuse.driver.scheduler import FamilySearch
+
+    pool = FakePool()
+    search = FamilySearch("lightgbm", optuna.storages.InMemoryStorage(), 4, 3, 0, pool, None, None, True)
+    search.start()
+    stray = FoldJob(("xgboost", 0), "xgboost", {}, 0, 0)  # trial numbers restart in every family's study
+    search.receive(FoldDone(stray, {"status": "error", "error": "not mine", "cut": True}))
+    assert search.flight[0].results == {} and search.flight[0].outcome is None

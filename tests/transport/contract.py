@@ -54,6 +54,14 @@ class WorkerContract:
         assert [(a["trial"], a["fold"]) for a in answers] == [(1, 9), (2, 0), (3, 1)]
         assert "catboost_typo" in answers[1]["error"] and "\n" not in answers[0]["error"]
 
+    def test_a_batch_that_cannot_be_read_still_answers_once_per_job(self, worker, resident):
+        worker.ask(resident, 1)
+        good = TrainJob("lightgbm", LIGHTGBM, 0, 0, trial=1, threads=1).to_json()
+        command = {"command": protocol.TRAIN_BATCH, "jobs": [good, {**good, "trial": 2, "fold": "first"}]}
+        answers = worker.ask(command, 2)
+        assert [a["status"] for a in answers] == ["error", "error"] and [a["trial"] for a in answers] == [1, 2]
+        assert worker.ask(resident, 1)[0]["status"] == "loaded"  # and the worker goes on
+
     def test_an_unknown_command_is_an_error_and_the_worker_goes_on(self, worker, resident):
         assert "unknown command" in worker.ask({"command": "fly"}, 1)[0]["error"]
         assert worker.ask(resident, 1)[0]["status"] == "loaded"

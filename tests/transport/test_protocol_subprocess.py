@@ -125,3 +125,16 @@ def test_resident_dataset_and_fold_jobs_for_nn_and_trees(tmp_path):
     send(p, {"command": "shutdown"})
     read(p)
     assert p.wait(timeout=60) == 0
+
+
+def test_a_legacy_batch_refused_as_a_whole_answers_each_job_with_its_trial_number(fold_npz):
+    job = {"X_train_path": str(fold_npz), "params": {"hidden_layers": [8, 8], "epochs": 3}}
+    p = start_worker()
+    read(p)
+    refused = {**job, "trial_number": 5, "fold_idx": 1, "normalize_features": False}
+    send(p, {"command": "train_batch", "jobs": [{**job, "trial_number": 4, "fold_idx": 0}, refused]})
+    answers = [read(p), read(p)]
+    send(p, {"command": "shutdown"})
+    assert read(p)["status"] == "shutdown" and p.wait(timeout=60) == 0
+    assert [(a["status"], a["trial_number"], a["fold_idx"]) for a in answers] == [("error", 4, 0), ("error", 5, 1)]
+    assert "normalize_features" in answers[1]["error"]

@@ -86,8 +86,8 @@ def run_studies(families: list[str], storage: optuna.storages.BaseStorage, n_tri
     `prune` a clearly losing trial is pruned (its folds not yet started are dropped).
 
     The deadline holds inside jobs too: every job carries it, and a fold still training
-    then stops within a round or a few epochs; its trial is cut (not counted; a rerun
-    finishes it). With `must_start`, a run that reaches its deadline with no model at all
+    then stops within a round or a few epochs; its trial is cut (not counted, so a rerun
+    asks a new trial in its place). With `must_start`, a run that reaches its deadline with no model at all
     runs one trial of its cheapest family to the end, so there is always a winner to save.
     """
     pool.deadline = None if deadline is None else time.time() + (deadline - time.monotonic())
@@ -174,8 +174,8 @@ class FamilySearch:
 
     def receive(self, done) -> None:
         """A fold's answer: judge its trial (in fold order) and drop the rest of a lost trial."""
-        number = done.job.trial[1]
-        if number not in self.flight:
+        family, number = done.job.trial
+        if family != self.family or number not in self.flight:  # trial numbers restart in every family's study
             return
         entry = self.flight[number]
         entry.results[done.job.fold] = done.result
@@ -241,8 +241,8 @@ class FamilySearch:
         if self._out_of_time():
             self.result.stopped_by_budget = True
             return
-        if self.starts:
-            self.study.enqueue_trial(self.starts.pop(0))
+        if self.starts:  # skip_if_exists: another driver on a shared database may have queued it already
+            self.study.enqueue_trial(self.starts.pop(0), skip_if_exists=True)
         trial = self.study.ask()
         if _surplus(self.study, trial, self.n_trials):  # another driver took the last slot at the same moment
             trial.set_user_attr("surplus", True)

@@ -132,7 +132,8 @@ def _job_from_legacy(job: dict[str, Any]) -> dict[str, Any]:
     return TrainJob(family="nn" if family == LEGACY_NN else family, params=params,
                     fold=int(job.get("fold", job.get("fold_idx", 0)) or 0),
                     seed=int(job.get("seed", trial or 0)), trial=trial, threads=job.get("threads"),
-                    dataset=str(job.get("dataset", SEARCH_ROWS)), path=job.get("X_train_path")).to_json()
+                    dataset=str(job.get("dataset", SEARCH_ROWS)), path=job.get("X_train_path", job.get("path")),
+                    deadline=job.get("deadline")).to_json()
 
 
 def to_legacy(answer: dict[str, Any]) -> dict[str, Any]:

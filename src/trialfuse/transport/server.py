@@ -43,14 +43,15 @@ class Server:
 
     def handle(self, command: dict[str, Any]) -> list[dict[str, Any]]:
         """The answers to one command; the source's dialect is translated here, at the edge."""
+        legacy = protocol.is_legacy(command)
         try:
-            if protocol.is_legacy(command):
+            if legacy:
                 return [protocol.to_legacy(a) for a in self._dispatch(protocol.from_legacy(command))]
             if command.get("command") == "train":  # one job, as the source's `train`
                 command = {"command": protocol.TRAIN_BATCH, "jobs": [command]}
             return self._dispatch(command)
         except Exception as exc:  # a command's failure is an answer, never the end of the worker
-            return [protocol.error(f"{type(exc).__name__}: {exc}")]
+            return _command_failed(command, f"{type(exc).__name__}: {exc}", legacy)
 
     def _dispatch(self, command: dict[str, Any]) -> list[dict[str, Any]]:
         kind = command.get("command")
@@ -192,6 +193,17 @@ class Server:
         report = diagnose(job.params, X_train, y_train, X_val, y_val, seed=job.seed, device=self.device,
                           threads=command.get("threads"))
         return {"status": "complete", "diagnostics": report}
+
+
+def _command_failed(command: dict[str, Any], reason: str, legacy: bool) -> list[dict[str, Any]]:
+    """A command that failed as a whole still answers as many lines as it has jobs (the
+    client reads one per job), each naming its job."""
+    jobs = command.get("jobs") if command.get("command") == protocol.TRAIN_BATCH else None
+    if not isinstance(jobs, list) or not jobs or not all(isinstance(j, dict) for j in jobs):
+        return [protocol.error(reason)]
+    answers = [{**protocol.error(reason), "trial": j.get("trial", j.get("trial_number")),
+                "fold": j.get("fold", j.get("fold_idx"))} for j in jobs]
+    return [protocol.to_legacy(a) for a in answers] if legacy else answers
 
 
 def _failure(exc: Exception, job: TrainJob) -> dict[str, Any]:

@@ -27,7 +27,8 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
         threads: int | None = None, seed: int = 0, rounds: int | None = None, deadline: float | None = None) -> Fitted:
     check_deadline(deadline)
     watch = X_val is not None
-    clock = _Deadline(deadline) if deadline is not None else None
+    clock = _Deadline(deadline) if deadline is not None and not device.startswith("cuda") else None  # GPU: no
+    # user callbacks in CatBoost ("not supported for GPU"); there the deadline is checked before training only
     gpu = device.startswith("cuda")
     model = CatBoostRegressor(
         iterations=MAX_ROUNDS if rounds is None else int(rounds),
