@@ -92,18 +92,7 @@ def run_studies(families: list[str], storage: optuna.storages.BaseStorage, n_tri
     """
     pool.deadline = None if deadline is None else time.time() + (deadline - time.monotonic())
     searches = [FamilySearch(f, storage, n_trials, folds, seed, pool, on_trial, deadline, prune) for f in families]
-    by_name = {search.family: search for search in searches}
-    for search in searches:
-        search.start()
-    while any(search.flight for search in searches):
-        pool.dispatch()
-        wait = max(0.05, deadline - time.monotonic()) if deadline is not None else None
-        done = pool.next_done(timeout=wait)
-        while done is not None:  # every answer already in, so a whole task is judged before asking more
-            by_name[done.job.trial[0]].receive(done)
-            done = pool.next_done(timeout=0)
-        for search in searches:
-            search.advance()
+    _drive(searches, pool, deadline)
     results = {search.family: search.finish() for search in searches}
     if must_start and deadline is not None and not any(r.trials_complete for r in results.values()):
         results.update(_one_model_at_least(searches, storage, folds, seed, pool, on_trial, prune))
@@ -126,18 +115,28 @@ def _one_model_at_least(searches: list[FamilySearch], storage, folds: int, seed:
                                             FAMILIES[s.family].cost))
     pool.deadline = None
     rescue = FamilySearch(search.family, storage, taken(search.study) + 1, folds, seed, pool, on_trial, None, prune)
-    rescue.start()
-    while rescue.flight:
-        pool.dispatch()
-        done = pool.next_done(timeout=None)
-        while done is not None:
-            rescue.receive(done)
-            done = pool.next_done(timeout=0)
-        rescue.advance()
+    _drive([rescue], pool, None)
     result = rescue.finish()
     result.stopped_by_budget = True
     result.seconds += search.result.seconds
     return {search.family: result}
+
+
+def _drive(searches: list[FamilySearch], pool: WorkerPool, deadline: float | None) -> None:
+    """Start the searches and feed them answers until none has a trial in flight."""
+    by_name = {search.family: search for search in searches}
+    for search in searches:
+        search.start()
+    while any(search.flight for search in searches):
+        pool.dispatch()
+        wait = max(0.05, deadline - time.monotonic()) if deadline is not None else None
+        done = pool.next_done(timeout=wait)
+        while done is not None:  # every answer already in, so a whole task is judged before asking more
+            if done.job.trial[0] in by_name:
+                by_name[done.job.trial[0]].receive(done)
+            done = pool.next_done(timeout=0)
+        for search in searches:
+            search.advance()
 
 
 class FamilySearch:

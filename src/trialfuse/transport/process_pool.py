@@ -252,19 +252,19 @@ class WorkerPool:
             try:
                 return worker.request(command, len(task), self.job_timeout)
             except TimeoutError as exc:
-                return [_failure(f"timed out: {exc}") for _ in task]
+                return [protocol.error(f"timed out: {exc}") for _ in task]
             except WorkerLost as exc:
                 reason = str(exc)
                 worker.kill()
                 if attempt == 0 and not self._closed:
                     continue
         if self._closed:
-            return [_failure("the pool closed") for _ in task]
+            return [protocol.error("the pool closed") for _ in task]
         fresh = WorkerProcess(worker.env, self._dataset)  # last resort: a worker for this task alone
         try:
             return fresh.request(command, len(task), self.job_timeout)
         except (WorkerLost, TimeoutError) as exc:
-            return [_failure(f"{reason}; then in a fresh process: {exc}") for _ in task]
+            return [protocol.error(f"{reason}; then in a fresh process: {exc}") for _ in task]
         finally:
             fresh.close()
             fresh.kill()
@@ -316,6 +316,3 @@ def _number(trial: Hashable) -> Any:
     """The trial number a worker reports back: the last part of a (family, number) key."""
     return trial[-1] if isinstance(trial, tuple) else trial
 
-
-def _failure(reason: str) -> dict[str, Any]:
-    return protocol.error(reason)
