@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import math
 import random
+import time
 
 import optuna
 import pytest
 
+from trialfuse.driver.budget import REPORT_SECONDS, Budget
 from trialfuse.driver.scheduler import run_family_study, run_studies
 from trialfuse.transport.process_pool import FoldDone, FoldJob
 
@@ -30,9 +32,13 @@ class FakePool:
         self.trained: list[tuple[int, int]] = []  # (trial, fold) in the order they were "trained"
         self.families: list[str] = []  # the family of each trained fold, in the same order
         self.cancelled = 0
+        self.deadline = None  # set by the scheduler: the wall time every job it starts must stop by
+        self.deadlines: list[float | None] = []  # the deadline each fold was "trained" under
+        self.diagonal: dict[int, bool] = {}  # per trial number: may the pool spread its folds out
 
-    def submit(self, trial, family, params, folds, seed):
+    def submit(self, trial, family, params, folds, seed, diagonal=True):
         self.staged += [FoldJob(trial, family, params, fold, seed) for fold in folds]
+        self.diagonal[trial[1]] = diagonal
 
     def dispatch(self):
         self.pending += self.staged
@@ -43,6 +49,7 @@ class FakePool:
             return None
         job = self.pending.pop(self.rng.randrange(len(self.pending)))  # uneven workers: any order
         self.trained.append((job.trial[1], job.fold))
+        self.deadlines.append(self.deadline)
         self.families.append(job.family)
         return FoldDone(job, self.score(job.params, job.fold))
 
@@ -90,6 +97,16 @@ def test_clearly_losing_trials_are_pruned_and_their_later_folds_never_trained():
     assert pool.cancelled > 0
 
 
+def test_only_trials_the_pruner_can_judge_have_their_folds_spread_out():
+    pool = FakePool()
+    search(pool, trials=20, folds=3)
+    assert not any(pool.diagonal[n] for n in range(5))  # asked before 5 trials were complete
+    assert all(pool.diagonal[n] for n in range(12, 20))
+    pool = FakePool()
+    search(pool, trials=20, folds=3, prune=False)
+    assert not any(pool.diagonal.values())
+
+
 def test_a_failing_family_is_skipped_with_its_own_error():
     def broken(params, fold):
         return {"status": "error", "error": "ValueError: bad fold"}
@@ -114,14 +131,15 @@ def test_a_diverged_fold_fails_only_its_trial():
 
 
 def test_past_the_deadline_no_trial_starts_but_one_model_is_still_made():
-    result, trials = search(FakePool(), deadline=0.0, must_start=True)  # time.monotonic() is always past 0
+    past = Budget(end=0.0, seconds=10)  # time.monotonic() is always past 0
+    result, trials = search(FakePool(), budget=past, must_start=True)
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 1 and result.stopped_by_budget
     assert result.status == "ok"
 
 
 def test_past_the_deadline_a_family_with_nothing_to_show_is_skipped():
-    result, trials = search(FakePool(), deadline=0.0, must_start=False)
+    result, trials = search(FakePool(), budget=Budget(end=0.0, seconds=10), must_start=False)
     assert trials == [] and result.status == "skipped" and result.stopped_by_budget
     assert "time budget" in result.reason
 
@@ -166,8 +184,40 @@ def test_an_answer_for_another_familys_trial_of_the_same_number_is_ignored():
     from trialfuse.driver.scheduler import FamilySearch
 
     pool = FakePool()
-    search = FamilySearch("lightgbm", optuna.storages.InMemoryStorage(), 4, 3, 0, pool, None, None, True)
+    search = FamilySearch("lightgbm", optuna.storages.InMemoryStorage(), 4, 3, 0, pool, None, True)
     search.start()
     stray = FoldJob(("xgboost", 0), "xgboost", {}, 0, 0)  # trial numbers restart in every family's study
     search.receive(FoldDone(stray, {"status": "error", "error": "not mine", "cut": True}))
     assert search.flight[0].results == {} and search.flight[0].outcome is None
+
+
+def test_a_trial_cut_by_the_budget_is_asked_again_first_by_the_next_search():
+    calls = {"n": 0}
+
+    def first_trial_cut(params, fold):
+        calls["n"] += 1
+        return {"status": "error", "error": "DeadlineReached", "cut": True} if calls["n"] == 1 \
+            else lightgbm_score(params, fold)
+
+    storage = optuna.storages.InMemoryStorage()
+    run_family_study("lightgbm", storage, 3, 3, 0, FakePool(score=first_trial_cut), prune=False)
+    trials = optuna.load_study(study_name="lightgbm", storage=storage).get_trials(deepcopy=False)
+    cut = [t for t in trials if t.user_attrs.get("stopped_by_budget")]
+    assert len(cut) == 1 and cut[0].params  # then queued: asked first by the rerun
+    result = run_family_study("lightgbm", storage, 4, 3, 0, FakePool(), prune=False)
+    trials = optuna.load_study(study_name="lightgbm", storage=storage).get_trials(deepcopy=False)
+    retry = [t for t in trials if t.user_attrs.get("retry_of") == cut[0].number]
+    assert len(retry) == 1 and retry[0].params == cut[0].params
+    assert retry[0].state == optuna.trial.TrialState.COMPLETE and result.trials_complete == 4
+
+
+def test_the_search_ends_earlier_or_later_with_the_leaders_retrain_time():
+    def slow_folds(params, fold):
+        return {**lightgbm_score(params, fold), "duration": 20.0}
+
+    pool = FakePool(score=slow_folds)
+    now_wall, now = time.time(), time.monotonic()
+    search(pool, trials=8, folds=3, prune=False, budget=Budget(end=now + 1000, seconds=1000))
+    first, last = pool.deadlines[0], pool.deadlines[-1]
+    assert first == pytest.approx(now_wall + 1000 - 200, abs=5)  # no trial yet: a fifth of the budget kept back
+    assert last == pytest.approx(now_wall + 1000 - REPORT_SECONDS - 3 * 20.0 / 2, abs=5)  # the leader's retrain

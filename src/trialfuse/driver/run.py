@@ -18,6 +18,7 @@ from sklearn.metrics import r2_score
 
 from trialfuse.catalog import FAMILIES
 from trialfuse.driver import run_dir
+from trialfuse.driver.budget import REPORT_SECONDS, Budget
 from trialfuse.driver.devices import resolve_devices
 from trialfuse.driver.options import RunOptions, check_options
 from trialfuse.driver.report import build_report
@@ -27,8 +28,6 @@ from trialfuse.driver.storage import open_storage
 from trialfuse.driver.table import Table, load_table
 from trialfuse.seeds import RETRAIN, model_seed
 from trialfuse.transport.process_pool import WorkerPool
-
-REPORT_SECONDS = 5.0  # about what the report takes: the diagnostics probe runs only if this much is left
 
 
 class Reporter(Protocol):
@@ -66,15 +65,14 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
     storage = open_storage(opts.storage, out)
     workers = min(workers, opts.folds) if device == "cpu" else workers
 
-    deadline = run_started + opts.timeout if opts.timeout else None
-    search_deadline = deadline - finishing_reserve(opts.timeout) if deadline is not None else None
+    budget = Budget.starting_now(run_started, opts.timeout) if opts.timeout else None
     with WorkerPool(table.X[rest], table.y[rest], folds, device=device, workers=workers,
                     job_timeout=opts.job_timeout, scratch=out, fuse=opts.fuse,
                     batched_jobs_per_task=batched_task_size(opts.folds, workers)) as pool:
         for family in opts.models:
             reporter.family_started(family, opts.trials)
         families = run_studies(opts.models, storage, opts.trials, opts.folds, opts.seed, pool,
-                               on_trial=reporter.trial_finished, deadline=search_deadline, prune=opts.prune)
+                               on_trial=reporter.trial_finished, budget=budget, prune=opts.prune)
         for result in families.values():
             reporter.family_finished(result)
         ranking = sorted((f for f in families.values() if f.status == "ok"), key=lambda f: -f.cv_r2_mean)
@@ -85,7 +83,7 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
         reporter.stage(f"retraining {winner.family} on {len(rest)} rows and scoring the holdout")
         final = _retrain_winner(pool, winner, table, rest, sealed, out, opts.seed)
         warnings = [w for f in families.values() if FAMILIES[f.family].diagnostics
-                    for w in _diagnostics(pool, f, out, opts.seed, reporter, deadline)]
+                    for w in _diagnostics(pool, f, out, opts.seed, reporter, budget)]
         run_dir.write_json(out / run_dir.TIMELINE, {"device": device, "workers": workers, "tasks": pool.timeline})
 
     results = {
@@ -120,18 +118,12 @@ def batched_task_size(folds: int, workers: int) -> int:
     return max(folds, math.ceil(in_flight * folds / (2 * workers)))
 
 
-def finishing_reserve(timeout: float) -> float:
-    """Seconds of a `--timeout` kept for what follows the search: the winner's retrain, the
-    diagnostics probe and the report (a fifth of the budget, at least 5 s, at most 40%)."""
-    return min(0.4 * timeout, max(5.0, 0.2 * timeout))
-
-
 def _diagnostics(pool: WorkerPool, family: FamilyResult, out: Path, seed: int, reporter: Reporter,
-                 deadline: float | None) -> list[str]:
+                 budget: Budget | None) -> list[str]:
     """Probe the family's best trial (diagnostics.json) and return its warnings, each prefixed "<family>: "."""
     if family.status != "ok":
         return []
-    if deadline is not None and time.monotonic() > deadline - REPORT_SECONDS:
+    if budget is not None and time.monotonic() > budget.end - REPORT_SECONDS:
         return [f"{family.family}: no diagnostics probe: the time budget ran out"]
     reporter.stage(f"{family.family} diagnostics: training its best config once more on fold 0")
     try:

@@ -18,6 +18,7 @@ import numpy as np
 import optuna
 
 from trialfuse.catalog import FAMILIES, params_from_trial
+from trialfuse.driver.budget import Budget
 from trialfuse.driver.storage import (
     Heartbeat,
     fail_stale_trials,
@@ -48,6 +49,7 @@ class FamilyResult:
     cv_r2_mean: float | None = None
     cv_r2_folds: list[float] = field(default_factory=list)
     best_rounds: list[int] = field(default_factory=list)
+    best_fold_seconds: list[float] = field(default_factory=list)  # the best trial's training time per fold
     trials_complete: int = 0
     trials_failed: int = 0
     trials_pruned: int = 0
@@ -56,7 +58,8 @@ class FamilyResult:
 
     def summary(self) -> dict[str, Any]:
         keys = ("status", "reason", "best_params", "best_trial", "cv_r2_mean", "cv_r2_folds", "best_rounds",
-                "trials_complete", "trials_failed", "trials_pruned", "seconds", "stopped_by_budget")
+                "best_fold_seconds", "trials_complete", "trials_failed", "trials_pruned", "seconds",
+                "stopped_by_budget")
         return {k: getattr(self, k) for k in keys}
 
 
@@ -74,9 +77,9 @@ class InFlight:
 
 def run_studies(families: list[str], storage: optuna.storages.BaseStorage, n_trials: int, folds: int, seed: int,
                 pool: WorkerPool, on_trial: Callable[[FamilyResult], None] | None = None,
-                deadline: float | None = None, must_start: bool = True, prune: bool = True) -> dict[str, FamilyResult]:
+                budget: Budget | None = None, must_start: bool = True, prune: bool = True) -> dict[str, FamilyResult]:
     """Run (or continue) every family's study at once over one pool, until each holds
-    `n_trials` finished trials or `deadline` (time.monotonic()) passes.
+    `n_trials` finished trials or the `budget`'s search time is spent.
 
     Each family keeps its own study and a fixed number of trials in flight; a family's new
     trial is asked right after its oldest one is told, and its trials are told in the order
@@ -86,15 +89,15 @@ def run_studies(families: list[str], storage: optuna.storages.BaseStorage, n_tri
     `prune` a clearly losing trial is pruned (its folds not yet started are dropped).
 
     The deadline holds inside jobs too: every job carries it, and a fold still training
-    then stops within a round or a few epochs; its trial is cut (not counted, so a rerun
-    asks a new trial in its place). With `must_start`, a run that reaches its deadline with no model at all
-    runs one trial of its cheapest family to the end, so there is always a winner to save.
+    then stops within a round or a few epochs; its trial is cut (not counted, and its params
+    are queued, so a rerun asks them again first). With `must_start`, a run that reaches its
+    deadline with no model at all runs one trial of its cheapest family to the end, so there
+    is always a winner to save.
     """
-    pool.deadline = None if deadline is None else time.time() + (deadline - time.monotonic())
-    searches = [FamilySearch(f, storage, n_trials, folds, seed, pool, on_trial, deadline, prune) for f in families]
-    _drive(searches, pool, deadline)
+    searches = [FamilySearch(f, storage, n_trials, folds, seed, pool, on_trial, prune) for f in families]
+    _drive(searches, pool, budget)
     results = {search.family: search.finish() for search in searches}
-    if must_start and deadline is not None and not any(r.trials_complete for r in results.values()):
+    if must_start and budget is not None and not any(r.trials_complete for r in results.values()):
         results.update(_one_model_at_least(searches, storage, folds, seed, pool, on_trial, prune))
     return results
 
@@ -109,12 +112,12 @@ def _one_model_at_least(searches: list[FamilySearch], storage, folds: int, seed:
                         on_trial, prune: bool) -> dict[str, FamilyResult]:
     """The deadline came before any trial finished: one more trial of the quickest family
     that has not failed (by its folds' measured time, else the catalog's cost), with no
-    deadline, so the run still saves a model."""
+    deadline, so the run still saves a model. A trial the deadline cut is asked again
+    first: the study's known-good start, if that was it."""
     candidates = [s for s in searches if s.failures_in_a_row < MAX_FAILURES_BEFORE_SKIP] or searches
     search = min(candidates, key=lambda s: (not s.fold_seconds, np.median(s.fold_seconds) if s.fold_seconds else 0,
                                             FAMILIES[s.family].cost))
-    pool.deadline = None
-    rescue = FamilySearch(search.family, storage, taken(search.study) + 1, folds, seed, pool, on_trial, None, prune)
+    rescue = FamilySearch(search.family, storage, taken(search.study) + 1, folds, seed, pool, on_trial, prune)
     _drive([rescue], pool, None)
     result = rescue.finish()
     result.stopped_by_budget = True
@@ -122,12 +125,16 @@ def _one_model_at_least(searches: list[FamilySearch], storage, folds: int, seed:
     return {search.family: result}
 
 
-def _drive(searches: list[FamilySearch], pool: WorkerPool, deadline: float | None) -> None:
-    """Start the searches and feed them answers until none has a trial in flight."""
+def _drive(searches: list[FamilySearch], pool: WorkerPool, budget: Budget | None) -> None:
+    """Start the searches and feed them answers until none has a trial in flight. With a
+    budget, the search's end is set again after every round of answers (it moves with the
+    leader's estimated retrain time) and travels with every job the pool starts."""
     by_name = {search.family: search for search in searches}
+    deadline = _set_deadline(budget, searches, pool, None)
     for search in searches:
         search.start()
     while any(search.flight for search in searches):
+        deadline = _set_deadline(budget, searches, pool, deadline)
         pool.dispatch()
         wait = max(0.05, deadline - time.monotonic()) if deadline is not None else None
         done = pool.next_done(timeout=wait)
@@ -137,16 +144,32 @@ def _drive(searches: list[FamilySearch], pool: WorkerPool, deadline: float | Non
             done = pool.next_done(timeout=0)
         for search in searches:
             search.advance()
+    pool.deadline = None
+
+
+def _set_deadline(budget: Budget | None, searches: list[FamilySearch], pool: WorkerPool,
+                  previous: float | None) -> float | None:
+    """The search's end (time.monotonic()) for the searches, and as wall time for the jobs;
+    once passed, it stays."""
+    deadline = previous
+    if budget is not None and (previous is None or time.monotonic() < previous):
+        leaders = [s.result for s in searches if s.result.cv_r2_mean is not None]
+        leader = max(leaders, key=lambda r: r.cv_r2_mean) if leaders else None
+        deadline = budget.search_end(leader.best_fold_seconds if leader else None)
+    for search in searches:
+        search.deadline = deadline
+    pool.deadline = None if deadline is None else time.time() + (deadline - time.monotonic())
+    return deadline
 
 
 class FamilySearch:
     """One family's study in progress: the trials in flight and what stops new asks."""
 
     def __init__(self, family: str, storage: optuna.storages.BaseStorage, n_trials: int, folds: int, seed: int,
-                 pool: WorkerPool, on_trial: Callable[[FamilyResult], None] | None, deadline: float | None,
-                 prune: bool):
+                 pool: WorkerPool, on_trial: Callable[[FamilyResult], None] | None, prune: bool):
         self.family, self.n_trials, self.folds, self.seed, self.pool = family, n_trials, folds, seed, pool
-        self.on_trial, self.deadline, self.prune = on_trial, deadline, prune
+        self.on_trial, self.prune = on_trial, prune
+        self.deadline: float | None = None  # time.monotonic() at which the search stops (set by _drive)
         sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True)
         self.study = optuna.create_study(study_name=family, storage=storage, direction="maximize",
                                          sampler=sampler, load_if_exists=True)
@@ -156,11 +179,13 @@ class FamilySearch:
         self.failures_in_a_row = 0
         self.have_model = False
         self.stop_asking = False  # the family failed too often: no new trials
+        self.too_slow: str | None = None  # why a whole trial no longer fits before the deadline, if it does not
         self.cut = False  # the deadline passed: unstarted folds were dropped
         self.started = time.perf_counter()
         self.heartbeat: Heartbeat | None = None
         self.starts: list[dict[str, Any]] = []  # known-good params to ask before TPE's own
         self.fold_seconds: list[float] = []  # training time of each finished fold: the time estimates
+        self.cut_trials: list[optuna.Trial] = []  # cut by the deadline: asked again first next time
 
     def start(self) -> None:
         new_study = not self.study.get_trials(deepcopy=False)
@@ -209,20 +234,22 @@ class FamilySearch:
                 entry.outcome, entry.reason = "cut", "stopped by the time budget"
                 self.result.stopped_by_budget = True
         trial_seconds = per_fold * math.ceil(self.folds / workers)
-        if trial_seconds > left and not self.stop_asking:
-            self.stop_asking = True
-            self.result.reason = (f"cannot finish a trial in the {max(0.0, left):.0f} s left "
-                                  f"(about {trial_seconds:.0f} s each)")
+        self.too_slow = (f"cannot finish a trial in the {max(0.0, left):.0f} s left (about {trial_seconds:.0f} s each)"
+                         if trial_seconds > left else None)
 
     def finish(self) -> FamilyResult:
         if self.heartbeat is not None:
             self.heartbeat.stop()
+        for trial in self.cut_trials:  # the time ran out, not the config: the rescue trial or a rerun asks it first
+            self.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+        self.cut_trials.clear()
         wait_for_other_drivers(self.study)
         _summarize(self.study, self.result)
         if self.result.trials_complete == 0:
             self.result.status = "skipped"
-            self.result.reason = self.result.reason or ("the time budget ran out before this family started"
-                                                        if self.result.stopped_by_budget else "no trial completed")
+            not_run = ("the time budget ran out before this family started" if self.result.stopped_by_budget
+                       else "no trial completed")
+            self.result.reason = self.too_slow or self.result.reason or not_run
         self.result.seconds = time.perf_counter() - self.started
         return self.result
 
@@ -231,7 +258,7 @@ class FamilySearch:
 
     def _ask_one(self) -> None:
         """Ask a trial and queue its folds, unless the window is full or the budget is spent."""
-        if self.stop_asking or len(self.flight) >= FAMILIES[self.family].in_flight:
+        if self.stop_asking or self.too_slow or len(self.flight) >= FAMILIES[self.family].in_flight:
             return
         if keeps_heartbeats(self.study):  # another driver may have died since: its trials are asked again
             fail_stale_trials(self.study)
@@ -249,9 +276,10 @@ class FamilySearch:
             return
         trial.set_user_attr("driver", DRIVER)
         params = FAMILIES[self.family].suggest(trial)
-        self.flight[trial.number] = InFlight(trial, _pruning_snapshot(self.study) if self.prune else None)
+        entry = InFlight(trial, _pruning_snapshot(self.study) if self.prune else None)
+        self.flight[trial.number] = entry
         self.pool.submit((self.family, trial.number), self.family, params, list(range(self.folds)),
-                         model_seed(self.seed, trial.number))
+                         model_seed(self.seed, trial.number), diagonal=entry.snapshot is not None)
 
     def _tell_finished(self) -> None:
         """Tell the oldest trials that are decided, in ask order, asking a new one after each."""
@@ -259,7 +287,9 @@ class FamilySearch:
             entry = self.flight.pop(next(iter(self.flight)))
             _tell(self.study, entry)
             self.have_model = self.have_model or entry.outcome == "complete"
-            self.result.stopped_by_budget = self.result.stopped_by_budget or entry.outcome == "cut"
+            if entry.outcome == "cut":
+                self.result.stopped_by_budget = True
+                self.cut_trials.append(entry.trial)
             self.failures_in_a_row = self.failures_in_a_row + 1 if entry.outcome == "failed" else 0
             if not self.stop_asking:  # the reason a family is skipped is its own error, not "not run"
                 self.result.reason = entry.reason or self.result.reason
@@ -375,3 +405,4 @@ def _summarize(study: optuna.Study, result: FamilyResult) -> None:
         result.cv_r2_mean = float(best.value)
         result.cv_r2_folds = list(best.user_attrs.get("cv_r2_folds", []))
         result.best_rounds = list(best.user_attrs.get("best_rounds", []))
+        result.best_fold_seconds = list(best.user_attrs.get("fold_seconds", []))

@@ -118,7 +118,12 @@ class FoldJob:
     fold: int
     seed: int
     position: int = 0  # the trial's place in its family's submission order
-    family_rank: int = 0  # its family's place in the order families first submitted
+    family_rank: int = 0  # its family's place in the queue among trials of the same rank (cheapest first)
+    diagonal: bool = True  # the trial may be pruned after a fold: spread its folds out (see WorkerPool)
+
+    def queue_key(self) -> tuple[int, int, int, int]:
+        rank = self.position + FOLD_STRIDE * self.fold if self.diagonal else self.position
+        return rank, self.family_rank, self.position, self.fold
 
 
 @dataclass
@@ -134,13 +139,18 @@ class WorkerPool:
 
     The study submits fold jobs, releases them with `dispatch`, and reads `FoldDone`
     events as they arrive. Each worker has a thread that takes work whenever its worker is
-    free: one fold for most families, several folds of a batched family (the NN, trained as
-    one fused model) together. The
-    queue is diagonal: a fold waits behind the folds two places earlier of the next two
-    trials (priority = trial position + 2 x fold, positions counted per family, so families
-    searched at once take turns), so a losing trial's first folds come back
-    before its later ones start (they can be pruned), while the oldest trial still finishes
-    first and its successor can be asked while the others run.
+    free: one fold for most families, several folds of the NN together where they train as
+    one fused model (a GPU, or `--fuse on`).
+
+    Queue order (`FoldJob.queue_key`), positions counted per family so families searched at
+    once take turns, the cheapest family first among equals:
+    - a trial the pruner can judge is diagonal: a fold waits behind the folds two places
+      earlier of the next two trials (trial position + 2 x fold), so a losing trial's first
+      folds come back before its later ones start, while the oldest trial still finishes
+      first and its successor can be asked while the others run;
+    - a trial it cannot (the first ones of a study, or `--no-prune`) gains nothing from
+      that, so its folds run together, oldest trial first: under a short budget every
+      family finishes whole trials instead of holding many half-trained ones.
     """
 
     def __init__(self, X: np.ndarray, y: np.ndarray, folds, *, device: str = "cpu", workers: int = 1,
@@ -152,6 +162,10 @@ class WorkerPool:
         self.threads = max(1, (os.cpu_count() or 1) // self.workers)
         self.batched_jobs_per_task = batched_jobs_per_task  # folds of a batched family one worker trains together
         self.fuse = fuse
+        # NN folds go to a worker together only where they train as one fused model; on a CPU
+        # they train one at a time anyway, and one fold per task lets trees interleave and a
+        # deadline or a pruned trial free the worker sooner
+        self._fuses = fuse.mode == "on" or (fuse.mode == "auto" and device.startswith("cuda"))
         self.deadline = deadline  # time.time() at which every job stops (the run's search budget)
         if scratch is not None:  # a killed driver's leftovers are cleared by the next run
             Path(scratch).mkdir(parents=True, exist_ok=True)
@@ -163,7 +177,7 @@ class WorkerPool:
         gpus = device.split(":", 1)[1].split(",") if device.startswith("cuda") else []
         self._staged: list[FoldJob] = []
         self._pending: list[FoldJob] = []
-        self._trials_submitted: dict[str, int] = {}  # per family, in the order families first came
+        self._trials_submitted: dict[str, int] = {}  # trials submitted so far, per family
         self._waiting = 0  # worker threads with nothing to do
         self._closed = False
         self._ready = threading.Condition()
@@ -178,12 +192,14 @@ class WorkerPool:
         env["CUDA_VISIBLE_DEVICES"] = gpu if gpu is not None else ""
         return env
 
-    def submit(self, trial: Hashable, family: str, params: dict[str, Any], folds: list[int], seed: int) -> None:
-        """Queue a trial's folds; they wait until `dispatch`, so a round of asks goes out together."""
+    def submit(self, trial: Hashable, family: str, params: dict[str, Any], folds: list[int], seed: int,
+               diagonal: bool = True) -> None:
+        """Queue a trial's folds; they wait until `dispatch`, so a round of asks goes out together.
+        `diagonal`: the trial may be pruned after a fold (see the class)."""
         with self._ready:
             position = self._trials_submitted.setdefault(family, 0)
-            rank = list(self._trials_submitted).index(family)
-            self._staged += [FoldJob(trial, family, params, fold, seed, position, rank) for fold in folds]
+            rank = FAMILIES[family].cost
+            self._staged += [FoldJob(trial, family, params, fold, seed, position, rank, diagonal) for fold in folds]
             self._trials_submitted[family] += 1
 
     def dispatch(self) -> None:
@@ -191,8 +207,7 @@ class WorkerPool:
             if self._staged:
                 self._pending.extend(self._staged)
                 self._staged.clear()
-                self._pending.sort(key=lambda job: (job.position + FOLD_STRIDE * job.fold, job.position,
-                                                    job.family_rank))
+                self._pending.sort(key=FoldJob.queue_key)
                 self._ready.notify_all()
 
     def cancel(self, trial: Hashable) -> int:
@@ -212,14 +227,7 @@ class WorkerPool:
 
     def _take(self) -> list[FoldJob]:
         """Work for one free worker (called holding the lock, with jobs pending)."""
-        family = self._pending[0].family
-        if not FAMILIES[family].batched:
-            return [self._pending.pop(0)]
-        same = [job for job in self._pending if job.family == family]  # one task trains one family
-        share = math.ceil(len(same) / (self._waiting + 1))  # leave work for the other idle workers
-        task = same[:min(self.batched_jobs_per_task, share)]
-        taken = {id(job) for job in task}
-        self._pending = [job for job in self._pending if id(job) not in taken]
+        task, self._pending = take_task(self._pending, self._waiting, self._fuses, self.batched_jobs_per_task)
         return task
 
     def _serve(self, worker: WorkerProcess) -> None:
@@ -310,6 +318,22 @@ class WorkerPool:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def take_task(pending: list[FoldJob], idle_others: int, fuses: bool,
+              per_task: int) -> tuple[list[FoldJob], list[FoldJob]]:
+    """(what one free worker trains next, what stays queued), from a queue in `queue_key` order.
+
+    The first job alone, unless its family is batched and `fuses` (its folds train as one
+    fused model): then up to `per_task` queued jobs of that family, leaving a share for the
+    `idle_others` workers also waiting."""
+    family = pending[0].family
+    if not (FAMILIES[family].batched and fuses):
+        return pending[:1], pending[1:]
+    same = [job for job in pending if job.family == family]  # one task trains one family
+    task = same[:min(per_task, math.ceil(len(same) / (idle_others + 1)))]
+    taken = {id(job) for job in task}
+    return task, [job for job in pending if id(job) not in taken]
 
 
 def _number(trial: Hashable) -> Any:

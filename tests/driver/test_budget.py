@@ -1,0 +1,22 @@
+"""When the search stops under --timeout: a share of the budget first, then the leader's retrain."""
+from __future__ import annotations
+
+import pytest
+
+from trialfuse.driver.budget import REPORT_SECONDS, Budget, retrain_seconds
+
+
+@pytest.mark.parametrize(("seconds", "kept"), [(10, 4.0), (30, 6.0), (60, 12.0), (600, 120.0)])
+def test_before_any_trial_a_fifth_is_kept_at_least_five_seconds_at_most_forty_percent(seconds, kept):
+    assert Budget(end=1000.0, seconds=seconds).search_end() == pytest.approx(1000.0 - kept)
+
+
+def test_then_the_reserve_is_the_leaders_retrain_and_the_report():
+    budget = Budget(end=1000.0, seconds=600)
+    assert budget.search_end([2.0] * 5) == pytest.approx(1000.0 - REPORT_SECONDS - 2.5)  # 10 s of folds over 4
+    assert budget.search_end([1000.0] * 5) == pytest.approx(1000.0 - 300)  # never more than half the budget
+
+
+def test_the_retrain_takes_about_the_folds_total_over_k_minus_one():
+    assert retrain_seconds([3.0, 3.0, 3.0]) == pytest.approx(4.5)
+    assert retrain_seconds([4.0]) == pytest.approx(4.0)

@@ -1,0 +1,45 @@
+"""The pool's queue order and task sizes, as pure functions: no worker processes."""
+from __future__ import annotations
+
+from trialfuse.catalog import FAMILIES
+from trialfuse.transport.process_pool import FoldJob, take_task
+
+
+def jobs(family: str, position: int, folds: int = 3, diagonal: bool = True) -> list[FoldJob]:
+    return [FoldJob((family, position), family, {}, fold, 0, position, FAMILIES[family].cost, diagonal)
+            for fold in range(folds)]
+
+
+def order(queue: list[FoldJob]) -> list[tuple[str, int, int]]:
+    return [(job.family, job.position, job.fold) for job in sorted(queue, key=FoldJob.queue_key)]
+
+
+def test_trials_the_pruner_cannot_judge_run_whole_oldest_first_cheapest_family_first():
+    queue = jobs("nn", 0, diagonal=False) + jobs("lightgbm", 0, diagonal=False) + jobs("lightgbm", 1, diagonal=False)
+    assert order(queue) == [("lightgbm", 0, 0), ("lightgbm", 0, 1), ("lightgbm", 0, 2),
+                            ("nn", 0, 0), ("nn", 0, 1), ("nn", 0, 2),
+                            ("lightgbm", 1, 0), ("lightgbm", 1, 1), ("lightgbm", 1, 2)]
+
+
+def test_prunable_trials_spread_their_folds_so_first_folds_come_back_first():
+    queue = jobs("xgboost", 5) + jobs("xgboost", 6) + jobs("xgboost", 7)
+    assert order(queue) == [("xgboost", 5, 0), ("xgboost", 6, 0), ("xgboost", 5, 1), ("xgboost", 7, 0),
+                            ("xgboost", 6, 1), ("xgboost", 5, 2), ("xgboost", 7, 1), ("xgboost", 6, 2),
+                            ("xgboost", 7, 2)]
+
+
+def test_nn_folds_go_one_per_task_unless_they_fuse():
+    queue = sorted(jobs("nn", 0, folds=4) + jobs("nn", 1, folds=4) + jobs("lightgbm", 9), key=FoldJob.queue_key)
+    task, rest = take_task(queue, idle_others=0, fuses=False, per_task=20)
+    assert len(task) == 1 and len(rest) == len(queue) - 1
+    task, rest = take_task(queue, idle_others=1, fuses=True, per_task=20)
+    assert len(task) == 4 and {job.family for job in task} == {"nn"}  # half: the other idle worker gets the rest
+    assert len(rest) == len(queue) - 4 and sum(job.family == "nn" for job in rest) == 4
+    task, _ = take_task(queue, idle_others=0, fuses=True, per_task=3)
+    assert len(task) == 3
+
+
+def test_tree_folds_always_go_one_per_task():
+    queue = sorted(jobs("catboost", 0) + jobs("nn", 0), key=FoldJob.queue_key)
+    task, rest = take_task(queue, idle_others=0, fuses=True, per_task=20)
+    assert [(job.family, job.fold) for job in task] == [("catboost", 0)] and len(rest) == 5
