@@ -55,7 +55,8 @@ def run(
     data: Annotated[Path, typer.Argument(help="Table: .csv, .parquet, .npz (X, y), .json/.jsonl records.")],
     target: Annotated[str | None, typer.Option(help="Column to predict (NPZ: the name given to y).")] = None,
     models: Models = DEFAULT_MODELS_OPTION,
-    trials: Trials = 20,
+    trials: Annotated[int | None, typer.Option(help="Optuna trials per family (default 20; with --timeout and no "
+                                                    "--trials, as many as the budget allows, shared by cost).")] = None,
     folds: Folds = 5,
     holdout: Holdout = 0.2,
     out: Out = None,

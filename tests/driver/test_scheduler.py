@@ -36,8 +36,8 @@ class FakePool:
         self.deadlines: list[float | None] = []  # the deadline each fold was "trained" under
         self.diagonal: dict[int, bool] = {}  # per trial number: may the pool spread its folds out
 
-    def submit(self, trial, family, params, folds, seed, diagonal=True):
-        self.staged += [FoldJob(trial, family, params, fold, seed) for fold in folds]
+    def submit(self, trial, family, params, folds, seed, diagonal=True, turn=None, step=1.0):
+        self.staged += [FoldJob(trial, family, params, fold, seed, trial[1], 0, diagonal, turn, step) for fold in folds]
         self.diagonal[trial[1]] = diagonal
 
     def dispatch(self):

@@ -9,6 +9,8 @@ from trialfuse.driver.devices import resolve_devices
 from trialfuse.errors import UserError
 from trialfuse.fuse import Fuse
 
+DEFAULT_TRIALS = 20  # per family, when neither --trials nor --timeout is given
+
 
 @dataclass
 class RunOptions:
@@ -17,7 +19,7 @@ class RunOptions:
     data: Path
     target: str | None = None
     models: list[str] = field(default_factory=lambda: list(DEFAULT_MODELS))
-    trials: int = 20
+    trials: int | None = None  # per family; None: DEFAULT_TRIALS, or with a timeout as many as it allows
     folds: int = 5
     holdout: float = 0.2
     out: Path | None = None
@@ -60,7 +62,7 @@ def parse_duration(text: str | float | None, option: str = "--timeout") -> float
 def check_options(opts: RunOptions) -> None:
     """Reject bad option values with one line each, before reading any data."""
     opts.models = parse_models(opts.models)
-    if opts.trials < 1:
+    if opts.trials is not None and opts.trials < 1:
         raise UserError(f"--trials must be at least 1, got {opts.trials}")
     if opts.folds < 2:
         raise UserError(f"--folds must be at least 2, got {opts.folds}")
@@ -72,5 +74,7 @@ def check_options(opts: RunOptions) -> None:
         raise UserError(f"--out {opts.out} exists and is not a directory")
     resolve_devices(opts.devices)
     opts.timeout = parse_duration(opts.timeout)
+    if opts.trials is None and opts.timeout is None:
+        opts.trials = DEFAULT_TRIALS
     opts.job_timeout = parse_duration(opts.job_timeout, "--job-timeout")
     opts.fuse = Fuse.parse(opts.fuse)

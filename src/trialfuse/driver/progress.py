@@ -29,7 +29,7 @@ class RichReporter:
     def __exit__(self, *exc) -> None:
         self.progress.stop()
 
-    def family_started(self, family: str, trials: int) -> None:
+    def family_started(self, family: str, trials: int | None) -> None:  # None: as many as the budget allows
         self.tasks[family] = self.progress.add_task(family, total=trials, family=family, best="-")
 
     def trial_finished(self, result: FamilyResult) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 import optuna
 
 from trialfuse.catalog import FAMILIES, params_from_trial
+from trialfuse.driver.allocation import CostShares
 from trialfuse.driver.budget import Budget
 from trialfuse.driver.storage import (
     Heartbeat,
@@ -75,11 +76,15 @@ class InFlight:
     reason: str | None = None
 
 
-def run_studies(families: list[str], storage: optuna.storages.BaseStorage, n_trials: int, folds: int, seed: int,
+def run_studies(families: list[str], storage: optuna.storages.BaseStorage, n_trials: int | None, folds: int,
+                seed: int,
                 pool: WorkerPool, on_trial: Callable[[FamilyResult], None] | None = None,
                 budget: Budget | None = None, must_start: bool = True, prune: bool = True) -> dict[str, FamilyResult]:
     """Run (or continue) every family's study at once over one pool, until each holds
     `n_trials` finished trials or the `budget`'s search time is spent.
+
+    `n_trials` None (only with a budget): as many as the budget allows, the workers shared
+    among the families by cost (allocation.CostShares); otherwise families take turns.
 
     Each family keeps its own study and a fixed number of trials in flight; a family's new
     trial is asked right after its oldest one is told, and its trials are told in the order
@@ -94,7 +99,10 @@ def run_studies(families: list[str], storage: optuna.storages.BaseStorage, n_tri
     deadline with no model at all runs one trial of its cheapest family to the end, so there
     is always a winner to save.
     """
-    searches = [FamilySearch(f, storage, n_trials, folds, seed, pool, on_trial, prune) for f in families]
+    if n_trials is None and budget is None:
+        raise ValueError("a search with no trial count needs a time budget")
+    shares = CostShares(families, folds) if n_trials is None else None
+    searches = [FamilySearch(f, storage, n_trials, folds, seed, pool, on_trial, prune, shares) for f in families]
     _drive(searches, pool, budget)
     results = {search.family: search.finish() for search in searches}
     if must_start and budget is not None and not any(r.trials_complete for r in results.values()):
@@ -102,7 +110,7 @@ def run_studies(families: list[str], storage: optuna.storages.BaseStorage, n_tri
     return results
 
 
-def run_family_study(family: str, storage: optuna.storages.BaseStorage, n_trials: int, folds: int, seed: int,
+def run_family_study(family: str, storage: optuna.storages.BaseStorage, n_trials: int | None, folds: int, seed: int,
                      pool: WorkerPool, **options) -> FamilyResult:
     """One family's study alone (see run_studies)."""
     return run_studies([family], storage, n_trials, folds, seed, pool, **options)[family]
@@ -165,10 +173,11 @@ def _set_deadline(budget: Budget | None, searches: list[FamilySearch], pool: Wor
 class FamilySearch:
     """One family's study in progress: the trials in flight and what stops new asks."""
 
-    def __init__(self, family: str, storage: optuna.storages.BaseStorage, n_trials: int, folds: int, seed: int,
-                 pool: WorkerPool, on_trial: Callable[[FamilyResult], None] | None, prune: bool):
+    def __init__(self, family: str, storage: optuna.storages.BaseStorage, n_trials: int | None, folds: int,
+                 seed: int, pool: WorkerPool, on_trial: Callable[[FamilyResult], None] | None, prune: bool,
+                 shares: CostShares | None = None):
         self.family, self.n_trials, self.folds, self.seed, self.pool = family, n_trials, folds, seed, pool
-        self.on_trial, self.prune = on_trial, prune
+        self.on_trial, self.prune, self.shares = on_trial, prune, shares
         self.deadline: float | None = None  # time.monotonic() at which the search stops (set by _drive)
         sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True)
         self.study = optuna.create_study(study_name=family, storage=storage, direction="maximize",
@@ -203,8 +212,11 @@ class FamilySearch:
             return
         entry = self.flight[number]
         entry.results[done.job.fold] = done.result
-        if done.result.get("status") == "complete":
+        complete = done.result.get("status") == "complete"
+        if complete:
             self.fold_seconds.append(float(done.result.get("duration", 0.0)))
+        if self.shares is not None:
+            self.shares.fold_done(self.family, float(done.result.get("duration", 0.0)), complete)
         _judge(entry, self.folds)
         if entry.outcome in ("failed", "pruned", "cut"):
             self.pool.cancel((self.family, number))
@@ -262,7 +274,7 @@ class FamilySearch:
             return
         if keeps_heartbeats(self.study):  # another driver may have died since: its trials are asked again
             fail_stale_trials(self.study)
-        if taken(self.study) >= self.n_trials:
+        if self.n_trials is not None and taken(self.study) >= self.n_trials:
             return
         if self._out_of_time():
             self.result.stopped_by_budget = True
@@ -270,7 +282,8 @@ class FamilySearch:
         if self.starts:  # skip_if_exists: another driver on a shared database may have queued it already
             self.study.enqueue_trial(self.starts.pop(0), skip_if_exists=True)
         trial = self.study.ask()
-        if _surplus(self.study, trial, self.n_trials):  # another driver took the last slot at the same moment
+        # another driver took the last slot at the same moment
+        if self.n_trials is not None and _surplus(self.study, trial, self.n_trials):
             trial.set_user_attr("surplus", True)
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return
@@ -278,14 +291,17 @@ class FamilySearch:
         params = FAMILIES[self.family].suggest(trial)
         entry = InFlight(trial, _pruning_snapshot(self.study) if self.prune else None)
         self.flight[trial.number] = entry
+        turn, step = self.shares.next_turn(self.family) if self.shares is not None else (None, 1.0)
         self.pool.submit((self.family, trial.number), self.family, params, list(range(self.folds)),
-                         model_seed(self.seed, trial.number), diagonal=entry.snapshot is not None)
+                         model_seed(self.seed, trial.number), diagonal=entry.snapshot is not None, turn=turn, step=step)
 
     def _tell_finished(self) -> None:
         """Tell the oldest trials that are decided, in ask order, asking a new one after each."""
         while self.flight and next(iter(self.flight.values())).outcome:
             entry = self.flight.pop(next(iter(self.flight)))
             _tell(self.study, entry)
+            if self.shares is not None:
+                self.shares.trial_done(self.family, _running_means(entry)[-1] if entry.outcome == "complete" else None)
             self.have_model = self.have_model or entry.outcome == "complete"
             if entry.outcome == "cut":
                 self.result.stopped_by_budget = True

@@ -120,10 +120,13 @@ class FoldJob:
     position: int = 0  # the trial's place in its family's submission order
     family_rank: int = 0  # its family's place in the queue among trials of the same rank (cheapest first)
     diagonal: bool = True  # the trial may be pruned after a fold: spread its folds out (see WorkerPool)
+    turn: float | None = None  # its place among every family's trials, if the scheduler shares by cost
+    step: float = 1.0  # how far its family's turns advance per trial, on the same scale
 
-    def queue_key(self) -> tuple[int, int, int, int]:
-        rank = self.position + FOLD_STRIDE * self.fold if self.diagonal else self.position
-        return rank, self.family_rank, self.position, self.fold
+    def queue_key(self) -> tuple[float, int, float, int]:
+        base = self.position if self.turn is None else self.turn
+        rank = base + FOLD_STRIDE * self.step * self.fold if self.diagonal else base
+        return rank, self.family_rank, base, self.fold
 
 
 @dataclass
@@ -143,7 +146,8 @@ class WorkerPool:
     one fused model (a GPU, or `--fuse on`).
 
     Queue order (`FoldJob.queue_key`), positions counted per family so families searched at
-    once take turns, the cheapest family first among equals:
+    once take turns (or turns the scheduler gives, in compute-seconds, when it shares the
+    workers by cost), the cheapest family first among equals:
     - a trial the pruner can judge is diagonal: a fold waits behind the folds two places
       earlier of the next two trials (trial position + 2 x fold), so a losing trial's first
       folds come back before its later ones start, while the oldest trial still finishes
@@ -193,13 +197,15 @@ class WorkerPool:
         return env
 
     def submit(self, trial: Hashable, family: str, params: dict[str, Any], folds: list[int], seed: int,
-               diagonal: bool = True) -> None:
+               diagonal: bool = True, turn: float | None = None, step: float = 1.0) -> None:
         """Queue a trial's folds; they wait until `dispatch`, so a round of asks goes out together.
-        `diagonal`: the trial may be pruned after a fold (see the class)."""
+        `diagonal`: the trial may be pruned after a fold; `turn`, `step`: its place in the queue
+        when the scheduler shares the workers by cost (see the class)."""
         with self._ready:
             position = self._trials_submitted.setdefault(family, 0)
             rank = FAMILIES[family].cost
-            self._staged += [FoldJob(trial, family, params, fold, seed, position, rank, diagonal) for fold in folds]
+            self._staged += [FoldJob(trial, family, params, fold, seed, position, rank, diagonal, turn, step)
+                             for fold in folds]
             self._trials_submitted[family] += 1
 
     def dispatch(self) -> None:
