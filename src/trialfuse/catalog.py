@@ -109,14 +109,18 @@ class Family:
     color: str = "tab:gray"  # in the report's plots
     cost: int = 1  # rough time of one fold, relative: who runs the one trial a run with no model yet needs
     start: tuple[dict[str, Any], ...] = ()  # first trials, before TPE's own (raw Optuna params; see STARTS)
+    gpu: str = "no"  # how it uses a GPU worker: nn | can | if_built | no (see transport.placement)
 
 
 FAMILIES: dict[str, Family] = {row.name: row for row in (
     Family("nn", "mlp", suggest_nn, batched=True, in_flight=8, diagnostics=True, color="tab:blue", cost=4,
-           start=STARTS["nn"]),
-    Family("xgboost", "xgboost_trees", suggest_xgboost, color="tab:orange", cost=2, start=STARTS["xgboost"]),
-    Family("lightgbm", "lightgbm_trees", suggest_lightgbm, color="tab:green", cost=1, start=STARTS["lightgbm"]),
-    Family("catboost", "catboost_trees", suggest_catboost, color="tab:red", cost=3, start=STARTS["catboost"]),
+           start=STARTS["nn"], gpu="nn"),
+    Family("xgboost", "xgboost_trees", suggest_xgboost, color="tab:orange", cost=2, start=STARTS["xgboost"],
+           gpu="can"),
+    Family("lightgbm", "lightgbm_trees", suggest_lightgbm, color="tab:green", cost=1, start=STARTS["lightgbm"],
+           gpu="if_built"),
+    Family("catboost", "catboost_trees", suggest_catboost, color="tab:red", cost=3, start=STARTS["catboost"],
+           gpu="can"),
     Family("hgb", "hgb_trees", suggest_hgb, default=False, color="tab:purple", cost=2, start=STARTS["hgb"]),
 )}
 DEFAULT_MODELS = tuple(name for name, row in FAMILIES.items() if row.default)

@@ -1,47 +1,72 @@
-"""Devices are found without torch, and each GPU worker sees exactly its one GPU."""
+"""Devices are found without torch, each GPU worker sees exactly its one GPU, and a GPU
+machine gets CPU workers on its other cores."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from trialfuse.driver.devices import detect_gpus, resolve_devices
+from trialfuse.driver.devices import describe, detect_gpus, plan_workers
 from trialfuse.errors import UserError
+from trialfuse.transport.placement import Slot
 from trialfuse.transport.process_pool import WorkerPool
 
 
-def test_cuda_visible_devices_comes_first(monkeypatch):
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
-    assert detect_gpus() == ["2", "3"]
-    assert resolve_devices("auto") == ("cuda:2,3", 2)
-
-
-def test_nvidia_smi_when_no_env(monkeypatch, tmp_path):
+@pytest.fixture
+def nvidia_smi(monkeypatch, tmp_path):
+    """A stand-in nvidia-smi that lists two GPUs, 0 and 1, first on the PATH."""
     fake = tmp_path / "nvidia-smi"
     fake.write_text("#!/bin/sh\necho 0\necho 1\n")
     fake.chmod(0o755)
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+
+
+def test_nvidia_smi_finds_the_gpus_and_the_other_cores_get_cpu_workers(nvidia_smi):
     assert detect_gpus() == ["0", "1"]
+    slots = plan_workers("auto")
+    assert [(s.kind, s.visible) for s in slots[:2]] == [("gpu", "0"), ("gpu", "1")]
+    assert [s.kind for s in slots[2:]] == ["cpu"] * 14 and all(s.threads == 1 for s in slots)
+    assert describe(slots) == "cuda:0,1 + 14 cpu"
 
 
-def test_no_gpu_means_cpu_workers(monkeypatch, tmp_path):
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    monkeypatch.setenv("PATH", str(tmp_path))
+def test_cuda_visible_devices_is_what_cuda_n_counts_in(nvidia_smi, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")  # e.g. Slurm gave this job GPUs 4 and 5
+    assert detect_gpus() == ["4", "5"]
+    assert [s.visible for s in plan_workers("cuda:0,1") if s.kind == "gpu"] == ["4", "5"]
+    assert [s.visible for s in plan_workers("cuda:1") if s.kind == "gpu"] == ["5"]
+    with pytest.raises(UserError, match="sees 2 GPU"):
+        plan_workers("cuda:2")
+
+
+def test_cuda_visible_devices_alone_is_no_gpu(monkeypatch, tmp_path):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # a CPU-only container may set it
+    monkeypatch.setenv("PATH", str(tmp_path))  # and has no nvidia-smi
     assert detect_gpus() == []
-    assert resolve_devices("auto")[0] == "cpu"
-    assert resolve_devices("3") == ("cpu", 3)
-    with pytest.raises(UserError):
-        resolve_devices("gpu please")
+    assert {s.kind for s in plan_workers("auto")} == {"cpu"}
+
+
+def test_an_exact_mix_and_the_cpu_forms(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert [s.kind for s in plan_workers("cuda:0+cpu:3")] == ["gpu", "cpu", "cpu", "cpu"]
+    assert [s.threads for s in plan_workers("cuda:0+cpu:3")] == [1, 2, 2, 2]  # 7 other cores over 3 workers
+    assert [s.kind for s in plan_workers("cuda:0+cpu:0")] == ["gpu"]
+    assert describe(plan_workers("3")) == "cpu x 3" and plan_workers("3")[0].threads == 2
+    assert len(plan_workers("cpu")) == 8 and len(plan_workers("auto")) == 8
+    for bad in ("gpu please", "cuda:", "cuda:0+cpu", "cuda:0+gpu:2", "0"):
+        with pytest.raises(UserError):
+            plan_workers(bad)
 
 
 def test_each_gpu_worker_is_pinned_to_one_gpu(tmp_path):
     folds = [(np.arange(5), np.arange(5, 10))]
-    pool = WorkerPool(np.zeros((10, 2)), np.zeros(10), folds, device="cuda:3,5", workers=2, scratch=tmp_path)
+    slots = [Slot("gpu", "3"), Slot("gpu", "5"), Slot("cpu", "", 2)]
+    pool = WorkerPool(np.zeros((10, 2)), np.zeros(10), folds, slots=slots, scratch=tmp_path)
     try:
-        assert [w.env["CUDA_VISIBLE_DEVICES"] for w in pool._all] == ["3", "5"]
-        cpu = WorkerPool(np.zeros((10, 2)), np.zeros(10), folds, device="cpu", workers=2, scratch=tmp_path / "b")
-        assert [w.env["CUDA_VISIBLE_DEVICES"] for w in cpu._all] == ["", ""]
-        cpu.close()
+        assert [w.env["CUDA_VISIBLE_DEVICES"] for w in pool._all] == ["3", "5", ""]
+        assert [w.env["OMP_NUM_THREADS"] for w in pool._all] == ["1", "1", "2"]
     finally:
         pool.close()
     assert not list(tmp_path.glob(".pool-*"))  # scratch files are removed with the pool

@@ -94,5 +94,5 @@ def test_two_cpu_workers_run_a_study_as_two_devices(survivors_csv, tmp_path):
                "--devices", "2", "--out", tmp_path / "run", "--json")
     assert proc.returncode == 0, proc.stderr
     results = json.loads(proc.stdout)
-    assert results["workers"] == 2 and results["device"] == "cpu"
+    assert results["workers"] == 2 and results["device"] == "cpu x 2"
     assert all(f["trials_complete"] == 4 for f in results["families"].values())

@@ -1,7 +1,10 @@
-"""Which devices this machine has, found without importing torch.
+"""Which workers a run starts, found without importing torch.
 
-Order of evidence: CUDA_VISIBLE_DEVICES, then nvidia-smi, else none. The driver uses this
-to decide how many workers to start and where to pin each.
+A GPU is confirmed by nvidia-smi (CUDA_VISIBLE_DEVICES alone proves nothing: a CPU-only
+container may set it), and CUDA_VISIBLE_DEVICES, when set, is the list `--devices cuda:IDS`
+indexes into, as CUDA itself does (under Slurm with CUDA_VISIBLE_DEVICES=4,5, cuda:0 is
+physical GPU 4). A GPU machine gets one worker pinned to each GPU (the NN's, and tree
+folds' when it would idle) plus CPU workers on the remaining cores for tree trials.
 """
 from __future__ import annotations
 
@@ -10,14 +13,12 @@ import shutil
 import subprocess
 
 from trialfuse.errors import UserError
+from trialfuse.transport.placement import Slot
 
 
 def detect_gpus() -> list[str]:
-    """GPU ids visible to this process, as strings ('0', '1', ...); empty on a CPU-only machine."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        ids = [v.strip() for v in visible.split(",") if v.strip() and v.strip() != "-1"]
-        return ids if shutil.which("nvidia-smi") or ids else []
+    """GPUs this process may use, as the ids to pin workers to (CUDA_VISIBLE_DEVICES' entries
+    where it is set); empty unless nvidia-smi confirms there is a GPU."""
     smi = shutil.which("nvidia-smi")
     if not smi:
         return []
@@ -26,25 +27,69 @@ def detect_gpus() -> list[str]:
                              text=True, timeout=20, check=True).stdout
     except (subprocess.SubprocessError, OSError):
         return []
-    return [line.strip() for line in out.splitlines() if line.strip().isdigit()]
+    found = [line.strip() for line in out.splitlines() if line.strip().isdigit()]
+    visible = _visible()
+    if visible is None:
+        return found
+    return visible[:len(found)]  # nvidia-smi lists every GPU of the machine; the process sees these
 
 
-def resolve_devices(spec: str) -> tuple[str, int]:
-    """Turn `--devices` (auto | cpu | N | cuda:0,1) into (device, worker count).
+def plan_workers(spec: str) -> list[Slot]:
+    """Turn `--devices` into the workers to start.
 
-    device is "cpu" or "cuda:<ids>"; on the CPU the count is how many workers share the cores.
+    auto: every GPU plus CPU workers on the other cores (all cores if no GPU); cpu: one
+    worker per core; N: N CPU workers; cuda:IDS: those GPUs (indexes into
+    CUDA_VISIBLE_DEVICES where set) plus CPU workers on the other cores; cuda:IDS+cpu:N:
+    that mix exactly (N may be 0).
     """
-    spec = spec.strip().lower()
+    text = spec.strip().lower()
     cores = os.cpu_count() or 1
-    if spec == "auto":
+    if text == "auto":
         gpus = detect_gpus()
-        return (f"cuda:{','.join(gpus)}", len(gpus)) if gpus else ("cpu", cores)
-    if spec == "cpu":
-        return "cpu", cores
-    if spec.isdigit() and int(spec) > 0:
-        return "cpu", int(spec)
-    if spec.startswith("cuda:"):
-        ids = [i.strip() for i in spec[5:].split(",")]
-        if ids and all(i.isdigit() for i in ids):
-            return f"cuda:{','.join(ids)}", len(ids)
-    raise UserError(f"--devices must be auto, cpu, a worker count or cuda:IDS (e.g. cuda:0,1), got {spec!r}")
+        return _mix(gpus, cores - len(gpus) if gpus else cores, cores)
+    if text == "cpu":
+        return _mix([], cores, cores)
+    if text.isdigit() and int(text) > 0:
+        return _mix([], int(text), cores)
+    gpu_part, _, cpu_part = text.partition("+")
+    if gpu_part.startswith("cuda:") and (not cpu_part or cpu_part.startswith("cpu:")):
+        ids = [i.strip() for i in gpu_part[5:].split(",")]
+        count = cpu_part[4:]
+        if ids and all(i.isdigit() for i in ids) and (not cpu_part or count.isdigit()):
+            gpus = _pinned(ids, spec)
+            return _mix(gpus, int(count) if cpu_part else max(0, cores - len(gpus)), cores)
+    raise UserError(f"--devices must be auto, cpu, a worker count, cuda:IDS or cuda:IDS+cpu:N "
+                    f"(e.g. cuda:0,1 or cuda:0+cpu:6), got {spec!r}")
+
+
+def describe(slots: list[Slot]) -> str:
+    """e.g. "cuda:0,1 + 14 cpu" or "cpu x 2", for results.json and the report."""
+    gpus = [s.visible for s in slots if s.kind == "gpu"]
+    cpus = sum(s.kind == "cpu" for s in slots)
+    if not gpus:
+        return f"cpu x {cpus}"
+    return f"cuda:{','.join(gpus)}" + (f" + {cpus} cpu" if cpus else "")
+
+
+def _mix(gpus: list[str], cpu_workers: int, cores: int) -> list[Slot]:
+    """GPU workers get one thread each; CPU workers share the remaining cores."""
+    cpu_cores = max(1, cores - len(gpus))
+    threads = max(1, cpu_cores // cpu_workers) if cpu_workers else 1
+    return [Slot("gpu", gpu, 1) for gpu in gpus] + [Slot("cpu", "", threads) for _ in range(cpu_workers)]
+
+
+def _pinned(ids: list[str], spec: str) -> list[str]:
+    visible = _visible()
+    if visible is None:
+        return ids
+    if any(int(i) >= len(visible) for i in ids):
+        raise UserError(f"--devices {spec}: this process sees {len(visible)} GPU(s) "
+                        f"(CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']}); cuda:N counts from 0 among them")
+    return [visible[int(i)] for i in ids]
+
+
+def _visible() -> list[str] | None:
+    value = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if value is None:
+        return None
+    return [v.strip() for v in value.split(",") if v.strip() and v.strip() != "-1"]

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trialfuse.catalog import DEFAULT_MODELS, FAMILIES
-from trialfuse.driver.devices import resolve_devices
+from trialfuse.driver.devices import plan_workers
 from trialfuse.errors import UserError
 from trialfuse.fuse import Fuse
 
@@ -72,7 +72,7 @@ def check_options(opts: RunOptions) -> None:
         raise UserError(f"--seed must be zero or positive, got {opts.seed}")
     if opts.out is not None and Path(opts.out).exists() and not Path(opts.out).is_dir():
         raise UserError(f"--out {opts.out} exists and is not a directory")
-    resolve_devices(opts.devices)
+    plan_workers(opts.devices)
     opts.timeout = parse_duration(opts.timeout)
     if opts.trials is None and opts.timeout is None:
         opts.trials = DEFAULT_TRIALS

@@ -19,7 +19,7 @@ from sklearn.metrics import r2_score
 from trialfuse.catalog import FAMILIES
 from trialfuse.driver import run_dir
 from trialfuse.driver.budget import REPORT_SECONDS, Budget
-from trialfuse.driver.devices import resolve_devices
+from trialfuse.driver.devices import describe, plan_workers
 from trialfuse.driver.options import RunOptions, check_options
 from trialfuse.driver.report import build_report
 from trialfuse.driver.scheduler import FamilyResult, run_studies
@@ -53,7 +53,7 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
     check_options(opts)
     table = load_table(opts.data, opts.target)
     check_split_sizes(table.rows, opts.holdout, opts.folds)
-    device, workers = resolve_devices(opts.devices)
+    slots = plan_workers(opts.devices)
     out = Path(opts.out) if opts.out else Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     run_dir.clear_leftovers(out)
@@ -63,12 +63,11 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
     folds = kfold_indices(len(rest), opts.folds, opts.seed)
     run_dir.write_json(out / run_dir.HOLDOUT, {"holdout_rows": sealed, "seed": opts.seed, "fraction": opts.holdout})
     storage = open_storage(opts.storage, out)
-    workers = min(workers, opts.folds) if device == "cpu" else workers
 
     budget = Budget.starting_now(run_started, opts.timeout) if opts.timeout else None
-    with WorkerPool(table.X[rest], table.y[rest], folds, device=device, workers=workers,
-                    job_timeout=opts.job_timeout, scratch=out, fuse=opts.fuse,
-                    batched_jobs_per_task=batched_task_size(opts.folds, workers)) as pool:
+    nn_workers = sum(slot.kind == "gpu" for slot in slots) or len(slots)
+    with WorkerPool(table.X[rest], table.y[rest], folds, slots=slots, job_timeout=opts.job_timeout, scratch=out,
+                    fuse=opts.fuse, batched_jobs_per_task=batched_task_size(opts.folds, nn_workers)) as pool:
         for family in opts.models:
             reporter.family_started(family, opts.trials)
         families = run_studies(opts.models, storage, opts.trials, opts.folds, opts.seed, pool,
@@ -84,11 +83,13 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
         final = _retrain_winner(pool, winner, table, rest, sealed, out, opts.seed)
         warnings = [w for f in families.values() if FAMILIES[f.family].diagnostics
                     for w in _diagnostics(pool, f, out, opts.seed, reporter, budget)]
-        run_dir.write_json(out / run_dir.TIMELINE, {"device": device, "workers": workers, "tasks": pool.timeline})
+        run_dir.write_json(out / run_dir.TIMELINE, {"device": describe(slots), "workers": len(slots),
+                                                     "tasks": pool.timeline})
 
     results = {
         "data": str(opts.data), "target": table.target, "rows": table.rows, "features": len(table.feature_names),
-        "holdout_rows": len(sealed), "folds": opts.folds, "seed": opts.seed, "device": device, "workers": workers,
+        "holdout_rows": len(sealed), "folds": opts.folds, "seed": opts.seed, "device": describe(slots),
+        "workers": len(slots),
         "fuse": str(opts.fuse), "prune": opts.prune, "trials_per_family": opts.trials,
         "storage": opts.storage or str(out / run_dir.JOURNAL),
         "families": {name: r.summary() for name, r in families.items()},

@@ -12,6 +12,7 @@ The driver never imports torch: it only speaks JSON lines.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -22,7 +23,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ import numpy as np
 from trialfuse.catalog import FAMILIES
 from trialfuse.fuse import AUTO, Fuse
 from trialfuse.transport import protocol
+from trialfuse.transport.placement import Slot, accepts, first_choice
 
 READY_TIMEOUT = 300.0  # importing torch and the tree libraries on a cold machine
 FOLD_STRIDE = 2  # queue priority: trial position + FOLD_STRIDE x fold (see WorkerPool)
@@ -44,8 +46,10 @@ class WorkerLost(Exception):
 class WorkerProcess:
     """One `trialfuse worker` subprocess and a thread that reads its stdout into a queue."""
 
-    def __init__(self, env: dict[str, str], dataset: dict[str, Any]):
+    def __init__(self, env: dict[str, str], dataset: dict[str, Any], slot: Slot | None = None):
         self.env, self.dataset = env, dataset
+        self.slot = slot or Slot("cpu")
+        self.ready: dict[str, Any] = {}  # its ready line: device and what its libraries can do
         self.proc: subprocess.Popen | None = None
         self.lines: queue.Queue = queue.Queue()
         self.busy = threading.Lock()  # held while a task or a retrain runs on this worker
@@ -58,7 +62,8 @@ class WorkerProcess:
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         self.lines = queue.Queue()
         threading.Thread(target=self._read, args=(self.proc, self.lines), daemon=True).start()
-        if self._next(READY_TIMEOUT).get("status") != protocol.READY:
+        self.ready = self._next(READY_TIMEOUT)
+        if self.ready.get("status") != protocol.READY:
             raise WorkerLost("the worker did not say ready")
         self.request(self.dataset, 1, READY_TIMEOUT)
 
@@ -157,19 +162,14 @@ class WorkerPool:
       family finishes whole trials instead of holding many half-trained ones.
     """
 
-    def __init__(self, X: np.ndarray, y: np.ndarray, folds, *, device: str = "cpu", workers: int = 1,
+    def __init__(self, X: np.ndarray, y: np.ndarray, folds, *, slots: list[Slot] | None = None,
                  job_timeout: float | None = None, scratch: Path | None = None, fuse: Fuse = AUTO,
                  batched_jobs_per_task: int = 20, deadline: float | None = None):
-        self.device = device
-        self.workers = max(1, workers)
+        self.slots = slots or [Slot("cpu", "", os.cpu_count() or 1)]
+        self.workers = len(self.slots)
         self.job_timeout = job_timeout or math.inf
-        self.threads = max(1, (os.cpu_count() or 1) // self.workers)
         self.batched_jobs_per_task = batched_jobs_per_task  # folds of a batched family one worker trains together
         self.fuse = fuse
-        # NN folds go to a worker together only where they train as one fused model; on a CPU
-        # they train one at a time anyway, and one fold per task lets trees interleave and a
-        # deadline or a pruned trial free the worker sooner
-        self._fuses = fuse.mode == "on" or (fuse.mode == "auto" and device.startswith("cuda"))
         self.deadline = deadline  # time.time() at which every job stops (the run's search budget)
         if scratch is not None:  # a killed driver's leftovers are cleared by the next run
             Path(scratch).mkdir(parents=True, exist_ok=True)
@@ -178,23 +178,17 @@ class WorkerPool:
         self._tmp = Path(tempfile.mkdtemp(prefix=".pool-", dir=scratch))  # unique name: no collisions
         np.savez(self._tmp / "search_rows.npz", X=X, y=y)
         self._dataset = protocol.load_dataset(str(self._tmp / "search_rows.npz"), folds)
-        gpus = device.split(":", 1)[1].split(",") if device.startswith("cuda") else []
         self._staged: list[FoldJob] = []
         self._pending: list[FoldJob] = []
         self._trials_submitted: dict[str, int] = {}  # trials submitted so far, per family
-        self._waiting = 0  # worker threads with nothing to do
+        self._waiting: dict[str, int] = {"gpu": 0, "cpu": 0}  # worker threads with nothing to do, by kind
         self._closed = False
         self._ready = threading.Condition()
         self._done: queue.Queue[FoldDone] = queue.Queue()
         self.timeline: list[dict[str, Any]] = []  # every task a worker ran: for the report's device timeline
-        self._all = [WorkerProcess(self._env(gpus[i] if gpus else None), self._dataset) for i in range(self.workers)]
+        self._all = [WorkerProcess(_env(slot), self._dataset, slot) for slot in self.slots]
         for worker in self._all:
             threading.Thread(target=self._serve, args=(worker,), daemon=True).start()
-
-    def _env(self, gpu: str | None) -> dict[str, str]:
-        env = {**os.environ, "OMP_NUM_THREADS": str(self.threads), "MKL_NUM_THREADS": str(self.threads)}
-        env["CUDA_VISIBLE_DEVICES"] = gpu if gpu is not None else ""
-        return env
 
     def submit(self, trial: Hashable, family: str, params: dict[str, Any], folds: list[int], seed: int,
                diagonal: bool = True, turn: float | None = None, step: float = 1.0) -> None:
@@ -231,37 +225,52 @@ class WorkerPool:
         except queue.Empty:
             return None
 
-    def _take(self) -> list[FoldJob]:
-        """Work for one free worker (called holding the lock, with jobs pending)."""
-        task, self._pending = take_task(self._pending, self._waiting, self._fuses, self.batched_jobs_per_task)
+    def _accepts(self, worker: WorkerProcess) -> Callable[[str], bool]:
+        return lambda family: accepts(worker.slot, family, worker.ready, self.slots)
+
+    def _take(self, worker: WorkerProcess) -> list[FoldJob]:
+        """Work for one free worker (called holding the lock): [] if nothing queued is for it."""
+        slot = worker.slot
+        # NN folds go to a worker together only where they train as one fused model; on a CPU
+        # they train one at a time anyway, and one fold per task lets trees interleave and a
+        # deadline or a pruned trial free the worker sooner
+        fuses = self.fuse.mode == "on" or (self.fuse.mode == "auto" and slot.kind == "gpu")
+        idle_others = self._waiting[slot.kind] - 1
+        task, self._pending = take_task(self._pending, idle_others, fuses, self.batched_jobs_per_task,
+                                        self._accepts(worker), first_choice(slot))
         return task
 
     def _serve(self, worker: WorkerProcess) -> None:
+        with contextlib.suppress(WorkerLost, TimeoutError):  # its ready line says what it can run; a
+            with worker.busy:  # worker that fails to start is started again by its first task
+                worker.start()
         while True:
             with self._ready:
-                self._waiting += 1
-                while not self._pending and not self._closed:
+                self._waiting[worker.slot.kind] += 1
+                task = []
+                while not self._closed and not (task := self._take(worker)):
                     self._ready.wait()
-                self._waiting -= 1
+                self._waiting[worker.slot.kind] -= 1
                 if self._closed:
+                    self._pending.extend(task)
                     return
-                task = self._take()
             with worker.busy:
                 started = time.time()
                 answers = self._run_task(worker, task)
-                self.timeline.append({"worker": self._all.index(worker), "what": task[0].family, "start": started,
-                                      "end": time.time(), "jobs": len(task)})
+                self.timeline.append({"worker": self._all.index(worker), "device": worker.slot.label,
+                                      "what": task[0].family, "start": started, "end": time.time(),
+                                      "jobs": len(task)})
             for job, answer in zip(task, answers, strict=True):
                 self._done.put(FoldDone(job, answer))
 
-    def _command(self, task: list[FoldJob]) -> dict[str, Any]:
+    def _command(self, task: list[FoldJob], threads: int) -> dict[str, Any]:
         return protocol.train_batch([protocol.TrainJob(job.family, job.params, job.fold, job.seed, _number(job.trial),
-                                                       self.threads, deadline=self.deadline) for job in task],
+                                                       threads, deadline=self.deadline) for job in task],
                                     self.fuse)
 
     def _run_task(self, worker: WorkerProcess, task: list[FoldJob]) -> list[dict[str, Any]]:
         """The task's answers, after the restart-once and single-task fallback rules."""
-        command = self._command(task)
+        command = self._command(task, worker.slot.threads)
         for attempt in range(2):  # first try, then once more on a restarted worker
             try:
                 return worker.request(command, len(task), self.job_timeout)
@@ -274,7 +283,7 @@ class WorkerPool:
                     continue
         if self._closed:
             return [protocol.error("the pool closed") for _ in task]
-        fresh = WorkerProcess(worker.env, self._dataset)  # last resort: a worker for this task alone
+        fresh = WorkerProcess(worker.env, self._dataset, worker.slot)  # last resort: a worker for this task alone
         try:
             return fresh.request(command, len(task), self.job_timeout)
         except (WorkerLost, TimeoutError) as exc:
@@ -288,20 +297,22 @@ class WorkerPool:
         """Train on all search rows, save to `directory`, and predict X_score with the saved model."""
         score_path = self._tmp / "score_rows.npz"
         np.savez(score_path, X=X_score)
-        return self._run_alone("retrain", protocol.retrain(family, params, rounds, str(directory), str(score_path),
-                                                           seed, os.cpu_count() or 1))
+        return self._run_alone("retrain", family, protocol.retrain(family, params, rounds, str(directory),
+                                                                   str(score_path), seed, os.cpu_count() or 1))
 
     def diagnose(self, params: dict[str, Any], seed: int) -> dict[str, Any]:
         """The NN diagnostics probe for `params` on the first fold (see engine.diagnostics)."""
-        return self._run_alone("diagnose", protocol.diagnose(params, seed, os.cpu_count() or 1))["diagnostics"]
+        return self._run_alone("diagnose", "nn", protocol.diagnose(params, seed, os.cpu_count() or 1))["diagnostics"]
 
-    def _run_alone(self, what: str, command: dict[str, Any]) -> dict[str, Any]:
-        """One command on the first worker, with every core, logged on the timeline."""
-        worker = self._all[0]
+    def _run_alone(self, what: str, family: str, command: dict[str, Any]) -> dict[str, Any]:
+        """One command on the first worker that takes `family` (a GPU one for the NN, a CPU one
+        for trees), with every core, logged on the timeline."""
+        worker = next((w for w in self._all if self._accepts(w)(family)), self._all[0])
         with worker.busy:
             started = time.time()
             answer = worker.request(command, 1, math.inf)[0]
-            self.timeline.append({"worker": 0, "what": what, "start": started, "end": time.time(), "jobs": 1})
+            self.timeline.append({"worker": self._all.index(worker), "device": worker.slot.label, "what": what,
+                                  "start": started, "end": time.time(), "jobs": 1})
         if answer.get("status") != "complete":
             raise RuntimeError(f"{what} failed: {answer.get('error')}")
         return answer
@@ -326,20 +337,33 @@ class WorkerPool:
         self.close()
 
 
-def take_task(pending: list[FoldJob], idle_others: int, fuses: bool,
-              per_task: int) -> tuple[list[FoldJob], list[FoldJob]]:
+def take_task(pending: list[FoldJob], idle_others: int, fuses: bool, per_task: int,
+              accepts: Callable[[str], bool] = lambda family: True,
+              first_choice: str | None = None) -> tuple[list[FoldJob], list[FoldJob]]:
     """(what one free worker trains next, what stays queued), from a queue in `queue_key` order.
 
-    The first job alone, unless its family is batched and `fuses` (its folds train as one
-    fused model): then up to `per_task` queued jobs of that family, leaving a share for the
-    `idle_others` workers also waiting."""
-    family = pending[0].family
+    The first job the worker `accepts` (one of its `first_choice` families' if any waits);
+    alone, unless its family is batched and `fuses` (its folds train as one fused model):
+    then up to `per_task` queued jobs of that family, leaving a share for the `idle_others`
+    workers like it also waiting."""
+    mine = [job for job in pending if accepts(job.family)]
+    preferred = [job for job in mine if FAMILIES[job.family].gpu == first_choice]
+    if not mine:
+        return [], pending
+    first = (preferred or mine)[0]
+    family = first.family
     if not (FAMILIES[family].batched and fuses):
-        return pending[:1], pending[1:]
+        return [first], [job for job in pending if job is not first]
     same = [job for job in pending if job.family == family]  # one task trains one family
     task = same[:min(per_task, math.ceil(len(same) / (idle_others + 1)))]
     taken = {id(job) for job in task}
     return task, [job for job in pending if id(job) not in taken]
+
+
+def _env(slot: Slot) -> dict[str, str]:
+    env = {**os.environ, "OMP_NUM_THREADS": str(slot.threads), "MKL_NUM_THREADS": str(slot.threads)}
+    env["CUDA_VISIBLE_DEVICES"] = slot.visible
+    return env
 
 
 def _number(trial: Hashable) -> Any:

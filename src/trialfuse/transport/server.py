@@ -213,9 +213,21 @@ def _failure(exc: Exception, job: TrainJob) -> dict[str, Any]:
 
 
 def _default_device() -> str:
+    if os.environ.get("CUDA_VISIBLE_DEVICES") == "":  # a CPU worker: no need to load torch to know
+        return "cpu"
     import torch
 
     return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
+def capabilities(device: str) -> dict[str, Any]:
+    """What the worker's libraries can do on its device, for the pool's placement: on a GPU,
+    whether LightGBM's build has the CUDA learner (the pip wheel has none)."""
+    if not device.startswith("cuda"):
+        return {}
+    from trialfuse.engine.families import lightgbm_trees
+
+    return {"lightgbm_cuda": lightgbm_trees.cuda_built()}
 
 
 def serve(stdin=None, stdout=None) -> int:
@@ -230,7 +242,7 @@ def serve(stdin=None, stdout=None) -> int:
         out.write(json.dumps(payload, default=float) + "\n")
         out.flush()
 
-    say({"status": protocol.READY, "device": server.device})
+    say({"status": protocol.READY, "device": server.device, **capabilities(server.device)})
     for line in stdin:
         if not line.strip():
             continue

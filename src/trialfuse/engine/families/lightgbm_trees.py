@@ -1,6 +1,7 @@
 """The LightGBM family: leaf-wise trees, early stopping on the fold's validation rows."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,18 @@ import numpy as np
 
 from trialfuse.engine.families import Fitted, check_deadline
 from trialfuse.engine.families.trees import EARLY_STOPPING_ROUNDS, MAX_ROUNDS
+
+
+@functools.cache
+def cuda_built() -> bool:
+    """Whether this LightGBM build has the CUDA learner: one round on a tiny table, once."""
+    X = np.arange(40, dtype=np.float64).reshape(20, 2)
+    try:
+        lgb.train({"device_type": "cuda", "verbosity": -1, "min_data_in_leaf": 1}, lgb.Dataset(X, X[:, 0]),
+                  num_boost_round=1)
+    except lgb.basic.LightGBMError:
+        return False
+    return True
 
 
 def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, device: str = "cpu",
@@ -21,7 +34,7 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
         "seed": seed,
         "deterministic": True,
         "num_threads": threads or 0,
-        "device_type": "cuda" if device.startswith("cuda") else "cpu",
+        "device_type": "cuda" if device.startswith("cuda") and cuda_built() else "cpu",
         **params,
     }
     if config.get("bagging_fraction", 1.0) < 1.0:

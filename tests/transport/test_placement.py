@@ -1,0 +1,63 @@
+"""Which worker trains what: the rule on its own, then a real pool whose "GPU" worker is a
+CPU process the pool treats as one (no GPU needed)."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from trialfuse.catalog import STARTS
+from trialfuse.survivors import make_survivors
+from trialfuse.transport.placement import Slot, accepts
+from trialfuse.transport.process_pool import WorkerPool
+
+GPU, CPU = Slot("gpu", "0"), Slot("cpu")
+LIGHTGBM_CUDA = {"lightgbm_cuda": True}
+
+
+def test_on_a_gpu_machine_the_nn_goes_only_to_gpu_workers():
+    assert accepts(GPU, "nn", {}, [GPU, CPU]) and not accepts(CPU, "nn", {}, [GPU, CPU])
+    assert accepts(CPU, "nn", {}, [CPU, CPU])  # a CPU-only machine trains it on the CPU
+
+
+def test_tree_families_take_a_gpu_worker_only_where_they_can_use_it():
+    for family in ("xgboost", "catboost", "lightgbm", "hgb"):
+        assert accepts(CPU, family, {}, [GPU, CPU])
+    assert accepts(GPU, "xgboost", {}, [GPU, CPU]) and accepts(GPU, "catboost", {}, [GPU, CPU])
+    assert not accepts(GPU, "lightgbm", {}, [GPU, CPU])  # the pip wheel has no CUDA learner
+    assert accepts(GPU, "lightgbm", LIGHTGBM_CUDA, [GPU, CPU])
+    assert not accepts(GPU, "hgb", LIGHTGBM_CUDA, [GPU, CPU])
+
+
+def test_with_no_cpu_worker_the_gpu_workers_take_everything():
+    for family in ("nn", "xgboost", "lightgbm", "catboost", "hgb"):
+        assert accepts(GPU, family, {}, [GPU])
+
+
+def test_a_real_pool_sends_nn_tasks_to_its_gpu_worker_and_lightgbm_never(tmp_path):
+    X, y, _ = make_survivors(400, seed=0)
+    folds = [(np.arange(0, 300), np.arange(300, 400)), (np.arange(100, 400), np.arange(0, 100))]
+    slots = [Slot("gpu", ""), Slot("cpu")]  # worker 0: a CPU process standing in for a GPU worker
+    nn = {"hidden_layers": [16], "epochs": 5, "learning_rate": 1e-2}
+    lightgbm = {**STARTS["lightgbm"][0]}
+    xgboost = {**STARTS["xgboost"][0]}
+    with WorkerPool(X, y, folds, slots=slots, scratch=tmp_path) as pool:
+        deadline = time.monotonic() + 120
+        while not all(w.ready for w in pool._all):  # both said ready: the "GPU" one without LightGBM's CUDA learner
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert pool._all[0].ready.get("lightgbm_cuda") is None  # its process sees no GPU: nothing probed
+        submitted = 0
+        for number in range(3):
+            for family, params in (("nn", nn), ("lightgbm", lightgbm), ("xgboost", xgboost)):
+                pool.submit((family, number), family, params, [0, 1], seed=number, diagonal=False)
+                submitted += 2
+        pool.dispatch()
+        answers = [pool.next_done(timeout=120) for _ in range(submitted)]
+        assert all(a is not None and a.result["status"] == "complete" for a in answers)
+        workers = {family: {t["worker"] for t in pool.timeline if t["what"] == family}
+                   for family in ("nn", "lightgbm", "xgboost")}
+        devices = {t["worker"]: t["device"] for t in pool.timeline}
+    assert workers["nn"] == {0} and workers["lightgbm"] == {1}
+    assert workers["xgboost"] <= {0, 1}
+    assert devices.get(0) == "gpu (a cpu stand-in)" and devices.get(1) == "cpu"
