@@ -58,6 +58,7 @@ def test_a_real_pool_sends_nn_tasks_to_its_gpu_worker_and_lightgbm_never(tmp_pat
         workers = {family: {t["worker"] for t in pool.timeline if t["what"] == family}
                    for family in ("nn", "lightgbm", "xgboost")}
         devices = {t["worker"]: t["device"] for t in pool.timeline}
+        assert pool.activity() == [("gpu (a cpu stand-in)", "idle"), ("cpu", "idle")]
     assert workers["nn"] == {0} and workers["lightgbm"] == {1}
     assert workers["xgboost"] <= {0, 1}
     assert devices.get(0) == "gpu (a cpu stand-in)" and devices.get(1) == "cpu"

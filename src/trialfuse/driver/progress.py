@@ -1,9 +1,13 @@
 """What the terminal shows: a progress bar per family while it runs, a ranked table at the end."""
 from __future__ import annotations
 
+import threading
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -11,7 +15,8 @@ from trialfuse.driver.scheduler import FamilyResult
 
 
 class RichReporter:
-    """Progress bars on stderr, so stdout stays clean for `--json`."""
+    """Progress bars on stderr, so stdout stays clean for `--json`: one per family, then a line
+    per GPU worker and one for the CPU workers saying what each is training."""
 
     def __init__(self, console: Console | None = None):
         self.console = console or Console(stderr=True)
@@ -21,13 +26,31 @@ class RichReporter:
             console=self.console, transient=False,
         )
         self.tasks: dict[str, Any] = {}
+        self.devices = Progress(TextColumn("[dim]{task.description}"), console=self.console)
+        self.live = Live(Group(self.progress, self.devices), console=self.console, refresh_per_second=4)
+        self._stopped = threading.Event()
 
     def __enter__(self) -> RichReporter:
-        self.progress.start()
+        self.live.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.progress.stop()
+        self._stopped.set()
+        self.live.stop()
+
+    def watch(self, activity: Callable[[], list[tuple[str, str]]]) -> None:
+        """Show the workers' activity, read twice a second until the run ends."""
+        rows: list[Any] = []
+
+        def refresh() -> None:
+            while not self._stopped.wait(0.5):
+                lines = device_lines(activity())
+                while len(rows) < len(lines):
+                    rows.append(self.devices.add_task(""))
+                for row, line in zip(rows, lines, strict=False):
+                    self.devices.update(row, description=line)
+
+        threading.Thread(target=refresh, name="progress-devices", daemon=True).start()
 
     def family_started(self, family: str, trials: int | None) -> None:  # None: as many as the budget allows
         self.tasks[family] = self.progress.add_task(family, total=trials, family=family, best="-")
@@ -44,6 +67,16 @@ class RichReporter:
 
     def stage(self, message: str) -> None:
         self.console.print(f"[dim]{message}")
+
+
+def device_lines(activity: list[tuple[str, str]]) -> list[str]:
+    """One line per GPU worker; the CPU workers summed up by family (there may be dozens)."""
+    lines = [f"{device:<8} {doing}" for device, doing in activity if device != "cpu"]
+    cpu = Counter(doing.split(" ")[0] for device, doing in activity if device == "cpu")
+    if cpu:
+        total = sum(cpu.values())
+        lines.append(f"{'cpu':<8} {total} workers: " + ", ".join(f"{n} {what}" for what, n in sorted(cpu.items())))
+    return lines
 
 
 def comparison_table(results: dict[str, Any]) -> Table:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,6 +38,7 @@ class Reporter(Protocol):
     def trial_finished(self, result: FamilyResult) -> None: ...
     def family_finished(self, result: FamilyResult) -> None: ...
     def stage(self, message: str) -> None: ...
+    def watch(self, activity: Callable[[], list[tuple[str, str]]]) -> None: ...
 
 
 class SilentReporter:
@@ -44,6 +46,7 @@ class SilentReporter:
     def trial_finished(self, result: FamilyResult) -> None: ...
     def family_finished(self, result: FamilyResult) -> None: ...
     def stage(self, message: str) -> None: ...
+    def watch(self, activity: Callable[[], list[tuple[str, str]]]) -> None: ...
 
 
 def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[str, Any]:
@@ -68,6 +71,7 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
     nn_workers = sum(slot.kind == "gpu" for slot in slots) or len(slots)
     with WorkerPool(table.X[rest], table.y[rest], folds, slots=slots, job_timeout=opts.job_timeout, scratch=out,
                     fuse=opts.fuse, batched_jobs_per_task=batched_task_size(opts.folds, nn_workers)) as pool:
+        reporter.watch(pool.activity)
         for family in opts.models:
             reporter.family_started(family, opts.trials)
         families = run_studies(opts.models, storage, opts.trials, opts.folds, opts.seed, pool,

@@ -187,6 +187,7 @@ class WorkerPool:
         self._done: queue.Queue[FoldDone] = queue.Queue()
         self.timeline: list[dict[str, Any]] = []  # every task a worker ran: for the report's device timeline
         self._all = [WorkerProcess(_env(slot), self._dataset, slot) for slot in self.slots]
+        self._doing = ["starting"] * len(self._all)  # what each worker is at, for the progress display
         for worker in self._all:
             threading.Thread(target=self._serve, args=(worker,), daemon=True).start()
 
@@ -241,10 +242,12 @@ class WorkerPool:
         return task
 
     def _serve(self, worker: WorkerProcess) -> None:
+        index = self._all.index(worker)
         with contextlib.suppress(WorkerLost, TimeoutError):  # its ready line says what it can run; a
             with worker.busy:  # worker that fails to start is started again by its first task
                 worker.start()
         while True:
+            self._doing[index] = "idle"
             with self._ready:
                 self._waiting[worker.slot.kind] += 1
                 task = []
@@ -254,14 +257,19 @@ class WorkerPool:
                 if self._closed:
                     self._pending.extend(task)
                     return
+            self._doing[index] = _describe(task)
             with worker.busy:
                 started = time.time()
                 answers = self._run_task(worker, task)
-                self.timeline.append({"worker": self._all.index(worker), "device": worker.slot.label,
+                self.timeline.append({"worker": index, "device": worker.slot.label,
                                       "what": task[0].family, "start": started, "end": time.time(),
                                       "jobs": len(task)})
             for job, answer in zip(task, answers, strict=True):
                 self._done.put(FoldDone(job, answer))
+
+    def activity(self) -> list[tuple[str, str]]:
+        """(device, what its worker is doing) for each worker: the progress display's rows."""
+        return [(worker.slot.label, doing) for worker, doing in zip(self._all, self._doing, strict=True)]
 
     def _command(self, task: list[FoldJob], threads: int) -> dict[str, Any]:
         return protocol.train_batch([protocol.TrainJob(job.family, job.params, job.fold, job.seed, _number(job.trial),
@@ -308,11 +316,14 @@ class WorkerPool:
         """One command on the first worker that takes `family` (a GPU one for the NN, a CPU one
         for trees), with every core, logged on the timeline."""
         worker = next((w for w in self._all if self._accepts(w)(family)), self._all[0])
+        index = self._all.index(worker)
+        self._doing[index] = f"{what} {family}"
         with worker.busy:
             started = time.time()
             answer = worker.request(command, 1, math.inf)[0]
-            self.timeline.append({"worker": self._all.index(worker), "device": worker.slot.label, "what": what,
+            self.timeline.append({"worker": index, "device": worker.slot.label, "what": what,
                                   "start": started, "end": time.time(), "jobs": 1})
+        self._doing[index] = "idle"
         if answer.get("status") != "complete":
             raise RuntimeError(f"{what} failed: {answer.get('error')}")
         return answer
@@ -358,6 +369,14 @@ def take_task(pending: list[FoldJob], idle_others: int, fuses: bool, per_task: i
     task = same[:min(per_task, math.ceil(len(same) / (idle_others + 1)))]
     taken = {id(job) for job in task}
     return task, [job for job in pending if id(job) not in taken]
+
+
+def _describe(task: list[FoldJob]) -> str:
+    """e.g. "lightgbm trial 4 fold 2" or "nn 10 folds of 3 trials"."""
+    job = task[0]
+    if len(task) == 1:
+        return f"{job.family} trial {_number(job.trial)} fold {job.fold}"
+    return f"{job.family} {len(task)} folds of {len({j.trial for j in task})} trials"
 
 
 def _env(slot: Slot) -> dict[str, str]:
