@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import weakref
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ import torch
 from sklearn.model_selection import KFold
 
 from trialfuse.engine.fused import adam as fused_adam
+from trialfuse.engine.fused import train as fused_train
 from trialfuse.engine.fused.train import train_many
 from trialfuse.survivors import make_survivors
 from trialfuse.testing import faults
@@ -103,11 +105,46 @@ def test_injected_oom_halves_the_batch_down_to_what_fits(table, monkeypatch, cap
         assert f["r2"] == pytest.approx(s["r2"], abs=1e-6)
 
 
-def test_oom_at_one_model_is_raised(table, monkeypatch):
+def test_a_model_out_of_memory_alone_fails_alone_and_the_task_keeps_its_other_results(table, monkeypatch):
     X, y, folds = table
-    monkeypatch.setenv(faults.FAULT_ENV, "oom:0")
-    with pytest.raises(torch.OutOfMemoryError):
-        train_many(MIXED[:2], X, y, folds[:1], fuse="on")
+    original = fused_train.train_fused_batch
+
+    def deep_models_never_fit(batch, *args):
+        if any(len(job.params["hidden_layers"]) == 3 for job in batch):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return original(batch, *args)
+
+    monkeypatch.setattr(fused_train, "train_fused_batch", deep_models_never_fit)
+    deep = {**BASE, "hidden_layers": [16, 16, 16]}
+    results = train_many([*MIXED[:2], deep, deep], X, y, folds[:1], fuse="on")
+    assert [("error" in r) for r in results] == [False, False, True, True]
+    assert all(np.isfinite(r["r2"]) for r in results[:2])
+    assert "out of memory with one model alone" in results[2]["error"]
+
+
+def test_memory_is_released_only_once_the_failed_batch_is_unreachable(table, monkeypatch):
+    X, y, folds = table
+    original = fused_train.train_fused_batch
+    held: list[weakref.ref] = []
+    alive_at_release: list[bool] = []
+
+    def first_batch_runs_out(batch, *args):
+        if not held:
+            stacked = torch.zeros(len(batch), 1000)  # stands for the batch's parameters and activations
+            held.append(weakref.ref(stacked))
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return original(batch, *args)
+
+    monkeypatch.setattr(fused_train, "train_fused_batch", first_batch_runs_out)
+    monkeypatch.setattr(fused_train, "release_memory", lambda dev: alive_at_release.append(held[0]() is not None))
+    results = train_many(MIXED[:2], X, y, folds[:1], fuse="on")
+    assert alive_at_release == [False]  # the traceback no longer held it when the cache was emptied
+    assert all(r["fused_batch_size"] == 1 and np.isfinite(r["r2"]) for r in results)
+
+
+def test_cublas_allocation_failures_are_out_of_memory_too():
+    assert fused_train._is_oom(RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate`"))
+    assert not fused_train._is_oom(RuntimeError("CUDA error: an illegal memory access was encountered"))
 
 
 def test_auto_trains_one_at_a_time_on_a_cpu_and_gives_the_serial_results(table):

@@ -4,7 +4,8 @@ TRIALFUSE_INJECT_FAULT (inherited by workers) names one fault:
 - "<kind>:<place>[:<times>:<counter file>]": at a named place — a family's training in a
   worker (`nn`, `xgboost`, ...; `diagnose`), or `publish` / `results` in the driver's
   final writes — `fail` raises, `hang` never answers, `garble` writes a non-JSON line to
-  stdout, `die` exits at once (like kill -9). With a counter file the fault strikes only
+  stdout, `die` exits at once (like kill -9), `cudaerror` raises what a broken CUDA context
+  raises (an illegal memory access). With a counter file the fault strikes only
   its first <times> occurrences, counted across processes.
 - "oom:N": a fused NN batch of more than N models runs out of memory.
 Production code calls `strike(place)` at its fault points and asks `out_of_memory(models)`
@@ -29,6 +30,8 @@ def strike(place: str) -> None:
     kind = spec[0]
     if kind == "fail":
         raise RuntimeError(f"injected fault for {place}")
+    if kind == "cudaerror":
+        raise RuntimeError(f"CUDA error: an illegal memory access was encountered (injected for {place})")
     if kind == "hang":
         time.sleep(10**6)
     if kind == "garble":

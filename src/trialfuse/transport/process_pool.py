@@ -37,6 +37,7 @@ from trialfuse.transport.placement import Slot, accepts, first_choice
 
 READY_TIMEOUT = 300.0  # importing torch and the tree libraries on a cold machine
 FOLD_STRIDE = 2  # queue priority: trial position + FOLD_STRIDE x fold (see WorkerPool)
+WORKER_LOGS = "worker-logs"  # under the run directory: each worker's stderr, so a crash's cause survives
 
 
 class WorkerLost(Exception):
@@ -46,8 +47,9 @@ class WorkerLost(Exception):
 class WorkerProcess:
     """One `trialfuse worker` subprocess and a thread that reads its stdout into a queue."""
 
-    def __init__(self, env: dict[str, str], dataset: dict[str, Any], slot: Slot | None = None):
-        self.env, self.dataset = env, dataset
+    def __init__(self, env: dict[str, str], dataset: dict[str, Any], slot: Slot | None = None,
+                 log: Path | None = None):
+        self.env, self.dataset, self.log = env, dataset, log
         self.slot = slot or Slot("cpu")
         self.ready: dict[str, Any] = {}  # its ready line: device and what its libraries can do
         self.proc: subprocess.Popen | None = None
@@ -58,8 +60,13 @@ class WorkerProcess:
     def start(self) -> None:
         if self.retired:
             raise WorkerLost("the pool is closed")
-        self.proc = subprocess.Popen([sys.executable, "-m", "trialfuse", "worker"], env=self.env, text=True,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        stderr = open(self.log, "a") if self.log else subprocess.DEVNULL  # the child keeps its own copy
+        try:
+            self.proc = subprocess.Popen([sys.executable, "-m", "trialfuse", "worker"], env=self.env, text=True,
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr)
+        finally:
+            if self.log:
+                stderr.close()
         self.lines = queue.Queue()
         threading.Thread(target=self._read, args=(self.proc, self.lines), daemon=True).start()
         self.ready = self._next(READY_TIMEOUT)
@@ -186,7 +193,10 @@ class WorkerPool:
         self._ready = threading.Condition()
         self._done: queue.Queue[FoldDone] = queue.Queue()
         self.timeline: list[dict[str, Any]] = []  # every task a worker ran: for the report's device timeline
-        self._all = [WorkerProcess(_env(slot), self._dataset, slot) for slot in self.slots]
+        logs = Path(scratch) / WORKER_LOGS if scratch is not None else self._tmp
+        logs.mkdir(parents=True, exist_ok=True)
+        self._all = [WorkerProcess(_env(slot), self._dataset, slot, logs / f"worker-{i}.log")
+                     for i, slot in enumerate(self.slots)]
         self._doing = ["starting"] * len(self._all)  # what each worker is at, for the progress display
         for worker in self._all:
             threading.Thread(target=self._serve, args=(worker,), daemon=True).start()
@@ -291,7 +301,7 @@ class WorkerPool:
                     continue
         if self._closed:
             return [protocol.error("the pool closed") for _ in task]
-        fresh = WorkerProcess(worker.env, self._dataset, worker.slot)  # last resort: a worker for this task alone
+        fresh = WorkerProcess(worker.env, self._dataset, worker.slot, worker.log)  # last resort: for this task alone
         try:
             return fresh.request(command, len(task), self.job_timeout)
         except (WorkerLost, TimeoutError) as exc:

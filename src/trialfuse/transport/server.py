@@ -139,7 +139,9 @@ class Server:
         deadlines = [job.deadline for _, job, _ in batched if job.deadline is not None]
         results = fused_train.run_jobs(runs, folds, device=self.device, fuse=fuse,
                                        deadline=min(deadlines) if deadlines else None)
-        return [protocol.train_answer(job, {
+        if self.device.startswith("cuda"):  # the next task, maybe another family, starts from a clean cache
+            fused_train.release_memory(self.device)
+        return [protocol.error(r["error"], job) if "error" in r else protocol.train_answer(job, {
             "r2": r["r2"], "val_mse": r["val_mse"], "train_mse": r["train_mse"], "best_rounds": r["best_epoch"],
             "rounds_run": r["epochs_run"], "duration": r["duration"], "device": r["device"],
             "batch_mode": r["batch_mode"], "fused_batch_size": r["fused_batch_size"]})
@@ -255,11 +257,27 @@ def serve(stdin=None, stdout=None) -> int:
             continue
         with contextlib.redirect_stdout(sys.stderr):
             answers = server.handle(command)
+        broken = next((a["error"] for a in answers if broken_cuda_context(a.get("error", ""))), None)
+        if broken:  # every later job on this GPU would fail too: exit unanswered, so the pool
+            sys.stderr.write(f"trialfuse worker: the CUDA context is broken ({broken}); exiting\n")
+            sys.stderr.flush()  # restarts the worker and reruns the task once
+            os._exit(70)
         for answer in answers:
             say(answer)
         if command.get("command") == protocol.SHUTDOWN:
             return 0
     return 0
+
+
+STICKY_CUDA_ERRORS = ("illegal memory access", "unspecified launch failure", "device-side assert",
+                      "misaligned address", "illegal instruction", "uncorrectable ecc error")
+
+
+def broken_cuda_context(error: str) -> bool:
+    """Whether an error is one after which the process's CUDA context is unusable: a sticky
+    error, which every later kernel launch in the process reports again."""
+    text = error.lower()
+    return "cuda" in text and any(sticky in text for sticky in STICKY_CUDA_ERRORS)
 
 
 def _exit_with_parent() -> None:

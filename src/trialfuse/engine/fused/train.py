@@ -6,13 +6,14 @@ batch (and fold size: K-fold gives at most two). Early stopping is per model and
 restores each model's best epoch. Finished models
 are dropped from the batch once enough of it has stopped (the host looks only every few
 epochs). How many models share a batch follows free device memory; on out-of-memory the
-batch is halved and retried, down to one model.
+batch is halved and retried, down to one model, which then fails alone.
 
 With the same seed, fused and one-at-a-time training start every model from the same
 weights (`mlp.new_net`), and without dropout they give the same results.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import time
@@ -99,7 +100,10 @@ def run_jobs(jobs: list[Job], fold_data: list[FoldData], *, device: str = "cpu",
         stacked = fuse.mode == "on" or (fuse.mode == "auto" and dev.type == "cuda" and len(group) > 1)
         if not stacked:
             for job in group:
-                results[job.key] = _train_serial(job, fold_data, dev, dtype, deadline)
+                message = _serial_or_oom(job, fold_data, dev, dtype, deadline, results)
+                if message is not None:
+                    release_memory(dev)
+                    results[job.key] = _out_of_memory(job, message)
             continue
         cap = fuse.max_batch or _memory_cap(group, fold_data, dev, dtype)
         for result in _train_halving(group, fold_data, dev, dtype, cap, deadline):
@@ -108,38 +112,79 @@ def run_jobs(jobs: list[Job], fold_data: list[FoldData], *, device: str = "cpu",
 
 
 def _train_halving(jobs: list[Job], fold_data, dev, dtype, cap: int, deadline: float | None) -> list[dict[str, Any]]:
-    """Train in batches of at most `cap`; a batch that runs out of memory is split in two and retried.
+    """Train in batches of at most `cap`; a batch that runs out of memory is split in two and
+    retried, down to one model, which then fails alone (the other batches keep their results).
     Each result's `fused_batch_size` says how many models its batch finally held."""
     pending = [jobs[i:i + cap] for i in range(0, len(jobs), cap)]
     done: list[dict[str, Any]] = []
     while pending:
         batch = pending.pop(0)
-        try:
-            if faults.out_of_memory(len(batch)):
-                raise torch.OutOfMemoryError(f"injected: out of memory with {len(batch)} models")
-            done += train_fused_batch(batch, fold_data, dev, dtype, deadline)
-        except (torch.OutOfMemoryError, RuntimeError) as exc:
-            if not _is_oom(exc) or len(batch) == 1:
-                raise
-            log.warning("out of memory with %d models fused; retrying as two batches of %d and %d",
-                        len(batch), len(batch) // 2, len(batch) - len(batch) // 2)
-            if dev.type == "cuda":
-                torch.cuda.empty_cache()
-            half = len(batch) // 2
-            pending[:0] = [batch[:half], batch[half:]]
+        message = _fused_or_oom(batch, fold_data, dev, dtype, deadline, done)
+        if message is None:
+            continue
+        release_memory(dev)
+        if len(batch) == 1:
+            done.append(_out_of_memory(batch[0], message))
+            continue
+        log.warning("out of memory with %d models fused; retrying as two batches of %d and %d",
+                    len(batch), len(batch) // 2, len(batch) - len(batch) // 2)
+        half = len(batch) // 2
+        pending[:0] = [batch[:half], batch[half:]]
     return done
+
+
+def _fused_or_oom(batch: list[Job], fold_data, dev, dtype, deadline: float | None,
+                  done: list[dict[str, Any]]) -> str | None:
+    """Train `batch` into `done`, or return the out-of-memory message. Its own frame, so that
+    when it returns the failed batch's tensors (held by the traceback: stacked parameters,
+    fold copies, Adam state, the graph) are unreachable and `release_memory` can free them."""
+    try:
+        if faults.out_of_memory(len(batch)):
+            raise torch.cuda.OutOfMemoryError(f"injected: out of memory with {len(batch)} models")
+        done += train_fused_batch(batch, fold_data, dev, dtype, deadline)
+    except RuntimeError as exc:  # torch.cuda.OutOfMemoryError is one
+        if not _is_oom(exc):
+            raise
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _serial_or_oom(job: Job, fold_data, dev, dtype, deadline: float | None,
+                   results: dict[int, dict[str, Any]]) -> str | None:
+    """One model alone into `results`, or the out-of-memory message (see _fused_or_oom)."""
+    try:
+        results[job.key] = _train_serial(job, fold_data, dev, dtype, deadline)
+    except RuntimeError as exc:
+        if not _is_oom(exc):
+            raise
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def release_memory(dev: torch.device | str) -> None:
+    """Collect what a failed batch left and hand the allocator's cached blocks back to the device."""
+    gc.collect()
+    if torch.device(dev).type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _out_of_memory(job: Job, message: str) -> dict[str, Any]:
+    return {"key": job.key, "error": f"out of memory with one model alone ({message})"}
 
 
 def _is_oom(exc: BaseException) -> bool:
     text = str(exc).lower()
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text or "not enough memory" in text
+    return (isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in text or "not enough memory" in text
+            or "cublas_status_alloc_failed" in text)
 
 
 def _memory_cap(jobs: list[Job], fold_data, dev: torch.device, dtype) -> int:
-    """Models per batch that fit in ~70% of free device memory (by a per-model estimate)."""
+    """Models per batch that fit in ~70% of free device memory (by a per-model estimate).
+    Free counts the blocks torch holds in its cache but does not use: they are ours to reuse."""
     if dev.type != "cuda":
         return CPU_MAX_BATCH
     free, _ = torch.cuda.mem_get_info(dev)
+    free += torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev)
     itemsize = torch.empty((), dtype=dtype).element_size()
     n_train = max(len(f.y_train) for f in fold_data)
     n_val = max(len(f.y_val) for f in fold_data)
