@@ -7,6 +7,7 @@ import types
 import optuna
 import pytest
 
+from trialfuse.catalog import FAMILIES
 from trialfuse.driver import scheduler
 from trialfuse.driver.allocation import FIRST_TRIALS, MIN_SHARE, CostShares
 from trialfuse.driver.budget import Budget
@@ -79,6 +80,9 @@ class OneWorkerPool:
 
     def dispatch(self):
         self.pending.sort(key=FoldJob.queue_key)
+
+    def window(self, family):
+        return FAMILIES[family].in_flight
 
     def next_done(self, timeout=None):
         if not self.pending or timeout == 0:  # one worker: nothing else has finished meanwhile

@@ -13,6 +13,7 @@ import time
 import optuna
 import pytest
 
+from trialfuse.catalog import FAMILIES
 from trialfuse.driver.budget import REPORT_SECONDS, Budget
 from trialfuse.driver.scheduler import run_family_study, run_studies
 from trialfuse.transport.process_pool import FoldDone, FoldJob
@@ -43,6 +44,9 @@ class FakePool:
     def dispatch(self):
         self.pending += self.staged
         self.staged = []
+
+    def window(self, family):
+        return FAMILIES[family].in_flight
 
     def next_done(self, timeout=None):
         if not self.pending:
@@ -173,8 +177,6 @@ def test_a_fold_cut_at_its_deadline_cuts_its_trial_and_it_does_not_count():
 
 
 def test_a_new_study_starts_from_the_catalogs_known_good_configuration():
-    from trialfuse.catalog import FAMILIES
-
     _, trials = search(FakePool(), trials=3, prune=False)
     assert trials[0].params == FAMILIES["lightgbm"].start[0]
     assert trials[1].params != trials[0].params  # then TPE's own draws

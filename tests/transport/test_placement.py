@@ -8,7 +8,7 @@ import numpy as np
 
 from trialfuse.catalog import STARTS
 from trialfuse.survivors import make_survivors
-from trialfuse.transport.placement import Slot, accepts
+from trialfuse.transport.placement import MAX_NN_WINDOW, Slot, accepts, nn_models_fit, window
 from trialfuse.transport.process_pool import WorkerPool
 
 GPU, CPU = Slot("gpu", "0"), Slot("cpu")
@@ -32,6 +32,20 @@ def test_tree_families_take_a_gpu_worker_only_where_they_can_use_it():
 def test_with_no_cpu_worker_the_gpu_workers_take_everything():
     for family in ("nn", "xgboost", "lightgbm", "catboost", "hgb"):
         assert accepts(GPU, family, {}, [GPU])
+
+
+def test_windows_follow_the_workers_that_take_the_family():
+    cpu_only = [CPU, CPU]
+    assert window("lightgbm", cpu_only, [{}, {}], folds=5, rows=20000, features=62) == 4  # the catalog's floor
+    assert window("nn", cpu_only, [{}, {}], folds=5, rows=20000, features=62) == 8
+    box = [GPU] + [CPU] * 15  # one GPU, 16 cores
+    readies = [{"gpu_memory_free": 78 * 2**30}] + [{}] * 15
+    assert window("lightgbm", box, readies, folds=5, rows=20000, features=62) == 6  # 15 workers, twice over
+    nn = window("nn", box, readies, folds=5, rows=20000, features=62)
+    assert 32 <= nn <= MAX_NN_WINDOW  # dozens of models per fused batch on an 80 GB GPU
+    assert nn == min(MAX_NN_WINDOW, nn_models_fit(78 * 2**30, 16000, 62) // 5)
+    small = [{"gpu_memory_free": 2**30}] + [{}] * 15
+    assert window("nn", box, small, folds=5, rows=20000, features=62) == 8  # never below the catalog's
 
 
 def test_a_real_pool_sends_nn_tasks_to_its_gpu_worker_and_lightgbm_never(tmp_path):

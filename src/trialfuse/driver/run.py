@@ -6,7 +6,6 @@ then writes the run directory. It never imports torch.
 """
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -68,9 +67,8 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
     storage = open_storage(opts.storage, out)
 
     budget = Budget.starting_now(run_started, opts.timeout) if opts.timeout else None
-    nn_workers = sum(slot.kind == "gpu" for slot in slots) or len(slots)
     with WorkerPool(table.X[rest], table.y[rest], folds, slots=slots, job_timeout=opts.job_timeout, scratch=out,
-                    fuse=opts.fuse, batched_jobs_per_task=batched_task_size(opts.folds, nn_workers)) as pool:
+                    fuse=opts.fuse) as pool:
         reporter.watch(pool.activity)
         for family in opts.models:
             reporter.family_started(family, opts.trials)
@@ -113,14 +111,6 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
         reporter.stage(f"the report could not be written ({type(exc).__name__}: {exc}); "
                        f"retry with `trialfuse report {out}`")
     return results
-
-
-def batched_task_size(folds: int, workers: int) -> int:
-    """Folds per worker task for a batched family (the fused NN): about two tasks per worker
-    for the trials in flight, so a worker that finishes early finds the next task waiting
-    (at least one trial's folds)."""
-    in_flight = max(row.in_flight for row in FAMILIES.values() if row.batched)
-    return max(folds, math.ceil(in_flight * folds / (2 * workers)))
 
 
 def _diagnostics(pool: WorkerPool, family: FamilyResult, out: Path, seed: int, reporter: Reporter,

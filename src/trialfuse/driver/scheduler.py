@@ -185,6 +185,7 @@ class FamilySearch:
         recover_orphans(self.study)
         self.result = FamilyResult(family)
         self.flight: dict[int, InFlight] = {}  # in ask order
+        self.window = FAMILIES[family].in_flight  # trials in flight at most: the pool's say, once started
         self.failures_in_a_row = 0
         self.have_model = False
         self.stop_asking = False  # the family failed too often: no new trials
@@ -201,7 +202,8 @@ class FamilySearch:
         self.starts = list(FAMILIES[self.family].start) if new_study else []  # the catalog's known-good start
         complete = optuna.trial.TrialState.COMPLETE
         self.have_model = any(t.state == complete for t in self.study.get_trials(deepcopy=False))
-        for _ in range(FAMILIES[self.family].in_flight):
+        self.window = self.pool.window(self.family)
+        for _ in range(self.window):
             self._ask_one()
         self.heartbeat = Heartbeat(self.study, lambda: [entry.trial for entry in list(self.flight.values())])
 
@@ -270,7 +272,7 @@ class FamilySearch:
 
     def _ask_one(self) -> None:
         """Ask a trial and queue its folds, unless the window is full or the budget is spent."""
-        if self.stop_asking or self.too_slow or len(self.flight) >= FAMILIES[self.family].in_flight:
+        if self.stop_asking or self.too_slow or len(self.flight) >= self.window:
             return
         if keeps_heartbeats(self.study):  # another driver may have died since: its trials are asked again
             fail_stale_trials(self.study)

@@ -34,6 +34,7 @@ from trialfuse.catalog import FAMILIES
 from trialfuse.fuse import AUTO, Fuse
 from trialfuse.transport import protocol
 from trialfuse.transport.placement import Slot, accepts, first_choice
+from trialfuse.transport.placement import window as placement_window
 
 READY_TIMEOUT = 300.0  # importing torch and the tree libraries on a cold machine
 FOLD_STRIDE = 2  # queue priority: trial position + FOLD_STRIDE x fold (see WorkerPool)
@@ -52,6 +53,7 @@ class WorkerProcess:
         self.env, self.dataset, self.log = env, dataset, log
         self.slot = slot or Slot("cpu")
         self.ready: dict[str, Any] = {}  # its ready line: device and what its libraries can do
+        self.tried = threading.Event()  # set once its first start succeeded or failed
         self.proc: subprocess.Popen | None = None
         self.lines: queue.Queue = queue.Queue()
         self.busy = threading.Lock()  # held while a task or a retrain runs on this worker
@@ -171,11 +173,11 @@ class WorkerPool:
 
     def __init__(self, X: np.ndarray, y: np.ndarray, folds, *, slots: list[Slot] | None = None,
                  job_timeout: float | None = None, scratch: Path | None = None, fuse: Fuse = AUTO,
-                 batched_jobs_per_task: int = 20, deadline: float | None = None):
+                 deadline: float | None = None):
         self.slots = slots or [Slot("cpu", "", os.cpu_count() or 1)]
         self.workers = len(self.slots)
         self.job_timeout = job_timeout or math.inf
-        self.batched_jobs_per_task = batched_jobs_per_task  # folds of a batched family one worker trains together
+        self._windows: dict[str, int] = {}  # each family's trials in flight, once asked (see window)
         self.fuse = fuse
         self.deadline = deadline  # time.time() at which every job stops (the run's search budget)
         if scratch is not None:  # a killed driver's leftovers are cleared by the next run
@@ -184,6 +186,7 @@ class WorkerPool:
                 shutil.rmtree(stale, ignore_errors=True)
         self._tmp = Path(tempfile.mkdtemp(prefix=".pool-", dir=scratch))  # unique name: no collisions
         np.savez(self._tmp / "search_rows.npz", X=X, y=y)
+        self._shape, self._folds = X.shape, len(folds)
         self._dataset = protocol.load_dataset(str(self._tmp / "search_rows.npz"), folds)
         self._staged: list[FoldJob] = []
         self._pending: list[FoldJob] = []
@@ -247,7 +250,7 @@ class WorkerPool:
         # deadline or a pruned trial free the worker sooner
         fuses = self.fuse.mode == "on" or (self.fuse.mode == "auto" and slot.kind == "gpu")
         idle_others = self._waiting[slot.kind] - 1
-        task, self._pending = take_task(self._pending, idle_others, fuses, self.batched_jobs_per_task,
+        task, self._pending = take_task(self._pending, idle_others, fuses, self._jobs_per_task(),
                                         self._accepts(worker), first_choice(slot))
         return task
 
@@ -255,7 +258,10 @@ class WorkerPool:
         index = self._all.index(worker)
         with contextlib.suppress(WorkerLost, TimeoutError):  # its ready line says what it can run; a
             with worker.busy:  # worker that fails to start is started again by its first task
-                worker.start()
+                try:
+                    worker.start()
+                finally:
+                    worker.tried.set()
         while True:
             self._doing[index] = "idle"
             with self._ready:
@@ -276,6 +282,25 @@ class WorkerPool:
                                       "jobs": len(task)})
             for job, answer in zip(task, answers, strict=True):
                 self._done.put(FoldDone(job, answer))
+
+    def window(self, family: str) -> int:
+        """Trials of `family` worth keeping in flight on this pool (see placement.window); waits
+        for the workers' ready lines, which say what each can take."""
+        for worker in self._all:
+            worker.tried.wait(READY_TIMEOUT)
+        rows, features = self._shape
+        self._windows[family] = placement_window(family, self.slots, [w.ready for w in self._all], self._folds,
+                                                 rows, features)
+        return self._windows[family]
+
+    def _jobs_per_task(self) -> int:
+        """Folds of the batched family (the fused NN) one worker task trains together: about
+        two tasks per worker that takes it for the trials in flight, so a worker that finishes
+        early finds the next task waiting (at least one trial's folds)."""
+        nn = next(name for name, row in FAMILIES.items() if row.batched)
+        takers = sum(self._accepts(worker)(nn) for worker in self._all) or 1
+        in_flight = self._windows.get(nn, FAMILIES[nn].in_flight)
+        return max(self._folds, math.ceil(in_flight * self._folds / (2 * takers)))
 
     def activity(self) -> list[tuple[str, str]]:
         """(device, what its worker is doing) for each worker: the progress display's rows."""

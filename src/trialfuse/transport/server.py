@@ -224,12 +224,15 @@ def _default_device() -> str:
 
 def capabilities(device: str) -> dict[str, Any]:
     """What the worker's libraries can do on its device, for the pool's placement: on a GPU,
-    whether LightGBM's build has the CUDA learner (the pip wheel has none)."""
+    whether LightGBM's build has the CUDA learner (the pip wheel has none), and the free
+    memory (the NN's window)."""
     if not device.startswith("cuda"):
         return {}
+    import torch
+
     from trialfuse.engine.families import lightgbm_trees
 
-    return {"lightgbm_cuda": lightgbm_trees.cuda_built()}
+    return {"lightgbm_cuda": lightgbm_trees.cuda_built(), "gpu_memory_free": torch.cuda.mem_get_info()[0]}
 
 
 def serve(stdin=None, stdout=None) -> int:
