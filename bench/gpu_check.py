@@ -151,8 +151,9 @@ def check_sticky_error_exits(args) -> dict:
             code = worker.wait(timeout=60)
     finally:
         worker.kill()
-    assert line == "" and code == 70, f"answered {line!r}, exit code {code}"
-    return {"exit_code": code}
+    answer = json.loads(line) if line else {}
+    assert "illegal memory access" in answer.get("error", "") and code == 70, f"answered {line!r}, exit code {code}"
+    return {"exit_code": code, "answer": answer.get("error")}
 
 
 def check_saved_model_round_trip(args) -> dict:

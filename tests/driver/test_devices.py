@@ -37,6 +37,8 @@ def test_cuda_visible_devices_is_what_cuda_n_counts_in(nvidia_smi, monkeypatch):
     assert [s.visible for s in plan_workers("cuda:1") if s.kind == "gpu"] == ["5"]
     with pytest.raises(UserError, match="sees 2 GPU"):
         plan_workers("cuda:2")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,-1,5")  # CUDA stops at the first invalid entry
+    assert detect_gpus() == ["4"]
 
 
 def test_cuda_visible_devices_alone_is_no_gpu(monkeypatch, tmp_path):

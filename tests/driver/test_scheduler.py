@@ -223,3 +223,17 @@ def test_the_search_ends_earlier_or_later_with_the_leaders_retrain_time():
     first, last = pool.deadlines[0], pool.deadlines[-1]
     assert first == pytest.approx(now_wall + 1000 - 200, abs=5)  # no trial yet: a fifth of the budget kept back
     assert last == pytest.approx(now_wall + 1000 - REPORT_SECONDS - 3 * 20.0 / 2, abs=5)  # the leader's retrain
+
+
+def test_a_retry_that_is_cut_again_is_not_queued_a_third_time():
+    from trialfuse.driver.scheduler import FamilySearch
+
+    search = FamilySearch("lightgbm", optuna.storages.InMemoryStorage(), 4, 3, 0, FakePool(), None, True)
+    study = search.study
+    first = study.ask({"learning_rate": optuna.distributions.FloatDistribution(0.01, 0.3, log=True)})
+    study.enqueue_trial(first.params, user_attrs={"retry_of": first.number})
+    retry = study.ask()
+    search.cut_trials = [first, retry]  # both cut by the deadline
+    search.finish()
+    waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+    assert [t.user_attrs["retry_of"] for t in waiting] == [first.number]  # the retry is not queued again

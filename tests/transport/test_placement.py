@@ -8,30 +8,42 @@ import numpy as np
 
 from trialfuse.catalog import STARTS
 from trialfuse.survivors import make_survivors
-from trialfuse.transport.placement import MAX_NN_WINDOW, Slot, accepts, nn_models_fit, window
+from trialfuse.transport.placement import (
+    GPU_TREES_MIN_ROWS,
+    MAX_NN_WINDOW,
+    Slot,
+    accepts,
+    device_for,
+    nn_models_fit,
+    window,
+)
 from trialfuse.transport.process_pool import WorkerPool
 
 GPU, CPU = Slot("gpu", "0"), Slot("cpu")
 LIGHTGBM_CUDA = {"lightgbm_cuda": True}
+SMALL, LARGE = 20_000, GPU_TREES_MIN_ROWS
 
 
 def test_on_a_gpu_machine_the_nn_goes_only_to_gpu_workers():
-    assert accepts(GPU, "nn", {}, [GPU, CPU]) and not accepts(CPU, "nn", {}, [GPU, CPU])
-    assert accepts(CPU, "nn", {}, [CPU, CPU])  # a CPU-only machine trains it on the CPU
+    assert device_for("nn", [GPU, CPU], [{}, {}], SMALL) == "gpu"
+    assert accepts(GPU, "nn", [GPU, CPU], [{}, {}], SMALL) and not accepts(CPU, "nn", [GPU, CPU], [{}, {}], SMALL)
+    assert device_for("nn", [CPU, CPU], [{}, {}], SMALL) == "cpu"  # a CPU-only machine trains it on the CPU
 
 
-def test_tree_families_take_a_gpu_worker_only_where_they_can_use_it():
+def test_tree_families_search_on_the_gpu_only_for_large_tables_and_where_built():
     for family in ("xgboost", "catboost", "lightgbm", "hgb"):
-        assert accepts(CPU, family, {}, [GPU, CPU])
-    assert accepts(GPU, "xgboost", {}, [GPU, CPU]) and accepts(GPU, "catboost", {}, [GPU, CPU])
-    assert not accepts(GPU, "lightgbm", {}, [GPU, CPU])  # the pip wheel has no CUDA learner
-    assert accepts(GPU, "lightgbm", LIGHTGBM_CUDA, [GPU, CPU])
-    assert not accepts(GPU, "hgb", LIGHTGBM_CUDA, [GPU, CPU])
+        assert device_for(family, [GPU, CPU], [{}, {}], SMALL) == "cpu"
+    assert device_for("xgboost", [GPU, CPU], [{}, {}], LARGE) == "gpu"
+    assert device_for("catboost", [GPU, CPU], [{}, {}], LARGE) == "gpu"
+    assert device_for("lightgbm", [GPU, CPU], [{}, {}], LARGE) == "cpu"  # the pip wheel has no CUDA learner
+    assert device_for("lightgbm", [GPU, CPU], [LIGHTGBM_CUDA, {}], LARGE) == "gpu"
+    assert device_for("lightgbm", [GPU, GPU, CPU], [LIGHTGBM_CUDA, {}, {}], LARGE) == "cpu"  # every GPU worker
+    assert device_for("hgb", [GPU, CPU], [LIGHTGBM_CUDA, {}], LARGE) == "cpu"
 
 
 def test_with_no_cpu_worker_the_gpu_workers_take_everything():
     for family in ("nn", "xgboost", "lightgbm", "catboost", "hgb"):
-        assert accepts(GPU, family, {}, [GPU])
+        assert device_for(family, [GPU], [{}], SMALL) == "gpu"
 
 
 def test_windows_follow_the_workers_that_take_the_family():
@@ -46,9 +58,10 @@ def test_windows_follow_the_workers_that_take_the_family():
     assert nn == min(MAX_NN_WINDOW, nn_models_fit(78 * 2**30, 16000, 62) // 5)
     small = [{"gpu_memory_free": 2**30}] + [{}] * 15
     assert window("nn", box, small, folds=5, rows=20000, features=62) == 8  # never below the catalog's
+    assert window("nn", box, readies, folds=5, rows=20000, features=62, fused=False) == 8  # --fuse off
 
 
-def test_a_real_pool_sends_nn_tasks_to_its_gpu_worker_and_lightgbm_never(tmp_path):
+def test_a_real_pool_sends_nn_tasks_to_its_gpu_worker_and_tree_folds_to_its_cpu_worker(tmp_path):
     X, y, _ = make_survivors(400, seed=0)
     folds = [(np.arange(0, 300), np.arange(300, 400)), (np.arange(100, 400), np.arange(0, 100))]
     slots = [Slot("gpu", ""), Slot("cpu")]  # worker 0: a CPU process standing in for a GPU worker
@@ -73,6 +86,5 @@ def test_a_real_pool_sends_nn_tasks_to_its_gpu_worker_and_lightgbm_never(tmp_pat
                    for family in ("nn", "lightgbm", "xgboost")}
         devices = {t["worker"]: t["device"] for t in pool.timeline}
         assert pool.activity() == [("gpu (a cpu stand-in)", "idle"), ("cpu", "idle")]
-    assert workers["nn"] == {0} and workers["lightgbm"] == {1}
-    assert workers["xgboost"] <= {0, 1}
+    assert workers["nn"] == {0} and workers["lightgbm"] == {1} and workers["xgboost"] == {1}  # a small table
     assert devices.get(0) == "gpu (a cpu stand-in)" and devices.get(1) == "cpu"

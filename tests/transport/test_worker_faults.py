@@ -34,7 +34,7 @@ def test_sticky_cuda_errors_are_told_from_the_others():
     assert not broken_cuda_context("ValueError: bad params")
 
 
-def test_a_worker_with_a_broken_cuda_context_exits_and_its_task_reruns_on_a_new_one(tmp_path, monkeypatch):
+def test_a_worker_with_a_broken_cuda_context_answers_the_cause_then_a_new_one_takes_over(tmp_path, monkeypatch):
     counter = tmp_path / "counter"
     monkeypatch.setenv(faults.FAULT_ENV, f"cudaerror:lightgbm:1:{counter}")  # the first lightgbm fold only
     X, y, _ = make_survivors(300, seed=0)
@@ -42,8 +42,30 @@ def test_a_worker_with_a_broken_cuda_context_exits_and_its_task_reruns_on_a_new_
     with WorkerPool(X, y, folds, slots=[Slot("cpu")], scratch=tmp_path) as pool:
         pool.submit(("lightgbm", 0), "lightgbm", STARTS["lightgbm"][0], [0], seed=0)
         pool.dispatch()
-        done = pool.next_done(timeout=120)
-    assert done is not None and done.result["status"] == "complete"  # the restarted worker trained it
-    assert counter.read_text() == "2"  # struck once, then passed
+        first = pool.next_done(timeout=120)
+        exited = pool._all[0].proc.wait(timeout=30)
+        pool.submit(("lightgbm", 1), "lightgbm", STARTS["lightgbm"][0], [0], seed=1)
+        pool.dispatch()
+        second = pool.next_done(timeout=120)
+    assert first.result["status"] == "error" and "illegal memory access" in first.result["error"]  # the cause
+    assert exited == 70  # the broken worker did not go on to fail every later job
+    assert second.result["status"] == "complete"  # a new worker trained the next one
     log = (tmp_path / WORKER_LOGS / "worker-0.log").read_text()
-    assert "the CUDA context is broken" in log and "illegal memory access" in log
+    assert "the CUDA context is broken" in log
+
+
+def test_a_worker_that_cannot_even_be_started_answers_every_job_with_the_reason(tmp_path, monkeypatch):
+    from trialfuse.transport.process_pool import WorkerProcess
+
+    def no_process(self):
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(WorkerProcess, "start", no_process)
+    X, y, _ = make_survivors(100, seed=0)
+    with WorkerPool(X, y, [(np.arange(50), np.arange(50, 100))], slots=[Slot("cpu")], scratch=tmp_path) as pool:
+        pool.submit(("lightgbm", 0), "lightgbm", STARTS["lightgbm"][0], [0], seed=0)
+        pool.submit(("lightgbm", 1), "lightgbm", STARTS["lightgbm"][0], [0], seed=1)
+        pool.dispatch()
+        answers = [pool.next_done(timeout=30) for _ in range(2)]
+    assert all(a is not None and a.result["status"] == "error" for a in answers)  # answered, not lost
+    assert "Too many open files" in answers[0].result["error"]

@@ -92,4 +92,9 @@ def _visible() -> list[str] | None:
     value = os.environ.get("CUDA_VISIBLE_DEVICES")
     if value is None:
         return None
-    return [v.strip() for v in value.split(",") if v.strip() and v.strip() != "-1"]
+    visible = []
+    for entry in (v.strip() for v in value.split(",")):
+        if not entry or entry.startswith("-"):  # as CUDA does: an invalid entry hides it and all after it
+            break
+        visible.append(entry)
+    return visible

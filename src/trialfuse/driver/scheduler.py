@@ -216,7 +216,7 @@ class FamilySearch:
         entry.results[done.job.fold] = done.result
         complete = done.result.get("status") == "complete"
         if complete:
-            self.fold_seconds.append(float(done.result.get("duration", 0.0)))
+            self.fold_seconds.append(_wall_seconds(done.result))
         if self.shares is not None:
             self.shares.fold_done(self.family, float(done.result.get("duration", 0.0)), complete)
         _judge(entry, self.folds)
@@ -231,6 +231,8 @@ class FamilySearch:
         elif not self.cut:
             self._drop_what_cannot_finish()
         self._tell_finished()
+        while len(self.flight) < self.window and self._ask_one():  # e.g. a trial fits again: the end moved later
+            pass
 
     def _drop_what_cannot_finish(self) -> None:
         """With a deadline, trials whose remaining folds would end after it are cut now, so
@@ -254,8 +256,10 @@ class FamilySearch:
     def finish(self) -> FamilyResult:
         if self.heartbeat is not None:
             self.heartbeat.stop()
-        for trial in self.cut_trials:  # the time ran out, not the config: the rescue trial or a rerun asks it first
-            self.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+        for trial in self.cut_trials:  # the time ran out, not the config: the rescue trial or a rerun asks it
+            if "retry_of" not in trial.user_attrs:  # first; once only, so a config that never fits is not
+                self.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number},  # replayed forever
+                                         skip_if_exists=False)
         self.cut_trials.clear()
         wait_for_other_drivers(self.study)
         _summarize(self.study, self.result)
@@ -270,17 +274,18 @@ class FamilySearch:
     def _out_of_time(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
 
-    def _ask_one(self) -> None:
-        """Ask a trial and queue its folds, unless the window is full or the budget is spent."""
+    def _ask_one(self) -> bool:
+        """Ask a trial and queue its folds, unless the window is full or the budget is spent;
+        False if none was asked."""
         if self.stop_asking or self.too_slow or len(self.flight) >= self.window:
-            return
+            return False
         if keeps_heartbeats(self.study):  # another driver may have died since: its trials are asked again
             fail_stale_trials(self.study)
         if self.n_trials is not None and taken(self.study) >= self.n_trials:
-            return
+            return False
         if self._out_of_time():
             self.result.stopped_by_budget = True
-            return
+            return False
         if self.starts:  # skip_if_exists: another driver on a shared database may have queued it already
             self.study.enqueue_trial(self.starts.pop(0), skip_if_exists=True)
         trial = self.study.ask()
@@ -288,7 +293,7 @@ class FamilySearch:
         if self.n_trials is not None and _surplus(self.study, trial, self.n_trials):
             trial.set_user_attr("surplus", True)
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            return
+            return False
         trial.set_user_attr("driver", DRIVER)
         params = FAMILIES[self.family].suggest(trial)
         entry = InFlight(trial, _pruning_snapshot(self.study) if self.prune else None)
@@ -296,6 +301,7 @@ class FamilySearch:
         turn, step = self.shares.next_turn(self.family) if self.shares is not None else (None, 1.0)
         self.pool.submit((self.family, trial.number), self.family, params, list(range(self.folds)),
                          model_seed(self.seed, trial.number), diagonal=entry.snapshot is not None, turn=turn, step=step)
+        return True
 
     def _tell_finished(self) -> None:
         """Tell the oldest trials that are decided, in ask order, asking a new one after each."""
@@ -368,6 +374,13 @@ def _pruning_snapshot(study: optuna.Study) -> optuna.Study | None:
     return snapshot
 
 
+def _wall_seconds(answer: dict[str, Any]) -> float:
+    """How long a fold took to come back: for a fused NN fold its whole batch's time, not the
+    batch's time shared among its models (`duration`, the compute it used). Time estimates
+    (what fits before the deadline, the retrain) need the first."""
+    return float(answer.get("wall_seconds", answer.get("duration", 0.0)))
+
+
 def _tell(study: optuna.Study, entry: InFlight) -> None:
     """Record the trial's outcome once: fold scores as user attributes and intermediate values."""
     trial = entry.trial
@@ -375,7 +388,7 @@ def _tell(study: optuna.Study, entry: InFlight) -> None:
     if answers:
         trial.set_user_attr("cv_r2_folds", [a["r2"] for a in answers])
         trial.set_user_attr("best_rounds", [a["best_rounds"] for a in answers])
-        trial.set_user_attr("fold_seconds", [a["duration"] for a in answers])
+        trial.set_user_attr("fold_seconds", [_wall_seconds(a) for a in answers])
         if "batch_mode" in answers[0]:
             trial.set_user_attr("batch_modes", sorted({a["batch_mode"] for a in answers}))
     if entry.outcome in ("complete", "pruned"):

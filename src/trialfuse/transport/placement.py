@@ -1,22 +1,25 @@
-"""Which worker trains what: GPU workers for the NN, CPU workers for tree folds, and a GPU
-worker's idle time for the tree families that can use it.
+"""Which worker trains what: GPU workers for the NN, CPU workers for tree folds, and a
+family's whole search on one kind of device, decided once per run.
 
-A family's row in the catalog says how it uses a GPU (`Family.gpu`):
-- "nn": its own device on a GPU machine: only GPU workers take it (a CPU worker would hold
-  a fold for minutes that the GPU trains in seconds); on a CPU-only pool CPU workers do;
-- "can" (XGBoost, CatBoost): CPU workers, and a GPU worker when no NN work waits for it;
-- "if_built" (LightGBM): as "can", but only on a worker whose library build has the CUDA
-  learner (the pip wheel has none), as its ready line reports;
+A family's row in the catalog says how it can use a GPU (`Family.gpu`):
+- "nn": on a machine with GPUs only GPU workers take it (a CPU worker would hold a fold
+  for minutes that the GPU trains in seconds); on a CPU-only pool CPU workers do;
+- "can" (XGBoost, CatBoost): on GPU workers when the table has GPU_TREES_MIN_ROWS rows or
+  more (their GPU learners pay off on large tables; a rule, not a measurement), else CPU;
+- "if_built" (LightGBM): as "can", and only if every GPU worker's LightGBM build has the
+  CUDA learner (the pip wheel has none), as their ready lines report;
 - "no": CPU workers only.
-A pool with no CPU worker (`--devices cuda:0+cpu:0`) sends every family to its GPU workers;
-a tree family that cannot use the GPU then trains there on the CPU.
+A pool with no CPU worker (`--devices cuda:0+cpu:0`) sends every family to its GPU workers
+(a tree family that cannot use the GPU trains there on the CPU). Since a family's folds
+all train on one kind of device, which worker is free first never changes a score: one
+seed gives one result on a mixed pool too.
 
 How many trials a family keeps in flight (`window`) follows what takes its work: tree
-families enough folds for every CPU worker twice over; the NN on GPUs as many models as
-their free memory holds at once, since a fused batch pays off only with dozens of models.
-The price is information: TPE asks a whole window before hearing from its first trial
-(constant liar keeps them apart), so a window of W trials starts like W random draws;
-MAX_NN_WINDOW bounds that per GPU.
+families enough folds for every worker that takes them twice over; the NN on GPUs, when
+its folds train fused, as many models as their free memory holds at once, since a fused
+batch pays off only with dozens of models. The price is information: TPE asks a whole
+window before hearing from its first trial (constant liar keeps them apart), so a window
+of W trials starts like W random draws; MAX_NN_WINDOW bounds that per GPU.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from trialfuse.catalog import FAMILIES
 
 GPU_MEMORY_SHARE = 0.7  # of a GPU's free memory the NN window plans to fill
 MAX_NN_WINDOW = 64  # NN trials in flight per GPU at most
+GPU_TREES_MIN_ROWS = 100_000  # rows from which XGBoost / CatBoost (and a CUDA LightGBM) search on the GPU
 TYPICAL_HIDDEN_UNITS = 360  # the NN search space's mean total width (about 3 layers of 120)
 
 
@@ -47,24 +51,33 @@ class Slot:
         return f"cuda:{self.visible}" if self.visible else "gpu (a cpu stand-in)"
 
 
-def accepts(slot: Slot, family: str, capabilities: dict, slots: list[Slot]) -> bool:
-    """Whether the worker in `slot` (its ready line's `capabilities`) may train `family`."""
+def device_for(family: str, slots: list[Slot], readies: list[dict], rows: int) -> str:
+    """"gpu" or "cpu": the kind of worker that trains all of `family`'s folds in this run."""
+    gpus = [ready for slot, ready in zip(slots, readies, strict=True) if slot.kind == "gpu"]
+    if not gpus:
+        return "cpu"
+    if not any(slot.kind == "cpu" for slot in slots):
+        return "gpu"
     use = FAMILIES[family].gpu
-    has_gpu = any(s.kind == "gpu" for s in slots)
-    has_cpu = any(s.kind == "cpu" for s in slots)
-    if slot.kind == "cpu":
-        return use != "nn" or not has_gpu
-    if use == "nn" or not has_cpu:
-        return True
-    return use == "can" or (use == "if_built" and bool(capabilities.get(f"{family}_cuda")))
+    if use == "nn":
+        return "gpu"
+    built = use == "can" or (use == "if_built" and all(ready.get(f"{family}_cuda") for ready in gpus))
+    return "gpu" if built and rows >= GPU_TREES_MIN_ROWS else "cpu"
 
 
-def window(family: str, slots: list[Slot], readies: list[dict], folds: int, rows: int, features: int) -> int:
-    """Trials of `family` to keep in flight on these workers (`readies`: their ready lines)."""
+def accepts(slot: Slot, family: str, slots: list[Slot], readies: list[dict], rows: int) -> bool:
+    """Whether the worker in `slot` may train `family` (see device_for)."""
+    return slot.kind == device_for(family, slots, readies, rows)
+
+
+def window(family: str, slots: list[Slot], readies: list[dict], folds: int, rows: int, features: int,
+           fused: bool = True) -> int:
+    """Trials of `family` to keep in flight on these workers (`readies`: their ready lines);
+    `fused`: whether NN folds on a GPU train as one stacked model (not with --fuse off)."""
     row = FAMILIES[family]
-    takers = [i for i, slot in enumerate(slots) if accepts(slot, family, readies[i], slots)]
+    takers = [i for i, slot in enumerate(slots) if accepts(slot, family, slots, readies, rows)]
     gpus = [i for i in takers if slots[i].kind == "gpu"]
-    if row.batched and gpus:
+    if row.batched and gpus and fused:
         train_rows = rows * (folds - 1) // folds
         models = sum(nn_models_fit(readies[i].get("gpu_memory_free", 0), train_rows, features) for i in gpus)
         return max(row.in_flight, min(MAX_NN_WINDOW * len(gpus), models // folds))

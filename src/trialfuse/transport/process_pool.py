@@ -71,10 +71,18 @@ class WorkerProcess:
                 stderr.close()
         self.lines = queue.Queue()
         threading.Thread(target=self._read, args=(self.proc, self.lines), daemon=True).start()
-        self.ready = self._next(READY_TIMEOUT)
-        if self.ready.get("status") != protocol.READY:
-            raise WorkerLost("the worker did not say ready")
-        self.request(self.dataset, 1, READY_TIMEOUT)
+        try:
+            if self.retired:  # the pool closed while this process started
+                raise WorkerLost("the pool is closed")
+            self.ready = self._next(READY_TIMEOUT)
+            if self.ready.get("status") != protocol.READY:
+                raise WorkerLost("the worker did not say ready")
+            loaded = self.request(self.dataset, 1, READY_TIMEOUT)[0]
+            if loaded.get("status") != "loaded":
+                raise WorkerLost(f"the worker could not load the search rows: {loaded.get('error')}")
+        except BaseException:
+            self.kill()  # a half-started worker never serves a task
+            raise
 
     @staticmethod
     def _read(proc: subprocess.Popen, lines: queue.Queue) -> None:
@@ -240,7 +248,8 @@ class WorkerPool:
             return None
 
     def _accepts(self, worker: WorkerProcess) -> Callable[[str], bool]:
-        return lambda family: accepts(worker.slot, family, worker.ready, self.slots)
+        readies = [w.ready for w in self._all]
+        return lambda family: accepts(worker.slot, family, self.slots, readies, self._shape[0])
 
     def _take(self, worker: WorkerProcess) -> list[FoldJob]:
         """Work for one free worker (called holding the lock): [] if nothing queued is for it."""
@@ -256,12 +265,19 @@ class WorkerPool:
 
     def _serve(self, worker: WorkerProcess) -> None:
         index = self._all.index(worker)
-        with contextlib.suppress(WorkerLost, TimeoutError):  # its ready line says what it can run; a
-            with worker.busy:  # worker that fails to start is started again by its first task
+        with contextlib.suppress(Exception):  # its ready line says what it can run; a worker that
+            with worker.busy:  # fails to start is started again by its first task
                 try:
                     worker.start()
                 finally:
                     worker.tried.set()
+        try:
+            self._serve_tasks(worker, index)
+        finally:
+            worker.retired = True
+            worker.kill()  # this thread is the worker's only user: it never outlives it
+
+    def _serve_tasks(self, worker: WorkerProcess, index: int) -> None:
         while True:
             self._doing[index] = "idle"
             with self._ready:
@@ -289,8 +305,9 @@ class WorkerPool:
         for worker in self._all:
             worker.tried.wait(READY_TIMEOUT)
         rows, features = self._shape
+        fused = self.fuse.mode != "off"
         self._windows[family] = placement_window(family, self.slots, [w.ready for w in self._all], self._folds,
-                                                 rows, features)
+                                                 rows, features, fused)
         return self._windows[family]
 
     def _jobs_per_task(self) -> int:
@@ -312,7 +329,15 @@ class WorkerPool:
                                     self.fuse)
 
     def _run_task(self, worker: WorkerProcess, task: list[FoldJob]) -> list[dict[str, Any]]:
-        """The task's answers, after the restart-once and single-task fallback rules."""
+        """The task's answers, after the restart-once and single-task fallback rules; any
+        other failure (e.g. no process can be started) is an error answer per job, so every
+        job is answered and the worker's thread lives on."""
+        try:
+            return self._run_with_retries(worker, task)
+        except Exception as exc:
+            return [protocol.error(f"{type(exc).__name__}: {exc}") for _ in task]
+
+    def _run_with_retries(self, worker: WorkerProcess, task: list[FoldJob]) -> list[dict[str, Any]]:
         command = self._command(task, worker.slot.threads)
         for attempt in range(2):  # first try, then once more on a restarted worker
             try:

@@ -19,7 +19,8 @@ The contract, for every transport (subprocess over JSON lines today, Ray actors 
   it once, then runs the task alone).
 - A train answer: `status`, `trial`, `fold`, `family`, `r2`, `val_mse`, `train_mse`,
   `best_rounds` (trees or epochs kept), `rounds_run`, `duration` (s), `device`,
-  `batch_mode` (fused | serial), `fused_batch_size`.
+  `batch_mode` (fused | serial), `fused_batch_size`; a fused NN fold adds `wall_seconds`, its
+  whole batch's time (`duration` is then its share of it).
 
 The source system's dialect (`X_train_path` NPZ per fold, `fold_idx`, `model_type`,
 `neural_net`, `normalize_features`, `use_leaky_relu` beside params; answers with

@@ -144,7 +144,8 @@ class Server:
         return [protocol.error(r["error"], job) if "error" in r else protocol.train_answer(job, {
             "r2": r["r2"], "val_mse": r["val_mse"], "train_mse": r["train_mse"], "best_rounds": r["best_epoch"],
             "rounds_run": r["epochs_run"], "duration": r["duration"], "device": r["device"],
-            "batch_mode": r["batch_mode"], "fused_batch_size": r["fused_batch_size"]})
+            "batch_mode": r["batch_mode"], "fused_batch_size": r["fused_batch_size"],
+            **({"wall_seconds": r["wall_seconds"]} if "wall_seconds" in r else {})})
             for (_, job, _), r in zip(batched, results, strict=True)]
 
     def _train_one(self, job: TrainJob) -> dict[str, Any]:
@@ -260,13 +261,13 @@ def serve(stdin=None, stdout=None) -> int:
             continue
         with contextlib.redirect_stdout(sys.stderr):
             answers = server.handle(command)
-        broken = next((a["error"] for a in answers if broken_cuda_context(a.get("error", ""))), None)
-        if broken:  # every later job on this GPU would fail too: exit unanswered, so the pool
-            sys.stderr.write(f"trialfuse worker: the CUDA context is broken ({broken}); exiting\n")
-            sys.stderr.flush()  # restarts the worker and reruns the task once
-            os._exit(70)
         for answer in answers:
             say(answer)
+        broken = next((a["error"] for a in answers if broken_cuda_context(a.get("error", ""))), None)
+        if broken:  # every later job on this GPU would fail too: its jobs are answered with the
+            sys.stderr.write(f"trialfuse worker: the CUDA context is broken ({broken}); exiting\n")
+            sys.stderr.flush()  # cause, then the worker exits and the pool starts a new one
+            os._exit(70)
         if command.get("command") == protocol.SHUTDOWN:
             return 0
     return 0

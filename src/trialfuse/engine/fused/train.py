@@ -321,6 +321,7 @@ def train_fused_batch(jobs: list[Job], fold_data: list[FoldData], dev: torch.dev
     out = [results[i] for i in range(len(jobs))]
     for r in out:
         r["duration"] = elapsed / len(jobs)  # the batch's time, shared evenly
+        r["wall_seconds"] = elapsed  # how long the model took to come back: what time estimates need
         r["fused_batch_size"] = len(jobs)
     return out
 
