@@ -283,7 +283,7 @@ def main() -> int:
             found, status = {"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()[-1500:]}, "FAIL"
             failed += 1
         seconds = round(time.perf_counter() - started, 1)
-        report["checks"][name] = {"status": status, "seconds": seconds, **found}
+        report["checks"][name] = {**found, "status": status, "seconds": seconds}
         shown = {k: v for k, v in found.items() if k != "trace"}
         print(f"{status:<5} {name:<24} {seconds:>6.1f} s  {json.dumps(shown, default=str)[:300]}", flush=True)
     save = args.save or (Path(os.environ["OUT"]) / "gpu_check.json" if os.environ.get("OUT") else None)
