@@ -96,3 +96,13 @@ def test_nn_adamw_and_gradient_clip_change_training(data):
     preds = [mlp.predict(mlp.fit({**base, **extra}, Xt, yt, threads=1, seed=0, rounds=20).model, Xv)
              for extra in ({}, {"optimizer": "adamw"}, {"gradient_clip": 0.01})]
     assert not np.allclose(preds[0], preds[1]) and not np.allclose(preds[0], preds[2])
+
+
+def test_lightgbm_without_a_cuda_build_trains_on_the_cpu_when_sent_to_a_gpu(data):
+    from trialfuse.engine.families import lightgbm_trees
+
+    X_train, y_train, X_val, y_val = data
+    if lightgbm_trees.cuda_built():
+        pytest.skip("this LightGBM build has the CUDA learner")
+    fitted = lightgbm_trees.fit({"num_leaves": 8}, X_train, y_train, X_val, y_val, device="cuda:0", threads=1)
+    assert fitted.best_rounds > 0  # the pip wheel: the probe says no CUDA, so the fold ran on the CPU
