@@ -33,7 +33,7 @@ import numpy as np
 from trialfuse.catalog import FAMILIES
 from trialfuse.fuse import AUTO, Fuse
 from trialfuse.transport import protocol
-from trialfuse.transport.placement import Slot, accepts, first_choice
+from trialfuse.transport.placement import Slot, device_for, first_choice
 from trialfuse.transport.placement import window as placement_window
 
 READY_TIMEOUT = 300.0  # importing torch and the tree libraries on a cold machine
@@ -186,6 +186,7 @@ class WorkerPool:
         self.workers = len(self.slots)
         self.job_timeout = job_timeout or math.inf
         self._windows: dict[str, int] = {}  # each family's trials in flight, once asked (see window)
+        self._devices: dict[str, str] = {}  # each family's kind of worker, once every worker started
         self.fuse = fuse
         self.deadline = deadline  # time.time() at which every job stops (the run's search budget)
         if scratch is not None:  # a killed driver's leftovers are cleared by the next run
@@ -248,8 +249,17 @@ class WorkerPool:
             return None
 
     def _accepts(self, worker: WorkerProcess) -> Callable[[str], bool]:
-        readies = [w.ready for w in self._all]
-        return lambda family: accepts(worker.slot, family, self.slots, readies, self._shape[0])
+        return lambda family: worker.slot.kind == self._device_for(family)
+
+    def _device_for(self, family: str) -> str:
+        """The kind of worker that trains `family` (placement.device_for), fixed once every
+        worker has said what it can do: the queue asks it for every job at every take."""
+        if family in self._devices:
+            return self._devices[family]
+        device = device_for(family, self.slots, [w.ready for w in self._all], self._shape[0])
+        if all(w.tried.is_set() for w in self._all):
+            self._devices[family] = device
+        return device
 
     def _take(self, worker: WorkerProcess) -> list[FoldJob]:
         """Work for one free worker (called holding the lock): [] if nothing queued is for it."""
