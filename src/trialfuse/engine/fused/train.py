@@ -17,7 +17,9 @@ import gc
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, fields
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -100,10 +102,11 @@ def run_jobs(jobs: list[Job], fold_data: list[FoldData], *, device: str = "cpu",
         stacked = fuse.mode == "on" or (fuse.mode == "auto" and dev.type == "cuda" and len(group) > 1)
         if not stacked:
             for job in group:
-                message = _serial_or_oom(job, fold_data, dev, dtype, deadline, results)
+                result, message = _attempt(partial(_train_serial, job, fold_data, dev, dtype, deadline))
                 if message is not None:
                     release_memory(dev)
-                    results[job.key] = _out_of_memory(job, message)
+                    result = _out_of_memory(job, message)
+                results[job.key] = result
             continue
         cap = fuse.max_batch or _memory_cap(group, fold_data, dev, dtype)
         for result in _train_halving(group, fold_data, dev, dtype, cap, deadline):
@@ -119,8 +122,9 @@ def _train_halving(jobs: list[Job], fold_data, dev, dtype, cap: int, deadline: f
     done: list[dict[str, Any]] = []
     while pending:
         batch = pending.pop(0)
-        message = _fused_or_oom(batch, fold_data, dev, dtype, deadline, done)
+        trained, message = _attempt(partial(_train_fused, batch, fold_data, dev, dtype, deadline))
         if message is None:
+            done += trained
             continue
         release_memory(dev)
         if len(batch) == 1:
@@ -133,32 +137,23 @@ def _train_halving(jobs: list[Job], fold_data, dev, dtype, cap: int, deadline: f
     return done
 
 
-def _fused_or_oom(batch: list[Job], fold_data, dev, dtype, deadline: float | None,
-                  done: list[dict[str, Any]]) -> str | None:
-    """Train `batch` into `done`, or return the out-of-memory message. Its own frame, so that
-    when it returns the failed batch's tensors (held by the traceback: stacked parameters,
-    fold copies, Adam state, the graph) are unreachable and `release_memory` can free them."""
+def _attempt(train: Callable[[], Any]) -> tuple[Any, str | None]:
+    """(what `train` returned, None), or (None, its out-of-memory message); other errors rise.
+    When this returns, the failed attempt's frames are gone, and with them the tensors its
+    traceback held (stacked parameters, fold copies, Adam state, the graph), so
+    `release_memory` can free them."""
     try:
-        if faults.out_of_memory(len(batch)):
-            raise torch.cuda.OutOfMemoryError(f"injected: out of memory with {len(batch)} models")
-        done += train_fused_batch(batch, fold_data, dev, dtype, deadline)
+        return train(), None
     except RuntimeError as exc:  # torch.cuda.OutOfMemoryError is one
         if not _is_oom(exc):
             raise
-        return f"{type(exc).__name__}: {exc}"
-    return None
+        return None, f"{type(exc).__name__}: {exc}"
 
 
-def _serial_or_oom(job: Job, fold_data, dev, dtype, deadline: float | None,
-                   results: dict[int, dict[str, Any]]) -> str | None:
-    """One model alone into `results`, or the out-of-memory message (see _fused_or_oom)."""
-    try:
-        results[job.key] = _train_serial(job, fold_data, dev, dtype, deadline)
-    except RuntimeError as exc:
-        if not _is_oom(exc):
-            raise
-        return f"{type(exc).__name__}: {exc}"
-    return None
+def _train_fused(batch: list[Job], fold_data, dev, dtype, deadline: float | None) -> list[dict[str, Any]]:
+    if faults.out_of_memory(len(batch)):
+        raise torch.cuda.OutOfMemoryError(f"injected: out of memory with {len(batch)} models")
+    return train_fused_batch(batch, fold_data, dev, dtype, deadline)
 
 
 def release_memory(dev: torch.device | str) -> None:
