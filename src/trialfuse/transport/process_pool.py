@@ -252,12 +252,12 @@ class WorkerPool:
         return lambda family: worker.slot.kind == self._device_for(family)
 
     def _device_for(self, family: str) -> str:
-        """The kind of worker that trains `family` (placement.device_for), fixed once every
+        """The kind of worker that trains `family` (placement.device_for), fixed once every GPU
         worker has said what it can do: the queue asks it for every job at every take."""
         if family in self._devices:
             return self._devices[family]
         device = device_for(family, self.slots, [w.ready for w in self._all], self._shape[0])
-        if all(w.tried.is_set() for w in self._all):
+        if all(w.tried.is_set() for w in self._all if w.slot.kind == "gpu"):
             self._devices[family] = device
         return device
 
@@ -311,9 +311,10 @@ class WorkerPool:
 
     def window(self, family: str) -> int:
         """Trials of `family` worth keeping in flight on this pool (see placement.window); waits
-        for the workers' ready lines, which say what each can take."""
+        for the GPU workers' ready lines (free memory, a CUDA LightGBM), the only ones it reads."""
         for worker in self._all:
-            worker.tried.wait(READY_TIMEOUT)
+            if worker.slot.kind == "gpu":
+                worker.tried.wait(READY_TIMEOUT)
         rows, features = self._shape
         fused = self.fuse.mode != "off"
         self._windows[family] = placement_window(family, self.slots, [w.ready for w in self._all], self._folds,
