@@ -71,6 +71,8 @@ def run(
                                                            "it the worker is killed and its trials fail.")] = None,
     prune: Annotated[bool, typer.Option(help="Stop a clearly losing trial after its first folds "
                                              "(median of earlier trials at the same fold).")] = True,
+    ensemble: Annotated[bool, typer.Option(help="Save a weighted ensemble of the search's models where it beats "
+                                                "the best single model on out-of-fold R².")] = True,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -79,7 +81,7 @@ def run(
 
     _run(RunOptions(data=data, target=target, models=models, trials=trials, folds=folds, holdout=holdout,
                     out=out, storage=storage, seed=seed, devices=devices, fuse=fuse, timeout=timeout,
-                    job_timeout=job_timeout, prune=prune), quiet, as_json)
+                    job_timeout=job_timeout, prune=prune, ensemble=ensemble), quiet, as_json)
 
 
 @app.command()

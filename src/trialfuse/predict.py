@@ -1,4 +1,5 @@
-"""Apply a saved best model to a new table, encoding it exactly as training did."""
+"""Apply a saved best model (one model, or an ensemble's weighted members) to a new table,
+encoding it exactly as training did."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from trialfuse.driver import run_dir
+from trialfuse.driver.ensemble import combine
 from trialfuse.driver.table import encode_features, read_frame
 from trialfuse.engine.families import family_module
 from trialfuse.errors import UserError
@@ -24,6 +26,9 @@ def predict_table(model_dir: str | Path, data: str | Path) -> np.ndarray:
     if len(frame) == 0:
         raise UserError(f"table {data} has no rows")
     X = encode_features(frame, meta["feature_names"], meta.get("categories", {}))
-    module = family_module(meta["family"])
-    model = module.load(model_dir / meta["model_file"])
-    return module.predict(model, X)
+    members = meta.get("members") or [{"family": meta["family"], "model_file": meta["model_file"], "weight": 1.0}]
+    predictions = []
+    for member in members:
+        module = family_module(member["family"])
+        predictions.append(module.predict(module.load(model_dir / member["model_file"]), X))
+    return combine(predictions, [m["weight"] for m in members])

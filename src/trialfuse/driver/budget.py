@@ -4,10 +4,13 @@ The run's end is fixed; the search's end moves with what is known. Before any tr
 complete a fixed share is kept back (a fifth of the budget, at least 5 s, at most 40%).
 Once one is, the reserve is the leader's estimated retrain (its best trial's fold times,
 scaled up to all the search rows) plus the report, at most half the budget: a long budget
-is not left a fifth idle, and a slow leader still gets the time its retrain needs.
+is not left a fifth idle, and a slow leader still gets the time its retrain needs. Where an
+ensemble may be retrained instead, the reserve covers its likely members' retrains too.
 """
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 REPORT_SECONDS = 5.0  # results, report and closing the workers; the diagnostics probe runs only if this is left
@@ -25,13 +28,21 @@ class Budget:
     def starting_now(cls, started: float, seconds: float) -> Budget:
         return cls(started + seconds, seconds)
 
-    def search_end(self, leader_fold_seconds: list[float] | None = None) -> float:
-        """When the search stops, given the best trial so far's fold times (None: no trial yet)."""
+    def search_end(self, leader_fold_seconds: list[float] | None = None,
+                   members_fold_seconds: Sequence[list[float]] = (), workers: int = 1) -> float:
+        """When the search stops, given the best trial so far's fold times (None: no trial yet)
+        and, where an ensemble may follow, its likely members' (each family's best), whose
+        retrains share the `workers`."""
         if not leader_fold_seconds:
             reserve = min(0.4 * self.seconds, max(REPORT_SECONDS, 0.2 * self.seconds))
         else:
-            reserve = REPORT_SECONDS + retrain_seconds(leader_fold_seconds)
+            members = parallel_seconds([retrain_seconds(f) for f in members_fold_seconds if f], workers)
+            reserve = REPORT_SECONDS + max(retrain_seconds(leader_fold_seconds), members)
         return self.end - min(reserve, MOST_RESERVED * self.seconds)
+
+    def left(self) -> float:
+        """Seconds until the run should be over, the report's share taken off."""
+        return self.end - REPORT_SECONDS - time.monotonic()
 
 
 def retrain_seconds(fold_seconds: list[float]) -> float:
@@ -39,3 +50,9 @@ def retrain_seconds(fold_seconds: list[float]) -> float:
     the retrain on all of them, so about the folds' total over K-1 (rounds and threads only
     make it shorter)."""
     return sum(fold_seconds) / max(1, len(fold_seconds) - 1)
+
+
+def parallel_seconds(durations: list[float], workers: int) -> float:
+    """About how long independent jobs take spread over `workers`: at least the longest one,
+    at least their total shared out."""
+    return max(max(durations, default=0.0), sum(durations) / max(1, workers))

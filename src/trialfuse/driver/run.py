@@ -12,21 +12,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
 import optuna
-from sklearn.metrics import r2_score
 
 from trialfuse.catalog import FAMILIES
-from trialfuse.driver import run_dir
+from trialfuse.driver import final_model, run_dir
 from trialfuse.driver.budget import REPORT_SECONDS, Budget
 from trialfuse.driver.devices import describe, plan_workers
 from trialfuse.driver.options import RunOptions, check_options
+from trialfuse.driver.out_of_fold import OutOfFold
 from trialfuse.driver.report import build_report
 from trialfuse.driver.scheduler import FamilyResult, run_studies
 from trialfuse.driver.splits import check_split_sizes, holdout_split, kfold_indices
 from trialfuse.driver.storage import open_storage
-from trialfuse.driver.table import Table, load_table
-from trialfuse.seeds import RETRAIN, model_seed
+from trialfuse.driver.table import load_table
+from trialfuse.seeds import model_seed
 from trialfuse.transport.process_pool import WorkerPool
 
 
@@ -65,26 +64,30 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
     folds = kfold_indices(len(rest), opts.folds, opts.seed)
     run_dir.write_json(out / run_dir.HOLDOUT, {"holdout_rows": sealed, "seed": opts.seed, "fraction": opts.holdout})
     storage = open_storage(opts.storage, out)
+    out_of_fold = OutOfFold(out, folds) if opts.ensemble else None
 
     budget = Budget.starting_now(run_started, opts.timeout) if opts.timeout else None
     with WorkerPool(table.X[rest], table.y[rest], folds, slots=slots, job_timeout=opts.job_timeout, scratch=out,
-                    fuse=opts.fuse) as pool:
+                    fuse=opts.fuse, predictions=opts.ensemble) as pool:
         reporter.watch(pool.activity)
         for family in opts.models:
             reporter.family_started(family, opts.trials)
         families = run_studies(opts.models, storage, opts.trials, opts.folds, opts.seed, pool,
-                               on_trial=reporter.trial_finished, budget=budget, prune=opts.prune)
+                               on_trial=reporter.trial_finished, budget=budget, prune=opts.prune,
+                               out_of_fold=out_of_fold)
         for result in families.values():
             reporter.family_finished(result)
         ranking = sorted((f for f in families.values() if f.status == "ok"), key=lambda f: -f.cv_r2_mean)
         if not ranking:
             reasons = "; ".join(f"{f.family}: {f.reason}" for f in families.values())
             raise RuntimeError(f"every model family failed ({reasons})")
-        winner = ranking[0]
-        reporter.stage(f"retraining {winner.family} on {len(rest)} rows and scoring the holdout")
-        final = _retrain_winner(pool, winner, table, rest, sealed, out, opts.seed)
-        warnings = [w for f in families.values() if FAMILIES[f.family].diagnostics
-                    for w in _diagnostics(pool, f, out, opts.seed, reporter, budget)]
+        best = ranking[0]
+        chosen = final_model.plan(best, storage, out_of_fold, table.y[rest], len(slots), budget)
+        what = (f"the ensemble's {len(chosen.members)} members" if chosen.is_ensemble else best.family)
+        reporter.stage(f"retraining {what} on {len(rest)} rows and scoring the holdout")
+        final = final_model.train_and_save(pool, chosen, best, table, rest, sealed, out, opts.seed)
+        warnings = final["warnings"] + [w for f in families.values() if FAMILIES[f.family].diagnostics
+                                        for w in _diagnostics(pool, f, out, opts.seed, reporter, budget)]
         run_dir.write_json(out / run_dir.TIMELINE, {"device": describe(slots), "workers": len(slots),
                                                      "tasks": pool.timeline})
 
@@ -98,8 +101,9 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
         "ranking": [f.family for f in ranking],
         "timeout_seconds": opts.timeout,
         "budget_exhausted": any(f.stopped_by_budget for f in families.values()),
-        "winner": winner.family,
+        "winner": final["winner"],
         "holdout_r2": final["holdout_r2"],
+        "ensemble": final["ensemble"],
         "warnings": warnings,
         "seconds": time.perf_counter() - started,
         "out": str(out),
@@ -128,32 +132,3 @@ def _diagnostics(pool: WorkerPool, family: FamilyResult, out: Path, seed: int, r
     report["trial"] = family.best_trial
     run_dir.write_json(out / run_dir.DIAGNOSTICS, report)
     return [f"{family.family}: {w}" for w in report["warnings"]]
-
-
-def _retrain_winner(pool: WorkerPool, winner: FamilyResult, table: Table, rest: np.ndarray, sealed: np.ndarray,
-                    out: Path, seed: int) -> dict[str, Any]:
-    """Retrain on all search rows for the CV-chosen round count; save; score the holdout once."""
-    rounds = max(1, int(round(float(np.mean(winner.best_rounds))))) if winner.best_rounds else None
-    staged = run_dir.staging_dir(out)
-    final = pool.retrain(winner.family, winner.best_params, rounds, table.X[sealed], staged, model_seed(seed, RETRAIN))
-    holdout_r2 = float(r2_score(table.y[sealed], np.asarray(final["predictions"], dtype=np.float64)))
-    run_dir.write_json(staged / run_dir.METADATA, {
-        "family": winner.family,
-        "params": winner.best_params,
-        "rounds": final["rounds"],
-        "model_file": final["model_file"],
-        "feature_names": table.feature_names,
-        "categories": table.categories,
-        "dropped_columns": table.dropped,
-        "target": table.target,
-        "cv_r2_mean": winner.cv_r2_mean,
-        "cv_r2_folds": winner.cv_r2_folds,
-        "holdout_r2": holdout_r2,
-        "best_trial": winner.best_trial,
-        "train_rows": len(rest),
-        "seed": seed,
-        "libraries": run_dir.library_versions(),
-        "created": datetime.now().isoformat(timespec="seconds"),
-    })
-    run_dir.publish_model_dir(staged, out)
-    return {"holdout_r2": holdout_r2, "retrain_seconds": final["seconds"]}

@@ -5,14 +5,16 @@ model directory is assembled aside and swapped in whole.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from trialfuse.testing import faults
 
@@ -36,11 +38,26 @@ def write_json(path: Path, payload: Any, fault_point: str | None = None) -> None
 def write_text(path: Path, text: str, fault_point: str | None = None) -> None:
     """Write a file atomically (temporary file in the same directory, then rename).
     `fault_point` names the moment between the two for the fault tests (testing.faults)."""
+    with _atomic(path, "w", fault_point) as handle:
+        handle.write(text)
+
+
+def write_array(path: Path, array: Any) -> None:
+    """Write a NumPy array as .npy atomically."""
+    import numpy as np
+
+    with _atomic(path, "wb") as handle:
+        np.save(handle, array, allow_pickle=False)
+
+
+@contextlib.contextmanager
+def _atomic(path: Path, mode: str, fault_point: str | None = None) -> Iterator[IO]:
+    """A handle on a temporary file beside `path`, renamed onto it once written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+        with os.fdopen(fd, mode) as handle:
+            yield handle
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide results from other users
         if fault_point:
             faults.strike(fault_point)
@@ -83,6 +100,10 @@ def publish_model_dir(staged: Path, out: Path) -> Path:
         faults.strike("publish")
         os.replace(staged, target)
     return target
+
+
+def remove_dir(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def clear_leftovers(out: Path) -> None:

@@ -20,6 +20,7 @@ import optuna
 from trialfuse.catalog import FAMILIES, params_from_trial
 from trialfuse.driver.allocation import CostShares
 from trialfuse.driver.budget import Budget
+from trialfuse.driver.out_of_fold import OutOfFold
 from trialfuse.driver.storage import (
     Heartbeat,
     fail_stale_trials,
@@ -79,7 +80,8 @@ class InFlight:
 def run_studies(families: list[str], storage: optuna.storages.BaseStorage, n_trials: int | None, folds: int,
                 seed: int,
                 pool: WorkerPool, on_trial: Callable[[FamilyResult], None] | None = None,
-                budget: Budget | None = None, must_start: bool = True, prune: bool = True) -> dict[str, FamilyResult]:
+                budget: Budget | None = None, must_start: bool = True, prune: bool = True,
+                out_of_fold: OutOfFold | None = None) -> dict[str, FamilyResult]:
     """Run (or continue) every family's study at once over one pool, until each holds
     `n_trials` finished trials or the `budget`'s search time is spent.
 
@@ -97,16 +99,18 @@ def run_studies(families: list[str], storage: optuna.storages.BaseStorage, n_tri
     then stops within a round or a few epochs; its trial is cut (not counted, and its params
     are queued, so a rerun asks them again first). With `must_start`, a run that reaches its
     deadline with no model at all runs one trial of its cheapest family to the end, so there
-    is always a winner to save.
+    is always a winner to save. With `out_of_fold`, every complete trial's validation
+    predictions go to it (the pool must have been asked for them).
     """
     if n_trials is None and budget is None:
         raise ValueError("a search with no trial count needs a time budget")
     shares = CostShares(families, folds) if n_trials is None else None
-    searches = [FamilySearch(f, storage, n_trials, folds, seed, pool, on_trial, prune, shares) for f in families]
+    searches = [FamilySearch(f, storage, n_trials, folds, seed, pool, on_trial, prune, shares, out_of_fold)
+                for f in families]
     _drive(searches, pool, budget)
     results = {search.family: search.finish() for search in searches}
     if must_start and budget is not None and not any(r.trials_complete for r in results.values()):
-        results.update(_one_model_at_least(searches, storage, folds, seed, pool, on_trial, prune))
+        results.update(_one_model_at_least(searches, storage, folds, seed, pool, on_trial, prune, out_of_fold))
     return results
 
 
@@ -117,7 +121,7 @@ def run_family_study(family: str, storage: optuna.storages.BaseStorage, n_trials
 
 
 def _one_model_at_least(searches: list[FamilySearch], storage, folds: int, seed: int, pool: WorkerPool,
-                        on_trial, prune: bool) -> dict[str, FamilyResult]:
+                        on_trial, prune: bool, out_of_fold: OutOfFold | None) -> dict[str, FamilyResult]:
     """The deadline came before any trial finished: one more trial of the quickest family
     that has not failed (by its folds' measured time, else the catalog's cost), with no
     deadline, so the run still saves a model. A trial the deadline cut is asked again
@@ -125,7 +129,8 @@ def _one_model_at_least(searches: list[FamilySearch], storage, folds: int, seed:
     candidates = [s for s in searches if s.failures_in_a_row < MAX_FAILURES_BEFORE_SKIP] or searches
     search = min(candidates, key=lambda s: (not s.fold_seconds, np.median(s.fold_seconds) if s.fold_seconds else 0,
                                             FAMILIES[s.family].cost))
-    rescue = FamilySearch(search.family, storage, taken(search.study) + 1, folds, seed, pool, on_trial, prune)
+    rescue = FamilySearch(search.family, storage, taken(search.study) + 1, folds, seed, pool, on_trial, prune,
+                          out_of_fold=out_of_fold)
     _drive([rescue], pool, None)
     result = rescue.finish()
     result.stopped_by_budget = True
@@ -163,7 +168,9 @@ def _set_deadline(budget: Budget | None, searches: list[FamilySearch], pool: Wor
     if budget is not None and (previous is None or time.monotonic() < previous):
         leaders = [s.result for s in searches if s.result.cv_r2_mean is not None]
         leader = max(leaders, key=lambda r: r.cv_r2_mean) if leaders else None
-        deadline = budget.search_end(leader.best_fold_seconds if leader else None)
+        members = [r.best_fold_seconds for r in leaders] if any(s.out_of_fold for s in searches) else []
+        deadline = budget.search_end(leader.best_fold_seconds if leader else None, members,
+                                     getattr(pool, "workers", 1))
     for search in searches:
         search.deadline = deadline
     pool.deadline = None if deadline is None else time.time() + (deadline - time.monotonic())
@@ -175,9 +182,9 @@ class FamilySearch:
 
     def __init__(self, family: str, storage: optuna.storages.BaseStorage, n_trials: int | None, folds: int,
                  seed: int, pool: WorkerPool, on_trial: Callable[[FamilyResult], None] | None, prune: bool,
-                 shares: CostShares | None = None):
+                 shares: CostShares | None = None, out_of_fold: OutOfFold | None = None):
         self.family, self.n_trials, self.folds, self.seed, self.pool = family, n_trials, folds, seed, pool
-        self.on_trial, self.prune, self.shares = on_trial, prune, shares
+        self.on_trial, self.prune, self.shares, self.out_of_fold = on_trial, prune, shares, out_of_fold
         self.deadline: float | None = None  # time.monotonic() at which the search stops (set by _drive)
         sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True)
         self.study = optuna.create_study(study_name=family, storage=storage, direction="maximize",
@@ -308,6 +315,9 @@ class FamilySearch:
         while self.flight and next(iter(self.flight.values())).outcome:
             entry = self.flight.pop(next(iter(self.flight)))
             _tell(self.study, entry)
+            if entry.outcome == "complete" and self.out_of_fold is not None:
+                self.out_of_fold.add(self.family, entry.trial.number, _running_means(entry)[-1],
+                                     [entry.results[f].get("val_predictions") for f in range(self.folds)])
             if self.shares is not None:
                 self.shares.trial_done(self.family, _running_means(entry)[-1] if entry.outcome == "complete" else None)
             self.have_model = self.have_model or entry.outcome == "complete"

@@ -152,6 +152,18 @@ class FoldJob:
 
 
 @dataclass
+class Retrain:
+    """One model to train on all search rows for a fixed round count and save in `directory`."""
+
+    family: str
+    params: dict[str, Any]
+    rounds: int | None
+    directory: Path
+    seed: int
+    seconds: float = 0.0  # its estimated time: the longest starts first when several share the workers
+
+
+@dataclass
 class FoldDone:
     """A fold's answer from its worker, or {"status": "error", "error": reason}."""
 
@@ -181,7 +193,7 @@ class WorkerPool:
 
     def __init__(self, X: np.ndarray, y: np.ndarray, folds, *, slots: list[Slot] | None = None,
                  job_timeout: float | None = None, scratch: Path | None = None, fuse: Fuse = AUTO,
-                 deadline: float | None = None):
+                 deadline: float | None = None, predictions: bool = False):
         self.slots = slots or [Slot("cpu", "", os.cpu_count() or 1)]
         self.workers = len(self.slots)
         self.job_timeout = job_timeout or math.inf
@@ -189,6 +201,7 @@ class WorkerPool:
         self._devices: dict[str, str] = {}  # each family's kind of worker, once every worker started
         self.fuse = fuse
         self.deadline = deadline  # time.time() at which every job stops (the run's search budget)
+        self.predictions = predictions  # answers carry each fold's validation predictions (for ensembles)
         if scratch is not None:  # a killed driver's leftovers are cleared by the next run
             Path(scratch).mkdir(parents=True, exist_ok=True)
             for stale in Path(scratch).glob(".pool-*"):
@@ -336,7 +349,8 @@ class WorkerPool:
 
     def _command(self, task: list[FoldJob], threads: int) -> dict[str, Any]:
         return protocol.train_batch([protocol.TrainJob(job.family, job.params, job.fold, job.seed, _number(job.trial),
-                                                       threads, deadline=self.deadline) for job in task],
+                                                       threads, deadline=self.deadline,
+                                                       predictions=self.predictions or None) for job in task],
                                     self.fuse)
 
     def _run_task(self, worker: WorkerProcess, task: list[FoldJob]) -> list[dict[str, Any]]:
@@ -371,22 +385,51 @@ class WorkerPool:
             fresh.close()
             fresh.kill()
 
-    def retrain(self, family: str, params: dict[str, Any], rounds: int | None, X_score: np.ndarray,
-                directory: Path, seed: int) -> dict[str, Any]:
-        """Train on all search rows, save to `directory`, and predict X_score with the saved model."""
+    def retrain(self, models: list[Retrain], X_score: np.ndarray) -> list[dict[str, Any]]:
+        """Train each model on all search rows, save it to its directory, and predict X_score with
+        the saved model; the answers in input order (an error answer for a model that failed).
+        One model gets every core of its worker's kind; several run at once, one per worker that
+        takes its family, the longest first."""
         score_path = self._tmp / "score_rows.npz"
         np.savez(score_path, X=X_score)
-        return self._run_alone("retrain", family, protocol.retrain(family, params, rounds, str(directory),
-                                                                   str(score_path), seed, os.cpu_count() or 1))
+        answers: list[dict[str, Any] | None] = [None] * len(models)
+        waiting = sorted(range(len(models)), key=lambda i: -models[i].seconds)
+        lock = threading.Lock()
+
+        def serve(worker: WorkerProcess) -> None:
+            while True:
+                with lock:
+                    mine = [i for i in waiting if self._accepts(worker)(models[i].family)]
+                    if not mine:
+                        return
+                    waiting.remove(mine[0])
+                model = models[mine[0]]
+                threads = (os.cpu_count() or 1) if len(models) == 1 else worker.slot.threads
+                command = protocol.retrain(model.family, model.params, model.rounds, str(model.directory),
+                                           str(score_path), model.seed, threads)
+                try:
+                    answers[mine[0]] = self._run_on(worker, "retrain", model.family, command)
+                except Exception as exc:  # every model is answered, whatever happened to its worker
+                    answers[mine[0]] = protocol.error(f"{type(exc).__name__}: {exc}")
+
+        takers = [w for w in self._all if any(self._accepts(w)(m.family) for m in models)] or self._all[:1]
+        threads = [threading.Thread(target=serve, args=(w,), daemon=True) for w in takers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return [a if a is not None else protocol.error("no worker takes this family") for a in answers]
 
     def diagnose(self, params: dict[str, Any], seed: int) -> dict[str, Any]:
         """The NN diagnostics probe for `params` on the first fold (see engine.diagnostics)."""
-        return self._run_alone("diagnose", "nn", protocol.diagnose(params, seed, os.cpu_count() or 1))["diagnostics"]
+        worker = next((w for w in self._all if self._accepts(w)("nn")), self._all[0])
+        answer = self._run_on(worker, "diagnose", "nn", protocol.diagnose(params, seed, os.cpu_count() or 1))
+        if answer.get("status") != "complete":
+            raise RuntimeError(f"diagnose failed: {answer.get('error')}")
+        return answer["diagnostics"]
 
-    def _run_alone(self, what: str, family: str, command: dict[str, Any]) -> dict[str, Any]:
-        """One command on the first worker that takes `family` (a GPU one for the NN, a CPU one
-        for trees), with every core, logged on the timeline."""
-        worker = next((w for w in self._all if self._accepts(w)(family)), self._all[0])
+    def _run_on(self, worker: WorkerProcess, what: str, family: str, command: dict[str, Any]) -> dict[str, Any]:
+        """One command on `worker`, outside the queue, logged on the timeline."""
         index = self._all.index(worker)
         self._doing[index] = f"{what} {family}"
         with worker.busy:
@@ -395,8 +438,6 @@ class WorkerPool:
             self.timeline.append({"worker": index, "device": worker.slot.label, "what": what,
                                   "start": started, "end": time.time(), "jobs": 1})
         self._doing[index] = "idle"
-        if answer.get("status") != "complete":
-            raise RuntimeError(f"{what} failed: {answer.get('error')}")
         return answer
 
     def close(self) -> None:

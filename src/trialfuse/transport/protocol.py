@@ -20,7 +20,9 @@ The contract, for every transport (subprocess over JSON lines today, Ray actors 
 - A train answer: `status`, `trial`, `fold`, `family`, `r2`, `val_mse`, `train_mse`,
   `best_rounds` (trees or epochs kept), `rounds_run`, `duration` (s), `device`,
   `batch_mode` (fused | serial), `fused_batch_size`; a fused NN fold adds `wall_seconds`, its
-  whole batch's time (`duration` is then its share of it).
+  whole batch's time (`duration` is then its share of it). A job sent with `"predictions": true`
+  adds `val_predictions`: the model's prediction for each of the fold's validation rows, in
+  the fold's order, rounded to float32 (the out-of-fold predictions ensembles are built from).
 
 The source system's dialect (`X_train_path` NPZ per fold, `fold_idx`, `model_type`,
 `neural_net`, `normalize_features`, `use_leaky_relu` beside params; answers with
@@ -31,6 +33,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Any
+
+import numpy as np
 
 from trialfuse.fuse import Fuse
 
@@ -52,13 +56,14 @@ class TrainJob:
     dataset: str = SEARCH_ROWS
     path: str | None = None  # the source's dialect: an NPZ of this fold's rows instead of a resident fold
     deadline: float | None = None  # time.time() past which the job stops and answers `cut`
+    predictions: bool | None = None  # answer with the validation rows' predictions too (`val_predictions`)
 
     @classmethod
     def from_json(cls, job: dict[str, Any]) -> TrainJob:
         return cls(family=str(job.get("family", "nn")), params=dict(job.get("params") or {}),
                    fold=int(job.get("fold", 0)), seed=int(job.get("seed", job.get("trial") or 0)),
                    trial=job.get("trial"), threads=job.get("threads"), dataset=str(job.get("dataset", SEARCH_ROWS)),
-                   path=job.get("path"), deadline=job.get("deadline"))
+                   path=job.get("path"), deadline=job.get("deadline"), predictions=job.get("predictions"))
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -96,8 +101,12 @@ def error(reason: str, job: TrainJob | None = None, cut: bool = False) -> dict[s
             **({"cut": True} if cut else {})}
 
 
-def train_answer(job: TrainJob, scores: dict[str, Any]) -> dict[str, Any]:
-    return {"status": "complete", "trial": job.trial, "fold": job.fold, "family": job.family, **scores}
+def train_answer(job: TrainJob, scores: dict[str, Any], pred_val=None) -> dict[str, Any]:
+    """A trained fold's answer; with `pred_val` and a job that asked for them, its validation predictions."""
+    answer = {**scores, "status": "complete", "trial": job.trial, "fold": job.fold, "family": job.family}
+    if job.predictions and pred_val is not None:
+        answer["val_predictions"] = np.asarray(pred_val, dtype=np.float32).tolist()
+    return answer
 
 
 # The source system's dialect, translated at the server's edge.

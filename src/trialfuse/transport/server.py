@@ -145,7 +145,7 @@ class Server:
             "r2": r["r2"], "val_mse": r["val_mse"], "train_mse": r["train_mse"], "best_rounds": r["best_epoch"],
             "rounds_run": r["epochs_run"], "duration": r["duration"], "device": r["device"],
             "batch_mode": r["batch_mode"], "fused_batch_size": r["fused_batch_size"],
-            **({"wall_seconds": r["wall_seconds"]} if "wall_seconds" in r else {})})
+            **({"wall_seconds": r["wall_seconds"]} if "wall_seconds" in r else {})}, r["predictions_val"])
             for (_, job, _), r in zip(batched, results, strict=True)]
 
     def _train_one(self, job: TrainJob) -> dict[str, Any]:
@@ -163,7 +163,7 @@ class Server:
         return protocol.train_answer(job, {
             **fold_scores(y_train, pred_train, y_val, pred_val), "best_rounds": fitted.best_rounds,
             "rounds_run": fitted.rounds_run, "duration": time.perf_counter() - started, "device": self.device,
-            "batch_mode": "serial", "fused_batch_size": 1})
+            "batch_mode": "serial", "fused_batch_size": 1}, pred_val)
 
     def _retrain(self, command: dict[str, Any]) -> dict[str, Any]:
         """Train on all rows of a resident dataset for a fixed round count, save natively, and

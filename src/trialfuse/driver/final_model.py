@@ -1,0 +1,186 @@
+"""The model a run saves: the best single model, or a weighted ensemble of the search's own
+models where one beats it on out-of-fold R² (driver.ensemble). Either way each model is
+retrained on all search rows for its trial's round count, saved in its library's own format
+under best_model/, and scored once on the holdout, which never chooses anything.
+
+Members are served the way they are retrained: each one refit on all search rows (several at
+once, one per worker), then averaged with the ensemble's weights. Refitting costs one
+retrain per member, like the single winner's; averaging each member's K fold models instead
+would need no refit but K times the predict cost and K models saved per member.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from sklearn.metrics import r2_score
+
+from trialfuse.catalog import params_from_trial
+from trialfuse.driver import ensemble, run_dir
+from trialfuse.driver.budget import Budget, parallel_seconds, retrain_seconds
+from trialfuse.driver.out_of_fold import OutOfFold
+from trialfuse.driver.scheduler import FamilyResult
+from trialfuse.driver.table import Table
+from trialfuse.seeds import RETRAIN, model_seed
+from trialfuse.transport.process_pool import Retrain, WorkerPool
+
+ENSEMBLE = "ensemble"  # the winner's name in results.json when the ensemble is saved
+MEMBERS = "members"  # best_model/members/<family>-<trial>/: one member's native model file
+
+
+@dataclass
+class Member:
+    family: str
+    trial: int
+    params: dict[str, Any]
+    rounds: int | None  # the mean of its folds' best round counts
+    fold_seconds: list[float]
+    cv_r2_mean: float
+    weight: float = 1.0
+
+    @property
+    def name(self) -> str:
+        return f"{self.family}-{self.trial}"
+
+    @property
+    def retrain_seconds(self) -> float:
+        return retrain_seconds(self.fold_seconds)
+
+
+@dataclass
+class Plan:
+    """What to retrain: one member (the best single model) or an ensemble's members."""
+
+    members: list[Member]
+    ensemble: dict[str, Any] | None = None  # the selection's record for results.json and the report
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def is_ensemble(self) -> bool:
+        return len(self.members) > 1
+
+
+def plan(winner: FamilyResult, storage: optuna.storages.BaseStorage, out_of_fold: OutOfFold | None,
+         y_search: np.ndarray, workers: int, budget: Budget | None) -> Plan:
+    """The best single model, unless the kept out-of-fold predictions make an ensemble that beats
+    it by at least ensemble.MIN_GAIN and whose retrain fits in the time left."""
+    single = Member(winner.family, winner.best_trial, winner.best_params, _rounds(winner.best_rounds),
+                    winner.best_fold_seconds, winner.cv_r2_mean)
+    if out_of_fold is None:
+        return Plan([single])
+    candidates, vectors = _candidates(out_of_fold, storage)
+    names = [m.name for m in candidates]
+    if single.name not in names:
+        return Plan([single], {"chosen": False, "reason": "the best model's out-of-fold predictions were not kept"})
+    y_search = np.asarray(y_search, dtype=np.float64)
+    single_r2 = float(r2_score(y_search, vectors[names.index(single.name)]))
+    selection = ensemble.select(vectors, y_search)
+    members = [candidates[i] for i in selection.members]
+    for member, weight in zip(members, selection.weights[selection.members], strict=True):
+        member.weight = float(weight)
+    record = {"chosen": False, "oof_r2": selection.r2, "best_single_oof_r2": single_r2,
+              "candidates": len(candidates), "rounds": ensemble.ROUNDS,
+              "members": [_describe(m) for m in members]}
+    if len(members) < 2 or selection.r2 < single_r2 + ensemble.MIN_GAIN:
+        record["reason"] = (f"no gain over the best single model's out-of-fold R² "
+                            f"({selection.r2:.4f} vs {single_r2:.4f})")
+        return Plan([single], record)
+    seconds = parallel_seconds([m.retrain_seconds for m in members], workers)
+    if budget is not None and seconds > max(budget.left(), single.retrain_seconds):
+        record["reason"] = (f"its {len(members)} members' retrain (about {seconds:.0f} s) would not fit in "
+                            f"the {max(0.0, budget.left()):.0f} s left")
+        return Plan([single], record, [f"ensemble not saved: {record['reason']}"])
+    record["chosen"] = True
+    return Plan(members, record)
+
+
+def train_and_save(pool: WorkerPool, chosen: Plan, best: FamilyResult, table: Table, rest: np.ndarray,
+                   sealed: np.ndarray, out: Path, seed: int) -> dict[str, Any]:
+    """Retrain the plan's members, publish best_model/, and score the holdout once."""
+    staged = run_dir.staging_dir(out)
+    members = chosen.members
+    directories = [staged / MEMBERS / m.name if chosen.is_ensemble else staged for m in members]
+    answers = pool.retrain([Retrain(m.family, m.params, m.rounds, d, model_seed(seed, RETRAIN), m.retrain_seconds)
+                            for m, d in zip(members, directories, strict=True)], table.X[sealed])
+    failed = [f"{m.name}: {a.get('error')}" for m, a in zip(members, answers, strict=True)
+              if a.get("status") != "complete"]
+    if failed and chosen.is_ensemble:  # the best single model still gets saved
+        run_dir.remove_dir(staged)
+        single = next(m for m in members if (m.family, m.trial) == (best.family, best.best_trial))
+        fallback = Plan([single], {**(chosen.ensemble or {}), "chosen": False,
+                                   "reason": f"a member's retrain failed ({failed[0]})"},
+                        [*chosen.warnings, f"ensemble not saved: a member's retrain failed ({failed[0]})"])
+        return train_and_save(pool, fallback, best, table, rest, sealed, out, seed)
+    if failed:
+        raise RuntimeError(f"retrain failed: {failed[0]}")
+    y_holdout = table.y[sealed]
+    predictions = [np.asarray(a["predictions"], dtype=np.float64) for a in answers]
+    holdout_r2 = float(r2_score(y_holdout, ensemble.combine(predictions, [m.weight for m in members])))
+    model_files = [str((d / a["model_file"]).relative_to(staged)) for d, a in zip(directories, answers, strict=True)]
+    single_index = next((i for i, m in enumerate(members) if (m.family, m.trial) == (best.family, best.best_trial)),
+                        None)
+    record = dict(chosen.ensemble) if chosen.ensemble else None
+    if chosen.is_ensemble:
+        record["holdout_r2"] = holdout_r2
+        record["best_single_holdout_r2"] = (float(r2_score(y_holdout, predictions[single_index]))
+                                            if single_index is not None else None)
+        record["members"] = [{**_describe(m), "model_file": f, "rounds": a["rounds"]}
+                             for m, f, a in zip(members, model_files, answers, strict=True)]
+    first = members[0]
+    metadata = {
+        "family": ENSEMBLE if chosen.is_ensemble else first.family,
+        "params": None if chosen.is_ensemble else first.params,
+        "rounds": None if chosen.is_ensemble else answers[0]["rounds"],
+        "model_file": None if chosen.is_ensemble else model_files[0],
+        **({"members": record["members"]} if chosen.is_ensemble else {}),
+        "feature_names": table.feature_names,
+        "categories": table.categories,
+        "dropped_columns": table.dropped,
+        "target": table.target,
+        "cv_r2_mean": record["oof_r2"] if chosen.is_ensemble else best.cv_r2_mean,
+        "cv_r2_folds": None if chosen.is_ensemble else best.cv_r2_folds,
+        "holdout_r2": holdout_r2,
+        "best_trial": None if chosen.is_ensemble else best.best_trial,
+        "train_rows": len(rest),
+        "seed": seed,
+        "libraries": run_dir.library_versions(),
+        "created": datetime.now().isoformat(timespec="seconds"),
+    }
+    run_dir.write_json(staged / run_dir.METADATA, metadata)
+    run_dir.publish_model_dir(staged, out)
+    return {"winner": ENSEMBLE if chosen.is_ensemble else first.family, "holdout_r2": holdout_r2,
+            "retrain_seconds": max(float(a["seconds"]) for a in answers), "ensemble": record,
+            "warnings": chosen.warnings}
+
+
+def _candidates(out_of_fold: OutOfFold, storage) -> tuple[list[Member], np.ndarray]:
+    """The kept trials that are complete in their study with the same score (a vector from
+    another study under the same run directory is not one of this search's models)."""
+    studies: dict[str, dict[int, optuna.trial.FrozenTrial]] = {}
+    members, vectors = [], []
+    for family, number, vector in out_of_fold.vectors():
+        if family not in studies:
+            study = optuna.load_study(study_name=family, storage=storage)
+            studies[family] = {t.number: t for t in study.get_trials(deepcopy=False)}
+        trial = studies[family].get(number)
+        if trial is None or trial.state != optuna.trial.TrialState.COMPLETE \
+                or abs(trial.value - out_of_fold.trials[family][number]) > 1e-12:
+            continue
+        members.append(Member(family, number, params_from_trial(family, trial),
+                              _rounds(trial.user_attrs.get("best_rounds", [])),
+                              list(trial.user_attrs.get("fold_seconds", [])), float(trial.value)))
+        vectors.append(vector)
+    return members, np.array(vectors)
+
+
+def _rounds(best_rounds: list[int]) -> int | None:
+    return max(1, int(round(float(np.mean(best_rounds))))) if best_rounds else None
+
+
+def _describe(member: Member) -> dict[str, Any]:
+    return {"family": member.family, "trial": member.trial, "weight": member.weight, "cv_r2_mean": member.cv_r2_mean,
+            "params": member.params}

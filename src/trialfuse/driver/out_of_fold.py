@@ -1,0 +1,95 @@
+"""Out-of-fold predictions: every completed trial's K validation predictions, put together
+into one vector over the search rows. They are what the ensemble is chosen on, so an
+ensemble of the search's own models costs no training beyond its members' retrain.
+
+Layout, in the run directory:
+- `oof/<family>-<trial>.npy`: float32, one value per search row, in search-row order (the
+  table's rows without the holdout, in table order: row i is the i-th row not listed in
+  holdout_indices.json), each predicted by the model of the fold that held it out.
+- `oof/index.json`: `{"folds": <fingerprint of the fold assignment>, "rows": n,
+  "trials": {"<family>": {"<trial>": cv_r2}}}`, the trials whose vectors are kept.
+
+Bounded: the best KEEP_PER_FAMILY trials of each family by CV R² are kept, the others'
+files deleted as better ones arrive: with 20 the worst case is 80 vectors of float32 (32 MB
+for 100,000 search rows), and members past the best 20 of a family almost never enter a
+greedy ensemble (its picks come from the top of each family). A resumed run keeps the
+vectors when its folds are the same rows; otherwise they are dropped and rebuilt.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from trialfuse.driver import run_dir
+
+DIRECTORY = "oof"
+INDEX = "index.json"
+KEEP_PER_FAMILY = 20
+
+
+def folds_fingerprint(folds: list[tuple[np.ndarray, np.ndarray]]) -> str:
+    """A short hash of which search row is validated in which fold."""
+    digest = hashlib.sha256()
+    for _, val in folds:
+        digest.update(np.asarray(val, dtype=np.int64).tobytes())
+        digest.update(b"|")
+    return digest.hexdigest()[:16]
+
+
+class OutOfFold:
+    """The kept out-of-fold vectors of one run directory."""
+
+    def __init__(self, out: Path, folds: list[tuple[np.ndarray, np.ndarray]], keep: int = KEEP_PER_FAMILY):
+        self.directory = Path(out) / DIRECTORY
+        self.val_rows = [np.asarray(val) for _, val in folds]
+        self.rows = sum(len(v) for v in self.val_rows)
+        self.keep = keep
+        self.fingerprint = folds_fingerprint(folds)
+        self.trials: dict[str, dict[int, float]] = {}
+        index = self.directory / INDEX
+        if index.exists():
+            saved = run_dir.read_json(index)
+            if saved.get("folds") == self.fingerprint and saved.get("rows") == self.rows:
+                self.trials = {family: {int(t): float(v) for t, v in kept.items()}
+                               for family, kept in saved.get("trials", {}).items()}
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._remove_unindexed()
+
+    def add(self, family: str, trial: int, cv_r2: float, fold_predictions: list[list[float]]) -> None:
+        """Keep a completed trial's vector if it is among its family's best; drop the one it displaces."""
+        kept = self.trials.setdefault(family, {})
+        if any(p is None for p in fold_predictions):  # a worker that did not send them
+            return
+        if len(kept) >= self.keep and cv_r2 <= min(kept.values()):
+            return
+        vector = np.full(self.rows, np.nan, dtype=np.float32)
+        for val, predictions in zip(self.val_rows, fold_predictions, strict=True):
+            vector[val] = np.asarray(predictions, dtype=np.float32)
+        run_dir.write_array(self._path(family, trial), vector)
+        kept[trial] = float(cv_r2)
+        while len(kept) > self.keep:
+            worst = min(kept, key=lambda t: (kept[t], -t))
+            del kept[worst]
+            self._path(family, worst).unlink(missing_ok=True)
+        run_dir.write_json(self.directory / INDEX, {"folds": self.fingerprint, "rows": self.rows,
+                                                    "trials": self.trials})
+
+    def vectors(self) -> list[tuple[str, int, np.ndarray]]:
+        """(family, trial, float64 vector) of every kept trial: families by name, best CV first within one."""
+        out = []
+        for family, kept in sorted(self.trials.items()):  # one order whatever finished first
+            for trial in sorted(kept, key=lambda t: (-kept[t], t)):
+                out.append((family, trial, np.load(self._path(family, trial)).astype(np.float64)))
+        return out
+
+    def _path(self, family: str, trial: int) -> Path:
+        return self.directory / f"{family}-{trial}.npy"
+
+    def _remove_unindexed(self) -> None:
+        """Files an older run or a killed one left that the index does not list."""
+        listed = {self._path(family, t).name for family, kept in self.trials.items() for t in kept}
+        for path in self.directory.glob("*.npy"):
+            if path.name not in listed:
+                path.unlink(missing_ok=True)
