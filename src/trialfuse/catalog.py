@@ -78,26 +78,46 @@ def suggest_hgb(trial) -> dict[str, Any]:
     }
 
 
-# Each study's first trials are the library's own default configuration (with early stopping
-# instead of a fixed round count), clipped into the search space: a known-good, cheap start,
-# so a short budget has a sound model early and TPE starts from it rather than from random
-# draws (FLAML starts every learner at a low-cost configuration for the same reason). Where
-# the default takes long to converge, the first is the default at twice the learning rate
-# (about half the rounds), the second the default itself.
+# Each study begins with a short portfolio of known-good configurations, cheapest first, asked
+# before TPE's own (random) start-up trials, so a short budget has a sound model of every family
+# early and TPE starts from good points (FLAML starts every learner at a low-cost configuration
+# for the same reason; AutoGluon starts from a portfolio chosen on hundreds of datasets):
+# 1. the library's defaults with early stopping instead of a fixed round count; where the
+#    default rate converges slowly, first at twice the rate (about half the rounds);
+# 2. then two configurations from AutoGluon's zero-shot portfolio (hyperparameter_portfolio_
+#    zeroshot_2023 in autogluon.tabular.configs, learned with TabRepo on 200 datasets): its
+#    highest-priority ones for the family, each clipped into our search space; where our space
+#    has a parameter AutoGluon's entry does not set, the library's default.
 STARTS: dict[str, tuple[dict[str, Any], ...]] = {
     "nn": ({"n_layers": 2, "width_0": 128, "width_1": 64, "learning_rate": 1e-3, "dropout": 0.0, "epochs": 100,
             "weight_decay": 1e-6, "optimizer": "adam", "gradient_clip": 5.0, "early_stopping_patience": 15,
-            "min_delta": 0.0, "use_leaky_relu": False},),  # the MLP's DEFAULTS (engine/families/mlp.py)
+            "min_delta": 0.0, "use_leaky_relu": False},  # the MLP's DEFAULTS (engine/families/mlp.py)
+           {"n_layers": 4, "width_0": 128, "width_1": 128, "width_2": 128, "width_3": 128,  # AutoGluon NN_TORCH
+            "learning_rate": 2.7e-3, "dropout": 0.1, "epochs": 100, "weight_decay": 1e-6,  # _r79 (108 wide,
+            "optimizer": "adam", "gradient_clip": 5.0, "early_stopping_patience": 15, "min_delta": 0.0,  # elu)
+            "use_leaky_relu": False}),
     "xgboost": ({"learning_rate": 0.3, "max_depth": 6, "min_child_weight": 1.0, "subsample": 1.0,
-                 "colsample_bytree": 1.0, "reg_lambda": 1.0, "reg_alpha": 1e-3},),  # XGBoost's defaults
+                 "colsample_bytree": 1.0, "reg_lambda": 1.0, "reg_alpha": 1e-3},  # XGBoost's defaults
+                {"learning_rate": 0.0878, "max_depth": 5, "min_child_weight": 1.0, "subsample": 1.0,  # AutoGluon
+                 "colsample_bytree": 0.663, "reg_lambda": 1.0, "reg_alpha": 1e-3},  # XGB _r89
+                {"learning_rate": 0.0181, "max_depth": 8, "min_child_weight": 1.0, "subsample": 1.0,  # AutoGluon
+                 "colsample_bytree": 0.692, "reg_lambda": 1.0, "reg_alpha": 1e-3}),  # XGB _r33 (depth 10)
     "lightgbm": ({"learning_rate": 0.2, "num_leaves": 31, "min_data_in_leaf": 20, "feature_fraction": 1.0,
                   "bagging_fraction": 1.0, "lambda_l2": 1e-3},  # LightGBM's defaults at twice the rate,
                  {"learning_rate": 0.1, "num_leaves": 31, "min_data_in_leaf": 20, "feature_fraction": 1.0,
-                  "bagging_fraction": 1.0, "lambda_l2": 1e-3}),  # then at its own
+                  "bagging_fraction": 1.0, "lambda_l2": 1e-3},  # then at its own
+                 {"learning_rate": 0.03, "num_leaves": 128, "min_data_in_leaf": 5, "feature_fraction": 0.9,
+                  "bagging_fraction": 1.0, "lambda_l2": 1e-3},  # AutoGluon GBMLarge (min_data_in_leaf 3)
+                 {"learning_rate": 0.0121, "num_leaves": 53, "min_data_in_leaf": 14, "feature_fraction": 0.702,
+                  "bagging_fraction": 1.0, "lambda_l2": 1e-3}),  # AutoGluon GBM _r131
     "catboost": ({"learning_rate": 0.2, "depth": 6, "l2_leaf_reg": 3.0, "random_strength": 1.0,
                   "bagging_temperature": 1.0},  # CatBoost's defaults at twice the rate: about half the
                  {"learning_rate": 0.1, "depth": 6, "l2_leaf_reg": 3.0, "random_strength": 1.0,  # time, so a
-                  "bagging_temperature": 1.0}),  # short budget has a CatBoost model; then its usual rate
+                  "bagging_temperature": 1.0},  # short budget has a CatBoost model; then its usual rate
+                 {"learning_rate": 0.0686, "depth": 6, "l2_leaf_reg": 2.15, "random_strength": 1.0,
+                  "bagging_temperature": 1.0},  # AutoGluon CAT _r177
+                 {"learning_rate": 0.0494, "depth": 4, "l2_leaf_reg": 4.56, "random_strength": 1.0,
+                  "bagging_temperature": 1.0}),  # AutoGluon CAT _r137
     "hgb": ({"learning_rate": 0.1, "max_leaf_nodes": 31, "min_samples_leaf": 20, "l2_regularization": 1e-3,
              "max_features": 1.0},),  # scikit-learn's defaults
 }

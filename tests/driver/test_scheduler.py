@@ -176,10 +176,26 @@ def test_a_fold_cut_at_its_deadline_cuts_its_trial_and_it_does_not_count():
     assert result.trials_complete == 12  # the budget of 12 counts only trials that ran to the end
 
 
-def test_a_new_study_starts_from_the_catalogs_known_good_configuration():
-    _, trials = search(FakePool(), trials=3, prune=False)
-    assert trials[0].params == FAMILIES["lightgbm"].start[0]
-    assert trials[1].params != trials[0].params  # then TPE's own draws
+def test_a_new_study_starts_from_the_catalogs_portfolio_then_tpe():
+    starts = FAMILIES["lightgbm"].start
+    _, trials = search(FakePool(), trials=len(starts) + 2, prune=False)
+    assert [t.params for t in trials[:len(starts)]] == list(starts)
+    assert all(t.params not in starts for t in trials[len(starts):])  # then TPE's own draws
+
+
+def test_without_the_portfolio_tpe_draws_from_the_first_trial():
+    _, trials = search(FakePool(), trials=3, prune=False, portfolio=False)
+    assert all(t.params not in FAMILIES["lightgbm"].start for t in trials)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_every_portfolio_entry_lies_inside_its_search_space(family):
+    for start in FAMILIES[family].start:
+        study = optuna.create_study()
+        study.enqueue_trial(start)
+        trial = study.ask()
+        FAMILIES[family].suggest(trial)
+        assert trial.params == start  # Optuna keeps an enqueued value only if its distribution contains it
 
 
 def test_an_answer_for_another_familys_trial_of_the_same_number_is_ignored():

@@ -41,7 +41,7 @@ def test_results_json_ranks_all_families(full_run):
         assert len(fam["cv_r2_folds"]) == 3
         assert fam["cv_r2_mean"] == pytest.approx(np.mean(fam["cv_r2_folds"]))
     scores = [results["families"][f]["cv_r2_mean"] for f in results["ranking"]]
-    assert scores == sorted(scores, reverse=True) and results["winner"] == results["ranking"][0]
+    assert scores == sorted(scores, reverse=True) and results["winner"] in (results["ranking"][0], "ensemble")
     assert -1 < results["holdout_r2"] < 1
 
 
@@ -70,7 +70,8 @@ def test_metadata_has_what_reuse_and_audit_need(full_run):
     for key in ("family", "params", "feature_names", "categories", "target", "cv_r2_mean", "holdout_r2", "libraries"):
         assert key in meta
     assert meta["target"] == "score" and len(meta["feature_names"]) == 62
-    assert (out / "best_model" / meta["model_file"]).is_file()
+    files = [m["model_file"] for m in meta["members"]] if meta["family"] == "ensemble" else [meta["model_file"]]
+    assert all((out / "best_model" / f).is_file() for f in files)
     assert meta["libraries"]["optuna"] and meta["libraries"]["numpy"]
 
 
@@ -135,7 +136,7 @@ def test_a_family_that_keeps_failing_is_skipped_not_fatal(survivors_csv, tmp_pat
     env = {**os.environ, "TRIALFUSE_INJECT_FAULT": "fail:xgboost"}
     code = "import sys; from trialfuse.cli import main; sys.exit(main(sys.argv[1:]))"
     args = ["run", survivors_csv, "--target", "score", "--models", "xgboost,lightgbm", "--trials", "5",
-            "--folds", "2", "--out", tmp_path / "out", "--json"]
+            "--folds", "2", "--out", tmp_path / "out", "--json", "--no-ensemble"]
     proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, env=env,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr
@@ -222,5 +223,5 @@ def test_a_short_budget_still_saves_the_best_model(survivors_csv, tmp_path):
     results = json.loads(proc.stdout)
     assert results["budget_exhausted"] is True and results["timeout_seconds"] == 8
     assert sum(f["trials_complete"] for f in results["families"].values()) < 4 * 200
-    assert results["winner"] in results["ranking"] and (out / "best_model" / "metadata.json").is_file()
+    assert results["winner"] in (*results["ranking"], "ensemble") and (out / "best_model" / "metadata.json").is_file()
     assert elapsed < 8 + 60  # the budget, plus worker start-up, the last batch in flight and the retrain

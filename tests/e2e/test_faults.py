@@ -22,7 +22,7 @@ def trials_of(out, family: str) -> list[optuna.trial.FrozenTrial]:
 def run_with_fault(survivors_csv, tmp_path, family: str, fault: str, *extra: str) -> dict:
     env = {**os.environ, "TRIALFUSE_INJECT_FAULT": fault}
     args = ["run", survivors_csv, "--target", "score", "--models", family, "--trials", "4", "--folds", "2",
-            "--devices", "2", "--out", tmp_path / "run", "--json", *extra]
+            "--devices", "2", "--out", tmp_path / "run", "--json", "--no-ensemble", *extra]  # one final retrain
     proc = subprocess.run([sys.executable, "-c", CODE, *map(str, args)], capture_output=True, text=True, env=env,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr

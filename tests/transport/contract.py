@@ -9,6 +9,7 @@ subclasses it the same way.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from trialfuse.fuse import Fuse
 from trialfuse.survivors import make_survivors
@@ -18,6 +19,7 @@ from trialfuse.transport.protocol import TrainJob
 ANSWER_KEYS = {"status", "trial", "fold", "family", "r2", "val_mse", "train_mse", "best_rounds", "rounds_run",
                "duration", "device", "batch_mode", "fused_batch_size"}
 OPTIONAL_KEYS = {"wall_seconds"}  # a fused NN fold: its whole batch's time (`duration` is its share)
+PREDICTION_KEYS = {"val_predictions"}  # only for a job that asked for them
 NN = {"hidden_layers": [16, 8], "epochs": 12, "learning_rate": 1e-2}
 LIGHTGBM = {"num_leaves": 4, "learning_rate": 0.1}
 
@@ -45,6 +47,21 @@ class WorkerContract:
             assert 1 <= answer["best_rounds"] <= answer["rounds_run"] and np.isfinite(answer["r2"])
         assert answers[0]["batch_mode"] == "fused" and answers[0]["fused_batch_size"] == 2
         assert answers[1]["batch_mode"] == "serial"
+
+    def test_a_job_that_asks_gets_its_validation_predictions(self, worker, resident):
+        from sklearn.metrics import r2_score
+
+        worker.ask(resident, 1)
+        jobs = [TrainJob("nn", NN, 0, 7, trial=1, predictions=True), TrainJob("nn", NN, 1, 7, trial=1),
+                TrainJob("lightgbm", LIGHTGBM, 1, 5, trial=2, threads=1, predictions=True)]
+        answers = worker.ask(protocol.train_batch(jobs, Fuse("on")), 3)
+        assert "val_predictions" not in answers[1] and ANSWER_KEYS <= set(answers[1]) <= ANSWER_KEYS | OPTIONAL_KEYS
+        X, y, _ = make_survivors(300, seed=0)
+        for answer, val in ((answers[0], np.arange(200, 300)), (answers[2], np.arange(0, 100))):
+            assert set(answer) <= ANSWER_KEYS | OPTIONAL_KEYS | PREDICTION_KEYS
+            predictions = np.asarray(answer["val_predictions"])
+            assert predictions.shape == (100,)  # one per validation row, in the fold's order
+            assert r2_score(y[val], predictions) == pytest.approx(answer["r2"], abs=1e-5)
 
     def test_a_failing_job_is_an_answer_and_the_others_complete(self, worker, resident):
         worker.ask(resident, 1)

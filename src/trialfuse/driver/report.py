@@ -20,9 +20,11 @@ from matplotlib.patches import Rectangle
 
 from trialfuse.catalog import FAMILIES
 from trialfuse.driver import run_dir
+from trialfuse.driver.final_model import holdout_scores
 from trialfuse.driver.storage import open_storage
 
-SECTIONS = ("summary", "comparison", "history", "importances", "folds", "timeline", "diagnostics", "dashboard")
+SECTIONS = ("summary", "comparison", "ensemble", "history", "importances", "folds", "timeline", "diagnostics",
+            "dashboard")
 COLORS = {**{name: row.color for name, row in FAMILIES.items()}, "retrain": "black", "diagnose": "tab:pink"}
 
 
@@ -56,6 +58,7 @@ def build_report(out: Path) -> Path:
     studies = _load_studies(results, out)
     _summary(page, results)
     _comparison(page, results)
+    _ensemble(page, results)
     _history(page, studies)
     _importances(page, studies)
     _fold_scores(page, results)
@@ -127,15 +130,46 @@ def _comparison(page: Page, results: dict[str, Any]) -> None:
         ax.set_ylabel("R²")
         ax.set_title("best CV R² per family (bars: fold min-max)")
         ax.legend()
+    holdout = holdout_scores(results)
     rows = []
     for name, fam in families.items():
         folds = fam["cv_r2_folds"] or [np.nan]
         rows.append([name, fam["status"], fam["cv_r2_mean"], float(np.std(folds)), float(np.min(folds)),
-                     float(np.max(folds)), results["holdout_r2"] if name == results["winner"] else None,
+                     float(np.max(folds)), holdout.get(name),
                      fam["trials_complete"], fam["trials_pruned"], fam["trials_failed"], f"{fam['seconds']:.1f}"])
     parts.append(_table(["family", "status", "CV R² mean", "fold sd", "fold min", "fold max", "holdout R²",
                          "complete", "pruned", "failed", "seconds"], rows))
     page.section("comparison", "Family comparison", parts)
+
+
+def _ensemble(page: Page, results: dict[str, Any]) -> None:
+    """The ensemble chosen on out-of-fold predictions: members, weights, and how it compares."""
+    record = results.get("ensemble")
+    if not record:
+        page.section("ensemble", "Ensemble", ["<p>Not built (<code>--no-ensemble</code>).</p>"])
+        return
+    if "oof_r2" not in record:
+        page.section("ensemble", "Ensemble", [f"<p>Not built: {html.escape(record.get('reason', ''))}.</p>"])
+        return
+    chosen = record["chosen"]
+    verdict = ("saved as the winner" if chosen else f"not saved: {record.get('reason', '')}")
+    parts = [f"<p>Greedy ensemble selection (Caruana et al. 2004) over the {record['candidates']} kept models' "
+             f"out-of-fold predictions, {record['rounds']} rounds; {html.escape(verdict)}. The holdout scores "
+             f"the saved model only; it chooses nothing.</p>"]
+    scores = [["out-of-fold R²", record["oof_r2"], record["best_single_oof_r2"]]]
+    if chosen:
+        scores.append(["holdout R²", record.get("holdout_r2"), record.get("best_single_holdout_r2")])
+    parts.append(_table(["", "ensemble", "best single model"], scores))
+    members = record["members"]
+    parts.append(_table(["member", "weight", "CV R² mean"],
+                        [[f"{m['family']} trial {m['trial']}", m["weight"], m["cv_r2_mean"]] for m in members]))
+    with page.figure("ensemble", parts, size=(7, 0.5 + 0.35 * len(members))) as fig:
+        ax = fig.add_subplot()
+        labels = [f"{m['family']} {m['trial']}" for m in members]
+        ax.barh(labels, [m["weight"] for m in members], color=[COLORS.get(m["family"], "grey") for m in members])
+        ax.invert_yaxis()
+        ax.set_xlabel("weight")
+    page.section("ensemble", "Ensemble", parts)
 
 
 def _history(page: Page, studies: dict[str, list[optuna.trial.FrozenTrial]]) -> None:

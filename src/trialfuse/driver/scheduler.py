@@ -81,7 +81,7 @@ def run_studies(families: list[str], storage: optuna.storages.BaseStorage, n_tri
                 seed: int,
                 pool: WorkerPool, on_trial: Callable[[FamilyResult], None] | None = None,
                 budget: Budget | None = None, must_start: bool = True, prune: bool = True,
-                out_of_fold: OutOfFold | None = None) -> dict[str, FamilyResult]:
+                out_of_fold: OutOfFold | None = None, portfolio: bool = True) -> dict[str, FamilyResult]:
     """Run (or continue) every family's study at once over one pool, until each holds
     `n_trials` finished trials or the `budget`'s search time is spent.
 
@@ -100,13 +100,14 @@ def run_studies(families: list[str], storage: optuna.storages.BaseStorage, n_tri
     are queued, so a rerun asks them again first). With `must_start`, a run that reaches its
     deadline with no model at all runs one trial of its cheapest family to the end, so there
     is always a winner to save. With `out_of_fold`, every complete trial's validation
-    predictions go to it (the pool must have been asked for them).
+    predictions go to it (the pool must have been asked for them). With `portfolio`, a new
+    study asks the catalog's known-good configurations first (off only to measure them).
     """
     if n_trials is None and budget is None:
         raise ValueError("a search with no trial count needs a time budget")
     shares = CostShares(families, folds) if n_trials is None else None
-    searches = [FamilySearch(f, storage, n_trials, folds, seed, pool, on_trial, prune, shares, out_of_fold)
-                for f in families]
+    searches = [FamilySearch(f, storage, n_trials, folds, seed, pool, on_trial, prune, shares, out_of_fold,
+                             portfolio) for f in families]
     _drive(searches, pool, budget)
     results = {search.family: search.finish() for search in searches}
     if must_start and budget is not None and not any(r.trials_complete for r in results.values()):
@@ -182,9 +183,10 @@ class FamilySearch:
 
     def __init__(self, family: str, storage: optuna.storages.BaseStorage, n_trials: int | None, folds: int,
                  seed: int, pool: WorkerPool, on_trial: Callable[[FamilyResult], None] | None, prune: bool,
-                 shares: CostShares | None = None, out_of_fold: OutOfFold | None = None):
+                 shares: CostShares | None = None, out_of_fold: OutOfFold | None = None, portfolio: bool = True):
         self.family, self.n_trials, self.folds, self.seed, self.pool = family, n_trials, folds, seed, pool
         self.on_trial, self.prune, self.shares, self.out_of_fold = on_trial, prune, shares, out_of_fold
+        self.portfolio = portfolio
         self.deadline: float | None = None  # time.monotonic() at which the search stops (set by _drive)
         sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True)
         self.study = optuna.create_study(study_name=family, storage=storage, direction="maximize",
@@ -206,7 +208,7 @@ class FamilySearch:
 
     def start(self) -> None:
         new_study = not self.study.get_trials(deepcopy=False)
-        self.starts = list(FAMILIES[self.family].start) if new_study else []  # the catalog's known-good start
+        self.starts = list(FAMILIES[self.family].start) if new_study and self.portfolio else []  # known-good first
         complete = optuna.trial.TrialState.COMPLETE
         self.have_model = any(t.state == complete for t in self.study.get_trials(deepcopy=False))
         self.window = self.pool.window(self.family)

@@ -1,0 +1,91 @@
+"""Ensemble selection with known answers, and the out-of-fold store it reads."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trialfuse.driver import ensemble
+from trialfuse.driver.out_of_fold import OutOfFold
+
+
+def _truth(rows: int = 2000, seed: int = 0) -> tuple[np.random.Generator, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng, rng.normal(size=rows)
+
+
+def test_two_models_with_complementary_errors_share_the_weight_equally():
+    rng, y = _truth()
+    a, b = y + rng.normal(scale=0.5, size=y.size), y + rng.normal(scale=0.5, size=y.size)
+    weak = a + rng.normal(scale=2.0, size=y.size)  # a worse copy of a: worth nothing beside it
+    chosen = ensemble.select(np.stack([weak, a, b]), y)
+    assert chosen.members == [1, 2]
+    assert chosen.weights[1] == pytest.approx(0.5, abs=0.1) and chosen.weights[2] == pytest.approx(0.5, abs=0.1)
+    best_single = max(ensemble.r2_score(y, p) for p in (weak, a, b))
+    assert chosen.r2 > best_single + 0.1  # averaging independent errors halves their variance
+
+
+def test_exactly_opposite_errors_cancel_in_two_rounds():
+    rng, y = _truth()
+    error = rng.normal(size=y.size)
+    chosen = ensemble.select(np.stack([y + error, y - error]), y)
+    assert chosen.counts.tolist() == [1, 1] and chosen.r2 == pytest.approx(1.0)
+
+
+def test_a_noisy_copy_of_a_chosen_model_adds_nothing():
+    rng, y = _truth()
+    a, b = y + rng.normal(scale=0.5, size=y.size), y + rng.normal(scale=0.6, size=y.size)
+    without = ensemble.select(np.stack([a, b]), y)
+    noisy_copy = a + rng.normal(scale=0.3, size=y.size)
+    with_copy = ensemble.select(np.stack([a, b, noisy_copy]), y)
+    assert with_copy.counts[2] == 0 and with_copy.counts[:2].tolist() == without.counts.tolist()
+
+
+def test_the_best_single_model_alone_when_nothing_helps():
+    rng, y = _truth()
+    good = y + rng.normal(scale=0.1, size=y.size)
+    chosen = ensemble.select(np.stack([y + rng.normal(scale=3.0, size=y.size), good]), y)
+    assert chosen.members == [1] and chosen.r2 == pytest.approx(ensemble.r2_score(y, good))
+
+
+def test_one_input_gives_one_ensemble():
+    rng, y = _truth()
+    predictions = np.stack([y + rng.normal(scale=s, size=y.size) for s in (0.5, 0.6, 0.7, 0.8)])
+    first, again = ensemble.select(predictions, y), ensemble.select(predictions.copy(), y.copy())
+    assert first.counts.tolist() == again.counts.tolist() and first.r2 == again.r2
+
+
+def test_combine_of_one_model_is_that_model_to_the_bit():
+    values = np.random.default_rng(1).normal(size=100)
+    assert np.array_equal(ensemble.combine([values], [1.0]), values)
+
+
+def _folds(rows: int = 12) -> list[tuple[np.ndarray, np.ndarray]]:
+    order = np.random.default_rng(0).permutation(rows)
+    vals = np.array_split(order, 3)
+    return [(np.setdiff1d(np.arange(rows), val), val) for val in vals]
+
+
+def test_out_of_fold_vectors_put_each_prediction_on_its_row(tmp_path):
+    folds = _folds()
+    store = OutOfFold(tmp_path, folds)
+    truth = np.arange(12, dtype=np.float64) / 10
+    store.add("xgboost", 4, 0.5, [truth[val].tolist() for _, val in folds])
+    [(family, trial, vector)] = store.vectors()
+    assert (family, trial) == ("xgboost", 4) and np.allclose(vector, truth)  # float32 on disk
+    assert (tmp_path / "oof" / "xgboost-4.npy").is_file()
+
+
+def test_out_of_fold_keeps_only_each_familys_best_and_survives_a_resume(tmp_path):
+    folds = _folds()
+    store = OutOfFold(tmp_path, folds, keep=2)
+    per_fold = [[0.0] * len(val) for _, val in folds]
+    for trial, score in enumerate([0.3, 0.1, 0.5, 0.2]):
+        store.add("lightgbm", trial, score, per_fold)
+    store.add("catboost", 0, 0.05, per_fold)
+    assert store.trials == {"lightgbm": {2: 0.5, 0: 0.3}, "catboost": {0: 0.05}}
+    assert sorted(p.name for p in (tmp_path / "oof").glob("*.npy")) == ["catboost-0.npy", "lightgbm-0.npy",
+                                                                         "lightgbm-2.npy"]
+    resumed = OutOfFold(tmp_path, folds, keep=2)
+    assert [(f, t) for f, t, _ in resumed.vectors()] == [("catboost", 0), ("lightgbm", 2), ("lightgbm", 0)]
+    other_folds = OutOfFold(tmp_path, _folds()[::-1], keep=2)  # another fold assignment: nothing carries over
+    assert other_folds.vectors() == [] and not list((tmp_path / "oof").glob("*.npy"))

@@ -1,0 +1,88 @@
+"""The ensemble end to end: chosen on search rows only, saved natively, served by `predict`."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import r2_score
+
+from helpers import cli
+
+ARGS = ("--target", "score", "--models", "lightgbm,xgboost", "--trials", "4", "--folds", "3", "--json")
+
+
+def _run(data, out, *extra) -> dict:
+    proc = cli("run", data, *ARGS, "--out", out, *extra)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads((out / "results.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def ensemble_run(survivors_csv, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ensemble") / "out"
+    return out, _run(survivors_csv, out)
+
+
+def test_the_ensemble_beats_the_best_single_model_out_of_fold_and_is_saved(ensemble_run):
+    out, results = ensemble_run
+    record = results["ensemble"]
+    assert results["winner"] == "ensemble" and record["chosen"]
+    assert record["oof_r2"] >= record["best_single_oof_r2"] + 1e-4
+    assert len(record["members"]) >= 2 and sum(m["weight"] for m in record["members"]) == pytest.approx(1.0)
+    meta = json.loads((out / "best_model" / "metadata.json").read_text())
+    assert meta["family"] == "ensemble" and [m["weight"] for m in meta["members"]] == \
+        [m["weight"] for m in record["members"]]
+    kept = json.loads((out / "oof" / "index.json").read_text())["trials"]
+    assert {f: len(t) for f, t in kept.items()} == {"lightgbm": 4, "xgboost": 4}
+
+
+def test_each_member_is_its_librarys_own_file(ensemble_run):
+    import lightgbm
+    import xgboost
+
+    out, _ = ensemble_run
+    meta = json.loads((out / "best_model" / "metadata.json").read_text())
+    X = np.zeros((3, len(meta["feature_names"])))
+    for member in meta["members"]:
+        path = out / "best_model" / member["model_file"]
+        if member["family"] == "xgboost":
+            booster = xgboost.Booster()
+            booster.load_model(str(path))
+            assert booster.predict(xgboost.DMatrix(X)).shape == (3,)
+        else:
+            assert lightgbm.Booster(model_file=str(path)).predict(X).shape == (3,)
+
+
+def test_predict_reproduces_the_ensembles_holdout_score(ensemble_run, survivors_csv, tmp_path):
+    out, results = ensemble_run
+    holdout = json.loads((out / "holdout_indices.json").read_text())["holdout_rows"]
+    table = pd.read_csv(survivors_csv)
+    table.iloc[holdout].to_csv(tmp_path / "holdout.csv", index=False)
+    proc = cli("predict", out, tmp_path / "holdout.csv", "--out", tmp_path / "predictions.csv")
+    assert proc.returncode == 0, proc.stderr
+    predictions = pd.read_csv(tmp_path / "predictions.csv")["prediction"]
+    assert abs(r2_score(table["score"].iloc[holdout], predictions) - results["holdout_r2"]) < 1e-9
+
+
+def test_scrambled_holdout_targets_change_neither_the_ensemble_nor_its_weights(ensemble_run, survivors_csv,
+                                                                                tmp_path):
+    out, results = ensemble_run
+    holdout = json.loads((out / "holdout_indices.json").read_text())["holdout_rows"]
+    table = pd.read_csv(survivors_csv)
+    table.loc[holdout, "score"] = np.random.default_rng(0).permutation(table.loc[holdout, "score"].to_numpy())
+    table.to_csv(tmp_path / "scrambled.csv", index=False)
+    again = _run(tmp_path / "scrambled.csv", tmp_path / "out")
+
+    def chosen(record):
+        return [(m["family"], m["trial"], m["weight"]) for m in record["members"]], record["oof_r2"]
+
+    assert chosen(again["ensemble"]) == chosen(results["ensemble"])
+    assert again["holdout_r2"] != results["holdout_r2"]  # the holdout did change, and only scored
+
+
+def test_no_ensemble_saves_the_best_single_model_and_keeps_no_predictions(survivors_csv, tmp_path):
+    results = _run(survivors_csv, tmp_path / "out", "--no-ensemble", "--trials", "2")
+    assert results["winner"] == results["ranking"][0] and results["ensemble"] is None
+    assert not (tmp_path / "out" / "oof").exists()
