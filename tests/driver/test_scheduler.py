@@ -253,3 +253,18 @@ def test_a_retry_that_is_cut_again_is_not_queued_a_third_time():
     search.finish()
     waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
     assert [t.user_attrs["retry_of"] for t in waiting] == [first.number]  # the retry is not queued again
+
+
+def test_a_trial_is_told_complete_only_once_its_out_of_fold_predictions_are_kept():
+    class Killed(BaseException):
+        """The driver dies while keeping the first complete trial's predictions."""
+
+    class DyingStore:
+        def add(self, *args):
+            raise Killed
+
+    storage = optuna.storages.InMemoryStorage()
+    with pytest.raises(Killed):
+        run_family_study("lightgbm", storage, 3, 3, 0, FakePool(), prune=False, out_of_fold=DyingStore())
+    trials = optuna.load_study(study_name="lightgbm", storage=storage).get_trials(deepcopy=False)
+    assert trials and not any(t.state == optuna.trial.TrialState.COMPLETE for t in trials)

