@@ -79,8 +79,11 @@ def run_trialfuse(path: Path, target: str, budget: float, out: Path) -> dict:
         raise RuntimeError(f"trialfuse failed: {proc.stderr[-2000:]}")
     results = json.loads((out / "results.json").read_text())
     families = {name: f["trials_complete"] for name, f in results["families"].items()}
+    ensemble = results.get("ensemble") or {}
     return {"holdout_r2": results["holdout_r2"], "wall_seconds": round(wall, 1), "winner": results["winner"],
-            "trials_complete": families}
+            "trials_complete": families, "ensemble_members": len(ensemble.get("members", [])),
+            "best_single_holdout_r2": ensemble.get("best_single_holdout_r2") if ensemble.get("chosen")
+            else results["holdout_r2"]}
 
 
 def run_flaml(path: Path, target: str, budget: float, holdout_rows: list[int]) -> dict:

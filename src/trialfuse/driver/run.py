@@ -74,7 +74,7 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
             reporter.family_started(family, opts.trials)
         families = run_studies(opts.models, storage, opts.trials, opts.folds, opts.seed, pool,
                                on_trial=reporter.trial_finished, budget=budget, prune=opts.prune,
-                               out_of_fold=out_of_fold)
+                               out_of_fold=out_of_fold, portfolio=opts.portfolio)
         for result in families.values():
             reporter.family_finished(result)
         ranking = sorted((f for f in families.values() if f.status == "ok"), key=lambda f: -f.cv_r2_mean)
