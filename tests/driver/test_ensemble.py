@@ -89,3 +89,13 @@ def test_out_of_fold_keeps_only_each_familys_best_and_survives_a_resume(tmp_path
     assert [(f, t) for f, t, _ in resumed.vectors()] == [("catboost", 0), ("lightgbm", 2), ("lightgbm", 0)]
     other_folds = OutOfFold(tmp_path, _folds()[::-1], keep=2)  # another fold assignment: nothing carries over
     assert other_folds.vectors() == [] and not list((tmp_path / "oof").glob("*.npy"))
+
+
+def test_the_first_pick_can_be_fixed_to_the_searchs_best_model():
+    rng, y = _truth()
+    best_by_oof = y + rng.normal(scale=0.5, size=y.size)
+    winner = y + rng.normal(scale=0.55, size=y.size)  # the search's winner by mean fold R², slightly worse here
+    chosen = ensemble.select(np.stack([best_by_oof, winner]), y, first=1)
+    assert chosen.counts[1] >= 1 and chosen.members == [0, 1]
+    alone = ensemble.select(np.stack([best_by_oof, winner]), y, rounds=1, first=1)
+    assert alone.members == [1] and alone.r2 == pytest.approx(ensemble.r2_score(y, winner))

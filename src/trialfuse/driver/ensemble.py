@@ -36,8 +36,10 @@ class Selection:
         return [int(i) for i in np.flatnonzero(self.counts)]
 
 
-def select(predictions: np.ndarray, y: np.ndarray, rounds: int = ROUNDS) -> Selection:
-    """Greedy forward selection with replacement over `predictions` [candidates, rows]."""
+def select(predictions: np.ndarray, y: np.ndarray, rounds: int = ROUNDS, first: int | None = None) -> Selection:
+    """Greedy forward selection with replacement over `predictions` [candidates, rows]; with
+    `first`, that candidate is the first pick (the search's best model, so the ensemble starts
+    from it and can only be kept if it improves on it)."""
     predictions = np.asarray(predictions, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     total = np.zeros_like(y)
@@ -45,7 +47,7 @@ def select(predictions: np.ndarray, y: np.ndarray, rounds: int = ROUNDS) -> Sele
     best_counts, best_error = counts.copy(), np.inf
     for size in range(1, rounds + 1):
         errors = (((total + predictions) / size - y) ** 2).mean(axis=1)
-        pick = int(np.argmin(errors))  # the first of equals
+        pick = first if size == 1 and first is not None else int(np.argmin(errors))  # the first of equals
         total += predictions[pick]
         counts[pick] += 1
         if errors[pick] < best_error:

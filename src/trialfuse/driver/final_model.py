@@ -78,7 +78,7 @@ def plan(winner: FamilyResult, storage: optuna.storages.BaseStorage, out_of_fold
         return Plan([single], {"chosen": False, "reason": "the best model's out-of-fold predictions were not kept"})
     y_search = np.asarray(y_search, dtype=np.float64)
     single_r2 = float(r2_score(y_search, vectors[names.index(single.name)]))
-    selection = ensemble.select(vectors, y_search)
+    selection = ensemble.select(vectors, y_search, first=names.index(single.name))  # the winner is a member
     members = [candidates[i] for i in selection.members]
     for member, weight in zip(members, selection.weights[selection.members], strict=True):
         member.weight = float(weight)
@@ -110,7 +110,7 @@ def train_and_save(pool: WorkerPool, chosen: Plan, best: FamilyResult, table: Ta
               if a.get("status") != "complete"]
     if failed and chosen.is_ensemble:  # the best single model still gets saved
         run_dir.remove_dir(staged)
-        single = next(m for m in members if (m.family, m.trial) == (best.family, best.best_trial))
+        single = next(m for m in members if (m.family, m.trial) == (best.family, best.best_trial))  # always one
         fallback = Plan([single], {**(chosen.ensemble or {}), "chosen": False,
                                    "reason": f"a member's retrain failed ({failed[0]})"},
                         [*chosen.warnings, f"ensemble not saved: a member's retrain failed ({failed[0]})"])
@@ -121,13 +121,11 @@ def train_and_save(pool: WorkerPool, chosen: Plan, best: FamilyResult, table: Ta
     predictions = [np.asarray(a["predictions"], dtype=np.float64) for a in answers]
     holdout_r2 = float(r2_score(y_holdout, ensemble.combine(predictions, [m.weight for m in members])))
     model_files = [str((d / a["model_file"]).relative_to(staged)) for d, a in zip(directories, answers, strict=True)]
-    single_index = next((i for i, m in enumerate(members) if (m.family, m.trial) == (best.family, best.best_trial)),
-                        None)
+    single_index = next(i for i, m in enumerate(members) if (m.family, m.trial) == (best.family, best.best_trial))
     record = dict(chosen.ensemble) if chosen.ensemble else None
     if chosen.is_ensemble:
         record["holdout_r2"] = holdout_r2
-        record["best_single_holdout_r2"] = (float(r2_score(y_holdout, predictions[single_index]))
-                                            if single_index is not None else None)
+        record["best_single_holdout_r2"] = float(r2_score(y_holdout, predictions[single_index]))
         record["members"] = [{**_describe(m), "model_file": f, "rounds": a["rounds"]}
                              for m, f, a in zip(members, model_files, answers, strict=True)]
     first = members[0]
