@@ -20,3 +20,11 @@ def test_then_the_reserve_is_the_leaders_retrain_and_the_report():
 def test_the_retrain_takes_about_the_folds_total_over_k_minus_one():
     assert retrain_seconds([3.0, 3.0, 3.0]) == pytest.approx(4.5)
     assert retrain_seconds([4.0]) == pytest.approx(4.0)
+
+
+def test_work_may_start_if_its_estimate_ends_within_the_budgets_tolerance():
+    import time
+
+    budget = Budget(end=time.monotonic() + REPORT_SECONDS + 10.0, seconds=60.0)  # 10 s left, 6 s tolerance
+    assert budget.fits(9.0) and budget.fits(15.5)
+    assert not budget.fits(17.0)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 REPORT_SECONDS = 5.0  # results, report and closing the workers; the diagnostics probe runs only if this is left
 MOST_RESERVED = 0.5  # of the budget, whatever the estimate
+TOLERANCE = 0.1  # of the budget: how far past it an estimate may reach (the run promises T + 10% + 15 s at most)
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,11 @@ class Budget:
     def left(self) -> float:
         """Seconds until the run should be over, the report's share taken off."""
         return self.end - REPORT_SECONDS - time.monotonic()
+
+    def fits(self, seconds: float) -> bool:
+        """Whether work estimated at `seconds` may start now: estimates are rough (a retrain's
+        from its folds' times), so one may reach past the end by the budget's tolerance."""
+        return seconds <= self.left() + TOLERANCE * self.seconds
 
 
 def retrain_seconds(fold_seconds: list[float]) -> float:

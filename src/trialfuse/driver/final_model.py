@@ -90,7 +90,7 @@ def plan(winner: FamilyResult, storage: optuna.storages.BaseStorage, out_of_fold
                             f"({selection.r2:.4f} vs {single_r2:.4f})")
         return Plan([single], record)
     seconds = parallel_seconds([m.retrain_seconds for m in members], workers)
-    if budget is not None and seconds > max(budget.left(), single.retrain_seconds):
+    if budget is not None and seconds > single.retrain_seconds and not budget.fits(seconds):
         record["reason"] = (f"its {len(members)} members' retrain (about {seconds:.0f} s) would not fit in "
                             f"the {max(0.0, budget.left()):.0f} s left")
         return Plan([single], record, [f"ensemble not saved: {record['reason']}"])
