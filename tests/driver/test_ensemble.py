@@ -99,3 +99,61 @@ def test_the_first_pick_can_be_fixed_to_the_searchs_best_model():
     assert chosen.counts[1] >= 1 and chosen.members == [0, 1]
     alone = ensemble.select(np.stack([best_by_oof, winner]), y, rounds=1, first=1)
     assert alone.members == [1] and alone.r2 == pytest.approx(ensemble.r2_score(y, winner))
+
+
+def _search_with_kept_predictions(tmp_path, errors: dict[int, np.ndarray], y: np.ndarray, seconds: float = 1.0):
+    """A lightgbm study whose complete trials' out-of-fold predictions are y + errors[trial]."""
+    import optuna
+
+    from trialfuse.catalog import FAMILIES
+    from trialfuse.driver.scheduler import FamilyResult
+
+    folds = [(np.arange(y.size // 2, y.size), np.arange(y.size // 2)),
+             (np.arange(y.size // 2), np.arange(y.size // 2, y.size))]
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(study_name="lightgbm", storage=storage, direction="maximize")
+    store = OutOfFold(tmp_path, folds)
+    for number, error in errors.items():
+        trial = study.ask()
+        FAMILIES["lightgbm"].suggest(trial)
+        trial.set_user_attr("best_rounds", [10, 12])
+        trial.set_user_attr("fold_seconds", [seconds, seconds])
+        r2 = float(ensemble.r2_score(y, y + error))
+        store.add("lightgbm", number, r2, [(y + error)[val].tolist() for _, val in folds])
+        study.tell(trial, r2)
+    best = study.best_trial
+    winner = FamilyResult("lightgbm", best_params=best.params, best_trial=best.number, cv_r2_mean=best.value,
+                          best_rounds=[10, 12], best_fold_seconds=[seconds, seconds])
+    return winner, storage, store
+
+
+def test_the_plan_saves_an_ensemble_that_beats_the_winner_and_starts_from_it(tmp_path):
+    from trialfuse.driver import final_model
+
+    rng, y = _truth(400)
+    errors = {0: rng.normal(scale=0.5, size=y.size), 1: rng.normal(scale=0.5, size=y.size)}
+    winner, storage, store = _search_with_kept_predictions(tmp_path, errors, y)
+    chosen = final_model.plan(winner, storage, store, y, workers=2, budget=None)
+    assert chosen.is_ensemble and chosen.ensemble["chosen"]
+    assert chosen.members[0].trial == winner.best_trial  # the winner is the first pick
+    assert sorted(m.trial for m in chosen.members) == [0, 1]
+
+
+def test_the_plan_keeps_the_winner_when_the_ensemble_gains_nothing_or_does_not_fit(tmp_path):
+    import time
+
+    from trialfuse.driver import final_model
+    from trialfuse.driver.budget import REPORT_SECONDS, Budget
+
+    rng, y = _truth(400)
+    error = rng.normal(scale=0.5, size=y.size)
+    winner, storage, store = _search_with_kept_predictions(tmp_path / "a", {0: error, 1: error + 2.0}, y)
+    alone = final_model.plan(winner, storage, store, y, workers=2, budget=None)
+    assert not alone.is_ensemble and "no gain" in alone.ensemble["reason"]
+
+    errors = {0: rng.normal(scale=0.5, size=y.size), 1: rng.normal(scale=0.5, size=y.size)}
+    winner, storage, store = _search_with_kept_predictions(tmp_path / "b", errors, y, seconds=30.0)
+    late = Budget(end=time.monotonic() + REPORT_SECONDS + 1.0, seconds=60.0)  # 1 s left; each retrain ~60 s
+    refused = final_model.plan(winner, storage, store, y, workers=1, budget=late)
+    assert not refused.is_ensemble and "would not fit" in refused.ensemble["reason"]
+    assert refused.warnings and refused.members[0].trial == winner.best_trial
