@@ -53,7 +53,7 @@ class Member:
 
 @dataclass
 class Plan:
-    """What to retrain: one member (the best single model) or an ensemble's members."""
+    """What to retrain: one member (the best single model) or an ensemble's members, that model first."""
 
     members: list[Member]
     ensemble: dict[str, Any] | None = None  # the selection's record for results.json and the report
@@ -82,6 +82,7 @@ def plan(winner: FamilyResult, storage: optuna.storages.BaseStorage, out_of_fold
     members = [candidates[i] for i in selection.members]
     for member, weight in zip(members, selection.weights[selection.members], strict=True):
         member.weight = float(weight)
+    members.sort(key=lambda m: m.name != single.name)  # the winner first: the fallback and its holdout score
     record = {"chosen": False, "oof_r2": selection.r2, "best_single_oof_r2": single_r2,
               "candidates": len(candidates), "rounds": ensemble.ROUNDS,
               "members": [_describe(m) for m in members]}
@@ -110,8 +111,7 @@ def train_and_save(pool: WorkerPool, chosen: Plan, best: FamilyResult, table: Ta
               if a.get("status") != "complete"]
     if failed and chosen.is_ensemble:  # the best single model still gets saved
         run_dir.remove_dir(staged)
-        single = next(m for m in members if (m.family, m.trial) == (best.family, best.best_trial))  # always one
-        fallback = Plan([single], {**(chosen.ensemble or {}), "chosen": False,
+        fallback = Plan([members[0]], {**(chosen.ensemble or {}), "chosen": False,
                                    "reason": f"a member's retrain failed ({failed[0]})"},
                         [*chosen.warnings, f"ensemble not saved: a member's retrain failed ({failed[0]})"])
         return train_and_save(pool, fallback, best, table, rest, sealed, out, seed)
@@ -121,11 +121,10 @@ def train_and_save(pool: WorkerPool, chosen: Plan, best: FamilyResult, table: Ta
     predictions = [np.asarray(a["predictions"], dtype=np.float64) for a in answers]
     holdout_r2 = float(r2_score(y_holdout, ensemble.combine(predictions, [m.weight for m in members])))
     model_files = [str((d / a["model_file"]).relative_to(staged)) for d, a in zip(directories, answers, strict=True)]
-    single_index = next(i for i, m in enumerate(members) if (m.family, m.trial) == (best.family, best.best_trial))
     record = dict(chosen.ensemble) if chosen.ensemble else None
     if chosen.is_ensemble:
         record["holdout_r2"] = holdout_r2
-        record["best_single_holdout_r2"] = float(r2_score(y_holdout, predictions[single_index]))
+        record["best_single_holdout_r2"] = float(r2_score(y_holdout, predictions[0]))  # the winner is first
         record["members"] = [{**_describe(m), "model_file": f, "rounds": a["rounds"]}
                              for m, f, a in zip(members, model_files, answers, strict=True)]
     first = members[0]
