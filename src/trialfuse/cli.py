@@ -143,16 +143,17 @@ def bench(
     folds: Folds = 5,
     epochs: Annotated[int, typer.Option(help="Epoch budget per model (early stopping may end sooner).")] = 100,
     device: Annotated[str, typer.Option(help="cpu or cuda[:N].")] = "cpu",
-    modes: Annotated[str, typer.Option(help="Comma-separated: serial, fused, auto.")] = "serial,fused,auto",
+    modes: Annotated[str, typer.Option(help="Comma-separated: serial, fused, auto, serial-tf32, fused-tf32.")]
+    = "serial,fused,auto",
     as_json: AsJson = False,
     save: Annotated[Path | None, typer.Option(help="Also write the JSON report to this file.")] = None,
 ) -> None:
     """Time the same NN configs x folds one at a time and fused, in one process; print the ratios."""
-    from trialfuse.bench import format_report, run_bench
+    from trialfuse.bench import MODES, format_report, run_bench
 
     chosen = tuple(m.strip() for m in modes.split(",") if m.strip())
-    if not chosen or any(m not in ("serial", "fused", "auto") for m in chosen):
-        raise UserError(f"--modes takes serial, fused and/or auto, got {modes!r}")
+    if not chosen or any(m not in MODES for m in chosen):
+        raise UserError(f"--modes takes {', '.join(MODES)}, got {modes!r}")
     if min(rows, configs, epochs) < 1 or folds < 2 or rows < 2 * folds:
         raise UserError("--rows, --configs and --epochs must be positive, --folds at least 2, rows >= 2 x folds")
     report = run_bench(rows=rows, configs=configs, folds=folds, epochs=epochs, device=device, modes=chosen)

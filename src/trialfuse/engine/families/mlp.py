@@ -1,6 +1,8 @@
 """The NN family: an MLP trained full-batch on one device, one model at a time.
 
-Blocks of Linear -> BatchNorm1d -> ReLU/LeakyReLU -> Dropout and a linear head. The whole
+Blocks of Linear (no bias: BatchNorm removes it) -> BatchNorm1d -> ReLU/LeakyReLU -> Dropout
+and a linear head. Dropout masks come from the model's own random stream, seeded by the
+model's seed, so the fused trainer draws the same masks for it in any batch. The whole
 training fold is one batch on the device (no DataLoader): for tables of this size a
 full-batch epoch is a handful of matmuls. Early stopping watches the validation MSE
 (BatchNorm in eval mode, running statistics) and restores the best epoch's weights.
@@ -28,7 +30,7 @@ DEADLINE_CHECK_EVERY = 8  # epochs between looks at the clock (an epoch is milli
 DEFAULTS: dict[str, Any] = {  # what a job leaves out (the search always sets every key)
     "hidden_layers": [128, 64],  # units per hidden layer; depth alone splits a fused batch
     "learning_rate": 1e-3,  # Adam's usual start; full-batch steps are few, so not smaller
-    "dropout": 0.0,  # off: with it on, fused and serial runs draw different masks
+    "dropout": 0.0,  # share of hidden units zeroed per training step
     "epochs": 100,  # budget; early stopping usually ends sooner
     "weight_decay": 0.0,  # L2 in the gradient (adam) or decoupled (adamw)
     "optimizer": "adam",  # or "adamw"
@@ -43,16 +45,56 @@ def with_defaults(params: dict[str, Any]) -> dict[str, Any]:
     return {**DEFAULTS, **params}
 
 
+class DropoutStream:
+    """One model's source of dropout masks: a generator of its own, seeded by the model's seed,
+    drawn in layer order each training step. A model fused with others draws from the same
+    stream the same masks, whatever its neighbours and its place in the batch."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+        self._generator: torch.Generator | None = None
+
+    def uniform(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        if self._generator is None or self._generator.device != like.device:
+            self._generator = torch.Generator(device=like.device).manual_seed(self.seed)
+        return torch.rand(shape, generator=self._generator, dtype=like.dtype, device=like.device)
+
+    def __deepcopy__(self, memo) -> DropoutStream:  # a copy (a saved model) starts its own stream afresh
+        return DropoutStream(self.seed)
+
+
+def dropout_mask(uniform: torch.Tensor, rate: torch.Tensor | float, scale: torch.Tensor | float) -> torch.Tensor:
+    """Keep-and-rescale factors: 0 for a dropped unit, `scale` = 1 / (1 - rate), worked out in
+    float64 on the host, for a kept one. The fused trainer calls this too: the same arithmetic."""
+    return (uniform >= rate).to(uniform.dtype) * scale
+
+
+class SeededDropout(nn.Module):
+    """Dropout whose masks come from the model's DropoutStream (not torch's global generator)."""
+
+    def __init__(self, rate: float, stream: DropoutStream):
+        super().__init__()
+        self.rate = rate
+        self.stream = stream
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.rate == 0:
+            return x
+        return x * dropout_mask(self.stream.uniform(tuple(x.shape), x), self.rate, 1 / (1 - self.rate))
+
+
 class MLP(nn.Module):
     """Linear -> BatchNorm1d -> activation -> Dropout per hidden layer, then a linear head."""
 
-    def __init__(self, n_features: int, hidden_layers: list[int], dropout: float, leaky: bool):
+    def __init__(self, n_features: int, hidden_layers: list[int], dropout: float, leaky: bool, seed: int = 0):
         super().__init__()
+        self.stream = DropoutStream(seed)
         layers: list[nn.Module] = []
         width_in = n_features
         for width in hidden_layers:
             activation = nn.LeakyReLU(LEAKY_SLOPE) if leaky else nn.ReLU()
-            layers += [nn.Linear(width_in, width), nn.BatchNorm1d(width), activation, nn.Dropout(dropout)]
+            layers += [nn.Linear(width_in, width, bias=False), nn.BatchNorm1d(width), activation,
+                       SeededDropout(dropout, self.stream)]
             width_in = width
         layers.append(nn.Linear(width_in, 1))
         self.layers = nn.Sequential(*layers)
@@ -90,7 +132,7 @@ def target_stats(y: np.ndarray) -> tuple[float, float]:
 def new_net(n_features: int, p: dict[str, Any], seed: int) -> MLP:
     """The initial network for a seed: fused and serial training both start from this."""
     torch.manual_seed(seed)
-    return MLP(n_features, list(p["hidden_layers"]), float(p["dropout"]), bool(p["use_leaky_relu"]))
+    return MLP(n_features, list(p["hidden_layers"]), float(p["dropout"]), bool(p["use_leaky_relu"]), seed)
 
 
 def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, device: str = "cpu",

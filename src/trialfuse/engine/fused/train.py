@@ -9,7 +9,9 @@ epochs). How many models share a batch follows free device memory; on out-of-mem
 batch is halved and retried, down to one model, which then fails alone.
 
 With the same seed, fused and one-at-a-time training start every model from the same
-weights (`mlp.new_net`), and without dropout they give the same results.
+weights (`mlp.new_net`) and draw the same dropout masks (each model's own stream), so they
+give the same results, up to rounding: a model trains the same alone, fused, at any place
+in any batch.
 """
 from __future__ import annotations
 
@@ -99,6 +101,7 @@ def run_jobs(jobs: list[Job], fold_data: list[FoldData], *, device: str = "cpu",
     for job in jobs:
         groups.setdefault((len(job.params["hidden_layers"]), len(fold_data[job.fold].y_train)), []).append(job)
     for group in groups.values():
+        group.sort(key=lambda job: sum(job.params["hidden_layers"]), reverse=True)  # similar widths share a batch
         stacked = fuse.mode == "on" or (fuse.mode == "auto" and dev.type == "cuda" and len(group) > 1)
         if not stacked:
             for job in group:
@@ -157,9 +160,13 @@ def _train_fused(batch: list[Job], fold_data, dev, dtype, deadline: float | None
 
 
 def release_memory(dev: torch.device | str) -> None:
-    """Collect what a failed batch left and hand the allocator's cached blocks back to the device."""
+    """Collect what a failed batch left and hand the allocator's cached blocks back to the device,
+    cuBLAS's workspaces too (they live in torch's cache; empty_cache alone keeps them)."""
     gc.collect()
     if torch.device(dev).type == "cuda":
+        clear_workspaces = getattr(torch._C, "_cuda_clearCublasWorkspaces", None)  # CUDA builds only
+        if clear_workspaces is not None:
+            clear_workspaces()
         torch.cuda.empty_cache()
 
 
@@ -280,11 +287,10 @@ def train_fused_batch(jobs: list[Job], fold_data: list[FoldData], dev: torch.dev
     check_deadline(deadline)
     started = time.perf_counter()
     s = _initial_state(jobs, fold_data, dev, dtype)
-    generator = torch.Generator(device=dev).manual_seed(jobs[0].seed)
     results: dict[int, dict[str, Any]] = {}
     max_epochs = int(s.budget.max())
     for epoch in range(max_epochs):
-        pred = forward(s.model, s.train.x, train=True, generator=generator)
+        pred = forward(s.model, s.train.x, train=True)
         grads = torch.autograd.grad(s.train.mse(pred).sum(), s.params)  # models independent: d(sum)/dθ_m = dL_m/dθ_m
         grads = [g * mask for g, mask in zip(grads, s.masks, strict=True)]
         norm = torch.sqrt(sum(g.pow(2).flatten(1).sum(1) for g in grads))  # [M] per-model gradient norm
