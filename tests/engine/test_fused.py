@@ -114,12 +114,15 @@ def test_mixed_depths_are_split_and_keep_order(table):
         assert f["r2"] == pytest.approx(s["r2"], abs=1e-6)
 
 
-def test_dropout_masks_are_independent_and_ignore_neighbours(table):
+def test_dropout_masks_follow_the_model_seed_and_ignore_neighbours(table):
     X, y, folds = table
     drop = {**BASE, "hidden_layers": [32, 32], "dropout": 0.3, "epochs": 10, "early_stopping_patience": 100}
-    twins = train_many([drop, drop], X, y, folds[:1], fuse="on", seed=5, dtype=torch.float64)
-    # same init (train_many seeds by config position, so give both the same seed via one config twice on one fold)
-    assert twins[0]["r2"] != twins[1]["r2"]
+    fold_data = [fused_train.prepare_fold(X, y, *folds[0])]
+    jobs = [fused_train.Job(mlp.with_defaults(drop), 0, seed, key=i) for i, seed in enumerate((5, 5, 6))]
+    twins = fused_train.run_jobs(jobs, fold_data, fuse=Fuse("on"), dtype=torch.float64)
+    assert twins[0]["fused_batch_size"] == 3
+    np.testing.assert_array_equal(twins[0]["predictions_val"], twins[1]["predictions_val"])  # one seed, one stream
+    assert twins[0]["r2"] != twins[2]["r2"]  # another seed: other weights and other masks
     a = train_many([drop, {**drop, "dropout": 0.1}], X, y, folds[:1], fuse="on", seed=5, dtype=torch.float64)
     b = train_many([drop, {**drop, "dropout": 0.45}], X, y, folds[:1], fuse="on", seed=5, dtype=torch.float64)
     assert a[0]["r2"] == b[0]["r2"]  # model 0's masks do not depend on its neighbour's rate

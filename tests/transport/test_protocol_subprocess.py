@@ -66,6 +66,23 @@ def test_smoke_3_single_serial_trial(fold_npz):
     assert result["trial_number"] == 0 and result["fold_idx"] == 0 and result["epochs_run"] <= 5
 
 
+def test_passed_through_fields_are_never_overwritten(fold_npz):
+    """A train command's trial_number and fold_idx come back as sent, for the NN (whose scores
+    carry a fold of their own) and a tree family alike."""
+    p = start_worker()
+    read(p)
+    answers = []
+    for family, number, fold in (("neural_net", 7, 3), ("lightgbm", 8, 4)):
+        send(p, {"command": "train", "X_train_path": str(fold_npz), "model_type": family, "trial_number": number,
+                 "fold_idx": fold, "params": {"hidden_layers": [8], "epochs": 2} if family == "neural_net" else {}})
+        answers.append(read(p))
+    send(p, {"command": "shutdown"})
+    read(p)
+    assert p.wait(timeout=60) == 0
+    assert [(a["status"], a["trial_number"], a["fold_idx"]) for a in answers] == [("complete", 7, 3),
+                                                                                  ("complete", 8, 4)], answers
+
+
 def test_smoke_4_train_batch_answers_each_job_in_order(fold_npz):
     params = {"hidden_layers": [64, 32], "learning_rate": 0.001, "epochs": 50, "dropout": 0.3, "gradient_clip": 1.0,
               "early_stopping_patience": 15}

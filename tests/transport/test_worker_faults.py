@@ -69,3 +69,14 @@ def test_a_worker_that_cannot_even_be_started_answers_every_job_with_the_reason(
         answers = [pool.next_done(timeout=30) for _ in range(2)]
     assert all(a is not None and a.result["status"] == "error" for a in answers)  # answered, not lost
     assert "Too many open files" in answers[0].result["error"]
+
+
+def test_a_json_line_that_is_not_an_object_restarts_the_worker_and_the_job_completes(tmp_path, monkeypatch):
+    monkeypatch.setenv(faults.FAULT_ENV, f"notobject:lightgbm:1:{tmp_path / 'count'}")
+    X, y, _ = make_survivors(300, seed=0)
+    with WorkerPool(X, y, [(np.arange(200), np.arange(200, 300))], slots=[Slot("cpu")], scratch=tmp_path) as pool:
+        pool.submit(("lightgbm", 0), "lightgbm", STARTS["lightgbm"][0], [0], seed=0)
+        pool.dispatch()
+        done = pool.next_done(timeout=120)
+    assert done is not None and done.result["status"] == "complete", done and done.result
+    assert int((tmp_path / "count").read_text()) == 2  # the bad answer, then the retry on a new worker

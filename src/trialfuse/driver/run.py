@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import optuna
 
 from trialfuse.catalog import FAMILIES
-from trialfuse.driver import final_model, run_dir
+from trialfuse.driver import final_model, fingerprint, run_dir
 from trialfuse.driver.budget import REPORT_SECONDS, Budget
 from trialfuse.driver.devices import describe, plan_workers
 from trialfuse.driver.options import RunOptions, check_options
@@ -62,8 +62,12 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
 
     rest, sealed = holdout_split(table.rows, opts.holdout, opts.seed)
     folds = kfold_indices(len(rest), opts.folds, opts.seed)
-    run_dir.write_json(out / run_dir.HOLDOUT, {"holdout_rows": sealed, "seed": opts.seed, "fraction": opts.holdout})
     storage = open_storage(opts.storage, out)
+    search = fingerprint.of_run(table.X, table.y, table.feature_names, table.target, opts.seed, opts.holdout,
+                                opts.folds)
+    fingerprint.check_resume(storage, opts.models, search, opts.storage or str(out))
+    fingerprint.stamp(storage, opts.models, search)
+    run_dir.write_json(out / run_dir.HOLDOUT, {"holdout_rows": sealed, "seed": opts.seed, "fraction": opts.holdout})
     out_of_fold = OutOfFold(out, folds) if opts.ensemble else None
 
     budget = Budget.starting_now(run_started, opts.timeout) if opts.timeout else None

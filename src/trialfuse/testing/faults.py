@@ -4,7 +4,7 @@ TRIALFUSE_INJECT_FAULT (inherited by workers) names one fault:
 - "<kind>:<place>[:<times>:<counter file>]": at a named place — a family's training in a
   worker (`nn`, `xgboost`, ...; `diagnose`), or `publish` / `results` in the driver's
   final writes — `fail` raises, `hang` never answers, `garble` writes a non-JSON line to
-  stdout, `die` exits at once (like kill -9), `cudaerror` raises what a broken CUDA context
+  stdout, `notobject` a JSON line that is not an object, `die` exits at once (like kill -9), `cudaerror` raises what a broken CUDA context
   raises (an illegal memory access). With a counter file the fault strikes only
   its first <times> occurrences, counted across processes.
 - "oom:N": a fused NN batch of more than N models runs out of memory.
@@ -36,6 +36,9 @@ def strike(place: str) -> None:
         time.sleep(10**6)
     if kind == "garble":
         sys.__stdout__.write("%% not a protocol line %%\n")
+        sys.__stdout__.flush()
+    if kind == "notobject":
+        sys.__stdout__.write("[1, 2]\n")
         sys.__stdout__.flush()
     if kind == "die":
         os._exit(9)

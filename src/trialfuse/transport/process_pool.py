@@ -99,10 +99,13 @@ class WorkerProcess:
         if line is None:
             raise WorkerLost(f"the worker died (exit code {self.proc.wait()})")
         try:
-            return json.loads(line)
+            answer = json.loads(line)
         except ValueError:
+            answer = None
+        if not isinstance(answer, dict):  # not the protocol: the worker cannot be trusted with more
             self.kill()
-            raise WorkerLost(f"the worker wrote a line that is not JSON: {line.strip()[:80]!r}") from None
+            raise WorkerLost(f"the worker wrote a line that is not a JSON object: {line.strip()[:80]!r}")
+        return answer
 
     def request(self, command: dict[str, Any], answers: int, timeout: float) -> list[dict[str, Any]]:
         if self.proc is None or self.proc.poll() is not None:

@@ -1,0 +1,60 @@
+"""What a search's trials depend on, stored with each family's study, so that a rerun into
+the same `--out` or `--storage` continues only the same search.
+
+A resumed search with another seed would draw another holdout, overlapping rows the old
+trials were tuned on, and its holdout R² would flatter; another table, target, fold count
+or search space would mix trials that answer different questions. So a study keeps the
+fingerprint it was started with, and a run whose fingerprint differs is refused before
+anything trains, with one line naming what differs.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+import optuna
+
+from trialfuse.errors import UserError
+
+ATTR = "fingerprint"
+SPACE_VERSION = 2  # raise when a family's search space or its parameters' meaning changes
+
+
+def of_run(X: np.ndarray, y: np.ndarray, feature_names: list[str], target: str, seed: int, holdout: float,
+           folds: int) -> dict[str, Any]:
+    """The run's inputs that decide which rows each trial trains and scores on, and what it searches."""
+    content = hashlib.sha256()
+    content.update("\0".join(feature_names).encode())
+    content.update(np.ascontiguousarray(X, dtype=np.float64).tobytes())
+    content.update(np.ascontiguousarray(y, dtype=np.float64).tobytes())
+    return {"table": content.hexdigest()[:16], "target": target, "seed": seed, "holdout": holdout, "folds": folds,
+            "space": SPACE_VERSION}
+
+
+def check_resume(storage: optuna.storages.BaseStorage, families: list[str], fingerprint: dict[str, Any],
+                 where: str) -> None:
+    """Refuse (UserError, exit 2) when a family's study in `storage` was started by another search."""
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        if summary.study_name not in families:
+            continue
+        saved = summary.user_attrs.get(ATTR)
+        if saved is None and summary.n_trials == 0:
+            continue
+        if saved is None:
+            raise UserError(f"{where} holds {summary.study_name} trials without a fingerprint (an older trialfuse): "
+                            "they cannot be checked against this run; use a new --out or --storage")
+        differ = [f"{key} {saved.get(key)!r} (now {value!r})" for key, value in fingerprint.items()
+                  if saved.get(key) != value]
+        if differ:
+            raise UserError(f"{where} holds a {summary.study_name} search made with another "
+                            f"{', '.join(differ)}: rerun with the same options to continue it, "
+                            "or use a new --out or --storage to start fresh")
+
+
+def stamp(storage: optuna.storages.BaseStorage, families: list[str], fingerprint: dict[str, Any]) -> None:
+    """Create each family's study if new and give it the run's fingerprint (kept if already there)."""
+    for family in families:
+        study = optuna.create_study(study_name=family, storage=storage, direction="maximize", load_if_exists=True)
+        if ATTR not in study.user_attrs:
+            study.set_user_attr(ATTR, fingerprint)
