@@ -80,3 +80,59 @@ def test_a_json_line_that_is_not_an_object_restarts_the_worker_and_the_job_compl
         done = pool.next_done(timeout=120)
     assert done is not None and done.result["status"] == "complete", done and done.result
     assert int((tmp_path / "count").read_text()) == 2  # the bad answer, then the retry on a new worker
+
+
+def test_a_scratch_folder_is_cleared_only_when_its_driver_is_gone(tmp_path):
+    """Two drivers may share an out directory: one must not delete the other's search rows."""
+    import socket
+    import subprocess
+    import sys
+
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    kept = tmp_path / f".pool-{host}-{live.pid}-abc"
+    gone = [tmp_path / f".pool-{host}-{dead.pid}-def", tmp_path / ".pool-old"]
+    elsewhere = tmp_path / f".pool-another-host-{dead.pid}-ghi"
+    for folder in (kept, *gone, elsewhere):
+        folder.mkdir()
+    try:
+        X, y, _ = make_survivors(100, seed=0)
+        with WorkerPool(X, y, [(np.arange(50), np.arange(50, 100))], slots=[Slot("cpu")], scratch=tmp_path):
+            pass
+    finally:
+        live.kill()
+        live.wait()
+    assert kept.is_dir() and elsewhere.is_dir()
+    assert not any(folder.exists() for folder in gone)
+
+
+def _retrain(pool: WorkerPool, tmp_path, X) -> dict:
+    from trialfuse.transport.process_pool import Retrain
+
+    model = Retrain("lightgbm", STARTS["lightgbm"][0], 20, tmp_path / "model", seed=0)
+    model.directory.mkdir()
+    return pool.retrain([model], X[:10])[0]
+
+
+def test_a_retrain_whose_worker_dies_runs_again_on_a_new_worker(tmp_path, monkeypatch):
+    monkeypatch.setenv(faults.FAULT_ENV, f"die:lightgbm:1:{tmp_path / 'count'}")
+    X, y, _ = make_survivors(300, seed=0)
+    with WorkerPool(X, y, [(np.arange(200), np.arange(200, 300))], slots=[Slot("cpu")], scratch=tmp_path) as pool:
+        answer = _retrain(pool, tmp_path, X)
+    assert answer["status"] == "complete", answer
+    assert int((tmp_path / "count").read_text()) == 2  # died once, then trained on a restarted worker
+
+
+def test_a_hung_retrain_ends_at_the_job_timeout(tmp_path, monkeypatch):
+    import time
+
+    monkeypatch.setenv(faults.FAULT_ENV, "hang:lightgbm")
+    X, y, _ = make_survivors(300, seed=0)
+    started = time.monotonic()
+    with WorkerPool(X, y, [(np.arange(200), np.arange(200, 300))], slots=[Slot("cpu")], scratch=tmp_path,
+                    job_timeout=3) as pool:
+        answer = _retrain(pool, tmp_path, X)
+    assert answer["status"] == "error" and "timed out" in answer["error"], answer
+    assert time.monotonic() - started < 30  # twice the job timeout, plus start-up

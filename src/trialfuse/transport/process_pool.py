@@ -18,6 +18,7 @@ import math
 import os
 import queue
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -174,6 +175,24 @@ class FoldDone:
     result: dict[str, Any]
 
 
+def _owner_alive(name: str) -> bool:
+    """Whether the driver that made scratch folder `name` (.pool-<host>-<pid>-...) may still use it:
+    on this host, while that process lives; another host's folder is never judged dead from here."""
+    parts = name.split("-")
+    if len(parts) < 4 or not parts[-2].isdigit():
+        return False  # an older run's unnamed folder
+    host, pid = "-".join(parts[1:-2]), int(parts[-2])
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class WorkerPool:
     """Runs trials' folds on device workers; the study's only way to train anything.
 
@@ -208,8 +227,10 @@ class WorkerPool:
         if scratch is not None:  # a killed driver's leftovers are cleared by the next run
             Path(scratch).mkdir(parents=True, exist_ok=True)
             for stale in Path(scratch).glob(".pool-*"):
-                shutil.rmtree(stale, ignore_errors=True)
-        self._tmp = Path(tempfile.mkdtemp(prefix=".pool-", dir=scratch))  # unique name: no collisions
+                if not _owner_alive(stale.name):
+                    shutil.rmtree(stale, ignore_errors=True)
+        owner = f".pool-{socket.gethostname()}-{os.getpid()}-"  # whose it is: another live driver's stays
+        self._tmp = Path(tempfile.mkdtemp(prefix=owner, dir=scratch))  # unique name: no collisions
         np.savez(self._tmp / "search_rows.npz", X=X, y=y)
         self._shape, self._folds = X.shape, len(folds)
         self._dataset = protocol.load_dataset(str(self._tmp / "search_rows.npz"), folds)
@@ -432,12 +453,26 @@ class WorkerPool:
         return answer["diagnostics"]
 
     def _run_on(self, worker: WorkerProcess, what: str, family: str, command: dict[str, Any]) -> dict[str, Any]:
-        """One command on `worker`, outside the queue, logged on the timeline."""
+        """One command on `worker`, outside the queue, logged on the timeline; under the job
+        timeout (twice it for a retrain, which trains on every search row) and the restart-once
+        rule, as a task is."""
         index = self._all.index(worker)
         self._doing[index] = f"{what} {family}"
+        limit = self.job_timeout * (2 if what == "retrain" else 1)
         with worker.busy:
             started = time.time()
-            answer = worker.request(command, 1, math.inf)[0]
+            for attempt in range(2):
+                try:
+                    answer = worker.request(command, 1, limit)[0]
+                    break
+                except TimeoutError as exc:
+                    answer = protocol.error(f"timed out: {exc}")
+                    break
+                except WorkerLost as exc:
+                    worker.kill()
+                    answer = protocol.error(str(exc))
+                    if self._closed:
+                        break
             self.timeline.append({"worker": index, "device": worker.slot.label, "what": what,
                                   "start": started, "end": time.time(), "jobs": 1})
         self._doing[index] = "idle"
