@@ -73,6 +73,8 @@ def run(
                                              "(median of earlier trials at the same fold).")] = True,
     ensemble: Annotated[bool, typer.Option(help="Save a weighted ensemble of the search's models where it beats "
                                                 "the best single model on out-of-fold R².")] = True,
+    keep_columns: Annotated[str, typer.Option(help="Comma-separated columns to use even though they look like "
+                                                   "row names (a row index, a per-row unique text).")] = "",
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -81,7 +83,8 @@ def run(
 
     _run(RunOptions(data=data, target=target, models=models, trials=trials, folds=folds, holdout=holdout,
                     out=out, storage=storage, seed=seed, devices=devices, fuse=fuse, timeout=timeout,
-                    job_timeout=job_timeout, prune=prune, ensemble=ensemble), quiet, as_json)
+                    job_timeout=job_timeout, prune=prune, ensemble=ensemble, keep_columns=keep_columns), quiet,
+         as_json)
 
 
 @app.command()
@@ -117,7 +120,8 @@ def predict(
 
     from trialfuse.predict import predict_table
 
-    frame = pd.DataFrame({"prediction": predict_table(model_dir, data)})
+    warn = lambda line: typer.echo(f"warning: {line}", err=True)  # noqa: E731
+    frame = pd.DataFrame({"prediction": predict_table(model_dir, data, on_warning=warn)})
     if out:
         frame.to_csv(out, index=False, float_format="%.17g")
     else:

@@ -2,6 +2,7 @@
 encoding it exactly as training did."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,10 @@ from trialfuse.engine.families import family_module
 from trialfuse.errors import UserError
 
 
-def predict_table(model_dir: str | Path, data: str | Path) -> np.ndarray:
-    """Predictions for every row of `data`, in row order."""
+def predict_table(model_dir: str | Path, data: str | Path,
+                  on_warning: Callable[[str], None] | None = None) -> np.ndarray:
+    """Predictions for every row of `data`, in row order. Category values the model never saw
+    are treated as missing; `on_warning` hears how many there were, per column."""
     model_dir = Path(model_dir)
     if (model_dir / run_dir.BEST_MODEL / run_dir.METADATA).exists():
         model_dir = model_dir / run_dir.BEST_MODEL  # a run directory works too
@@ -22,10 +25,15 @@ def predict_table(model_dir: str | Path, data: str | Path) -> np.ndarray:
     if not meta_path.exists():
         raise UserError(f"no saved model in {model_dir} (expected {run_dir.METADATA} there)")
     meta = run_dir.read_json(meta_path)
-    frame, _ = read_frame(data, meta["target"])
+    categories = meta.get("categories", {})
+    frame, _ = read_frame(data, meta["target"], text_columns=list(categories))
     if len(frame) == 0:
         raise UserError(f"table {data} has no rows")
-    X = encode_features(frame, meta["feature_names"], meta.get("categories", {}))
+    unseen: dict[str, int] = {}
+    X = encode_features(frame, meta["feature_names"], categories, unseen)
+    for name, count in unseen.items():
+        if on_warning:
+            on_warning(f"column {name!r}: {count} value(s) not seen in training, treated as missing")
     members = meta.get("members") or [{"family": meta["family"], "model_file": meta["model_file"], "weight": 1.0}]
     predictions = []
     for member in members:

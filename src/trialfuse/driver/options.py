@@ -32,6 +32,7 @@ class RunOptions:
     portfolio: bool = True  # new studies start from the catalog's known-good configurations (off: the bench)
     timeout: str | float | None = None  # whole-run budget: seconds or "90s", "20m", "6h"
     job_timeout: str | float | None = None  # one task on one worker; past it the worker is killed
+    keep_columns: list[str] = field(default_factory=list)  # row-naming columns to use as features anyway
 
 
 def parse_models(text: str | list[str]) -> list[str]:
@@ -80,3 +81,5 @@ def check_options(opts: RunOptions) -> None:
         opts.trials = DEFAULT_TRIALS
     opts.job_timeout = parse_duration(opts.job_timeout, "--job-timeout")
     opts.fuse = Fuse.parse(opts.fuse)
+    if isinstance(opts.keep_columns, str):
+        opts.keep_columns = [c.strip() for c in opts.keep_columns.split(",") if c.strip()]

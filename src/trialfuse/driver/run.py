@@ -52,8 +52,16 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
     reporter = reporter or SilentReporter()
     started, run_started = time.perf_counter(), time.monotonic()
     check_options(opts)
-    table = load_table(opts.data, opts.target)
-    check_split_sizes(table.rows, opts.holdout, opts.folds)
+
+    def search_rows(rows: int):  # the rows outside the sealed holdout decide how the table is encoded
+        check_split_sizes(rows, opts.holdout, opts.folds)
+        return holdout_split(rows, opts.holdout, opts.seed)[0]
+
+    table = load_table(opts.data, opts.target, opts.keep_columns, search_rows)
+    unused = [f"column {name!r} is not used: {why}" for name, why in table.identifiers.items()]
+    unused += table.warnings
+    for line in unused:
+        reporter.stage(line)
     slots = plan_workers(opts.devices)
     out = Path(opts.out) if opts.out else Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
@@ -90,7 +98,7 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
         what = (f"the ensemble's {len(chosen.members)} members" if chosen.is_ensemble else best.family)
         reporter.stage(f"retraining {what} on {len(rest)} rows and scoring the holdout")
         final = final_model.train_and_save(pool, chosen, best, table, rest, sealed, out, opts.seed)
-        warnings = final["warnings"] + [w for f in families.values() if FAMILIES[f.family].diagnostics
+        warnings = unused + final["warnings"] + [w for f in families.values() if FAMILIES[f.family].diagnostics
                                         for w in _diagnostics(pool, f, out, opts.seed, reporter, budget)]
         run_dir.write_json(out / run_dir.TIMELINE, {"device": describe(slots), "workers": len(slots),
                                                      "tasks": pool.timeline})

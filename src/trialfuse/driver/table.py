@@ -7,6 +7,7 @@ kept so `predict` encodes new tables the same way); missing feature values stay 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,14 +31,19 @@ class Table:
     target: str
     categories: dict[str, list[str]] = field(default_factory=dict)  # column -> code order
     dropped: dict[str, str] = field(default_factory=dict)  # column -> why it is unused
+    identifiers: dict[str, str] = field(default_factory=dict)  # the dropped columns that only name rows, and why
+    warnings: list[str] = field(default_factory=list)  # what the user should know about the encoding
 
     @property
     def rows(self) -> int:
         return len(self.y)
 
 
-def read_frame(path: str | Path, target: str | None = None) -> tuple[pd.DataFrame, str | None]:
-    """Read any supported file into a DataFrame; NPZ's `y` array is named `target`."""
+def read_frame(path: str | Path, target: str | None = None,
+               text_columns: list[str] | None = None) -> tuple[pd.DataFrame, str | None]:
+    """Read any supported file into a DataFrame; NPZ's `y` array is named `target`.
+    `text_columns` are read as text where the format guesses types (CSV): a category column
+    whose values in this file all look like numbers ("7", "02134") keeps them as written."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"data file not found: {path}")
@@ -50,7 +56,7 @@ def read_frame(path: str | Path, target: str | None = None) -> tuple[pd.DataFram
     kind = FORMATS[suffix]
     try:
         if kind == "CSV":
-            frame = pd.read_csv(path)
+            frame = pd.read_csv(path, dtype={c: str for c in text_columns} if text_columns else None)
         elif kind == "Parquet":
             frame = pd.read_parquet(path)
         elif kind == "JSON":
@@ -105,8 +111,12 @@ def _npz_feature_names(path: Path) -> list[str]:
             return [str(n) for n in data["feature_names"]]
 
 
-def load_table(path: str | Path, target: str | None) -> Table:
-    """Read, validate and encode a table for training."""
+def load_table(path: str | Path, target: str | None, keep: list[str] | None = None,
+               search_rows: Callable[[int], np.ndarray] | None = None) -> Table:
+    """Read, validate and encode a table for training. Columns that only name rows (a row
+    index, a per-row unique text) are dropped, unless named in `keep`. `search_rows(n)` gives
+    the rows (of n) that decide the encoding (category levels, constant columns): the sealed
+    holdout's values must not shape what is trained; by default, every row."""
     frame, target = read_frame(path, target)
     if target is None:
         raise UserError("--target is required: name the column to predict")
@@ -117,11 +127,21 @@ def load_table(path: str | Path, target: str | None) -> Table:
         raise UserError(f"target column {target!r} not found in {path} (columns: {shown})")
     y = _target_values(frame[target], target)
     features = frame.drop(columns=[target])
-    X, names, categories, dropped = _encode_training_features(features)
+    unknown = [k for k in keep or [] if k not in features.columns.map(str)]
+    if unknown:
+        raise UserError(f"--keep-columns names {', '.join(map(repr, unknown))}, not a feature column of {path}")
+    identifiers = {str(name): why for name in features.columns
+                   if str(name) not in (keep or []) and (why := _identifier(features[name], str(name)))}
+    features = features.drop(columns=[c for c in features.columns if str(c) in identifiers])
+    deciding = search_rows(len(y)) if search_rows else np.arange(len(y))
+    X, names, categories, dropped = _encode_training_features(features, deciding)
+    warnings = [_text_order_warning(name, levels) for name, levels in categories.items()]
+    dropped = {**identifiers, **dropped}
     if not names:
         why = "; ".join(f"{c}: {r}" for c, r in dropped.items()) or "the table has only the target column"
         raise UserError(f"no usable feature columns in {path} ({why})")
-    return Table(X=X, y=y, feature_names=names, target=target, categories=categories, dropped=dropped)
+    return Table(X=X, y=y, feature_names=names, target=target, categories=categories, dropped=dropped,
+                 identifiers=identifiers, warnings=[w for w in warnings if w])
 
 
 def _target_values(column: pd.Series, target: str) -> np.ndarray:
@@ -146,18 +166,20 @@ def _is_number(value: object) -> bool:
     return True
 
 
-def _encode_training_features(features: pd.DataFrame):
+def _encode_training_features(features: pd.DataFrame, deciding: np.ndarray):
+    """Every row encoded; levels and constant columns judged on the `deciding` rows alone
+    (a level seen only elsewhere is missing, as an unseen level is at predict time)."""
     columns, names, categories, dropped = [], [], {}, {}
     for name in features.columns:
         column = features[name]
         key = str(name)
         if _is_categorical(column):
-            levels = sorted({str(v) for v in column.dropna()})
+            levels = sorted({_level(v) for v in column.iloc[deciding].dropna()})
             values = _codes(column, levels)
             categories[key] = levels
         else:
             values = _numeric(column)
-        observed = values[~np.isnan(values)]
+        observed = values[deciding][~np.isnan(values[deciding])]
         if observed.size == 0:
             dropped[key] = "all values missing"
         elif np.all(observed == observed[0]):
@@ -170,6 +192,32 @@ def _encode_training_features(features: pd.DataFrame):
     return X, names, categories, dropped
 
 
+IDENTIFIER_MIN_ROWS = 20  # fewer rows prove nothing about a column
+IDENTIFIER_DISTINCT_SHARE = 0.95  # a text column this distinct names rows rather than groups them
+
+
+def _identifier(column: pd.Series, name: str) -> str | None:
+    """Why `column` only names rows, or None. A row index (pandas writes one as "Unnamed: 0")
+    orders the rows, and a table stored in an order related to the target leaks it through
+    that column; a text unique per row gives codes in alphabetical order: noise."""
+    if len(column) < IDENTIFIER_MIN_ROWS or pd.api.types.is_bool_dtype(column):
+        return None
+    if _is_categorical(column):
+        present = column.dropna().map(str)
+        if len(present) >= IDENTIFIER_DISTINCT_SHARE * len(column) \
+                and present.nunique() >= IDENTIFIER_DISTINCT_SHARE * len(present):
+            return "an identifier: its text differs on (almost) every row (--keep-columns keeps it)"
+        return None
+    values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+    if np.isnan(values).any() or not np.all(values == np.round(values)):
+        return None
+    if name.startswith("Unnamed: "):
+        return "a row index: an unnamed integer column, as pandas writes its index (--keep-columns keeps it)"
+    if np.all(np.diff(values) == 1):
+        return "a row index: its values are the row numbers plus a constant (--keep-columns keeps it)"
+    return None
+
+
 def _is_categorical(column: pd.Series) -> bool:
     return not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column))
 
@@ -180,13 +228,37 @@ def _numeric(column: pd.Series) -> np.ndarray:
     return values
 
 
+def _level(value: object) -> str:
+    """A category value as text. A number the reader typed (a file whose column held only
+    numbers) is written as it would be in text: 7.0 is "7", as the training file had it."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def _codes(column: pd.Series, levels: list[str]) -> np.ndarray:
     index = {level: float(code) for code, level in enumerate(levels)}
-    return np.array([np.nan if pd.isna(v) else index.get(str(v), np.nan) for v in column], dtype=np.float64)
+    return np.array([np.nan if pd.isna(v) else index.get(_level(v), np.nan) for v in column], dtype=np.float64)
 
 
-def encode_features(frame: pd.DataFrame, feature_names: list[str], categories: dict[str, list[str]]) -> np.ndarray:
-    """Encode a new table exactly as the training table was; unseen categories become NaN."""
+MOSTLY_NUMERIC_SHARE = 0.9  # a text column whose levels are at least this much numbers is probably a number
+
+
+def _text_order_warning(name: str, levels: list[str]) -> str | None:
+    """A mostly-numeric column made text by a few stray tokens: its codes follow text order."""
+    words = [level for level in levels if not _is_number(level)]
+    if len(levels) < 3 or len(words) > (1 - MOSTLY_NUMERIC_SHARE) * len(levels):
+        return None
+    shown = ", ".join(repr(w) for w in words[:3])
+    return (f"column {name!r} is read as text because of {len(words)} non-numeric value(s) ({shown}): its "
+            f"{len(levels)} levels are coded in text order (\"10\" before \"9\"); clean those values to "
+            "make it a number")
+
+
+def encode_features(frame: pd.DataFrame, feature_names: list[str], categories: dict[str, list[str]],
+                    unseen: dict[str, int] | None = None) -> np.ndarray:
+    """Encode a new table exactly as the training table was; unseen categories become NaN
+    (counted per column into `unseen`, if given)."""
     missing = [n for n in feature_names if n not in frame.columns.map(str)]
     if missing:
         shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
@@ -197,6 +269,8 @@ def encode_features(frame: pd.DataFrame, feature_names: list[str], categories: d
         column = frame[name]
         if name in categories:
             out[:, j] = _codes(column, categories[name])
+            if unseen is not None and (count := int((np.isnan(out[:, j]) & column.notna().to_numpy()).sum())):
+                unseen[name] = count
         elif _is_categorical(column):
             raise UserError(f"feature column {name!r} was numeric in training but is not numeric here")
         else:

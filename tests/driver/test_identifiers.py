@@ -1,0 +1,66 @@
+"""Columns that only name rows are not features: a row index leaks a table's storage order,
+a per-row unique text is noise. They are dropped with a reason; --keep-columns keeps them."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from trialfuse.driver.table import load_table
+from trialfuse.errors import UserError
+from trialfuse.survivors import TARGET, make_survivors
+
+
+@pytest.fixture
+def sorted_frame():
+    """The reference table stored in target order, as some public tables are."""
+    X, y, names = make_survivors(400, seed=0)
+    frame = pd.DataFrame(X, columns=names)
+    frame[TARGET] = y
+    frame = frame.sort_values(TARGET).reset_index(drop=True)
+    frame["title"] = [f"row {i}" for i in range(len(frame))]
+    frame["group"] = [f"g{i % 7}" for i in range(len(frame))]
+    return frame
+
+
+def test_pandas_index_and_unique_text_are_dropped_with_their_reasons(sorted_frame, tmp_path):
+    path = tmp_path / "t.csv"
+    sorted_frame.to_csv(path)  # pandas writes its index first, as the unnamed column "Unnamed: 0"
+    table = load_table(path, TARGET)
+    assert "Unnamed: 0" not in table.feature_names and "title" not in table.feature_names
+    assert "group" in table.feature_names  # repeated text is a real category
+    assert table.identifiers["Unnamed: 0"].startswith("a row index: an unnamed integer column")
+    assert table.identifiers["title"].startswith("an identifier")
+    assert set(table.identifiers) <= set(table.dropped)
+
+
+def test_a_named_counter_column_is_a_row_index(sorted_frame, tmp_path):
+    sorted_frame.insert(0, "id", np.arange(len(sorted_frame)) + 1000)
+    sorted_frame["visits"] = np.arange(len(sorted_frame)) % 9  # integers, but not a counter
+    path = tmp_path / "t.parquet"
+    sorted_frame.to_parquet(path)
+    table = load_table(path, TARGET)
+    assert "row numbers plus a constant" in table.identifiers["id"] and "visits" in table.feature_names
+
+
+def test_keep_columns_keeps_them_and_a_wrong_name_is_refused(sorted_frame, tmp_path):
+    path = tmp_path / "t.csv"
+    sorted_frame.to_csv(path)
+    table = load_table(path, TARGET, keep=["Unnamed: 0"])
+    assert "Unnamed: 0" in table.feature_names and "title" not in table.feature_names
+    with pytest.raises(UserError, match="--keep-columns names 'nope'"):
+        load_table(path, TARGET, keep=["nope"])
+
+
+def test_the_run_says_so_and_the_saved_model_records_it(sorted_frame, tmp_path, run_main):
+    path = tmp_path / "t.csv"
+    sorted_frame.to_csv(path)
+    code, out, err = run_main("run", path, "--target", TARGET, "--models", "lightgbm", "--trials", "1", "--folds",
+                              "2", "--out", tmp_path / "run", "--no-ensemble", "--json")
+    assert code == 0, err
+    warnings = json.loads(out)["warnings"]
+    assert any(w.startswith("column 'Unnamed: 0' is not used: a row index") for w in warnings), warnings
+    meta = json.loads((tmp_path / "run" / "best_model" / "metadata.json").read_text())
+    assert meta["dropped_columns"]["title"].startswith("an identifier")

@@ -1,0 +1,67 @@
+"""A predict file's category columns are read as the training file's were, whatever pandas
+would guess from this file alone (a column of only numbers and blanks, leading zeros)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import cli
+from trialfuse.driver.table import load_table
+from trialfuse.predict import predict_table
+from trialfuse.survivors import TARGET, make_survivors
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    work = tmp_path_factory.mktemp("types")
+    X, y, names = make_survivors(400, seed=0)
+    frame = pd.DataFrame(X[:, :4], columns=names[:4])
+    codes = np.array(["7", "A", "B", "02134"])[np.arange(len(frame)) % 4]
+    frame["code"] = codes
+    frame[TARGET] = y + np.where(codes == "7", 3.0, 0.0) + np.where(codes == "02134", -3.0, 0.0)
+    frame.loc[::13, "code"] = None
+    frame.to_csv(work / "train.csv", index=False)
+    proc = cli("run", work / "train.csv", "--target", TARGET, "--models", "lightgbm", "--trials", "1", "--folds", "2",
+               "--out", work / "run", "--no-ensemble", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    return work, frame
+
+
+@pytest.mark.parametrize("value", ["7", "02134"])
+def test_a_category_column_of_only_numbers_predicts_as_the_training_typed_file(trained, value):
+    work, frame = trained
+    rows = frame.drop(columns=[TARGET]).head(6).copy()
+    rows["code"] = [value, None, value, value, None, value]  # pandas alone reads 7.0 / 2134.0 (with NaN)
+    numeric_only = work / f"numeric-{value}.csv"
+    rows.to_csv(numeric_only, index=False)
+    assert pd.read_csv(numeric_only)["code"].dtype == np.float64
+    mixed = work / f"mixed-{value}.csv"  # the same rows after one row with a letter: read as text
+    pd.concat([rows, rows.head(1).assign(code="A")]).to_csv(mixed, index=False)
+    expected = predict_table(work / "run", mixed)[:6]
+    warnings: list[str] = []
+    got = predict_table(work / "run", numeric_only, on_warning=warnings.append)
+    np.testing.assert_array_equal(got, expected)
+    assert warnings == []  # every value was seen in training
+
+
+def test_unseen_values_are_counted_and_said(trained):
+    work, frame = trained
+    rows = frame.drop(columns=[TARGET]).head(4).copy()
+    rows["code"] = ["7", "Z", "Z", None]
+    rows.to_csv(work / "unseen.csv", index=False)
+    proc = cli("predict", work / "run", work / "unseen.csv")
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: column 'code': 2 value(s) not seen in training, treated as missing" in proc.stderr
+
+
+def test_a_mostly_numeric_text_column_gets_a_warning(tmp_path):
+    X, y, names = make_survivors(200, seed=0)
+    frame = pd.DataFrame(X[:, :3], columns=names[:3])
+    frame[TARGET] = y
+    frame["size"] = [str(i % 40) for i in range(len(frame))]
+    frame.loc[5, "size"] = "unknown"
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    table = load_table(tmp_path / "t.csv", TARGET)
+    assert len(table.warnings) == 1 and "column 'size' is read as text because of 1 non-numeric value(s) ('unknown')" \
+        in table.warnings[0]
