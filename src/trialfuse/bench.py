@@ -20,11 +20,12 @@ from trialfuse.engine.fused.train import train_many
 from trialfuse.fuse import Fuse
 from trialfuse.survivors import make_survivors
 
-
 # mode -> (fuse option, float32 matmul precision): "high" lets a GPU's tensor cores take
 # float32 matmuls as TF32 (10 mantissa bits), which the "-tf32" modes measure
-MODES: dict[str, tuple[str, str]] = {"serial": ("off", "highest"), "fused": ("on", "highest"), "auto": ("auto", "highest"),
-                                     "serial-tf32": ("off", "high"), "fused-tf32": ("on", "high")}
+MODES: dict[str, tuple[str, str]] = {
+    "serial": ("off", "highest"), "fused": ("on", "highest"), "auto": ("auto", "highest"),
+    "serial-tf32": ("off", "high"), "fused-tf32": ("on", "high"),
+}
 
 
 def sample_configs(n: int, epochs: int, seed: int = 0) -> list[dict[str, Any]]:

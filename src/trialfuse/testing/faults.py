@@ -4,9 +4,10 @@ TRIALFUSE_INJECT_FAULT (inherited by workers) names one fault:
 - "<kind>:<place>[:<times>:<counter file>]": at a named place — a family's training in a
   worker (`nn`, `xgboost`, ...; `diagnose`), or `publish` / `results` in the driver's
   final writes — `fail` raises, `hang` never answers, `garble` writes a non-JSON line to
-  stdout, `notobject` a JSON line that is not an object, `die` exits at once (like kill -9), `cudaerror` raises what a broken CUDA context
-  raises (an illegal memory access). With a counter file the fault strikes only
-  its first <times> occurrences, counted across processes.
+  stdout, `notobject` a JSON line that is not an object, `die` exits at once (like
+  kill -9), `cudaerror` raises what a broken CUDA context raises (an illegal memory access).
+  With a counter file the fault strikes only its first <times> occurrences, counted across
+  processes.
 - "oom:N": a fused NN batch of more than N models runs out of memory.
 Production code calls `strike(place)` at its fault points and asks `out_of_memory(models)`
 before a fused batch; both return at once when the variable is unset.

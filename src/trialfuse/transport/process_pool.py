@@ -461,7 +461,7 @@ class WorkerPool:
         limit = self.job_timeout * (2 if what == "retrain" else 1)
         with worker.busy:
             started = time.time()
-            for attempt in range(2):
+            for _attempt in range(2):  # first try, then once more on a restarted worker
                 try:
                     answer = worker.request(command, 1, limit)[0]
                     break
