@@ -150,3 +150,84 @@ def test_drivers_opening_a_fresh_database_at_the_same_instant_all_succeed(postgr
         log.seek(log_start)
         errors = [line.strip() for line in log if "ERROR:" in line]
     assert not errors, f"{len(errors)} errors in the server log, e.g. {errors[:3]}"
+
+
+def _running_trials_of(postgres_url: str, pid: int) -> int:
+    try:
+        study = optuna.load_study(study_name="lightgbm", storage=postgres_url)
+    except KeyError:
+        return 0
+    return sum(t.user_attrs.get("driver", "").endswith(f":{pid}")
+               for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
+
+
+def test_kill_9_of_one_of_two_drivers_the_survivor_finishes_exactly_n_trials(survivors_csv, tmp_path,
+                                                                               postgres_server):
+    """Two drivers share a study; one dies right after asking its first trials, before its
+    heartbeat thread's first beat: its trials are found orphaned, asked again once and run
+    by the survivor (after its own asking ended, if need be), which ends with exactly
+    `--trials` finished trials, none lost, none run twice. Before: the orphans stayed RUNNING
+    for ever (no heartbeat row is never stale) and the survivor waited for them for ever."""
+    base_url, _ = postgres_server
+    url = _create_databases(base_url, [f"kill_{os.getpid()}"])[0]
+    n = 8
+    env = {**os.environ, "TRIALFUSE_HEARTBEAT_SECONDS": "2"}
+
+    def driver(name: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", CODE, "run", str(survivors_csv), "--target", "score",
+                                 "--models", "lightgbm", "--trials", str(n), "--folds", "2", "--devices", "1",
+                                 "--storage", url, "--out", str(tmp_path / name), "--json"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+    doomed, survivor = driver("doomed"), driver("survivor")
+    deadline = time.monotonic() + 120
+    while _running_trials_of(url, doomed.pid) == 0:
+        assert doomed.poll() is None and time.monotonic() < deadline, "the driver ended before it could be killed"
+        time.sleep(0.02)
+    os.killpg(doomed.pid, 9)  # the driver and its workers, before its first heartbeat thread beat
+    doomed.wait()
+    orphans = _running_trials_of(url, doomed.pid)
+    assert orphans >= 1
+    out, err = survivor.communicate(timeout=300)
+    assert survivor.returncode == 0, err
+    trials = optuna.load_study(study_name="lightgbm", storage=url).get_trials(deepcopy=False)
+    counted = counting(trials)
+    assert len(counted) == n and all(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+                                     for t in counted)
+    assert not [t for t in trials if t.state in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)]
+    dead = [t for t in trials if t.user_attrs.get("driver", "").endswith(f":{doomed.pid}")]
+    assert len(dead) >= orphans and all(t.state == optuna.trial.TrialState.FAIL for t in dead)
+    retries = sorted(t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs)
+    assert retries == sorted(t.number for t in dead if t.params)  # each orphan that had params asked again once
+    family = json.loads(out)["families"]["lightgbm"]
+    assert family["trials_complete"] + family["trials_pruned"] == n
+
+
+def test_a_heartbeat_that_hits_a_database_error_beats_on(monkeypatch):
+    """Before: the first error ended the heartbeat thread, and another driver then failed
+    this live driver's trials as orphans."""
+    from trialfuse.driver import storage
+
+    class FlakyStorage:
+        def __init__(self):
+            self.beats = 0
+
+        def get_heartbeat_interval(self):
+            return 0.02
+
+        def record_heartbeat(self, trial_id):
+            self.beats += 1
+            if self.beats == 1:
+                raise ConnectionError("server closed the connection unexpectedly")
+
+    class Trial:
+        _trial_id = 1
+
+    flaky = FlakyStorage()
+    monkeypatch.setattr(storage, "_storage", lambda study: flaky)
+    heartbeat = storage.Heartbeat(object(), lambda: [Trial()])
+    deadline = time.monotonic() + 10
+    while flaky.beats < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    heartbeat.stop()
+    assert flaky.beats >= 4

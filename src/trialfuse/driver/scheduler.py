@@ -6,6 +6,7 @@ round counts kept as user attributes), pruned after a losing fold, or failed wit
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 import socket
@@ -23,6 +24,7 @@ from trialfuse.driver.budget import Budget
 from trialfuse.driver.out_of_fold import OutOfFold
 from trialfuse.driver.storage import (
     Heartbeat,
+    beat,
     fail_stale_trials,
     keeps_heartbeats,
     recover_orphans,
@@ -31,6 +33,7 @@ from trialfuse.driver.storage import (
 from trialfuse.seeds import model_seed
 from trialfuse.transport.process_pool import WorkerPool
 
+log = logging.getLogger(__name__)
 MAX_FAILURES_BEFORE_SKIP = 3  # failures in a row, with no success yet, that end a family
 PRUNE_AFTER_COMPLETE = 5  # the pruner compares a trial only once this many trials are complete
 PRUNER = optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER_COMPLETE, n_warmup_steps=1)  # from the 2nd fold
@@ -109,6 +112,8 @@ def run_studies(families: list[str], storage: optuna.storages.BaseStorage, n_tri
     searches = [FamilySearch(f, storage, n_trials, folds, seed, pool, on_trial, prune, shares, out_of_fold,
                              portfolio) for f in families]
     _drive(searches, pool, budget)
+    while again := [search for search in searches if search.recovered()]:  # a dead driver's trials, asked again
+        _drive(again, pool, budget)
     results = {search.family: search.finish() for search in searches}
     if must_start and budget is not None and not any(r.trials_complete for r in results.values()):
         results.update(_one_model_at_least(searches, storage, folds, seed, pool, on_trial, prune, out_of_fold))
@@ -214,7 +219,19 @@ class FamilySearch:
         self.window = self.pool.window(self.family)
         for _ in range(self.window):
             self._ask_one()
-        self.heartbeat = Heartbeat(self.study, lambda: [entry.trial for entry in list(self.flight.values())])
+        if self.heartbeat is None:
+            self.heartbeat = Heartbeat(self.study, lambda: [entry.trial for entry in list(self.flight.values())])
+
+    def recovered(self) -> bool:
+        """On a shared database, once the other drivers' trials are told or found orphaned:
+        whether there is work left that a dead driver took (the trial budget is not used up,
+        or, with a time budget, orphans were queued again), which this driver then runs."""
+        if not keeps_heartbeats(self.study) or self.stop_asking or self._out_of_time():
+            return False
+        wait_for_other_drivers(self.study)
+        if self.n_trials is not None:
+            return taken(self.study) < self.n_trials
+        return bool(self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
 
     def receive(self, done) -> None:
         """A fold's answer: judge its trial (in fold order) and drop the rest of a lost trial."""
@@ -298,6 +315,7 @@ class FamilySearch:
         if self.starts:  # skip_if_exists: another driver on a shared database may have queued it already
             self.study.enqueue_trial(self.starts.pop(0), skip_if_exists=True)
         trial = self.study.ask()
+        beat(self.study, trial)
         # another driver took the last slot at the same moment
         if self.n_trials is not None and _surplus(self.study, trial, self.n_trials):
             trial.set_user_attr("surplus", True)
@@ -394,7 +412,16 @@ def _wall_seconds(answer: dict[str, Any]) -> float:
 
 
 def _tell(study: optuna.Study, entry: InFlight) -> None:
-    """Record the trial's outcome once: fold scores as user attributes and intermediate values."""
+    """Record the trial's outcome once: fold scores as user attributes and intermediate values.
+    A trial another driver already failed (this driver's heartbeat had stopped) keeps that end:
+    its params were queued again, and the retry is what counts."""
+    try:
+        _record(study, entry)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        log.warning("trial %d was ended by another driver (heartbeat lost); its retry counts", entry.trial.number)
+
+
+def _record(study: optuna.Study, entry: InFlight) -> None:
     trial = entry.trial
     answers = [entry.results[f] for f in range(entry.checked)]
     if answers:
@@ -407,22 +434,24 @@ def _tell(study: optuna.Study, entry: InFlight) -> None:
         for step, value in enumerate(_running_means(entry)):
             trial.report(value, step)
     if entry.outcome == "complete":
-        study.tell(trial, _running_means(entry)[-1])
+        study.tell(trial, _running_means(entry)[-1], skip_if_finished=True)
     elif entry.outcome == "pruned":
-        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
     else:
         trial.set_user_attr("fail_reason", entry.reason)
         if entry.outcome == "cut":
             trial.set_user_attr("stopped_by_budget", True)
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
 
 
 def counting(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
     """The trials that use up the family's budget, running ones included: not an orphan whose
-    params were asked again (its retry counts), nor one cut by the time budget or surplus."""
+    params were asked again (its retry counts), nor one that failed before it had params (its
+    driver died between ask and suggest: nothing was tried), nor one cut by the time budget or surplus."""
     retried = {t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs}
     state = optuna.trial.TrialState
     return [t for t in trials if t.state in (*FINISHED, state.RUNNING) and t.number not in retried
+            and not (t.state == state.FAIL and not t.params)
             and not any(key in t.user_attrs for key in UNCOUNTED)]
 
 

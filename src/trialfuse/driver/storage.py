@@ -4,6 +4,8 @@ and what keeps a shared study whole when a driver dies: heartbeats, orphaned tri
 failed and asked again once, drivers waiting for each other before they compare."""
 from __future__ import annotations
 
+import logging
+import os
 import threading
 import time
 import warnings
@@ -17,7 +19,9 @@ import sqlalchemy
 from trialfuse.driver import run_dir
 from trialfuse.errors import UserError
 
+log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 20  # database storage: a trial with no heartbeat for 3 of these is an orphan
+HEARTBEAT_ENV = "TRIALFUSE_HEARTBEAT_SECONDS"  # another interval (tests: a killed driver found in seconds)
 CREATE_ATTEMPTS = 4
 LOCK_WAIT_SECONDS = 120  # how long a driver waits for another to finish creating the tables
 SCHEMA_LOCK_KEY = 0x747269616C66  # "trialf": the advisory lock every trialfuse driver takes to create the schema
@@ -51,8 +55,8 @@ def _open_database(url: str) -> optuna.storages.RDBStorage:
         try:
             with _schema_lock(url), warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat; knowingly
-                return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS,
-                                                  grace_period=3 * HEARTBEAT_SECONDS,
+                interval = int(os.environ.get(HEARTBEAT_ENV, HEARTBEAT_SECONDS))
+                return optuna.storages.RDBStorage(url, heartbeat_interval=interval, grace_period=3 * interval,
                                                   heartbeat_stale_trial_callback=retry_once)
         except Exception as exc:
             attempt += 1
@@ -131,9 +135,17 @@ def fail_stale_trials(study: optuna.Study) -> None:
     optuna.storages.fail_stale_trials(study)
 
 
+def beat(study: optuna.Study, trial: optuna.Trial) -> None:
+    """A first heartbeat for a trial just asked: Optuna never judges a trial without one stale,
+    so a driver killed before its first beat would leave the trial RUNNING for ever."""
+    if keeps_heartbeats(study):
+        _storage(study).record_heartbeat(_trial_id(trial))
+
+
 class Heartbeat:
     """Tells a shared database, every interval, that this driver's running trials are alive;
-    does nothing on a storage without heartbeats."""
+    does nothing on a storage without heartbeats. A database error skips one beat, never
+    ends the beating (three missed in a row and another driver takes the trials over)."""
 
     def __init__(self, study: optuna.Study, running: Callable[[], list[optuna.Trial]]):
         self._stopped = threading.Event()
@@ -143,8 +155,11 @@ class Heartbeat:
     def _beat(self, study: optuna.Study, running: Callable[[], list[optuna.Trial]]) -> None:
         interval = _storage(study).get_heartbeat_interval()
         while not self._stopped.wait(interval):
-            for trial in running():
-                _storage(study).record_heartbeat(_trial_id(trial))
+            try:
+                for trial in running():
+                    _storage(study).record_heartbeat(_trial_id(trial))
+            except Exception as exc:  # the connection dropped, the server restarted: try again next beat
+                log.warning("heartbeat failed (%s); trying again in %s s", str(exc).splitlines()[0], interval)
 
     def stop(self) -> None:
         self._stopped.set()
