@@ -42,7 +42,30 @@ def test_results_json_ranks_all_families(full_run):
         assert fam["cv_r2_mean"] == pytest.approx(np.mean(fam["cv_r2_folds"]))
     scores = [results["families"][f]["cv_r2_mean"] for f in results["ranking"]]
     assert scores == sorted(scores, reverse=True) and results["winner"] in (results["ranking"][0], "ensemble")
-    assert -1 < results["holdout_r2"] < 1
+    assert results["holdout_r2"] > 0.1  # the signal is reachable on 600 rows (noise ceiling ~0.48)
+
+
+def test_a_trials_fold_scores_are_what_its_model_scores_on_those_rows(full_run, survivors_csv):
+    """Independent of the driver: split the table as documented (holdout, then K folds of the
+    rest, from --seed), train lightgbm's best params on each fold with the library, score
+    the validation rows with scikit-learn; the run's fold R² must be those numbers."""
+    from trialfuse.driver.splits import holdout_split, kfold_indices
+    from trialfuse.driver.table import load_table
+    from trialfuse.engine.families import family_module
+    from trialfuse.seeds import model_seed
+
+    out, _ = full_run
+    family = json.loads((out / "results.json").read_text())["families"]["lightgbm"]
+    table = load_table(survivors_csv, "score")
+    rest, sealed = holdout_split(table.rows, 0.2, 0)
+    assert not set(rest) & set(sealed)
+    X, y = table.X[rest], table.y[rest]
+    module = family_module("lightgbm")
+    for fold, (train, val) in enumerate(kfold_indices(len(rest), 3, 0)):
+        fitted = module.fit(family["best_params"], X[train], y[train], X[val], y[val],
+                            seed=model_seed(0, family["best_trial"]), threads=1)
+        assert r2_score(y[val], module.predict(fitted.model, X[val])) == pytest.approx(family["cv_r2_folds"][fold],
+                                                                                       abs=1e-4)
 
 
 def test_trials_keep_per_fold_scores_in_the_study(full_run):
@@ -57,9 +80,18 @@ def test_trials_keep_per_fold_scores_in_the_study(full_run):
 
 
 def test_holdout_rows_are_sealed_and_recorded(full_run, survivors_csv):
+    from trialfuse.driver.splits import kfold_indices
+
     out, _ = full_run
     holdout = json.loads((out / "holdout_indices.json").read_text())["holdout_rows"]
     assert len(holdout) == 120 and len(set(holdout)) == 120  # 20% of 600
+    search = sorted(set(range(600)) - set(holdout))
+    folds = kfold_indices(len(search), 3, 0)
+    validated = sorted(int(search[i]) for _, val in folds for i in val)
+    assert validated == search  # the folds cover the search rows exactly: no holdout row in any fold
+    oof = out / "oof"
+    vectors = [np.load(path) for path in oof.glob("*.npy")]
+    assert vectors and all(v.shape == (480,) for v in vectors)  # out-of-fold predictions: search rows only
     meta = json.loads((out / "best_model" / "metadata.json").read_text())
     assert meta["train_rows"] == 480
 
