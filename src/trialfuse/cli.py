@@ -73,6 +73,8 @@ def run(
                                              "(median of earlier trials at the same fold).")] = True,
     ensemble: Annotated[bool, typer.Option(help="Save a weighted ensemble of the search's models where it beats "
                                                 "the best single model on out-of-fold R².")] = True,
+    explain: Annotated[bool, typer.Option(help="Explain the winner on the holdout rows after their score "
+                                               "(explain.json, the report's \"The winner\").")] = True,
     keep_columns: Annotated[str, typer.Option(help="Comma-separated columns to use even though they look like "
                                                    "row names (a row index, a per-row unique text).")] = "",
     quiet: Quiet = False,
@@ -83,7 +85,8 @@ def run(
 
     _run(RunOptions(data=data, target=target, models=models, trials=trials, folds=folds, holdout=holdout,
                     out=out, storage=storage, seed=seed, devices=devices, fuse=fuse, timeout=timeout,
-                    job_timeout=job_timeout, prune=prune, ensemble=ensemble, keep_columns=keep_columns), quiet,
+                    job_timeout=job_timeout, prune=prune, ensemble=ensemble, explain=explain,
+                    keep_columns=keep_columns), quiet,
          as_json)
 
 
@@ -126,6 +129,18 @@ def predict(
         frame.to_csv(out, index=False, float_format="%.17g")
     else:
         frame.to_csv(sys.stdout, index=False, float_format="%.17g")
+
+
+@app.command()
+def explain(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (holding results.json).")],
+    table: Annotated[Path | None, typer.Option(help="Explain on these rows (with the target column) instead of "
+                                                    "the run's holdout.")] = None,
+) -> None:
+    """Explain RUN_DIR's winner again (explain.json, the report's "The winner"), on new rows if given."""
+    from trialfuse.explain import explain_run
+
+    typer.echo(str(explain_run(run_dir, table)))
 
 
 @app.command()

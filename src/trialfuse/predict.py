@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from trialfuse.driver import run_dir
-from trialfuse.driver.ensemble import combine
 from trialfuse.driver.table import encode_features, read_frame
-from trialfuse.engine.families import family_module
+from trialfuse.engine.saved_model import SavedModel
 from trialfuse.errors import UserError
 
 
@@ -34,9 +33,4 @@ def predict_table(model_dir: str | Path, data: str | Path,
     for name, count in unseen.items():
         if on_warning:
             on_warning(f"column {name!r}: {count} value(s) not seen in training, treated as missing")
-    members = meta.get("members") or [{"family": meta["family"], "model_file": meta["model_file"], "weight": 1.0}]
-    predictions = []
-    for member in members:
-        module = family_module(member["family"])
-        predictions.append(module.predict(module.load(model_dir / member["model_file"]), X))
-    return combine(predictions, [m["weight"] for m in members])
+    return SavedModel(model_dir, meta).predict(X)

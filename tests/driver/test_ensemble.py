@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from trialfuse.blend import combine
 from trialfuse.driver import ensemble
 from trialfuse.driver.out_of_fold import OutOfFold
 
@@ -56,7 +57,7 @@ def test_one_input_gives_one_ensemble():
 
 def test_combine_of_one_model_is_that_model_to_the_bit():
     values = np.random.default_rng(1).normal(size=100)
-    assert np.array_equal(ensemble.combine([values], [1.0]), values)
+    assert np.array_equal(combine([values], [1.0]), values)
 
 
 def _folds(rows: int = 12) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -136,3 +136,16 @@ def test_a_hung_retrain_ends_at_the_job_timeout(tmp_path, monkeypatch):
         answer = _retrain(pool, tmp_path, X)
     assert answer["status"] == "error" and "timed out" in answer["error"], answer
     assert time.monotonic() - started < 30  # twice the job timeout, plus start-up
+
+
+def test_a_worker_that_cannot_load_the_search_rows_says_why(tmp_path, monkeypatch):
+    """Before: the failed load was ignored and every job then failed with KeyError: 'search'."""
+    real = protocol.load_dataset
+    monkeypatch.setattr(protocol, "load_dataset", lambda path, folds: real(str(tmp_path / "gone.npz"), folds))
+    X, y, _ = make_survivors(100, seed=0)
+    with WorkerPool(X, y, [(np.arange(50), np.arange(50, 100))], slots=[Slot("cpu")], scratch=tmp_path) as pool:
+        pool.submit(("lightgbm", 0), "lightgbm", STARTS["lightgbm"][0], [0], seed=0)
+        pool.dispatch()
+        done = pool.next_done(timeout=60)
+    assert done is not None and done.result["status"] == "error"
+    assert "could not load the search rows" in done.result["error"] and "gone.npz" in done.result["error"]

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import r2_score
 
+from trialfuse.blend import combine
+
 ROUNDS = 25  # greedy additions; weights are multiples of 1/25 at the finest (AutoGluon's default size)
 MIN_GAIN = 1e-4  # out-of-fold R² an ensemble must add over the best single model to replace it
 
@@ -54,12 +56,3 @@ def select(predictions: np.ndarray, y: np.ndarray, rounds: int = ROUNDS, first: 
             best_error, best_counts = float(errors[pick]), counts.copy()
     r2 = float(r2_score(y, combine(predictions[best_counts > 0], best_counts[best_counts > 0] / best_counts.sum())))
     return Selection(best_counts, r2)
-
-
-def combine(predictions, weights) -> np.ndarray:
-    """The ensemble's prediction: the weighted sum of its members' predictions, in member order
-    (one function for the run's holdout score and for `trialfuse predict`, so both agree to the bit)."""
-    out = np.zeros(len(predictions[0]), dtype=np.float64)
-    for member, weight in zip(predictions, weights, strict=True):
-        out += float(weight) * np.asarray(member, dtype=np.float64)
-    return out

@@ -19,6 +19,7 @@ import numpy as np
 import optuna
 from sklearn.metrics import r2_score
 
+from trialfuse.blend import combine
 from trialfuse.catalog import params_from_trial
 from trialfuse.driver import ensemble, run_dir
 from trialfuse.driver.budget import Budget, parallel_seconds, retrain_seconds
@@ -119,7 +120,7 @@ def train_and_save(pool: WorkerPool, chosen: Plan, best: FamilyResult, table: Ta
         raise RuntimeError(f"retrain failed: {failed[0]}")
     y_holdout = table.y[sealed]
     predictions = [np.asarray(a["predictions"], dtype=np.float64) for a in answers]
-    holdout_r2 = float(r2_score(y_holdout, ensemble.combine(predictions, [m.weight for m in members])))
+    holdout_r2 = float(r2_score(y_holdout, combine(predictions, [m.weight for m in members])))
     model_files = [str((d / a["model_file"]).relative_to(staged)) for d, a in zip(directories, answers, strict=True)]
     record = dict(chosen.ensemble) if chosen.ensemble else None
     if chosen.is_ensemble:

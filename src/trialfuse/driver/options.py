@@ -32,6 +32,7 @@ class RunOptions:
     portfolio: bool = True  # new studies start from the catalog's known-good configurations (off: the bench)
     timeout: str | float | None = None  # whole-run budget: seconds or "90s", "20m", "6h"
     job_timeout: str | float | None = None  # one task on one worker; past it the worker is killed
+    explain: bool = True  # explain the winner on the holdout after its score (explain.json, report)
     keep_columns: list[str] = field(default_factory=list)  # row-naming columns to use as features anyway
 
 

@@ -23,7 +23,7 @@ from trialfuse.driver import run_dir
 from trialfuse.driver.final_model import holdout_scores
 from trialfuse.driver.storage import open_storage
 
-SECTIONS = ("summary", "comparison", "ensemble", "history", "importances", "folds", "timeline", "diagnostics",
+SECTIONS = ("summary", "comparison", "ensemble", "winner", "history", "importances", "folds", "timeline", "diagnostics",
             "dashboard")
 COLORS = {**{name: row.color for name, row in FAMILIES.items()}, "retrain": "black", "diagnose": "tab:pink"}
 
@@ -59,6 +59,7 @@ def build_report(out: Path) -> Path:
     _summary(page, results)
     _comparison(page, results)
     _ensemble(page, results)
+    _winner(page, out)
     _history(page, studies)
     _importances(page, studies)
     _fold_scores(page, results)
@@ -170,6 +171,55 @@ def _ensemble(page: Page, results: dict[str, Any]) -> None:
         ax.invert_yaxis()
         ax.set_xlabel("weight")
     page.section("ensemble", "Ensemble", parts)
+
+
+def _winner(page: Page, out: Path) -> None:
+    """What the saved model learned and where it errs, from explain.json."""
+    path = out / run_dir.EXPLAIN
+    if not path.exists():
+        page.section("winner", "The winner", ["<p>Not explained (<code>--no-explain</code>, or see the warnings); "
+                                              "<code>trialfuse explain RUN_DIR</code> adds it.</p>"])
+        return
+    found = run_dir.read_json(path)
+    shap = found.get("shap")
+    parts = [f"<p>On {html.escape(found['rows_from'])}: {found['rows_used']} rows used (sampled, so that "
+             f"permutation importance, which predicts them once per feature and repeat, stays a few seconds), "
+             f"R² {found['r2']:.4f} on them. Importance is the drop in R² when a feature's values are shuffled "
+             f"(mean of {found['repeats']} shuffles, bars: one standard deviation)"
+             + (f"; beside it the mean |SHAP value| ({html.escape(shap)})." if shap else
+                "; SHAP values are not computed for this model (not every member is a tree model).") + "</p>"]
+    actual, predicted = np.asarray(found["points"]["actual"]), np.asarray(found["points"]["predicted"])
+    with page.figure("winner_fit", parts, size=(9, 4)) as fig:
+        ax, ax2 = fig.subplots(1, 2)
+        ax.scatter(actual, predicted, s=4, alpha=0.4)
+        low, high = float(min(actual.min(), predicted.min())), float(max(actual.max(), predicted.max()))
+        ax.plot([low, high], [low, high], color="black", linewidth=1, label="y = x")
+        ax.set_xlabel("actual")
+        ax.set_ylabel("predicted")
+        ax.legend()
+        ax2.scatter(predicted, actual - predicted, s=4, alpha=0.4)
+        ax2.axhline(0, color="black", linewidth=1)
+        ax2.set_xlabel("predicted")
+        ax2.set_ylabel("residual (actual - predicted)")
+    top = found["features"][:20]
+    with page.figure("winner_importance", parts, size=(9, 0.8 + 0.25 * len(top))) as fig:
+        axes = fig.subplots(1, 2 if shap else 1, squeeze=False)[0]
+        names = [f["name"] for f in top]
+        axes[0].barh(names, [f["permutation_r2_drop"] for f in top], xerr=[f["permutation_std"] for f in top])
+        axes[0].invert_yaxis()
+        axes[0].set_xlabel("R² drop when shuffled")
+        if shap:
+            axes[1].barh(names, [f["mean_abs_shap"] for f in top], color="tab:orange")
+            axes[1].invert_yaxis()
+            axes[1].set_xlabel("mean |SHAP value| (target units)")
+    curves = found["partial_dependence"]
+    if curves:
+        with page.figure("winner_partial_dependence", parts, size=(3.2 * len(curves), 3)) as fig:
+            for ax, curve in zip(fig.subplots(1, len(curves), squeeze=False)[0], curves, strict=True):
+                ax.plot(curve["grid"], curve["average"])
+                ax.set_xlabel(curve["feature"])
+                ax.set_ylabel("average prediction")
+    page.section("winner", "The winner", parts)
 
 
 def _history(page: Page, studies: dict[str, list[optuna.trial.FrozenTrial]]) -> None:

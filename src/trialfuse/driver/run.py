@@ -18,6 +18,7 @@ from trialfuse.catalog import FAMILIES
 from trialfuse.driver import final_model, fingerprint, run_dir
 from trialfuse.driver.budget import REPORT_SECONDS, Budget
 from trialfuse.driver.devices import describe, plan_workers
+from trialfuse.driver.explanation import explain_winner
 from trialfuse.driver.options import RunOptions, check_options
 from trialfuse.driver.out_of_fold import OutOfFold
 from trialfuse.driver.report import build_report
@@ -66,6 +67,7 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
     out = Path(opts.out) if opts.out else Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     run_dir.clear_leftovers(out)
+    (out / run_dir.EXPLAIN).unlink(missing_ok=True)  # a rerun's explanation is its own, or none
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     rest, sealed = holdout_split(table.rows, opts.holdout, opts.seed)
@@ -99,7 +101,10 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
         reporter.stage(f"retraining {what} on {len(rest)} rows and scoring the holdout")
         final = final_model.train_and_save(pool, chosen, best, table, rest, sealed, out, opts.seed)
         warnings = unused + final["warnings"] + [w for f in families.values() if FAMILIES[f.family].diagnostics
-                                        for w in _diagnostics(pool, f, out, opts.seed, reporter, budget)]
+                                                 for w in _diagnostics(pool, f, out, opts.seed, reporter, budget)]
+        if opts.explain:
+            reporter.stage(f"explaining the winner on the {len(sealed)} holdout rows")
+            warnings += explain_winner(pool, out, table.X[sealed], table.y[sealed], opts.seed, budget)
         run_dir.write_json(out / run_dir.TIMELINE, {"device": describe(slots), "workers": len(slots),
                                                      "tasks": pool.timeline})
 

@@ -25,6 +25,7 @@ HOLDOUT = "holdout_indices.json"
 JOURNAL = "study.journal"
 DIAGNOSTICS = "diagnostics.json"
 TIMELINE = "timeline.json"
+EXPLAIN = "explain.json"
 REPORT = "report.html"
 REPORT_IMAGES = "report_files"
 LIBRARIES = ("trialfuse", "numpy", "scikit-learn", "optuna", "torch", "xgboost", "lightgbm", "catboost")

@@ -452,6 +452,17 @@ class WorkerPool:
             raise RuntimeError(f"diagnose failed: {answer.get('error')}")
         return answer["diagnostics"]
 
+    def explain(self, model_dir: Path, X: np.ndarray, y: np.ndarray, seed: int) -> dict[str, Any]:
+        """The saved model in `model_dir` explained on rows X, y (see engine.importance), on a CPU
+        worker if there is one: it predicts many small batches, which a GPU does not speed up."""
+        rows_path = self._tmp / "explain_rows.npz"
+        np.savez(rows_path, X=X, y=y)
+        worker = next((w for w in self._all if w.slot.kind == "cpu"), self._all[0])
+        answer = self._run_on(worker, "explain", "winner", protocol.explain(str(model_dir), str(rows_path), seed))
+        if answer.get("status") != "complete":
+            raise RuntimeError(f"explain failed: {answer.get('error')}")
+        return answer["explanation"]
+
     def _run_on(self, worker: WorkerProcess, what: str, family: str, command: dict[str, Any]) -> dict[str, Any]:
         """One command on `worker`, outside the queue, logged on the timeline; under the job
         timeout (twice it for a retrain, which trains on every search row) and the restart-once

@@ -10,7 +10,8 @@ The contract, for every transport (subprocess over JSON lines today, Ray actors 
   one fused model, tree jobs one by one. `fuse` says how (see `trialfuse.fuse.Fuse`).
 - `retrain` trains on all resident rows for a fixed round count, saves the model natively
   to `directory`, and scores `score_path`'s rows with the model read back from disk;
-  `diagnose` probes an NN config on one fold; `shutdown` answers and exits.
+  `diagnose` probes an NN config on one fold; `explain` reads a saved best model back and
+  explains it on `rows_path`'s rows (engine.importance); `shutdown` answers and exits.
 - A failure is an answer, `{"status": "error", "error": "<one line>"}` (with the job's
   `trial` and `fold`), and the worker carries on. A job may carry a `deadline` (the run's
   time budget, as time.time()): past it training stops within a round or a few epochs and
@@ -38,8 +39,8 @@ import numpy as np
 
 from trialfuse.fuse import Fuse
 
-READY, LOAD_DATASET, TRAIN_BATCH, RETRAIN, DIAGNOSE, SHUTDOWN = (
-    "ready", "load_dataset", "train_batch", "retrain", "diagnose", "shutdown")
+READY, LOAD_DATASET, TRAIN_BATCH, RETRAIN, DIAGNOSE, EXPLAIN, SHUTDOWN = (
+    "ready", "load_dataset", "train_batch", "retrain", "diagnose", "explain", "shutdown")
 SEARCH_ROWS = "search"  # the resident dataset of a run: its search rows (everything but the holdout)
 
 
@@ -87,6 +88,10 @@ def retrain(family: str, params: dict[str, Any], rounds: int | None, directory: 
 def diagnose(params: dict[str, Any], seed: int, threads: int, fold: int = 0) -> dict[str, Any]:
     return {"command": DIAGNOSE, "dataset": SEARCH_ROWS, "fold": fold, "params": params, "seed": seed,
             "threads": threads}
+
+
+def explain(model_dir: str, rows_path: str, seed: int) -> dict[str, Any]:
+    return {"command": EXPLAIN, "model_dir": model_dir, "rows_path": rows_path, "seed": seed}
 
 
 def shutdown() -> dict[str, Any]:

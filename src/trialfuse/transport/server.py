@@ -66,6 +66,8 @@ class Server:
             return [self._retrain(command)]
         if kind == protocol.DIAGNOSE:
             return [self._diagnose(command)]
+        if kind == protocol.EXPLAIN:
+            return [self._explain(command)]
         if kind == protocol.SHUTDOWN:
             return [{"status": "shutdown"}]
         raise ValueError(f"unknown command {kind!r}")
@@ -196,6 +198,20 @@ class Server:
         report = diagnose(job.params, X_train, y_train, X_val, y_val, seed=job.seed, device=self.device,
                           threads=command.get("threads"))
         return {"status": "complete", "diagnostics": report}
+
+
+    def _explain(self, command: dict[str, Any]) -> dict[str, Any]:
+        """The saved best model explained on the rows of `rows_path` (see engine.importance)."""
+        from trialfuse.engine.importance import explain
+        from trialfuse.engine.saved_model import SavedModel
+
+        faults.strike("explain")
+        directory = Path(command["model_dir"])
+        metadata = json.loads((directory / "metadata.json").read_text())
+        with np.load(command["rows_path"], allow_pickle=False) as rows:
+            X, y = np.asarray(rows["X"], dtype=np.float64), np.asarray(rows["y"], dtype=np.float64)
+        found = explain(SavedModel(directory, metadata), X, y, metadata["feature_names"], int(command.get("seed", 0)))
+        return {"status": "complete", "explanation": found}
 
 
 def _command_failed(command: dict[str, Any], reason: str, legacy: bool) -> list[dict[str, Any]]:

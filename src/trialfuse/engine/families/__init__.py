@@ -12,6 +12,8 @@ families, never imports torch:
 - `predict(model, X) -> np.ndarray` (float64, one value per row; X may hold NaN).
 - `save(model, directory) -> str`: writes the library's native file, returns its name.
 - `load(path)`: reads that file back with the library alone.
+- `contributions(model, X)`, where the library computes SHAP values exactly (TreeSHAP in
+  XGBoost, LightGBM, CatBoost): [rows, features], for the winner's explanation.
 """
 from __future__ import annotations
 

@@ -64,3 +64,11 @@ def load(path) -> CatBoostRegressor:
     model = CatBoostRegressor()
     model.load_model(str(path))
     return model
+
+
+def contributions(model: CatBoostRegressor, X: np.ndarray) -> np.ndarray:
+    """Exact SHAP values [rows, features] (the bias column dropped)."""
+    from catboost import Pool
+
+    values = model.get_feature_importance(Pool(np.asarray(X, dtype=np.float64)), type="ShapValues")
+    return np.asarray(values, dtype=np.float64)[:, :-1]

@@ -64,3 +64,10 @@ def save(model: lgb.Booster, directory) -> str:
 
 def load(path) -> lgb.Booster:
     return lgb.Booster(model_file=str(path))
+
+
+def contributions(model: lgb.Booster, X: np.ndarray) -> np.ndarray:
+    """Exact TreeSHAP values [rows, features] (the bias column dropped), up to the best round."""
+    best = model.best_iteration if model.best_iteration > 0 else None
+    values = model.predict(np.asarray(X, dtype=np.float64), num_iteration=best, pred_contrib=True)
+    return np.asarray(values, dtype=np.float64)[:, :-1]

@@ -62,3 +62,11 @@ def load(path) -> xgb.Booster:
     booster = xgb.Booster()
     booster.load_model(str(path))
     return booster
+
+
+def contributions(model: xgb.Booster, X: np.ndarray) -> np.ndarray:
+    """Exact TreeSHAP values [rows, features] (the bias column dropped), up to the best round."""
+    best = model.attr("best_iteration")
+    limit = (0, int(best) + 1) if best is not None else (0, 0)
+    values = model.predict(xgb.DMatrix(np.asarray(X, dtype=np.float32)), pred_contribs=True, iteration_range=limit)
+    return np.asarray(values, dtype=np.float64)[:, :-1]

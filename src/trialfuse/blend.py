@@ -1,0 +1,14 @@
+"""An ensemble's prediction from its members' predictions: one function for the run's holdout
+score, `trialfuse predict` and the explanation, so all three agree to the bit. Library-free,
+so every layer may use it."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def combine(predictions, weights) -> np.ndarray:
+    """The weighted sum of the members' predictions, in member order."""
+    out = np.zeros(len(predictions[0]), dtype=np.float64)
+    for member, weight in zip(predictions, weights, strict=True):
+        out += float(weight) * np.asarray(member, dtype=np.float64)
+    return out

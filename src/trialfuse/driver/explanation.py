@@ -1,0 +1,41 @@
+"""The winner explained, recorded in the run directory: explain.json (every feature's
+importance, partial dependence of the top features, predicted vs actual) and the top
+features in best_model/metadata.json. Computed on the sealed holdout after its one score,
+so nothing it shows could have steered the search; `trialfuse explain` recomputes it,
+on new rows if given."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trialfuse.driver import run_dir
+from trialfuse.driver.budget import REPORT_SECONDS, Budget
+from trialfuse.transport.process_pool import WorkerPool
+
+TOP_IN_METADATA = 10
+
+
+def explain_winner(pool: WorkerPool, out: Path, X: np.ndarray, y: np.ndarray, seed: int,
+                   budget: Budget | None) -> list[str]:
+    """Explain the saved best model on the holdout rows in a worker; returns warnings (a failure
+    or a spent budget costs the run only its explanation)."""
+    if budget is not None and time.monotonic() > budget.end - REPORT_SECONDS:
+        return ["no explanation of the winner: the time budget ran out"]
+    try:
+        found = pool.explain(out / run_dir.BEST_MODEL, X, y, seed)
+    except Exception as exc:
+        return [f"the winner's explanation failed: {exc}"]
+    record(out, found, f"the sealed holdout ({len(y)} rows), after its one score")
+    return []
+
+
+def record(out: Path, found: dict[str, Any], rows_from: str) -> None:
+    """Write explain.json and add the top features to the saved model's metadata."""
+    run_dir.write_json(out / run_dir.EXPLAIN, {**found, "rows_from": rows_from})
+    meta_path = out / run_dir.BEST_MODEL / run_dir.METADATA
+    metadata = run_dir.read_json(meta_path)
+    metadata["top_features"] = found["features"][:TOP_IN_METADATA]
+    run_dir.write_json(meta_path, metadata)

@@ -1,0 +1,46 @@
+"""`trialfuse explain RUN_DIR [--table rows.csv]`: the winner's explanation again, on the
+run's sealed holdout or on new rows that carry the target, and the report rebuilt with it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from trialfuse.driver import run_dir
+from trialfuse.driver.explanation import record
+from trialfuse.driver.report import build_report
+from trialfuse.driver.table import encode_features, read_frame
+from trialfuse.engine.importance import explain
+from trialfuse.engine.saved_model import SavedModel
+from trialfuse.errors import UserError
+
+
+def explain_run(out: str | Path, table: str | Path | None = None) -> Path:
+    """Write explain.json for the run in `out` and rebuild its report; returns the report's path."""
+    out = Path(out)
+    if not (out / run_dir.RESULTS).is_file():
+        raise UserError(f"{out} is not a finished run directory (no {run_dir.RESULTS})")
+    results = run_dir.read_json(out / run_dir.RESULTS)
+    model_dir = out / run_dir.BEST_MODEL
+    metadata = run_dir.read_json(model_dir / run_dir.METADATA)
+    source = Path(table) if table else Path(results["data"])
+    if not source.exists():
+        raise UserError(f"the run's table {source} is not there (moved?): give it with --table")
+    categories = metadata.get("categories", {})
+    frame, _ = read_frame(source, metadata["target"], text_columns=list(categories))
+    if metadata["target"] not in frame.columns:
+        raise UserError(f"{source} has no column {metadata['target']!r}: the explanation scores predictions "
+                        "against it")
+    X = encode_features(frame, metadata["feature_names"], categories)
+    y = pd.to_numeric(frame[metadata["target"]], errors="coerce").to_numpy(dtype=np.float64)
+    if table:
+        rows, rows_from = np.flatnonzero(np.isfinite(y)), f"{source} ({int(np.isfinite(y).sum())} rows)"
+    else:
+        rows = np.asarray(run_dir.read_json(out / run_dir.HOLDOUT)["holdout_rows"])
+        rows_from = f"the sealed holdout ({len(rows)} rows), after its one score"
+    if len(rows) < 2:
+        raise UserError(f"{source} has fewer than 2 rows with a target value to explain on")
+    found = explain(SavedModel(model_dir, metadata), X[rows], y[rows], metadata["feature_names"], results["seed"])
+    record(out, found, rows_from)
+    return build_report(out)

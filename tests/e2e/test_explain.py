@@ -1,0 +1,61 @@
+"""The winner explained: explain.json, the top features in the metadata, the report's
+"The winner", `trialfuse explain` on new rows, and `--no-explain`."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from helpers import cli
+
+
+@pytest.fixture(scope="module")
+def tree_run(survivors_csv, tmp_path_factory):
+    out = tmp_path_factory.mktemp("explain") / "run"
+    proc = cli("run", survivors_csv, "--target", "score", "--models", "lightgbm", "--trials", "2", "--folds", "2",
+               "--out", out, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_a_run_explains_its_winner_on_the_holdout(tree_run):
+    found = json.loads((tree_run / "explain.json").read_text())
+    assert found["rows_from"].startswith("the sealed holdout (120 rows)") and found["rows_used"] == 120
+    assert len(found["features"]) == 62 and found["shap"].startswith("TreeSHAP")
+    meta = json.loads((tree_run / "best_model" / "metadata.json").read_text())
+    assert [f["name"] for f in meta["top_features"]] == [f["name"] for f in found["features"][:10]]
+    page = (tree_run / "report.html").read_text()
+    assert '<section id="winner">' in page
+    for image in ("winner_fit", "winner_importance", "winner_partial_dependence"):
+        assert f"report_files/{image}.png" in page and (tree_run / "report_files" / f"{image}.png").is_file()
+
+
+def test_explain_on_new_rows_rebuilds_the_report(tree_run, survivors_csv, tmp_path):
+    rows = pd.read_csv(survivors_csv).head(80)
+    rows.to_csv(tmp_path / "new.csv", index=False)
+    proc = cli("explain", tree_run, "--table", tmp_path / "new.csv")
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads((tree_run / "explain.json").read_text())
+    assert found["rows_from"] == f"{tmp_path / 'new.csv'} (80 rows)" and found["rows_used"] == 80
+    assert "new.csv (80 rows)" in (tree_run / "report.html").read_text()
+    rows.drop(columns=["score"]).to_csv(tmp_path / "no_target.csv", index=False)
+    refused = cli("explain", tree_run, "--table", tmp_path / "no_target.csv")
+    assert refused.returncode == 2 and "has no column 'score'" in refused.stderr
+    again = cli("explain", tree_run)  # back to the holdout
+    assert again.returncode == 0, again.stderr
+    assert json.loads((tree_run / "explain.json").read_text())["rows_from"].startswith("the sealed holdout")
+
+
+def test_no_explain_and_an_nn_winner(survivors_csv, tmp_path):
+    proc = cli("run", survivors_csv, "--target", "score", "--models", "lightgbm", "--trials", "1", "--folds", "2",
+               "--out", tmp_path / "off", "--quiet", "--no-explain")
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "off" / "explain.json").exists()
+    assert "Not explained" in (tmp_path / "off" / "report.html").read_text()
+    proc = cli("run", survivors_csv, "--target", "score", "--models", "nn", "--trials", "1", "--folds", "2",
+               "--out", tmp_path / "nn", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads((tmp_path / "nn" / "explain.json").read_text())
+    assert found["shap"] is None and len(found["features"]) == 62
+    assert "report_files/winner_importance.png" in (tmp_path / "nn" / "report.html").read_text()

@@ -1,0 +1,66 @@
+"""The winner's explanation finds what the reference table's recipe planted (survivors.py:
+f00, f01 x f02, f03, f40, f56 carry most of the signal; f10-f39 carry none)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trialfuse.engine.families import family_module
+from trialfuse.engine.importance import SAMPLE_ROWS, explain
+from trialfuse.engine.saved_model import SavedModel
+from trialfuse.survivors import make_survivors
+
+PLANTED = {"f00", "f01", "f02", "f03", "f40", "f56"}
+NOISE = {f"f{i:02d}" for i in range(10, 40)}
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y, names = make_survivors(9000, seed=0)
+    return X.astype(np.float64), y.astype(np.float64), names
+
+
+def _saved(tmp_path, family: str, params: dict, data) -> SavedModel:
+    X, y, _ = data
+    module = family_module(family)
+    fitted = module.fit(params, X[:5000], y[:5000], X[5000:6000], y[5000:6000], seed=0, threads=2)
+    directory = tmp_path / family
+    directory.mkdir()
+    return SavedModel(directory, {"family": family, "model_file": module.save(fitted.model, directory)})
+
+
+def test_planted_features_outrank_every_noise_feature(tmp_path, data):
+    X, y, names = data
+    model = _saved(tmp_path, "lightgbm", {"learning_rate": 0.05, "num_leaves": 15}, data)
+    found = explain(model, X[6000:], y[6000:], names)
+    assert found["rows_used"] == SAMPLE_ROWS  # 3,000 holdout rows, sampled
+    ranked = [f["name"] for f in found["features"]]
+    assert max(ranked.index(name) for name in PLANTED) < min(ranked.index(name) for name in NOISE)
+    by_shap = sorted(found["features"], key=lambda f: -f["mean_abs_shap"])
+    shap_ranked = [f["name"] for f in by_shap]
+    assert max(shap_ranked.index(name) for name in PLANTED - {"f01", "f02"}) < min(shap_ranked.index(n) for n in NOISE)
+    assert [c["feature"] for c in found["partial_dependence"]] == ranked[:3]
+    assert len(found["points"]["actual"]) == len(found["points"]["predicted"]) == SAMPLE_ROWS
+
+
+def test_an_ensembles_shap_values_are_its_members_weighted_sum(tmp_path, data):
+    X, _, _ = data
+    lightgbm = _saved(tmp_path, "lightgbm", {"learning_rate": 0.1, "num_leaves": 8}, data)
+    xgboost = _saved(tmp_path, "xgboost", {"learning_rate": 0.1, "max_depth": 3}, data)
+    both = SavedModel(tmp_path, {"members": [
+        {"family": "lightgbm", "model_file": "lightgbm/model.txt", "weight": 0.25},
+        {"family": "xgboost", "model_file": "xgboost/model.json", "weight": 0.75}]})
+    rows = X[6000:6100]
+    expected = 0.25 * lightgbm.contributions(rows) + 0.75 * xgboost.contributions(rows)
+    np.testing.assert_allclose(both.contributions(rows), expected, rtol=1e-12)
+    # SHAP values add up to the prediction, up to a constant (the expected value)
+    offset = both.predict(rows) - both.contributions(rows).sum(axis=1)
+    np.testing.assert_allclose(offset, offset[0], atol=1e-4)
+
+
+def test_a_model_without_exact_shap_is_explained_by_permutation_alone(tmp_path, data):
+    X, y, names = data
+    model = _saved(tmp_path, "nn", {"hidden_layers": [64, 32], "learning_rate": 1e-2, "epochs": 60}, data)
+    found = explain(model, X[6000:7000], y[6000:7000], names)
+    assert found["shap"] is None and "mean_abs_shap" not in found["features"][0]
+    assert found["features"][0]["name"] in PLANTED
