@@ -34,8 +34,7 @@ def test_fit_stops_early_and_learns(family, data):
     assert 1 <= fitted.best_rounds <= fitted.rounds_run
     pred = module.predict(fitted.model, Xv)
     assert pred.shape == yv.shape and np.all(np.isfinite(pred))
-    # the NN on 1,000 rows reaches 0.046-0.070 over seeds 0-3; the trees more
-    assert r2_score(yv, pred) > (0.03 if family == "nn" else 0.05)
+    assert r2_score(yv, pred) > 0.05
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -87,7 +86,6 @@ def test_nn_blocks_follow_the_source_architecture():
     net = mlp.MLP(62, [64, 32], dropout=0.2, leaky=True)
     kinds = [type(m) for m in net.layers]
     assert kinds == [nn.Linear, nn.BatchNorm1d, nn.LeakyReLU, mlp.SeededDropout] * 2 + [nn.Linear]
-    assert [m.bias is None for m in net.layers if isinstance(m, nn.Linear)] == [True, True, False]  # BatchNorm follows
     assert [type(m) for m in mlp.MLP(62, [8, 8, 8], 0.0, leaky=False).layers][2] is nn.ReLU
 
 

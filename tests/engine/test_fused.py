@@ -57,7 +57,7 @@ def test_fused_matches_serial_in_float32():
     (measured on one model: 3e-6 apart after 2 epochs, 3e-4 after 4, 2e-2 after 8), so raw
     predictions drift apart and a stopping decision on a near-tie can move. Scores agree to
     1e-3 on gentle configs. Dropping the hidden biases (BatchNorm removes them) did not
-    narrow it: 9.0e-4 before, 8.0e-4 after, on this batch."""
+    narrow it (8.0e-4 with them, 9.0e-4 without, on this batch), so they stay."""
     X, y, _ = make_survivors(6000, seed=0)
     folds = list(KFold(3, shuffle=True, random_state=0).split(X))
     gentle = [{**c, "learning_rate": min(c["learning_rate"], 2e-3), "min_delta": 1e-3} for c in MIXED]
@@ -99,7 +99,7 @@ def test_a_dropout_model_trains_the_same_alone_and_anywhere_in_a_batch(table):
     assert first["fused_batch_size"] == 6 and sixth["fused_batch_size"] == 9
     for other in (first, sixth, serial):
         assert (other["epochs_run"], other["best_epoch"]) == (alone["epochs_run"], alone["best_epoch"])
-        assert abs(other["r2"] - alone["r2"]) <= 1e-9  # the same masks: any other draw moves R² by ~1e-2
+        assert abs(other["r2"] - alone["r2"]) <= 1e-8  # rounding of batched matmuls; another mask moves R² ~1e-2
         np.testing.assert_allclose(other["predictions_val"], alone["predictions_val"], rtol=0, atol=1e-6)
 
 

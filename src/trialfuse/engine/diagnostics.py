@@ -29,7 +29,7 @@ def diagnose(params: dict[str, Any], X_train: np.ndarray, y_train: np.ndarray, X
     epochs: list[dict[str, Any]] = []
 
     def record(net: mlp.MLP, train_loss: float, val_loss: float | None) -> None:
-        norms = [_norm(layer.weight.grad, layer.bias.grad) for layer in _linears(net)]
+        norms = [_norm(layer.weight.grad, None if layer.bias is None else layer.bias.grad) for layer in _linears(net)]
         epochs.append({"train_loss": train_loss, "val_loss": val_loss, "grad_norm": norms})
 
     fitted = mlp.fit(params, X_train, y_train, X_val, y_val, device=device, threads=threads, seed=seed,

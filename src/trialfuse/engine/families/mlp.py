@@ -1,7 +1,6 @@
 """The NN family: an MLP trained full-batch on one device, one model at a time.
 
-Blocks of Linear (no bias: BatchNorm removes it) -> BatchNorm1d -> ReLU/LeakyReLU -> Dropout
-and a linear head. Dropout masks come from the model's own random stream, seeded by the
+Blocks of Linear -> BatchNorm1d -> ReLU/LeakyReLU -> Dropout and a linear head. Dropout masks come from the model's own random stream, seeded by the
 model's seed, so the fused trainer draws the same masks for it in any batch. The whole
 training fold is one batch on the device (no DataLoader): for tables of this size a
 full-batch epoch is a handful of matmuls. Early stopping watches the validation MSE
@@ -93,7 +92,7 @@ class MLP(nn.Module):
         width_in = n_features
         for width in hidden_layers:
             activation = nn.LeakyReLU(LEAKY_SLOPE) if leaky else nn.ReLU()
-            layers += [nn.Linear(width_in, width, bias=False), nn.BatchNorm1d(width), activation,
+            layers += [nn.Linear(width_in, width), nn.BatchNorm1d(width), activation,
                        SeededDropout(dropout, self.stream)]
             width_in = width
         layers.append(nn.Linear(width_in, 1))

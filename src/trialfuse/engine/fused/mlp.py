@@ -22,13 +22,10 @@ BN_MOMENTUM, BN_EPS = 0.1, 1e-5
 
 @dataclass
 class StackedMLP:
-    """Parameters and BatchNorm statistics of M same-depth MLPs, padded to common widths.
-
-    Hidden layers have no bias (BatchNorm removes it, and in float32 Adam would turn the
-    rounding noise of its zero gradient into full steps); only the head has one."""
+    """Parameters and BatchNorm statistics of M same-depth MLPs, padded to common widths."""
 
     weights: list[torch.Tensor]  # per layer [M, H_in, H_out]; the head is [M, H_last, 1]
-    head_bias: torch.Tensor  # [M, 1, 1]
+    biases: list[torch.Tensor]  # per layer [M, 1, H_out]
     gammas: list[torch.Tensor]  # per hidden layer [M, 1, H]
     betas: list[torch.Tensor]  # per hidden layer [M, 1, H]
     running_mean: list[torch.Tensor]  # per hidden layer [M, 1, H]
@@ -43,15 +40,15 @@ class StackedMLP:
 
     def params(self) -> list[torch.Tensor]:
         """The trained tensors, in a fixed order shared with their gradient masks."""
-        return [*self.weights, self.head_bias, *self.gammas, *self.betas]
+        return [*self.weights, *self.biases, *self.gammas, *self.betas]
 
     def param_masks(self) -> list[torch.Tensor]:
         """Per parameter, 1 where a real weight lives and 0 on padding (same shape as the parameter)."""
         ones_in = torch.ones_like(self.weights[0][:, :, :1])  # [M, F, 1]: every input feature is real
         ins = [ones_in, *(m.transpose(1, 2) for m in self.unit_masks)]  # [M, H_in, 1]
-        outs = [*self.unit_masks, torch.ones_like(self.head_bias)]  # [M, 1, H_out]
+        outs = [*self.unit_masks, torch.ones_like(self.biases[-1])]  # [M, 1, H_out]
         weight_masks = [i * o for i, o in zip(ins, outs, strict=True)]
-        return [*weight_masks, outs[-1], *self.unit_masks, *self.unit_masks]
+        return [*weight_masks, *outs, *self.unit_masks, *self.unit_masks]
 
     def buffers(self) -> list[torch.Tensor]:
         return [*self.running_mean, *self.running_var]
@@ -60,7 +57,7 @@ class StackedMLP:
         """The sub-batch of models `keep` (indices), as new tensors."""
         pick = lambda ts: [t[keep].detach().clone() for t in ts]  # noqa: E731
         host = keep.tolist()
-        return StackedMLP(pick(self.weights), self.head_bias[keep].detach().clone(), pick(self.gammas),
+        return StackedMLP(pick(self.weights), pick(self.biases), pick(self.gammas),
                           pick(self.betas), pick(self.running_mean), pick(self.running_var), pick(self.unit_masks),
                           self.slopes[keep].clone(), self.dropout[keep].clone(), self.dropout_scale[keep].clone(),
                           [self.streams[i] for i in host], [self.widths[i] for i in host],
@@ -80,16 +77,18 @@ def stack_modules(nets: list[MLP], slopes: list[float], dropouts: list[float],
         raise ValueError("only models of one depth can be fused")
     widths = [max(linears[i].out_features for linears, _ in per_net) for i in range(depth)]
     n_in = per_net[0][0][0].in_features
-    weights = []
+    weights, biases = [], []
     for i in range(depth):
         h_in = n_in if i == 0 else widths[i - 1]
         h_out = widths[i] if i < depth - 1 else 1
         w = torch.zeros(len(nets), h_in, h_out, dtype=dtype, device=device)
+        b = torch.zeros(len(nets), 1, h_out, dtype=dtype, device=device)
         for m, (linears, _) in enumerate(per_net):
             lin = linears[i]
             w[m, : lin.in_features, : lin.out_features] = lin.weight.detach().T
+            b[m, 0, : lin.out_features] = lin.bias.detach()
         weights.append(w)
-    head_bias = torch.stack([linears[-1].bias.detach() for linears, _ in per_net]).reshape(-1, 1, 1)
+        biases.append(b)
     hidden = widths[:-1]
 
     def bn_stack(attr: str, fill: float) -> list[torch.Tensor]:
@@ -110,7 +109,7 @@ def stack_modules(nets: list[MLP], slopes: list[float], dropouts: list[float],
         masks.append(mask)
     gammas = [g * mask for g, mask in zip(bn_stack("weight", 0.0), masks, strict=True)]
     as_col = lambda v: torch.tensor(v, dtype=dtype, device=device).reshape(-1, 1, 1)  # noqa: E731
-    return StackedMLP(weights, head_bias.to(dtype=dtype, device=device), gammas, bn_stack("bias", 0.0),
+    return StackedMLP(weights, biases, gammas, bn_stack("bias", 0.0),
                       bn_stack("running_mean", 0.0), bn_stack("running_var", 1.0), masks, as_col(slopes),
                       as_col(dropouts), as_col([1 / (1 - d) for d in dropouts]), [net.stream for net in nets],
                       [[lin.out_features for lin in linears[:-1]] for linears, _ in per_net], list(dropouts))
@@ -134,7 +133,7 @@ def forward(model: StackedMLP, x: torch.Tensor, *, train: bool) -> torch.Tensor:
     n_models, n_rows = x.shape[0], x.shape[1]
     h = x
     for i in range(len(model.gammas)):
-        h = torch.bmm(h, model.weights[i])  # [M, N, H]
+        h = torch.baddbmm(model.biases[i], h, model.weights[i])  # [M, N, H]
         if train:
             var, mean = torch.var_mean(h, dim=1, keepdim=True, correction=0)  # [M, 1, H]
             with torch.no_grad():
@@ -147,7 +146,7 @@ def forward(model: StackedMLP, x: torch.Tensor, *, train: bool) -> torch.Tensor:
         h = F.prelu(h.reshape(1, n_models, -1), model.slopes.reshape(n_models)).reshape(h.shape)  # per-model slope
         if train and any(model.rates):
             h = h * dropout_mask(_uniforms(model, i, h), model.dropout, model.dropout_scale)
-    out = torch.baddbmm(model.head_bias, h, model.weights[-1])  # [M, N, 1]
+    out = torch.baddbmm(model.biases[-1], h, model.weights[-1])  # [M, N, 1]
     return out.squeeze(-1)
 
 
