@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from trialfuse.engine.families import family_module
-from trialfuse.engine.importance import SAMPLE_ROWS, explain
+from trialfuse.engine.importance import SAMPLE_ROWS, SHAP_ROWS, explain
 from trialfuse.engine.saved_model import SavedModel
 from trialfuse.survivors import make_survivors
 
@@ -32,8 +32,8 @@ def _saved(tmp_path, family: str, params: dict, data) -> SavedModel:
 def test_planted_features_outrank_every_noise_feature(tmp_path, data):
     X, y, names = data
     model = _saved(tmp_path, "lightgbm", {"learning_rate": 0.05, "num_leaves": 15}, data)
-    found = explain(model, X[6000:], y[6000:], names)
-    assert found["rows_used"] == SAMPLE_ROWS  # 3,000 holdout rows, sampled
+    found = explain(model, X[6000:], y[6000:], names, seconds=None)  # every part on its most rows
+    assert found["rows_used"] == SAMPLE_ROWS and found["rows"]["shap"] == SHAP_ROWS  # of 3,000 holdout rows
     ranked = [f["name"] for f in found["features"]]
     assert max(ranked.index(name) for name in PLANTED) < min(ranked.index(name) for name in NOISE)
     by_shap = sorted(found["features"], key=lambda f: -f["mean_abs_shap"])
@@ -64,3 +64,11 @@ def test_a_model_without_exact_shap_is_explained_by_permutation_alone(tmp_path, 
     found = explain(model, X[6000:7000], y[6000:7000], names)
     assert found["shap"] is None and "mean_abs_shap" not in found["features"][0]
     assert found["features"][0]["name"] in PLANTED
+
+
+def test_the_time_box_bounds_the_rows_each_part_uses(tmp_path, data):
+    X, y, names = data
+    model = _saved(tmp_path, "lightgbm", {"learning_rate": 0.05, "num_leaves": 15}, data)
+    boxed = explain(model, X[6000:], y[6000:], names, seconds=0.01)  # far too little: every part at its floor
+    assert boxed["rows"] == {"plots": SAMPLE_ROWS, "permutation": 100, "shap": 100, "partial_dependence": 100}
+    assert {f["name"] for f in boxed["features"][:3]} <= PLANTED | {"f04", "f05", "f06", "f07", "f08", "f09"}

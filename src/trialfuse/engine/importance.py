@@ -2,12 +2,18 @@
 permutation importance for any model, exact SHAP values where every member's library has
 them (trees), partial dependence of the top features, and predicted vs actual.
 
-Rows are sampled: permutation importance predicts the rows once per feature and repeat
-(62 features x 5 repeats = 310 predictions), so its cost grows with the rows, while its
-ranking is already stable at 2,000 (the spread over repeats is reported with each score).
+It must cost a run only a few seconds, and its cost is predictions: permutation importance
+predicts its rows once per feature and repeat (62 x 3 = 186 times on the reference table),
+partial dependence once per grid point, and TreeSHAP costs 10-100x a prediction per row.
+So one prediction of the plotted rows is timed first and each part gets the rows that fit
+its share of `seconds` (at least 100; a 6-model tree ensemble on 2 cores gets about 200
+rows for permutation importance). The rows each part used are in the result. Rankings
+from a few hundred rows are coarse in the tail but clear at the top, which is what the
+report shows.
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -17,11 +23,22 @@ from sklearn.metrics import r2_score
 
 from trialfuse.engine.saved_model import SavedModel
 
-SAMPLE_ROWS = 2000  # rows for importance and the plots
-PDP_ROWS = 500  # rows averaged at each grid point of a partial-dependence curve
-PDP_GRID = 20
+SECONDS = 5.0  # the whole explanation's time box, by default
+SHARES = {"permutation": 0.5, "shap": 0.3, "partial_dependence": 0.2}  # of the time box
+SAMPLE_ROWS = 2000  # rows plotted (predicted vs actual), and the most any part uses
+SHAP_ROWS = 500  # mean |SHAP| settles well before this
+PDP_ROWS = 300
+MIN_ROWS = 100
+PROBE_ROWS = 20  # rows whose SHAP values are timed before choosing how many to compute
+PDP_GRID = 10
 PDP_FEATURES = 3
-REPEATS = 5
+REPEATS = 3
+
+
+def _seconds(work) -> float:
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
 
 
 class _Predictor(RegressorMixin, BaseEstimator):
@@ -40,21 +57,46 @@ class _Predictor(RegressorMixin, BaseEstimator):
         return True
 
 
-def explain(model: SavedModel, X: np.ndarray, y: np.ndarray, feature_names: list[str], seed: int = 0) -> dict[str, Any]:
-    """The explanation as JSON-ready data; features ordered by permutation importance."""
+def explain(model: SavedModel, X: np.ndarray, y: np.ndarray, feature_names: list[str], seed: int = 0,
+            seconds: float | None = SECONDS) -> dict[str, Any]:
+    """The explanation as JSON-ready data, features ordered by permutation importance; within
+    about `seconds` (None: no time box, every part on its most rows)."""
     rng = np.random.default_rng(seed)
-    rows = np.sort(rng.choice(len(y), SAMPLE_ROWS, replace=False)) if len(y) > SAMPLE_ROWS else np.arange(len(y))
-    X, y = np.asarray(X, dtype=np.float64)[rows], np.asarray(y, dtype=np.float64)[rows]
+    order_rows = rng.permutation(len(y))[:SAMPLE_ROWS]  # random order: a table stored sorted must not bias a prefix
+    X, y = np.asarray(X, dtype=np.float64)[order_rows], np.asarray(y, dtype=np.float64)[order_rows]
     predictor = _Predictor(model)
+    small = _seconds(lambda: predictor.predict(X[:MIN_ROWS]))  # one call's fixed cost shows at few rows
+    started = time.perf_counter()
     predicted = predictor.predict(X)
-    permuted = permutation_importance(predictor, X, y, scoring="r2", n_repeats=REPEATS, random_state=seed)
-    shap = model.contributions(X)
-    shap_mean = np.abs(shap).mean(axis=0) if shap is not None else None
+    per_row = max(0.0, time.perf_counter() - started - small) / max(1, len(y) - MIN_ROWS)
+    per_call = max(0.0, small - per_row * MIN_ROWS)
+    rows = {"plots": len(y)}
+
+    def within(part: str, calls: int, per_row: float, per_call: float, most: int) -> int:
+        """The rows whose `calls` calls fit the part's share of the time box."""
+        if seconds is None:
+            return min(most, len(y))
+        room = SHARES[part] * seconds / calls - per_call
+        return int(min(most, len(y), max(MIN_ROWS, room / max(per_row, 1e-12))))
+
+    rows["permutation"] = within("permutation", len(feature_names) * REPEATS, per_row, per_call, SAMPLE_ROWS)
+    n = rows["permutation"]
+    permuted = permutation_importance(predictor, X[:n], y[:n], scoring="r2", n_repeats=REPEATS, random_state=seed)
+    shap_mean = None
+    if model.has_contributions:
+        started = time.perf_counter()
+        probe = model.contributions(X[:PROBE_ROWS])
+        shap_per_row = (time.perf_counter() - started) / len(probe)
+        rows["shap"] = max(len(probe), within("shap", 1, shap_per_row, 0.0, SHAP_ROWS))
+        rest = X[len(probe):rows["shap"]]
+        shap = np.vstack([probe, model.contributions(rest)]) if len(rest) else probe
+        shap_mean = np.abs(shap).mean(axis=0)
     order = np.argsort(-permuted.importances_mean, kind="stable")
     features = [{"name": feature_names[j], "permutation_r2_drop": float(permuted.importances_mean[j]),
                  "permutation_std": float(permuted.importances_std[j]),
                  **({"mean_abs_shap": float(shap_mean[j])} if shap_mean is not None else {})} for j in order]
-    pdp_rows = X[:PDP_ROWS]
+    rows["partial_dependence"] = within("partial_dependence", PDP_GRID * PDP_FEATURES, per_row, per_call, PDP_ROWS)
+    pdp_rows = X[:rows["partial_dependence"]]
     curves = []
     for j in order[:PDP_FEATURES]:
         if np.isnan(pdp_rows[:, j]).all():
@@ -63,7 +105,7 @@ def explain(model: SavedModel, X: np.ndarray, y: np.ndarray, feature_names: list
                                    method="brute")
         curves.append({"feature": feature_names[j], "grid": found["grid_values"][0].tolist(),
                        "average": found["average"][0].tolist()})
-    return {"rows_used": len(y), "r2": float(r2_score(y, predicted)), "repeats": REPEATS,
-            "shap": "TreeSHAP (exact), the members' weighted sum" if shap is not None else None,
+    return {"rows_used": len(y), "rows": rows, "r2": float(r2_score(y, predicted)), "repeats": REPEATS,
+            "shap": "TreeSHAP (exact), the members' weighted sum" if shap_mean is not None else None,
             "features": features, "partial_dependence": curves,
             "points": {"actual": y.tolist(), "predicted": predicted.tolist()}}

@@ -32,12 +32,12 @@ class SavedModel:
         return combine([family_module(m.family).predict(m.model, X) for m in self.members],
                        [m.weight for m in self.members])
 
-    def contributions(self, X: np.ndarray) -> np.ndarray | None:
+    @property
+    def has_contributions(self) -> bool:
+        """Whether every member's library computes SHAP values exactly (the tree families)."""
+        return all(hasattr(family_module(m.family), "contributions") for m in self.members)
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
         """Exact per-row, per-feature contributions (TreeSHAP) [rows, features], the members'
-        weighted sum (SHAP values add up as the predictions do); None unless every member's
-        library computes them exactly."""
-        modules = [family_module(m.family) for m in self.members]
-        if not all(hasattr(module, "contributions") for module in modules):
-            return None
-        return sum(m.weight * module.contributions(m.model, X) for m, module in zip(self.members, modules,
-                                                                                     strict=True))
+        weighted sum (SHAP values add up as the predictions do)."""
+        return sum(m.weight * family_module(m.family).contributions(m.model, X) for m in self.members)
