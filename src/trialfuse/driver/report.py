@@ -182,9 +182,12 @@ def _winner(page: Page, out: Path) -> None:
         return
     found = run_dir.read_json(path)
     shap = found.get("shap")
-    parts = [f"<p>On {html.escape(found['rows_from'])}: {found['rows_used']} rows used (sampled, so that "
-             f"permutation importance, which predicts them once per feature and repeat, stays a few seconds), "
-             f"R² {found['r2']:.4f} on them. Importance is the drop in R² when a feature's values are shuffled "
+    rows = found.get("rows", {})
+    used = ", ".join(f"{part.replace('_', ' ').replace('shap', 'SHAP')} {count}" for part, count in rows.items()
+                     if part != "plots")
+    parts = [f"<p>On {html.escape(found['rows_from'])}: {found['rows_used']} rows plotted, R² {found['r2']:.4f} on "
+             f"them; rows used ({html.escape(used)}) chosen to keep the explanation within a few seconds. "
+             f"Importance is the drop in R² when a feature's values are shuffled "
              f"(mean of {found['repeats']} shuffles, bars: one standard deviation)"
              + (f"; beside it the mean |SHAP value| ({html.escape(shap)})." if shap else
                 "; SHAP values are not computed for this model (not every member is a tree model).") + "</p>"]
