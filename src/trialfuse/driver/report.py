@@ -173,14 +173,21 @@ def _ensemble(page: Page, results: dict[str, Any]) -> None:
     page.section("ensemble", "Ensemble", parts)
 
 
+def _read_or_say(page: Page, path: Path, key: str, title: str, absent: str) -> Any | None:
+    """The JSON a section draws on, or None after a section saying why it is absent."""
+    if not path.exists():
+        page.section(key, title, [f"<p>{absent}</p>"])
+        return None
+    return run_dir.read_json(path)
+
+
 def _winner(page: Page, out: Path) -> None:
     """What the saved model learned and where it errs, from explain.json."""
-    path = out / run_dir.EXPLAIN
-    if not path.exists():
-        page.section("winner", "The winner", ["<p>Not explained (<code>--no-explain</code>, or see the warnings); "
-                                              "<code>trialfuse explain RUN_DIR</code> adds it.</p>"])
+    found = _read_or_say(page, out / run_dir.EXPLAIN, "winner", "The winner",
+                         "Not explained (<code>--no-explain</code>, or see the warnings); "
+                         "<code>trialfuse explain RUN_DIR</code> adds it.")
+    if found is None:
         return
-    found = run_dir.read_json(path)
     shap = found.get("shap")
     rows = found.get("rows", {})
     used = ", ".join(f"{part.replace('_', ' ').replace('shap', 'SHAP')} {count}" for part, count in rows.items()
@@ -325,12 +332,10 @@ def _timeline(page: Page, out: Path) -> None:
 
 def _diagnostics(page: Page, out: Path) -> None:
     """The NN probe: losses, gradient flow per layer, dead units and activations per layer."""
-    path = out / run_dir.DIAGNOSTICS
-    if not path.exists():
-        page.section("diagnostics", "NN diagnostics", ["<p>No NN diagnostics: the NN was not searched or no NN "
-                                                         "trial completed.</p>"])
+    diag = _read_or_say(page, out / run_dir.DIAGNOSTICS, "diagnostics", "NN diagnostics",
+                        "No NN diagnostics: the NN was not searched or no NN trial completed.")
+    if diag is None:
         return
-    diag = run_dir.read_json(path)
     parts = [f"<p>Best NN trial {diag.get('trial')} retrained on fold 0 ({diag['train_rows']} rows, "
              f"{diag['val_rows']} validation rows): best epoch {diag['best_epoch']} of {diag['epochs_run']}, "
              f"validation R² {diag['val_r2']:.4f}.</p>"]
