@@ -10,10 +10,10 @@ import pandas as pd
 from trialfuse.driver import run_dir
 from trialfuse.driver.explanation import record
 from trialfuse.driver.report import build_report
-from trialfuse.driver.table import encode_features, read_frame
 from trialfuse.engine.importance import explain
 from trialfuse.engine.saved_model import SavedModel
 from trialfuse.errors import UserError
+from trialfuse.predict import read_as_trained
 
 
 def explain_run(out: str | Path, table: str | Path | None = None) -> Path:
@@ -27,12 +27,10 @@ def explain_run(out: str | Path, table: str | Path | None = None) -> Path:
     source = Path(table) if table else Path(results["data"])
     if not source.exists():
         raise UserError(f"the run's table {source} is not there (moved?): give it with --table")
-    categories = metadata.get("categories", {})
-    frame, _ = read_frame(source, metadata["target"], text_columns=list(categories))
+    frame, X = read_as_trained(source, metadata)
     if metadata["target"] not in frame.columns:
         raise UserError(f"{source} has no column {metadata['target']!r}: the explanation scores predictions "
                         "against it")
-    X = encode_features(frame, metadata["feature_names"], categories)
     y = pd.to_numeric(frame[metadata["target"]], errors="coerce").to_numpy(dtype=np.float64)
     if table:
         rows, rows_from = np.flatnonzero(np.isfinite(y)), f"{source} ({int(np.isfinite(y).sum())} rows)"

@@ -24,6 +24,13 @@ def predict_table(model_dir: str | Path, data: str | Path,
     if not meta_path.exists():
         raise UserError(f"no saved model in {model_dir} (expected {run_dir.METADATA} there)")
     meta = run_dir.read_json(meta_path)
+    _, X = read_as_trained(data, meta, on_warning)
+    return SavedModel(model_dir, meta).predict(X)
+
+
+def read_as_trained(data: str | Path, meta: dict, on_warning: Callable[[str], None] | None = None):
+    """(the table, its features encoded as the saved model's training table was): category
+    columns read as text, unseen values missing and counted to `on_warning`."""
     categories = meta.get("categories", {})
     frame, _ = read_frame(data, meta["target"], text_columns=list(categories))
     if len(frame) == 0:
@@ -33,4 +40,4 @@ def predict_table(model_dir: str | Path, data: str | Path,
     for name, count in unseen.items():
         if on_warning:
             on_warning(f"column {name!r}: {count} value(s) not seen in training, treated as missing")
-    return SavedModel(model_dir, meta).predict(X)
+    return frame, X
