@@ -73,6 +73,9 @@ def run(
                                              "(median of earlier trials at the same fold).")] = True,
     ensemble: Annotated[bool, typer.Option(help="Save a weighted ensemble of the search's models where it beats "
                                                 "the best single model on out-of-fold R².")] = True,
+    refit: Annotated[bool, typer.Option(help="Retrain each saved model on all search rows; --no-refit serves "
+                                             "a tree model as the mean of its K fold models from the search "
+                                             "(no training after it).")] = True,
     explain: Annotated[bool, typer.Option(help="Explain the winner on the holdout rows after their score "
                                                "(explain.json, the report's \"The winner\").")] = True,
     keep_columns: Annotated[str, typer.Option(help="Comma-separated columns to use even though they look like "
@@ -85,7 +88,7 @@ def run(
 
     _run(RunOptions(data=data, target=target, models=models, trials=trials, folds=folds, holdout=holdout,
                     out=out, storage=storage, seed=seed, devices=devices, fuse=fuse, timeout=timeout,
-                    job_timeout=job_timeout, prune=prune, ensemble=ensemble, explain=explain,
+                    job_timeout=job_timeout, prune=prune, ensemble=ensemble, refit=refit, explain=explain,
                     keep_columns=keep_columns), quiet,
          as_json)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from trialfuse.driver.budget import REPORT_SECONDS, Budget, retrain_seconds
+from trialfuse.driver.budget import FOLD_SERVING_SECONDS, REPORT_SECONDS, Budget, final_seconds, retrain_seconds
 
 
 @pytest.mark.parametrize(("seconds", "kept"), [(10, 4.0), (30, 6.0), (60, 12.0), (600, 120.0)])
@@ -13,8 +13,10 @@ def test_before_any_trial_a_fifth_is_kept_at_least_five_seconds_at_most_forty_pe
 
 def test_then_the_reserve_is_the_leaders_retrain_and_the_report():
     budget = Budget(end=1000.0, seconds=600)
-    assert budget.search_end([2.0] * 5) == pytest.approx(1000.0 - REPORT_SECONDS - 2.5)  # 10 s of folds over 4
-    assert budget.search_end([1000.0] * 5) == pytest.approx(1000.0 - 300)  # never more than half the budget
+    assert budget.search_end(retrain_seconds([2.0] * 5)) == pytest.approx(1000.0 - REPORT_SECONDS - 2.5)  # 10 s / 4
+    assert budget.search_end(retrain_seconds([1000.0] * 5)) == pytest.approx(1000.0 - 300)  # at most half the budget
+    assert budget.search_end(final_seconds([1000.0] * 5, from_folds=True)) == pytest.approx(  # served by its folds
+        1000.0 - REPORT_SECONDS - FOLD_SERVING_SECONDS)
 
 
 def test_the_retrain_takes_about_the_folds_total_over_k_minus_one():

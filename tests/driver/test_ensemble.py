@@ -92,6 +92,33 @@ def test_out_of_fold_keeps_only_each_familys_best_and_survives_a_resume(tmp_path
     assert other_folds.vectors() == [] and not list((tmp_path / "oof").glob("*.npy"))
 
 
+def _fold_models(store: OutOfFold, family: str, trial: int, folds: int) -> None:
+    """What a worker leaves when asked to keep a trial's fold models."""
+    for k in range(folds):
+        (store.models_dir(family, trial) / f"fold-{k}").mkdir(parents=True)
+        (store.models_dir(family, trial) / f"fold-{k}" / "model.txt").write_text("a model")
+
+
+def test_fold_models_are_kept_and_dropped_with_their_trials_vector(tmp_path):
+    folds = _folds()
+    store = OutOfFold(tmp_path, folds, keep=2)
+    per_fold = [[0.0] * len(val) for _, val in folds]
+    for trial, score in enumerate([0.3, 0.1, 0.5, 0.2]):
+        _fold_models(store, "lightgbm", trial, 3)
+        store.add("lightgbm", trial, score, per_fold)
+    _fold_models(store, "lightgbm", 4, 3)
+    store.discard("lightgbm", 4)  # pruned
+    _fold_models(store, "lightgbm", 5, 2)  # a fold still training when the trial was pruned: swept up
+    assert sorted(p.name for p in (tmp_path / "oof" / "models").iterdir()) == ["lightgbm-0", "lightgbm-2",
+                                                                                "lightgbm-5"]
+    store.remove_unkept()
+    assert sorted(p.name for p in (tmp_path / "oof" / "models").iterdir()) == ["lightgbm-0", "lightgbm-2"]
+    assert store.fold_files("lightgbm", 2) == [store.models_dir("lightgbm", 2) / f"fold-{k}" / "model.txt"
+                                               for k in range(3)]
+    (store.models_dir("lightgbm", 0) / "fold-1" / "model.txt").unlink()
+    assert store.fold_files("lightgbm", 0) is None  # not all K: the model is refit instead
+
+
 def test_the_first_pick_can_be_fixed_to_the_searchs_best_model():
     rng, y = _truth()
     best_by_oof = y + rng.normal(scale=0.5, size=y.size)
@@ -138,6 +165,26 @@ def test_the_plan_saves_an_ensemble_that_beats_the_winner_and_starts_from_it(tmp
     assert chosen.is_ensemble and chosen.ensemble["chosen"]
     assert chosen.members[0].trial == winner.best_trial  # the winner is the first pick
     assert sorted(m.trial for m in chosen.members) == [0, 1]
+
+
+def test_without_refit_members_are_served_by_their_kept_fold_models_and_need_no_retrain_time(tmp_path):
+    import time
+
+    from trialfuse.driver import final_model
+    from trialfuse.driver.budget import REPORT_SECONDS, Budget
+
+    rng, y = _truth(400)
+    errors = {0: rng.normal(scale=0.5, size=y.size), 1: rng.normal(scale=0.5, size=y.size)}
+    winner, storage, store = _search_with_kept_predictions(tmp_path, errors, y, seconds=30.0)
+    for trial in errors:
+        _fold_models(store, "lightgbm", trial, 2)
+    late = Budget(end=time.monotonic() + REPORT_SECONDS + 3.0, seconds=60.0)  # retrains would not fit; serving does
+    chosen = final_model.plan(winner, storage, store, y, workers=1, budget=late, refit=False)
+    assert chosen.is_ensemble and all(m.fold_files and len(m.fold_files) == 2 for m in chosen.members)
+    refit = final_model.plan(winner, storage, store, y, workers=1, budget=late)
+    assert not refit.is_ensemble and refit.members[0].fold_files is None
+    alone = final_model.plan(winner, storage, store, y, workers=1, budget=None, ensembles=False, refit=False)
+    assert not alone.is_ensemble and alone.members[0].fold_files == store.fold_files("lightgbm", winner.best_trial)
 
 
 def test_the_plan_keeps_the_winner_when_the_ensemble_gains_nothing_or_does_not_fit(tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 import time
 
 import optuna
@@ -93,10 +94,13 @@ def test_clearly_losing_trials_are_pruned_and_their_later_folds_never_trained():
     result, trials = search(pool, trials=30, folds=4)
     pruned = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED]
     assert pruned and result.trials_pruned == len(pruned)
-    complete = sorted(t.value for t in trials if t.state == optuna.trial.TrialState.COMPLETE)
-    for trial in pruned:  # judged in fold order: its running mean fell below the median of earlier trials
-        assert len(trial.user_attrs["cv_r2_folds"]) < 4
-        assert trial.intermediate_values[max(trial.intermediate_values)] < complete[-1]
+    for trial in pruned:  # judged in fold order: its running mean fell below the median of the trials
+        fold = max(trial.intermediate_values)  # before it that went on past that fold
+        went_on = [t.intermediate_values[fold] for t in trials[: trial.number]
+                   if t.state == optuna.trial.TrialState.COMPLETE or max(t.intermediate_values, default=-1) > fold]
+        assert len(trial.user_attrs["cv_r2_folds"]) == fold + 1 < 4 and len(went_on) >= 4
+        assert max(trial.intermediate_values.values()) < statistics.median(went_on)
+    assert any(max(t.intermediate_values) == 0 for t in pruned)  # from the first fold on
     assert len(pool.trained) < 30 * 4  # pruning saved folds
     assert pool.cancelled > 0
 
@@ -104,8 +108,8 @@ def test_clearly_losing_trials_are_pruned_and_their_later_folds_never_trained():
 def test_only_trials_the_pruner_can_judge_have_their_folds_spread_out():
     pool = FakePool()
     search(pool, trials=20, folds=3)
-    assert not any(pool.diagonal[n] for n in range(5))  # asked before 5 trials were complete
-    assert all(pool.diagonal[n] for n in range(12, 20))
+    assert not any(pool.diagonal[n] for n in range(4))  # fewer than 4 trials before them
+    assert all(pool.diagonal[n] for n in range(4, 20))
     pool = FakePool()
     search(pool, trials=20, folds=3, prune=False)
     assert not any(pool.diagonal.values())

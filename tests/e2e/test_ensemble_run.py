@@ -86,3 +86,37 @@ def test_no_ensemble_saves_the_best_single_model_and_keeps_no_predictions(surviv
     results = _run(survivors_csv, tmp_path / "out", "--no-ensemble", "--trials", "2")
     assert results["winner"] == results["ranking"][0] and results["ensemble"] is None
     assert not (tmp_path / "out" / "oof").exists()
+
+
+def test_without_refit_the_saved_models_are_the_searchs_fold_models_and_predict_reproduces_them(
+        survivors_csv, tmp_path):
+    import lightgbm
+    import xgboost
+
+    out = tmp_path / "out"
+    results = _run(survivors_csv, out, "--no-refit")
+    meta = json.loads((out / "best_model" / "metadata.json").read_text())
+    served = meta["members"] if meta["family"] == "ensemble" else [meta]
+    X = np.zeros((3, len(meta["feature_names"])))
+    for member in served:
+        assert len(member["model_files"]) == 3  # one per fold, each its library's own file
+        for name in member["model_files"]:
+            path = out / "best_model" / name
+            if member["family"] == "xgboost":
+                booster = xgboost.Booster()
+                booster.load_model(str(path))
+                assert booster.predict(xgboost.DMatrix(X)).shape == (3,)
+            else:
+                assert lightgbm.Booster(model_file=str(path)).predict(X).shape == (3,)
+    kept = json.loads((out / "oof" / "index.json").read_text())["trials"]
+    assert sorted(p.name for p in (out / "oof" / "models").iterdir()) == sorted(
+        f"{family}-{trial}" for family, trials in kept.items() for trial in trials)
+    holdout = json.loads((out / "holdout_indices.json").read_text())["holdout_rows"]
+    table = pd.read_csv(survivors_csv)
+    table.iloc[holdout].to_csv(tmp_path / "holdout.csv", index=False)
+    proc = cli("predict", out, tmp_path / "holdout.csv", "--out", tmp_path / "predictions.csv")
+    assert proc.returncode == 0, proc.stderr
+    predictions = pd.read_csv(tmp_path / "predictions.csv")["prediction"]
+    assert abs(r2_score(table["score"].iloc[holdout], predictions) - results["holdout_r2"]) < 1e-9
+    explanation = json.loads((out / "explain.json").read_text())  # the same model explained, SHAP included
+    assert abs(explanation["r2"] - results["holdout_r2"]) < 1e-9 and explanation["shap"]

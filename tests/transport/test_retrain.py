@@ -23,3 +23,30 @@ def test_models_retrain_at_once_on_every_worker_and_a_failure_is_its_own_answer(
         if answer["status"] == "complete":
             assert (model.directory / answer["model_file"]).is_file() and len(answer["predictions"]) == 30
     assert {task["worker"] for task in retrains} == {0, 1}  # spread over both workers
+
+
+def test_a_search_keeps_each_tree_folds_model_and_serving_them_predicts_their_mean(tmp_path):
+    """--no-refit: the fold models the search trained are saved where asked, and serving them
+    copies them under the model's directory and predicts the mean of the K models read back."""
+    import lightgbm as lgb
+
+    X, y, _ = make_survivors(400, seed=0)
+    folds = [(np.arange(200, 400), np.arange(200)), (np.arange(200), np.arange(200, 400))]
+    kept = tmp_path / "kept"
+    with WorkerPool(X, y, folds, slots=[Slot("cpu", "", 1)], scratch=tmp_path, keep_models=kept) as pool:
+        pool.submit(("lightgbm", 3), "lightgbm", {"num_leaves": 4}, [0, 1], seed=0)
+        pool.dispatch()
+        answers = [pool.next_done(timeout=60) for _ in range(2)]
+        files = [kept / "lightgbm-3" / f"fold-{k}" / "model.txt" for k in range(2)]
+        served = pool.retrain([Retrain("lightgbm", {"num_leaves": 4}, None, tmp_path / "best", 0,
+                                       fold_files=files)], X[:30])[0]
+    assert all(a.result["status"] == "complete" and a.result["model_file"] == "model.txt" for a in answers)
+    assert served["status"] == "complete" and served["model_files"] == ["fold-0.txt", "fold-1.txt"]
+    models = [lgb.Booster(model_file=str(tmp_path / "best" / name)) for name in served["model_files"]]
+    expected = (models[0].predict(X[:30]) + models[1].predict(X[:30])) / 2
+    assert np.allclose(served["predictions"], expected, rtol=0, atol=1e-12)
+    for k, fold in enumerate(folds):  # the kept model is the fold's: it reproduces its validation score
+        booster = lgb.Booster(model_file=str(files[k]))
+        r2 = 1 - np.mean((booster.predict(X[fold[1]]) - y[fold[1]]) ** 2) / np.var(y[fold[1]])
+        result = next(a.result for a in answers if a.job.fold == k)
+        assert abs(r2 - result["r2"]) < 1e-6  # (the text format rounds leaf values)

@@ -5,7 +5,8 @@ complete a fixed share is kept back (a fifth of the budget, at least 5 s, at mos
 Once one is, the reserve is the leader's estimated retrain (its best trial's fold times,
 scaled up to all the search rows) plus the report, at most half the budget: a long budget
 is not left a fifth idle, and a slow leader still gets the time its retrain needs. Where an
-ensemble may be retrained instead, the reserve covers its likely members' retrains too.
+ensemble may be retrained instead, the reserve covers its likely members' retrains too; a
+model served by its kept fold models (`--no-refit`) needs only a second.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 REPORT_SECONDS = 5.0  # results, report and closing the workers; the diagnostics probe runs only if this is left
+FOLD_SERVING_SECONDS = 1.0  # copying a model's kept fold models and predicting the holdout with them
 MOST_RESERVED = 0.5  # of the budget, whatever the estimate
 TOLERANCE = 0.1  # of the budget: how far past it an estimate may reach (the run promises T + 10% + 15 s at most)
 
@@ -29,16 +31,15 @@ class Budget:
     def starting_now(cls, started: float, seconds: float) -> Budget:
         return cls(started + seconds, seconds)
 
-    def search_end(self, leader_fold_seconds: list[float] | None = None,
-                   members_fold_seconds: Sequence[list[float]] = (), workers: int = 1) -> float:
-        """When the search stops, given the best trial so far's fold times (None: no trial yet)
-        and, where an ensemble may follow, its likely members' (each family's best), whose
-        retrains share the `workers`."""
-        if not leader_fold_seconds:
+    def search_end(self, leader_seconds: float | None = None, members_seconds: Sequence[float] = (),
+                   workers: int = 1) -> float:
+        """When the search stops, given the time the best trial so far needs after the search
+        (its retrain, see final_seconds; None: no trial yet) and, where an ensemble may follow,
+        its likely members' (each family's best), which share the `workers`."""
+        if leader_seconds is None:
             reserve = min(0.4 * self.seconds, max(REPORT_SECONDS, 0.2 * self.seconds))
         else:
-            members = parallel_seconds([retrain_seconds(f) for f in members_fold_seconds if f], workers)
-            reserve = REPORT_SECONDS + max(retrain_seconds(leader_fold_seconds), members)
+            reserve = REPORT_SECONDS + max(leader_seconds, parallel_seconds(list(members_seconds), workers))
         return self.end - min(reserve, MOST_RESERVED * self.seconds)
 
     def left(self) -> float:
@@ -49,6 +50,12 @@ class Budget:
         """Whether work estimated at `seconds` may start now: estimates are rough (a retrain's
         from its folds' times), so one may reach past the end by the budget's tolerance."""
         return seconds <= self.left() + TOLERANCE * self.seconds
+
+
+def final_seconds(fold_seconds: list[float], from_folds: bool) -> float:
+    """A model's time after the search: its retrain, or where it is served by its K fold
+    models (kept by the search), copying them and predicting the holdout with them."""
+    return FOLD_SERVING_SECONDS if from_folds else retrain_seconds(fold_seconds)
 
 
 def retrain_seconds(fold_seconds: list[float]) -> float:

@@ -3,10 +3,13 @@ models where one beats it on out-of-fold R² (driver.ensemble). Either way each 
 retrained on all search rows for its trial's round count, saved in its library's own format
 under best_model/, and scored once on the holdout, which never chooses anything.
 
-Members are served the way they are retrained: each one refit on all search rows (several at
-once, one per worker), then averaged with the ensemble's weights. Refitting costs one
-retrain per member, like the single winner's; averaging each member's K fold models instead
-would need no refit but K times the predict cost and K models saved per member.
+How a model is served (each member of an ensemble alike), then averaged with the weights:
+- refit (`--refit`): trained once more on all search rows for the mean of its folds' best
+  round counts (several at once, one per worker): one more training per member;
+- its K fold models (`--no-refit`): the very models whose out-of-fold predictions scored and
+  chose it, kept by the search (out_of_fold), served as their mean: nothing is trained after
+  the search, at K times the predict cost and K files per member. The fused NN's folds are
+  not kept, so an NN member is refit either way.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from sklearn.metrics import r2_score
 from trialfuse.blend import combine
 from trialfuse.catalog import params_from_trial
 from trialfuse.driver import ensemble, run_dir
-from trialfuse.driver.budget import Budget, parallel_seconds, retrain_seconds
+from trialfuse.driver.budget import Budget, final_seconds, parallel_seconds
 from trialfuse.driver.out_of_fold import OutOfFold
 from trialfuse.driver.scheduler import FamilyResult
 from trialfuse.driver.table import Table
@@ -30,7 +33,7 @@ from trialfuse.seeds import RETRAIN, model_seed
 from trialfuse.transport.process_pool import Retrain, WorkerPool
 
 ENSEMBLE = "ensemble"  # the winner's name in results.json when the ensemble is saved
-MEMBERS = "members"  # best_model/members/<family>-<trial>/: one member's native model file
+MEMBERS = "members"  # best_model/members/<family>-<trial>/: one member's native model file(s)
 
 
 @dataclass
@@ -42,6 +45,7 @@ class Member:
     fold_seconds: list[float]
     cv_r2_mean: float
     weight: float = 1.0
+    fold_files: list[Path] | None = None  # served as these K fold models' mean (no refit)
 
     @property
     def name(self) -> str:
@@ -49,7 +53,7 @@ class Member:
 
     @property
     def retrain_seconds(self) -> float:
-        return retrain_seconds(self.fold_seconds)
+        return final_seconds(self.fold_seconds, bool(self.fold_files))
 
 
 @dataclass
@@ -66,12 +70,16 @@ class Plan:
 
 
 def plan(winner: FamilyResult, storage: optuna.storages.BaseStorage, out_of_fold: OutOfFold | None,
-         y_search: np.ndarray, workers: int, budget: Budget | None) -> Plan:
-    """The best single model, unless the kept out-of-fold predictions make an ensemble that beats
-    it by at least ensemble.MIN_GAIN and whose retrain fits in the time left."""
+         y_search: np.ndarray, workers: int, budget: Budget | None, *, ensembles: bool = True,
+         refit: bool = True) -> Plan:
+    """The best single model, unless (`ensembles`) the kept out-of-fold predictions make an
+    ensemble that beats it by at least ensemble.MIN_GAIN and whose retrain fits in the time
+    left. Without `refit`, each model whose K fold models were kept is served by them."""
     single = Member(winner.family, winner.best_trial, winner.best_params, _rounds(winner.best_rounds),
                     winner.best_fold_seconds, winner.cv_r2_mean)
-    if out_of_fold is None:
+    if out_of_fold is not None and not refit:
+        single.fold_files = out_of_fold.fold_files(single.family, single.trial)
+    if out_of_fold is None or not ensembles:
         return Plan([single])
     candidates, vectors = _candidates(out_of_fold, storage)
     names = [m.name for m in candidates]
@@ -83,6 +91,8 @@ def plan(winner: FamilyResult, storage: optuna.storages.BaseStorage, out_of_fold
     members = [candidates[i] for i in selection.members]
     for member, weight in zip(members, selection.weights[selection.members], strict=True):
         member.weight = float(weight)
+        if not refit:
+            member.fold_files = out_of_fold.fold_files(member.family, member.trial)
     members.sort(key=lambda m: m.name != single.name)  # the winner first: the fallback and its holdout score
     record = {"chosen": False, "oof_r2": selection.r2, "best_single_oof_r2": single_r2,
               "candidates": len(candidates), "rounds": ensemble.ROUNDS,
@@ -106,8 +116,9 @@ def train_and_save(pool: WorkerPool, chosen: Plan, best: FamilyResult, table: Ta
     staged = run_dir.staging_dir(out)
     members = chosen.members
     directories = [staged / MEMBERS / m.name if chosen.is_ensemble else staged for m in members]
-    answers = pool.retrain([Retrain(m.family, m.params, m.rounds, d, model_seed(seed, RETRAIN), m.retrain_seconds)
-                            for m, d in zip(members, directories, strict=True)], table.X[sealed])
+    answers = pool.retrain([Retrain(m.family, m.params, m.rounds, d, model_seed(seed, RETRAIN), m.retrain_seconds,
+                                    m.fold_files) for m, d in zip(members, directories, strict=True)],
+                           table.X[sealed])
     failed = [f"{m.name}: {a.get('error')}" for m, a in zip(members, answers, strict=True)
               if a.get("status") != "complete"]
     if failed and chosen.is_ensemble:  # the best single model still gets saved
@@ -121,19 +132,19 @@ def train_and_save(pool: WorkerPool, chosen: Plan, best: FamilyResult, table: Ta
     y_holdout = table.y[sealed]
     predictions = [np.asarray(a["predictions"], dtype=np.float64) for a in answers]
     holdout_r2 = float(r2_score(y_holdout, combine(predictions, [m.weight for m in members])))
-    model_files = [str((d / a["model_file"]).relative_to(staged)) for d, a in zip(directories, answers, strict=True)]
+    saved = [_saved_files(d, a, staged) for d, a in zip(directories, answers, strict=True)]
     record = dict(chosen.ensemble) if chosen.ensemble else None
     if chosen.is_ensemble:
         record["holdout_r2"] = holdout_r2
         record["best_single_holdout_r2"] = float(r2_score(y_holdout, predictions[0]))  # the winner is first
-        record["members"] = [{**_describe(m), "model_file": f, "rounds": a["rounds"]}
-                             for m, f, a in zip(members, model_files, answers, strict=True)]
+        record["members"] = [{**_describe(m), **files, "rounds": a["rounds"]}
+                             for m, files, a in zip(members, saved, answers, strict=True)]
     first = members[0]
     metadata = {
         "family": ENSEMBLE if chosen.is_ensemble else first.family,
         "params": None if chosen.is_ensemble else first.params,
         "rounds": None if chosen.is_ensemble else answers[0]["rounds"],
-        "model_file": None if chosen.is_ensemble else model_files[0],
+        **({"model_file": None} if chosen.is_ensemble else saved[0]),
         **({"members": record["members"]} if chosen.is_ensemble else {}),
         "feature_names": table.feature_names,
         "categories": table.categories,
@@ -183,6 +194,13 @@ def _candidates(out_of_fold: OutOfFold, storage) -> tuple[list[Member], np.ndarr
                               list(trial.user_attrs.get("fold_seconds", [])), float(trial.value)))
         vectors.append(vector)
     return members, np.array(vectors)
+
+
+def _saved_files(directory: Path, answer: dict[str, Any], staged: Path) -> dict[str, Any]:
+    """Where a retrained model's file, or a fold-served model's K files, lie under best_model/."""
+    if answer.get("model_files"):
+        return {"model_files": [str((directory / f).relative_to(staged)) for f in answer["model_files"]]}
+    return {"model_file": str((directory / answer["model_file"]).relative_to(staged))}
 
 
 def _rounds(best_rounds: list[int]) -> int | None:

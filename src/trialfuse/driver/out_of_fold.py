@@ -9,6 +9,10 @@ Layout, in the run directory:
 - `oof/index.json`: `{"folds": <fingerprint of the fold assignment>, "rows": n,
   "trials": {"<family>": {"<trial>": cv_r2}}}`, the trials whose vectors are kept.
 
+- `oof/models/<family>-<trial>/fold-<k>/model.<ext>`: where the run serves models as the
+  mean of their K fold models (`--no-refit`), each kept tree trial's fold models, saved
+  natively by the workers during the search (kept and dropped with the trial's vector).
+
 Bounded: the best KEEP_PER_FAMILY trials of each family by CV R² are kept, the others'
 files deleted as better ones arrive: with 20 the worst case is 80 vectors of float32 (32 MB
 for 100,000 search rows), and members past the best 20 of a family almost never enter a
@@ -18,6 +22,7 @@ vectors when its folds are the same rows; otherwise they are dropped and rebuilt
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +31,7 @@ from trialfuse.driver import run_dir
 
 DIRECTORY = "oof"
 INDEX = "index.json"
+MODELS = "models"
 KEEP_PER_FAMILY = 20
 
 
@@ -55,14 +61,14 @@ class OutOfFold:
                 self.trials = {family: {int(t): float(v) for t, v in kept.items()}
                                for family, kept in saved.get("trials", {}).items()}
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._remove_unindexed()
+        self.remove_unkept()
 
     def add(self, family: str, trial: int, cv_r2: float, fold_predictions: list[list[float]]) -> None:
         """Keep a completed trial's vector if it is among its family's best; drop the one it displaces."""
         kept = self.trials.setdefault(family, {})
-        if any(p is None for p in fold_predictions):  # a worker that did not send them
-            return
-        if len(kept) >= self.keep and cv_r2 <= min(kept.values()):
+        if any(p is None for p in fold_predictions) \
+                or (len(kept) >= self.keep and cv_r2 <= min(kept.values())):  # not sent, or not among the best
+            self.discard(family, trial)
             return
         vector = np.full(self.rows, np.nan, dtype=np.float32)
         for val, predictions in zip(self.val_rows, fold_predictions, strict=True):
@@ -73,6 +79,7 @@ class OutOfFold:
             worst = min(kept, key=lambda t: (kept[t], -t))
             del kept[worst]
             self._path(family, worst).unlink(missing_ok=True)
+            self.discard(family, worst)
         run_dir.write_json(self.directory / INDEX, {"folds": self.fingerprint, "rows": self.rows,
                                                     "trials": self.trials})
 
@@ -84,12 +91,29 @@ class OutOfFold:
                 out.append((family, trial, np.load(self._path(family, trial)).astype(np.float64)))
         return out
 
+    def discard(self, family: str, trial: int) -> None:
+        """Drop the fold models of a trial that is not kept (pruned, failed, or not among the best)."""
+        shutil.rmtree(self.models_dir(family, trial), ignore_errors=True)
+
+    def models_dir(self, family: str, trial: int) -> Path:
+        return self.directory / MODELS / f"{family}-{trial}"
+
+    def fold_files(self, family: str, trial: int) -> list[Path] | None:
+        """A kept trial's K fold model files, in fold order; None unless all K were saved."""
+        folds = range(len(self.val_rows))
+        found = [sorted((self.models_dir(family, trial) / f"fold-{k}").glob("model.*")) for k in folds]
+        return [files[0] for files in found] if all(len(files) == 1 for files in found) else None
+
     def _path(self, family: str, trial: int) -> Path:
         return self.directory / f"{family}-{trial}.npy"
 
-    def _remove_unindexed(self) -> None:
-        """Files an older run or a killed one left that the index does not list."""
+    def remove_unkept(self) -> None:
+        """Files the index does not list: an older or killed run's, or fold models a trial's
+        last folds saved after it was pruned."""
         listed = {self._path(family, t).name for family, kept in self.trials.items() for t in kept}
         for path in self.directory.glob("*.npy"):
             if path.name not in listed:
                 path.unlink(missing_ok=True)
+        for path in (self.directory / MODELS).glob("*"):
+            if f"{path.name}.npy" not in listed:
+                shutil.rmtree(path, ignore_errors=True)

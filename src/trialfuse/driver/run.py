@@ -20,7 +20,7 @@ from trialfuse.driver.budget import REPORT_SECONDS, Budget
 from trialfuse.driver.devices import describe, plan_workers
 from trialfuse.driver.explanation import explain_winner
 from trialfuse.driver.options import RunOptions, check_options
-from trialfuse.driver.out_of_fold import OutOfFold
+from trialfuse.driver.out_of_fold import MODELS, OutOfFold
 from trialfuse.driver.report import build_report
 from trialfuse.driver.scheduler import FamilyResult, run_studies
 from trialfuse.driver.splits import check_split_sizes, holdout_split, kfold_indices
@@ -78,11 +78,12 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
     fingerprint.check_resume(storage, opts.models, search, opts.storage or str(out))
     fingerprint.stamp(storage, opts.models, search)
     run_dir.write_json(out / run_dir.HOLDOUT, {"holdout_rows": sealed, "seed": opts.seed, "fraction": opts.holdout})
-    out_of_fold = OutOfFold(out, folds) if opts.ensemble else None
+    out_of_fold = OutOfFold(out, folds) if opts.ensemble or not opts.refit else None
 
     budget = Budget.starting_now(run_started, opts.timeout) if opts.timeout else None
     with WorkerPool(table.X[rest], table.y[rest], folds, slots=slots, job_timeout=opts.job_timeout, scratch=out,
-                    fuse=opts.fuse, predictions=opts.ensemble) as pool:
+                    fuse=opts.fuse, predictions=out_of_fold is not None,
+                    keep_models=None if opts.refit else out_of_fold.directory / MODELS) as pool:
         reporter.watch(pool.activity)
         for family in opts.models:
             reporter.family_started(family, opts.trials)
@@ -96,9 +97,13 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
             reasons = "; ".join(f"{f.family}: {f.reason}" for f in families.values())
             raise RuntimeError(f"every model family failed ({reasons})")
         best = ranking[0]
-        chosen = final_model.plan(best, storage, out_of_fold, table.y[rest], len(slots), budget)
+        if out_of_fold is not None:
+            out_of_fold.remove_unkept()
+        chosen = final_model.plan(best, storage, out_of_fold, table.y[rest], len(slots), budget,
+                                  ensembles=opts.ensemble, refit=opts.refit)
         what = (f"the ensemble's {len(chosen.members)} members" if chosen.is_ensemble else best.family)
-        reporter.stage(f"retraining {what} on {len(rest)} rows and scoring the holdout")
+        how = f"retraining {what} on {len(rest)} rows" if opts.refit else f"saving {what} (fold models)"
+        reporter.stage(f"{how} and scoring the holdout")
         final = final_model.train_and_save(pool, chosen, best, table, rest, sealed, out, opts.seed)
         warnings = unused + final["warnings"] + [w for f in families.values() if FAMILIES[f.family].diagnostics
                                                  for w in _diagnostics(pool, f, out, opts.seed, reporter, budget)]

@@ -20,7 +20,7 @@ import optuna
 
 from trialfuse.catalog import FAMILIES, params_from_trial
 from trialfuse.driver.allocation import CostShares
-from trialfuse.driver.budget import Budget
+from trialfuse.driver.budget import Budget, final_seconds
 from trialfuse.driver.out_of_fold import OutOfFold
 from trialfuse.driver.storage import (
     Heartbeat,
@@ -35,8 +35,8 @@ from trialfuse.transport.process_pool import WorkerPool
 
 log = logging.getLogger(__name__)
 MAX_FAILURES_BEFORE_SKIP = 3  # failures in a row, with no success yet, that end a family
-PRUNE_AFTER_COMPLETE = 5  # the pruner compares a trial only once this many trials are complete
-PRUNER = optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER_COMPLETE, n_warmup_steps=1)  # from the 2nd fold
+PRUNE_PEERS = 4  # earlier trials that passed a fold before the pruner judges a trial at that fold
+PRUNER = optuna.pruners.MedianPruner(n_startup_trials=0, n_warmup_steps=0, n_min_trials=PRUNE_PEERS)  # from fold 1
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
 DRIVER = f"{socket.gethostname()}:{os.getpid()}"  # which driver ran a trial, when several share a study
 UNCOUNTED = ("stopped_by_budget", "surplus", "orphaned")  # trials that do not use up the trial budget
@@ -73,9 +73,12 @@ class InFlight:
     """A trial between ask and tell: its folds' answers and, once decided, its outcome."""
 
     trial: optuna.Trial
-    snapshot: optuna.Study | None  # the trials complete when it was asked: what the pruner compares with
+    peers: list[list[float]] | None  # with pruning: the trials ended when it was asked, their running
+    # mean R² at each fold they went on past
+    earlier: list[InFlight] = field(default_factory=list)  # with pruning: this family's trials then in flight
     results: dict[int, dict[str, Any]] = field(default_factory=dict)
     checked: int = 0  # folds 0..checked-1 are in and were judged, in order
+    passed: int = 0  # folds 0..passed-1 were also let through by the pruner (<= checked)
     outcome: str | None = None  # complete | pruned | failed | cut
     reason: str | None = None
 
@@ -174,8 +177,11 @@ def _set_deadline(budget: Budget | None, searches: list[FamilySearch], pool: Wor
     if budget is not None and (previous is None or time.monotonic() < previous):
         leaders = [s.result for s in searches if s.result.cv_r2_mean is not None]
         leader = max(leaders, key=lambda r: r.cv_r2_mean) if leaders else None
-        members = [r.best_fold_seconds for r in leaders] if any(s.out_of_fold for s in searches) else []
-        deadline = budget.search_end(leader.best_fold_seconds if leader else None, members,
+        from_folds = getattr(pool, "keep_models", None) is not None  # tree models served by their folds
+        after = {r.family: final_seconds(r.best_fold_seconds, from_folds and not FAMILIES[r.family].batched)
+                 for r in leaders}
+        members = list(after.values()) if any(s.out_of_fold for s in searches) else []
+        deadline = budget.search_end(after[leader.family] if leader and leader.best_fold_seconds else None, members,
                                      getattr(pool, "workers", 1))
     for search in searches:
         search.deadline = deadline
@@ -245,9 +251,11 @@ class FamilySearch:
             self.fold_seconds.append(_wall_seconds(done.result))
         if self.shares is not None:
             self.shares.fold_done(self.family, float(done.result.get("duration", 0.0)), complete)
-        _judge(entry, self.folds)
-        if entry.outcome in ("failed", "pruned", "cut"):
-            self.pool.cancel((self.family, number))
+        for other in self.flight.values():  # in ask order: a verdict on one may be what a later one waits for
+            if other.outcome is None:
+                _judge(other, self.folds)
+                if other.outcome in ("failed", "pruned", "cut"):
+                    self.pool.cancel((self.family, other.trial.number))
 
     def advance(self) -> None:
         """Past the deadline drop unstarted folds; tell what is decided; ask what replaces it."""
@@ -323,21 +331,26 @@ class FamilySearch:
             return False
         trial.set_user_attr("driver", DRIVER)
         params = FAMILIES[self.family].suggest(trial)
-        entry = InFlight(trial, _pruning_snapshot(self.study) if self.prune else None)
+        entry = InFlight(trial, _went_on(self.study) if self.prune else None, list(self.flight.values()))
+        if entry.peers is None or sum(bool(m) for m in entry.peers) + len(entry.earlier) < PRUNE_PEERS:
+            entry.peers, entry.earlier = None, []  # too few trials before it to ever judge it: no pruning
         self.flight[trial.number] = entry
         turn, step = self.shares.next_turn(self.family) if self.shares is not None else (None, 1.0)
         self.pool.submit((self.family, trial.number), self.family, params, list(range(self.folds)),
-                         model_seed(self.seed, trial.number), diagonal=entry.snapshot is not None, turn=turn, step=step)
+                         model_seed(self.seed, trial.number), diagonal=entry.peers is not None, turn=turn, step=step)
         return True
 
     def _tell_finished(self) -> None:
         """Tell the oldest trials that are decided, in ask order, asking a new one after each."""
         while self.flight and next(iter(self.flight.values())).outcome:
             entry = self.flight.pop(next(iter(self.flight)))
+            entry.earlier = []  # its verdicts are final: the trials after it need only its own folds
             if entry.outcome == "complete" and self.out_of_fold is not None:  # before the tell: a driver
                 self.out_of_fold.add(self.family, entry.trial.number, _running_means(entry)[-1],  # killed between
                                      [entry.results[f].get("val_predictions") for f in range(self.folds)])  # the two
-            _tell(self.study, entry)  # leaves a vector whose trial is not complete (ignored), never the reverse
+            elif self.out_of_fold is not None:  # leaves a vector whose trial is not complete (ignored),
+                self.out_of_fold.discard(self.family, entry.trial.number)  # never the reverse
+            _tell(self.study, entry)
             if self.shares is not None:
                 self.shares.trial_done(self.family, _running_means(entry)[-1] if entry.outcome == "complete" else None)
             self.have_model = self.have_model or entry.outcome == "complete"
@@ -360,7 +373,18 @@ class FamilySearch:
 def _judge(entry: InFlight, folds: int) -> None:
     """Decide what the folds in so far say, strictly in fold order, so the outcome does not
     depend on which fold happened to finish first."""
-    while entry.outcome is None and entry.checked in entry.results:
+    while entry.outcome is None:
+        if entry.passed < entry.checked:  # a fold is in but the pruner has not judged the trial there
+            verdict = _prune_verdict(entry, entry.passed)
+            if verdict is None:  # an earlier trial has yet to pass or lose that fold: judged when it has
+                return
+            if verdict:
+                entry.outcome = "pruned"
+                return
+            entry.passed += 1
+            continue
+        if entry.checked not in entry.results:
+            return
         answer = entry.results[entry.checked]
         if answer.get("cut"):
             entry.outcome, entry.reason = "cut", "stopped by the time budget"
@@ -371,9 +395,27 @@ def _judge(entry: InFlight, folds: int) -> None:
         else:
             entry.checked += 1
             if entry.checked == folds:
-                entry.outcome = "complete"
-            elif entry.snapshot is not None and PRUNER.prune(entry.snapshot, _as_reported(entry)):
-                entry.outcome = "pruned"
+                entry.outcome, entry.passed = "complete", folds
+            elif entry.peers is None:
+                entry.passed = entry.checked
+
+
+def _prune_verdict(entry: InFlight, fold: int) -> bool | None:
+    """Whether the trial's running mean R² after `fold` is below the median of every trial
+    before it that went on past that fold (Optuna's median rule; the rule's own startup
+    phase is PRUNE_PEERS such trials). None while one of those before it is still undecided
+    there: so the trials a verdict compares with follow from the ask order alone, never from
+    which answer came back first; waiting costs little, as their folds were queued first."""
+    went_on = list(entry.peers)
+    for peer in entry.earlier:
+        if peer.passed <= fold and peer.outcome is None:
+            return None
+        went_on.append(_running_means(peer)[: peer.passed])
+    peers = optuna.create_study(direction="maximize")
+    peers.add_trials([optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, value=means[-1],
+                                                intermediate_values=dict(enumerate(means)))
+                      for means in went_on if means])
+    return PRUNER.prune(peers, _as_reported(entry, fold))
 
 
 def _drop_unstarted(flight: dict[int, InFlight], family: str, pool: WorkerPool, outcome: str, reason: str) -> None:
@@ -388,20 +430,19 @@ def _running_means(entry: InFlight) -> list[float]:
     return [float(np.mean(scores[: i + 1])) for i in range(len(scores))]
 
 
-def _as_reported(entry: InFlight) -> optuna.trial.FrozenTrial:
-    """The trial as the pruner sees it: the running mean fold R² at each fold so far."""
-    values = dict(enumerate(_running_means(entry)))
+def _as_reported(entry: InFlight, fold: int) -> optuna.trial.FrozenTrial:
+    """The trial as the pruner sees it after `fold`: the running mean fold R² at each fold so far."""
+    values = dict(enumerate(_running_means(entry)[: fold + 1]))
     return optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, intermediate_values=values)
 
 
-def _pruning_snapshot(study: optuna.Study) -> optuna.Study | None:
-    """An in-memory copy of the trials complete now, or None while too few exist to prune."""
-    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    if len(complete) < PRUNE_AFTER_COMPLETE:
-        return None
-    snapshot = optuna.create_study(direction="maximize")
-    snapshot.add_trials(complete)
-    return snapshot
+def _went_on(study: optuna.Study) -> list[list[float]]:
+    """Each ended trial's running means at the folds it went on past: all of a complete
+    trial's, a pruned trial's before the fold that pruned it."""
+    state = optuna.trial.TrialState
+    ended = study.get_trials(deepcopy=False, states=(state.COMPLETE, state.PRUNED))
+    means = [[t.intermediate_values[f] for f in sorted(t.intermediate_values)] for t in ended]
+    return [m if t.state == state.COMPLETE else m[:-1] for t, m in zip(ended, means, strict=True)]
 
 
 def _wall_seconds(answer: dict[str, Any]) -> float:

@@ -1,5 +1,6 @@
 """A saved best model as one predictor: a single model or an ensemble's weighted members,
-read back with their own libraries, for `trialfuse predict` and the explanation."""
+each one refit model or its K fold models, read back with their own libraries, for
+`trialfuse predict` and the explanation."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,29 +9,37 @@ from typing import Any
 
 import numpy as np
 
-from trialfuse.blend import combine
+from trialfuse.blend import combine, fold_mean
 from trialfuse.engine.families import family_module
 
 
 @dataclass
 class Member:
     family: str
-    model: Any
+    models: list[Any]  # one refit model, or the K fold models served as their mean
     weight: float
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        module = family_module(self.family)
+        if len(self.models) == 1:
+            return module.predict(self.models[0], X)
+        return fold_mean([module.predict(model, X) for model in self.models])
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        module = family_module(self.family)
+        return sum(module.contributions(model, X) for model in self.models) / len(self.models)
 
 
 class SavedModel:
     """best_model/ read back: `predict(X)` is what the run scored on the holdout."""
 
     def __init__(self, directory: str | Path, metadata: dict[str, Any]):
-        listed = metadata.get("members") or [{"family": metadata["family"], "model_file": metadata["model_file"],
-                                              "weight": 1.0}]
-        self.members = [Member(m["family"], family_module(m["family"]).load(Path(directory) / m["model_file"]),
+        listed = metadata.get("members") or [{**metadata, "weight": 1.0}]
+        self.members = [Member(m["family"], [family_module(m["family"]).load(Path(directory) / f) for f in files(m)],
                                float(m["weight"])) for m in listed]
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        return combine([family_module(m.family).predict(m.model, X) for m in self.members],
-                       [m.weight for m in self.members])
+        return combine([m.predict(X) for m in self.members], [m.weight for m in self.members])
 
     @property
     def has_contributions(self) -> bool:
@@ -39,5 +48,11 @@ class SavedModel:
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """Exact per-row, per-feature contributions (TreeSHAP) [rows, features], the members'
-        weighted sum (SHAP values add up as the predictions do)."""
-        return sum(m.weight * family_module(m.family).contributions(m.model, X) for m in self.members)
+        weighted sum (SHAP values add up as the predictions do; a fold-served member's are its
+        fold models' mean)."""
+        return sum(m.weight * m.contributions(X) for m in self.members)
+
+
+def files(entry: dict[str, Any]) -> list[str]:
+    """A model's files relative to best_model/: `model_files` (its K fold models) or `model_file`."""
+    return list(entry.get("model_files") or [entry["model_file"]])

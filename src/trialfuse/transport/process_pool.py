@@ -157,7 +157,8 @@ class FoldJob:
 
 @dataclass
 class Retrain:
-    """One model to train on all search rows for a fixed round count and save in `directory`."""
+    """One model to train on all search rows for a fixed round count and save in `directory`
+    (or, with `fold_files`, the search's fold models to copy there)."""
 
     family: str
     params: dict[str, Any]
@@ -165,6 +166,7 @@ class Retrain:
     directory: Path
     seed: int
     seconds: float = 0.0  # its estimated time: the longest starts first when several share the workers
+    fold_files: list[Path] | None = None  # served as these K fold models' mean instead: nothing is trained
 
 
 @dataclass
@@ -215,7 +217,7 @@ class WorkerPool:
 
     def __init__(self, X: np.ndarray, y: np.ndarray, folds, *, slots: list[Slot] | None = None,
                  job_timeout: float | None = None, scratch: Path | None = None, fuse: Fuse = AUTO,
-                 deadline: float | None = None, predictions: bool = False):
+                 deadline: float | None = None, predictions: bool = False, keep_models: Path | None = None):
         self.slots = slots or [Slot("cpu", "", os.cpu_count() or 1)]
         self.workers = len(self.slots)
         self.job_timeout = job_timeout or math.inf
@@ -224,6 +226,7 @@ class WorkerPool:
         self.fuse = fuse
         self.deadline = deadline  # time.time() at which every job stops (the run's search budget)
         self.predictions = predictions  # answers carry each fold's validation predictions (for ensembles)
+        self.keep_models = keep_models  # tree folds save their models under <it>/<family>-<trial>/fold-<k>/
         if scratch is not None:  # a killed driver's leftovers are cleared by the next run
             Path(scratch).mkdir(parents=True, exist_ok=True)
             for stale in Path(scratch).glob(".pool-*"):
@@ -374,8 +377,16 @@ class WorkerPool:
     def _command(self, task: list[FoldJob], threads: int) -> dict[str, Any]:
         return protocol.train_batch([protocol.TrainJob(job.family, job.params, job.fold, job.seed, _number(job.trial),
                                                        threads, deadline=self.deadline,
-                                                       predictions=self.predictions or None) for job in task],
+                                                       predictions=self.predictions or None,
+                                                       save_dir=self._fold_model_dir(job)) for job in task],
                                     self.fuse)
+
+    def _fold_model_dir(self, job: FoldJob) -> str | None:
+        """Where a tree fold's model is kept, if the run serves models as their folds' mean
+        (the fused NN's folds are not saved: its members are refit)."""
+        if self.keep_models is None or FAMILIES[job.family].batched:
+            return None
+        return str(Path(self.keep_models) / f"{job.family}-{_number(job.trial)}" / f"fold-{job.fold}")
 
     def _run_task(self, worker: WorkerProcess, task: list[FoldJob]) -> list[dict[str, Any]]:
         """The task's answers, after the restart-once and single-task fallback rules; any
@@ -430,7 +441,8 @@ class WorkerPool:
                 model = models[mine[0]]
                 threads = (os.cpu_count() or 1) if len(models) == 1 else worker.slot.threads
                 command = protocol.retrain(model.family, model.params, model.rounds, str(model.directory),
-                                           str(score_path), model.seed, threads)
+                                           str(score_path), model.seed, threads,
+                                           [str(f) for f in model.fold_files] if model.fold_files else None)
                 try:
                     answers[mine[0]] = self._run_on(worker, "retrain", model.family, command)
                 except Exception as exc:  # every model is answered, whatever happened to its worker

@@ -9,7 +9,9 @@ The contract, for every transport (subprocess over JSON lines today, Ray actors 
 - `train_batch` trains jobs (one fold of one trial each); NN jobs may train together as
   one fused model, tree jobs one by one. `fuse` says how (see `trialfuse.fuse.Fuse`).
 - `retrain` trains on all resident rows for a fixed round count, saves the model natively
-  to `directory`, and scores `score_path`'s rows with the model read back from disk;
+  to `directory`, and scores `score_path`'s rows with the model read back from disk; with
+  `fold_files` (the search's own K fold models) it trains nothing: it copies them there and
+  scores with their mean (answer `model_files`);
   `diagnose` probes an NN config on one fold; `explain` reads a saved best model back and
   explains it on `rows_path`'s rows (engine.importance); `shutdown` answers and exits.
 - A failure is an answer, `{"status": "error", "error": "<one line>"}` (with the job's
@@ -24,6 +26,7 @@ The contract, for every transport (subprocess over JSON lines today, Ray actors 
   whole batch's time (`duration` is then its share of it). A job sent with `"predictions": true`
   adds `val_predictions`: the model's prediction for each of the fold's validation rows, in
   the fold's order, rounded to float32 (the out-of-fold predictions ensembles are built from).
+  A tree family's job sent with `save_dir` saves its fold model there and adds `model_file`.
 
 The source system's dialect (`X_train_path` NPZ per fold, `fold_idx`, `model_type`,
 `neural_net`, `normalize_features`, `use_leaky_relu` beside params; answers with
@@ -58,13 +61,15 @@ class TrainJob:
     path: str | None = None  # the source's dialect: an NPZ of this fold's rows instead of a resident fold
     deadline: float | None = None  # time.time() past which the job stops and answers `cut`
     predictions: bool | None = None  # answer with the validation rows' predictions too (`val_predictions`)
+    save_dir: str | None = None  # a tree family's fold model is saved there natively (answer: `model_file`)
 
     @classmethod
     def from_json(cls, job: dict[str, Any]) -> TrainJob:
         return cls(family=str(job.get("family", "nn")), params=dict(job.get("params") or {}),
                    fold=int(job.get("fold", 0)), seed=int(job.get("seed", job.get("trial") or 0)),
                    trial=job.get("trial"), threads=job.get("threads"), dataset=str(job.get("dataset", SEARCH_ROWS)),
-                   path=job.get("path"), deadline=job.get("deadline"), predictions=job.get("predictions"))
+                   path=job.get("path"), deadline=job.get("deadline"), predictions=job.get("predictions"),
+                   save_dir=job.get("save_dir"))
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -80,9 +85,10 @@ def train_batch(jobs: list[TrainJob], fuse: Fuse) -> dict[str, Any]:
 
 
 def retrain(family: str, params: dict[str, Any], rounds: int | None, directory: str, score_path: str, seed: int,
-            threads: int) -> dict[str, Any]:
+            threads: int, fold_files: list[str] | None = None) -> dict[str, Any]:
     return {"command": RETRAIN, "dataset": SEARCH_ROWS, "family": family, "params": params, "rounds": rounds,
-            "directory": directory, "score_path": score_path, "seed": seed, "threads": threads}
+            "directory": directory, "score_path": score_path, "seed": seed, "threads": threads,
+            **({"fold_files": fold_files} if fold_files else {})}
 
 
 def diagnose(params: dict[str, Any], seed: int, threads: int, fold: int = 0) -> dict[str, Any]:

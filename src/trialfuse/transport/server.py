@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sys
 import threading
 import time
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from trialfuse.blend import fold_mean
 from trialfuse.catalog import FAMILIES
 from trialfuse.fuse import Fuse
 from trialfuse.testing import faults
@@ -162,10 +164,14 @@ class Server:
         fitted = module.fit(job.params, X_train, y_train, X_val, y_val, device=self.device, threads=job.threads,
                             seed=job.seed, deadline=job.deadline)
         pred_val, pred_train = module.predict(fitted.model, X_val), module.predict(fitted.model, X_train)
+        saved = {}
+        if job.save_dir:  # kept for serving as the mean of the folds' models (no refit)
+            Path(job.save_dir).mkdir(parents=True, exist_ok=True)
+            saved["model_file"] = module.save(fitted.model, Path(job.save_dir))
         return protocol.train_answer(job, {
             **fold_scores(y_train, pred_train, y_val, pred_val), "best_rounds": fitted.best_rounds,
             "rounds_run": fitted.rounds_run, "duration": time.perf_counter() - started, "device": self.device,
-            "batch_mode": "serial", "fused_batch_size": 1}, pred_val)
+            "batch_mode": "serial", "fused_batch_size": 1, **saved}, pred_val)
 
     def _retrain(self, command: dict[str, Any]) -> dict[str, Any]:
         """Train on all rows of a resident dataset for a fixed round count, save natively, and
@@ -173,6 +179,8 @@ class Server:
         from trialfuse.engine.families import family_module
 
         faults.strike(command["family"])
+        if command.get("fold_files"):
+            return self._serve_folds(command)
         data = self.datasets[str(command.get("dataset", protocol.SEARCH_ROWS))]
         module = family_module(command["family"])
         started = time.perf_counter()
@@ -186,6 +194,25 @@ class Server:
         predictions = module.predict(module.load(directory / filename), X_score)
         return {"status": "complete", "model_file": filename, "predictions": predictions.tolist(),
                 "rounds": int(fitted.rounds_run), "seconds": time.perf_counter() - started}
+
+    def _serve_folds(self, command: dict[str, Any]) -> dict[str, Any]:
+        """The search's K fold models as the saved model: copied into `directory` (fold-<k>.<ext>)
+        and read back from there, their mean predicting `score_path`'s X."""
+        from trialfuse.engine.families import family_module
+
+        module = family_module(command["family"])
+        started = time.perf_counter()
+        directory = Path(command["directory"])
+        directory.mkdir(parents=True, exist_ok=True)
+        names = []
+        for k, source in enumerate(command["fold_files"]):
+            names.append(f"fold-{k}{Path(source).suffix}")
+            shutil.copyfile(source, directory / names[-1])
+        with np.load(command["score_path"], allow_pickle=False) as d:
+            X_score = np.asarray(d["X"], dtype=np.float64)
+        predictions = fold_mean([module.predict(module.load(directory / name), X_score) for name in names])
+        return {"status": "complete", "model_files": names, "predictions": predictions.tolist(), "rounds": None,
+                "seconds": time.perf_counter() - started}
 
     def _diagnose(self, command: dict[str, Any]) -> dict[str, Any]:
         """The NN diagnostics probe on one fold of a resident dataset (see engine.diagnostics)."""
