@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import r2_score
 
-from helpers import cli
+from helpers import cli, saved_files
 from trialfuse.catalog import DEFAULT_MODELS, FAMILIES
 
 RESULT_KEYS = {"status", "best_params", "cv_r2_mean", "cv_r2_folds", "trials_complete", "trials_failed",
@@ -102,8 +102,7 @@ def test_metadata_has_what_reuse_and_audit_need(full_run):
     for key in ("family", "params", "feature_names", "categories", "target", "cv_r2_mean", "holdout_r2", "libraries"):
         assert key in meta
     assert meta["target"] == "score" and len(meta["feature_names"]) == 62
-    files = [m["model_file"] for m in meta["members"]] if meta["family"] == "ensemble" else [meta["model_file"]]
-    assert all((out / "best_model" / f).is_file() for f in files)
+    assert all((out / "best_model" / f).is_file() for f in saved_files(meta))
     assert meta["libraries"]["optuna"] and meta["libraries"]["numpy"]
 
 
@@ -154,9 +153,10 @@ def test_saved_model_loads_with_its_own_library_alone(family, survivors_csv, tmp
     rows.to_csv(tmp_path / "rows.csv", index=False)
     assert cli("predict", out, tmp_path / "rows.csv", "--out", tmp_path / "p.csv").returncode == 0
     np.save(tmp_path / "X.npy", rows[meta["feature_names"]].to_numpy(np.float64))
-    script = (f"import sys, numpy as np; X = np.load({str(tmp_path / 'X.npy')!r}); "
-              f"path = {str(out / 'best_model' / meta['model_file'])!r}; {NATIVE_PREDICT[family]}; "
-              f"np.save({str(tmp_path / 'native.npy')!r}, np.asarray(p, dtype=np.float64)); "
+    paths = [str(out / "best_model" / f) for f in saved_files(meta)]  # K fold models (--no-refit): their mean
+    script = (f"import sys, numpy as np; X = np.load({str(tmp_path / 'X.npy')!r}); ps = []\n"
+              f"for path in {paths!r}:\n    {NATIVE_PREDICT[family]}; ps.append(np.asarray(p, dtype=np.float64))\n"
+              f"np.save({str(tmp_path / 'native.npy')!r}, np.mean(ps, axis=0)); "
               "assert not any(m.startswith('trialfuse') for m in sys.modules)")
     native = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert native.returncode == 0, native.stderr
@@ -177,7 +177,9 @@ def test_a_family_that_keeps_failing_is_skipped_not_fatal(survivors_csv, tmp_pat
     assert xgb["status"] == "skipped" and "injected fault for xgboost" in xgb["reason"]
     assert xgb["trials_failed"] >= 3 and xgb["trials_complete"] == 0
     assert results["winner"] == "lightgbm" and results["ranking"] == ["lightgbm"]
-    assert (tmp_path / "out" / "best_model" / "model.txt").is_file()
+    meta = json.loads((tmp_path / "out" / "best_model" / "metadata.json").read_text())
+    assert meta["family"] == "lightgbm" and all((tmp_path / "out" / "best_model" / f).is_file()
+                                                for f in saved_files(meta))
 
 
 def test_categorical_and_missing_values(tmp_path):

@@ -19,10 +19,20 @@ def _run(data, out, *extra) -> dict:
     return json.loads((out / "results.json").read_text())
 
 
+def _predicted_holdout_r2(out, table_path, tmp_path) -> float:
+    """The holdout R² of `trialfuse predict` with the run's saved model on its holdout rows."""
+    holdout = json.loads((out / "holdout_indices.json").read_text())["holdout_rows"]
+    table = pd.read_csv(table_path)
+    table.iloc[holdout].to_csv(tmp_path / "holdout.csv", index=False)
+    proc = cli("predict", out, tmp_path / "holdout.csv", "--out", tmp_path / "predictions.csv")
+    assert proc.returncode == 0, proc.stderr
+    return r2_score(table["score"].iloc[holdout], pd.read_csv(tmp_path / "predictions.csv")["prediction"])
+
+
 @pytest.fixture(scope="module")
 def ensemble_run(survivors_csv, tmp_path_factory):
     out = tmp_path_factory.mktemp("ensemble") / "out"
-    return out, _run(survivors_csv, out)
+    return out, _run(survivors_csv, out, "--refit")
 
 
 def test_the_ensemble_beats_the_best_single_model_out_of_fold_and_is_saved(ensemble_run):
@@ -36,6 +46,7 @@ def test_the_ensemble_beats_the_best_single_model_out_of_fold_and_is_saved(ensem
         [m["weight"] for m in record["members"]]
     kept = json.loads((out / "oof" / "index.json").read_text())["trials"]
     assert {f: len(t) for f, t in kept.items()} == {"lightgbm": 4, "xgboost": 4}
+    assert "refit on all search rows" in (out / "report.html").read_text()  # the report says how it is served
 
 
 def test_each_member_is_its_librarys_own_file(ensemble_run):
@@ -57,13 +68,7 @@ def test_each_member_is_its_librarys_own_file(ensemble_run):
 
 def test_predict_reproduces_the_ensembles_holdout_score(ensemble_run, survivors_csv, tmp_path):
     out, results = ensemble_run
-    holdout = json.loads((out / "holdout_indices.json").read_text())["holdout_rows"]
-    table = pd.read_csv(survivors_csv)
-    table.iloc[holdout].to_csv(tmp_path / "holdout.csv", index=False)
-    proc = cli("predict", out, tmp_path / "holdout.csv", "--out", tmp_path / "predictions.csv")
-    assert proc.returncode == 0, proc.stderr
-    predictions = pd.read_csv(tmp_path / "predictions.csv")["prediction"]
-    assert abs(r2_score(table["score"].iloc[holdout], predictions) - results["holdout_r2"]) < 1e-9
+    assert abs(_predicted_holdout_r2(out, survivors_csv, tmp_path) - results["holdout_r2"]) < 1e-9
 
 
 def test_scrambled_holdout_targets_change_neither_the_ensemble_nor_its_weights(ensemble_run, survivors_csv,
@@ -73,7 +78,7 @@ def test_scrambled_holdout_targets_change_neither_the_ensemble_nor_its_weights(e
     table = pd.read_csv(survivors_csv)
     table.loc[holdout, "score"] = np.random.default_rng(0).permutation(table.loc[holdout, "score"].to_numpy())
     table.to_csv(tmp_path / "scrambled.csv", index=False)
-    again = _run(tmp_path / "scrambled.csv", tmp_path / "out")
+    again = _run(tmp_path / "scrambled.csv", tmp_path / "out", "--refit")
 
     def chosen(record):
         return [(m["family"], m["trial"], m["weight"]) for m in record["members"]], record["oof_r2"]
@@ -98,6 +103,8 @@ def test_without_refit_the_saved_models_are_the_searchs_fold_models_and_predict_
     meta = json.loads((out / "best_model" / "metadata.json").read_text())
     served = meta["members"] if meta["family"] == "ensemble" else [meta]
     X = np.zeros((3, len(meta["feature_names"])))
+    if meta["family"] == "ensemble":
+        assert "mean of its 3 fold models" in (out / "report.html").read_text()
     for member in served:
         assert len(member["model_files"]) == 3  # one per fold, each its library's own file
         for name in member["model_files"]:
@@ -111,12 +118,6 @@ def test_without_refit_the_saved_models_are_the_searchs_fold_models_and_predict_
     kept = json.loads((out / "oof" / "index.json").read_text())["trials"]
     assert sorted(p.name for p in (out / "oof" / "models").iterdir()) == sorted(
         f"{family}-{trial}" for family, trials in kept.items() for trial in trials)
-    holdout = json.loads((out / "holdout_indices.json").read_text())["holdout_rows"]
-    table = pd.read_csv(survivors_csv)
-    table.iloc[holdout].to_csv(tmp_path / "holdout.csv", index=False)
-    proc = cli("predict", out, tmp_path / "holdout.csv", "--out", tmp_path / "predictions.csv")
-    assert proc.returncode == 0, proc.stderr
-    predictions = pd.read_csv(tmp_path / "predictions.csv")["prediction"]
-    assert abs(r2_score(table["score"].iloc[holdout], predictions) - results["holdout_r2"]) < 1e-9
+    assert abs(_predicted_holdout_r2(out, survivors_csv, tmp_path) - results["holdout_r2"]) < 1e-9
     explanation = json.loads((out / "explain.json").read_text())  # the same model explained, SHAP included
     assert abs(explanation["r2"] - results["holdout_r2"]) < 1e-9 and explanation["shap"]

@@ -13,7 +13,7 @@ import optuna
 import pytest
 
 from helpers import CLI_CODE as CODE
-from helpers import cli
+from helpers import cli, saved_files
 
 
 def finished(journal, family: str = "lightgbm") -> list[optuna.trial.FrozenTrial]:
@@ -74,7 +74,7 @@ def test_kill_9_the_driver_then_rerun_completes_exactly_the_requested_trials(sur
     family = results["families"]["lightgbm"]
     assert family["trials_complete"] + family["trials_pruned"] == 24 and family["trials_pruned"] > 0
     meta = json.loads((out / "best_model" / "metadata.json").read_text())
-    files = [m["model_file"] for m in meta["members"]] if meta["family"] == "ensemble" else [meta["model_file"]]
+    files = saved_files(meta)
     assert files and all((out / "best_model" / f).is_file() for f in files)
     kept = json.loads((out / "oof" / "index.json").read_text())["trials"]["lightgbm"]
     complete = sorted((t for t in after if t.state.name == "COMPLETE"), key=lambda t: -t.value)

@@ -4,12 +4,13 @@ retrained on all search rows for its trial's round count, saved in its library's
 under best_model/, and scored once on the holdout, which never chooses anything.
 
 How a model is served (each member of an ensemble alike), then averaged with the weights:
+- its K fold models (`--no-refit`, the default): the very models whose out-of-fold
+  predictions scored and chose it, kept by the search (out_of_fold), served as their mean:
+  nothing is trained after the search, at K times the predict cost and K files per member
+  (as accurate or more on our tables: README, "The ensemble"). The fused NN's folds are not
+  kept, so an NN member is refit either way;
 - refit (`--refit`): trained once more on all search rows for the mean of its folds' best
-  round counts (several at once, one per worker): one more training per member;
-- its K fold models (`--no-refit`): the very models whose out-of-fold predictions scored and
-  chose it, kept by the search (out_of_fold), served as their mean: nothing is trained after
-  the search, at K times the predict cost and K files per member. The fused NN's folds are
-  not kept, so an NN member is refit either way.
+  round counts (several at once, one per worker): one more training per member.
 """
 from __future__ import annotations
 

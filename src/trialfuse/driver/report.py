@@ -162,8 +162,9 @@ def _ensemble(page: Page, results: dict[str, Any]) -> None:
         scores.append(["holdout R²", record.get("holdout_r2"), record.get("best_single_holdout_r2")])
     parts.append(_table(["", "ensemble", "best single model"], scores))
     members = record["members"]
-    parts.append(_table(["member", "weight", "CV R² mean"],
-                        [[f"{m['family']} trial {m['trial']}", m["weight"], m["cv_r2_mean"]] for m in members]))
+    parts.append(_table(["member", "weight", "CV R² mean", "served as"],
+                        [[f"{m['family']} trial {m['trial']}", m["weight"], m["cv_r2_mean"], _served_as(m)]
+                         for m in members]))
     with page.figure("ensemble", parts, size=(7, 0.5 + 0.35 * len(members))) as fig:
         ax = fig.add_subplot()
         labels = [f"{m['family']} {m['trial']}" for m in members]
@@ -171,6 +172,12 @@ def _ensemble(page: Page, results: dict[str, Any]) -> None:
         ax.invert_yaxis()
         ax.set_xlabel("weight")
     page.section("ensemble", "Ensemble", parts)
+
+
+def _served_as(member: dict[str, Any]) -> str:
+    if member.get("model_files"):
+        return f"mean of its {len(member['model_files'])} fold models"
+    return "refit on all search rows" if member.get("model_file") else ""
 
 
 def _read_or_say(page: Page, path: Path, key: str, title: str, absent: str) -> Any | None:
