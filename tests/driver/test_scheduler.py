@@ -272,3 +272,38 @@ def test_a_trial_is_told_complete_only_once_its_out_of_fold_predictions_are_kept
         run_family_study("lightgbm", storage, 3, 3, 0, FakePool(), prune=False, out_of_fold=DyingStore())
     trials = optuna.load_study(study_name="lightgbm", storage=storage).get_trials(deepcopy=False)
     assert trials and not any(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+
+
+def test_a_verdict_waiting_for_a_trial_the_deadline_cuts_is_given_and_the_search_ends(monkeypatch):
+    """Trial 4 never answers; the later trials' pruning verdicts wait for it at fold 0, their
+    own folds all in. When the deadline cuts trial 4 they must be judged without it, or the
+    search would wait forever for an answer that no longer comes."""
+    import signal
+
+    from trialfuse.driver import scheduler
+
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(scheduler, "time", type("Clock", (), {"monotonic": staticmethod(lambda: clock["now"]),
+                                                               "time": staticmethod(lambda: clock["now"]),
+                                                               "perf_counter": staticmethod(lambda: clock["now"])}))
+
+    class StallingPool(FakePool):
+        def next_done(self, timeout=None):
+            moving = [j for j in self.pending if j.trial[1] != 4]
+            if not moving:  # only trial 4's folds left, still "training": the budget runs out meanwhile
+                if self.pending:
+                    clock["now"] += 1000.0
+                return None
+            job = moving[0]
+            self.pending.remove(job)
+            self.trained.append((job.trial[1], job.fold))
+            return FoldDone(job, self.score(job.params, job.fold))
+
+    signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError("the search never ended")))
+    signal.alarm(30)
+    try:
+        result, trials = search(StallingPool(), trials=8, folds=3, budget=Budget(end=1000.0 + 500, seconds=500))
+    finally:
+        signal.alarm(0)
+    assert trials[4].state == optuna.trial.TrialState.FAIL and trials[4].user_attrs.get("stopped_by_budget")
+    assert [t.state for t in trials[5:8]].count(optuna.trial.TrialState.RUNNING) == 0  # all judged and told

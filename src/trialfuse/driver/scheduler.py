@@ -265,11 +265,16 @@ class FamilySearch:
             self.fold_seconds.append(_wall_seconds(done.result))
         if self.shares is not None:
             self.shares.fold_done(self.family, float(done.result.get("duration", 0.0)), complete)
-        for other in self.flight.values():  # in ask order: a verdict on one may be what a later one waits for
-            if other.outcome is None:
-                _judge(other, self.folds)
-                if other.outcome in ("failed", "pruned", "cut"):
-                    self.pool.cancel((self.family, other.trial.number))
+        self._judge_all()
+
+    def _judge_all(self) -> None:
+        """Judge every undecided trial, in ask order: a verdict on one (an answer, or a cut) may
+        be what a later one's pruning verdict waits for; a lost trial's unstarted folds are dropped."""
+        for entry in self.flight.values():
+            if entry.outcome is None:
+                _judge(entry, self.folds)
+                if entry.outcome in ("failed", "pruned", "cut"):
+                    self.pool.cancel((self.family, entry.trial.number))
 
     def advance(self) -> None:
         """Past the deadline drop unstarted folds; tell what is decided; ask what replaces it."""
@@ -278,6 +283,7 @@ class FamilySearch:
             _drop_unstarted(self.flight, self.family, self.pool, "cut", "stopped by the time budget")
         elif not self.cut:
             self._drop_what_cannot_finish()
+        self._judge_all()  # a trial cut just now may be the one a later trial's verdict waited for
         self._tell_finished()
         while len(self.flight) < self.window and self._ask_one():  # e.g. a trial fits again: the end moved later
             pass
