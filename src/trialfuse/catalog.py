@@ -76,7 +76,7 @@ def suggest_catboost(trial) -> dict[str, Any]:
 
 def suggest_hgb(trial) -> dict[str, Any]:
     return {
-        "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
+        "learning_rate": trial.suggest_float("learning_rate", MIN_BOOSTING_RATE, 0.3, log=True),
         "max_leaf_nodes": trial.suggest_int("max_leaf_nodes", 4, 128, log=True),
         "min_samples_leaf": trial.suggest_int("min_samples_leaf", 5, 200, log=True),
         "l2_regularization": trial.suggest_float("l2_regularization", 1e-3, 30.0, log=True),

@@ -111,6 +111,8 @@ def test_fold_models_are_kept_and_dropped_with_their_trials_vector(tmp_path):
     _fold_models(store, "lightgbm", 5, 2)  # a fold still training when the trial was pruned: swept up
     assert sorted(p.name for p in (tmp_path / "oof" / "models").iterdir()) == ["lightgbm-0", "lightgbm-2",
                                                                                 "lightgbm-5"]
+    store.remove_unkept(running={"lightgbm-5"})  # another driver on the run directory still trains it
+    assert (tmp_path / "oof" / "models" / "lightgbm-5").is_dir()
     store.remove_unkept()
     assert sorted(p.name for p in (tmp_path / "oof" / "models").iterdir()) == ["lightgbm-0", "lightgbm-2"]
     assert store.fold_files("lightgbm", 2) == [store.models_dir("lightgbm", 2) / f"fold-{k}" / "model.txt"

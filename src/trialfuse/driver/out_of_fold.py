@@ -88,7 +88,8 @@ class OutOfFold:
         out = []
         for family, kept in sorted(self.trials.items()):  # one order whatever finished first
             for trial in sorted(kept, key=lambda t: (-kept[t], t)):
-                out.append((family, trial, np.load(self._path(family, trial)).astype(np.float64)))
+                if self._path(family, trial).exists():  # another driver on the run directory may have dropped it
+                    out.append((family, trial, np.load(self._path(family, trial)).astype(np.float64)))
         return out
 
     def discard(self, family: str, trial: int) -> None:
@@ -107,13 +108,14 @@ class OutOfFold:
     def _path(self, family: str, trial: int) -> Path:
         return self.directory / f"{family}-{trial}.npy"
 
-    def remove_unkept(self) -> None:
+    def remove_unkept(self, running: set[str] = frozenset()) -> None:
         """Files the index does not list: an older or killed run's, or fold models a trial's
-        last folds saved after it was pruned."""
+        last folds saved after it was pruned; not the fold models of `running` trials
+        ("<family>-<trial>": another driver on the same run directory may be training them)."""
         listed = {self._path(family, t).name for family, kept in self.trials.items() for t in kept}
         for path in self.directory.glob("*.npy"):
             if path.name not in listed:
                 path.unlink(missing_ok=True)
         for path in (self.directory / MODELS).glob("*"):
-            if f"{path.name}.npy" not in listed:
+            if f"{path.name}.npy" not in listed and path.name not in running:
                 shutil.rmtree(path, ignore_errors=True)

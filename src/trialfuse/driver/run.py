@@ -24,7 +24,7 @@ from trialfuse.driver.out_of_fold import MODELS, OutOfFold
 from trialfuse.driver.report import build_report
 from trialfuse.driver.scheduler import FamilyResult, run_studies
 from trialfuse.driver.splits import check_split_sizes, holdout_split, kfold_indices
-from trialfuse.driver.storage import open_storage
+from trialfuse.driver.storage import open_storage, running_trials
 from trialfuse.driver.table import load_table
 from trialfuse.seeds import model_seed
 from trialfuse.transport.process_pool import WorkerPool
@@ -97,8 +97,8 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
             reasons = "; ".join(f"{f.family}: {f.reason}" for f in families.values())
             raise RuntimeError(f"every model family failed ({reasons})")
         best = ranking[0]
-        if out_of_fold is not None:
-            out_of_fold.remove_unkept()
+        if out_of_fold is not None:  # stragglers of pruned trials; not what another driver still trains
+            out_of_fold.remove_unkept(running_trials(storage, opts.models))
         chosen = final_model.plan(best, storage, out_of_fold, table.y[rest], len(slots), budget,
                                   ensembles=opts.ensemble, refit=opts.refit)
         what = (f"the ensemble's {len(chosen.members)} members" if chosen.is_ensemble else best.family)

@@ -421,8 +421,8 @@ def _judge(entry: InFlight, folds: int) -> None:
 
 
 def _prune_verdict(entry: InFlight, fold: int) -> bool | None:
-    """Whether the trial's running mean R² after `fold` is below the median of every trial
-    before it that went on past that fold (Optuna's median rule; the rule's own startup
+    """Whether the trial's running mean R² after `fold` (its best so far) is below the median
+    of every trial before it that went on past that fold (Optuna's median rule; the rule's own startup
     phase is PRUNE_PEERS such trials). None while one of those before it is still undecided
     there: so the trials a verdict compares with follow from the ask order alone, never from
     which answer came back first; waiting costs little, as their folds were queued first."""

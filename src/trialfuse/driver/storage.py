@@ -183,3 +183,12 @@ def _storage(study: optuna.Study) -> optuna.storages.BaseStorage:
 
 def _trial_id(trial: optuna.Trial | optuna.trial.FrozenTrial) -> int:
     return trial._trial_id
+
+
+def running_trials(storage: optuna.storages.BaseStorage, families: list[str]) -> set[str]:
+    """"<family>-<trial>" of every trial still running in the families' studies (another
+    driver's, on a shared storage): files named after them are not leftovers."""
+    names = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    return {f"{family}-{t.number}" for family in families if family in names
+            for t in optuna.load_study(study_name=family, storage=storage).get_trials(
+                deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))}

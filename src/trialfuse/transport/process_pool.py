@@ -544,9 +544,10 @@ def take_task(pending: list[FoldJob], idle_others: int, fuses: bool, per_task: i
     if not mine:
         return [], pending
     candidates = preferred or mine
-    if behind is not None:
-        lowest = min(behind(job.family) for job in candidates)
-        candidates = [job for job in candidates if behind(job.family) == lowest]
+    if behind is not None:  # read once per family: the shares may be replaced meanwhile
+        standing = {family: behind(family) for family in {job.family for job in candidates}}
+        lowest = min(standing.values())
+        candidates = [job for job in candidates if standing[job.family] == lowest]
     first = candidates[0]
     family = first.family
     if not (FAMILIES[family].batched and fuses):
