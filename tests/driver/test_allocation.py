@@ -11,8 +11,7 @@ from trialfuse.catalog import FAMILIES
 from trialfuse.driver import scheduler
 from trialfuse.driver.allocation import FIRST_TRIALS, MIN_SHARE, CostShares
 from trialfuse.driver.budget import Budget
-from trialfuse.transport.fair_share import FairShare
-from trialfuse.transport.process_pool import FoldDone, FoldJob, take_task
+from trialfuse.transport.process_pool import FoldDone, FoldJob
 
 
 def account(shares: CostShares, family: str, trials: list[float], seconds_per_trial: float) -> None:
@@ -74,8 +73,6 @@ class OneWorkerPool:
         self.pending: list[FoldJob] = []
         self.deadline = None
         self.seconds: dict[str, float] = {}
-        self.fair = FairShare()  # the real pool's rule for which family a free worker serves
-        self.order: list[str] = []  # the first letter of each trained fold's family
 
     def submit(self, trial, family, params, folds, seed, diagonal=True, turn=None, step=1.0):
         self.pending += [FoldJob(trial, family, params, fold, seed, trial[1], 0, diagonal, turn, step)
@@ -90,13 +87,9 @@ class OneWorkerPool:
     def next_done(self, timeout=None):
         if not self.pending or timeout == 0:  # one worker: nothing else has finished meanwhile
             return None
-        behind = self.fair.behind if self.fair.shares else None
-        [job], self.pending = take_task(self.pending, 0, False, 1, behind=behind)
-        self.fair.take(id(job), job.family)
+        job = self.pending.pop(0)
         answer = self.score(job)
-        self.fair.answered(id(job), job.family, answer["duration"])
         self.clock.now += answer["duration"]
-        self.order.append(job.family[0])
         self.seconds[job.family] = self.seconds.get(job.family, 0.0) + answer["duration"]
         return FoldDone(job, answer)
 
@@ -140,19 +133,3 @@ def test_with_a_trial_count_families_take_turns_as_before(monkeypatch):
 def test_a_search_with_no_trial_count_and_no_budget_is_refused():
     with pytest.raises(ValueError):
         scheduler.run_studies(["lightgbm"], optuna.storages.InMemoryStorage(), None, 3, 0, OneWorkerPool(Clock(), None))
-
-
-def test_a_family_whose_folds_cost_far_more_than_expected_still_gets_only_its_share(monkeypatch):
-    """An NN fold on a CPU costing 30 tree folds (the catalog guesses 4x): at equal shares,
-    what each family got stays within one NN fold of the other."""
-    def score(job):
-        seconds = 15.0 if job.family == "nn" else 0.5
-        return {"status": "complete", "r2": 0.3, "best_rounds": 10, "duration": seconds}
-
-    clock = Clock()
-    monkeypatch.setattr(scheduler, "time", clock.namespace())
-    pool = OneWorkerPool(clock, score)
-    scheduler.run_studies(["lightgbm", "nn"], optuna.storages.InMemoryStorage(), None, 5, 0, pool,
-                          budget=Budget(end=clock.now + 200, seconds=200), prune=False)
-    assert pool.seconds["lightgbm"] >= pool.seconds["nn"] - 15.0  # queue places fixed at the ask: nn 150 s, lgb 42.5
-    assert pool.seconds["nn"] >= 15.0 and "n" in pool.order[:3]  # and it still had its turns, from the start

@@ -155,7 +155,6 @@ def _drive(searches: list[FamilySearch], pool: WorkerPool, budget: Budget | None
     deadline = _set_deadline(budget, searches, pool, None)
     for search in searches:
         search.start()
-    _share_out(searches, pool)
     while any(search.flight for search in searches):
         deadline = _set_deadline(budget, searches, pool, deadline)
         pool.dispatch()
@@ -167,20 +166,7 @@ def _drive(searches: list[FamilySearch], pool: WorkerPool, budget: Budget | None
             done = pool.next_done(timeout=0)
         for search in searches:
             search.advance()
-        _share_out(searches, pool)
     pool.deadline = None
-
-
-def _share_out(searches: list[FamilySearch], pool: WorkerPool) -> None:
-    """Tell the pool each family's share of the compute and what one of its folds costs, so a
-    free worker goes to the family furthest behind its share (by what its folds actually took,
-    not by what they were expected to take when asked: an NN fold on a CPU can cost thirty
-    tree folds)."""
-    shares = next((s.shares for s in searches if s.shares is not None), None)
-    fair = getattr(pool, "fair", None)
-    if shares is not None and fair is not None:
-        fair.shares = {s.family: (shares.share(s.family), shares.trial_seconds(s.family) / s.folds)
-                       for s in searches}
 
 
 def _set_deadline(budget: Budget | None, searches: list[FamilySearch], pool: WorkerPool,

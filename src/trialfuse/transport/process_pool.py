@@ -34,7 +34,6 @@ import numpy as np
 from trialfuse.catalog import FAMILIES
 from trialfuse.fuse import AUTO, Fuse
 from trialfuse.transport import protocol
-from trialfuse.transport.fair_share import FairShare
 from trialfuse.transport.placement import Slot, device_for, first_choice
 from trialfuse.transport.placement import window as placement_window
 
@@ -228,7 +227,6 @@ class WorkerPool:
         self.deadline = deadline  # time.time() at which every job stops (the run's search budget)
         self.predictions = predictions  # answers carry each fold's validation predictions (for ensembles)
         self.keep_models = keep_models  # tree folds save their models under <it>/<family>-<trial>/fold-<k>/
-        self.fair = FairShare()  # a search shared by cost sets its shares: who a free worker serves next
         if scratch is not None:  # a killed driver's leftovers are cleared by the next run
             Path(scratch).mkdir(parents=True, exist_ok=True)
             for stale in Path(scratch).glob(".pool-*"):
@@ -312,10 +310,7 @@ class WorkerPool:
         fuses = self.fuse.mode == "on" or (self.fuse.mode == "auto" and slot.kind == "gpu")
         idle_others = self._waiting[slot.kind] - 1
         task, self._pending = take_task(self._pending, idle_others, fuses, self._jobs_per_task(),
-                                        self._accepts(worker), first_choice(slot),
-                                        self.fair.behind if self.fair.shares else None)
-        for job in task:
-            self.fair.take(id(job), job.family)
+                                        self._accepts(worker), first_choice(slot))
         return task
 
     def _serve(self, worker: WorkerProcess) -> None:
@@ -351,9 +346,6 @@ class WorkerPool:
                 self.timeline.append({"worker": index, "device": worker.slot.label,
                                       "what": task[0].family, "start": started, "end": time.time(),
                                       "jobs": len(task)})
-            with self._ready:
-                for job, answer in zip(task, answers, strict=True):
-                    self.fair.answered(id(job), job.family, answer.get("duration"))
             for job, answer in zip(task, answers, strict=True):
                 self._done.put(FoldDone(job, answer))
 
@@ -530,12 +522,11 @@ class WorkerPool:
 
 
 def take_task(pending: list[FoldJob], idle_others: int, fuses: bool, per_task: int,
-              accepts: Callable[[str], bool] = lambda family: True, first_choice: str | None = None,
-              behind: Callable[[str], float] | None = None) -> tuple[list[FoldJob], list[FoldJob]]:
+              accepts: Callable[[str], bool] = lambda family: True,
+              first_choice: str | None = None) -> tuple[list[FoldJob], list[FoldJob]]:
     """(what one free worker trains next, what stays queued), from a queue in `queue_key` order.
 
-    The first job the worker `accepts` (one of its `first_choice` families' if any waits; with
-    `behind`, of the family furthest behind its share of the compute: lowest value first);
+    The first job the worker `accepts` (one of its `first_choice` families' if any waits);
     alone, unless its family is batched and `fuses` (its folds train as one fused model):
     then up to `per_task` queued jobs of that family, leaving a share for the `idle_others`
     workers like it also waiting."""
@@ -543,12 +534,7 @@ def take_task(pending: list[FoldJob], idle_others: int, fuses: bool, per_task: i
     preferred = [job for job in mine if FAMILIES[job.family].gpu == first_choice]
     if not mine:
         return [], pending
-    candidates = preferred or mine
-    if behind is not None:  # read once per family: the shares may be replaced meanwhile
-        standing = {family: behind(family) for family in {job.family for job in candidates}}
-        lowest = min(standing.values())
-        candidates = [job for job in candidates if standing[job.family] == lowest]
-    first = candidates[0]
+    first = (preferred or mine)[0]
     family = first.family
     if not (FAMILIES[family].batched and fuses):
         return [first], [job for job in pending if job is not first]
