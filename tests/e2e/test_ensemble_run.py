@@ -88,9 +88,12 @@ def test_scrambled_holdout_targets_change_neither_the_ensemble_nor_its_weights(e
 
 
 def test_no_ensemble_saves_the_best_single_model_and_keeps_no_predictions(survivors_csv, tmp_path):
-    results = _run(survivors_csv, tmp_path / "out", "--no-ensemble", "--trials", "2")
+    results = _run(survivors_csv, tmp_path / "out", "--no-ensemble", "--trials", "2", "--refit")
     assert results["winner"] == results["ranking"][0] and results["ensemble"] is None
     assert not (tmp_path / "out" / "oof").exists()
+    results = _run(survivors_csv, tmp_path / "folds", "--no-ensemble", "--trials", "2")  # served by its folds:
+    meta = json.loads((tmp_path / "folds" / "best_model" / "metadata.json").read_text())  # they are kept
+    assert results["ensemble"] is None and meta["family"] == results["winner"] and len(meta["model_files"]) == 3
 
 
 def test_without_refit_the_saved_models_are_the_searchs_fold_models_and_predict_reproduces_them(
