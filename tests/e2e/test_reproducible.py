@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import optuna
 import pytest
 
@@ -55,11 +56,15 @@ def test_the_number_of_workers_does_not_change_the_search(runs):
     assert first["winner"] == second["winner"]
 
 
-def test_pruning_stopped_losing_lightgbm_trials_after_their_second_fold(runs):
+def test_pruning_stopped_losing_lightgbm_trials_at_a_fold_below_the_median_of_those_before(runs):
     (results, out), _, _ = runs
-    pruned = [t for t in trials_of(out, "lightgbm") if t.state == optuna.trial.TrialState.PRUNED]
+    trials = trials_of(out, "lightgbm")
+    pruned = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED]
     assert results["families"]["lightgbm"]["trials_pruned"] == len(pruned)
-    assert pruned  # 12 trials: from trial 8 on, 5 trials were complete when a trial was asked
+    assert pruned  # 12 trials: from trial 4 on, at least 4 trials come before each
     for trial in pruned:
-        assert trial.number >= 8  # asked when at least 5 trials were complete
-        assert max(trial.intermediate_values) == 1 == len(trial.user_attrs["cv_r2_folds"]) - 1
+        fold = max(trial.intermediate_values)
+        assert trial.number >= 4 and fold == len(trial.user_attrs["cv_r2_folds"]) - 1  # judged at its last fold
+        went_on = [t.intermediate_values[fold] for t in trials[: trial.number]
+                   if t.state == optuna.trial.TrialState.COMPLETE or max(t.intermediate_values, default=-1) > fold]
+        assert max(trial.intermediate_values.values()) < np.median(went_on)
