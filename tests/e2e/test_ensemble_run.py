@@ -29,6 +29,18 @@ def _predicted_holdout_r2(out, table_path, tmp_path) -> float:
     return r2_score(table["score"].iloc[holdout], pd.read_csv(tmp_path / "predictions.csv")["prediction"])
 
 
+def _native_predictions(family: str, path, X) -> np.ndarray:
+    """A saved model file read back with its own library (the two families these runs search)."""
+    import lightgbm
+    import xgboost
+
+    if family == "xgboost":
+        booster = xgboost.Booster()
+        booster.load_model(str(path))
+        return booster.predict(xgboost.DMatrix(X))
+    return lightgbm.Booster(model_file=str(path)).predict(X)
+
+
 @pytest.fixture(scope="module")
 def ensemble_run(survivors_csv, tmp_path_factory):
     out = tmp_path_factory.mktemp("ensemble") / "out"
@@ -50,20 +62,12 @@ def test_the_ensemble_beats_the_best_single_model_out_of_fold_and_is_saved(ensem
 
 
 def test_each_member_is_its_librarys_own_file(ensemble_run):
-    import lightgbm
-    import xgboost
 
     out, _ = ensemble_run
     meta = json.loads((out / "best_model" / "metadata.json").read_text())
     X = np.zeros((3, len(meta["feature_names"])))
     for member in meta["members"]:
-        path = out / "best_model" / member["model_file"]
-        if member["family"] == "xgboost":
-            booster = xgboost.Booster()
-            booster.load_model(str(path))
-            assert booster.predict(xgboost.DMatrix(X)).shape == (3,)
-        else:
-            assert lightgbm.Booster(model_file=str(path)).predict(X).shape == (3,)
+        assert _native_predictions(member["family"], out / "best_model" / member["model_file"], X).shape == (3,)
 
 
 def test_predict_reproduces_the_ensembles_holdout_score(ensemble_run, survivors_csv, tmp_path):
@@ -98,8 +102,6 @@ def test_no_ensemble_saves_the_best_single_model_and_keeps_no_predictions(surviv
 
 def test_without_refit_the_saved_models_are_the_searchs_fold_models_and_predict_reproduces_them(
         survivors_csv, tmp_path):
-    import lightgbm
-    import xgboost
 
     out = tmp_path / "out"
     results = _run(survivors_csv, out, "--no-refit")
@@ -111,13 +113,7 @@ def test_without_refit_the_saved_models_are_the_searchs_fold_models_and_predict_
     for member in served:
         assert len(member["model_files"]) == 3  # one per fold, each its library's own file
         for name in member["model_files"]:
-            path = out / "best_model" / name
-            if member["family"] == "xgboost":
-                booster = xgboost.Booster()
-                booster.load_model(str(path))
-                assert booster.predict(xgboost.DMatrix(X)).shape == (3,)
-            else:
-                assert lightgbm.Booster(model_file=str(path)).predict(X).shape == (3,)
+            assert _native_predictions(member["family"], out / "best_model" / name, X).shape == (3,)
     kept = json.loads((out / "oof" / "index.json").read_text())["trials"]
     assert sorted(p.name for p in (out / "oof" / "models").iterdir()) == sorted(
         f"{family}-{trial}" for family, trials in kept.items() for trial in trials)
