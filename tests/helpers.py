@@ -16,5 +16,7 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 def saved_files(meta: dict) -> list[str]:
     """Every model file a best_model/metadata.json names: a model's one file, or its K fold
     models' (--no-refit), for each member of an ensemble."""
+    from trialfuse.engine.saved_model import files
+
     entries = meta["members"] if meta["family"] == "ensemble" else [meta]
-    return [f for entry in entries for f in (entry.get("model_files") or [entry["model_file"]])]
+    return [f for entry in entries for f in files(entry)]

@@ -21,9 +21,7 @@ class Member:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         module = family_module(self.family)
-        if len(self.models) == 1:
-            return module.predict(self.models[0], X)
-        return fold_mean([module.predict(model, X) for model in self.models])
+        return fold_mean([module.predict(model, X) for model in self.models])  # one model: itself, to the bit
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         module = family_module(self.family)
