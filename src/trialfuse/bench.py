@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import platform
 import time
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -16,15 +17,30 @@ import torch
 from sklearn.model_selection import KFold
 
 from trialfuse.catalog import FAMILIES, RandomTrial
-from trialfuse.engine.fused.train import train_many
+from trialfuse.engine.fused.mlp import compiled_block
+from trialfuse.engine.fused.train import FILL_MODEL_ROWS, train_many, use_compiler
 from trialfuse.fuse import Fuse
 from trialfuse.survivors import make_survivors
 
-# mode -> (fuse option, float32 matmul precision): "high" lets a GPU's tensor cores take
-# float32 matmuls as TF32 (10 mantissa bits), which the "-tf32" modes measure
-MODES: dict[str, tuple[str, str]] = {
-    "serial": ("off", "highest"), "fused": ("on", "highest"), "auto": ("auto", "highest"),
-    "serial-tf32": ("off", "high"), "fused-tf32": ("on", "high"),
+
+@dataclass(frozen=True)
+class Mode:
+    """One way of training the same configs: `fuse` option, float32 matmul precision ("high"
+    lets a GPU's tensor cores take float32 matmuls as TF32, 10 mantissa bits), torch.compile
+    for the hidden layers (None: the trainer's own choice), and the batch fill (model-rows;
+    None: only memory limits a batch)."""
+
+    fuse: str
+    precision: str = "highest"
+    compiled: bool | None = False
+    fill: int | None = FILL_MODEL_ROWS
+
+
+MODES: dict[str, Mode] = {
+    "serial": Mode("off"), "fused": Mode("on"), "auto": Mode("auto", compiled=None),
+    "serial-tf32": Mode("off", "high"), "fused-tf32": Mode("on", "high"),
+    "fused-unfilled": Mode("on", fill=None), "fused-compiled": Mode("on", compiled=True),
+    "fused-compiled-tf32": Mode("on", "high", compiled=True),
 }
 
 
@@ -50,25 +66,31 @@ def run_bench(rows: int = 10_000, configs: int = 20, folds: int = 5, epochs: int
                               "rows": rows, "configs": configs, "folds": folds, "max_epochs": epochs,
                               "torch": torch.__version__, "modes": {}}
     scores = {}
-    for mode in modes:
-        fuse, precision = MODES[mode]
-        torch.set_float32_matmul_precision(precision)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        started = time.perf_counter()
+    for name in modes:
+        mode = MODES[name]
+        torch.set_float32_matmul_precision(mode.precision)
         try:
-            results = train_many(cfgs, X, y, splits, device=device, fuse=Fuse(fuse), seed=seed)
+            if mode.compiled or (mode.compiled is None and use_compiler(torch.device(device))):
+                started = time.perf_counter()  # outside the timing: a worker compiles once in its life
+                compiled_block(torch.device(device), torch.float32)
+                report.setdefault("compile_seconds", {})[name] = round(time.perf_counter() - started, 1)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            started = time.perf_counter()
+            results = train_many(cfgs, X, y, splits, device=device, fuse=Fuse(mode.fuse), seed=seed,
+                                 compiled=mode.compiled, fill=mode.fill)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
         finally:
             torch.set_float32_matmul_precision("highest")
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
         seconds = time.perf_counter() - started
         model_epochs = sum(r["epochs_run"] for r in results)
-        scores[mode] = np.array([r["r2"] for r in results])
-        report["modes"][mode] = {"seconds": round(seconds, 3), "model_epochs": model_epochs,
+        scores[name] = np.array([r["r2"] for r in results])
+        report["modes"][name] = {"seconds": round(seconds, 3), "model_epochs": model_epochs,
                                  "model_epochs_per_s": round(model_epochs / seconds, 1),
-                                 "mean_r2": float(np.nanmean(scores[mode])),
-                                 "batch_modes": sorted({r["batch_mode"] for r in results})}
+                                 "mean_r2": float(np.nanmean(scores[name])),
+                                 "batch_modes": sorted({r["batch_mode"] for r in results}),
+                                 "batch_sizes": sorted({r["fused_batch_size"] for r in results})}
     if "serial" in report["modes"]:
         base = report["modes"]["serial"]["seconds"]
         for mode, entry in report["modes"].items():
@@ -78,10 +100,11 @@ def run_bench(rows: int = 10_000, configs: int = 20, folds: int = 5, epochs: int
 
 
 def format_report(report: dict[str, Any]) -> str:
+    width = max(len(mode) for mode in report["modes"]) + 2
     lines = [f"{report['configs']} configs x {report['folds']} folds, {report['rows']} rows, <= {report['max_epochs']}"
              f" epochs on {report['device']} ({report['device_name']})",
-             f"{'mode':<8}{'seconds':>10}{'model-epochs/s':>16}{'x vs serial':>13}{'mean R²':>10}"]
+             f"{'mode':<{width}}{'seconds':>10}{'model-epochs/s':>16}{'x vs serial':>13}{'mean R²':>10}"]
     for mode, e in report["modes"].items():
-        lines.append(f"{mode:<8}{e['seconds']:>10.2f}{e['model_epochs_per_s']:>16.1f}"
+        lines.append(f"{mode:<{width}}{e['seconds']:>10.2f}{e['model_epochs_per_s']:>16.1f}"
                      f"{e.get('speedup_vs_serial', float('nan')):>13.2f}{e['mean_r2']:>10.4f}")
     return "\n".join(lines)

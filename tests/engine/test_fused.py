@@ -225,3 +225,35 @@ def test_inactive_models_do_not_move():
     state = fused_adam.update([p], [torch.ones(2, 3, dtype=torch.float64)], fused_adam.init([p]), hyper,
                               torch.tensor([True, False]))
     assert torch.all(p[0] < 1) and torch.all(p[1] == 1) and state.step.tolist() == [1.0, 0.0]
+
+
+def test_compiled_hidden_layers_train_as_eager_ones_and_compile_only_once(table, monkeypatch):
+    """torch.compile'd BatchNorm/activation/dropout gives every model the eager result (float64),
+    and after its one warm-up no batch makes it compile again: not a batch compacted down to
+    one model, nor one whose models all have no dropout, nor evaluation."""
+    import torch._dynamo as dynamo
+
+    from trialfuse.engine.fused.mlp import compiled_block
+
+    X, y, folds = table
+    configs = [{**c, "dropout": 0.3 if i < 2 else 0.0} for i, c in enumerate(MIXED)]
+    eager = train_many(configs, X, y, folds, fuse="on", dtype=torch.float64, compiled=False)
+    compiled_block(torch.device("cpu"), torch.float64)
+    monkeypatch.setattr(dynamo.config, "error_on_recompile", True)
+    compiled = train_many(configs, X, y, folds, fuse="on", dtype=torch.float64, compiled=True)
+    assert min(r["epochs_run"] for r in eager) * 2 < max(r["epochs_run"] for r in eager)  # compaction ran
+    for c, e in zip(compiled, eager, strict=True):
+        assert c["epochs_run"] == e["epochs_run"] and c["best_epoch"] == e["best_epoch"]
+        assert c["r2"] == pytest.approx(e["r2"], abs=1e-9)
+
+
+def test_batches_hold_a_configs_folds_together_and_close_once_full():
+    jobs = [fused_train.Job({"hidden_layers": widths}, fold, seed=0, key=i * 3 + fold)
+            for i, widths in enumerate([[32, 32], [256, 64], [32, 32], [256, 128]]) for fold in range(3)]
+    whole = fused_train.plan_batches(jobs, n_train=1000, cap=100, fill=None)
+    assert [[j.params["hidden_layers"] for j in b] for b in whole] == [
+        [[256, 128]] * 3 + [[256, 64]] * 3 + [[32, 32]] * 6]  # widest first, equal widths side by side
+    filled = fused_train.plan_batches(jobs, n_train=1000, cap=100, fill=3000)  # 3 models' rows fill a batch
+    assert [[j.params["hidden_layers"] for j in b] for b in filled] == [[[256, 128]] * 3, [[256, 64]] * 3,
+                                                                          [[32, 32]] * 3, [[32, 32]] * 3]
+    assert [len(b) for b in fused_train.plan_batches(jobs, n_train=1000, cap=4, fill=None)] == [4, 4, 4]

@@ -10,10 +10,11 @@ Shapes: M models, N rows (padded), F features, H units of a layer (padded).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
-import torch.nn.functional as F
 
 from trialfuse.engine.families.mlp import MLP, DropoutStream, dropout_mask
 
@@ -122,32 +123,84 @@ def _layers(net: torch.nn.Module):
     return linears, norms
 
 
-def forward(model: StackedMLP, x: torch.Tensor, *, train: bool) -> torch.Tensor:
+def forward(model: StackedMLP, x: torch.Tensor, *, train: bool, block: Callable | None = None) -> torch.Tensor:
     """Predictions [M, N] for inputs x [M, N, F]; every model in the batch has the same N rows.
 
     In training mode BatchNorm normalizes with each model's batch statistics (biased
     variance) and updates its running statistics in place (unbiased variance, momentum
-    0.1), as BatchNorm1d does; in eval mode it uses the running statistics. Each step is
-    one whole-tensor op over [M, N, H]: the CPU is memory-bound here, so passes count.
+    0.1), as BatchNorm1d does; in eval mode it uses the running statistics. `block` is
+    `hidden_block` or a compiled copy of it (`compiled_block`); the matmuls (one cuBLAS
+    call each), each model's dropout draws and the running-statistics update stay outside.
     """
-    n_models, n_rows = x.shape[0], x.shape[1]
+    block = block or hidden_block
+    n_rows = x.shape[1]
+    dropout = train and any(model.rates)
     h = x
     for i in range(len(model.gammas)):
         h = torch.baddbmm(model.biases[i], h, model.weights[i])  # [M, N, H]
+        stats = None if train else (model.running_mean[i], model.running_var[i])
+        uniform = _uniforms(model, i, h) if dropout else None
+        h, mean, var = block(h, model.gammas[i], model.betas[i], stats, model.slopes, model.dropout,
+                             model.dropout_scale, uniform)
         if train:
-            var, mean = torch.var_mean(h, dim=1, keepdim=True, correction=0)  # [M, 1, H]
             with torch.no_grad():
                 model.running_mean[i].lerp_(mean, BN_MOMENTUM)
                 model.running_var[i].lerp_(var * (n_rows / (n_rows - 1)), BN_MOMENTUM)
-        else:
-            mean, var = model.running_mean[i], model.running_var[i]
-        scale = model.gammas[i] * torch.rsqrt(var + BN_EPS)  # [M, 1, H]
-        h = torch.addcmul(model.betas[i] - mean * scale, h, scale)  # (h - mean) / std * gamma + beta
-        h = F.prelu(h.reshape(1, n_models, -1), model.slopes.reshape(n_models)).reshape(h.shape)  # per-model slope
-        if train and any(model.rates):
-            h = h * dropout_mask(_uniforms(model, i, h), model.dropout, model.dropout_scale)
     out = torch.baddbmm(model.biases[-1], h, model.weights[-1])  # [M, N, 1]
     return out.squeeze(-1)
+
+
+def hidden_block(h, gamma, beta, stats, slopes, dropout, dropout_scale, uniform):
+    """BatchNorm, activation and dropout of one hidden layer: (output [M, N, H], the batch's
+    mean and biased variance [M, 1, H], detached; with `stats` given, those are used instead).
+
+    Each step is one whole-tensor op over [M, N, H]: memory-bound on every device, so the
+    number of passes is what costs, and a compiler fuses them into a few (`compiled_block`)."""
+    if stats is None:
+        var, mean = torch.var_mean(h, dim=1, keepdim=True, correction=0)  # [M, 1, H]
+    else:
+        mean, var = stats
+    scale = gamma * torch.rsqrt(var + BN_EPS)  # [M, 1, H]
+    h = torch.addcmul(beta - mean * scale, h, scale)  # (h - mean) / std * gamma + beta
+    h = torch.where(h > 0, h, h * slopes)  # ReLU (slope 0) or LeakyReLU, per model, with their gradients
+    if uniform is not None:
+        h = h * dropout_mask(uniform, dropout, dropout_scale)
+    return h, mean.detach(), var.detach()
+
+
+_COMPILED: dict[tuple[str, torch.dtype, str], Callable] = {}
+
+
+def compiled_block(device: torch.device, dtype: torch.dtype) -> Callable:
+    """`hidden_block` through torch.compile (shapes dynamic), compiled once per process, device
+    type, dtype and float32 matmul precision, all at once: training with and without dropout and evaluation, one model
+    and several (a size-1 dimension is a graph of its own). Every depth, width and batch
+    size after that reuses these graphs, so no later call stops to compile."""
+    key = (device.type, dtype, torch.get_float32_matmul_precision())  # TF32 or not: graphs of their own
+    if key not in _COMPILED:
+        import torch._dynamo as dynamo
+
+        dynamo.config.recompile_limit = max(dynamo.config.recompile_limit, 16)
+        block = torch.compile(hidden_block, dynamic=True)
+        _warm_up(block, device, dtype)
+        _COMPILED[key] = block
+    return _COMPILED[key]
+
+
+def _warm_up(block: Callable, device: torch.device, dtype: torch.dtype) -> None:
+    for n_models in (2, 1):
+        new = partial(_rand, n_models, dtype=dtype, device=device)
+        gamma, beta = new(1, 4).requires_grad_(), new(1, 4).requires_grad_()
+        slopes, rate, scale = new(1, 1), new(1, 1) / 2, new(1, 1) + 1
+        for uniform in (new(3, 4), None):  # training: under autograd, as train_fused_batch runs it
+            out, _, _ = block(new(3, 4).requires_grad_(), gamma, beta, None, slopes, rate, scale, uniform)
+            out.sum().backward()
+        with torch.no_grad():  # evaluation, with the running statistics
+            block(new(3, 4), gamma, beta, (new(1, 4), new(1, 4) + 1), slopes, rate, scale, None)
+
+
+def _rand(*shape: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return torch.rand(shape, dtype=dtype, device=device)
 
 
 def _uniforms(model: StackedMLP, layer: int, h: torch.Tensor) -> torch.Tensor:

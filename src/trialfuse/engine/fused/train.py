@@ -16,8 +16,10 @@ in any batch.
 from __future__ import annotations
 
 import gc
+import importlib.util
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -29,7 +31,7 @@ import torch
 
 from trialfuse.engine.families import check_deadline, mlp
 from trialfuse.engine.fused import adam as fused_adam
-from trialfuse.engine.fused.mlp import StackedMLP, forward, stack_modules
+from trialfuse.engine.fused.mlp import StackedMLP, compiled_block, forward, hidden_block, stack_modules
 from trialfuse.engine.scores import fold_scores
 from trialfuse.engine.standardize import column_stats, standardize
 from trialfuse.fuse import AUTO, Fuse
@@ -39,6 +41,9 @@ from trialfuse.testing import faults
 log = logging.getLogger(__name__)
 SYNC_EVERY = 8  # epochs between host checks for finished models
 CPU_MAX_BATCH = 32
+# A batch holding this many model-rows (models x training rows) already keeps the device busy:
+# more models in it buy no speed, only padding (its layers are as wide as its widest model's)
+FILL_MODEL_ROWS = 2**18
 
 
 @dataclass
@@ -73,7 +78,8 @@ class Job:
 
 
 def train_many(configs: list[dict[str, Any]], X: np.ndarray, y: np.ndarray, folds, *, device: str = "cpu",
-               fuse: Fuse | str = "auto", seed: int = 0, dtype: torch.dtype = torch.float32) -> list[dict[str, Any]]:
+               fuse: Fuse | str = "auto", seed: int = 0, dtype: torch.dtype = torch.float32,
+               compiled: bool | None = None, fill: int | None = FILL_MODEL_ROWS) -> list[dict[str, Any]]:
     """Train every config on every fold; one result per (config, fold), config-major order.
 
     `folds` is a list of (train_idx, val_idx). `fuse` (a `Fuse` or its option text): "on" /
@@ -88,20 +94,23 @@ def train_many(configs: list[dict[str, Any]], X: np.ndarray, y: np.ndarray, fold
     jobs = [Job(mlp.with_defaults(c), k, model_seed(seed, i, k), key=i * len(folds) + k)
             for i, c in enumerate(configs) for k in range(len(folds))]
     fuse = Fuse.parse(fuse) if isinstance(fuse, str) else fuse
-    return run_jobs(jobs, fold_data, device=device, fuse=fuse, dtype=dtype)
+    return run_jobs(jobs, fold_data, device=device, fuse=fuse, dtype=dtype, compiled=compiled, fill=fill)
 
 
 def run_jobs(jobs: list[Job], fold_data: list[FoldData], *, device: str = "cpu", fuse: Fuse = AUTO,
-             dtype: torch.dtype = torch.float32, deadline: float | None = None) -> list[dict[str, Any]]:
+             dtype: torch.dtype = torch.float32, deadline: float | None = None,
+             compiled: bool | None = None, fill: int | None = FILL_MODEL_ROWS) -> list[dict[str, Any]]:
     """Results in the order of `jobs` (each tagged with its job's key). Past `deadline`
-    (time.time()) training stops within a few epochs and DeadlineReached is raised."""
+    (time.time()) training stops within a few epochs and DeadlineReached is raised.
+    `compiled`: run the hidden layers through torch.compile (None: where `use_compiler` says);
+    `fill`: model-rows after which a stacked batch is full (None: only memory limits it)."""
     dev = torch.device(device)
+    block = compiled_block(dev, dtype) if (use_compiler(dev) if compiled is None else compiled) else hidden_block
     results: dict[int, dict[str, Any]] = {}
     groups: dict[tuple[int, int], list[Job]] = {}  # (depth, training rows): what one stacked model can hold
     for job in jobs:
         groups.setdefault((len(job.params["hidden_layers"]), len(fold_data[job.fold].y_train)), []).append(job)
-    for group in groups.values():
-        group.sort(key=lambda job: sum(job.params["hidden_layers"]), reverse=True)  # similar widths share a batch
+    for (_, n_train), group in groups.items():
         stacked = fuse.mode == "on" or (fuse.mode == "auto" and dev.type == "cuda" and len(group) > 1)
         if not stacked:
             for job in group:
@@ -112,20 +121,41 @@ def run_jobs(jobs: list[Job], fold_data: list[FoldData], *, device: str = "cpu",
                 results[job.key] = result
             continue
         cap = fuse.max_batch or _memory_cap(group, fold_data, dev, dtype)
-        for result in _train_halving(group, fold_data, dev, dtype, cap, deadline):
-            results[result["key"]] = result
+        for batch in plan_batches(group, n_train, cap, fill):
+            for result in _train_halving(batch, fold_data, dev, dtype, deadline, block):
+                results[result["key"]] = result
     return [results[job.key] for job in jobs]
 
 
-def _train_halving(jobs: list[Job], fold_data, dev, dtype, cap: int, deadline: float | None) -> list[dict[str, Any]]:
-    """Train in batches of at most `cap`; a batch that runs out of memory is split in two and
+def plan_batches(jobs: list[Job], n_train: int, cap: int, fill: int | None) -> list[list[Job]]:
+    """Jobs of one group cut into stacked batches: widest first, the folds of one config side by
+    side and similar widths together, so little of a batch is padding; a batch closes at `cap`
+    models or once it holds `fill` model-rows."""
+    ordered = sorted(jobs, key=lambda job: (sum(job.params["hidden_layers"]), tuple(job.params["hidden_layers"])),
+                     reverse=True)
+    per_batch = cap if fill is None else max(1, min(cap, math.ceil(fill / n_train)))
+    return [ordered[i:i + per_batch] for i in range(0, len(ordered), per_batch)]
+
+
+def use_compiler(dev: torch.device) -> bool:
+    """torch.compile for the hidden layers on a CUDA device where Triton is installed
+    (TRIALFUSE_COMPILE=0 turns it off): it fuses their memory-bound passes into a few kernels.
+    On a CPU it bought nothing and costs a minute of compiling."""
+    if dev.type != "cuda" or os.environ.get("TRIALFUSE_COMPILE", "1") == "0":
+        return False
+    return importlib.util.find_spec("triton") is not None
+
+
+def _train_halving(jobs: list[Job], fold_data, dev, dtype, deadline: float | None,
+                   block: Callable = hidden_block) -> list[dict[str, Any]]:
+    """Train `jobs` as one batch; a batch that runs out of memory is split in two and
     retried, down to one model, which then fails alone (the other batches keep their results).
     Each result's `fused_batch_size` says how many models its batch finally held."""
-    pending = [jobs[i:i + cap] for i in range(0, len(jobs), cap)]
+    pending = [jobs]
     done: list[dict[str, Any]] = []
     while pending:
         batch = pending.pop(0)
-        trained, message = _attempt(partial(_train_fused, batch, fold_data, dev, dtype, deadline))
+        trained, message = _attempt(partial(_train_fused, batch, fold_data, dev, dtype, deadline, block))
         if message is None:
             done += trained
             continue
@@ -153,10 +183,11 @@ def _attempt(train: Callable[[], Any]) -> tuple[Any, str | None]:
         return None, f"{type(exc).__name__}: {exc}"
 
 
-def _train_fused(batch: list[Job], fold_data, dev, dtype, deadline: float | None) -> list[dict[str, Any]]:
+def _train_fused(batch: list[Job], fold_data, dev, dtype, deadline: float | None,
+                 block: Callable) -> list[dict[str, Any]]:
     if faults.out_of_memory(len(batch)):
         raise torch.cuda.OutOfMemoryError(f"injected: out of memory with {len(batch)} models")
-    return train_fused_batch(batch, fold_data, dev, dtype, deadline)
+    return train_fused_batch(batch, fold_data, dev, dtype, deadline, block)
 
 
 def release_memory(dev: torch.device | str) -> None:
@@ -278,8 +309,8 @@ def _initial_state(jobs: list[Job], fold_data: list[FoldData], dev: torch.device
         active=torch.ones(m, dtype=torch.bool, device=dev), alive=torch.arange(m, device=dev))
 
 
-def train_fused_batch(jobs: list[Job], fold_data: list[FoldData], dev: torch.device,
-                      dtype: torch.dtype, deadline: float | None = None) -> list[dict[str, Any]]:
+def train_fused_batch(jobs: list[Job], fold_data: list[FoldData], dev: torch.device, dtype: torch.dtype,
+                      deadline: float | None = None, block: Callable = hidden_block) -> list[dict[str, Any]]:
     """Train `jobs` (one depth, folds of one size) as one stacked model; results in job order.
 
     Each epoch is `mlp.fit`'s epoch for every model at once: a full-batch step (per-model
@@ -290,7 +321,7 @@ def train_fused_batch(jobs: list[Job], fold_data: list[FoldData], dev: torch.dev
     results: dict[int, dict[str, Any]] = {}
     max_epochs = int(s.budget.max())
     for epoch in range(max_epochs):
-        pred = forward(s.model, s.train.x, train=True)
+        pred = forward(s.model, s.train.x, train=True, block=block)
         grads = torch.autograd.grad(s.train.mse(pred).sum(), s.params)  # models independent: d(sum)/dθ_m = dL_m/dθ_m
         grads = [g * mask for g, mask in zip(grads, s.masks, strict=True)]
         norm = torch.sqrt(sum(g.pow(2).flatten(1).sum(1) for g in grads))  # [M] per-model gradient norm
@@ -299,7 +330,7 @@ def train_fused_batch(jobs: list[Job], fold_data: list[FoldData], dev: torch.dev
         s.adam = fused_adam.update(s.params, grads, s.adam, s.hyper, s.active)
         s.ran = s.ran + s.active.to(dtype)
         with torch.no_grad():
-            val_loss = s.val.mse(forward(s.model, s.val.x, train=False))
+            val_loss = s.val.mse(forward(s.model, s.val.x, train=False, block=block))
             finite = torch.isfinite(val_loss)
             improved = s.active & finite & (val_loss < s.best_loss - s.min_delta)
             s.best_loss = torch.where(improved, val_loss, s.best_loss)
@@ -315,9 +346,9 @@ def train_fused_batch(jobs: list[Job], fold_data: list[FoldData], dev: torch.dev
             break
         check_deadline(deadline)
         if n_active <= len(s.alive) // 2:  # compact: finished models stop costing compute
-            _finish(s.select(torch.nonzero(~s.active).flatten()), jobs, fold_data, results)
+            _finish(s.select(torch.nonzero(~s.active).flatten()), jobs, fold_data, results, block)
             s = s.select(torch.nonzero(s.active).flatten())
-    _finish(s, jobs, fold_data, results)
+    _finish(s, jobs, fold_data, results, block)
     elapsed = time.perf_counter() - started
     out = [results[i] for i in range(len(jobs))]
     for r in out:
@@ -327,13 +358,14 @@ def train_fused_batch(jobs: list[Job], fold_data: list[FoldData], dev: torch.dev
     return out
 
 
-def _finish(s: FusedState, jobs: list[Job], fold_data: list[FoldData], results: dict[int, dict[str, Any]]) -> None:
+def _finish(s: FusedState, jobs: list[Job], fold_data: list[FoldData], results: dict[int, dict[str, Any]],
+            block: Callable) -> None:
     """Score the models of `s` with their best weights and record their results."""
     for target, value in zip((*s.model.params(), *s.model.buffers()), s.best, strict=True):
         target.detach().copy_(value)
     with torch.no_grad():
-        pred_train = forward(s.model, s.train.x, train=False)
-        pred_val = forward(s.model, s.val.x, train=False)
+        pred_train = forward(s.model, s.train.x, train=False, block=block)
+        pred_val = forward(s.model, s.val.x, train=False, block=block)
     dev = pred_train.device
     for slot, index in enumerate(s.alive.tolist()):
         job = jobs[index]
