@@ -244,7 +244,8 @@ def _bench(args, rows: int, modes: tuple[str, ...]) -> dict:
 
 # fastest first: a run cut off by its time limit keeps what it measured; the one-at-a-time
 # baseline last (run_bench works out every ratio to it)
-BENCH_MODES = ("fused-compiled-tf32", "fused-compiled", "fused", "fused-unfilled", "serial")
+BENCH_MODES = ("fused-compiled-tf32", "fused-compiled-tf32-unfilled", "fused-compiled", "fused", "fused-unfilled",
+               "serial")
 
 
 def check_bench(args) -> dict:

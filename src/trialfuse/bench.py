@@ -41,6 +41,7 @@ MODES: dict[str, Mode] = {
     "serial-tf32": Mode("off", "high"), "fused-tf32": Mode("on", "high"),
     "fused-unfilled": Mode("on", fill=None), "fused-compiled": Mode("on", compiled=True),
     "fused-compiled-tf32": Mode("on", "high", compiled=True),
+    "fused-compiled-tf32-unfilled": Mode("on", "high", compiled=True, fill=None),
 }
 
 
