@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -17,6 +18,7 @@ import torch
 from sklearn.model_selection import KFold
 
 from trialfuse.catalog import FAMILIES, RandomTrial
+from trialfuse.engine.families import DeadlineReached
 from trialfuse.engine.fused.mlp import compiled_block
 from trialfuse.engine.fused.train import FILL_MODEL_ROWS, train_many, use_compiler
 from trialfuse.fuse import Fuse
@@ -33,15 +35,14 @@ class Mode:
     fuse: str
     precision: str = "highest"
     compiled: bool | None = False
-    fill: int | None = FILL_MODEL_ROWS
+    fill: int | None = None
 
 
 MODES: dict[str, Mode] = {
     "serial": Mode("off"), "fused": Mode("on"), "auto": Mode("auto", compiled=None),
     "serial-tf32": Mode("off", "high"), "fused-tf32": Mode("on", "high"),
-    "fused-unfilled": Mode("on", fill=None), "fused-compiled": Mode("on", compiled=True),
+    "fused-filled": Mode("on", fill=FILL_MODEL_ROWS), "fused-compiled": Mode("on", compiled=True),
     "fused-compiled-tf32": Mode("on", "high", compiled=True),
-    "fused-compiled-tf32-unfilled": Mode("on", "high", compiled=True, fill=None),
 }
 
 
@@ -58,7 +59,10 @@ def device_name(device: str) -> str:
 
 
 def run_bench(rows: int = 10_000, configs: int = 20, folds: int = 5, epochs: int = 100, device: str = "cpu",
-              modes: tuple[str, ...] = ("serial", "fused", "auto"), seed: int = 0) -> dict[str, Any]:
+              modes: tuple[str, ...] = ("serial", "fused", "auto"), seed: int = 0, mode_limit_s: float | None = None,
+              on_mode: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Each mode trains the same configs x folds; a mode still training after `mode_limit_s`
+    is cut and says so. `on_mode(report)` after each mode: a caller can save what is measured."""
     X, y, _ = make_survivors(rows, seed=0)
     splits = list(KFold(folds, shuffle=True, random_state=seed).split(X))
     cfgs = sample_configs(configs, epochs, seed)
@@ -75,13 +79,17 @@ def run_bench(rows: int = 10_000, configs: int = 20, folds: int = 5, epochs: int
                 started = time.perf_counter()  # outside the timing: a worker compiles once in its life
                 compiled_block(torch.device(device), torch.float32)
                 report.setdefault("compile_seconds", {})[name] = round(time.perf_counter() - started, 1)
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
+            _synchronize(device)
             started = time.perf_counter()
             results = train_many(cfgs, X, y, splits, device=device, fuse=Fuse(mode.fuse), seed=seed,
-                                 compiled=mode.compiled, fill=mode.fill)
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
+                                 compiled=mode.compiled, fill=mode.fill,
+                                 deadline=None if mode_limit_s is None else time.time() + mode_limit_s)
+            _synchronize(device)
+        except DeadlineReached:
+            report["modes"][name] = {"cut_after_s": mode_limit_s}
+            if on_mode:
+                on_mode(report)
+            continue
         finally:
             torch.set_float32_matmul_precision("highest")
         seconds = time.perf_counter() - started
@@ -92,12 +100,20 @@ def run_bench(rows: int = 10_000, configs: int = 20, folds: int = 5, epochs: int
                                  "mean_r2": float(np.nanmean(scores[name])),
                                  "batch_modes": sorted({r["batch_mode"] for r in results}),
                                  "batch_sizes": sorted({r["fused_batch_size"] for r in results})}
-    if "serial" in report["modes"]:
+        if on_mode:
+            on_mode(report)
+    if "serial" in scores:
         base = report["modes"]["serial"]["seconds"]
         for mode, entry in report["modes"].items():
-            entry["speedup_vs_serial"] = round(base / entry["seconds"], 2)
-            entry["max_abs_r2_vs_serial"] = float(np.nanmax(np.abs(scores[mode] - scores["serial"])))
+            if mode in scores:
+                entry["speedup_vs_serial"] = round(base / entry["seconds"], 2)
+                entry["max_abs_r2_vs_serial"] = float(np.nanmax(np.abs(scores[mode] - scores["serial"])))
     return report
+
+
+def _synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -106,6 +122,9 @@ def format_report(report: dict[str, Any]) -> str:
              f" epochs on {report['device']} ({report['device_name']})",
              f"{'mode':<{width}}{'seconds':>10}{'model-epochs/s':>16}{'x vs serial':>13}{'mean R²':>10}"]
     for mode, e in report["modes"].items():
+        if "cut_after_s" in e:
+            lines.append(f"{mode:<{width}}  cut: still training after {e['cut_after_s']:g} s")
+            continue
         lines.append(f"{mode:<{width}}{e['seconds']:>10.2f}{e['model_epochs_per_s']:>16.1f}"
                      f"{e.get('speedup_vs_serial', float('nan')):>13.2f}{e['mean_r2']:>10.4f}")
     return "\n".join(lines)

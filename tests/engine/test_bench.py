@@ -32,3 +32,16 @@ def test_engine_and_bench_need_neither_optuna_nor_tree_libraries():
             "from trialfuse import train_many\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_mode_past_its_time_limit_is_cut_and_every_finished_mode_is_handed_on():
+    from trialfuse.bench import format_report, run_bench
+
+    seen = []
+    report = run_bench(rows=300, configs=2, folds=2, epochs=6, modes=("fused", "serial"), mode_limit_s=0.0,
+                       on_mode=lambda partial: seen.append(sorted(partial["modes"])))
+    assert report["modes"] == {"fused": {"cut_after_s": 0.0}, "serial": {"cut_after_s": 0.0}}
+    assert seen == [["fused"], ["fused", "serial"]]
+    assert "cut: still training after 0 s" in format_report(report)
+    finished = run_bench(rows=300, configs=2, folds=2, epochs=6, modes=("fused",), mode_limit_s=600)
+    assert finished["modes"]["fused"]["model_epochs"] > 0

@@ -88,3 +88,18 @@ def test_a_real_pool_sends_nn_tasks_to_its_gpu_worker_and_tree_folds_to_its_cpu_
         assert pool.activity() == [("gpu (a cpu stand-in)", "idle"), ("cpu", "idle")]
     assert workers["nn"] == {0} and workers["lightgbm"] == {1} and workers["xgboost"] == {1}  # a small table
     assert devices.get(0) == "gpu (a cpu stand-in)" and devices.get(1) == "cpu"
+
+
+def test_a_gpu_worker_without_lightgbm_installed_still_says_ready(monkeypatch):
+    """A bare GPU machine may carry only what the NN needs: the worker's capabilities say
+    LightGBM has no CUDA learner there instead of dying on the import (found on an H100)."""
+    import sys
+
+    import torch
+
+    from trialfuse.transport import server
+
+    monkeypatch.setitem(sys.modules, "lightgbm", None)  # `import lightgbm` now raises ImportError
+    monkeypatch.delitem(sys.modules, "trialfuse.engine.families.lightgbm_trees", raising=False)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *device: (3 * 2**30, 80 * 2**30))
+    assert server.capabilities("cuda:0") == {"lightgbm_cuda": False, "gpu_memory_free": 3 * 2**30}

@@ -274,9 +274,17 @@ def capabilities(device: str) -> dict[str, Any]:
         return {}
     import torch
 
-    from trialfuse.engine.families import lightgbm_trees
+    return {"lightgbm_cuda": _lightgbm_cuda(), "gpu_memory_free": torch.cuda.mem_get_info()[0]}
 
-    return {"lightgbm_cuda": lightgbm_trees.cuda_built(), "gpu_memory_free": torch.cuda.mem_get_info()[0]}
+
+def _lightgbm_cuda() -> bool:
+    """Whether LightGBM here has the CUDA learner; False where LightGBM is not installed at all
+    (a GPU machine that carries only what the NN needs still serves NN jobs)."""
+    try:
+        from trialfuse.engine.families import lightgbm_trees
+    except ImportError:
+        return False
+    return lightgbm_trees.cuda_built()
 
 
 def serve(stdin=None, stdout=None) -> int:

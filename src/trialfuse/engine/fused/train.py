@@ -41,8 +41,10 @@ from trialfuse.testing import faults
 log = logging.getLogger(__name__)
 SYNC_EVERY = 8  # epochs between host checks for finished models
 CPU_MAX_BATCH = 32
-# A batch holding this many model-rows (models x training rows) already keeps the device busy:
-# more models in it buy no speed, only padding (its layers are as wide as its widest model's)
+# A candidate limit on a batch, in model-rows (models x training rows): past it a GPU may be busy
+# enough that more models buy only padding (a batch's layers are as wide as its widest model's),
+# but each batch also costs its host work every epoch. Not the default until a GPU measures it
+# (`trialfuse bench --modes fused,fused-filled`)
 FILL_MODEL_ROWS = 2**18
 
 
@@ -79,7 +81,8 @@ class Job:
 
 def train_many(configs: list[dict[str, Any]], X: np.ndarray, y: np.ndarray, folds, *, device: str = "cpu",
                fuse: Fuse | str = "auto", seed: int = 0, dtype: torch.dtype = torch.float32,
-               compiled: bool | None = None, fill: int | None = FILL_MODEL_ROWS) -> list[dict[str, Any]]:
+               compiled: bool | None = None, fill: int | None = None,
+               deadline: float | None = None) -> list[dict[str, Any]]:
     """Train every config on every fold; one result per (config, fold), config-major order.
 
     `folds` is a list of (train_idx, val_idx). `fuse` (a `Fuse` or its option text): "on" /
@@ -94,12 +97,13 @@ def train_many(configs: list[dict[str, Any]], X: np.ndarray, y: np.ndarray, fold
     jobs = [Job(mlp.with_defaults(c), k, model_seed(seed, i, k), key=i * len(folds) + k)
             for i, c in enumerate(configs) for k in range(len(folds))]
     fuse = Fuse.parse(fuse) if isinstance(fuse, str) else fuse
-    return run_jobs(jobs, fold_data, device=device, fuse=fuse, dtype=dtype, compiled=compiled, fill=fill)
+    return run_jobs(jobs, fold_data, device=device, fuse=fuse, dtype=dtype, compiled=compiled, fill=fill,
+                    deadline=deadline)
 
 
 def run_jobs(jobs: list[Job], fold_data: list[FoldData], *, device: str = "cpu", fuse: Fuse = AUTO,
              dtype: torch.dtype = torch.float32, deadline: float | None = None,
-             compiled: bool | None = None, fill: int | None = FILL_MODEL_ROWS) -> list[dict[str, Any]]:
+             compiled: bool | None = None, fill: int | None = None) -> list[dict[str, Any]]:
     """Results in the order of `jobs` (each tagged with its job's key). Past `deadline`
     (time.time()) training stops within a few epochs and DeadlineReached is raised.
     `compiled`: run the hidden layers through torch.compile (None: where `use_compiler` says);
@@ -138,10 +142,11 @@ def plan_batches(jobs: list[Job], n_train: int, cap: int, fill: int | None) -> l
 
 
 def use_compiler(dev: torch.device) -> bool:
-    """torch.compile for the hidden layers on a CUDA device where Triton is installed
-    (TRIALFUSE_COMPILE=0 turns it off): it fuses their memory-bound passes into a few kernels.
-    On a CPU it bought nothing and costs a minute of compiling."""
-    if dev.type != "cuda" or os.environ.get("TRIALFUSE_COMPILE", "1") == "0":
+    """torch.compile for the hidden layers: only when asked (TRIALFUSE_COMPILE=1), on a CUDA
+    device where Triton is installed. It fuses their memory-bound passes into a few kernels and
+    equals the eager path (float64, 1e-12 on an H100), but its speed is not measured yet; on a
+    CPU it bought nothing (2 cores) and costs half a minute of compiling."""
+    if dev.type != "cuda" or os.environ.get("TRIALFUSE_COMPILE", "0") != "1":
         return False
     return importlib.util.find_spec("triton") is not None
 
