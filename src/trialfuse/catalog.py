@@ -64,6 +64,9 @@ def suggest_lightgbm(trial) -> dict[str, Any]:
     }
 
 
+CATBOOST_BORDERS = (32, 64, 128, 254)
+
+
 def suggest_catboost(trial) -> dict[str, Any]:
     return {
         "learning_rate": trial.suggest_float("learning_rate", MIN_BOOSTING_RATE, 0.3, log=True),
@@ -71,6 +74,9 @@ def suggest_catboost(trial) -> dict[str, Any]:
         "l2_leaf_reg": trial.suggest_float("l2_leaf_reg", 0.5, 30.0, log=True),
         "random_strength": trial.suggest_float("random_strength", 0.1, 10.0, log=True),
         "bagging_temperature": trial.suggest_float("bagging_temperature", 0.0, 1.0),
+        # bins per feature: each round's cost follows it (one fold of the 20,000-row reference
+        # table: 3.9 s at CatBoost's default 254, 2.3 s at 128, 1.6 s at 64; R² 0.429, 0.431, 0.429)
+        "border_count": trial.suggest_categorical("border_count", CATBOOST_BORDERS),
     }
 
 
@@ -119,13 +125,15 @@ STARTS: dict[str, tuple[dict[str, Any], ...]] = {
                  {"learning_rate": 0.0471, "num_leaves": 89, "min_data_in_leaf": 56, "feature_fraction": 0.625,
                   "bagging_fraction": 1.0, "lambda_l2": 1e-3}),  # AutoGluon GBM _r130
     "catboost": ({"learning_rate": 0.2, "depth": 6, "l2_leaf_reg": 3.0, "random_strength": 1.0,
-                  "bagging_temperature": 1.0},  # CatBoost's defaults at twice the rate: about half the
-                 {"learning_rate": 0.1, "depth": 6, "l2_leaf_reg": 3.0, "random_strength": 1.0,  # time, so a
-                  "bagging_temperature": 1.0},  # short budget has a CatBoost model; then its usual rate
+                  "bagging_temperature": 1.0, "border_count": 128},  # CatBoost's defaults at twice the
+                 # rate and half the bins (its GPU default): about a third of the time, so a short
+                 # budget has a CatBoost model; then its defaults as they are
+                 {"learning_rate": 0.1, "depth": 6, "l2_leaf_reg": 3.0, "random_strength": 1.0,
+                  "bagging_temperature": 1.0, "border_count": 254},
                  {"learning_rate": 0.0933, "depth": 5, "l2_leaf_reg": 3.75, "random_strength": 1.0,
-                  "bagging_temperature": 1.0},  # AutoGluon CAT _r163
+                  "bagging_temperature": 1.0, "border_count": 254},  # AutoGluon CAT _r163
                  {"learning_rate": 0.0686, "depth": 6, "l2_leaf_reg": 2.15, "random_strength": 1.0,
-                  "bagging_temperature": 1.0}),  # AutoGluon CAT _r177
+                  "bagging_temperature": 1.0, "border_count": 254}),  # AutoGluon CAT _r177
     "hgb": ({"learning_rate": 0.1, "max_leaf_nodes": 31, "min_samples_leaf": 20, "l2_regularization": 1e-3,
              "max_features": 1.0},),  # scikit-learn's defaults
 }

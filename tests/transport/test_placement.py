@@ -103,3 +103,25 @@ def test_a_gpu_worker_without_lightgbm_installed_still_says_ready(monkeypatch):
     monkeypatch.delitem(sys.modules, "trialfuse.engine.families.lightgbm_trees", raising=False)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *device: (3 * 2**30, 80 * 2**30))
     assert server.capabilities("cuda:0") == {"lightgbm_cuda": False, "gpu_memory_free": 3 * 2**30}
+
+
+def test_a_real_pool_in_a_hurry_finishes_the_trial_under_way_first_and_says_what_runs(tmp_path):
+    X, y, _ = make_survivors(400, seed=0)
+    folds = [(np.arange(0, 300), np.arange(300, 400)), (np.arange(100, 400), np.arange(0, 100))]
+    lightgbm = {**STARTS["lightgbm"][0]}
+
+    def take_order(hurry: bool) -> list[tuple[int, int]]:
+        with WorkerPool(X, y, folds, slots=[Slot("cpu")], scratch=tmp_path) as pool:
+            pool.hurry_at = 0.0 if hurry else None
+            for number in (0, 1):  # prunable: spread out, so trial 1's fold 0 comes before trial 0's fold 1
+                pool.submit(("lightgbm", number), "lightgbm", lightgbm, [0, 1], seed=number, diagonal=True)
+            pool.dispatch()
+            first = pool.next_done(timeout=120)
+            queued, running = pool.progress(("lightgbm", 1))
+            assert queued + len(running) == 2 and all(seconds >= 0 for seconds in running)
+            answers = [first] + [pool.next_done(timeout=120) for _ in range(3)]
+            assert pool.progress(("lightgbm", 0)) == (0, [])
+            return [(a.job.trial[1], a.job.fold) for a in answers]
+
+    assert take_order(hurry=False) == [(0, 0), (1, 0), (0, 1), (1, 1)]
+    assert take_order(hurry=True) == [(0, 0), (0, 1), (1, 0), (1, 1)]

@@ -43,3 +43,13 @@ def test_tree_folds_always_go_one_per_task():
     queue = sorted(jobs("catboost", 0) + jobs("nn", 0), key=FoldJob.queue_key)
     task, rest = take_task(queue, idle_others=0, fuses=True, per_task=20)
     assert [(job.family, job.fold) for job in task] == [("catboost", 0)] and len(rest) == 5
+
+
+def test_near_the_deadline_a_trial_under_way_goes_before_one_not_started():
+    """A 30 s budget lost its CatBoost trial: its last two folds queued behind the NN's first."""
+    catboost = [job for job in jobs("catboost", 0, folds=5) if job.fold >= 3]
+    queue = sorted(jobs("nn", 0, diagonal=False) + catboost, key=FoldJob.queue_key)
+    task, _ = take_task(queue, idle_others=0, fuses=False, per_task=20)
+    assert task[0].family == "nn"  # in queue order
+    task, rest = take_task(queue, idle_others=0, fuses=False, per_task=20, under_way={("catboost", 0)})
+    assert [(job.family, job.fold) for job in task] == [("catboost", 3)] and len(rest) == len(queue) - 1

@@ -18,7 +18,7 @@ import optuna
 from trialfuse.errors import UserError
 
 ATTR = "fingerprint"
-SPACE_VERSION = 3  # raise when a family's search space or its parameters' meaning changes
+SPACE_VERSION = 4  # raise when a family's search space or its parameters' meaning changes
 
 
 def of_run(X: np.ndarray, y: np.ndarray, feature_names: list[str], target: str, seed: int, holdout: float,

@@ -35,6 +35,7 @@ from trialfuse.transport.process_pool import WorkerPool
 
 log = logging.getLogger(__name__)
 MAX_FAILURES_BEFORE_SKIP = 3  # failures in a row, with no success yet, that end a family
+HURRY_SHARE = 0.25  # the last part of a time budget's search, in which trials under way finish before others start
 PRUNE_PEERS = 4  # earlier trials that passed a fold before the pruner judges a trial at that fold
 PRUNER = optuna.pruners.MedianPruner(n_startup_trials=0, n_warmup_steps=0, n_min_trials=PRUNE_PEERS)  # from fold 1
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
@@ -152,11 +153,14 @@ def _drive(searches: list[FamilySearch], pool: WorkerPool, budget: Budget | None
     budget, the search's end is set again after every round of answers (it moves with the
     leader's estimated retrain time) and travels with every job the pool starts."""
     by_name = {search.family: search for search in searches}
+    began = time.monotonic()
     deadline = _set_deadline(budget, searches, pool, None)
     for search in searches:
         search.start()
     while any(search.flight for search in searches):
         deadline = _set_deadline(budget, searches, pool, deadline)
+        pool.hurry_at = None if deadline is None else time.time() + (deadline - HURRY_SHARE * (deadline - began)
+                                                                     - time.monotonic())
         pool.dispatch()
         wait = max(0.05, deadline - time.monotonic()) if deadline is not None else None
         done = pool.next_done(timeout=wait)
@@ -166,7 +170,7 @@ def _drive(searches: list[FamilySearch], pool: WorkerPool, budget: Budget | None
             done = pool.next_done(timeout=0)
         for search in searches:
             search.advance()
-    pool.deadline = None
+    pool.deadline = pool.hurry_at = None
 
 
 def _set_deadline(budget: Budget | None, searches: list[FamilySearch], pool: WorkerPool,
@@ -284,14 +288,20 @@ class FamilySearch:
         per_fold = float(np.median(self.fold_seconds))
         workers = getattr(self.pool, "workers", 1)
         for number, entry in self.flight.items():
-            remaining = self.folds - len(entry.results)
-            if entry.outcome is None and per_fold * math.ceil(remaining / workers) > left \
+            if entry.outcome is None and self._seconds_to_finish(number, entry, per_fold, workers) > left \
                     and self.pool.cancel((self.family, number)):
                 entry.outcome, entry.reason = "cut", "stopped by the time budget"
                 self.result.stopped_by_budget = True
         trial_seconds = per_fold * math.ceil(self.folds / workers)
         self.too_slow = (f"cannot finish a trial in the {max(0.0, left):.0f} s left (about {trial_seconds:.0f} s each)"
                          if trial_seconds > left else None)
+
+    def _seconds_to_finish(self, number: int, entry: InFlight, per_fold: float, workers: int) -> float:
+        progress = getattr(self.pool, "progress", None)
+        if progress is None:  # a transport that cannot say which folds run: all of them still to do
+            return per_fold * math.ceil((self.folds - len(entry.results)) / workers)
+        queued, running = progress((self.family, number))
+        return finish_estimate(queued, running, per_fold, workers)
 
     def finish(self) -> FamilyResult:
         if self.heartbeat is not None:
@@ -422,6 +432,18 @@ def _prune_verdict(entry: InFlight, fold: int) -> bool | None:
                                                 intermediate_values=dict(enumerate(means)))
                       for means in went_on if means])
     return PRUNER.prune(peers, _as_reported(entry, fold))
+
+
+def finish_estimate(queued: int, running: list[float], per_fold: float, workers: int) -> float:
+    """Seconds until a trial's last fold ends, if the workers took its folds next: each running
+    fold (`running`: seconds it has run) ends `per_fold` after it started, and each queued one
+    goes to the first worker free."""
+    free_at = sorted(max(per_fold - ran, 0.0) for ran in running)[:workers]
+    free_at += [0.0] * (workers - len(free_at))
+    for _ in range(queued):
+        free_at.sort()
+        free_at[0] += per_fold
+    return max(free_at)
 
 
 def _drop_unstarted(flight: dict[int, InFlight], family: str, pool: WorkerPool, outcome: str, reason: str) -> None:

@@ -212,7 +212,10 @@ class WorkerPool:
       first and its successor can be asked while the others run;
     - a trial it cannot (the first ones of a study, or `--no-prune`) gains nothing from
       that, so its folds run together, oldest trial first: under a short budget every
-      family finishes whole trials instead of holding many half-trained ones.
+      family finishes whole trials instead of holding many half-trained ones;
+    - from `hurry_at` on (time.time(), set by the scheduler near a deadline), folds of trials
+      already under way go before any fold of a trial not yet started: a trial finished
+      counts, two half-trained ones cut by the deadline do not.
     """
 
     def __init__(self, X: np.ndarray, y: np.ndarray, folds, *, slots: list[Slot] | None = None,
@@ -227,6 +230,9 @@ class WorkerPool:
         self.deadline = deadline  # time.time() at which every job stops (the run's search budget)
         self.predictions = predictions  # answers carry each fold's validation predictions (for ensembles)
         self.keep_models = keep_models  # tree folds save their models under <it>/<family>-<trial>/fold-<k>/
+        self.hurry_at: float | None = None  # time.time() from which trials under way go first
+        self._under_way: set[Hashable] = set()  # trials with a fold taken by a worker
+        self._running: dict[Hashable, dict[int, float]] = {}  # trial -> {fold: time.time() a worker took it}
         if scratch is not None:  # a killed driver's leftovers are cleared by the next run
             Path(scratch).mkdir(parents=True, exist_ok=True)
             for stale in Path(scratch).glob(".pool-*"):
@@ -281,6 +287,13 @@ class WorkerPool:
             self._staged = [job for job in self._staged if job.trial != trial]
             return before - len(self._pending) - len(self._staged)
 
+    def progress(self, trial: Hashable) -> tuple[int, list[float]]:
+        """(folds of the trial still queued, seconds each of its running folds has run so far)."""
+        with self._ready:
+            queued = sum(job.trial == trial for job in (*self._pending, *self._staged))
+            now = time.time()
+            return queued, [now - taken for taken in self._running.get(trial, {}).values()]
+
     def next_done(self, timeout: float | None = None) -> FoldDone | None:
         """The next fold answer, or None if none came within `timeout` seconds."""
         try:
@@ -310,8 +323,16 @@ class WorkerPool:
         fuses = self.fuse.mode == "on" or (self.fuse.mode == "auto" and slot.kind == "gpu")
         idle_others = self._waiting[slot.kind] - 1
         task, self._pending = take_task(self._pending, idle_others, fuses, self._jobs_per_task(),
-                                        self._accepts(worker), first_choice(slot))
+                                        self._accepts(worker), first_choice(slot),
+                                        self._under_way if self._hurry() else None)
+        now = time.time()
+        for job in task:
+            self._under_way.add(job.trial)
+            self._running.setdefault(job.trial, {})[job.fold] = now
         return task
+
+    def _hurry(self) -> bool:
+        return self.hurry_at is not None and time.time() >= self.hurry_at
 
     def _serve(self, worker: WorkerProcess) -> None:
         index = self._all.index(worker)
@@ -346,6 +367,9 @@ class WorkerPool:
                 self.timeline.append({"worker": index, "device": worker.slot.label,
                                       "what": task[0].family, "start": started, "end": time.time(),
                                       "jobs": len(task)})
+            with self._ready:
+                for job in task:
+                    self._running.get(job.trial, {}).pop(job.fold, None)
             for job, answer in zip(task, answers, strict=True):
                 self._done.put(FoldDone(job, answer))
 
@@ -523,14 +547,18 @@ class WorkerPool:
 
 def take_task(pending: list[FoldJob], idle_others: int, fuses: bool, per_task: int,
               accepts: Callable[[str], bool] = lambda family: True,
-              first_choice: str | None = None) -> tuple[list[FoldJob], list[FoldJob]]:
+              first_choice: str | None = None,
+              under_way: set[Hashable] | None = None) -> tuple[list[FoldJob], list[FoldJob]]:
     """(what one free worker trains next, what stays queued), from a queue in `queue_key` order.
 
-    The first job the worker `accepts` (one of its `first_choice` families' if any waits);
+    The first job the worker `accepts` (one of its `first_choice` families' if any waits;
+    with `under_way` given, one of those trials' if any waits);
     alone, unless its family is batched and `fuses` (its folds train as one fused model):
     then up to `per_task` queued jobs of that family, leaving a share for the `idle_others`
     workers like it also waiting."""
     mine = [job for job in pending if accepts(job.family)]
+    if under_way is not None:
+        mine.sort(key=lambda job: job.trial not in under_way)  # stable: queue order within each part
     preferred = [job for job in mine if FAMILIES[job.family].gpu == first_choice]
     if not mine:
         return [], pending
