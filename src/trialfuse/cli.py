@@ -64,6 +64,9 @@ def run(
     storage: Annotated[str | None, typer.Option(help="Optuna storage URL or journal file path.")] = None,
     seed: Seed = 0,
     devices: Devices = "auto",
+    ray: Annotated[str | None, typer.Option(help="Run the workers as Ray actors: 'local' starts Ray on this "
+                                                 "machine, 'auto' or an address joins a cluster (pip install "
+                                                 "'trialfuse[ray]').")] = None,
     fuse: Fuse = "auto",
     timeout: Annotated[str | None, typer.Option(help="Budget for the whole run (90s, 20m, 6h); the best "
                                                        "model so far is still retrained and saved.")] = None,
@@ -86,7 +89,7 @@ def run(
     from trialfuse.driver.options import RunOptions
 
     _run(RunOptions(data=data, target=target, models=models, trials=trials, folds=folds, holdout=holdout,
-                    out=out, storage=storage, seed=seed, devices=devices, fuse=fuse, timeout=timeout,
+                    out=out, storage=storage, seed=seed, devices=devices, ray=ray, fuse=fuse, timeout=timeout,
                     job_timeout=job_timeout, prune=prune, ensemble=ensemble, refit=refit, explain=explain,
                     keep_columns=keep_columns), quiet,
          as_json)

@@ -63,9 +63,13 @@ def plan_workers(spec: str) -> list[Slot]:
 
 
 def describe(slots: list[Slot]) -> str:
-    """e.g. "cuda:0,1 + 14 cpu" or "cpu x 2", for results.json and the report."""
+    """e.g. "cuda:0,1 + 14 cpu" or "cpu x 2", for results.json and the report; on a Ray
+    cluster, its totals: "ray: 3 nodes, 2 gpu + 4 cpu"."""
     gpus = [s.visible for s in slots if s.kind == "gpu"]
     cpus = sum(s.kind == "cpu" for s in slots)
+    nodes = {s.node for s in slots if s.node}
+    if nodes:
+        return f"ray: {len(nodes)} node{'s' * (len(nodes) > 1)}, {len(gpus)} gpu + {cpus} cpu"
     if not gpus:
         return f"cpu x {cpus}"
     return f"cuda:{','.join(gpus)}" + (f" + {cpus} cpu" if cpus else "")

@@ -1,6 +1,7 @@
 """`trialfuse run`'s options, checked and parsed once into typed values before any data is read."""
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,7 @@ class RunOptions:
     storage: str | None = None
     seed: int = 0
     devices: str = "auto"
+    ray: str | None = None  # workers as Ray actors: "local" (a Ray instance of this machine), "auto" or an address
     fuse: str | Fuse = "auto"  # auto | off | N (at most N NN models per fused batch); a Fuse once checked
     prune: bool = True  # stop a clearly losing trial after its first folds
     ensemble: bool = True  # keep out-of-fold predictions; save an ensemble where it beats the best model
@@ -78,6 +80,11 @@ def check_options(opts: RunOptions) -> None:
     if opts.out is not None and Path(opts.out).exists() and not Path(opts.out).is_dir():
         raise UserError(f"--out {opts.out} exists and is not a directory")
     plan_workers(opts.devices)
+    if opts.ray is not None:
+        if opts.devices != "auto":
+            raise UserError("--devices and --ray: on Ray the cluster's GPUs and CPUs decide the workers")
+        if importlib.util.find_spec("ray") is None:
+            raise UserError("--ray needs Ray: pip install 'trialfuse[ray]'")
     opts.timeout = parse_duration(opts.timeout)
     if opts.trials is None and opts.timeout is None:
         opts.trials = DEFAULT_TRIALS

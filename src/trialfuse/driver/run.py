@@ -48,6 +48,16 @@ class SilentReporter:
     def watch(self, activity: Callable[[], list[tuple[str, str]]]) -> None: ...
 
 
+def _workers(opts: RunOptions):
+    """(slots, how to start a worker): processes on this machine, or Ray actors over a cluster."""
+    if opts.ray is None:
+        return plan_workers(opts.devices), None
+    from trialfuse.transport import ray_workers
+
+    ray_workers.connect(opts.ray)
+    return ray_workers.cluster_slots(), ray_workers.RayWorker
+
+
 def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[str, Any]:
     """Run the whole comparison and return what was written to results.json."""
     reporter = reporter or SilentReporter()
@@ -63,7 +73,7 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
     unused += table.warnings
     for line in unused:
         reporter.stage(line)
-    slots = plan_workers(opts.devices)
+    slots, new_worker = _workers(opts)
     out = Path(opts.out) if opts.out else Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     run_dir.clear_leftovers(out)
@@ -83,7 +93,7 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
     budget = Budget.starting_now(run_started, opts.timeout) if opts.timeout else None
     with WorkerPool(table.X[rest], table.y[rest], folds, slots=slots, job_timeout=opts.job_timeout, scratch=out,
                     fuse=opts.fuse, predictions=out_of_fold is not None,
-                    keep_models=None if opts.refit else out_of_fold.directory / MODELS) as pool:
+                    keep_models=None if opts.refit else out_of_fold.directory / MODELS, new_worker=new_worker) as pool:
         reporter.watch(pool.activity)
         for family in opts.models:
             reporter.family_started(family, opts.trials)

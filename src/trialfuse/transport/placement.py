@@ -38,17 +38,20 @@ TYPICAL_HIDDEN_UNITS = 360  # the NN search space's mean total width (about 3 la
 class Slot:
     """One worker: `kind` is how the pool treats it ("gpu" or "cpu"), `visible` the
     CUDA_VISIBLE_DEVICES its process gets ("" for none: a CPU worker, or in tests a CPU
-    process standing in for a GPU worker), `threads` the CPU threads it may use."""
+    process standing in for a GPU worker), `threads` the CPU threads it may use, `node` the
+    Ray node it lives on ("" on this machine)."""
 
     kind: str
     visible: str = ""
     threads: int = 1
+    node: str = ""
 
     @property
     def label(self) -> str:
+        where = f" on node {self.node[:8]}" if self.node else ""
         if self.kind == "cpu":
-            return "cpu"
-        return f"cuda:{self.visible}" if self.visible else "gpu (a cpu stand-in)"
+            return "cpu" + where
+        return (f"cuda:{self.visible}" if self.visible else "gpu (a cpu stand-in)") + where
 
 
 def device_for(family: str, slots: list[Slot], readies: list[dict], rows: int) -> str:

@@ -46,6 +46,11 @@ class WorkerLost(Exception):
     """The worker died, hung past its timeout, or broke the protocol."""
 
 
+class SlotGone(WorkerLost):
+    """The worker's place is gone for good (its cluster node died): no worker starts there
+    again, and the task it held goes back to the queue for the others."""
+
+
 class WorkerProcess:
     """One `trialfuse worker` subprocess and a thread that reads its stdout into a queue."""
 
@@ -220,7 +225,8 @@ class WorkerPool:
 
     def __init__(self, X: np.ndarray, y: np.ndarray, folds, *, slots: list[Slot] | None = None,
                  job_timeout: float | None = None, scratch: Path | None = None, fuse: Fuse = AUTO,
-                 deadline: float | None = None, predictions: bool = False, keep_models: Path | None = None):
+                 deadline: float | None = None, predictions: bool = False, keep_models: Path | None = None,
+                 new_worker: Callable[..., WorkerProcess] | None = None):
         self.slots = slots or [Slot("cpu", "", os.cpu_count() or 1)]
         self.workers = len(self.slots)
         self.job_timeout = job_timeout or math.inf
@@ -253,7 +259,8 @@ class WorkerPool:
         self.timeline: list[dict[str, Any]] = []  # every task a worker ran: for the report's device timeline
         logs = Path(scratch) / WORKER_LOGS if scratch is not None else self._tmp
         logs.mkdir(parents=True, exist_ok=True)
-        self._all = [WorkerProcess(_env(slot), self._dataset, slot, logs / f"worker-{i}.log")
+        self._new_worker = new_worker or WorkerProcess  # (env, dataset, slot, log): a process, or a Ray actor
+        self._all = [self._new_worker(_env(slot), self._dataset, slot, logs / f"worker-{i}.log")
                      for i, slot in enumerate(self.slots)]
         self._doing = ["starting"] * len(self._all)  # what each worker is at, for the progress display
         for worker in self._all:
@@ -363,7 +370,11 @@ class WorkerPool:
             self._doing[index] = _describe(task)
             with worker.busy:
                 started = time.time()
-                answers = self._run_task(worker, task)
+                try:
+                    answers = self._run_task(worker, task)
+                except SlotGone:
+                    self._give_back(task, worker)
+                    return
                 self.timeline.append({"worker": index, "device": worker.slot.label,
                                       "what": task[0].family, "start": started, "end": time.time(),
                                       "jobs": len(task)})
@@ -372,6 +383,20 @@ class WorkerPool:
                     self._running.get(job.trial, {}).pop(job.fold, None)
             for job, answer in zip(task, answers, strict=True):
                 self._done.put(FoldDone(job, answer))
+
+    def _give_back(self, task: list[FoldJob], gone: WorkerProcess) -> None:
+        """A worker whose place is gone: its task goes back to the queue for the others, and
+        the pool runs on with fewer workers; with none left, every job queued fails."""
+        gone.retired = True
+        with self._ready:
+            for job in task:
+                self._running.get(job.trial, {}).pop(job.fold, None)
+            self._pending[:0] = task
+            self._ready.notify_all()
+            if all(worker.retired for worker in self._all):
+                orphans, self._pending = self._pending, []
+                for job in orphans:
+                    self._done.put(FoldDone(job, protocol.error("every worker's place is gone")))
 
     def window(self, family: str) -> int:
         """Trials of `family` worth keeping in flight on this pool (see placement.window); waits
@@ -418,6 +443,8 @@ class WorkerPool:
         job is answered and the worker's thread lives on."""
         try:
             return self._run_with_retries(worker, task)
+        except SlotGone:
+            raise
         except Exception as exc:
             return [protocol.error(f"{type(exc).__name__}: {exc}") for _ in task]
 
@@ -428,6 +455,8 @@ class WorkerPool:
                 return worker.request(command, len(task), self.job_timeout)
             except TimeoutError as exc:
                 return [protocol.error(f"timed out: {exc}") for _ in task]
+            except SlotGone:
+                raise
             except WorkerLost as exc:
                 reason = str(exc)
                 worker.kill()
@@ -435,7 +464,7 @@ class WorkerPool:
                     continue
         if self._closed:
             return [protocol.error("the pool closed") for _ in task]
-        fresh = WorkerProcess(worker.env, self._dataset, worker.slot, worker.log)  # last resort: for this task alone
+        fresh = self._new_worker(worker.env, self._dataset, worker.slot, worker.log)  # last resort: this task alone
         try:
             return fresh.request(command, len(task), self.job_timeout)
         except (WorkerLost, TimeoutError) as exc:

@@ -1,0 +1,258 @@
+"""Workers as Ray actors: the same pool, scheduler and protocol, past one machine (`--ray`).
+
+Each worker is an actor hosting the same `Server` a `trialfuse worker` process runs: one
+per GPU in the cluster (num_gpus=1 and one CPU for its threads), one per remaining CPU for
+tree folds. The pool drives them exactly as it drives processes (`RayWorker` has the
+process's start / request / kill / close), so the driver keeps Optuna's asks and tells,
+its storage and the scheduler; only the transport differs. Each call is one task of the
+pool (a fold, or a fused NN batch), so calls are short: Ray cannot stop a running method.
+
+- The search rows go into the object store once (`ray.put`); each actor takes the reference.
+- Files travel with the calls: a command's input files (a table to score, fold models, a
+  saved model) are sent with it, and what the actor writes (models, fold models) comes back
+  and is written where the driver asked, so nodes need no shared disk.
+- Faults: actors have `max_restarts=0` and calls `max_task_retries=0`, so the pool, not Ray,
+  decides: a dead actor is replaced once and its task re-sent, as for a process; an actor
+  whose node died is not replaced (`SlotGone`): its task goes back to the queue and the run
+  goes on with fewer workers.
+
+`ray` is imported only here, and only when a run asks for it (`pip install trialfuse[ray]`).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from trialfuse.errors import UserError
+from trialfuse.transport import protocol
+from trialfuse.transport.placement import Slot
+from trialfuse.transport.process_pool import READY_TIMEOUT, SlotGone, WorkerLost
+
+INPUT_FILES = ("path", "score_path", "rows_path")  # command keys naming a driver-side file the worker reads
+INPUT_LISTS = ("fold_files",)  # ... a list of such files
+INPUT_DIRS = ("model_dir",)  # ... a directory whose files it reads
+OUTPUT_DIRS = ("directory", "save_dir")  # ... a directory it writes into (a job's save_dir too)
+
+
+def connect(address: str) -> None:
+    """Start a local Ray instance (`local`) or join a cluster (`auto`, or its address)."""
+    try:
+        import ray
+    except ImportError:
+        raise UserError("--ray needs Ray: pip install 'trialfuse[ray]'") from None
+    if ray.is_initialized():
+        return
+    kwargs = {"include_dashboard": False, "log_to_driver": False}
+    try:
+        ray.init(**kwargs) if address == "local" else ray.init(address=address, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise UserError(f"--ray {address}: cannot reach the cluster ({str(exc).splitlines()[0]})") from None
+
+
+def cluster_slots() -> list[Slot]:
+    """One GPU worker per GPU of every live node, then one CPU worker per CPU left there."""
+    import ray
+
+    slots = []
+    for node in sorted((n for n in ray.nodes() if n["Alive"]), key=lambda n: n["NodeID"]):
+        gpus, cpus = int(node["Resources"].get("GPU", 0)), int(node["Resources"].get("CPU", 0))
+        slots += [Slot("gpu", str(i), 1, node=node["NodeID"]) for i in range(gpus)]
+        slots += [Slot("cpu", "", 1, node=node["NodeID"]) for _ in range(max(0, cpus - gpus))]
+    return slots
+
+
+def node_alive(node_id: str) -> bool:
+    import ray
+
+    return any(n["NodeID"] == node_id and n["Alive"] for n in ray.nodes())
+
+
+class Host:
+    """The actor's body: a `Server` and the files its commands read and write (in a scratch
+    directory of its node). Defined plainly, so tests run it in-process too; `_actor_class`
+    makes it a Ray actor."""
+
+    def __init__(self) -> None:
+        from trialfuse.transport.server import Server, capabilities
+
+        self.server = Server()
+        self.ready = {"status": protocol.READY, "device": self.server.device, **capabilities(self.server.device)}
+        self.scratch = Path(tempfile.mkdtemp(prefix="trialfuse-ray-"))
+        self.calls = 0
+
+    def hello(self) -> dict[str, Any]:
+        import ray
+
+        return {**self.ready, "node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+
+    def load(self, rows: bytes, command: dict[str, Any]) -> dict[str, Any]:
+        """The search rows (from the object store) made resident, as `load_dataset` does from a file."""
+        path = self.scratch / "search_rows.npz"
+        path.write_bytes(rows)
+        return self.server.handle({**command, "path": str(path)})[0]
+
+    def handle(self, command: dict[str, Any], files: dict[str, bytes]) -> tuple[list[dict], dict[str, dict]]:
+        """(answers, {driver directory: {relative path: bytes}}) for one command whose input
+        files came with it."""
+        from trialfuse.transport.server import broken_cuda_context
+
+        self.calls += 1
+        call = self.scratch / f"call-{self.calls}"
+        local = {}
+        for i, (driver_path, data) in enumerate(files.items()):
+            target = call / "in" / str(i) / Path(driver_path).name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+            local[driver_path] = str(target)
+        outputs = {d: str(call / "out" / str(i)) for i, d in enumerate(_output_dirs(command))}
+        for directory in outputs.values():
+            Path(directory).mkdir(parents=True, exist_ok=True)
+        with contextlib.redirect_stdout(sys.stderr):
+            answers = self.server.handle(_rewrite(command, {**local, **outputs}))
+        back = {d: {str(f.relative_to(here)): f.read_bytes() for f in Path(here).rglob("*") if f.is_file()}
+                for d, here in outputs.items()}
+        shutil.rmtree(call, ignore_errors=True)
+        answers = _rewrite(answers, {here: d for d, here in outputs.items()})
+        if any(broken_cuda_context(a.get("error", "")) for a in answers):
+            threading.Timer(0.5, os._exit, (70,)).start()  # as a process worker does: this GPU's context is lost
+        return answers, back
+
+
+def _rewrite(value: Any, paths: dict[str, str]) -> Any:
+    """`value` with every string that is, or starts with, a key of `paths` mapped to its value."""
+    if isinstance(value, dict):
+        return {k: _rewrite(v, paths) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rewrite(v, paths) for v in value]
+    if isinstance(value, str):
+        for old, new in paths.items():
+            if value == old or value.startswith(old.rstrip("/") + "/"):
+                return new + value[len(old):]
+    return value
+
+
+def _jobs(command: dict[str, Any]) -> list[dict[str, Any]]:
+    return [command, *(j for j in command.get("jobs") or [] if isinstance(j, dict))]
+
+
+def _output_dirs(command: dict[str, Any]) -> list[str]:
+    return [part[key] for part in _jobs(command) for key in OUTPUT_DIRS if part.get(key)]
+
+
+def input_files(command: dict[str, Any]) -> dict[str, bytes]:
+    """The driver-side files a command reads, by path: what travels with it."""
+    paths = []
+    for part in _jobs(command):
+        paths += [part[key] for key in INPUT_FILES if part.get(key)]
+        paths += [p for key in INPUT_LISTS for p in part.get(key) or []]
+        for key in INPUT_DIRS:
+            if part.get(key):
+                paths += [str(f) for f in Path(part[key]).rglob("*") if f.is_file()]
+    return {p: Path(p).read_bytes() for p in dict.fromkeys(paths)}
+
+
+_ACTOR: list[Any] = []
+_ROWS: dict[str, Any] = {}  # NPZ path -> its object-store reference: the search rows are put once
+_ROWS_LOCK = threading.Lock()
+
+
+def _actor_class():
+    if not _ACTOR:
+        import ray
+
+        _ACTOR.append(ray.remote(max_restarts=0, max_task_retries=0)(Host))
+    return _ACTOR[0]
+
+
+def _rows_ref(path: str):
+    import ray
+
+    with _ROWS_LOCK:
+        if path not in _ROWS:
+            _ROWS[path] = ray.put(Path(path).read_bytes())
+        return _ROWS[path]
+
+
+class RayWorker:
+    """One actor, with `WorkerProcess`'s interface, so `WorkerPool` drives it unchanged."""
+
+    def __init__(self, env: dict[str, str], dataset: dict[str, Any], slot: Slot | None = None, log=None):
+        self.env, self.dataset, self.log = env, dataset, log
+        self.slot = slot or Slot("cpu")
+        self.ready: dict[str, Any] = {}
+        self.tried = threading.Event()
+        self.busy = threading.Lock()
+        self.retired = False
+        self.actor = None
+
+    def start(self) -> None:
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        if self.retired:
+            raise WorkerLost("the pool is closed")
+        if self.slot.node and not node_alive(self.slot.node):
+            raise SlotGone(f"its node {self.slot.node[:8]} is gone")
+        placement = {"num_cpus": self.slot.threads, "num_gpus": 1 if self.slot.kind == "gpu" else 0}
+        if self.slot.node:  # soft: Ray may place it elsewhere if its node cannot take it
+            placement["scheduling_strategy"] = NodeAffinitySchedulingStrategy(self.slot.node, soft=True)
+        self.actor = _actor_class().options(**placement).remote()
+        try:
+            self.ready = ray.get(self.actor.hello.remote(), timeout=READY_TIMEOUT)
+            loaded = ray.get(self.actor.load.remote(_rows_ref(self.dataset["path"]), self.dataset),
+                             timeout=READY_TIMEOUT)
+        except ray.exceptions.GetTimeoutError:
+            self.kill()
+            raise WorkerLost(f"the actor did not start within {READY_TIMEOUT:g} s") from None
+        except ray.exceptions.RayError as exc:
+            self.kill()
+            raise self._lost(exc) from None
+        if loaded.get("status") != "loaded":
+            self.kill()
+            raise WorkerLost(f"the worker could not load the search rows: {loaded.get('error')}")
+
+    def request(self, command: dict[str, Any], answers: int, timeout: float) -> list[dict[str, Any]]:
+        import ray
+
+        if self.actor is None:
+            self.start()
+        call = self.actor.handle.remote(command, input_files(command))
+        try:
+            replies, files = ray.get(call, timeout=None if timeout == float("inf") else timeout)
+        except ray.exceptions.GetTimeoutError:
+            self.kill()
+            raise TimeoutError(f"no answer within {timeout:g} s") from None
+        except ray.exceptions.RayError as exc:
+            self.actor = None
+            raise self._lost(exc) from None
+        for directory, written in files.items():
+            for name, data in written.items():
+                target = Path(directory) / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+        if len(replies) != answers:
+            raise WorkerLost(f"the actor gave {len(replies)} answers to a command that needs {answers}")
+        return replies
+
+    def _lost(self, exc: Exception) -> WorkerLost:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if self.slot.node and not node_alive(self.slot.node):
+            return SlotGone(f"its node {self.slot.node[:8]} is gone ({first})")
+        return WorkerLost(f"the actor died ({first})")
+
+    def kill(self) -> None:
+        import ray
+
+        if self.actor is not None:
+            with contextlib.suppress(Exception):
+                ray.kill(self.actor, no_restart=True)
+            self.actor = None
+
+    close = kill
+

@@ -1,0 +1,103 @@
+"""Workers as Ray actors (`--ray`): the worker contract, a whole run equal to the local one,
+and an actor killed in the middle of a task. One local Ray instance for the module, with two
+declared GPUs (Ray's resources are logical: their actors train on the CPU)."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+import ray
+from contract import WorkerContract
+
+from trialfuse.driver.options import RunOptions
+from trialfuse.driver.run import compare_models
+from trialfuse.survivors import TARGET, make_survivors, write_survivors
+from trialfuse.transport import protocol
+from trialfuse.transport.placement import Slot
+from trialfuse.transport.process_pool import WorkerPool
+from trialfuse.transport.ray_workers import RayWorker, cluster_slots
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, object_store_memory=200 * 2**20,
+             log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+class RayActor:
+    """A RayWorker driven as the contract drives a worker."""
+
+    def __init__(self, tmp=None):
+        import tempfile
+        from pathlib import Path
+
+        self.tmp = Path(tempfile.mkdtemp())
+        X, y, _ = make_survivors(50, seed=1)
+        np.savez(self.tmp / "rows.npz", X=X, y=y)
+        self.worker = RayWorker({}, protocol.load_dataset(str(self.tmp / "rows.npz"),
+                                                          [(np.arange(25), np.arange(25, 50))]), Slot("gpu", "0"))
+        self.worker.start()
+        self.ready = {k: v for k, v in self.worker.ready.items() if k in ("status", "device")}
+
+    def ask(self, command: dict, answers: int) -> list[dict]:
+        return json.loads(json.dumps(self.worker.request(json.loads(json.dumps(command)), answers, 120),
+                                     default=float))
+
+    def close(self) -> None:
+        self.worker.kill()
+
+
+class TestRayActor(WorkerContract):
+    start_worker = RayActor
+
+
+def test_the_cluster_gives_one_worker_per_gpu_then_one_per_cpu_left():
+    slots = cluster_slots()
+    assert [s.kind for s in slots] == ["gpu", "gpu"] and {s.threads for s in slots} == {1}
+    assert len({s.node for s in slots}) == 1 and all(s.label.startswith("cuda:") and " on node " in s.label
+                                                     for s in slots)
+
+
+def test_a_run_on_ray_gives_the_same_trials_and_scores_as_on_local_processes(tmp_path):
+    data = write_survivors(tmp_path / "rows.csv", rows=600, seed=0)
+
+    def run(**where) -> dict:
+        opts = RunOptions(data=data, target=TARGET, models=["lightgbm", "nn"], trials=3, folds=3,
+                          out=tmp_path / ("ray" if where else "local"), explain=False, **where)
+        return compare_models(opts)
+
+    local, on_ray = run(), run(ray="local")
+    assert on_ray["device"] == "ray: 1 node, 2 gpu + 0 cpu" and on_ray["workers"] == 2
+    for family in ("lightgbm", "nn"):
+        a, b = local["families"][family], on_ray["families"][family]
+        assert (a["trials_complete"], a["trials_pruned"]) == (b["trials_complete"], b["trials_pruned"]) == (3, 0)
+        tolerance = 0 if family == "lightgbm" else 1e-6  # the NN: float32 on either side, one at a time
+        assert b["cv_r2_mean"] == pytest.approx(a["cv_r2_mean"], abs=tolerance)
+    assert on_ray["holdout_r2"] == pytest.approx(local["holdout_r2"], abs=1e-6)
+    tasks = json.loads((tmp_path / "ray" / "timeline.json").read_text())["tasks"]
+    assert {t["device"].split(" on node ")[0] for t in tasks} <= {"cuda:0", "cuda:1"}  # which node ran what
+
+
+def test_an_actor_killed_mid_task_is_started_again_and_its_task_sent_once_more(tmp_path):
+    X, y, _ = make_survivors(3000, seed=0)
+    folds = [(np.arange(0, 2000), np.arange(2000, 3000))]
+    slow_nn = {"hidden_layers": [256, 256], "epochs": 400, "early_stopping_patience": 400, "learning_rate": 1e-3}
+    with WorkerPool(X, y, folds, slots=[Slot("gpu", "0")], scratch=tmp_path, new_worker=RayWorker) as pool:
+        worker = pool._all[0]
+        pool.submit(("nn", 0), "nn", slow_nn, [0], seed=0, diagonal=False)
+        pool.dispatch()
+        deadline = time.monotonic() + 120
+        while pool.activity()[0][1] == "idle" or worker.actor is None or not worker.ready:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        first_pid = worker.ready["pid"]
+        time.sleep(1.0)  # in the middle of its training
+        threading.Thread(target=ray.kill, args=(worker.actor,), kwargs={"no_restart": True}).start()
+        answer = pool.next_done(timeout=300)
+        assert answer is not None and answer.result["status"] == "complete", answer.result
+        assert worker.ready["pid"] != first_pid  # a new actor ran it
