@@ -21,16 +21,11 @@ pool (a fold, or a fused NN batch), so calls are short: Ray cannot stop a runnin
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
-import sys
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
 from trialfuse.errors import UserError
-from trialfuse.transport import protocol
 from trialfuse.transport.placement import Slot
 from trialfuse.transport.process_pool import READY_TIMEOUT, SlotGone, WorkerLost
 
@@ -73,63 +68,12 @@ def node_alive(node_id: str) -> bool:
     return any(n["NodeID"] == node_id and n["Alive"] for n in ray.nodes())
 
 
-class Host:
-    """The actor's body: a `Server` and the files its commands read and write (in a scratch
-    directory of its node). Defined plainly, so tests run it in-process too; `_actor_class`
-    makes it a Ray actor."""
-
-    def __init__(self) -> None:
-        from trialfuse.transport.server import Server, capabilities
-
-        self.server = Server()
-        self.ready = {"status": protocol.READY, "device": self.server.device, **capabilities(self.server.device)}
-        self.scratch = Path(tempfile.mkdtemp(prefix="trialfuse-ray-"))
-        self.calls = 0
-
-    def hello(self) -> dict[str, Any]:
-        import ray
-
-        return {**self.ready, "node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
-
-    def load(self, rows: bytes, command: dict[str, Any]) -> dict[str, Any]:
-        """The search rows (from the object store) made resident, as `load_dataset` does from a file."""
-        path = self.scratch / "search_rows.npz"
-        path.write_bytes(rows)
-        return self.server.handle({**command, "path": str(path)})[0]
-
-    def handle(self, command: dict[str, Any], files: dict[str, bytes]) -> tuple[list[dict], dict[str, dict]]:
-        """(answers, {driver directory: {relative path: bytes}}) for one command whose input
-        files came with it."""
-        from trialfuse.transport.server import broken_cuda_context
-
-        self.calls += 1
-        call = self.scratch / f"call-{self.calls}"
-        local = {}
-        for i, (driver_path, data) in enumerate(files.items()):
-            target = call / "in" / str(i) / Path(driver_path).name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-            local[driver_path] = str(target)
-        outputs = {d: str(call / "out" / str(i)) for i, d in enumerate(_output_dirs(command))}
-        for directory in outputs.values():
-            Path(directory).mkdir(parents=True, exist_ok=True)
-        with contextlib.redirect_stdout(sys.stderr):
-            answers = self.server.handle(_rewrite(command, {**local, **outputs}))
-        back = {d: {str(f.relative_to(here)): f.read_bytes() for f in Path(here).rglob("*") if f.is_file()}
-                for d, here in outputs.items()}
-        shutil.rmtree(call, ignore_errors=True)
-        answers = _rewrite(answers, {here: d for d, here in outputs.items()})
-        if any(broken_cuda_context(a.get("error", "")) for a in answers):
-            threading.Timer(0.5, os._exit, (70,)).start()  # as a process worker does: this GPU's context is lost
-        return answers, back
-
-
-def _rewrite(value: Any, paths: dict[str, str]) -> Any:
+def rewrite(value: Any, paths: dict[str, str]) -> Any:
     """`value` with every string that is, or starts with, a key of `paths` mapped to its value."""
     if isinstance(value, dict):
-        return {k: _rewrite(v, paths) for k, v in value.items()}
+        return {k: rewrite(v, paths) for k, v in value.items()}
     if isinstance(value, list):
-        return [_rewrite(v, paths) for v in value]
+        return [rewrite(v, paths) for v in value]
     if isinstance(value, str):
         for old, new in paths.items():
             if value == old or value.startswith(old.rstrip("/") + "/"):
@@ -141,7 +85,7 @@ def _jobs(command: dict[str, Any]) -> list[dict[str, Any]]:
     return [command, *(j for j in command.get("jobs") or [] if isinstance(j, dict))]
 
 
-def _output_dirs(command: dict[str, Any]) -> list[str]:
+def output_dirs(command: dict[str, Any]) -> list[str]:
     return [part[key] for part in _jobs(command) for key in OUTPUT_DIRS if part.get(key)]
 
 
@@ -165,6 +109,8 @@ _ROWS_LOCK = threading.Lock()
 def _actor_class():
     if not _ACTOR:
         import ray
+
+        from trialfuse.transport.ray_host import Host
 
         _ACTOR.append(ray.remote(max_restarts=0, max_task_retries=0)(Host))
     return _ACTOR[0]
