@@ -498,10 +498,15 @@ class WorkerPool:
                                            [str(f) for f in model.fold_files] if model.fold_files else None)
                 try:
                     answers[mine[0]] = self._run_on(worker, "retrain", model.family, command)
+                except SlotGone:  # another worker retrains it
+                    worker.retired = True
+                    with lock:
+                        waiting.insert(0, mine[0])
+                    return
                 except Exception as exc:  # every model is answered, whatever happened to its worker
                     answers[mine[0]] = protocol.error(f"{type(exc).__name__}: {exc}")
 
-        takers = [w for w in self._all if any(self._accepts(w)(m.family) for m in models)] or self._all[:1]
+        takers = [w for w in self._live() if any(self._accepts(w)(m.family) for m in models)] or self._live()[:1]
         threads = [threading.Thread(target=serve, args=(w,), daemon=True) for w in takers]
         for thread in threads:
             thread.start()
@@ -511,7 +516,7 @@ class WorkerPool:
 
     def diagnose(self, params: dict[str, Any], seed: int) -> dict[str, Any]:
         """The NN diagnostics probe for `params` on the first fold (see engine.diagnostics)."""
-        worker = next((w for w in self._all if self._accepts(w)("nn")), self._all[0])
+        worker = next((w for w in self._live() if self._accepts(w)("nn")), self._live()[0])
         answer = self._run_on(worker, "diagnose", "nn", protocol.diagnose(params, seed, os.cpu_count() or 1))
         if answer.get("status") != "complete":
             raise RuntimeError(f"diagnose failed: {answer.get('error')}")
@@ -522,11 +527,15 @@ class WorkerPool:
         worker if there is one: it predicts many small batches, which a GPU does not speed up."""
         rows_path = self._tmp / "explain_rows.npz"
         np.savez(rows_path, X=X, y=y)
-        worker = next((w for w in self._all if w.slot.kind == "cpu"), self._all[0])
+        worker = next((w for w in self._live() if w.slot.kind == "cpu"), self._live()[0])
         answer = self._run_on(worker, "explain", "winner", protocol.explain(str(model_dir), str(rows_path), seed))
         if answer.get("status") != "complete":
             raise RuntimeError(f"explain failed: {answer.get('error')}")
         return answer["explanation"]
+
+    def _live(self) -> list[WorkerProcess]:
+        """The workers whose place is not gone (all of them, if every one is)."""
+        return [w for w in self._all if not w.retired] or self._all
 
     def _run_on(self, worker: WorkerProcess, what: str, family: str, command: dict[str, Any]) -> dict[str, Any]:
         """One command on `worker`, outside the queue, logged on the timeline; under the job
@@ -544,6 +553,8 @@ class WorkerPool:
                 except TimeoutError as exc:
                     answer = protocol.error(f"timed out: {exc}")
                     break
+                except SlotGone:
+                    raise
                 except WorkerLost as exc:
                     worker.kill()
                     answer = protocol.error(str(exc))
