@@ -353,7 +353,9 @@ def main() -> int:
         except Skip as why:
             found, status = {"reason": str(why)}, "SKIP"
         except Exception as exc:  # a failing check is reported; the others still run
-            found, status = {"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()[-1500:]}, "FAIL"
+            partial = {k: v for k, v in report["checks"].get(name, {}).items() if k != "status"}  # figures so far
+            found = {**partial, "error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()[-1500:]}
+            status = "FAIL"
             failed += 1
         seconds = round(time.perf_counter() - started, 1)
         report["checks"][name] = {**found, "status": status, "seconds": seconds}

@@ -53,3 +53,10 @@ def test_near_the_deadline_a_trial_under_way_goes_before_one_not_started():
     assert task[0].family == "nn"  # in queue order
     task, rest = take_task(queue, idle_others=0, fuses=False, per_task=20, under_way={("catboost", 0)})
     assert [(job.family, job.fold) for job in task] == [("catboost", 3)] and len(rest) == len(queue) - 1
+
+
+def test_near_the_deadline_a_fused_task_takes_the_folds_of_trials_under_way_first():
+    queue = sorted(jobs("nn", 0, folds=4) + jobs("nn", 1, folds=4), key=FoldJob.queue_key)
+    under_way = {("nn", 1)}
+    task, _ = take_task(queue, idle_others=0, fuses=True, per_task=4, under_way=under_way)
+    assert {job.trial for job in task} == {("nn", 1)} and len(task) == 4

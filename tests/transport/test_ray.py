@@ -101,3 +101,35 @@ def test_an_actor_killed_mid_task_is_started_again_and_its_task_sent_once_more(t
         answer = pool.next_done(timeout=300)
         assert answer is not None and answer.result["status"] == "complete", answer.result
         assert worker.ready["pid"] != first_pid  # a new actor ran it
+
+
+def test_an_actor_reads_a_saved_model_directory_sent_with_the_call_not_from_the_drivers_disk(tmp_path):
+    """No shared disk: the explain command's model directory travels with it, layout kept; the
+    actor explains from its copy even once the driver's is gone."""
+    import shutil
+
+    from trialfuse.catalog import STARTS
+    from trialfuse.transport.ray_host import Host
+    from trialfuse.transport.ray_workers import input_files
+
+    X, y, _ = make_survivors(300, seed=0)
+    np.savez(tmp_path / "rows.npz", X=X, y=y)
+    host = Host()
+    host.handle(protocol.load_dataset(str(tmp_path / "rows.npz"), [(np.arange(200), np.arange(200, 300))]),
+                input_files({"path": str(tmp_path / "rows.npz")}))
+    retrain = protocol.retrain("lightgbm", STARTS["lightgbm"][0], 20, str(tmp_path / "model"),
+                               str(tmp_path / "rows.npz"), 0, 1)
+    answers, written = host.handle(retrain, input_files(retrain))
+    assert answers[0]["status"] == "complete" and str(tmp_path / "model") in written
+    model = tmp_path / "best_model"
+    for name, data in written[str(tmp_path / "model")].items():
+        (model / name).parent.mkdir(parents=True, exist_ok=True)
+        (model / name).write_bytes(data)
+    (model / "metadata.json").write_text(json.dumps({"family": "lightgbm", "model_file": answers[0]["model_file"],
+                                                     "feature_names": [f"x{i}" for i in range(X.shape[1])]}))
+    explain = protocol.explain(str(model), str(tmp_path / "rows.npz"), 0)
+    sent = input_files(explain)
+    shutil.rmtree(model)
+    answer = host.handle(explain, sent)[0][0]
+    assert str(model) in sent and isinstance(sent[str(model)], dict)
+    assert answer["status"] == "complete", answer

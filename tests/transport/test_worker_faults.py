@@ -9,7 +9,7 @@ from trialfuse.survivors import make_survivors
 from trialfuse.testing import faults
 from trialfuse.transport import protocol
 from trialfuse.transport.placement import Slot
-from trialfuse.transport.process_pool import WORKER_LOGS, WorkerPool
+from trialfuse.transport.process_pool import WORKER_LOGS, SlotGone, WorkerPool, WorkerProcess
 from trialfuse.transport.protocol import TrainJob
 from trialfuse.transport.server import Server, broken_cuda_context
 
@@ -149,3 +149,56 @@ def test_a_worker_that_cannot_load_the_search_rows_says_why(tmp_path, monkeypatc
         done = pool.next_done(timeout=60)
     assert done is not None and done.result["status"] == "error"
     assert "could not load the search rows" in done.result["error"] and "gone.npz" in done.result["error"]
+
+
+class GoneWorker(WorkerProcess):
+    """A worker whose place is gone for good (a cluster node that died): it never starts."""
+
+    def start(self) -> None:
+        raise SlotGone("its node is gone")
+
+
+def gpu_places_gone(env, dataset, slot, log):
+    return (GoneWorker if slot.kind == "gpu" else WorkerProcess)(env, dataset, slot, log)
+
+
+def test_with_every_workers_place_gone_each_job_is_answered_at_once_and_none_waits_forever(tmp_path):
+    X, y, _ = make_survivors(300, seed=0)
+    folds = [(np.arange(0, 200), np.arange(200, 300))]
+    with WorkerPool(X, y, folds, slots=[Slot("cpu")], scratch=tmp_path, new_worker=GoneWorker) as pool:
+        pool.submit(("lightgbm", 0), "lightgbm", STARTS["lightgbm"][0], [0], seed=0)
+        pool.dispatch()
+        first = pool.next_done(timeout=60)
+        pool.submit(("lightgbm", 1), "lightgbm", STARTS["lightgbm"][0], [0], seed=1)  # asked after: still answered
+        pool.dispatch()
+        second = pool.next_done(timeout=60)
+    assert first is not None and second is not None, "a job waited for a worker that will never come"
+    assert {first.result["error"], second.result["error"]} == {"every worker's place is gone"}
+
+
+def test_a_family_whose_workers_places_are_all_gone_moves_to_the_workers_left(tmp_path):
+    X, y, _ = make_survivors(300, seed=0)
+    folds = [(np.arange(0, 200), np.arange(200, 300))]
+    nn = {"hidden_layers": [8], "epochs": 3}
+    with WorkerPool(X, y, folds, slots=[Slot("gpu"), Slot("cpu")], scratch=tmp_path,
+                    new_worker=gpu_places_gone) as pool:
+        pool.submit(("nn", 0), "nn", nn, [0], seed=0)
+        pool.dispatch()
+        answer = pool.next_done(timeout=120)
+        devices = {t["device"] for t in pool.timeline}
+    assert answer is not None and answer.result["status"] == "complete", answer and answer.result
+    assert devices == {"cpu"}
+
+
+def test_a_retrain_whose_workers_place_is_gone_is_done_by_another_worker(tmp_path):
+    from trialfuse.transport.process_pool import Retrain
+
+    X, y, _ = make_survivors(300, seed=0)
+    folds = [(np.arange(0, 200), np.arange(200, 300))]
+    models = [Retrain("lightgbm", STARTS["lightgbm"][0], 20, tmp_path / f"model-{i}", seed=i, seconds=1.0)
+              for i in range(2)]
+    with WorkerPool(X, y, folds, slots=[Slot("gpu"), Slot("cpu")], scratch=tmp_path,
+                    new_worker=gpu_places_gone) as pool:
+        pool._devices["lightgbm"] = "gpu"  # placed on the GPU worker before its node went
+        answers = pool.retrain(models, X[:50])
+    assert [a["status"] for a in answers] == ["complete", "complete"], answers

@@ -228,7 +228,6 @@ class WorkerPool:
                  deadline: float | None = None, predictions: bool = False, keep_models: Path | None = None,
                  new_worker: Callable[..., WorkerProcess] | None = None):
         self.slots = slots or [Slot("cpu", "", os.cpu_count() or 1)]
-        self.workers = len(self.slots)
         self.job_timeout = job_timeout or math.inf
         self._windows: dict[str, int] = {}  # each family's trials in flight, once asked (see window)
         self._devices: dict[str, str] = {}  # each family's kind of worker, once every worker started
@@ -239,6 +238,7 @@ class WorkerPool:
         self.hurry_at: float | None = None  # time.time() from which trials under way go first
         self._under_way: set[Hashable] = set()  # trials with a fold taken by a worker
         self._running: dict[Hashable, dict[int, float]] = {}  # trial -> {fold: time.time() a worker took it}
+        self._cancelled: set[Hashable] = set()  # trials the scheduler dropped: a given-back fold of one is not re-run
         if scratch is not None:  # a killed driver's leftovers are cleared by the next run
             Path(scratch).mkdir(parents=True, exist_ok=True)
             for stale in Path(scratch).glob(".pool-*"):
@@ -285,10 +285,21 @@ class WorkerPool:
                 self._staged.clear()
                 self._pending.sort(key=FoldJob.queue_key)
                 self._ready.notify_all()
+            self._fail_if_no_worker_is_left()
+
+    def _fail_if_no_worker_is_left(self) -> None:
+        """With every worker's place gone (and the pool not closed), each queued job is answered
+        with that error at once, so no trial waits for a worker that will never come."""
+        if self._closed or not all(worker.retired for worker in self._all):
+            return
+        orphans, self._pending = self._pending, []
+        for job in orphans:
+            self._done.put(FoldDone(job, protocol.error("every worker's place is gone")))
 
     def cancel(self, trial: Hashable) -> int:
         """Drop the trial's folds that no worker has started; returns how many were dropped."""
         with self._ready:
+            self._cancelled.add(trial)
             before = len(self._pending) + len(self._staged)
             self._pending = [job for job in self._pending if job.trial != trial]
             self._staged = [job for job in self._staged if job.trial != trial]
@@ -315,10 +326,13 @@ class WorkerPool:
         """The kind of worker that trains `family` (placement.device_for), fixed once every GPU
         worker has said what it can do: the queue asks it for every job at every take."""
         if family in self._devices:
-            return self._devices[family]
-        device = device_for(family, self.slots, [w.ready for w in self._all], self._shape[0])
-        if all(w.tried.is_set() for w in self._all if w.slot.kind == "gpu"):
-            self._devices[family] = device
+            device = self._devices[family]
+        else:
+            device = device_for(family, self.slots, [w.ready for w in self._all], self._shape[0])
+            if all(w.tried.is_set() for w in self._all if w.slot.kind == "gpu"):
+                self._devices[family] = device
+        if not any(w.slot.kind == device and not w.retired for w in self._all):  # every one of them is gone
+            return next((w.slot.kind for w in self._all if not w.retired), device)
         return device
 
     def _take(self, worker: WorkerProcess) -> list[FoldJob]:
@@ -391,12 +405,9 @@ class WorkerPool:
         with self._ready:
             for job in task:
                 self._running.get(job.trial, {}).pop(job.fold, None)
-            self._pending[:0] = task
-            self._ready.notify_all()
-            if all(worker.retired for worker in self._all):
-                orphans, self._pending = self._pending, []
-                for job in orphans:
-                    self._done.put(FoldDone(job, protocol.error("every worker's place is gone")))
+            self._pending[:0] = [job for job in task if job.trial not in self._cancelled]
+            self._ready.notify_all()  # the others take it (a family whose kind is all gone moves kind)
+            self._fail_if_no_worker_is_left()
 
     def window(self, family: str) -> int:
         """Trials of `family` worth keeping in flight on this pool (see placement.window); waits
@@ -467,6 +478,8 @@ class WorkerPool:
         fresh = self._new_worker(worker.env, self._dataset, worker.slot, worker.log)  # last resort: this task alone
         try:
             return fresh.request(command, len(task), self.job_timeout)
+        except SlotGone:
+            raise
         except (WorkerLost, TimeoutError) as exc:
             return [protocol.error(f"{reason}; then in a fresh process: {exc}") for _ in task]
         finally:
@@ -482,32 +495,44 @@ class WorkerPool:
         np.savez(score_path, X=X_score)
         answers: list[dict[str, Any] | None] = [None] * len(models)
         waiting = sorted(range(len(models)), key=lambda i: -models[i].seconds)
-        lock = threading.Lock()
+        running = [0]  # models being retrained: one may come back (its worker's place gone) for another
+        turn = threading.Condition()
+
+        def next_model(worker: WorkerProcess) -> int | None:
+            with turn:
+                while True:
+                    mine = [i for i in waiting if self._accepts(worker)(models[i].family)]
+                    if mine:
+                        waiting.remove(mine[0])
+                        running[0] += 1
+                        return mine[0]
+                    if not running[0]:
+                        return None
+                    turn.wait()
 
         def serve(worker: WorkerProcess) -> None:
-            while True:
-                with lock:
-                    mine = [i for i in waiting if self._accepts(worker)(models[i].family)]
-                    if not mine:
-                        return
-                    waiting.remove(mine[0])
-                model = models[mine[0]]
-                threads = (os.cpu_count() or 1) if len(models) == 1 else worker.slot.threads
+            while (index := next_model(worker)) is not None:
+                model, back = models[index], False
+                one_machine = len(models) == 1 and not worker.slot.node  # then it gets every core here
+                threads = (os.cpu_count() or 1) if one_machine else worker.slot.threads
                 command = protocol.retrain(model.family, model.params, model.rounds, str(model.directory),
                                            str(score_path), model.seed, threads,
                                            [str(f) for f in model.fold_files] if model.fold_files else None)
                 try:
-                    answers[mine[0]] = self._run_on(worker, "retrain", model.family, command)
+                    answers[index] = self._run_on(worker, "retrain", model.family, command)
                 except SlotGone:  # another worker retrains it
-                    worker.retired = True
-                    with lock:
-                        waiting.insert(0, mine[0])
-                    return
+                    worker.retired = back = True
                 except Exception as exc:  # every model is answered, whatever happened to its worker
-                    answers[mine[0]] = protocol.error(f"{type(exc).__name__}: {exc}")
+                    answers[index] = protocol.error(f"{type(exc).__name__}: {exc}")
+                with turn:
+                    running[0] -= 1
+                    if back:
+                        waiting.insert(0, index)
+                    turn.notify_all()
+                if back:
+                    return
 
-        takers = [w for w in self._live() if any(self._accepts(w)(m.family) for m in models)] or self._live()[:1]
-        threads = [threading.Thread(target=serve, args=(w,), daemon=True) for w in takers]
+        threads = [threading.Thread(target=serve, args=(w,), daemon=True) for w in self._live()]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -532,6 +557,11 @@ class WorkerPool:
         if answer.get("status") != "complete":
             raise RuntimeError(f"explain failed: {answer.get('error')}")
         return answer["explanation"]
+
+    @property
+    def workers(self) -> int:
+        """Workers whose place is not gone: what the scheduler's time estimates share folds over."""
+        return sum(not w.retired for w in self._all) or len(self._all)
 
     def _live(self) -> list[WorkerProcess]:
         """The workers whose place is not gone (all of them, if every one is)."""
@@ -576,6 +606,9 @@ class WorkerPool:
                 worker.kill()
             else:
                 worker.close()
+        release = getattr(self._new_worker, "release", None)  # e.g. the search rows in Ray's object store
+        if release is not None:
+            release(self._dataset)
         shutil.rmtree(self._tmp, ignore_errors=True)
 
     def __enter__(self) -> WorkerPool:
@@ -606,7 +639,7 @@ def take_task(pending: list[FoldJob], idle_others: int, fuses: bool, per_task: i
     family = first.family
     if not (FAMILIES[family].batched and fuses):
         return [first], [job for job in pending if job is not first]
-    same = [job for job in pending if job.family == family]  # one task trains one family
+    same = [job for job in mine if job.family == family]  # one task trains one family (under way first)
     task = same[:min(per_task, math.ceil(len(same) / (idle_others + 1)))]
     taken = {id(job) for job in task}
     return task, [job for job in pending if id(job) not in taken]

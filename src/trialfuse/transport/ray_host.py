@@ -36,9 +36,13 @@ class Host:
         """The search rows (from the object store) made resident, as `load_dataset` does from a file."""
         path = self.scratch / "search_rows.npz"
         path.write_bytes(rows)
-        return self.server.handle({**command, "path": str(path)})[0]
+        try:
+            return self.server.handle({**command, "path": str(path)})[0]
+        finally:
+            path.unlink()  # the rows are in memory now
 
-    def handle(self, command: dict[str, Any], files: dict[str, bytes]) -> tuple[list[dict], dict[str, dict]]:
+    def handle(self, command: dict[str, Any],
+               files: dict[str, bytes | dict[str, bytes]]) -> tuple[list[dict], dict[str, dict]]:
         """(answers, {driver directory: {relative path: bytes}}) for one command whose input
         files came with it."""
         from trialfuse.transport.server import broken_cuda_context
@@ -48,8 +52,12 @@ class Host:
         local = {}
         for i, (driver_path, data) in enumerate(files.items()):
             target = call / "in" / str(i) / Path(driver_path).name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
+            for name, content in (data.items() if isinstance(data, dict) else [("", data)]):  # a directory's files
+                file = target / name if name else target
+                file.parent.mkdir(parents=True, exist_ok=True)
+                file.write_bytes(content)
+            if isinstance(data, dict):
+                target.mkdir(parents=True, exist_ok=True)  # an empty directory is still one
             local[driver_path] = str(target)
         outputs = {d: str(call / "out" / str(i)) for i, d in enumerate(output_dirs(command))}
         for directory in outputs.values():

@@ -41,11 +41,11 @@ def connect(address: str) -> None:
         import ray
     except ImportError:
         raise UserError("--ray needs Ray: pip install 'trialfuse[ray]'") from None
-    if ray.is_initialized():
+    if ray.is_initialized():  # this process is already connected (the API, a test): that cluster
         return
     kwargs = {"include_dashboard": False, "log_to_driver": False}
-    try:
-        ray.init(**kwargs) if address == "local" else ray.init(address=address, **kwargs)
+    try:  # "local" starts a new instance even where RAY_ADDRESS or a `ray start` would be joined
+        ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise UserError(f"--ray {address}: cannot reach the cluster ({str(exc).splitlines()[0]})") from None
 
@@ -69,15 +69,17 @@ def node_alive(node_id: str) -> bool:
 
 
 def rewrite(value: Any, paths: dict[str, str]) -> Any:
-    """`value` with every string that is, or starts with, a key of `paths` mapped to its value."""
+    """`value` with every string that is, or lies under, a key of `paths` mapped to its value
+    (the longest key that matches)."""
     if isinstance(value, dict):
         return {k: rewrite(v, paths) for k, v in value.items()}
     if isinstance(value, list):
         return [rewrite(v, paths) for v in value]
     if isinstance(value, str):
-        for old, new in paths.items():
-            if value == old or value.startswith(old.rstrip("/") + "/"):
-                return new + value[len(old):]
+        for old in sorted(paths, key=len, reverse=True):
+            root = old.rstrip("/")
+            if value == old or value == root or value.startswith(root + "/"):
+                return paths[old].rstrip("/") + value[len(root):]
     return value
 
 
@@ -89,16 +91,18 @@ def output_dirs(command: dict[str, Any]) -> list[str]:
     return [part[key] for part in _jobs(command) for key in OUTPUT_DIRS if part.get(key)]
 
 
-def input_files(command: dict[str, Any]) -> dict[str, bytes]:
-    """The driver-side files a command reads, by path: what travels with it."""
-    paths = []
+def input_files(command: dict[str, Any]) -> dict[str, bytes | dict[str, bytes]]:
+    """What travels with a command: each driver-side file it reads (path -> bytes), and each
+    directory it reads (path -> {relative path: bytes}, its layout kept)."""
+    found: dict[str, bytes | dict[str, bytes]] = {}
     for part in _jobs(command):
-        paths += [part[key] for key in INPUT_FILES if part.get(key)]
-        paths += [p for key in INPUT_LISTS for p in part.get(key) or []]
-        for key in INPUT_DIRS:
-            if part.get(key):
-                paths += [str(f) for f in Path(part[key]).rglob("*") if f.is_file()]
-    return {p: Path(p).read_bytes() for p in dict.fromkeys(paths)}
+        for path in [part[key] for key in INPUT_FILES if part.get(key)] + \
+                [p for key in INPUT_LISTS for p in part.get(key) or []]:
+            found[str(path)] = Path(path).read_bytes()
+        for directory in (part[key] for key in INPUT_DIRS if part.get(key)):
+            root = Path(directory)
+            found[str(directory)] = {str(f.relative_to(root)): f.read_bytes() for f in root.rglob("*") if f.is_file()}
+    return found
 
 
 _ACTOR: list[Any] = []
@@ -146,6 +150,8 @@ class RayWorker:
         if self.slot.node and not node_alive(self.slot.node):
             raise SlotGone(f"its node {self.slot.node[:8]} is gone")
         placement = {"num_cpus": self.slot.threads, "num_gpus": 1 if self.slot.kind == "gpu" else 0}
+        if self.slot.kind == "cpu":  # a CPU actor sees no GPU, whatever Ray's default for num_gpus=0
+            placement["runtime_env"] = {"env_vars": {"CUDA_VISIBLE_DEVICES": ""}}
         if self.slot.node:  # soft: Ray may place it elsewhere if its node cannot take it
             placement["scheduling_strategy"] = NodeAffinitySchedulingStrategy(self.slot.node, soft=True)
         self.actor = _actor_class().options(**placement).remote()
@@ -175,7 +181,7 @@ class RayWorker:
             self.kill()
             raise TimeoutError(f"no answer within {timeout:g} s") from None
         except ray.exceptions.RayError as exc:
-            self.actor = None
+            self.kill()  # an actor that answered with an exception may still hold its GPU
             raise self._lost(exc) from None
         for directory, written in files.items():
             for name, data in written.items():
@@ -201,4 +207,10 @@ class RayWorker:
             self.actor = None
 
     close = kill
+
+    @staticmethod
+    def release(dataset: dict[str, Any]) -> None:
+        """The pool closed: its search rows leave the object store."""
+        with _ROWS_LOCK:
+            _ROWS.pop(dataset.get("path"), None)
 

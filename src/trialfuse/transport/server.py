@@ -282,7 +282,7 @@ def _lightgbm_cuda() -> bool:
     (a GPU machine that carries only what the NN needs still serves NN jobs)."""
     try:
         from trialfuse.engine.families import lightgbm_trees
-    except ImportError:
+    except (ImportError, OSError):  # not installed, or its native library cannot load (e.g. no libgomp)
         return False
     return lightgbm_trees.cuda_built()
 

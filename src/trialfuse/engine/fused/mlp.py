@@ -180,7 +180,8 @@ def compiled_block(device: torch.device, dtype: torch.dtype) -> Callable:
     if key not in _COMPILED:
         import torch._dynamo as dynamo
 
-        dynamo.config.recompile_limit = max(dynamo.config.recompile_limit, 16)
+        limit = "recompile_limit" if hasattr(dynamo.config, "recompile_limit") else "cache_size_limit"  # torch < 2.7
+        setattr(dynamo.config, limit, max(getattr(dynamo.config, limit), 16))
         block = torch.compile(hidden_block, dynamic=True)
         _warm_up(block, device, dtype)
         _COMPILED[key] = block
