@@ -4,6 +4,8 @@ ran what. (`ray.cluster_utils.Cluster` runs the nodes as processes of this machi
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
 import ray
@@ -26,31 +28,45 @@ def cluster():
     cluster.shutdown()
 
 
-class LoseANodeAfterTheFirstNNTrial(SilentReporter):
-    def __init__(self, cluster: Cluster, node):
-        self.cluster, self.node, self.removed = cluster, node, False
+class LoseABusyGPUNode(SilentReporter):
+    """Removes a GPU node in the middle of an NN task it is training (watching the pool's
+    activity, as the progress display does), and notes when."""
 
-    def trial_finished(self, result) -> None:
-        if result.family == "nn" and not self.removed:
-            self.removed = True
-            self.cluster.remove_node(self.node)
+    def __init__(self, cluster: Cluster, nodes):
+        self.cluster, self.nodes = cluster, nodes
+        self.lost, self.removed_at = None, None
+
+    def watch(self, activity) -> None:
+        threading.Thread(target=self._remove_when_busy, args=(activity,), daemon=True).start()
+
+    def _remove_when_busy(self, activity) -> None:
+        deadline = time.monotonic() + 120
+        while self.lost is None and time.monotonic() < deadline:
+            for node in self.nodes:
+                if any(node.node_id[:8] in label and what.startswith("nn") for label, what in activity()):
+                    time.sleep(0.2)  # into its training
+                    self.removed_at = time.time()
+                    self.cluster.remove_node(node)
+                    self.lost = node
+                    return
+            time.sleep(0.02)
 
 
 def test_a_node_lost_mid_run_lowers_capacity_and_every_trial_is_still_told_once(cluster, tmp_path):
     cluster, nodes = cluster
-    lost = nodes[0].node_id
     data = write_survivors(tmp_path / "rows.csv", rows=600, seed=0)
     opts = RunOptions(data=data, target=TARGET, models=["lightgbm", "nn"], trials=6, folds=3, out=tmp_path / "run",
                       explain=False, prune=False, ray="auto")
-    reporter = LoseANodeAfterTheFirstNNTrial(cluster, nodes[0])
+    everyone = {n.node_id[:8] for n in cluster.list_all_nodes()}
+    reporter = LoseABusyGPUNode(cluster, nodes)
     results = compare_models(opts, reporter)
-    assert reporter.removed
+    assert reporter.lost is not None
     assert results["device"] == "ray: 3 nodes, 2 gpu + 1 cpu"
     for family in ("lightgbm", "nn"):
         counts = results["families"][family]
         assert (counts["trials_complete"], counts["trials_pruned"], counts["trials_failed"]) == (6, 0, 0), counts
     tasks = json.loads((tmp_path / "run" / "timeline.json").read_text())["tasks"]
-    nodes_used = {t["device"].split(" on node ")[1] for t in tasks}
-    assert lost[:8] in nodes_used and len(nodes_used) == 3  # the lost node ran NN folds before it went
-    last_on_lost = max(t["end"] for t in tasks if t["device"].endswith(lost[:8]))
-    assert any(t["what"] == "nn" and t["start"] > last_on_lost for t in tasks)  # the NN went on elsewhere
+    lost = reporter.lost.node_id[:8]
+    assert {t["device"].split(" on node ")[1] for t in tasks} <= everyone
+    assert not [t for t in tasks if t["device"].endswith(lost) and t["start"] > reporter.removed_at]  # none there after
+    assert any(t["what"] == "retrain" for t in tasks)  # the winner was saved, by a worker still there
