@@ -159,8 +159,7 @@ def _drive(searches: list[FamilySearch], pool: WorkerPool, budget: Budget | None
         search.start()
     while any(search.flight for search in searches):
         deadline = _set_deadline(budget, searches, pool, deadline)
-        pool.hurry_at = None if deadline is None else time.time() + (deadline - HURRY_SHARE * (deadline - began)
-                                                                     - time.monotonic())
+        pool.hurry_at = None if deadline is None else _wall(deadline - HURRY_SHARE * (deadline - began))
         pool.dispatch()
         wait = max(0.05, deadline - time.monotonic()) if deadline is not None else None
         done = pool.next_done(timeout=wait)
@@ -189,7 +188,7 @@ def _set_deadline(budget: Budget | None, searches: list[FamilySearch], pool: Wor
                                      getattr(pool, "workers", 1))
     for search in searches:
         search.deadline = deadline
-    pool.deadline = None if deadline is None else time.time() + (deadline - time.monotonic())
+    pool.deadline = None if deadline is None else _wall(deadline)
     return deadline
 
 
@@ -432,6 +431,11 @@ def _prune_verdict(entry: InFlight, fold: int) -> bool | None:
                                                 intermediate_values=dict(enumerate(means)))
                       for means in went_on if means])
     return PRUNER.prune(peers, _as_reported(entry, fold))
+
+
+def _wall(monotonic: float) -> float:
+    """A time.monotonic() moment as time.time(): what workers, in other processes, compare with."""
+    return time.time() + (monotonic - time.monotonic())
 
 
 def finish_estimate(queued: int, running: list[float], per_fold: float, workers: int) -> float:

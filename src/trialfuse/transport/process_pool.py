@@ -24,7 +24,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Container, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,9 +46,10 @@ class WorkerLost(Exception):
     """The worker died, hung past its timeout, or broke the protocol."""
 
 
-class SlotGone(WorkerLost):
+class SlotGone(Exception):
     """The worker's place is gone for good (its cluster node died): no worker starts there
-    again, and the task it held goes back to the queue for the others."""
+    again, and the task it held goes back to the queue for the others. Not a WorkerLost, so
+    the restart-once rules never try to start it again."""
 
 
 class WorkerProcess:
@@ -236,8 +237,8 @@ class WorkerPool:
         self.predictions = predictions  # answers carry each fold's validation predictions (for ensembles)
         self.keep_models = keep_models  # tree folds save their models under <it>/<family>-<trial>/fold-<k>/
         self.hurry_at: float | None = None  # time.time() from which trials under way go first
-        self._under_way: set[Hashable] = set()  # trials with a fold taken by a worker
-        self._running: dict[Hashable, dict[int, float]] = {}  # trial -> {fold: time.time() a worker took it}
+        # trial -> {running fold: time.time() a worker took it}; a trial is under way once it is a key
+        self._running: dict[Hashable, dict[int, float]] = {}
         self._cancelled: set[Hashable] = set()  # trials the scheduler dropped: a given-back fold of one is not re-run
         if scratch is not None:  # a killed driver's leftovers are cleared by the next run
             Path(scratch).mkdir(parents=True, exist_ok=True)
@@ -345,10 +346,9 @@ class WorkerPool:
         idle_others = self._waiting[slot.kind] - 1
         task, self._pending = take_task(self._pending, idle_others, fuses, self._jobs_per_task(),
                                         self._accepts(worker), first_choice(slot),
-                                        self._under_way if self._hurry() else None)
+                                        self._running if self._hurry() else None)
         now = time.time()
         for job in task:
-            self._under_way.add(job.trial)
             self._running.setdefault(job.trial, {})[job.fold] = now
         return task
 
@@ -466,8 +466,6 @@ class WorkerPool:
                 return worker.request(command, len(task), self.job_timeout)
             except TimeoutError as exc:
                 return [protocol.error(f"timed out: {exc}") for _ in task]
-            except SlotGone:
-                raise
             except WorkerLost as exc:
                 reason = str(exc)
                 worker.kill()
@@ -478,8 +476,6 @@ class WorkerPool:
         fresh = self._new_worker(worker.env, self._dataset, worker.slot, worker.log)  # last resort: this task alone
         try:
             return fresh.request(command, len(task), self.job_timeout)
-        except SlotGone:
-            raise
         except (WorkerLost, TimeoutError) as exc:
             return [protocol.error(f"{reason}; then in a fresh process: {exc}") for _ in task]
         finally:
@@ -583,8 +579,6 @@ class WorkerPool:
                 except TimeoutError as exc:
                     answer = protocol.error(f"timed out: {exc}")
                     break
-                except SlotGone:
-                    raise
                 except WorkerLost as exc:
                     worker.kill()
                     answer = protocol.error(str(exc))
@@ -621,7 +615,7 @@ class WorkerPool:
 def take_task(pending: list[FoldJob], idle_others: int, fuses: bool, per_task: int,
               accepts: Callable[[str], bool] = lambda family: True,
               first_choice: str | None = None,
-              under_way: set[Hashable] | None = None) -> tuple[list[FoldJob], list[FoldJob]]:
+              under_way: Container[Hashable] | None = None) -> tuple[list[FoldJob], list[FoldJob]]:
     """(what one free worker trains next, what stays queued), from a queue in `queue_key` order.
 
     The first job the worker `accepts` (one of its `first_choice` families' if any waits;

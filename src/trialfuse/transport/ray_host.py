@@ -52,12 +52,12 @@ class Host:
         local = {}
         for i, (driver_path, data) in enumerate(files.items()):
             target = call / "in" / str(i) / Path(driver_path).name
-            for name, content in (data.items() if isinstance(data, dict) else [("", data)]):  # a directory's files
-                file = target / name if name else target
-                file.parent.mkdir(parents=True, exist_ok=True)
-                file.write_bytes(content)
-            if isinstance(data, dict):
-                target.mkdir(parents=True, exist_ok=True)  # an empty directory is still one
+            if isinstance(data, dict):  # a directory: its files, layout kept
+                target.mkdir(parents=True)
+                for name, content in data.items():
+                    _write(target / name, content)
+            else:
+                _write(target, data)
             local[driver_path] = str(target)
         outputs = {d: str(call / "out" / str(i)) for i, d in enumerate(output_dirs(command))}
         for directory in outputs.values():
@@ -71,3 +71,8 @@ class Host:
         if any(broken_cuda_context(a.get("error", "")) for a in answers):
             threading.Timer(0.5, os._exit, (70,)).start()  # as a process worker does: this GPU's context is lost
         return answers, back
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)

@@ -192,7 +192,7 @@ class RayWorker:
             raise WorkerLost(f"the actor gave {len(replies)} answers to a command that needs {answers}")
         return replies
 
-    def _lost(self, exc: Exception) -> WorkerLost:
+    def _lost(self, exc: Exception) -> WorkerLost | SlotGone:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if self.slot.node and not node_alive(self.slot.node):
             return SlotGone(f"its node {self.slot.node[:8]} is gone ({first})")

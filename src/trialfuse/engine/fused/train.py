@@ -109,7 +109,7 @@ def run_jobs(jobs: list[Job], fold_data: list[FoldData], *, device: str = "cpu",
     `compiled`: run the hidden layers through torch.compile (None: where `use_compiler` says);
     `fill`: model-rows after which a stacked batch is full (None: only memory limits it)."""
     dev = torch.device(device)
-    block = compiled_block(dev, dtype) if (use_compiler(dev) if compiled is None else compiled) else hidden_block
+    block = None  # the hidden layers' code, chosen (and compiled) once a group trains stacked
     results: dict[int, dict[str, Any]] = {}
     groups: dict[tuple[int, int], list[Job]] = {}  # (depth, training rows): what one stacked model can hold
     for job in jobs:
@@ -124,6 +124,9 @@ def run_jobs(jobs: list[Job], fold_data: list[FoldData], *, device: str = "cpu",
                     result = _out_of_memory(job, message)
                 results[job.key] = result
             continue
+        if block is None:
+            compile_it = use_compiler(dev) if compiled is None else compiled
+            block = compiled_block(dev, dtype) if compile_it else hidden_block
         cap = fuse.max_batch or _memory_cap(group, fold_data, dev, dtype)
         for batch in plan_batches(group, n_train, cap, fill):
             for result in _train_halving(batch, fold_data, dev, dtype, deadline, block):
