@@ -23,8 +23,9 @@ from trialfuse.transport.ray_workers import RayWorker, cluster_slots
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
-    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, object_store_memory=200 * 2**20,
-             log_to_driver=False)
+    # "local": a new instance even where an earlier `ray start` or cluster left its address
+    ray.init(address="local", num_cpus=2, num_gpus=2, include_dashboard=False,
+             object_store_memory=200 * 2**20, log_to_driver=False)
     yield
     ray.shutdown()
 
