@@ -106,3 +106,20 @@ def test_lightgbm_without_a_cuda_build_trains_on_the_cpu_when_sent_to_a_gpu(data
         pytest.skip("this LightGBM build has the CUDA learner")
     fitted = lightgbm_trees.fit({"num_leaves": 8}, X_train, y_train, X_val, y_val, device="cuda:0", threads=1)
     assert fitted.best_rounds > 0  # the pip wheel: the probe says no CUDA, so the fold ran on the CPU
+
+
+def test_nn_dropout_levels_are_uniform_in_every_slot_of_a_word_and_drop_at_the_rate():
+    import torch
+
+    from trialfuse.engine.families.mlp import DROPOUT_LEVELS, DropoutStream, dropout_mask, dropout_threshold
+
+    levels = DropoutStream(3).levels((1000, 400), torch.device("cpu"))
+    assert levels.dtype == torch.int16 and levels.shape == (1000, 400)
+    assert int(levels.min()) == 0 and int(levels.max()) == DROPOUT_LEVELS - 1
+    slots = levels.reshape(-1, 4).double()  # the four levels cut from one 64-bit word
+    np.testing.assert_allclose(slots.mean(0).numpy(), (DROPOUT_LEVELS - 1) / 2, rtol=0.01)
+    assert not torch.equal(slots[:, 0], slots[:, 1])
+    kept = dropout_mask(levels, dropout_threshold(0.3), 1.0, torch.float32).mean()
+    assert float(kept) == pytest.approx(0.7, abs=0.005)
+    again = DropoutStream(3).levels((1000, 400), torch.device("cpu"))
+    assert torch.equal(levels, again)  # a model's seed gives its masks

@@ -14,6 +14,7 @@ values and returns predictions in target units.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,28 +46,50 @@ def with_defaults(params: dict[str, Any]) -> dict[str, Any]:
     return {**DEFAULTS, **params}
 
 
+DROPOUT_LEVELS = 2**15  # a unit's draw is an integer level in [0, 2**15); below the rate's threshold it drops
+
+
 class DropoutStream:
     """One model's source of dropout masks: a generator of its own, seeded by the model's seed,
     drawn in layer order each training step. A model fused with others draws from the same
-    stream the same masks, whatever its neighbours and its place in the batch."""
+    stream the same masks, whatever its neighbours and its place in the batch.
+
+    Draws are 15-bit integers cut from 64-bit random words, four to a word: on a CPU, torch
+    makes one float uniform per generator call (at 12,800 x 128 units, 11-14 ms, more than
+    the layer's matmul); four levels per call take 3.5 ms. The rate is rounded to 1 / 2**15."""
 
     def __init__(self, seed: int):
         self.seed = seed
         self._generator: torch.Generator | None = None
 
-    def uniform(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-        if self._generator is None or self._generator.device != like.device:
-            self._generator = torch.Generator(device=like.device).manual_seed(self.seed)
-        return torch.rand(shape, generator=self._generator, dtype=like.dtype, device=like.device)
+    def levels(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        """int16 levels in [0, DROPOUT_LEVELS), uniform, one per unit of `shape`."""
+        if self._generator is None or self._generator.device != device:
+            self._generator = torch.Generator(device=device).manual_seed(self.seed)
+        count = math.prod(shape)
+        words = torch.empty((count + 3) // 4, dtype=torch.int64, device=device).random_(generator=self._generator)
+        return (words.view(torch.int16)[:count] & (DROPOUT_LEVELS - 1)).view(shape)  # a word's top bit is 0
 
     def __deepcopy__(self, memo) -> DropoutStream:  # a copy (a saved model) starts its own stream afresh
         return DropoutStream(self.seed)
 
 
-def dropout_mask(uniform: torch.Tensor, rate: torch.Tensor | float, scale: torch.Tensor | float) -> torch.Tensor:
-    """Keep-and-rescale factors: 0 for a dropped unit, `scale` = 1 / (1 - rate), worked out in
-    float64 on the host, for a kept one. The fused trainer calls this too: the same arithmetic."""
-    return (uniform >= rate).to(uniform.dtype) * scale
+def dropout_threshold(rate: float) -> int:
+    """The level below which a unit drops: the rate, rounded to 1 / DROPOUT_LEVELS."""
+    return round(rate * DROPOUT_LEVELS)
+
+
+def dropout_scale(rate: float) -> float:
+    """1 / (probability a unit is kept), from the rounded rate, in float64 on the host: the
+    kept units' rescale factor, so a layer's expected output is unchanged."""
+    return DROPOUT_LEVELS / (DROPOUT_LEVELS - dropout_threshold(rate))
+
+
+def dropout_mask(levels: torch.Tensor, threshold: torch.Tensor | int, scale: torch.Tensor | float,
+                 dtype: torch.dtype) -> torch.Tensor:
+    """Keep-and-rescale factors: 0 for a dropped unit, `scale` for a kept one. The fused
+    trainer calls this too: the same arithmetic."""
+    return (levels >= threshold).to(dtype) * scale
 
 
 class SeededDropout(nn.Module):
@@ -80,7 +103,9 @@ class SeededDropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.rate == 0:
             return x
-        return x * dropout_mask(self.stream.uniform(tuple(x.shape), x), self.rate, 1 / (1 - self.rate))
+        mask = dropout_mask(self.stream.levels(tuple(x.shape), x.device), dropout_threshold(self.rate),
+                            dropout_scale(self.rate), x.dtype)
+        return x * mask
 
 
 class MLP(nn.Module):

@@ -16,7 +16,14 @@ from functools import partial
 
 import torch
 
-from trialfuse.engine.families.mlp import MLP, DropoutStream, dropout_mask
+from trialfuse.engine.families.mlp import (
+    DROPOUT_LEVELS,
+    MLP,
+    DropoutStream,
+    dropout_mask,
+    dropout_scale,
+    dropout_threshold,
+)
 
 BN_MOMENTUM, BN_EPS = 0.1, 1e-5
 
@@ -33,8 +40,8 @@ class StackedMLP:
     running_var: list[torch.Tensor]  # per hidden layer [M, 1, H]
     unit_masks: list[torch.Tensor]  # per hidden layer [M, 1, H]: 1 for a real unit, 0 for padding
     slopes: torch.Tensor  # [M, 1, 1] negative slope of the activation (0 = ReLU)
-    dropout: torch.Tensor  # [M, 1, 1] drop probability
-    dropout_scale: torch.Tensor  # [M, 1, 1] 1 / (1 - drop probability), from float64 on the host
+    dropout: torch.Tensor  # [M, 1, 1] int32: the level below which a unit drops (see DropoutStream)
+    dropout_scale: torch.Tensor  # [M, 1, 1] 1 / (probability a unit is kept), from float64 on the host
     streams: list[DropoutStream]  # per model: where its dropout masks come from
     widths: list[list[int]]  # per model, its real hidden widths (host side: what a mask draw needs)
     rates: list[float]  # per model, its dropout rate (host side)
@@ -110,9 +117,10 @@ def stack_modules(nets: list[MLP], slopes: list[float], dropouts: list[float],
         masks.append(mask)
     gammas = [g * mask for g, mask in zip(bn_stack("weight", 0.0), masks, strict=True)]
     as_col = lambda v: torch.tensor(v, dtype=dtype, device=device).reshape(-1, 1, 1)  # noqa: E731
+    thresholds = torch.tensor([dropout_threshold(d) for d in dropouts], dtype=torch.int32, device=device).view(-1, 1, 1)
     return StackedMLP(weights, biases, gammas, bn_stack("bias", 0.0),
                       bn_stack("running_mean", 0.0), bn_stack("running_var", 1.0), masks, as_col(slopes),
-                      as_col(dropouts), as_col([1 / (1 - d) for d in dropouts]), [net.stream for net in nets],
+                      thresholds, as_col([dropout_scale(d) for d in dropouts]), [net.stream for net in nets],
                       [[lin.out_features for lin in linears[:-1]] for linears, _ in per_net], list(dropouts))
 
 
@@ -139,9 +147,9 @@ def forward(model: StackedMLP, x: torch.Tensor, *, train: bool, block: Callable 
     for i in range(len(model.gammas)):
         h = torch.baddbmm(model.biases[i], h, model.weights[i])  # [M, N, H]
         stats = None if train else (model.running_mean[i], model.running_var[i])
-        uniform = _uniforms(model, i, h) if dropout else None
+        levels = _levels(model, i, h) if dropout else None
         h, mean, var = block(h, model.gammas[i], model.betas[i], stats, model.slopes, model.dropout,
-                             model.dropout_scale, uniform)
+                             model.dropout_scale, levels)
         if train:
             with torch.no_grad():
                 model.running_mean[i].lerp_(mean, BN_MOMENTUM)
@@ -150,7 +158,7 @@ def forward(model: StackedMLP, x: torch.Tensor, *, train: bool, block: Callable 
     return out.squeeze(-1)
 
 
-def hidden_block(h, gamma, beta, stats, slopes, dropout, dropout_scale, uniform):
+def hidden_block(h, gamma, beta, stats, slopes, dropout, dropout_scale, levels):
     """BatchNorm, activation and dropout of one hidden layer: (output [M, N, H], the batch's
     mean and biased variance [M, 1, H], detached; with `stats` given, those are used instead).
 
@@ -163,8 +171,8 @@ def hidden_block(h, gamma, beta, stats, slopes, dropout, dropout_scale, uniform)
     scale = gamma * torch.rsqrt(var + BN_EPS)  # [M, 1, H]
     h = torch.addcmul(beta - mean * scale, h, scale)  # (h - mean) / std * gamma + beta
     h = torch.where(h > 0, h, h * slopes)  # ReLU (slope 0) or LeakyReLU, per model, with their gradients
-    if uniform is not None:
-        h = h * dropout_mask(uniform, dropout, dropout_scale)
+    if levels is not None:
+        h = h * dropout_mask(levels, dropout, dropout_scale, h.dtype)
     return h, mean.detach(), var.detach()
 
 
@@ -192,23 +200,25 @@ def _warm_up(block: Callable, device: torch.device, dtype: torch.dtype) -> None:
     for n_models in (2, 1):
         new = partial(_rand, n_models, dtype=dtype, device=device)
         gamma, beta = new(1, 4).requires_grad_(), new(1, 4).requires_grad_()
-        slopes, rate, scale = new(1, 1), new(1, 1) / 2, new(1, 1) + 1
-        for uniform in (new(3, 4), None):  # training: under autograd, as train_fused_batch runs it
-            out, _, _ = block(new(3, 4).requires_grad_(), gamma, beta, None, slopes, rate, scale, uniform)
+        slopes, scale = new(1, 1), new(1, 1) + 1
+        threshold = torch.randint(0, DROPOUT_LEVELS // 2, (n_models, 1, 1), dtype=torch.int32, device=device)
+        levels = torch.randint(0, DROPOUT_LEVELS, (n_models, 3, 4), dtype=torch.int16, device=device)
+        for drawn in (levels, None):  # training: under autograd, as train_fused_batch runs it
+            out, _, _ = block(new(3, 4).requires_grad_(), gamma, beta, None, slopes, threshold, scale, drawn)
             out.sum().backward()
         with torch.no_grad():  # evaluation, with the running statistics
-            block(new(3, 4), gamma, beta, (new(1, 4), new(1, 4) + 1), slopes, rate, scale, None)
+            block(new(3, 4), gamma, beta, (new(1, 4), new(1, 4) + 1), slopes, threshold, scale, None)
 
 
 def _rand(*shape: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     return torch.rand(shape, dtype=dtype, device=device)
 
 
-def _uniforms(model: StackedMLP, layer: int, h: torch.Tensor) -> torch.Tensor:
-    """[M, N, H] uniforms for layer `layer`'s dropout, each model's from its own stream and of
-    its real width (as it draws alone); zeros where a model has no dropout (then all is kept)."""
-    uniform = torch.zeros_like(h)
+def _levels(model: StackedMLP, layer: int, h: torch.Tensor) -> torch.Tensor:
+    """[M, N, H] dropout levels for layer `layer`, each model's from its own stream and of its
+    real width (as it draws alone); zeros where a model has no dropout (then all is kept)."""
+    levels = torch.zeros(h.shape, dtype=torch.int16, device=h.device)
     for m, (stream, widths, rate) in enumerate(zip(model.streams, model.widths, model.rates, strict=True)):
         if rate > 0:
-            uniform[m, :, : widths[layer]] = stream.uniform((h.shape[1], widths[layer]), h)
-    return uniform
+            levels[m, :, : widths[layer]] = stream.levels((h.shape[1], widths[layer]), h.device)
+    return levels
