@@ -257,3 +257,28 @@ def test_batches_hold_a_configs_folds_together_and_close_once_full():
     assert [[j.params["hidden_layers"] for j in b] for b in filled] == [[[256, 128]] * 3, [[256, 64]] * 3,
                                                                           [[32, 32]] * 3, [[32, 32]] * 3]
     assert [len(b) for b in fused_train.plan_batches(jobs, n_train=1000, cap=4, fill=None)] == [4, 4, 4]
+
+
+@pytest.mark.parametrize("fuse", ["on", "off"])
+def test_a_kept_fold_model_predicts_what_the_fold_scored_and_survives_keep_and_publish(table, fuse, tmp_path):
+    """The model a fold keeps (unstacked from a fused batch, or as trained alone), written
+    cheaply and exported only when served, is the model whose validation predictions scored."""
+    X, y, folds = table
+    drop = [{**c, "dropout": 0.2} for c in MIXED[:3]]  # dropout on: a kept model evaluates without it
+    fold_data = [fused_train.prepare_fold(X, y, *f) for f in folds[:2]]
+    jobs = [fused_train.Job(mlp.with_defaults(c), k % 2, 7 + k, key=k, keep=True) for k, c in enumerate(drop)]
+    results = fused_train.run_jobs(jobs, fold_data, fuse=Fuse(fuse), dtype=torch.float64)
+    for job, result in zip(jobs, results, strict=True):
+        X_val = fold_data[job.fold].raw[2]
+        np.testing.assert_allclose(mlp.predict(result["model"], X_val), result["predictions_val"], atol=1e-6)
+        directory = tmp_path / f"{fuse}-{job.key}"
+        directory.mkdir()
+        kept = directory / mlp.keep(result["model"], directory)
+        assert kept.suffix == mlp.KEPT_SUFFIX
+        np.testing.assert_allclose(mlp.predict(mlp.load(kept), X_val), result["predictions_val"], atol=1e-6)
+        served = mlp.publish(kept, directory, "fold-0")
+        assert served == "fold-0.pt2"
+        np.testing.assert_allclose(mlp.predict(mlp.load(directory / served), X_val), result["predictions_val"],
+                                   atol=1e-6)
+    unkept = fused_train.run_jobs([fused_train.Job(mlp.with_defaults(drop[0]), 0, 7)], fold_data, fuse=Fuse(fuse))
+    assert "model" not in unkept[0]

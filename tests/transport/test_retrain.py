@@ -50,3 +50,29 @@ def test_a_search_keeps_each_tree_folds_model_and_serving_them_predicts_their_me
         r2 = 1 - np.mean((booster.predict(X[fold[1]]) - y[fold[1]]) ** 2) / np.var(y[fold[1]])
         result = next(a.result for a in answers if a.job.fold == k)
         assert abs(r2 - result["r2"]) < 1e-6  # (the text format rounds leaf values)
+
+
+def test_the_nn_keeps_each_folds_weights_and_serving_them_exports_the_models_whose_mean_predicts(tmp_path):
+    """--no-refit for the NN: a fold keeps its weights (cheap, `model.kept`); serving exports
+    each into the model's directory as `fold-<k>.pt2`, and those reproduce the folds' scores."""
+    from trialfuse.engine.families import mlp
+
+    X, y, _ = make_survivors(400, seed=0)
+    folds = [(np.arange(200, 400), np.arange(200)), (np.arange(200), np.arange(200, 400))]
+    kept = tmp_path / "kept"
+    params = {"hidden_layers": [16, 8], "epochs": 20, "dropout": 0.1}
+    with WorkerPool(X, y, folds, slots=[Slot("cpu", "", 1)], scratch=tmp_path, keep_models=kept) as pool:
+        pool.submit(("nn", 2), "nn", params, [0, 1], seed=0)
+        pool.dispatch()
+        answers = [pool.next_done(timeout=60) for _ in range(2)]
+        files = [kept / "nn-2" / f"fold-{k}" / "model.kept" for k in range(2)]
+        served = pool.retrain([Retrain("nn", params, None, tmp_path / "best", 0, fold_files=files)], X[:30])[0]
+    assert all(a.result["status"] == "complete" and a.result["model_file"] == "model.kept" for a in answers)
+    assert served["status"] == "complete" and served["model_files"] == ["fold-0.pt2", "fold-1.pt2"]
+    models = [mlp.load(tmp_path / "best" / name) for name in served["model_files"]]
+    expected = (mlp.predict(models[0], X[:30]) + mlp.predict(models[1], X[:30])) / 2
+    np.testing.assert_allclose(served["predictions"], expected, rtol=0, atol=1e-12)
+    for k, fold in enumerate(folds):  # the served model is the fold's: it reproduces its validation score
+        r2 = 1 - np.mean((mlp.predict(models[k], X[fold[1]]) - y[fold[1]]) ** 2) / np.var(y[fold[1]])
+        result = next(a.result for a in answers if a.job.fold == k)
+        assert abs(r2 - result["r2"]) < 1e-5

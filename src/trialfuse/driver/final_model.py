@@ -7,8 +7,8 @@ How a model is served (each member of an ensemble alike), then averaged with the
 - its K fold models (`--no-refit`, the default): the very models whose out-of-fold
   predictions scored and chose it, kept by the search (out_of_fold), served as their mean:
   nothing is trained after the search, at K times the predict cost and K files per member
-  (as accurate or more on our tables: README, "The ensemble"). The fused NN's folds are not
-  kept, so an NN member is refit either way;
+  (as accurate or more on our tables: README, "The ensemble"). The NN keeps its fold models'
+  weights and exports only a served one;
 - refit (`--refit`): trained once more on all search rows for the mean of its folds' best
   round counts (several at once, one per worker): one more training per member.
 """

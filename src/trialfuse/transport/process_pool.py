@@ -235,7 +235,7 @@ class WorkerPool:
         self.fuse = fuse
         self.deadline = deadline  # time.time() at which every job stops (the run's search budget)
         self.predictions = predictions  # answers carry each fold's validation predictions (for ensembles)
-        self.keep_models = keep_models  # tree folds save their models under <it>/<family>-<trial>/fold-<k>/
+        self.keep_models = keep_models  # folds keep their models under <it>/<family>-<trial>/fold-<k>/
         self.hurry_at: float | None = None  # time.time() from which trials under way go first
         # trial -> {running fold: time.time() a worker took it}; a trial is under way once it is a key
         self._running: dict[Hashable, dict[int, float]] = {}
@@ -442,9 +442,8 @@ class WorkerPool:
                                     self.fuse)
 
     def _fold_model_dir(self, job: FoldJob) -> str | None:
-        """Where a tree fold's model is kept, if the run serves models as their folds' mean
-        (the fused NN's folds are not saved: its members are refit)."""
-        if self.keep_models is None or FAMILIES[job.family].batched:
+        """Where a fold's model is kept, if the run serves models as their folds' mean."""
+        if self.keep_models is None:
             return None
         return str(Path(self.keep_models) / f"{job.family}-{_number(job.trial)}" / f"fold-{job.fold}")
 

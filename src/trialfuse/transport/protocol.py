@@ -26,7 +26,7 @@ The contract, for every transport (subprocess over JSON lines today, Ray actors 
   whole batch's time (`duration` is then its share of it). A job sent with `"predictions": true`
   adds `val_predictions`: the model's prediction for each of the fold's validation rows, in
   the fold's order, rounded to float32 (the out-of-fold predictions ensembles are built from).
-  A tree family's job sent with `save_dir` saves its fold model there and adds `model_file`.
+  A job sent with `save_dir` keeps its fold model there and adds `model_file`.
 
 The source system's dialect (`X_train_path` NPZ per fold, `fold_idx`, `model_type`,
 `neural_net`, `normalize_features`, `use_leaky_relu` beside params; answers with
@@ -61,7 +61,7 @@ class TrainJob:
     path: str | None = None  # the source's dialect: an NPZ of this fold's rows instead of a resident fold
     deadline: float | None = None  # time.time() past which the job stops and answers `cut`
     predictions: bool | None = None  # answer with the validation rows' predictions too (`val_predictions`)
-    save_dir: str | None = None  # a tree family's fold model is saved there natively (answer: `model_file`)
+    save_dir: str | None = None  # its fold model is kept there (answer: `model_file`)
 
     @classmethod
     def from_json(cls, job: dict[str, Any]) -> TrainJob:

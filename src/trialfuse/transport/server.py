@@ -138,7 +138,7 @@ class Server:
 
         faults.strike("nn")
         folds = [fold for _, _, fold in batched]
-        runs = [fused_train.Job(mlp.with_defaults(job.params), key, job.seed, key=key)
+        runs = [fused_train.Job(mlp.with_defaults(job.params), key, job.seed, key=key, keep=bool(job.save_dir))
                 for key, (_, job, _) in enumerate(batched)]
         deadlines = [job.deadline for _, job, _ in batched if job.deadline is not None]
         results = fused_train.run_jobs(runs, folds, device=self.device, fuse=fuse,
@@ -149,7 +149,8 @@ class Server:
             "r2": r["r2"], "val_mse": r["val_mse"], "train_mse": r["train_mse"], "best_rounds": r["best_epoch"],
             "rounds_run": r["epochs_run"], "duration": r["duration"], "device": r["device"],
             "batch_mode": r["batch_mode"], "fused_batch_size": r["fused_batch_size"],
-            **({"wall_seconds": r["wall_seconds"]} if "wall_seconds" in r else {})}, r["predictions_val"])
+            **({"wall_seconds": r["wall_seconds"]} if "wall_seconds" in r else {}),
+            **_kept(mlp, r.pop("model", None), job.save_dir)}, r["predictions_val"])
             for (_, job, _), r in zip(batched, results, strict=True)]
 
     def _train_one(self, job: TrainJob) -> dict[str, Any]:
@@ -164,10 +165,7 @@ class Server:
         fitted = module.fit(job.params, X_train, y_train, X_val, y_val, device=self.device, threads=job.threads,
                             seed=job.seed, deadline=job.deadline)
         pred_val, pred_train = module.predict(fitted.model, X_val), module.predict(fitted.model, X_train)
-        saved = {}
-        if job.save_dir:  # kept for serving as the mean of the folds' models (no refit)
-            Path(job.save_dir).mkdir(parents=True, exist_ok=True)
-            saved["model_file"] = module.save(fitted.model, Path(job.save_dir))
+        saved = _kept(module, fitted.model, job.save_dir)
         return protocol.train_answer(job, {
             **fold_scores(y_train, pred_train, y_val, pred_val), "best_rounds": fitted.best_rounds,
             "rounds_run": fitted.rounds_run, "duration": time.perf_counter() - started, "device": self.device,
@@ -206,8 +204,11 @@ class Server:
         directory.mkdir(parents=True, exist_ok=True)
         names = []
         for k, source in enumerate(command["fold_files"]):
-            names.append(f"fold-{k}{Path(source).suffix}")
-            shutil.copyfile(source, directory / names[-1])
+            if hasattr(module, "publish"):  # kept in a cheaper form than it is served in (the NN)
+                names.append(module.publish(source, directory, f"fold-{k}"))
+            else:
+                names.append(f"fold-{k}{Path(source).suffix}")
+                shutil.copyfile(source, directory / names[-1])
         with np.load(command["score_path"], allow_pickle=False) as d:
             X_score = np.asarray(d["X"], dtype=np.float64)
         predictions = fold_mean([module.predict(module.load(directory / name), X_score) for name in names])
@@ -346,3 +347,13 @@ def _exit_with_parent() -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _kept(module, model, save_dir: str | None) -> dict[str, Any]:
+    """A fold's model kept in `save_dir` for serving as the mean of the folds' models (no refit):
+    the answer's `model_file`; nothing without a `save_dir`. The NN keeps its weights
+    (`mlp.keep`), the tree families their native file."""
+    if not save_dir or model is None:
+        return {}
+    Path(save_dir).mkdir(parents=True, exist_ok=True)
+    return {"model_file": getattr(module, "keep", module.save)(model, Path(save_dir))}

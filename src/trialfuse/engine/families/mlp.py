@@ -231,9 +231,8 @@ def predict(model: nn.Module, X: np.ndarray) -> np.ndarray:
     return out.double().cpu().numpy()
 
 
-def save(model: ScaledMLP, directory) -> str:
+def save(model: ScaledMLP, directory, name: str = "model.pt2") -> str:
     """Write a torch.export program: `torch.export.load(path).module()(x)` needs only torch."""
-    name = "model.pt2"
     model = copy.deepcopy(model).cpu().eval().requires_grad_(False)  # outputs convert with .numpy()
     example = model.x_mean.unsqueeze(0).repeat(4, 1)
     program = torch.export.export(model, (example,), dynamic_shapes={"x": {0: torch.export.Dim.DYNAMIC}})
@@ -242,4 +241,36 @@ def save(model: ScaledMLP, directory) -> str:
 
 
 def load(path) -> nn.Module:
+    if Path(path).suffix == KEPT_SUFFIX:
+        return _from_kept(path)
     return torch.export.load(str(path)).module()
+
+
+# A fold model the search keeps (for serving as the folds' mean) is written as its weights and
+# shape: milliseconds, where an export takes about half a second, and most kept models are
+# never served. Only a chosen one is exported, into best_model/ (`publish`).
+KEPT_SUFFIX = ".kept"
+
+
+def keep(model: ScaledMLP, directory) -> str:
+    layers = [m.out_features for m in model.net.layers if isinstance(m, nn.Linear)][:-1]
+    leaky = any(isinstance(m, nn.LeakyReLU) for m in model.net.layers)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    name = f"model{KEPT_SUFFIX}"
+    torch.save({"n_features": int(model.x_mean.numel()), "hidden_layers": layers, "leaky": leaky, "state": state},
+               Path(directory) / name)
+    return name
+
+
+def publish(source, directory, stem: str) -> str:
+    """A kept fold model as served from best_model/: exported there as `<stem>.pt2`."""
+    return save(_from_kept(source), directory, f"{stem}.pt2")
+
+
+def _from_kept(path) -> ScaledMLP:
+    kept = torch.load(str(path), weights_only=True)
+    net = MLP(kept["n_features"], kept["hidden_layers"], 0.0, kept["leaky"])
+    model = ScaledMLP(net, np.zeros(kept["n_features"]), np.ones(kept["n_features"]), 0.0, 1.0)
+    model = model.to(kept["state"]["x_mean"].dtype)  # the precision it was trained in
+    model.load_state_dict(kept["state"])
+    return model.eval()

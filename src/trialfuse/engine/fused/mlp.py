@@ -124,6 +124,23 @@ def stack_modules(nets: list[MLP], slopes: list[float], dropouts: list[float],
                       [[lin.out_features for lin in linears[:-1]] for linears, _ in per_net], list(dropouts))
 
 
+def unstack(model: StackedMLP, slot: int, n_features: int, hidden_layers: list[int], leaky: bool) -> MLP:
+    """Model `slot` of the stack as a torch MLP of its real widths (the padding dropped), in
+    the stack's precision: the fold model the search keeps (as `mlp.fit` would return it)."""
+    net = MLP(n_features, hidden_layers, 0.0, leaky).to(model.weights[0].dtype)
+    linears, norms = _layers(net)
+    with torch.no_grad():
+        for i, linear in enumerate(linears):
+            linear.weight.copy_(model.weights[i][slot, : linear.in_features, : linear.out_features].T)
+            linear.bias.copy_(model.biases[i][slot, 0, : linear.out_features])
+        for i, norm in enumerate(norms):
+            width = norm.num_features
+            for target, stacked in ((norm.weight, model.gammas), (norm.bias, model.betas),
+                                    (norm.running_mean, model.running_mean), (norm.running_var, model.running_var)):
+                target.copy_(stacked[i][slot, 0, :width])
+    return net.eval()
+
+
 def _layers(net: torch.nn.Module):
     modules = list(net.modules())
     linears = [m for m in modules if isinstance(m, torch.nn.Linear)]

@@ -31,7 +31,7 @@ import torch
 
 from trialfuse.engine.families import check_deadline, mlp
 from trialfuse.engine.fused import adam as fused_adam
-from trialfuse.engine.fused.mlp import StackedMLP, compiled_block, forward, hidden_block, stack_modules
+from trialfuse.engine.fused.mlp import StackedMLP, compiled_block, forward, hidden_block, stack_modules, unstack
 from trialfuse.engine.scores import fold_scores
 from trialfuse.engine.standardize import column_stats, standardize
 from trialfuse.fuse import AUTO, Fuse
@@ -58,6 +58,8 @@ class FoldData:
     y_val: np.ndarray
     y_mean: float
     y_std: float
+    x_mean: np.ndarray  # [F] the training rows' column statistics (what a kept model is wrapped with)
+    x_std: np.ndarray
     raw: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # unscaled X/y train and val
 
 
@@ -65,7 +67,7 @@ def prepare_fold(X: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarra
     x_mean, x_std = column_stats(X[train])  # training rows only: validation rows never leak in
     y_mean, y_std = mlp.target_stats(y[train])
     return FoldData(standardize(X[train], x_mean, x_std), (y[train] - y_mean) / y_std,
-                    standardize(X[val], x_mean, x_std), (y[val] - y_mean) / y_std, y_mean, y_std,
+                    standardize(X[val], x_mean, x_std), (y[val] - y_mean) / y_std, y_mean, y_std, x_mean, x_std,
                     (X[train], y[train], X[val], y[val]))
 
 
@@ -77,6 +79,7 @@ class Job:
     fold: int
     seed: int
     key: int = 0  # position in the caller's list
+    keep: bool = False  # the result carries the trained model ("model": an mlp.ScaledMLP) to be kept
 
 
 def train_many(configs: list[dict[str, Any]], X: np.ndarray, y: np.ndarray, folds, *, device: str = "cpu",
@@ -376,10 +379,15 @@ def _finish(s: FusedState, jobs: list[Job], fold_data: list[FoldData], results: 
         pred_val = forward(s.model, s.val.x, train=False, block=block)
     dev = pred_train.device
     for slot, index in enumerate(s.alive.tolist()):
-        job = jobs[index]
-        results[index] = _score(job, fold_data[job.fold], pred_train[slot].double().cpu().numpy(),
+        job, fold = jobs[index], fold_data[jobs[index].fold]
+        results[index] = _score(job, fold, pred_train[slot].double().cpu().numpy(),
                                 pred_val[slot].double().cpu().numpy(), int(s.ran[slot]), int(s.best_epoch[slot]),
                                 dev, "fused")
+        if job.keep:
+            net = unstack(s.model, slot, fold.x_train.shape[1], job.params["hidden_layers"],
+                          bool(job.params["use_leaky_relu"]))
+            results[index]["model"] = mlp.ScaledMLP(net, fold.x_mean, fold.x_std, fold.y_mean,
+                                                    fold.y_std).to(net.layers[0].weight.dtype).eval()
 
 
 def _score(job: Job, fold: FoldData, pred_train: np.ndarray, pred_val: np.ndarray, epochs_run: int,
@@ -406,5 +414,7 @@ def _train_serial(job: Job, fold_data: list[FoldData], dev: torch.device, dtype,
     p_train = (mlp.predict(fitted.model, X_train) - fold.y_mean) / fold.y_std
     p_val = (mlp.predict(fitted.model, X_val) - fold.y_mean) / fold.y_std
     result = _score(job, fold, p_train, p_val, fitted.rounds_run, fitted.best_rounds, dev, "serial")
+    if job.keep:
+        result["model"] = fitted.model
     result["duration"] = time.perf_counter() - started
     return result
