@@ -45,6 +45,14 @@ def test_results_json_ranks_all_families(full_run):
     assert results["holdout_r2"] > 0.1  # the signal is reachable on 600 rows (noise ceiling ~0.48)
 
 
+def test_the_nn_probe_and_the_explanation_run_at_once_on_two_workers(full_run):
+    out, _ = full_run
+    tasks = json.loads((out / "timeline.json").read_text())["tasks"]
+    probe, explanation = (next(t for t in tasks if t["what"] == what) for what in ("diagnose", "explain"))
+    assert probe["worker"] != explanation["worker"]
+    assert probe["start"] < explanation["end"] and explanation["start"] < probe["end"]  # they overlapped
+
+
 def test_a_trials_fold_scores_are_what_its_model_scores_on_those_rows(full_run, survivors_csv):
     """Independent of the driver: split the table as documented (holdout, then K folds of the
     rest, from --seed), train lightgbm's best params on each fold with the library, score

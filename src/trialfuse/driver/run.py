@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -115,11 +116,15 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
         how = f"retraining {what} on {len(rest)} rows" if opts.refit else f"saving {what} (fold models)"
         reporter.stage(f"{how} and scoring the holdout")
         final = final_model.train_and_save(pool, chosen, best, table, rest, sealed, out, opts.seed)
-        warnings = unused + final["warnings"] + [w for f in families.values() if FAMILIES[f.family].diagnostics
-                                                 for w in _diagnostics(pool, f, out, opts.seed, reporter, budget)]
-        if opts.explain:
-            reporter.stage(f"explaining the winner on the {len(sealed)} holdout rows")
-            warnings += explain_winner(pool, out, table.X[sealed], table.y[sealed], opts.seed, budget)
+        warnings = unused + final["warnings"]
+        with ThreadPoolExecutor(max_workers=1) as beside:  # the probe and the explanation at once, on two workers
+            probes = [beside.submit(_diagnostics, pool, f, out, opts.seed, reporter, budget)
+                      for f in families.values() if FAMILIES[f.family].diagnostics]
+            explained = []
+            if opts.explain:
+                reporter.stage(f"explaining the winner on the {len(sealed)} holdout rows")
+                explained = explain_winner(pool, out, table.X[sealed], table.y[sealed], opts.seed, budget)
+            warnings += [w for probe in probes for w in probe.result()] + explained
         run_dir.write_json(out / run_dir.TIMELINE, {"device": describe(slots), "workers": len(slots),
                                                      "tasks": pool.timeline})
 

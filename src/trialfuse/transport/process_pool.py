@@ -544,10 +544,11 @@ class WorkerPool:
 
     def explain(self, model_dir: Path, X: np.ndarray, y: np.ndarray, seed: int) -> dict[str, Any]:
         """The saved model in `model_dir` explained on rows X, y (see engine.importance), on a CPU
-        worker if there is one: it predicts many small batches, which a GPU does not speed up."""
+        worker if there is one: it predicts many small batches, which a GPU does not speed up.
+        The last one: the NN's diagnostics probe, which may run at the same time, takes the first."""
         rows_path = self._tmp / "explain_rows.npz"
         np.savez(rows_path, X=X, y=y)
-        worker = next((w for w in self._live() if w.slot.kind == "cpu"), self._live()[0])
+        worker = next((w for w in reversed(self._live()) if w.slot.kind == "cpu"), self._live()[-1])
         answer = self._run_on(worker, "explain", "winner", protocol.explain(str(model_dir), str(rows_path), seed))
         if answer.get("status") != "complete":
             raise RuntimeError(f"explain failed: {answer.get('error')}")
