@@ -152,11 +152,12 @@ class Family:
     cost: int = 1  # rough time of one fold, relative: who runs the one trial a run with no model yet needs
     start: tuple[dict[str, Any], ...] = ()  # first trials, before TPE's own (raw Optuna params; see STARTS)
     gpu: str = "no"  # how it uses a GPU worker: nn | can | if_built | no (see transport.placement)
+    exported: bool = False  # its kept fold models are exported when served (not copied): ~1 s a fold
 
 
 FAMILIES: dict[str, Family] = {row.name: row for row in (
     Family("nn", "mlp", suggest_nn, batched=True, in_flight=8, diagnostics=True, color="tab:blue", cost=4,
-           start=STARTS["nn"], gpu="nn"),
+           start=STARTS["nn"], gpu="nn", exported=True),
     Family("xgboost", "xgboost_trees", suggest_xgboost, color="tab:orange", cost=2, start=STARTS["xgboost"],
            gpu="can"),
     Family("lightgbm", "lightgbm_trees", suggest_lightgbm, color="tab:green", cost=1, start=STARTS["lightgbm"],

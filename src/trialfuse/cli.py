@@ -77,7 +77,7 @@ def run(
     ensemble: Annotated[bool, typer.Option(help="Save a weighted ensemble of the search's models where it beats "
                                                 "the best single model on out-of-fold R².")] = True,
     refit: Annotated[bool, typer.Option(help="Retrain each saved model on all search rows instead of serving a "
-                                             "tree model as the mean of its search's K fold models.")] = False,
+                                             "model as the mean of its search's K fold models.")] = False,
     explain: Annotated[bool, typer.Option(help="Explain the winner on the holdout rows after their score "
                                                "(explain.json, the report's \"The winner\").")] = True,
     keep_columns: Annotated[str, typer.Option(help="Comma-separated columns to use even though they look like "

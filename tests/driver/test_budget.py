@@ -3,7 +3,14 @@ from __future__ import annotations
 
 import pytest
 
-from trialfuse.driver.budget import FOLD_SERVING_SECONDS, REPORT_SECONDS, Budget, final_seconds, retrain_seconds
+from trialfuse.driver.budget import (
+    EXPORT_SECONDS_PER_FOLD,
+    FOLD_SERVING_SECONDS,
+    REPORT_SECONDS,
+    Budget,
+    final_seconds,
+    retrain_seconds,
+)
 
 
 @pytest.mark.parametrize(("seconds", "kept"), [(10, 4.0), (30, 6.0), (60, 12.0), (600, 120.0)])
@@ -17,6 +24,9 @@ def test_then_the_reserve_is_the_leaders_retrain_and_the_report():
     assert budget.search_end(retrain_seconds([1000.0] * 5)) == pytest.approx(1000.0 - 300)  # at most half the budget
     assert budget.search_end(final_seconds([1000.0] * 5, from_folds=True)) == pytest.approx(  # served by its folds
         1000.0 - REPORT_SECONDS - FOLD_SERVING_SECONDS)
+    nn = final_seconds([1000.0] * 5, from_folds=True, exported=True)  # an NN's folds are exported when served
+    assert budget.search_end(nn) == pytest.approx(1000.0 - REPORT_SECONDS - FOLD_SERVING_SECONDS
+                                                  - 5 * EXPORT_SECONDS_PER_FOLD)
 
 
 def test_the_retrain_takes_about_the_folds_total_over_k_minus_one():

@@ -6,7 +6,8 @@ Once one is, the reserve is the leader's estimated retrain (its best trial's fol
 scaled up to all the search rows) plus the report, at most half the budget: a long budget
 is not left a fifth idle, and a slow leader still gets the time its retrain needs. Where an
 ensemble may be retrained instead, the reserve covers its likely members' retrains too; a
-model served by its kept fold models (`--no-refit`) needs only a second.
+model served by its kept fold models (`--no-refit`) needs a second, and an NN one about a second
+more per fold (each is exported then).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 
 REPORT_SECONDS = 5.0  # results, report and closing the workers; the diagnostics probe runs only if this is left
 FOLD_SERVING_SECONDS = 1.0  # copying a model's kept fold models and predicting the holdout with them
+EXPORT_SECONDS_PER_FOLD = 1.0  # an NN fold model exported (torch.export) when served: 0.5-1.0 s measured
 MOST_RESERVED = 0.5  # of the budget, whatever the estimate
 TOLERANCE = 0.1  # of the budget: how far past it an estimate may reach (the run promises T + 10% + 15 s at most)
 
@@ -52,10 +54,13 @@ class Budget:
         return seconds <= self.left() + TOLERANCE * self.seconds
 
 
-def final_seconds(fold_seconds: list[float], from_folds: bool) -> float:
+def final_seconds(fold_seconds: list[float], from_folds: bool, exported: bool = False) -> float:
     """A model's time after the search: its retrain, or where it is served by its K fold
-    models (kept by the search), copying them and predicting the holdout with them."""
-    return FOLD_SERVING_SECONDS if from_folds else retrain_seconds(fold_seconds)
+    models (kept by the search), copying them (`exported`: exporting each) and predicting
+    the holdout with them."""
+    if not from_folds:
+        return retrain_seconds(fold_seconds)
+    return FOLD_SERVING_SECONDS + (EXPORT_SECONDS_PER_FOLD * len(fold_seconds) if exported else 0.0)
 
 
 def retrain_seconds(fold_seconds: list[float]) -> float:

@@ -1,7 +1,7 @@
 """The model a run saves: the best single model, or a weighted ensemble of the search's own
 models where one beats it on out-of-fold R² (driver.ensemble). Either way each model is
-retrained on all search rows for its trial's round count, saved in its library's own format
-under best_model/, and scored once on the holdout, which never chooses anything.
+made ready to serve (below), saved in its library's own format under best_model/, and
+scored once on the holdout, which never chooses anything.
 
 How a model is served (each member of an ensemble alike), then averaged with the weights:
 - its K fold models (`--no-refit`, the default): the very models whose out-of-fold
@@ -24,7 +24,7 @@ import optuna
 from sklearn.metrics import r2_score
 
 from trialfuse.blend import combine
-from trialfuse.catalog import params_from_trial
+from trialfuse.catalog import FAMILIES, params_from_trial
 from trialfuse.driver import ensemble, run_dir
 from trialfuse.driver.budget import Budget, final_seconds, parallel_seconds
 from trialfuse.driver.out_of_fold import OutOfFold
@@ -54,7 +54,7 @@ class Member:
 
     @property
     def retrain_seconds(self) -> float:
-        return final_seconds(self.fold_seconds, bool(self.fold_files))
+        return final_seconds(self.fold_seconds, bool(self.fold_files), FAMILIES[self.family].exported)
 
 
 @dataclass

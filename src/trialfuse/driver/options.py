@@ -31,7 +31,7 @@ class RunOptions:
     fuse: str | Fuse = "auto"  # auto | off | N (at most N NN models per fused batch); a Fuse once checked
     prune: bool = True  # stop a clearly losing trial after its first folds
     ensemble: bool = True  # keep out-of-fold predictions; save an ensemble where it beats the best model
-    refit: bool = False  # retrain each saved model on all search rows (off: tree models served by their K folds)
+    refit: bool = False  # retrain each saved model on all search rows (off: served by their K fold models)
     portfolio: bool = True  # new studies start from the catalog's known-good configurations (off: the bench)
     timeout: str | float | None = None  # whole-run budget: seconds or "90s", "20m", "6h"
     job_timeout: str | float | None = None  # one task on one worker; past it the worker is killed

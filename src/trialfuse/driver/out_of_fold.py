@@ -10,8 +10,9 @@ Layout, in the run directory:
   "trials": {"<family>": {"<trial>": cv_r2}}}`, the trials whose vectors are kept.
 
 - `oof/models/<family>-<trial>/fold-<k>/model.<ext>`: where the run serves models as the
-  mean of their K fold models (`--no-refit`), each kept tree trial's fold models, saved
-  natively by the workers during the search (kept and dropped with the trial's vector).
+  mean of their K fold models (`--no-refit`), each kept trial's fold models, saved by the
+  workers during the search: natively for the trees, weights and shape for the NN
+  (`model.kept`, exported when served); kept and dropped with the trial's vector.
 
 Bounded: the best KEEP_PER_FAMILY trials of each family by CV R² are kept, the others'
 files deleted as better ones arrive: with 20 the worst case is 80 vectors of float32 (32 MB

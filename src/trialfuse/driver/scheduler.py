@@ -181,7 +181,8 @@ def _set_deadline(budget: Budget | None, searches: list[FamilySearch], pool: Wor
         leaders = [s.result for s in searches if s.result.cv_r2_mean is not None]
         leader = max(leaders, key=lambda r: r.cv_r2_mean) if leaders else None
         from_folds = getattr(pool, "keep_models", None) is not None  # models served by their folds
-        after = {r.family: final_seconds(r.best_fold_seconds, from_folds) for r in leaders}
+        after = {r.family: final_seconds(r.best_fold_seconds, from_folds, FAMILIES[r.family].exported)
+                 for r in leaders}
         members = list(after.values()) if any(s.out_of_fold for s in searches) else []
         deadline = budget.search_end(after[leader.family] if leader and leader.best_fold_seconds else None, members,
                                      getattr(pool, "workers", 1))
