@@ -119,6 +119,11 @@ def test_fold_models_are_kept_and_dropped_with_their_trials_vector(tmp_path):
                                                for k in range(3)]
     (store.models_dir("lightgbm", 0) / "fold-1" / "model.txt").unlink()
     assert store.fold_files("lightgbm", 0) is None  # not all K: the model is refit instead
+    _fold_models(store, "nn", 7, 2)  # a second driver opens the run directory while the first trains nn 7
+    OutOfFold(tmp_path, folds, running={"nn-7"})
+    assert (tmp_path / "oof" / "models" / "nn-7").is_dir()
+    OutOfFold(tmp_path, folds)
+    assert not (tmp_path / "oof" / "models" / "nn-7").exists()
 
 
 def test_the_first_pick_can_be_fixed_to_the_searchs_best_model():

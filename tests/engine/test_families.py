@@ -123,3 +123,6 @@ def test_nn_dropout_levels_are_uniform_in_every_slot_of_a_word_and_drop_at_the_r
     assert float(kept) == pytest.approx(0.7, abs=0.005)
     again = DropoutStream(3).levels((1000, 400), torch.device("cpu"))
     assert torch.equal(levels, again)  # a model's seed gives its masks
+    assert dropout_threshold(0.99999) == DROPOUT_LEVELS - 1  # one level kept: a finite rescale
+    with pytest.raises(ValueError, match="dropout must be in"):
+        dropout_threshold(1.0)

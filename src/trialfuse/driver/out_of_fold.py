@@ -48,7 +48,9 @@ def folds_fingerprint(folds: list[tuple[np.ndarray, np.ndarray]]) -> str:
 class OutOfFold:
     """The kept out-of-fold vectors of one run directory."""
 
-    def __init__(self, out: Path, folds: list[tuple[np.ndarray, np.ndarray]], keep: int = KEEP_PER_FAMILY):
+    def __init__(self, out: Path, folds: list[tuple[np.ndarray, np.ndarray]], keep: int = KEEP_PER_FAMILY,
+                 running: set[str] = frozenset()):
+        """`running`: trials ("<family>-<trial>") another driver on this run directory is training now."""
         self.directory = Path(out) / DIRECTORY
         self.val_rows = [np.asarray(val) for _, val in folds]
         self.rows = sum(len(v) for v in self.val_rows)
@@ -62,7 +64,7 @@ class OutOfFold:
                 self.trials = {family: {int(t): float(v) for t, v in kept.items()}
                                for family, kept in saved.get("trials", {}).items()}
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.remove_unkept()
+        self.remove_unkept(running)
 
     def add(self, family: str, trial: int, cv_r2: float, fold_predictions: list[list[float]]) -> None:
         """Keep a completed trial's vector if it is among its family's best; drop the one it displaces."""

@@ -89,7 +89,8 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
     fingerprint.check_resume(storage, opts.models, search, opts.storage or str(out))
     fingerprint.stamp(storage, opts.models, search)
     run_dir.write_json(out / run_dir.HOLDOUT, {"holdout_rows": sealed, "seed": opts.seed, "fraction": opts.holdout})
-    out_of_fold = OutOfFold(out, folds) if opts.ensemble or not opts.refit else None
+    out_of_fold = (OutOfFold(out, folds, running=running_trials(storage, opts.models))
+                   if opts.ensemble or not opts.refit else None)
 
     budget = Budget.starting_now(run_started, opts.timeout) if opts.timeout else None
     with WorkerPool(table.X[rest], table.y[rest], folds, slots=slots, job_timeout=opts.job_timeout, scratch=out,

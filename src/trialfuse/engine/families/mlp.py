@@ -75,8 +75,11 @@ class DropoutStream:
 
 
 def dropout_threshold(rate: float) -> int:
-    """The level below which a unit drops: the rate, rounded to 1 / DROPOUT_LEVELS."""
-    return round(rate * DROPOUT_LEVELS)
+    """The level below which a unit drops: the rate, rounded to 1 / DROPOUT_LEVELS (a unit
+    is always kept with a chance of at least one level, so the rescale stays finite)."""
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {rate}")
+    return min(round(rate * DROPOUT_LEVELS), DROPOUT_LEVELS - 1)
 
 
 def dropout_scale(rate: float) -> float:
