@@ -68,7 +68,7 @@ class DropoutStream:
             self._generator = torch.Generator(device=device).manual_seed(self.seed)
         count = math.prod(shape)
         words = torch.empty((count + 3) // 4, dtype=torch.int64, device=device).random_(generator=self._generator)
-        return (words.view(torch.int16)[:count] & (DROPOUT_LEVELS - 1)).view(shape)  # a word's top bit is 0
+        return (words.view(torch.int16)[:count] & (DROPOUT_LEVELS - 1)).view(shape)  # each slot's top bit dropped
 
     def __deepcopy__(self, memo) -> DropoutStream:  # a copy (a saved model) starts its own stream afresh
         return DropoutStream(self.seed)
@@ -102,13 +102,13 @@ class SeededDropout(nn.Module):
         super().__init__()
         self.rate = rate
         self.stream = stream
+        self.threshold, self.scale = dropout_threshold(rate), dropout_scale(rate)  # once, not every step
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.rate == 0:
             return x
-        mask = dropout_mask(self.stream.levels(tuple(x.shape), x.device), dropout_threshold(self.rate),
-                            dropout_scale(self.rate), x.dtype)
-        return x * mask
+        levels = self.stream.levels(tuple(x.shape), x.device)
+        return x * dropout_mask(levels, self.threshold, self.scale, x.dtype)
 
 
 class MLP(nn.Module):
