@@ -16,8 +16,9 @@ from trialfuse.errors import UserError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Find the best model for a tabular regression problem, without overfitting.")
 
-Models = Annotated[str, typer.Option(help=f"Comma-separated families: {', '.join(FAMILIES)}.")]
-DEFAULT_MODELS_OPTION = ",".join(DEFAULT_MODELS)
+Models = Annotated[str | None, typer.Option(help=f"Comma-separated families: {', '.join(FAMILIES)} [default: "
+                                                f"{','.join(DEFAULT_MODELS)}; with --timeout and no GPU, "
+                                                "the tree families: see the README].")]
 Trials = Annotated[int, typer.Option(help="Optuna trials per family.")]
 Folds = Annotated[int, typer.Option(help="K in K-fold cross-validation.")]
 Holdout = Annotated[float, typer.Option(help="Fraction of rows sealed away for the final score.")]
@@ -55,7 +56,7 @@ def _run(opts, quiet: bool, as_json: bool) -> None:
 def run(
     data: Annotated[Path, typer.Argument(help="Table: .csv, .parquet, .npz (X, y), .json/.jsonl records.")],
     target: Annotated[str | None, typer.Option(help="Column to predict (NPZ: the name given to y).")] = None,
-    models: Models = DEFAULT_MODELS_OPTION,
+    models: Models = None,
     trials: Annotated[int | None, typer.Option(help="Optuna trials per family (default 20; with --timeout and no "
                                                     "--trials, as many as the budget allows, shared by cost).")] = None,
     folds: Folds = 5,

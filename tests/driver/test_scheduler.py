@@ -14,7 +14,7 @@ import time
 import optuna
 import pytest
 
-from trialfuse.catalog import FAMILIES
+from trialfuse.catalog import DEFAULT_MODELS, FAMILIES, default_models
 from trialfuse.driver.budget import REPORT_SECONDS, Budget
 from trialfuse.driver.scheduler import run_family_study, run_studies
 from trialfuse.transport.process_pool import FoldDone, FoldJob
@@ -190,6 +190,12 @@ def test_a_new_study_starts_from_the_catalogs_portfolio_then_tpe():
 def test_without_the_portfolio_tpe_draws_from_the_first_trial():
     _, trials = search(FakePool(), trials=3, prune=False, portfolio=False)
     assert all(t.params not in FAMILIES["lightgbm"].start for t in trials)
+
+
+def test_under_a_budget_with_no_gpu_the_nn_sits_out_unless_named():
+    assert default_models(timed=True, gpu=False) == ["xgboost", "lightgbm", "catboost"]
+    assert default_models(timed=True, gpu=True) == list(DEFAULT_MODELS) == ["nn", "xgboost", "lightgbm", "catboost"]
+    assert default_models(timed=False, gpu=False) == list(DEFAULT_MODELS)  # --trials alone: all four
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))

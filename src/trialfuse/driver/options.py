@@ -5,7 +5,7 @@ import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trialfuse.catalog import DEFAULT_MODELS, FAMILIES
+from trialfuse.catalog import FAMILIES
 from trialfuse.driver.devices import plan_workers
 from trialfuse.errors import UserError
 from trialfuse.fuse import Fuse
@@ -19,7 +19,7 @@ class RunOptions:
 
     data: Path
     target: str | None = None
-    models: list[str] = field(default_factory=lambda: list(DEFAULT_MODELS))
+    models: list[str] | None = None  # None: catalog.default_models (all four, or the trees under a budget on a CPU)
     trials: int | None = None  # per family; None: DEFAULT_TRIALS, or with a timeout as many as it allows
     folds: int = 5
     holdout: float = 0.2
@@ -68,7 +68,7 @@ def parse_duration(text: str | float | None, option: str = "--timeout") -> float
 
 def check_options(opts: RunOptions) -> None:
     """Reject bad option values with one line each, before reading any data."""
-    opts.models = parse_models(opts.models)
+    opts.models = None if opts.models is None else parse_models(opts.models)
     if opts.trials is not None and opts.trials < 1:
         raise UserError(f"--trials must be at least 1, got {opts.trials}")
     if opts.folds < 2:

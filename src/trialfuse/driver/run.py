@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import optuna
 
-from trialfuse.catalog import FAMILIES
+from trialfuse.catalog import DEFAULT_MODELS, FAMILIES, LEFT_OUT_OF_BUDGET, default_models
 from trialfuse.driver import final_model, fingerprint, run_dir
 from trialfuse.driver.budget import REPORT_SECONDS, Budget
 from trialfuse.driver.devices import describe, plan_workers
@@ -75,6 +75,8 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
     for line in unused:
         reporter.stage(line)
     slots, new_worker = _workers(opts)
+    models = opts.models or default_models(timed=opts.timeout is not None, gpu=any(s.kind == "gpu" for s in slots))
+    left_out = [] if opts.models else [name for name in DEFAULT_MODELS if name not in models]
     out = Path(opts.out) if opts.out else Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     run_dir.clear_leftovers(out)
@@ -86,10 +88,10 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
     storage = open_storage(opts.storage, out)
     search = fingerprint.of_run(table.X, table.y, table.feature_names, table.target, opts.seed, opts.holdout,
                                 opts.folds)
-    fingerprint.check_resume(storage, opts.models, search, opts.storage or str(out))
-    fingerprint.stamp(storage, opts.models, search)
+    fingerprint.check_resume(storage, models, search, opts.storage or str(out))
+    fingerprint.stamp(storage, models, search)
     run_dir.write_json(out / run_dir.HOLDOUT, {"holdout_rows": sealed, "seed": opts.seed, "fraction": opts.holdout})
-    out_of_fold = (OutOfFold(out, folds, running=running_trials(storage, opts.models))
+    out_of_fold = (OutOfFold(out, folds, running=running_trials(storage, models))
                    if opts.ensemble or not opts.refit else None)
 
     budget = Budget.starting_now(run_started, opts.timeout) if opts.timeout else None
@@ -97,20 +99,23 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
                     fuse=opts.fuse, predictions=out_of_fold is not None,
                     keep_models=None if opts.refit else out_of_fold.directory / MODELS, new_worker=new_worker) as pool:
         reporter.watch(pool.activity)
-        for family in opts.models:
+        for family in models:
             reporter.family_started(family, opts.trials)
-        families = run_studies(opts.models, storage, opts.trials, opts.folds, opts.seed, pool,
+        for family in left_out:
+            reporter.stage(f"{family} skipped: {LEFT_OUT_OF_BUDGET}")
+        families = run_studies(models, storage, opts.trials, opts.folds, opts.seed, pool,
                                on_trial=reporter.trial_finished, budget=budget, prune=opts.prune,
                                out_of_fold=out_of_fold, portfolio=opts.portfolio)
         for result in families.values():
             reporter.family_finished(result)
+        families.update({name: FamilyResult(name, status="skipped", reason=LEFT_OUT_OF_BUDGET) for name in left_out})
         ranking = sorted((f for f in families.values() if f.status == "ok"), key=lambda f: -f.cv_r2_mean)
         if not ranking:
             reasons = "; ".join(f"{f.family}: {f.reason}" for f in families.values())
             raise RuntimeError(f"every model family failed ({reasons})")
         best = ranking[0]
         if out_of_fold is not None:  # stragglers of pruned trials; not what another driver still trains
-            out_of_fold.remove_unkept(running_trials(storage, opts.models))
+            out_of_fold.remove_unkept(running_trials(storage, models))
         chosen = final_model.plan(best, storage, out_of_fold, table.y[rest], len(slots), budget,
                                   ensembles=opts.ensemble, refit=opts.refit)
         what = (f"the ensemble's {len(chosen.members)} members" if chosen.is_ensemble else best.family)
