@@ -16,9 +16,9 @@ from trialfuse.errors import UserError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Find the best model for a tabular regression problem, without overfitting.")
 
-Models = Annotated[str | None, typer.Option(help=f"Comma-separated families: {', '.join(FAMILIES)} [default: "
-                                                f"{','.join(DEFAULT_MODELS)}; with --timeout and no GPU, "
-                                                "the tree families: see the README].")]
+Models = Annotated[str | None, typer.Option(help=f"Comma-separated families: {', '.join(FAMILIES)} (default: "
+                                                f"{','.join(DEFAULT_MODELS)}; with --timeout and no GPU, the "
+                                                "tree families: there an NN trial costs many tree trials).")]
 Trials = Annotated[int, typer.Option(help="Optuna trials per family.")]
 Folds = Annotated[int, typer.Option(help="K in K-fold cross-validation.")]
 Holdout = Annotated[float, typer.Option(help="Fraction of rows sealed away for the final score.")]
