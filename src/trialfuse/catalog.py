@@ -174,13 +174,10 @@ FAMILIES: dict[str, Family] = {row.name: row for row in (
 )}
 DEFAULT_MODELS = tuple(name for name, row in FAMILIES.items() if row.default)
 
-# Why the NN sits out a time budget on a CPU-only machine unless named: there its full-batch
-# trials cost 9-170 compute-seconds each (median about 55; a 2-core CPU, 16,000 search rows)
-# against about 20 for a tree trial, and at equal wall time the three tree libraries alone
-# scored higher on every table measured: holdout R² at 60 s 0.2697-0.2704 against 0.2679-0.2687
-# with the NN (movies, 3 and 5 runs; the NN's weight in the ensemble 0); at 300 s 0.4521 against
-# 0.4502 (reference), 0.8921 against 0.8915 (flights), 0.2721 against 0.2711 (movies)
-# (bench/results/2026-11-27-cpu-2core-nn-under-budget.json). On a GPU its trials are cheap.
+# Why the NN sits out a time budget on a CPU-only machine unless named: there one of its
+# full-batch trials costs several tree trials, and at equal wall time the tree families alone
+# scored higher on every bench table (figures: README "How it runs",
+# bench/results/2026-11-27-cpu-2core-nn-under-budget.json). On a GPU its trials are cheap.
 LEFT_OUT_OF_BUDGET = "left out: --timeout with no GPU (name it in --models to search it)"
 
 
