@@ -37,7 +37,7 @@ class FixedWindowPool(WorkerPool):
         super().__init__(*args, **kwargs)
         self.nn_window = nn_window
 
-    def window(self, family: str) -> int:
+    def window(self, family: str, trials: int | None = None) -> int:
         self._windows[family] = self.nn_window
         return self.nn_window
 
@@ -50,6 +50,7 @@ def best_after(study: optuna.Study, checkpoints: list[int]) -> list[float | None
 
 
 def main() -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=2000)
     ap.add_argument("--trials", type=int, default=64)

@@ -81,7 +81,7 @@ class OneWorkerPool:
     def dispatch(self):
         self.pending.sort(key=FoldJob.queue_key)
 
-    def window(self, family):
+    def window(self, family, trials=None):
         return FAMILIES[family].in_flight
 
     def next_done(self, timeout=None):

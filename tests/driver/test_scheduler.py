@@ -46,7 +46,7 @@ class FakePool:
         self.pending += self.staged
         self.staged = []
 
-    def window(self, family):
+    def window(self, family, trials=None):
         return FAMILIES[family].in_flight
 
     def next_done(self, timeout=None):

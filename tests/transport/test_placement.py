@@ -61,6 +61,17 @@ def test_windows_follow_the_workers_that_take_the_family():
     assert window("nn", box, readies, folds=5, rows=20000, features=62, fused=False) == 8  # --fuse off
 
 
+def test_with_a_trial_count_the_gpu_sized_nn_window_holds_an_eighth_of_it():
+    box = [GPU] + [CPU] * 15
+    readies = [{"gpu_memory_free": 78 * 2**30}] + [{}] * 15
+    wide = window("nn", box, readies, folds=5, rows=20000, features=62)  # a time budget: what memory holds
+    assert wide > 32
+    assert window("nn", box, readies, folds=5, rows=20000, features=62, trials=10) == 8  # never below the catalog's
+    assert window("nn", box, readies, folds=5, rows=20000, features=62, trials=256) == 32
+    assert window("nn", box, readies, folds=5, rows=20000, features=62, trials=10_000) == wide
+    assert window("lightgbm", box, readies, folds=5, rows=20000, features=62, trials=10) == 6  # as before
+
+
 def test_a_real_pool_sends_nn_tasks_to_its_gpu_worker_and_tree_folds_to_its_cpu_worker(tmp_path):
     X, y, _ = make_survivors(400, seed=0)
     folds = [(np.arange(0, 300), np.arange(300, 400)), (np.arange(100, 400), np.arange(0, 100))]

@@ -225,7 +225,7 @@ class FamilySearch:
         self.starts = list(FAMILIES[self.family].start) if new_study and self.portfolio else []  # known-good first
         complete = optuna.trial.TrialState.COMPLETE
         self.have_model = any(t.state == complete for t in self.study.get_trials(deepcopy=False))
-        self.window = self.pool.window(self.family)
+        self.window = self.pool.window(self.family, self.n_trials)
         for _ in range(self.window):
             self._ask_one()
         if self.heartbeat is None:

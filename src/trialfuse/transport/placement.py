@@ -31,6 +31,7 @@ from trialfuse.catalog import FAMILIES
 GPU_MEMORY_SHARE = 0.7  # of a GPU's free memory the NN window plans to fill
 MAX_NN_WINDOW = 64  # NN trials in flight per GPU at most
 GPU_TREES_MIN_ROWS = 100_000  # rows from which XGBoost / CatBoost (and a CUDA LightGBM) search on the GPU
+TRIALS_PER_WINDOW = 8  # with --trials N, a GPU-sized NN window holds at most N / 8 trials (see above)
 TYPICAL_HIDDEN_UNITS = 360  # the NN search space's mean total width (about 3 layers of 120)
 
 
@@ -74,16 +75,18 @@ def accepts(slot: Slot, family: str, slots: list[Slot], readies: list[dict], row
 
 
 def window(family: str, slots: list[Slot], readies: list[dict], folds: int, rows: int, features: int,
-           fused: bool = True) -> int:
+           fused: bool = True, trials: int | None = None) -> int:
     """Trials of `family` to keep in flight on these workers (`readies`: their ready lines);
-    `fused`: whether NN folds on a GPU train as one stacked model (not with --fuse off)."""
+    `fused`: whether NN folds on a GPU train as one stacked model (not with --fuse off);
+    `trials`: the family's trial count, if the run has one."""
     row = FAMILIES[family]
     takers = [i for i, slot in enumerate(slots) if accepts(slot, family, slots, readies, rows)]
     gpus = [i for i in takers if slots[i].kind == "gpu"]
     if row.batched and gpus and fused:
         train_rows = rows * (folds - 1) // folds
         models = sum(nn_models_fit(readies[i].get("gpu_memory_free", 0), train_rows, features) for i in gpus)
-        return max(row.in_flight, min(MAX_NN_WINDOW * len(gpus), models // folds))
+        most = MAX_NN_WINDOW * len(gpus) if trials is None else trials // TRIALS_PER_WINDOW
+        return max(row.in_flight, min(MAX_NN_WINDOW * len(gpus), most, models // folds))
     return max(row.in_flight, math.ceil(2 * len(takers) / folds))
 
 

@@ -409,16 +409,17 @@ class WorkerPool:
             self._ready.notify_all()  # the others take it (a family whose kind is all gone moves kind)
             self._fail_if_no_worker_is_left()
 
-    def window(self, family: str) -> int:
-        """Trials of `family` worth keeping in flight on this pool (see placement.window); waits
-        for the GPU workers' ready lines (free memory, a CUDA LightGBM), the only ones it reads."""
+    def window(self, family: str, trials: int | None = None) -> int:
+        """Trials of `family` worth keeping in flight on this pool, out of `trials` if the run
+        has a count (see placement.window); waits for the GPU workers' ready lines (free
+        memory, a CUDA LightGBM), the only ones it reads."""
         for worker in self._all:
             if worker.slot.kind == "gpu":
                 worker.tried.wait(READY_TIMEOUT)
         rows, features = self._shape
         fused = self.fuse.mode != "off"
         self._windows[family] = placement_window(family, self.slots, [w.ready for w in self._all], self._folds,
-                                                 rows, features, fused)
+                                                 rows, features, fused, trials)
         return self._windows[family]
 
     def _jobs_per_task(self) -> int:
