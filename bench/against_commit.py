@@ -57,8 +57,9 @@ def main() -> None:
                        capture_output=True)
         try:
             data = write_survivors(Path(tmp) / "survivors.csv", rows=args.rows, seed=0)
-            for i in range(args.repeat):
-                for which, src in (("base", tree / "src"), ("head", HERE / "src")):
+            for i in range(args.repeat):  # which goes first alternates too: the first run warms the caches
+                pair = [("base", tree / "src"), ("head", HERE / "src")]
+                for which, src in pair if i % 2 == 0 else pair[::-1]:
                     runs[which].append(one_run(src, data, Path(tmp) / f"{which}-{i}", args.run_args))
                     print(which, json.dumps(runs[which][-1]), flush=True)
         finally:

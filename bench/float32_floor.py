@@ -6,9 +6,10 @@ training's own: the same configs (drawn from the NN search space) trained three 
 reference table, all in one process run,
 - serial: one model at a time (the reference);
 - fused: stacked, one batch per depth;
-- serial, inputs moved by one rounding step: the features times (1 + 1e-7), below what
-  float32 resolves (2^-23 = 1.2e-7), so each value moves by at most one unit in the last place;
-and reports |R² difference| from serial for the other two, plus float64 fused for contrast.
+- serial, inputs moved by one rounding step: every feature value moved to a neighbouring
+  float32, up or down at random (what rounding it the other way would give);
+and reports |R² difference| from serial for the other two, plus serial again (0 if training
+is deterministic) and float64 fused for contrast.
 
     python bench/float32_floor.py --rows 4000 --configs 12 --folds 3 --epochs 60 [--save X.json]
 """
@@ -28,7 +29,12 @@ from trialfuse.bench import sample_configs
 from trialfuse.engine.fused.train import train_many
 from trialfuse.survivors import make_survivors
 
-ROUNDING_STEP = 1e-7  # relative: under float32's 2^-23, so a value moves by at most one ulp
+
+def one_rounding_step(X: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Each value moved to the next float32 above or below it, at random."""
+    x = np.asarray(X, dtype=np.float32)
+    up = np.random.default_rng(seed).random(x.shape) < 0.5
+    return np.where(up, np.nextafter(x, np.float32(np.inf)), np.nextafter(x, np.float32(-np.inf)))
 
 
 def r2s(results: list[dict]) -> np.ndarray:
@@ -52,9 +58,10 @@ def main() -> None:
     configs = [{**c, "dropout": 0.0} for c in sample_configs(args.configs, args.epochs, seed=0)]  # masks aside
     serial = r2s(train_many(configs, X, y, folds, fuse="off"))
     gaps = {
+        "serial_float32_again": np.abs(r2s(train_many(configs, X, y, folds, fuse="off")) - serial),  # 0: deterministic
         "fused_float32": np.abs(r2s(train_many(configs, X, y, folds, fuse="on")) - serial),
         "serial_float32_inputs_one_rounding_step_apart": np.abs(
-            r2s(train_many(configs, X * (1 + ROUNDING_STEP), y, folds, fuse="off")) - serial),
+            r2s(train_many(configs, one_rounding_step(X), y, folds, fuse="off")) - serial),
         "fused_float64_vs_serial_float64": np.abs(
             r2s(train_many(configs, X, y, folds, fuse="on", dtype=torch.float64))
             - r2s(train_many(configs, X, y, folds, fuse="off", dtype=torch.float64))),

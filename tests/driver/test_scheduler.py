@@ -37,6 +37,7 @@ class FakePool:
         self.deadline = None  # set by the scheduler: the wall time every job it starts must stop by
         self.deadlines: list[float | None] = []  # the deadline each fold was "trained" under
         self.diagonal: dict[int, bool] = {}  # per trial number: may the pool spread its folds out
+        self.windows_asked: list[tuple[str, int | None]] = []  # (family, its trial count) per window asked
 
     def submit(self, trial, family, params, folds, seed, diagonal=True, turn=None, step=1.0):
         self.staged += [FoldJob(trial, family, params, fold, seed, trial[1], 0, diagonal, turn, step) for fold in folds]
@@ -47,6 +48,7 @@ class FakePool:
         self.staged = []
 
     def window(self, family, trials=None):
+        self.windows_asked.append((family, trials))
         return FAMILIES[family].in_flight
 
     def next_done(self, timeout=None):
@@ -80,6 +82,12 @@ def test_every_trial_is_told_once_with_its_fold_scores():
         assert len(folds) == 3 and trial.value == pytest.approx(sum(folds) / 3)
         assert trial.user_attrs["best_rounds"] == [10, 11, 12]
     assert result.cv_r2_mean == max(t.value for t in trials)
+
+
+def test_the_pool_sizes_a_familys_window_knowing_its_trial_count():
+    pool = FakePool()
+    search(pool, trials=12)
+    assert pool.windows_asked == [("lightgbm", 12)]  # a GPU-sized NN window is capped by it (placement.window)
 
 
 def test_the_search_does_not_depend_on_the_order_answers_arrive_in():
