@@ -38,6 +38,11 @@ def one_run(src: Path, data: Path, out: Path, run_args: list[str]) -> dict:
                        for name, f in results["families"].items()}}
 
 
+def short_commit(revision: str) -> str:
+    return subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", revision], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", required=True, help="the earlier commit (any git revision)")
@@ -46,10 +51,7 @@ def main() -> None:
     ap.add_argument("--save", type=Path)
     ap.add_argument("run_args", nargs="*", help="after --: what `trialfuse run` gets besides table, target, out")
     args = ap.parse_args()
-    base = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", args.base], check=True,
-                          capture_output=True, text=True).stdout.strip()
-    head = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], check=True,
-                          capture_output=True, text=True).stdout.strip()
+    base, head = short_commit(args.base), short_commit("HEAD")
     runs: dict[str, list[dict]] = {"base": [], "head": []}
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "base"

@@ -89,8 +89,10 @@ def window(family: str, slots: list[Slot], readies: list[dict], folds: int, rows
     if row.batched and gpus and fused:
         train_rows = rows * (folds - 1) // folds
         models = sum(nn_models_fit(readies[i].get("gpu_memory_free", 0), train_rows, features) for i in gpus)
-        most = MAX_NN_WINDOW * len(gpus) if trials is None else trials // TRIALS_PER_WINDOW
-        return max(row.in_flight, min(MAX_NN_WINDOW * len(gpus), most, models // folds))
+        most = MAX_NN_WINDOW * len(gpus)
+        if trials is not None:
+            most = min(most, trials // TRIALS_PER_WINDOW)
+        return max(row.in_flight, min(most, models // folds))
     return max(row.in_flight, math.ceil(2 * len(takers) / folds))
 
 
