@@ -249,19 +249,20 @@ def _bench(args, rows: int, modes: tuple[str, ...]) -> dict:
 
 # the measured default first, the one-at-a-time baseline last (every ratio is to it); each mode's
 # figures are saved as it ends, so a check cut off by the command's time limit keeps them
-BENCH_MODES = ("fused", "fused-compiled", "fused-compiled-tf32", "fused-filled", "serial")
+BENCH_MODES = ("fused", "fused-padded", "fused-compiled", "fused-compiled-tf32", "fused-filled", "serial")
 MODE_LIMIT_S = 120  # a mode slower than this is cut (the 98,000-row fused run took 55 s on an H100)
 
 
 def check_bench(args) -> dict:
     """The issue's figure: 20 configs x 5 folds on the 98,000-row table, one at a time vs fused:
-    batches filled by model-rows or only by memory, eager or compiled, float32 or TF32 matmuls."""
-    return _bench(args, 98_000, BENCH_MODES)
+    batches filled by model-rows or only by memory, split by depth or padded to one depth, eager
+    or compiled, float32 or TF32 matmuls (--modes picks some)."""
+    return _bench(args, 98_000, args.modes or BENCH_MODES)
 
 
 def check_bench_10k(args) -> dict:
     """The same on 10,000 rows, where one model alone leaves the GPU mostly idle."""
-    return _bench(args, 10_000, BENCH_MODES)
+    return _bench(args, 10_000, args.modes or BENCH_MODES)
 
 
 def check_profile(args) -> dict:
@@ -328,6 +329,9 @@ def main() -> int:
     parser.add_argument("--dry", action="store_true", help="run the GPU checks with CPU stand-ins, small tables")
     parser.add_argument("--only", help="comma-separated check names")
     parser.add_argument("--save", type=Path)
+    parser.add_argument("--modes", type=lambda text: tuple(text.split(",")),
+                        help=f"the bench checks' modes, comma-separated (default {','.join(BENCH_MODES)}); "
+                             "ratios are to serial")
     args = parser.parse_args()
     global DRY
     DRY = args.dry

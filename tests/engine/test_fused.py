@@ -12,6 +12,7 @@ from sklearn.model_selection import KFold
 from trialfuse.engine.families import mlp
 from trialfuse.engine.fused import adam as fused_adam
 from trialfuse.engine.fused import train as fused_train
+from trialfuse.engine.fused.mlp import stack_modules
 from trialfuse.engine.fused.train import train_many
 from trialfuse.fuse import Fuse
 from trialfuse.survivors import make_survivors
@@ -112,6 +113,60 @@ def test_mixed_depths_are_split_and_keep_order(table):
     assert [r["fused_batch_size"] for r in fused] == [2, 1, 2]
     for f, s in zip(fused, serial, strict=True):
         assert f["r2"] == pytest.approx(s["r2"], abs=1e-6)
+
+
+# depths 1 to 3, widths that grow and shrink past a shallower model's last width, dropout on
+DEPTHS = [
+    {**BASE, "hidden_layers": [16, 48, 8], "learning_rate": 1e-2, "dropout": 0.2},
+    {**BASE, "hidden_layers": [32], "learning_rate": 5e-3, "optimizer": "adamw", "weight_decay": 1e-2,
+     "use_leaky_relu": True, "dropout": 0.3},
+    {**BASE, "hidden_layers": [64, 24], "learning_rate": 2e-2, "gradient_clip": 0.5, "early_stopping_patience": 4},
+    {**BASE, "hidden_layers": [8, 8, 8], "learning_rate": 1e-2, "epochs": 25, "dropout": 0.1},
+]
+
+
+def test_padded_depths_share_one_batch_and_train_as_each_model_alone(table):
+    """With `pad_depths`, a model shallower than its batch carries its output through the
+    layers it lacks unchanged (and draws no dropout masks there), so it trains as it does alone."""
+    X, y, folds = table
+    padded = train_many(DEPTHS, X, y, folds, fuse="on", pad_depths=True, dtype=torch.float64)
+    serial = train_many(DEPTHS, X, y, folds, fuse="off", dtype=torch.float64)
+    split = train_many(DEPTHS, X, y, folds, fuse="on", dtype=torch.float64)
+    assert {r["fused_batch_size"] for r in padded} == {8, 4}  # folds of 600 and 601 rows: two batches
+    assert {r["fused_batch_size"] for r in split} == {1, 2, 4}  # by depth too: six batches
+    for p, s in zip(padded, serial, strict=True):
+        assert (p["epochs_run"], p["best_epoch"]) == (s["epochs_run"], s["best_epoch"])
+        assert abs(p["r2"] - s["r2"]) <= 1e-9
+        np.testing.assert_allclose(p["predictions_val"], s["predictions_val"], rtol=0, atol=1e-8)
+
+
+def test_a_kept_model_from_a_padded_batch_is_its_own_depth_and_predicts_what_it_scored(table):
+    X, y, folds = table
+    fold_data = [fused_train.prepare_fold(X, y, *folds[0])]
+    jobs = [fused_train.Job(mlp.with_defaults(c), 0, 3 + k, key=k, keep=True) for k, c in enumerate(DEPTHS)]
+    results = fused_train.run_jobs(jobs, fold_data, fuse=Fuse("on"), dtype=torch.float64, pad_depths=True)
+    assert {r["fused_batch_size"] for r in results} == {4}
+    for job, result in zip(jobs, results, strict=True):
+        linears = [m for m in result["model"].net.layers if isinstance(m, torch.nn.Linear)]
+        assert [m.out_features for m in linears] == [*job.params["hidden_layers"], 1]
+        np.testing.assert_allclose(mlp.predict(result["model"], fold_data[0].raw[2]), result["predictions_val"],
+                                   atol=1e-6)
+
+
+def test_a_padded_stack_holds_no_weights_in_the_layers_a_model_lacks():
+    nets = [mlp.new_net(5, mlp.with_defaults(c), seed=k) for k, c in enumerate(DEPTHS)]
+    stack = stack_modules(nets, [0.0] * 4, [0.0] * 4, torch.float64, torch.device("cpu"))
+    # layer 3: its deepest models hold 8 units, but models 1 and 2 carry 32 and 24 through it
+    assert [w.shape[1:] for w in stack.weights] == [(5, 64), (64, 48), (48, 32), (32, 1)]
+    assert stack.skips[0] is None
+    assert stack.skips[1].flatten().tolist() == [False, True, False, False]
+    assert stack.skips[2].flatten().tolist() == [False, True, True, False]
+    masks = stack.param_masks()
+    for layer in (1, 2):  # model 1 (one hidden layer of 32) has no weights, bias or BatchNorm there
+        for tensor in (stack.weights[layer], masks[layer], stack.gammas[layer], masks[2 * 4 + layer]):
+            assert not tensor[1].any()
+    assert stack.weights[3][1, :32].any() and not stack.weights[3][1, 32:].any()  # its head reads its 32 units
+    assert [int(stack.unit_masks[2][m].sum()) for m in range(4)] == [8, 32, 24, 8]
 
 
 def test_dropout_masks_follow_the_model_seed_and_ignore_neighbours(table):

@@ -1,7 +1,9 @@
-"""M MLPs of one depth as one stacked model: batched matmuls over a leading model dimension.
+"""M MLPs as one stacked model: batched matmuls over a leading model dimension.
 
 Models may differ in widths (narrower layers are zero-padded to the widest; a mask keeps
-the padding at exactly zero through training), activation (ReLU is LeakyReLU with slope 0),
+the padding at exactly zero through training), depth (a shallower model passes its last
+hidden layer's output unchanged through the layers it lacks: exact identities, so it trains
+as it would alone), activation (ReLU is LeakyReLU with slope 0),
 dropout rate, and rows (each model has its own fold; a batch holds models whose folds have the same number
 of training rows, which K-fold gives in at most two sizes). BatchNorm keeps per-model running statistics and
 updates them exactly as torch.nn.BatchNorm1d does; evaluation uses them.
@@ -30,7 +32,7 @@ BN_MOMENTUM, BN_EPS = 0.1, 1e-5
 
 @dataclass
 class StackedMLP:
-    """Parameters and BatchNorm statistics of M same-depth MLPs, padded to common widths."""
+    """Parameters and BatchNorm statistics of M MLPs, padded to common widths and depth."""
 
     weights: list[torch.Tensor]  # per layer [M, H_in, H_out]; the head is [M, H_last, 1]
     biases: list[torch.Tensor]  # per layer [M, 1, H_out]
@@ -38,7 +40,8 @@ class StackedMLP:
     betas: list[torch.Tensor]  # per hidden layer [M, 1, H]
     running_mean: list[torch.Tensor]  # per hidden layer [M, 1, H]
     running_var: list[torch.Tensor]  # per hidden layer [M, 1, H]
-    unit_masks: list[torch.Tensor]  # per hidden layer [M, 1, H]: 1 for a real unit, 0 for padding
+    unit_masks: list[torch.Tensor]  # per hidden layer [M, 1, H]: 1 where the layer's output holds a real unit
+    skips: list[torch.Tensor | None]  # per hidden layer [M, 1, 1] bool: the model lacks it; None: none does
     slopes: torch.Tensor  # [M, 1, 1] negative slope of the activation (0 = ReLU)
     dropout: torch.Tensor  # [M, 1, 1] int32: the level below which a unit drops (see DropoutStream)
     dropout_scale: torch.Tensor  # [M, 1, 1] 1 / (probability a unit is kept), from float64 on the host
@@ -54,9 +57,11 @@ class StackedMLP:
         """Per parameter, 1 where a real weight lives and 0 on padding (same shape as the parameter)."""
         ones_in = torch.ones_like(self.weights[0][:, :, :1])  # [M, F, 1]: every input feature is real
         ins = [ones_in, *(m.transpose(1, 2) for m in self.unit_masks)]  # [M, H_in, 1]
-        outs = [*self.unit_masks, torch.ones_like(self.biases[-1])]  # [M, 1, H_out]
+        owns = [1 - s.to(ones_in.dtype) if s is not None else torch.ones_like(ones_in[:, :1])  # [M, 1, 1]
+                for s in [*self.skips, None]]  # 0: the model lacks the layer, so has no weights in it
+        outs = [m * own for m, own in zip([*self.unit_masks, torch.ones_like(self.biases[-1])], owns, strict=True)]
         weight_masks = [i * o for i, o in zip(ins, outs, strict=True)]
-        return [*weight_masks, *outs, *self.unit_masks, *self.unit_masks]
+        return [*weight_masks, *outs, *outs[:-1], *outs[:-1]]
 
     def buffers(self) -> list[torch.Tensor]:
         return [*self.running_mean, *self.running_var]
@@ -67,61 +72,76 @@ class StackedMLP:
         host = keep.tolist()
         return StackedMLP(pick(self.weights), pick(self.biases), pick(self.gammas),
                           pick(self.betas), pick(self.running_mean), pick(self.running_var), pick(self.unit_masks),
+                          [None if s is None else s[keep].clone() for s in self.skips],
                           self.slopes[keep].clone(), self.dropout[keep].clone(), self.dropout_scale[keep].clone(),
                           [self.streams[i] for i in host], [self.widths[i] for i in host],
                           [self.rates[i] for i in host])
 
 
+def stack_widths(hidden_layers: list[list[int]]) -> list[int]:
+    """The hidden widths of a stack of models with these hidden widths: per layer the widest
+    model's, counting a shallower model's last width in the layers it passes its output through."""
+    depth = max(len(h) for h in hidden_layers)
+    return [max(h[i] if i < len(h) else h[-1] for h in hidden_layers) for i in range(depth)]
+
+
 def stack_modules(nets: list[MLP], slopes: list[float], dropouts: list[float],
                   dtype: torch.dtype, device: torch.device) -> StackedMLP:
-    """Copy M torch MLPs (Linear, BatchNorm1d, activation, Dropout blocks; same depth) into one stack.
+    """Copy M torch MLPs (Linear, BatchNorm1d, activation, Dropout blocks) into one stack.
 
     Starting from real nn.Modules means a fused model and a serial one built from the same
     seed start from the same weights, and draw the same dropout masks from the same streams.
+    A model shallower than the stack holds no weights in the hidden layers it lacks (the last
+    ones); its head is the stack's head.
     """
     per_net = [_layers(net) for net in nets]
-    depth = len(per_net[0][0])
-    if any(len(linears) != depth for linears, _ in per_net):
-        raise ValueError("only models of one depth can be fused")
-    widths = [max(linears[i].out_features for linears, _ in per_net) for i in range(depth)]
+    real = [[lin.out_features for lin in linears[:-1]] for linears, _ in per_net]  # per model, its hidden widths
+    hidden = stack_widths(real)
     n_in = per_net[0][0][0].in_features
     weights, biases = [], []
-    for i in range(depth):
-        h_in = n_in if i == 0 else widths[i - 1]
-        h_out = widths[i] if i < depth - 1 else 1
+    for i, (h_in, h_out) in enumerate(zip([n_in, *hidden], [*hidden, 1], strict=True)):
         w = torch.zeros(len(nets), h_in, h_out, dtype=dtype, device=device)
         b = torch.zeros(len(nets), 1, h_out, dtype=dtype, device=device)
         for m, (linears, _) in enumerate(per_net):
-            lin = linears[i]
+            if i == len(hidden):
+                lin = linears[-1]  # every model's head is the stack's
+            elif i < len(real[m]):
+                lin = linears[i]
+            else:
+                continue  # a layer this model lacks: an identity, no weights
             w[m, : lin.in_features, : lin.out_features] = lin.weight.detach().T
             b[m, 0, : lin.out_features] = lin.bias.detach()
         weights.append(w)
         biases.append(b)
-    hidden = widths[:-1]
 
     def bn_stack(attr: str, fill: float) -> list[torch.Tensor]:
         out = []
         for i, width in enumerate(hidden):
             t = torch.full((len(nets), 1, width), fill, dtype=dtype, device=device)
             for m, (_, norms) in enumerate(per_net):
-                values = getattr(norms[i], attr).detach()
-                t[m, 0, : values.numel()] = values
+                if i < len(norms):
+                    values = getattr(norms[i], attr).detach()
+                    t[m, 0, : values.numel()] = values
             out.append(t)
         return out
 
     masks = []
     for i, width in enumerate(hidden):
         mask = torch.zeros(len(nets), 1, width, dtype=dtype, device=device)
-        for m, (linears, _) in enumerate(per_net):
-            mask[m, 0, : linears[i].out_features] = 1
+        for m, widths in enumerate(real):
+            mask[m, 0, : widths[min(i, len(widths) - 1)]] = 1  # past its depth, the output it carries
         masks.append(mask)
-    gammas = [g * mask for g, mask in zip(bn_stack("weight", 0.0), masks, strict=True)]
+    skips = []
+    for i in range(len(hidden)):
+        lacks = [i >= len(widths) for widths in real]
+        skips.append(torch.tensor(lacks, device=device).view(-1, 1, 1) if any(lacks) else None)
+    gammas = bn_stack("weight", 0.0)  # zero on padding, and in a layer a model lacks
     as_col = lambda v: torch.tensor(v, dtype=dtype, device=device).reshape(-1, 1, 1)  # noqa: E731
     thresholds = torch.tensor([dropout_threshold(d) for d in dropouts], dtype=torch.int32, device=device).view(-1, 1, 1)
     return StackedMLP(weights, biases, gammas, bn_stack("bias", 0.0),
-                      bn_stack("running_mean", 0.0), bn_stack("running_var", 1.0), masks, as_col(slopes),
+                      bn_stack("running_mean", 0.0), bn_stack("running_var", 1.0), masks, skips, as_col(slopes),
                       thresholds, as_col([dropout_scale(d) for d in dropouts]), [net.stream for net in nets],
-                      [[lin.out_features for lin in linears[:-1]] for linears, _ in per_net], list(dropouts))
+                      real, list(dropouts))
 
 
 def unstack(model: StackedMLP, slot: int, n_features: int, hidden_layers: list[int], leaky: bool) -> MLP:
@@ -131,8 +151,9 @@ def unstack(model: StackedMLP, slot: int, n_features: int, hidden_layers: list[i
     linears, norms = _layers(net)
     with torch.no_grad():
         for i, linear in enumerate(linears):
-            linear.weight.copy_(model.weights[i][slot, : linear.in_features, : linear.out_features].T)
-            linear.bias.copy_(model.biases[i][slot, 0, : linear.out_features])
+            at = i if i < len(hidden_layers) else -1  # the head is the stack's last layer at any depth
+            linear.weight.copy_(model.weights[at][slot, : linear.in_features, : linear.out_features].T)
+            linear.bias.copy_(model.biases[at][slot, 0, : linear.out_features])
         for i, norm in enumerate(norms):
             width = norm.num_features
             for target, stacked in ((norm.weight, model.gammas), (norm.bias, model.betas),
@@ -162,11 +183,14 @@ def forward(model: StackedMLP, x: torch.Tensor, *, train: bool, block: Callable 
     dropout = train and any(model.rates)
     h = x
     for i in range(len(model.gammas)):
+        carried = h
         h = torch.baddbmm(model.biases[i], h, model.weights[i])  # [M, N, H]
         stats = None if train else (model.running_mean[i], model.running_var[i])
         levels = _levels(model, i, h) if dropout else None
         h, mean, var = block(h, model.gammas[i], model.betas[i], stats, model.slopes, model.dropout,
                              model.dropout_scale, levels)
+        if model.skips[i] is not None:  # models that lack this layer pass their output on unchanged
+            h = torch.where(model.skips[i], _to_width(carried, h.shape[-1]), h)
         if train:
             with torch.no_grad():
                 model.running_mean[i].lerp_(mean, BN_MOMENTUM)
@@ -231,11 +255,20 @@ def _rand(*shape: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor
     return torch.rand(shape, dtype=dtype, device=device)
 
 
+def _to_width(h: torch.Tensor, width: int) -> torch.Tensor:
+    """`h` [M, N, H] cut or zero-padded to `width` columns (what is cut is padding for the models
+    that carry `h` on: the stack's widths leave room for their units)."""
+    if h.shape[-1] >= width:
+        return h[..., :width]
+    return torch.nn.functional.pad(h, (0, width - h.shape[-1]))
+
+
 def _levels(model: StackedMLP, layer: int, h: torch.Tensor) -> torch.Tensor:
     """[M, N, H] dropout levels for layer `layer`, each model's from its own stream and of its
-    real width (as it draws alone); zeros where a model has no dropout (then all is kept)."""
+    real width (as it draws alone); zeros where a model has no dropout (then all is kept) or
+    lacks the layer (it draws nothing there, as alone)."""
     levels = torch.zeros(h.shape, dtype=torch.int16, device=h.device)
     for m, (stream, widths, rate) in enumerate(zip(model.streams, model.widths, model.rates, strict=True)):
-        if rate > 0:
+        if rate > 0 and layer < len(widths):
             levels[m, :, : widths[layer]] = stream.levels((h.shape[1], widths[layer]), h.device)
     return levels

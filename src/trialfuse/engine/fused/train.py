@@ -1,8 +1,9 @@
 """Train many MLP configs x folds at once, one stacked model per batch: `train_many`.
 
 Each model keeps its own fold, widths, activation, dropout, learning rate, weight decay,
-optimizer, gradient clip, patience, min_delta and epoch budget; only depth splits a
-batch (and fold size: K-fold gives at most two). Early stopping is per model and
+optimizer, gradient clip, patience, min_delta and epoch budget; depth splits a batch
+unless `pad_depths` (shallower models carried through identity layers), and so does fold
+size (K-fold gives at most two). Early stopping is per model and
 restores each model's best epoch. Finished models
 are dropped from the batch once enough of it has stopped (the host looks only every few
 epochs). How many models share a batch follows free device memory; on out-of-memory the
@@ -31,7 +32,15 @@ import torch
 
 from trialfuse.engine.families import check_deadline, mlp
 from trialfuse.engine.fused import adam as fused_adam
-from trialfuse.engine.fused.mlp import StackedMLP, compiled_block, forward, hidden_block, stack_modules, unstack
+from trialfuse.engine.fused.mlp import (
+    StackedMLP,
+    compiled_block,
+    forward,
+    hidden_block,
+    stack_modules,
+    stack_widths,
+    unstack,
+)
 from trialfuse.engine.scores import fold_scores
 from trialfuse.engine.standardize import column_stats, standardize
 from trialfuse.fuse import AUTO, Fuse
@@ -84,7 +93,7 @@ class Job:
 
 def train_many(configs: list[dict[str, Any]], X: np.ndarray, y: np.ndarray, folds, *, device: str = "cpu",
                fuse: Fuse | str = "auto", seed: int = 0, dtype: torch.dtype = torch.float32,
-               compiled: bool | None = None, fill: int | None = None,
+               compiled: bool | None = None, fill: int | None = None, pad_depths: bool = False,
                deadline: float | None = None) -> list[dict[str, Any]]:
     """Train every config on every fold; one result per (config, fold), config-major order.
 
@@ -101,22 +110,27 @@ def train_many(configs: list[dict[str, Any]], X: np.ndarray, y: np.ndarray, fold
             for i, c in enumerate(configs) for k in range(len(folds))]
     fuse = Fuse.parse(fuse) if isinstance(fuse, str) else fuse
     return run_jobs(jobs, fold_data, device=device, fuse=fuse, dtype=dtype, compiled=compiled, fill=fill,
-                    deadline=deadline)
+                    pad_depths=pad_depths, deadline=deadline)
 
 
 def run_jobs(jobs: list[Job], fold_data: list[FoldData], *, device: str = "cpu", fuse: Fuse = AUTO,
              dtype: torch.dtype = torch.float32, deadline: float | None = None,
-             compiled: bool | None = None, fill: int | None = None) -> list[dict[str, Any]]:
+             compiled: bool | None = None, fill: int | None = None,
+             pad_depths: bool = False) -> list[dict[str, Any]]:
     """Results in the order of `jobs` (each tagged with its job's key). Past `deadline`
     (time.time()) training stops within a few epochs and DeadlineReached is raised.
     `compiled`: run the hidden layers through torch.compile (None: where `use_compiler` says);
-    `fill`: model-rows after which a stacked batch is full (None: only memory limits it)."""
+    `fill`: model-rows after which a stacked batch is full (None: only memory limits it);
+    `pad_depths`: models of every depth share a stacked batch (fewer, larger batches, but a
+    shallower model's missing layers are computed and thrown away). Not the default until a
+    GPU measures it (`trialfuse bench --modes fused,fused-padded`)."""
     dev = torch.device(device)
     block = None  # the hidden layers' code, chosen (and compiled) once a group trains stacked
     results: dict[int, dict[str, Any]] = {}
     groups: dict[tuple[int, int], list[Job]] = {}  # (depth, training rows): what one stacked model can hold
     for job in jobs:
-        groups.setdefault((len(job.params["hidden_layers"]), len(fold_data[job.fold].y_train)), []).append(job)
+        depth = 0 if pad_depths else len(job.params["hidden_layers"])
+        groups.setdefault((depth, len(fold_data[job.fold].y_train)), []).append(job)
     for (_, n_train), group in groups.items():
         stacked = fuse.mode == "on" or (fuse.mode == "auto" and dev.type == "cuda" and len(group) > 1)
         if not stacked:
@@ -138,11 +152,12 @@ def run_jobs(jobs: list[Job], fold_data: list[FoldData], *, device: str = "cpu",
 
 
 def plan_batches(jobs: list[Job], n_train: int, cap: int, fill: int | None) -> list[list[Job]]:
-    """Jobs of one group cut into stacked batches: widest first, the folds of one config side by
-    side and similar widths together, so little of a batch is padding; a batch closes at `cap`
-    models or once it holds `fill` model-rows."""
-    ordered = sorted(jobs, key=lambda job: (sum(job.params["hidden_layers"]), tuple(job.params["hidden_layers"])),
-                     reverse=True)
+    """Jobs of one group cut into stacked batches: deepest and widest first, the folds of one
+    config side by side and similar shapes together, so little of a batch is padding; a batch
+    closes at `cap` models or once it holds `fill` model-rows."""
+    shape = lambda job: (len(job.params["hidden_layers"]), sum(job.params["hidden_layers"]),  # noqa: E731
+                         tuple(job.params["hidden_layers"]))
+    ordered = sorted(jobs, key=shape, reverse=True)
     per_batch = cap if fill is None else max(1, min(cap, math.ceil(fill / n_train)))
     return [ordered[i:i + per_batch] for i in range(0, len(ordered), per_batch)]
 
@@ -233,7 +248,7 @@ def _memory_cap(jobs: list[Job], fold_data, dev: torch.device, dtype) -> int:
     n_train = max(len(f.y_train) for f in fold_data)
     n_val = max(len(f.y_val) for f in fold_data)
     n_features = fold_data[0].x_train.shape[1]
-    widths = [max(w) for w in zip(*(j.params["hidden_layers"] for j in jobs), strict=True)]
+    widths = stack_widths([j.params["hidden_layers"] for j in jobs])
     n_params = sum(a * b for a, b in zip([n_features, *widths], [*widths, 1], strict=True))
     # inputs + ~8 activation-sized tensors per layer kept for backward + params, grads, moments, best copy
     per_model = itemsize * ((n_train + n_val) * n_features + 8 * n_train * sum(widths) + 6 * n_params)
@@ -322,7 +337,7 @@ def _initial_state(jobs: list[Job], fold_data: list[FoldData], dev: torch.device
 
 def train_fused_batch(jobs: list[Job], fold_data: list[FoldData], dev: torch.device, dtype: torch.dtype,
                       deadline: float | None = None, block: Callable = hidden_block) -> list[dict[str, Any]]:
-    """Train `jobs` (one depth, folds of one size) as one stacked model; results in job order.
+    """Train `jobs` (folds of one size) as one stacked model; results in job order.
 
     Each epoch is `mlp.fit`'s epoch for every model at once: a full-batch step (per-model
     gradient clipping, Adam/AdamW), then validation loss, best weights and patience per model."""
