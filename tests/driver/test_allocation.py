@@ -11,7 +11,7 @@ from trialfuse.catalog import FAMILIES
 from trialfuse.driver import scheduler
 from trialfuse.driver.allocation import FIRST_TRIALS, MIN_SHARE, CostShares
 from trialfuse.driver.budget import Budget
-from trialfuse.transport.process_pool import FoldDone, FoldJob
+from trialfuse.transport.fold_queue import FoldDone, FoldJob
 
 
 def account(shares: CostShares, family: str, trials: list[float], seconds_per_trial: float) -> None:

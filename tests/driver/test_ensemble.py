@@ -141,7 +141,7 @@ def _search_with_kept_predictions(tmp_path, errors: dict[int, np.ndarray], y: np
     import optuna
 
     from trialfuse.catalog import FAMILIES
-    from trialfuse.driver.scheduler import FamilyResult
+    from trialfuse.driver.trial_records import FamilyResult
 
     folds = [(np.arange(y.size // 2, y.size), np.arange(y.size // 2)),
              (np.arange(y.size // 2), np.arange(y.size // 2, y.size))]

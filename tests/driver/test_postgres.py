@@ -21,7 +21,7 @@ import optuna
 import pytest
 
 from helpers import CLI_CODE as CODE
-from trialfuse.driver.scheduler import counting
+from trialfuse.driver.trial_records import counting
 
 
 def _pg_bin(name: str) -> str | None:

@@ -17,7 +17,7 @@ import pytest
 from trialfuse.catalog import DEFAULT_MODELS, FAMILIES, default_models
 from trialfuse.driver.budget import REPORT_SECONDS, Budget
 from trialfuse.driver.scheduler import run_family_study, run_studies
-from trialfuse.transport.process_pool import FoldDone, FoldJob
+from trialfuse.transport.fold_queue import FoldDone, FoldJob
 
 
 def lightgbm_score(params: dict, fold: int) -> dict:

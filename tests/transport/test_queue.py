@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from trialfuse.catalog import FAMILIES
-from trialfuse.transport.process_pool import FoldJob, take_task
+from trialfuse.transport.fold_queue import FoldJob, take_task
 
 
 def jobs(family: str, position: int, folds: int = 3, diagonal: bool = True) -> list[FoldJob]:

@@ -9,9 +9,10 @@ from trialfuse.survivors import make_survivors
 from trialfuse.testing import faults
 from trialfuse.transport import protocol
 from trialfuse.transport.placement import Slot
-from trialfuse.transport.process_pool import WORKER_LOGS, SlotGone, WorkerPool, WorkerProcess
+from trialfuse.transport.process_pool import WORKER_LOGS, WorkerPool
 from trialfuse.transport.protocol import TrainJob
 from trialfuse.transport.server import Server, broken_cuda_context
+from trialfuse.transport.worker_process import SlotGone, WorkerProcess
 
 NN = {"hidden_layers": [16, 8], "epochs": 5, "learning_rate": 1e-2}
 
@@ -55,7 +56,6 @@ def test_a_worker_with_a_broken_cuda_context_answers_the_cause_then_a_new_one_ta
 
 
 def test_a_worker_that_cannot_even_be_started_answers_every_job_with_the_reason(tmp_path, monkeypatch):
-    from trialfuse.transport.process_pool import WorkerProcess
 
     def no_process(self):
         raise OSError(24, "Too many open files")

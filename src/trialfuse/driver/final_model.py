@@ -28,8 +28,8 @@ from trialfuse.catalog import FAMILIES, params_from_trial
 from trialfuse.driver import ensemble, run_dir
 from trialfuse.driver.budget import Budget, final_seconds, parallel_seconds
 from trialfuse.driver.out_of_fold import OutOfFold
-from trialfuse.driver.scheduler import FamilyResult
 from trialfuse.driver.table import Table
+from trialfuse.driver.trial_records import FamilyResult
 from trialfuse.seeds import RETRAIN, model_seed
 from trialfuse.transport.process_pool import Retrain, WorkerPool
 

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from trialfuse.driver.final_model import holdout_scores
-from trialfuse.driver.scheduler import FamilyResult
+from trialfuse.driver.trial_records import FamilyResult
 
 
 class RichReporter:

@@ -23,10 +23,11 @@ from trialfuse.driver.explanation import explain_winner
 from trialfuse.driver.options import RunOptions, check_options
 from trialfuse.driver.out_of_fold import MODELS, OutOfFold
 from trialfuse.driver.report import build_report
-from trialfuse.driver.scheduler import FamilyResult, run_studies
+from trialfuse.driver.scheduler import run_studies
 from trialfuse.driver.splits import check_split_sizes, holdout_split, kfold_indices
 from trialfuse.driver.storage import open_storage, running_trials
 from trialfuse.driver.table import load_table
+from trialfuse.driver.trial_records import FamilyResult
 from trialfuse.seeds import model_seed
 from trialfuse.transport.process_pool import WorkerPool
 

@@ -12,15 +12,15 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import optuna
 
-from trialfuse.catalog import FAMILIES, params_from_trial
+from trialfuse.catalog import FAMILIES
 from trialfuse.driver.allocation import CostShares
 from trialfuse.driver.budget import Budget, final_seconds
+from trialfuse.driver.fold_verdicts import PRUNE_PEERS, InFlight, judge, running_means, went_on
 from trialfuse.driver.out_of_fold import OutOfFold
 from trialfuse.driver.storage import (
     Heartbeat,
@@ -30,58 +30,14 @@ from trialfuse.driver.storage import (
     recover_orphans,
     wait_for_other_drivers,
 )
+from trialfuse.driver.trial_records import FamilyResult, summarize, surplus, taken, tell, wall_seconds
 from trialfuse.seeds import model_seed
 from trialfuse.transport.process_pool import WorkerPool
 
 log = logging.getLogger(__name__)
 MAX_FAILURES_BEFORE_SKIP = 3  # failures in a row, with no success yet, that end a family
 HURRY_SHARE = 0.25  # the last part of a time budget's search, in which trials under way finish before others start
-PRUNE_PEERS = 4  # earlier trials that passed a fold before the pruner judges a trial at that fold
-PRUNER = optuna.pruners.MedianPruner(n_startup_trials=0, n_warmup_steps=0, n_min_trials=PRUNE_PEERS)  # from fold 1
-FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
 DRIVER = f"{socket.gethostname()}:{os.getpid()}"  # which driver ran a trial, when several share a study
-UNCOUNTED = ("stopped_by_budget", "surplus", "orphaned")  # trials that do not use up the trial budget
-
-
-@dataclass
-class FamilyResult:
-    """What the comparison and results.json need to know about one family's search."""
-
-    family: str
-    status: str = "ok"  # ok | skipped
-    reason: str | None = None
-    best_params: dict[str, Any] | None = None
-    best_trial: int | None = None
-    cv_r2_mean: float | None = None
-    cv_r2_folds: list[float] = field(default_factory=list)
-    best_rounds: list[int] = field(default_factory=list)
-    best_fold_seconds: list[float] = field(default_factory=list)  # the best trial's training time per fold
-    trials_complete: int = 0
-    trials_failed: int = 0
-    trials_pruned: int = 0
-    seconds: float = 0.0
-    stopped_by_budget: bool = False
-
-    def summary(self) -> dict[str, Any]:
-        keys = ("status", "reason", "best_params", "best_trial", "cv_r2_mean", "cv_r2_folds", "best_rounds",
-                "best_fold_seconds", "trials_complete", "trials_failed", "trials_pruned", "seconds",
-                "stopped_by_budget")
-        return {k: getattr(self, k) for k in keys}
-
-
-@dataclass
-class InFlight:
-    """A trial between ask and tell: its folds' answers and, once decided, its outcome."""
-
-    trial: optuna.Trial
-    peers: list[list[float]] | None  # with pruning: the trials ended when it was asked, their running
-    # mean R² at each fold they went on past
-    earlier: list[InFlight] = field(default_factory=list)  # with pruning: this family's trials then in flight
-    results: dict[int, dict[str, Any]] = field(default_factory=dict)
-    checked: int = 0  # folds 0..checked-1 are in and were judged, in order
-    passed: int = 0  # folds 0..passed-1 were also let through by the pruner (<= checked)
-    outcome: str | None = None  # complete | pruned | failed | cut
-    reason: str | None = None
 
 
 def run_studies(families: list[str], storage: optuna.storages.BaseStorage, n_trials: int | None, folds: int,
@@ -251,7 +207,7 @@ class FamilySearch:
         entry.results[done.job.fold] = done.result
         complete = done.result.get("status") == "complete"
         if complete:
-            self.fold_seconds.append(_wall_seconds(done.result))
+            self.fold_seconds.append(wall_seconds(done.result))
         if self.shares is not None:
             self.shares.fold_done(self.family, float(done.result.get("duration", 0.0)), complete)
         self._judge_all()
@@ -261,7 +217,7 @@ class FamilySearch:
         be what a later one's pruning verdict waits for; a lost trial's unstarted folds are dropped."""
         for entry in self.flight.values():
             if entry.outcome is None:
-                _judge(entry, self.folds)
+                judge(entry, self.folds)
                 if entry.outcome in ("failed", "pruned", "cut"):
                     self.pool.cancel((self.family, entry.trial.number))
 
@@ -311,7 +267,7 @@ class FamilySearch:
                                          skip_if_exists=False)
         self.cut_trials.clear()
         wait_for_other_drivers(self.study)
-        _summarize(self.study, self.result)
+        summarize(self.study, self.result)
         if self.result.trials_complete == 0:
             self.result.status = "skipped"
             not_run = ("the time budget ran out before this family started" if self.result.stopped_by_budget
@@ -340,13 +296,13 @@ class FamilySearch:
         trial = self.study.ask()
         beat(self.study, trial)
         # another driver took the last slot at the same moment
-        if self.n_trials is not None and _surplus(self.study, trial, self.n_trials):
+        if self.n_trials is not None and surplus(self.study, trial, self.n_trials):
             trial.set_user_attr("surplus", True)
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return False
         trial.set_user_attr("driver", DRIVER)
         params = FAMILIES[self.family].suggest(trial)
-        entry = InFlight(trial, _went_on(self.study) if self.prune else None, list(self.flight.values()))
+        entry = InFlight(trial, went_on(self.study) if self.prune else None, list(self.flight.values()))
         if entry.peers is None or sum(bool(m) for m in entry.peers) + len(entry.earlier) < PRUNE_PEERS:
             entry.peers, entry.earlier = None, []  # too few trials before it to ever judge it: no pruning
         self.flight[trial.number] = entry
@@ -361,13 +317,13 @@ class FamilySearch:
             entry = self.flight.pop(next(iter(self.flight)))
             entry.earlier = []  # its verdicts are final: the trials after it need only its own folds
             if entry.outcome == "complete" and self.out_of_fold is not None:  # before the tell: a driver
-                self.out_of_fold.add(self.family, entry.trial.number, _running_means(entry)[-1],  # killed between
+                self.out_of_fold.add(self.family, entry.trial.number, running_means(entry)[-1],  # killed between
                                      [entry.results[f].get("val_predictions") for f in range(self.folds)])  # the two
             elif self.out_of_fold is not None:  # leaves a vector whose trial is not complete (ignored),
                 self.out_of_fold.discard(self.family, entry.trial.number)  # never the reverse
-            _tell(self.study, entry)
+            tell(self.study, entry)
             if self.shares is not None:
-                self.shares.trial_done(self.family, _running_means(entry)[-1] if entry.outcome == "complete" else None)
+                self.shares.trial_done(self.family, running_means(entry)[-1] if entry.outcome == "complete" else None)
             self.have_model = self.have_model or entry.outcome == "complete"
             if entry.outcome == "cut":
                 self.result.stopped_by_budget = True
@@ -379,58 +335,10 @@ class FamilySearch:
                 self.stop_asking = True
                 _drop_unstarted(self.flight, self.family, self.pool, "failed",
                                 f"not run: {MAX_FAILURES_BEFORE_SKIP} trials failed in a row")
-            _summarize(self.study, self.result)
+            summarize(self.study, self.result)
             if self.on_trial:
                 self.on_trial(self.result)
             self._ask_one()
-
-
-def _judge(entry: InFlight, folds: int) -> None:
-    """Decide what the folds in so far say, strictly in fold order, so the outcome does not
-    depend on which fold happened to finish first."""
-    while entry.outcome is None:
-        if entry.passed < entry.checked:  # a fold is in but the pruner has not judged the trial there
-            verdict = _prune_verdict(entry, entry.passed)
-            if verdict is None:  # an earlier trial has yet to pass or lose that fold: judged when it has
-                return
-            if verdict:
-                entry.outcome = "pruned"
-                return
-            entry.passed += 1
-            continue
-        if entry.checked not in entry.results:
-            return
-        answer = entry.results[entry.checked]
-        if answer.get("cut"):
-            entry.outcome, entry.reason = "cut", "stopped by the time budget"
-        elif answer.get("status") != "complete":
-            entry.outcome, entry.reason = "failed", answer.get("error", "unknown error")
-        elif not math.isfinite(answer["r2"]):
-            entry.outcome, entry.reason = "failed", "the model predicts non-finite values (training diverged)"
-        else:
-            entry.checked += 1
-            if entry.checked == folds:
-                entry.outcome, entry.passed = "complete", folds
-            elif entry.peers is None:
-                entry.passed = entry.checked
-
-
-def _prune_verdict(entry: InFlight, fold: int) -> bool | None:
-    """Whether the trial's running mean R² after `fold` (its best so far) is below the median
-    of every trial before it that went on past that fold (Optuna's median rule; the rule's own startup
-    phase is PRUNE_PEERS such trials). None while one of those before it is still undecided
-    there: so the trials a verdict compares with follow from the ask order alone, never from
-    which answer came back first; waiting costs little, as their folds were queued first."""
-    went_on = list(entry.peers)
-    for peer in entry.earlier:
-        if peer.passed <= fold and peer.outcome is None:
-            return None
-        went_on.append(_running_means(peer)[: peer.passed])
-    peers = optuna.create_study(direction="maximize")
-    peers.add_trials([optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, value=means[-1],
-                                                intermediate_values=dict(enumerate(means)))
-                      for means in went_on if means])
-    return PRUNER.prune(peers, _as_reported(entry, fold))
 
 
 def _wall(monotonic: float) -> float:
@@ -455,99 +363,3 @@ def _drop_unstarted(flight: dict[int, InFlight], family: str, pool: WorkerPool, 
     for number, entry in flight.items():
         if entry.outcome is None and pool.cancel((family, number)):
             entry.outcome, entry.reason = outcome, reason
-
-
-def _running_means(entry: InFlight) -> list[float]:
-    scores = [entry.results[f]["r2"] for f in range(entry.checked)]
-    return [float(np.mean(scores[: i + 1])) for i in range(len(scores))]
-
-
-def _as_reported(entry: InFlight, fold: int) -> optuna.trial.FrozenTrial:
-    """The trial as the pruner sees it after `fold`: the running mean fold R² at each fold so far."""
-    values = dict(enumerate(_running_means(entry)[: fold + 1]))
-    return optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, intermediate_values=values)
-
-
-def _went_on(study: optuna.Study) -> list[list[float]]:
-    """Each ended trial's running means at the folds it went on past: all of a complete
-    trial's, a pruned trial's before the fold that pruned it."""
-    state = optuna.trial.TrialState
-    ended = study.get_trials(deepcopy=False, states=(state.COMPLETE, state.PRUNED))
-    means = [[t.intermediate_values[f] for f in sorted(t.intermediate_values)] for t in ended]
-    return [m if t.state == state.COMPLETE else m[:-1] for t, m in zip(ended, means, strict=True)]
-
-
-def _wall_seconds(answer: dict[str, Any]) -> float:
-    """How long a fold took to come back: for a fused NN fold its whole batch's time, not the
-    batch's time shared among its models (`duration`, the compute it used). Time estimates
-    (what fits before the deadline, the retrain) need the first."""
-    return float(answer.get("wall_seconds", answer.get("duration", 0.0)))
-
-
-def _tell(study: optuna.Study, entry: InFlight) -> None:
-    """Record the trial's outcome once: fold scores as user attributes and intermediate values.
-    A trial another driver already failed (this driver's heartbeat had stopped) keeps that end:
-    its params were queued again, and the retry is what counts."""
-    try:
-        _record(study, entry)
-    except optuna.exceptions.UpdateFinishedTrialError:
-        log.warning("trial %d was ended by another driver (heartbeat lost); its retry counts", entry.trial.number)
-
-
-def _record(study: optuna.Study, entry: InFlight) -> None:
-    trial = entry.trial
-    answers = [entry.results[f] for f in range(entry.checked)]
-    if answers:
-        trial.set_user_attr("cv_r2_folds", [a["r2"] for a in answers])
-        trial.set_user_attr("best_rounds", [a["best_rounds"] for a in answers])
-        trial.set_user_attr("fold_seconds", [_wall_seconds(a) for a in answers])
-        if "batch_mode" in answers[0]:
-            trial.set_user_attr("batch_modes", sorted({a["batch_mode"] for a in answers}))
-    if entry.outcome in ("complete", "pruned"):
-        for step, value in enumerate(_running_means(entry)):
-            trial.report(value, step)
-    if entry.outcome == "complete":
-        study.tell(trial, _running_means(entry)[-1], skip_if_finished=True)
-    elif entry.outcome == "pruned":
-        study.tell(trial, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
-    else:
-        trial.set_user_attr("fail_reason", entry.reason)
-        if entry.outcome == "cut":
-            trial.set_user_attr("stopped_by_budget", True)
-        study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
-
-
-def counting(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
-    """The trials that use up the family's budget, running ones included: not an orphan whose
-    params were asked again (its retry counts), nor one that failed before it had params (its
-    driver died between ask and suggest: nothing was tried), nor one cut by the time budget or surplus."""
-    retried = {t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs}
-    state = optuna.trial.TrialState
-    return [t for t in trials if t.state in (*FINISHED, state.RUNNING) and t.number not in retried
-            and not (t.state == state.FAIL and not t.params)
-            and not any(key in t.user_attrs for key in UNCOUNTED)]
-
-
-def taken(study: optuna.Study) -> int:
-    return len(counting(study.get_trials(deepcopy=False)))
-
-
-def _surplus(study: optuna.Study, trial: optuna.Trial, n_trials: int) -> bool:
-    """True if trials numbered before this one already fill the budget (drivers racing on one database)."""
-    return sum(t.number < trial.number for t in counting(study.get_trials(deepcopy=False))) >= n_trials
-
-
-def _summarize(study: optuna.Study, result: FamilyResult) -> None:
-    trials = study.get_trials(deepcopy=False)
-    state = optuna.trial.TrialState
-    result.trials_complete = sum(t.state == state.COMPLETE for t in trials)
-    result.trials_failed = sum(t.state == state.FAIL for t in counting(trials))
-    result.trials_pruned = sum(t.state == state.PRUNED for t in trials)
-    if result.trials_complete:
-        best = study.best_trial
-        result.best_trial = best.number
-        result.best_params = params_from_trial(result.family, best)
-        result.cv_r2_mean = float(best.value)
-        result.cv_r2_folds = list(best.user_attrs.get("cv_r2_folds", []))
-        result.best_rounds = list(best.user_attrs.get("best_rounds", []))
-        result.best_fold_seconds = list(best.user_attrs.get("fold_seconds", []))

@@ -13,18 +13,15 @@ The driver never imports torch: it only speaks JSON lines.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import queue
 import shutil
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Container, Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,131 +31,12 @@ import numpy as np
 from trialfuse.catalog import FAMILIES
 from trialfuse.fuse import AUTO, Fuse
 from trialfuse.transport import protocol
+from trialfuse.transport.fold_queue import FoldDone, FoldJob, describe, take_task, trial_number
 from trialfuse.transport.placement import Slot, device_for, first_choice
 from trialfuse.transport.placement import window as placement_window
+from trialfuse.transport.worker_process import READY_TIMEOUT, SlotGone, WorkerLost, WorkerProcess, worker_env
 
-READY_TIMEOUT = 300.0  # importing torch and the tree libraries on a cold machine
-FOLD_STRIDE = 2  # queue priority: trial position + FOLD_STRIDE x fold (see WorkerPool)
 WORKER_LOGS = "worker-logs"  # under the run directory: each worker's stderr, so a crash's cause survives
-
-
-class WorkerLost(Exception):
-    """The worker died, hung past its timeout, or broke the protocol."""
-
-
-class SlotGone(Exception):
-    """The worker's place is gone for good (its cluster node died): no worker starts there
-    again, and the task it held goes back to the queue for the others. Not a WorkerLost, so
-    the restart-once rules never try to start it again."""
-
-
-class WorkerProcess:
-    """One `trialfuse worker` subprocess and a thread that reads its stdout into a queue."""
-
-    def __init__(self, env: dict[str, str], dataset: dict[str, Any], slot: Slot | None = None,
-                 log: Path | None = None):
-        self.env, self.dataset, self.log = env, dataset, log
-        self.slot = slot or Slot("cpu")
-        self.ready: dict[str, Any] = {}  # its ready line: device and what its libraries can do
-        self.tried = threading.Event()  # set once its first start succeeded or failed
-        self.proc: subprocess.Popen | None = None
-        self.lines: queue.Queue = queue.Queue()
-        self.busy = threading.Lock()  # held while a task or a retrain runs on this worker
-        self.retired = False  # set when the pool closes: never start again
-
-    def start(self) -> None:
-        if self.retired:
-            raise WorkerLost("the pool is closed")
-        stderr = open(self.log, "a") if self.log else subprocess.DEVNULL  # the child keeps its own copy
-        try:
-            self.proc = subprocess.Popen([sys.executable, "-m", "trialfuse", "worker"], env=self.env, text=True,
-                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr)
-        finally:
-            if self.log:
-                stderr.close()
-        self.lines = queue.Queue()
-        threading.Thread(target=self._read, args=(self.proc, self.lines), daemon=True).start()
-        try:
-            if self.retired:  # the pool closed while this process started
-                raise WorkerLost("the pool is closed")
-            self.ready = self._next(READY_TIMEOUT)
-            if self.ready.get("status") != protocol.READY:
-                raise WorkerLost("the worker did not say ready")
-            loaded = self.request(self.dataset, 1, READY_TIMEOUT)[0]
-            if loaded.get("status") != "loaded":
-                raise WorkerLost(f"the worker could not load the search rows: {loaded.get('error')}")
-        except BaseException:
-            self.kill()  # a half-started worker never serves a task
-            raise
-
-    @staticmethod
-    def _read(proc: subprocess.Popen, lines: queue.Queue) -> None:
-        for line in proc.stdout:
-            lines.put(line)
-        lines.put(None)  # end of file: the worker is gone
-
-    def _next(self, timeout: float) -> dict[str, Any]:
-        try:
-            line = self.lines.get(timeout=None if math.isinf(timeout) else timeout)
-        except queue.Empty:
-            self.kill()
-            raise TimeoutError(f"no answer within {timeout:g} s") from None
-        if line is None:
-            raise WorkerLost(f"the worker died (exit code {self.proc.wait()})")
-        try:
-            answer = json.loads(line)
-        except ValueError:
-            answer = None
-        if not isinstance(answer, dict):  # not the protocol: the worker cannot be trusted with more
-            self.kill()
-            raise WorkerLost(f"the worker wrote a line that is not a JSON object: {line.strip()[:80]!r}")
-        return answer
-
-    def request(self, command: dict[str, Any], answers: int, timeout: float) -> list[dict[str, Any]]:
-        if self.proc is None or self.proc.poll() is not None:
-            self.start()
-        try:
-            self.proc.stdin.write(json.dumps(command) + "\n")
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
-            raise WorkerLost("the worker's stdin is closed") from None
-        return [self._next(timeout) for _ in range(answers)]
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def close(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        try:
-            self.proc.stdin.write(json.dumps(protocol.shutdown()) + "\n")
-            self.proc.stdin.flush()
-            self.proc.wait(timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            self.kill()
-
-
-@dataclass
-class FoldJob:
-    """One fold of one trial, waiting for a worker. `trial` is the study's key for it."""
-
-    trial: Hashable
-    family: str
-    params: dict[str, Any]
-    fold: int
-    seed: int
-    position: int = 0  # the trial's place in its family's submission order
-    family_rank: int = 0  # its family's place in the queue among trials of the same rank (cheapest first)
-    diagonal: bool = True  # the trial may be pruned after a fold: spread its folds out (see WorkerPool)
-    turn: float | None = None  # its place among every family's trials, if the scheduler shares by cost
-    step: float = 1.0  # how far its family's turns advance per trial, on the same scale
-
-    def queue_key(self) -> tuple[float, int, float, int]:
-        base = self.position if self.turn is None else self.turn
-        rank = base + FOLD_STRIDE * self.step * self.fold if self.diagonal else base
-        return rank, self.family_rank, base, self.fold
 
 
 @dataclass
@@ -173,14 +51,6 @@ class Retrain:
     seed: int
     seconds: float = 0.0  # its estimated time: the longest starts first when several share the workers
     fold_files: list[Path] | None = None  # served as these K fold models' mean instead: nothing is trained
-
-
-@dataclass
-class FoldDone:
-    """A fold's answer from its worker, or {"status": "error", "error": reason}."""
-
-    job: FoldJob
-    result: dict[str, Any]
 
 
 def _owner_alive(name: str) -> bool:
@@ -261,7 +131,7 @@ class WorkerPool:
         logs = Path(scratch) / WORKER_LOGS if scratch is not None else self._tmp
         logs.mkdir(parents=True, exist_ok=True)
         self._new_worker = new_worker or WorkerProcess  # (env, dataset, slot, log): a process, or a Ray actor
-        self._all = [self._new_worker(_env(slot), self._dataset, slot, logs / f"worker-{i}.log")
+        self._all = [self._new_worker(worker_env(slot), self._dataset, slot, logs / f"worker-{i}.log")
                      for i, slot in enumerate(self.slots)]
         self._doing = ["starting"] * len(self._all)  # what each worker is at, for the progress display
         for worker in self._all:
@@ -381,7 +251,7 @@ class WorkerPool:
                 if self._closed:
                     self._pending.extend(task)
                     return
-            self._doing[index] = _describe(task)
+            self._doing[index] = describe(task)
             with worker.busy:
                 started = time.time()
                 try:
@@ -436,7 +306,8 @@ class WorkerPool:
         return [(worker.slot.label, doing) for worker, doing in zip(self._all, self._doing, strict=True)]
 
     def _command(self, task: list[FoldJob], threads: int) -> dict[str, Any]:
-        return protocol.train_batch([protocol.TrainJob(job.family, job.params, job.fold, job.seed, _number(job.trial),
+        return protocol.train_batch([protocol.TrainJob(job.family, job.params, job.fold, job.seed,
+                                                       trial_number(job.trial),
                                                        threads, deadline=self.deadline,
                                                        predictions=self.predictions or None,
                                                        save_dir=self._fold_model_dir(job)) for job in task],
@@ -446,7 +317,7 @@ class WorkerPool:
         """Where a fold's model is kept, if the run serves models as their folds' mean."""
         if self.keep_models is None:
             return None
-        return str(Path(self.keep_models) / f"{job.family}-{_number(job.trial)}" / f"fold-{job.fold}")
+        return str(Path(self.keep_models) / f"{job.family}-{trial_number(job.trial)}" / f"fold-{job.fold}")
 
     def _run_task(self, worker: WorkerProcess, task: list[FoldJob]) -> list[dict[str, Any]]:
         """The task's answers, after the restart-once and single-task fallback rules; any
@@ -611,50 +482,3 @@ class WorkerPool:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def take_task(pending: list[FoldJob], idle_others: int, fuses: bool, per_task: int,
-              accepts: Callable[[str], bool] = lambda family: True,
-              first_choice: str | None = None,
-              under_way: Container[Hashable] | None = None) -> tuple[list[FoldJob], list[FoldJob]]:
-    """(what one free worker trains next, what stays queued), from a queue in `queue_key` order.
-
-    The first job the worker `accepts` (one of its `first_choice` families' if any waits;
-    with `under_way` given, one of those trials' if any waits);
-    alone, unless its family is batched and `fuses` (its folds train as one fused model):
-    then up to `per_task` queued jobs of that family, leaving a share for the `idle_others`
-    workers like it also waiting."""
-    mine = [job for job in pending if accepts(job.family)]
-    if under_way is not None:
-        mine.sort(key=lambda job: job.trial not in under_way)  # stable: queue order within each part
-    preferred = [job for job in mine if FAMILIES[job.family].gpu == first_choice]
-    if not mine:
-        return [], pending
-    first = (preferred or mine)[0]
-    family = first.family
-    if not (FAMILIES[family].batched and fuses):
-        return [first], [job for job in pending if job is not first]
-    same = [job for job in mine if job.family == family]  # one task trains one family (under way first)
-    task = same[:min(per_task, math.ceil(len(same) / (idle_others + 1)))]
-    taken = {id(job) for job in task}
-    return task, [job for job in pending if id(job) not in taken]
-
-
-def _describe(task: list[FoldJob]) -> str:
-    """e.g. "lightgbm trial 4 fold 2" or "nn 10 folds of 3 trials"."""
-    job = task[0]
-    if len(task) == 1:
-        return f"{job.family} trial {_number(job.trial)} fold {job.fold}"
-    return f"{job.family} {len(task)} folds of {len({j.trial for j in task})} trials"
-
-
-def _env(slot: Slot) -> dict[str, str]:
-    env = {**os.environ, "OMP_NUM_THREADS": str(slot.threads), "MKL_NUM_THREADS": str(slot.threads)}
-    env["CUDA_VISIBLE_DEVICES"] = slot.visible
-    return env
-
-
-def _number(trial: Hashable) -> Any:
-    """The trial number a worker reports back: the last part of a (family, number) key."""
-    return trial[-1] if isinstance(trial, tuple) else trial
-

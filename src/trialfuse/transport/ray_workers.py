@@ -27,7 +27,7 @@ from typing import Any
 
 from trialfuse.errors import UserError
 from trialfuse.transport.placement import Slot
-from trialfuse.transport.process_pool import READY_TIMEOUT, SlotGone, WorkerLost
+from trialfuse.transport.worker_process import READY_TIMEOUT, SlotGone, WorkerLost
 
 INPUT_FILES = ("path", "score_path", "rows_path")  # command keys naming a driver-side file the worker reads
 INPUT_LISTS = ("fold_files",)  # ... a list of such files

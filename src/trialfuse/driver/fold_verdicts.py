@@ -1,0 +1,99 @@
+"""A trial between ask and tell, and what its folds so far say: go on, pruned, failed, done.
+
+Folds are judged strictly in fold order, and a pruning verdict compares a trial only with
+trials asked before it, so the outcome follows from the ask order alone, never from which
+worker answered first (the study's results do not depend on timing)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+
+PRUNE_PEERS = 4  # earlier trials that passed a fold before the pruner judges a trial at that fold
+PRUNER = optuna.pruners.MedianPruner(n_startup_trials=0, n_warmup_steps=0, n_min_trials=PRUNE_PEERS)  # from fold 1
+
+
+@dataclass
+class InFlight:
+    """A trial between ask and tell: its folds' answers and, once decided, its outcome."""
+
+    trial: optuna.Trial
+    peers: list[list[float]] | None  # with pruning: the trials ended when it was asked, their running
+    # mean R² at each fold they went on past
+    earlier: list[InFlight] = field(default_factory=list)  # with pruning: this family's trials then in flight
+    results: dict[int, dict[str, Any]] = field(default_factory=dict)
+    checked: int = 0  # folds 0..checked-1 are in and were judged, in order
+    passed: int = 0  # folds 0..passed-1 were also let through by the pruner (<= checked)
+    outcome: str | None = None  # complete | pruned | failed | cut
+    reason: str | None = None
+
+
+def judge(entry: InFlight, folds: int) -> None:
+    """Decide what the folds in so far say, strictly in fold order, so the outcome does not
+    depend on which fold happened to finish first."""
+    while entry.outcome is None:
+        if entry.passed < entry.checked:  # a fold is in but the pruner has not judged the trial there
+            verdict = prune_verdict(entry, entry.passed)
+            if verdict is None:  # an earlier trial has yet to pass or lose that fold: judged when it has
+                return
+            if verdict:
+                entry.outcome = "pruned"
+                return
+            entry.passed += 1
+            continue
+        if entry.checked not in entry.results:
+            return
+        answer = entry.results[entry.checked]
+        if answer.get("cut"):
+            entry.outcome, entry.reason = "cut", "stopped by the time budget"
+        elif answer.get("status") != "complete":
+            entry.outcome, entry.reason = "failed", answer.get("error", "unknown error")
+        elif not math.isfinite(answer["r2"]):
+            entry.outcome, entry.reason = "failed", "the model predicts non-finite values (training diverged)"
+        else:
+            entry.checked += 1
+            if entry.checked == folds:
+                entry.outcome, entry.passed = "complete", folds
+            elif entry.peers is None:
+                entry.passed = entry.checked
+
+
+def prune_verdict(entry: InFlight, fold: int) -> bool | None:
+    """Whether the trial's running mean R² after `fold` (its best so far) is below the median
+    of every trial before it that went on past that fold (Optuna's median rule; the rule's own startup
+    phase is PRUNE_PEERS such trials). None while one of those before it is still undecided
+    there: so the trials a verdict compares with follow from the ask order alone, never from
+    which answer came back first; waiting costs little, as their folds were queued first."""
+    went_on = list(entry.peers)
+    for peer in entry.earlier:
+        if peer.passed <= fold and peer.outcome is None:
+            return None
+        went_on.append(running_means(peer)[: peer.passed])
+    peers = optuna.create_study(direction="maximize")
+    peers.add_trials([optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, value=means[-1],
+                                                intermediate_values=dict(enumerate(means)))
+                      for means in went_on if means])
+    return PRUNER.prune(peers, as_reported(entry, fold))
+
+
+def running_means(entry: InFlight) -> list[float]:
+    scores = [entry.results[f]["r2"] for f in range(entry.checked)]
+    return [float(np.mean(scores[: i + 1])) for i in range(len(scores))]
+
+
+def as_reported(entry: InFlight, fold: int) -> optuna.trial.FrozenTrial:
+    """The trial as the pruner sees it after `fold`: the running mean fold R² at each fold so far."""
+    values = dict(enumerate(running_means(entry)[: fold + 1]))
+    return optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, intermediate_values=values)
+
+
+def went_on(study: optuna.Study) -> list[list[float]]:
+    """Each ended trial's running means at the folds it went on past: all of a complete
+    trial's, a pruned trial's before the fold that pruned it."""
+    state = optuna.trial.TrialState
+    ended = study.get_trials(deepcopy=False, states=(state.COMPLETE, state.PRUNED))
+    means = [[t.intermediate_values[f] for f in sorted(t.intermediate_values)] for t in ended]
+    return [m if t.state == state.COMPLETE else m[:-1] for t, m in zip(ended, means, strict=True)]

@@ -1,0 +1,118 @@
+"""What a family's study keeps of each trial, which trials count against its budget, and
+the family's result as the comparison and results.json read it."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+
+from trialfuse.catalog import params_from_trial
+from trialfuse.driver.fold_verdicts import InFlight, running_means
+
+log = logging.getLogger(__name__)
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+UNCOUNTED = ("stopped_by_budget", "surplus", "orphaned")  # trials that do not use up the trial budget
+
+
+@dataclass
+class FamilyResult:
+    """What the comparison and results.json need to know about one family's search."""
+
+    family: str
+    status: str = "ok"  # ok | skipped
+    reason: str | None = None
+    best_params: dict[str, Any] | None = None
+    best_trial: int | None = None
+    cv_r2_mean: float | None = None
+    cv_r2_folds: list[float] = field(default_factory=list)
+    best_rounds: list[int] = field(default_factory=list)
+    best_fold_seconds: list[float] = field(default_factory=list)  # the best trial's training time per fold
+    trials_complete: int = 0
+    trials_failed: int = 0
+    trials_pruned: int = 0
+    seconds: float = 0.0
+    stopped_by_budget: bool = False
+
+    def summary(self) -> dict[str, Any]:
+        keys = ("status", "reason", "best_params", "best_trial", "cv_r2_mean", "cv_r2_folds", "best_rounds",
+                "best_fold_seconds", "trials_complete", "trials_failed", "trials_pruned", "seconds",
+                "stopped_by_budget")
+        return {k: getattr(self, k) for k in keys}
+
+
+def wall_seconds(answer: dict[str, Any]) -> float:
+    """How long a fold took to come back: for a fused NN fold its whole batch's time, not the
+    batch's time shared among its models (`duration`, the compute it used). Time estimates
+    (what fits before the deadline, the retrain) need the first."""
+    return float(answer.get("wall_seconds", answer.get("duration", 0.0)))
+
+
+def tell(study: optuna.Study, entry: InFlight) -> None:
+    """Record the trial's outcome once: fold scores as user attributes and intermediate values.
+    A trial another driver already failed (this driver's heartbeat had stopped) keeps that end:
+    its params were queued again, and the retry is what counts."""
+    try:
+        record(study, entry)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        log.warning("trial %d was ended by another driver (heartbeat lost); its retry counts", entry.trial.number)
+
+
+def record(study: optuna.Study, entry: InFlight) -> None:
+    trial = entry.trial
+    answers = [entry.results[f] for f in range(entry.checked)]
+    if answers:
+        trial.set_user_attr("cv_r2_folds", [a["r2"] for a in answers])
+        trial.set_user_attr("best_rounds", [a["best_rounds"] for a in answers])
+        trial.set_user_attr("fold_seconds", [wall_seconds(a) for a in answers])
+        if "batch_mode" in answers[0]:
+            trial.set_user_attr("batch_modes", sorted({a["batch_mode"] for a in answers}))
+    if entry.outcome in ("complete", "pruned"):
+        for step, value in enumerate(running_means(entry)):
+            trial.report(value, step)
+    if entry.outcome == "complete":
+        study.tell(trial, running_means(entry)[-1], skip_if_finished=True)
+    elif entry.outcome == "pruned":
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
+    else:
+        trial.set_user_attr("fail_reason", entry.reason)
+        if entry.outcome == "cut":
+            trial.set_user_attr("stopped_by_budget", True)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+
+
+def counting(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    """The trials that use up the family's budget, running ones included: not an orphan whose
+    params were asked again (its retry counts), nor one that failed before it had params (its
+    driver died between ask and suggest: nothing was tried), nor one cut by the time budget or surplus."""
+    retried = {t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs}
+    state = optuna.trial.TrialState
+    return [t for t in trials if t.state in (*FINISHED, state.RUNNING) and t.number not in retried
+            and not (t.state == state.FAIL and not t.params)
+            and not any(key in t.user_attrs for key in UNCOUNTED)]
+
+
+def taken(study: optuna.Study) -> int:
+    return len(counting(study.get_trials(deepcopy=False)))
+
+
+def surplus(study: optuna.Study, trial: optuna.Trial, n_trials: int) -> bool:
+    """True if trials numbered before this one already fill the budget (drivers racing on one database)."""
+    return sum(t.number < trial.number for t in counting(study.get_trials(deepcopy=False))) >= n_trials
+
+
+def summarize(study: optuna.Study, result: FamilyResult) -> None:
+    trials = study.get_trials(deepcopy=False)
+    state = optuna.trial.TrialState
+    result.trials_complete = sum(t.state == state.COMPLETE for t in trials)
+    result.trials_failed = sum(t.state == state.FAIL for t in counting(trials))
+    result.trials_pruned = sum(t.state == state.PRUNED for t in trials)
+    if result.trials_complete:
+        best = study.best_trial
+        result.best_trial = best.number
+        result.best_params = params_from_trial(result.family, best)
+        result.cv_r2_mean = float(best.value)
+        result.cv_r2_folds = list(best.user_attrs.get("cv_r2_folds", []))
+        result.best_rounds = list(best.user_attrs.get("best_rounds", []))
+        result.best_fold_seconds = list(best.user_attrs.get("fold_seconds", []))
