@@ -20,7 +20,14 @@ from sklearn.model_selection import KFold
 from trialfuse.catalog import FAMILIES, RandomTrial
 from trialfuse.engine.families import DeadlineReached
 from trialfuse.engine.fused.mlp import compiled_block
-from trialfuse.engine.fused.train import FILL_MODEL_ROWS, train_many, use_compiler
+from trialfuse.engine.fused.train import (
+    AS_A_STUDY,
+    FILL_MODEL_ROWS,
+    SNUG_PADDING,
+    Batching,
+    train_many,
+    use_compiler,
+)
 from trialfuse.fuse import Fuse
 from trialfuse.survivors import make_survivors
 
@@ -29,21 +36,21 @@ from trialfuse.survivors import make_survivors
 class Mode:
     """One way of training the same configs: `fuse` option, float32 matmul precision ("high"
     lets a GPU's tensor cores take float32 matmuls as TF32, 10 mantissa bits), torch.compile
-    for the hidden layers (None: the trainer's own choice), the batch fill (model-rows;
-    None: only memory limits a batch), and whether models of every depth share a batch."""
+    for the hidden layers (None: the trainer's own choice), and how batches are cut."""
 
     fuse: str
     precision: str = "highest"
     compiled: bool | None = False
-    fill: int | None = None
-    pad_depths: bool = False
+    batching: Batching = AS_A_STUDY
 
 
 MODES: dict[str, Mode] = {
     "serial": Mode("off"), "fused": Mode("on"), "auto": Mode("auto", compiled=None),
     "serial-tf32": Mode("off", "high"), "fused-tf32": Mode("on", "high"),
-    "fused-filled": Mode("on", fill=FILL_MODEL_ROWS), "fused-compiled": Mode("on", compiled=True),
-    "fused-compiled-tf32": Mode("on", "high", compiled=True), "fused-padded": Mode("on", pad_depths=True),
+    "fused-filled": Mode("on", batching=Batching(fill=FILL_MODEL_ROWS)), "fused-compiled": Mode("on", compiled=True),
+    "fused-compiled-tf32": Mode("on", "high", compiled=True),
+    "fused-padded": Mode("on", batching=Batching(pad_depths=True)),
+    "fused-snug": Mode("on", batching=Batching(max_padding=SNUG_PADDING)),
 }
 
 
@@ -83,7 +90,7 @@ def run_bench(rows: int = 10_000, configs: int = 20, folds: int = 5, epochs: int
             _synchronize(device)
             started = time.perf_counter()
             results = train_many(cfgs, X, y, splits, device=device, fuse=Fuse(mode.fuse), seed=seed,
-                                 compiled=mode.compiled, fill=mode.fill, pad_depths=mode.pad_depths,
+                                 compiled=mode.compiled, batching=mode.batching,
                                  deadline=None if mode_limit_s is None else time.time() + mode_limit_s)
             _synchronize(device)
         except DeadlineReached:

@@ -169,7 +169,8 @@ def bench(
     epochs: Annotated[int, typer.Option(help="Epoch budget per model (early stopping may end sooner).")] = 100,
     device: Annotated[str, typer.Option(help="cpu or cuda[:N].")] = "cpu",
     modes: Annotated[str, typer.Option(help="Comma-separated, of: serial, fused, auto, serial-tf32, fused-tf32, "
-                                          "fused-filled, fused-compiled, fused-compiled-tf32, fused-padded.")]
+                                          "fused-filled, fused-compiled, fused-compiled-tf32, fused-padded, "
+                                          "fused-snug.")]
     = "serial,fused,auto",
     as_json: AsJson = False,
     save: Annotated[Path | None, typer.Option(help="Also write the JSON report to this file.")] = None,

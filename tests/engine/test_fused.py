@@ -13,7 +13,7 @@ from trialfuse.engine.families import mlp
 from trialfuse.engine.fused import adam as fused_adam
 from trialfuse.engine.fused import train as fused_train
 from trialfuse.engine.fused.mlp import stack_modules
-from trialfuse.engine.fused.train import train_many
+from trialfuse.engine.fused.train import Batching, train_many
 from trialfuse.fuse import Fuse
 from trialfuse.survivors import make_survivors
 from trialfuse.testing import faults
@@ -115,12 +115,14 @@ def test_mixed_depths_are_split_and_keep_order(table):
         assert f["r2"] == pytest.approx(s["r2"], abs=1e-6)
 
 
+PADDED = Batching(pad_depths=True)
 # depths 1 to 3, widths that grow and shrink past a shallower model's last width, dropout on
 DEPTHS = [
     {**BASE, "hidden_layers": [16, 48, 8], "learning_rate": 1e-2, "dropout": 0.2},
     {**BASE, "hidden_layers": [32], "learning_rate": 5e-3, "optimizer": "adamw", "weight_decay": 1e-2,
      "use_leaky_relu": True, "dropout": 0.3},
-    {**BASE, "hidden_layers": [64, 24], "learning_rate": 2e-2, "gradient_clip": 0.5, "early_stopping_patience": 4},
+    {**BASE, "hidden_layers": [64, 24], "learning_rate": 2e-2, "gradient_clip": 0.5, "early_stopping_patience": 4,
+     "weight_decay": 1e-3},  # Adam with L2 in the gradient
     {**BASE, "hidden_layers": [8, 8, 8], "learning_rate": 1e-2, "epochs": 25, "dropout": 0.1},
 ]
 
@@ -129,11 +131,13 @@ def test_padded_depths_share_one_batch_and_train_as_each_model_alone(table):
     """With `pad_depths`, a model shallower than its batch carries its output through the
     layers it lacks unchanged (and draws no dropout masks there), so it trains as it does alone."""
     X, y, folds = table
-    padded = train_many(DEPTHS, X, y, folds, fuse="on", pad_depths=True, dtype=torch.float64)
+    padded = train_many(DEPTHS, X, y, folds, fuse="on", batching=PADDED, dtype=torch.float64)
     serial = train_many(DEPTHS, X, y, folds, fuse="off", dtype=torch.float64)
     split = train_many(DEPTHS, X, y, folds, fuse="on", dtype=torch.float64)
     assert {r["fused_batch_size"] for r in padded} == {8, 4}  # folds of 600 and 601 rows: two batches
     assert {r["fused_batch_size"] for r in split} == {1, 2, 4}  # by depth too: six batches
+    runs = [r["epochs_run"] for r in padded]
+    assert max(runs) > 2 * min(runs)  # models left the batch at different epochs (compaction ran)
     for p, s in zip(padded, serial, strict=True):
         assert (p["epochs_run"], p["best_epoch"]) == (s["epochs_run"], s["best_epoch"])
         assert abs(p["r2"] - s["r2"]) <= 1e-9
@@ -144,7 +148,7 @@ def test_a_kept_model_from_a_padded_batch_is_its_own_depth_and_predicts_what_it_
     X, y, folds = table
     fold_data = [fused_train.prepare_fold(X, y, *folds[0])]
     jobs = [fused_train.Job(mlp.with_defaults(c), 0, 3 + k, key=k, keep=True) for k, c in enumerate(DEPTHS)]
-    results = fused_train.run_jobs(jobs, fold_data, fuse=Fuse("on"), dtype=torch.float64, pad_depths=True)
+    results = fused_train.run_jobs(jobs, fold_data, fuse=Fuse("on"), dtype=torch.float64, batching=PADDED)
     assert {r["fused_batch_size"] for r in results} == {4}
     for job, result in zip(jobs, results, strict=True):
         linears = [m for m in result["model"].net.layers if isinstance(m, torch.nn.Linear)]
@@ -305,13 +309,19 @@ def test_compiled_hidden_layers_train_as_eager_ones_and_compile_only_once(table,
 def test_batches_hold_a_configs_folds_together_and_close_once_full():
     jobs = [fused_train.Job({"hidden_layers": widths}, fold, seed=0, key=i * 3 + fold)
             for i, widths in enumerate([[32, 32], [256, 64], [32, 32], [256, 128]]) for fold in range(3)]
-    whole = fused_train.plan_batches(jobs, n_train=1000, cap=100, fill=None)
+    whole = fused_train.plan_batches(jobs, n_train=1000, cap=100)
     assert [[j.params["hidden_layers"] for j in b] for b in whole] == [
         [[256, 128]] * 3 + [[256, 64]] * 3 + [[32, 32]] * 6]  # widest first, equal widths side by side
-    filled = fused_train.plan_batches(jobs, n_train=1000, cap=100, fill=3000)  # 3 models' rows fill a batch
+    filled = fused_train.plan_batches(jobs, n_train=1000, cap=100, batching=Batching(fill=3000))  # 3 models' rows
     assert [[j.params["hidden_layers"] for j in b] for b in filled] == [[[256, 128]] * 3, [[256, 64]] * 3,
                                                                           [[32, 32]] * 3, [[32, 32]] * 3]
-    assert [len(b) for b in fused_train.plan_batches(jobs, n_train=1000, cap=4, fill=None)] == [4, 4, 4]
+    assert [len(b) for b in fused_train.plan_batches(jobs, n_train=1000, cap=4)] == [4, 4, 4]
+    # a padding limit closes a batch before the narrow models: 7 in one would hold 1.24x their own units
+    snug = fused_train.plan_batches(jobs, n_train=1000, cap=100, batching=Batching(max_padding=1.2))
+    assert [[j.params["hidden_layers"] for j in b] for b in snug] == [[[256, 128]] * 3 + [[256, 64]] * 3,
+                                                                        [[32, 32]] * 6]
+    assert fused_train.padding(snug[0]) == pytest.approx(6 * 384 / (3 * 384 + 3 * 320))
+    assert fused_train.padding(jobs[:1] + jobs[3:4]) == pytest.approx(2 * 320 / (64 + 320))  # [32, 32] in [256, 64]
 
 
 @pytest.mark.parametrize("fuse", ["on", "off"])

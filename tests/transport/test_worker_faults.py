@@ -56,7 +56,6 @@ def test_a_worker_with_a_broken_cuda_context_answers_the_cause_then_a_new_one_ta
 
 
 def test_a_worker_that_cannot_even_be_started_answers_every_job_with_the_reason(tmp_path, monkeypatch):
-
     def no_process(self):
         raise OSError(24, "Too many open files")
 

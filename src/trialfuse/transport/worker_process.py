@@ -1,8 +1,9 @@
 """One `trialfuse worker` subprocess, spoken to in JSON lines: start it, ask, read, stop.
 
 The pool (`process_pool.WorkerPool`) decides what a worker trains and what to do when it
-fails; this is only the process and its pipes. A line that is not a JSON object makes the
-worker untrusted: it is killed and `WorkerLost` raised, as for a death or a hang."""
+fails; this is only the process and its pipes. A death, or a line that is not a JSON object
+(the worker is then killed: it cannot be trusted), raises `WorkerLost`; no answer within the
+timeout kills it and raises `TimeoutError` (the pool fails that task instead of retrying it)."""
 from __future__ import annotations
 
 import json

@@ -29,7 +29,7 @@ from trialfuse.engine.standardize import column_stats, standardize
 LEAKY_SLOPE = 0.01
 DEADLINE_CHECK_EVERY = 8  # epochs between looks at the clock (an epoch is milliseconds)
 DEFAULTS: dict[str, Any] = {  # what a job leaves out (the search always sets every key)
-    "hidden_layers": [128, 64],  # units per hidden layer; depth alone splits a fused batch
+    "hidden_layers": [128, 64],  # units per hidden layer; a fused batch holds one depth unless padded
     "learning_rate": 1e-3,  # Adam's usual start; full-batch steps are few, so not smaller
     "dropout": 0.0,  # share of hidden units zeroed per training step
     "epochs": 100,  # budget; early stopping usually ends sooner

@@ -82,6 +82,8 @@ def stack_widths(hidden_layers: list[list[int]]) -> list[int]:
     """The hidden widths of a stack of models with these hidden widths: per layer the widest
     model's, counting a shallower model's last width in the layers it passes its output through."""
     depth = max(len(h) for h in hidden_layers)
+    if depth and not all(hidden_layers):
+        raise ValueError("a model with no hidden layer has no output to carry through a deeper stack")
     return [max(h[i] if i < len(h) else h[-1] for h in hidden_layers) for i in range(depth)]
 
 

@@ -55,6 +55,28 @@ CPU_MAX_BATCH = 32
 # but each batch also costs its host work every epoch. Not the default until a GPU measures it
 # (`trialfuse bench --modes fused,fused-filled`)
 FILL_MODEL_ROWS = 2**18
+# A candidate limit on padding (see `padding`): the bench's 20 configs x 5 folds, cut by depth
+# alone into batches of up to 100 (what GPU memory allows at 10,000 rows), hold 1.8-1.9x their
+# models' own hidden units and 3.2-3.4x their multiply-adds; with this limit 1.1x and 1.3x, in
+# 13-16 batches instead of 3 (seeds 0 and 1). Not the default until a GPU times it
+# (`trialfuse bench --modes fused,fused-snug`)
+SNUG_PADDING = 1.25
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How the jobs memory would let share a batch are cut into stacked batches. The defaults
+    are what a study uses; the rest are candidates a GPU has yet to time (`trialfuse bench`
+    modes fused-filled, fused-padded, fused-snug): each trades fewer, larger launches against
+    padding, the work a batch does for its narrowest and shallowest models' empty units."""
+
+    fill: int | None = None  # model-rows after which a batch is full (None: only memory limits it)
+    pad_depths: bool = False  # every depth in one batch: shallower models pass through the layers they lack
+    max_padding: float | None = None  # a batch closes before a model that would make its hidden units
+    # (models x the stack's widths) more than this multiple of its models' own (None: no limit)
+
+
+AS_A_STUDY = Batching()
 
 
 @dataclass
@@ -93,7 +115,7 @@ class Job:
 
 def train_many(configs: list[dict[str, Any]], X: np.ndarray, y: np.ndarray, folds, *, device: str = "cpu",
                fuse: Fuse | str = "auto", seed: int = 0, dtype: torch.dtype = torch.float32,
-               compiled: bool | None = None, fill: int | None = None, pad_depths: bool = False,
+               compiled: bool | None = None, batching: Batching = AS_A_STUDY,
                deadline: float | None = None) -> list[dict[str, Any]]:
     """Train every config on every fold; one result per (config, fold), config-major order.
 
@@ -109,27 +131,25 @@ def train_many(configs: list[dict[str, Any]], X: np.ndarray, y: np.ndarray, fold
     jobs = [Job(mlp.with_defaults(c), k, model_seed(seed, i, k), key=i * len(folds) + k)
             for i, c in enumerate(configs) for k in range(len(folds))]
     fuse = Fuse.parse(fuse) if isinstance(fuse, str) else fuse
-    return run_jobs(jobs, fold_data, device=device, fuse=fuse, dtype=dtype, compiled=compiled, fill=fill,
-                    pad_depths=pad_depths, deadline=deadline)
+    return run_jobs(jobs, fold_data, device=device, fuse=fuse, dtype=dtype, compiled=compiled, batching=batching,
+                    deadline=deadline)
 
 
 def run_jobs(jobs: list[Job], fold_data: list[FoldData], *, device: str = "cpu", fuse: Fuse = AUTO,
              dtype: torch.dtype = torch.float32, deadline: float | None = None,
-             compiled: bool | None = None, fill: int | None = None,
-             pad_depths: bool = False) -> list[dict[str, Any]]:
+             compiled: bool | None = None, batching: Batching = AS_A_STUDY) -> list[dict[str, Any]]:
     """Results in the order of `jobs` (each tagged with its job's key). Past `deadline`
     (time.time()) training stops within a few epochs and DeadlineReached is raised.
     `compiled`: run the hidden layers through torch.compile (None: where `use_compiler` says);
-    `fill`: model-rows after which a stacked batch is full (None: only memory limits it);
-    `pad_depths`: models of every depth share a stacked batch (fewer, larger batches, but a
-    shallower model's missing layers are computed and thrown away). Not the default until a
-    GPU measures it (`trialfuse bench --modes fused,fused-padded`)."""
+    `batching`: how stacked batches are cut (see `Batching`)."""
     dev = torch.device(device)
     block = None  # the hidden layers' code, chosen (and compiled) once a group trains stacked
     results: dict[int, dict[str, Any]] = {}
-    groups: dict[tuple[int, int], list[Job]] = {}  # (depth, training rows): what one stacked model can hold
+    groups: dict[tuple[int, int], list[Job]] = {}  # what one stacked model can hold: (depth, training rows)
     for job in jobs:
-        depth = 0 if pad_depths else len(job.params["hidden_layers"])
+        depth = len(job.params["hidden_layers"])
+        if batching.pad_depths:
+            depth = min(depth, 1)  # one group for every depth (a model with no hidden layer has nothing to carry)
         groups.setdefault((depth, len(fold_data[job.fold].y_train)), []).append(job)
     for (_, n_train), group in groups.items():
         stacked = fuse.mode == "on" or (fuse.mode == "auto" and dev.type == "cuda" and len(group) > 1)
@@ -145,21 +165,36 @@ def run_jobs(jobs: list[Job], fold_data: list[FoldData], *, device: str = "cpu",
             compile_it = use_compiler(dev) if compiled is None else compiled
             block = compiled_block(dev, dtype) if compile_it else hidden_block
         cap = fuse.max_batch or _memory_cap(group, fold_data, dev, dtype)
-        for batch in plan_batches(group, n_train, cap, fill):
+        for batch in plan_batches(group, n_train, cap, batching):
             for result in _train_halving(batch, fold_data, dev, dtype, deadline, block):
                 results[result["key"]] = result
     return [results[job.key] for job in jobs]
 
 
-def plan_batches(jobs: list[Job], n_train: int, cap: int, fill: int | None) -> list[list[Job]]:
+def plan_batches(jobs: list[Job], n_train: int, cap: int, batching: Batching = AS_A_STUDY) -> list[list[Job]]:
     """Jobs of one group cut into stacked batches: deepest and widest first, the folds of one
     config side by side and similar shapes together, so little of a batch is padding; a batch
-    closes at `cap` models or once it holds `fill` model-rows."""
+    closes at `cap` models, once it holds `batching.fill` model-rows, or before a model that
+    would take its padding past `batching.max_padding`."""
     shape = lambda job: (len(job.params["hidden_layers"]), sum(job.params["hidden_layers"]),  # noqa: E731
                          tuple(job.params["hidden_layers"]))
-    ordered = sorted(jobs, key=shape, reverse=True)
+    fill = batching.fill
     per_batch = cap if fill is None else max(1, min(cap, math.ceil(fill / n_train)))
-    return [ordered[i:i + per_batch] for i in range(0, len(ordered), per_batch)]
+    batches: list[list[Job]] = []
+    for job in sorted(jobs, key=shape, reverse=True):
+        if batches and len(batches[-1]) < per_batch and (
+                batching.max_padding is None or padding([*batches[-1], job]) <= batching.max_padding):
+            batches[-1].append(job)
+        else:
+            batches.append([job])
+    return batches
+
+
+def padding(batch: list[Job]) -> float:
+    """A batch's hidden units (models x the stack's widths) over its models' own: 1.0 is none.
+    Every [M, N, H] pass, and most of each matmul, scales with the first."""
+    widths = [job.params["hidden_layers"] for job in batch]
+    return len(batch) * sum(stack_widths(widths)) / sum(sum(w) for w in widths)
 
 
 def use_compiler(dev: torch.device) -> bool:
