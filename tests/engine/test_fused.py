@@ -12,7 +12,7 @@ from sklearn.model_selection import KFold
 from trialfuse.engine.families import mlp
 from trialfuse.engine.fused import adam as fused_adam
 from trialfuse.engine.fused import train as fused_train
-from trialfuse.engine.fused.mlp import stack_modules
+from trialfuse.engine.fused.mlp import stack_modules, stack_widths
 from trialfuse.engine.fused.train import Batching, train_many
 from trialfuse.fuse import Fuse
 from trialfuse.survivors import make_survivors
@@ -171,6 +171,17 @@ def test_a_padded_stack_holds_no_weights_in_the_layers_a_model_lacks():
             assert not tensor[1].any()
     assert stack.weights[3][1, :32].any() and not stack.weights[3][1, 32:].any()  # its head reads its 32 units
     assert [int(stack.unit_masks[2][m].sum()) for m in range(4)] == [8, 32, 24, 8]
+
+
+def test_a_model_without_hidden_layers_is_never_padded(table):
+    with pytest.raises(ValueError, match="no hidden layer"):
+        stack_widths([[], [8, 8]])
+    X, y, folds = table
+    plain = {**BASE, "hidden_layers": [], "epochs": 5}
+    padded = train_many([plain, DEPTHS[0]], X, y, folds[:1], fuse="on", batching=PADDED, dtype=torch.float64)
+    serial = train_many([plain, DEPTHS[0]], X, y, folds[:1], fuse="off", dtype=torch.float64)
+    assert [r["fused_batch_size"] for r in padded] == [1, 1]  # a batch of its own
+    assert padded[0]["r2"] == pytest.approx(serial[0]["r2"], abs=1e-9)
 
 
 def test_dropout_masks_follow_the_model_seed_and_ignore_neighbours(table):
