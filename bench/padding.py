@@ -13,7 +13,7 @@ import json
 from trialfuse.bench import MODES, sample_configs
 from trialfuse.engine.families import mlp
 from trialfuse.engine.fused.mlp import stack_widths
-from trialfuse.engine.fused.train import Job, plan_batches
+from trialfuse.engine.fused.train import Job, depth_group, plan_batches
 from trialfuse.survivors import make_survivors
 
 PLANS = ("fused", "fused-snug", "fused-padded")
@@ -29,8 +29,7 @@ def measure(configs: int, folds: int, seed: int, cap: int, plan: str, n_features
     batching = MODES[plan].batching
     groups: dict[int, list[Job]] = {}
     for job in jobs:  # as run_jobs groups them (one fold size here)
-        depth = len(job.params["hidden_layers"])
-        groups.setdefault(min(depth, 1) if batching.pad_depths else depth, []).append(job)
+        groups.setdefault(depth_group(job, batching), []).append(job)
     units = macs = 0
     sizes = []
     for group in groups.values():

@@ -55,11 +55,11 @@ CPU_MAX_BATCH = 32
 # but each batch also costs its host work every epoch. Not the default until a GPU measures it
 # (`trialfuse bench --modes fused,fused-filled`)
 FILL_MODEL_ROWS = 2**18
-# A candidate limit on padding (see `padding`): the bench's 20 configs x 5 folds, cut by depth
-# alone into batches of up to 100 (what GPU memory allows at 10,000 rows), hold 1.8-1.9x their
-# models' own hidden units and 3.2-3.4x their multiply-adds; with this limit 1.1x and 1.3x, in
-# 13-16 batches instead of 3 (seeds 0 and 1). Not the default until a GPU times it
-# (`trialfuse bench --modes fused,fused-snug`)
+# A candidate limit on padding (see `padding`): the bench's 20 configs x 5 folds, one batch per
+# depth (what GPU memory allows at 10,000 rows), hold 1.8-2.2x their models' own hidden units
+# and 3.2-4.4x their multiply-adds; with this limit 1.1-1.2x and 1.15-1.38x, in 13-16 batches
+# instead of 3 (seeds 0-3, bench/padding.py), and on 2 cores fused training took 2.3x less time.
+# Not the default until a GPU times it (`trialfuse bench --modes fused,fused-snug`)
 SNUG_PADDING = 1.25
 
 
@@ -147,10 +147,7 @@ def run_jobs(jobs: list[Job], fold_data: list[FoldData], *, device: str = "cpu",
     results: dict[int, dict[str, Any]] = {}
     groups: dict[tuple[int, int], list[Job]] = {}  # what one stacked model can hold: (depth, training rows)
     for job in jobs:
-        depth = len(job.params["hidden_layers"])
-        if batching.pad_depths:
-            depth = min(depth, 1)  # one group for every depth (a model with no hidden layer has nothing to carry)
-        groups.setdefault((depth, len(fold_data[job.fold].y_train)), []).append(job)
+        groups.setdefault((depth_group(job, batching), len(fold_data[job.fold].y_train)), []).append(job)
     for (_, n_train), group in groups.items():
         stacked = fuse.mode == "on" or (fuse.mode == "auto" and dev.type == "cuda" and len(group) > 1)
         if not stacked:
@@ -169,6 +166,13 @@ def run_jobs(jobs: list[Job], fold_data: list[FoldData], *, device: str = "cpu",
             for result in _train_halving(batch, fold_data, dev, dtype, deadline, block):
                 results[result["key"]] = result
     return [results[job.key] for job in jobs]
+
+
+def depth_group(job: Job, batching: Batching) -> int:
+    """The depth a job's batch holds: its own, or with `pad_depths` one group for every depth (a
+    model with no hidden layer stays apart: it has no output to carry)."""
+    depth = len(job.params["hidden_layers"])
+    return min(depth, 1) if batching.pad_depths else depth
 
 
 def plan_batches(jobs: list[Job], n_train: int, cap: int, batching: Batching = AS_A_STUDY) -> list[list[Job]]:
