@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import KFold
 
-from trialfuse.bench import MODES, run_bench, sample_configs
+from trialfuse.bench import parse_modes, run_bench, sample_configs
 from trialfuse.engine.fused import train as fused_train
 from trialfuse.fuse import Fuse
 from trialfuse.survivors import make_survivors
@@ -315,11 +315,10 @@ def _importable(name: str) -> bool:
 
 def bench_modes(text: str) -> tuple[str, ...]:
     """--modes, checked before any device time is spent on the modes in front of a typo."""
-    modes = tuple(m.strip() for m in text.split(",") if m.strip())
-    unknown = [m for m in modes if m not in MODES]
-    if unknown or not modes:
-        raise argparse.ArgumentTypeError(f"unknown mode(s) {unknown}; known: {', '.join(MODES)}")
-    return modes
+    try:
+        return parse_modes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 CHECKS: list[tuple[str, Callable]] = [

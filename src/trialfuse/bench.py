@@ -54,6 +54,14 @@ MODES: dict[str, Mode] = {
 }
 
 
+def parse_modes(text: str) -> tuple[str, ...]:
+    """`--modes` as the names of MODES, in order; ValueError names the known ones."""
+    chosen = tuple(m.strip() for m in text.split(",") if m.strip())
+    if not chosen or any(m not in MODES for m in chosen):
+        raise ValueError(f"--modes takes {', '.join(MODES)}, got {text!r}")
+    return chosen
+
+
 def sample_configs(n: int, epochs: int, seed: int = 0) -> list[dict[str, Any]]:
     """NN configs drawn from the catalog's NN search space, with a fixed epoch budget."""
     trial = RandomTrial(np.random.default_rng(seed))

@@ -176,11 +176,12 @@ def bench(
     save: Annotated[Path | None, typer.Option(help="Also write the JSON report to this file.")] = None,
 ) -> None:
     """Time the same NN configs x folds one at a time and fused, in one process; print the ratios."""
-    from trialfuse.bench import MODES, format_report, run_bench
+    from trialfuse.bench import format_report, parse_modes, run_bench
 
-    chosen = tuple(m.strip() for m in modes.split(",") if m.strip())
-    if not chosen or any(m not in MODES for m in chosen):
-        raise UserError(f"--modes takes {', '.join(MODES)}, got {modes!r}")
+    try:
+        chosen = parse_modes(modes)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     if min(rows, configs, epochs) < 1 or folds < 2 or rows < 2 * folds:
         raise UserError("--rows, --configs and --epochs must be positive, --folds at least 2, rows >= 2 x folds")
     report = run_bench(rows=rows, configs=configs, folds=folds, epochs=epochs, device=device, modes=chosen)
