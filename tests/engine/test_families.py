@@ -108,21 +108,29 @@ def test_lightgbm_without_a_cuda_build_trains_on_the_cpu_when_sent_to_a_gpu(data
     assert fitted.best_rounds > 0  # the pip wheel: the probe says no CUDA, so the fold ran on the CPU
 
 
-def test_nn_dropout_levels_are_uniform_in_every_slot_of_a_word_and_drop_at_the_rate():
+def test_nn_dropout_levels_are_uniform_independent_of_their_neighbours_and_drop_at_the_rate():
     import torch
 
-    from trialfuse.engine.families.mlp import DROPOUT_LEVELS, DropoutStream, dropout_mask, dropout_threshold
+    from trialfuse.engine.dropout import DROPOUT_LEVELS, DropoutStream, dropout_mask, dropout_threshold
 
-    levels = DropoutStream(3).levels((1000, 400), torch.device("cpu"))
-    assert levels.dtype == torch.int16 and levels.shape == (1000, 400)
+    stream = DropoutStream(3)
+    levels = stream.levels((1000, 400), torch.device("cpu"))
+    assert levels.shape == (1000, 400)
     assert int(levels.min()) == 0 and int(levels.max()) == DROPOUT_LEVELS - 1
-    slots = levels.reshape(-1, 4).double()  # the four levels cut from one 64-bit word
-    np.testing.assert_allclose(slots.mean(0).numpy(), (DROPOUT_LEVELS - 1) / 2, rtol=0.01)
-    assert not torch.equal(slots[:, 0], slots[:, 1])
-    kept = dropout_mask(levels, dropout_threshold(0.3), 1.0, torch.float32).mean()
-    assert float(kept) == pytest.approx(0.7, abs=0.005)
+    counts = torch.bincount(levels.flatten() // (DROPOUT_LEVELS // 16), minlength=16).double()
+    np.testing.assert_allclose((counts / counts.mean()).numpy(), 1.0, atol=0.03)  # 16 equal bins
+    kept = dropout_mask(levels, dropout_threshold(0.3), 1.0, torch.float32)
+    assert float(kept.mean()) == pytest.approx(0.7, abs=0.005)
+    centred = (kept - kept.mean()) / kept.std()
+    for neighbours in (centred[:, 1:] * centred[:, :-1], centred[1:] * centred[:-1],  # units, rows
+                       centred[1::2, 1::2] * centred[::2, ::2]):  # diagonal
+        assert abs(float(neighbours.mean())) < 0.01  # the standard error is 0.0016
+    second = stream.levels((1000, 400), torch.device("cpu"))
+    assert float((second == levels).double().mean()) < 0.001  # the next draw is a new mask
     again = DropoutStream(3).levels((1000, 400), torch.device("cpu"))
     assert torch.equal(levels, again)  # a model's seed gives its masks
+    other = DropoutStream(4).levels((1000, 400), torch.device("cpu"))
+    assert float((other == levels).double().mean()) < 0.001
     assert dropout_threshold(0.99999) == DROPOUT_LEVELS - 1  # one level kept: a finite rescale
     with pytest.raises(ValueError, match="dropout must be in"):
         dropout_threshold(1.0)

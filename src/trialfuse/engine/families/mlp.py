@@ -14,7 +14,6 @@ values and returns predictions in target units.
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from trialfuse.engine.dropout import DropoutStream, dropout_mask, dropout_scale, dropout_threshold
 from trialfuse.engine.families import Fitted, check_deadline
 from trialfuse.engine.standardize import column_stats, standardize
 
@@ -44,55 +44,6 @@ DEFAULTS: dict[str, Any] = {  # what a job leaves out (the search always sets ev
 
 def with_defaults(params: dict[str, Any]) -> dict[str, Any]:
     return {**DEFAULTS, **params}
-
-
-DROPOUT_LEVELS = 2**15  # a unit's draw is an integer level in [0, 2**15); below the rate's threshold it drops
-
-
-class DropoutStream:
-    """One model's source of dropout masks: a generator of its own, seeded by the model's seed,
-    drawn in layer order each training step. A model fused with others draws from the same
-    stream the same masks, whatever its neighbours and its place in the batch.
-
-    Draws are 15-bit integers cut from 64-bit random words, four to a word: on a CPU, torch
-    makes one float uniform per generator call (at 12,800 x 128 units, 11-14 ms, more than
-    the layer's matmul); four levels per call take 3.5 ms. The rate is rounded to 1 / 2**15."""
-
-    def __init__(self, seed: int):
-        self.seed = seed
-        self._generator: torch.Generator | None = None
-
-    def levels(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
-        """int16 levels in [0, DROPOUT_LEVELS), uniform, one per unit of `shape`."""
-        if self._generator is None or self._generator.device != device:
-            self._generator = torch.Generator(device=device).manual_seed(self.seed)
-        count = math.prod(shape)
-        words = torch.empty((count + 3) // 4, dtype=torch.int64, device=device).random_(generator=self._generator)
-        return (words.view(torch.int16)[:count] & (DROPOUT_LEVELS - 1)).view(shape)  # each slot's top bit dropped
-
-    def __deepcopy__(self, memo) -> DropoutStream:  # a copy (a saved model) starts its own stream afresh
-        return DropoutStream(self.seed)
-
-
-def dropout_threshold(rate: float) -> int:
-    """The level below which a unit drops: the rate, rounded to 1 / DROPOUT_LEVELS (a unit
-    is always kept with a chance of at least one level, so the rescale stays finite)."""
-    if not 0.0 <= rate < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {rate}")
-    return min(round(rate * DROPOUT_LEVELS), DROPOUT_LEVELS - 1)
-
-
-def dropout_scale(rate: float) -> float:
-    """1 / (probability a unit is kept), from the rounded rate, in float64 on the host: the
-    kept units' rescale factor, so a layer's expected output is unchanged."""
-    return DROPOUT_LEVELS / (DROPOUT_LEVELS - dropout_threshold(rate))
-
-
-def dropout_mask(levels: torch.Tensor, threshold: torch.Tensor | int, scale: torch.Tensor | float,
-                 dtype: torch.dtype) -> torch.Tensor:
-    """Keep-and-rescale factors: 0 for a dropped unit, `scale` for a kept one. The fused
-    trainer calls this too: the same arithmetic."""
-    return (levels >= threshold).to(dtype) * scale
 
 
 class SeededDropout(nn.Module):

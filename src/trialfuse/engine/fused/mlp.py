@@ -18,14 +18,9 @@ from functools import partial
 
 import torch
 
-from trialfuse.engine.families.mlp import (
-    DROPOUT_LEVELS,
-    MLP,
-    DropoutStream,
-    dropout_mask,
-    dropout_scale,
-    dropout_threshold,
-)
+from trialfuse.engine import dropout as drop
+from trialfuse.engine.dropout import DROPOUT_LEVELS, dropout_mask, dropout_scale, dropout_threshold
+from trialfuse.engine.families.mlp import MLP
 
 BN_MOMENTUM, BN_EPS = 0.1, 1e-5
 
@@ -45,8 +40,8 @@ class StackedMLP:
     slopes: torch.Tensor  # [M, 1, 1] negative slope of the activation (0 = ReLU)
     dropout: torch.Tensor  # [M, 1, 1] int32: the level below which a unit drops (see DropoutStream)
     dropout_scale: torch.Tensor  # [M, 1, 1] 1 / (probability a unit is kept), from float64 on the host
-    streams: list[DropoutStream]  # per model: where its dropout masks come from
-    widths: list[list[int]]  # per model, its real hidden widths (host side: what a mask draw needs)
+    seeds: torch.Tensor  # [M] int64: each model's dropout seed (its DropoutStream's)
+    depths: torch.Tensor  # [M] int64: each model's own number of hidden layers (draws per step)
     rates: list[float]  # per model, its dropout rate (host side)
 
     def params(self) -> list[torch.Tensor]:
@@ -74,8 +69,7 @@ class StackedMLP:
                           pick(self.betas), pick(self.running_mean), pick(self.running_var), pick(self.unit_masks),
                           [None if s is None else s[keep].clone() for s in self.skips],
                           self.slopes[keep].clone(), self.dropout[keep].clone(), self.dropout_scale[keep].clone(),
-                          [self.streams[i] for i in host], [self.widths[i] for i in host],
-                          [self.rates[i] for i in host])
+                          self.seeds[keep].clone(), self.depths[keep].clone(), [self.rates[i] for i in host])
 
 
 def stack_widths(hidden_layers: list[list[int]]) -> list[int]:
@@ -142,8 +136,9 @@ def stack_modules(nets: list[MLP], slopes: list[float], dropouts: list[float],
     thresholds = torch.tensor([dropout_threshold(d) for d in dropouts], dtype=torch.int32, device=device).view(-1, 1, 1)
     return StackedMLP(weights, biases, gammas, bn_stack("bias", 0.0),
                       bn_stack("running_mean", 0.0), bn_stack("running_var", 1.0), masks, skips, as_col(slopes),
-                      thresholds, as_col([dropout_scale(d) for d in dropouts]), [net.stream for net in nets],
-                      real, list(dropouts))
+                      thresholds, as_col([dropout_scale(d) for d in dropouts]),
+                      torch.tensor([net.stream.seed for net in nets], dtype=torch.int64, device=device),
+                      torch.tensor([len(w) for w in real], dtype=torch.int64, device=device), list(dropouts))
 
 
 def unstack(model: StackedMLP, slot: int, n_features: int, hidden_layers: list[int], leaky: bool) -> MLP:
@@ -171,42 +166,53 @@ def _layers(net: torch.nn.Module):
     return linears, norms
 
 
-def forward(model: StackedMLP, x: torch.Tensor, *, train: bool, block: Callable | None = None) -> torch.Tensor:
+def forward(model: StackedMLP, x: torch.Tensor, *, train: bool, block: Callable | None = None,
+            step: torch.Tensor | None = None, matmul_dtype: torch.dtype | None = None) -> torch.Tensor:
     """Predictions [M, N] for inputs x [M, N, F]; every model in the batch has the same N rows.
 
     In training mode BatchNorm normalizes with each model's batch statistics (biased
     variance) and updates its running statistics in place (unbiased variance, momentum
-    0.1), as BatchNorm1d does; in eval mode it uses the running statistics. `block` is
-    `hidden_block` or a compiled copy of it (`compiled_block`); the matmuls (one cuBLAS
-    call each), each model's dropout draws and the running-statistics update stay outside.
+    0.1), as BatchNorm1d does; in eval mode it uses the running statistics. Dropout draws
+    each model's levels for its training step `step` ([M] int64) from its seed, inside the
+    layer's kernel (see engine/dropout.py). `block` is `hidden_block` or a compiled copy of it
+    (`compiled_block`); the matmuls (one cuBLAS call each) and the running-statistics update
+    stay outside. `matmul_dtype` (bfloat16, or None: the model's own) is what the matmuls
+    take and give; weights, BatchNorm and everything else stay in the model's dtype.
     """
     block = block or hidden_block
     n_rows = x.shape[1]
     dropout = train and any(model.rates)
-    h = x
+    if dropout and step is None:
+        raise ValueError("training with dropout needs each model's step")
+    cast = (lambda t: t) if matmul_dtype is None else (lambda t: t.to(matmul_dtype))  # noqa: E731
+    h = cast(x)
     for i in range(len(model.gammas)):
         carried = h
-        h = torch.baddbmm(model.biases[i], h, model.weights[i])  # [M, N, H]
+        h = torch.bmm(h, cast(model.weights[i]))  # [M, N, H]
         stats = None if train else (model.running_mean[i], model.running_var[i])
-        levels = _levels(model, i, h) if dropout else None
-        h, mean, var = block(h, model.gammas[i], model.betas[i], stats, model.slopes, model.dropout,
-                             model.dropout_scale, levels)
+        keys = drop.draw_keys(model.seeds, step * model.depths + i) if dropout else None  # [M]
+        h, mean, var = block(h, model.biases[i], model.gammas[i], model.betas[i], stats, model.slopes, model.dropout,
+                             model.dropout_scale, keys, h.dtype)
         if model.skips[i] is not None:  # models that lack this layer pass their output on unchanged
             h = torch.where(model.skips[i], _to_width(carried, h.shape[-1]), h)
         if train:
             with torch.no_grad():
                 model.running_mean[i].lerp_(mean, BN_MOMENTUM)
                 model.running_var[i].lerp_(var * (n_rows / (n_rows - 1)), BN_MOMENTUM)
-    out = torch.baddbmm(model.biases[-1], h, model.weights[-1])  # [M, N, 1]
+    out = torch.bmm(h, cast(model.weights[-1])).to(model.biases[-1].dtype) + model.biases[-1]  # [M, N, 1]
     return out.squeeze(-1)
 
 
-def hidden_block(h, gamma, beta, stats, slopes, dropout, dropout_scale, levels):
-    """BatchNorm, activation and dropout of one hidden layer: (output [M, N, H], the batch's
-    mean and biased variance [M, 1, H], detached; with `stats` given, those are used instead).
+def hidden_block(h, bias, gamma, beta, stats, slopes, threshold, dropout_scale, keys, out_dtype):
+    """Bias, BatchNorm, activation and dropout of one hidden layer: (output [M, N, H] in
+    `out_dtype`, the batch's mean and biased variance [M, 1, H], detached; with `stats` given,
+    those are used instead). Dropout keeps a unit whose level (from its model's draw key in
+    `keys` [M], its row and its unit) reaches the model's threshold; `keys` None: no dropout.
 
     Each step is one whole-tensor op over [M, N, H]: memory-bound on every device, so the
-    number of passes is what costs, and a compiler fuses them into a few (`compiled_block`)."""
+    number of passes is what costs, and a compiler fuses them into a few (`compiled_block`),
+    the dropout hash included: its levels never reach memory."""
+    h = h.to(gamma.dtype) + bias
     if stats is None:
         var, mean = torch.var_mean(h, dim=1, keepdim=True, correction=0)  # [M, 1, H]
     else:
@@ -214,9 +220,10 @@ def hidden_block(h, gamma, beta, stats, slopes, dropout, dropout_scale, levels):
     scale = gamma * torch.rsqrt(var + BN_EPS)  # [M, 1, H]
     h = torch.addcmul(beta - mean * scale, h, scale)  # (h - mean) / std * gamma + beta
     h = torch.where(h > 0, h, h * slopes)  # ReLU (slope 0) or LeakyReLU, per model, with their gradients
-    if levels is not None:
-        h = h * dropout_mask(levels, dropout, dropout_scale, h.dtype)
-    return h, mean.detach(), var.detach()
+    if keys is not None:
+        level = drop.levels(drop.row_keys(keys, h.shape[1]), drop.unit_keys(h.shape[2], h.device))
+        h = h * dropout_mask(level, threshold, dropout_scale, h.dtype)
+    return h.to(out_dtype), mean.detach(), var.detach()
 
 
 _COMPILED: dict[tuple[str, torch.dtype, str], Callable] = {}
@@ -224,15 +231,16 @@ _COMPILED: dict[tuple[str, torch.dtype, str], Callable] = {}
 
 def compiled_block(device: torch.device, dtype: torch.dtype) -> Callable:
     """`hidden_block` through torch.compile (shapes dynamic), compiled once per process, device
-    type, dtype and float32 matmul precision, all at once: training with and without dropout and evaluation, one model
-    and several (a size-1 dimension is a graph of its own). Every depth, width and batch
-    size after that reuses these graphs, so no later call stops to compile."""
+    type, dtype and float32 matmul precision, all at once: training with and without dropout and
+    evaluation, one model and several (a size-1 dimension is a graph of its own), matmuls in the
+    model's dtype or bfloat16. Every depth, width and batch size after that reuses these graphs,
+    so no later call stops to compile; inductor's on-disk cache serves the next process."""
     key = (device.type, dtype, torch.get_float32_matmul_precision())  # TF32 or not: graphs of their own
     if key not in _COMPILED:
         import torch._dynamo as dynamo
 
         limit = "recompile_limit" if hasattr(dynamo.config, "recompile_limit") else "cache_size_limit"  # torch < 2.7
-        setattr(dynamo.config, limit, max(getattr(dynamo.config, limit), 16))
+        setattr(dynamo.config, limit, max(getattr(dynamo.config, limit), 32))
         block = torch.compile(hidden_block, dynamic=True)
         _warm_up(block, device, dtype)
         _COMPILED[key] = block
@@ -240,17 +248,22 @@ def compiled_block(device: torch.device, dtype: torch.dtype) -> Callable:
 
 
 def _warm_up(block: Callable, device: torch.device, dtype: torch.dtype) -> None:
+    io_dtypes = [dtype] + ([torch.bfloat16] if dtype == torch.float32 and device.type == "cuda" else [])
     for n_models in (2, 1):
         new = partial(_rand, n_models, dtype=dtype, device=device)
-        gamma, beta = new(1, 4).requires_grad_(), new(1, 4).requires_grad_()
+        bias, gamma, beta = (new(1, 4).requires_grad_() for _ in range(3))
         slopes, scale = new(1, 1), new(1, 1) + 1
         threshold = torch.randint(0, DROPOUT_LEVELS // 2, (n_models, 1, 1), dtype=torch.int32, device=device)
-        levels = torch.randint(0, DROPOUT_LEVELS, (n_models, 3, 4), dtype=torch.int16, device=device)
-        for drawn in (levels, None):  # training: under autograd, as train_fused_batch runs it
-            out, _, _ = block(new(3, 4).requires_grad_(), gamma, beta, None, slopes, threshold, scale, drawn)
-            out.sum().backward()
-        with torch.no_grad():  # evaluation, with the running statistics
-            block(new(3, 4), gamma, beta, (new(1, 4), new(1, 4) + 1), slopes, threshold, scale, None)
+        keys = drop.draw_keys(torch.arange(n_models, device=device), torch.zeros(n_models, dtype=torch.int64,
+                                                                                   device=device))
+        for io in io_dtypes:
+            for drawn in (keys, None):  # training: under autograd, as train_fused_batch runs it
+                out, _, _ = block(new(3, 4).to(io).requires_grad_(), bias, gamma, beta, None, slopes, threshold,
+                                  scale, drawn, io)
+                out.float().sum().backward()
+            with torch.no_grad():  # evaluation, with the running statistics
+                block(new(3, 4).to(io), bias, gamma, beta, (new(1, 4), new(1, 4) + 1), slopes, threshold, scale,
+                      None, io)
 
 
 def _rand(*shape: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -263,14 +276,3 @@ def _to_width(h: torch.Tensor, width: int) -> torch.Tensor:
     if h.shape[-1] >= width:
         return h[..., :width]
     return torch.nn.functional.pad(h, (0, width - h.shape[-1]))
-
-
-def _levels(model: StackedMLP, layer: int, h: torch.Tensor) -> torch.Tensor:
-    """[M, N, H] dropout levels for layer `layer`, each model's from its own stream and of its
-    real width (as it draws alone); zeros where a model has no dropout (then all is kept) or
-    lacks the layer (it draws nothing there, as alone)."""
-    levels = torch.zeros(h.shape, dtype=torch.int16, device=h.device)
-    for m, (stream, widths, rate) in enumerate(zip(model.streams, model.widths, model.rates, strict=True)):
-        if rate > 0 and layer < len(widths):
-            levels[m, :, : widths[layer]] = stream.levels((h.shape[1], widths[layer]), h.device)
-    return levels

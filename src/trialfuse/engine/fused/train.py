@@ -32,6 +32,7 @@ import torch
 
 from trialfuse.engine.families import check_deadline, mlp
 from trialfuse.engine.fused import adam as fused_adam
+from trialfuse.engine.fused.precision import FP32, Precision
 from trialfuse.engine.fused.mlp import (
     StackedMLP,
     compiled_block,
@@ -115,7 +116,7 @@ class Job:
 
 def train_many(configs: list[dict[str, Any]], X: np.ndarray, y: np.ndarray, folds, *, device: str = "cpu",
                fuse: Fuse | str = "auto", seed: int = 0, dtype: torch.dtype = torch.float32,
-               compiled: bool | None = None, batching: Batching = AS_A_STUDY,
+               compiled: bool | None = None, batching: Batching = AS_A_STUDY, precision: str = "auto",
                deadline: float | None = None) -> list[dict[str, Any]]:
     """Train every config on every fold; one result per (config, fold), config-major order.
 
@@ -132,17 +133,20 @@ def train_many(configs: list[dict[str, Any]], X: np.ndarray, y: np.ndarray, fold
             for i, c in enumerate(configs) for k in range(len(folds))]
     fuse = Fuse.parse(fuse) if isinstance(fuse, str) else fuse
     return run_jobs(jobs, fold_data, device=device, fuse=fuse, dtype=dtype, compiled=compiled, batching=batching,
-                    deadline=deadline)
+                    precision=precision, deadline=deadline)
 
 
 def run_jobs(jobs: list[Job], fold_data: list[FoldData], *, device: str = "cpu", fuse: Fuse = AUTO,
              dtype: torch.dtype = torch.float32, deadline: float | None = None,
-             compiled: bool | None = None, batching: Batching = AS_A_STUDY) -> list[dict[str, Any]]:
+             compiled: bool | None = None, batching: Batching = AS_A_STUDY,
+             precision: str = "auto") -> list[dict[str, Any]]:
     """Results in the order of `jobs` (each tagged with its job's key). Past `deadline`
     (time.time()) training stops within a few epochs and DeadlineReached is raised.
     `compiled`: run the hidden layers through torch.compile (None: where `use_compiler` says);
-    `batching`: how stacked batches are cut (see `Batching`)."""
+    `batching`: how stacked batches are cut (see `Batching`); `precision`: the stacked
+    batches' matmuls (see `precision.Precision`; one at a time trains in `dtype`)."""
     dev = torch.device(device)
+    chosen = Precision.parse(precision).resolve(dev, dtype)
     block = None  # the hidden layers' code, chosen (and compiled) once a group trains stacked
     results: dict[int, dict[str, Any]] = {}
     groups: dict[tuple[int, int], list[Job]] = {}  # what one stacked model can hold: (depth, training rows)
@@ -158,13 +162,14 @@ def run_jobs(jobs: list[Job], fold_data: list[FoldData], *, device: str = "cpu",
                     result = _out_of_memory(job, message)
                 results[job.key] = result
             continue
-        if block is None:
-            compile_it = use_compiler(dev) if compiled is None else compiled
-            block = compiled_block(dev, dtype) if compile_it else hidden_block
-        cap = fuse.max_batch or _memory_cap(group, fold_data, dev, dtype)
-        for batch in plan_batches(group, n_train, cap, batching):
-            for result in _train_halving(batch, fold_data, dev, dtype, deadline, block):
-                results[result["key"]] = result
+        with chosen.matmuls():
+            if block is None:
+                compile_it = use_compiler(dev) if compiled is None else compiled
+                block = compiled_block(dev, dtype) if compile_it else hidden_block
+            cap = fuse.max_batch or _memory_cap(group, fold_data, dev, dtype)
+            for batch in plan_batches(group, n_train, cap, batching):
+                for result in _train_halving(batch, fold_data, dev, dtype, deadline, block, chosen):
+                    results[result["key"]] = result
     return [results[job.key] for job in jobs]
 
 
@@ -202,17 +207,18 @@ def padding(batch: list[Job]) -> float:
 
 
 def use_compiler(dev: torch.device) -> bool:
-    """torch.compile for the hidden layers: only when asked (TRIALFUSE_COMPILE=1), on a CUDA
-    device where Triton is installed. It fuses their memory-bound passes into a few kernels and
-    equals the eager path (float64, 1e-12 on an H100), but its speed is not measured yet; on a
-    CPU it bought nothing (2 cores) and costs half a minute of compiling."""
-    if dev.type != "cuda" or os.environ.get("TRIALFUSE_COMPILE", "0") != "1":
+    """torch.compile for the hidden layers: on a CUDA device where Triton is installed, unless
+    TRIALFUSE_COMPILE=0. It fuses their memory-bound passes (the dropout hash included) into a
+    few kernels and equals the eager path (float64 tests); on a CPU it bought nothing (2 cores)
+    and costs half a minute of compiling, so there it runs only when asked (TRIALFUSE_COMPILE=1)."""
+    asked = os.environ.get("TRIALFUSE_COMPILE")
+    if asked == "0" or (dev.type != "cuda" and asked != "1"):
         return False
-    return importlib.util.find_spec("triton") is not None
+    return dev.type != "cuda" or importlib.util.find_spec("triton") is not None
 
 
 def _train_halving(jobs: list[Job], fold_data, dev, dtype, deadline: float | None,
-                   block: Callable = hidden_block) -> list[dict[str, Any]]:
+                   block: Callable = hidden_block, precision: Precision = FP32) -> list[dict[str, Any]]:
     """Train `jobs` as one batch; a batch that runs out of memory is split in two and
     retried, down to one model, which then fails alone (the other batches keep their results).
     Each result's `fused_batch_size` says how many models its batch finally held."""
@@ -220,7 +226,7 @@ def _train_halving(jobs: list[Job], fold_data, dev, dtype, deadline: float | Non
     done: list[dict[str, Any]] = []
     while pending:
         batch = pending.pop(0)
-        trained, message = _attempt(partial(_train_fused, batch, fold_data, dev, dtype, deadline, block))
+        trained, message = _attempt(partial(_train_fused, batch, fold_data, dev, dtype, deadline, block, precision))
         if message is None:
             done += trained
             continue
@@ -249,10 +255,10 @@ def _attempt(train: Callable[[], Any]) -> tuple[Any, str | None]:
 
 
 def _train_fused(batch: list[Job], fold_data, dev, dtype, deadline: float | None,
-                 block: Callable) -> list[dict[str, Any]]:
+                 block: Callable, precision: Precision) -> list[dict[str, Any]]:
     if faults.out_of_memory(len(batch)):
         raise torch.cuda.OutOfMemoryError(f"injected: out of memory with {len(batch)} models")
-    return train_fused_batch(batch, fold_data, dev, dtype, deadline, block)
+    return train_fused_batch(batch, fold_data, dev, dtype, deadline, block, precision)
 
 
 def release_memory(dev: torch.device | str) -> None:
@@ -375,18 +381,22 @@ def _initial_state(jobs: list[Job], fold_data: list[FoldData], dev: torch.device
 
 
 def train_fused_batch(jobs: list[Job], fold_data: list[FoldData], dev: torch.device, dtype: torch.dtype,
-                      deadline: float | None = None, block: Callable = hidden_block) -> list[dict[str, Any]]:
+                      deadline: float | None = None, block: Callable = hidden_block,
+                      precision: Precision = FP32) -> list[dict[str, Any]]:
     """Train `jobs` (folds of one size) as one stacked model; results in job order.
 
     Each epoch is `mlp.fit`'s epoch for every model at once: a full-batch step (per-model
-    gradient clipping, Adam/AdamW), then validation loss, best weights and patience per model."""
+    gradient clipping, Adam/AdamW), then validation loss, best weights and patience per model.
+    The epochs' matmuls run in `precision`; the models are scored at the end in `dtype`, as
+    the kept models predict."""
     check_deadline(deadline)
     started = time.perf_counter()
     s = _initial_state(jobs, fold_data, dev, dtype)
     results: dict[int, dict[str, Any]] = {}
     max_epochs = int(s.budget.max())
+    low = precision.matmul_dtype
     for epoch in range(max_epochs):
-        pred = forward(s.model, s.train.x, train=True, block=block)
+        pred = forward(s.model, s.train.x, train=True, block=block, step=s.ran.long(), matmul_dtype=low)
         grads = torch.autograd.grad(s.train.mse(pred).sum(), s.params)  # models independent: d(sum)/dθ_m = dL_m/dθ_m
         grads = [g * mask for g, mask in zip(grads, s.masks, strict=True)]
         norm = torch.sqrt(sum(g.pow(2).flatten(1).sum(1) for g in grads))  # [M] per-model gradient norm
@@ -395,7 +405,7 @@ def train_fused_batch(jobs: list[Job], fold_data: list[FoldData], dev: torch.dev
         s.adam = fused_adam.update(s.params, grads, s.adam, s.hyper, s.active)
         s.ran = s.ran + s.active.to(dtype)
         with torch.no_grad():
-            val_loss = s.val.mse(forward(s.model, s.val.x, train=False, block=block))
+            val_loss = s.val.mse(forward(s.model, s.val.x, train=False, block=block, matmul_dtype=low))
             finite = torch.isfinite(val_loss)
             improved = s.active & finite & (val_loss < s.best_loss - s.min_delta)
             s.best_loss = torch.where(improved, val_loss, s.best_loss)
@@ -415,6 +425,8 @@ def train_fused_batch(jobs: list[Job], fold_data: list[FoldData], dev: torch.dev
             s = s.select(torch.nonzero(s.active).flatten())
     _finish(s, jobs, fold_data, results, block)
     elapsed = time.perf_counter() - started
+    for r in results.values():
+        r["precision"] = precision.name
     out = [results[i] for i in range(len(jobs))]
     for r in out:
         r["duration"] = elapsed / len(jobs)  # the batch's time, shared evenly
