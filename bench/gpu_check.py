@@ -231,26 +231,27 @@ def check_pool_placement(args) -> dict:
             "models_per_nn_task": [t["jobs"] for t in timeline if t["what"] == "nn"]}
 
 
-def _bench(args, rows: int, modes: tuple[str, ...]) -> dict:
+def _bench(args, rows: int, modes: tuple[str, ...], shape: str | None = None, epochs: int = 100) -> dict:
     needs_gpu(args)
-    keep = ("seconds", "model_epochs_per_s", "speedup_vs_serial", "mean_r2", "max_abs_r2_vs_serial", "batch_modes",
-            "batch_sizes", "cut_after_s")
+    keep = ("seconds", "model_epochs_per_s", "speedup_vs_serial", "mean_r2", "mean_r2_vs_serial",
+            "max_abs_r2_vs_serial", "precision", "batch_modes", "batch_sizes", "cut_after_s", "r2", "best_epoch")
 
     def summary(report: dict) -> dict:
-        return {"rows": report["rows"], "configs": report["configs"], "folds": report["folds"],
+        return {"rows": report["rows"], "configs": report["configs"], "folds": report["folds"], "shape": shape,
                 "compile_seconds": report.get("compile_seconds"),
-                **{mode: {k: entry[k] for k in keep if k in entry} for mode, entry in report["modes"].items()}}
+                **{mode: {k: entry[k] for k in keep if k in entry} for mode, entry in report["modes"].items()},
+                "config_list": report.get("config_list")}
 
     report = run_bench(rows=2000 if DRY else rows, configs=4 if DRY else 20, folds=3 if DRY else 5,
-                       epochs=20 if DRY else 100, device=args.device, modes=modes, mode_limit_s=MODE_LIMIT_S,
-                       on_mode=lambda partial: args.save_partial(summary(partial)))
+                       epochs=min(epochs, 20) if DRY else epochs, device=args.device, modes=modes,
+                       mode_limit_s=MODE_LIMIT_S, shape=shape, on_mode=lambda partial: args.save_partial(summary(partial)))
     return summary(report)
 
 
 # the measured default first, the one-at-a-time baseline last (every ratio is to it); each mode's
 # figures are saved as it ends, so a check cut off by the command's time limit keeps them
-BENCH_MODES = ("fused", "fused-snug", "fused-padded", "fused-compiled", "fused-compiled-tf32", "fused-filled", "serial")
-MODE_LIMIT_S = 120  # a mode slower than this is cut (the 98,000-row fused run took 55 s on an H100)
+BENCH_MODES = ("auto", "fused-compiled-tf32", "fused-compiled", "fused-bf16", "auto-snug", "serial")
+MODE_LIMIT_S = 90  # a mode slower than this is cut (the 98,000-row fused run took 57 s on an H200)
 
 
 def check_bench(args) -> dict:
@@ -265,22 +266,36 @@ def check_bench_10k(args) -> dict:
     return _bench(args, 10_000, args.modes or BENCH_MODES)
 
 
+def check_bench_shape(args) -> dict:
+    """The default mode on tools/gpu_limit.py's work: 100 MLPs of 3 x 128 (ReLU, dropout 0.2, no
+    early stopping) on 78,400 training rows, 30 epochs, so the two model-epochs/s compare."""
+    return _bench(args, 98_000, ("auto",), shape="3x128", epochs=30)
+
+
 def check_profile(args) -> dict:
-    """Where a fused batch's time goes: the top kernels of 10 epochs of 8 models on 78,400 rows."""
+    """Where a fused batch's time goes, before (eager float32, the old default) and after (the
+    default): the top kernels of 10 epochs of 20 models of 3 x 128 on 78,400 training rows."""
     needs_gpu(args)
     from torch.profiler import ProfilerActivity, profile
 
     X, y, folds = table(98_000, 5)
-    configs = [{**c, "epochs": 10, "early_stopping_patience": 100, "hidden_layers": c["hidden_layers"][:2]}
-               for c in sample_configs(8, 10, seed=6)]
-    fused_train.train_many(configs[:2], X, y, folds[:1], device=args.device, fuse=Fuse("on"))  # warm-up
+    configs = [{**c, "epochs": 10} for c in sample_configs(20, 10, seed=6, shape="3x128")]
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu(args) else [])
-    with profile(activities=activities) as prof:
-        fused_train.train_many(configs, X, y, folds[:1], device=args.device, fuse=Fuse("on"))
     sort = "self_cuda_time_total" if on_gpu(args) else "self_cpu_time_total"
-    table_text = prof.key_averages().table(sort_by=sort, row_limit=14, max_name_column_width=48)
-    print(table_text)
-    return {"top": table_text.splitlines()[:20]}
+    found = {}
+    for name, options in (("before_eager_fp32", {"compiled": False, "precision": "fp32"}),
+                          ("after_default", {"compiled": None, "precision": "auto"})):
+        run = lambda: fused_train.train_many(configs, X, y, folds[:1], device=args.device,  # noqa: E731
+                                             fuse=Fuse("on"), **options)
+        run()  # warm-up: allocator, kernels, compiling
+        with profile(activities=activities) as prof:
+            started = time.perf_counter()
+            run()
+            seconds = time.perf_counter() - started
+        table_text = prof.key_averages().table(sort_by=sort, row_limit=16, max_name_column_width=60)
+        print(table_text)
+        found[name] = {"seconds_profiled": round(seconds, 2), "top": table_text.splitlines()[:22]}
+    return found
 
 
 def check_study(args) -> dict:
@@ -290,11 +305,10 @@ def check_study(args) -> dict:
     with tempfile.TemporaryDirectory() as work:
         from trialfuse.survivors import TARGET, write_survivors
 
-        data = write_survivors(Path(work) / "survivors.csv", rows=2000 if DRY else 20000, seed=0)
-        models = "nn,lightgbm" if _importable("lightgbm") else "nn"
+        data = write_survivors(Path(work) / "survivors.csv", rows=2000 if DRY else 98_000, seed=0)
         started = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "trialfuse", "run", str(data), "--target", TARGET,
-                               "--models", models, "--trials", "2" if DRY else "16", "--folds", "5",
+                               "--models", "nn", "--trials", "2" if DRY else "20", "--folds", "5",
                                "--out", f"{work}/run", "--quiet", "--json"], capture_output=True, text=True,
                               timeout=420)
         seconds = time.perf_counter() - started
@@ -302,6 +316,8 @@ def check_study(args) -> dict:
         results = json.loads(proc.stdout)
         timeline = json.loads((Path(work) / "run" / "timeline.json").read_text())
     return {"seconds": round(seconds, 1), "device": results["device"], "winner": results["winner"],
+            "driver_seconds": results["seconds"], "nn_seconds": results["families"]["nn"].get("seconds"),
+            "tasks": timeline["tasks"],
             "holdout_r2": results["holdout_r2"],
             "cv_r2": {f: r["cv_r2_mean"] for f, r in results["families"].items()},
             "nn_models_per_task": [t["jobs"] for t in timeline["tasks"] if t["what"] == "nn"]}
@@ -327,7 +343,8 @@ CHECKS: list[tuple[str, Callable]] = [
     ("oom_recovery", check_oom_recovery),
     ("memory_cap_stable", check_memory_cap_stable), ("sticky_error_exits", check_sticky_error_exits),
     ("saved_model_round_trip", check_saved_model_round_trip), ("pool_placement", check_pool_placement),
-    ("bench", check_bench), ("bench_10k", check_bench_10k), ("profile", check_profile), ("study", check_study),
+    ("bench_shape", check_bench_shape), ("bench", check_bench), ("bench_10k", check_bench_10k),
+    ("profile", check_profile), ("study", check_study),
 ]
 
 

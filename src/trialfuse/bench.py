@@ -34,23 +34,26 @@ from trialfuse.survivors import make_survivors
 
 @dataclass(frozen=True)
 class Mode:
-    """One way of training the same configs: `fuse` option, float32 matmul precision ("high"
-    lets a GPU's tensor cores take float32 matmuls as TF32, 10 mantissa bits), torch.compile
-    for the hidden layers (None: the trainer's own choice), and how batches are cut."""
+    """One way of training the same configs: `fuse` option, the fused matmuls' precision (see
+    engine/fused/precision.py; a one-at-a-time mode takes tf32 as torch's float32 matmul
+    setting), torch.compile for the hidden layers (None: the trainer's own choice), and how
+    batches are cut."""
 
     fuse: str
-    precision: str = "highest"
+    precision: str = "fp32"
     compiled: bool | None = False
     batching: Batching = AS_A_STUDY
 
 
 MODES: dict[str, Mode] = {
-    "serial": Mode("off"), "fused": Mode("on"), "auto": Mode("auto", compiled=None),
-    "serial-tf32": Mode("off", "high"), "fused-tf32": Mode("on", "high"),
-    "fused-filled": Mode("on", batching=Batching(fill=FILL_MODEL_ROWS)), "fused-compiled": Mode("on", compiled=True),
-    "fused-compiled-tf32": Mode("on", "high", compiled=True),
+    "serial": Mode("off"), "auto": Mode("auto", "auto", compiled=None), "serial-tf32": Mode("off", "tf32"),
+    "fused": Mode("on"), "fused-tf32": Mode("on", "tf32"), "fused-bf16": Mode("on", "bf16"),
+    "fused-compiled": Mode("on", compiled=True), "fused-compiled-tf32": Mode("on", "tf32", compiled=True),
+    "fused-compiled-bf16": Mode("on", "bf16", compiled=True),
+    "fused-filled": Mode("on", batching=Batching(fill=FILL_MODEL_ROWS)),
     "fused-padded": Mode("on", batching=Batching(pad_depths=True)),
     "fused-snug": Mode("on", batching=Batching(max_padding=SNUG_PADDING)),
+    "auto-snug": Mode("auto", "auto", compiled=None, batching=Batching(max_padding=SNUG_PADDING)),
 }
 
 
@@ -62,10 +65,17 @@ def parse_modes(text: str) -> tuple[str, ...]:
     return chosen
 
 
-def sample_configs(n: int, epochs: int, seed: int = 0) -> list[dict[str, Any]]:
-    """NN configs drawn from the catalog's NN search space, with a fixed epoch budget."""
+def sample_configs(n: int, epochs: int, seed: int = 0, shape: str | None = None) -> list[dict[str, Any]]:
+    """NN configs drawn from the catalog's NN search space, with a fixed epoch budget. `shape`
+    ("3x128": depth x width) fixes every model to that MLP with ReLU, dropout 0.2 and no early
+    stopping, as `tools/gpu_limit.py` trains it: the same work for both, so speeds compare."""
     trial = RandomTrial(np.random.default_rng(seed))
-    return [{**FAMILIES["nn"].suggest(trial), "epochs": epochs} for _ in range(n)]
+    configs = [{**FAMILIES["nn"].suggest(trial), "epochs": epochs} for _ in range(n)]
+    if shape:
+        depth, width = (int(v) for v in shape.lower().split("x"))
+        configs = [{**c, "hidden_layers": [width] * depth, "use_leaky_relu": False, "dropout": 0.2,
+                    "early_stopping_patience": epochs + 1, "min_delta": 0.0} for c in configs]
+    return configs
 
 
 def device_name(device: str) -> str:
@@ -76,20 +86,21 @@ def device_name(device: str) -> str:
 
 def run_bench(rows: int = 10_000, configs: int = 20, folds: int = 5, epochs: int = 100, device: str = "cpu",
               modes: tuple[str, ...] = ("serial", "fused", "auto"), seed: int = 0, mode_limit_s: float | None = None,
-              on_mode: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+              on_mode: Callable[[dict[str, Any]], None] | None = None, shape: str | None = None) -> dict[str, Any]:
     """Each mode trains the same configs x folds; a mode still training after `mode_limit_s`
     is cut and says so. `on_mode(report)` after each mode: a caller can save what is measured."""
     X, y, _ = make_survivors(rows, seed=0)
     splits = list(KFold(folds, shuffle=True, random_state=seed).split(X))
-    cfgs = sample_configs(configs, epochs, seed)
-    train_many(cfgs[:2], X, y, splits[:1], device=device, fuse=Fuse("on"), seed=seed)  # warm-up: allocator, kernels
+    cfgs = sample_configs(configs, epochs, seed, shape)
+    train_many(cfgs[:2], X, y, splits[:1], device=device, fuse=Fuse("on"), seed=seed,  # warm-up: allocator, kernels
+               compiled=False, precision="fp32")
     report: dict[str, Any] = {"date": date.today().isoformat(), "device": device, "device_name": device_name(device),
-                              "rows": rows, "configs": configs, "folds": folds, "max_epochs": epochs,
+                              "rows": rows, "configs": configs, "folds": folds, "max_epochs": epochs, "shape": shape,
                               "torch": torch.__version__, "modes": {}}
     scores = {}
     for name in modes:
         mode = MODES[name]
-        torch.set_float32_matmul_precision(mode.precision)
+        torch.set_float32_matmul_precision("high" if mode.precision == "tf32" else "highest")  # one at a time
         try:
             if mode.compiled or (mode.compiled is None and use_compiler(torch.device(device))):
                 started = time.perf_counter()  # outside the timing: a worker compiles once in its life
@@ -98,7 +109,7 @@ def run_bench(rows: int = 10_000, configs: int = 20, folds: int = 5, epochs: int
             _synchronize(device)
             started = time.perf_counter()
             results = train_many(cfgs, X, y, splits, device=device, fuse=Fuse(mode.fuse), seed=seed,
-                                 compiled=mode.compiled, batching=mode.batching,
+                                 compiled=mode.compiled, batching=mode.batching, precision=mode.precision,
                                  deadline=None if mode_limit_s is None else time.time() + mode_limit_s)
             _synchronize(device)
         except DeadlineReached:
@@ -114,6 +125,9 @@ def run_bench(rows: int = 10_000, configs: int = 20, folds: int = 5, epochs: int
         report["modes"][name] = {"seconds": round(seconds, 3), "model_epochs": model_epochs,
                                  "model_epochs_per_s": round(model_epochs / seconds, 1),
                                  "mean_r2": float(np.nanmean(scores[name])),
+                                 "precision": sorted({r.get("precision", "fp32") for r in results}),
+                                 "r2": [round(float(v), 5) for v in scores[name]],
+                                 "best_epoch": [r["best_epoch"] for r in results],
                                  "batch_modes": sorted({r["batch_mode"] for r in results}),
                                  "batch_sizes": sorted({r["fused_batch_size"] for r in results})}
         if on_mode:
@@ -124,6 +138,8 @@ def run_bench(rows: int = 10_000, configs: int = 20, folds: int = 5, epochs: int
             if mode in scores:
                 entry["speedup_vs_serial"] = round(base / entry["seconds"], 2)
                 entry["max_abs_r2_vs_serial"] = float(np.nanmax(np.abs(scores[mode] - scores["serial"])))
+                entry["mean_r2_vs_serial"] = float(np.nanmean(scores[mode]) - np.nanmean(scores["serial"]))
+    report["config_list"] = cfgs
     return report
 
 
