@@ -21,6 +21,7 @@ import time
 import traceback
 from collections.abc import Callable
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -244,7 +245,8 @@ def _bench(args, rows: int, modes: tuple[str, ...], shape: str | None = None, ep
 
     report = run_bench(rows=2000 if DRY else rows, configs=4 if DRY else 20, folds=3 if DRY else 5,
                        epochs=min(epochs, 20) if DRY else epochs, device=args.device, modes=modes,
-                       mode_limit_s=MODE_LIMIT_S, shape=shape, on_mode=lambda partial: args.save_partial(summary(partial)))
+                       mode_limit_s=MODE_LIMIT_S, shape=shape,
+                       on_mode=lambda partial: args.save_partial(summary(partial)))
     return summary(report)
 
 
@@ -285,8 +287,8 @@ def check_profile(args) -> dict:
     found = {}
     for name, options in (("before_eager_fp32", {"compiled": False, "precision": "fp32"}),
                           ("after_default", {"compiled": None, "precision": "auto"})):
-        run = lambda: fused_train.train_many(configs, X, y, folds[:1], device=args.device,  # noqa: E731
-                                             fuse=Fuse("on"), **options)
+        run = partial(fused_train.train_many, configs, X, y, folds[:1], device=args.device, fuse=Fuse("on"),
+                      **options)
         run()  # warm-up: allocator, kernels, compiling
         with profile(activities=activities) as prof:
             started = time.perf_counter()

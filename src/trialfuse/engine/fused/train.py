@@ -32,7 +32,6 @@ import torch
 
 from trialfuse.engine.families import check_deadline, mlp
 from trialfuse.engine.fused import adam as fused_adam
-from trialfuse.engine.fused.precision import FP32, Precision
 from trialfuse.engine.fused.mlp import (
     StackedMLP,
     compiled_block,
@@ -42,6 +41,7 @@ from trialfuse.engine.fused.mlp import (
     stack_widths,
     unstack,
 )
+from trialfuse.engine.fused.precision import FP32, Precision
 from trialfuse.engine.scores import fold_scores
 from trialfuse.engine.standardize import column_stats, standardize
 from trialfuse.fuse import AUTO, Fuse
