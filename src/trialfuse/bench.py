@@ -20,6 +20,7 @@ from sklearn.model_selection import KFold
 from trialfuse.catalog import FAMILIES, RandomTrial
 from trialfuse.engine.families import DeadlineReached
 from trialfuse.engine.fused.mlp import compiled_block
+from trialfuse.engine.fused.precision import Precision
 from trialfuse.engine.fused.train import (
     AS_A_STUDY,
     FILL_MODEL_ROWS,
@@ -104,7 +105,9 @@ def run_bench(rows: int = 10_000, configs: int = 20, folds: int = 5, epochs: int
         try:
             if mode.compiled or (mode.compiled is None and use_compiler(torch.device(device))):
                 started = time.perf_counter()  # outside the timing: a worker compiles once in its life
-                compiled_block(torch.device(device), torch.float32)
+                io = Precision.parse(mode.precision).resolve(torch.device(device), torch.float32).matmul_dtype
+                with Precision.parse(mode.precision).resolve(torch.device(device), torch.float32).matmuls():
+                    compiled_block(torch.device(device), torch.float32, io)
                 report.setdefault("compile_seconds", {})[name] = round(time.perf_counter() - started, 1)
             _synchronize(device)
             started = time.perf_counter()

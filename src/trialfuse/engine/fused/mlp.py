@@ -190,7 +190,10 @@ def forward(model: StackedMLP, x: torch.Tensor, *, train: bool, block: Callable 
         carried = h
         h = torch.bmm(h, cast(model.weights[i]))  # [M, N, H]
         stats = None if train else (model.running_mean[i], model.running_var[i])
-        keys = drop.draw_keys(model.seeds, step * model.depths + i) if dropout else None  # [M]
+        keys = None
+        if dropout:  # [M, N, 1] and [1, H] int32: the kernel's per-element hash is then a few int32 ops
+            keys = (drop.row_keys(drop.draw_keys(model.seeds, step * model.depths + i), n_rows),
+                    drop.unit_keys(h.shape[-1], h.device))
         h, mean, var = block(h, model.biases[i], model.gammas[i], model.betas[i], stats, model.slopes, model.dropout,
                              model.dropout_scale, keys, h.dtype)
         if model.skips[i] is not None:  # models that lack this layer pass their output on unchanged
@@ -206,8 +209,9 @@ def forward(model: StackedMLP, x: torch.Tensor, *, train: bool, block: Callable 
 def hidden_block(h, bias, gamma, beta, stats, slopes, threshold, dropout_scale, keys, out_dtype):
     """Bias, BatchNorm, activation and dropout of one hidden layer: (output [M, N, H] in
     `out_dtype`, the batch's mean and biased variance [M, 1, H], detached; with `stats` given,
-    those are used instead). Dropout keeps a unit whose level (from its model's draw key in
-    `keys` [M], its row and its unit) reaches the model's threshold; `keys` None: no dropout.
+    those are used instead). Dropout keeps a unit whose level (from `keys`: its model's draw's
+    row keys [M, N, 1] and the unit keys [1, H]) reaches the model's threshold; `keys` None: no
+    dropout.
 
     Each step is one whole-tensor op over [M, N, H]: memory-bound on every device, so the
     number of passes is what costs, and a compiler fuses them into a few (`compiled_block`),
@@ -221,49 +225,45 @@ def hidden_block(h, bias, gamma, beta, stats, slopes, threshold, dropout_scale, 
     h = torch.addcmul(beta - mean * scale, h, scale)  # (h - mean) / std * gamma + beta
     h = torch.where(h > 0, h, h * slopes)  # ReLU (slope 0) or LeakyReLU, per model, with their gradients
     if keys is not None:
-        level = drop.levels(drop.row_keys(keys, h.shape[1]), drop.unit_keys(h.shape[2], h.device))
-        h = h * dropout_mask(level, threshold, dropout_scale, h.dtype)
+        h = h * dropout_mask(drop.levels(*keys), threshold, dropout_scale, h.dtype)
     return h.to(out_dtype), mean.detach(), var.detach()
 
 
 _COMPILED: dict[tuple[str, torch.dtype, str], Callable] = {}
 
 
-def compiled_block(device: torch.device, dtype: torch.dtype) -> Callable:
+def compiled_block(device: torch.device, dtype: torch.dtype, io_dtype: torch.dtype | None = None) -> Callable:
     """`hidden_block` through torch.compile (shapes dynamic), compiled once per process, device
-    type, dtype and float32 matmul precision, all at once: training with and without dropout and
-    evaluation, one model and several (a size-1 dimension is a graph of its own), matmuls in the
-    model's dtype or bfloat16. Every depth, width and batch size after that reuses these graphs,
-    so no later call stops to compile; inductor's on-disk cache serves the next process."""
-    key = (device.type, dtype, torch.get_float32_matmul_precision())  # TF32 or not: graphs of their own
+    type, dtype and the matmuls' dtype `io_dtype` (None: `dtype`): training with and without
+    dropout, and evaluation. Every depth, width and batch size after that reuses these graphs
+    (a batch of one model compiles its own the first time one comes); inductor's on-disk cache
+    serves the next process on the machine."""
+    io_dtype = io_dtype or dtype
+    key = (device.type, dtype, io_dtype, torch.get_float32_matmul_precision())  # TF32 or not: graphs of their own
     if key not in _COMPILED:
         import torch._dynamo as dynamo
 
         limit = "recompile_limit" if hasattr(dynamo.config, "recompile_limit") else "cache_size_limit"  # torch < 2.7
         setattr(dynamo.config, limit, max(getattr(dynamo.config, limit), 32))
         block = torch.compile(hidden_block, dynamic=True)
-        _warm_up(block, device, dtype)
+        _warm_up(block, device, dtype, io_dtype)
         _COMPILED[key] = block
     return _COMPILED[key]
 
 
-def _warm_up(block: Callable, device: torch.device, dtype: torch.dtype) -> None:
-    io_dtypes = [dtype] + ([torch.bfloat16] if dtype == torch.float32 and device.type == "cuda" else [])
-    for n_models in (2, 1):
-        new = partial(_rand, n_models, dtype=dtype, device=device)
-        bias, gamma, beta = (new(1, 4).requires_grad_() for _ in range(3))
-        slopes, scale = new(1, 1), new(1, 1) + 1
-        threshold = torch.randint(0, DROPOUT_LEVELS // 2, (n_models, 1, 1), dtype=torch.int32, device=device)
-        keys = drop.draw_keys(torch.arange(n_models, device=device), torch.zeros(n_models, dtype=torch.int64,
-                                                                                   device=device))
-        for io in io_dtypes:
-            for drawn in (keys, None):  # training: under autograd, as train_fused_batch runs it
-                out, _, _ = block(new(3, 4).to(io).requires_grad_(), bias, gamma, beta, None, slopes, threshold,
-                                  scale, drawn, io)
-                out.float().sum().backward()
-            with torch.no_grad():  # evaluation, with the running statistics
-                block(new(3, 4).to(io), bias, gamma, beta, (new(1, 4), new(1, 4) + 1), slopes, threshold, scale,
-                      None, io)
+def _warm_up(block: Callable, device: torch.device, dtype: torch.dtype, io: torch.dtype) -> None:
+    n_models = 2
+    new = partial(_rand, n_models, dtype=dtype, device=device)
+    bias, gamma, beta = (new(1, 4).requires_grad_() for _ in range(3))
+    slopes, scale = new(1, 1), new(1, 1) + 1
+    threshold = torch.randint(0, DROPOUT_LEVELS // 2, (n_models, 1, 1), dtype=torch.int32, device=device)
+    keys = (drop.row_keys(torch.arange(n_models, device=device), 3), drop.unit_keys(4, device))
+    for drawn in (keys, None):  # training: under autograd, as train_fused_batch runs it
+        out, _, _ = block(new(3, 4).to(io).requires_grad_(), bias, gamma, beta, None, slopes, threshold,
+                          scale, drawn, io)
+        out.float().sum().backward()
+    with torch.no_grad():  # evaluation, with the running statistics
+        block(new(3, 4).to(io), bias, gamma, beta, (new(1, 4), new(1, 4) + 1), slopes, threshold, scale, None, io)
 
 
 def _rand(*shape: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
