@@ -103,12 +103,19 @@ def run_bench(rows: int = 10_000, configs: int = 20, folds: int = 5, epochs: int
         mode = MODES[name]
         torch.set_float32_matmul_precision("high" if mode.precision == "tf32" else "highest")  # one at a time
         try:
+            # outside the timing, what a worker pays once in its life: compiling (at toy shapes), then
+            # one short batch of this mode at the real shapes (kernels a compiler builds for them)
+            started = time.perf_counter()
             if mode.compiled or (mode.compiled is None and use_compiler(torch.device(device))):
-                started = time.perf_counter()  # outside the timing: a worker compiles once in its life
-                io = Precision.parse(mode.precision).resolve(torch.device(device), torch.float32).matmul_dtype
-                with Precision.parse(mode.precision).resolve(torch.device(device), torch.float32).matmuls():
-                    compiled_block(torch.device(device), torch.float32, io)
+                chosen = Precision.parse(mode.precision).resolve(torch.device(device), torch.float32)
+                with chosen.matmuls():
+                    compiled_block(torch.device(device), torch.float32, chosen.matmul_dtype)
                 report.setdefault("compile_seconds", {})[name] = round(time.perf_counter() - started, 1)
+            short = [{**c, "epochs": 2} for c in cfgs[:2]]
+            train_many(short, X, y, splits[:1], device=device, fuse=Fuse(mode.fuse), seed=seed, compiled=mode.compiled,
+                       batching=mode.batching, precision=mode.precision)
+            _synchronize(device)
+            report.setdefault("warm_up_seconds", {})[name] = round(time.perf_counter() - started, 1)
             _synchronize(device)
             started = time.perf_counter()
             results = train_many(cfgs, X, y, splits, device=device, fuse=Fuse(mode.fuse), seed=seed,

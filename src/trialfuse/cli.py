@@ -69,6 +69,8 @@ def run(
                                                  "machine, 'auto' or an address joins a cluster (pip install "
                                                  "'trialfuse[ray]').")] = None,
     fuse: Fuse = "auto",
+    precision: Annotated[str, typer.Option(help="What the fused NN batches' matmuls compute in: auto, fp32, tf32 "
+                                                "or bf16 (weights, BatchNorm and the loss stay float32).")] = "auto",
     timeout: Annotated[str | None, typer.Option(help="Budget for the whole run (90s, 20m, 6h); the best "
                                                        "model so far is still retrained and saved.")] = None,
     job_timeout: Annotated[str | None, typer.Option(help="Limit for one task on a worker (e.g. 10m); past "
@@ -90,9 +92,9 @@ def run(
     from trialfuse.driver.options import RunOptions
 
     _run(RunOptions(data=data, target=target, models=models, trials=trials, folds=folds, holdout=holdout,
-                    out=out, storage=storage, seed=seed, devices=devices, ray=ray, fuse=fuse, timeout=timeout,
-                    job_timeout=job_timeout, prune=prune, ensemble=ensemble, refit=refit, explain=explain,
-                    keep_columns=keep_columns), quiet,
+                    out=out, storage=storage, seed=seed, devices=devices, ray=ray, fuse=fuse, precision=precision,
+                    timeout=timeout, job_timeout=job_timeout, prune=prune, ensemble=ensemble, refit=refit,
+                    explain=explain, keep_columns=keep_columns), quiet,
          as_json)
 
 
@@ -169,8 +171,8 @@ def bench(
     epochs: Annotated[int, typer.Option(help="Epoch budget per model (early stopping may end sooner).")] = 100,
     device: Annotated[str, typer.Option(help="cpu or cuda[:N].")] = "cpu",
     modes: Annotated[str, typer.Option(help="Comma-separated, of: serial, fused, auto, serial-tf32, fused-tf32, "
-                                          "fused-filled, fused-compiled, fused-compiled-tf32, fused-padded, "
-                                          "fused-snug.")]
+                                          "fused-bf16, fused-compiled, fused-compiled-tf32, fused-compiled-bf16, "
+                                          "fused-filled, fused-padded, fused-snug, auto-snug.")]
     = "serial,fused,auto",
     as_json: AsJson = False,
     save: Annotated[Path | None, typer.Option(help="Also write the JSON report to this file.")] = None,

@@ -1,8 +1,9 @@
-"""`--fuse`: how many NN models train as one stacked model. Parsed once, carried unchanged
-from the command line through the worker protocol to the fused trainer."""
+"""`--fuse` and `--precision`: how many NN models train as one stacked model, and what its
+matmuls compute in. Parsed once, carried unchanged from the command line through the worker
+protocol to the fused trainer (engine/fused/precision.py says what each precision does)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from trialfuse.errors import UserError
@@ -16,6 +17,13 @@ class Fuse:
 
     mode: Literal["auto", "off", "on"] = "auto"
     max_batch: int | None = None
+    precision: str = "auto"  # one of PRECISIONS: the stacked batches' matmuls
+
+    def with_precision(self, text: str) -> Fuse:
+        value = str(text).strip().lower()
+        if value not in PRECISIONS:
+            raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, got {text!r}")
+        return replace(self, precision=value)
 
     @classmethod
     def parse(cls, text: str | int | Fuse) -> Fuse:
@@ -33,13 +41,13 @@ class Fuse:
         return self.mode if self.mode != "on" else str(self.max_batch or "on")
 
     def to_json(self) -> dict[str, Any]:
-        return {"mode": self.mode, "max_batch": self.max_batch}
+        return {"mode": self.mode, "max_batch": self.max_batch, "precision": self.precision}
 
     @classmethod
     def from_json(cls, value: dict[str, Any] | str | bool | None) -> Fuse:
         """The protocol's form; the source's `true` / `false` / "auto" are read too."""
         if isinstance(value, dict):
-            return cls(value.get("mode", "auto"), value.get("max_batch"))
+            return cls(value.get("mode", "auto"), value.get("max_batch"), value.get("precision", "auto"))
         if value is True:
             return cls("on")
         if value is False:
@@ -47,4 +55,5 @@ class Fuse:
         return cls()
 
 
+PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 AUTO = Fuse()  # the default everywhere

@@ -138,6 +138,7 @@ def test_unknown_model_family(run_main, tmp_path):
     ("--models", "", "--models is empty"),
     ("--fuse", "sometimes", "--fuse must be auto, off, on or a positive number"),
     ("--fuse", "0", "--fuse must be auto, off, on or a positive number"),
+    ("--precision", "fp16", "--precision must be one of auto, fp32, tf32, bf16"),
     ("--timeout", "soon", "--timeout must be a duration like 90s, 20m or 6h"),
     ("--timeout", "0s", "--timeout must be positive"),
 ])

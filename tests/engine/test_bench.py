@@ -21,7 +21,8 @@ def test_bench_times_serial_fused_and_auto(tmp_path):
 
 def test_bench_rejects_bad_modes():
     proc = cli("bench", "--modes", "turbo")
-    assert proc.returncode == 2 and "--modes takes serial, fused, auto, serial-tf32, fused-tf32" in proc.stderr
+    assert proc.returncode == 2
+    assert "--modes takes serial, auto, serial-tf32, fused, fused-tf32, fused-bf16" in proc.stderr
 
 
 def test_engine_and_bench_need_neither_optuna_nor_tree_libraries():

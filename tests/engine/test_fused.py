@@ -358,3 +358,37 @@ def test_a_kept_fold_model_predicts_what_the_fold_scored_and_survives_keep_and_p
                                    atol=1e-6)
     unkept = fused_train.run_jobs([fused_train.Job(mlp.with_defaults(drop[0]), 0, 7)], fold_data, fuse=Fuse(fuse))
     assert "model" not in unkept[0]
+
+
+def test_precision_resolves_to_fp32_on_a_cpu_and_in_float64_and_travels_in_the_fuse():
+    from trialfuse.engine.fused.precision import Precision
+    from trialfuse.fuse import Fuse
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert Precision.parse("bf16").resolve(cpu, torch.float32).name == "fp32"
+    assert Precision.parse("bf16").resolve(gpu, torch.float64).name == "fp32"
+    assert Precision.parse("bf16").resolve(gpu, torch.float32).matmul_dtype == torch.bfloat16
+    assert Precision.parse("tf32").resolve(gpu, torch.float32).matmul_dtype is None
+    with Precision("tf32").matmuls():
+        assert torch.get_float32_matmul_precision() == "high"
+    assert torch.get_float32_matmul_precision() == "highest"
+    carried = Fuse.from_json(Fuse.parse("8").with_precision("bf16").to_json())
+    assert (carried.max_batch, carried.precision) == (8, "bf16")
+    assert Fuse.from_json({"mode": "on"}).precision == "auto"  # an older driver's message
+
+
+def test_bf16_matmuls_train_a_fused_batch_close_to_float32(table):
+    """The bf16 path (what a GPU runs with --precision bf16), forced here on a CPU: the same
+    models, matmuls in bfloat16, weights and BatchNorm in float32, scored in float32."""
+    from trialfuse.engine.fused.precision import Precision
+
+    X, y, folds = table
+    data = [fused_train.prepare_fold(X, y, t, v) for t, v in folds]
+    configs = [{**c, "dropout": 0.1, "epochs": 40} for c in MIXED if len(c["hidden_layers"]) == 2]
+    jobs = [fused_train.Job(mlp.with_defaults(c), 0, seed=i * 3 + k, key=i * 3 + k)  # one fold: one row count
+            for i, c in enumerate(configs) for k in range(3)]
+    runs = {name: fused_train.train_fused_batch(jobs, data, torch.device("cpu"), torch.float32,
+                                                precision=Precision(name)) for name in ("fp32", "bf16")}
+    assert {r["precision"] for r in runs["bf16"]} == {"bf16"}
+    gaps = [abs(a["r2"] - b["r2"]) for a, b in zip(runs["fp32"], runs["bf16"], strict=True)]
+    assert max(gaps) < 0.05 and 0 < np.mean(gaps) < 0.01

@@ -29,6 +29,7 @@ class RunOptions:
     devices: str = "auto"
     ray: str | None = None  # workers as Ray actors: "local" (a Ray instance of this machine), "auto" or an address
     fuse: str | Fuse = "auto"  # auto | off | N (at most N NN models per fused batch); a Fuse once checked
+    precision: str = "auto"  # the fused NN batches' matmuls: auto | fp32 | tf32 | bf16 (carried in the Fuse)
     prune: bool = True  # stop a clearly losing trial after its first folds
     ensemble: bool = True  # keep out-of-fold predictions; save an ensemble where it beats the best model
     refit: bool = False  # retrain each saved model on all search rows (off: served by their K fold models)
@@ -89,6 +90,6 @@ def check_options(opts: RunOptions) -> None:
     if opts.trials is None and opts.timeout is None:
         opts.trials = DEFAULT_TRIALS
     opts.job_timeout = parse_duration(opts.job_timeout, "--job-timeout")
-    opts.fuse = Fuse.parse(opts.fuse)
+    opts.fuse = Fuse.parse(opts.fuse).with_precision(opts.precision)
     if isinstance(opts.keep_columns, str):
         opts.keep_columns = [c.strip() for c in opts.keep_columns.split(",") if c.strip()]

@@ -139,7 +139,7 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
         "data": str(opts.data), "target": table.target, "rows": table.rows, "features": len(table.feature_names),
         "holdout_rows": len(sealed), "folds": opts.folds, "seed": opts.seed, "device": describe(slots),
         "workers": len(slots),
-        "fuse": str(opts.fuse), "prune": opts.prune, "trials_per_family": opts.trials,
+        "fuse": str(opts.fuse), "precision": opts.fuse.precision, "prune": opts.prune, "trials_per_family": opts.trials,
         "storage": opts.storage or str(out / run_dir.JOURNAL),
         "families": {name: r.summary() for name, r in families.items()},
         "ranking": [f.family for f in ranking],

@@ -6,7 +6,9 @@ BatchNorm and its statistics, the loss and early stopping stay in the training d
 - `tf32`: float32 tensors, the GPU's TF32 tensor cores (10-bit mantissa products);
 - `bf16`: bfloat16 inputs and outputs (8-bit mantissa), float32 accumulation, half the
   activation bytes for every pass over [M, N, H];
-- `auto`: bf16 on a GPU when training float32 (see the README's figures), fp32 otherwise.
+- `auto`: fp32 for now. On an H200 (2026-12-04) neither bf16 nor TF32 has yet bought time at
+  98,000 rows (bench/results/2026-12-04-h200-*.json): the default changes when a bench shows one
+  faster within the accuracy rule (mean R² within 0.002 of float32 one at a time, worst 0.02).
 
 A CPU and float64 training always resolve to fp32: the "fused equals one at a time"
 contract is proven there.
@@ -20,9 +22,9 @@ from dataclasses import dataclass
 import torch
 
 from trialfuse.errors import UserError
+from trialfuse.fuse import PRECISIONS as NAMES
 
-NAMES = ("auto", "fp32", "tf32", "bf16")
-GPU_DEFAULT = "bf16"
+GPU_DEFAULT = "fp32"
 
 
 @dataclass(frozen=True)

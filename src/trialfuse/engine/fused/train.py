@@ -127,7 +127,7 @@ class Job:
 
 def train_many(configs: list[dict[str, Any]], X: np.ndarray, y: np.ndarray, folds, *, device: str = "cpu",
                fuse: Fuse | str = "auto", seed: int = 0, dtype: torch.dtype = torch.float32,
-               compiled: bool | None = None, batching: Batching = AS_A_STUDY, precision: str = "auto",
+               compiled: bool | None = None, batching: Batching = AS_A_STUDY, precision: str | None = None,
                deadline: float | None = None) -> list[dict[str, Any]]:
     """Train every config on every fold; one result per (config, fold), config-major order.
 
@@ -150,14 +150,15 @@ def train_many(configs: list[dict[str, Any]], X: np.ndarray, y: np.ndarray, fold
 def run_jobs(jobs: list[Job], fold_data: list[FoldData], *, device: str = "cpu", fuse: Fuse = AUTO,
              dtype: torch.dtype = torch.float32, deadline: float | None = None,
              compiled: bool | None = None, batching: Batching = AS_A_STUDY,
-             precision: str = "auto") -> list[dict[str, Any]]:
+             precision: str | None = None) -> list[dict[str, Any]]:
     """Results in the order of `jobs` (each tagged with its job's key). Past `deadline`
     (time.time()) training stops within a few epochs and DeadlineReached is raised.
     `compiled`: run the hidden layers through torch.compile (None: where `use_compiler` says);
     `batching`: how stacked batches are cut (see `Batching`); `precision`: the stacked
-    batches' matmuls (see `precision.Precision`; one at a time trains in `dtype`)."""
+    batches' matmuls (see `precision.Precision`; None: `fuse.precision`; one at a time trains in
+    `dtype`)."""
     dev = torch.device(device)
-    chosen = Precision.parse(precision).resolve(dev, dtype)
+    chosen = Precision.parse(precision or fuse.precision).resolve(dev, dtype)
     block = None  # the hidden layers' code, chosen (and compiled) once a group trains stacked
     results: dict[int, dict[str, Any]] = {}
     groups: dict[tuple[int, int], list[Job]] = {}  # what one stacked model can hold: (depth, training rows)
@@ -218,12 +219,13 @@ def padding(batch: list[Job]) -> float:
 
 
 def use_compiler(dev: torch.device) -> bool:
-    """torch.compile for the hidden layers: on a CUDA device where Triton is installed, unless
-    TRIALFUSE_COMPILE=0. It fuses their memory-bound passes (the dropout hash included) into a
-    few kernels and equals the eager path (float64 tests); on a CPU it bought nothing (2 cores)
-    and costs half a minute of compiling, so there it runs only when asked (TRIALFUSE_COMPILE=1)."""
-    asked = os.environ.get("TRIALFUSE_COMPILE")
-    if asked == "0" or (dev.type != "cuda" and asked != "1"):
+    """torch.compile for the hidden layers: only when asked (TRIALFUSE_COMPILE=1), on a CPU or a
+    CUDA device where Triton is installed. It fuses their memory-bound passes (the dropout hash
+    included) into a few kernels and equals the eager path (float64: 4e-13 on an H200), but on an
+    H200 it has not yet bought time: compiling took 71-79 s, and 100 stacked 3 x 128 models ran
+    263 model-epochs/s with the compile's real-shape kernels still inside the timing
+    (bench/results/2026-12-04-h200-*.json). On 2 CPU cores it bought nothing."""
+    if os.environ.get("TRIALFUSE_COMPILE", "0") != "1":
         return False
     return dev.type != "cuda" or importlib.util.find_spec("triton") is not None
 
