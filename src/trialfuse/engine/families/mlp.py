@@ -1,7 +1,7 @@
 """The NN family: an MLP trained full-batch on one device, one model at a time.
 
 Blocks of Linear -> BatchNorm1d -> ReLU/LeakyReLU -> Dropout and a linear head. Dropout
-masks come from the model's own random stream, seeded by the model's seed, so the fused
+masks are a hash of the model's seed, draw, row and unit (engine/dropout.py), so the fused
 trainer draws the same masks for it in any batch. The whole
 training fold is one batch on the device (no DataLoader): for tables of this size a
 full-batch epoch is a handful of matmuls. Early stopping watches the validation MSE

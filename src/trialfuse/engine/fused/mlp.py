@@ -86,7 +86,7 @@ def stack_modules(nets: list[MLP], slopes: list[float], dropouts: list[float],
     """Copy M torch MLPs (Linear, BatchNorm1d, activation, Dropout blocks) into one stack.
 
     Starting from real nn.Modules means a fused model and a serial one built from the same
-    seed start from the same weights, and draw the same dropout masks from the same streams.
+    seed start from the same weights, and draw the same dropout masks from the same seeds.
     A model shallower than the stack holds no weights in the hidden layers it lacks (the last
     ones); its head is the stack's head.
     """

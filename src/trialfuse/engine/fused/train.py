@@ -10,7 +10,8 @@ epochs). How many models share a batch follows free device memory; on out-of-mem
 batch is halved and retried, down to one model, which then fails alone.
 
 With the same seed, fused and one-at-a-time training start every model from the same
-weights (`mlp.new_net`) and draw the same dropout masks (each model's own stream), so they
+weights (`mlp.new_net`) and draw the same dropout masks (a hash of each model's seed, draw,
+row and unit: engine/dropout.py), so they
 give the same results, up to rounding: a model trains the same alone, fused, at any place
 in any batch.
 """
