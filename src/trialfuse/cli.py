@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -174,6 +175,8 @@ def bench(
                                           "fused-bf16, fused-compiled, fused-compiled-tf32, fused-compiled-bf16, "
                                           "fused-filled, fused-padded, fused-snug, auto-snug.")]
     = "serial,fused,auto",
+    shape: Annotated[str | None, typer.Option(help="Fix every model to DEPTHxWIDTH (e.g. 3x128; ReLU, dropout 0.2, "
+                                                   "no early stopping), as tools/gpu_limit.py trains.")] = None,
     as_json: AsJson = False,
     save: Annotated[Path | None, typer.Option(help="Also write the JSON report to this file.")] = None,
 ) -> None:
@@ -186,7 +189,10 @@ def bench(
         raise UserError(str(exc)) from None
     if min(rows, configs, epochs) < 1 or folds < 2 or rows < 2 * folds:
         raise UserError("--rows, --configs and --epochs must be positive, --folds at least 2, rows >= 2 x folds")
-    report = run_bench(rows=rows, configs=configs, folds=folds, epochs=epochs, device=device, modes=chosen)
+    if shape is not None and not re.fullmatch(r"[1-9]\d*x[1-9]\d*", shape.lower()):
+        raise UserError(f"--shape must be DEPTHxWIDTH, e.g. 3x128, got {shape!r}")
+    report = run_bench(rows=rows, configs=configs, folds=folds, epochs=epochs, device=device, modes=chosen,
+                       shape=shape)
     if save:
         save.parent.mkdir(parents=True, exist_ok=True)
         save.write_text(json.dumps(report, indent=2) + "\n")

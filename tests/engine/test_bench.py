@@ -46,3 +46,8 @@ def test_a_mode_past_its_time_limit_is_cut_and_every_finished_mode_is_handed_on(
     assert "cut: still training after 0 s" in format_report(report)
     finished = run_bench(rows=300, configs=2, folds=2, epochs=6, modes=("fused",), mode_limit_s=600)
     assert finished["modes"]["fused"]["model_epochs"] > 0
+
+
+def test_bench_rejects_a_bad_shape():
+    proc = cli("bench", "--shape", "wide")
+    assert proc.returncode == 2 and "--shape must be DEPTHxWIDTH" in proc.stderr
