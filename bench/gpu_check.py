@@ -252,7 +252,7 @@ def _bench(args, rows: int, modes: tuple[str, ...], shape: str | None = None, ep
 
 # the measured default first, the one-at-a-time baseline last (every ratio is to it); each mode's
 # figures are saved as it ends, so a check cut off by the command's time limit keeps them
-BENCH_MODES = ("auto", "fused-compiled-tf32", "fused-compiled", "fused-bf16", "auto-snug", "serial")
+BENCH_MODES = ("auto", "fused-compiled-bf16", "fused-compiled-tf32", "fused-bf16", "fused-snug", "serial")
 MODE_LIMIT_S = 90  # a mode slower than this is cut (the 98,000-row fused run took 57 s on an H200)
 
 
@@ -268,15 +268,19 @@ def check_bench_10k(args) -> dict:
     return _bench(args, 10_000, args.modes or BENCH_MODES)
 
 
+SHAPE_MODES = ("fused-compiled-bf16", "fused-bf16", "fused-compiled-tf32", "fused")
+
+
 def check_bench_shape(args) -> dict:
-    """The default mode on tools/gpu_limit.py's work: 100 MLPs of 3 x 128 (ReLU, dropout 0.2, no
-    early stopping) on 78,400 training rows, 30 epochs, so the two model-epochs/s compare."""
-    return _bench(args, 98_000, ("auto",), shape="3x128", epochs=30)
+    """The candidate modes on tools/gpu_limit.py's work: 100 MLPs of 3 x 128 (ReLU, dropout 0.2,
+    no early stopping) on 78,400 training rows, 30 epochs, so model-epochs/s compare with the
+    probe's run in the same command (--shape-modes picks others)."""
+    return _bench(args, 98_000, args.shape_modes or SHAPE_MODES, shape="3x128", epochs=30)
 
 
 def check_profile(args) -> dict:
-    """Where a fused batch's time goes, before (eager float32, the old default) and after (the
-    default): the top kernels of 10 epochs of 20 models of 3 x 128 on 78,400 training rows."""
+    """Where a fused batch's time goes, compiled with bf16 matmuls (the candidate) and eager in
+    float32 (the default): the top kernels of 10 epochs of 20 models of 3 x 128 on 78,400 rows."""
     needs_gpu(args)
     from torch.profiler import ProfilerActivity, profile
 
@@ -285,8 +289,8 @@ def check_profile(args) -> dict:
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu(args) else [])
     sort = "self_cuda_time_total" if on_gpu(args) else "self_cpu_time_total"
     found = {}
-    for name, options in (("before_eager_fp32", {"compiled": False, "precision": "fp32"}),
-                          ("after_default", {"compiled": None, "precision": "auto"})):
+    for name, options in (("compiled_bf16", {"compiled": True, "precision": "bf16"}),
+                          ("eager_fp32", {"compiled": False, "precision": "fp32"})):
         run = partial(fused_train.train_many, configs, X, y, folds[:1], device=args.device, fuse=Fuse("on"),
                       **options)
         run()  # warm-up: allocator, kernels, compiling
@@ -311,8 +315,8 @@ def check_study(args) -> dict:
         started = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "trialfuse", "run", str(data), "--target", TARGET,
                                "--models", "nn", "--trials", "2" if DRY else "20", "--folds", "5",
-                               "--out", f"{work}/run", "--quiet", "--json"], capture_output=True, text=True,
-                              timeout=420)
+                               "--out", f"{work}/run", "--quiet", "--json", *args.study_args.split()],
+                              capture_output=True, text=True, timeout=420)
         seconds = time.perf_counter() - started
         assert proc.returncode == 0, proc.stderr[-1500:]
         results = json.loads(proc.stdout)
@@ -359,6 +363,10 @@ def main() -> int:
     parser.add_argument("--modes", type=bench_modes,
                         help=f"the bench checks' modes, comma-separated (default {','.join(BENCH_MODES)}); "
                              "ratios are to serial")
+    parser.add_argument("--study-args", default="", help="more `trialfuse run` options for the study check, "
+                                                         "e.g. '--precision bf16'")
+    parser.add_argument("--shape-modes", type=bench_modes,
+                        help=f"bench_shape's modes (default {','.join(SHAPE_MODES)})")
     args = parser.parse_args()
     global DRY
     DRY = args.dry
