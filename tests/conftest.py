@@ -22,3 +22,4 @@ def run_main(capsys):
         captured = capsys.readouterr()
         return code, captured.out, captured.err
     return call
+

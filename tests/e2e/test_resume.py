@@ -142,7 +142,7 @@ def test_interrupt_exits_130_and_leaves_no_worker(survivors_csv, tmp_path, to_gr
     assert not (out / "results.json").exists()
 
 
-def test_a_rerun_that_would_change_the_search_is_refused_before_anything_trains(survivors_csv, tmp_path):
+def test_a_rerun_that_would_change_the_search_is_refused_before_anything_trains(survivors_csv, tmp_path, run_main):
     """A new seed draws a new holdout that overlaps rows the old trials were tuned on: refused
     with one line and exit 2, nothing written; the same options continue the search."""
     out = tmp_path / "run"
@@ -155,12 +155,12 @@ def test_a_rerun_that_would_change_the_search_is_refused_before_anything_trains(
     other.write_text(open(survivors_csv).read().replace(",1.", ",2.", 5))
     for changed, expected in ((["--seed", "7"], "seed 0 (now 7)"), (["--folds", "4"], "folds 3 (now 4)"),
                               (["--holdout", "0.3"], "holdout 0.2 (now 0.3)")):
-        proc = cli(*args, "--trials", "3", *changed)
-        assert proc.returncode == 2, proc.stderr
-        lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1 and expected in lines[0] and "new --out" in lines[0], proc.stderr
-    proc = cli("run", other, *args[2:], "--trials", "3")
-    assert proc.returncode == 2 and "another table" in proc.stderr, proc.stderr
+        code, _, err = run_main(*args, "--trials", "3", *changed)  # in-process: refused before any worker starts
+        assert code == 2, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and expected in lines[0] and "new --out" in lines[0], err
+    code, _, err = run_main("run", other, *args[2:], "--trials", "3")
+    assert code == 2 and "another table" in err, err
     assert (out / "holdout_indices.json").read_bytes() == holdout
     assert len(trials_all(out / "study.journal")) == 2  # nothing was asked or trained
     again = cli(*args, "--trials", "3")
