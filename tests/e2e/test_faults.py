@@ -22,7 +22,8 @@ def trials_of(out, family: str) -> list[optuna.trial.FrozenTrial]:
 def run_with_fault(survivors_csv, tmp_path, family: str, fault: str, *extra: str) -> dict:
     env = {**os.environ, "TRIALFUSE_INJECT_FAULT": fault}
     args = ["run", survivors_csv, "--target", "score", "--models", family, "--trials", "4", "--folds", "2",
-            "--devices", "2", "--out", tmp_path / "run", "--json", "--no-ensemble", *extra]  # one final retrain
+            "--devices", "2", "--out", tmp_path / "run", "--json", "--no-ensemble", "--no-explain",  # one final retrain
+            *extra]
     proc = subprocess.run([sys.executable, "-c", CODE, *map(str, args)], capture_output=True, text=True, env=env,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr
@@ -79,7 +80,7 @@ def _cpu_seconds_in(pid: int, seconds: float) -> float:
 def test_kill_9_of_a_worker_mid_run(survivors_csv, tmp_path):
     out = tmp_path / "run"
     args = ["run", survivors_csv, "--target", "score", "--models", "catboost", "--trials", "6", "--folds", "2",
-            "--devices", "2", "--out", out, "--json", "--no-prune"]  # every trial runs to the end
+            "--devices", "2", "--out", out, "--json", "--no-prune", "--no-explain"]  # every trial runs to the end
     driver = subprocess.Popen([sys.executable, "-c", CODE, *map(str, args)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
@@ -103,7 +104,7 @@ def test_kill_9_of_a_worker_mid_run(survivors_csv, tmp_path):
 
 def test_two_cpu_workers_run_a_study_as_two_devices(survivors_csv, tmp_path):
     proc = cli("run", survivors_csv, "--target", "score", "--models", "nn,xgboost", "--trials", "4", "--folds", "2",
-               "--devices", "2", "--out", tmp_path / "run", "--json")
+               "--devices", "2", "--out", tmp_path / "run", "--json", "--no-explain")
     assert proc.returncode == 0, proc.stderr
     results = json.loads(proc.stdout)
     assert results["workers"] == 2 and results["device"] == "cpu x 2"
