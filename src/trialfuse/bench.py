@@ -135,7 +135,8 @@ def run_bench(rows: int = 10_000, configs: int = 20, folds: int = 5, epochs: int
         report["modes"][name] = {"seconds": round(seconds, 3), "model_epochs": model_epochs,
                                  "model_epochs_per_s": round(model_epochs / seconds, 1),
                                  "mean_r2": float(np.nanmean(scores[name])),
-                                 "precision": sorted({r.get("precision", "fp32") for r in results}),
+                                 "precision": sorted({r.get("precision", "tf32" if mode.precision == "tf32" else "fp32")
+                                                      for r in results}),  # one at a time: torch's float32 setting
                                  "r2": [round(float(v), 5) for v in scores[name]],
                                  "best_epoch": [r["best_epoch"] for r in results],
                                  "batch_modes": sorted({r["batch_mode"] for r in results}),

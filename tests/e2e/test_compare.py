@@ -135,7 +135,7 @@ def test_progress_goes_to_stderr_and_the_summary_to_stdout(full_run):
 
 def test_quiet_says_nothing(survivors_csv, tmp_path):
     proc = cli("run", survivors_csv, "--target", "score", "--models", "lightgbm", "--trials", "1", "--folds", "2",
-               "--out", tmp_path / "q", "--quiet", "--no-explain")
+               "--out", tmp_path / "q", "--quiet")  # the explanation too says nothing
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "" and proc.stderr == ""
 

@@ -125,6 +125,10 @@ def test_nn_dropout_levels_are_uniform_independent_of_their_neighbours_and_drop_
     for neighbours in (centred[:, 1:] * centred[:, :-1], centred[1:] * centred[:-1],  # units, rows
                        centred[1::2, 1::2] * centred[::2, ::2]):  # diagonal
         assert abs(float(neighbours.mean())) < 0.01  # the standard error is 0.0016
+    wide = DropoutStream(5).levels((20000, 64), torch.device("cpu"))  # every pair of units, many rows
+    dropped = (wide < dropout_threshold(0.5)).double()
+    pairs = torch.corrcoef(dropped.T)[torch.triu_indices(64, 64, 1).unbind()]
+    assert float(pairs.abs().max()) < 0.04  # by chance about 0.03 at most; a pair tied by its keys: 0.17
     second = stream.levels((1000, 400), torch.device("cpu"))
     assert float((second == levels).double().mean()) < 0.001  # the next draw is a new mask
     again = DropoutStream(3).levels((1000, 400), torch.device("cpu"))

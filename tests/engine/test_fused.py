@@ -299,8 +299,8 @@ def test_inactive_models_do_not_move():
 
 def test_compiled_hidden_layers_train_as_eager_ones_and_compile_only_once(table, monkeypatch):
     """torch.compile'd BatchNorm/activation/dropout gives every model the eager result (float64),
-    and after its one warm-up no batch makes it compile again: not a batch compacted down to
-    one model, nor one whose models all have no dropout, nor evaluation."""
+    and after its one warm-up no batch makes it compile again: not a batch compacted (it keeps
+    at least two models), nor one whose models all have no dropout, nor evaluation."""
     import torch._dynamo as dynamo
 
     from trialfuse.engine.fused.mlp import compiled_block
@@ -392,3 +392,20 @@ def test_bf16_matmuls_train_a_fused_batch_close_to_float32(table):
     assert {r["precision"] for r in runs["bf16"]} == {"bf16"}
     gaps = [abs(a["r2"] - b["r2"]) for a, b in zip(runs["fp32"], runs["bf16"], strict=True)]
     assert max(gaps) < 0.05 and 0 < np.mean(gaps) < 0.01
+
+
+def test_a_precision_survives_the_legacy_max_batch_and_a_fuse_given_in_python(tmp_path):
+    """Before: a legacy command's max_batch rebuilt the Fuse without its precision, and
+    RunOptions replaced a Python-given Fuse's precision with the --precision default."""
+    from trialfuse.driver.options import RunOptions, check_options
+    from trialfuse.transport import protocol
+
+    legacy = {"command": "train_batch", "fuse": {"mode": "on", "precision": "bf16"}, "max_batch": 4,
+              "jobs": [{"model_type": "nn", "params": {}, "fold_path": "f.npz"}]}
+    assert Fuse.from_json(protocol.from_legacy(legacy)["fuse"]) == Fuse("on", 4, "bf16")
+    table = tmp_path / "t.csv"
+    table.write_text("a,y\n" + "".join(f"{i},{i % 7}\n" for i in range(40)))
+    for given, named, expected in ((Fuse("on", 4, "bf16"), "auto", "bf16"), ("auto", "tf32", "tf32")):
+        opts = RunOptions(data=table, target="y", fuse=given, precision=named)
+        check_options(opts)
+        assert opts.fuse.precision == expected

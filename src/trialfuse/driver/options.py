@@ -90,6 +90,7 @@ def check_options(opts: RunOptions) -> None:
     if opts.trials is None and opts.timeout is None:
         opts.trials = DEFAULT_TRIALS
     opts.job_timeout = parse_duration(opts.job_timeout, "--job-timeout")
-    opts.fuse = Fuse.parse(opts.fuse).with_precision(opts.precision)
+    fuse = Fuse.parse(opts.fuse)  # a Fuse given in Python keeps its precision unless one is named
+    opts.fuse = fuse.with_precision(fuse.precision if opts.precision == "auto" else opts.precision)
     if isinstance(opts.keep_columns, str):
         opts.keep_columns = [c.strip() for c in opts.keep_columns.split(",") if c.strip()]

@@ -137,7 +137,7 @@ def from_legacy(command: dict[str, Any]) -> dict[str, Any]:
         raise ValueError("train_batch needs a non-empty list 'jobs'")
     fuse = Fuse.from_json(command.get("fuse", "auto"))
     if "max_batch" in command:
-        fuse = Fuse("on" if fuse.mode != "off" else "off", int(command["max_batch"]))
+        fuse = Fuse("on" if fuse.mode != "off" else "off", int(command["max_batch"]), fuse.precision)
     return {"command": TRAIN_BATCH, "fuse": fuse.to_json(), "jobs": [_job_from_legacy(j) for j in jobs]}
 
 

@@ -235,8 +235,9 @@ _COMPILED: dict[tuple[str, torch.dtype, str], Callable] = {}
 def compiled_block(device: torch.device, dtype: torch.dtype, io_dtype: torch.dtype | None = None) -> Callable:
     """`hidden_block` through torch.compile (shapes dynamic), compiled once per process, device
     type, dtype and the matmuls' dtype `io_dtype` (None: `dtype`): training with and without
-    dropout, and evaluation. Every depth, width and batch size after that reuses these graphs
-    (a batch of one model compiles its own the first time one comes); inductor's on-disk cache
+    dropout, and evaluation (in `io_dtype` and, for the final scores, in `dtype`). Every depth,
+    width and batch size after that reuses these graphs (a batch that starts with one model
+    compiles its own the first time one comes); inductor's on-disk cache
     serves the next process on the machine."""
     io_dtype = io_dtype or dtype
     key = (device.type, dtype, io_dtype, torch.get_float32_matmul_precision())  # TF32 or not: graphs of their own
@@ -262,8 +263,10 @@ def _warm_up(block: Callable, device: torch.device, dtype: torch.dtype, io: torc
         out, _, _ = block(new(3, 4).to(io).requires_grad_(), bias, gamma, beta, None, slopes, threshold,
                           scale, drawn, io)
         out.float().sum().backward()
-    with torch.no_grad():  # evaluation, with the running statistics
-        block(new(3, 4).to(io), bias, gamma, beta, (new(1, 4), new(1, 4) + 1), slopes, threshold, scale, None, io)
+    with torch.no_grad():  # evaluation, with the running statistics: epochs in `io`, final scores in `dtype`
+        for dtype_in in dict.fromkeys((io, dtype)):
+            block(new(3, 4).to(dtype_in), bias, gamma, beta, (new(1, 4), new(1, 4) + 1), slopes, threshold, scale,
+                  None, dtype_in)
 
 
 def _rand(*shape: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:

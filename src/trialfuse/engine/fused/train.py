@@ -465,10 +465,11 @@ def train_fused_batch(jobs: list[Job], fold_data: list[FoldData], dev: torch.dev
 
 def _finish(s: FusedState, jobs: list[Job], fold_data: list[FoldData], results: dict[int, dict[str, Any]],
             block: Callable) -> None:
-    """Score the models of `s` with their best weights and record their results."""
+    """Score the models of `s` with their best weights and record their results: in exact float32
+    (or float64) matmuls whatever the training precision, as the kept models predict."""
     for target, value in zip((*s.model.params(), *s.model.buffers()), s.best, strict=True):
         target.detach().copy_(value)
-    with torch.no_grad():
+    with torch.no_grad(), FP32.matmuls():
         pred_train = forward(s.model, s.train.x, train=False, block=block)
         pred_val = forward(s.model, s.val.x, train=False, block=block)
     dev = pred_train.device
