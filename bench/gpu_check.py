@@ -239,7 +239,7 @@ def _bench(args, rows: int, modes: tuple[str, ...], shape: str | None = None, ep
 
     def summary(report: dict) -> dict:
         return {"rows": report["rows"], "configs": report["configs"], "folds": report["folds"], "shape": shape,
-                "compile_seconds": report.get("compile_seconds"),
+                "warm_up_seconds": report.get("warm_up_seconds"),
                 **{mode: {k: entry[k] for k in keep if k in entry} for mode, entry in report["modes"].items()},
                 "config_list": report.get("config_list")}
 

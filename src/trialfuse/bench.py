@@ -19,15 +19,12 @@ from sklearn.model_selection import KFold
 
 from trialfuse.catalog import FAMILIES, RandomTrial
 from trialfuse.engine.families import DeadlineReached
-from trialfuse.engine.fused.mlp import compiled_block
-from trialfuse.engine.fused.precision import Precision
 from trialfuse.engine.fused.train import (
     AS_A_STUDY,
     FILL_MODEL_ROWS,
     SNUG_PADDING,
     Batching,
     train_many,
-    use_compiler,
 )
 from trialfuse.fuse import Fuse
 from trialfuse.survivors import make_survivors
@@ -93,8 +90,6 @@ def run_bench(rows: int = 10_000, configs: int = 20, folds: int = 5, epochs: int
     X, y, _ = make_survivors(rows, seed=0)
     splits = list(KFold(folds, shuffle=True, random_state=seed).split(X))
     cfgs = sample_configs(configs, epochs, seed, shape)
-    train_many(cfgs[:2], X, y, splits[:1], device=device, fuse=Fuse("on"), seed=seed,  # warm-up: allocator, kernels
-               compiled=False, precision="fp32")
     report: dict[str, Any] = {"date": date.today().isoformat(), "device": device, "device_name": device_name(device),
                               "rows": rows, "configs": configs, "folds": folds, "max_epochs": epochs, "shape": shape,
                               "torch": torch.__version__, "modes": {}}
@@ -103,20 +98,14 @@ def run_bench(rows: int = 10_000, configs: int = 20, folds: int = 5, epochs: int
         mode = MODES[name]
         torch.set_float32_matmul_precision("high" if mode.precision == "tf32" else "highest")  # one at a time
         try:
-            # outside the timing, what a worker pays once in its life: compiling (at toy shapes), then
-            # one short batch of this mode at the real shapes (kernels a compiler builds for them)
+            # outside the timing, what a worker pays once in its life: one short batch of this mode at
+            # the real shapes (the allocator, kernels, and the compiler's graphs where it compiles)
             started = time.perf_counter()
-            if mode.compiled or (mode.compiled is None and use_compiler(torch.device(device))):
-                chosen = Precision.parse(mode.precision).resolve(torch.device(device), torch.float32)
-                with chosen.matmuls():
-                    compiled_block(torch.device(device), torch.float32, chosen.matmul_dtype)
-                report.setdefault("compile_seconds", {})[name] = round(time.perf_counter() - started, 1)
             short = [{**c, "epochs": 2} for c in cfgs[:2]]
             train_many(short, X, y, splits[:1], device=device, fuse=Fuse(mode.fuse), seed=seed, compiled=mode.compiled,
                        batching=mode.batching, precision=mode.precision)
             _synchronize(device)
             report.setdefault("warm_up_seconds", {})[name] = round(time.perf_counter() - started, 1)
-            _synchronize(device)
             started = time.perf_counter()
             results = train_many(cfgs, X, y, splits, device=device, fuse=Fuse(mode.fuse), seed=seed,
                                  compiled=mode.compiled, batching=mode.batching, precision=mode.precision,

@@ -20,10 +20,7 @@ class Fuse:
     precision: str = "auto"  # one of PRECISIONS: the stacked batches' matmuls
 
     def with_precision(self, text: str) -> Fuse:
-        value = str(text).strip().lower()
-        if value not in PRECISIONS:
-            raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, got {text!r}")
-        return replace(self, precision=value)
+        return replace(self, precision=check_precision(text))
 
     @classmethod
     def parse(cls, text: str | int | Fuse) -> Fuse:
@@ -57,3 +54,11 @@ class Fuse:
 
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 AUTO = Fuse()  # the default everywhere
+
+
+def check_precision(text: str) -> str:
+    """`--precision` as one of PRECISIONS; UserError (exit 2) names them."""
+    value = str(text).strip().lower()
+    if value not in PRECISIONS:
+        raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, got {text!r}")
+    return value

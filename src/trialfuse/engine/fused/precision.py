@@ -21,8 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from trialfuse.errors import UserError
-from trialfuse.fuse import PRECISIONS as NAMES
+from trialfuse.fuse import check_precision
 
 GPU_DEFAULT = "fp32"
 
@@ -35,10 +34,7 @@ class Precision:
     def parse(cls, text: str | Precision) -> Precision:
         if isinstance(text, Precision):
             return text
-        value = str(text).strip().lower()
-        if value not in NAMES:
-            raise UserError(f"--precision must be one of {', '.join(NAMES)}, got {text!r}")
-        return cls(value)
+        return cls(check_precision(text))
 
     def resolve(self, device: torch.device, dtype: torch.dtype) -> Precision:
         """`auto` made concrete for a device and training dtype; a CPU or float64 always fp32."""

@@ -453,10 +453,9 @@ def train_fused_batch(jobs: list[Job], fold_data: list[FoldData], dev: torch.dev
                 torch.cat([torch.nonzero(s.active).flatten(), finished[:1]])).values)
     _finish(s, jobs, fold_data, results, block)
     elapsed = time.perf_counter() - started
-    for r in results.values():
-        r["precision"] = precision.name
     out = [results[i] for i in range(len(jobs))]
     for r in out:
+        r["precision"] = precision.name
         r["duration"] = elapsed / len(jobs)  # the batch's time, shared evenly
         r["wall_seconds"] = elapsed  # how long the model took to come back: what time estimates need
         r["fused_batch_size"] = len(jobs)
