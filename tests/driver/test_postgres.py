@@ -231,3 +231,27 @@ def test_a_heartbeat_that_hits_a_database_error_beats_on(monkeypatch):
         time.sleep(0.01)
     heartbeat.stop()
     assert flaky.beats >= 4
+
+
+def test_a_trial_asked_but_never_claimed_is_failed_after_the_grace_period(tmp_path, monkeypatch):
+    """A driver killed between asking a trial and its first heartbeat. Before: the trial had
+    no heartbeat, Optuna never judged it stale, and every other driver waited for it for ever
+    (the kill test above hung 1 run in 7 when the kill fell in that window)."""
+    from trialfuse.driver import storage
+
+    monkeypatch.setenv(storage.HEARTBEAT_ENV, "1")  # grace period: 3 s
+    study = optuna.create_study(study_name="lightgbm",
+                                storage=storage.open_storage(f"sqlite:///{tmp_path / 'shared.db'}", tmp_path))
+    unclaimed = study.ask()  # the dead driver's: asked, never claimed
+    claimed = study.ask()  # a live driver's
+    storage.claim(study, claimed)
+    beating = storage.Heartbeat(study, lambda: [claimed])
+    storage.fail_stale_trials(study)  # younger than the grace period: both may still be claimed
+    running, failed = optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.FAIL
+    states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
+    assert states == {unclaimed.number: running, claimed.number: running}
+    time.sleep(3.5)
+    storage.fail_stale_trials(study)
+    beating.stop()
+    states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
+    assert states == {unclaimed.number: failed, claimed.number: running}

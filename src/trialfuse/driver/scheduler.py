@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,7 +22,7 @@ from trialfuse.driver.fold_verdicts import PRUNE_PEERS, InFlight, judge, running
 from trialfuse.driver.out_of_fold import OutOfFold
 from trialfuse.driver.storage import (
     Heartbeat,
-    beat,
+    claim,
     fail_stale_trials,
     keeps_heartbeats,
     recover_orphans,
@@ -37,7 +35,6 @@ from trialfuse.transport.process_pool import WorkerPool
 log = logging.getLogger(__name__)
 MAX_FAILURES_BEFORE_SKIP = 3  # failures in a row, with no success yet, that end a family
 HURRY_SHARE = 0.25  # the last part of a time budget's search, in which trials under way finish before others start
-DRIVER = f"{socket.gethostname()}:{os.getpid()}"  # which driver ran a trial, when several share a study
 
 
 def run_studies(families: list[str], storage: optuna.storages.BaseStorage, n_trials: int | None, folds: int,
@@ -294,13 +291,12 @@ class FamilySearch:
         if self.starts:  # skip_if_exists: another driver on a shared database may have queued it already
             self.study.enqueue_trial(self.starts.pop(0), skip_if_exists=True)
         trial = self.study.ask()
-        beat(self.study, trial)
+        claim(self.study, trial)
         # another driver took the last slot at the same moment
         if self.n_trials is not None and surplus(self.study, trial, self.n_trials):
             trial.set_user_attr("surplus", True)
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return False
-        trial.set_user_attr("driver", DRIVER)
         params = FAMILIES[self.family].suggest(trial)
         entry = InFlight(trial, went_on(self.study) if self.prune else None, list(self.flight.values()))
         if entry.peers is None or sum(bool(m) for m in entry.peers) + len(entry.earlier) < PRUNE_PEERS:

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import optuna
@@ -22,6 +24,8 @@ from trialfuse.errors import UserError
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 20  # database storage: a trial with no heartbeat for 3 of these is an orphan
 HEARTBEAT_ENV = "TRIALFUSE_HEARTBEAT_SECONDS"  # another interval (tests: a killed driver found in seconds)
+GRACE_BEATS = 3  # heartbeats missed in a row before a trial is an orphan
+DRIVER = f"{socket.gethostname()}:{os.getpid()}"  # which driver ran a trial, when several share a study
 CREATE_ATTEMPTS = 4
 LOCK_WAIT_SECONDS = 120  # how long a driver waits for another to finish creating the tables
 SCHEMA_LOCK_KEY = 0x747269616C66  # "trialf": the advisory lock every trialfuse driver takes to create the schema
@@ -56,7 +60,7 @@ def _open_database(url: str) -> optuna.storages.RDBStorage:
             with _schema_lock(url), warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat; knowingly
                 interval = int(os.environ.get(HEARTBEAT_ENV, HEARTBEAT_SECONDS))
-                return optuna.storages.RDBStorage(url, heartbeat_interval=interval, grace_period=3 * interval,
+                return optuna.storages.RDBStorage(url, heartbeat_interval=interval, grace_period=GRACE_BEATS * interval,
                                                   heartbeat_stale_trial_callback=retry_once)
         except Exception as exc:
             attempt += 1
@@ -131,15 +135,32 @@ def keeps_heartbeats(study: optuna.Study) -> bool:
 
 
 def fail_stale_trials(study: optuna.Study) -> None:
-    """Fail (and, through `retry_once`, ask again) the trials of drivers whose heartbeat stopped."""
+    """Fail (and, through `retry_once`, ask again) the trials of drivers whose heartbeat
+    stopped, and those no driver claimed in time (see `claim`)."""
     optuna.storages.fail_stale_trials(study)
+    storage = _storage(study)
+    cutoff = datetime.now() - timedelta(seconds=GRACE_BEATS * storage.get_heartbeat_interval())
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if "driver" not in trial.user_attrs and trial.datetime_start is not None and trial.datetime_start < cutoff:
+            try:
+                if storage.set_trial_state_values(_trial_id(trial), state=optuna.trial.TrialState.FAIL):
+                    retry_once(study, trial)  # only the driver whose FAIL landed asks it again
+            except optuna.exceptions.UpdateFinishedTrialError:
+                pass  # another driver failed it first
 
 
-def beat(study: optuna.Study, trial: optuna.Trial) -> None:
-    """A first heartbeat for a trial just asked: Optuna never judges a trial without one stale,
-    so a driver killed before its first beat would leave the trial RUNNING for ever."""
+def claim(study: optuna.Study, trial: optuna.Trial) -> None:
+    """This driver's first heartbeat for a trial just asked, then its name on it.
+
+    Optuna judges only a trial with a heartbeat stale, so a driver killed between asking a
+    trial and its first beat would leave it RUNNING for ever, and every other driver waiting
+    for it. A live driver claims a trial milliseconds after asking it, so `fail_stale_trials`
+    also takes an unclaimed trial older than the grace period for an orphan (its start time
+    is the asking host's clock: hosts sharing a study keep their clocks within seconds).
+    """
     if keeps_heartbeats(study):
         _storage(study).record_heartbeat(_trial_id(trial))
+    trial.set_user_attr("driver", DRIVER)
 
 
 class Heartbeat:
