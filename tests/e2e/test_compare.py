@@ -18,26 +18,13 @@ RESULT_KEYS = {"status", "best_params", "cv_r2_mean", "cv_r2_folds", "trials_com
                "trials_pruned", "seconds"}
 
 
-@pytest.fixture(scope="module")
-def full_run(survivors_csv, tmp_path_factory):
-    """All four families, 2 trials each, 3 folds, as a user runs it (progress on, no --json);
-    run with the driver checked for torch. Its results are read from results.json."""
-    out = tmp_path_factory.mktemp("run") / "out"
-    code = ("import sys; from trialfuse.cli import main; rc = main(sys.argv[1:]); "
-            "assert 'torch' not in sys.modules, 'the driver imported torch'; sys.exit(rc)")
-    args = ["run", survivors_csv, "--target", "score", "--trials", "2", "--folds", "3", "--out", out]
-    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr
-    return out, proc
-
-
 def test_results_json_ranks_all_families(full_run):
     out, proc = full_run
     results = json.loads((out / "results.json").read_text())
     assert set(results["families"]) == set(DEFAULT_MODELS)
     for name, fam in results["families"].items():
         assert RESULT_KEYS <= set(fam), name
-        assert fam["status"] == "ok" and fam["trials_complete"] == 2
+        assert fam["status"] == "ok" and fam["trials_complete"] == 3
         assert len(fam["cv_r2_folds"]) == 3
         assert fam["cv_r2_mean"] == pytest.approx(np.mean(fam["cv_r2_folds"]))
     scores = [results["families"][f]["cv_r2_mean"] for f in results["ranking"]]
@@ -133,10 +120,8 @@ def test_progress_goes_to_stderr_and_the_summary_to_stdout(full_run):
     assert all(family in proc.stderr for family in DEFAULT_MODELS) and f"winner: {winner}" in proc.stdout
 
 
-def test_quiet_says_nothing(survivors_csv, tmp_path):
-    proc = cli("run", survivors_csv, "--target", "score", "--models", "lightgbm", "--trials", "1", "--folds", "2",
-               "--out", tmp_path / "q", "--quiet")  # the explanation too says nothing
-    assert proc.returncode == 0, proc.stderr
+def test_quiet_says_nothing(family_run):
+    _, proc = family_run("lightgbm")  # the explanation too says nothing
     assert proc.stdout == "" and proc.stderr == ""
 
 
@@ -152,11 +137,8 @@ NATIVE_PREDICT = {
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_saved_model_loads_with_its_own_library_alone(family, survivors_csv, tmp_path):
-    out = tmp_path / "run"
-    proc = cli("run", survivors_csv, "--target", "score", "--models", family, "--trials", "1", "--folds", "2",
-               "--out", out, "--quiet", "--no-explain")
-    assert proc.returncode == 0, proc.stderr
+def test_saved_model_loads_with_its_own_library_alone(family, family_run, survivors_csv, tmp_path):
+    out, _ = family_run(family)
     meta = json.loads((out / "best_model" / "metadata.json").read_text())
     assert meta["family"] == family
     rows = pd.read_csv(survivors_csv).head(50)

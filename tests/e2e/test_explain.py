@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -10,13 +12,10 @@ import pytest
 from helpers import cli
 
 
-@pytest.fixture(scope="module")
-def tree_run(survivors_csv, tmp_path_factory):
-    out = tmp_path_factory.mktemp("explain") / "run"
-    proc = cli("run", survivors_csv, "--target", "score", "--models", "lightgbm", "--trials", "2", "--folds", "2",
-               "--out", out, "--quiet")
-    assert proc.returncode == 0, proc.stderr
-    return out
+@pytest.fixture
+def tree_run(family_run, tmp_path):
+    """A copy of the session's lightgbm run (these tests explain it again)."""
+    return Path(shutil.copytree(family_run("lightgbm")[0], tmp_path / "tree"))
 
 
 def test_a_run_explains_its_winner_on_the_holdout(tree_run):
@@ -47,15 +46,11 @@ def test_explain_on_new_rows_rebuilds_the_report(tree_run, survivors_csv, tmp_pa
     assert json.loads((tree_run / "explain.json").read_text())["rows_from"].startswith("the sealed holdout")
 
 
-def test_no_explain_and_an_nn_winner(survivors_csv, tmp_path):
-    proc = cli("run", survivors_csv, "--target", "score", "--models", "lightgbm", "--trials", "1", "--folds", "2",
-               "--out", tmp_path / "off", "--quiet", "--no-explain")
-    assert proc.returncode == 0, proc.stderr
-    assert not (tmp_path / "off" / "explain.json").exists()
-    assert "Not explained" in (tmp_path / "off" / "report.html").read_text()
-    proc = cli("run", survivors_csv, "--target", "score", "--models", "nn", "--trials", "1", "--folds", "2",
-               "--out", tmp_path / "nn", "--quiet")
-    assert proc.returncode == 0, proc.stderr
-    found = json.loads((tmp_path / "nn" / "explain.json").read_text())
+def test_no_explain_and_an_nn_winner(family_run):
+    off, _ = family_run("hgb")  # run with --no-explain
+    assert not (off / "explain.json").exists()
+    assert "Not explained" in (off / "report.html").read_text()
+    nn, _ = family_run("nn")
+    found = json.loads((nn / "explain.json").read_text())
     assert found["shap"] is None and len(found["features"]) == 62
-    assert "report_files/winner_importance.png" in (tmp_path / "nn" / "report.html").read_text()
+    assert "report_files/winner_importance.png" in (nn / "report.html").read_text()

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,13 +18,11 @@ LAYER_FIELDS = {"layer", "width", "weight_mean", "weight_std", "weight_abs_max",
                 "dead_fraction", "bn_running_mean", "bn_running_var"}
 
 
-@pytest.fixture(scope="module")
-def small_run(survivors_csv, tmp_path_factory):
-    out = tmp_path_factory.mktemp("report") / "run"
-    proc = cli("run", survivors_csv, "--target", "score", "--models", "nn,lightgbm", "--trials", "4", "--folds", "3",
-               "--out", out, "--json")
-    assert proc.returncode == 0, proc.stderr
-    return out, json.loads(proc.stdout)
+@pytest.fixture
+def small_run(full_run):
+    """The session's full run (the NN among its families) and its results."""
+    out, _ = full_run
+    return out, json.loads((out / "results.json").read_text())
 
 
 def check_page(out) -> str:
@@ -47,8 +47,8 @@ def test_every_run_writes_a_report_with_every_section_and_valid_pngs(small_run):
     assert "optuna-dashboard " + str(out / "study.journal") in page
 
 
-def test_trialfuse_report_rebuilds_it(small_run):
-    out, _ = small_run
+def test_trialfuse_report_rebuilds_it(small_run, tmp_path):
+    out = Path(shutil.copytree(small_run[0], tmp_path / "run"))
     (out / "report.html").unlink()
     proc = cli("report", out)
     assert proc.returncode == 0, proc.stderr
