@@ -42,7 +42,7 @@ def test_a_run_encodes_with_the_search_rows_only(tmp_path, run_main):
     frame.loc[sealed[:3], "city"] = "holdout-only"
     frame.to_csv(tmp_path / "t.csv", index=False)
     code, _, err = run_main("run", tmp_path / "t.csv", "--target", TARGET, "--models", "lightgbm", "--trials", "1",
-                            "--folds", "2", "--out", tmp_path / "run", "--no-ensemble", "--quiet")
+                            "--folds", "2", "--out", tmp_path / "run", "--no-ensemble", "--quiet", "--no-explain")
     assert code == 0, err
     meta = json.loads((tmp_path / "run" / "best_model" / "metadata.json").read_text())
     assert meta["categories"]["city"] == ["a", "b"]

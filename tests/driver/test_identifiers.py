@@ -58,7 +58,7 @@ def test_the_run_says_so_and_the_saved_model_records_it(sorted_frame, tmp_path, 
     path = tmp_path / "t.csv"
     sorted_frame.to_csv(path)
     code, out, err = run_main("run", path, "--target", TARGET, "--models", "lightgbm", "--trials", "1", "--folds",
-                              "2", "--out", tmp_path / "run", "--no-ensemble", "--json")
+                              "2", "--out", tmp_path / "run", "--no-ensemble", "--json", "--no-explain")
     assert code == 0, err
     warnings = json.loads(out)["warnings"]
     assert any(w.startswith("column 'Unnamed: 0' is not used: a row index") for w in warnings), warnings

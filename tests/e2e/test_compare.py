@@ -160,7 +160,7 @@ def test_a_family_that_keeps_failing_is_skipped_not_fatal(survivors_csv, tmp_pat
     env = {**os.environ, "TRIALFUSE_INJECT_FAULT": "fail:xgboost"}
     code = "import sys; from trialfuse.cli import main; sys.exit(main(sys.argv[1:]))"
     args = ["run", survivors_csv, "--target", "score", "--models", "xgboost,lightgbm", "--trials", "5",
-            "--folds", "2", "--out", tmp_path / "out", "--json", "--no-ensemble"]
+            "--folds", "2", "--out", tmp_path / "out", "--json", "--no-ensemble", "--no-explain"]
     proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, env=env,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr

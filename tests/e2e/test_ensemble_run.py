@@ -13,8 +13,8 @@ from helpers import cli
 ARGS = ("--target", "score", "--models", "lightgbm,xgboost", "--trials", "4", "--folds", "3", "--json")
 
 
-def _run(data, out, *extra) -> dict:
-    proc = cli("run", data, *ARGS, "--out", out, *extra)
+def _run(data, out, *extra, explain: bool = False) -> dict:
+    proc = cli("run", data, *ARGS, "--out", out, *extra, *(() if explain else ("--no-explain",)))
     assert proc.returncode == 0, proc.stderr
     return json.loads((out / "results.json").read_text())
 
@@ -104,7 +104,7 @@ def test_without_refit_the_saved_models_are_the_searchs_fold_models_and_predict_
         survivors_csv, tmp_path):
 
     out = tmp_path / "out"
-    results = _run(survivors_csv, out, "--no-refit")
+    results = _run(survivors_csv, out, "--no-refit", explain=True)
     meta = json.loads((out / "best_model" / "metadata.json").read_text())
     served = meta["members"] if meta["family"] == "ensemble" else [meta]
     X = np.zeros((3, len(meta["feature_names"])))

@@ -23,7 +23,7 @@ def trained(tmp_path_factory):
     frame.loc[::13, "code"] = None
     frame.to_csv(work / "train.csv", index=False)
     proc = cli("run", work / "train.csv", "--target", TARGET, "--models", "lightgbm", "--trials", "1", "--folds", "2",
-               "--out", work / "run", "--no-ensemble", "--quiet")
+               "--out", work / "run", "--no-ensemble", "--quiet", "--no-explain")
     assert proc.returncode == 0, proc.stderr
     return work, frame
 

@@ -41,7 +41,7 @@ def children_of(pid: int) -> list[int]:
 def test_kill_9_the_driver_then_rerun_completes_exactly_the_requested_trials(survivors_csv, tmp_path):
     out = tmp_path / "run"
     args = ["run", survivors_csv, "--target", "score", "--models", "lightgbm", "--trials", "24", "--folds", "3",
-            "--out", out, "--quiet"]
+            "--out", out, "--no-explain", "--quiet"]
     driver = subprocess.Popen([sys.executable, "-c", CODE, *map(str, args)], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 180
@@ -147,7 +147,7 @@ def test_a_rerun_that_would_change_the_search_is_refused_before_anything_trains(
     with one line and exit 2, nothing written; the same options continue the search."""
     out = tmp_path / "run"
     args = ["run", survivors_csv, "--target", "score", "--models", "lightgbm", "--folds", "3", "--out", out,
-            "--quiet", "--no-ensemble"]
+            "--quiet", "--no-ensemble", "--no-explain"]
     first = cli(*args, "--trials", "2")
     assert first.returncode == 0, first.stderr
     holdout = (out / "holdout_indices.json").read_bytes()
