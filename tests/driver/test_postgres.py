@@ -23,6 +23,8 @@ import pytest
 from helpers import CLI_CODE as CODE
 from trialfuse.driver.trial_records import counting
 
+pytestmark = pytest.mark.slow  # a PostgreSQL server and whole runs: `pytest -m "not slow"` leaves them out
+
 
 def _pg_bin(name: str) -> str | None:
     found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))

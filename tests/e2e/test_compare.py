@@ -14,6 +14,8 @@ from sklearn.metrics import r2_score
 from helpers import cli, saved_files
 from trialfuse.catalog import DEFAULT_MODELS, FAMILIES
 
+pytestmark = pytest.mark.slow  # whole runs: `pytest -m "not slow"` leaves them out
+
 RESULT_KEYS = {"status", "best_params", "cv_r2_mean", "cv_r2_folds", "trials_complete", "trials_failed",
                "trials_pruned", "seconds"}
 

@@ -10,6 +10,8 @@ from sklearn.metrics import r2_score
 
 from helpers import cli
 
+pytestmark = pytest.mark.slow  # whole runs: `pytest -m "not slow"` leaves them out
+
 ARGS = ("--target", "score", "--models", "lightgbm,xgboost", "--trials", "4", "--folds", "3", "--json")
 
 

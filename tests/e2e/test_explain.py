@@ -11,6 +11,8 @@ import pytest
 
 from helpers import cli
 
+pytestmark = pytest.mark.slow  # whole runs: `pytest -m "not slow"` leaves them out
+
 
 @pytest.fixture
 def tree_run(family_run, tmp_path):

@@ -11,6 +11,8 @@ from trialfuse.driver.table import load_table
 from trialfuse.predict import predict_table
 from trialfuse.survivors import TARGET, make_survivors
 
+pytestmark = pytest.mark.slow  # whole runs: `pytest -m "not slow"` leaves them out
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

@@ -14,6 +14,8 @@ from helpers import cli
 from trialfuse.driver.report import SECTIONS
 from trialfuse.survivors import make_survivors
 
+pytestmark = pytest.mark.slow  # whole runs: `pytest -m "not slow"` leaves them out
+
 LAYER_FIELDS = {"layer", "width", "weight_mean", "weight_std", "weight_abs_max", "activation_mean", "activation_std",
                 "dead_fraction", "bn_running_mean", "bn_running_var"}
 

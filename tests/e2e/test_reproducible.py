@@ -9,6 +9,8 @@ import pytest
 
 from helpers import cli
 
+pytestmark = pytest.mark.slow  # whole runs: `pytest -m "not slow"` leaves them out
+
 
 def trials_of(out, family: str) -> list[optuna.trial.FrozenTrial]:
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(out / "study.journal")))

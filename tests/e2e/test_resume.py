@@ -15,6 +15,8 @@ import pytest
 from helpers import CLI_CODE as CODE
 from helpers import cli, saved_files
 
+pytestmark = pytest.mark.slow  # whole runs: `pytest -m "not slow"` leaves them out
+
 
 def finished(journal, family: str = "lightgbm") -> list[optuna.trial.FrozenTrial]:
     """Trials that ran to an end (complete, or pruned after a losing fold)."""

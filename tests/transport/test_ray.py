@@ -20,6 +20,8 @@ from trialfuse.transport.placement import Slot
 from trialfuse.transport.process_pool import WorkerPool
 from trialfuse.transport.ray_workers import RayWorker, cluster_slots
 
+pytestmark = pytest.mark.slow  # a Ray instance: `pytest -m "not slow"` leaves it out
+
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
@@ -87,7 +89,8 @@ def test_a_run_on_ray_gives_the_same_trials_and_scores_as_on_local_processes(tmp
 def test_an_actor_killed_mid_task_is_started_again_and_its_task_sent_once_more(tmp_path):
     X, y, _ = make_survivors(3000, seed=0)
     folds = [(np.arange(0, 2000), np.arange(2000, 3000))]
-    slow_nn = {"hidden_layers": [256, 256], "epochs": 400, "early_stopping_patience": 400, "learning_rate": 1e-3}
+    slow_nn = {"hidden_layers": [256, 256], "epochs": 200, "early_stopping_patience": 200,  # about 4 s a training
+               "learning_rate": 1e-3}
     with WorkerPool(X, y, folds, slots=[Slot("gpu", "0")], scratch=tmp_path, new_worker=RayWorker) as pool:
         worker = pool._all[0]
         pool.submit(("nn", 0), "nn", slow_nn, [0], seed=0, diagonal=False)

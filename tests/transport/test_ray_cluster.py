@@ -15,6 +15,8 @@ from trialfuse.driver.options import RunOptions
 from trialfuse.driver.run import SilentReporter, compare_models
 from trialfuse.survivors import TARGET, write_survivors
 
+pytestmark = pytest.mark.slow  # a Ray instance: `pytest -m "not slow"` leaves it out
+
 
 @pytest.fixture(scope="module")
 def cluster():
