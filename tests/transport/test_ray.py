@@ -114,7 +114,7 @@ def test_an_actor_reads_a_saved_model_directory_sent_with_the_call_not_from_the_
 
     from trialfuse.catalog import STARTS
     from trialfuse.transport.ray_host import Host
-    from trialfuse.transport.ray_workers import input_files
+    from trialfuse.transport.shipped_files import input_files
 
     X, y, _ = make_survivors(300, seed=0)
     np.savez(tmp_path / "rows.npz", X=X, y=y)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from trialfuse.transport import protocol
-from trialfuse.transport.ray_workers import output_dirs, rewrite
+from trialfuse.transport.shipped_files import output_dirs, rewrite
 
 
 class Host:

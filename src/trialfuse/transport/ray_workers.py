@@ -8,9 +8,9 @@ its storage and the scheduler; only the transport differs. Each call is one task
 pool (a fold, or a fused NN batch), so calls are short: Ray cannot stop a running method.
 
 - The search rows go into the object store once (`ray.put`); each actor takes the reference.
-- Files travel with the calls: a command's input files (a table to score, fold models, a
-  saved model) are sent with it, and what the actor writes (models, fold models) comes back
-  and is written where the driver asked, so nodes need no shared disk.
+- Files travel with the calls (`shipped_files.py`): a command's input files (a table to
+  score, fold models, a saved model) are sent with it, and what the actor writes (models,
+  fold models) comes back and is written where the driver asked, so nodes need no shared disk.
 - Faults: actors have `max_restarts=0` and calls `max_task_retries=0`, so the pool, not Ray,
   decides: a dead actor is replaced once and its task re-sent, as for a process; an actor
   whose node died is not replaced (`SlotGone`): its task goes back to the queue and the run
@@ -27,12 +27,8 @@ from typing import Any
 
 from trialfuse.errors import UserError
 from trialfuse.transport.placement import Slot
+from trialfuse.transport.shipped_files import input_files
 from trialfuse.transport.worker_process import READY_TIMEOUT, SlotGone, WorkerLost
-
-INPUT_FILES = ("path", "score_path", "rows_path")  # command keys naming a driver-side file the worker reads
-INPUT_LISTS = ("fold_files",)  # ... a list of such files
-INPUT_DIRS = ("model_dir",)  # ... a directory whose files it reads
-OUTPUT_DIRS = ("directory", "save_dir")  # ... a directory it writes into (a job's save_dir too)
 
 
 def connect(address: str) -> None:
@@ -66,43 +62,6 @@ def node_alive(node_id: str) -> bool:
     import ray
 
     return any(n["NodeID"] == node_id and n["Alive"] for n in ray.nodes())
-
-
-def rewrite(value: Any, paths: dict[str, str]) -> Any:
-    """`value` with every string that is, or lies under, a key of `paths` mapped to its value
-    (the longest key that matches)."""
-    if isinstance(value, dict):
-        return {k: rewrite(v, paths) for k, v in value.items()}
-    if isinstance(value, list):
-        return [rewrite(v, paths) for v in value]
-    if isinstance(value, str):
-        for old in sorted(paths, key=len, reverse=True):
-            root = old.rstrip("/")
-            if value == old or value == root or value.startswith(root + "/"):
-                return paths[old].rstrip("/") + value[len(root):]
-    return value
-
-
-def _jobs(command: dict[str, Any]) -> list[dict[str, Any]]:
-    return [command, *(j for j in command.get("jobs") or [] if isinstance(j, dict))]
-
-
-def output_dirs(command: dict[str, Any]) -> list[str]:
-    return [part[key] for part in _jobs(command) for key in OUTPUT_DIRS if part.get(key)]
-
-
-def input_files(command: dict[str, Any]) -> dict[str, bytes | dict[str, bytes]]:
-    """What travels with a command: each driver-side file it reads (path -> bytes), and each
-    directory it reads (path -> {relative path: bytes}, its layout kept)."""
-    found: dict[str, bytes | dict[str, bytes]] = {}
-    for part in _jobs(command):
-        for path in [part[key] for key in INPUT_FILES if part.get(key)] + \
-                [p for key in INPUT_LISTS for p in part.get(key) or []]:
-            found[str(path)] = Path(path).read_bytes()
-        for directory in (part[key] for key in INPUT_DIRS if part.get(key)):
-            root = Path(directory)
-            found[str(directory)] = {str(f.relative_to(root)): f.read_bytes() for f in root.rglob("*") if f.is_file()}
-    return found
 
 
 _ACTOR: list[Any] = []
