@@ -194,3 +194,11 @@ def test_unreachable_database_storage_is_one_line_at_once(run_main, tmp_path, su
                       "--storage", f"postgresql+psycopg2://nobody@127.0.0.1:{port}/none")
     assert_rejected(result, "cannot open --storage", f"127.0.0.1:{port}")
     assert not (tmp_path / "run" / "results.json").exists()
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90", 90.0), ("90s", 90.0), ("20m", 1200.0), ("1.5h", 5400.0),
+                                               ("1h30m", 5400.0), ("2d", 172800.0), (45, 45.0)])
+def test_durations_read_as_a_user_writes_them(text, seconds):
+    from trialfuse.driver.options import parse_duration
+
+    assert parse_duration(text) == seconds

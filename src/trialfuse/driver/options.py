@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,18 +52,22 @@ def parse_models(text: str | list[str]) -> list[str]:
 
 
 def parse_duration(text: str | float | None, option: str = "--timeout") -> float | None:
-    """'90s', '20m', '6h', '1.5h' or plain seconds -> seconds; None stays None."""
-    if text is None or isinstance(text, int | float):
-        seconds = None if text is None else float(text)
-    else:
-        value = str(text).strip().lower()
-        unit = {"s": 1, "m": 60, "h": 3600}.get(value[-1:], None)
-        number = value[:-1] if unit else value
+    """Plain seconds, or any duration pandas' Timedelta reads ('90s', '20m', '1.5h', '1h30m')
+    -> seconds; None stays None."""
+    if text is None:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        import pandas as pd  # loaded by every run's table reading anyway; not for `--help`
+
         try:
-            seconds = float(number) * (unit or 1)
-        except ValueError:
+            with warnings.catch_warnings():  # '2d': pandas warns it prefers 'D', and reads it right
+                warnings.simplefilter("ignore")
+                seconds = pd.Timedelta(str(text).strip()).total_seconds()
+        except (ValueError, OverflowError):
             raise UserError(f"{option} must be a duration like 90s, 20m or 6h, got {text!r}") from None
-    if seconds is not None and not seconds > 0:
+    if not seconds > 0:
         raise UserError(f"{option} must be positive, got {text!r}")
     return seconds
 
