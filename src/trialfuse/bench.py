@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import KFold
 
-from trialfuse.catalog import FAMILIES, RandomTrial
+from trialfuse.catalog import FAMILIES, NN, RandomTrial
 from trialfuse.engine.families import DeadlineReached
 from trialfuse.engine.fused.train import (
     AS_A_STUDY,
@@ -68,7 +68,7 @@ def sample_configs(n: int, epochs: int, seed: int = 0, shape: str | None = None)
     ("3x128": depth x width) fixes every model to that MLP with ReLU, dropout 0.2 and no early
     stopping, as `tools/gpu_limit.py` trains it: the same work for both, so speeds compare."""
     trial = RandomTrial(np.random.default_rng(seed))
-    configs = [{**FAMILIES["nn"].suggest(trial), "epochs": epochs} for _ in range(n)]
+    configs = [{**FAMILIES[NN].suggest(trial), "epochs": epochs} for _ in range(n)]
     if shape:
         depth, width = (int(v) for v in shape.lower().split("x"))
         configs = [{**c, "hidden_layers": [width] * depth, "use_leaky_relu": False, "dropout": 0.2,

@@ -8,6 +8,7 @@ benchmark), so nothing here imports optuna or a model library.
 """
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -144,32 +145,44 @@ STARTS: dict[str, tuple[dict[str, Any], ...]] = {
 }
 
 
+class GpuUse(enum.Enum):
+    """How a family uses a GPU worker (transport.placement decides from it)."""
+
+    ONLY = "only"  # where the pool has GPU workers only they take it (a CPU would hold a fold for minutes)
+    CAN = "can"  # on GPU workers for large tables (its GPU learner pays off there), else CPU
+    IF_BUILT = "if_built"  # as CAN, if every GPU worker's build of its library has the CUDA learner
+    NO = "no"  # CPU workers only
+
+
+NN = "nn"  # the network's row: the fused-trainer bench and the source's dialect (which had no other) name it
+
+
 @dataclass(frozen=True)
 class Family:
     name: str  # what --models, the study, results.json and the report call it
     engine: str  # the module under trialfuse.engine.families that trains it
     suggest: Callable[[Any], dict[str, Any]]  # its search space: a trial -> model params
-    batched: bool = False  # many trials' folds train together in one worker task (the fused NN)
+    batched: bool = False  # many trials' folds train together in one task: its engine module has fit_many
     in_flight: int = 4  # trials asked ahead of the oldest unfinished one: enough work for every worker
     default: bool = True  # searched when --models is not given
-    diagnostics: bool = False  # its best config gets the training-dynamics probe (diagnostics.json)
+    diagnostics: bool = False  # its best config gets its engine module's `diagnose` probe (diagnostics.json)
     color: str = "tab:gray"  # in the report's plots
     cost: int = 1  # rough time of one fold, relative: who runs the one trial a run with no model yet needs
     start: tuple[dict[str, Any], ...] = ()  # first trials, before TPE's own (raw Optuna params; see STARTS)
-    gpu: str = "no"  # how it uses a GPU worker: nn | can | if_built | no (see transport.placement)
+    gpu: GpuUse = GpuUse.NO  # how it uses a GPU worker
     exported: bool = False  # its kept fold models are exported when served (not copied): ~1 s a fold
     budget_on_cpu: bool = True  # searched by default under --timeout where no worker has a GPU (see default_models)
 
 
 FAMILIES: dict[str, Family] = {row.name: row for row in (
-    Family("nn", "mlp", suggest_nn, batched=True, in_flight=8, diagnostics=True, color="tab:blue", cost=4,
-           start=STARTS["nn"], gpu="nn", exported=True, budget_on_cpu=False),
+    Family(NN, "mlp", suggest_nn, batched=True, in_flight=8, diagnostics=True, color="tab:blue", cost=4,
+           start=STARTS[NN], gpu=GpuUse.ONLY, exported=True, budget_on_cpu=False),
     Family("xgboost", "xgboost_trees", suggest_xgboost, color="tab:orange", cost=2, start=STARTS["xgboost"],
-           gpu="can"),
+           gpu=GpuUse.CAN),
     Family("lightgbm", "lightgbm_trees", suggest_lightgbm, color="tab:green", cost=1, start=STARTS["lightgbm"],
-           gpu="if_built"),
+           gpu=GpuUse.IF_BUILT),
     Family("catboost", "catboost_trees", suggest_catboost, color="tab:red", cost=3, start=STARTS["catboost"],
-           gpu="can"),
+           gpu=GpuUse.CAN),
     Family("hgb", "hgb_trees", suggest_hgb, default=False, color="tab:purple", cost=2, start=STARTS["hgb"]),
 )}
 DEFAULT_MODELS = tuple(name for name, row in FAMILIES.items() if row.default)

@@ -30,18 +30,18 @@ def test_prunable_trials_spread_their_folds_so_first_folds_come_back_first():
 
 def test_nn_folds_go_one_per_task_unless_they_fuse():
     queue = sorted(jobs("nn", 0, folds=4) + jobs("nn", 1, folds=4) + jobs("lightgbm", 9), key=FoldJob.queue_key)
-    task, rest = take_task(queue, idle_others=0, fuses=False, per_task=20)
+    task, rest = take_task(queue, idle_others=0, fuses=False, per_task=lambda family: 20)
     assert len(task) == 1 and len(rest) == len(queue) - 1
-    task, rest = take_task(queue, idle_others=1, fuses=True, per_task=20)
+    task, rest = take_task(queue, idle_others=1, fuses=True, per_task=lambda family: 20)
     assert len(task) == 4 and {job.family for job in task} == {"nn"}  # half: the other idle worker gets the rest
     assert len(rest) == len(queue) - 4 and sum(job.family == "nn" for job in rest) == 4
-    task, _ = take_task(queue, idle_others=0, fuses=True, per_task=3)
+    task, _ = take_task(queue, idle_others=0, fuses=True, per_task=lambda family: 3)
     assert len(task) == 3
 
 
 def test_tree_folds_always_go_one_per_task():
     queue = sorted(jobs("catboost", 0) + jobs("nn", 0), key=FoldJob.queue_key)
-    task, rest = take_task(queue, idle_others=0, fuses=True, per_task=20)
+    task, rest = take_task(queue, idle_others=0, fuses=True, per_task=lambda family: 20)
     assert [(job.family, job.fold) for job in task] == [("catboost", 0)] and len(rest) == 5
 
 
@@ -49,14 +49,14 @@ def test_near_the_deadline_a_trial_under_way_goes_before_one_not_started():
     """A 30 s budget lost its CatBoost trial: its last two folds queued behind the NN's first."""
     catboost = [job for job in jobs("catboost", 0, folds=5) if job.fold >= 3]
     queue = sorted(jobs("nn", 0, diagonal=False) + catboost, key=FoldJob.queue_key)
-    task, _ = take_task(queue, idle_others=0, fuses=False, per_task=20)
+    task, _ = take_task(queue, idle_others=0, fuses=False, per_task=lambda family: 20)
     assert task[0].family == "nn"  # in queue order
-    task, rest = take_task(queue, idle_others=0, fuses=False, per_task=20, under_way={("catboost", 0)})
+    task, rest = take_task(queue, idle_others=0, fuses=False, per_task=lambda family: 20, under_way={("catboost", 0)})
     assert [(job.family, job.fold) for job in task] == [("catboost", 3)] and len(rest) == len(queue) - 1
 
 
 def test_near_the_deadline_a_fused_task_takes_the_folds_of_trials_under_way_first():
     queue = sorted(jobs("nn", 0, folds=4) + jobs("nn", 1, folds=4), key=FoldJob.queue_key)
     under_way = {("nn", 1)}
-    task, _ = take_task(queue, idle_others=0, fuses=True, per_task=4, under_way=under_way)
+    task, _ = take_task(queue, idle_others=0, fuses=True, per_task=lambda family: 4, under_way=under_way)
     assert {job.trial for job in task} == {("nn", 1)} and len(task) == 4

@@ -170,7 +170,7 @@ def _diagnostics(pool: WorkerPool, family: FamilyResult, out: Path, seed: int, r
         return [f"{family.family}: no diagnostics probe: the time budget ran out"]
     reporter.stage(f"{family.family} diagnostics: training its best config once more on fold 0")
     try:
-        report = pool.diagnose(family.best_params, model_seed(seed, family.best_trial))
+        report = pool.diagnose(family.family, family.best_params, model_seed(seed, family.best_trial))
     except Exception as exc:  # a probe that fails must not cost the run its results
         return [f"{family.family}: the diagnostics probe failed: {exc}"]
     report["trial"] = family.best_trial

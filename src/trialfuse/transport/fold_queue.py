@@ -10,7 +10,7 @@ from collections.abc import Callable, Container, Hashable
 from dataclasses import dataclass
 from typing import Any
 
-from trialfuse.catalog import FAMILIES
+from trialfuse.catalog import FAMILIES, GpuUse
 
 FOLD_STRIDE = 2  # queue priority: trial position + FOLD_STRIDE x fold (see WorkerPool)
 
@@ -44,21 +44,21 @@ class FoldDone:
     result: dict[str, Any]
 
 
-def take_task(pending: list[FoldJob], idle_others: int, fuses: bool, per_task: int,
+def take_task(pending: list[FoldJob], idle_others: int, fuses: bool, per_task: Callable[[str], int],
               accepts: Callable[[str], bool] = lambda family: True,
-              first_choice: str | None = None,
+              first_choice: GpuUse | None = None,
               under_way: Container[Hashable] | None = None) -> tuple[list[FoldJob], list[FoldJob]]:
     """(what one free worker trains next, what stays queued), from a queue in `queue_key` order.
 
-    The first job the worker `accepts` (one of its `first_choice` families' if any waits;
-    with `under_way` given, one of those trials' if any waits);
+    The first job the worker `accepts` (one of a family whose GPU use is `first_choice`, if
+    any waits; with `under_way` given, one of those trials' if any waits);
     alone, unless its family is batched and `fuses` (its folds train as one fused model):
-    then up to `per_task` queued jobs of that family, leaving a share for the `idle_others`
+    then up to `per_task(family)` queued jobs of that family, leaving a share for the `idle_others`
     workers like it also waiting."""
     mine = [job for job in pending if accepts(job.family)]
     if under_way is not None:
         mine.sort(key=lambda job: job.trial not in under_way)  # stable: queue order within each part
-    preferred = [job for job in mine if FAMILIES[job.family].gpu == first_choice]
+    preferred = [job for job in mine if FAMILIES[job.family].gpu is first_choice]
     if not mine:
         return [], pending
     first = (preferred or mine)[0]
@@ -66,7 +66,7 @@ def take_task(pending: list[FoldJob], idle_others: int, fuses: bool, per_task: i
     if not (FAMILIES[family].batched and fuses):
         return [first], [job for job in pending if job is not first]
     same = [job for job in mine if job.family == family]  # one task trains one family (under way first)
-    task = same[:min(per_task, math.ceil(len(same) / (idle_others + 1)))]
+    task = same[:min(per_task(family), math.ceil(len(same) / (idle_others + 1)))]
     taken = {id(job) for job in task}
     return task, [job for job in pending if id(job) not in taken]
 

@@ -1,14 +1,14 @@
 """Which worker trains what: GPU workers for the NN, CPU workers for tree folds, and a
 family's whole search on one kind of device, decided once per run.
 
-A family's row in the catalog says how it can use a GPU (`Family.gpu`):
-- "nn": on a machine with GPUs only GPU workers take it (a CPU worker would hold a fold
-  for minutes that the GPU trains in seconds); on a CPU-only pool CPU workers do;
-- "can" (XGBoost, CatBoost): on GPU workers when the table has GPU_TREES_MIN_ROWS rows or
+A family's row in the catalog says how it can use a GPU (`Family.gpu`, a `GpuUse`):
+- ONLY (the NN): on a machine with GPUs only GPU workers take it (a CPU worker would hold
+  a fold for minutes that the GPU trains in seconds); on a CPU-only pool CPU workers do;
+- CAN (XGBoost, CatBoost): on GPU workers when the table has GPU_TREES_MIN_ROWS rows or
   more (their GPU learners pay off on large tables; a rule, not a measurement), else CPU;
-- "if_built" (LightGBM): as "can", and only if every GPU worker's LightGBM build has the
-  CUDA learner (the pip wheel has none), as their ready lines report;
-- "no": CPU workers only.
+- IF_BUILT (LightGBM): as CAN, and only if every GPU worker's build of the library has the
+  CUDA learner (the pip wheel has none), as their ready lines report (`<family>_cuda`);
+- NO: CPU workers only.
 A pool with no CPU worker (`--devices cuda:0+cpu:0`) sends every family to its GPU workers
 (a tree family that cannot use the GPU trains there on the CPU). Since a family's folds
 all train on one kind of device, which worker is free first never changes a score: one
@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from trialfuse.catalog import FAMILIES
+from trialfuse.catalog import FAMILIES, GpuUse
 
 GPU_MEMORY_SHARE = 0.7  # of a GPU's free memory the NN window plans to fill
 MAX_NN_WINDOW = 64  # NN trials in flight per GPU at most
@@ -67,9 +67,9 @@ def device_for(family: str, slots: list[Slot], readies: list[dict], rows: int) -
     if not any(slot.kind == "cpu" for slot in slots):
         return "gpu"
     use = FAMILIES[family].gpu
-    if use == "nn":
+    if use is GpuUse.ONLY:
         return "gpu"
-    built = use == "can" or (use == "if_built" and all(ready.get(f"{family}_cuda") for ready in gpus))
+    built = use is GpuUse.CAN or (use is GpuUse.IF_BUILT and all(ready.get(f"{family}_cuda") for ready in gpus))
     return "gpu" if built and rows >= GPU_TREES_MIN_ROWS else "cpu"
 
 
@@ -104,6 +104,7 @@ def nn_models_fit(free_bytes: int, train_rows: int, features: int) -> int:
     return int(GPU_MEMORY_SHARE * free_bytes // per_model)
 
 
-def first_choice(slot: Slot) -> str | None:
-    """The family use a worker serves before any other waiting work: the NN, on a GPU worker."""
-    return "nn" if slot.kind == "gpu" else None
+def first_choice(slot: Slot) -> GpuUse | None:
+    """The families a worker serves before any other waiting work: on a GPU worker, those
+    only a GPU worker takes (the NN)."""
+    return GpuUse.ONLY if slot.kind == "gpu" else None

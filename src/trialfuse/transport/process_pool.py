@@ -214,7 +214,7 @@ class WorkerPool:
         # deadline or a pruned trial free the worker sooner
         fuses = self.fuse.mode == "on" or (self.fuse.mode == "auto" and slot.kind == "gpu")
         idle_others = self._waiting[slot.kind] - 1
-        task, self._pending = take_task(self._pending, idle_others, fuses, self._jobs_per_task(),
+        task, self._pending = take_task(self._pending, idle_others, fuses, self._jobs_per_task,
                                         self._accepts(worker), first_choice(slot),
                                         self._running if self._hurry() else None)
         now = time.time()
@@ -292,13 +292,12 @@ class WorkerPool:
                                                  rows, features, fused, trials)
         return self._windows[family]
 
-    def _jobs_per_task(self) -> int:
-        """Folds of the batched family (the fused NN) one worker task trains together: about
+    def _jobs_per_task(self, family: str) -> int:
+        """Folds of a batched family (the fused NN) one worker task trains together: about
         two tasks per worker that takes it for the trials in flight, so a worker that finishes
         early finds the next task waiting (at least one trial's folds)."""
-        nn = next(name for name, row in FAMILIES.items() if row.batched)
-        takers = sum(self._accepts(worker)(nn) for worker in self._all) or 1
-        in_flight = self._windows.get(nn, FAMILIES[nn].in_flight)
+        takers = sum(self._accepts(worker)(family) for worker in self._all) or 1
+        in_flight = self._windows.get(family, FAMILIES[family].in_flight)
         return max(self._folds, math.ceil(in_flight * self._folds / (2 * takers)))
 
     def activity(self) -> list[tuple[str, str]]:
@@ -406,10 +405,12 @@ class WorkerPool:
             thread.join()
         return [a if a is not None else protocol.error("no worker takes this family") for a in answers]
 
-    def diagnose(self, params: dict[str, Any], seed: int) -> dict[str, Any]:
-        """The NN diagnostics probe for `params` on the first fold (see engine.diagnostics)."""
-        worker = next((w for w in self._live() if self._accepts(w)("nn")), self._live()[0])
-        answer = self._run_on(worker, "diagnose", "nn", protocol.diagnose(params, seed, os.cpu_count() or 1))
+    def diagnose(self, family: str, params: dict[str, Any], seed: int) -> dict[str, Any]:
+        """The family's diagnostics probe for `params` on the first fold (the NN's: engine.diagnostics),
+        on a worker that trains the family."""
+        worker = next((w for w in self._live() if self._accepts(w)(family)), self._live()[0])
+        answer = self._run_on(worker, "diagnose", family,
+                              protocol.diagnose(family, params, seed, os.cpu_count() or 1))
         if answer.get("status") != "complete":
             raise RuntimeError(f"diagnose failed: {answer.get('error')}")
         return answer["diagnostics"]

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from trialfuse.catalog import NN
 from trialfuse.fuse import Fuse
 
 READY, LOAD_DATASET, TRAIN_BATCH, RETRAIN, DIAGNOSE, EXPLAIN, SHUTDOWN = (
@@ -65,7 +66,7 @@ class TrainJob:
 
     @classmethod
     def from_json(cls, job: dict[str, Any]) -> TrainJob:
-        return cls(family=str(job.get("family", "nn")), params=dict(job.get("params") or {}),
+        return cls(family=str(job.get("family", NN)), params=dict(job.get("params") or {}),
                    fold=int(job.get("fold", 0)), seed=int(job.get("seed", job.get("trial") or 0)),
                    trial=job.get("trial"), threads=job.get("threads"), dataset=str(job.get("dataset", SEARCH_ROWS)),
                    path=job.get("path"), deadline=job.get("deadline"), predictions=job.get("predictions"),
@@ -91,9 +92,9 @@ def retrain(family: str, params: dict[str, Any], rounds: int | None, directory: 
             **({"fold_files": fold_files} if fold_files else {})}
 
 
-def diagnose(params: dict[str, Any], seed: int, threads: int, fold: int = 0) -> dict[str, Any]:
-    return {"command": DIAGNOSE, "dataset": SEARCH_ROWS, "fold": fold, "params": params, "seed": seed,
-            "threads": threads}
+def diagnose(family: str, params: dict[str, Any], seed: int, threads: int, fold: int = 0) -> dict[str, Any]:
+    return {"command": DIAGNOSE, "family": family, "dataset": SEARCH_ROWS, "fold": fold, "params": params,
+            "seed": seed, "threads": threads}
 
 
 def explain(model_dir: str, rows_path: str, seed: int) -> dict[str, Any]:
@@ -145,12 +146,12 @@ def _job_from_legacy(job: dict[str, Any]) -> dict[str, Any]:
     if job.get("normalize_features", True) is False:
         raise ValueError("normalize_features=false is not supported: features are always standardized "
                          "with the training fold's statistics")
-    family = str(job.get("family", job.get("model_type", "nn")))
+    family = str(job.get("family", job.get("model_type", NN)))
     params = dict(job.get("params") or {})
     if "use_leaky_relu" in job and "use_leaky_relu" not in params:
         params["use_leaky_relu"] = bool(job["use_leaky_relu"])  # the source sent it beside params
     trial = job.get("trial_number", job.get("trial"))
-    return TrainJob(family="nn" if family == LEGACY_NN else family, params=params,
+    return TrainJob(family=NN if family == LEGACY_NN else family, params=params,
                     fold=int(job.get("fold", job.get("fold_idx", 0)) or 0),
                     seed=int(job.get("seed", trial or 0)), trial=trial, threads=job.get("threads"),
                     dataset=str(job.get("dataset", SEARCH_ROWS)), path=job.get("X_train_path", job.get("path")),
@@ -162,7 +163,7 @@ def to_legacy(answer: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in answer.items() if k not in ("trial", "fold", "family", "best_rounds", "rounds_run")}
     out["trial_number"], out["fold_idx"] = answer.get("trial"), answer.get("fold")
     if answer.get("status") == "complete":
-        nn = answer.get("family") == "nn"
+        nn = answer.get("family") == NN
         out["model_type"] = LEGACY_NN if nn else answer.get("family")
         out["epochs_run" if nn else "rounds_run"] = answer.get("rounds_run")
         out["best_epoch" if nn else "best_rounds"] = answer.get("best_rounds")

@@ -41,7 +41,7 @@ class Server:
     def __init__(self, device: str | None = None):
         self.device = device or _default_device()
         self.datasets: dict[str, Dataset] = {}
-        self.nn_folds: dict[tuple[str, int], Any] = {}  # standardized once per resident fold
+        self.prepared_folds: dict[tuple[str, str, int], Any] = {}  # (family, dataset, fold): batched families
 
     def handle(self, command: dict[str, Any]) -> list[dict[str, Any]]:
         """The answers to one command; the source's dialect is translated here, at the edge."""
@@ -81,7 +81,7 @@ class Server:
         folds = [(np.asarray(f["train"], dtype=np.int64), np.asarray(f["val"], dtype=np.int64))
                  for f in command["folds"]]
         self.datasets[name] = Dataset(X, y, folds)
-        self.nn_folds = {k: v for k, v in self.nn_folds.items() if k[0] != name}
+        self.prepared_folds = {k: v for k, v in self.prepared_folds.items() if k[1] != name}
         return {"status": "loaded", "dataset": name, "rows": len(y), "folds": len(folds)}
 
     def _fold(self, job: TrainJob) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -93,65 +93,64 @@ class Server:
         train, val = data.folds[job.fold]
         return data.X[train], data.y[train], data.X[val], data.y[val]
 
-    def _nn_fold(self, job: TrainJob):
-        """The job's fold standardized for the NN (training-row statistics only)."""
-        from trialfuse.engine.fused import train as fused_train  # torch loads here, once per worker
-
-        if job.path is None:  # a resident fold is standardized once, then reused
-            key = (job.dataset, job.fold)
-            if key not in self.nn_folds:
+    def _prepared_fold(self, job: TrainJob, module):
+        """The job's fold as its batched family's `fit_many` takes it (torch loads here, once
+        per worker); a resident fold is prepared once, then reused."""
+        if job.path is None:
+            key = (job.family, job.dataset, job.fold)
+            if key not in self.prepared_folds:
                 data = self.datasets[job.dataset]
                 train, val = data.folds[job.fold]
-                self.nn_folds[key] = fused_train.prepare_fold(data.X, data.y, train, val)
-            return self.nn_folds[key]
+                self.prepared_folds[key] = module.prepare_fold(data.X, data.y, train, val)
+            return self.prepared_folds[key]
         X_train, y_train, X_val, y_val = self._fold(job)
         X, y = np.concatenate([X_train, X_val]), np.concatenate([y_train, y_val])
-        return fused_train.prepare_fold(X, y, np.arange(len(y_train)), np.arange(len(y_train), len(y)))
+        return module.prepare_fold(X, y, np.arange(len(y_train)), np.arange(len(y_train), len(y)))
 
     def _train_batch(self, jobs: list[TrainJob], fuse: Fuse) -> list[dict[str, Any]]:
-        """Batched families' jobs train together (fused where faster), the others one by one;
-        answers in input order."""
+        """Batched families' jobs train together, a family at a time (fused where faster), the
+        others one by one; answers in input order."""
+        from trialfuse.engine.families import family_module
+
         answers: list[dict[str, Any] | None] = [None] * len(jobs)
-        batched = []
+        together: dict[str, list[tuple[int, TrainJob, Any]]] = {}
         for i, job in enumerate(jobs):
             try:
                 if job.family not in FAMILIES:
                     raise ValueError(f"unknown family {job.family!r}")
                 if FAMILIES[job.family].batched:
-                    batched.append((i, job, self._nn_fold(job)))
+                    fold = self._prepared_fold(job, family_module(job.family))
+                    together.setdefault(job.family, []).append((i, job, fold))
                 else:
                     answers[i] = self._train_one(job)
             except Exception as exc:
                 answers[i] = _failure(exc, job)
-        if batched:
+        for family, group in together.items():
             try:
-                for (i, _job, _), answer in zip(batched, self._train_nn(batched, fuse), strict=True):
+                for (i, _job, _), answer in zip(group, self._train_together(family, group, fuse), strict=True):
                     answers[i] = answer
             except Exception as exc:
-                for i, job, _ in batched:
+                for i, job, _ in group:
                     answers[i] = _failure(exc, job)
         return answers
 
-    def _train_nn(self, batched, fuse: Fuse) -> list[dict[str, Any]]:
-        from trialfuse.engine.families import mlp
-        from trialfuse.engine.fused import train as fused_train
+    def _train_together(self, family: str, group: list[tuple[int, TrainJob, Any]], fuse: Fuse) -> list[dict[str, Any]]:
+        """One batched family's jobs through its module's `fit_many`, as protocol answers."""
+        from trialfuse.engine.families import family_module
 
-        faults.strike("nn")
-        folds = [fold for _, _, fold in batched]
-        runs = [fused_train.Job(mlp.with_defaults(job.params), key, job.seed, key=key, keep=bool(job.save_dir))
-                for key, (_, job, _) in enumerate(batched)]
-        deadlines = [job.deadline for _, job, _ in batched if job.deadline is not None]
-        results = fused_train.run_jobs(runs, folds, device=self.device, fuse=fuse,
-                                       deadline=min(deadlines) if deadlines else None)
-        if self.device.startswith("cuda"):  # the next task, maybe another family, starts from a clean cache
-            fused_train.release_memory(self.device)
+        module = family_module(family)
+        faults.strike(family)
+        deadlines = [job.deadline for _, job, _ in group if job.deadline is not None]
+        results = module.fit_many([(job.params, job.seed, bool(job.save_dir)) for _, job, _ in group],
+                                  [fold for _, _, fold in group], device=self.device, fuse=fuse,
+                                  deadline=min(deadlines) if deadlines else None)
         return [protocol.error(r["error"], job) if "error" in r else protocol.train_answer(job, {
             "r2": r["r2"], "val_mse": r["val_mse"], "train_mse": r["train_mse"], "best_rounds": r["best_epoch"],
             "rounds_run": r["epochs_run"], "duration": r["duration"], "device": r["device"],
             "batch_mode": r["batch_mode"], "fused_batch_size": r["fused_batch_size"],
             **({"wall_seconds": r["wall_seconds"]} if "wall_seconds" in r else {}),
-            **_kept(mlp, r.pop("model", None), job.save_dir)}, r["predictions_val"])
-            for (_, job, _), r in zip(batched, results, strict=True)]
+            **_kept(module, r.pop("model", None), job.save_dir)}, r["predictions_val"])
+            for (_, job, _), r in zip(group, results, strict=True)]
 
     def _train_one(self, job: TrainJob) -> dict[str, Any]:
         """One fold of a family trained alone (the tree families), early stopping on its validation rows."""
@@ -216,15 +215,17 @@ class Server:
                 "seconds": time.perf_counter() - started}
 
     def _diagnose(self, command: dict[str, Any]) -> dict[str, Any]:
-        """The NN diagnostics probe on one fold of a resident dataset (see engine.diagnostics)."""
-        from trialfuse.engine.diagnostics import diagnose
+        """A family's diagnostics probe (its module's `diagnose`) on one fold of a resident dataset."""
+        from trialfuse.engine.families import family_module
 
         faults.strike("diagnose")
-        job = TrainJob("nn", command.get("params", {}), int(command.get("fold", 0)), int(command.get("seed", 0)),
-                       dataset=str(command.get("dataset", protocol.SEARCH_ROWS)))
+        job = TrainJob(str(command["family"]), command.get("params", {}), int(command.get("fold", 0)),
+                       int(command.get("seed", 0)), dataset=str(command.get("dataset", protocol.SEARCH_ROWS)))
+        if job.family not in FAMILIES or not FAMILIES[job.family].diagnostics:
+            raise ValueError(f"family {job.family!r} has no diagnostics probe")
         X_train, y_train, X_val, y_val = self._fold(job)
-        report = diagnose(job.params, X_train, y_train, X_val, y_val, seed=job.seed, device=self.device,
-                          threads=command.get("threads"))
+        report = family_module(job.family).diagnose(job.params, X_train, y_train, X_val, y_val, seed=job.seed,
+                                                    device=self.device, threads=command.get("threads"))
         return {"status": "complete", "diagnostics": report}
 
 

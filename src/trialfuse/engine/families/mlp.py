@@ -228,3 +228,37 @@ def _from_kept(path) -> ScaledMLP:
     model = model.to(kept["state"]["x_mean"].dtype)  # the precision it was trained in
     model.load_state_dict(kept["state"])
     return model.eval()
+
+
+# Trained together: a batched family's module (catalog: `batched`) offers prepare_fold and
+# fit_many; one with `diagnostics` offers diagnose. Each imports the engine part it wraps on
+# first use (those parts import this module).
+def prepare_fold(X: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarray):
+    """A fold as `fit_many` takes it, standardized on its training rows; a worker prepares a
+    resident fold once and reuses it for every batch."""
+    from trialfuse.engine.fused import train as fused_train
+
+    return fused_train.prepare_fold(X, y, train, val)
+
+
+def fit_many(jobs: list[tuple[dict[str, Any], int, bool]], folds: list, *, device: str, fuse,
+             deadline: float | None = None) -> list[dict[str, Any]]:
+    """Many (params, seed, keep the model) fits, the i-th on prepared fold `folds[i]`, trained
+    as one fused model where that is faster (engine/fused): a result dict each, in order,
+    {"error": reason} for a model that could not train."""
+    from trialfuse.engine.fused import train as fused_train
+
+    runs = [fused_train.Job(with_defaults(params), key, seed, key=key, keep=keep)
+            for key, (params, seed, keep) in enumerate(jobs)]
+    results = fused_train.run_jobs(runs, folds, device=device, fuse=fuse, deadline=deadline)
+    if device.startswith("cuda"):  # the next task, maybe another family, starts from a clean cache
+        fused_train.release_memory(device)
+    return results
+
+
+def diagnose(params: dict[str, Any], X_train, y_train, X_val, y_val, *, seed: int, device: str = "cpu",
+             threads: int | None = None) -> dict[str, Any]:
+    """The training-dynamics probe (engine/diagnostics.py): one more training of `params`, watched."""
+    from trialfuse.engine import diagnostics
+
+    return diagnostics.diagnose(params, X_train, y_train, X_val, y_val, seed=seed, device=device, threads=threads)
