@@ -5,6 +5,7 @@ trials asked before it, so the outcome follows from the ask order alone, never f
 worker answered first (the study's results do not depend on timing)."""
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,15 @@ import optuna
 
 PRUNE_PEERS = 4  # earlier trials that passed a fold before the pruner judges a trial at that fold
 PRUNER = optuna.pruners.MedianPruner(n_startup_trials=0, n_warmup_steps=0, n_min_trials=PRUNE_PEERS)  # from fold 1
+
+
+class Outcome(enum.StrEnum):
+    """How a trial ended (a string, so it reads and serializes as its value)."""
+
+    COMPLETE = "complete"  # every fold trained and passed the pruner
+    PRUNED = "pruned"  # stopped at a fold below the median of the trials before it
+    FAILED = "failed"  # a fold failed (an error, a timeout, non-finite predictions)
+    CUT = "cut"  # the time budget ended before its folds did: the config is asked again first next time
 
 
 @dataclass
@@ -27,7 +37,7 @@ class InFlight:
     results: dict[int, dict[str, Any]] = field(default_factory=dict)
     checked: int = 0  # folds 0..checked-1 are in and were judged, in order
     passed: int = 0  # folds 0..passed-1 were also let through by the pruner (<= checked)
-    outcome: str | None = None  # complete | pruned | failed | cut
+    outcome: Outcome | None = None
     reason: str | None = None
 
 
@@ -40,7 +50,7 @@ def judge(entry: InFlight, folds: int) -> None:
             if verdict is None:  # an earlier trial has yet to pass or lose that fold: judged when it has
                 return
             if verdict:
-                entry.outcome = "pruned"
+                entry.outcome = Outcome.PRUNED
                 return
             entry.passed += 1
             continue
@@ -48,15 +58,15 @@ def judge(entry: InFlight, folds: int) -> None:
             return
         answer = entry.results[entry.checked]
         if answer.get("cut"):
-            entry.outcome, entry.reason = "cut", "stopped by the time budget"
+            entry.outcome, entry.reason = Outcome.CUT, "stopped by the time budget"
         elif answer.get("status") != "complete":
-            entry.outcome, entry.reason = "failed", answer.get("error", "unknown error")
+            entry.outcome, entry.reason = Outcome.FAILED, answer.get("error", "unknown error")
         elif not math.isfinite(answer["r2"]):
-            entry.outcome, entry.reason = "failed", "the model predicts non-finite values (training diverged)"
+            entry.outcome, entry.reason = Outcome.FAILED, "the model predicts non-finite values (training diverged)"
         else:
             entry.checked += 1
             if entry.checked == folds:
-                entry.outcome, entry.passed = "complete", folds
+                entry.outcome, entry.passed = Outcome.COMPLETE, folds
             elif entry.peers is None:
                 entry.passed = entry.checked
 

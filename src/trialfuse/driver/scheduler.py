@@ -18,7 +18,7 @@ import optuna
 from trialfuse.catalog import FAMILIES
 from trialfuse.driver.allocation import CostShares
 from trialfuse.driver.budget import Budget, final_seconds
-from trialfuse.driver.fold_verdicts import PRUNE_PEERS, InFlight, judge, running_means, went_on
+from trialfuse.driver.fold_verdicts import PRUNE_PEERS, InFlight, Outcome, judge, running_means, went_on
 from trialfuse.driver.out_of_fold import OutOfFold
 from trialfuse.driver.storage import (
     Heartbeat,
@@ -215,14 +215,14 @@ class FamilySearch:
         for entry in self.flight.values():
             if entry.outcome is None:
                 judge(entry, self.folds)
-                if entry.outcome in ("failed", "pruned", "cut"):
+                if entry.outcome in (Outcome.FAILED, Outcome.PRUNED, Outcome.CUT):
                     self.pool.cancel((self.family, entry.trial.number))
 
     def advance(self) -> None:
         """Past the deadline drop unstarted folds; tell what is decided; ask what replaces it."""
         if not self.cut and self._out_of_time():
             self.cut = self.result.stopped_by_budget = True
-            _drop_unstarted(self.flight, self.family, self.pool, "cut", "stopped by the time budget")
+            _drop_unstarted(self.flight, self.family, self.pool, Outcome.CUT, "stopped by the time budget")
         elif not self.cut:
             self._drop_what_cannot_finish()
         self._judge_all()  # a trial cut just now may be the one a later trial's verdict waited for
@@ -242,7 +242,7 @@ class FamilySearch:
         for number, entry in self.flight.items():
             if entry.outcome is None and self._seconds_to_finish(number, entry, per_fold, workers) > left \
                     and self.pool.cancel((self.family, number)):
-                entry.outcome, entry.reason = "cut", "stopped by the time budget"
+                entry.outcome, entry.reason = Outcome.CUT, "stopped by the time budget"
                 self.result.stopped_by_budget = True
         trial_seconds = per_fold * math.ceil(self.folds / workers)
         self.too_slow = (f"cannot finish a trial in the {max(0.0, left):.0f} s left (about {trial_seconds:.0f} s each)"
@@ -312,24 +312,25 @@ class FamilySearch:
         while self.flight and next(iter(self.flight.values())).outcome:
             entry = self.flight.pop(next(iter(self.flight)))
             entry.earlier = []  # its verdicts are final: the trials after it need only its own folds
-            if entry.outcome == "complete" and self.out_of_fold is not None:  # before the tell: a driver
+            if entry.outcome == Outcome.COMPLETE and self.out_of_fold is not None:  # before the tell: a driver
                 self.out_of_fold.add(self.family, entry.trial.number, running_means(entry)[-1],  # killed between
                                      [entry.results[f].get("val_predictions") for f in range(self.folds)])  # the two
             elif self.out_of_fold is not None:  # leaves a vector whose trial is not complete (ignored),
                 self.out_of_fold.discard(self.family, entry.trial.number)  # never the reverse
             tell(self.study, entry)
+            complete = entry.outcome == Outcome.COMPLETE
             if self.shares is not None:
-                self.shares.trial_done(self.family, running_means(entry)[-1] if entry.outcome == "complete" else None)
-            self.have_model = self.have_model or entry.outcome == "complete"
-            if entry.outcome == "cut":
+                self.shares.trial_done(self.family, running_means(entry)[-1] if complete else None)
+            self.have_model = self.have_model or complete
+            if entry.outcome == Outcome.CUT:
                 self.result.stopped_by_budget = True
                 self.cut_trials.append(entry.trial)
-            self.failures_in_a_row = self.failures_in_a_row + 1 if entry.outcome == "failed" else 0
+            self.failures_in_a_row = self.failures_in_a_row + 1 if entry.outcome == Outcome.FAILED else 0
             if not self.stop_asking:  # the reason a family is skipped is its own error, not "not run"
                 self.result.reason = entry.reason or self.result.reason
             if self.failures_in_a_row >= MAX_FAILURES_BEFORE_SKIP and not self.have_model and not self.stop_asking:
                 self.stop_asking = True
-                _drop_unstarted(self.flight, self.family, self.pool, "failed",
+                _drop_unstarted(self.flight, self.family, self.pool, Outcome.FAILED,
                                 f"not run: {MAX_FAILURES_BEFORE_SKIP} trials failed in a row")
             summarize(self.study, self.result)
             if self.on_trial:
@@ -354,7 +355,8 @@ def finish_estimate(queued: int, running: list[float], per_fold: float, workers:
     return max(free_at)
 
 
-def _drop_unstarted(flight: dict[int, InFlight], family: str, pool: WorkerPool, outcome: str, reason: str) -> None:
+def _drop_unstarted(flight: dict[int, InFlight], family: str, pool: WorkerPool, outcome: Outcome,
+                    reason: str) -> None:
     """Trials that lose folds no worker had started end with `outcome`; the rest finish."""
     for number, entry in flight.items():
         if entry.outcome is None and pool.cancel((family, number)):

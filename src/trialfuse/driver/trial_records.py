@@ -9,7 +9,7 @@ from typing import Any
 import optuna
 
 from trialfuse.catalog import params_from_trial
-from trialfuse.driver.fold_verdicts import InFlight, running_means
+from trialfuse.driver.fold_verdicts import InFlight, Outcome, running_means
 
 log = logging.getLogger(__name__)
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
@@ -68,16 +68,16 @@ def record(study: optuna.Study, entry: InFlight) -> None:
         trial.set_user_attr("fold_seconds", [wall_seconds(a) for a in answers])
         if "batch_mode" in answers[0]:
             trial.set_user_attr("batch_modes", sorted({a["batch_mode"] for a in answers}))
-    if entry.outcome in ("complete", "pruned"):
+    if entry.outcome in (Outcome.COMPLETE, Outcome.PRUNED):
         for step, value in enumerate(running_means(entry)):
             trial.report(value, step)
-    if entry.outcome == "complete":
+    if entry.outcome == Outcome.COMPLETE:
         study.tell(trial, running_means(entry)[-1], skip_if_finished=True)
-    elif entry.outcome == "pruned":
+    elif entry.outcome == Outcome.PRUNED:
         study.tell(trial, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
     else:
         trial.set_user_attr("fail_reason", entry.reason)
-        if entry.outcome == "cut":
+        if entry.outcome == Outcome.CUT:
             trial.set_user_attr("stopped_by_budget", True)
         study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
 
