@@ -41,14 +41,10 @@ class Fuse:
         return {"mode": self.mode, "max_batch": self.max_batch, "precision": self.precision}
 
     @classmethod
-    def from_json(cls, value: dict[str, Any] | str | bool | None) -> Fuse:
-        """The protocol's form; the source's `true` / `false` / "auto" are read too."""
+    def from_json(cls, value: dict[str, Any] | None) -> Fuse:
+        """The protocol's form (None: the default; the source's true / false: source_dialect.py)."""
         if isinstance(value, dict):
             return cls(value.get("mode", "auto"), value.get("max_batch"), value.get("precision", "auto"))
-        if value is True:
-            return cls("on")
-        if value is False:
-            return cls("off")
         return cls()
 
 

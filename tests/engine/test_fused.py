@@ -398,11 +398,11 @@ def test_a_precision_survives_the_legacy_max_batch_and_a_fuse_given_in_python(tm
     """Before: a legacy command's max_batch rebuilt the Fuse without its precision, and
     RunOptions replaced a Python-given Fuse's precision with the --precision default."""
     from trialfuse.driver.options import RunOptions, check_options
-    from trialfuse.transport import protocol
+    from trialfuse.transport import source_dialect
 
     legacy = {"command": "train_batch", "fuse": {"mode": "on", "precision": "bf16"}, "max_batch": 4,
               "jobs": [{"model_type": "nn", "params": {}, "fold_path": "f.npz"}]}
-    assert Fuse.from_json(protocol.from_legacy(legacy)["fuse"]) == Fuse("on", 4, "bf16")
+    assert Fuse.from_json(source_dialect.from_legacy(legacy)["fuse"]) == Fuse("on", 4, "bf16")
     table = tmp_path / "t.csv"
     table.write_text("a,y\n" + "".join(f"{i},{i % 7}\n" for i in range(40)))
     for given, named, expected in ((Fuse("on", 4, "bf16"), "auto", "bf16"), ("auto", "tf32", "tf32")):

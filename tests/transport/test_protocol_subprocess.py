@@ -155,3 +155,18 @@ def test_a_legacy_batch_refused_as_a_whole_answers_each_job_with_its_trial_numbe
     assert read(p)["status"] == "shutdown" and p.wait(timeout=60) == 0
     assert [(a["status"], a["trial_number"], a["fold_idx"]) for a in answers] == [("error", 4, 0), ("error", 5, 1)]
     assert "normalize_features" in answers[1]["error"]
+
+
+def test_the_sources_plain_forms_read_as_todays():
+    """A one-job `train` and a true / false `fuse` (the source's forms) become today's
+    `train_batch` and Fuse; today's commands pass unchanged."""
+    from trialfuse.fuse import Fuse
+    from trialfuse.transport.source_dialect import plain
+
+    job = {"family": "lightgbm", "params": {}, "fold": 0}
+    assert plain({"command": "train", **job}) == {"command": "train_batch", "jobs": [{"command": "train", **job}]}
+    for sent, mode in ((True, "on"), (False, "off"), ("auto", "auto")):
+        command = plain({"command": "train_batch", "fuse": sent, "jobs": [job]})
+        assert Fuse.from_json(command["fuse"]) == Fuse(mode)
+    today = {"command": "train_batch", "fuse": Fuse("on", 8).to_json(), "jobs": [job]}
+    assert plain(today) is today

@@ -28,10 +28,8 @@ The contract, for every transport (subprocess over JSON lines today, Ray actors 
   the fold's order, rounded to float32 (the out-of-fold predictions ensembles are built from).
   A job sent with `save_dir` keeps its fold model there and adds `model_file`.
 
-The source system's dialect (`X_train_path` NPZ per fold, `fold_idx`, `model_type`,
-`neural_net`, `normalize_features`, `use_leaky_relu` beside params; answers with
-`trial_number`, `fold_idx`, `epochs_run`, `best_epoch`, `model_type`) is still spoken:
-`from_legacy` / `to_legacy` translate it at the server's edge, nowhere else.
+The source system's dialect is still spoken: `source_dialect.py` translates it at the
+server's edge, nowhere else (`TrainJob.path` is the one field only it fills).
 """
 from __future__ import annotations
 
@@ -119,52 +117,3 @@ def train_answer(job: TrainJob, scores: dict[str, Any], pred_val=None) -> dict[s
     if job.predictions and pred_val is not None:
         answer["val_predictions"] = np.asarray(pred_val, dtype=np.float32).tolist()
     return answer
-
-
-# The source system's dialect, translated at the server's edge.
-LEGACY_NN = "neural_net"
-
-
-def is_legacy(command: dict[str, Any]) -> bool:
-    jobs = command.get("jobs") if command.get("command") == TRAIN_BATCH else [command]
-    return any(isinstance(j, dict) and ("X_train_path" in j or "fold_idx" in j or "trial_number" in j
-                                        or "model_type" in j) for j in (jobs or []))
-
-
-def from_legacy(command: dict[str, Any]) -> dict[str, Any]:
-    """A source-dialect `train` or `train_batch` as today's `train_batch`."""
-    jobs = command.get("jobs") if command.get("command") == TRAIN_BATCH else [command]
-    if not isinstance(jobs, list) or not jobs:
-        raise ValueError("train_batch needs a non-empty list 'jobs'")
-    fuse = Fuse.from_json(command.get("fuse", "auto"))
-    if "max_batch" in command:
-        fuse = Fuse("on" if fuse.mode != "off" else "off", int(command["max_batch"]), fuse.precision)
-    return {"command": TRAIN_BATCH, "fuse": fuse.to_json(), "jobs": [_job_from_legacy(j) for j in jobs]}
-
-
-def _job_from_legacy(job: dict[str, Any]) -> dict[str, Any]:
-    if job.get("normalize_features", True) is False:
-        raise ValueError("normalize_features=false is not supported: features are always standardized "
-                         "with the training fold's statistics")
-    family = str(job.get("family", job.get("model_type", NN)))
-    params = dict(job.get("params") or {})
-    if "use_leaky_relu" in job and "use_leaky_relu" not in params:
-        params["use_leaky_relu"] = bool(job["use_leaky_relu"])  # the source sent it beside params
-    trial = job.get("trial_number", job.get("trial"))
-    return TrainJob(family=NN if family == LEGACY_NN else family, params=params,
-                    fold=int(job.get("fold", job.get("fold_idx", 0)) or 0),
-                    seed=int(job.get("seed", trial or 0)), trial=trial, threads=job.get("threads"),
-                    dataset=str(job.get("dataset", SEARCH_ROWS)), path=job.get("X_train_path", job.get("path")),
-                    deadline=job.get("deadline")).to_json()
-
-
-def to_legacy(answer: dict[str, Any]) -> dict[str, Any]:
-    """Today's train answer in the source's words (its smoke tests read these keys)."""
-    out = {k: v for k, v in answer.items() if k not in ("trial", "fold", "family", "best_rounds", "rounds_run")}
-    out["trial_number"], out["fold_idx"] = answer.get("trial"), answer.get("fold")
-    if answer.get("status") == "complete":
-        nn = answer.get("family") == NN
-        out["model_type"] = LEGACY_NN if nn else answer.get("family")
-        out["epochs_run" if nn else "rounds_run"] = answer.get("rounds_run")
-        out["best_epoch" if nn else "best_rounds"] = answer.get("best_rounds")
-    return out

@@ -24,7 +24,7 @@ from trialfuse.blend import fold_mean
 from trialfuse.catalog import FAMILIES
 from trialfuse.fuse import Fuse
 from trialfuse.testing import faults
-from trialfuse.transport import protocol
+from trialfuse.transport import protocol, source_dialect
 from trialfuse.transport.protocol import TrainJob
 
 
@@ -45,13 +45,11 @@ class Server:
 
     def handle(self, command: dict[str, Any]) -> list[dict[str, Any]]:
         """The answers to one command; the source's dialect is translated here, at the edge."""
-        legacy = protocol.is_legacy(command)
+        legacy = source_dialect.is_legacy(command)
         try:
             if legacy:
-                return [protocol.to_legacy(a) for a in self._dispatch(protocol.from_legacy(command))]
-            if command.get("command") == "train":  # one job, as the source's `train`
-                command = {"command": protocol.TRAIN_BATCH, "jobs": [command]}
-            return self._dispatch(command)
+                return [source_dialect.to_legacy(a) for a in self._dispatch(source_dialect.from_legacy(command))]
+            return self._dispatch(source_dialect.plain(command))
         except Exception as exc:  # a command's failure is an answer, never the end of the worker
             return _command_failed(command, f"{type(exc).__name__}: {exc}", legacy)
 
@@ -251,7 +249,7 @@ def _command_failed(command: dict[str, Any], reason: str, legacy: bool) -> list[
         return [protocol.error(reason)]
     answers = [{**protocol.error(reason), "trial": j.get("trial", j.get("trial_number")),
                 "fold": j.get("fold", j.get("fold_idx"))} for j in jobs]
-    return [protocol.to_legacy(a) for a in answers] if legacy else answers
+    return [source_dialect.to_legacy(a) for a in answers] if legacy else answers
 
 
 def _failure(exc: Exception, job: TrainJob) -> dict[str, Any]:
