@@ -16,7 +16,7 @@ import importlib
 __version__ = "0.1.0"
 _EXPORTS = {
     "RunOptions": "trialfuse.driver.run",
-    "compare_models": "trialfuse.driver.run",
+    "compare_models": "trialfuse.api",
     "UserError": "trialfuse.errors",
     "predict_table": "trialfuse.predict",
     "make_survivors": "trialfuse.survivors",

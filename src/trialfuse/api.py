@@ -6,11 +6,25 @@ NN trainer, `trialfuse.train_many`, loads from the engine on first use.
 """
 from __future__ import annotations
 
+from typing import Any
+
+from trialfuse.driver import run
 from trialfuse.driver.options import RunOptions
-from trialfuse.driver.run import compare_models
 from trialfuse.errors import UserError
 from trialfuse.fuse import Fuse
 from trialfuse.predict import predict_table
+from trialfuse.present.report import write_report
 from trialfuse.survivors import make_survivors, write_survivors
 
 __all__ = ["Fuse", "RunOptions", "UserError", "compare_models", "make_survivors", "predict_table", "write_survivors"]
+
+
+def compare_models(opts: RunOptions, reporter: run.Reporter | None = None) -> dict[str, Any]:
+    """Search, compare and save the winner, as `trialfuse run` does, report.html included:
+    the results (results.json). `reporter` hears the progress (see driver.run.Reporter)."""
+    results = run.compare_models(opts, reporter)
+    line = write_report(results["out"])
+    if reporter is not None:
+        reporter.stage(line)
+    return results
+

@@ -33,14 +33,17 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print results.json to stdo
 
 
 def _run(opts, quiet: bool, as_json: bool) -> None:
-    from trialfuse.driver.progress import RichReporter, comparison_table
     from trialfuse.driver.run import compare_models
+    from trialfuse.present.progress import RichReporter, comparison_table
+    from trialfuse.present.report import write_report
 
     if quiet or as_json:
         results = compare_models(opts)
+        write_report(results["out"])
     else:
         with RichReporter() as reporter:
             results = compare_models(opts, reporter)
+            reporter.stage(write_report(results["out"]))
     if as_json:
         typer.echo(json.dumps(results, indent=2))
     elif not quiet:
@@ -159,7 +162,7 @@ def report(
     """Rebuild RUN_DIR/report.html from the run directory's results, study and diagnostics."""
     if not (run_dir / "results.json").is_file():
         raise UserError(f"{run_dir} is not a finished run directory (no results.json)")
-    from trialfuse.driver.report import build_report
+    from trialfuse.present.report import build_report
 
     typer.echo(str(build_report(run_dir)))
 

@@ -9,11 +9,11 @@ import pandas as pd
 
 from trialfuse.driver import run_dir
 from trialfuse.driver.explanation import record
-from trialfuse.driver.report import build_report
 from trialfuse.engine.importance import explain
 from trialfuse.engine.saved_model import SavedModel
 from trialfuse.errors import UserError
 from trialfuse.predict import read_as_trained
+from trialfuse.present.report import build_report
 
 
 def explain_run(out: str | Path, table: str | Path | None = None) -> Path:

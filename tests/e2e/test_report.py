@@ -11,7 +11,7 @@ import pytest
 from matplotlib.image import imread
 
 from helpers import cli
-from trialfuse.driver.report import SECTIONS
+from trialfuse.present.report import SECTIONS
 from trialfuse.survivors import make_survivors
 
 pytestmark = pytest.mark.slow  # whole runs: `pytest -m "not slow"` leaves them out
@@ -94,3 +94,18 @@ def test_a_huge_learning_rate_plants_dead_units_and_the_probe_says_so():
     assert max(layer["dead_fraction"] for layer in broken["layers"]) > 0.9  # Adam's huge steps kill the units
     assert any(w.startswith("dead units") for w in broken["warnings"]), broken["warnings"]
     assert any(w.startswith("no better than the mean") for w in broken["warnings"])
+
+
+def test_the_python_api_writes_the_report_too(survivors_csv, tmp_path):
+    """The report sits above the driver (present/): the CLI and the API build it after the run."""
+    import trialfuse
+
+    results = trialfuse.compare_models(trialfuse.RunOptions(data=survivors_csv, target="score", models=["lightgbm"],
+                                                            trials=1, folds=2, out=tmp_path / "run", explain=False))
+    assert (tmp_path / "run" / "report.html").is_file() and results["winner"] in check_page_sections(tmp_path / "run")
+
+
+def check_page_sections(out) -> str:
+    page = (out / "report.html").read_text()
+    assert all(f'<section id="{section}">' in page for section in SECTIONS)
+    return page

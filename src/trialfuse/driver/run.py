@@ -22,7 +22,6 @@ from trialfuse.driver.devices import describe, plan_workers
 from trialfuse.driver.explanation import explain_winner
 from trialfuse.driver.options import RunOptions, check_options
 from trialfuse.driver.out_of_fold import MODELS, OutOfFold
-from trialfuse.driver.report import build_report
 from trialfuse.driver.scheduler import run_studies
 from trialfuse.driver.splits import check_split_sizes, holdout_split, kfold_indices
 from trialfuse.driver.storage import open_storage, running_trials
@@ -153,11 +152,6 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
         "out": str(out),
     }
     run_dir.write_json(out / run_dir.RESULTS, results, fault_point="results")
-    try:
-        reporter.stage(f"report: {build_report(out)}")
-    except Exception as exc:  # the results are saved; a plotting failure must not hide them
-        reporter.stage(f"the report could not be written ({type(exc).__name__}: {exc}); "
-                       f"retry with `trialfuse report {out}`")
     return results
 
 

@@ -50,6 +50,15 @@ class Page:
         self.sections.append(f'<section id="{key}"><h2>{html.escape(title)}</h2>\n' + "\n".join(parts) + "</section>")
 
 
+def write_report(out: Path | str) -> str:
+    """Build the run's report; one line for the person watching: where it is or, since the
+    results are saved and a plotting failure must not hide them, why it is not."""
+    try:
+        return f"report: {build_report(Path(out))}"
+    except Exception as exc:
+        return f"the report could not be written ({type(exc).__name__}: {exc}); retry with `trialfuse report {out}`"
+
+
 def build_report(out: Path) -> Path:
     """Write out/report.html (and out/report_files/) for a finished run; returns the page's path."""
     out = Path(out)

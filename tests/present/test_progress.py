@@ -1,7 +1,7 @@
 """What the terminal shows of the workers while a run goes."""
 from __future__ import annotations
 
-from trialfuse.driver.progress import device_lines
+from trialfuse.present.progress import device_lines
 
 
 def test_each_gpu_worker_has_a_line_and_cpu_workers_are_summed_up_by_family():
