@@ -29,6 +29,7 @@ import torch
 from sklearn.model_selection import KFold
 
 from trialfuse.bench import parse_modes, run_bench, sample_configs
+from trialfuse.engine.fused import memory as fused_memory
 from trialfuse.engine.fused import train as fused_train
 from trialfuse.fuse import Fuse
 from trialfuse.survivors import make_survivors
@@ -126,7 +127,7 @@ def check_oom_recovery(args) -> dict:
         results = fused_train.train_many(configs, X, y, folds[:1], device=args.device, fuse=Fuse("on"))
     finally:
         del os.environ[faults.FAULT_ENV]
-    fused_train.release_memory(args.device)
+    fused_memory.release_memory(args.device)
     assert all(np.isfinite(r["r2"]) and r["fused_batch_size"] <= 2 for r in results if "r2" in r)
     if not on_gpu(args):
         return {"models": len(results)}
@@ -144,9 +145,9 @@ def check_memory_cap_stable(args) -> dict:
     configs = [{**c, "hidden_layers": [256, 256], "epochs": 10} for c in sample_configs(16, 10, seed=3)]
     jobs = [fused_train.Job(c, k, 0, key=i) for i, c in enumerate(configs) for k in range(len(folds))]
     dev = torch.device(args.device)
-    before = fused_train._memory_cap(jobs, data, dev, torch.float32)
+    before = fused_memory.memory_cap(jobs, data, dev, torch.float32)
     fused_train.run_jobs(jobs, data, device=args.device, fuse=Fuse("on"))
-    after = fused_train._memory_cap(jobs, data, dev, torch.float32)
+    after = fused_memory.memory_cap(jobs, data, dev, torch.float32)
     assert after >= 0.8 * before, f"the cap shrank from {before} to {after} models after one task"
     return {"cap_before": before, "cap_after": after}
 

@@ -12,8 +12,9 @@ import json
 
 from trialfuse.bench import MODES, sample_configs
 from trialfuse.engine.families import mlp
+from trialfuse.engine.fused.batching import depth_group, plan_batches
 from trialfuse.engine.fused.mlp import stack_widths
-from trialfuse.engine.fused.train import Job, depth_group, plan_batches
+from trialfuse.engine.fused.train import Job
 from trialfuse.survivors import make_survivors
 
 PLANS = ("fused", "fused-snug", "fused-padded")

@@ -19,13 +19,8 @@ from sklearn.model_selection import KFold
 
 from trialfuse.catalog import FAMILIES, NN, RandomTrial
 from trialfuse.engine.families import DeadlineReached
-from trialfuse.engine.fused.train import (
-    AS_A_STUDY,
-    FILL_MODEL_ROWS,
-    SNUG_PADDING,
-    Batching,
-    train_many,
-)
+from trialfuse.engine.fused.batching import AS_A_STUDY, FILL_MODEL_ROWS, SNUG_PADDING, Batching
+from trialfuse.engine.fused.train import train_many
 from trialfuse.fuse import Fuse
 from trialfuse.survivors import make_survivors
 

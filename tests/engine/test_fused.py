@@ -11,9 +11,11 @@ from sklearn.model_selection import KFold
 
 from trialfuse.engine.families import mlp
 from trialfuse.engine.fused import adam as fused_adam
+from trialfuse.engine.fused import batching, memory
 from trialfuse.engine.fused import train as fused_train
+from trialfuse.engine.fused.batching import Batching
 from trialfuse.engine.fused.mlp import stack_modules, stack_widths
-from trialfuse.engine.fused.train import Batching, train_many
+from trialfuse.engine.fused.train import train_many
 from trialfuse.fuse import Fuse
 from trialfuse.survivors import make_survivors
 from trialfuse.testing import faults
@@ -253,8 +255,8 @@ def test_memory_is_released_only_once_the_failed_batch_is_unreachable(table, mon
 
 
 def test_cublas_allocation_failures_are_out_of_memory_too():
-    assert fused_train._is_oom(RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate`"))
-    assert not fused_train._is_oom(RuntimeError("CUDA error: an illegal memory access was encountered"))
+    assert memory.is_oom(RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate`"))
+    assert not memory.is_oom(RuntimeError("CUDA error: an illegal memory access was encountered"))
 
 
 def test_auto_trains_one_at_a_time_on_a_cpu_and_gives_the_serial_results(table):
@@ -320,19 +322,19 @@ def test_compiled_hidden_layers_train_as_eager_ones_and_compile_only_once(table,
 def test_batches_hold_a_configs_folds_together_and_close_once_full():
     jobs = [fused_train.Job({"hidden_layers": widths}, fold, seed=0, key=i * 3 + fold)
             for i, widths in enumerate([[32, 32], [256, 64], [32, 32], [256, 128]]) for fold in range(3)]
-    whole = fused_train.plan_batches(jobs, n_train=1000, cap=100)
+    whole = batching.plan_batches(jobs, n_train=1000, cap=100)
     assert [[j.params["hidden_layers"] for j in b] for b in whole] == [
         [[256, 128]] * 3 + [[256, 64]] * 3 + [[32, 32]] * 6]  # widest first, equal widths side by side
-    filled = fused_train.plan_batches(jobs, n_train=1000, cap=100, batching=Batching(fill=3000))  # 3 models' rows
+    filled = batching.plan_batches(jobs, n_train=1000, cap=100, batching=Batching(fill=3000))  # 3 models' rows
     assert [[j.params["hidden_layers"] for j in b] for b in filled] == [[[256, 128]] * 3, [[256, 64]] * 3,
                                                                           [[32, 32]] * 3, [[32, 32]] * 3]
-    assert [len(b) for b in fused_train.plan_batches(jobs, n_train=1000, cap=4)] == [4, 4, 4]
+    assert [len(b) for b in batching.plan_batches(jobs, n_train=1000, cap=4)] == [4, 4, 4]
     # a padding limit closes a batch before the narrow models: 7 in one would hold 1.24x their own units
-    snug = fused_train.plan_batches(jobs, n_train=1000, cap=100, batching=Batching(max_padding=1.2))
+    snug = batching.plan_batches(jobs, n_train=1000, cap=100, batching=Batching(max_padding=1.2))
     assert [[j.params["hidden_layers"] for j in b] for b in snug] == [[[256, 128]] * 3 + [[256, 64]] * 3,
                                                                         [[32, 32]] * 6]
-    assert fused_train.padding(snug[0]) == pytest.approx(6 * 384 / (3 * 384 + 3 * 320))
-    assert fused_train.padding(jobs[:1] + jobs[3:4]) == pytest.approx(2 * 320 / (64 + 320))  # [32, 32] in [256, 64]
+    assert batching.padding(snug[0]) == pytest.approx(6 * 384 / (3 * 384 + 3 * 320))
+    assert batching.padding(jobs[:1] + jobs[3:4]) == pytest.approx(2 * 320 / (64 + 320))  # [32, 32] in [256, 64]
 
 
 @pytest.mark.parametrize("fuse", ["on", "off"])

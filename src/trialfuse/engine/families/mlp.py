@@ -247,12 +247,13 @@ def fit_many(jobs: list[tuple[dict[str, Any], int, bool]], folds: list, *, devic
     as one fused model where that is faster (engine/fused): a result dict each, in order,
     {"error": reason} for a model that could not train."""
     from trialfuse.engine.fused import train as fused_train
+    from trialfuse.engine.fused.memory import release_memory
 
     runs = [fused_train.Job(with_defaults(params), key, seed, key=key, keep=keep)
             for key, (params, seed, keep) in enumerate(jobs)]
     results = fused_train.run_jobs(runs, folds, device=device, fuse=fuse, deadline=deadline)
     if device.startswith("cuda"):  # the next task, maybe another family, starts from a clean cache
-        fused_train.release_memory(device)
+        release_memory(device)
     return results
 
 

@@ -17,7 +17,6 @@ in any batch.
 """
 from __future__ import annotations
 
-import gc
 import importlib.util
 import logging
 import math
@@ -33,13 +32,14 @@ import torch
 
 from trialfuse.engine.families import check_deadline, mlp
 from trialfuse.engine.fused import adam as fused_adam
+from trialfuse.engine.fused.batching import AS_A_STUDY, Batching, depth_group, plan_batches
+from trialfuse.engine.fused.memory import attempt, memory_cap, out_of_memory, release_memory
 from trialfuse.engine.fused.mlp import (
     StackedMLP,
     compiled_block,
     forward,
     hidden_block,
     stack_modules,
-    stack_widths,
     unstack,
 )
 from trialfuse.engine.fused.precision import FP32, Precision
@@ -51,36 +51,6 @@ from trialfuse.testing import faults
 
 log = logging.getLogger(__name__)
 SYNC_EVERY = 8  # epochs between host checks for finished models
-CPU_MAX_BATCH = 32
-# A candidate limit on a batch, in model-rows (models x training rows): past it a GPU may be busy
-# enough that more models buy only padding (a batch's layers are as wide as its widest model's),
-# but each batch also costs its host work every epoch. Not the default until a GPU measures it
-# (`trialfuse bench --modes fused,fused-filled`)
-FILL_MODEL_ROWS = 2**18
-# A candidate limit on padding (see `padding`): the bench's 20 configs x 5 folds, one batch per
-# depth (what GPU memory allows at 10,000 rows), hold 1.8-2.2x their models' own hidden units
-# and 3.2-4.4x their multiply-adds; with this limit 1.1-1.2x and 1.15-1.38x, in 13-16 batches
-# instead of 3 (seeds 0-3, bench/padding.py), and on 2 cores fused training took 2.3x less time.
-# Not the default until a GPU times it (`trialfuse bench --modes fused,fused-snug`)
-SNUG_PADDING = 1.25
-
-
-@dataclass(frozen=True)
-class Batching:
-    """How the jobs memory would let share a batch are cut into stacked batches. The defaults
-    are what a study uses; the rest are candidates a GPU has yet to time (`trialfuse bench`
-    modes fused-filled, fused-padded, fused-snug): each trades fewer, larger launches against
-    padding, the work a batch does for its narrowest and shallowest models' empty units."""
-
-    fill: int | None = None  # model-rows after which a batch is full (None: only memory limits it)
-    pad_depths: bool = False  # every depth in one batch: shallower models pass through the layers they lack
-    max_padding: float | None = None  # a batch closes before a model that would make its hidden units
-    # (models x the stack's widths) more than this multiple of its models' own (None: no limit)
-
-
-AS_A_STUDY = Batching()
-
-
 @dataclass
 class FoldData:
     """One fold, standardized with its training rows' statistics (as `mlp.fit` does)."""
@@ -169,54 +139,21 @@ def run_jobs(jobs: list[Job], fold_data: list[FoldData], *, device: str = "cpu",
         stacked = fuse.mode == "on" or (fuse.mode == "auto" and dev.type == "cuda" and len(group) > 1)
         if not stacked:
             for job in group:
-                result, message = _attempt(partial(_train_serial, job, fold_data, dev, dtype, deadline))
+                result, message = attempt(partial(_train_serial, job, fold_data, dev, dtype, deadline))
                 if message is not None:
                     release_memory(dev)
-                    result = _out_of_memory(job, message)
+                    result = out_of_memory(job, message)
                 results[job.key] = result
             continue
         with chosen.matmuls():
             if block is None:
                 compile_it = use_compiler(dev) if compiled is None else compiled
                 block = compiled_block(dev, dtype, chosen.matmul_dtype) if compile_it else hidden_block
-            cap = fuse.max_batch or _memory_cap(group, fold_data, dev, dtype)
+            cap = fuse.max_batch or memory_cap(group, fold_data, dev, dtype)
             for batch in plan_batches(group, n_train, cap, batching):
                 for result in _train_halving(batch, fold_data, dev, dtype, deadline, block, chosen):
                     results[result["key"]] = result
     return [results[job.key] for job in jobs]
-
-
-def depth_group(job: Job, batching: Batching) -> int:
-    """The depth a job's batch holds: its own, or with `pad_depths` one group for every depth (a
-    model with no hidden layer stays apart: it has no output to carry)."""
-    depth = len(job.params["hidden_layers"])
-    return min(depth, 1) if batching.pad_depths else depth
-
-
-def plan_batches(jobs: list[Job], n_train: int, cap: int, batching: Batching = AS_A_STUDY) -> list[list[Job]]:
-    """Jobs of one group cut into stacked batches: deepest and widest first, the folds of one
-    config side by side and similar shapes together, so little of a batch is padding; a batch
-    closes at `cap` models, once it holds `batching.fill` model-rows, or before a model that
-    would take its padding past `batching.max_padding`."""
-    shape = lambda job: (len(job.params["hidden_layers"]), sum(job.params["hidden_layers"]),  # noqa: E731
-                         tuple(job.params["hidden_layers"]))
-    fill = batching.fill
-    per_batch = cap if fill is None else max(1, min(cap, math.ceil(fill / n_train)))
-    batches: list[list[Job]] = []
-    for job in sorted(jobs, key=shape, reverse=True):
-        if batches and len(batches[-1]) < per_batch and (
-                batching.max_padding is None or padding([*batches[-1], job]) <= batching.max_padding):
-            batches[-1].append(job)
-        else:
-            batches.append([job])
-    return batches
-
-
-def padding(batch: list[Job]) -> float:
-    """A batch's hidden units (models x the stack's widths) over its models' own: 1.0 is none.
-    Every [M, N, H] pass, and most of each matmul, scales with the first."""
-    widths = [job.params["hidden_layers"] for job in batch]
-    return len(batch) * sum(stack_widths(widths)) / sum(sum(w) for w in widths)
 
 
 def use_compiler(dev: torch.device) -> bool:
@@ -240,13 +177,13 @@ def _train_halving(jobs: list[Job], fold_data, dev, dtype, deadline: float | Non
     done: list[dict[str, Any]] = []
     while pending:
         batch = pending.pop(0)
-        trained, message = _attempt(partial(_train_fused, batch, fold_data, dev, dtype, deadline, block, precision))
+        trained, message = attempt(partial(_train_fused, batch, fold_data, dev, dtype, deadline, block, precision))
         if message is None:
             done += trained
             continue
         release_memory(dev)
         if len(batch) == 1:
-            done.append(_out_of_memory(batch[0], message))
+            done.append(out_of_memory(batch[0], message))
             continue
         log.warning("out of memory with %d models fused; retrying as two batches of %d and %d",
                     len(batch), len(batch) // 2, len(batch) - len(batch) // 2)
@@ -255,63 +192,11 @@ def _train_halving(jobs: list[Job], fold_data, dev, dtype, deadline: float | Non
     return done
 
 
-def _attempt(train: Callable[[], Any]) -> tuple[Any, str | None]:
-    """(what `train` returned, None), or (None, its out-of-memory message); other errors rise.
-    When this returns, the failed attempt's frames are gone, and with them the tensors its
-    traceback held (stacked parameters, fold copies, Adam state, the graph), so
-    `release_memory` can free them."""
-    try:
-        return train(), None
-    except RuntimeError as exc:  # torch.cuda.OutOfMemoryError is one
-        if not _is_oom(exc):
-            raise
-        return None, f"{type(exc).__name__}: {exc}"
-
-
 def _train_fused(batch: list[Job], fold_data, dev, dtype, deadline: float | None,
                  block: Callable, precision: Precision) -> list[dict[str, Any]]:
     if faults.out_of_memory(len(batch)):
         raise torch.cuda.OutOfMemoryError(f"injected: out of memory with {len(batch)} models")
     return train_fused_batch(batch, fold_data, dev, dtype, deadline, block, precision)
-
-
-def release_memory(dev: torch.device | str) -> None:
-    """Collect what a failed batch left and hand the allocator's cached blocks back to the device,
-    cuBLAS's workspaces too (they live in torch's cache; empty_cache alone keeps them)."""
-    gc.collect()
-    if torch.device(dev).type == "cuda":
-        clear_workspaces = getattr(torch._C, "_cuda_clearCublasWorkspaces", None)  # CUDA builds only
-        if clear_workspaces is not None:
-            clear_workspaces()
-        torch.cuda.empty_cache()
-
-
-def _out_of_memory(job: Job, message: str) -> dict[str, Any]:
-    return {"key": job.key, "error": f"out of memory with one model alone ({message})"}
-
-
-def _is_oom(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return (isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in text or "not enough memory" in text
-            or "cublas_status_alloc_failed" in text)
-
-
-def _memory_cap(jobs: list[Job], fold_data, dev: torch.device, dtype) -> int:
-    """Models per batch that fit in ~70% of free device memory (by a per-model estimate).
-    Free counts the blocks torch holds in its cache but does not use: they are ours to reuse."""
-    if dev.type != "cuda":
-        return CPU_MAX_BATCH
-    free, _ = torch.cuda.mem_get_info(dev)
-    free += torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev)
-    itemsize = torch.empty((), dtype=dtype).element_size()
-    n_train = max(len(f.y_train) for f in fold_data)
-    n_val = max(len(f.y_val) for f in fold_data)
-    n_features = fold_data[0].x_train.shape[1]
-    widths = stack_widths([j.params["hidden_layers"] for j in jobs])
-    n_params = sum(a * b for a, b in zip([n_features, *widths], [*widths, 1], strict=True))
-    # inputs + ~8 activation-sized tensors per layer kept for backward + params, grads, moments, best copy
-    per_model = itemsize * ((n_train + n_val) * n_features + 8 * n_train * sum(widths) + 6 * n_params)
-    return max(1, min(len(jobs), int(0.7 * free / per_model)))
 
 
 class _Rows:

@@ -1,0 +1,73 @@
+"""How the jobs that may share a stacked batch are cut into batches: by depth, shape and
+size, and, as candidates a GPU has yet to time, by model-rows or padding."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from trialfuse.engine.fused.mlp import stack_widths
+
+if TYPE_CHECKING:
+    from trialfuse.engine.fused.train import Job
+
+# A candidate limit on a batch, in model-rows (models x training rows): past it a GPU may be busy
+# enough that more models buy only padding (a batch's layers are as wide as its widest model's),
+# but each batch also costs its host work every epoch. Not the default until a GPU measures it
+# (`trialfuse bench --modes fused,fused-filled`)
+FILL_MODEL_ROWS = 2**18
+# A candidate limit on padding (see `padding`): the bench's 20 configs x 5 folds, one batch per
+# depth (what GPU memory allows at 10,000 rows), hold 1.8-2.2x their models' own hidden units
+# and 3.2-4.4x their multiply-adds; with this limit 1.1-1.2x and 1.15-1.38x, in 13-16 batches
+# instead of 3 (seeds 0-3, bench/padding.py), and on 2 cores fused training took 2.3x less time.
+# Not the default until a GPU times it (`trialfuse bench --modes fused,fused-snug`)
+SNUG_PADDING = 1.25
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How the jobs memory would let share a batch are cut into stacked batches. The defaults
+    are what a study uses; the rest are candidates a GPU has yet to time (`trialfuse bench`
+    modes fused-filled, fused-padded, fused-snug): each trades fewer, larger launches against
+    padding, the work a batch does for its narrowest and shallowest models' empty units."""
+
+    fill: int | None = None  # model-rows after which a batch is full (None: only memory limits it)
+    pad_depths: bool = False  # every depth in one batch: shallower models pass through the layers they lack
+    max_padding: float | None = None  # a batch closes before a model that would make its hidden units
+    # (models x the stack's widths) more than this multiple of its models' own (None: no limit)
+
+
+AS_A_STUDY = Batching()
+
+
+def depth_group(job: Job, batching: Batching) -> int:
+    """The depth a job's batch holds: its own, or with `pad_depths` one group for every depth (a
+    model with no hidden layer stays apart: it has no output to carry)."""
+    depth = len(job.params["hidden_layers"])
+    return min(depth, 1) if batching.pad_depths else depth
+
+
+def plan_batches(jobs: list[Job], n_train: int, cap: int, batching: Batching = AS_A_STUDY) -> list[list[Job]]:
+    """Jobs of one group cut into stacked batches: deepest and widest first, the folds of one
+    config side by side and similar shapes together, so little of a batch is padding; a batch
+    closes at `cap` models, once it holds `batching.fill` model-rows, or before a model that
+    would take its padding past `batching.max_padding`."""
+    shape = lambda job: (len(job.params["hidden_layers"]), sum(job.params["hidden_layers"]),  # noqa: E731
+                         tuple(job.params["hidden_layers"]))
+    fill = batching.fill
+    per_batch = cap if fill is None else max(1, min(cap, math.ceil(fill / n_train)))
+    batches: list[list[Job]] = []
+    for job in sorted(jobs, key=shape, reverse=True):
+        if batches and len(batches[-1]) < per_batch and (
+                batching.max_padding is None or padding([*batches[-1], job]) <= batching.max_padding):
+            batches[-1].append(job)
+        else:
+            batches.append([job])
+    return batches
+
+
+def padding(batch: list[Job]) -> float:
+    """A batch's hidden units (models x the stack's widths) over its models' own: 1.0 is none.
+    Every [M, N, H] pass, and most of each matmul, scales with the first."""
+    widths = [job.params["hidden_layers"] for job in batch]
+    return len(batch) * sum(stack_widths(widths)) / sum(sum(w) for w in widths)
