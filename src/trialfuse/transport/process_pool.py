@@ -17,8 +17,6 @@ import math
 import os
 import queue
 import shutil
-import socket
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -34,6 +32,7 @@ from trialfuse.transport import protocol
 from trialfuse.transport.fold_queue import FoldDone, FoldJob, describe, take_task, trial_number
 from trialfuse.transport.placement import Slot, device_for, first_choice
 from trialfuse.transport.placement import window as placement_window
+from trialfuse.transport.scratch import make_scratch
 from trialfuse.transport.worker_process import READY_TIMEOUT, SlotGone, WorkerLost, WorkerProcess, worker_env
 
 WORKER_LOGS = "worker-logs"  # under the run directory: each worker's stderr, so a crash's cause survives
@@ -51,24 +50,6 @@ class Retrain:
     seed: int
     seconds: float = 0.0  # its estimated time: the longest starts first when several share the workers
     fold_files: list[Path] | None = None  # served as these K fold models' mean instead: nothing is trained
-
-
-def _owner_alive(name: str) -> bool:
-    """Whether the driver that made scratch folder `name` (.pool-<host>-<pid>-...) may still use it:
-    on this host, while that process lives; another host's folder is never judged dead from here."""
-    parts = name.split("-")
-    if len(parts) < 4 or not parts[-2].isdigit():
-        return False  # an older run's unnamed folder
-    host, pid = "-".join(parts[1:-2]), int(parts[-2])
-    if host != socket.gethostname():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class WorkerPool:
@@ -110,13 +91,7 @@ class WorkerPool:
         # trial -> {running fold: time.time() a worker took it}; a trial is under way once it is a key
         self._running: dict[Hashable, dict[int, float]] = {}
         self._cancelled: set[Hashable] = set()  # trials the scheduler dropped: a given-back fold of one is not re-run
-        if scratch is not None:  # a killed driver's leftovers are cleared by the next run
-            Path(scratch).mkdir(parents=True, exist_ok=True)
-            for stale in Path(scratch).glob(".pool-*"):
-                if not _owner_alive(stale.name):
-                    shutil.rmtree(stale, ignore_errors=True)
-        owner = f".pool-{socket.gethostname()}-{os.getpid()}-"  # whose it is: another live driver's stays
-        self._tmp = Path(tempfile.mkdtemp(prefix=owner, dir=scratch))  # unique name: no collisions
+        self._tmp = make_scratch(None if scratch is None else Path(scratch))
         np.savez(self._tmp / "search_rows.npz", X=X, y=y)
         self._shape, self._folds = X.shape, len(folds)
         self._dataset = protocol.load_dataset(str(self._tmp / "search_rows.npz"), folds)
