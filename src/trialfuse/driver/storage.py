@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 20  # database storage: a trial with no heartbeat for 3 of these is an orphan
 HEARTBEAT_ENV = "TRIALFUSE_HEARTBEAT_SECONDS"  # another interval (tests: a killed driver found in seconds)
 GRACE_BEATS = 3  # heartbeats missed in a row before a trial is an orphan
+# A journal lock untouched this long was left by a killed driver (a live one holds it for
+# milliseconds a write); Optuna's default, 30 s, made a rerun after kill -9 wait that long.
+JOURNAL_LOCK_GRACE_SECONDS = 5
 DRIVER = f"{socket.gethostname()}:{os.getpid()}"  # which driver ran a trial, when several share a study
 CREATE_ATTEMPTS = 4
 LOCK_WAIT_SECONDS = 120  # how long a driver waits for another to finish creating the tables
@@ -48,8 +51,8 @@ def open_storage(url: str | None, out: Path) -> optuna.storages.BaseStorage:
         return _open_database(url)
     path = Path(url) if url else out / run_dir.JOURNAL
     path.parent.mkdir(parents=True, exist_ok=True)
-    backend = optuna.storages.journal.JournalFileBackend(str(path))
-    return optuna.storages.JournalStorage(backend)
+    lock = optuna.storages.journal.JournalFileSymlinkLock(str(path), grace_period=JOURNAL_LOCK_GRACE_SECONDS)
+    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path), lock_obj=lock))
 
 
 def _open_database(url: str) -> optuna.storages.RDBStorage:
