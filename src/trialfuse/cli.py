@@ -33,17 +33,14 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print results.json to stdo
 
 
 def _run(opts, quiet: bool, as_json: bool) -> None:
-    from trialfuse.driver.run import compare_models
+    from trialfuse.api import compare_models  # the run, then its report
     from trialfuse.present.progress import RichReporter, comparison_table
-    from trialfuse.present.report import write_report
 
     if quiet or as_json:
         results = compare_models(opts)
-        write_report(results["out"])
     else:
         with RichReporter() as reporter:
             results = compare_models(opts, reporter)
-            reporter.stage(write_report(results["out"]))
     if as_json:
         typer.echo(json.dumps(results, indent=2))
     elif not quiet:
