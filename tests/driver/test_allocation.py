@@ -93,6 +93,14 @@ class OneWorkerPool:
         self.seconds[job.family] = self.seconds.get(job.family, 0.0) + answer["duration"]
         return FoldDone(job, answer)
 
+    workers = 1  # the rest of contracts.FoldPool: one worker, no fold models kept, never in a hurry
+    keep_models = None
+    hurry_at = None
+
+    def progress(self, trial):
+        """Nothing is ever running: a fold is "trained" the moment it is read."""
+        return sum(job.trial == trial for job in self.pending), []
+
     def cancel(self, trial):
         before = len(self.pending)
         self.pending = [job for job in self.pending if job.trial != trial]
@@ -133,3 +141,9 @@ def test_with_a_trial_count_families_take_turns_as_before(monkeypatch):
 def test_a_search_with_no_trial_count_and_no_budget_is_refused():
     with pytest.raises(ValueError):
         scheduler.run_studies(["lightgbm"], optuna.storages.InMemoryStorage(), None, 3, 0, OneWorkerPool(Clock(), None))
+
+
+def test_the_simulated_pool_keeps_the_pool_contract():
+    from trialfuse.transport.contracts import FoldPool
+
+    assert isinstance(OneWorkerPool(Clock(), None), FoldPool)

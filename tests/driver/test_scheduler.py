@@ -60,6 +60,14 @@ class FakePool:
         self.families.append(job.family)
         return FoldDone(job, self.score(job.params, job.fold))
 
+    workers = 1  # the rest of contracts.FoldPool: one worker, no fold models kept, never in a hurry
+    keep_models = None
+    hurry_at = None
+
+    def progress(self, trial):
+        """Nothing is ever running: a fold is "trained" the moment it is read."""
+        return sum(job.trial == trial for job in (*self.pending, *self.staged)), []
+
     def cancel(self, trial):
         before = len(self.pending) + len(self.staged)
         self.pending = [j for j in self.pending if j.trial != trial]
@@ -332,3 +340,9 @@ def test_a_trial_is_expected_to_end_when_its_running_folds_and_then_its_queued_o
     assert finish_estimate(queued=2, running=[3.0], per_fold=4.0, workers=2) == 5.0  # 1 s left on the running fold
     assert finish_estimate(queued=0, running=[1.0, 6.0], per_fold=4.0, workers=2) == 3.0  # overdue: ends any moment
     assert finish_estimate(queued=1, running=[0.0, 0.0, 0.0], per_fold=2.0, workers=2) == 4.0
+
+
+def test_the_fake_pool_keeps_the_pool_contract_the_scheduler_is_written_against():
+    from trialfuse.transport.contracts import FoldPool
+
+    assert isinstance(FakePool(), FoldPool)

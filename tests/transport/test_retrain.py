@@ -5,7 +5,8 @@ import numpy as np
 
 from trialfuse.survivors import make_survivors
 from trialfuse.transport.placement import Slot
-from trialfuse.transport.process_pool import Retrain, WorkerPool
+from trialfuse.transport.process_pool import WorkerPool
+from trialfuse.transport.side_jobs import Retrain
 
 
 def test_models_retrain_at_once_on_every_worker_and_a_failure_is_its_own_answer(tmp_path):

@@ -8,11 +8,12 @@ from trialfuse.fuse import Fuse
 from trialfuse.survivors import make_survivors
 from trialfuse.testing import faults
 from trialfuse.transport import protocol
+from trialfuse.transport.contracts import SlotGone
 from trialfuse.transport.placement import Slot
 from trialfuse.transport.process_pool import WORKER_LOGS, WorkerPool
 from trialfuse.transport.protocol import TrainJob
 from trialfuse.transport.server import Server, broken_cuda_context
-from trialfuse.transport.worker_process import SlotGone, WorkerProcess
+from trialfuse.transport.worker_process import WorkerProcess
 
 NN = {"hidden_layers": [16, 8], "epochs": 5, "learning_rate": 1e-2}
 
@@ -108,7 +109,7 @@ def test_a_scratch_folder_is_cleared_only_when_its_driver_is_gone(tmp_path):
 
 
 def _retrain(pool: WorkerPool, tmp_path, X) -> dict:
-    from trialfuse.transport.process_pool import Retrain
+    from trialfuse.transport.side_jobs import Retrain
 
     model = Retrain("lightgbm", STARTS["lightgbm"][0], 20, tmp_path / "model", seed=0)
     model.directory.mkdir()
@@ -157,8 +158,17 @@ class GoneWorker(WorkerProcess):
         raise SlotGone("its node is gone")
 
 
-def gpu_places_gone(env, dataset, slot, log):
-    return (GoneWorker if slot.kind == "gpu" else WorkerProcess)(env, dataset, slot, log)
+class GpuPlacesGone:
+    """A `contracts.WorkerFactory` whose GPU workers' places are gone; CPU workers are processes."""
+
+    def __call__(self, env, dataset, slot, log):
+        return (GoneWorker if slot.kind == "gpu" else WorkerProcess)(env, dataset, slot, log)
+
+    def release(self, dataset):
+        pass
+
+
+gpu_places_gone = GpuPlacesGone()
 
 
 def test_with_every_workers_place_gone_each_job_is_answered_at_once_and_none_waits_forever(tmp_path):
@@ -190,7 +200,7 @@ def test_a_family_whose_workers_places_are_all_gone_moves_to_the_workers_left(tm
 
 
 def test_a_retrain_whose_workers_place_is_gone_is_done_by_another_worker(tmp_path):
-    from trialfuse.transport.process_pool import Retrain
+    from trialfuse.transport.side_jobs import Retrain
 
     X, y, _ = make_survivors(300, seed=0)
     folds = [(np.arange(0, 200), np.arange(200, 300))]

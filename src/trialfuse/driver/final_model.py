@@ -31,7 +31,8 @@ from trialfuse.driver.out_of_fold import OutOfFold
 from trialfuse.driver.table import Table
 from trialfuse.driver.trial_records import FamilyResult
 from trialfuse.seeds import RETRAIN, model_seed
-from trialfuse.transport.process_pool import Retrain, WorkerPool
+from trialfuse.transport.process_pool import WorkerPool
+from trialfuse.transport.side_jobs import Retrain
 
 ENSEMBLE = "ensemble"  # the winner's name in results.json when the ensemble is saved
 MEMBERS = "members"  # best_model/members/<family>-<trial>/: one member's native model file(s)

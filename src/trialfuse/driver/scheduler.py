@@ -30,7 +30,7 @@ from trialfuse.driver.storage import (
 )
 from trialfuse.driver.trial_records import FamilyResult, summarize, surplus, taken, tell, wall_seconds
 from trialfuse.seeds import model_seed
-from trialfuse.transport.process_pool import WorkerPool
+from trialfuse.transport.contracts import FoldPool
 
 log = logging.getLogger(__name__)
 MAX_FAILURES_BEFORE_SKIP = 3  # failures in a row, with no success yet, that end a family
@@ -39,7 +39,7 @@ HURRY_SHARE = 0.25  # the last part of a time budget's search, in which trials u
 
 def run_studies(families: list[str], storage: optuna.storages.BaseStorage, n_trials: int | None, folds: int,
                 seed: int,
-                pool: WorkerPool, on_trial: Callable[[FamilyResult], None] | None = None,
+                pool: FoldPool, on_trial: Callable[[FamilyResult], None] | None = None,
                 budget: Budget | None = None, must_start: bool = True, prune: bool = True,
                 out_of_fold: OutOfFold | None = None, portfolio: bool = True) -> dict[str, FamilyResult]:
     """Run (or continue) every family's study at once over one pool, until each holds
@@ -78,12 +78,12 @@ def run_studies(families: list[str], storage: optuna.storages.BaseStorage, n_tri
 
 
 def run_family_study(family: str, storage: optuna.storages.BaseStorage, n_trials: int | None, folds: int, seed: int,
-                     pool: WorkerPool, **options) -> FamilyResult:
+                     pool: FoldPool, **options) -> FamilyResult:
     """One family's study alone (see run_studies)."""
     return run_studies([family], storage, n_trials, folds, seed, pool, **options)[family]
 
 
-def _one_model_at_least(searches: list[FamilySearch], storage, folds: int, seed: int, pool: WorkerPool,
+def _one_model_at_least(searches: list[FamilySearch], storage, folds: int, seed: int, pool: FoldPool,
                         on_trial, prune: bool, out_of_fold: OutOfFold | None) -> dict[str, FamilyResult]:
     """The deadline came before any trial finished: one more trial of the quickest family
     that has not failed (by its folds' measured time, else the catalog's cost), with no
@@ -101,7 +101,7 @@ def _one_model_at_least(searches: list[FamilySearch], storage, folds: int, seed:
     return {search.family: result}
 
 
-def _drive(searches: list[FamilySearch], pool: WorkerPool, budget: Budget | None) -> None:
+def _drive(searches: list[FamilySearch], pool: FoldPool, budget: Budget | None) -> None:
     """Start the searches and feed them answers until none has a trial in flight. With a
     budget, the search's end is set again after every round of answers (it moves with the
     leader's estimated retrain time) and travels with every job the pool starts."""
@@ -125,7 +125,7 @@ def _drive(searches: list[FamilySearch], pool: WorkerPool, budget: Budget | None
     pool.deadline = pool.hurry_at = None
 
 
-def _set_deadline(budget: Budget | None, searches: list[FamilySearch], pool: WorkerPool,
+def _set_deadline(budget: Budget | None, searches: list[FamilySearch], pool: FoldPool,
                   previous: float | None) -> float | None:
     """The search's end (time.monotonic()) for the searches, and as wall time for the jobs;
     once passed, it stays."""
@@ -133,12 +133,12 @@ def _set_deadline(budget: Budget | None, searches: list[FamilySearch], pool: Wor
     if budget is not None and (previous is None or time.monotonic() < previous):
         leaders = [s.result for s in searches if s.result.cv_r2_mean is not None]
         leader = max(leaders, key=lambda r: r.cv_r2_mean) if leaders else None
-        from_folds = getattr(pool, "keep_models", None) is not None  # models served by their folds
+        from_folds = pool.keep_models is not None  # models served by their folds
         after = {r.family: final_seconds(r.best_fold_seconds, from_folds, FAMILIES[r.family].exported)
                  for r in leaders}
         members = list(after.values()) if any(s.out_of_fold for s in searches) else []
         deadline = budget.search_end(after[leader.family] if leader and leader.best_fold_seconds else None, members,
-                                     getattr(pool, "workers", 1))
+                                     pool.workers)
     for search in searches:
         search.deadline = deadline
     pool.deadline = None if deadline is None else _wall(deadline)
@@ -149,7 +149,7 @@ class FamilySearch:
     """One family's study in progress: the trials in flight and what stops new asks."""
 
     def __init__(self, family: str, storage: optuna.storages.BaseStorage, n_trials: int | None, folds: int,
-                 seed: int, pool: WorkerPool, on_trial: Callable[[FamilyResult], None] | None, prune: bool,
+                 seed: int, pool: FoldPool, on_trial: Callable[[FamilyResult], None] | None, prune: bool,
                  shares: CostShares | None = None, out_of_fold: OutOfFold | None = None, portfolio: bool = True):
         self.family, self.n_trials, self.folds, self.seed, self.pool = family, n_trials, folds, seed, pool
         self.on_trial, self.prune, self.shares, self.out_of_fold = on_trial, prune, shares, out_of_fold
@@ -238,7 +238,7 @@ class FamilySearch:
             return
         left = self.deadline - time.monotonic()
         per_fold = float(np.median(self.fold_seconds))
-        workers = getattr(self.pool, "workers", 1)
+        workers = self.pool.workers
         for number, entry in self.flight.items():
             if entry.outcome is None and self._seconds_to_finish(number, entry, per_fold, workers) > left \
                     and self.pool.cancel((self.family, number)):
@@ -249,10 +249,7 @@ class FamilySearch:
                          if trial_seconds > left else None)
 
     def _seconds_to_finish(self, number: int, entry: InFlight, per_fold: float, workers: int) -> float:
-        progress = getattr(self.pool, "progress", None)
-        if progress is None:  # a transport that cannot say which folds run: all of them still to do
-            return per_fold * math.ceil((self.folds - len(entry.results)) / workers)
-        queued, running = progress((self.family, number))
+        queued, running = self.pool.progress((self.family, number))
         return finish_estimate(queued, running, per_fold, workers)
 
     def finish(self) -> FamilyResult:
@@ -355,7 +352,7 @@ def finish_estimate(queued: int, running: list[float], per_fold: float, workers:
     return max(free_at)
 
 
-def _drop_unstarted(flight: dict[int, InFlight], family: str, pool: WorkerPool, outcome: Outcome,
+def _drop_unstarted(flight: dict[int, InFlight], family: str, pool: FoldPool, outcome: Outcome,
                     reason: str) -> None:
     """Trials that lose folds no worker had started end with `outcome`; the rest finish."""
     for number, entry in flight.items():

@@ -20,7 +20,6 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,32 +27,28 @@ import numpy as np
 
 from trialfuse.catalog import FAMILIES
 from trialfuse.fuse import AUTO, Fuse
-from trialfuse.transport import protocol
+from trialfuse.transport import protocol, side_jobs
+from trialfuse.transport.contracts import (
+    READY_TIMEOUT,
+    SlotGone,
+    Worker,
+    WorkerFactory,
+    WorkerLost,
+    request_with_restart,
+)
 from trialfuse.transport.fold_queue import FoldDone, FoldJob, describe, take_task, trial_number
 from trialfuse.transport.placement import Slot, device_for, first_choice
 from trialfuse.transport.placement import window as placement_window
 from trialfuse.transport.scratch import make_scratch
-from trialfuse.transport.worker_process import READY_TIMEOUT, SlotGone, WorkerLost, WorkerProcess, worker_env
+from trialfuse.transport.side_jobs import Retrain
+from trialfuse.transport.worker_process import WorkerProcess, worker_env
 
 WORKER_LOGS = "worker-logs"  # under the run directory: each worker's stderr, so a crash's cause survives
 
 
-@dataclass
-class Retrain:
-    """One model to train on all search rows for a fixed round count and save in `directory`
-    (or, with `fold_files`, the search's fold models to copy there)."""
-
-    family: str
-    params: dict[str, Any]
-    rounds: int | None
-    directory: Path
-    seed: int
-    seconds: float = 0.0  # its estimated time: the longest starts first when several share the workers
-    fold_files: list[Path] | None = None  # served as these K fold models' mean instead: nothing is trained
-
-
 class WorkerPool:
-    """Runs trials' folds on device workers; the study's only way to train anything.
+    """Runs trials' folds on device workers; the study's only way to train anything (a
+    `contracts.FoldPool`; `side_jobs` retrains, probes and explains on the same workers).
 
     The study submits fold jobs, releases them with `dispatch`, and reads `FoldDone`
     events as they arrive. Each worker has a thread that takes work whenever its worker is
@@ -78,7 +73,7 @@ class WorkerPool:
     def __init__(self, X: np.ndarray, y: np.ndarray, folds, *, slots: list[Slot] | None = None,
                  job_timeout: float | None = None, scratch: Path | None = None, fuse: Fuse = AUTO,
                  deadline: float | None = None, predictions: bool = False, keep_models: Path | None = None,
-                 new_worker: Callable[..., WorkerProcess] | None = None):
+                 new_worker: WorkerFactory | None = None):
         self.slots = slots or [Slot("cpu", "", os.cpu_count() or 1)]
         self.job_timeout = job_timeout or math.inf
         self._windows: dict[str, int] = {}  # each family's trials in flight, once asked (see window)
@@ -105,7 +100,7 @@ class WorkerPool:
         self.timeline: list[dict[str, Any]] = []  # every task a worker ran: for the report's device timeline
         logs = Path(scratch) / WORKER_LOGS if scratch is not None else self._tmp
         logs.mkdir(parents=True, exist_ok=True)
-        self._new_worker = new_worker or WorkerProcess  # (env, dataset, slot, log): a process, or a Ray actor
+        self._new_worker: WorkerFactory = new_worker or WorkerProcess  # a process per worker, or a Ray actor
         self._all = [self._new_worker(worker_env(slot), self._dataset, slot, logs / f"worker-{i}.log")
                      for i, slot in enumerate(self.slots)]
         self._doing = ["starting"] * len(self._all)  # what each worker is at, for the progress display
@@ -165,7 +160,7 @@ class WorkerPool:
         except queue.Empty:
             return None
 
-    def _accepts(self, worker: WorkerProcess) -> Callable[[str], bool]:
+    def _accepts(self, worker: Worker) -> Callable[[str], bool]:
         return lambda family: worker.slot.kind == self._device_for(family)
 
     def _device_for(self, family: str) -> str:
@@ -181,7 +176,7 @@ class WorkerPool:
             return next((w.slot.kind for w in self._all if not w.retired), device)
         return device
 
-    def _take(self, worker: WorkerProcess) -> list[FoldJob]:
+    def _take(self, worker: Worker) -> list[FoldJob]:
         """Work for one free worker (called holding the lock): [] if nothing queued is for it."""
         slot = worker.slot
         # NN folds go to a worker together only where they train as one fused model; on a CPU
@@ -200,7 +195,7 @@ class WorkerPool:
     def _hurry(self) -> bool:
         return self.hurry_at is not None and time.time() >= self.hurry_at
 
-    def _serve(self, worker: WorkerProcess) -> None:
+    def _serve(self, worker: Worker) -> None:
         index = self._all.index(worker)
         with contextlib.suppress(Exception):  # its ready line says what it can run; a worker that
             with worker.busy:  # fails to start is started again by its first task
@@ -214,7 +209,7 @@ class WorkerPool:
             worker.retired = True
             worker.kill()  # this thread is the worker's only user: it never outlives it
 
-    def _serve_tasks(self, worker: WorkerProcess, index: int) -> None:
+    def _serve_tasks(self, worker: Worker, index: int) -> None:
         while True:
             self._doing[index] = "idle"
             with self._ready:
@@ -243,7 +238,7 @@ class WorkerPool:
             for job, answer in zip(task, answers, strict=True):
                 self._done.put(FoldDone(job, answer))
 
-    def _give_back(self, task: list[FoldJob], gone: WorkerProcess) -> None:
+    def _give_back(self, task: list[FoldJob], gone: Worker) -> None:
         """A worker whose place is gone: its task goes back to the queue for the others, and
         the pool runs on with fewer workers; with none left, every job queued fails."""
         gone.retired = True
@@ -293,29 +288,22 @@ class WorkerPool:
             return None
         return str(Path(self.keep_models) / f"{job.family}-{trial_number(job.trial)}" / f"fold-{job.fold}")
 
-    def _run_task(self, worker: WorkerProcess, task: list[FoldJob]) -> list[dict[str, Any]]:
-        """The task's answers, after the restart-once and single-task fallback rules; any
-        other failure (e.g. no process can be started) is an error answer per job, so every
-        job is answered and the worker's thread lives on."""
+    def _run_task(self, worker: Worker, task: list[FoldJob]) -> list[dict[str, Any]]:
+        """The task's answers, after the restart-once rule and, that failing too, one try in a
+        fresh single-task worker; any other failure (e.g. no process can be started) is an
+        error answer per job, so every job is answered and the worker's thread lives on.
+        SlotGone goes to the caller: the task goes back to the queue."""
+        command = self._command(task, worker.slot.threads)
         try:
-            return self._run_with_retries(worker, task)
+            return request_with_restart(worker, command, len(task), self.job_timeout, lambda: self._closed)
+        except TimeoutError as exc:
+            return [protocol.error(f"timed out: {exc}") for _ in task]
+        except WorkerLost as exc:
+            reason = str(exc)
         except SlotGone:
             raise
         except Exception as exc:
             return [protocol.error(f"{type(exc).__name__}: {exc}") for _ in task]
-
-    def _run_with_retries(self, worker: WorkerProcess, task: list[FoldJob]) -> list[dict[str, Any]]:
-        command = self._command(task, worker.slot.threads)
-        for attempt in range(2):  # first try, then once more on a restarted worker
-            try:
-                return worker.request(command, len(task), self.job_timeout)
-            except TimeoutError as exc:
-                return [protocol.error(f"timed out: {exc}") for _ in task]
-            except WorkerLost as exc:
-                reason = str(exc)
-                worker.kill()
-                if attempt == 0 and not self._closed:
-                    continue
         if self._closed:
             return [protocol.error("the pool closed") for _ in task]
         fresh = self._new_worker(worker.env, self._dataset, worker.slot, worker.log)  # last resort: this task alone
@@ -323,115 +311,56 @@ class WorkerPool:
             return fresh.request(command, len(task), self.job_timeout)
         except (WorkerLost, TimeoutError) as exc:
             return [protocol.error(f"{reason}; then in a fresh process: {exc}") for _ in task]
+        except SlotGone:
+            raise
+        except Exception as exc:
+            return [protocol.error(f"{type(exc).__name__}: {exc}") for _ in task]
         finally:
             fresh.close()
             fresh.kill()
 
     def retrain(self, models: list[Retrain], X_score: np.ndarray) -> list[dict[str, Any]]:
-        """Train each model on all search rows, save it to its directory, and predict X_score with
-        the saved model; the answers in input order (an error answer for a model that failed).
-        One model gets every core of its worker's kind; several run at once, one per worker that
-        takes its family, the longest first."""
-        score_path = self._tmp / "score_rows.npz"
-        np.savez(score_path, X=X_score)
-        answers: list[dict[str, Any] | None] = [None] * len(models)
-        waiting = sorted(range(len(models)), key=lambda i: -models[i].seconds)
-        running = [0]  # models being retrained: one may come back (its worker's place gone) for another
-        turn = threading.Condition()
-
-        def next_model(worker: WorkerProcess) -> int | None:
-            with turn:
-                while True:
-                    mine = [i for i in waiting if self._accepts(worker)(models[i].family)]
-                    if mine:
-                        waiting.remove(mine[0])
-                        running[0] += 1
-                        return mine[0]
-                    if not running[0]:
-                        return None
-                    turn.wait()
-
-        def serve(worker: WorkerProcess) -> None:
-            while (index := next_model(worker)) is not None:
-                model, back = models[index], False
-                one_machine = len(models) == 1 and not worker.slot.node  # then it gets every core here
-                threads = (os.cpu_count() or 1) if one_machine else worker.slot.threads
-                command = protocol.retrain(model.family, model.params, model.rounds, str(model.directory),
-                                           str(score_path), model.seed, threads,
-                                           [str(f) for f in model.fold_files] if model.fold_files else None)
-                try:
-                    answers[index] = self._run_on(worker, "retrain", model.family, command)
-                except SlotGone:  # another worker retrains it
-                    worker.retired = back = True
-                except Exception as exc:  # every model is answered, whatever happened to its worker
-                    answers[index] = protocol.error(f"{type(exc).__name__}: {exc}")
-                with turn:
-                    running[0] -= 1
-                    if back:
-                        waiting.insert(0, index)
-                    turn.notify_all()
-                if back:
-                    return
-
-        threads = [threading.Thread(target=serve, args=(w,), daemon=True) for w in self._live()]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        return [a if a is not None else protocol.error("no worker takes this family") for a in answers]
+        return side_jobs.retrain(self, models, X_score)
 
     def diagnose(self, family: str, params: dict[str, Any], seed: int) -> dict[str, Any]:
-        """The family's diagnostics probe for `params` on the first fold (the NN's: engine.diagnostics),
-        on a worker that trains the family."""
-        worker = next((w for w in self._live() if self._accepts(w)(family)), self._live()[0])
-        answer = self._run_on(worker, "diagnose", family,
-                              protocol.diagnose(family, params, seed, os.cpu_count() or 1))
-        if answer.get("status") != "complete":
-            raise RuntimeError(f"diagnose failed: {answer.get('error')}")
-        return answer["diagnostics"]
+        return side_jobs.diagnose(self, family, params, seed)
 
     def explain(self, model_dir: Path, X: np.ndarray, y: np.ndarray, seed: int) -> dict[str, Any]:
-        """The saved model in `model_dir` explained on rows X, y (see engine.importance), on a CPU
-        worker if there is one: it predicts many small batches, which a GPU does not speed up.
-        The last one: the NN's diagnostics probe, which may run at the same time, takes the first."""
-        rows_path = self._tmp / "explain_rows.npz"
-        np.savez(rows_path, X=X, y=y)
-        worker = next((w for w in reversed(self._live()) if w.slot.kind == "cpu"), self._live()[-1])
-        answer = self._run_on(worker, "explain", "winner", protocol.explain(str(model_dir), str(rows_path), seed))
-        if answer.get("status") != "complete":
-            raise RuntimeError(f"explain failed: {answer.get('error')}")
-        return answer["explanation"]
+        return side_jobs.explain(self, model_dir, X, y, seed)
+
+    @property
+    def scratch(self) -> Path:
+        """The pool's private folder: rows the workers read are written here."""
+        return self._tmp
+
+    def takes(self, worker: Worker, family: str) -> bool:
+        """Whether `worker` trains `family` (its kind is the family's, see _device_for)."""
+        return self._accepts(worker)(family)
 
     @property
     def workers(self) -> int:
         """Workers whose place is not gone: what the scheduler's time estimates share folds over."""
         return sum(not w.retired for w in self._all) or len(self._all)
 
-    def _live(self) -> list[WorkerProcess]:
+    def live_workers(self) -> list[Worker]:
         """The workers whose place is not gone (all of them, if every one is)."""
         return [w for w in self._all if not w.retired] or self._all
 
-    def _run_on(self, worker: WorkerProcess, what: str, family: str, command: dict[str, Any]) -> dict[str, Any]:
+    def run_on(self, worker: Worker, what: str, family: str, command: dict[str, Any]) -> dict[str, Any]:
         """One command on `worker`, outside the queue, logged on the timeline; under the job
         timeout (twice it for a retrain, which trains on every search row) and the restart-once
-        rule, as a task is."""
+        rule, as a task is. SlotGone goes to the caller."""
         index = self._all.index(worker)
         self._doing[index] = f"{what} {family}"
         limit = self.job_timeout * (2 if what == "retrain" else 1)
         with worker.busy:
             started = time.time()
-            for _attempt in range(2):  # first try, then once more on a restarted worker
-                try:
-                    answer = worker.request(command, 1, limit)[0]
-                    break
-                except TimeoutError as exc:
-                    answer = protocol.error(f"timed out: {exc}")
-                    break
-                except WorkerLost as exc:
-                    worker.kill()
-                    answer = protocol.error(str(exc))
-                    if self._closed:
-                        break
+            try:
+                answer = request_with_restart(worker, command, 1, limit, lambda: self._closed)[0]
+            except TimeoutError as exc:
+                answer = protocol.error(f"timed out: {exc}")
+            except WorkerLost as exc:
+                answer = protocol.error(str(exc))
             self.timeline.append({"worker": index, "device": worker.slot.label, "what": what,
                                   "start": started, "end": time.time(), "jobs": 1})
         self._doing[index] = "idle"
@@ -448,9 +377,7 @@ class WorkerPool:
                 worker.kill()
             else:
                 worker.close()
-        release = getattr(self._new_worker, "release", None)  # e.g. the search rows in Ray's object store
-        if release is not None:
-            release(self._dataset)
+        self._new_worker.release(self._dataset)  # e.g. the search rows in Ray's object store
         shutil.rmtree(self._tmp, ignore_errors=True)
 
     def __enter__(self) -> WorkerPool:

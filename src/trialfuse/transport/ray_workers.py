@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from trialfuse.errors import UserError
+from trialfuse.transport.contracts import READY_TIMEOUT, SlotGone, WorkerLost
 from trialfuse.transport.placement import Slot
 from trialfuse.transport.shipped_files import input_files
-from trialfuse.transport.worker_process import READY_TIMEOUT, SlotGone, WorkerLost
 
 
 def connect(address: str) -> None:
@@ -89,7 +89,8 @@ def _rows_ref(path: str):
 
 
 class RayWorker:
-    """One actor, with `WorkerProcess`'s interface, so `WorkerPool` drives it unchanged."""
+    """One actor as a `contracts.Worker`, so `WorkerPool` drives it as it drives a process
+    (the class itself is the pool's `contracts.WorkerFactory`)."""
 
     def __init__(self, env: dict[str, str], dataset: dict[str, Any], slot: Slot | None = None, log=None):
         self.env, self.dataset, self.log = env, dataset, log

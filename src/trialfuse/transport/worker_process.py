@@ -17,23 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from trialfuse.transport import protocol
+from trialfuse.transport.contracts import READY_TIMEOUT, WorkerLost
 from trialfuse.transport.placement import Slot
-
-READY_TIMEOUT = 300.0  # importing torch and the tree libraries on a cold machine
-
-
-class WorkerLost(Exception):
-    """The worker died, hung past its timeout, or broke the protocol."""
-
-
-class SlotGone(Exception):
-    """The worker's place is gone for good (its cluster node died): no worker starts there
-    again, and the task it held goes back to the queue for the others. Not a WorkerLost, so
-    the restart-once rules never try to start it again."""
 
 
 class WorkerProcess:
-    """One `trialfuse worker` subprocess and a thread that reads its stdout into a queue."""
+    """One `trialfuse worker` subprocess and a thread that reads its stdout into a queue
+    (a `contracts.Worker`; the class itself is the pool's `contracts.WorkerFactory`)."""
 
     def __init__(self, env: dict[str, str], dataset: dict[str, Any], slot: Slot | None = None,
                  log: Path | None = None):
@@ -108,6 +98,10 @@ class WorkerProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+    @staticmethod
+    def release(dataset: dict[str, Any]) -> None:
+        """Nothing to free: each process loaded the rows from the pool's scratch folder."""
 
     def close(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
