@@ -35,6 +35,7 @@ from trialfuse.fuse import Fuse
 from trialfuse.survivors import make_survivors
 from trialfuse.testing import faults
 from trialfuse.transport import protocol
+from trialfuse.transport.fold_queue import TrialKey
 from trialfuse.transport.protocol import TrainJob
 
 DRY = False  # --dry: small tables, CPU stand-ins for the GPU
@@ -207,11 +208,11 @@ def check_pool_placement(args) -> dict:
         started = time.perf_counter()
         count = 0
         for number, config in enumerate(configs):
-            pool.submit(("nn", number), "nn", config, list(range(5)), seed=number, diagonal=False)
+            pool.submit(TrialKey("nn", number), config, list(range(5)), seed=number, diagonal=False)
             count += 5
         if "lightgbm" in families:
             for number in range(4):
-                pool.submit(("lightgbm", number), "lightgbm", STARTS["lightgbm"][0], list(range(5)), seed=number)
+                pool.submit(TrialKey("lightgbm", number), STARTS["lightgbm"][0], list(range(5)), seed=number)
                 count += 5
         pool.dispatch()
         answers = [pool.next_done(timeout=300) for _ in range(count)]

@@ -74,8 +74,8 @@ class OneWorkerPool:
         self.deadline = None
         self.seconds: dict[str, float] = {}
 
-    def submit(self, trial, family, params, folds, seed, diagonal=True, turn=None, step=1.0):
-        self.pending += [FoldJob(trial, family, params, fold, seed, trial[1], 0, diagonal, turn, step)
+    def submit(self, trial, params, folds, seed, diagonal=True, turn=None, step=1.0):
+        self.pending += [FoldJob(trial, params, fold, seed, trial.number, 0, diagonal, turn, step)
                          for fold in folds]
 
     def dispatch(self):

@@ -17,7 +17,7 @@ import pytest
 from trialfuse.catalog import DEFAULT_MODELS, FAMILIES, default_models
 from trialfuse.driver.budget import REPORT_SECONDS, Budget
 from trialfuse.driver.scheduler import run_family_study, run_studies
-from trialfuse.transport.fold_queue import FoldDone, FoldJob
+from trialfuse.transport.fold_queue import FoldDone, FoldJob, TrialKey
 
 
 def lightgbm_score(params: dict, fold: int) -> dict:
@@ -39,9 +39,9 @@ class FakePool:
         self.diagonal: dict[int, bool] = {}  # per trial number: may the pool spread its folds out
         self.windows_asked: list[tuple[str, int | None]] = []  # (family, its trial count) per window asked
 
-    def submit(self, trial, family, params, folds, seed, diagonal=True, turn=None, step=1.0):
-        self.staged += [FoldJob(trial, family, params, fold, seed, trial[1], 0, diagonal, turn, step) for fold in folds]
-        self.diagonal[trial[1]] = diagonal
+    def submit(self, trial, params, folds, seed, diagonal=True, turn=None, step=1.0):
+        self.staged += [FoldJob(trial, params, fold, seed, trial.number, 0, diagonal, turn, step) for fold in folds]
+        self.diagonal[trial.number] = diagonal
 
     def dispatch(self):
         self.pending += self.staged
@@ -55,7 +55,7 @@ class FakePool:
         if not self.pending:
             return None
         job = self.pending.pop(self.rng.randrange(len(self.pending)))  # uneven workers: any order
-        self.trained.append((job.trial[1], job.fold))
+        self.trained.append((job.trial.number, job.fold))
         self.deadlines.append(self.deadline)
         self.families.append(job.family)
         return FoldDone(job, self.score(job.params, job.fold))
@@ -225,12 +225,12 @@ def test_every_portfolio_entry_lies_inside_its_search_space(family):
 
 
 def test_an_answer_for_another_familys_trial_of_the_same_number_is_ignored():
-    from trialfuse.driver.scheduler import FamilySearch
+    from trialfuse.driver.scheduler import FamilySearch, SearchSettings
 
     pool = FakePool()
-    search = FamilySearch("lightgbm", optuna.storages.InMemoryStorage(), 4, 3, 0, pool, None, True)
+    search = FamilySearch("lightgbm", optuna.storages.InMemoryStorage(), SearchSettings(4, 3, 0), pool)
     search.start()
-    stray = FoldJob(("xgboost", 0), "xgboost", {}, 0, 0)  # trial numbers restart in every family's study
+    stray = FoldJob(TrialKey("xgboost", 0), {}, 0, 0)  # trial numbers restart in every family's study
     search.receive(FoldDone(stray, {"status": "error", "error": "not mine", "cut": True}))
     assert search.flight[0].results == {} and search.flight[0].outcome is None
 
@@ -268,9 +268,9 @@ def test_the_search_ends_earlier_or_later_with_the_leaders_retrain_time():
 
 
 def test_a_retry_that_is_cut_again_is_not_queued_a_third_time():
-    from trialfuse.driver.scheduler import FamilySearch
+    from trialfuse.driver.scheduler import FamilySearch, SearchSettings
 
-    search = FamilySearch("lightgbm", optuna.storages.InMemoryStorage(), 4, 3, 0, FakePool(), None, True)
+    search = FamilySearch("lightgbm", optuna.storages.InMemoryStorage(), SearchSettings(4, 3, 0), FakePool())
     study = search.study
     first = study.ask({"learning_rate": optuna.distributions.FloatDistribution(0.01, 0.3, log=True)})
     study.enqueue_trial(first.params, user_attrs={"retry_of": first.number})
@@ -311,14 +311,14 @@ def test_a_verdict_waiting_for_a_trial_the_deadline_cuts_is_given_and_the_search
 
     class StallingPool(FakePool):
         def next_done(self, timeout=None):
-            moving = [j for j in self.pending if j.trial[1] != 4]
+            moving = [j for j in self.pending if j.trial.number != 4]
             if not moving:  # only trial 4's folds left, still "training": the budget runs out meanwhile
                 if self.pending:
                     clock["now"] += 1000.0
                 return None
             job = moving[0]
             self.pending.remove(job)
-            self.trained.append((job.trial[1], job.fold))
+            self.trained.append((job.trial.number, job.fold))
             return FoldDone(job, self.score(job.params, job.fold))
 
     signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError("the search never ended")))

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from trialfuse.catalog import FAMILIES
-from trialfuse.transport.fold_queue import FoldJob, take_task
+from trialfuse.transport.fold_queue import FoldJob, TrialKey, take_task
 
 
 def jobs(family: str, position: int, folds: int = 3, diagonal: bool = True) -> list[FoldJob]:
-    return [FoldJob((family, position), family, {}, fold, 0, position, FAMILIES[family].cost, diagonal)
+    return [FoldJob(TrialKey(family, position), {}, fold, 0, position, FAMILIES[family].cost, diagonal)
             for fold in range(folds)]
 
 

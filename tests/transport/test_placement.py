@@ -8,6 +8,7 @@ import numpy as np
 
 from trialfuse.catalog import STARTS
 from trialfuse.survivors import make_survivors
+from trialfuse.transport.fold_queue import TrialKey
 from trialfuse.transport.placement import (
     GPU_TREES_MIN_ROWS,
     MAX_NN_WINDOW,
@@ -88,7 +89,7 @@ def test_a_real_pool_sends_nn_tasks_to_its_gpu_worker_and_tree_folds_to_its_cpu_
         submitted = 0
         for number in range(3):
             for family, params in (("nn", nn), ("lightgbm", lightgbm), ("xgboost", xgboost)):
-                pool.submit((family, number), family, params, [0, 1], seed=number, diagonal=False)
+                pool.submit(TrialKey(family, number), params, [0, 1], seed=number, diagonal=False)
                 submitted += 2
         pool.dispatch()
         answers = [pool.next_done(timeout=120) for _ in range(submitted)]
@@ -125,14 +126,14 @@ def test_a_real_pool_in_a_hurry_finishes_the_trial_under_way_first_and_says_what
         with WorkerPool(X, y, folds, slots=[Slot("cpu")], scratch=tmp_path) as pool:
             pool.hurry_at = 0.0 if hurry else None
             for number in (0, 1):  # prunable: spread out, so trial 1's fold 0 comes before trial 0's fold 1
-                pool.submit(("lightgbm", number), "lightgbm", lightgbm, [0, 1], seed=number, diagonal=True)
+                pool.submit(TrialKey("lightgbm", number), lightgbm, [0, 1], seed=number, diagonal=True)
             pool.dispatch()
             first = pool.next_done(timeout=120)
             queued, running = pool.progress(("lightgbm", 1))
             assert queued + len(running) == 2 and all(seconds >= 0 for seconds in running)
             answers = [first] + [pool.next_done(timeout=120) for _ in range(3)]
             assert pool.progress(("lightgbm", 0)) == (0, [])
-            return [(a.job.trial[1], a.job.fold) for a in answers]
+            return [(a.job.trial.number, a.job.fold) for a in answers]
 
     assert take_order(hurry=False) == [(0, 0), (1, 0), (0, 1), (1, 1)]
     assert take_order(hurry=True) == [(0, 0), (0, 1), (1, 0), (1, 1)]

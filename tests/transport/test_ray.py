@@ -16,6 +16,7 @@ from trialfuse.driver.options import RunOptions
 from trialfuse.driver.run import compare_models
 from trialfuse.survivors import TARGET, make_survivors, write_survivors
 from trialfuse.transport import protocol
+from trialfuse.transport.fold_queue import TrialKey
 from trialfuse.transport.placement import Slot
 from trialfuse.transport.process_pool import WorkerPool
 from trialfuse.transport.ray_workers import RayWorker, cluster_slots
@@ -93,7 +94,7 @@ def test_an_actor_killed_mid_task_is_started_again_and_its_task_sent_once_more(t
                "learning_rate": 1e-3}
     with WorkerPool(X, y, folds, slots=[Slot("gpu", "0")], scratch=tmp_path, new_worker=RayWorker) as pool:
         worker = pool._all[0]
-        pool.submit(("nn", 0), "nn", slow_nn, [0], seed=0, diagonal=False)
+        pool.submit(TrialKey("nn", 0), slow_nn, [0], seed=0, diagonal=False)
         pool.dispatch()
         deadline = time.monotonic() + 120
         while pool.activity()[0][1] == "idle" or worker.actor is None or not worker.ready:

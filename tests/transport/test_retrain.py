@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from trialfuse.survivors import make_survivors
+from trialfuse.transport.fold_queue import TrialKey
 from trialfuse.transport.placement import Slot
 from trialfuse.transport.process_pool import WorkerPool
 from trialfuse.transport.side_jobs import Retrain
@@ -35,7 +36,7 @@ def test_a_search_keeps_each_tree_folds_model_and_serving_them_predicts_their_me
     folds = [(np.arange(200, 400), np.arange(200)), (np.arange(200), np.arange(200, 400))]
     kept = tmp_path / "kept"
     with WorkerPool(X, y, folds, slots=[Slot("cpu", "", 1)], scratch=tmp_path, keep_models=kept) as pool:
-        pool.submit(("lightgbm", 3), "lightgbm", {"num_leaves": 4}, [0, 1], seed=0)
+        pool.submit(TrialKey("lightgbm", 3), {"num_leaves": 4}, [0, 1], seed=0)
         pool.dispatch()
         answers = [pool.next_done(timeout=60) for _ in range(2)]
         files = [kept / "lightgbm-3" / f"fold-{k}" / "model.txt" for k in range(2)]
@@ -63,7 +64,7 @@ def test_the_nn_keeps_each_folds_weights_and_serving_them_exports_the_models_who
     kept = tmp_path / "kept"
     params = {"hidden_layers": [16, 8], "epochs": 20, "dropout": 0.1}
     with WorkerPool(X, y, folds, slots=[Slot("cpu", "", 1)], scratch=tmp_path, keep_models=kept) as pool:
-        pool.submit(("nn", 2), "nn", params, [0, 1], seed=0)
+        pool.submit(TrialKey("nn", 2), params, [0, 1], seed=0)
         pool.dispatch()
         answers = [pool.next_done(timeout=60) for _ in range(2)]
         files = [kept / "nn-2" / f"fold-{k}" / "model.kept" for k in range(2)]

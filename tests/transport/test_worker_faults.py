@@ -9,6 +9,7 @@ from trialfuse.survivors import make_survivors
 from trialfuse.testing import faults
 from trialfuse.transport import protocol
 from trialfuse.transport.contracts import SlotGone
+from trialfuse.transport.fold_queue import TrialKey
 from trialfuse.transport.placement import Slot
 from trialfuse.transport.process_pool import WORKER_LOGS, WorkerPool
 from trialfuse.transport.protocol import TrainJob
@@ -42,11 +43,11 @@ def test_a_worker_with_a_broken_cuda_context_answers_the_cause_then_a_new_one_ta
     X, y, _ = make_survivors(300, seed=0)
     folds = [(np.arange(0, 200), np.arange(200, 300))]
     with WorkerPool(X, y, folds, slots=[Slot("cpu")], scratch=tmp_path) as pool:
-        pool.submit(("lightgbm", 0), "lightgbm", STARTS["lightgbm"][0], [0], seed=0)
+        pool.submit(TrialKey("lightgbm", 0), STARTS["lightgbm"][0], [0], seed=0)
         pool.dispatch()
         first = pool.next_done(timeout=120)
         exited = pool._all[0].proc.wait(timeout=30)
-        pool.submit(("lightgbm", 1), "lightgbm", STARTS["lightgbm"][0], [0], seed=1)
+        pool.submit(TrialKey("lightgbm", 1), STARTS["lightgbm"][0], [0], seed=1)
         pool.dispatch()
         second = pool.next_done(timeout=120)
     assert first.result["status"] == "error" and "illegal memory access" in first.result["error"]  # the cause
@@ -63,8 +64,8 @@ def test_a_worker_that_cannot_even_be_started_answers_every_job_with_the_reason(
     monkeypatch.setattr(WorkerProcess, "start", no_process)
     X, y, _ = make_survivors(100, seed=0)
     with WorkerPool(X, y, [(np.arange(50), np.arange(50, 100))], slots=[Slot("cpu")], scratch=tmp_path) as pool:
-        pool.submit(("lightgbm", 0), "lightgbm", STARTS["lightgbm"][0], [0], seed=0)
-        pool.submit(("lightgbm", 1), "lightgbm", STARTS["lightgbm"][0], [0], seed=1)
+        pool.submit(TrialKey("lightgbm", 0), STARTS["lightgbm"][0], [0], seed=0)
+        pool.submit(TrialKey("lightgbm", 1), STARTS["lightgbm"][0], [0], seed=1)
         pool.dispatch()
         answers = [pool.next_done(timeout=30) for _ in range(2)]
     assert all(a is not None and a.result["status"] == "error" for a in answers)  # answered, not lost
@@ -75,7 +76,7 @@ def test_a_json_line_that_is_not_an_object_restarts_the_worker_and_the_job_compl
     monkeypatch.setenv(faults.FAULT_ENV, f"notobject:lightgbm:1:{tmp_path / 'count'}")
     X, y, _ = make_survivors(300, seed=0)
     with WorkerPool(X, y, [(np.arange(200), np.arange(200, 300))], slots=[Slot("cpu")], scratch=tmp_path) as pool:
-        pool.submit(("lightgbm", 0), "lightgbm", STARTS["lightgbm"][0], [0], seed=0)
+        pool.submit(TrialKey("lightgbm", 0), STARTS["lightgbm"][0], [0], seed=0)
         pool.dispatch()
         done = pool.next_done(timeout=120)
     assert done is not None and done.result["status"] == "complete", done and done.result
@@ -144,7 +145,7 @@ def test_a_worker_that_cannot_load_the_search_rows_says_why(tmp_path, monkeypatc
     monkeypatch.setattr(protocol, "load_dataset", lambda path, folds: real(str(tmp_path / "gone.npz"), folds))
     X, y, _ = make_survivors(100, seed=0)
     with WorkerPool(X, y, [(np.arange(50), np.arange(50, 100))], slots=[Slot("cpu")], scratch=tmp_path) as pool:
-        pool.submit(("lightgbm", 0), "lightgbm", STARTS["lightgbm"][0], [0], seed=0)
+        pool.submit(TrialKey("lightgbm", 0), STARTS["lightgbm"][0], [0], seed=0)
         pool.dispatch()
         done = pool.next_done(timeout=60)
     assert done is not None and done.result["status"] == "error"
@@ -175,10 +176,10 @@ def test_with_every_workers_place_gone_each_job_is_answered_at_once_and_none_wai
     X, y, _ = make_survivors(300, seed=0)
     folds = [(np.arange(0, 200), np.arange(200, 300))]
     with WorkerPool(X, y, folds, slots=[Slot("cpu")], scratch=tmp_path, new_worker=GoneWorker) as pool:
-        pool.submit(("lightgbm", 0), "lightgbm", STARTS["lightgbm"][0], [0], seed=0)
+        pool.submit(TrialKey("lightgbm", 0), STARTS["lightgbm"][0], [0], seed=0)
         pool.dispatch()
         first = pool.next_done(timeout=60)
-        pool.submit(("lightgbm", 1), "lightgbm", STARTS["lightgbm"][0], [0], seed=1)  # asked after: still answered
+        pool.submit(TrialKey("lightgbm", 1), STARTS["lightgbm"][0], [0], seed=1)  # asked after: still answered
         pool.dispatch()
         second = pool.next_done(timeout=60)
     assert first is not None and second is not None, "a job waited for a worker that will never come"
@@ -191,7 +192,7 @@ def test_a_family_whose_workers_places_are_all_gone_moves_to_the_workers_left(tm
     nn = {"hidden_layers": [8], "epochs": 3}
     with WorkerPool(X, y, folds, slots=[Slot("gpu"), Slot("cpu")], scratch=tmp_path,
                     new_worker=gpu_places_gone) as pool:
-        pool.submit(("nn", 0), "nn", nn, [0], seed=0)
+        pool.submit(TrialKey("nn", 0), nn, [0], seed=0)
         pool.dispatch()
         answer = pool.next_done(timeout=120)
         devices = {t["device"] for t in pool.timeline}

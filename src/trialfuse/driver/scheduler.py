@@ -10,6 +10,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ from trialfuse.driver.storage import (
 from trialfuse.driver.trial_records import FamilyResult, summarize, surplus, taken, tell, wall_seconds
 from trialfuse.seeds import model_seed
 from trialfuse.transport.contracts import FoldPool
+from trialfuse.transport.fold_queue import TrialKey
 
 log = logging.getLogger(__name__)
 MAX_FAILURES_BEFORE_SKIP = 3  # failures in a row, with no success yet, that end a family
@@ -65,15 +67,15 @@ def run_studies(families: list[str], storage: optuna.storages.BaseStorage, n_tri
     """
     if n_trials is None and budget is None:
         raise ValueError("a search with no trial count needs a time budget")
+    settings = SearchSettings(n_trials, folds, seed, prune, portfolio)
     shares = CostShares(families, folds) if n_trials is None else None
-    searches = [FamilySearch(f, storage, n_trials, folds, seed, pool, on_trial, prune, shares, out_of_fold,
-                             portfolio) for f in families]
+    searches = [FamilySearch(f, storage, settings, pool, on_trial, shares, out_of_fold) for f in families]
     _drive(searches, pool, budget)
     while again := [search for search in searches if search.recovered()]:  # a dead driver's trials, asked again
         _drive(again, pool, budget)
     results = {search.family: search.finish() for search in searches}
     if must_start and budget is not None and not any(r.trials_complete for r in results.values()):
-        results.update(_one_model_at_least(searches, storage, folds, seed, pool, on_trial, prune, out_of_fold))
+        results.update(_one_model_at_least(searches, storage, settings, pool, on_trial, out_of_fold))
     return results
 
 
@@ -83,8 +85,8 @@ def run_family_study(family: str, storage: optuna.storages.BaseStorage, n_trials
     return run_studies([family], storage, n_trials, folds, seed, pool, **options)[family]
 
 
-def _one_model_at_least(searches: list[FamilySearch], storage, folds: int, seed: int, pool: FoldPool,
-                        on_trial, prune: bool, out_of_fold: OutOfFold | None) -> dict[str, FamilyResult]:
+def _one_model_at_least(searches: list[FamilySearch], storage, settings: SearchSettings, pool: FoldPool,
+                        on_trial, out_of_fold: OutOfFold | None) -> dict[str, FamilyResult]:
     """The deadline came before any trial finished: one more trial of the quickest family
     that has not failed (by its folds' measured time, else the catalog's cost), with no
     deadline, so the run still saves a model. A trial the deadline cut is asked again
@@ -92,8 +94,8 @@ def _one_model_at_least(searches: list[FamilySearch], storage, folds: int, seed:
     candidates = [s for s in searches if s.failures_in_a_row < MAX_FAILURES_BEFORE_SKIP] or searches
     search = min(candidates, key=lambda s: (not s.fold_seconds, np.median(s.fold_seconds) if s.fold_seconds else 0,
                                             FAMILIES[s.family].cost))
-    rescue = FamilySearch(search.family, storage, taken(search.study) + 1, folds, seed, pool, on_trial, prune,
-                          out_of_fold=out_of_fold)
+    rescue = FamilySearch(search.family, storage, replace(settings, n_trials=taken(search.study) + 1, portfolio=True),
+                          pool, on_trial, out_of_fold=out_of_fold)
     _drive([rescue], pool, None)
     result = rescue.finish()
     result.stopped_by_budget = True
@@ -117,8 +119,8 @@ def _drive(searches: list[FamilySearch], pool: FoldPool, budget: Budget | None) 
         wait = max(0.05, deadline - time.monotonic()) if deadline is not None else None
         done = pool.next_done(timeout=wait)
         while done is not None:  # every answer already in, so a whole task is judged before asking more
-            if done.job.trial[0] in by_name:
-                by_name[done.job.trial[0]].receive(done)
+            if done.job.family in by_name:
+                by_name[done.job.family].receive(done)
             done = pool.next_done(timeout=0)
         for search in searches:
             search.advance()
@@ -145,17 +147,28 @@ def _set_deadline(budget: Budget | None, searches: list[FamilySearch], pool: Fol
     return deadline
 
 
+@dataclass(frozen=True)
+class SearchSettings:
+    """What every family's search is asked for (see run_studies)."""
+
+    n_trials: int | None  # finished trials wanted per family; None: as many as the time budget allows
+    folds: int
+    seed: int
+    prune: bool = True
+    portfolio: bool = True  # a new study asks the catalog's known-good configurations first
+
+
 class FamilySearch:
     """One family's study in progress: the trials in flight and what stops new asks."""
 
-    def __init__(self, family: str, storage: optuna.storages.BaseStorage, n_trials: int | None, folds: int,
-                 seed: int, pool: FoldPool, on_trial: Callable[[FamilyResult], None] | None, prune: bool,
-                 shares: CostShares | None = None, out_of_fold: OutOfFold | None = None, portfolio: bool = True):
-        self.family, self.n_trials, self.folds, self.seed, self.pool = family, n_trials, folds, seed, pool
-        self.on_trial, self.prune, self.shares, self.out_of_fold = on_trial, prune, shares, out_of_fold
-        self.portfolio = portfolio
+    def __init__(self, family: str, storage: optuna.storages.BaseStorage, settings: SearchSettings, pool: FoldPool,
+                 on_trial: Callable[[FamilyResult], None] | None = None, shares: CostShares | None = None,
+                 out_of_fold: OutOfFold | None = None):
+        self.family, self.settings, self.pool = family, settings, pool
+        self.n_trials, self.folds = settings.n_trials, settings.folds  # read on every answer
+        self.on_trial, self.shares, self.out_of_fold = on_trial, shares, out_of_fold
         self.deadline: float | None = None  # time.monotonic() at which the search stops (set by _drive)
-        sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True)
+        sampler = optuna.samplers.TPESampler(seed=settings.seed, constant_liar=True, multivariate=True)
         self.study = optuna.create_study(study_name=family, storage=storage, direction="maximize",
                                          sampler=sampler, load_if_exists=True)
         recover_orphans(self.study)
@@ -173,9 +186,13 @@ class FamilySearch:
         self.fold_seconds: list[float] = []  # training time of each finished fold: the time estimates
         self.cut_trials: list[optuna.Trial] = []  # cut by the deadline: asked again first next time
 
+    def _key(self, number: int) -> TrialKey:
+        return TrialKey(self.family, number)
+
     def start(self) -> None:
         new_study = not self.study.get_trials(deepcopy=False)
-        self.starts = list(FAMILIES[self.family].start) if new_study and self.portfolio else []  # known-good first
+        portfolio = new_study and self.settings.portfolio
+        self.starts = list(FAMILIES[self.family].start) if portfolio else []  # known-good first
         complete = optuna.trial.TrialState.COMPLETE
         self.have_model = any(t.state == complete for t in self.study.get_trials(deepcopy=False))
         self.window = self.pool.window(self.family, self.n_trials)
@@ -216,7 +233,7 @@ class FamilySearch:
             if entry.outcome is None:
                 judge(entry, self.folds)
                 if entry.outcome in (Outcome.FAILED, Outcome.PRUNED, Outcome.CUT):
-                    self.pool.cancel((self.family, entry.trial.number))
+                    self.pool.cancel(self._key(entry.trial.number))
 
     def advance(self) -> None:
         """Past the deadline drop unstarted folds; tell what is decided; ask what replaces it."""
@@ -241,7 +258,7 @@ class FamilySearch:
         workers = self.pool.workers
         for number, entry in self.flight.items():
             if entry.outcome is None and self._seconds_to_finish(number, entry, per_fold, workers) > left \
-                    and self.pool.cancel((self.family, number)):
+                    and self.pool.cancel(self._key(number)):
                 entry.outcome, entry.reason = Outcome.CUT, "stopped by the time budget"
                 self.result.stopped_by_budget = True
         trial_seconds = per_fold * math.ceil(self.folds / workers)
@@ -249,7 +266,7 @@ class FamilySearch:
                          if trial_seconds > left else None)
 
     def _seconds_to_finish(self, number: int, entry: InFlight, per_fold: float, workers: int) -> float:
-        queued, running = self.pool.progress((self.family, number))
+        queued, running = self.pool.progress(self._key(number))
         return finish_estimate(queued, running, per_fold, workers)
 
     def finish(self) -> FamilyResult:
@@ -295,13 +312,14 @@ class FamilySearch:
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return False
         params = FAMILIES[self.family].suggest(trial)
-        entry = InFlight(trial, went_on(self.study) if self.prune else None, list(self.flight.values()))
+        entry = InFlight(trial, went_on(self.study) if self.settings.prune else None, list(self.flight.values()))
         if entry.peers is None or sum(bool(m) for m in entry.peers) + len(entry.earlier) < PRUNE_PEERS:
             entry.peers, entry.earlier = None, []  # too few trials before it to ever judge it: no pruning
         self.flight[trial.number] = entry
         turn, step = self.shares.next_turn(self.family) if self.shares is not None else (None, 1.0)
-        self.pool.submit((self.family, trial.number), self.family, params, list(range(self.folds)),
-                         model_seed(self.seed, trial.number), diagonal=entry.peers is not None, turn=turn, step=step)
+        self.pool.submit(self._key(trial.number), params, list(range(self.folds)),
+                         model_seed(self.settings.seed, trial.number), diagonal=entry.peers is not None,
+                         turn=turn, step=step)
         return True
 
     def _tell_finished(self) -> None:
@@ -309,30 +327,47 @@ class FamilySearch:
         while self.flight and next(iter(self.flight.values())).outcome:
             entry = self.flight.pop(next(iter(self.flight)))
             entry.earlier = []  # its verdicts are final: the trials after it need only its own folds
-            if entry.outcome == Outcome.COMPLETE and self.out_of_fold is not None:  # before the tell: a driver
-                self.out_of_fold.add(self.family, entry.trial.number, running_means(entry)[-1],  # killed between
-                                     [entry.results[f].get("val_predictions") for f in range(self.folds)])  # the two
-            elif self.out_of_fold is not None:  # leaves a vector whose trial is not complete (ignored),
-                self.out_of_fold.discard(self.family, entry.trial.number)  # never the reverse
+            self._keep_predictions(entry)
             tell(self.study, entry)
-            complete = entry.outcome == Outcome.COMPLETE
-            if self.shares is not None:
-                self.shares.trial_done(self.family, running_means(entry)[-1] if complete else None)
-            self.have_model = self.have_model or complete
-            if entry.outcome == Outcome.CUT:
-                self.result.stopped_by_budget = True
-                self.cut_trials.append(entry.trial)
-            self.failures_in_a_row = self.failures_in_a_row + 1 if entry.outcome == Outcome.FAILED else 0
-            if not self.stop_asking:  # the reason a family is skipped is its own error, not "not run"
-                self.result.reason = entry.reason or self.result.reason
-            if self.failures_in_a_row >= MAX_FAILURES_BEFORE_SKIP and not self.have_model and not self.stop_asking:
-                self.stop_asking = True
-                _drop_unstarted(self.flight, self.family, self.pool, Outcome.FAILED,
-                                f"not run: {MAX_FAILURES_BEFORE_SKIP} trials failed in a row")
+            self._count(entry)
+            self._skip_if_it_keeps_failing()
             summarize(self.study, self.result)
             if self.on_trial:
                 self.on_trial(self.result)
             self._ask_one()
+
+    def _keep_predictions(self, entry: InFlight) -> None:
+        """A complete trial's out-of-fold predictions are kept before it is told: a driver killed
+        between the two leaves a vector whose trial is not complete (ignored), never the reverse."""
+        if self.out_of_fold is None:
+            return
+        if entry.outcome == Outcome.COMPLETE:
+            self.out_of_fold.add(self.family, entry.trial.number, running_means(entry)[-1],
+                                 [entry.results[f].get("val_predictions") for f in range(self.folds)])
+        else:
+            self.out_of_fold.discard(self.family, entry.trial.number)
+
+    def _count(self, entry: InFlight) -> None:
+        """What a told trial changes for the family: the cost shares, whether it has a model,
+        a cut trial to ask again, the failures in a row, the reason shown."""
+        complete = entry.outcome == Outcome.COMPLETE
+        if self.shares is not None:
+            self.shares.trial_done(self.family, running_means(entry)[-1] if complete else None)
+        self.have_model = self.have_model or complete
+        if entry.outcome == Outcome.CUT:
+            self.result.stopped_by_budget = True
+            self.cut_trials.append(entry.trial)
+        self.failures_in_a_row = self.failures_in_a_row + 1 if entry.outcome == Outcome.FAILED else 0
+        if not self.stop_asking:  # the reason a family is skipped is its own error, not "not run"
+            self.result.reason = entry.reason or self.result.reason
+
+    def _skip_if_it_keeps_failing(self) -> None:
+        """A family with no model yet whose trials failed MAX_FAILURES_BEFORE_SKIP times in a
+        row asks no more, and its trials not started end failed: its error, not the search's."""
+        if self.failures_in_a_row >= MAX_FAILURES_BEFORE_SKIP and not self.have_model and not self.stop_asking:
+            self.stop_asking = True
+            _drop_unstarted(self.flight, self.family, self.pool, Outcome.FAILED,
+                            f"not run: {MAX_FAILURES_BEFORE_SKIP} trials failed in a row")
 
 
 def _wall(monotonic: float) -> float:
@@ -356,5 +391,5 @@ def _drop_unstarted(flight: dict[int, InFlight], family: str, pool: FoldPool, ou
                     reason: str) -> None:
     """Trials that lose folds no worker had started end with `outcome`; the rest finish."""
     for number, entry in flight.items():
-        if entry.outcome is None and pool.cancel((family, number)):
+        if entry.outcome is None and pool.cancel(TrialKey(family, number)):
             entry.outcome, entry.reason = outcome, reason

@@ -8,11 +8,11 @@ read. The restart-once rule that every command on a worker obeys lives here too,
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from trialfuse.transport.fold_queue import FoldDone
+from trialfuse.transport.fold_queue import FoldDone, TrialKey
 from trialfuse.transport.placement import Slot
 
 READY_TIMEOUT = 300.0  # importing torch and the tree libraries on a cold machine
@@ -105,7 +105,7 @@ class FoldPool(Protocol):
     def workers(self) -> int:
         """Workers whose place is not gone: what time estimates share folds over."""
 
-    def submit(self, trial: Hashable, family: str, params: dict[str, Any], folds: list[int], seed: int,
+    def submit(self, trial: TrialKey, params: dict[str, Any], folds: list[int], seed: int,
                diagonal: bool = True, turn: float | None = None, step: float = 1.0) -> None:
         """Queue a trial's folds; they wait for `dispatch`, so a round of asks goes out together."""
 
@@ -118,8 +118,8 @@ class FoldPool(Protocol):
     def next_done(self, timeout: float | None = None) -> FoldDone | None:
         """The next fold's answer, or None if none came within `timeout` seconds."""
 
-    def cancel(self, trial: Hashable) -> int:
+    def cancel(self, trial: TrialKey) -> int:
         """Drop the trial's folds no worker has started; how many were dropped."""
 
-    def progress(self, trial: Hashable) -> tuple[int, list[float]]:
+    def progress(self, trial: TrialKey) -> tuple[int, list[float]]:
         """(folds of the trial still queued, seconds each of its running folds has run so far)."""

@@ -6,21 +6,27 @@ cheapest family first among equals (see `FoldJob.queue_key` and `WorkerPool`).""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Container, Hashable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from trialfuse.catalog import FAMILIES, GpuUse
 
 FOLD_STRIDE = 2  # queue priority: trial position + FOLD_STRIDE x fold (see WorkerPool)
 
 
+class TrialKey(NamedTuple):
+    """A trial across the families searched at once: numbers restart in each family's study."""
+
+    family: str
+    number: int
+
+
 @dataclass
 class FoldJob:
-    """One fold of one trial, waiting for a worker. `trial` is the study's key for it."""
+    """One fold of one trial, waiting for a worker."""
 
-    trial: Hashable
-    family: str
+    trial: TrialKey
     params: dict[str, Any]
     fold: int
     seed: int
@@ -29,6 +35,10 @@ class FoldJob:
     diagonal: bool = True  # the trial may be pruned after a fold: spread its folds out (see WorkerPool)
     turn: float | None = None  # its place among every family's trials, if the scheduler shares by cost
     step: float = 1.0  # how far its family's turns advance per trial, on the same scale
+
+    @property
+    def family(self) -> str:
+        return self.trial.family
 
     def queue_key(self) -> tuple[float, int, float, int]:
         base = self.position if self.turn is None else self.turn
@@ -47,7 +57,7 @@ class FoldDone:
 def take_task(pending: list[FoldJob], idle_others: int, fuses: bool, per_task: Callable[[str], int],
               accepts: Callable[[str], bool] = lambda family: True,
               first_choice: GpuUse | None = None,
-              under_way: Container[Hashable] | None = None) -> tuple[list[FoldJob], list[FoldJob]]:
+              under_way: Container[TrialKey] | None = None) -> tuple[list[FoldJob], list[FoldJob]]:
     """(what one free worker trains next, what stays queued), from a queue in `queue_key` order.
 
     The first job the worker `accepts` (one of a family whose GPU use is `first_choice`, if
@@ -75,10 +85,6 @@ def describe(task: list[FoldJob]) -> str:
     """e.g. "lightgbm trial 4 fold 2" or "nn 10 folds of 3 trials"."""
     job = task[0]
     if len(task) == 1:
-        return f"{job.family} trial {trial_number(job.trial)} fold {job.fold}"
+        return f"{job.family} trial {job.trial.number} fold {job.fold}"
     return f"{job.family} {len(task)} folds of {len({j.trial for j in task})} trials"
 
-
-def trial_number(trial: Hashable) -> Any:
-    """The trial number a worker reports back: the last part of a (family, number) key."""
-    return trial[-1] if isinstance(trial, tuple) else trial

@@ -19,7 +19,7 @@ import queue
 import shutil
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from trialfuse.transport.contracts import (
     WorkerLost,
     request_with_restart,
 )
-from trialfuse.transport.fold_queue import FoldDone, FoldJob, describe, take_task, trial_number
+from trialfuse.transport.fold_queue import FoldDone, FoldJob, TrialKey, describe, take_task
 from trialfuse.transport.placement import Slot, device_for, first_choice
 from trialfuse.transport.placement import window as placement_window
 from trialfuse.transport.scratch import make_scratch
@@ -84,8 +84,8 @@ class WorkerPool:
         self.keep_models = keep_models  # folds keep their models under <it>/<family>-<trial>/fold-<k>/
         self.hurry_at: float | None = None  # time.time() from which trials under way go first
         # trial -> {running fold: time.time() a worker took it}; a trial is under way once it is a key
-        self._running: dict[Hashable, dict[int, float]] = {}
-        self._cancelled: set[Hashable] = set()  # trials the scheduler dropped: a given-back fold of one is not re-run
+        self._running: dict[TrialKey, dict[int, float]] = {}
+        self._cancelled: set[TrialKey] = set()  # trials the scheduler dropped: a given-back fold of one is not re-run
         self._tmp = make_scratch(None if scratch is None else Path(scratch))
         np.savez(self._tmp / "search_rows.npz", X=X, y=y)
         self._shape, self._folds = X.shape, len(folds)
@@ -107,17 +107,18 @@ class WorkerPool:
         for worker in self._all:
             threading.Thread(target=self._serve, args=(worker,), daemon=True).start()
 
-    def submit(self, trial: Hashable, family: str, params: dict[str, Any], folds: list[int], seed: int,
+    def submit(self, trial: TrialKey, params: dict[str, Any], folds: list[int], seed: int,
                diagonal: bool = True, turn: float | None = None, step: float = 1.0) -> None:
         """Queue a trial's folds; they wait until `dispatch`, so a round of asks goes out together.
         `diagonal`: the trial may be pruned after a fold; `turn`, `step`: its place in the queue
         when the scheduler shares the workers by cost (see the class)."""
+        trial = TrialKey(*trial)
         with self._ready:
-            position = self._trials_submitted.setdefault(family, 0)
-            rank = FAMILIES[family].cost
-            self._staged += [FoldJob(trial, family, params, fold, seed, position, rank, diagonal, turn, step)
+            position = self._trials_submitted.setdefault(trial.family, 0)
+            rank = FAMILIES[trial.family].cost
+            self._staged += [FoldJob(trial, params, fold, seed, position, rank, diagonal, turn, step)
                              for fold in folds]
-            self._trials_submitted[family] += 1
+            self._trials_submitted[trial.family] += 1
 
     def dispatch(self) -> None:
         with self._ready:
@@ -137,7 +138,7 @@ class WorkerPool:
         for job in orphans:
             self._done.put(FoldDone(job, protocol.error("every worker's place is gone")))
 
-    def cancel(self, trial: Hashable) -> int:
+    def cancel(self, trial: TrialKey) -> int:
         """Drop the trial's folds that no worker has started; returns how many were dropped."""
         with self._ready:
             self._cancelled.add(trial)
@@ -146,7 +147,7 @@ class WorkerPool:
             self._staged = [job for job in self._staged if job.trial != trial]
             return before - len(self._pending) - len(self._staged)
 
-    def progress(self, trial: Hashable) -> tuple[int, list[float]]:
+    def progress(self, trial: TrialKey) -> tuple[int, list[float]]:
         """(folds of the trial still queued, seconds each of its running folds has run so far)."""
         with self._ready:
             queued = sum(job.trial == trial for job in (*self._pending, *self._staged))
@@ -276,7 +277,7 @@ class WorkerPool:
 
     def _command(self, task: list[FoldJob], threads: int) -> dict[str, Any]:
         return protocol.train_batch([protocol.TrainJob(job.family, job.params, job.fold, job.seed,
-                                                       trial_number(job.trial),
+                                                       job.trial.number,
                                                        threads, deadline=self.deadline,
                                                        predictions=self.predictions or None,
                                                        save_dir=self._fold_model_dir(job)) for job in task],
@@ -286,7 +287,7 @@ class WorkerPool:
         """Where a fold's model is kept, if the run serves models as their folds' mean."""
         if self.keep_models is None:
             return None
-        return str(Path(self.keep_models) / f"{job.family}-{trial_number(job.trial)}" / f"fold-{job.fold}")
+        return str(Path(self.keep_models) / f"{job.family}-{job.trial.number}" / f"fold-{job.fold}")
 
     def _run_task(self, worker: Worker, task: list[FoldJob]) -> list[dict[str, Any]]:
         """The task's answers, after the restart-once rule and, that failing too, one try in a
