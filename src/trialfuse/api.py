@@ -10,6 +10,7 @@ from typing import Any
 
 from trialfuse.driver import run
 from trialfuse.driver.options import RunOptions
+from trialfuse.driver.run_record import RunRecord
 from trialfuse.errors import UserError
 from trialfuse.fuse import Fuse
 from trialfuse.predict import predict_table
@@ -22,9 +23,14 @@ __all__ = ["Fuse", "RunOptions", "UserError", "compare_models", "make_survivors"
 def compare_models(opts: RunOptions, reporter: run.Reporter | None = None) -> dict[str, Any]:
     """Search, compare and save the winner, as `trialfuse run` does, report.html included:
     the results (results.json). `reporter` hears the progress (see driver.run.Reporter)."""
-    results = run.compare_models(opts, reporter)
-    line = write_report(results["out"])
+    return search_and_report(opts, reporter).to_json()
+
+
+def search_and_report(opts: RunOptions, reporter: run.Reporter | None = None) -> RunRecord:
+    """`compare_models`, the run's record as a type (the CLI's summary reads it)."""
+    record = run.compare_models(opts, reporter)
+    line = write_report(record.out)
     if reporter is not None:
         reporter.stage(line)
-    return results
+    return record
 

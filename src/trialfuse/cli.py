@@ -33,24 +33,24 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print results.json to stdo
 
 
 def _run(opts, quiet: bool, as_json: bool) -> None:
-    from trialfuse.api import compare_models  # the run, then its report
+    from trialfuse.api import search_and_report  # the run, then its report
     from trialfuse.present.progress import RichReporter, comparison_table
 
     if quiet or as_json:
-        results = compare_models(opts)
+        record = search_and_report(opts)
     else:
         with RichReporter() as reporter:
-            results = compare_models(opts, reporter)
+            record = search_and_report(opts, reporter)
     if as_json:
-        typer.echo(json.dumps(results, indent=2))
+        typer.echo(json.dumps(record.to_json(), indent=2))
     elif not quiet:
         console = Console()
-        console.print(comparison_table(results))
-        console.print(f"winner: [bold]{results['winner']}[/]  holdout R² {results['holdout_r2']:.4f}  "
-                      f"({results['seconds']:.0f} s)  saved in {results['out']}/best_model")
-        for warning in results["warnings"]:
+        console.print(comparison_table(record))
+        console.print(f"winner: [bold]{record.winner}[/]  holdout R² {record.holdout_r2:.4f}  "
+                      f"({record.seconds:.0f} s)  saved in {record.out}/best_model")
+        for warning in record.warnings:
             console.print(f"[yellow]warning: {warning}")
-        console.print(f"report: {results['out']}/report.html")
+        console.print(f"report: {record.out}/report.html")
 
 
 @app.command()

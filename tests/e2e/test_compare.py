@@ -34,6 +34,18 @@ def test_results_json_ranks_all_families(full_run):
     assert results["holdout_r2"] > 0.1  # the signal is reachable on 600 rows (noise ceiling ~0.48)
 
 
+def test_results_json_is_the_run_record_whole(full_run):
+    """Every key of results.json is a field of the typed record (an unknown key fails to load),
+    and reading it back loses nothing."""
+    from trialfuse.driver.run_record import RunRecord
+
+    out, _ = full_run
+    written = json.loads((out / "results.json").read_text())
+    record = RunRecord.read(out)
+    assert record.to_json() == written
+    assert record.families[record.ranking[0]].cv_r2_mean == written["families"][written["ranking"][0]]["cv_r2_mean"]
+
+
 def test_the_nn_probe_and_the_explanation_run_at_once_on_two_workers(full_run):
     out, _ = full_run
     tasks = json.loads((out / "timeline.json").read_text())["tasks"]

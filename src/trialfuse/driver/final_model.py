@@ -168,16 +168,6 @@ def train_and_save(pool: WorkerPool, chosen: Plan, best: FamilyResult, table: Ta
             "warnings": chosen.warnings}
 
 
-def holdout_scores(results: dict[str, Any]) -> dict[str, float]:
-    """The holdout R² of what was scored on it, by name in results.json: the winner, and beside
-    a saved ensemble the best single model (its family's name)."""
-    scores = {results["winner"]: results["holdout_r2"]}
-    record = results.get("ensemble") or {}
-    if record.get("chosen") and results["ranking"]:
-        scores[results["ranking"][0]] = record.get("best_single_holdout_r2")
-    return scores
-
-
 def _candidates(out_of_fold: OutOfFold, storage) -> tuple[list[Member], np.ndarray]:
     """The kept trials that are complete in their study with the same score (a vector from
     another study under the same run directory is not one of this search's models)."""

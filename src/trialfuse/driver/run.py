@@ -11,7 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import optuna
 
@@ -22,6 +22,7 @@ from trialfuse.driver.devices import describe, plan_workers
 from trialfuse.driver.explanation import explain_winner
 from trialfuse.driver.options import RunOptions, check_options
 from trialfuse.driver.out_of_fold import MODELS, OutOfFold
+from trialfuse.driver.run_record import RunRecord
 from trialfuse.driver.scheduler import run_studies
 from trialfuse.driver.splits import check_split_sizes, holdout_split, kfold_indices
 from trialfuse.driver.storage import open_storage, running_trials
@@ -59,7 +60,7 @@ def _workers(opts: RunOptions):
     return ray_workers.cluster_slots(), ray_workers.RayWorker
 
 
-def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[str, Any]:
+def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRecord:
     """Run the whole comparison and return what was written to results.json."""
     reporter = reporter or SilentReporter()
     started, run_started = time.perf_counter(), time.monotonic()
@@ -134,25 +135,16 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> dict[s
         run_dir.write_json(out / run_dir.TIMELINE, {"device": describe(slots), "workers": len(slots),
                                                      "tasks": pool.timeline})
 
-    results = {
-        "data": str(opts.data), "target": table.target, "rows": table.rows, "features": len(table.feature_names),
-        "holdout_rows": len(sealed), "folds": opts.folds, "seed": opts.seed, "device": describe(slots),
-        "workers": len(slots),
-        "fuse": str(opts.fuse), "precision": opts.fuse.precision, "prune": opts.prune, "trials_per_family": opts.trials,
-        "storage": opts.storage or str(out / run_dir.JOURNAL),
-        "families": {name: r.summary() for name, r in families.items()},
-        "ranking": [f.family for f in ranking],
-        "timeout_seconds": opts.timeout,
-        "budget_exhausted": any(f.stopped_by_budget for f in families.values()),
-        "winner": final["winner"],
-        "holdout_r2": final["holdout_r2"],
-        "ensemble": final["ensemble"],
-        "warnings": warnings,
-        "seconds": time.perf_counter() - started,
-        "out": str(out),
-    }
-    run_dir.write_json(out / run_dir.RESULTS, results, fault_point="results")
-    return results
+    record = RunRecord(
+        data=str(opts.data), target=table.target, rows=table.rows, features=len(table.feature_names),
+        holdout_rows=len(sealed), folds=opts.folds, seed=opts.seed, device=describe(slots), workers=len(slots),
+        fuse=str(opts.fuse), precision=opts.fuse.precision, prune=opts.prune, trials_per_family=opts.trials,
+        storage=opts.storage or str(out / run_dir.JOURNAL), families=families, ranking=[f.family for f in ranking],
+        timeout_seconds=opts.timeout, budget_exhausted=any(f.stopped_by_budget for f in families.values()),
+        winner=final["winner"], holdout_r2=final["holdout_r2"], ensemble=final["ensemble"], warnings=warnings,
+        seconds=time.perf_counter() - started, out=str(out))
+    record.write(out)
+    return record
 
 
 def _diagnostics(pool: WorkerPool, family: FamilyResult, out: Path, seed: int, reporter: Reporter,

@@ -11,7 +11,7 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from trialfuse.driver.final_model import holdout_scores
+from trialfuse.driver.run_record import RunRecord
 from trialfuse.driver.trial_records import FamilyResult
 
 
@@ -80,28 +80,26 @@ def device_lines(activity: list[tuple[str, str]]) -> list[str]:
     return lines
 
 
-def comparison_table(results: dict[str, Any]) -> Table:
+def comparison_table(record: RunRecord) -> Table:
     """Families ranked by best CV R², skipped ones last, a saved ensemble above them; holdout R²
     for what was scored on it."""
-    table = Table(title=f"trialfuse: {results['rows']} rows, {results['folds']}-fold CV, target {results['target']!r}")
+    table = Table(title=f"trialfuse: {record.rows} rows, {record.folds}-fold CV, target {record.target!r}")
     for column in ("rank", "family", "CV R² (mean ± sd)", "holdout R²", "trials ok/pruned/failed", "seconds"):
         table.add_column(column, justify="left" if column == "family" else "right")
-    ranked = results["ranking"] + [f for f in results["families"] if f not in results["ranking"]]
-    holdout = holdout_scores(results)
-    ensemble = results.get("ensemble") or {}
-    if ensemble.get("chosen"):
-        table.add_row("*", "ensemble", f"{ensemble['oof_r2']:.4f} out-of-fold", f"{results['holdout_r2']:.4f}",
+    ranked = record.ranking + [f for f in record.families if f not in record.ranking]
+    holdout = record.holdout_scores()
+    ensemble = record.ensemble
+    if ensemble and ensemble["chosen"]:
+        table.add_row("*", "ensemble", f"{ensemble['oof_r2']:.4f} out-of-fold", f"{record.holdout_r2:.4f}",
                       f"{len(ensemble['members'])} members", "")
     for rank, name in enumerate(ranked, start=1):
-        fam = results["families"][name]
-        if fam["status"] != "ok":
-            counts = f"{fam['trials_complete']}/{fam['trials_pruned']}/{fam['trials_failed']}"
-            table.add_row("-", name, f"skipped: {fam['reason']}", "", counts, f"{fam['seconds']:.1f}")
+        fam = record.families[name]
+        counts = f"{fam.trials_complete}/{fam.trials_pruned}/{fam.trials_failed}"
+        if fam.status != "ok":
+            table.add_row("-", name, f"skipped: {fam.reason}", "", counts, f"{fam.seconds:.1f}")
             continue
-        folds = fam["cv_r2_folds"]
-        spread = (sum((s - fam["cv_r2_mean"]) ** 2 for s in folds) / max(1, len(folds) - 1)) ** 0.5
+        folds = fam.cv_r2_folds
+        spread = (sum((s - fam.cv_r2_mean) ** 2 for s in folds) / max(1, len(folds) - 1)) ** 0.5
         score = f"{holdout[name]:.4f}" if holdout.get(name) is not None else ""
-        counts = f"{fam['trials_complete']}/{fam['trials_pruned']}/{fam['trials_failed']}"
-        table.add_row(str(rank), name, f"{fam['cv_r2_mean']:.4f} ± {spread:.4f}", score, counts,
-                      f"{fam['seconds']:.1f}")
+        table.add_row(str(rank), name, f"{fam.cv_r2_mean:.4f} ± {spread:.4f}", score, counts, f"{fam.seconds:.1f}")
     return table

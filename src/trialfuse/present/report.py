@@ -15,12 +15,13 @@ from typing import Any
 
 import numpy as np
 import optuna
+import pandas as pd
 from matplotlib.figure import Figure  # no pyplot: no display, no global state
 from matplotlib.patches import Rectangle
 
 from trialfuse.catalog import FAMILIES
 from trialfuse.driver import run_dir
-from trialfuse.driver.final_model import holdout_scores
+from trialfuse.driver.run_record import EnsembleRecord, MemberRecord, NotKept, RunRecord
 from trialfuse.driver.storage import open_storage
 
 SECTIONS = ("summary", "comparison", "ensemble", "winner", "history", "importances", "folds", "timeline", "diagnostics",
@@ -62,19 +63,19 @@ def write_report(out: Path | str) -> str:
 def build_report(out: Path) -> Path:
     """Write out/report.html (and out/report_files/) for a finished run; returns the page's path."""
     out = Path(out)
-    results = run_dir.read_json(out / run_dir.RESULTS)
+    record = RunRecord.read(out)
     page = Page(out)
-    studies = _load_studies(results, out)
-    _summary(page, results)
-    _comparison(page, results)
-    _ensemble(page, results)
+    studies = _load_studies(record, out)
+    _summary(page, record)
+    _comparison(page, record)
+    _ensemble(page, record.ensemble)
     _winner(page, out)
     _history(page, studies)
     _importances(page, studies)
-    _fold_scores(page, results)
+    _fold_scores(page, record)
     _timeline(page, out)
     _diagnostics(page, out)
-    _dashboard(page, results, out)
+    _dashboard(page, record)
     body = "\n".join(page.sections)
     text = (f"<!doctype html><html><head><meta charset='utf-8'><title>trialfuse report: {html.escape(str(out))}"
             f"</title><style>{STYLE}</style></head><body><h1>trialfuse report</h1>\n{body}\n</body></html>\n")
@@ -90,9 +91,9 @@ STYLE = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#22
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    """An HTML table (pandas escapes it), floats to four places and None as a blank cell."""
+    cells = pd.DataFrame([[_fmt(c) for c in row] for row in rows], columns=header, dtype=object)
+    return cells.to_html(index=False, border=0)
 
 
 def _fmt(value: Any) -> str:
@@ -101,10 +102,10 @@ def _fmt(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _load_studies(results: dict[str, Any], out: Path) -> dict[str, list[optuna.trial.FrozenTrial]]:
-    storage = open_storage(results["storage"], out)
+def _load_studies(record: RunRecord, out: Path) -> dict[str, list[optuna.trial.FrozenTrial]]:
+    storage = open_storage(record.storage, out)
     found = {}
-    for family in results["families"]:
+    for family in record.families:
         try:
             found[family] = optuna.load_study(study_name=family, storage=storage).get_trials(deepcopy=False)
         except KeyError:
@@ -112,49 +113,48 @@ def _load_studies(results: dict[str, Any], out: Path) -> dict[str, list[optuna.t
     return found
 
 
-def _summary(page: Page, results: dict[str, Any]) -> None:
-    facts = [["data", results["data"]], ["target", results["target"]], ["rows (holdout)",
-             f"{results['rows']} ({results['holdout_rows']})"], ["folds", results["folds"]],
-             ["device / workers", f"{results['device']} / {results['workers']}"], ["winner", results["winner"]],
-             ["holdout R² of the winner", results["holdout_r2"]], ["seconds", f"{results['seconds']:.1f}"],
-             ["time budget ran out", results.get("budget_exhausted", False)]]
+def _summary(page: Page, record: RunRecord) -> None:
+    facts = [["data", record.data], ["target", record.target], ["rows (holdout)",
+             f"{record.rows} ({record.holdout_rows})"], ["folds", record.folds],
+             ["device / workers", f"{record.device} / {record.workers}"], ["winner", record.winner],
+             ["holdout R² of the winner", record.holdout_r2], ["seconds", f"{record.seconds:.1f}"],
+             ["time budget ran out", record.budget_exhausted]]
     parts = [_table(["", "value"], facts)]
-    for warning in results.get("warnings", []):
+    for warning in record.warnings:
         parts.append(f'<p class="warn">warning: {html.escape(warning)}</p>')
     page.section("summary", "Summary", parts)
 
 
-def _comparison(page: Page, results: dict[str, Any]) -> None:
+def _comparison(page: Page, record: RunRecord) -> None:
     """Best CV R² per family with its fold spread; the winner's holdout R² beside it."""
-    ok = list(results["ranking"])
-    families = results["families"]
+    ok = list(record.ranking)
+    families = record.families
     parts: list[str] = []
     with page.figure("comparison", parts, size=(7, 3.5)) as fig:
         ax = fig.add_subplot()
-        means = [families[f]["cv_r2_mean"] for f in ok]
-        lows = [m - min(families[f]["cv_r2_folds"]) for f, m in zip(ok, means, strict=True)]
-        highs = [max(families[f]["cv_r2_folds"]) - m for f, m in zip(ok, means, strict=True)]
+        means = [families[f].cv_r2_mean for f in ok]
+        lows = [m - min(families[f].cv_r2_folds) for f, m in zip(ok, means, strict=True)]
+        highs = [max(families[f].cv_r2_folds) - m for f, m in zip(ok, means, strict=True)]
         ax.bar(ok, means, yerr=[lows, highs], capsize=6, color=[COLORS.get(f, "grey") for f in ok])
-        ax.scatter([results["winner"]], [results["holdout_r2"]], marker="D", color="black", zorder=3,
+        ax.scatter([record.winner], [record.holdout_r2], marker="D", color="black", zorder=3,
                    label="holdout R² (winner)")
         ax.set_ylabel("R²")
         ax.set_title("best CV R² per family (bars: fold min-max)")
         ax.legend()
-    holdout = holdout_scores(results)
+    holdout = record.holdout_scores()
     rows = []
     for name, fam in families.items():
-        folds = fam["cv_r2_folds"] or [np.nan]
-        rows.append([name, fam["status"], fam["cv_r2_mean"], float(np.std(folds)), float(np.min(folds)),
+        folds = fam.cv_r2_folds or [np.nan]
+        rows.append([name, fam.status, fam.cv_r2_mean, float(np.std(folds)), float(np.min(folds)),
                      float(np.max(folds)), holdout.get(name),
-                     fam["trials_complete"], fam["trials_pruned"], fam["trials_failed"], f"{fam['seconds']:.1f}"])
+                     fam.trials_complete, fam.trials_pruned, fam.trials_failed, f"{fam.seconds:.1f}"])
     parts.append(_table(["family", "status", "CV R² mean", "fold sd", "fold min", "fold max", "holdout R²",
                          "complete", "pruned", "failed", "seconds"], rows))
     page.section("comparison", "Family comparison", parts)
 
 
-def _ensemble(page: Page, results: dict[str, Any]) -> None:
+def _ensemble(page: Page, record: EnsembleRecord | NotKept | None) -> None:
     """The ensemble chosen on out-of-fold predictions: members, weights, and how it compares."""
-    record = results.get("ensemble")
     if not record:
         page.section("ensemble", "Ensemble", ["<p>Not built (<code>--no-ensemble</code>).</p>"])
         return
@@ -183,7 +183,7 @@ def _ensemble(page: Page, results: dict[str, Any]) -> None:
     page.section("ensemble", "Ensemble", parts)
 
 
-def _served_as(member: dict[str, Any]) -> str:
+def _served_as(member: MemberRecord) -> str:
     if member.get("model_files"):
         return f"mean of its {len(member['model_files'])} fold models"
     return "refit on all search rows" if member.get("model_file") else ""
@@ -298,19 +298,19 @@ def _importances(page: Page, studies: dict[str, list[optuna.trial.FrozenTrial]])
     page.section("importances", "Parameter importances", parts)
 
 
-def _fold_scores(page: Page, results: dict[str, Any]) -> None:
+def _fold_scores(page: Page, record: RunRecord) -> None:
     """Each family's best trial, fold by fold: how much the folds disagree."""
     parts: list[str] = []
-    families = {n: f for n, f in results["families"].items() if f["cv_r2_folds"]}
+    families = {n: f for n, f in record.families.items() if f.cv_r2_folds}
     with page.figure("folds", parts, size=(7, 3.5)) as fig:
         ax = fig.add_subplot()
         for name, fam in families.items():
-            ax.plot(range(len(fam["cv_r2_folds"])), fam["cv_r2_folds"], marker="o", color=COLORS.get(name),
-                    label=f"{name} (trial {fam['best_trial']})")
+            ax.plot(range(len(fam.cv_r2_folds)), fam.cv_r2_folds, marker="o", color=COLORS.get(name),
+                    label=f"{name} (trial {fam.best_trial})")
         ax.set_xlabel("fold")
         ax.set_ylabel("validation R²")
         ax.legend()
-    rows = [[name, fam["best_trial"], *fam["cv_r2_folds"]] for name, fam in families.items()]
+    rows = [[name, fam.best_trial, *fam.cv_r2_folds] for name, fam in families.items()]
     width = max((len(r) for r in rows), default=2) - 2
     parts.append(_table(["family", "trial", *[f"fold {i}" for i in range(width)]], rows))
     page.section("folds", "Per-fold scores of the best trials", parts)
@@ -391,8 +391,8 @@ def _diagnostics(page: Page, out: Path) -> None:
     page.section("diagnostics", "NN diagnostics", parts)
 
 
-def _dashboard(page: Page, results: dict[str, Any], out: Path) -> None:
-    storage = results["storage"]
+def _dashboard(page: Page, record: RunRecord) -> None:
+    storage = record.storage
     command = f"optuna-dashboard {storage}"
     page.section("dashboard", "Browse the studies", [
         f"<p>The run's Optuna storage opens unchanged in optuna-dashboard (<code>pip install optuna-dashboard</code>):"

@@ -1,0 +1,103 @@
+"""results.json as a type: what a finished run says about itself, written once by the driver.
+
+The console summary, the report and the Python API read a `RunRecord` rather than a dict
+by string keys, so a field is named in one place and a rename is a type error, not a blank
+cell. On disk (and from `compare_models`) it stays plain JSON: `to_json` / `from_json`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, NotRequired, TypedDict
+
+from trialfuse.driver import run_dir
+from trialfuse.driver.trial_records import FamilyResult
+
+
+class MemberRecord(TypedDict):
+    """One member of an ensemble: which trial, its weight, and (once saved) how it is served."""
+
+    family: str
+    trial: int
+    weight: float
+    cv_r2_mean: float
+    params: dict[str, Any]
+    rounds: NotRequired[int | None]
+    model_file: NotRequired[str]  # a model retrained on all search rows
+    model_files: NotRequired[list[str]]  # or its K fold models, averaged
+
+
+class EnsembleRecord(TypedDict):
+    """The ensemble selection's outcome (final_model.plan), saved or not, and why not."""
+
+    chosen: bool
+    oof_r2: float
+    best_single_oof_r2: float
+    candidates: int
+    rounds: int
+    members: list[MemberRecord]
+    reason: NotRequired[str]  # why it was not saved
+    holdout_r2: NotRequired[float]  # once saved: its holdout score, and the best single model's
+    best_single_holdout_r2: NotRequired[float]
+
+
+class NotKept(TypedDict):
+    """The ensemble could not even be tried: the best model's predictions were not kept."""
+
+    chosen: bool
+    reason: str
+
+
+@dataclass
+class RunRecord:
+    """One finished run: the table, how it was searched, each family's result, the winner."""
+
+    data: str
+    target: str
+    rows: int
+    features: int
+    holdout_rows: int
+    folds: int
+    seed: int
+    device: str
+    workers: int
+    fuse: str
+    precision: str
+    prune: bool
+    trials_per_family: int | None
+    storage: str  # the Optuna storage: a journal file in the run directory, or a database URL
+    families: dict[str, FamilyResult]
+    ranking: list[str]  # families with a model, best CV R² first
+    timeout_seconds: float | None
+    budget_exhausted: bool
+    winner: str  # a family, or final_model.ENSEMBLE
+    holdout_r2: float
+    ensemble: EnsembleRecord | NotKept | None
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    out: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        record = {f.name: getattr(self, f.name) for f in fields(self)}
+        record["families"] = {name: result.summary() for name, result in self.families.items()}
+        return record
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> RunRecord:
+        families = {name: FamilyResult(name, **summary) for name, summary in record["families"].items()}
+        return cls(**{**record, "families": families})
+
+    @classmethod
+    def read(cls, out: Path | str) -> RunRecord:
+        return cls.from_json(run_dir.read_json(Path(out) / run_dir.RESULTS))
+
+    def write(self, out: Path) -> None:
+        run_dir.write_json(out / run_dir.RESULTS, self.to_json(), fault_point="results")
+
+    def holdout_scores(self) -> dict[str, float | None]:
+        """The holdout R² of what was scored on it, by name: the winner, and beside a saved
+        ensemble the best single model (its family's name)."""
+        scores: dict[str, float | None] = {self.winner: self.holdout_r2}
+        if self.ensemble and self.ensemble["chosen"] and self.ranking:
+            scores[self.ranking[0]] = self.ensemble.get("best_single_holdout_r2")
+        return scores
