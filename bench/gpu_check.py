@@ -29,6 +29,7 @@ import torch
 from sklearn.model_selection import KFold
 
 from trialfuse.bench import parse_modes, run_bench, sample_configs
+from trialfuse.engine.families import FoldResult
 from trialfuse.engine.fused import memory as fused_memory
 from trialfuse.engine.fused import train as fused_train
 from trialfuse.fuse import Fuse
@@ -96,10 +97,10 @@ def check_fused_equals_serial(args) -> dict:
     configs = [{**c, "dropout": 0.0, "epochs": 30} for c in sample_configs(6, 30, seed=1)]
     fused = fused_train.train_many(configs, X, y, folds, device=args.device, fuse=Fuse("on"), dtype=torch.float64)
     serial = fused_train.train_many(configs, X, y, folds, device=args.device, fuse=Fuse("off"), dtype=torch.float64)
-    worst = max(abs(f["r2"] - s["r2"]) for f, s in zip(fused, serial, strict=True))
+    worst = max(abs(f.r2 - s.r2) for f, s in zip(fused, serial, strict=True))
     assert worst < 1e-6, f"fused and serial R² differ by {worst:g}"
     return {"models": len(fused), "max_abs_r2_difference": worst,
-            "batch_modes": sorted({r["batch_mode"] for r in fused})}
+            "batch_modes": sorted({r.batch_mode for r in fused})}
 
 
 def check_compiled_equals_eager(args) -> dict:
@@ -113,9 +114,9 @@ def check_compiled_equals_eager(args) -> dict:
     started = time.perf_counter()
     compiled = run(True)
     seconds = time.perf_counter() - started
-    worst = max(abs(c["r2"] - e["r2"]) for c, e in zip(compiled, eager, strict=True))
+    worst = max(abs(c.r2 - e.r2) for c, e in zip(compiled, eager, strict=True))
     assert worst < 1e-9, f"compiled and eager R² differ by {worst:g}"
-    assert [c["epochs_run"] for c in compiled] == [e["epochs_run"] for e in eager]
+    assert [c.rounds_run for c in compiled] == [e.rounds_run for e in eager]
     return {"models": len(compiled), "max_abs_r2_difference": worst, "first_compiled_seconds": round(seconds, 1)}
 
 
@@ -129,7 +130,7 @@ def check_oom_recovery(args) -> dict:
     finally:
         del os.environ[faults.FAULT_ENV]
     fused_memory.release_memory(args.device)
-    assert all(np.isfinite(r["r2"]) and r["fused_batch_size"] <= 2 for r in results if "r2" in r)
+    assert all(np.isfinite(r.r2) and r.fused_batch_size <= 2 for r in results if isinstance(r, FoldResult))
     if not on_gpu(args):
         return {"models": len(results)}
     leftover = torch.cuda.memory_allocated() / 2**20

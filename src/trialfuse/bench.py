@@ -114,17 +114,17 @@ def run_bench(rows: int = 10_000, configs: int = 20, folds: int = 5, epochs: int
         finally:
             torch.set_float32_matmul_precision("highest")
         seconds = time.perf_counter() - started
-        model_epochs = sum(r["epochs_run"] for r in results)
-        scores[name] = np.array([r["r2"] for r in results])
+        model_epochs = sum(r.rounds_run for r in results)
+        scores[name] = np.array([r.r2 for r in results])
         report["modes"][name] = {"seconds": round(seconds, 3), "model_epochs": model_epochs,
                                  "model_epochs_per_s": round(model_epochs / seconds, 1),
                                  "mean_r2": float(np.nanmean(scores[name])),
-                                 "precision": sorted({r.get("precision", "tf32" if mode.precision == "tf32" else "fp32")
+                                 "precision": sorted({r.precision or ("tf32" if mode.precision == "tf32" else "fp32")
                                                       for r in results}),  # one at a time: torch's float32 setting
                                  "r2": [round(float(v), 5) for v in scores[name]],
-                                 "best_epoch": [r["best_epoch"] for r in results],
-                                 "batch_modes": sorted({r["batch_mode"] for r in results}),
-                                 "batch_sizes": sorted({r["fused_batch_size"] for r in results})}
+                                 "best_epoch": [r.best_rounds for r in results],
+                                 "batch_modes": sorted({r.batch_mode for r in results}),
+                                 "batch_sizes": sorted({r.fused_batch_size for r in results})}
         if on_mode:
             on_mode(report)
     if "serial" in scores:

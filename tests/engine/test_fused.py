@@ -9,7 +9,7 @@ import pytest
 import torch
 from sklearn.model_selection import KFold
 
-from trialfuse.engine.families import mlp
+from trialfuse.engine.families import FoldFailed, mlp
 from trialfuse.engine.fused import adam as fused_adam
 from trialfuse.engine.fused import batching, memory
 from trialfuse.engine.fused import train as fused_train
@@ -44,15 +44,15 @@ def test_fused_equals_serial_in_float64(table):
     fused = train_many(MIXED, X, y, folds, fuse="on", dtype=torch.float64)
     serial = train_many(MIXED, X, y, folds, fuse="off", dtype=torch.float64)
     assert len(fused) == len(MIXED) * len(folds)
-    assert [r["batch_mode"] for r in fused] == ["fused"] * 12 and [r["batch_mode"] for r in serial] == ["serial"] * 12
-    assert [r["fold"] for r in fused] == [0, 1, 2] * 4  # config-major order
-    runs = [r["epochs_run"] for r in fused]
+    assert [r.batch_mode for r in fused] == ["fused"] * 12 and [r.batch_mode for r in serial] == ["serial"] * 12
+    assert [r.fold for r in fused] == [0, 1, 2] * 4  # config-major order
+    runs = [r.rounds_run for r in fused]
     assert len(set(runs)) > 3 and max(runs) > 2 * min(runs)  # models stopped at different epochs (compaction ran)
     for f, s in zip(fused, serial, strict=True):
-        assert f["epochs_run"] == s["epochs_run"] and f["best_epoch"] == s["best_epoch"]
-        np.testing.assert_allclose(f["predictions_val"], s["predictions_val"], rtol=0, atol=1e-6)
-        assert f["r2"] == pytest.approx(s["r2"], abs=1e-6)
-        assert f["train_mse"] == pytest.approx(s["train_mse"], abs=1e-6)
+        assert f.rounds_run == s.rounds_run and f.best_rounds == s.best_rounds
+        np.testing.assert_allclose(f.predictions_val, s.predictions_val, rtol=0, atol=1e-6)
+        assert f.r2 == pytest.approx(s.r2, abs=1e-6)
+        assert f.train_mse == pytest.approx(s.train_mse, abs=1e-6)
 
 
 def test_fused_matches_serial_in_float32():
@@ -66,11 +66,11 @@ def test_fused_matches_serial_in_float32():
     gentle = [{**c, "learning_rate": min(c["learning_rate"], 2e-3), "min_delta": 1e-3} for c in MIXED]
     fused = train_many(gentle, X, y, folds, fuse="on")
     serial = train_many(gentle, X, y, folds, fuse="off")
-    same_epochs = sum(f["epochs_run"] == s["epochs_run"] for f, s in zip(fused, serial, strict=True))
+    same_epochs = sum(f.rounds_run == s.rounds_run for f, s in zip(fused, serial, strict=True))
     assert same_epochs >= 10  # of 12
     for f, s in zip(fused, serial, strict=True):
-        assert abs(f["epochs_run"] - s["epochs_run"]) <= 3
-        assert f["r2"] == pytest.approx(s["r2"], abs=2e-3)
+        assert abs(f.rounds_run - s.rounds_run) <= 3
+        assert f.r2 == pytest.approx(s.r2, abs=2e-3)
 
 
 def test_fused_equals_serial_with_dropout_in_float64(table):
@@ -81,8 +81,8 @@ def test_fused_equals_serial_with_dropout_in_float64(table):
     fused = train_many(dropping, X, y, folds, fuse="on", dtype=torch.float64)
     serial = train_many(dropping, X, y, folds, fuse="off", dtype=torch.float64)
     for f, s in zip(fused, serial, strict=True):
-        assert (f["epochs_run"], f["best_epoch"]) == (s["epochs_run"], s["best_epoch"])
-        assert abs(f["r2"] - s["r2"]) <= 1e-9
+        assert (f.rounds_run, f.best_rounds) == (s.rounds_run, s.best_rounds)
+        assert abs(f.r2 - s.r2) <= 1e-9
 
 
 def test_a_dropout_model_trains_the_same_alone_and_anywhere_in_a_batch(table):
@@ -99,11 +99,11 @@ def test_a_dropout_model_trains_the_same_alone_and_anywhere_in_a_batch(table):
     first = run([model, *others[:5]], "on")[0]
     sixth = run([*others[:5], model, *others[5:]], "on")[5]
     serial = run([model], "off")[0]
-    assert first["fused_batch_size"] == 6 and sixth["fused_batch_size"] == 9
+    assert first.fused_batch_size == 6 and sixth.fused_batch_size == 9
     for other in (first, sixth, serial):
-        assert (other["epochs_run"], other["best_epoch"]) == (alone["epochs_run"], alone["best_epoch"])
-        assert abs(other["r2"] - alone["r2"]) <= 1e-8  # rounding of batched matmuls; another mask moves R² ~1e-2
-        np.testing.assert_allclose(other["predictions_val"], alone["predictions_val"], rtol=0, atol=1e-6)
+        assert (other.rounds_run, other.best_rounds) == (alone.rounds_run, alone.best_rounds)
+        assert abs(other.r2 - alone.r2) <= 1e-8  # rounding of batched matmuls; another mask moves R² ~1e-2
+        np.testing.assert_allclose(other.predictions_val, alone.predictions_val, rtol=0, atol=1e-6)
 
 
 def test_mixed_depths_are_split_and_keep_order(table):
@@ -112,9 +112,9 @@ def test_mixed_depths_are_split_and_keep_order(table):
                {**BASE, "hidden_layers": [8, 8], "epochs": 5}]
     fused = train_many(configs, X, y, folds[:1], fuse="on", dtype=torch.float64)
     serial = train_many(configs, X, y, folds[:1], fuse="off", dtype=torch.float64)
-    assert [r["fused_batch_size"] for r in fused] == [2, 1, 2]
+    assert [r.fused_batch_size for r in fused] == [2, 1, 2]
     for f, s in zip(fused, serial, strict=True):
-        assert f["r2"] == pytest.approx(s["r2"], abs=1e-6)
+        assert f.r2 == pytest.approx(s.r2, abs=1e-6)
 
 
 PADDED = Batching(pad_depths=True)
@@ -136,14 +136,14 @@ def test_padded_depths_share_one_batch_and_train_as_each_model_alone(table):
     padded = train_many(DEPTHS, X, y, folds, fuse="on", batching=PADDED, dtype=torch.float64)
     serial = train_many(DEPTHS, X, y, folds, fuse="off", dtype=torch.float64)
     split = train_many(DEPTHS, X, y, folds, fuse="on", dtype=torch.float64)
-    assert {r["fused_batch_size"] for r in padded} == {8, 4}  # folds of 600 and 601 rows: two batches
-    assert {r["fused_batch_size"] for r in split} == {1, 2, 4}  # by depth too: six batches
-    runs = [r["epochs_run"] for r in padded]
+    assert {r.fused_batch_size for r in padded} == {8, 4}  # folds of 600 and 601 rows: two batches
+    assert {r.fused_batch_size for r in split} == {1, 2, 4}  # by depth too: six batches
+    runs = [r.rounds_run for r in padded]
     assert max(runs) > 2 * min(runs)  # models left the batch at different epochs (compaction ran)
     for p, s in zip(padded, serial, strict=True):
-        assert (p["epochs_run"], p["best_epoch"]) == (s["epochs_run"], s["best_epoch"])
-        assert abs(p["r2"] - s["r2"]) <= 1e-9
-        np.testing.assert_allclose(p["predictions_val"], s["predictions_val"], rtol=0, atol=1e-8)
+        assert (p.rounds_run, p.best_rounds) == (s.rounds_run, s.best_rounds)
+        assert abs(p.r2 - s.r2) <= 1e-9
+        np.testing.assert_allclose(p.predictions_val, s.predictions_val, rtol=0, atol=1e-8)
 
 
 def test_a_kept_model_from_a_padded_batch_is_its_own_depth_and_predicts_what_it_scored(table):
@@ -151,11 +151,11 @@ def test_a_kept_model_from_a_padded_batch_is_its_own_depth_and_predicts_what_it_
     fold_data = [fused_train.prepare_fold(X, y, *folds[0])]
     jobs = [fused_train.Job(mlp.with_defaults(c), 0, 3 + k, key=k, keep=True) for k, c in enumerate(DEPTHS)]
     results = fused_train.run_jobs(jobs, fold_data, fuse=Fuse("on"), dtype=torch.float64, batching=PADDED)
-    assert {r["fused_batch_size"] for r in results} == {4}
+    assert {r.fused_batch_size for r in results} == {4}
     for job, result in zip(jobs, results, strict=True):
-        linears = [m for m in result["model"].net.layers if isinstance(m, torch.nn.Linear)]
+        linears = [m for m in result.model.net.layers if isinstance(m, torch.nn.Linear)]
         assert [m.out_features for m in linears] == [*job.params["hidden_layers"], 1]
-        np.testing.assert_allclose(mlp.predict(result["model"], fold_data[0].raw[2]), result["predictions_val"],
+        np.testing.assert_allclose(mlp.predict(result.model, fold_data[0].raw[2]), result.predictions_val,
                                    atol=1e-6)
 
 
@@ -182,8 +182,8 @@ def test_a_model_without_hidden_layers_is_never_padded(table):
     plain = {**BASE, "hidden_layers": [], "epochs": 5}
     padded = train_many([plain, DEPTHS[0]], X, y, folds[:1], fuse="on", batching=PADDED, dtype=torch.float64)
     serial = train_many([plain, DEPTHS[0]], X, y, folds[:1], fuse="off", dtype=torch.float64)
-    assert [r["fused_batch_size"] for r in padded] == [1, 1]  # a batch of its own
-    assert padded[0]["r2"] == pytest.approx(serial[0]["r2"], abs=1e-9)
+    assert [r.fused_batch_size for r in padded] == [1, 1]  # a batch of its own
+    assert padded[0].r2 == pytest.approx(serial[0].r2, abs=1e-9)
 
 
 def test_dropout_masks_follow_the_model_seed_and_ignore_neighbours(table):
@@ -192,14 +192,14 @@ def test_dropout_masks_follow_the_model_seed_and_ignore_neighbours(table):
     fold_data = [fused_train.prepare_fold(X, y, *folds[0])]
     jobs = [fused_train.Job(mlp.with_defaults(drop), 0, seed, key=i) for i, seed in enumerate((5, 5, 6))]
     twins = fused_train.run_jobs(jobs, fold_data, fuse=Fuse("on"), dtype=torch.float64)
-    assert twins[0]["fused_batch_size"] == 3
-    np.testing.assert_array_equal(twins[0]["predictions_val"], twins[1]["predictions_val"])  # one seed, one stream
-    assert twins[0]["r2"] != twins[2]["r2"]  # another seed: other weights and other masks
+    assert twins[0].fused_batch_size == 3
+    np.testing.assert_array_equal(twins[0].predictions_val, twins[1].predictions_val)  # one seed, one stream
+    assert twins[0].r2 != twins[2].r2  # another seed: other weights and other masks
     a = train_many([drop, {**drop, "dropout": 0.1}], X, y, folds[:1], fuse="on", seed=5, dtype=torch.float64)
     b = train_many([drop, {**drop, "dropout": 0.45}], X, y, folds[:1], fuse="on", seed=5, dtype=torch.float64)
-    assert a[0]["r2"] == b[0]["r2"]  # model 0's masks do not depend on its neighbour's rate
-    np.testing.assert_array_equal(a[0]["predictions_val"], b[0]["predictions_val"])
-    assert a[1]["r2"] != b[1]["r2"]
+    assert a[0].r2 == b[0].r2  # model 0's masks do not depend on its neighbour's rate
+    np.testing.assert_array_equal(a[0].predictions_val, b[0].predictions_val)
+    assert a[1].r2 != b[1].r2
 
 
 def test_injected_oom_halves_the_batch_down_to_what_fits(table, monkeypatch, caplog):
@@ -210,11 +210,11 @@ def test_injected_oom_halves_the_batch_down_to_what_fits(table, monkeypatch, cap
         fused = train_many(configs, X, y, folds[:1], fuse="8", dtype=torch.float64)
     halved = [int(r.getMessage().split()[4]) for r in caplog.records if "out of memory" in r.getMessage()]
     assert halved == [8, 4, 4]  # 8 -> 4 + 4, each 4 -> 2 + 2
-    assert len(fused) == 8 and all(r["fused_batch_size"] == 2 for r in fused)
+    assert len(fused) == 8 and all(r.fused_batch_size == 2 for r in fused)
     monkeypatch.delenv(faults.FAULT_ENV)
     serial = train_many(configs, X, y, folds[:1], fuse="off", dtype=torch.float64)
     for f, s in zip(fused, serial, strict=True):
-        assert f["r2"] == pytest.approx(s["r2"], abs=1e-6)
+        assert f.r2 == pytest.approx(s.r2, abs=1e-6)
 
 
 def test_a_model_out_of_memory_alone_fails_alone_and_the_task_keeps_its_other_results(table, monkeypatch):
@@ -229,9 +229,9 @@ def test_a_model_out_of_memory_alone_fails_alone_and_the_task_keeps_its_other_re
     monkeypatch.setattr(fused_train, "train_fused_batch", deep_models_never_fit)
     deep = {**BASE, "hidden_layers": [16, 16, 16]}
     results = train_many([*MIXED[:2], deep, deep], X, y, folds[:1], fuse="on")
-    assert [("error" in r) for r in results] == [False, False, True, True]
-    assert all(np.isfinite(r["r2"]) for r in results[:2])
-    assert "out of memory with one model alone" in results[2]["error"]
+    assert [isinstance(r, FoldFailed) for r in results] == [False, False, True, True]
+    assert all(np.isfinite(r.r2) for r in results[:2])
+    assert "out of memory with one model alone" in results[2].error
 
 
 def test_memory_is_released_only_once_the_failed_batch_is_unreachable(table, monkeypatch):
@@ -251,7 +251,7 @@ def test_memory_is_released_only_once_the_failed_batch_is_unreachable(table, mon
     monkeypatch.setattr(fused_train, "release_memory", lambda dev: alive_at_release.append(held[0]() is not None))
     results = train_many(MIXED[:2], X, y, folds[:1], fuse="on")
     assert alive_at_release == [False]  # the traceback no longer held it when the cache was emptied
-    assert all(r["fused_batch_size"] == 1 and np.isfinite(r["r2"]) for r in results)
+    assert all(r.fused_batch_size == 1 and np.isfinite(r.r2) for r in results)
 
 
 def test_cublas_allocation_failures_are_out_of_memory_too():
@@ -263,9 +263,9 @@ def test_auto_trains_one_at_a_time_on_a_cpu_and_gives_the_serial_results(table):
     X, y, folds = table
     results = train_many(MIXED, X, y, folds, fuse="auto")
     serial = train_many(MIXED, X, y, folds, fuse="off")
-    assert len(results) == 12 and {r["batch_mode"] for r in results} == {"serial"}
-    assert [r["r2"] for r in results] == [r["r2"] for r in serial]  # deterministic: the same numbers
-    assert all(np.isfinite(r["r2"]) and r["device"] == "cpu" and r["duration"] > 0 for r in results)
+    assert len(results) == 12 and {r.batch_mode for r in results} == {"serial"}
+    assert [r.r2 for r in results] == [r.r2 for r in serial]  # deterministic: the same numbers
+    assert all(np.isfinite(r.r2) and r.device == "cpu" and r.duration > 0 for r in results)
 
 
 @pytest.mark.parametrize("decoupled", [False, True])
@@ -313,10 +313,10 @@ def test_compiled_hidden_layers_train_as_eager_ones_and_compile_only_once(table,
     compiled_block(torch.device("cpu"), torch.float64)
     monkeypatch.setattr(dynamo.config, "error_on_recompile", True)
     compiled = train_many(configs, X, y, folds, fuse="on", dtype=torch.float64, compiled=True)
-    assert min(r["epochs_run"] for r in eager) * 2 < max(r["epochs_run"] for r in eager)  # compaction ran
+    assert min(r.rounds_run for r in eager) * 2 < max(r.rounds_run for r in eager)  # compaction ran
     for c, e in zip(compiled, eager, strict=True):
-        assert c["epochs_run"] == e["epochs_run"] and c["best_epoch"] == e["best_epoch"]
-        assert c["r2"] == pytest.approx(e["r2"], abs=1e-9)
+        assert c.rounds_run == e.rounds_run and c.best_rounds == e.best_rounds
+        assert c.r2 == pytest.approx(e.r2, abs=1e-9)
 
 
 def test_batches_hold_a_configs_folds_together_and_close_once_full():
@@ -348,18 +348,18 @@ def test_a_kept_fold_model_predicts_what_the_fold_scored_and_survives_keep_and_p
     results = fused_train.run_jobs(jobs, fold_data, fuse=Fuse(fuse), dtype=torch.float64)
     for job, result in zip(jobs, results, strict=True):
         X_val = fold_data[job.fold].raw[2]
-        np.testing.assert_allclose(mlp.predict(result["model"], X_val), result["predictions_val"], atol=1e-6)
+        np.testing.assert_allclose(mlp.predict(result.model, X_val), result.predictions_val, atol=1e-6)
         directory = tmp_path / f"{fuse}-{job.key}"
         directory.mkdir()
-        kept = directory / mlp.keep(result["model"], directory)
+        kept = directory / mlp.keep(result.model, directory)
         assert kept.suffix == mlp.KEPT_SUFFIX
-        np.testing.assert_allclose(mlp.predict(mlp.load(kept), X_val), result["predictions_val"], atol=1e-6)
+        np.testing.assert_allclose(mlp.predict(mlp.load(kept), X_val), result.predictions_val, atol=1e-6)
         served = mlp.publish(kept, directory, "fold-0")
         assert served == "fold-0.pt2"
-        np.testing.assert_allclose(mlp.predict(mlp.load(directory / served), X_val), result["predictions_val"],
+        np.testing.assert_allclose(mlp.predict(mlp.load(directory / served), X_val), result.predictions_val,
                                    atol=1e-6)
     unkept = fused_train.run_jobs([fused_train.Job(mlp.with_defaults(drop[0]), 0, 7)], fold_data, fuse=Fuse(fuse))
-    assert "model" not in unkept[0]
+    assert unkept[0].model is None
 
 
 def test_precision_resolves_to_fp32_on_a_cpu_and_in_float64_and_travels_in_the_fuse():
@@ -391,8 +391,8 @@ def test_bf16_matmuls_train_a_fused_batch_close_to_float32(table):
             for i, c in enumerate(configs) for k in range(3)]
     runs = {name: fused_train.train_fused_batch(jobs, data, torch.device("cpu"), torch.float32,
                                                 precision=Precision(name)) for name in ("fp32", "bf16")}
-    assert {r["precision"] for r in runs["bf16"]} == {"bf16"}
-    gaps = [abs(a["r2"] - b["r2"]) for a, b in zip(runs["fp32"], runs["bf16"], strict=True)]
+    assert {r.precision for r in runs["bf16"]} == {"bf16"}
+    gaps = [abs(a.r2 - b.r2) for a, b in zip(runs["fp32"], runs["bf16"], strict=True)]
     assert max(gaps) < 0.05 and 0 < np.mean(gaps) < 0.01
 
 

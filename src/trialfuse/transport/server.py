@@ -22,6 +22,7 @@ import numpy as np
 
 from trialfuse.blend import fold_mean
 from trialfuse.catalog import FAMILIES
+from trialfuse.engine.families import FoldFailed, FoldResult
 from trialfuse.fuse import Fuse
 from trialfuse.testing import faults
 from trialfuse.transport import protocol, source_dialect
@@ -142,13 +143,8 @@ class Server:
         results = module.fit_many([(job.params, job.seed, bool(job.save_dir)) for _, job, _ in group],
                                   [fold for _, _, fold in group], device=self.device, fuse=fuse,
                                   deadline=min(deadlines) if deadlines else None)
-        return [protocol.error(r["error"], job) if "error" in r else protocol.train_answer(job, {
-            "r2": r["r2"], "val_mse": r["val_mse"], "train_mse": r["train_mse"], "best_rounds": r["best_epoch"],
-            "rounds_run": r["epochs_run"], "duration": r["duration"], "device": r["device"],
-            "batch_mode": r["batch_mode"], "fused_batch_size": r["fused_batch_size"],
-            **({"wall_seconds": r["wall_seconds"]} if "wall_seconds" in r else {}),
-            **_kept(module, r.pop("model", None), job.save_dir)}, r["predictions_val"])
-            for (_, job, _), r in zip(group, results, strict=True)]
+        return [protocol.error(r.error, job) if isinstance(r, FoldFailed) else _answer(job, r, module)
+                for (_, job, _), r in zip(group, results, strict=True)]
 
     def _train_one(self, job: TrainJob) -> dict[str, Any]:
         """One fold of a family trained alone (the tree families), early stopping on its validation rows."""
@@ -162,11 +158,10 @@ class Server:
         fitted = module.fit(job.params, X_train, y_train, X_val, y_val, device=self.device, threads=job.threads,
                             seed=job.seed, deadline=job.deadline)
         pred_val, pred_train = module.predict(fitted.model, X_val), module.predict(fitted.model, X_train)
-        saved = _kept(module, fitted.model, job.save_dir)
-        return protocol.train_answer(job, {
-            **fold_scores(y_train, pred_train, y_val, pred_val), "best_rounds": fitted.best_rounds,
-            "rounds_run": fitted.rounds_run, "duration": time.perf_counter() - started, "device": self.device,
-            "batch_mode": "serial", "fused_batch_size": 1, **saved}, pred_val)
+        result = FoldResult(fitted.model, fitted.best_rounds, fitted.rounds_run,
+                            **fold_scores(y_train, pred_train, y_val, pred_val), predictions_val=pred_val,
+                            duration=time.perf_counter() - started, device=self.device)
+        return _answer(job, result, module)
 
     def _retrain(self, command: dict[str, Any]) -> dict[str, Any]:
         """Train on all rows of a resident dataset for a fixed round count, save natively, and
@@ -346,6 +341,12 @@ def _exit_with_parent() -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _answer(job: TrainJob, result: FoldResult, module) -> dict[str, Any]:
+    """A trained fold's protocol answer, its model kept first where the job asks."""
+    return protocol.train_answer(job, {**result.answer(), **_kept(module, result.model, job.save_dir)},
+                                 result.predictions_val)
 
 
 def _kept(module, model, save_dir: str | None) -> dict[str, Any]:

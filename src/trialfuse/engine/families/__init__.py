@@ -18,10 +18,13 @@ families, never imports torch:
 from __future__ import annotations
 
 import importlib
+import math
 import time
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
+
+import numpy as np
 
 from trialfuse.catalog import FAMILIES
 
@@ -33,6 +36,42 @@ class Fitted:
     model: Any
     best_rounds: int
     rounds_run: int
+
+
+@dataclass
+class FoldResult(Fitted):
+    """One (config, fold) model trained with early stopping on its validation rows: its scores,
+    its validation predictions (in the target's units) and how it trained. The fused NN, the NN
+    alone and the tree families each give one; `answer` is what the worker sends back."""
+
+    r2: float = math.nan
+    val_mse: float = math.nan
+    train_mse: float = math.nan
+    predictions_val: np.ndarray | None = None
+    duration: float = 0.0  # compute seconds it used (a fused batch's time shared among its models)
+    device: str = "cpu"
+    batch_mode: str = "serial"  # or "fused": trained stacked with others
+    fused_batch_size: int = 1  # models in its batch, at the end (a batch out of memory is halved)
+    wall_seconds: float | None = None  # a fused model: how long its whole batch took to come back
+    precision: str | None = None  # a fused batch's matmul precision
+    key: int = 0  # its place in the caller's list of jobs
+    fold: int = 0
+    seed: int = 0
+
+    def answer(self) -> dict[str, Any]:
+        """The protocol's fields of a trained fold (transport/protocol.train_answer adds the rest)."""
+        fields = {"r2": self.r2, "val_mse": self.val_mse, "train_mse": self.train_mse, "best_rounds": self.best_rounds,
+                  "rounds_run": self.rounds_run, "duration": self.duration, "device": self.device,
+                  "batch_mode": self.batch_mode, "fused_batch_size": self.fused_batch_size}
+        return fields if self.wall_seconds is None else {**fields, "wall_seconds": self.wall_seconds}
+
+
+@dataclass
+class FoldFailed:
+    """A (config, fold) model that could not train (e.g. out of memory alone); the others keep theirs."""
+
+    key: int
+    error: str
 
 
 def family_module(name: str) -> ModuleType:

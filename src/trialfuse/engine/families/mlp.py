@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from trialfuse.engine.dropout import DropoutStream, dropout_mask, dropout_scale, dropout_threshold
-from trialfuse.engine.families import Fitted, check_deadline
+from trialfuse.engine.families import Fitted, FoldFailed, FoldResult, check_deadline
 from trialfuse.engine.standardize import column_stats, standardize
 
 LEAKY_SLOPE = 0.01
@@ -242,10 +242,10 @@ def prepare_fold(X: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarra
 
 
 def fit_many(jobs: list[tuple[dict[str, Any], int, bool]], folds: list, *, device: str, fuse,
-             deadline: float | None = None) -> list[dict[str, Any]]:
+             deadline: float | None = None) -> list[FoldResult | FoldFailed]:
     """Many (params, seed, keep the model) fits, the i-th on prepared fold `folds[i]`, trained
-    as one fused model where that is faster (engine/fused): a result dict each, in order,
-    {"error": reason} for a model that could not train."""
+    as one fused model where that is faster (engine/fused): a result each, in order, a
+    FoldFailed for a model that could not train."""
     from trialfuse.engine.fused import train as fused_train
     from trialfuse.engine.fused.memory import release_memory
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from trialfuse.engine.families import FoldFailed
 from trialfuse.engine.fused.mlp import stack_widths
 
 if TYPE_CHECKING:
@@ -58,8 +59,8 @@ def release_memory(dev: torch.device | str) -> None:
         torch.cuda.empty_cache()
 
 
-def out_of_memory(job: Job, message: str) -> dict[str, Any]:
-    return {"key": job.key, "error": f"out of memory with one model alone ({message})"}
+def out_of_memory(job: Job, message: str) -> FoldFailed:
+    return FoldFailed(job.key, f"out of memory with one model alone ({message})")
 
 
 def is_oom(exc: BaseException) -> bool:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trialfuse.engine.families import check_deadline, mlp
+from trialfuse.engine.families import Fitted, FoldFailed, FoldResult, check_deadline, mlp
 from trialfuse.engine.fused import adam as fused_adam
 from trialfuse.engine.fused.batching import AS_A_STUDY, Batching, depth_group, plan_batches
 from trialfuse.engine.fused.memory import attempt, memory_cap, out_of_memory, release_memory
@@ -99,7 +99,7 @@ class Job:
 def train_many(configs: list[dict[str, Any]], X: np.ndarray, y: np.ndarray, folds, *, device: str = "cpu",
                fuse: Fuse | str = "auto", seed: int = 0, dtype: torch.dtype = torch.float32,
                compiled: bool | None = None, batching: Batching = AS_A_STUDY, precision: str | None = None,
-               deadline: float | None = None) -> list[dict[str, Any]]:
+               deadline: float | None = None) -> list[FoldResult | FoldFailed]:
     """Train every config on every fold; one result per (config, fold), config-major order.
 
     `folds` is a list of (train_idx, val_idx). `fuse` (a `Fuse` or its option text): "on" /
@@ -121,7 +121,7 @@ def train_many(configs: list[dict[str, Any]], X: np.ndarray, y: np.ndarray, fold
 def run_jobs(jobs: list[Job], fold_data: list[FoldData], *, device: str = "cpu", fuse: Fuse = AUTO,
              dtype: torch.dtype = torch.float32, deadline: float | None = None,
              compiled: bool | None = None, batching: Batching = AS_A_STUDY,
-             precision: str | None = None) -> list[dict[str, Any]]:
+             precision: str | None = None) -> list[FoldResult | FoldFailed]:
     """Results in the order of `jobs` (each tagged with its job's key). Past `deadline`
     (time.time()) training stops within a few epochs and DeadlineReached is raised.
     `compiled`: run the hidden layers through torch.compile (None: where `use_compiler` says);
@@ -131,7 +131,7 @@ def run_jobs(jobs: list[Job], fold_data: list[FoldData], *, device: str = "cpu",
     dev = torch.device(device)
     chosen = Precision.parse(precision or fuse.precision).resolve(dev, dtype)
     block = None  # the hidden layers' code, chosen (and compiled) once a group trains stacked
-    results: dict[int, dict[str, Any]] = {}
+    results: dict[int, FoldResult | FoldFailed] = {}
     groups: dict[tuple[int, int], list[Job]] = {}  # what one stacked model can hold: (depth, training rows)
     for job in jobs:
         groups.setdefault((depth_group(job, batching), len(fold_data[job.fold].y_train)), []).append(job)
@@ -152,7 +152,7 @@ def run_jobs(jobs: list[Job], fold_data: list[FoldData], *, device: str = "cpu",
             cap = fuse.max_batch or memory_cap(group, fold_data, dev, dtype)
             for batch in plan_batches(group, n_train, cap, batching):
                 for result in _train_halving(batch, fold_data, dev, dtype, deadline, block, chosen):
-                    results[result["key"]] = result
+                    results[result.key] = result
     return [results[job.key] for job in jobs]
 
 
@@ -169,12 +169,12 @@ def use_compiler(dev: torch.device) -> bool:
 
 
 def _train_halving(jobs: list[Job], fold_data, dev, dtype, deadline: float | None,
-                   block: Callable = hidden_block, precision: Precision = FP32) -> list[dict[str, Any]]:
+                   block: Callable = hidden_block, precision: Precision = FP32) -> list[FoldResult | FoldFailed]:
     """Train `jobs` as one batch; a batch that runs out of memory is split in two and
     retried, down to one model, which then fails alone (the other batches keep their results).
     Each result's `fused_batch_size` says how many models its batch finally held."""
     pending = [jobs]
-    done: list[dict[str, Any]] = []
+    done: list[FoldResult | FoldFailed] = []
     while pending:
         batch = pending.pop(0)
         trained, message = attempt(partial(_train_fused, batch, fold_data, dev, dtype, deadline, block, precision))
@@ -193,7 +193,7 @@ def _train_halving(jobs: list[Job], fold_data, dev, dtype, deadline: float | Non
 
 
 def _train_fused(batch: list[Job], fold_data, dev, dtype, deadline: float | None,
-                 block: Callable, precision: Precision) -> list[dict[str, Any]]:
+                 block: Callable, precision: Precision) -> list[FoldResult]:
     if faults.out_of_memory(len(batch)):
         raise torch.cuda.OutOfMemoryError(f"injected: out of memory with {len(batch)} models")
     return train_fused_batch(batch, fold_data, dev, dtype, deadline, block, precision)
@@ -340,14 +340,14 @@ def train_fused_batch(jobs: list[Job], fold_data: list[FoldData], dev: torch.dev
     elapsed = time.perf_counter() - started
     out = [results[i] for i in range(len(jobs))]
     for r in out:
-        r["precision"] = precision.name
-        r["duration"] = elapsed / len(jobs)  # the batch's time, shared evenly
-        r["wall_seconds"] = elapsed  # how long the model took to come back: what time estimates need
-        r["fused_batch_size"] = len(jobs)
+        r.precision = precision.name
+        r.duration = elapsed / len(jobs)  # the batch's time, shared evenly
+        r.wall_seconds = elapsed  # how long the model took to come back: what time estimates need
+        r.fused_batch_size = len(jobs)
     return out
 
 
-def _finish(s: FusedState, jobs: list[Job], fold_data: list[FoldData], results: dict[int, dict[str, Any]],
+def _finish(s: FusedState, jobs: list[Job], fold_data: list[FoldData], results: dict[int, FoldResult],
             block: Callable) -> None:
     """Score the models of `s` with their best weights and record their results: in exact float32
     (or float64) matmuls whatever the training precision, as the kept models predict."""
@@ -359,41 +359,37 @@ def _finish(s: FusedState, jobs: list[Job], fold_data: list[FoldData], results: 
     dev = pred_train.device
     for slot, index in enumerate(s.alive.tolist()):
         job, fold = jobs[index], fold_data[jobs[index].fold]
-        results[index] = _score(job, fold, pred_train[slot].double().cpu().numpy(),
-                                pred_val[slot].double().cpu().numpy(), int(s.ran[slot]), int(s.best_epoch[slot]),
-                                dev, "fused")
+        model = None
         if job.keep:
             net = unstack(s.model, slot, fold.x_train.shape[1], job.params["hidden_layers"],
                           bool(job.params["use_leaky_relu"]))
-            results[index]["model"] = mlp.ScaledMLP(net, fold.x_mean, fold.x_std, fold.y_mean,
-                                                    fold.y_std).to(net.layers[0].weight.dtype).eval()
+            model = mlp.ScaledMLP(net, fold.x_mean, fold.x_std, fold.y_mean, fold.y_std).to(
+                net.layers[0].weight.dtype).eval()
+        in_units = [p[slot].double().cpu().numpy() * fold.y_std + fold.y_mean for p in (pred_train, pred_val)]
+        results[index] = _score(job, fold, *in_units, Fitted(model, int(s.best_epoch[slot]), int(s.ran[slot])),
+                                dev, "fused")
 
 
-def _score(job: Job, fold: FoldData, pred_train: np.ndarray, pred_val: np.ndarray, epochs_run: int,
-           best_epoch: int, dev: torch.device, mode: str) -> dict[str, Any]:
-    """The result dict of one (config, fold) model, from standardized-unit predictions."""
+def _score(job: Job, fold: FoldData, pred_train: np.ndarray, pred_val: np.ndarray, fitted: Fitted,
+           dev: torch.device, mode: str) -> FoldResult:
+    """One (config, fold) model's result, from its predictions in the target's units."""
     _, y_train, _, y_val = fold.raw
-    p_train = pred_train * fold.y_std + fold.y_mean
-    p_val = pred_val * fold.y_std + fold.y_mean
-    return {
-        "key": job.key, "fold": job.fold, "seed": job.seed, **fold_scores(y_train, p_train, y_val, p_val),
-        "epochs_run": epochs_run, "best_epoch": best_epoch, "device": str(dev), "batch_mode": mode,
-        "fused_batch_size": 1, "predictions_val": p_val,
-    }
+    return FoldResult(fitted.model, fitted.best_rounds, fitted.rounds_run,
+                      **fold_scores(y_train, pred_train, y_val, pred_val), predictions_val=pred_val,
+                      device=str(dev), batch_mode=mode, key=job.key, fold=job.fold, seed=job.seed)
 
 
 def _train_serial(job: Job, fold_data: list[FoldData], dev: torch.device, dtype,
-                  deadline: float | None = None) -> dict[str, Any]:
+                  deadline: float | None = None) -> FoldResult:
     """One model alone with `mlp.fit`: the reference the fused path must equal."""
     started = time.perf_counter()
     fold = fold_data[job.fold]
     X_train, y_train, X_val, y_val = fold.raw
     fitted = mlp.fit(job.params, X_train, y_train, X_val, y_val, device=str(dev), seed=job.seed, dtype=dtype,
                      deadline=deadline)
-    p_train = (mlp.predict(fitted.model, X_train) - fold.y_mean) / fold.y_std
-    p_val = (mlp.predict(fitted.model, X_val) - fold.y_mean) / fold.y_std
-    result = _score(job, fold, p_train, p_val, fitted.rounds_run, fitted.best_rounds, dev, "serial")
-    if job.keep:
-        result["model"] = fitted.model
-    result["duration"] = time.perf_counter() - started
+    result = _score(job, fold, mlp.predict(fitted.model, X_train), mlp.predict(fitted.model, X_val), fitted, dev,
+                    "serial")
+    if not job.keep:
+        result.model = None
+    result.duration = time.perf_counter() - started
     return result
