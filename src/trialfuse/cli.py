@@ -57,6 +57,10 @@ def _run(opts, quiet: bool, as_json: bool) -> None:
 def run(
     data: Annotated[Path, typer.Argument(help="Table: .csv, .parquet, .npz (X, y), .json/.jsonl records.")],
     target: Annotated[str | None, typer.Option(help="Column to predict (NPZ: the name given to y).")] = None,
+    task: Annotated[str, typer.Option(help="auto (decided from the target, and said), regression, binary or "
+                                           "multiclass.")] = "auto",
+    metric: Annotated[str | None, typer.Option(help="Search metric: r2 for numbers; log_loss (default), roc_auc, "
+                                                    "accuracy or balanced_accuracy for classes.")] = None,
     models: Models = None,
     trials: Annotated[int | None, typer.Option(help="Optuna trials per family (default 20; with --timeout and no "
                                                     "--trials, as many as the budget allows, shared by cost).")] = None,
@@ -92,11 +96,10 @@ def run(
     """Search every family, rank them by CV R², retrain the winner and score the holdout once."""
     from trialfuse.driver.options import RunOptions
 
-    _run(RunOptions(data=data, target=target, models=models, trials=trials, folds=folds, holdout=holdout,
-                    out=out, storage=storage, seed=seed, devices=devices, ray=ray, fuse=fuse, precision=precision,
-                    timeout=timeout, job_timeout=job_timeout, prune=prune, ensemble=ensemble, refit=refit,
-                    explain=explain, keep_columns=keep_columns), quiet,
-         as_json)
+    _run(RunOptions(data=data, target=target, task=task, metric=metric, models=models, trials=trials, folds=folds,
+                    holdout=holdout, out=out, storage=storage, seed=seed, devices=devices, ray=ray, fuse=fuse,
+                    precision=precision, timeout=timeout, job_timeout=job_timeout, prune=prune, ensemble=ensemble,
+                    refit=refit, explain=explain, keep_columns=keep_columns), quiet, as_json)
 
 
 @app.command()

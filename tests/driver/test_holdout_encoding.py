@@ -25,7 +25,7 @@ def test_levels_and_constant_columns_come_from_the_search_rows(tmp_path):
     path = tmp_path / "t.csv"
     frame.to_csv(path, index=False)
 
-    table = load_table(path, TARGET, search_rows=lambda n: holdout_split(n, 0.2, 0)[0])
+    table = load_table(path, TARGET, search_rows=lambda task, y: holdout_split(len(y), 0.2, 0, task.strata(y))[0])
     assert table.categories["city"] == ["north", "south"]
     assert np.isnan(table.X[sealed[:5], table.feature_names.index("city")]).all()  # unseen, as at predict time
     assert table.dropped["flag"] == "constant" and "flag" not in table.feature_names

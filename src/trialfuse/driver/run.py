@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import optuna
 
 from trialfuse.catalog import DEFAULT_MODELS, FAMILIES, LEFT_OUT_OF_BUDGET, default_models
@@ -24,11 +25,13 @@ from trialfuse.driver.options import RunOptions, check_options
 from trialfuse.driver.out_of_fold import MODELS, OutOfFold
 from trialfuse.driver.run_record import RunRecord
 from trialfuse.driver.scheduler import run_studies
-from trialfuse.driver.splits import check_split_sizes, holdout_split, kfold_indices
+from trialfuse.driver.splits import check_class_sizes, check_split_sizes, holdout_split, kfold_indices
 from trialfuse.driver.storage import open_storage, running_trials
 from trialfuse.driver.table import load_table
 from trialfuse.driver.trial_records import FamilyResult
+from trialfuse.errors import UserError
 from trialfuse.seeds import model_seed
+from trialfuse.task import Task
 from trialfuse.transport.process_pool import WorkerPool
 
 
@@ -66,12 +69,17 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
     started, run_started = time.perf_counter(), time.monotonic()
     check_options(opts)
 
-    def search_rows(rows: int):  # the rows outside the sealed holdout decide how the table is encoded
-        check_split_sizes(rows, opts.holdout, opts.folds)
-        return holdout_split(rows, opts.holdout, opts.seed)[0]
+    def search_rows(task: Task, y: np.ndarray):  # the rows outside the sealed holdout decide the encoding
+        check_split_sizes(len(y), opts.holdout, opts.folds)
+        check_class_sizes(task, y, opts.holdout, opts.folds, opts.seed)
+        return holdout_split(len(y), opts.holdout, opts.seed, task.strata(y))[0]
 
-    table = load_table(opts.data, opts.target, opts.keep_columns, search_rows)
-    unused = [f"column {name!r} is not used: {why}" for name, why in table.identifiers.items()]
+    table = load_table(opts.data, opts.target, opts.keep_columns, search_rows, opts.task, opts.metric)
+    if table.task.is_classification:
+        raise UserError(f"{table.task_line}: classification runs are not built yet (the search, models and "
+                        f"predict are regression only); --task regression searches the target as numbers")
+    unused = [table.task_line] if table.task_line else []
+    unused += [f"column {name!r} is not used: {why}" for name, why in table.identifiers.items()]
     unused += table.warnings
     for line in unused:
         reporter.stage(line)
@@ -84,8 +92,8 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
     (out / run_dir.EXPLAIN).unlink(missing_ok=True)  # a rerun's explanation is its own, or none
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-    rest, sealed = holdout_split(table.rows, opts.holdout, opts.seed)
-    folds = kfold_indices(len(rest), opts.folds, opts.seed)
+    rest, sealed = holdout_split(table.rows, opts.holdout, opts.seed, table.task.strata(table.y))
+    folds = kfold_indices(len(rest), opts.folds, opts.seed, table.task.strata(table.y[rest]))
     storage = open_storage(opts.storage, out)
     search = fingerprint.of_run(table.X, table.y, table.feature_names, table.target, opts.seed, opts.holdout,
                                 opts.folds)

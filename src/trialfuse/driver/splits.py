@@ -4,10 +4,13 @@ Both are seeded so that the same data and seed give the same splits on every mac
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
-from sklearn.model_selection import KFold, train_test_split
+from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
 from trialfuse.errors import UserError
+from trialfuse.task import Task
 
 MIN_VALIDATION_ROWS = 2  # R² needs at least two rows to have a variance
 
@@ -30,13 +33,35 @@ def _holdout_rows(rows: int, holdout: float) -> int:
     return int(np.ceil(rows * holdout))  # the rule train_test_split applies to a float test_size
 
 
-def holdout_split(rows: int, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Return sorted (search rows, holdout rows) as row indices into the table."""
-    rest, sealed = train_test_split(np.arange(rows), test_size=holdout, random_state=seed, shuffle=True)
+def holdout_split(rows: int, holdout: float, seed: int,
+                  strata: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Return sorted (search rows, holdout rows) as row indices into the table; with `strata`
+    (each row's class, see Task.strata) every class keeps its share on both sides."""
+    rest, sealed = train_test_split(np.arange(rows), test_size=holdout, random_state=seed, shuffle=True,
+                                    stratify=strata)
     return np.sort(rest), np.sort(sealed)
 
 
-def kfold_indices(rows: int, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Shuffled K-fold (train, validation) positions into the search rows."""
-    splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
-    return [(train, val) for train, val in splitter.split(np.zeros(rows))]
+def kfold_indices(rows: int, folds: int, seed: int,
+                  strata: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Shuffled K-fold (train, validation) positions into the search rows, stratified by `strata`."""
+    splitter = (KFold if strata is None else StratifiedKFold)(n_splits=folds, shuffle=True, random_state=seed)
+    return [(train, val) for train, val in splitter.split(np.zeros(rows), strata)]
+
+
+def check_class_sizes(task: Task, y: np.ndarray, holdout: float, folds: int, seed: int) -> None:
+    """Every class needs rows in the holdout and in each of the K validation folds: one clear
+    line naming the smallest class, before anything trains."""
+    if not task.is_classification:
+        return
+    counts = np.bincount(y.astype(np.int64), minlength=len(task.classes))
+    smallest = int(np.argmin(counts))
+    need = folds + max(1, math.ceil(holdout * counts[smallest]))
+    try:
+        rest, _ = holdout_split(len(y), holdout, seed, task.strata(y))
+        enough = np.bincount(y[rest].astype(np.int64), minlength=len(task.classes)).min() >= folds
+    except ValueError:  # a class of one row cannot be split at all
+        enough = False
+    if counts[smallest] < 2 or not enough:
+        raise UserError(f"class {task.classes[smallest]!r} has {counts[smallest]} row(s): too few for a "
+                        f"{holdout:g} holdout plus {folds} folds (each class needs about {need})")

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from trialfuse.errors import UserError
+from trialfuse.task import Task, decide
 
 FORMATS = {".csv": "CSV", ".parquet": "Parquet", ".pq": "Parquet", ".npz": "NPZ",
            ".json": "JSON", ".jsonl": "JSON lines"}
@@ -23,12 +24,15 @@ NPZ_TARGET = "y"
 
 @dataclass
 class Table:
-    """A validated regression table: X [rows, features] float64 (NaN = missing), y [rows]."""
+    """A validated table: X [rows, features] float64 (NaN = missing), y [rows] (numbers, or
+    class codes 0..K-1 whose labels the task keeps)."""
 
     X: np.ndarray
     y: np.ndarray
     feature_names: list[str]
     target: str
+    task: Task = field(default_factory=Task)
+    task_line: str | None = None  # what was decided about the task, to say before training
     categories: dict[str, list[str]] = field(default_factory=dict)  # column -> code order
     dropped: dict[str, str] = field(default_factory=dict)  # column -> why it is unused
     identifiers: dict[str, str] = field(default_factory=dict)  # the dropped columns that only name rows, and why
@@ -112,10 +116,12 @@ def _npz_feature_names(path: Path) -> list[str]:
 
 
 def load_table(path: str | Path, target: str | None, keep: list[str] | None = None,
-               search_rows: Callable[[int], np.ndarray] | None = None) -> Table:
-    """Read, validate and encode a table for training. Columns that only name rows (a row
-    index, a per-row unique text) are dropped, unless named in `keep`. `search_rows(n)` gives
-    the rows (of n) that decide the encoding (category levels, constant columns): the sealed
+               search_rows: Callable[[Task, np.ndarray], np.ndarray] | None = None, task: str = "auto",
+               metric: str | None = None) -> Table:
+    """Read, validate and encode a table for training; the target decides the task (`task`:
+    auto, or what the user asked; see trialfuse.task). Columns that only name rows (a row
+    index, a per-row unique text) are dropped, unless named in `keep`. `search_rows(task, y)`
+    gives the rows that decide the encoding (category levels, constant columns): the sealed
     holdout's values must not shape what is trained; by default, every row."""
     frame, target = read_frame(path, target)
     if target is None:
@@ -125,7 +131,7 @@ def load_table(path: str | Path, target: str | None, keep: list[str] | None = No
     if target not in frame.columns:
         shown = ", ".join(map(str, list(frame.columns)[:8])) + (", ..." if frame.shape[1] > 8 else "")
         raise UserError(f"target column {target!r} not found in {path} (columns: {shown})")
-    y = _target_values(frame[target], target)
+    decided, y, task_line = decide(frame[target], target, task, metric)
     features = frame.drop(columns=[target])
     unknown = [k for k in keep or [] if k not in features.columns.map(str)]
     if unknown:
@@ -133,29 +139,15 @@ def load_table(path: str | Path, target: str | None, keep: list[str] | None = No
     identifiers = {str(name): why for name in features.columns
                    if str(name) not in (keep or []) and (why := _identifier(features[name], str(name)))}
     features = features.drop(columns=[c for c in features.columns if str(c) in identifiers])
-    deciding = search_rows(len(y)) if search_rows else np.arange(len(y))
+    deciding = search_rows(decided, y) if search_rows else np.arange(len(y))
     X, names, categories, dropped = _encode_training_features(features, deciding)
     warnings = [_text_order_warning(name, levels) for name, levels in categories.items()]
     dropped = {**identifiers, **dropped}
     if not names:
         why = "; ".join(f"{c}: {r}" for c, r in dropped.items()) or "the table has only the target column"
         raise UserError(f"no usable feature columns in {path} ({why})")
-    return Table(X=X, y=y, feature_names=names, target=target, categories=categories, dropped=dropped,
-                 identifiers=identifiers, warnings=[w for w in warnings if w])
-
-
-def _target_values(column: pd.Series, target: str) -> np.ndarray:
-    if pd.api.types.is_bool_dtype(column) or not pd.api.types.is_numeric_dtype(column):
-        example = next((v for v in column if not _is_number(v)), column.iloc[0])
-        raise UserError(f"target column {target!r} is not numeric (e.g. {example!r})")
-    y = column.to_numpy(dtype=np.float64, na_value=np.nan)
-    bad = ~np.isfinite(y)
-    if bad.any():
-        raise UserError(f"target column {target!r} has {int(bad.sum())} missing or infinite value(s) "
-                        f"(first at row {int(np.argmax(bad))})")
-    if np.all(y == y[0]):
-        raise UserError(f"target column {target!r} is constant ({y[0]:g}): there is nothing to learn")
-    return y
+    return Table(X=X, y=y, feature_names=names, target=target, task=decided, task_line=task_line,
+                 categories=categories, dropped=dropped, identifiers=identifiers, warnings=[w for w in warnings if w])
 
 
 def _is_number(value: object) -> bool:

@@ -1,0 +1,107 @@
+"""The task: what `auto` decides from a target column, the one-line refusals, the metrics and splits."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import log_loss, roc_auc_score
+
+from trialfuse.driver.splits import check_class_sizes, holdout_split, kfold_indices
+from trialfuse.errors import UserError
+from trialfuse.task import MAX_CLASSES, Kind, Task, decide
+
+
+def kind_of(values, asked="auto"):
+    task, y, line = decide(pd.Series(values), "t", asked)
+    return task.kind, line
+
+
+@pytest.mark.parametrize("values, kind", [
+    (["yes", "no", "no", "yes"], Kind.BINARY),  # text
+    ([True, False, True], Kind.BINARY),  # boolean
+    (pd.Categorical(["a", "b", "c", "a"]), Kind.MULTICLASS),  # category
+    (["red", "green", "blue", "red"], Kind.MULTICLASS),
+    ([0, 1, 1, 0], Kind.BINARY),  # 0/1 is classes, not a regression scored by R²
+    ([1.0, 2.0, 2.0, 1.0], Kind.BINARY),
+    ([-1, 1, 1], Kind.BINARY),
+    ([0, 1, 2, 2, 1], Kind.MULTICLASS),  # label-encoded classes 0..K-1
+    ([0.5, 1.7, 2.2, 3.9], Kind.REGRESSION),
+    (list(range(50)), Kind.REGRESSION),  # 0..49: too many values to be codes
+])
+def test_auto_reads_the_target_column(values, kind):
+    assert kind_of(values)[0] == kind
+
+
+def test_few_whole_values_that_are_not_codes_stay_numbers_with_a_hint():
+    kind, line = kind_of([1, 2, 3, 4, 5, 3])  # a 1-5 rating: ordered numbers, so regression by default
+    assert kind == Kind.REGRESSION and "--task multiclass" in line
+    assert kind_of([1, 2, 3, 4, 5, 3], "multiclass")[0] == Kind.MULTICLASS  # unless asked
+    assert kind_of([0, 1, 1, 0], "regression") == (Kind.REGRESSION, None)  # 0/1 as numbers, when asked
+
+
+def test_classes_keep_their_own_values_in_order_and_y_holds_their_codes():
+    task, y, line = decide(pd.Series(["yes", "no", "maybe", "no"]), "answer")
+    assert task.classes == ("maybe", "no", "yes") and y.tolist() == [2.0, 1.0, 0.0, 1.0]
+    assert "multiclass" in line and "'answer'" in line and "log-loss" in line
+    numbers, y, _ = decide(pd.Series(np.array([10, 2, 2, 10])), "n")
+    assert numbers.classes == (2, 10) and type(numbers.classes[0]) is int and y.tolist() == [1.0, 0.0, 0.0, 1.0]
+    assert list(task.labels(np.array([[0.1, 0.2, 0.7], [0.6, 0.3, 0.1]]))) == ["yes", "maybe"]
+
+
+@pytest.mark.parametrize("values, asked, message", [
+    (["a", "a", "a"], "auto", "one class only"),
+    ([f"id{i}" for i in range(MAX_CLASSES + 1)], "auto", "use --task regression"),
+    (["a", "b", "c"], "binary", "--task binary needs two classes"),
+    (["a", "b", None], "auto", "1 missing or infinite value"),
+    (["a", "b", "c"], "regression", "not numeric"),
+    ([*map(str, range(20)), "high"], "auto", "not numeric (e.g. 'high')"),  # numbers with a stray text
+    ([3.0, 3.0, 3.0], "auto", "constant"),
+    ([1.0, np.inf, 2.0], "auto", "missing or infinite value(s) (first at row 1)"),
+    ([0, 1], "ranking", "--task must be one of"),
+])
+def test_a_bad_target_is_one_clear_line(values, asked, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        decide(pd.Series(values), "t", asked)
+
+
+def test_a_metric_must_belong_to_the_task():
+    assert decide(pd.Series(["a", "b"]), "t", metric="roc_auc")[0].metric_name == "roc_auc"
+    with pytest.raises(UserError, match="not a regression metric"):
+        decide(pd.Series([0.5, 1.5, 2.5]), "t", metric="accuracy")
+
+
+def test_scores_are_higher_is_better_and_the_report_shows_log_loss_positive():
+    task = Task(Kind.BINARY, ("no", "yes"), "log_loss")
+    y = np.array([0, 1, 1, 0, 1])
+    p = np.array([[0.8, 0.2], [0.3, 0.7], [0.4, 0.6], [0.6, 0.4], [0.9, 0.1]])
+    assert task.score(y, p) == pytest.approx(-log_loss(y, p))
+    report = task.report(y, p)
+    assert report["log_loss"] == pytest.approx(log_loss(y, p)) and report["roc_auc"] == roc_auc_score(y, p[:, 1])
+    assert report["accuracy"] == 0.8
+    assert Task().score(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.0])) == 1.0  # R² for regression
+
+
+def test_class_splits_are_stratified_and_seeded():
+    y = np.array([0] * 80 + [1] * 20, dtype=np.float64)
+    task = Task(Kind.BINARY, (0, 1), "log_loss")
+    rest, sealed = holdout_split(len(y), 0.2, 3, task.strata(y))
+    assert y[sealed].sum() == 4 and len(sealed) == 20  # the classes' shares in the holdout, exactly
+    folds = kfold_indices(len(rest), 4, 3, task.strata(y[rest]))
+    assert all(y[rest][val].sum() == 4 for _, val in folds)
+    assert [v.tolist() for _, v in folds] == [v.tolist() for _, v in kfold_indices(len(rest), 4, 3, y[rest])]
+    assert Task().strata(y) is None  # numbers: the plain shuffled split, as before tasks existed
+
+
+def test_a_class_too_small_for_the_folds_is_refused_before_training():
+    y = np.array([0] * 50 + [1] * 4, dtype=np.float64)
+    task = Task(Kind.BINARY, ("common", "rare"), "log_loss")
+    with pytest.raises(UserError, match="class 'rare' has 4 row"):
+        check_class_sizes(task, y, 0.2, 5, seed=0)
+    check_class_sizes(task, np.array([0] * 50 + [1] * 8, dtype=np.float64), 0.2, 5, seed=0)  # enough
+
+
+def test_the_task_travels_as_json():
+    task = Task(Kind.MULTICLASS, ("a", 2, True), "accuracy")
+    assert Task.from_json(task.to_json()) == task and Task.from_json(None) == Task()
