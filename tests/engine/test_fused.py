@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import weakref
 
 import numpy as np
@@ -411,3 +412,20 @@ def test_a_precision_survives_the_legacy_max_batch_and_a_fuse_given_in_python(tm
         opts = RunOptions(data=table, target="y", fuse=given, precision=named)
         check_options(opts)
         assert opts.fuse.precision == expected
+
+
+@pytest.mark.parametrize("change, error, words", [
+    ({"fuse": True}, TypeError, "fuse must be 'auto'"),  # before: AttributeError: 'bool' object has no attribute 'mode'
+    ({"configs": {"hidden_layers": [8]}}, TypeError, "configs must be a list"),
+    ({"X": np.zeros(10)}, ValueError, "X must be [rows, features]"),
+    ({"folds": [(np.arange(5), np.arange(5, 99))]}, ValueError, "fold 0 must be"),
+    ({"folds": []}, ValueError, "folds is empty"),
+    ({"fuse": "sometimes"}, Exception, "--fuse must be auto, off, on"),
+])
+def test_train_many_says_what_it_takes(change, error, words):
+    X, y, _ = make_survivors(40, seed=0)
+    arguments = {"configs": [{"hidden_layers": [8], "epochs": 2}], "X": X, "y": y,
+                 "folds": [(np.arange(30), np.arange(30, 40))], **change}
+    with pytest.raises(error, match=re.escape(words)):
+        train_many(arguments.pop("configs"), arguments.pop("X"), arguments.pop("y"), arguments.pop("folds"),
+                   **arguments)
