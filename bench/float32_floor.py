@@ -38,7 +38,7 @@ def one_rounding_step(X: np.ndarray, seed: int = 0) -> np.ndarray:
 
 
 def r2s(results: list[dict]) -> np.ndarray:
-    return np.array([r["r2"] for r in results])
+    return np.array([r.r2 for r in results])
 
 
 def summary(gaps: np.ndarray) -> dict[str, float]:

@@ -327,8 +327,8 @@ def check_study(args) -> dict:
     return {"seconds": round(seconds, 1), "device": results["device"], "winner": results["winner"],
             "driver_seconds": results["seconds"], "nn_seconds": results["families"]["nn"].get("seconds"),
             "tasks": timeline["tasks"],
-            "holdout_r2": results["holdout_r2"],
-            "cv_r2": {f: r["cv_r2_mean"] for f, r in results["families"].items()},
+            "holdout_score": results["holdout_score"],
+            "cv_r2": {f: r["cv_score_mean"] for f, r in results["families"].items()},
             "nn_models_per_task": [t["jobs"] for t in timeline["tasks"] if t["what"] == "nn"]}
 
 

@@ -38,7 +38,7 @@ def one_run(data: Path, timeout: float, portfolio: bool, out: Path, checkpoints:
     opts = RunOptions(data=data, target=TARGET, timeout=timeout, out=out, portfolio=portfolio, ensemble=False)
     started = time.time()
     results = compare_models(opts)
-    return {"portfolio": portfolio, "seconds": round(results["seconds"], 1), "holdout_r2": results["holdout_r2"],
+    return {"portfolio": portfolio, "seconds": round(results["seconds"], 1), "holdout_score": results["holdout_score"],
             "winner": results["winner"],
             "trials_complete": {f: r["trials_complete"] for f, r in results["families"].items()},
             "best_cv_r2_by_time": dict(zip(map(str, checkpoints),
@@ -62,7 +62,7 @@ def main() -> None:
     print("seconds     " + "".join(f"{c:>9g}" for c in checkpoints) + "   holdout")
     for run in runs:
         curve = "".join(f"{v:>9.4f}" if v is not None else f"{'-':>9}" for v in run["best_cv_r2_by_time"].values())
-        print(f"{'portfolio' if run['portfolio'] else 'TPE only':<12}{curve}   {run['holdout_r2']:.4f}")
+        print(f"{'portfolio' if run['portfolio'] else 'TPE only':<12}{curve}   {run['holdout_score']:.4f}")
     if args.save:
         args.save.write_text(json.dumps({"date": date.today().isoformat(), "machine": "2-core CPU, no GPU",
                                          "rows": args.rows, "timeout": args.timeout, "runs": runs}, indent=2) + "\n")

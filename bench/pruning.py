@@ -26,10 +26,10 @@ def one_run(data: Path, out: Path, args: argparse.Namespace, prune: bool) -> dic
     families = {
         name: {"seconds": round(f["seconds"], 1), "complete": f["trials_complete"], "pruned": f["trials_pruned"],
                "folds_trained": sum(t["jobs"] for t in tasks if t["what"] == name),
-               "best_cv_r2": round(f["cv_r2_mean"], 4)}
+               "best_cv_r2": round(f["cv_score_mean"], 4)}
         for name, f in results["families"].items()}
     return {"seconds": round(results["seconds"], 1), "winner": results["winner"],
-            "holdout_r2": round(results["holdout_r2"], 4), "families": families}
+            "holdout_score": round(results["holdout_score"], 4), "families": families}
 
 
 def main() -> None:
@@ -48,7 +48,7 @@ def main() -> None:
     report = {"date": date.today().isoformat(), "device": f"cpu x {os.cpu_count()}", "rows": args.rows,
               "trials": args.trials, "folds": args.folds, "no_prune": without, "prune": with_pruning,
               "time_saved_fraction": round(1 - with_pruning["seconds"] / without["seconds"], 3),
-              "holdout_r2_change": round(with_pruning["holdout_r2"] - without["holdout_r2"], 4)}
+              "holdout_score_change": round(with_pruning["holdout_score"] - without["holdout_score"], 4)}
     print(json.dumps(report, indent=2))
     if args.save:
         args.save.write_text(json.dumps(report, indent=2) + "\n")

@@ -34,9 +34,9 @@ def run(path: Path, target: str, trials: int, models: str, out: Path, serving: s
         raise RuntimeError(f"trialfuse failed: {proc.stderr[-2000:]}")
     results = json.loads((out / "results.json").read_text())
     ensemble = results.get("ensemble") or {}
-    return {"holdout_r2": results["holdout_r2"], "winner": results["winner"], "wall_seconds": round(wall, 1),
-            "best_single_holdout_r2": ensemble.get("best_single_holdout_r2") if ensemble.get("chosen")
-            else results["holdout_r2"], "members": len(ensemble.get("members", [])) if ensemble.get("chosen") else 1}
+    return {"holdout_score": results["holdout_score"], "winner": results["winner"], "wall_seconds": round(wall, 1),
+            "best_single_holdout_score": ensemble.get("best_single_holdout_score") if ensemble.get("chosen")
+            else results["holdout_score"], "members": len(ensemble.get("members", [])) if ensemble.get("chosen") else 1}
 
 
 def main() -> None:
@@ -55,7 +55,7 @@ def main() -> None:
             row[serving.strip("-")] = run(path, target, args.trials, args.models, work / f"{name}{serving}", serving)
         rows.append(row)
         print(f"{name:<10} " + "  ".join(
-            f"{way}: {row[way]['holdout_r2']:.4f} (single {row[way]['best_single_holdout_r2']:.4f}, "
+            f"{way}: {row[way]['holdout_score']:.4f} (single {row[way]['best_single_holdout_score']:.4f}, "
             f"{row[way]['wall_seconds']:.0f} s)" for way in ("refit", "no-refit")), flush=True)
         if args.save:
             args.save.write_text(json.dumps({"date": date.today().isoformat(), "device": "cpu x 2", "runs": rows},

@@ -36,7 +36,7 @@ def main() -> None:
             results = compare_models(RunOptions(data=data, target=TARGET, models=TREES, trials=args.trials,
                                                 folds=args.folds, out=Path(tmp) / f"w{workers}",
                                                 devices=str(workers)))
-            runs[workers] = {name: {"seconds": round(f["seconds"], 1), "best_cv_r2": f["cv_r2_mean"]}
+            runs[workers] = {name: {"seconds": round(f["seconds"], 1), "best_cv_r2": f["cv_score_mean"]}
                              for name, f in results["families"].items()}
     one, many = runs[1], runs[args.workers]
     report = {"date": date.today().isoformat(), "device": f"cpu x {os.cpu_count()}", "rows": args.rows,

@@ -82,10 +82,10 @@ def run_trialfuse(path: Path, target: str, budget: float, out: Path) -> dict:
     results = json.loads((out / "results.json").read_text())
     families = {name: f["trials_complete"] for name, f in results["families"].items()}
     ensemble = results.get("ensemble") or {}
-    return {"holdout_r2": results["holdout_r2"], "wall_seconds": round(wall, 1), "winner": results["winner"],
+    return {"holdout_score": results["holdout_score"], "wall_seconds": round(wall, 1), "winner": results["winner"],
             "trials_complete": families, "ensemble_members": len(ensemble.get("members", [])),
-            "best_single_holdout_r2": ensemble.get("best_single_holdout_r2") if ensemble.get("chosen")
-            else results["holdout_r2"]}
+            "best_single_holdout_score": ensemble.get("best_single_holdout_score") if ensemble.get("chosen")
+            else results["holdout_score"]}
 
 
 def run_flaml(path: Path, target: str, budget: float, holdout_rows: list[int]) -> dict:
@@ -103,7 +103,7 @@ def run_flaml(path: Path, target: str, budget: float, holdout_rows: list[int]) -
                n_splits=5, seed=0, verbose=0)
     predictions = automl.predict(table[sealed])
     wall = time.perf_counter() - started
-    return {"holdout_r2": float(r2_score(y[sealed], predictions)), "wall_seconds": round(wall, 1),
+    return {"holdout_score": float(r2_score(y[sealed], predictions)), "wall_seconds": round(wall, 1),
             "winner": automl.best_estimator}
 
 
@@ -122,7 +122,7 @@ predictor = TabularPredictor(label=target, problem_type="regression", eval_metri
     table[~sealed], time_limit=budget, presets="best_quality", dynamic_stacking=False)
 predictions = predictor.predict(table[sealed].drop(columns=[target]))
 wall = time.perf_counter() - started
-print(json.dumps({"holdout_r2": float(r2_score(table[target][sealed], predictions)), "wall_seconds": round(wall, 1),
+print(json.dumps({"holdout_score": float(r2_score(table[target][sealed], predictions)), "wall_seconds": round(wall, 1),
                   "winner": predictor.model_best}))
 """
 
@@ -131,7 +131,7 @@ def run_autogluon(python: str, path: Path, target: str, budget: float, holdout_r
     proc = subprocess.run([python, "-c", AUTOGLUON, str(path), target, str(budget), json.dumps(holdout_rows)],
                           capture_output=True, text=True)
     if proc.returncode != 0:  # recorded, so the other tools' figures are not lost
-        return {"holdout_r2": float("nan"), "wall_seconds": None, "winner": None, "error": proc.stderr[-500:]}
+        return {"holdout_score": float("nan"), "wall_seconds": None, "winner": None, "error": proc.stderr[-500:]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -156,7 +156,7 @@ def main() -> None:
                 row["autogluon"] = run_autogluon(args.autogluon_python, path, target, budget, holdout)
             rows.append(row)
             print(f"{name:<10} T={budget:>4g}s  " + "  ".join(
-                f"{tool} {row[tool]['holdout_r2']:.4f} in {row[tool]['wall_seconds'] or 0:>6.1f} s "
+                f"{tool} {row[tool]['holdout_score']:.4f} in {row[tool]['wall_seconds'] or 0:>6.1f} s "
                 f"({row[tool]['winner'] or row[tool].get('error', '')[-300:]})"
                 for tool in ("trialfuse", "flaml", "autogluon") if tool in row), flush=True)
             if args.save:  # after every row, so a failure later loses nothing measured

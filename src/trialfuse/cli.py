@@ -46,7 +46,8 @@ def _run(opts, quiet: bool, as_json: bool) -> None:
     elif not quiet:
         console = Console()
         console.print(comparison_table(record))
-        console.print(f"winner: [bold]{record.winner}[/]  holdout R² {record.holdout_r2:.4f}  "
+        console.print(f"winner: [bold]{record.winner}[/]  holdout {record.task.metric.label} "
+                      f"{record.task.show(record.holdout_score)}  "
                       f"({record.seconds:.0f} s)  saved in {record.out}/best_model")
         for warning in record.warnings:
             console.print(f"[yellow]warning: {warning}")
@@ -83,7 +84,7 @@ def run(
     prune: Annotated[bool, typer.Option(help="Stop a clearly losing trial after its first folds "
                                              "(median of earlier trials at the same fold).")] = True,
     ensemble: Annotated[bool, typer.Option(help="Save a weighted ensemble of the search's models where it beats "
-                                                "the best single model on out-of-fold R².")] = True,
+                                                "the best single model out of fold.")] = True,
     refit: Annotated[bool, typer.Option(help="Retrain each saved model on all search rows instead of serving a "
                                              "model as the mean of its search's K fold models.")] = False,
     explain: Annotated[bool, typer.Option(help="Explain the winner on the holdout rows after their score "
@@ -93,7 +94,7 @@ def run(
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
-    """Search every family, rank them by CV R², retrain the winner and score the holdout once."""
+    """Search every family, rank them by CV score (R² for numbers), save the winner, score the holdout once."""
     from trialfuse.driver.options import RunOptions
 
     _run(RunOptions(data=data, target=target, task=task, metric=metric, models=models, trials=trials, folds=folds,

@@ -115,6 +115,10 @@ class Task:
         """Numbers a model gives per row: one value, or one probability per class."""
         return len(self.classes) if self.is_classification else 1
 
+    def show(self, score: float | None) -> str:
+        """A score as people read it (log-loss positive), four places; blank for none."""
+        return "" if score is None else f"{self.metric.shown(score):.4f}"
+
     def score(self, y: np.ndarray, prediction: np.ndarray) -> float:
         """The search metric, higher is better; prediction: values, or class probabilities [rows, K]."""
         return self.metric.score(np.asarray(y), np.asarray(prediction, dtype=np.float64))

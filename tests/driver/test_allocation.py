@@ -110,9 +110,9 @@ class OneWorkerPool:
 def test_with_no_trial_count_the_budget_goes_to_the_family_that_improves(monkeypatch):
     def score(job):
         if job.family == "xgboost":  # far behind and flat, whatever its params
-            return {"status": "complete", "r2": 0.10, "best_rounds": 10, "duration": 1.0}
+            return {"status": "complete", "score": 0.10, "best_rounds": 10, "duration": 1.0}
         r2 = 0.5 - (math.log10(job.params["learning_rate"]) - math.log10(0.05)) ** 2
-        return {"status": "complete", "r2": r2, "best_rounds": 10, "duration": 1.0}
+        return {"status": "complete", "score": r2, "best_rounds": 10, "duration": 1.0}
 
     clock = Clock()
     monkeypatch.setattr(scheduler, "time", clock.namespace())
@@ -127,7 +127,7 @@ def test_with_no_trial_count_the_budget_goes_to_the_family_that_improves(monkeyp
 
 def test_with_a_trial_count_families_take_turns_as_before(monkeypatch):
     def score(job):
-        return {"status": "complete", "r2": 0.1 if job.family == "xgboost" else 0.4, "best_rounds": 1,
+        return {"status": "complete", "score": 0.1 if job.family == "xgboost" else 0.4, "best_rounds": 1,
                 "duration": 1.0}
 
     clock = Clock()

@@ -22,14 +22,14 @@ def test_two_models_with_complementary_errors_share_the_weight_equally():
     assert chosen.members == [1, 2]
     assert chosen.weights[1] == pytest.approx(0.5, abs=0.1) and chosen.weights[2] == pytest.approx(0.5, abs=0.1)
     best_single = max(ensemble.r2_score(y, p) for p in (weak, a, b))
-    assert chosen.r2 > best_single + 0.1  # averaging independent errors halves their variance
+    assert chosen.score > best_single + 0.1  # averaging independent errors halves their variance
 
 
 def test_exactly_opposite_errors_cancel_in_two_rounds():
     rng, y = _truth()
     error = rng.normal(size=y.size)
     chosen = ensemble.select(np.stack([y + error, y - error]), y)
-    assert chosen.counts.tolist() == [1, 1] and chosen.r2 == pytest.approx(1.0)
+    assert chosen.counts.tolist() == [1, 1] and chosen.score == pytest.approx(1.0)
 
 
 def test_a_noisy_copy_of_a_chosen_model_adds_nothing():
@@ -45,14 +45,14 @@ def test_the_best_single_model_alone_when_nothing_helps():
     rng, y = _truth()
     good = y + rng.normal(scale=0.1, size=y.size)
     chosen = ensemble.select(np.stack([y + rng.normal(scale=3.0, size=y.size), good]), y)
-    assert chosen.members == [1] and chosen.r2 == pytest.approx(ensemble.r2_score(y, good))
+    assert chosen.members == [1] and chosen.score == pytest.approx(ensemble.r2_score(y, good))
 
 
 def test_one_input_gives_one_ensemble():
     rng, y = _truth()
     predictions = np.stack([y + rng.normal(scale=s, size=y.size) for s in (0.5, 0.6, 0.7, 0.8)])
     first, again = ensemble.select(predictions, y), ensemble.select(predictions.copy(), y.copy())
-    assert first.counts.tolist() == again.counts.tolist() and first.r2 == again.r2
+    assert first.counts.tolist() == again.counts.tolist() and first.score == again.score
 
 
 def test_combine_of_one_model_is_that_model_to_the_bit():
@@ -133,7 +133,7 @@ def test_the_first_pick_can_be_fixed_to_the_searchs_best_model():
     chosen = ensemble.select(np.stack([best_by_oof, winner]), y, first=1)
     assert chosen.counts[1] >= 1 and chosen.members == [0, 1]
     alone = ensemble.select(np.stack([best_by_oof, winner]), y, rounds=1, first=1)
-    assert alone.members == [1] and alone.r2 == pytest.approx(ensemble.r2_score(y, winner))
+    assert alone.members == [1] and alone.score == pytest.approx(ensemble.r2_score(y, winner))
 
 
 def _search_with_kept_predictions(tmp_path, errors: dict[int, np.ndarray], y: np.ndarray, seconds: float = 1.0):
@@ -157,7 +157,7 @@ def _search_with_kept_predictions(tmp_path, errors: dict[int, np.ndarray], y: np
         store.add("lightgbm", number, r2, [(y + error)[val].tolist() for _, val in folds])
         study.tell(trial, r2)
     best = study.best_trial
-    winner = FamilyResult("lightgbm", best_params=best.params, best_trial=best.number, cv_r2_mean=best.value,
+    winner = FamilyResult("lightgbm", best_params=best.params, best_trial=best.number, cv_score_mean=best.value,
                           best_rounds=[10, 12], best_fold_seconds=[seconds, seconds])
     return winner, storage, store
 

@@ -80,7 +80,7 @@ def test_two_drivers_on_one_postgresql_study_run_exactly_n_trials(survivors_csv,
     counted = counting(trials)
     assert len(counted) == n  # the budget is shared, not per driver
     assert all(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for t in counted)
-    assert all(len(t.user_attrs["cv_r2_folds"]) <= 2 for t in counted)  # each trial's folds judged once
+    assert all(len(t.user_attrs["cv_score_folds"]) <= 2 for t in counted)  # each trial's folds judged once
     assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]  # none lost in flight
     assert len({t.user_attrs["driver"] for t in counted}) == 2  # both drivers did part of the work
     for out, _ in outputs:  # each driver compares on the shared study and saves the same winner

@@ -23,7 +23,7 @@ from trialfuse.transport.fold_queue import FoldDone, FoldJob, TrialKey
 def lightgbm_score(params: dict, fold: int) -> dict:
     """A smooth function of the params: best near learning_rate 0.05, a little noise per fold."""
     r2 = 0.5 - (math.log10(params["learning_rate"]) - math.log10(0.05)) ** 2 - 0.01 * fold
-    return {"status": "complete", "r2": r2, "best_rounds": 10 + fold, "duration": 0.01}
+    return {"status": "complete", "score": r2, "best_rounds": 10 + fold, "duration": 0.01}
 
 
 class FakePool:
@@ -86,10 +86,10 @@ def test_every_trial_is_told_once_with_its_fold_scores():
     result, trials = search(FakePool(), prune=False)
     assert result.status == "ok" and result.trials_complete == 12 and len(trials) == 12
     for trial in trials:
-        folds = trial.user_attrs["cv_r2_folds"]
+        folds = trial.user_attrs["cv_score_folds"]
         assert len(folds) == 3 and trial.value == pytest.approx(sum(folds) / 3)
         assert trial.user_attrs["best_rounds"] == [10, 11, 12]
-    assert result.cv_r2_mean == max(t.value for t in trials)
+    assert result.cv_score_mean == max(t.value for t in trials)
 
 
 def test_the_pool_sizes_a_familys_window_knowing_its_trial_count():
@@ -114,7 +114,7 @@ def test_clearly_losing_trials_are_pruned_and_their_later_folds_never_trained():
         fold = max(trial.intermediate_values)  # before it that went on past that fold
         went_on = [t.intermediate_values[fold] for t in trials[: trial.number]
                    if t.state == optuna.trial.TrialState.COMPLETE or max(t.intermediate_values, default=-1) > fold]
-        assert len(trial.user_attrs["cv_r2_folds"]) == fold + 1 < 4 and len(went_on) >= 4
+        assert len(trial.user_attrs["cv_score_folds"]) == fold + 1 < 4 and len(went_on) >= 4
         assert max(trial.intermediate_values.values()) < statistics.median(went_on)
     assert any(max(t.intermediate_values) == 0 for t in pruned)  # from the first fold on
     assert len(pool.trained) < 30 * 4  # pruning saved folds
@@ -146,7 +146,7 @@ def test_a_failing_family_is_skipped_with_its_own_error():
 def test_a_diverged_fold_fails_only_its_trial():
     def sometimes_nan(params, fold):
         answer = lightgbm_score(params, fold)
-        return {**answer, "r2": float("nan")} if params["learning_rate"] > 0.2 else answer
+        return {**answer, "score": float("nan")} if params["learning_rate"] > 0.2 else answer
 
     result, trials = search(FakePool(score=sometimes_nan), prune=False)
     failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]

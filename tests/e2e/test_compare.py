@@ -16,7 +16,7 @@ from trialfuse.catalog import DEFAULT_MODELS, FAMILIES
 
 pytestmark = pytest.mark.slow  # whole runs: `pytest -m "not slow"` leaves them out
 
-RESULT_KEYS = {"status", "best_params", "cv_r2_mean", "cv_r2_folds", "trials_complete", "trials_failed",
+RESULT_KEYS = {"status", "best_params", "cv_score_mean", "cv_score_folds", "trials_complete", "trials_failed",
                "trials_pruned", "seconds"}
 
 
@@ -27,11 +27,11 @@ def test_results_json_ranks_all_families(full_run):
     for name, fam in results["families"].items():
         assert RESULT_KEYS <= set(fam), name
         assert fam["status"] == "ok" and fam["trials_complete"] == 3
-        assert len(fam["cv_r2_folds"]) == 3
-        assert fam["cv_r2_mean"] == pytest.approx(np.mean(fam["cv_r2_folds"]))
-    scores = [results["families"][f]["cv_r2_mean"] for f in results["ranking"]]
+        assert len(fam["cv_score_folds"]) == 3
+        assert fam["cv_score_mean"] == pytest.approx(np.mean(fam["cv_score_folds"]))
+    scores = [results["families"][f]["cv_score_mean"] for f in results["ranking"]]
     assert scores == sorted(scores, reverse=True) and results["winner"] in (results["ranking"][0], "ensemble")
-    assert results["holdout_r2"] > 0.1  # the signal is reachable on 600 rows (noise ceiling ~0.48)
+    assert results["holdout_score"] > 0.1  # the signal is reachable on 600 rows (noise ceiling ~0.48)
 
 
 def test_results_json_is_the_run_record_whole(full_run):
@@ -43,7 +43,8 @@ def test_results_json_is_the_run_record_whole(full_run):
     written = json.loads((out / "results.json").read_text())
     record = RunRecord.read(out)
     assert record.to_json() == written
-    assert record.families[record.ranking[0]].cv_r2_mean == written["families"][written["ranking"][0]]["cv_r2_mean"]
+    best = record.ranking[0]
+    assert record.families[best].cv_score_mean == written["families"][best]["cv_score_mean"]
 
 
 def test_the_nn_probe_and_the_explanation_run_at_once_on_two_workers(full_run):
@@ -73,7 +74,7 @@ def test_a_trials_fold_scores_are_what_its_model_scores_on_those_rows(full_run, 
     for fold, (train, val) in enumerate(kfold_indices(len(rest), 3, 0)):
         fitted = module.fit(family["best_params"], X[train], y[train], X[val], y[val],
                             seed=model_seed(0, family["best_trial"]), threads=1)
-        assert r2_score(y[val], module.predict(fitted.model, X[val])) == pytest.approx(family["cv_r2_folds"][fold],
+        assert r2_score(y[val], module.predict(fitted.model, X[val])) == pytest.approx(family["cv_score_folds"][fold],
                                                                                        abs=1e-4)
 
 
@@ -85,7 +86,7 @@ def test_trials_keep_per_fold_scores_in_the_study(full_run):
     for family in DEFAULT_MODELS:
         study = optuna.load_study(study_name=family, storage=storage)
         for trial in study.trials:
-            assert trial.value == pytest.approx(np.mean(trial.user_attrs["cv_r2_folds"]))
+            assert trial.value == pytest.approx(np.mean(trial.user_attrs["cv_score_folds"]))
 
 
 def test_holdout_rows_are_sealed_and_recorded(full_run, survivors_csv):
@@ -108,7 +109,8 @@ def test_holdout_rows_are_sealed_and_recorded(full_run, survivors_csv):
 def test_metadata_has_what_reuse_and_audit_need(full_run):
     out, _ = full_run
     meta = json.loads((out / "best_model" / "metadata.json").read_text())
-    for key in ("family", "params", "feature_names", "categories", "target", "cv_r2_mean", "holdout_r2", "libraries"):
+    for key in ("family", "params", "feature_names", "categories", "target", "cv_score_mean", "holdout_score",
+                "libraries"):
         assert key in meta
     assert meta["target"] == "score" and len(meta["feature_names"]) == 62
     assert all((out / "best_model" / f).is_file() for f in saved_files(meta))
@@ -125,7 +127,8 @@ def test_predict_on_holdout_reproduces_the_recorded_score(full_run, survivors_cs
     assert proc.returncode == 0, proc.stderr
     preds = pd.read_csv(tmp_path / "preds.csv")
     assert list(preds.columns) == ["prediction"] and len(preds) == len(holdout)
-    assert r2_score(table["score"].iloc[holdout], preds["prediction"]) == pytest.approx(results["holdout_r2"], abs=1e-6)
+    assert r2_score(table["score"].iloc[holdout], preds["prediction"]) == pytest.approx(results["holdout_score"],
+                                                                                      abs=1e-6)
 
 
 def test_progress_goes_to_stderr_and_the_summary_to_stdout(full_run):
@@ -202,7 +205,7 @@ def test_categorical_and_missing_values(tmp_path):
                "--folds", "3", "--out", out, "--json", "--no-explain")
     assert proc.returncode == 0, proc.stderr
     results = json.loads(proc.stdout)
-    assert results["holdout_r2"] > 0.5
+    assert results["holdout_score"] > 0.5
     meta = json.loads((out / "best_model" / "metadata.json").read_text())
     assert meta["categories"] == {"colour": ["blue", "green", "red"]}
     new = pd.DataFrame({"colour": ["red", "purple", None], "size": [0.0, np.nan, 1.0]})

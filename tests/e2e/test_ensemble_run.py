@@ -21,7 +21,7 @@ def _run(data, out, *extra, explain: bool = False) -> dict:
     return json.loads((out / "results.json").read_text())
 
 
-def _predicted_holdout_r2(out, table_path, tmp_path) -> float:
+def _predicted_holdout_score(out, table_path, tmp_path) -> float:
     """The holdout R² of `trialfuse predict` with the run's saved model on its holdout rows."""
     holdout = json.loads((out / "holdout_indices.json").read_text())["holdout_rows"]
     table = pd.read_csv(table_path)
@@ -53,7 +53,7 @@ def test_the_ensemble_beats_the_best_single_model_out_of_fold_and_is_saved(ensem
     out, results = ensemble_run
     record = results["ensemble"]
     assert results["winner"] == "ensemble" and record["chosen"]
-    assert record["oof_r2"] >= record["best_single_oof_r2"] + 1e-4
+    assert record["oof_score"] >= record["best_single_oof_score"] + 1e-4
     assert len(record["members"]) >= 2 and sum(m["weight"] for m in record["members"]) == pytest.approx(1.0)
     meta = json.loads((out / "best_model" / "metadata.json").read_text())
     assert meta["family"] == "ensemble" and [m["weight"] for m in meta["members"]] == \
@@ -74,7 +74,7 @@ def test_each_member_is_its_librarys_own_file(ensemble_run):
 
 def test_predict_reproduces_the_ensembles_holdout_score(ensemble_run, survivors_csv, tmp_path):
     out, results = ensemble_run
-    assert abs(_predicted_holdout_r2(out, survivors_csv, tmp_path) - results["holdout_r2"]) < 1e-9
+    assert abs(_predicted_holdout_score(out, survivors_csv, tmp_path) - results["holdout_score"]) < 1e-9
 
 
 def test_scrambled_holdout_targets_change_neither_the_ensemble_nor_its_weights(ensemble_run, survivors_csv,
@@ -87,10 +87,10 @@ def test_scrambled_holdout_targets_change_neither_the_ensemble_nor_its_weights(e
     again = _run(tmp_path / "scrambled.csv", tmp_path / "out", "--refit")
 
     def chosen(record):
-        return [(m["family"], m["trial"], m["weight"]) for m in record["members"]], record["oof_r2"]
+        return [(m["family"], m["trial"], m["weight"]) for m in record["members"]], record["oof_score"]
 
     assert chosen(again["ensemble"]) == chosen(results["ensemble"])
-    assert again["holdout_r2"] != results["holdout_r2"]  # the holdout did change, and only scored
+    assert again["holdout_score"] != results["holdout_score"]  # the holdout did change, and only scored
 
 
 def test_no_ensemble_saves_the_best_single_model_and_keeps_no_predictions(survivors_csv, tmp_path):
@@ -119,6 +119,6 @@ def test_without_refit_the_saved_models_are_the_searchs_fold_models_and_predict_
     kept = json.loads((out / "oof" / "index.json").read_text())["trials"]
     assert sorted(p.name for p in (out / "oof" / "models").iterdir()) == sorted(
         f"{family}-{trial}" for family, trials in kept.items() for trial in trials)
-    assert abs(_predicted_holdout_r2(out, survivors_csv, tmp_path) - results["holdout_r2"]) < 1e-9
+    assert abs(_predicted_holdout_score(out, survivors_csv, tmp_path) - results["holdout_score"]) < 1e-9
     explanation = json.loads((out / "explain.json").read_text())  # the same model explained, SHAP included
-    assert abs(explanation["r2"] - results["holdout_r2"]) < 1e-9 and explanation["shap"]
+    assert abs(explanation["r2"] - results["holdout_score"]) < 1e-9 and explanation["shap"]

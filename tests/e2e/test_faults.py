@@ -40,7 +40,7 @@ def test_a_worker_that_dies_is_restarted_and_its_task_rerun(survivors_csv, tmp_p
     assert family["trials_complete"] == 4 and family["trials_failed"] == 0
     assert int(counter.read_text()) == 4 * 2 + 1 + 1  # every fold once, the one that died, the final retrain
     trials = trials_of(tmp_path / "run", "lightgbm")
-    assert len(trials) == 4 and all(len(t.user_attrs["cv_r2_folds"]) == 2 for t in trials)  # each fold once
+    assert len(trials) == 4 and all(len(t.user_attrs["cv_score_folds"]) == 2 for t in trials)  # each fold once
 
 
 def test_a_second_death_falls_back_to_a_fresh_single_task_worker(survivors_csv, tmp_path):

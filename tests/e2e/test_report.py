@@ -50,7 +50,7 @@ def check_page(out) -> str:
 def test_every_run_writes_a_report_with_every_section_and_valid_pngs(small_run):
     out, results = small_run
     page = check_page(out)
-    assert results["winner"] in page and f"{results['holdout_r2']:.4f}" in page
+    assert results["winner"] in page and f"{results['holdout_score']:.4f}" in page
     assert "optuna-dashboard " + str(out / "study.journal") in page
 
 

@@ -25,7 +25,7 @@ def run(survivors_csv, out, workers: int, fuse: str, seed: int = 3) -> dict:
     return json.loads(proc.stdout)
 
 
-SCORES = ("cv_r2_mean", "cv_r2_folds", "best_params", "trials_complete", "trials_pruned")
+SCORES = ("cv_score_mean", "cv_score_folds", "best_params", "trials_complete", "trials_pruned")
 NN_TOLERANCE = 1e-3  # float32 Adam: a different thread count changes the last bits, then a little more
 
 
@@ -42,7 +42,7 @@ def test_two_runs_with_one_seed_give_identical_scores(runs):
     for family in ("lightgbm", "nn"):
         for key in SCORES:
             assert first["families"][family][key] == again["families"][family][key], (family, key)
-    assert (first["winner"], first["holdout_r2"]) == (again["winner"], again["holdout_r2"])
+    assert (first["winner"], first["holdout_score"]) == (again["winner"], again["holdout_score"])
 
 
 def test_the_number_of_workers_does_not_change_the_search(runs):
@@ -67,7 +67,7 @@ def test_pruning_stopped_losing_lightgbm_trials_at_a_fold_below_the_median_of_th
     assert pruned  # 8 trials: from trial 4 on, at least 4 trials come before each
     for trial in pruned:
         fold = max(trial.intermediate_values)
-        assert trial.number >= 4 and fold == len(trial.user_attrs["cv_r2_folds"]) - 1  # judged at its last fold
+        assert trial.number >= 4 and fold == len(trial.user_attrs["cv_score_folds"]) - 1  # judged at its last fold
         went_on = [t.intermediate_values[fold] for t in trials[: trial.number]
                    if t.state == optuna.trial.TrialState.COMPLETE or max(t.intermediate_values, default=-1) > fold]
         assert max(trial.intermediate_values.values()) < np.median(went_on)

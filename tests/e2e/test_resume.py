@@ -106,7 +106,7 @@ def test_kill_9_while_writing_the_final_outputs_then_rerun(survivors_csv, tmp_pa
     results = json.loads(proc.stdout)
     assert json.loads((out / "results.json").read_text()) == results
     metadata = json.loads((out / "best_model" / "metadata.json").read_text())
-    assert metadata["holdout_r2"] == results["holdout_r2"]
+    assert metadata["holdout_score"] == results["holdout_score"]
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no temporary leftovers
 
 

@@ -16,7 +16,7 @@ from trialfuse.survivors import make_survivors
 from trialfuse.transport import protocol
 from trialfuse.transport.protocol import TrainJob
 
-ANSWER_KEYS = {"status", "trial", "fold", "family", "r2", "val_mse", "train_mse", "best_rounds", "rounds_run",
+ANSWER_KEYS = {"status", "trial", "fold", "family", "score", "r2", "val_mse", "train_mse", "best_rounds", "rounds_run",
                "duration", "device", "batch_mode", "fused_batch_size"}
 OPTIONAL_KEYS = {"wall_seconds"}  # a fused NN fold: its whole batch's time (`duration` is its share)
 PREDICTION_KEYS = {"val_predictions"}  # only for a job that asked for them

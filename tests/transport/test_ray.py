@@ -81,8 +81,8 @@ def test_a_run_on_ray_gives_the_same_trials_and_scores_as_on_local_processes(tmp
         a, b = local["families"][family], on_ray["families"][family]
         assert (a["trials_complete"], a["trials_pruned"]) == (b["trials_complete"], b["trials_pruned"]) == (3, 0)
         tolerance = 0 if family == "lightgbm" else 1e-6  # the NN: float32 on either side, one at a time
-        assert b["cv_r2_mean"] == pytest.approx(a["cv_r2_mean"], abs=tolerance)
-    assert on_ray["holdout_r2"] == pytest.approx(local["holdout_r2"], abs=1e-6)
+        assert b["cv_score_mean"] == pytest.approx(a["cv_score_mean"], abs=tolerance)
+    assert on_ray["holdout_score"] == pytest.approx(local["holdout_score"], abs=1e-6)
     tasks = json.loads((tmp_path / "ray" / "timeline.json").read_text())["tasks"]
     assert {t["device"].split(" on node ")[0] for t in tasks} <= {"cuda:0", "cuda:1"}  # which node ran what
 

@@ -24,10 +24,10 @@ MIN_GAIN = 1e-4  # out-of-fold R² an ensemble must add over the best single mod
 
 @dataclass(frozen=True)
 class Selection:
-    """Counts per candidate (same order as the input) and the out-of-fold R² they reach."""
+    """Counts per candidate (same order as the input) and the out-of-fold score (R²) they reach."""
 
     counts: np.ndarray  # [candidates] int
-    r2: float  # out-of-fold R² of the weighted average
+    score: float  # out-of-fold score of the weighted average
 
     @property
     def weights(self) -> np.ndarray:
@@ -54,5 +54,5 @@ def select(predictions: np.ndarray, y: np.ndarray, rounds: int = ROUNDS, first: 
         counts[pick] += 1
         if errors[pick] < best_error:
             best_error, best_counts = float(errors[pick]), counts.copy()
-    r2 = float(r2_score(y, combine(predictions[best_counts > 0], best_counts[best_counts > 0] / best_counts.sum())))
-    return Selection(best_counts, r2)
+    score = float(r2_score(y, combine(predictions[best_counts > 0], best_counts[best_counts > 0] / best_counts.sum())))
+    return Selection(best_counts, score)

@@ -45,7 +45,7 @@ class Member:
     params: dict[str, Any]
     rounds: int | None  # the mean of its folds' best round counts
     fold_seconds: list[float]
-    cv_r2_mean: float
+    cv_score_mean: float
     weight: float = 1.0
     fold_files: list[Path] | None = None  # served as these K fold models' mean (no refit)
 
@@ -78,7 +78,7 @@ def plan(winner: FamilyResult, storage: optuna.storages.BaseStorage, out_of_fold
     ensemble that beats it by at least ensemble.MIN_GAIN and whose retrain fits in the time
     left. Without `refit`, each model whose K fold models were kept is served by them."""
     single = Member(winner.family, winner.best_trial, winner.best_params, _rounds(winner.best_rounds),
-                    winner.best_fold_seconds, winner.cv_r2_mean)
+                    winner.best_fold_seconds, winner.cv_score_mean)
     if out_of_fold is not None and not refit:
         single.fold_files = out_of_fold.fold_files(single.family, single.trial)
     if out_of_fold is None or not ensembles:
@@ -96,12 +96,12 @@ def plan(winner: FamilyResult, storage: optuna.storages.BaseStorage, out_of_fold
         if not refit:
             member.fold_files = out_of_fold.fold_files(member.family, member.trial)
     members.sort(key=lambda m: m.name != single.name)  # the winner first: the fallback and its holdout score
-    record = {"chosen": False, "oof_r2": selection.r2, "best_single_oof_r2": single_r2,
+    record = {"chosen": False, "oof_score": selection.score, "best_single_oof_score": single_r2,
               "candidates": len(candidates), "rounds": ensemble.ROUNDS,
               "members": [_describe(m) for m in members]}
-    if len(members) < 2 or selection.r2 < single_r2 + ensemble.MIN_GAIN:
+    if len(members) < 2 or selection.score < single_r2 + ensemble.MIN_GAIN:
         record["reason"] = (f"no gain over the best single model's out-of-fold R² "
-                            f"({selection.r2:.4f} vs {single_r2:.4f})")
+                            f"({selection.score:.4f} vs {single_r2:.4f})")
         return Plan([single], record)
     seconds = parallel_seconds([m.retrain_seconds for m in members], workers)
     if budget is not None and seconds > single.retrain_seconds and not budget.fits(seconds):
@@ -133,12 +133,12 @@ def train_and_save(pool: WorkerPool, chosen: Plan, best: FamilyResult, table: Ta
         raise RuntimeError(f"retrain failed: {failed[0]}")
     y_holdout = table.y[sealed]
     predictions = [np.asarray(a["predictions"], dtype=np.float64) for a in answers]
-    holdout_r2 = float(r2_score(y_holdout, combine(predictions, [m.weight for m in members])))
+    holdout_score = float(r2_score(y_holdout, combine(predictions, [m.weight for m in members])))
     saved = [_saved_files(d, a, staged) for d, a in zip(directories, answers, strict=True)]
     record = dict(chosen.ensemble) if chosen.ensemble else None
     if chosen.is_ensemble:
-        record["holdout_r2"] = holdout_r2
-        record["best_single_holdout_r2"] = float(r2_score(y_holdout, predictions[0]))  # the winner is first
+        record["holdout_score"] = holdout_score
+        record["best_single_holdout_score"] = float(r2_score(y_holdout, predictions[0]))  # the winner is first
         record["members"] = [{**_describe(m), **files, "rounds": a["rounds"]}
                              for m, files, a in zip(members, saved, answers, strict=True)]
     first = members[0]
@@ -152,9 +152,10 @@ def train_and_save(pool: WorkerPool, chosen: Plan, best: FamilyResult, table: Ta
         "categories": table.categories,
         "dropped_columns": table.dropped,
         "target": table.target,
-        "cv_r2_mean": record["oof_r2"] if chosen.is_ensemble else best.cv_r2_mean,
-        "cv_r2_folds": None if chosen.is_ensemble else best.cv_r2_folds,
-        "holdout_r2": holdout_r2,
+        "task": table.task.to_json(),  # what it predicts and the metric its scores are in
+        "cv_score_mean": record["oof_score"] if chosen.is_ensemble else best.cv_score_mean,
+        "cv_score_folds": None if chosen.is_ensemble else best.cv_score_folds,
+        "holdout_score": holdout_score,
         "best_trial": None if chosen.is_ensemble else best.best_trial,
         "train_rows": len(rest),
         "seed": seed,
@@ -163,7 +164,7 @@ def train_and_save(pool: WorkerPool, chosen: Plan, best: FamilyResult, table: Ta
     }
     run_dir.write_json(staged / run_dir.METADATA, metadata)
     run_dir.publish_model_dir(staged, out)
-    return {"winner": ENSEMBLE if chosen.is_ensemble else first.family, "holdout_r2": holdout_r2,
+    return {"winner": ENSEMBLE if chosen.is_ensemble else first.family, "holdout_score": holdout_score,
             "retrain_seconds": max(float(a["seconds"]) for a in answers), "ensemble": record,
             "warnings": chosen.warnings}
 
@@ -200,5 +201,5 @@ def _rounds(best_rounds: list[int]) -> int | None:
 
 
 def _describe(member: Member) -> dict[str, Any]:
-    return {"family": member.family, "trial": member.trial, "weight": member.weight, "cv_r2_mean": member.cv_r2_mean,
-            "params": member.params}
+    return {"family": member.family, "trial": member.trial, "weight": member.weight,
+            "cv_score_mean": member.cv_score_mean, "params": member.params}

@@ -32,7 +32,7 @@ class InFlight:
 
     trial: optuna.Trial
     peers: list[list[float]] | None  # with pruning: the trials ended when it was asked, their running
-    # mean R² at each fold they went on past
+    # mean score at each fold they went on past
     earlier: list[InFlight] = field(default_factory=list)  # with pruning: this family's trials then in flight
     results: dict[int, dict[str, Any]] = field(default_factory=dict)
     checked: int = 0  # folds 0..checked-1 are in and were judged, in order
@@ -61,7 +61,7 @@ def judge(entry: InFlight, folds: int) -> None:
             entry.outcome, entry.reason = Outcome.CUT, "stopped by the time budget"
         elif answer.get("status") != "complete":
             entry.outcome, entry.reason = Outcome.FAILED, answer.get("error", "unknown error")
-        elif not math.isfinite(answer["r2"]):
+        elif not math.isfinite(answer["score"]):
             entry.outcome, entry.reason = Outcome.FAILED, "the model predicts non-finite values (training diverged)"
         else:
             entry.checked += 1
@@ -72,7 +72,7 @@ def judge(entry: InFlight, folds: int) -> None:
 
 
 def prune_verdict(entry: InFlight, fold: int) -> bool | None:
-    """Whether the trial's running mean R² after `fold` (its best so far) is below the median
+    """Whether the trial's running mean score after `fold` (its best so far) is below the median
     of every trial before it that went on past that fold (Optuna's median rule; the rule's own startup
     phase is PRUNE_PEERS such trials). None while one of those before it is still undecided
     there: so the trials a verdict compares with follow from the ask order alone, never from
@@ -90,12 +90,12 @@ def prune_verdict(entry: InFlight, fold: int) -> bool | None:
 
 
 def running_means(entry: InFlight) -> list[float]:
-    scores = [entry.results[f]["r2"] for f in range(entry.checked)]
+    scores = [entry.results[f]["score"] for f in range(entry.checked)]
     return [float(np.mean(scores[: i + 1])) for i in range(len(scores))]
 
 
 def as_reported(entry: InFlight, fold: int) -> optuna.trial.FrozenTrial:
-    """The trial as the pruner sees it after `fold`: the running mean fold R² at each fold so far."""
+    """The trial as the pruner sees it after `fold`: the running mean fold score at each fold so far."""
     values = dict(enumerate(running_means(entry)[: fold + 1]))
     return optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, intermediate_values=values)
 

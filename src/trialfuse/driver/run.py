@@ -1,4 +1,4 @@
-"""compare-models: search every family, rank by CV R², retrain the winner, score the holdout once.
+"""compare-models: search every family, rank by CV score, retrain the winner, score the holdout once.
 
 This is the driver. It reads and checks the table (all user errors surface here, before
 any worker starts), splits rows, runs one Optuna study per family on worker processes,
@@ -118,7 +118,7 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
         for result in families.values():
             reporter.family_finished(result)
         families.update({name: FamilyResult(name, status="skipped", reason=LEFT_OUT_OF_BUDGET) for name in left_out})
-        ranking = sorted((f for f in families.values() if f.status == "ok"), key=lambda f: -f.cv_r2_mean)
+        ranking = sorted((f for f in families.values() if f.status == "ok"), key=lambda f: -f.cv_score_mean)
         if not ranking:
             reasons = "; ".join(f"{f.family}: {f.reason}" for f in families.values())
             raise RuntimeError(f"every model family failed ({reasons})")
@@ -149,8 +149,8 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
         fuse=str(opts.fuse), precision=opts.fuse.precision, prune=opts.prune, trials_per_family=opts.trials,
         storage=opts.storage or str(out / run_dir.JOURNAL), families=families, ranking=[f.family for f in ranking],
         timeout_seconds=opts.timeout, budget_exhausted=any(f.stopped_by_budget for f in families.values()),
-        winner=final["winner"], holdout_r2=final["holdout_r2"], ensemble=final["ensemble"], warnings=warnings,
-        seconds=time.perf_counter() - started, out=str(out))
+        winner=final["winner"], holdout_score=final["holdout_score"], ensemble=final["ensemble"], warnings=warnings,
+        seconds=time.perf_counter() - started, out=str(out), task=table.task)
     record.write(out)
     return record
 

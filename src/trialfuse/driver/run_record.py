@@ -12,6 +12,7 @@ from typing import Any, NotRequired, TypedDict
 
 from trialfuse.driver import run_dir
 from trialfuse.driver.trial_records import FamilyResult
+from trialfuse.task import Task
 
 
 class MemberRecord(TypedDict):
@@ -20,7 +21,7 @@ class MemberRecord(TypedDict):
     family: str
     trial: int
     weight: float
-    cv_r2_mean: float
+    cv_score_mean: float
     params: dict[str, Any]
     rounds: NotRequired[int | None]
     model_file: NotRequired[str]  # a model retrained on all search rows
@@ -31,14 +32,14 @@ class EnsembleRecord(TypedDict):
     """The ensemble selection's outcome (final_model.plan), saved or not, and why not."""
 
     chosen: bool
-    oof_r2: float
-    best_single_oof_r2: float
+    oof_score: float
+    best_single_oof_score: float
     candidates: int
     rounds: int
     members: list[MemberRecord]
     reason: NotRequired[str]  # why it was not saved
-    holdout_r2: NotRequired[float]  # once saved: its holdout score, and the best single model's
-    best_single_holdout_r2: NotRequired[float]
+    holdout_score: NotRequired[float]  # once saved: its holdout score, and the best single model's
+    best_single_holdout_score: NotRequired[float]
 
 
 class NotKept(TypedDict):
@@ -67,25 +68,27 @@ class RunRecord:
     trials_per_family: int | None
     storage: str  # the Optuna storage: a journal file in the run directory, or a database URL
     families: dict[str, FamilyResult]
-    ranking: list[str]  # families with a model, best CV R² first
+    ranking: list[str]  # families with a model, best CV score first
     timeout_seconds: float | None
     budget_exhausted: bool
     winner: str  # a family, or final_model.ENSEMBLE
-    holdout_r2: float
+    holdout_score: float
     ensemble: EnsembleRecord | NotKept | None
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     out: str = ""
+    task: Task = field(default_factory=Task)  # what was predicted, and the metric every score is in
 
     def to_json(self) -> dict[str, Any]:
         record = {f.name: getattr(self, f.name) for f in fields(self)}
         record["families"] = {name: result.summary() for name, result in self.families.items()}
+        record["task"] = self.task.to_json()
         return record
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> RunRecord:
         families = {name: FamilyResult(name, **summary) for name, summary in record["families"].items()}
-        return cls(**{**record, "families": families})
+        return cls(**{**record, "families": families, "task": Task.from_json(record.get("task"))})
 
     @classmethod
     def read(cls, out: Path | str) -> RunRecord:
@@ -95,9 +98,9 @@ class RunRecord:
         run_dir.write_json(out / run_dir.RESULTS, self.to_json(), fault_point="results")
 
     def holdout_scores(self) -> dict[str, float | None]:
-        """The holdout R² of what was scored on it, by name: the winner, and beside a saved
+        """The holdout score of what was scored on it, by name: the winner, and beside a saved
         ensemble the best single model (its family's name)."""
-        scores: dict[str, float | None] = {self.winner: self.holdout_r2}
+        scores: dict[str, float | None] = {self.winner: self.holdout_score}
         if self.ensemble and self.ensemble["chosen"] and self.ranking:
-            scores[self.ranking[0]] = self.ensemble.get("best_single_holdout_r2")
+            scores[self.ranking[0]] = self.ensemble.get("best_single_holdout_score")
         return scores

@@ -133,8 +133,8 @@ def _set_deadline(budget: Budget | None, searches: list[FamilySearch], pool: Fol
     once passed, it stays."""
     deadline = previous
     if budget is not None and (previous is None or time.monotonic() < previous):
-        leaders = [s.result for s in searches if s.result.cv_r2_mean is not None]
-        leader = max(leaders, key=lambda r: r.cv_r2_mean) if leaders else None
+        leaders = [s.result for s in searches if s.result.cv_score_mean is not None]
+        leader = max(leaders, key=lambda r: r.cv_score_mean) if leaders else None
         from_folds = pool.keep_models is not None  # models served by their folds
         after = {r.family: final_seconds(r.best_fold_seconds, from_folds, FAMILIES[r.family].exported)
                  for r in leaders}

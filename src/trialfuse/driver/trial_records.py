@@ -25,8 +25,8 @@ class FamilyResult:
     reason: str | None = None
     best_params: dict[str, Any] | None = None
     best_trial: int | None = None
-    cv_r2_mean: float | None = None
-    cv_r2_folds: list[float] = field(default_factory=list)
+    cv_score_mean: float | None = None
+    cv_score_folds: list[float] = field(default_factory=list)
     best_rounds: list[int] = field(default_factory=list)
     best_fold_seconds: list[float] = field(default_factory=list)  # the best trial's training time per fold
     trials_complete: int = 0
@@ -36,7 +36,7 @@ class FamilyResult:
     stopped_by_budget: bool = False
 
     def summary(self) -> dict[str, Any]:
-        keys = ("status", "reason", "best_params", "best_trial", "cv_r2_mean", "cv_r2_folds", "best_rounds",
+        keys = ("status", "reason", "best_params", "best_trial", "cv_score_mean", "cv_score_folds", "best_rounds",
                 "best_fold_seconds", "trials_complete", "trials_failed", "trials_pruned", "seconds",
                 "stopped_by_budget")
         return {k: getattr(self, k) for k in keys}
@@ -63,7 +63,7 @@ def record(study: optuna.Study, entry: InFlight) -> None:
     trial = entry.trial
     answers = [entry.results[f] for f in range(entry.checked)]
     if answers:
-        trial.set_user_attr("cv_r2_folds", [a["r2"] for a in answers])
+        trial.set_user_attr("cv_score_folds", [a["score"] for a in answers])
         trial.set_user_attr("best_rounds", [a["best_rounds"] for a in answers])
         trial.set_user_attr("fold_seconds", [wall_seconds(a) for a in answers])
         if "batch_mode" in answers[0]:
@@ -112,7 +112,7 @@ def summarize(study: optuna.Study, result: FamilyResult) -> None:
         best = study.best_trial
         result.best_trial = best.number
         result.best_params = params_from_trial(result.family, best)
-        result.cv_r2_mean = float(best.value)
-        result.cv_r2_folds = list(best.user_attrs.get("cv_r2_folds", []))
+        result.cv_score_mean = float(best.value)
+        result.cv_score_folds = list(best.user_attrs.get("cv_score_folds", []))
         result.best_rounds = list(best.user_attrs.get("best_rounds", []))
         result.best_fold_seconds = list(best.user_attrs.get("fold_seconds", []))

@@ -23,7 +23,7 @@ class RichReporter:
         self.console = console or Console(stderr=True)
         self.progress = Progress(
             TextColumn("[bold]{task.fields[family]:<9}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("trials  best CV R² {task.fields[best]}"), TimeElapsedColumn(),
+            TextColumn("trials  best CV score {task.fields[best]}"), TimeElapsedColumn(),
             console=self.console, transient=False,
         )
         self.tasks: dict[str, Any] = {}
@@ -58,7 +58,7 @@ class RichReporter:
 
     def trial_finished(self, result: FamilyResult) -> None:
         done = result.trials_complete + result.trials_failed + result.trials_pruned
-        best = f"{result.cv_r2_mean:.4f}" if result.cv_r2_mean is not None else "-"
+        best = f"{result.cv_score_mean:.4f}" if result.cv_score_mean is not None else "-"
         self.progress.update(self.tasks[result.family], completed=done, best=best)
 
     def family_finished(self, result: FamilyResult) -> None:
@@ -81,25 +81,27 @@ def device_lines(activity: list[tuple[str, str]]) -> list[str]:
 
 
 def comparison_table(record: RunRecord) -> Table:
-    """Families ranked by best CV R², skipped ones last, a saved ensemble above them; holdout R²
-    for what was scored on it."""
+    """Families ranked by best CV score, skipped ones last, a saved ensemble above them; the
+    holdout score for what was scored on it. Scores in the task's metric, as people read it."""
+    task, label = record.task, record.task.metric.label
     table = Table(title=f"trialfuse: {record.rows} rows, {record.folds}-fold CV, target {record.target!r}")
-    for column in ("rank", "family", "CV R² (mean ± sd)", "holdout R²", "trials ok/pruned/failed", "seconds"):
+    for column in ("rank", "family", f"CV {label} (mean ± sd)", f"holdout {label}", "trials ok/pruned/failed",
+                   "seconds"):
         table.add_column(column, justify="left" if column == "family" else "right")
     ranked = record.ranking + [f for f in record.families if f not in record.ranking]
     holdout = record.holdout_scores()
     ensemble = record.ensemble
     if ensemble and ensemble["chosen"]:
-        table.add_row("*", "ensemble", f"{ensemble['oof_r2']:.4f} out-of-fold", f"{record.holdout_r2:.4f}",
-                      f"{len(ensemble['members'])} members", "")
+        table.add_row("*", "ensemble", f"{task.show(ensemble['oof_score'])} out-of-fold",
+                      task.show(record.holdout_score), f"{len(ensemble['members'])} members", "")
     for rank, name in enumerate(ranked, start=1):
         fam = record.families[name]
         counts = f"{fam.trials_complete}/{fam.trials_pruned}/{fam.trials_failed}"
         if fam.status != "ok":
             table.add_row("-", name, f"skipped: {fam.reason}", "", counts, f"{fam.seconds:.1f}")
             continue
-        folds = fam.cv_r2_folds
-        spread = (sum((s - fam.cv_r2_mean) ** 2 for s in folds) / max(1, len(folds) - 1)) ** 0.5
-        score = f"{holdout[name]:.4f}" if holdout.get(name) is not None else ""
-        table.add_row(str(rank), name, f"{fam.cv_r2_mean:.4f} ± {spread:.4f}", score, counts, f"{fam.seconds:.1f}")
+        folds = fam.cv_score_folds
+        spread = (sum((s - fam.cv_score_mean) ** 2 for s in folds) / max(1, len(folds) - 1)) ** 0.5
+        table.add_row(str(rank), name, f"{task.show(fam.cv_score_mean)} ± {spread:.4f}", task.show(holdout.get(name)),
+                      counts, f"{fam.seconds:.1f}")
     return table

@@ -68,9 +68,9 @@ def build_report(out: Path) -> Path:
     studies = _load_studies(record, out)
     _summary(page, record)
     _comparison(page, record)
-    _ensemble(page, record.ensemble)
+    _ensemble(page, record.ensemble, record.task.metric.label)
     _winner(page, out)
-    _history(page, studies)
+    _history(page, studies, record.task.metric.label)
     _importances(page, studies)
     _fold_scores(page, record)
     _timeline(page, out)
@@ -114,11 +114,11 @@ def _load_studies(record: RunRecord, out: Path) -> dict[str, list[optuna.trial.F
 
 
 def _summary(page: Page, record: RunRecord) -> None:
-    facts = [["data", record.data], ["target", record.target], ["rows (holdout)",
-             f"{record.rows} ({record.holdout_rows})"], ["folds", record.folds],
+    facts = [["data", record.data], ["target", record.target], ["task", record.task.kind],
+             ["rows (holdout)", f"{record.rows} ({record.holdout_rows})"], ["folds", record.folds],
              ["device / workers", f"{record.device} / {record.workers}"], ["winner", record.winner],
-             ["holdout R² of the winner", record.holdout_r2], ["seconds", f"{record.seconds:.1f}"],
-             ["time budget ran out", record.budget_exhausted]]
+             [f"holdout {record.task.metric.label} of the winner", record.task.show(record.holdout_score)],
+             ["seconds", f"{record.seconds:.1f}"], ["time budget ran out", record.budget_exhausted]]
     parts = [_table(["", "value"], facts)]
     for warning in record.warnings:
         parts.append(f'<p class="warn">warning: {html.escape(warning)}</p>')
@@ -126,39 +126,40 @@ def _summary(page: Page, record: RunRecord) -> None:
 
 
 def _comparison(page: Page, record: RunRecord) -> None:
-    """Best CV R² per family with its fold spread; the winner's holdout R² beside it."""
+    """Best CV score per family with its fold spread; the winner's holdout score beside it."""
+    label = record.task.metric.label
     ok = list(record.ranking)
     families = record.families
     parts: list[str] = []
     with page.figure("comparison", parts, size=(7, 3.5)) as fig:
         ax = fig.add_subplot()
-        means = [families[f].cv_r2_mean for f in ok]
-        lows = [m - min(families[f].cv_r2_folds) for f, m in zip(ok, means, strict=True)]
-        highs = [max(families[f].cv_r2_folds) - m for f, m in zip(ok, means, strict=True)]
+        means = [families[f].cv_score_mean for f in ok]
+        lows = [m - min(families[f].cv_score_folds) for f, m in zip(ok, means, strict=True)]
+        highs = [max(families[f].cv_score_folds) - m for f, m in zip(ok, means, strict=True)]
         ax.bar(ok, means, yerr=[lows, highs], capsize=6, color=[COLORS.get(f, "grey") for f in ok])
-        ax.scatter([record.winner], [record.holdout_r2], marker="D", color="black", zorder=3,
-                   label="holdout R² (winner)")
-        ax.set_ylabel("R²")
-        ax.set_title("best CV R² per family (bars: fold min-max)")
+        ax.scatter([record.winner], [record.holdout_score], marker="D", color="black", zorder=3,
+                   label=f"holdout {label} (winner)")
+        ax.set_ylabel(label)
+        ax.set_title(f"best CV {label} per family (bars: fold min-max)")
         ax.legend()
     holdout = record.holdout_scores()
     rows = []
     for name, fam in families.items():
-        folds = fam.cv_r2_folds or [np.nan]
-        rows.append([name, fam.status, fam.cv_r2_mean, float(np.std(folds)), float(np.min(folds)),
+        folds = fam.cv_score_folds or [np.nan]
+        rows.append([name, fam.status, fam.cv_score_mean, float(np.std(folds)), float(np.min(folds)),
                      float(np.max(folds)), holdout.get(name),
                      fam.trials_complete, fam.trials_pruned, fam.trials_failed, f"{fam.seconds:.1f}"])
-    parts.append(_table(["family", "status", "CV R² mean", "fold sd", "fold min", "fold max", "holdout R²",
+    parts.append(_table(["family", "status", f"CV {label} mean", "fold sd", "fold min", "fold max", f"holdout {label}",
                          "complete", "pruned", "failed", "seconds"], rows))
     page.section("comparison", "Family comparison", parts)
 
 
-def _ensemble(page: Page, record: EnsembleRecord | NotKept | None) -> None:
+def _ensemble(page: Page, record: EnsembleRecord | NotKept | None, label: str) -> None:
     """The ensemble chosen on out-of-fold predictions: members, weights, and how it compares."""
     if not record:
         page.section("ensemble", "Ensemble", ["<p>Not built (<code>--no-ensemble</code>).</p>"])
         return
-    if "oof_r2" not in record:
+    if "oof_score" not in record:
         page.section("ensemble", "Ensemble", [f"<p>Not built: {html.escape(record.get('reason', ''))}.</p>"])
         return
     chosen = record["chosen"]
@@ -166,13 +167,13 @@ def _ensemble(page: Page, record: EnsembleRecord | NotKept | None) -> None:
     parts = [f"<p>Greedy ensemble selection (Caruana et al. 2004) over the {record['candidates']} kept models' "
              f"out-of-fold predictions, {record['rounds']} rounds; {html.escape(verdict)}. The holdout scores "
              f"the saved model only; it chooses nothing.</p>"]
-    scores = [["out-of-fold R²", record["oof_r2"], record["best_single_oof_r2"]]]
+    scores = [[f"out-of-fold {label}", record["oof_score"], record["best_single_oof_score"]]]
     if chosen:
-        scores.append(["holdout R²", record.get("holdout_r2"), record.get("best_single_holdout_r2")])
+        scores.append([f"holdout {label}", record.get("holdout_score"), record.get("best_single_holdout_score")])
     parts.append(_table(["", "ensemble", "best single model"], scores))
     members = record["members"]
-    parts.append(_table(["member", "weight", "CV R² mean", "served as"],
-                        [[f"{m['family']} trial {m['trial']}", m["weight"], m["cv_r2_mean"], _served_as(m)]
+    parts.append(_table(["member", "weight", f"CV {label} mean", "served as"],
+                        [[f"{m['family']} trial {m['trial']}", m["weight"], m["cv_score_mean"], _served_as(m)]
                          for m in members]))
     with page.figure("ensemble", parts, size=(7, 0.5 + 0.35 * len(members))) as fig:
         ax = fig.add_subplot()
@@ -248,8 +249,8 @@ def _winner(page: Page, out: Path) -> None:
     page.section("winner", "The winner", parts)
 
 
-def _history(page: Page, studies: dict[str, list[optuna.trial.FrozenTrial]]) -> None:
-    """Every trial's CV R² in the order asked, pruned ones at their last fold, and the best so far."""
+def _history(page: Page, studies: dict[str, list[optuna.trial.FrozenTrial]], label: str) -> None:
+    """Every trial's CV score in the order asked, pruned ones at their last fold, and the best so far."""
     parts: list[str] = []
     state = optuna.trial.TrialState
     with page.figure("history", parts, size=(8, 2.6 * max(1, len(studies)))) as fig:
@@ -263,7 +264,7 @@ def _history(page: Page, studies: dict[str, list[optuna.trial.FrozenTrial]]) -> 
             if done:
                 ax.step([t.number for t in done], np.maximum.accumulate([t.value for t in done]), where="post",
                         color="black", label="best so far")
-            ax.set_ylabel("CV R²")
+            ax.set_ylabel(f"CV {label}")
             ax.set_title(family)
             ax.legend(fontsize=7)
         if fig.axes:
@@ -301,16 +302,16 @@ def _importances(page: Page, studies: dict[str, list[optuna.trial.FrozenTrial]])
 def _fold_scores(page: Page, record: RunRecord) -> None:
     """Each family's best trial, fold by fold: how much the folds disagree."""
     parts: list[str] = []
-    families = {n: f for n, f in record.families.items() if f.cv_r2_folds}
+    families = {n: f for n, f in record.families.items() if f.cv_score_folds}
     with page.figure("folds", parts, size=(7, 3.5)) as fig:
         ax = fig.add_subplot()
         for name, fam in families.items():
-            ax.plot(range(len(fam.cv_r2_folds)), fam.cv_r2_folds, marker="o", color=COLORS.get(name),
+            ax.plot(range(len(fam.cv_score_folds)), fam.cv_score_folds, marker="o", color=COLORS.get(name),
                     label=f"{name} (trial {fam.best_trial})")
         ax.set_xlabel("fold")
-        ax.set_ylabel("validation R²")
+        ax.set_ylabel(f"validation {record.task.metric.label}")
         ax.legend()
-    rows = [[name, fam.best_trial, *fam.cv_r2_folds] for name, fam in families.items()]
+    rows = [[name, fam.best_trial, *fam.cv_score_folds] for name, fam in families.items()]
     width = max((len(r) for r in rows), default=2) - 2
     parts.append(_table(["family", "trial", *[f"fold {i}" for i in range(width)]], rows))
     page.section("folds", "Per-fold scores of the best trials", parts)

@@ -20,7 +20,7 @@ The contract, for every transport (subprocess over JSON lines today, Ray actors 
   the job answers at once with an error marked `"cut": true`. A worker that dies, hangs past its job
   timeout or writes a line that is not JSON is the transport's problem (the pool restarts
   it once, then runs the task alone).
-- A train answer: `status`, `trial`, `fold`, `family`, `r2`, `val_mse`, `train_mse`,
+- A train answer: `status`, `trial`, `fold`, `family`, `score` (the search metric), `r2`, `val_mse`, `train_mse`,
   `best_rounds` (trees or epochs kept), `rounds_run`, `duration` (s), `device`,
   `batch_mode` (fused | serial), `fused_batch_size`; a fused NN fold adds `wall_seconds`, its
   whole batch's time (`duration` is then its share of it). A job sent with `"predictions": true`

@@ -44,6 +44,7 @@ class FoldResult(Fitted):
     its validation predictions (in the target's units) and how it trained. The fused NN, the NN
     alone and the tree families each give one; `answer` is what the worker sends back."""
 
+    score: float = math.nan  # the run's search metric on the validation rows, higher is better
     r2: float = math.nan
     val_mse: float = math.nan
     train_mse: float = math.nan
@@ -60,7 +61,8 @@ class FoldResult(Fitted):
 
     def answer(self) -> dict[str, Any]:
         """The protocol's fields of a trained fold (transport/protocol.train_answer adds the rest)."""
-        fields = {"r2": self.r2, "val_mse": self.val_mse, "train_mse": self.train_mse, "best_rounds": self.best_rounds,
+        fields = {"score": self.score, "r2": self.r2, "val_mse": self.val_mse, "train_mse": self.train_mse,
+                  "best_rounds": self.best_rounds,
                   "rounds_run": self.rounds_run, "duration": self.duration, "device": self.device,
                   "batch_mode": self.batch_mode, "fused_batch_size": self.fused_batch_size}
         return fields if self.wall_seconds is None else {**fields, "wall_seconds": self.wall_seconds}
