@@ -175,7 +175,7 @@ class Family:
 
 
 FAMILIES: dict[str, Family] = {row.name: row for row in (
-    Family(NN, "mlp", suggest_nn, batched=True, in_flight=8, diagnostics=True, color="tab:blue", cost=4,
+    Family(NN, "network", suggest_nn, batched=True, in_flight=8, diagnostics=True, color="tab:blue", cost=4,
            start=STARTS[NN], gpu=GpuUse.ONLY, exported=True, budget_on_cpu=False),
     Family("xgboost", "xgboost_trees", suggest_xgboost, color="tab:orange", cost=2, start=STARTS["xgboost"],
            gpu=GpuUse.CAN),

@@ -57,7 +57,7 @@ def test_save_and_load_give_the_same_predictions(family, data, tmp_path):
 
 def test_nn_scaler_uses_the_training_rows_only(data):
     Xt, yt, Xv, yv = data
-    mlp = family_module("nn")
+    from trialfuse.engine.families import mlp  # the network itself
     fitted = mlp.fit(SMALL["nn"], Xt, yt, Xv, yv, threads=1, seed=0)
     np.testing.assert_allclose(fitted.model.x_mean.numpy(), np.nanmean(Xt, axis=0), rtol=1e-5)
     assert not np.allclose(fitted.model.x_mean.numpy(), np.nanmean(np.vstack([Xt, Xv]), axis=0), rtol=1e-5)
@@ -69,7 +69,7 @@ def test_nn_restores_the_best_epoch(data):
     import torch
 
     Xt, yt, Xv, yv = data
-    mlp = family_module("nn")
+    from trialfuse.engine.families import mlp  # the network itself
     params = {"hidden_layers": [128, 128], "learning_rate": 3e-2, "epochs": 80, "early_stopping_patience": 80}
     fitted = mlp.fit(params, Xt[:200], yt[:200], Xv, yv, threads=1, seed=0)
     assert fitted.rounds_run == 80 and fitted.best_rounds < 80
@@ -82,7 +82,7 @@ def test_nn_restores_the_best_epoch(data):
 def test_nn_blocks_follow_the_source_architecture():
     from torch import nn
 
-    mlp = family_module("nn")
+    from trialfuse.engine.families import mlp  # the network itself
     net = mlp.MLP(62, [64, 32], dropout=0.2, leaky=True)
     kinds = [type(m) for m in net.layers]
     assert kinds == [nn.Linear, nn.BatchNorm1d, nn.LeakyReLU, mlp.SeededDropout] * 2 + [nn.Linear]
@@ -91,7 +91,7 @@ def test_nn_blocks_follow_the_source_architecture():
 
 def test_nn_adamw_and_gradient_clip_change_training(data):
     Xt, yt, Xv, yv = data
-    mlp = family_module("nn")
+    from trialfuse.engine.families import mlp  # the network itself
     base = {"hidden_layers": [32, 16], "learning_rate": 1e-2, "weight_decay": 0.1, "epochs": 20}
     preds = [mlp.predict(mlp.fit({**base, **extra}, Xt, yt, threads=1, seed=0, rounds=20).model, Xv)
              for extra in ({}, {"optimizer": "adamw"}, {"gradient_clip": 0.01})]

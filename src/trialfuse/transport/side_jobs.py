@@ -11,15 +11,27 @@ import os
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from trialfuse.transport import protocol
 from trialfuse.transport.contracts import SlotGone, Worker
 
-if TYPE_CHECKING:
-    from trialfuse.transport.process_pool import WorkerPool
+
+class SharedWorkers(Protocol):
+    """What a side job asks of the pool (`WorkerPool` keeps it): its workers whose place is not
+    gone, which of them trains a family, a private folder for rows to send, and one command
+    on a worker under the pool's timeout and restart-once rule, logged on its timeline."""
+
+    @property
+    def scratch(self) -> Path: ...
+
+    def live_workers(self) -> list[Worker]: ...
+
+    def takes(self, worker: Worker, family: str) -> bool: ...
+
+    def run_on(self, worker: Worker, what: str, family: str, command: dict[str, Any]) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -36,7 +48,7 @@ class Retrain:
     fold_files: list[Path] | None = None  # served as these K fold models' mean instead: nothing is trained
 
 
-def retrain(pool: WorkerPool, models: list[Retrain], X_score: np.ndarray) -> list[dict[str, Any]]:
+def retrain(pool: SharedWorkers, models: list[Retrain], X_score: np.ndarray) -> list[dict[str, Any]]:
     """Train each model on all search rows, save it to its directory, and predict X_score with
     the saved model; the answers in input order (an error answer for a model that failed).
     One model alone gets every core of its machine; several run at once, one per worker that
@@ -81,7 +93,7 @@ def _retrain_command(model: Retrain, worker: Worker, score_path: Path, alone: bo
                             model.seed, threads, [str(f) for f in model.fold_files] if model.fold_files else None)
 
 
-def diagnose(pool: WorkerPool, family: str, params: dict[str, Any], seed: int) -> dict[str, Any]:
+def diagnose(pool: SharedWorkers, family: str, params: dict[str, Any], seed: int) -> dict[str, Any]:
     """The family's diagnostics probe for `params` on the first fold (the NN's: engine.diagnostics),
     on a worker that trains the family."""
     live = pool.live_workers()
@@ -92,7 +104,7 @@ def diagnose(pool: WorkerPool, family: str, params: dict[str, Any], seed: int) -
     return answer["diagnostics"]
 
 
-def explain(pool: WorkerPool, model_dir: Path, X: np.ndarray, y: np.ndarray, seed: int) -> dict[str, Any]:
+def explain(pool: SharedWorkers, model_dir: Path, X: np.ndarray, y: np.ndarray, seed: int) -> dict[str, Any]:
     """The saved model in `model_dir` explained on rows X, y (see engine.importance), on a CPU
     worker if there is one: it predicts many small batches, which a GPU does not speed up.
     The last one: the NN's diagnostics probe, which may run at the same time, takes the first."""

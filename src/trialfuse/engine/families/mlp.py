@@ -1,4 +1,5 @@
-"""The NN family: an MLP trained full-batch on one device, one model at a time.
+"""The NN family's network: an MLP trained full-batch on one device, one model at a time
+(`network.py` is the family's module: this, trained many at once, and its probe).
 
 Blocks of Linear -> BatchNorm1d -> ReLU/LeakyReLU -> Dropout and a linear head. Dropout
 masks are a hash of the model's seed, draw, row and unit (engine/dropout.py), so the fused
@@ -23,7 +24,7 @@ import torch
 from torch import nn
 
 from trialfuse.engine.dropout import DropoutStream, dropout_mask, dropout_scale, dropout_threshold
-from trialfuse.engine.families import Fitted, FoldFailed, FoldResult, check_deadline
+from trialfuse.engine.families import Fitted, check_deadline
 from trialfuse.engine.standardize import column_stats, standardize
 
 LEAKY_SLOPE = 0.01
@@ -228,38 +229,3 @@ def _from_kept(path) -> ScaledMLP:
     model = model.to(kept["state"]["x_mean"].dtype)  # the precision it was trained in
     model.load_state_dict(kept["state"])
     return model.eval()
-
-
-# Trained together: a batched family's module (catalog: `batched`) offers prepare_fold and
-# fit_many; one with `diagnostics` offers diagnose. Each imports the engine part it wraps on
-# first use (those parts import this module).
-def prepare_fold(X: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarray):
-    """A fold as `fit_many` takes it, standardized on its training rows; a worker prepares a
-    resident fold once and reuses it for every batch."""
-    from trialfuse.engine.fused import train as fused_train
-
-    return fused_train.prepare_fold(X, y, train, val)
-
-
-def fit_many(jobs: list[tuple[dict[str, Any], int, bool]], folds: list, *, device: str, fuse,
-             deadline: float | None = None) -> list[FoldResult | FoldFailed]:
-    """Many (params, seed, keep the model) fits, the i-th on prepared fold `folds[i]`, trained
-    as one fused model where that is faster (engine/fused): a result each, in order, a
-    FoldFailed for a model that could not train."""
-    from trialfuse.engine.fused import train as fused_train
-    from trialfuse.engine.fused.memory import release_memory
-
-    runs = [fused_train.Job(with_defaults(params), key, seed, key=key, keep=keep)
-            for key, (params, seed, keep) in enumerate(jobs)]
-    results = fused_train.run_jobs(runs, folds, device=device, fuse=fuse, deadline=deadline)
-    if device.startswith("cuda"):  # the next task, maybe another family, starts from a clean cache
-        release_memory(device)
-    return results
-
-
-def diagnose(params: dict[str, Any], X_train, y_train, X_val, y_val, *, seed: int, device: str = "cpu",
-             threads: int | None = None) -> dict[str, Any]:
-    """The training-dynamics probe (engine/diagnostics.py): one more training of `params`, watched."""
-    from trialfuse.engine import diagnostics
-
-    return diagnostics.diagnose(params, X_train, y_train, X_val, y_val, seed=seed, device=device, threads=threads)

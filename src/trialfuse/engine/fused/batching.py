@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 from trialfuse.engine.fused.mlp import stack_widths
-
-if TYPE_CHECKING:
-    from trialfuse.engine.fused.train import Job
 
 # A candidate limit on a batch, in model-rows (models x training rows): past it a GPU may be busy
 # enough that more models buy only padding (a batch's layers are as wide as its widest model's),
@@ -22,6 +19,17 @@ FILL_MODEL_ROWS = 2**18
 # instead of 3 (seeds 0-3, bench/padding.py), and on 2 cores fused training took 2.3x less time.
 # Not the default until a GPU times it (`trialfuse bench --modes fused,fused-snug`)
 SNUG_PADDING = 1.25
+
+
+@dataclass
+class Job:
+    """One model to train: a config on a fold, from a seed."""
+
+    params: dict[str, Any]
+    fold: int
+    seed: int
+    key: int = 0  # position in the caller's list
+    keep: bool = False  # the result carries the trained model (an mlp.ScaledMLP) to be kept
 
 
 @dataclass(frozen=True)

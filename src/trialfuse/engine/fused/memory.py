@@ -12,7 +12,7 @@ from trialfuse.engine.families import FoldFailed
 from trialfuse.engine.fused.mlp import stack_widths
 
 if TYPE_CHECKING:
-    from trialfuse.engine.fused.train import Job
+    from trialfuse.engine.fused.batching import Job
 
 CPU_MAX_BATCH = 32  # models per batch on a CPU (memory there is not the limit)
 

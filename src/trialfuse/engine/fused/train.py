@@ -32,7 +32,7 @@ import torch
 
 from trialfuse.engine.families import Fitted, FoldFailed, FoldResult, check_deadline, mlp
 from trialfuse.engine.fused import adam as fused_adam
-from trialfuse.engine.fused.batching import AS_A_STUDY, Batching, depth_group, plan_batches
+from trialfuse.engine.fused.batching import AS_A_STUDY, Batching, Job, depth_group, plan_batches
 from trialfuse.engine.fused.memory import attempt, memory_cap, out_of_memory, release_memory
 from trialfuse.engine.fused.mlp import (
     StackedMLP,
@@ -83,17 +83,6 @@ def prepare_fold(X: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarra
     return FoldData(standardize(X[train], x_mean, x_std), (y[train] - y_mean) / y_std,
                     standardize(X[val], x_mean, x_std), (y[val] - y_mean) / y_std, y_mean, y_std, x_mean, x_std,
                     (X[train], y[train], X[val], y[val]))
-
-
-@dataclass
-class Job:
-    """One model to train: a config on a fold, from a seed."""
-
-    params: dict[str, Any]
-    fold: int
-    seed: int
-    key: int = 0  # position in the caller's list
-    keep: bool = False  # the result carries the trained model ("model": an mlp.ScaledMLP) to be kept
 
 
 def train_many(configs: list[dict[str, Any]], X: np.ndarray, y: np.ndarray, folds, *, device: str = "cpu",
