@@ -77,14 +77,3 @@ def test_the_worker_pool_offers_what_a_side_job_asks():
 
     assert not {name for name in members(SharedWorkers) if not hasattr(WorkerPool, name)}
 
-
-def test_no_module_of_the_package_imports_itself_back():
-    """Import circles (lazy and type-only imports counted) make the house hard to read and to
-    split; import-linter's graph finds them."""
-    import grimp
-
-    graph = grimp.build_graph("trialfuse", include_external_packages=False)
-    circles = sorted({tuple(sorted((module, imported))) for module in graph.modules
-                      for imported in graph.find_modules_directly_imported_by(module)
-                      if graph.chain_exists(importer=imported, imported=module)})
-    assert not circles

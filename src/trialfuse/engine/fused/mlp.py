@@ -12,6 +12,8 @@ Shapes: M models, N rows (padded), F features, H units of a layer (padded).
 """
 from __future__ import annotations
 
+import importlib.util
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -230,6 +232,18 @@ def hidden_block(h, bias, gamma, beta, stats, slopes, threshold, dropout_scale, 
 
 
 _COMPILED: dict[tuple[str, torch.dtype, str], Callable] = {}
+
+
+def use_compiler(dev: torch.device) -> bool:
+    """torch.compile for the hidden layers: only when asked (TRIALFUSE_COMPILE=1), on a CPU or a
+    CUDA device where Triton is installed. It fuses their memory-bound passes (the dropout hash
+    included) into a few kernels and equals the eager path (float64: 4e-13 on an H200), but on an
+    H200 it has not yet bought time: compiling took 71-79 s, and 100 stacked 3 x 128 models ran
+    263 model-epochs/s with the compile's real-shape kernels still inside the timing
+    (bench/results/2026-12-04-h200-*.json). On 2 CPU cores it bought nothing."""
+    if os.environ.get("TRIALFUSE_COMPILE", "0") != "1":
+        return False
+    return dev.type != "cuda" or importlib.util.find_spec("triton") is not None
 
 
 def compiled_block(device: torch.device, dtype: torch.dtype, io_dtype: torch.dtype | None = None) -> Callable:

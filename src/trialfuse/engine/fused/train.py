@@ -17,10 +17,8 @@ in any batch.
 """
 from __future__ import annotations
 
-import importlib.util
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -41,6 +39,7 @@ from trialfuse.engine.fused.mlp import (
     hidden_block,
     stack_modules,
     unstack,
+    use_compiler,
 )
 from trialfuse.engine.fused.precision import FP32, Precision
 from trialfuse.engine.scores import fold_scores
@@ -168,18 +167,6 @@ def run_jobs(jobs: list[Job], fold_data: list[FoldData], *, device: str = "cpu",
                 for result in _train_halving(batch, fold_data, dev, dtype, deadline, block, chosen):
                     results[result.key] = result
     return [results[job.key] for job in jobs]
-
-
-def use_compiler(dev: torch.device) -> bool:
-    """torch.compile for the hidden layers: only when asked (TRIALFUSE_COMPILE=1), on a CPU or a
-    CUDA device where Triton is installed. It fuses their memory-bound passes (the dropout hash
-    included) into a few kernels and equals the eager path (float64: 4e-13 on an H200), but on an
-    H200 it has not yet bought time: compiling took 71-79 s, and 100 stacked 3 x 128 models ran
-    263 model-epochs/s with the compile's real-shape kernels still inside the timing
-    (bench/results/2026-12-04-h200-*.json). On 2 CPU cores it bought nothing."""
-    if os.environ.get("TRIALFUSE_COMPILE", "0") != "1":
-        return False
-    return dev.type != "cuda" or importlib.util.find_spec("triton") is not None
 
 
 def _train_halving(jobs: list[Job], fold_data, dev, dtype, deadline: float | None,
