@@ -37,7 +37,7 @@ def best_so_far(out: Path, started: float, families: list[str], checkpoints: lis
 def one_run(data: Path, timeout: float, portfolio: bool, out: Path, checkpoints: list[float]) -> dict:
     opts = RunOptions(data=data, target=TARGET, timeout=timeout, out=out, portfolio=portfolio, ensemble=False)
     started = time.time()
-    results = compare_models(opts)
+    results = compare_models(opts).to_json()
     return {"portfolio": portfolio, "seconds": round(results["seconds"], 1), "holdout_score": results["holdout_score"],
             "winner": results["winner"],
             "trials_complete": {f: r["trials_complete"] for f, r in results["families"].items()},

@@ -73,7 +73,7 @@ def test_a_run_on_ray_gives_the_same_trials_and_scores_as_on_local_processes(tmp
     def run(**where) -> dict:
         opts = RunOptions(data=data, target=TARGET, models=["lightgbm", "nn"], trials=3, folds=3,
                           out=tmp_path / ("ray" if where else "local"), explain=False, **where)
-        return compare_models(opts)
+        return compare_models(opts).to_json()
 
     local, on_ray = run(), run(ray="local")
     assert on_ray["device"] == "ray: 1 node, 2 gpu + 0 cpu" and on_ray["workers"] == 2

@@ -61,7 +61,7 @@ def test_a_node_lost_mid_run_lowers_capacity_and_every_trial_is_still_told_once(
                       explain=False, prune=False, ray="auto")
     everyone = {n.node_id[:8] for n in cluster.list_all_nodes()}
     reporter = LoseABusyGPUNode(cluster, nodes)
-    results = compare_models(opts, reporter)
+    results = compare_models(opts, reporter).to_json()
     assert reporter.lost is not None
     assert results["device"] == "ray: 3 nodes, 2 gpu + 1 cpu"
     for family in ("lightgbm", "nn"):
