@@ -128,6 +128,14 @@ class Task:
         prediction = np.asarray(prediction, dtype=np.float64)
         return {m.name: m.shown(m.score(np.asarray(y), prediction)) for m in METRICS[self.kind].values()}
 
+    def probabilities(self, raw: np.ndarray) -> np.ndarray:
+        """A model's output as this task's prediction: numbers as they are, class probabilities
+        as [rows, K] (a binary model's single column is P(second class); 1 - it comes first)."""
+        raw = np.asarray(raw, dtype=np.float64)
+        if not self.is_classification or raw.ndim == 2:
+            return raw
+        return np.column_stack([1.0 - raw, raw])
+
     def labels(self, prediction: np.ndarray) -> np.ndarray:
         """The predicted values in the target's own terms: a number, or the likeliest class's label."""
         prediction = np.asarray(prediction, dtype=np.float64)
@@ -248,3 +256,5 @@ def _class_summary(task: Task) -> str:
     shown = ", ".join(repr(c) for c in task.classes[:5]) + (", ..." if len(task.classes) > 5 else "")
     return f"{len(task.classes)} classes: {shown}; searched by {task.metric.label}"
 
+
+NUMBERS = Task()  # regression by R²: what a family trains when no task is named

@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from catboost import CatBoostRegressor
+from catboost import CatBoost, CatBoostClassifier, CatBoostRegressor
 
 from trialfuse.engine.families import DeadlineReached, Fitted, check_deadline
 from trialfuse.engine.families.trees import EARLY_STOPPING_ROUNDS, MAX_ROUNDS
+from trialfuse.task import NUMBERS, Kind, Task
 
 
 class _Deadline:
@@ -23,16 +24,20 @@ class _Deadline:
         return not self.reached
 
 
+LOSSES = {Kind.REGRESSION: "RMSE", Kind.BINARY: "Logloss", Kind.MULTICLASS: "MultiClass"}
+
+
 def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, device: str = "cpu",
-        threads: int | None = None, seed: int = 0, rounds: int | None = None, deadline: float | None = None) -> Fitted:
+        threads: int | None = None, seed: int = 0, rounds: int | None = None, deadline: float | None = None,
+        task: Task = NUMBERS) -> Fitted:
     check_deadline(deadline)
     watch = X_val is not None
     clock = _Deadline(deadline) if deadline is not None and not device.startswith("cuda") else None  # GPU: no
     # user callbacks in CatBoost ("not supported for GPU"); there the deadline is checked before training only
     gpu = device.startswith("cuda")
-    model = CatBoostRegressor(
+    model = (CatBoostClassifier if task.is_classification else CatBoostRegressor)(
         iterations=MAX_ROUNDS if rounds is None else int(rounds),
-        loss_function="RMSE",
+        loss_function=LOSSES[task.kind],
         random_seed=seed,
         thread_count=threads or -1,
         task_type="GPU" if gpu else "CPU",
@@ -50,8 +55,11 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
     return Fitted(model=model, best_rounds=int(model.tree_count_), rounds_run=int(ran))
 
 
-def predict(model: CatBoostRegressor, X: np.ndarray) -> np.ndarray:
-    return np.asarray(model.predict(np.asarray(X, dtype=np.float64)), dtype=np.float64)
+def predict(model: CatBoost, X: np.ndarray) -> np.ndarray:
+    """Values for numbers, class probabilities [rows, K] for classes (what the model's loss says)."""
+    classes = model.get_all_params()["loss_function"] in (LOSSES[Kind.BINARY], LOSSES[Kind.MULTICLASS])
+    kind = "Probability" if classes else "RawFormulaVal"
+    return np.asarray(model.predict(np.asarray(X, dtype=np.float64), prediction_type=kind), dtype=np.float64)
 
 
 def save(model: CatBoostRegressor, directory) -> str:
@@ -60,8 +68,8 @@ def save(model: CatBoostRegressor, directory) -> str:
     return name
 
 
-def load(path) -> CatBoostRegressor:
-    model = CatBoostRegressor()
+def load(path) -> CatBoost:
+    model = CatBoost()
     model.load_model(str(path))
     return model
 

@@ -12,24 +12,27 @@ from typing import Any
 
 import joblib
 import numpy as np
-from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
 from trialfuse.engine.families import Fitted, check_deadline
 from trialfuse.engine.families.trees import EARLY_STOPPING_ROUNDS, MAX_ROUNDS
+from trialfuse.task import NUMBERS, Task
 
 
 def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, device: str = "cpu",
-        threads: int | None = None, seed: int = 0, rounds: int | None = None, deadline: float | None = None) -> Fitted:
+        threads: int | None = None, seed: int = 0, rounds: int | None = None, deadline: float | None = None,
+        task: Task = NUMBERS) -> Fitted:
     """CPU only (scikit-learn has no GPU learner); threads follow OMP_NUM_THREADS, set per worker.
     With validation rows: stop on them, then refit to the best round count, so the scored model
     is the one the final retrain reproduces (HistGradientBoosting cannot drop its last trees).
     scikit-learn has no per-round callback: the deadline is checked before training only."""
     check_deadline(deadline)
+    learner = HistGradientBoostingClassifier if task.is_classification else HistGradientBoostingRegressor
     if X_val is None:
-        model = HistGradientBoostingRegressor(max_iter=int(rounds or MAX_ROUNDS), early_stopping=False,
+        model = learner(max_iter=int(rounds or MAX_ROUNDS), early_stopping=False,
                                               random_state=seed, **params).fit(X_train, y_train)
         return Fitted(model=model, best_rounds=model.n_iter_, rounds_run=model.n_iter_)
-    model = HistGradientBoostingRegressor(max_iter=MAX_ROUNDS, early_stopping=True, scoring="loss",
+    model = learner(max_iter=MAX_ROUNDS, early_stopping=True, scoring="loss",
                                           n_iter_no_change=EARLY_STOPPING_ROUNDS, tol=0.0, random_state=seed,
                                           **params)
     model.fit(X_train, y_train, X_val=X_val, y_val=y_val)
@@ -40,8 +43,11 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
     return Fitted(model=model, best_rounds=best, rounds_run=ran)
 
 
-def predict(model: HistGradientBoostingRegressor, X: np.ndarray) -> np.ndarray:
-    return np.asarray(model.predict(np.asarray(X, dtype=np.float64)), dtype=np.float64)
+def predict(model, X: np.ndarray) -> np.ndarray:
+    """Values for numbers, class probabilities [rows, K] for a classifier."""
+    X = np.asarray(X, dtype=np.float64)
+    out = model.predict_proba(X) if hasattr(model, "predict_proba") else model.predict(X)
+    return np.asarray(out, dtype=np.float64)
 
 
 def save(model: HistGradientBoostingRegressor, directory) -> str:

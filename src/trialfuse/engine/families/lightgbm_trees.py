@@ -10,6 +10,7 @@ import numpy as np
 
 from trialfuse.engine.families import Fitted, check_deadline
 from trialfuse.engine.families.trees import EARLY_STOPPING_ROUNDS, MAX_ROUNDS
+from trialfuse.task import NUMBERS, Kind, Task
 
 
 @functools.cache
@@ -24,12 +25,18 @@ def cuda_built() -> bool:
     return True
 
 
+OBJECTIVES = {Kind.REGRESSION: {"objective": "regression"}, Kind.BINARY: {"objective": "binary"},
+              Kind.MULTICLASS: {"objective": "multiclass"}}  # early stopping on each one's own loss
+
+
 def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, device: str = "cpu",
-        threads: int | None = None, seed: int = 0, rounds: int | None = None, deadline: float | None = None) -> Fitted:
+        threads: int | None = None, seed: int = 0, rounds: int | None = None, deadline: float | None = None,
+        task: Task = NUMBERS) -> Fitted:
     check_deadline(deadline)
     watch = X_val is not None
     config = {
-        "objective": "regression",
+        **OBJECTIVES[task.kind],
+        **({"num_class": len(task.classes)} if task.kind == Kind.MULTICLASS else {}),
         "verbosity": -1,
         "seed": seed,
         "deterministic": True,

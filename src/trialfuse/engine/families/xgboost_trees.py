@@ -10,6 +10,7 @@ import xgboost as xgb
 
 from trialfuse.engine.families import DeadlineReached, Fitted, check_deadline
 from trialfuse.engine.families.trees import EARLY_STOPPING_ROUNDS, MAX_ROUNDS
+from trialfuse.task import NUMBERS, Kind, Task
 
 
 class _Deadline(xgb.callback.TrainingCallback):
@@ -24,11 +25,15 @@ class _Deadline(xgb.callback.TrainingCallback):
 
 
 def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, device: str = "cpu",
-        threads: int | None = None, seed: int = 0, rounds: int | None = None, deadline: float | None = None) -> Fitted:
+        threads: int | None = None, seed: int = 0, rounds: int | None = None, deadline: float | None = None,
+        task: Task = NUMBERS) -> Fitted:
+    """Squared error for numbers; for classes (y: codes 0..K-1) the logistic or softmax
+    objective, early stopping on the validation log-loss."""
     check_deadline(deadline)
     watch = X_val is not None
     clock = _Deadline(deadline) if deadline is not None else None
-    model = xgb.XGBRegressor(
+    learner = xgb.XGBClassifier if task.is_classification else xgb.XGBRegressor
+    model = learner(
         n_estimators=MAX_ROUNDS if rounds is None else int(rounds),
         early_stopping_rounds=EARLY_STOPPING_ROUNDS if watch else None,
         tree_method="hist",
@@ -36,6 +41,7 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
         n_jobs=threads,
         random_state=seed,
         callbacks=[clock] if clock else None,
+        **({"eval_metric": "logloss" if task.kind == Kind.BINARY else "mlogloss"} if task.is_classification else {}),
         **params,
     )
     model.fit(X_train, y_train, eval_set=[(X_val, y_val)] if watch else None, verbose=False)
