@@ -32,19 +32,18 @@ def one_run(src: Path, data: Path, out: Path, run_args: list[str]) -> dict:
                     "--quiet", *run_args], env=env, check=True)
     wall = time.perf_counter() - started
     results = json.loads((out / "results.json").read_text())
-    holdout = score(results, "holdout")
+    holdout = score(results, "holdout_score", "holdout_r2")
     return {"wall_s": round(wall, 1), "holdout_score": round(holdout, 4), "winner": results["winner"],
             "holdout_score_exact": holdout,  # a refactor gives the same numbers, not close ones
             "trials": {name: {"complete": f["trials_complete"], "pruned": f["trials_pruned"],
                               "failed": f["trials_failed"], "status": f["status"],
-                              "cv_score_mean": score(f, "cv", "mean"), "best_trial": f["best_trial"]}
+                              "cv_score_mean": score(f, "cv_score_mean", "cv_r2_mean"), "best_trial": f["best_trial"]}
                        for name, f in results["families"].items()}}
 
 
-def score(record: dict, *parts: str) -> float:
-    """A score from results.json by today's name, or by the R² name it had before the task (an older commit)."""
-    name = "_".join(parts[:1] + ("score",) + parts[1:])
-    return record[name] if name in record else record["_".join(parts[:1] + ("r2",) + parts[1:])]
+def score(record: dict, name: str, before_the_task: str) -> float:
+    """A score from results.json by today's name, or by the R² name an older commit wrote."""
+    return record[name] if name in record else record[before_the_task]
 
 
 def short_commit(revision: str) -> str:

@@ -4,8 +4,8 @@ One object carries everything that differs between the three, so the rest of the
 the task rather than branching on it: how the target column becomes `y`, the search metric
 (always higher-is-better: R², or log-loss negated, as scikit-learn's scorers are), the
 metrics reported beside it, the splitter (stratified for classes), and how a model's output
-reads back as the target's own values. Library-light (numpy, pandas, scikit-learn's
-metrics), so the driver and the engine both use it.
+reads back as the target's own values. Torch-free (numpy, pandas, scikit-learn's metrics),
+so the driver and the engine both use it.
 
 How `auto` decides, from the target column alone:
 - text, category or boolean values -> classification (binary for two classes), except numbers
@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, log_loss, r2_score, roc_auc_score
 
 from trialfuse.errors import UserError
 
@@ -53,20 +54,14 @@ class Metric:
 
 
 def _r2(y, prediction) -> float:
-    from sklearn.metrics import r2_score
-
     return float(r2_score(y, prediction))
 
 
 def _neg_log_loss(y, probabilities) -> float:
-    from sklearn.metrics import log_loss
-
     return -float(log_loss(y, probabilities, labels=np.arange(probabilities.shape[1])))
 
 
 def _roc_auc(y, probabilities) -> float:
-    from sklearn.metrics import roc_auc_score
-
     if probabilities.shape[1] == 2:
         return float(roc_auc_score(y, probabilities[:, 1]))
     return float(roc_auc_score(y, probabilities, multi_class="ovr", average="macro",
@@ -74,14 +69,10 @@ def _roc_auc(y, probabilities) -> float:
 
 
 def _accuracy(y, probabilities) -> float:
-    from sklearn.metrics import accuracy_score
-
     return float(accuracy_score(y, probabilities.argmax(axis=1)))
 
 
 def _balanced_accuracy(y, probabilities) -> float:
-    from sklearn.metrics import balanced_accuracy_score
-
     return float(balanced_accuracy_score(y, probabilities.argmax(axis=1)))
 
 
@@ -109,11 +100,6 @@ class Task:
     @property
     def metric(self) -> Metric:
         return METRICS[self.kind][self.metric_name]
-
-    @property
-    def outputs(self) -> int:
-        """Numbers a model gives per row: one value, or one probability per class."""
-        return len(self.classes) if self.is_classification else 1
 
     def show(self, score: float | None) -> str:
         """A score as people read it (log-loss positive), four places; blank for none."""
@@ -204,8 +190,7 @@ def decide(column: pd.Series, target: str, asked: str = "auto", metric: str | No
                         f"if they are numbers, use --task regression")
     if kind == Kind.BINARY and len(classes) != 2:
         raise UserError(f"--task binary needs two classes; target column {target!r} has {len(classes)}")
-    codes = {c: i for i, c in enumerate(classes)}
-    y = np.array([codes[v] for v in column], dtype=np.float64)
+    y = pd.Index(classes).get_indexer(column).astype(np.float64)  # each row's class code
     task = Task(kind, tuple(_plain(c) for c in classes), _metric(kind, metric))
     return task, y, line or f"task: {kind} classification of {target!r} ({_class_summary(task)})"
 

@@ -158,9 +158,8 @@ class Server:
         fitted = module.fit(job.params, X_train, y_train, X_val, y_val, device=self.device, threads=job.threads,
                             seed=job.seed, deadline=job.deadline)
         pred_val, pred_train = module.predict(fitted.model, X_val), module.predict(fitted.model, X_train)
-        scores = fold_scores(y_train, pred_train, y_val, pred_val)
-        result = FoldResult(fitted.model, fitted.best_rounds, fitted.rounds_run, score=scores["r2"], **scores,
-                            predictions_val=pred_val,
+        result = FoldResult(fitted.model, fitted.best_rounds, fitted.rounds_run,
+                            **fold_scores(y_train, pred_train, y_val, pred_val), predictions_val=pred_val,
                             duration=time.perf_counter() - started, device=self.device)
         return _answer(job, result, module)
 

@@ -375,9 +375,8 @@ def _score(job: Job, fold: FoldData, pred_train: np.ndarray, pred_val: np.ndarra
            dev: torch.device, mode: str) -> FoldResult:
     """One (config, fold) model's result, from its predictions in the target's units."""
     _, y_train, _, y_val = fold.raw
-    scores = fold_scores(y_train, pred_train, y_val, pred_val)
-    return FoldResult(fitted.model, fitted.best_rounds, fitted.rounds_run, score=scores["r2"], **scores,
-                      predictions_val=pred_val,
+    return FoldResult(fitted.model, fitted.best_rounds, fitted.rounds_run,
+                      **fold_scores(y_train, pred_train, y_val, pred_val), predictions_val=pred_val,
                       device=str(dev), batch_mode=mode, key=job.key, fold=job.fold, seed=job.seed)
 
 
