@@ -7,8 +7,9 @@ import numpy as np
 
 
 def combine(predictions, weights) -> np.ndarray:
-    """The weighted sum of the members' predictions, in member order."""
-    out = np.zeros(len(predictions[0]), dtype=np.float64)
+    """The weighted sum of the members' predictions (values [rows], or class probabilities
+    [rows, K]), in member order."""
+    out = np.zeros(np.shape(predictions[0]), dtype=np.float64)
     for member, weight in zip(predictions, weights, strict=True):
         out += float(weight) * np.asarray(member, dtype=np.float64)
     return out

@@ -62,6 +62,8 @@ def run(
                                            "multiclass.")] = "auto",
     metric: Annotated[str | None, typer.Option(help="Search metric: r2 for numbers; log_loss (default), roc_auc, "
                                                     "accuracy or balanced_accuracy for classes.")] = None,
+    class_weight: Annotated[str, typer.Option(help="none, or balanced: each class weighs the same in training "
+                                                   "(rare classes count more; scores stay unweighted).")] = "none",
     models: Models = None,
     trials: Annotated[int | None, typer.Option(help="Optuna trials per family (default 20; with --timeout and no "
                                                     "--trials, as many as the budget allows, shared by cost).")] = None,
@@ -97,7 +99,8 @@ def run(
     """Search every family, rank them by CV score (R² for numbers), save the winner, score the holdout once."""
     from trialfuse.driver.options import RunOptions
 
-    _run(RunOptions(data=data, target=target, task=task, metric=metric, models=models, trials=trials, folds=folds,
+    _run(RunOptions(data=data, target=target, task=task, metric=metric, class_weight=class_weight,
+                    models=models, trials=trials, folds=folds,
                     holdout=holdout, out=out, storage=storage, seed=seed, devices=devices, ray=ray, fuse=fuse,
                     precision=precision, timeout=timeout, job_timeout=job_timeout, prune=prune, ensemble=ensemble,
                     refit=refit, explain=explain, keep_columns=keep_columns), quiet, as_json)
@@ -131,13 +134,12 @@ def predict(
     data: Annotated[Path, typer.Argument(help="Table with the model's feature columns.")],
     out: Annotated[Path | None, typer.Option(help="CSV to write (default: stdout).")] = None,
 ) -> None:
-    """Apply a saved model to a table: one `prediction` per input row, same order."""
-    import pandas as pd
-
+    """Apply a saved model to a table: one `prediction` per input row, same order (for classes,
+    the likeliest class and a `probability_<class>` column per class)."""
     from trialfuse.predict import predict_table
 
     warn = lambda line: typer.echo(f"warning: {line}", err=True)  # noqa: E731
-    frame = pd.DataFrame({"prediction": predict_table(model_dir, data, on_warning=warn)})
+    frame = predict_table(model_dir, data, on_warning=warn)
     if out:
         frame.to_csv(out, index=False, float_format="%.17g")
     else:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from trialfuse.driver import run_dir
 from trialfuse.driver.explanation import record
@@ -14,6 +13,7 @@ from trialfuse.engine.saved_model import SavedModel
 from trialfuse.errors import UserError
 from trialfuse.predict import read_as_trained
 from trialfuse.present.report import build_report
+from trialfuse.task import Task
 
 
 def explain_run(out: str | Path, table: str | Path | None = None) -> Path:
@@ -31,7 +31,7 @@ def explain_run(out: str | Path, table: str | Path | None = None) -> Path:
     if metadata["target"] not in frame.columns:
         raise UserError(f"{source} has no column {metadata['target']!r}: the explanation scores predictions "
                         "against it")
-    y = pd.to_numeric(frame[metadata["target"]], errors="coerce").to_numpy(dtype=np.float64)
+    y = Task.from_json(metadata.get("task")).encode(frame[metadata["target"]])
     if table:
         rows, rows_from = np.flatnonzero(np.isfinite(y)), f"{source} ({int(np.isfinite(y).sum())} rows)"
     else:

@@ -6,17 +6,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from trialfuse.driver import run_dir
 from trialfuse.driver.table import encode_features, read_frame
 from trialfuse.engine.saved_model import SavedModel
 from trialfuse.errors import UserError
+from trialfuse.task import Task
 
 
 def predict_table(model_dir: str | Path, data: str | Path,
-                  on_warning: Callable[[str], None] | None = None) -> np.ndarray:
-    """Predictions for every row of `data`, in row order. Category values the model never saw
-    are treated as missing; `on_warning` hears how many there were, per column."""
+                  on_warning: Callable[[str], None] | None = None) -> pd.DataFrame:
+    """Predictions for every row of `data`, in row order: a `prediction` column (a number, or the
+    likeliest class in the target's own values) and, for classes, one `probability_<class>`
+    column per class. Category values the model never saw are treated as missing;
+    `on_warning` hears how many there were, per column."""
     model_dir = Path(model_dir)
     if (model_dir / run_dir.BEST_MODEL / run_dir.METADATA).exists():
         model_dir = model_dir / run_dir.BEST_MODEL  # a run directory works too
@@ -25,7 +29,17 @@ def predict_table(model_dir: str | Path, data: str | Path,
         raise UserError(f"no saved model in {model_dir} (expected {run_dir.METADATA} there)")
     meta = run_dir.read_json(meta_path)
     _, X = read_as_trained(data, meta, on_warning)
-    return SavedModel(model_dir, meta).predict(X)
+    model = SavedModel(model_dir, meta)
+    return prediction_frame(model.task, model.predict(X))
+
+
+def prediction_frame(task: Task, predicted: np.ndarray) -> pd.DataFrame:
+    """What `trialfuse predict` writes for a model's output: the prediction, and each class's
+    probability where there are classes (labels keep their type: text stays text)."""
+    frame = pd.DataFrame({"prediction": pd.Series(task.labels(predicted)).infer_objects()})
+    for k, label in enumerate(task.classes):
+        frame[f"probability_{label}"] = predicted[:, k]
+    return frame
 
 
 def read_as_trained(data: str | Path, meta: dict, on_warning: Callable[[str], None] | None = None):

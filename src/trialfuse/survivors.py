@@ -4,6 +4,11 @@ Same recipe and the same values, seed for seed, as the project's reference scrip
 demo, tests and benchmarks need nothing outside the package. The signal is partly
 nonlinear (sine, products, thresholds) under unit Gaussian noise: the noise ceiling is
 R² ≈ 0.48.
+
+Its classification version (`make_survivor_bands`, `write_survivors(..., bands=K)`) keeps the
+features and replaces the score by its band: K equal-count bands cut at the score's
+quantiles over the table's own rows (2: "low"/"high" at the median; K > 2: "band-1" for the
+lowest to "band-K"), text labels in a column named "band".
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import numpy as np
 
 N_FEATURES = 62
 TARGET = "score"
+BAND_TARGET = "band"
 
 
 def make_survivors(rows: int = 98_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -37,11 +43,37 @@ def make_survivors(rows: int = 98_000, seed: int = 0) -> tuple[np.ndarray, np.nd
     return X.astype(np.float32), y, names
 
 
-def write_survivors(path: str | Path, rows: int = 98_000, seed: int = 0) -> Path:
-    """Write the table as .npz (X, y, feature_names) or .csv (target column "score")."""
+def score_bands(y: np.ndarray, bands: int) -> np.ndarray:
+    """The band label of each score: K equal-count bands cut at the scores' own quantiles."""
+    if bands < 2:
+        raise ValueError(f"bands must be at least 2, got {bands}")
+    labels = np.array(["low", "high"] if bands == 2 else [f"band-{k + 1}" for k in range(bands)])
+    edges = np.quantile(y, np.arange(1, bands) / bands)
+    return labels[np.searchsorted(edges, y, side="right")]
+
+
+def make_survivor_bands(rows: int = 98_000, seed: int = 0, bands: int = 2) -> tuple[np.ndarray, np.ndarray,
+                                                                                      list[str]]:
+    """Return (X float32 [rows, 62], each row's band label (text) [rows], feature names)."""
+    X, y, names = make_survivors(rows, seed)
+    return X, score_bands(y, bands), names
+
+
+def write_survivors(path: str | Path, rows: int = 98_000, seed: int = 0, bands: int | None = None) -> Path:
+    """Write the table as .npz (X, y, feature_names) or .csv (target column "score"; with
+    `bands`, the classification version: column "band" instead)."""
     path = Path(path)
     X, y, names = make_survivors(rows, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if bands is not None:
+        if path.suffix != ".csv":
+            raise ValueError("the banded survivors table is written as .csv (its labels are text)")
+        import pandas as pd
+
+        frame = pd.DataFrame(X, columns=names)
+        frame[BAND_TARGET] = score_bands(y, bands)
+        frame.to_csv(path, index=False, float_format="%.7g")
+        return path
     if path.suffix == ".npz":
         np.savez(path, X=X, y=y, feature_names=np.array(names))
     elif path.suffix == ".csv":

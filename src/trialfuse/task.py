@@ -33,6 +33,8 @@ from trialfuse.errors import UserError
 MAX_CLASSES = 100  # more than this is an identifier or a number, not a class to predict
 MAX_CODED_CLASSES = 20  # 0..K-1 whole numbers read as classes up to this K under `auto`
 FEW_WHOLE_VALUES = 20  # whole-number targets with at most this many values get the --task hint
+PROBABILITY_FLOOR = 1e-15  # log-loss clips probabilities here (scikit-learn's eps for float64)
+CLASS_WEIGHTS = ("none", "balanced")
 NUMBERS_WITH_STRAYS = 0.9  # a text column whose values are numbers but for this share is meant as numbers
 
 
@@ -92,6 +94,7 @@ class Task:
     kind: Kind = Kind.REGRESSION
     classes: tuple = ()
     metric_name: str = "r2"
+    class_weight: str = "none"  # or "balanced": each class weighs in training as much as any other
 
     @property
     def is_classification(self) -> bool:
@@ -129,24 +132,75 @@ class Task:
             return prediction
         return np.asarray(self.classes, dtype=object)[prediction.argmax(axis=1)]
 
+    def encode(self, column: pd.Series) -> np.ndarray:
+        """A target column as y: numbers, or class codes 0..K-1 (floats); NaN where a value is
+        missing, not a number, or a class the task does not know."""
+        if not self.is_classification:
+            return pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        codes = pd.Index(self.classes).get_indexer(column).astype(np.float64)
+        if (codes < 0).any() and pd.api.types.is_numeric_dtype(column):  # 1.0 read back for the class 1
+            codes = pd.Index(np.asarray(self.classes, dtype=np.float64)).get_indexer(column.astype(np.float64)) \
+                .astype(np.float64)
+        codes[codes < 0] = np.nan
+        return codes
+
+    def row_weights(self, y: np.ndarray) -> np.ndarray | None:
+        """Training weights per row: None (every row counts once), or under "balanced" each
+        class's rows weigh n / (K * rows of the class), scikit-learn's rule, so every class adds
+        up to the same total. Only training uses them; scores and early stopping do not."""
+        if self.class_weight != "balanced" or not self.is_classification:
+            return None
+        codes = np.asarray(y, dtype=np.int64)
+        counts = np.bincount(codes, minlength=len(self.classes)).astype(np.float64)
+        per_class = len(codes) / (len(self.classes) * np.maximum(counts, 1.0))
+        return per_class[codes]
+
+    def prior(self, y_train: np.ndarray, rows: int) -> np.ndarray:
+        """What knowing nothing but the training target predicts for `rows` rows: its mean, or each
+        class's share. Its score is the base rate every model's score is read against."""
+        y_train = np.asarray(y_train, dtype=np.float64)
+        if not self.is_classification:
+            return np.full(rows, float(np.mean(y_train)))
+        shares = np.bincount(y_train.astype(np.int64), minlength=len(self.classes)) / len(y_train)
+        return np.tile(shares, (rows, 1))
+
+    def greedy_losses(self, y: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """Each candidate prediction's loss [C] (lower is better), vectorized over candidates
+        [C, rows] or [C, rows, K]: squared error for numbers, log-loss for classes (a proper
+        score, whatever the search metric: an ensemble of probabilities is chosen by it)."""
+        if not self.is_classification:
+            return ((candidates - y) ** 2).mean(axis=1)
+        codes = np.asarray(y, dtype=np.int64)
+        picked = np.take_along_axis(candidates, codes[None, :, None], axis=2)[..., 0]  # [C, rows]
+        return -np.log(np.clip(picked, PROBABILITY_FLOOR, 1.0)).mean(axis=1)
+
     def strata(self, y: np.ndarray) -> np.ndarray | None:
         """What the holdout and the folds are stratified by: the class, for classes (so each
         keeps its share everywhere); nothing for numbers."""
         return y if self.is_classification else None
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": str(self.kind), "classes": [_plain(c) for c in self.classes], "metric": self.metric_name}
+        return {"kind": str(self.kind), "classes": [_plain(c) for c in self.classes], "metric": self.metric_name,
+                "class_weight": self.class_weight}
 
     @classmethod
     def from_json(cls, record: dict[str, Any] | None) -> Task:
         if not record:  # written before tasks existed: regression
             return cls()
-        return cls(Kind(record["kind"]), tuple(record.get("classes", ())), record.get("metric", "r2"))
+        return cls(Kind(record["kind"]), tuple(record.get("classes", ())), record.get("metric", "r2"),
+                   record.get("class_weight", "none"))
 
 
 def _plain(value: Any) -> Any:
     """A class label as JSON keeps it (numpy scalars to Python's)."""
     return value.item() if isinstance(value, np.generic) else value
+
+
+def parse_class_weight(text: str | None) -> str:
+    value = (text or "none").strip().lower()
+    if value not in CLASS_WEIGHTS:
+        raise UserError(f"--class-weight must be one of {', '.join(CLASS_WEIGHTS)}, got {text!r}")
+    return value
 
 
 def parse_task(text: str | None) -> str:
@@ -157,8 +211,8 @@ def parse_task(text: str | None) -> str:
     return value
 
 
-def decide(column: pd.Series, target: str, asked: str = "auto", metric: str | None = None) -> tuple[Task, np.ndarray,
-                                                                                                   str | None]:
+def decide(column: pd.Series, target: str, asked: str = "auto", metric: str | None = None,
+           class_weight: str = "none") -> tuple[Task, np.ndarray, str | None]:
     """(the task, y, a line to show before training or None) from the target column: y holds
     numbers for regression, class codes 0..K-1 (as floats) for classes. Bad targets raise
     UserError with one line, before anything trains."""
@@ -180,6 +234,9 @@ def decide(column: pd.Series, target: str, asked: str = "auto", metric: str | No
         y = column.to_numpy(dtype=np.float64)
         if np.all(y == y[0]):
             raise UserError(f"target column {target!r} is constant ({y[0]:g}): there is nothing to learn")
+        if class_weight != "none":
+            raise UserError(f"--class-weight {class_weight} weighs classes; target column {target!r} is searched "
+                            f"as numbers (regression)")
         return Task(Kind.REGRESSION, (), _metric(Kind.REGRESSION, metric)), y, line
     classes = tuple(sorted(distinct, key=_order))
     if len(classes) < 2:
@@ -190,8 +247,8 @@ def decide(column: pd.Series, target: str, asked: str = "auto", metric: str | No
                         f"if they are numbers, use --task regression")
     if kind == Kind.BINARY and len(classes) != 2:
         raise UserError(f"--task binary needs two classes; target column {target!r} has {len(classes)}")
-    y = pd.Index(classes).get_indexer(column).astype(np.float64)  # each row's class code
-    task = Task(kind, tuple(_plain(c) for c in classes), _metric(kind, metric))
+    task = Task(kind, tuple(_plain(c) for c in classes), _metric(kind, metric), class_weight)
+    y = task.encode(column)  # each row's class code
     return task, y, line or f"task: {kind} classification of {target!r} ({_class_summary(task)})"
 
 

@@ -121,4 +121,4 @@ def test_without_refit_the_saved_models_are_the_searchs_fold_models_and_predict_
         f"{family}-{trial}" for family, trials in kept.items() for trial in trials)
     assert abs(_predicted_holdout_score(out, survivors_csv, tmp_path) - results["holdout_score"]) < 1e-9
     explanation = json.loads((out / "explain.json").read_text())  # the same model explained, SHAP included
-    assert abs(explanation["r2"] - results["holdout_score"]) < 1e-9 and explanation["shap"]
+    assert abs(explanation["score"] - results["holdout_score"]) < 1e-9 and explanation["shap"]

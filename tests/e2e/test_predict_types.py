@@ -40,9 +40,9 @@ def test_a_category_column_of_only_numbers_predicts_as_the_training_typed_file(t
     assert pd.read_csv(numeric_only)["code"].dtype == np.float64
     mixed = work / f"mixed-{value}.csv"  # the same rows after one row with a letter: read as text
     pd.concat([rows, rows.head(1).assign(code="A")]).to_csv(mixed, index=False)
-    expected = predict_table(work / "run", mixed)[:6]
+    expected = predict_table(work / "run", mixed)["prediction"].to_numpy()[:6]
     warnings: list[str] = []
-    got = predict_table(work / "run", numeric_only, on_warning=warnings.append)
+    got = predict_table(work / "run", numeric_only, on_warning=warnings.append)["prediction"].to_numpy()
     np.testing.assert_array_equal(got, expected)
     assert warnings == []  # every value was seen in training
 

@@ -98,7 +98,7 @@ def test_a_huge_learning_rate_plants_dead_units_and_the_probe_says_so():
     broken = diagnose({**config, "learning_rate": 3.0}, X[:1200], y[:1200], X[1200:], y[1200:], seed=0)
     assert max(layer["dead_fraction"] for layer in broken["layers"]) > 0.9  # Adam's huge steps kill the units
     assert any(w.startswith("dead units") for w in broken["warnings"]), broken["warnings"]
-    assert any(w.startswith("no better than the mean") for w in broken["warnings"])
+    assert any(w.startswith("no better than the prior") for w in broken["warnings"])
 
 
 def test_the_python_api_writes_the_report_too(survivors_csv, tmp_path):

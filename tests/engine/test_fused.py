@@ -4,8 +4,10 @@ from __future__ import annotations
 import logging
 import re
 import weakref
+from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from sklearn.model_selection import KFold
@@ -18,7 +20,8 @@ from trialfuse.engine.fused.batching import Batching
 from trialfuse.engine.fused.mlp import stack_modules, stack_widths
 from trialfuse.engine.fused.train import train_many
 from trialfuse.fuse import Fuse
-from trialfuse.survivors import make_survivors
+from trialfuse.survivors import make_survivors, score_bands
+from trialfuse.task import Kind, Task
 from trialfuse.testing import faults
 
 BASE = {"epochs": 40, "early_stopping_patience": 10, "dropout": 0.0}
@@ -53,7 +56,7 @@ def test_fused_equals_serial_in_float64(table):
         assert f.rounds_run == s.rounds_run and f.best_rounds == s.best_rounds
         np.testing.assert_allclose(f.predictions_val, s.predictions_val, rtol=0, atol=1e-6)
         assert f.r2 == pytest.approx(s.r2, abs=1e-6)
-        assert f.train_mse == pytest.approx(s.train_mse, abs=1e-6)
+        assert f.train_loss == pytest.approx(s.train_loss, abs=1e-6)
 
 
 def test_fused_matches_serial_in_float32():
@@ -429,3 +432,48 @@ def test_train_many_says_what_it_takes(change, error, words):
     with pytest.raises(error, match=re.escape(words)):
         train_many(arguments.pop("configs"), arguments.pop("X"), arguments.pop("y"), arguments.pop("folds"),
                    **arguments)
+
+
+@pytest.mark.parametrize("bands, class_weight", [(2, "balanced"), (3, "none")])
+def test_fused_equals_serial_for_classes_in_float64(table, bands, class_weight, tmp_path):
+    """Classes: one logit per class, softmax cross-entropy (class-weighted or not), probabilities
+    out; fused and one at a time train the same models, and a kept model, written and exported,
+    predicts the probabilities its fold scored."""
+    X, score, folds = table
+    labels = score_bands(score, bands)
+    task = Task(Kind.BINARY if bands == 2 else Kind.MULTICLASS, tuple(sorted(set(labels))), "log_loss", class_weight)
+    y = task.encode(pd.Series(labels))
+    if class_weight == "balanced":  # make the classes unequal, so the weights differ from 1
+        keep = np.flatnonzero((y == 0) | (np.arange(len(y)) % 3 == 0))
+        X, y = X[keep], y[keep]
+        folds = list(KFold(3, shuffle=True, random_state=0).split(X))
+        assert task.row_weights(y).std() > 0.1
+    configs = MIXED[:3]
+    fused = train_many(configs, X, y, folds, fuse="on", dtype=torch.float64, task=task)
+    serial = train_many(configs, X, y, folds, fuse="off", dtype=torch.float64, task=task)
+    gains = []
+    for f, s in zip(fused, serial, strict=True):
+        assert f.batch_mode == "fused" and s.batch_mode == "serial"
+        assert f.rounds_run == s.rounds_run and f.best_rounds == s.best_rounds
+        assert f.predictions_val.shape == (len(folds[f.fold][1]), bands)
+        np.testing.assert_allclose(f.predictions_val.sum(axis=1), 1.0, atol=1e-12)
+        np.testing.assert_allclose(f.predictions_val, s.predictions_val, rtol=0, atol=1e-6)
+        assert f.score == pytest.approx(s.score, abs=1e-6) and f.val_loss == pytest.approx(-f.score, abs=1e-9)
+        prior = task.score(y[folds[f.fold][1]], task.prior(y[folds[f.fold][0]], len(folds[f.fold][1])))
+        gains.append(f.score - prior)
+    if class_weight == "none":
+        assert np.mean(gains) > 0.005  # it learned the bands, beyond the class shares
+    else:  # the rare class weighs as much as the common one: its predicted share rises toward a half
+        unweighted = train_many(configs, X, y, folds, fuse="off", dtype=torch.float64,
+                                task=replace(task, class_weight="none"))
+        rare = int(np.argmin(np.bincount(y.astype(int))))
+        shares = [(w.predictions_val[:, rare].mean(), u.predictions_val[:, rare].mean())
+                  for w, u in zip(serial, unweighted, strict=True)]
+        assert all(w > u for w, u in shares) and np.mean([w - u for w, u in shares]) > 0.03, shares
+    fold_data = [fused_train.prepare_fold(X, y, *folds[0], task)]
+    jobs = [fused_train.Job(mlp.with_defaults(c), 0, 3 + k, key=k, keep=True) for k, c in enumerate(configs[:2])]
+    for result in fused_train.run_jobs(jobs, fold_data, fuse=Fuse("on"), dtype=torch.float64):
+        kept = tmp_path / mlp.keep(result.model, tmp_path)
+        served = mlp.publish(kept, tmp_path, f"fold-{result.key}")
+        np.testing.assert_allclose(mlp.predict(mlp.load(tmp_path / served), fold_data[0].raw[2]),
+                                   result.predictions_val, atol=1e-6)

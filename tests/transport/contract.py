@@ -16,8 +16,8 @@ from trialfuse.survivors import make_survivors
 from trialfuse.transport import protocol
 from trialfuse.transport.protocol import TrainJob
 
-ANSWER_KEYS = {"status", "trial", "fold", "family", "score", "r2", "val_mse", "train_mse", "best_rounds", "rounds_run",
-               "duration", "device", "batch_mode", "fused_batch_size"}
+ANSWER_KEYS = {"status", "trial", "fold", "family", "score", "r2", "val_loss", "train_loss", "best_rounds",
+               "rounds_run", "duration", "device", "batch_mode", "fused_batch_size"}
 OPTIONAL_KEYS = {"wall_seconds"}  # a fused NN fold: its whole batch's time (`duration` is its share)
 PREDICTION_KEYS = {"val_predictions"}  # only for a job that asked for them
 NN = {"hidden_layers": [16, 8], "epochs": 12, "learning_rate": 1e-2}

@@ -142,7 +142,8 @@ def test_a_hung_retrain_ends_at_the_job_timeout(tmp_path, monkeypatch):
 def test_a_worker_that_cannot_load_the_search_rows_says_why(tmp_path, monkeypatch):
     """Before: the failed load was ignored and every job then failed with KeyError: 'search'."""
     real = protocol.load_dataset
-    monkeypatch.setattr(protocol, "load_dataset", lambda path, folds: real(str(tmp_path / "gone.npz"), folds))
+    monkeypatch.setattr(protocol, "load_dataset",
+                        lambda path, folds, **kw: real(str(tmp_path / "gone.npz"), folds, **kw))
     X, y, _ = make_survivors(100, seed=0)
     with WorkerPool(X, y, [(np.arange(50), np.arange(50, 100))], slots=[Slot("cpu")], scratch=tmp_path) as pool:
         pool.submit(TrialKey("lightgbm", 0), STARTS["lightgbm"][0], [0], seed=0)

@@ -1,5 +1,6 @@
 """The model a run saves: the best single model, or a weighted ensemble of the search's own
-models where one beats it on out-of-fold R² (driver.ensemble). Either way each model is
+models where one beats it on the out-of-fold search metric
+(driver.ensemble). Either way each model is
 made ready to serve (below), saved in its library's own format under best_model/, and
 scored once on the holdout, which never chooses anything.
 
@@ -21,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import optuna
-from sklearn.metrics import r2_score
 
 from trialfuse.blend import combine
 from trialfuse.catalog import FAMILIES, params_from_trial
@@ -31,6 +31,7 @@ from trialfuse.driver.out_of_fold import OutOfFold
 from trialfuse.driver.table import Table
 from trialfuse.driver.trial_records import FamilyResult
 from trialfuse.seeds import RETRAIN, model_seed
+from trialfuse.task import NUMBERS, Task
 from trialfuse.transport.process_pool import WorkerPool
 from trialfuse.transport.side_jobs import Retrain
 
@@ -73,7 +74,7 @@ class Plan:
 
 def plan(winner: FamilyResult, storage: optuna.storages.BaseStorage, out_of_fold: OutOfFold | None,
          y_search: np.ndarray, workers: int, budget: Budget | None, *, ensembles: bool = True,
-         refit: bool = True) -> Plan:
+         refit: bool = True, task: Task = NUMBERS) -> Plan:
     """The best single model, unless (`ensembles`) the kept out-of-fold predictions make an
     ensemble that beats it by at least ensemble.MIN_GAIN and whose retrain fits in the time
     left. Without `refit`, each model whose K fold models were kept is served by them."""
@@ -88,20 +89,20 @@ def plan(winner: FamilyResult, storage: optuna.storages.BaseStorage, out_of_fold
     if single.name not in names:
         return Plan([single], {"chosen": False, "reason": "the best model's out-of-fold predictions were not kept"})
     y_search = np.asarray(y_search, dtype=np.float64)
-    single_r2 = float(r2_score(y_search, vectors[names.index(single.name)]))
-    selection = ensemble.select(vectors, y_search, first=names.index(single.name))  # the winner is a member
+    single_score = task.score(y_search, vectors[names.index(single.name)])
+    selection = ensemble.select(vectors, y_search, first=names.index(single.name), task=task)  # winner's a member
     members = [candidates[i] for i in selection.members]
     for member, weight in zip(members, selection.weights[selection.members], strict=True):
         member.weight = float(weight)
         if not refit:
             member.fold_files = out_of_fold.fold_files(member.family, member.trial)
     members.sort(key=lambda m: m.name != single.name)  # the winner first: the fallback and its holdout score
-    record = {"chosen": False, "oof_score": selection.score, "best_single_oof_score": single_r2,
+    record = {"chosen": False, "oof_score": selection.score, "best_single_oof_score": single_score,
               "candidates": len(candidates), "rounds": ensemble.ROUNDS,
               "members": [_describe(m) for m in members]}
-    if len(members) < 2 or selection.score < single_r2 + ensemble.MIN_GAIN:
-        record["reason"] = (f"no gain over the best single model's out-of-fold R² "
-                            f"({selection.score:.4f} vs {single_r2:.4f})")
+    if len(members) < 2 or selection.score < single_score + ensemble.MIN_GAIN:
+        record["reason"] = (f"no gain over the best single model's out-of-fold {task.metric.label} "
+                            f"({task.show(selection.score)} vs {task.show(single_score)})")
         return Plan([single], record)
     seconds = parallel_seconds([m.retrain_seconds for m in members], workers)
     if budget is not None and seconds > single.retrain_seconds and not budget.fits(seconds):
@@ -133,12 +134,12 @@ def train_and_save(pool: WorkerPool, chosen: Plan, best: FamilyResult, table: Ta
         raise RuntimeError(f"retrain failed: {failed[0]}")
     y_holdout = table.y[sealed]
     predictions = [np.asarray(a["predictions"], dtype=np.float64) for a in answers]
-    holdout_score = float(r2_score(y_holdout, combine(predictions, [m.weight for m in members])))
+    holdout_score = table.task.score(y_holdout, combine(predictions, [m.weight for m in members]))
     saved = [_saved_files(d, a, staged) for d, a in zip(directories, answers, strict=True)]
     record = dict(chosen.ensemble) if chosen.ensemble else None
     if chosen.is_ensemble:
         record["holdout_score"] = holdout_score
-        record["best_single_holdout_score"] = float(r2_score(y_holdout, predictions[0]))  # the winner is first
+        record["best_single_holdout_score"] = table.task.score(y_holdout, predictions[0])  # the winner is first
         record["members"] = [{**_describe(m), **files, "rounds": a["rounds"]}
                              for m, files, a in zip(members, saved, answers, strict=True)]
     first = members[0]

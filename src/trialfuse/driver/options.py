@@ -10,7 +10,7 @@ from trialfuse.catalog import FAMILIES
 from trialfuse.driver.devices import plan_workers
 from trialfuse.errors import UserError
 from trialfuse.fuse import Fuse
-from trialfuse.task import parse_task
+from trialfuse.task import parse_class_weight, parse_task
 
 DEFAULT_TRIALS = 20  # per family, when neither --trials nor --timeout is given
 
@@ -23,6 +23,7 @@ class RunOptions:
     target: str | None = None
     task: str = "auto"  # auto | regression | binary | multiclass (see trialfuse.task)
     metric: str | None = None  # the search metric; None: the task's own (R², log-loss)
+    class_weight: str = "none"  # none | balanced: classes weigh the same in training (classification only)
     models: list[str] | None = None  # None: catalog.default_models (all four, or the trees under a budget on a CPU)
     trials: int | None = None  # per family; None: DEFAULT_TRIALS, or with a timeout as many as it allows
     folds: int = 5
@@ -79,6 +80,7 @@ def check_options(opts: RunOptions) -> None:
     """Reject bad option values with one line each, before reading any data."""
     opts.models = None if opts.models is None else parse_models(opts.models)
     opts.task = parse_task(opts.task)
+    opts.class_weight = parse_class_weight(opts.class_weight)
     if opts.trials is not None and opts.trials < 1:
         raise UserError(f"--trials must be at least 1, got {opts.trials}")
     if opts.folds < 2:

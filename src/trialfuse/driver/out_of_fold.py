@@ -3,7 +3,8 @@ into one vector over the search rows. They are what the ensemble is chosen on, s
 ensemble of the search's own models costs no training beyond its members' retrain.
 
 Layout, in the run directory:
-- `oof/<family>-<trial>.npy`: float32, one value per search row, in search-row order (the
+- `oof/<family>-<trial>.npy`: float32, one value (or, for classes, a row of K class
+  probabilities) per search row, in search-row order (the
   table's rows without the holdout, in table order: row i is the i-th row not listed in
   holdout_indices.json), each predicted by the model of the fold that held it out.
 - `oof/index.json`: `{"folds": <fingerprint of the fold assignment>, "rows": n,
@@ -73,7 +74,7 @@ class OutOfFold:
                 or (len(kept) >= self.keep and cv_r2 <= min(kept.values())):  # not sent, or not among the best
             self.discard(family, trial)
             return
-        vector = np.full(self.rows, np.nan, dtype=np.float32)
+        vector = np.full((self.rows, *np.shape(fold_predictions[0])[1:]), np.nan, dtype=np.float32)
         for val, predictions in zip(self.val_rows, fold_predictions, strict=True):
             vector[val] = np.asarray(predictions, dtype=np.float32)
         run_dir.write_array(self._path(family, trial), vector)
@@ -87,7 +88,8 @@ class OutOfFold:
                                                     "trials": self.trials})
 
     def vectors(self) -> list[tuple[str, int, np.ndarray]]:
-        """(family, trial, float64 vector) of every kept trial: families by name, best CV first within one."""
+        """(family, trial, float64 vector [rows] or [rows, K]) of every kept trial: families by name,
+        best CV first within one."""
         out = []
         for family, kept in sorted(self.trials.items()):  # one order whatever finished first
             for trial in sorted(kept, key=lambda t: (-kept[t], t)):

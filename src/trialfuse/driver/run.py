@@ -29,7 +29,6 @@ from trialfuse.driver.splits import check_class_sizes, check_split_sizes, holdou
 from trialfuse.driver.storage import open_storage, running_trials
 from trialfuse.driver.table import load_table
 from trialfuse.driver.trial_records import FamilyResult
-from trialfuse.errors import UserError
 from trialfuse.seeds import model_seed
 from trialfuse.task import Task
 from trialfuse.transport.process_pool import WorkerPool
@@ -38,6 +37,7 @@ from trialfuse.transport.process_pool import WorkerPool
 class Reporter(Protocol):
     """Receives progress; the CLI shows it with rich, the API may ignore it."""
 
+    def task_decided(self, task: Task, line: str | None) -> None: ...
     def family_started(self, family: str, trials: int | None) -> None: ...
     def trial_finished(self, result: FamilyResult) -> None: ...
     def family_finished(self, result: FamilyResult) -> None: ...
@@ -46,6 +46,7 @@ class Reporter(Protocol):
 
 
 class SilentReporter:
+    def task_decided(self, task: Task, line: str | None) -> None: ...
     def family_started(self, family: str, trials: int | None) -> None: ...
     def trial_finished(self, result: FamilyResult) -> None: ...
     def family_finished(self, result: FamilyResult) -> None: ...
@@ -74,12 +75,10 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
         check_class_sizes(task, y, opts.holdout, opts.folds, opts.seed)
         return holdout_split(len(y), opts.holdout, opts.seed, task.strata(y))[0]
 
-    table = load_table(opts.data, opts.target, opts.keep_columns, search_rows, opts.task, opts.metric)
-    if table.task.is_classification:
-        raise UserError(f"{table.task_line}: classification runs are not built yet (the search, models and "
-                        f"predict are regression only); --task regression searches the target as numbers")
-    unused = [table.task_line] if table.task_line else []
-    unused += [f"column {name!r} is not used: {why}" for name, why in table.identifiers.items()]
+    table = load_table(opts.data, opts.target, opts.keep_columns, search_rows, opts.task, opts.metric,
+                       opts.class_weight)
+    reporter.task_decided(table.task, table.task_line)
+    unused = [f"column {name!r} is not used: {why}" for name, why in table.identifiers.items()]
     unused += table.warnings
     for line in unused:
         reporter.stage(line)
@@ -106,7 +105,8 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
     budget = Budget.starting_now(run_started, opts.timeout) if opts.timeout else None
     with WorkerPool(table.X[rest], table.y[rest], folds, slots=slots, job_timeout=opts.job_timeout, scratch=out,
                     fuse=opts.fuse, predictions=out_of_fold is not None,
-                    keep_models=None if opts.refit else out_of_fold.directory / MODELS, new_worker=new_worker) as pool:
+                    keep_models=None if opts.refit else out_of_fold.directory / MODELS, new_worker=new_worker,
+                    task=table.task) as pool:
         reporter.watch(pool.activity)
         for family in models:
             reporter.family_started(family, opts.trials)
@@ -126,7 +126,7 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
         if out_of_fold is not None:  # stragglers of pruned trials; not what another driver still trains
             out_of_fold.remove_unkept(running_trials(storage, models))
         chosen = final_model.plan(best, storage, out_of_fold, table.y[rest], len(slots), budget,
-                                  ensembles=opts.ensemble, refit=opts.refit)
+                                  ensembles=opts.ensemble, refit=opts.refit, task=table.task)
         what = (f"the ensemble's {len(chosen.members)} members" if chosen.is_ensemble else best.family)
         how = f"retraining {what} on {len(rest)} rows" if opts.refit else f"saving {what} (fold models)"
         reporter.stage(f"{how} and scoring the holdout")

@@ -117,7 +117,7 @@ def _npz_feature_names(path: Path) -> list[str]:
 
 def load_table(path: str | Path, target: str | None, keep: list[str] | None = None,
                search_rows: Callable[[Task, np.ndarray], np.ndarray] | None = None, task: str = "auto",
-               metric: str | None = None) -> Table:
+               metric: str | None = None, class_weight: str = "none") -> Table:
     """Read, validate and encode a table for training; the target decides the task (`task`:
     auto, or what the user asked; see trialfuse.task). Columns that only name rows (a row
     index, a per-row unique text) are dropped, unless named in `keep`. `search_rows(task, y)`
@@ -131,7 +131,7 @@ def load_table(path: str | Path, target: str | None, keep: list[str] | None = No
     if target not in frame.columns:
         shown = ", ".join(map(str, list(frame.columns)[:8])) + (", ..." if frame.shape[1] > 8 else "")
         raise UserError(f"target column {target!r} not found in {path} (columns: {shown})")
-    decided, y, task_line = decide(frame[target], target, task, metric)
+    decided, y, task_line = decide(frame[target], target, task, metric, class_weight)
     features = frame.drop(columns=[target])
     unknown = [k for k in keep or [] if k not in features.columns.map(str)]
     if unknown:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from trialfuse.engine.families import mlp
+from trialfuse.task import NUMBERS, Task
 
 DEAD_FRACTION_WARNING = 0.5  # a hidden layer with at least this share of dead units
 VANISHING_RATIO = 1e-3  # first-layer gradient norm below this share of the head's
@@ -24,7 +25,8 @@ EXPLODING_NORM = 1e3  # any layer's gradient norm above this
 
 
 def diagnose(params: dict[str, Any], X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray,
-             y_val: np.ndarray, *, seed: int, device: str = "cpu", threads: int | None = None) -> dict[str, Any]:
+             y_val: np.ndarray, *, seed: int, device: str = "cpu", threads: int | None = None,
+             task: Task = NUMBERS) -> dict[str, Any]:
     """Train once with `params` and return the diagnostics (JSON-ready) with their warnings."""
     epochs: list[dict[str, Any]] = []
 
@@ -33,15 +35,18 @@ def diagnose(params: dict[str, Any], X_train: np.ndarray, y_train: np.ndarray, X
         epochs.append({"train_loss": train_loss, "val_loss": val_loss, "grad_norm": norms})
 
     fitted = mlp.fit(params, X_train, y_train, X_val, y_val, device=device, threads=threads, seed=seed,
-                     on_epoch=record)
+                     on_epoch=record, task=task)
     model = fitted.model
     net: mlp.MLP = model.net
     layers = _describe_layers(model, net, X_train)
-    val_pred = mlp.predict(model, X_val)
-    val_r2 = float(1 - np.mean((val_pred - y_val) ** 2) / max(np.var(y_val), 1e-300))
+    val_pred = task.probabilities(mlp.predict(model, X_val))
+    units = "log-loss" if task.is_classification else "mean squared error of the standardized target"
+    score, prior = task.score(y_val, val_pred), task.score(y_val, task.prior(y_train, len(y_val)))
     report = {"params": mlp.with_defaults(params), "seed": seed, "train_rows": len(y_train), "val_rows": len(y_val),
-              "best_epoch": fitted.best_rounds, "epochs_run": fitted.rounds_run, "val_r2": val_r2,
-              "loss_units": "mean squared error of the standardized target", "epochs": epochs,
+              "best_epoch": fitted.best_rounds, "epochs_run": fitted.rounds_run,
+              "metric": task.metric.label, "val_score": task.metric.shown(score),
+              "prior_score": task.metric.shown(prior), "beats_prior": bool(score > prior), "loss_units": units,
+              "epochs": epochs,
               "layers": layers}
     report["warnings"] = find_warnings(report)
     return report
@@ -99,6 +104,8 @@ def find_warnings(report: dict[str, Any]) -> list[str]:
         if head > 0 and first < VANISHING_RATIO * head:
             warnings.append(f"vanishing gradients: the first layer's median gradient norm ({first:.2e}) is below "
                             f"{VANISHING_RATIO:g} of the output layer's ({head:.2e})")
-    if not report["val_r2"] > 0:
-        warnings.append(f"no better than the mean: validation R² {report['val_r2']:.4f} on the probe fold")
+    if not report["beats_prior"]:
+        warnings.append(f"no better than the prior (the training target's mean or class shares): validation "
+                        f"{report['metric']} {report['val_score']:.4f} against {report['prior_score']:.4f} "
+                        f"on the probe fold")
     return warnings

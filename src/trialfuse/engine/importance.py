@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.inspection import partial_dependence
-from sklearn.metrics import r2_score
 
 from trialfuse.engine.saved_model import SavedModel
+from trialfuse.task import NUMBERS
 
 SECONDS = 5.0  # the whole explanation's time box, by default
 SHARES = {"permutation": 0.5, "shap": 0.3, "partial_dependence": 0.2}  # of the time box
@@ -41,12 +41,13 @@ REPEATS = 3
 
 
 def permutation_importance(predict, X: np.ndarray, y: np.ndarray, rng: np.random.Generator,
-                           repeats: int = REPEATS) -> tuple[np.ndarray, np.ndarray]:
-    """Per feature, the mean and spread of the drop in R² when its values are shuffled
+                           repeats: int = REPEATS, score=NUMBERS.score) -> tuple[np.ndarray, np.ndarray]:
+    """Per feature, the mean and spread of the drop in `score` (higher is better: the run's
+    search metric, R² by default) when its values are shuffled
     (what sklearn.inspection.permutation_importance computes), with the shuffled copies of
     several features predicted in one call: a model's fixed cost per call (a tree
     ensemble's is milliseconds per member) is paid 8 times instead of 186."""
-    base = r2_score(y, predict(X))
+    base = score(y, predict(X))
     n, width = X.shape
     drops = np.empty((width, repeats))
     for start in range(0, width, FEATURES_PER_CALL):
@@ -55,9 +56,10 @@ def permutation_importance(predict, X: np.ndarray, y: np.ndarray, rng: np.random
         for i, j in enumerate(features):
             for r in range(repeats):
                 copies[i * repeats + r, :, j] = X[rng.permutation(n), j]
-        predicted = predict(copies.reshape(-1, width)).reshape(len(features), repeats, n)
+        predicted = predict(copies.reshape(-1, width))
+        predicted = predicted.reshape(len(features), repeats, n, *predicted.shape[1:])
         for i, j in enumerate(features):
-            drops[j] = [base - r2_score(y, predicted[i, r]) for r in range(repeats)]
+            drops[j] = [base - score(y, predicted[i, r]) for r in range(repeats)]
     return drops.mean(axis=1), drops.std(axis=1)
 
 
@@ -68,7 +70,8 @@ def _seconds(work) -> float:
 
 
 class _Predictor(RegressorMixin, BaseEstimator):
-    """A SavedModel in scikit-learn's estimator shape, for its inspection tools."""
+    """A SavedModel in scikit-learn's estimator shape, for its inspection tools: its prediction,
+    or for two classes the second class's probability (one curve says it all)."""
 
     def __init__(self, model: SavedModel | None = None):
         self.model = model
@@ -77,7 +80,8 @@ class _Predictor(RegressorMixin, BaseEstimator):
         return self
 
     def predict(self, X) -> np.ndarray:
-        return self.model.predict(np.asarray(X, dtype=np.float64))
+        predicted = self.model.predict(np.asarray(X, dtype=np.float64))
+        return predicted[:, 1] if predicted.ndim == 2 and predicted.shape[1] == 2 else predicted
 
     def __sklearn_is_fitted__(self) -> bool:
         return True
@@ -91,9 +95,9 @@ def explain(model: SavedModel, X: np.ndarray, y: np.ndarray, feature_names: list
     order_rows = rng.permutation(len(y))[:SAMPLE_ROWS]  # random order: a table stored sorted must not bias a prefix
     X, y = np.asarray(X, dtype=np.float64)[order_rows], np.asarray(y, dtype=np.float64)[order_rows]
     predictor = _Predictor(model)
-    small = _seconds(lambda: predictor.predict(X[:MIN_ROWS]))  # one call's fixed cost shows at few rows
+    small = _seconds(lambda: model.predict(X[:MIN_ROWS]))  # one call's fixed cost shows at few rows
     started = time.perf_counter()
-    predicted = predictor.predict(X)
+    predicted = model.predict(X)
     per_row = max(0.0, time.perf_counter() - started - small) / max(1, len(y) - MIN_ROWS)
     per_call = max(0.0, small - per_row * MIN_ROWS)
     rows = {"plots": len(y)}
@@ -109,7 +113,8 @@ def explain(model: SavedModel, X: np.ndarray, y: np.ndarray, feature_names: list
     rows["permutation"] = within("permutation", chunks, per_row * len(feature_names) * REPEATS / chunks, per_call,
                                  SAMPLE_ROWS)
     n = rows["permutation"]
-    importance_mean, importance_std = permutation_importance(model.predict, X[:n], y[:n], rng)
+    task = model.task
+    importance_mean, importance_std = permutation_importance(model.predict, X[:n], y[:n], rng, score=task.score)
     shap_mean = None
     if model.has_contributions:
         started = time.perf_counter()
@@ -118,11 +123,14 @@ def explain(model: SavedModel, X: np.ndarray, y: np.ndarray, feature_names: list
         rows["shap"] = max(len(probe), within("shap", 1, shap_per_row, 0.0, SHAP_ROWS, least=MIN_SHAP_ROWS))
         rest = X[len(probe):rows["shap"]]
         shap = np.vstack([probe, model.contributions(rest)]) if len(rest) else probe
-        shap_mean = np.abs(shap).mean(axis=0)
+        by_class = np.abs(shap).mean(axis=0)  # [features], or [classes, features] (one SHAP set per class)
+        shap_mean = by_class if by_class.ndim == 1 else by_class.sum(axis=0)
     order = np.argsort(-importance_mean, kind="stable")
-    features = [{"name": feature_names[j], "permutation_r2_drop": float(importance_mean[j]),
+    features = [{"name": feature_names[j], "permutation_drop": float(importance_mean[j]),
                  "permutation_std": float(importance_std[j]),
-                 **({"mean_abs_shap": float(shap_mean[j])} if shap_mean is not None else {})} for j in order]
+                 **({"mean_abs_shap": float(shap_mean[j])} if shap_mean is not None else {}),
+                 **({"mean_abs_shap_by_class": by_class[:, j].tolist()}
+                    if shap_mean is not None and by_class.ndim == 2 else {})} for j in order]
     rows["partial_dependence"] = within("partial_dependence", PDP_GRID * PDP_FEATURES, per_row, per_call, PDP_ROWS)
     pdp_rows = X[:rows["partial_dependence"]]
     curves = []
@@ -131,9 +139,12 @@ def explain(model: SavedModel, X: np.ndarray, y: np.ndarray, feature_names: list
             continue
         found = partial_dependence(predictor, pdp_rows, [int(j)], kind="average", grid_resolution=PDP_GRID,
                                    method="brute")
+        average = found["average"]  # [outputs, grid]: one output, or one per class
         curves.append({"feature": feature_names[j], "grid": found["grid_values"][0].tolist(),
-                       "average": found["average"][0].tolist()})
-    return {"rows_used": len(y), "rows": rows, "r2": float(r2_score(y, predicted)), "repeats": REPEATS,
-            "shap": "TreeSHAP (exact), the members' weighted sum" if shap_mean is not None else None,
-            "features": features, "partial_dependence": curves,
+                       "average": average[0].tolist(), **({"by_class": average.tolist()} if len(average) > 1 else {})})
+    units = "log-odds" if task.is_classification else "target units"
+    return {"rows_used": len(y), "rows": rows, "metric": task.metric.label, "score": task.metric.shown(
+                task.score(y, predicted)), "repeats": REPEATS,
+            "shap": f"TreeSHAP (exact, {units}), the members' weighted sum" if shap_mean is not None else None,
+            "classes": list(task.classes), "features": features, "partial_dependence": curves,
             "points": {"actual": y.tolist(), "predicted": predicted.tolist()}}

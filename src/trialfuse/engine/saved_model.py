@@ -11,6 +11,7 @@ import numpy as np
 
 from trialfuse.blend import combine, fold_mean
 from trialfuse.engine.families import family_module
+from trialfuse.task import NUMBERS, Task
 
 
 @dataclass
@@ -18,10 +19,13 @@ class Member:
     family: str
     models: list[Any]  # one refit model, or the K fold models served as their mean
     weight: float
+    task: Task = NUMBERS
 
     def predict(self, X: np.ndarray) -> np.ndarray:
+        """Values [rows], or class probabilities [rows, K]."""
         module = family_module(self.family)
-        return fold_mean([module.predict(model, X) for model in self.models])  # one model: itself, to the bit
+        return fold_mean([self.task.probabilities(module.predict(model, X))  # one model: itself, to the bit
+                          for model in self.models])
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         module = family_module(self.family)
@@ -29,12 +33,14 @@ class Member:
 
 
 class SavedModel:
-    """best_model/ read back: `predict(X)` is what the run scored on the holdout."""
+    """best_model/ read back: `predict(X)` is what the run scored on the holdout (values, or
+    class probabilities [rows, K] in the order of `task.classes`)."""
 
     def __init__(self, directory: str | Path, metadata: dict[str, Any]):
         listed = metadata.get("members") or [{**metadata, "weight": 1.0}]
+        self.task = Task.from_json(metadata.get("task"))
         self.members = [Member(m["family"], [family_module(m["family"]).load(Path(directory) / f) for f in files(m)],
-                               float(m["weight"])) for m in listed]
+                               float(m["weight"]), self.task) for m in listed]
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return combine([m.predict(X) for m in self.members], [m.weight for m in self.members])

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from trialfuse.driver.run_record import RunRecord
 from trialfuse.driver.trial_records import FamilyResult
+from trialfuse.task import NUMBERS, Task
 
 
 class RichReporter:
@@ -23,10 +24,11 @@ class RichReporter:
         self.console = console or Console(stderr=True)
         self.progress = Progress(
             TextColumn("[bold]{task.fields[family]:<9}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("trials  best CV score {task.fields[best]}"), TimeElapsedColumn(),
+            TextColumn("trials  best CV {task.fields[metric]} {task.fields[best]}"), TimeElapsedColumn(),
             console=self.console, transient=False,
         )
         self.tasks: dict[str, Any] = {}
+        self.task = NUMBERS  # the run's task, once decided: scores are shown in its metric
         self.devices = Progress(TextColumn("[dim]{task.description}"), console=self.console)
         self.live = Live(Group(self.progress, self.devices), console=self.console, refresh_per_second=4)
         self._stopped = threading.Event()
@@ -53,12 +55,18 @@ class RichReporter:
 
         threading.Thread(target=refresh, name="progress-devices", daemon=True).start()
 
+    def task_decided(self, task: Task, line: str | None) -> None:
+        self.task = task
+        if line:
+            self.stage(line)
+
     def family_started(self, family: str, trials: int | None) -> None:  # None: as many as the budget allows
-        self.tasks[family] = self.progress.add_task(family, total=trials, family=family, best="-")
+        self.tasks[family] = self.progress.add_task(family, total=trials, family=family, best="-",
+                                                    metric=self.task.metric.label)
 
     def trial_finished(self, result: FamilyResult) -> None:
         done = result.trials_complete + result.trials_failed + result.trials_pruned
-        best = f"{result.cv_score_mean:.4f}" if result.cv_score_mean is not None else "-"
+        best = self.task.show(result.cv_score_mean) or "-"
         self.progress.update(self.tasks[result.family], completed=done, best=best)
 
     def family_finished(self, result: FamilyResult) -> None:

@@ -209,13 +209,45 @@ def _winner(page: Page, out: Path) -> None:
     rows = found.get("rows", {})
     used = ", ".join(f"{part.replace('_', ' ').replace('shap', 'SHAP')} {count}" for part, count in rows.items()
                      if part != "plots")
-    parts = [f"<p>On {html.escape(found['rows_from'])}: {found['rows_used']} rows plotted, R² {found['r2']:.4f} on "
+    metric = found.get("metric", "R²")
+    score = found["score"] if "score" in found else found["r2"]  # explain.json written before tasks: "r2"
+    parts = [f"<p>On {html.escape(found['rows_from'])}: {found['rows_used']} rows plotted, {metric} {score:.4f} on "
              f"them; rows used ({html.escape(used)}) chosen to keep the explanation within a few seconds. "
-             f"Importance is the drop in R² when a feature's values are shuffled "
+             f"Importance is the drop in {metric} when a feature's values are shuffled "
              f"(mean of {found['repeats']} shuffles, bars: one standard deviation)"
              + (f"; beside it the mean |SHAP value| ({html.escape(shap)})." if shap else
                 "; SHAP values are not computed for this model (not every member is a tree model).") + "</p>"]
     actual, predicted = np.asarray(found["points"]["actual"]), np.asarray(found["points"]["predicted"])
+    if predicted.ndim == 1:  # numbers: predicted against actual (classes: see "The holdout")
+        _fit_plot(page, parts, actual, predicted)
+    top = found["features"][:20]
+    with page.figure("winner_importance", parts, size=(9, 0.8 + 0.25 * len(top))) as fig:
+        axes = fig.subplots(1, 2 if shap else 1, squeeze=False)[0]
+        names = [f["name"] for f in top]
+        drops = [f.get("permutation_drop", f.get("permutation_r2_drop")) for f in top]
+        axes[0].barh(names, drops, xerr=[f["permutation_std"] for f in top])
+        axes[0].invert_yaxis()
+        axes[0].set_xlabel(f"{metric} drop when shuffled")
+        if shap:
+            axes[1].barh(names, [f["mean_abs_shap"] for f in top], color="tab:orange")
+            axes[1].invert_yaxis()
+            axes[1].set_xlabel("mean |SHAP value|" + (" (log-odds, summed over classes)" if found.get("classes")
+                                                      else " (target units)"))
+    curves = found["partial_dependence"]
+    if curves:
+        with page.figure("winner_partial_dependence", parts, size=(3.2 * len(curves), 3)) as fig:
+            for ax, curve in zip(fig.subplots(1, len(curves), squeeze=False)[0], curves, strict=True):
+                for k, line in enumerate(curve.get("by_class") or [curve["average"]]):
+                    ax.plot(curve["grid"], line, label=str(found["classes"][k]) if "by_class" in curve else None)
+                if "by_class" in curve:
+                    ax.legend(fontsize=6)
+                ax.set_xlabel(curve["feature"])
+                ax.set_ylabel("average probability" if found.get("classes") else "average prediction")
+    page.section("winner", "The winner", parts)
+
+
+def _fit_plot(page: Page, parts: list[str], actual: np.ndarray, predicted: np.ndarray) -> None:
+    """Predicted against actual, and the residuals, for a model of numbers."""
     with page.figure("winner_fit", parts, size=(9, 4)) as fig:
         ax, ax2 = fig.subplots(1, 2)
         ax.scatter(actual, predicted, s=4, alpha=0.4)
@@ -228,25 +260,6 @@ def _winner(page: Page, out: Path) -> None:
         ax2.axhline(0, color="black", linewidth=1)
         ax2.set_xlabel("predicted")
         ax2.set_ylabel("residual (actual - predicted)")
-    top = found["features"][:20]
-    with page.figure("winner_importance", parts, size=(9, 0.8 + 0.25 * len(top))) as fig:
-        axes = fig.subplots(1, 2 if shap else 1, squeeze=False)[0]
-        names = [f["name"] for f in top]
-        axes[0].barh(names, [f["permutation_r2_drop"] for f in top], xerr=[f["permutation_std"] for f in top])
-        axes[0].invert_yaxis()
-        axes[0].set_xlabel("R² drop when shuffled")
-        if shap:
-            axes[1].barh(names, [f["mean_abs_shap"] for f in top], color="tab:orange")
-            axes[1].invert_yaxis()
-            axes[1].set_xlabel("mean |SHAP value| (target units)")
-    curves = found["partial_dependence"]
-    if curves:
-        with page.figure("winner_partial_dependence", parts, size=(3.2 * len(curves), 3)) as fig:
-            for ax, curve in zip(fig.subplots(1, len(curves), squeeze=False)[0], curves, strict=True):
-                ax.plot(curve["grid"], curve["average"])
-                ax.set_xlabel(curve["feature"])
-                ax.set_ylabel("average prediction")
-    page.section("winner", "The winner", parts)
 
 
 def _history(page: Page, studies: dict[str, list[optuna.trial.FrozenTrial]], label: str) -> None:
@@ -355,7 +368,7 @@ def _diagnostics(page: Page, out: Path) -> None:
         return
     parts = [f"<p>Best NN trial {diag.get('trial')} retrained on fold 0 ({diag['train_rows']} rows, "
              f"{diag['val_rows']} validation rows): best epoch {diag['best_epoch']} of {diag['epochs_run']}, "
-             f"validation R² {diag['val_r2']:.4f}.</p>"]
+             f"validation {diag['metric']} {diag['val_score']:.4f} (the prior's: {diag['prior_score']:.4f}).</p>"]
     parts += [f'<p class="warn">warning: {html.escape(w)}</p>' for w in diag["warnings"]]
     epochs = diag["epochs"]
     with page.figure("diagnostics_training", parts, size=(9, 3.5)) as fig:

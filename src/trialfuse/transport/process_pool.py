@@ -27,6 +27,7 @@ import numpy as np
 
 from trialfuse.catalog import FAMILIES
 from trialfuse.fuse import AUTO, Fuse
+from trialfuse.task import NUMBERS, Task
 from trialfuse.transport import protocol, side_jobs
 from trialfuse.transport.contracts import (
     READY_TIMEOUT,
@@ -73,7 +74,7 @@ class WorkerPool:
     def __init__(self, X: np.ndarray, y: np.ndarray, folds, *, slots: list[Slot] | None = None,
                  job_timeout: float | None = None, scratch: Path | None = None, fuse: Fuse = AUTO,
                  deadline: float | None = None, predictions: bool = False, keep_models: Path | None = None,
-                 new_worker: WorkerFactory | None = None):
+                 new_worker: WorkerFactory | None = None, task: Task = NUMBERS):
         self.slots = slots or [Slot("cpu", "", os.cpu_count() or 1)]
         self.job_timeout = job_timeout or math.inf
         self._windows: dict[str, int] = {}  # each family's trials in flight, once asked (see window)
@@ -89,7 +90,7 @@ class WorkerPool:
         self._tmp = make_scratch(None if scratch is None else Path(scratch))
         np.savez(self._tmp / "search_rows.npz", X=X, y=y)
         self._shape, self._folds = X.shape, len(folds)
-        self._dataset = protocol.load_dataset(str(self._tmp / "search_rows.npz"), folds)
+        self._dataset = protocol.load_dataset(str(self._tmp / "search_rows.npz"), folds, task=task)
         self._staged: list[FoldJob] = []
         self._pending: list[FoldJob] = []
         self._trials_submitted: dict[str, int] = {}  # trials submitted so far, per family

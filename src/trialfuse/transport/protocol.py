@@ -4,7 +4,8 @@ The contract, for every transport (subprocess over JSON lines today, Ray actors 
 - A worker first says `{"status": "ready", "device": ...}`. Then each command gets its
   answers in order, one per job for `train_batch`, one otherwise; nothing else is written.
 - `load_dataset` makes a table and its K folds resident (an NPZ with X and y, folds as
-  row indices); jobs then name a fold by index and never ship rows. The driver owns the
+  row indices, and its `task`: numbers, or y as class codes; see trialfuse.task); jobs then
+  name a fold by index and never ship rows. The driver owns the
   folds: a worker only indexes what it was given.
 - `train_batch` trains jobs (one fold of one trial each); NN jobs may train together as
   one fused model, tree jobs one by one. `fuse` says how (see `trialfuse.fuse.Fuse`).
@@ -20,12 +21,14 @@ The contract, for every transport (subprocess over JSON lines today, Ray actors 
   the job answers at once with an error marked `"cut": true`. A worker that dies, hangs past its job
   timeout or writes a line that is not JSON is the transport's problem (the pool restarts
   it once, then runs the task alone).
-- A train answer: `status`, `trial`, `fold`, `family`, `score` (the search metric), `r2`, `val_mse`, `train_mse`,
-  `best_rounds` (trees or epochs kept), `rounds_run`, `duration` (s), `device`,
-  `batch_mode` (fused | serial), `fused_batch_size`; a fused NN fold adds `wall_seconds`, its
-  whole batch's time (`duration` is then its share of it). A job sent with `"predictions": true`
-  adds `val_predictions`: the model's prediction for each of the fold's validation rows, in
-  the fold's order, rounded to float32 (the out-of-fold predictions ensembles are built from).
+- A train answer: `status`, `trial`, `fold`, `family`, `score` (the search metric, higher
+  is better), `r2` (numbers; NaN for classes), `val_loss`, `train_loss` (squared error for
+  numbers, log-loss for classes), `best_rounds` (trees or epochs kept), `rounds_run`,
+  `duration` (s), `device`, `batch_mode` (fused | serial), `fused_batch_size`; a fused NN
+  fold adds `wall_seconds`, its whole batch's time (`duration` is then its share of it). A
+  job sent with `"predictions": true` adds `val_predictions`: the model's prediction for each
+  of the fold's validation rows, in the fold's order (a row of K class probabilities each,
+  for classes), rounded to float32 (the out-of-fold predictions ensembles are built from).
   A job sent with `save_dir` keeps its fold model there and adds `model_file`.
 
 The source system's dialect is still spoken: `source_dialect.py` translates it at the
@@ -40,6 +43,7 @@ import numpy as np
 
 from trialfuse.catalog import NN
 from trialfuse.fuse import Fuse
+from trialfuse.task import NUMBERS, Task
 
 READY, LOAD_DATASET, TRAIN_BATCH, RETRAIN, DIAGNOSE, EXPLAIN, SHUTDOWN = (
     "ready", "load_dataset", "train_batch", "retrain", "diagnose", "explain", "shutdown")
@@ -74,8 +78,8 @@ class TrainJob:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
-def load_dataset(path: str, folds, name: str = SEARCH_ROWS) -> dict[str, Any]:
-    return {"command": LOAD_DATASET, "dataset": name, "path": path,
+def load_dataset(path: str, folds, name: str = SEARCH_ROWS, task: Task = NUMBERS) -> dict[str, Any]:
+    return {"command": LOAD_DATASET, "dataset": name, "path": path, "task": task.to_json(),
             "folds": [{"train": train.tolist(), "val": val.tolist()} for train, val in folds]}
 
 

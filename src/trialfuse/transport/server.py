@@ -24,6 +24,7 @@ from trialfuse.blend import fold_mean
 from trialfuse.catalog import FAMILIES
 from trialfuse.engine.families import FoldFailed, FoldResult
 from trialfuse.fuse import Fuse
+from trialfuse.task import NUMBERS, Task
 from trialfuse.testing import faults
 from trialfuse.transport import protocol, source_dialect
 from trialfuse.transport.protocol import TrainJob
@@ -34,6 +35,7 @@ class Dataset:
     X: np.ndarray  # [rows, features]
     y: np.ndarray  # [rows]
     folds: list[tuple[np.ndarray, np.ndarray]]  # (train rows, validation rows) per fold
+    task: Task = NUMBERS  # what y holds: numbers, or class codes 0..K-1
 
 
 class Server:
@@ -79,7 +81,7 @@ class Server:
             X, y = np.asarray(data["X"], dtype=np.float64), np.asarray(data["y"], dtype=np.float64)
         folds = [(np.asarray(f["train"], dtype=np.int64), np.asarray(f["val"], dtype=np.int64))
                  for f in command["folds"]]
-        self.datasets[name] = Dataset(X, y, folds)
+        self.datasets[name] = Dataset(X, y, folds, Task.from_json(command.get("task")))
         self.prepared_folds = {k: v for k, v in self.prepared_folds.items() if k[1] != name}
         return {"status": "loaded", "dataset": name, "rows": len(y), "folds": len(folds)}
 
@@ -92,6 +94,10 @@ class Server:
         train, val = data.folds[job.fold]
         return data.X[train], data.y[train], data.X[val], data.y[val]
 
+    def _task(self, job: TrainJob) -> Task:
+        """What the job's target is: its resident dataset's task (a source-dialect fold: numbers)."""
+        return NUMBERS if job.path is not None else self.datasets[job.dataset].task
+
     def _prepared_fold(self, job: TrainJob, module):
         """The job's fold as its batched family's `fit_many` takes it (torch loads here, once
         per worker); a resident fold is prepared once, then reused."""
@@ -100,7 +106,7 @@ class Server:
             if key not in self.prepared_folds:
                 data = self.datasets[job.dataset]
                 train, val = data.folds[job.fold]
-                self.prepared_folds[key] = module.prepare_fold(data.X, data.y, train, val)
+                self.prepared_folds[key] = module.prepare_fold(data.X, data.y, train, val, data.task)
             return self.prepared_folds[key]
         X_train, y_train, X_val, y_val = self._fold(job)
         X, y = np.concatenate([X_train, X_val]), np.concatenate([y_train, y_val])
@@ -155,11 +161,12 @@ class Server:
         X_train, y_train, X_val, y_val = self._fold(job)
         started = time.perf_counter()
         module = family_module(job.family)
+        task = self._task(job)
         fitted = module.fit(job.params, X_train, y_train, X_val, y_val, device=self.device, threads=job.threads,
-                            seed=job.seed, deadline=job.deadline)
-        pred_val, pred_train = module.predict(fitted.model, X_val), module.predict(fitted.model, X_train)
+                            seed=job.seed, deadline=job.deadline, task=task)
+        pred_val, pred_train = (task.probabilities(module.predict(fitted.model, X)) for X in (X_val, X_train))
         result = FoldResult(fitted.model, fitted.best_rounds, fitted.rounds_run,
-                            **fold_scores(y_train, pred_train, y_val, pred_val), predictions_val=pred_val,
+                            **fold_scores(task, y_train, pred_train, y_val, pred_val), predictions_val=pred_val,
                             duration=time.perf_counter() - started, device=self.device)
         return _answer(job, result, module)
 
@@ -175,13 +182,13 @@ class Server:
         module = family_module(command["family"])
         started = time.perf_counter()
         fitted = module.fit(command["params"], data.X, data.y, device=self.device, threads=command.get("threads"),
-                            seed=int(command.get("seed", 0)), rounds=command.get("rounds"))
+                            seed=int(command.get("seed", 0)), rounds=command.get("rounds"), task=data.task)
         directory = Path(command["directory"])
         directory.mkdir(parents=True, exist_ok=True)
         filename = module.save(fitted.model, directory)
         with np.load(command["score_path"], allow_pickle=False) as d:
             X_score = np.asarray(d["X"], dtype=np.float64)
-        predictions = module.predict(module.load(directory / filename), X_score)
+        predictions = data.task.probabilities(module.predict(module.load(directory / filename), X_score))
         return {"status": "complete", "model_file": filename, "predictions": predictions.tolist(),
                 "rounds": int(fitted.rounds_run), "seconds": time.perf_counter() - started}
 
@@ -203,7 +210,9 @@ class Server:
                 shutil.copyfile(source, directory / names[-1])
         with np.load(command["score_path"], allow_pickle=False) as d:
             X_score = np.asarray(d["X"], dtype=np.float64)
-        predictions = fold_mean([module.predict(module.load(directory / name), X_score) for name in names])
+        task = self.datasets[str(command.get("dataset", protocol.SEARCH_ROWS))].task
+        predictions = fold_mean([task.probabilities(module.predict(module.load(directory / name), X_score))
+                                 for name in names])
         return {"status": "complete", "model_files": names, "predictions": predictions.tolist(), "rounds": None,
                 "seconds": time.perf_counter() - started}
 
@@ -218,7 +227,8 @@ class Server:
             raise ValueError(f"family {job.family!r} has no diagnostics probe")
         X_train, y_train, X_val, y_val = self._fold(job)
         report = family_module(job.family).diagnose(job.params, X_train, y_train, X_val, y_val, seed=job.seed,
-                                                    device=self.device, threads=command.get("threads"))
+                                                    device=self.device, threads=command.get("threads"),
+                                                    task=self._task(job))
         return {"status": "complete", "diagnostics": report}
 
 

@@ -72,6 +72,9 @@ def to_legacy(answer: dict[str, Any]) -> dict[str, Any]:
     """Today's train answer in the source's words (its smoke tests read these keys)."""
     out = {k: v for k, v in answer.items() if k not in ("trial", "fold", "family", "best_rounds", "rounds_run")}
     out["trial_number"], out["fold_idx"] = answer.get("trial"), answer.get("fold")
+    for loss, mse in (("val_loss", "val_mse"), ("train_loss", "train_mse")):  # the source regressed: MSE
+        if loss in out:
+            out[mse] = out.pop(loss)
     if answer.get("status") == "complete":
         nn = answer.get("family") == NN
         out["model_type"] = LEGACY_NN if nn else answer.get("family")

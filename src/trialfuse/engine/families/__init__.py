@@ -41,13 +41,14 @@ class Fitted:
 @dataclass
 class FoldResult(Fitted):
     """One (config, fold) model trained with early stopping on its validation rows: its scores,
-    its validation predictions (in the target's units) and how it trained. The fused NN, the NN
-    alone and the tree families each give one; `answer` is what the worker sends back."""
+    its validation predictions (in the target's units, or class probabilities [rows, K]) and
+    how it trained. The fused NN, the NN alone and the tree families each give one; `answer` is
+    what the worker sends back."""
 
     score: float = math.nan  # the run's search metric on the validation rows, higher is better
-    r2: float = math.nan
-    val_mse: float = math.nan
-    train_mse: float = math.nan
+    r2: float = math.nan  # numbers only (the source's protocol reports it)
+    val_loss: float = math.nan  # squared error (numbers) or log-loss (classes) on the validation rows
+    train_loss: float = math.nan
     predictions_val: np.ndarray | None = None
     duration: float = 0.0  # compute seconds it used (a fused batch's time shared among its models)
     device: str = "cpu"
@@ -61,7 +62,7 @@ class FoldResult(Fitted):
 
     def answer(self) -> dict[str, Any]:
         """The protocol's fields of a trained fold (transport/protocol.train_answer adds the rest)."""
-        fields = {"score": self.score, "r2": self.r2, "val_mse": self.val_mse, "train_mse": self.train_mse,
+        fields = {"score": self.score, "r2": self.r2, "val_loss": self.val_loss, "train_loss": self.train_loss,
                   "best_rounds": self.best_rounds,
                   "rounds_run": self.rounds_run, "duration": self.duration, "device": self.device,
                   "batch_mode": self.batch_mode, "fused_batch_size": self.fused_batch_size}

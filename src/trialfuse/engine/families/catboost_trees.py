@@ -46,7 +46,7 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
         verbose=False,
         **params,
     )
-    model.fit(X_train, y_train, eval_set=(X_val, y_val) if watch else None,
+    model.fit(X_train, y_train, sample_weight=task.row_weights(y_train), eval_set=(X_val, y_val) if watch else None,
               early_stopping_rounds=EARLY_STOPPING_ROUNDS if watch else None, use_best_model=watch,
               callbacks=[clock] if clock else None)
     if clock and clock.reached:
@@ -75,8 +75,9 @@ def load(path) -> CatBoost:
 
 
 def contributions(model: CatBoostRegressor, X: np.ndarray) -> np.ndarray:
-    """Exact SHAP values [rows, features] (the bias column dropped)."""
+    """Exact SHAP values [rows, features] (the bias column dropped); for several classes
+    [rows, classes, features], in log-odds (two classes: the second's)."""
     from catboost import Pool
 
     values = model.get_feature_importance(Pool(np.asarray(X, dtype=np.float64)), type="ShapValues")
-    return np.asarray(values, dtype=np.float64)[:, :-1]
+    return np.asarray(values, dtype=np.float64)[..., :-1]

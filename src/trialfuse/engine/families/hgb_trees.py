@@ -28,18 +28,19 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
     scikit-learn has no per-round callback: the deadline is checked before training only."""
     check_deadline(deadline)
     learner = HistGradientBoostingClassifier if task.is_classification else HistGradientBoostingRegressor
+    weights = task.row_weights(y_train)
     if X_val is None:
         model = learner(max_iter=int(rounds or MAX_ROUNDS), early_stopping=False,
-                                              random_state=seed, **params).fit(X_train, y_train)
+                                              random_state=seed, **params).fit(X_train, y_train, sample_weight=weights)
         return Fitted(model=model, best_rounds=model.n_iter_, rounds_run=model.n_iter_)
     model = learner(max_iter=MAX_ROUNDS, early_stopping=True, scoring="loss",
                                           n_iter_no_change=EARLY_STOPPING_ROUNDS, tol=0.0, random_state=seed,
                                           **params)
-    model.fit(X_train, y_train, X_val=X_val, y_val=y_val)
+    model.fit(X_train, y_train, sample_weight=weights, X_val=X_val, y_val=y_val)
     ran = int(model.n_iter_)
     best = max(1, int(np.argmax(model.validation_score_)))  # score 0 is before the first tree
     if best < ran:
-        model.set_params(max_iter=best, early_stopping=False).fit(X_train, y_train)
+        model.set_params(max_iter=best, early_stopping=False).fit(X_train, y_train, sample_weight=weights)
     return Fitted(model=model, best_rounds=best, rounds_run=ran)
 
 

@@ -46,7 +46,7 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
     }
     if config.get("bagging_fraction", 1.0) < 1.0:
         config.setdefault("bagging_freq", 1)
-    train = lgb.Dataset(X_train, y_train, free_raw_data=True)
+    train = lgb.Dataset(X_train, y_train, weight=task.row_weights(y_train), free_raw_data=True)
     callbacks = [lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)] if watch else []
     if deadline is not None:
         callbacks.append(lambda env: check_deadline(deadline))  # raised through lgb.train
@@ -74,7 +74,12 @@ def load(path) -> lgb.Booster:
 
 
 def contributions(model: lgb.Booster, X: np.ndarray) -> np.ndarray:
-    """Exact TreeSHAP values [rows, features] (the bias column dropped), up to the best round."""
+    """Exact TreeSHAP values [rows, features] (the bias column dropped), up to the best round;
+    for several classes [rows, classes, features], in log-odds (two classes: the second's)."""
     best = model.best_iteration if model.best_iteration > 0 else None
-    values = model.predict(np.asarray(X, dtype=np.float64), num_iteration=best, pred_contrib=True)
-    return np.asarray(values, dtype=np.float64)[:, :-1]
+    values = np.asarray(model.predict(np.asarray(X, dtype=np.float64), num_iteration=best, pred_contrib=True),
+                        dtype=np.float64)
+    classes = model.num_model_per_iteration()
+    if classes > 1:  # one block of features + bias per class, side by side
+        values = values.reshape(len(values), classes, -1)
+    return values[..., :-1]

@@ -1,21 +1,24 @@
 """The NN family's network: an MLP trained full-batch on one device, one model at a time
 (`network.py` is the family's module: this, trained many at once, and its probe).
 
-Blocks of Linear -> BatchNorm1d -> ReLU/LeakyReLU -> Dropout and a linear head. Dropout
+Blocks of Linear -> BatchNorm1d -> ReLU/LeakyReLU -> Dropout and a linear head: one output
+for numbers (squared error on the standardized target), one logit per class for classes
+(softmax cross-entropy, optionally class-weighted; see `Head`). Dropout
 masks are a hash of the model's seed, draw, row and unit (engine/dropout.py), so the fused
 trainer draws the same masks for it in any batch. The whole
 training fold is one batch on the device (no DataLoader): for tables of this size a
-full-batch epoch is a handful of matmuls. Early stopping watches the validation MSE
-(BatchNorm in eval mode, running statistics) and restores the best epoch's weights.
+full-batch epoch is a handful of matmuls. Early stopping watches the validation loss
+(BatchNorm in eval mode, running statistics; unweighted) and restores the best epoch's weights.
 
-Features are imputed and standardized with training-fold statistics and the target is
+Features are imputed and standardized with training-fold statistics and a numeric target is
 standardized too; the saved model carries those statistics, so it takes raw feature
-values and returns predictions in target units.
+values and returns predictions in target units, or class probabilities [rows, K].
 """
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,7 @@ from torch import nn
 from trialfuse.engine.dropout import DropoutStream, dropout_mask, dropout_scale, dropout_threshold
 from trialfuse.engine.families import Fitted, check_deadline
 from trialfuse.engine.standardize import column_stats, standardize
+from trialfuse.task import NUMBERS, Task
 
 LEAKY_SLOPE = 0.01
 DEADLINE_CHECK_EVERY = 8  # epochs between looks at the clock (an epoch is milliseconds)
@@ -47,6 +51,38 @@ def with_defaults(params: dict[str, Any]) -> dict[str, Any]:
     return {**DEFAULTS, **params}
 
 
+@dataclass(frozen=True)
+class Head:
+    """What the network's last layer says and how it learns: one output and squared error on
+    the standardized target (numbers), or one logit per class and softmax cross-entropy on the
+    class codes (classes; binary too, as two logits). The one place the NN's task differs, for
+    the one-at-a-time and the fused trainer alike."""
+
+    outputs: int = 1
+    classes: bool = False
+
+    @classmethod
+    def of(cls, task: Task) -> Head:
+        return cls(len(task.classes), True) if task.is_classification else cls()
+
+    def target_stats(self, y: np.ndarray) -> tuple[float, float]:
+        """(mean, std) the target is standardized with: codes are left as they are."""
+        return (0.0, 1.0) if self.classes else target_stats(y)
+
+    def loss(self, out: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """The mean loss over the rows (the last dimension of y: [N], or [M, N] per model); out is
+        [.., N] for numbers, [.., N, K] logits for classes; `weights` per row, as y (None: 1)."""
+        if self.classes:
+            rows = -torch.log_softmax(out, dim=-1).gather(-1, y.long().unsqueeze(-1)).squeeze(-1)
+        else:
+            rows = (out - y) ** 2
+        return rows.mean(-1) if weights is None else (rows * weights).sum(-1) / weights.sum(-1)
+
+    def in_units(self, out: torch.Tensor, y_mean: float, y_std: float) -> torch.Tensor:
+        """The network's output as predictions: target units, or class probabilities."""
+        return torch.softmax(out, dim=-1) if self.classes else out * y_std + y_mean
+
+
 class SeededDropout(nn.Module):
     """Dropout whose masks come from the model's DropoutStream (not torch's global generator)."""
 
@@ -66,7 +102,8 @@ class SeededDropout(nn.Module):
 class MLP(nn.Module):
     """Linear -> BatchNorm1d -> activation -> Dropout per hidden layer, then a linear head."""
 
-    def __init__(self, n_features: int, hidden_layers: list[int], dropout: float, leaky: bool, seed: int = 0):
+    def __init__(self, n_features: int, hidden_layers: list[int], dropout: float, leaky: bool, seed: int = 0,
+                 outputs: int = 1):
         super().__init__()
         self.stream = DropoutStream(seed)
         layers: list[nn.Module] = []
@@ -76,28 +113,32 @@ class MLP(nn.Module):
             layers += [nn.Linear(width_in, width), nn.BatchNorm1d(width), activation,
                        SeededDropout(dropout, self.stream)]
             width_in = width
-        layers.append(nn.Linear(width_in, 1))
+        layers.append(nn.Linear(width_in, outputs))
         self.layers = nn.Sequential(*layers)
+        self.outputs = outputs
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, F] -> [N]
-        return self.layers(x).squeeze(-1)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, F] -> [N] (one output) or [N, K]
+        out = self.layers(x)
+        return out.squeeze(-1) if self.outputs == 1 else out
 
 
 class ScaledMLP(nn.Module):
-    """The MLP wrapped with its training-fold statistics: raw features in, target units out."""
+    """The MLP wrapped with its training-fold statistics: raw features in, target units (or class
+    probabilities) out."""
 
-    def __init__(self, net: MLP, x_mean, x_std, y_mean: float, y_std: float):
+    def __init__(self, net: MLP, x_mean, x_std, y_mean: float, y_std: float, head: Head = Head()):
         super().__init__()
         self.net = net
+        self.head = head
         # float64 here; .to(dtype) gives the model's precision
         self.register_buffer("x_mean", torch.as_tensor(x_mean, dtype=torch.float64))  # [F]
         self.register_buffer("x_std", torch.as_tensor(x_std, dtype=torch.float64))  # [F]
         self.register_buffer("y_mean", torch.tensor(float(y_mean), dtype=torch.float64))
         self.register_buffer("y_std", torch.tensor(float(y_std), dtype=torch.float64))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, F] raw -> [N]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, F] raw -> [N] or [N, K]
         x = torch.where(torch.isnan(x), self.x_mean, x)
-        return self.net((x - self.x_mean) / self.x_std) * self.y_std + self.y_mean
+        return self.head.in_units(self.net((x - self.x_mean) / self.x_std), self.y_mean, self.y_std)
 
 
 def build_optimizer(net: nn.Module, p: dict[str, Any]) -> torch.optim.Optimizer:
@@ -109,16 +150,16 @@ def target_stats(y: np.ndarray) -> tuple[float, float]:
     return float(np.mean(y)), float(np.std(y)) or 1.0
 
 
-def new_net(n_features: int, p: dict[str, Any], seed: int) -> MLP:
+def new_net(n_features: int, p: dict[str, Any], seed: int, outputs: int = 1) -> MLP:
     """The initial network for a seed: fused and serial training both start from this."""
     torch.manual_seed(seed)
-    return MLP(n_features, list(p["hidden_layers"]), float(p["dropout"]), bool(p["use_leaky_relu"]), seed)
+    return MLP(n_features, list(p["hidden_layers"]), float(p["dropout"]), bool(p["use_leaky_relu"]), seed, outputs)
 
 
 def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, device: str = "cpu",
         threads: int | None = None, seed: int = 0, rounds: int | None = None,
         dtype: torch.dtype = torch.float32, on_epoch: Callable[[MLP, float, float | None], None] | None = None,
-        deadline: float | None = None) -> Fitted:
+        deadline: float | None = None, task: Task = NUMBERS) -> Fitted:
     """Train one MLP; early stopping on (X_val, y_val), or exactly `rounds` epochs without them.
 
     `on_epoch(net, train_loss, val_loss)` is called after each step, gradients still in place
@@ -127,8 +168,11 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
     if threads:
         torch.set_num_threads(threads)
     x_mean, x_std = column_stats(X_train)
-    y_mean, y_std = target_stats(y_train)
+    head = Head.of(task)
+    y_mean, y_std = head.target_stats(y_train)
     dev = torch.device(device)
+    weights = task.row_weights(y_train)
+    weights = None if weights is None else torch.as_tensor(weights, dtype=dtype, device=dev)
 
     def tensors(X, y):
         xt = torch.as_tensor(standardize(X, x_mean, x_std), dtype=dtype, device=dev)  # [N, F]
@@ -136,7 +180,7 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
         return xt, yt
 
     xt, yt = tensors(X_train, y_train)
-    net = new_net(X_train.shape[1], p, seed).to(device=dev, dtype=dtype)
+    net = new_net(X_train.shape[1], p, seed, head.outputs).to(device=dev, dtype=dtype)
     optimizer = build_optimizer(net, p)
     epochs = int(rounds if rounds is not None else p["epochs"])
     watch = X_val is not None
@@ -148,7 +192,7 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
             check_deadline(deadline)
         net.train()
         optimizer.zero_grad(set_to_none=True)
-        loss = torch.mean((net(xt) - yt) ** 2)
+        loss = head.loss(net(xt), yt, weights)
         loss.backward()
         if p["gradient_clip"] and p["gradient_clip"] > 0:
             nn.utils.clip_grad_norm_(net.parameters(), p["gradient_clip"])
@@ -160,7 +204,7 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
             continue
         net.eval()
         with torch.no_grad():
-            val_loss = float(torch.mean((net(xv) - yv) ** 2))
+            val_loss = float(head.loss(net(xv), yv))
         if on_epoch:
             on_epoch(net, float(loss.detach()), val_loss)
         if not np.isfinite(val_loss):
@@ -175,7 +219,7 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
     if best_state is not None:
         net.load_state_dict(best_state)
     net.eval()
-    model = ScaledMLP(net, x_mean, x_std, y_mean, y_std).to(device=dev, dtype=dtype).eval()
+    model = ScaledMLP(net, x_mean, x_std, y_mean, y_std, head).to(device=dev, dtype=dtype).eval()
     return Fitted(model=model, best_rounds=best_epoch if watch else ran, rounds_run=ran)
 
 
@@ -212,8 +256,8 @@ def keep(model: ScaledMLP, directory) -> str:
     leaky = any(isinstance(m, nn.LeakyReLU) for m in model.net.layers)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     name = f"model{KEPT_SUFFIX}"
-    torch.save({"n_features": int(model.x_mean.numel()), "hidden_layers": layers, "leaky": leaky, "state": state},
-               Path(directory) / name)
+    torch.save({"n_features": int(model.x_mean.numel()), "hidden_layers": layers, "leaky": leaky, "state": state,
+                "outputs": model.head.outputs, "classes": model.head.classes}, Path(directory) / name)
     return name
 
 
@@ -224,8 +268,9 @@ def publish(source, directory, stem: str) -> str:
 
 def _from_kept(path) -> ScaledMLP:
     kept = torch.load(str(path), weights_only=True)
-    net = MLP(kept["n_features"], kept["hidden_layers"], 0.0, kept["leaky"])
-    model = ScaledMLP(net, np.zeros(kept["n_features"]), np.ones(kept["n_features"]), 0.0, 1.0)
+    head = Head(kept.get("outputs", 1), kept.get("classes", False))
+    net = MLP(kept["n_features"], kept["hidden_layers"], 0.0, kept["leaky"], outputs=head.outputs)
+    model = ScaledMLP(net, np.zeros(kept["n_features"]), np.ones(kept["n_features"]), 0.0, 1.0, head)
     model = model.to(kept["state"]["x_mean"].dtype)  # the precision it was trained in
     model.load_state_dict(kept["state"])
     return model.eval()

@@ -16,14 +16,16 @@ from trialfuse.engine.families import FoldFailed, FoldResult
 from trialfuse.engine.families.mlp import fit, keep, load, predict, publish, save, with_defaults
 from trialfuse.engine.fused import train as fused_train
 from trialfuse.engine.fused.memory import release_memory
+from trialfuse.task import NUMBERS, Task
 
 __all__ = ["diagnose", "fit", "fit_many", "keep", "load", "predict", "prepare_fold", "publish", "save"]
 
 
-def prepare_fold(X: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarray) -> fused_train.FoldData:
+def prepare_fold(X: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarray,
+                 task: Task = NUMBERS) -> fused_train.FoldData:
     """A fold as `fit_many` takes it, standardized on its training rows; a worker prepares a
     resident fold once and reuses it for every batch."""
-    return fused_train.prepare_fold(X, y, train, val)
+    return fused_train.prepare_fold(X, y, train, val, task)
 
 
 def fit_many(jobs: list[tuple[dict[str, Any], int, bool]], folds: list[fused_train.FoldData], *, device: str, fuse,
@@ -40,6 +42,7 @@ def fit_many(jobs: list[tuple[dict[str, Any], int, bool]], folds: list[fused_tra
 
 
 def diagnose(params: dict[str, Any], X_train, y_train, X_val, y_val, *, seed: int, device: str = "cpu",
-             threads: int | None = None) -> dict[str, Any]:
+             threads: int | None = None, task: Task = NUMBERS) -> dict[str, Any]:
     """The training-dynamics probe (engine/diagnostics.py): one more training of `params`, watched."""
-    return diagnostics.diagnose(params, X_train, y_train, X_val, y_val, seed=seed, device=device, threads=threads)
+    return diagnostics.diagnose(params, X_train, y_train, X_val, y_val, seed=seed, device=device, threads=threads,
+                                task=task)

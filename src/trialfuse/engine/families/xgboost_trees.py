@@ -44,7 +44,8 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
         **({"eval_metric": "logloss" if task.kind == Kind.BINARY else "mlogloss"} if task.is_classification else {}),
         **params,
     )
-    model.fit(X_train, y_train, eval_set=[(X_val, y_val)] if watch else None, verbose=False)
+    model.fit(X_train, y_train, sample_weight=task.row_weights(y_train), eval_set=[(X_val, y_val)] if watch else None,
+              verbose=False)
     if clock and clock.reached:
         raise DeadlineReached("stopped by the time budget")
     ran = model.get_booster().num_boosted_rounds()
@@ -76,8 +77,9 @@ def load(path) -> xgb.Booster:
 
 
 def contributions(model: xgb.Booster, X: np.ndarray) -> np.ndarray:
-    """Exact TreeSHAP values [rows, features] (the bias column dropped), up to the best round."""
+    """Exact TreeSHAP values [rows, features] (the bias column dropped), up to the best round;
+    for several classes [rows, classes, features], in log-odds (two classes: the second's)."""
     best = model.attr("best_iteration")
     limit = (0, int(best) + 1) if best is not None else (0, 0)
     values = model.predict(xgb.DMatrix(np.asarray(X, dtype=np.float32)), pred_contribs=True, iteration_range=limit)
-    return np.asarray(values, dtype=np.float64)[:, :-1]
+    return np.asarray(values, dtype=np.float64)[..., :-1]

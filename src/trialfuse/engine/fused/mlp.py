@@ -31,7 +31,7 @@ BN_MOMENTUM, BN_EPS = 0.1, 1e-5
 class StackedMLP:
     """Parameters and BatchNorm statistics of M MLPs, padded to common widths and depth."""
 
-    weights: list[torch.Tensor]  # per layer [M, H_in, H_out]; the head is [M, H_last, 1]
+    weights: list[torch.Tensor]  # per layer [M, H_in, H_out]; the head is [M, H_last, K] (K = 1 for numbers)
     biases: list[torch.Tensor]  # per layer [M, 1, H_out]
     gammas: list[torch.Tensor]  # per hidden layer [M, 1, H]
     betas: list[torch.Tensor]  # per hidden layer [M, 1, H]
@@ -96,8 +96,9 @@ def stack_modules(nets: list[MLP], slopes: list[float], dropouts: list[float],
     real = [[lin.out_features for lin in linears[:-1]] for linears, _ in per_net]  # per model, its hidden widths
     hidden = stack_widths(real)
     n_in = per_net[0][0][0].in_features
+    outputs = per_net[0][0][-1].out_features  # every model of a batch has its task's head
     weights, biases = [], []
-    for i, (h_in, h_out) in enumerate(zip([n_in, *hidden], [*hidden, 1], strict=True)):
+    for i, (h_in, h_out) in enumerate(zip([n_in, *hidden], [*hidden, outputs], strict=True)):
         w = torch.zeros(len(nets), h_in, h_out, dtype=dtype, device=device)
         b = torch.zeros(len(nets), 1, h_out, dtype=dtype, device=device)
         for m, (linears, _) in enumerate(per_net):
@@ -146,7 +147,7 @@ def stack_modules(nets: list[MLP], slopes: list[float], dropouts: list[float],
 def unstack(model: StackedMLP, slot: int, n_features: int, hidden_layers: list[int], leaky: bool) -> MLP:
     """Model `slot` of the stack as a torch MLP of its real widths (the padding dropped), in
     the stack's precision: the fold model the search keeps (as `mlp.fit` would return it)."""
-    net = MLP(n_features, hidden_layers, 0.0, leaky).to(model.weights[0].dtype)
+    net = MLP(n_features, hidden_layers, 0.0, leaky, outputs=model.weights[-1].shape[-1]).to(model.weights[0].dtype)
     linears, norms = _layers(net)
     with torch.no_grad():
         for i, linear in enumerate(linears):
@@ -170,7 +171,8 @@ def _layers(net: torch.nn.Module):
 
 def forward(model: StackedMLP, x: torch.Tensor, *, train: bool, block: Callable | None = None,
             step: torch.Tensor | None = None, matmul_dtype: torch.dtype | None = None) -> torch.Tensor:
-    """Predictions [M, N] for inputs x [M, N, F]; every model in the batch has the same N rows.
+    """Outputs [M, N] (one per row) or [M, N, K] (K logits) for inputs x [M, N, F]; every model
+    in the batch has the same N rows.
 
     In training mode BatchNorm normalizes with each model's batch statistics (biased
     variance) and updates its running statistics in place (unbiased variance, momentum
@@ -204,8 +206,8 @@ def forward(model: StackedMLP, x: torch.Tensor, *, train: bool, block: Callable 
             with torch.no_grad():
                 model.running_mean[i].lerp_(mean, BN_MOMENTUM)
                 model.running_var[i].lerp_(var * (n_rows / (n_rows - 1)), BN_MOMENTUM)
-    out = torch.bmm(h, cast(model.weights[-1])).to(model.biases[-1].dtype) + model.biases[-1]  # [M, N, 1]
-    return out.squeeze(-1)
+    out = torch.bmm(h, cast(model.weights[-1])).to(model.biases[-1].dtype) + model.biases[-1]  # [M, N, K]
+    return out.squeeze(-1) if out.shape[-1] == 1 else out
 
 
 def hidden_block(h, bias, gamma, beta, stats, slopes, threshold, dropout_scale, keys, out_dtype):

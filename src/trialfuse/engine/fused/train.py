@@ -21,7 +21,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from functools import partial
 from typing import Any
 
@@ -31,6 +31,7 @@ import torch
 from trialfuse.engine.families import Fitted, FoldFailed, FoldResult, check_deadline, mlp
 from trialfuse.engine.fused import adam as fused_adam
 from trialfuse.engine.fused.batching import AS_A_STUDY, Batching, Job, depth_group, plan_batches
+from trialfuse.engine.fused.fold_data import FoldData, prepare_fold
 from trialfuse.engine.fused.memory import attempt, memory_cap, out_of_memory, release_memory
 from trialfuse.engine.fused.mlp import (
     StackedMLP,
@@ -43,61 +44,28 @@ from trialfuse.engine.fused.mlp import (
 )
 from trialfuse.engine.fused.precision import FP32, Precision
 from trialfuse.engine.scores import fold_scores
-from trialfuse.engine.standardize import column_stats, standardize
 from trialfuse.fuse import AUTO, Fuse
 from trialfuse.seeds import model_seed
+from trialfuse.task import NUMBERS, Task
 from trialfuse.testing import faults
 
 log = logging.getLogger(__name__)
 SYNC_EVERY = 8  # epochs between host checks for finished models
-@dataclass
-class FoldData:
-    """One fold, standardized with its training rows' statistics (as `mlp.fit` does)."""
-
-    x_train: np.ndarray  # [N_train, F]
-    y_train: np.ndarray  # [N_train] standardized target
-    x_val: np.ndarray
-    y_val: np.ndarray
-    y_mean: float
-    y_std: float
-    x_mean: np.ndarray  # [F] the training rows' column statistics (what a kept model is wrapped with)
-    x_std: np.ndarray
-    raw: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # unscaled X/y train and val
-    resident: dict = field(default_factory=dict, repr=False)  # (device, dtype) -> its four tensors there
-
-    def on(self, dev: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
-        """x_train, y_train, x_val, y_val on `dev`, copied there once: a batch stacks its models'
-        folds from these with a device copy (from host arrays, 100 models' 98,000-row folds took
-        seconds of stacking and converting per batch)."""
-        key = (str(dev), dtype)
-        if key not in self.resident:
-            self.resident[key] = tuple(torch.as_tensor(a, dtype=dtype).to(dev)
-                                       for a in (self.x_train, self.y_train, self.x_val, self.y_val))
-        return self.resident[key]
-
-
-def prepare_fold(X: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarray) -> FoldData:
-    x_mean, x_std = column_stats(X[train])  # training rows only: validation rows never leak in
-    y_mean, y_std = mlp.target_stats(y[train])
-    return FoldData(standardize(X[train], x_mean, x_std), (y[train] - y_mean) / y_std,
-                    standardize(X[val], x_mean, x_std), (y[val] - y_mean) / y_std, y_mean, y_std, x_mean, x_std,
-                    (X[train], y[train], X[val], y[val]))
-
-
 def train_many(configs: list[dict[str, Any]], X: np.ndarray, y: np.ndarray, folds, *, device: str = "cpu",
                fuse: Fuse | str = "auto", seed: int = 0, dtype: torch.dtype = torch.float32,
                compiled: bool | None = None, batching: Batching = AS_A_STUDY, precision: str | None = None,
-               deadline: float | None = None) -> list[FoldResult | FoldFailed]:
+               deadline: float | None = None, task: Task = NUMBERS) -> list[FoldResult | FoldFailed]:
     """Train every config on every fold; one result per (config, fold), config-major order.
 
     `folds` is a list of (train_idx, val_idx). `fuse` (a `Fuse` or its option text): "on" /
     N (stacked, at most N per batch), "off" (one at a time), "auto" (stacked on a GPU, one at
     a time on a CPU: there the stacked tensors [M, N, H] leave the caches one model's fit in,
     and `trialfuse bench` measures fused 1.7x slower at 1,000 training rows and 4.6x slower
-    at 4,000 on 2 cores).
+    at 4,000 on 2 cores). `task`: what y is (trialfuse.task.Task; class codes 0..K-1 for classes,
+    whose models then give class probabilities); numbers by default.
     """
     X, y, folds, fuse = _checked(configs, X, y, folds, fuse)
-    fold_data = [prepare_fold(X, y, t, v) for t, v in folds]
+    fold_data = [prepare_fold(X, y, t, v, task) for t, v in folds]
     jobs = [Job(mlp.with_defaults(c), k, model_seed(seed, i, k), key=i * len(folds) + k)
             for i, c in enumerate(configs) for k in range(len(folds))]
     return run_jobs(jobs, fold_data, device=device, fuse=fuse, dtype=dtype, compiled=compiled, batching=batching,
@@ -201,11 +169,15 @@ def _train_fused(batch: list[Job], fold_data, dev, dtype, deadline: float | None
 
 
 class _Rows:
-    """One side (train or val) of every model's fold: x [M, N, F], y [M, N]; equal N in a batch."""
+    """One side (train or val) of every model's fold: x [M, N, F], y [M, N], row weights [M, N]
+    or None; equal N in a batch. The loss is the head's (`mlp.Head`), per model."""
 
-    def __init__(self, xs: list[torch.Tensor], ys: list[torch.Tensor]):
+    def __init__(self, xs: list[torch.Tensor], ys: list[torch.Tensor], head: mlp.Head,
+                 weights: list[torch.Tensor | None] | None = None):
         self.x = torch.stack(xs)
         self.y = torch.stack(ys)
+        self.head = head
+        self.weights = torch.stack(weights) if weights and weights[0] is not None else None
         self._cast: dict[torch.dtype, torch.Tensor] = {}
 
     def inputs(self, dtype: torch.dtype | None) -> torch.Tensor:
@@ -218,11 +190,12 @@ class _Rows:
 
     def select(self, keep: torch.Tensor) -> _Rows:
         new = object.__new__(_Rows)
-        new.x, new.y, new._cast = self.x[keep], self.y[keep], {}
+        new.x, new.y, new.head, new._cast = self.x[keep], self.y[keep], self.head, {}
+        new.weights = None if self.weights is None else self.weights[keep]
         return new
 
-    def mse(self, pred: torch.Tensor) -> torch.Tensor:  # [M] mean squared error of each model
-        return ((pred - self.y) ** 2).mean(1)
+    def loss(self, out: torch.Tensor) -> torch.Tensor:  # [M] each model's mean loss (as mlp.fit's)
+        return self.head.loss(out, self.y, self.weights)
 
 
 @dataclass
@@ -240,7 +213,7 @@ class FusedState:
     patience: torch.Tensor  # [M] epochs without improvement before a model stops
     budget: torch.Tensor  # [M] epoch budget
     min_delta: torch.Tensor  # [M] improvement that counts
-    best_loss: torch.Tensor  # [M] best validation MSE so far
+    best_loss: torch.Tensor  # [M] best validation loss so far
     best_epoch: torch.Tensor  # [M] epoch of best_loss (the budget until one improves)
     waited: torch.Tensor  # [M] epochs since the last improvement
     ran: torch.Tensor  # [M] epochs trained
@@ -268,7 +241,11 @@ class FusedState:
 def _initial_state(jobs: list[Job], fold_data: list[FoldData], dev: torch.device, dtype) -> FusedState:
     """Every model from its seed's weights (as `mlp.new_net` builds them alone), on its own fold."""
     n_features = fold_data[0].x_train.shape[1]
-    nets = [mlp.new_net(n_features, j.params, j.seed) for j in jobs]
+    heads = {fold_data[j.fold].head for j in jobs}
+    if len(heads) != 1:
+        raise ValueError("a fused batch trains one task: its folds' targets differ")
+    head = heads.pop()
+    nets = [mlp.new_net(n_features, j.params, j.seed, head.outputs) for j in jobs]
     slopes = [mlp.LEAKY_SLOPE if j.params["use_leaky_relu"] else 0.0 for j in jobs]
     model = stack_modules(nets, slopes, [float(j.params["dropout"]) for j in jobs], dtype, dev)
     column = lambda key: torch.tensor([float(j.params[key]) for j in jobs], dtype=dtype, device=dev)  # noqa: E731
@@ -277,8 +254,9 @@ def _initial_state(jobs: list[Job], fold_data: list[FoldData], dev: torch.device
     folds = {j.fold: fold_data[j.fold].on(dev, dtype) for j in jobs}
     return FusedState(
         model=model,
-        train=_Rows([folds[j.fold][0] for j in jobs], [folds[j.fold][1] for j in jobs]),
-        val=_Rows([folds[j.fold][2] for j in jobs], [folds[j.fold][3] for j in jobs]),
+        train=_Rows([folds[j.fold][0] for j in jobs], [folds[j.fold][1] for j in jobs], head,
+                    [folds[j.fold][4] for j in jobs]),
+        val=_Rows([folds[j.fold][2] for j in jobs], [folds[j.fold][3] for j in jobs], head),
         adam=fused_adam.init(model.params()),
         hyper=fused_adam.AdamHyper(column("learning_rate"), column("weight_decay"),
                                    torch.tensor([j.params["optimizer"] == "adamw" for j in jobs], device=dev)),
@@ -307,7 +285,7 @@ def train_fused_batch(jobs: list[Job], fold_data: list[FoldData], dev: torch.dev
     low = precision.matmul_dtype
     for epoch in range(max_epochs):
         pred = forward(s.model, s.train.inputs(low), train=True, block=block, step=s.ran.long(), matmul_dtype=low)
-        grads = torch.autograd.grad(s.train.mse(pred).sum(), s.params)  # models independent: d(sum)/dθ_m = dL_m/dθ_m
+        grads = torch.autograd.grad(s.train.loss(pred).sum(), s.params)  # models independent: d(sum)/dθ_m = dL_m/dθ_m
         grads = [g * mask for g, mask in zip(grads, s.masks, strict=True)]
         norm = torch.sqrt(sum(g.pow(2).flatten(1).sum(1) for g in grads))  # [M] per-model gradient norm
         scale = torch.where(s.clip > 0, torch.clamp(s.clip / (norm + 1e-6), max=1.0), torch.ones_like(norm))
@@ -315,7 +293,7 @@ def train_fused_batch(jobs: list[Job], fold_data: list[FoldData], dev: torch.dev
         s.adam = fused_adam.update(s.params, grads, s.adam, s.hyper, s.active)
         s.ran = s.ran + s.active.to(dtype)
         with torch.no_grad():
-            val_loss = s.val.mse(forward(s.model, s.val.inputs(low), train=False, block=block, matmul_dtype=low))
+            val_loss = s.val.loss(forward(s.model, s.val.inputs(low), train=False, block=block, matmul_dtype=low))
             finite = torch.isfinite(val_loss)
             improved = s.active & finite & (val_loss < s.best_loss - s.min_delta)
             s.best_loss = torch.where(improved, val_loss, s.best_loss)
@@ -364,9 +342,10 @@ def _finish(s: FusedState, jobs: list[Job], fold_data: list[FoldData], results: 
         if job.keep:
             net = unstack(s.model, slot, fold.x_train.shape[1], job.params["hidden_layers"],
                           bool(job.params["use_leaky_relu"]))
-            model = mlp.ScaledMLP(net, fold.x_mean, fold.x_std, fold.y_mean, fold.y_std).to(
+            model = mlp.ScaledMLP(net, fold.x_mean, fold.x_std, fold.y_mean, fold.y_std, fold.head).to(
                 net.layers[0].weight.dtype).eval()
-        in_units = [p[slot].double().cpu().numpy() * fold.y_std + fold.y_mean for p in (pred_train, pred_val)]
+        in_units = [fold.head.in_units(p[slot].double(), fold.y_mean, fold.y_std).cpu().numpy()
+                    for p in (pred_train, pred_val)]
         results[index] = _score(job, fold, *in_units, Fitted(model, int(s.best_epoch[slot]), int(s.ran[slot])),
                                 dev, "fused")
 
@@ -376,7 +355,7 @@ def _score(job: Job, fold: FoldData, pred_train: np.ndarray, pred_val: np.ndarra
     """One (config, fold) model's result, from its predictions in the target's units."""
     _, y_train, _, y_val = fold.raw
     return FoldResult(fitted.model, fitted.best_rounds, fitted.rounds_run,
-                      **fold_scores(y_train, pred_train, y_val, pred_val), predictions_val=pred_val,
+                      **fold_scores(fold.task, y_train, pred_train, y_val, pred_val), predictions_val=pred_val,
                       device=str(dev), batch_mode=mode, key=job.key, fold=job.fold, seed=job.seed)
 
 
@@ -387,7 +366,7 @@ def _train_serial(job: Job, fold_data: list[FoldData], dev: torch.device, dtype,
     fold = fold_data[job.fold]
     X_train, y_train, X_val, y_val = fold.raw
     fitted = mlp.fit(job.params, X_train, y_train, X_val, y_val, device=str(dev), seed=job.seed, dtype=dtype,
-                     deadline=deadline)
+                     deadline=deadline, task=fold.task)
     result = _score(job, fold, mlp.predict(fitted.model, X_train), mlp.predict(fitted.model, X_val), fitted, dev,
                     "serial")
     if not job.keep:
