@@ -47,7 +47,7 @@ def _run(opts, quiet: bool, as_json: bool) -> None:
         console = Console()
         console.print(comparison_table(record))
         console.print(f"winner: [bold]{record.winner}[/]  holdout {record.task.metric.label} "
-                      f"{record.task.show(record.holdout_score)}  "
+                      f"{record.task.show(record.holdout_score)}{record.prior_shown()}  "
                       f"({record.seconds:.0f} s)  saved in {record.out}/best_model")
         for warning in record.warnings:
             console.print(f"[yellow]warning: {warning}")

@@ -26,7 +26,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, log_loss, r2_score, roc_auc_score
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    log_loss,
+    mean_squared_error,
+    r2_score,
+    roc_auc_score,
+)
 
 from trialfuse.errors import UserError
 
@@ -60,7 +67,14 @@ def _r2(y, prediction) -> float:
 
 
 def _neg_log_loss(y, probabilities) -> float:
-    return -float(log_loss(y, probabilities, labels=np.arange(probabilities.shape[1])))
+    return -_log_loss(y, probabilities)
+
+
+def _log_loss(y, probabilities) -> float:
+    """scikit-learn's log-loss on probabilities renormalized to sum to one in float64 (a float32
+    model's rows are off by 1e-7, past the check scikit-learn makes in float64)."""
+    probabilities = probabilities / probabilities.sum(axis=1, keepdims=True)
+    return float(log_loss(y, probabilities, labels=np.arange(probabilities.shape[1])))
 
 
 def _roc_auc(y, probabilities) -> float:
@@ -111,6 +125,11 @@ class Task:
     def score(self, y: np.ndarray, prediction: np.ndarray) -> float:
         """The search metric, higher is better; prediction: values, or class probabilities [rows, K]."""
         return self.metric.score(np.asarray(y), np.asarray(prediction, dtype=np.float64))
+
+    def loss(self, y: np.ndarray, prediction: np.ndarray) -> float:
+        """What a model is trained to lower: mean squared error for numbers, log-loss for classes."""
+        y, prediction = np.asarray(y), np.asarray(prediction, dtype=np.float64)
+        return _log_loss(y, prediction) if self.is_classification else float(mean_squared_error(y, prediction))
 
     def report(self, y: np.ndarray, prediction: np.ndarray) -> dict[str, float]:
         """Every metric of the kind, as people read them (log-loss positive)."""

@@ -93,9 +93,21 @@ def test_non_numeric_target(run_main, tmp_path):
 @pytest.mark.parametrize("args, fragments", [
     (["--task", "ranking"], ["--task must be one of auto, regression, binary, multiclass"]),
     (["--metric", "accuracy"], ["--metric 'accuracy' is not a regression metric", "r2"]),
+    (["--class-weight", "balanced"], ["--class-weight balanced weighs classes", "searched as numbers"]),
+    (["--class-weight", "heavy"], ["--class-weight must be one of none, balanced, got 'heavy'"]),
 ])
 def test_bad_task_options(run_main, tmp_path, args, fragments):
     assert_rejected(run_main("run", write(tmp_path / "t.csv", good_frame()), "--target", "y", *args), *fragments)
+
+
+@pytest.mark.parametrize("values, args, fragments", [
+    (["same"] * 60, [], ["has one class only ('same')", "nothing to learn"]),
+    ([1.0, 2.0, 3.0] * 20, ["--task", "binary"], ["--task binary needs two classes", "has 3"]),
+    (["a", "b", None] * 20, [], ["20 missing or infinite value(s)", "first at row 2"]),
+])
+def test_bad_class_targets_are_refused_before_training(run_main, tmp_path, values, args, fragments):
+    frame = good_frame().assign(y=values)
+    assert_rejected(run_main("run", write(tmp_path / "t.csv", frame), "--target", "y", *args), *fragments)
 
 
 def test_a_class_too_small_for_the_folds(run_main, tmp_path):

@@ -24,3 +24,19 @@ def resident(tmp_path_factory):
     np.savez(path, X=X, y=y)
     folds = [(np.arange(0, 200), np.arange(200, 300)), (np.arange(100, 300), np.arange(0, 100))]
     return protocol.load_dataset(str(path), folds)
+
+
+@pytest.fixture(scope="module")
+def resident_classes(tmp_path_factory):
+    """The same rows and folds with three classes (the reference score's bands, as codes) and the task they are."""
+    from trialfuse.survivors import score_bands
+    from trialfuse.task import Kind, Task
+
+    X, score, _ = make_survivors(300, seed=0)
+    labels = score_bands(score, 3)
+    task = Task(Kind.MULTICLASS, tuple(sorted(set(labels))), "log_loss")
+    path = tmp_path_factory.mktemp("classes") / "search_rows.npz"
+    y = np.searchsorted(np.array(task.classes), labels).astype(np.float64)
+    np.savez(path, X=X, y=y)
+    folds = [(np.arange(0, 200), np.arange(200, 300)), (np.arange(100, 300), np.arange(0, 100))]
+    return protocol.load_dataset(str(path), folds, task=task), y, task

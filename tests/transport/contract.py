@@ -93,5 +93,25 @@ class WorkerContract:
         assert answer["status"] == "complete" and answer["rounds"] == 15
         assert (tmp_path / "model" / answer["model_file"]).is_file() and len(answer["predictions"]) == 20
 
+    def test_a_class_dataset_is_trained_scored_and_retrained_as_classes(self, worker, resident_classes, tmp_path):
+        from sklearn.metrics import log_loss
+
+        command, y, task = resident_classes
+        assert worker.ask(command, 1)[0]["status"] == "loaded"
+        jobs = [TrainJob("nn", NN, 0, 7, trial=1, predictions=True), TrainJob("nn", NN, 1, 7, trial=1),
+                TrainJob("lightgbm", LIGHTGBM, 1, 5, trial=2, threads=1, predictions=True)]
+        answers = worker.ask(protocol.train_batch(jobs, Fuse("on")), 3)
+        assert [a["status"] for a in answers] == ["complete"] * 3, answers
+        for answer, val in ((answers[0], np.arange(200, 300)), (answers[2], np.arange(0, 100))):
+            probabilities = np.asarray(answer["val_predictions"])
+            assert probabilities.shape == (100, 3) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+            assert answer["score"] == pytest.approx(-log_loss(y[val], probabilities), abs=1e-4)
+            assert answer["val_loss"] == pytest.approx(-answer["score"]) and np.isnan(answer["r2"])
+        score_path = tmp_path / "score.npz"
+        np.savez(score_path, X=make_survivors(20, seed=1)[0])
+        retrained = worker.ask(protocol.retrain("lightgbm", LIGHTGBM, 15, str(tmp_path / "model"), str(score_path),
+                                                0, 1), 1)[0]
+        assert np.asarray(retrained["predictions"]).shape == (20, 3)
+
     def test_shutdown_answers(self, worker):
         assert worker.ask(protocol.shutdown(), 1) == [{"status": "shutdown"}]

@@ -134,7 +134,11 @@ def train_and_save(pool: WorkerPool, chosen: Plan, best: FamilyResult, table: Ta
         raise RuntimeError(f"retrain failed: {failed[0]}")
     y_holdout = table.y[sealed]
     predictions = [np.asarray(a["predictions"], dtype=np.float64) for a in answers]
-    holdout_score = table.task.score(y_holdout, combine(predictions, [m.weight for m in members]))
+    task = table.task
+    predicted = combine(predictions, [m.weight for m in members])
+    holdout_score = task.score(y_holdout, predicted)
+    prior = task.prior(table.y[rest], len(sealed))  # what the search rows' mean or class shares alone predict
+    run_dir.write_arrays(out / run_dir.HOLDOUT_PREDICTIONS, y=y_holdout, prediction=predicted, prior=prior)
     saved = [_saved_files(d, a, staged) for d, a in zip(directories, answers, strict=True)]
     record = dict(chosen.ensemble) if chosen.ensemble else None
     if chosen.is_ensemble:
@@ -166,6 +170,7 @@ def train_and_save(pool: WorkerPool, chosen: Plan, best: FamilyResult, table: Ta
     run_dir.write_json(staged / run_dir.METADATA, metadata)
     run_dir.publish_model_dir(staged, out)
     return {"winner": ENSEMBLE if chosen.is_ensemble else first.family, "holdout_score": holdout_score,
+            "holdout_metrics": {"model": task.report(y_holdout, predicted), "prior": task.report(y_holdout, prior)},
             "retrain_seconds": max(float(a["seconds"]) for a in answers), "ensemble": record,
             "warnings": chosen.warnings}
 

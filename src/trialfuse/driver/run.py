@@ -150,6 +150,7 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
         storage=opts.storage or str(out / run_dir.JOURNAL), families=families, ranking=[f.family for f in ranking],
         timeout_seconds=opts.timeout, budget_exhausted=any(f.stopped_by_budget for f in families.values()),
         winner=final["winner"], holdout_score=final["holdout_score"], ensemble=final["ensemble"], warnings=warnings,
+        holdout_metrics=final["holdout_metrics"],
         seconds=time.perf_counter() - started, out=str(out), task=table.task)
     record.write(out)
     return record

@@ -26,6 +26,7 @@ JOURNAL = "study.journal"
 DIAGNOSTICS = "diagnostics.json"
 TIMELINE = "timeline.json"
 EXPLAIN = "explain.json"
+HOLDOUT_PREDICTIONS = "holdout_predictions.npz"  # the holdout's targets, the saved model's and the prior's predictions
 REPORT = "report.html"
 REPORT_IMAGES = "report_files"
 LIBRARIES = ("trialfuse", "numpy", "scikit-learn", "optuna", "torch", "xgboost", "lightgbm", "catboost")
@@ -49,6 +50,14 @@ def write_array(path: Path, array: Any) -> None:
 
     with _atomic(path, "wb") as handle:
         np.save(handle, array, allow_pickle=False)
+
+
+def write_arrays(path: Path, **arrays: Any) -> None:
+    """Write named NumPy arrays as one .npz atomically."""
+    import numpy as np
+
+    with _atomic(path, "wb") as handle:
+        np.savez(handle, allow_pickle=False, **arrays)
 
 
 @contextlib.contextmanager

@@ -78,6 +78,9 @@ class RunRecord:
     seconds: float = 0.0
     out: str = ""
     task: Task = field(default_factory=Task)  # what was predicted, and the metric every score is in
+    # every metric of the task on the holdout, as people read them, for the model and for the prior
+    # (the search rows' mean or class shares): the base rate beside each score
+    holdout_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         record = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -96,6 +99,12 @@ class RunRecord:
 
     def write(self, out: Path) -> None:
         run_dir.write_json(out / run_dir.RESULTS, self.to_json(), fault_point="results")
+
+    def prior_shown(self) -> str:
+        """' (prior 0.6931)': the prior's holdout score in the search metric as people read it,
+        the base rate beside the winner's; blank for a run that did not keep it."""
+        prior = self.holdout_metrics.get("prior", {}).get(self.task.metric_name)
+        return "" if prior is None else f" (prior {prior:.4f})"
 
     def holdout_scores(self) -> dict[str, float | None]:
         """The holdout score of what was scored on it, by name: the winner, and beside a saved

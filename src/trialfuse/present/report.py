@@ -7,48 +7,23 @@ report_files/ beside the page, so it opens offline with no server.
 from __future__ import annotations
 
 import html
-import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import optuna
-import pandas as pd
-from matplotlib.figure import Figure  # no pyplot: no display, no global state
 from matplotlib.patches import Rectangle
 
 from trialfuse.catalog import FAMILIES
 from trialfuse.driver import run_dir
 from trialfuse.driver.run_record import EnsembleRecord, MemberRecord, NotKept, RunRecord
 from trialfuse.driver.storage import open_storage
+from trialfuse.present.holdout import holdout_section
+from trialfuse.present.page import Page, table
 
-SECTIONS = ("summary", "comparison", "ensemble", "winner", "history", "importances", "folds", "timeline", "diagnostics",
-            "dashboard")
+SECTIONS = ("summary", "comparison", "ensemble", "holdout", "winner", "history", "importances", "folds", "timeline",
+            "diagnostics", "dashboard")
 COLORS = {**{name: row.color for name, row in FAMILIES.items()}, "retrain": "black", "diagnose": "tab:pink"}
-
-
-class Page:
-    """The report being built: HTML sections and the PNGs they show."""
-
-    def __init__(self, out: Path):
-        self.images = out / run_dir.REPORT_IMAGES
-        shutil.rmtree(self.images, ignore_errors=True)
-        self.images.mkdir(parents=True)
-        self.sections: list[str] = []
-
-    @contextmanager
-    def figure(self, name: str, parts: list[str], size=(8, 4)) -> Iterator[Figure]:
-        """A figure saved as report_files/<name>.png, with its <img> added to `parts`."""
-        fig = Figure(figsize=size)
-        yield fig
-        fig.tight_layout()
-        fig.savefig(self.images / f"{name}.png", dpi=90)
-        parts.append(f'<img src="{run_dir.REPORT_IMAGES}/{name}.png" alt="{html.escape(name)}">')
-
-    def section(self, key: str, title: str, parts: list[str]) -> None:
-        self.sections.append(f'<section id="{key}"><h2>{html.escape(title)}</h2>\n' + "\n".join(parts) + "</section>")
 
 
 def write_report(out: Path | str) -> str:
@@ -69,6 +44,7 @@ def build_report(out: Path) -> Path:
     _summary(page, record)
     _comparison(page, record)
     _ensemble(page, record.ensemble, record.task.metric.label)
+    holdout_section(page, record, out)
     _winner(page, out)
     _history(page, studies, record.task.metric.label)
     _importances(page, studies)
@@ -90,18 +66,6 @@ STYLE = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#22
          "code{background:#f4f4f4;padding:1px 4px}")
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    """An HTML table (pandas escapes it), floats to four places and None as a blank cell."""
-    cells = pd.DataFrame([[_fmt(c) for c in row] for row in rows], columns=header, dtype=object)
-    return cells.to_html(index=False, border=0)
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return "" if value is None else str(value)
-
-
 def _load_studies(record: RunRecord, out: Path) -> dict[str, list[optuna.trial.FrozenTrial]]:
     storage = open_storage(record.storage, out)
     found = {}
@@ -117,9 +81,10 @@ def _summary(page: Page, record: RunRecord) -> None:
     facts = [["data", record.data], ["target", record.target], ["task", record.task.kind],
              ["rows (holdout)", f"{record.rows} ({record.holdout_rows})"], ["folds", record.folds],
              ["device / workers", f"{record.device} / {record.workers}"], ["winner", record.winner],
-             [f"holdout {record.task.metric.label} of the winner", record.task.show(record.holdout_score)],
+             [f"holdout {record.task.metric.label} of the winner", record.task.show(record.holdout_score)
+              + record.prior_shown()],
              ["seconds", f"{record.seconds:.1f}"], ["time budget ran out", record.budget_exhausted]]
-    parts = [_table(["", "value"], facts)]
+    parts = [table(["", "value"], facts)]
     for warning in record.warnings:
         parts.append(f'<p class="warn">warning: {html.escape(warning)}</p>')
     page.section("summary", "Summary", parts)
@@ -149,7 +114,7 @@ def _comparison(page: Page, record: RunRecord) -> None:
         rows.append([name, fam.status, fam.cv_score_mean, float(np.std(folds)), float(np.min(folds)),
                      float(np.max(folds)), holdout.get(name),
                      fam.trials_complete, fam.trials_pruned, fam.trials_failed, f"{fam.seconds:.1f}"])
-    parts.append(_table(["family", "status", f"CV {label} mean", "fold sd", "fold min", "fold max", f"holdout {label}",
+    parts.append(table(["family", "status", f"CV {label} mean", "fold sd", "fold min", "fold max", f"holdout {label}",
                          "complete", "pruned", "failed", "seconds"], rows))
     page.section("comparison", "Family comparison", parts)
 
@@ -170,9 +135,9 @@ def _ensemble(page: Page, record: EnsembleRecord | NotKept | None, label: str) -
     scores = [[f"out-of-fold {label}", record["oof_score"], record["best_single_oof_score"]]]
     if chosen:
         scores.append([f"holdout {label}", record.get("holdout_score"), record.get("best_single_holdout_score")])
-    parts.append(_table(["", "ensemble", "best single model"], scores))
+    parts.append(table(["", "ensemble", "best single model"], scores))
     members = record["members"]
-    parts.append(_table(["member", "weight", f"CV {label} mean", "served as"],
+    parts.append(table(["member", "weight", f"CV {label} mean", "served as"],
                         [[f"{m['family']} trial {m['trial']}", m["weight"], m["cv_score_mean"], _served_as(m)]
                          for m in members]))
     with page.figure("ensemble", parts, size=(7, 0.5 + 0.35 * len(members))) as fig:
@@ -326,7 +291,7 @@ def _fold_scores(page: Page, record: RunRecord) -> None:
         ax.legend()
     rows = [[name, fam.best_trial, *fam.cv_score_folds] for name, fam in families.items()]
     width = max((len(r) for r in rows), default=2) - 2
-    parts.append(_table(["family", "trial", *[f"fold {i}" for i in range(width)]], rows))
+    parts.append(table(["family", "trial", *[f"fold {i}" for i in range(width)]], rows))
     page.section("folds", "Per-fold scores of the best trials", parts)
 
 
@@ -356,7 +321,7 @@ def _timeline(page: Page, out: Path) -> None:
         busy = sum(t["end"] - t["start"] for t in tasks if t["worker"] == worker)
         rows.append([f"worker {worker}", sum(t["worker"] == worker for t in tasks), f"{busy:.1f}",
                      f"{busy / span:.0%}" if span > 0 else "-"])
-    parts.append(_table(["worker", "tasks", "busy seconds", "busy fraction"], rows))
+    parts.append(table(["worker", "tasks", "busy seconds", "busy fraction"], rows))
     page.section("timeline", "Device timeline", parts)
 
 
@@ -400,7 +365,7 @@ def _diagnostics(page: Page, out: Path) -> None:
     rows = [[layer["layer"], layer["width"], layer["weight_mean"], layer["weight_std"], layer["weight_abs_max"],
              layer["activation_mean"], layer["activation_std"], f"{layer['dead_fraction']:.0%}",
              float(np.mean(layer["bn_running_mean"])), float(np.mean(layer["bn_running_var"]))] for layer in layers]
-    parts.append(_table(["layer", "width", "weight mean", "weight sd", "weight |max|", "act. mean", "act. sd",
+    parts.append(table(["layer", "width", "weight mean", "weight sd", "weight |max|", "act. mean", "act. sd",
                          "dead", "BN mean (avg)", "BN var (avg)"], rows))
     page.section("diagnostics", "NN diagnostics", parts)
 
