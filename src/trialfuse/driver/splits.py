@@ -50,16 +50,17 @@ def kfold_indices(rows: int, folds: int, seed: int,
 
 
 def check_class_sizes(task: Task, y: np.ndarray, holdout: float, folds: int, seed: int) -> None:
-    """Every class needs rows in the holdout and in each of the K validation folds: one clear
-    line naming the smallest class, before anything trains."""
-    if not task.is_classification:
+    """Every stratum (a class) needs rows in the holdout and in each of the K validation folds:
+    one clear line naming the smallest class, before anything trains."""
+    strata = task.strata(y)
+    if strata is None:  # nothing is stratified (numbers)
         return
-    counts = np.bincount(y.astype(np.int64), minlength=len(task.classes))
+    counts = np.bincount(strata.astype(np.int64), minlength=len(task.classes))
     smallest = int(np.argmin(counts))
     need = folds + max(1, math.ceil(holdout * counts[smallest]))
     try:
-        rest, _ = holdout_split(len(y), holdout, seed, task.strata(y))
-        enough = np.bincount(y[rest].astype(np.int64), minlength=len(task.classes)).min() >= folds
+        rest, _ = holdout_split(len(y), holdout, seed, strata)
+        enough = np.bincount(strata[rest].astype(np.int64), minlength=len(task.classes)).min() >= folds
     except ValueError:  # a class of one row cannot be split at all
         enough = False
     if counts[smallest] < 2 or not enough:

@@ -1,10 +1,13 @@
 """The report's "The holdout" section: how the saved model did on the sealed rows, every
 metric of the task beside what the prior alone scores (the search rows' mean, or their class
-shares: the base rate), and for classes the class counts, the confusion matrix, ROC and
-precision-recall curves (two classes) and a reliability plot, from holdout_predictions.npz.
+shares: the base rate), then the plots the task names (`Task.plots`: for classes the class
+counts, the confusion matrix, ROC and precision-recall curves for two classes, a reliability
+plot), drawn from holdout_predictions.npz.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +17,30 @@ from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_curve
 from trialfuse.driver import run_dir
 from trialfuse.driver.run_record import RunRecord
 from trialfuse.present.page import Page, table
-from trialfuse.task import METRICS, Task
+from trialfuse.task import Task
 
 CALIBRATION_BINS = 10
+
+
+@dataclass
+class Holdout:
+    """The sealed rows' targets (class codes), the saved model's probabilities and the prior's."""
+
+    task: Task
+    y: np.ndarray  # [rows] int
+    predicted: np.ndarray  # [rows, K]
+    prior: np.ndarray  # [rows, K]
+
+    @property
+    def names(self) -> list[str]:
+        return [str(c) for c in self.task.classes]
+
+    def one_vs_rest(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """(class, is it, its predicted probability) per class with rows of both kinds; two
+        classes: the second only (its curves say it all)."""
+        shown = range(1, 2) if len(self.names) == 2 else range(len(self.names))
+        pairs = [(self.names[k], (self.y == k).astype(np.int64), self.predicted[:, k]) for k in shown]
+        return [(name, actual, p) for name, actual, p in pairs if 0 < actual.sum() < len(actual)]
 
 
 def holdout_section(page: Page, record: RunRecord, out: Path) -> None:
@@ -25,55 +49,68 @@ def holdout_section(page: Page, record: RunRecord, out: Path) -> None:
     if not metrics:
         page.section("holdout", "The holdout", ["<p>No holdout metrics recorded (a run from an older version).</p>"])
         return
-    labels = {m.name: m.label for m in METRICS[task.kind].values()}
-    rows = [[labels.get(name, name), value, metrics["prior"].get(name)] for name, value in metrics["model"].items()]
+    rows = [[task.metrics[name].label if name in task.metrics else name, value, metrics["prior"].get(name)]
+            for name, value in metrics["model"].items()]
     parts = [f"<p>The saved model on the {record.holdout_rows} sealed rows, scored once; beside each score the "
-             "prior's: what predicting the search rows' " + ("class shares" if task.is_classification else "mean")
-             + " for every row scores (the base rate).</p>",
+             f"prior's: what predicting the search rows' {task.prior_name} for every row scores (the base rate).</p>",
              table(["metric", "saved model", "prior (base rate)"], rows)]
     path = out / run_dir.HOLDOUT_PREDICTIONS
-    if task.is_classification and path.exists():
+    if task.plots and path.exists():
         with np.load(path, allow_pickle=False) as found:
-            y, predicted, prior = (np.asarray(found[k]) for k in ("y", "prediction", "prior"))
-        _classes(page, parts, task, y.astype(np.int64), predicted, prior)
+            holdout = Holdout(task, np.asarray(found["y"]).astype(np.int64), np.asarray(found["prediction"]),
+                              np.asarray(found["prior"]))
+        for plot in task.plots:
+            PLOTS[plot](page, parts, holdout)
     page.section("holdout", "The holdout", parts)
 
 
-def _classes(page: Page, parts: list[str], task: Task, y: np.ndarray, predicted: np.ndarray,
-             prior: np.ndarray) -> None:
-    names = [str(c) for c in task.classes]
-    codes = np.arange(len(names))
-    counts = np.bincount(y, minlength=len(names))
+def _class_counts(page: Page, parts: list[str], h: Holdout) -> None:
+    counts = np.bincount(h.y, minlength=len(h.names))
     parts.append(table(["class", "holdout rows", "holdout share", "search rows' share (the prior)"],
-                       [[name, int(n), n / len(y), float(prior[0, k])] for k, (name, n)
-                        in enumerate(zip(names, counts, strict=True))]))
-    matrix = confusion_matrix(y, predicted.argmax(axis=1), labels=codes)
+                       [[name, int(n), n / len(h.y), float(h.prior[0, k])] for k, (name, n)
+                        in enumerate(zip(h.names, counts, strict=True))]))
+
+
+def _confusion_matrix(page: Page, parts: list[str], h: Holdout) -> None:
+    matrix = confusion_matrix(h.y, h.predicted.argmax(axis=1), labels=np.arange(len(h.names)))
     parts.append("<p>Confusion matrix: rows are the actual class, columns the predicted (the likeliest) one.</p>")
-    parts.append(table(["actual \\ predicted", *names], [[name, *map(int, row)] for name, row
-                                                          in zip(names, matrix, strict=True)]))
-    shown = [1] if len(names) == 2 else list(codes)  # two classes: the second's curves say it all
-    with page.figure("holdout_curves", parts, size=(12 if len(names) == 2 else 4.5, 4)) as fig:
-        axes = fig.subplots(1, 3 if len(names) == 2 else 1, squeeze=False)[0]
-        reliability = axes[-1]
-        for k in shown:
-            actual = (y == k).astype(np.int64)
-            if actual.min() == actual.max():
-                continue  # a class absent from the holdout (or alone in it) has no curve
-            if len(names) == 2:
-                fpr, tpr, _ = roc_curve(actual, predicted[:, k])
-                axes[0].plot(fpr, tpr, label=f"'{names[k]}'")
-                precision, recall, _ = precision_recall_curve(actual, predicted[:, k])
-                axes[1].plot(recall, precision)
-                axes[1].axhline(actual.mean(), color="grey", linestyle=":", label="base rate")
-            observed, mean_predicted = calibration_curve(actual, predicted[:, k], n_bins=CALIBRATION_BINS,
-                                                         strategy="quantile")
-            reliability.plot(mean_predicted, observed, marker="o", label=f"'{names[k]}'")
-        if len(names) == 2:
-            axes[0].plot([0, 1], [0, 1], color="grey", linestyle=":")
-            axes[0].set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
-            axes[0].legend(fontsize=7)
-            axes[1].set(xlabel="recall", ylabel="precision", title="precision-recall")
-            axes[1].legend(fontsize=7)
-        reliability.plot([0, 1], [0, 1], color="grey", linestyle=":")
-        reliability.set(xlabel="predicted probability", ylabel="observed share", title="reliability")
-        reliability.legend(fontsize=7)
+    parts.append(table(["actual \\ predicted", *h.names], [[name, *map(int, row)] for name, row
+                                                            in zip(h.names, matrix, strict=True)]))
+
+
+def _roc(page: Page, parts: list[str], h: Holdout) -> None:
+    with page.figure("holdout_roc", parts, size=(4.5, 4)) as fig:
+        ax = fig.add_subplot()
+        for name, actual, p in h.one_vs_rest():
+            fpr, tpr, _ = roc_curve(actual, p)
+            ax.plot(fpr, tpr, label=f"'{name}'")
+        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="chance")
+        ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
+        ax.legend(fontsize=7)
+
+
+def _precision_recall(page: Page, parts: list[str], h: Holdout) -> None:
+    with page.figure("holdout_precision_recall", parts, size=(4.5, 4)) as fig:
+        ax = fig.add_subplot()
+        for name, actual, p in h.one_vs_rest():
+            precision, recall, _ = precision_recall_curve(actual, p)
+            ax.plot(recall, precision, label=f"'{name}'")
+            ax.axhline(actual.mean(), color="grey", linestyle=":", label=f"base rate of '{name}'")
+        ax.set(xlabel="recall", ylabel="precision", title="precision-recall")
+        ax.legend(fontsize=7)
+
+
+def _reliability(page: Page, parts: list[str], h: Holdout) -> None:
+    with page.figure("holdout_reliability", parts, size=(4.5, 4)) as fig:
+        ax = fig.add_subplot()
+        for name, actual, p in h.one_vs_rest():
+            observed, mean_predicted = calibration_curve(actual, p, n_bins=CALIBRATION_BINS, strategy="quantile")
+            ax.plot(mean_predicted, observed, marker="o", label=f"'{name}'")
+        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="calibrated")
+        ax.set(xlabel="predicted probability", ylabel="observed share", title="reliability")
+        ax.legend(fontsize=7)
+
+
+PLOTS: dict[str, Callable[[Page, list[str], Holdout], None]] = {
+    "class_counts": _class_counts, "confusion_matrix": _confusion_matrix, "roc": _roc,
+    "precision_recall": _precision_recall, "reliability": _reliability}
