@@ -1,10 +1,12 @@
-"""trialfuse: find the best model for a tabular regression problem without overfitting.
+"""trialfuse: find the best model for a tabular problem (numbers or classes) without overfitting.
 
 Python API (the CLI's powers):
 
-    from trialfuse import RunOptions, compare_models, predict_table, train_many
-    results = compare_models(RunOptions(data="table.csv", target="score", trials=10))
-    per_fold = train_many(nn_configs, X, y, folds, device="cuda", fuse="auto")  # fused NN training
+    import trialfuse
+    model = trialfuse.fit(frame, "price", timeout="60s")   # a DataFrame (or a path, or X with y=)
+    model.leaderboard(); model.predict(new_rows); model.explain(); trialfuse.load(model.run_dir)
+    from trialfuse import TrialfuseRegressor, TrialfuseClassifier  # scikit-learn estimators
+    per_fold = trialfuse.train_many(nn_configs, X, y, folds, device="cuda", fuse="auto")  # fused NN training
 
 Names load on first use: the driver side never imports torch, and the NN engine and the
 benchmark need only numpy, scikit-learn and torch (no optuna or tree libraries).
@@ -15,6 +17,11 @@ import importlib
 
 __version__ = "0.1.0"
 _EXPORTS = {
+    "fit": "trialfuse.model",
+    "load": "trialfuse.model",
+    "Model": "trialfuse.model",
+    "TrialfuseRegressor": "trialfuse.estimators",
+    "TrialfuseClassifier": "trialfuse.estimators",
     "RunOptions": "trialfuse.driver.run",
     "compare_models": "trialfuse.api",
     "UserError": "trialfuse.errors",

@@ -26,9 +26,12 @@ def compare_models(opts: RunOptions, reporter: run.Reporter | None = None) -> di
     return search_and_report(opts, reporter).to_json()
 
 
-def search_and_report(opts: RunOptions, reporter: run.Reporter | None = None) -> RunRecord:
-    """`compare_models`, the run's record as a type (the CLI's summary reads it)."""
+def search_and_report(opts: RunOptions, reporter: run.Reporter | None = None, report: bool = True) -> RunRecord:
+    """`compare_models`, the run's record as a type (the CLI's summary reads it); `report=False`:
+    without report.html."""
     record = run.compare_models(opts, reporter)
+    if not report:
+        return record
     line = write_report(record.out)
     if reporter is not None:
         reporter.stage(line)

@@ -34,7 +34,7 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print results.json to stdo
 
 def _run(opts, quiet: bool, as_json: bool) -> None:
     from trialfuse.api import search_and_report  # the run, then its report
-    from trialfuse.present.progress import RichReporter, comparison_table
+    from trialfuse.present.progress import RichReporter, show_summary
 
     if quiet or as_json:
         record = search_and_report(opts)
@@ -44,14 +44,7 @@ def _run(opts, quiet: bool, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(record.to_json(), indent=2))
     elif not quiet:
-        console = Console()
-        console.print(comparison_table(record))
-        console.print(f"winner: [bold]{record.winner}[/]  holdout {record.task.metric.label} "
-                      f"{record.task.show(record.holdout_score)}{record.prior_shown()}  "
-                      f"({record.seconds:.0f} s)  saved in {record.out}/best_model")
-        for warning in record.warnings:
-            console.print(f"[yellow]warning: {warning}")
-        console.print(f"report: {record.out}/report.html")
+        show_summary(Console(), record)
 
 
 @app.command()

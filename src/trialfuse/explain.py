@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from trialfuse.driver import run_dir
 from trialfuse.driver.explanation import record
@@ -16,23 +17,26 @@ from trialfuse.present.report import build_report
 from trialfuse.task import Task
 
 
-def explain_run(out: str | Path, table: str | Path | None = None) -> Path:
-    """Write explain.json for the run in `out` and rebuild its report; returns the report's path."""
+def explain_run(out: str | Path, table: str | Path | pd.DataFrame | None = None) -> Path:
+    """Write explain.json for the run in `out` and rebuild its report; returns the report's path.
+    `table`: rows with the target to explain on (a file or a DataFrame); None: the sealed holdout."""
     out = Path(out)
     if not (out / run_dir.RESULTS).is_file():
         raise UserError(f"{out} is not a finished run directory (no {run_dir.RESULTS})")
     results = run_dir.read_json(out / run_dir.RESULTS)
     model_dir = out / run_dir.BEST_MODEL
     metadata = run_dir.read_json(model_dir / run_dir.METADATA)
-    source = Path(table) if table else Path(results["data"])
-    if not source.exists():
+    given = table is not None
+    source = table if isinstance(table, pd.DataFrame) else Path(table if given else results["data"])
+    if isinstance(source, Path) and not source.exists():
         raise UserError(f"the run's table {source} is not there (moved?): give it with --table")
     frame, X = read_as_trained(source, metadata)
+    source = "the DataFrame" if isinstance(source, pd.DataFrame) else source
     if metadata["target"] not in frame.columns:
         raise UserError(f"{source} has no column {metadata['target']!r}: the explanation scores predictions "
                         "against it")
     y = Task.from_json(metadata.get("task")).encode(frame[metadata["target"]])
-    if table:
+    if given:
         rows, rows_from = np.flatnonzero(np.isfinite(y)), f"{source} ({int(np.isfinite(y).sum())} rows)"
     else:
         rows = np.asarray(run_dir.read_json(out / run_dir.HOLDOUT)["holdout_rows"])

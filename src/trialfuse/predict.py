@@ -15,7 +15,7 @@ from trialfuse.errors import UserError
 from trialfuse.task import Task
 
 
-def predict_table(model_dir: str | Path, data: str | Path,
+def predict_table(model_dir: str | Path, data: str | Path | pd.DataFrame,
                   on_warning: Callable[[str], None] | None = None) -> pd.DataFrame:
     """Predictions for every row of `data`, in row order: a `prediction` column (a number, or the
     likeliest class in the target's own values) and, for classes, one `probability_<class>`
@@ -42,13 +42,13 @@ def prediction_frame(task: Task, predicted: np.ndarray) -> pd.DataFrame:
     return frame
 
 
-def read_as_trained(data: str | Path, meta: dict, on_warning: Callable[[str], None] | None = None):
+def read_as_trained(data: str | Path | pd.DataFrame, meta: dict, on_warning: Callable[[str], None] | None = None):
     """(the table, its features encoded as the saved model's training table was): category
     columns read as text, unseen values missing and counted to `on_warning`."""
     categories = meta.get("categories", {})
     frame, _ = read_frame(data, meta["target"], text_columns=list(categories))
     if len(frame) == 0:
-        raise UserError(f"table {data} has no rows")
+        raise UserError(f"table {'(the DataFrame)' if isinstance(data, pd.DataFrame) else data} has no rows")
     unseen: dict[str, int] = {}
     X = encode_features(frame, meta["feature_names"], categories, unseen)
     for name, count in unseen.items():

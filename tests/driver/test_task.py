@@ -105,3 +105,28 @@ def test_a_class_too_small_for_the_folds_is_refused_before_training():
 def test_the_task_travels_as_json():
     task = Task(Kind.MULTICLASS, ("a", 2, True), "accuracy")
     assert Task.from_json(task.to_json()) == task and Task.from_json(None) == Task()
+
+
+def test_a_rerun_with_another_task_or_metric_is_refused_and_an_older_stamp_reads_as_regression():
+    import optuna
+
+    from trialfuse.driver import fingerprint
+
+    X, y = np.zeros((4, 2)), np.array([0.0, 1.0, 0.0, 1.0])
+    storage = optuna.storages.InMemoryStorage()
+    binary = Task(Kind.BINARY, ("no", "yes"), "log_loss")
+    fingerprint.stamp(storage, ["xgboost"], fingerprint.of_run(X, y, ["a", "b"], "t", 0, 0.2, 3, binary))
+    for other, said in ((Task(), "task 'binary/log_loss/none' (now 'regression/r2/none')"),
+                        (Task(Kind.BINARY, ("no", "yes"), "accuracy"), "(now 'binary/accuracy/none')"),
+                        (Task(Kind.BINARY, ("no", "yes"), "log_loss", "balanced"), "(now 'binary/log_loss/balanced')")):
+        with pytest.raises(UserError, match=re.escape(said)):
+            fingerprint.check_resume(storage, ["xgboost"], fingerprint.of_run(X, y, ["a", "b"], "t", 0, 0.2, 3, other),
+                                     "here")
+    fingerprint.check_resume(storage, ["xgboost"], fingerprint.of_run(X, y, ["a", "b"], "t", 0, 0.2, 3, binary), "here")
+    older = optuna.storages.InMemoryStorage()  # stamped before tasks existed: no "task" key, a regression search
+    stamped = fingerprint.of_run(X, y, ["a", "b"], "t", 0, 0.2, 3)
+    fingerprint.stamp(older, ["xgboost"], {k: v for k, v in stamped.items() if k != "task"})
+    fingerprint.check_resume(older, ["xgboost"], stamped, "here")
+    with pytest.raises(UserError, match="another task"):
+        fingerprint.check_resume(older, ["xgboost"], fingerprint.of_run(X, y, ["a", "b"], "t", 0, 0.2, 3, binary),
+                                 "here")

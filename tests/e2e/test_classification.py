@@ -1,17 +1,18 @@
 """Classes end to end: a binary run from the CLI on a table with text columns and missing values,
-a multiclass run from the Python API; each saved model, served by `predict`, reproduces the
+a multiclass fit from a DataFrame through the notebook API; each saved model, served by `predict`, reproduces the
 holdout score the run recorded, and the report shows what classes need."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import trialfuse
 from helpers import cli
-from trialfuse.api import compare_models
-from trialfuse.driver.options import RunOptions
 from trialfuse.predict import predict_table
 from trialfuse.survivors import make_survivor_bands
 from trialfuse.task import Task
@@ -35,7 +36,7 @@ def _table(bands: int, rows: int = 600) -> pd.DataFrame:
 def _holdout_score(out, table_path, task: Task) -> tuple[float, pd.DataFrame]:
     """The search metric of the saved model served by `predict` on the run's holdout rows."""
     holdout = json.loads((out / "holdout_indices.json").read_text())["holdout_rows"]
-    table = pd.read_csv(table_path)
+    table = pd.read_parquet(table_path) if str(table_path).endswith(".parquet") else pd.read_csv(table_path)
     predicted = predict_table(out, table_path).iloc[holdout]
     probabilities = predicted[[f"probability_{c}" for c in task.classes]].to_numpy()
     return task.score(task.encode(table["outcome"].iloc[holdout]), probabilities), predicted
@@ -74,23 +75,43 @@ def test_a_binary_run_with_text_and_missing_values_end_to_end(tmp_path):
     assert list(pd.read_csv(written).columns) == ["prediction", "probability_no", "probability_yes"]
 
 
-def test_a_multiclass_run_from_the_python_api_with_class_weights_and_another_metric(tmp_path):
+def test_a_multiclass_fit_from_a_dataframe_reloads_in_a_fresh_process_and_predicts_as_the_cli(tmp_path):
+    """The notebook API on classes: a DataFrame with text and missing values in, a Model out
+    (class weights, another search metric); loaded again in a fresh process it predicts what
+    `trialfuse predict` writes for the same rows, and what the run scored on its holdout."""
     frame = _table(bands=4)
     rare = frame.index[(frame["outcome"] == "band-4") & (frame.index % 3 != 0)]
     frame = frame.drop(rare).reset_index(drop=True)  # band-4 now a rare class
-    data = tmp_path / "bands.csv"
-    frame.to_csv(data, index=False)
-    options = dict(data=data, target="outcome", models=["lightgbm", "nn"], folds=3, class_weight="balanced",
-                   metric="balanced_accuracy", out=tmp_path / "run", explain=False)
-    compare_models(RunOptions(**options, trials=1))
-    record = compare_models(RunOptions(**options, trials=2))  # resumed: one more trial per family
-    for family in ("lightgbm", "nn"):
-        done = record["families"][family]
-        assert done["trials_complete"] + done["trials_pruned"] + done["trials_failed"] == 2
-    task = Task.from_json(record["task"])
+    model = trialfuse.fit(frame, "outcome", models=["lightgbm", "nn"], trials=2, folds=3, class_weight="balanced",
+                          metric="balanced_accuracy", out=tmp_path / "run", explain=False, quiet=True)
+    task, results = model.task, model.results
     assert task.kind == "multiclass" and task.class_weight == "balanced" and len(task.classes) == 4
-    score, predicted = _holdout_score(tmp_path / "run", data, task)
-    assert score == pytest.approx(record["holdout_score"], abs=1e-9)
-    assert record["holdout_metrics"]["model"]["balanced_accuracy"] > record["holdout_metrics"]["prior"][
+    assert results["data"] == str(tmp_path / "run" / "data.parquet")  # the DataFrame, kept with the run
+    rows = tmp_path / "rows.parquet"
+    frame.drop(columns="outcome").to_parquet(rows)
+    proc = cli("predict", tmp_path / "run", rows, "--out", tmp_path / "cli.csv")
+    assert proc.returncode == 0, proc.stderr
+    written = pd.read_csv(tmp_path / "cli.csv")
+    code = ("import json, sys, pandas as pd, trialfuse; m = trialfuse.load(sys.argv[1]); "
+            "rows = pd.read_parquet(sys.argv[2]); "
+            "print(json.dumps({'labels': m.predict(rows).tolist(), 'p': m.predict_proba(rows).to_numpy().tolist()}))")
+    fresh = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run"), str(rows)], capture_output=True,
+                           text=True, timeout=120)
+    assert fresh.returncode == 0, fresh.stderr
+    again = json.loads(fresh.stdout)
+    assert again["labels"] == written["prediction"].tolist() == model.predict(frame).tolist()
+    probabilities = written[[f"probability_{c}" for c in task.classes]].to_numpy()
+    np.testing.assert_array_equal(np.array(again["p"]), probabilities)
+    np.testing.assert_array_equal(model.predict_proba(frame).to_numpy(), probabilities)
+    score, _ = _holdout_score(tmp_path / "run", tmp_path / "run" / "data.parquet", task)
+    assert score == pytest.approx(results["holdout_score"], abs=1e-9)
+    assert results["holdout_metrics"]["model"]["balanced_accuracy"] > results["holdout_metrics"]["prior"][
         "balanced_accuracy"] + 0.05
-    assert (predicted["prediction"] == "band-4").sum() > 0  # weighted: the rare class is predicted too
+    assert (written["prediction"] == "band-4").sum() > 0  # weighted: the rare class is predicted too
+    board = model.leaderboard()
+    assert list(board.columns) == ["family", "trial", "state", "cv_balanced_accuracy_mean", "cv_balanced_accuracy_sd",
+                                   "holdout_balanced_accuracy", "seconds", "params"]
+    assert sorted(board["family"][board["family"] != "ensemble"]) == ["lightgbm", "lightgbm", "nn", "nn"]
+    assert (board["family"] == "ensemble").sum() == int(bool(results["ensemble"]["chosen"]))
+    done = board[board["state"] == "complete"]["cv_balanced_accuracy_mean"]
+    assert done.iloc[0] == done.max() == max(results["families"][f]["cv_score_mean"] for f in ("lightgbm", "nn"))

@@ -28,7 +28,7 @@ MIN_SHARE = 0.1  # of the leading family's compute, whatever a family's estimate
 
 @dataclass
 class Ledger:
-    """One family's account: compute spent this run and the history of its best CV R²."""
+    """One family's account: compute spent this run and the history of its best CV score."""
 
     spent: float = 0.0  # compute-seconds of its answered folds
     fold_seconds: list[float] = field(default_factory=list)  # of its complete folds: the cost estimate
@@ -53,7 +53,7 @@ class CostShares:
             ledger.fold_seconds.append(seconds)
 
     def trial_done(self, family: str, value: float | None) -> None:
-        """A trial was told: `value` is its CV R² if it completed, else None."""
+        """A trial was told: `value` is its CV score if it completed, else None."""
         ledger = self.ledgers[family]
         if value is None:
             return
@@ -105,6 +105,6 @@ def _between(ledger: Ledger) -> float:
 
 
 def _rate(ledger: Ledger) -> float | None:
-    """CV R² gained per compute-second at the family's last improvement, if it has improved on itself."""
+    """CV score gained per compute-second at the family's last improvement, if it has improved on itself."""
     between = _between(ledger)
     return ledger.gains[-1] / between if ledger.gains and between > 0 and ledger.gains[-1] > 0 else None

@@ -2,8 +2,9 @@
 the same `--out` or `--storage` continues only the same search.
 
 A resumed search with another seed would draw another holdout, overlapping rows the old
-trials were tuned on, and its holdout R² would flatter; another table, target, fold count
-or search space would mix trials that answer different questions. So a study keeps the
+trials were tuned on, and its holdout score would flatter; another table, target, task (its
+kind, metric and class weights: a trial's value is in the metric), fold count or search
+space would mix trials that answer different questions. So a study keeps the
 fingerprint it was started with, and a run whose fingerprint differs is refused before
 anything trains, with one line naming what differs.
 """
@@ -16,20 +17,24 @@ import numpy as np
 import optuna
 
 from trialfuse.errors import UserError
+from trialfuse.task import NUMBERS, Task
 
 ATTR = "fingerprint"
 SPACE_VERSION = 4  # raise when a family's search space or its parameters' meaning changes
 
 
+UNSTAMPED = {"task": "regression/r2/none"}  # what a study stamped before a key existed searched
+
+
 def of_run(X: np.ndarray, y: np.ndarray, feature_names: list[str], target: str, seed: int, holdout: float,
-           folds: int) -> dict[str, Any]:
+           folds: int, task: Task = NUMBERS) -> dict[str, Any]:
     """The run's inputs that decide which rows each trial trains and scores on, and what it searches."""
     content = hashlib.sha256()
     content.update("\0".join(feature_names).encode())
     content.update(np.ascontiguousarray(X, dtype=np.float64).tobytes())
     content.update(np.ascontiguousarray(y, dtype=np.float64).tobytes())
     return {"table": content.hexdigest()[:16], "target": target, "seed": seed, "holdout": holdout, "folds": folds,
-            "space": SPACE_VERSION}
+            "space": SPACE_VERSION, "task": f"{task.kind}/{task.metric_name}/{task.class_weight}"}
 
 
 def check_resume(storage: optuna.storages.BaseStorage, families: list[str], fingerprint: dict[str, Any],
@@ -44,8 +49,8 @@ def check_resume(storage: optuna.storages.BaseStorage, families: list[str], fing
         if saved is None:
             raise UserError(f"{where} holds {summary.study_name} trials without a fingerprint (an older trialfuse): "
                             "they cannot be checked against this run; use a new --out or --storage")
-        differ = [f"{key} {saved.get(key)!r} (now {value!r})" for key, value in fingerprint.items()
-                  if saved.get(key) != value]
+        differ = [f"{key} {saved.get(key, UNSTAMPED.get(key))!r} (now {value!r})" for key, value in fingerprint.items()
+                  if saved.get(key, UNSTAMPED.get(key)) != value]
         if differ:
             raise UserError(f"{where} holds a {summary.study_name} search made with another "
                             f"{', '.join(differ)}: rerun with the same options to continue it, "

@@ -5,6 +5,10 @@ import importlib.util
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pandas loads with the table, not for `--help`
+    import pandas as pd
 
 from trialfuse.catalog import FAMILIES
 from trialfuse.driver.devices import plan_workers
@@ -19,7 +23,7 @@ DEFAULT_TRIALS = 20  # per family, when neither --trials nor --timeout is given
 class RunOptions:
     """Everything `trialfuse run` accepts; the Python API takes the same."""
 
-    data: Path
+    data: Path | pd.DataFrame  # a table file, or a DataFrame (kept in the run directory as data.parquet)
     target: str | None = None
     task: str = "auto"  # auto | regression | binary | multiclass (see trialfuse.task)
     metric: str | None = None  # the search metric; None: the task's own (R², log-loss)

@@ -8,14 +8,14 @@ Layout, in the run directory:
   table's rows without the holdout, in table order: row i is the i-th row not listed in
   holdout_indices.json), each predicted by the model of the fold that held it out.
 - `oof/index.json`: `{"folds": <fingerprint of the fold assignment>, "rows": n,
-  "trials": {"<family>": {"<trial>": cv_r2}}}`, the trials whose vectors are kept.
+  "trials": {"<family>": {"<trial>": cv_score}}}`, the trials whose vectors are kept.
 
 - `oof/models/<family>-<trial>/fold-<k>/model.<ext>`: where the run serves models as the
   mean of their K fold models (`--no-refit`), each kept trial's fold models, saved by the
   workers during the search: natively for the trees, weights and shape for the NN
   (`model.kept`, exported when served); kept and dropped with the trial's vector.
 
-Bounded: the best KEEP_PER_FAMILY trials of each family by CV R² are kept, the others'
+Bounded: the best KEEP_PER_FAMILY trials of each family by CV score are kept, the others'
 files deleted as better ones arrive: with 20 the worst case is 80 vectors of float32 (32 MB
 for 100,000 search rows), and members past the best 20 of a family almost never enter a
 greedy ensemble (its picks come from the top of each family). A resumed run keeps the
@@ -67,18 +67,18 @@ class OutOfFold:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.remove_unkept(running)
 
-    def add(self, family: str, trial: int, cv_r2: float, fold_predictions: list[list[float]]) -> None:
+    def add(self, family: str, trial: int, cv_score: float, fold_predictions: list[list[float]]) -> None:
         """Keep a completed trial's vector if it is among its family's best; drop the one it displaces."""
         kept = self.trials.setdefault(family, {})
         if any(p is None for p in fold_predictions) \
-                or (len(kept) >= self.keep and cv_r2 <= min(kept.values())):  # not sent, or not among the best
+                or (len(kept) >= self.keep and cv_score <= min(kept.values())):  # not sent, or not among the best
             self.discard(family, trial)
             return
         vector = np.full((self.rows, *np.shape(fold_predictions[0])[1:]), np.nan, dtype=np.float32)
         for val, predictions in zip(self.val_rows, fold_predictions, strict=True):
             vector[val] = np.asarray(predictions, dtype=np.float32)
         run_dir.write_array(self._path(family, trial), vector)
-        kept[trial] = float(cv_r2)
+        kept[trial] = float(cv_score)
         while len(kept) > self.keep:
             worst = min(kept, key=lambda t: (kept[t], -t))
             del kept[worst]

@@ -9,12 +9,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import optuna
+import pandas as pd
 
 from trialfuse.catalog import DEFAULT_MODELS, FAMILIES, LEFT_OUT_OF_BUDGET, default_models
 from trialfuse.driver import final_model, fingerprint, run_dir
@@ -85,9 +85,11 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
     slots, new_worker = _workers(opts)
     models = opts.models or default_models(timed=opts.timeout is not None, gpu=any(s.kind == "gpu" for s in slots))
     left_out = [] if opts.models else [name for name in DEFAULT_MODELS if name not in models]
-    out = Path(opts.out) if opts.out else Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path(opts.out) if opts.out else run_dir.new_run_dir()
     out.mkdir(parents=True, exist_ok=True)
     run_dir.clear_leftovers(out)
+    data = run_dir.keep_frame(opts.data, out) if isinstance(opts.data, pd.DataFrame) else opts.data
+    reporter.stage(f"run directory: {out}")
     (out / run_dir.EXPLAIN).unlink(missing_ok=True)  # a rerun's explanation is its own, or none
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -95,7 +97,7 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
     folds = kfold_indices(len(rest), opts.folds, opts.seed, table.task.strata(table.y[rest]))
     storage = open_storage(opts.storage, out)
     search = fingerprint.of_run(table.X, table.y, table.feature_names, table.target, opts.seed, opts.holdout,
-                                opts.folds)
+                                opts.folds, table.task)
     fingerprint.check_resume(storage, models, search, opts.storage or str(out))
     fingerprint.stamp(storage, models, search)
     run_dir.write_json(out / run_dir.HOLDOUT, {"holdout_rows": sealed, "seed": opts.seed, "fraction": opts.holdout})
@@ -144,7 +146,7 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
                                                      "tasks": pool.timeline})
 
     record = RunRecord(
-        data=str(opts.data), target=table.target, rows=table.rows, features=len(table.feature_names),
+        data=str(data), target=table.target, rows=table.rows, features=len(table.feature_names),
         holdout_rows=len(sealed), folds=opts.folds, seed=opts.seed, device=describe(slots), workers=len(slots),
         fuse=str(opts.fuse), precision=opts.fuse.precision, prune=opts.prune, trials_per_family=opts.trials,
         storage=opts.storage or str(out / run_dir.JOURNAL), families=families, ranking=[f.family for f in ranking],

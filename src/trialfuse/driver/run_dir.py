@@ -26,6 +26,7 @@ JOURNAL = "study.journal"
 DIAGNOSTICS = "diagnostics.json"
 TIMELINE = "timeline.json"
 EXPLAIN = "explain.json"
+DATA = "data.parquet"  # a table given as a DataFrame, kept as the run's record of what it searched
 HOLDOUT_PREDICTIONS = "holdout_predictions.npz"  # the holdout's targets, the saved model's and the prior's predictions
 REPORT = "report.html"
 REPORT_IMAGES = "report_files"
@@ -88,6 +89,37 @@ def _jsonable(value: Any) -> Any:
 def read_json(path: Path) -> Any:
     with open(path) as handle:
         return json.load(handle)
+
+
+def keep_frame(frame, out: Path) -> Path:
+    """A DataFrame the run was given, written into the run directory (Parquet keeps its types;
+    a column of mixed Python objects is kept as text), so `explain` and a rerun find the table."""
+    import pyarrow
+
+    path = out / DATA
+    try:
+        frame.to_parquet(path, index=False)
+    except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError, pyarrow.ArrowNotImplementedError):
+        mixed = frame.select_dtypes(include="object").columns
+        frame.astype({c: "string" for c in mixed}).to_parquet(path, index=False)
+    return path
+
+
+def new_run_dir(parent: Path = Path("runs")) -> Path:
+    """A fresh run directory runs/<date>-<time>, with -2, -3, ... for runs started within the
+    same second (a cross-validated estimator fits several), created here so no two runs share one."""
+    from datetime import datetime
+
+    stem = datetime.now().strftime("%Y%m%d-%H%M%S")
+    parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10_000):
+        path = parent / (stem if n == 1 else f"{stem}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"no free run directory name under {parent} for {stem}")
 
 
 def staging_dir(out: Path) -> Path:

@@ -100,11 +100,15 @@ class RunRecord:
     def write(self, out: Path) -> None:
         run_dir.write_json(out / run_dir.RESULTS, self.to_json(), fault_point="results")
 
+    @property
+    def prior_score(self) -> float | None:
+        """The prior's holdout score in the search metric as people read it (the base rate beside
+        the winner's); None for a run that did not keep it."""
+        return self.holdout_metrics.get("prior", {}).get(self.task.metric_name)
+
     def prior_shown(self) -> str:
-        """' (prior 0.6931)': the prior's holdout score in the search metric as people read it,
-        the base rate beside the winner's; blank for a run that did not keep it."""
-        prior = self.holdout_metrics.get("prior", {}).get(self.task.metric_name)
-        return "" if prior is None else f" (prior {prior:.4f})"
+        """' (prior 0.6931)', or blank without one."""
+        return "" if self.prior_score is None else f" (prior {self.prior_score:.4f})"
 
     def holdout_scores(self) -> dict[str, float | None]:
         """The holdout score of what was scored on it, by name: the winner, and beside a saved

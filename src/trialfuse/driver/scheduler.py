@@ -1,7 +1,8 @@
-"""One Optuna study per model family: trials scored by mean K-fold validation R².
+"""One Optuna study per model family: trials scored by their mean K-fold validation score
+(the run's search metric, higher is better).
 
 Several trials are in flight at once (TPE with constant liar) so every worker has folds
-to train, and each is told exactly once: complete with its mean R² (per-fold scores and
+to train, and each is told exactly once: complete with its mean score (per-fold scores and
 round counts kept as user attributes), pruned after a losing fold, or failed with the reason.
 """
 from __future__ import annotations

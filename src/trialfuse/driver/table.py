@@ -43,11 +43,18 @@ class Table:
         return len(self.y)
 
 
-def read_frame(path: str | Path, target: str | None = None,
+def read_frame(path: str | Path | pd.DataFrame, target: str | None = None,
                text_columns: list[str] | None = None) -> tuple[pd.DataFrame, str | None]:
-    """Read any supported file into a DataFrame; NPZ's `y` array is named `target`.
-    `text_columns` are read as text where the format guesses types (CSV): a category column
-    whose values in this file all look like numbers ("7", "02134") keeps them as written."""
+    """Read any supported file into a DataFrame (a DataFrame is taken as it is); NPZ's `y`
+    array is named `target`. `text_columns` are read as text where the format guesses types
+    (CSV): a category column whose values in this file all look like numbers ("7", "02134")
+    keeps them as written."""
+    if isinstance(path, pd.DataFrame):
+        frame = path.copy()
+        for name in text_columns or []:  # numbers in a category column read as the text they were trained as
+            if name in frame.columns and pd.api.types.is_numeric_dtype(frame[name]):
+                frame[name] = frame[name].map(_as_text, na_action="ignore")
+        return frame, target
     path = Path(path)
     if not path.exists():
         raise UserError(f"data file not found: {path}")
@@ -79,6 +86,11 @@ def read_frame(path: str | Path, target: str | None = None,
     if not isinstance(frame, pd.DataFrame):
         raise UserError(f"cannot read {path} as {kind}: expected a list of records")
     return frame, target
+
+
+def _as_text(value) -> str:
+    """A number as a CSV would have written it: 7.0 as '7'."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
 def _read_npz(path: Path, target: str | None) -> tuple[pd.DataFrame, str]:
@@ -115,7 +127,7 @@ def _npz_feature_names(path: Path) -> list[str]:
             return [str(n) for n in data["feature_names"]]
 
 
-def load_table(path: str | Path, target: str | None, keep: list[str] | None = None,
+def load_table(path: str | Path | pd.DataFrame, target: str | None, keep: list[str] | None = None,
                search_rows: Callable[[Task, np.ndarray], np.ndarray] | None = None, task: str = "auto",
                metric: str | None = None, class_weight: str = "none") -> Table:
     """Read, validate and encode a table for training; the target decides the task (`task`:
@@ -124,18 +136,19 @@ def load_table(path: str | Path, target: str | None, keep: list[str] | None = No
     gives the rows that decide the encoding (category levels, constant columns): the sealed
     holdout's values must not shape what is trained; by default, every row."""
     frame, target = read_frame(path, target)
+    source = "the DataFrame" if isinstance(path, pd.DataFrame) else str(path)
     if target is None:
         raise UserError("--target is required: name the column to predict")
     if len(frame) == 0:
-        raise UserError(f"table {path} has no rows")
+        raise UserError(f"table {source} has no rows")
     if target not in frame.columns:
         shown = ", ".join(map(str, list(frame.columns)[:8])) + (", ..." if frame.shape[1] > 8 else "")
-        raise UserError(f"target column {target!r} not found in {path} (columns: {shown})")
+        raise UserError(f"target column {target!r} not found in {source} (columns: {shown})")
     decided, y, task_line = decide(frame[target], target, task, metric, class_weight)
     features = frame.drop(columns=[target])
     unknown = [k for k in keep or [] if k not in features.columns.map(str)]
     if unknown:
-        raise UserError(f"--keep-columns names {', '.join(map(repr, unknown))}, not a feature column of {path}")
+        raise UserError(f"--keep-columns names {', '.join(map(repr, unknown))}, not a feature column of {source}")
     identifiers = {str(name): why for name in features.columns
                    if str(name) not in (keep or []) and (why := _identifier(features[name], str(name)))}
     features = features.drop(columns=[c for c in features.columns if str(c) in identifiers])
@@ -145,7 +158,7 @@ def load_table(path: str | Path, target: str | None, keep: list[str] | None = No
     dropped = {**identifiers, **dropped}
     if not names:
         why = "; ".join(f"{c}: {r}" for c, r in dropped.items()) or "the table has only the target column"
-        raise UserError(f"no usable feature columns in {path} ({why})")
+        raise UserError(f"no usable feature columns in {source} ({why})")
     return Table(X=X, y=y, feature_names=names, target=target, task=decided, task_line=task_line,
                  categories=categories, dropped=dropped, identifiers=identifiers, warnings=[w for w in warnings if w])
 

@@ -112,4 +112,17 @@ def comparison_table(record: RunRecord) -> Table:
         spread = (sum((s - fam.cv_score_mean) ** 2 for s in folds) / max(1, len(folds) - 1)) ** 0.5
         table.add_row(str(rank), name, f"{task.show(fam.cv_score_mean)} ± {spread:.4f}", task.show(holdout.get(name)),
                       counts, f"{fam.seconds:.1f}")
+    if record.prior_score is not None:
+        table.add_row("", f"prior ({task.prior_name})", "", f"{record.prior_score:.4f}", "", "")
     return table
+
+
+def show_summary(console: Console, record: RunRecord) -> None:
+    """The end of a run for the person watching: the comparison, the winner and where it is, the warnings."""
+    console.print(comparison_table(record))
+    console.print(f"winner: [bold]{record.winner}[/]  holdout {record.task.metric.label} "
+                  f"{record.task.show(record.holdout_score)}{record.prior_shown()}  "
+                  f"({record.seconds:.0f} s)  saved in {record.out}/best_model")
+    for warning in record.warnings:
+        console.print(f"[yellow]warning: {warning}")
+    console.print(f"report: {record.out}/report.html")

@@ -20,6 +20,7 @@ from trialfuse.driver.run_record import EnsembleRecord, MemberRecord, NotKept, R
 from trialfuse.driver.storage import open_storage
 from trialfuse.present.holdout import holdout_section
 from trialfuse.present.page import Page, table
+from trialfuse.task import Metric
 
 SECTIONS = ("summary", "comparison", "ensemble", "holdout", "winner", "history", "importances", "folds", "timeline",
             "diagnostics", "dashboard")
@@ -43,10 +44,10 @@ def build_report(out: Path) -> Path:
     studies = _load_studies(record, out)
     _summary(page, record)
     _comparison(page, record)
-    _ensemble(page, record.ensemble, record.task.metric.label)
+    _ensemble(page, record.ensemble, record.task.metric)
     holdout_section(page, record, out)
     _winner(page, out)
-    _history(page, studies, record.task.metric.label)
+    _history(page, studies, record.task.metric)
     _importances(page, studies)
     _fold_scores(page, record)
     _timeline(page, out)
@@ -91,18 +92,19 @@ def _summary(page: Page, record: RunRecord) -> None:
 
 
 def _comparison(page: Page, record: RunRecord) -> None:
-    """Best CV score per family with its fold spread; the winner's holdout score beside it."""
-    label = record.task.metric.label
+    """Best CV score per family with its fold spread; the winner's holdout score beside it (every
+    score as people read it: log-loss positive, lower better)."""
+    label, shown = record.task.metric.label, _shown(record.task.metric)
     ok = list(record.ranking)
     families = record.families
     parts: list[str] = []
     with page.figure("comparison", parts, size=(7, 3.5)) as fig:
         ax = fig.add_subplot()
-        means = [families[f].cv_score_mean for f in ok]
-        lows = [m - min(families[f].cv_score_folds) for f, m in zip(ok, means, strict=True)]
-        highs = [max(families[f].cv_score_folds) - m for f, m in zip(ok, means, strict=True)]
+        means = [shown(families[f].cv_score_mean) for f in ok]
+        lows = [m - min(map(shown, families[f].cv_score_folds)) for f, m in zip(ok, means, strict=True)]
+        highs = [max(map(shown, families[f].cv_score_folds)) - m for f, m in zip(ok, means, strict=True)]
         ax.bar(ok, means, yerr=[lows, highs], capsize=6, color=[COLORS.get(f, "grey") for f in ok])
-        ax.scatter([record.winner], [record.holdout_score], marker="D", color="black", zorder=3,
+        ax.scatter([record.winner], [shown(record.holdout_score)], marker="D", color="black", zorder=3,
                    label=f"holdout {label} (winner)")
         ax.set_ylabel(label)
         ax.set_title(f"best CV {label} per family (bars: fold min-max)")
@@ -110,16 +112,21 @@ def _comparison(page: Page, record: RunRecord) -> None:
     holdout = record.holdout_scores()
     rows = []
     for name, fam in families.items():
-        folds = fam.cv_score_folds or [np.nan]
-        rows.append([name, fam.status, fam.cv_score_mean, float(np.std(folds)), float(np.min(folds)),
-                     float(np.max(folds)), holdout.get(name),
+        folds = [shown(s) for s in fam.cv_score_folds] or [np.nan]
+        rows.append([name, fam.status, shown(fam.cv_score_mean), float(np.std(folds)), float(np.min(folds)),
+                     float(np.max(folds)), shown(holdout.get(name)),
                      fam.trials_complete, fam.trials_pruned, fam.trials_failed, f"{fam.seconds:.1f}"])
     parts.append(table(["family", "status", f"CV {label} mean", "fold sd", "fold min", "fold max", f"holdout {label}",
                          "complete", "pruned", "failed", "seconds"], rows))
     page.section("comparison", "Family comparison", parts)
 
 
-def _ensemble(page: Page, record: EnsembleRecord | NotKept | None, label: str) -> None:
+def _shown(metric: Metric):
+    """A score (or None) as people read it: log-loss positive; others as they are."""
+    return lambda score: None if score is None else metric.shown(score)
+
+
+def _ensemble(page: Page, record: EnsembleRecord | NotKept | None, metric: Metric) -> None:
     """The ensemble chosen on out-of-fold predictions: members, weights, and how it compares."""
     if not record:
         page.section("ensemble", "Ensemble", ["<p>Not built (<code>--no-ensemble</code>).</p>"])
@@ -132,13 +139,15 @@ def _ensemble(page: Page, record: EnsembleRecord | NotKept | None, label: str) -
     parts = [f"<p>Greedy ensemble selection (Caruana et al. 2004) over the {record['candidates']} kept models' "
              f"out-of-fold predictions, {record['rounds']} rounds; {html.escape(verdict)}. The holdout scores "
              f"the saved model only; it chooses nothing.</p>"]
-    scores = [[f"out-of-fold {label}", record["oof_score"], record["best_single_oof_score"]]]
+    label, shown = metric.label, _shown(metric)
+    scores = [[f"out-of-fold {label}", shown(record["oof_score"]), shown(record["best_single_oof_score"])]]
     if chosen:
-        scores.append([f"holdout {label}", record.get("holdout_score"), record.get("best_single_holdout_score")])
+        scores.append([f"holdout {label}", shown(record.get("holdout_score")),
+                       shown(record.get("best_single_holdout_score"))])
     parts.append(table(["", "ensemble", "best single model"], scores))
     members = record["members"]
     parts.append(table(["member", "weight", f"CV {label} mean", "served as"],
-                        [[f"{m['family']} trial {m['trial']}", m["weight"], m["cv_score_mean"], _served_as(m)]
+                        [[f"{m['family']} trial {m['trial']}", m["weight"], shown(m["cv_score_mean"]), _served_as(m)]
                          for m in members]))
     with page.figure("ensemble", parts, size=(7, 0.5 + 0.35 * len(members))) as fig:
         ax = fig.add_subplot()
@@ -227,8 +236,9 @@ def _fit_plot(page: Page, parts: list[str], actual: np.ndarray, predicted: np.nd
         ax2.set_ylabel("residual (actual - predicted)")
 
 
-def _history(page: Page, studies: dict[str, list[optuna.trial.FrozenTrial]], label: str) -> None:
+def _history(page: Page, studies: dict[str, list[optuna.trial.FrozenTrial]], metric: Metric) -> None:
     """Every trial's CV score in the order asked, pruned ones at their last fold, and the best so far."""
+    shown = np.vectorize(metric.shown, otypes=[float])
     parts: list[str] = []
     state = optuna.trial.TrialState
     with page.figure("history", parts, size=(8, 2.6 * max(1, len(studies)))) as fig:
@@ -236,13 +246,16 @@ def _history(page: Page, studies: dict[str, list[optuna.trial.FrozenTrial]], lab
             ax = fig.add_subplot(len(studies), 1, i + 1)
             done = [t for t in trials if t.state == state.COMPLETE]
             pruned = [t for t in trials if t.state == state.PRUNED and t.intermediate_values]
-            ax.scatter([t.number for t in done], [t.value for t in done], color=COLORS.get(family), label="complete")
-            ax.scatter([t.number for t in pruned], [t.intermediate_values[t.last_step] for t in pruned],
-                       marker="x", color="grey", label="pruned (mean so far)")
             if done:
-                ax.step([t.number for t in done], np.maximum.accumulate([t.value for t in done]), where="post",
+                ax.scatter([t.number for t in done], shown([t.value for t in done]), color=COLORS.get(family),
+                           label="complete")
+            if pruned:
+                ax.scatter([t.number for t in pruned], shown([t.intermediate_values[t.last_step] for t in pruned]),
+                           marker="x", color="grey", label="pruned (mean so far)")
+            if done:
+                ax.step([t.number for t in done], shown(np.maximum.accumulate([t.value for t in done])), where="post",
                         color="black", label="best so far")
-            ax.set_ylabel(f"CV {label}")
+            ax.set_ylabel(f"CV {metric.label}")
             ax.set_title(family)
             ax.legend(fontsize=7)
         if fig.axes:
@@ -280,16 +293,17 @@ def _importances(page: Page, studies: dict[str, list[optuna.trial.FrozenTrial]])
 def _fold_scores(page: Page, record: RunRecord) -> None:
     """Each family's best trial, fold by fold: how much the folds disagree."""
     parts: list[str] = []
+    shown = _shown(record.task.metric)
     families = {n: f for n, f in record.families.items() if f.cv_score_folds}
     with page.figure("folds", parts, size=(7, 3.5)) as fig:
         ax = fig.add_subplot()
         for name, fam in families.items():
-            ax.plot(range(len(fam.cv_score_folds)), fam.cv_score_folds, marker="o", color=COLORS.get(name),
-                    label=f"{name} (trial {fam.best_trial})")
+            ax.plot(range(len(fam.cv_score_folds)), [shown(s) for s in fam.cv_score_folds], marker="o",
+                    color=COLORS.get(name), label=f"{name} (trial {fam.best_trial})")
         ax.set_xlabel("fold")
         ax.set_ylabel(f"validation {record.task.metric.label}")
         ax.legend()
-    rows = [[name, fam.best_trial, *fam.cv_score_folds] for name, fam in families.items()]
+    rows = [[name, fam.best_trial, *map(shown, fam.cv_score_folds)] for name, fam in families.items()]
     width = max((len(r) for r in rows), default=2) - 2
     parts.append(table(["family", "trial", *[f"fold {i}" for i in range(width)]], rows))
     page.section("folds", "Per-fold scores of the best trials", parts)

@@ -1,0 +1,194 @@
+"""The Python API for notebooks and scripts: `fit` a table into a `Model`, `load` one back.
+
+    import trialfuse
+    model = trialfuse.fit(frame, "price", timeout="60s")     # a DataFrame, a path, or X with y=
+    model.leaderboard(); model.predict(new_rows); model.explain()
+    model = trialfuse.load("runs/20261205-101500")            # in a fresh process, from disk alone
+
+`fit` is `trialfuse run`: the same options with the same defaults and checks (bad input is
+one `UserError` with the CLI's line, raised before anything trains), the same run directory
+(said where, before training) and report; progress shows as in a terminal (rich renders in
+Jupyter) unless `quiet=True`. A `Model` reads its run directory only: `predict` gives what
+`trialfuse predict` gives. Driver side: no torch here (the saved models load it themselves
+where a member is the NN).
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+
+from trialfuse.driver import run_dir
+from trialfuse.driver.options import RunOptions
+from trialfuse.driver.run_record import RunRecord
+from trialfuse.driver.storage import open_storage
+from trialfuse.errors import UserError
+from trialfuse.predict import predict_table
+
+OPTIONS = [f.name for f in dataclasses.fields(RunOptions) if f.name not in ("data", "target")]
+ARRAY_TARGET = "y"  # the target's name when the table is given as X and y
+
+
+def fit(data: pd.DataFrame | str | Path | np.ndarray, target: str | None = None, *, y=None, quiet: bool = False,
+        report: bool = True, **options: Any) -> Model:
+    """Search every family on `data` for `target`, save the winner, score the holdout once, as
+    `trialfuse run` does; the options are its own (`trials=10`, `timeout="60s"`, `models=[...]`,
+    `task="binary"`, `out="runs/x"`, ...). `data` is a DataFrame, a table file, or X (an array or
+    DataFrame of features) with `y=`. `report=False` leaves report.html out (`trialfuse report
+    RUN_DIR` writes it later): a cross-validated estimator fits many runs."""
+    from trialfuse.api import search_and_report
+
+    unknown = [name for name in options if name not in OPTIONS]
+    if unknown:
+        raise UserError(f"unknown option {unknown[0]!r} (the options are {', '.join(OPTIONS)})")
+    frame_or_path, target = _table(data, target, y)
+    opts = RunOptions(data=frame_or_path, target=target, **options)
+    if quiet:
+        return Model(search_and_report(opts, report=report).out)
+    from trialfuse.present.progress import RichReporter, show_summary
+
+    with RichReporter() as reporter:
+        record = search_and_report(opts, reporter, report=report)
+    show_summary(reporter.console, record)
+    return Model(record.out)
+
+
+def _table(data, target: str | None, y) -> tuple[pd.DataFrame | Path, str | None]:
+    """What the run reads: a DataFrame or a path, and the target's name."""
+    if y is not None:
+        features = data if isinstance(data, pd.DataFrame) else pd.DataFrame(_matrix(data))
+        if isinstance(data, pd.DataFrame) is False:
+            features.columns = [f"x{i}" for i in range(features.shape[1])]
+        target = target or (getattr(y, "name", None) if isinstance(getattr(y, "name", None), str) else None) \
+            or ARRAY_TARGET
+        values = np.asarray(y)
+        if values.ndim != 1 or len(values) != len(features):
+            raise UserError(f"y must hold one value per row of X: got {values.shape} for {len(features)} rows")
+        if target in features.columns:
+            raise UserError(f"target name {target!r} is also a feature column of X")
+        return features.assign(**{target: values}), target
+    if isinstance(data, pd.DataFrame):
+        if data.empty:
+            raise UserError("the DataFrame has no rows" if len(data.columns) else "the DataFrame is empty")
+        return data, target
+    if isinstance(data, str | Path):
+        return Path(data), target
+    raise UserError(f"data must be a DataFrame, a table file's path, or X with y=; got {type(data).__name__}")
+
+
+def _matrix(X) -> np.ndarray:
+    try:
+        X = np.asarray(X)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"X must be a table of features: {exc}") from None
+    if X.ndim != 2:
+        raise UserError(f"X must be 2-D (rows x features), got shape {X.shape}")
+    return X
+
+
+def load(run: str | Path) -> Model:
+    """The model of a finished run directory (or its best_model/), read from disk alone."""
+    return Model(run)
+
+
+class Model:
+    """A finished run: its saved model, its record and its report."""
+
+    def __init__(self, run: str | Path):
+        run = Path(run)
+        if run.name == run_dir.BEST_MODEL:
+            run = run.parent
+        if not (run / run_dir.RESULTS).is_file() or not (run / run_dir.BEST_MODEL / run_dir.METADATA).is_file():
+            raise UserError(f"{run} is not a finished run directory (no {run_dir.RESULTS} and saved model)")
+        self.run_dir = run
+        self.record = RunRecord.read(run)
+        self.task = self.record.task
+
+    def __repr__(self) -> str:
+        return (f"Model({str(self.run_dir)!r}: {self.task.kind} of {self.record.target!r}, "
+                f"winner {self.record.winner}, holdout {self.task.metric.label} "
+                f"{self.task.show(self.record.holdout_score)})")
+
+    @property
+    def results(self) -> dict[str, Any]:
+        """results.json, as `compare_models` returns it."""
+        return self.record.to_json()
+
+    @property
+    def report_path(self) -> Path:
+        return self.run_dir / run_dir.REPORT
+
+    def predict(self, data: pd.DataFrame | str | Path) -> np.ndarray:
+        """One prediction per row, in row order: a number, or the likeliest class in the
+        target's own values (what `trialfuse predict` writes as `prediction`)."""
+        return self._predicted(data)["prediction"].to_numpy()
+
+    def predict_proba(self, data: pd.DataFrame | str | Path) -> pd.DataFrame:
+        """Each class's probability per row, one column per class (named by the class)."""
+        if not self.task.is_classification:
+            raise UserError(f"predict_proba is for classes; this model predicts numbers ({self.record.target!r})")
+        predicted = self._predicted(data)
+        return pd.DataFrame({c: predicted[f"probability_{c}"].to_numpy() for c in self.task.classes},
+                            index=predicted.index)
+
+    def _predicted(self, data) -> pd.DataFrame:
+        frame = data if isinstance(data, pd.DataFrame) else Path(data)
+        predicted = predict_table(self.run_dir, frame)
+        if isinstance(data, pd.DataFrame):
+            predicted.index = data.index
+        return predicted
+
+    def leaderboard(self) -> pd.DataFrame:
+        """Every trial of every family and a saved ensemble (its out-of-fold score; its members'
+        weights as params), best first: CV score mean and spread over the folds (as people read
+        the metric), the holdout score where one was measured, seconds, state, params."""
+        shown = self.task.metric.shown
+        holdout = self.record.holdout_scores()
+        storage = open_storage(self.record.storage, self.run_dir)
+        rows = []
+        for family in self.record.families:
+            try:
+                trials = optuna.load_study(study_name=family, storage=storage).get_trials(deepcopy=False)
+            except KeyError:
+                continue
+            best = self.record.families[family].best_trial
+            for t in trials:
+                folds = [shown(s) for s in t.user_attrs.get("cv_score_folds", [])]
+                rows.append({"family": family, "trial": t.number, "state": t.state.name.lower(),
+                             "cv_score_mean": shown(t.value) if t.value is not None else np.nan,
+                             "cv_score_sd": float(np.std(folds)) if folds else np.nan,
+                             "holdout_score": holdout.get(family, np.nan) if t.number == best else np.nan,
+                             "seconds": float(sum(t.user_attrs.get("fold_seconds", []))), "params": t.params,
+                             "_order": t.value if t.value is not None else -np.inf})
+        ensemble = self.record.ensemble
+        if ensemble and ensemble.get("chosen"):  # the saved ensemble, chosen on out-of-fold predictions
+            rows.append({"family": "ensemble", "trial": None, "state": "saved", "cv_score_mean": shown(
+                ensemble["oof_score"]), "cv_score_sd": np.nan, "holdout_score": self.record.holdout_score,
+                "seconds": np.nan, "params": {f"{m['family']}-{m['trial']}": m["weight"] for m in ensemble["members"]},
+                "_order": ensemble["oof_score"]})
+        board = pd.DataFrame(rows, columns=["family", "trial", "state", "cv_score_mean", "cv_score_sd",
+                                            "holdout_score", "seconds", "params", "_order"])
+        board["holdout_score"] = board["holdout_score"].map(lambda s: shown(s) if pd.notna(s) else np.nan)
+        board = board.sort_values("_order", ascending=False, kind="stable").drop(columns="_order")
+        return board.reset_index(drop=True).rename(columns={
+            "cv_score_mean": f"cv_{self.task.metric_name}_mean", "cv_score_sd": f"cv_{self.task.metric_name}_sd",
+            "holdout_score": f"holdout_{self.task.metric_name}"})
+
+    def explain(self, data: pd.DataFrame | str | Path | None = None) -> dict[str, pd.DataFrame]:
+        """The winner explained (as `trialfuse explain`): on the run's sealed holdout, or on `data`
+        (rows with the target). DataFrames: `importance` (per feature, the drop in the search
+        metric when shuffled and the mean |SHAP| where the members are trees) and
+        `partial_dependence` (the top features' average prediction over a grid)."""
+        from trialfuse.explain import explain_run
+
+        explain_run(self.run_dir, data)
+        found = run_dir.read_json(self.run_dir / run_dir.EXPLAIN)
+        importance = pd.DataFrame(found["features"])
+        curves = pd.DataFrame([{"feature": c["feature"], "value": v, "average": a}
+                               for c in found["partial_dependence"] for v, a in zip(c["grid"], c["average"],
+                                                                                    strict=True)])
+        return {"importance": importance, "partial_dependence": curves}

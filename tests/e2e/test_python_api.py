@@ -1,0 +1,81 @@
+"""The notebook API's checks and its scikit-learn estimators (the fit from a DataFrame, reloaded
+in a fresh process, is in test_classification.py; the tour notebook in test_docs.py)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import trialfuse
+from trialfuse.errors import UserError
+from trialfuse.survivors import make_survivor_bands, make_survivors
+
+FAST = dict(models=["lightgbm"], trials=1, timeout=None, folds=2, ensemble=False)  # the cheapest real run
+
+
+def good_frame() -> pd.DataFrame:
+    X, y, names = make_survivors(120, seed=0)
+    return pd.DataFrame(X[:, :4], columns=names[:4]).assign(y=y)
+
+
+@pytest.mark.parametrize("change, options, cli_args, words", [
+    (lambda f: f, {"target": "price"}, ["--target", "price"], "target column 'price' not found in"),
+    (lambda f: f.iloc[:0], {}, [], "has no rows"),
+    (lambda f: f.assign(y=["high"] * 119 + [np.nan]), {"task": "regression"}, ["--task", "regression"],
+     "missing or infinite value"),
+    (lambda f: f.assign(y=["high", "low", "mid", "x"] * 30), {"task": "regression"}, ["--task", "regression"],
+     "target column 'y' is not numeric (e.g. 'high'): --task regression needs numbers"),
+])
+def test_bad_input_through_the_api_is_the_clis_one_line_before_training(run_main, tmp_path, change, options,
+                                                                         cli_args, words):
+    frame = change(good_frame())
+    target = options.pop("target", "y")
+    with pytest.raises(UserError) as raised:
+        trialfuse.fit(frame, target, out=tmp_path / "api", quiet=True, **options)
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    code, _, err = run_main("run", tmp_path / "t.csv", "--target", target, *cli_args, "--out", tmp_path / "cli")
+    assert code == 2 and words in str(raised.value) and words in err, (str(raised.value), err)
+    assert "\n" not in str(raised.value)
+    assert not (tmp_path / "api" / "results.json").exists()
+
+
+def test_an_unknown_option_names_the_options_there_are():
+    with pytest.raises(UserError, match="unknown option 'budget' \\(the options are task, metric, class_weight"):
+        trialfuse.fit(good_frame(), "y", budget="60s")
+    with pytest.raises(UserError, match="X must be 2-D"):
+        trialfuse.fit(np.zeros(5), y=np.zeros(5))
+    with pytest.raises(UserError, match="not a finished run directory"):
+        trialfuse.load("nowhere")
+
+
+def test_estimators_clone_cross_validate_and_sit_in_a_pipeline(tmp_path):
+    from sklearn.base import clone
+    from sklearn.compose import ColumnTransformer
+    from sklearn.model_selection import cross_val_score
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    from trialfuse import TrialfuseClassifier, TrialfuseRegressor
+
+    regressor = TrialfuseRegressor(**FAST, runs=tmp_path / "runs")
+    twin = clone(regressor)
+    assert twin.get_params() == regressor.get_params() and twin is not regressor
+    assert clone(regressor.set_params(trials=2)).get_params()["trials"] == 2
+    regressor.set_params(trials=1)
+    X, y, _ = make_survivors(300, seed=0)
+    scores = cross_val_score(regressor, X[:, :8], y, cv=3)
+    assert scores.shape == (3,) and np.all(np.isfinite(scores)) and scores.mean() > 0.0
+    assert len(list((tmp_path / "runs").iterdir())) == 3  # a run directory per fit, none shared
+    frame = pd.DataFrame(X[:, :6], columns=[f"f{i}" for i in range(6)]).assign(
+        region=np.where(X[:, 3] > 0.5, "north", "south"))
+    pipeline = Pipeline([("encode", ColumnTransformer([("region", OneHotEncoder(), ["region"])],
+                                                      remainder="passthrough")),
+                         ("search", TrialfuseRegressor(**FAST, runs=tmp_path / "pipeline"))])
+    pipeline.fit(frame.iloc[:240], y[:240])
+    assert pipeline.predict(frame.iloc[240:]).shape == (60,) and np.isfinite(pipeline.score(frame.iloc[240:], y[240:]))
+    X, labels, names = make_survivor_bands(300, seed=0, bands=2)
+    classifier = TrialfuseClassifier(**FAST, runs=tmp_path / "classes").fit(pd.DataFrame(X, columns=names), labels)
+    assert list(classifier.classes_) == ["high", "low"]
+    probabilities = classifier.predict_proba(X[:10])
+    assert probabilities.shape == (10, 2) and np.allclose(probabilities.sum(axis=1), 1)
+    assert set(classifier.predict(X[:10])) <= {"high", "low"} and 0.5 < classifier.score(X, labels) <= 1
