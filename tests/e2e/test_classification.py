@@ -48,7 +48,7 @@ def test_a_binary_run_with_text_and_missing_values_end_to_end(tmp_path):
     data = tmp_path / "binary.csv"
     frame.to_csv(data, index=False)
     out = tmp_path / "run"
-    proc = cli("run", data, "--target", "outcome", "--trials", "2", "--folds", "3", "--out", out)
+    proc = cli("run", data, "--target", "outcome", "--trials", "1", "--folds", "3", "--out", out)
     assert proc.returncode == 0, proc.stderr
     said = " ".join(proc.stderr.split())  # rich folds long lines to the terminal's width
     assert "task: binary classification of 'outcome' (2 classes: 'no', 'yes'; searched by log-loss)" in said

@@ -51,7 +51,7 @@ def test_an_unknown_option_names_the_options_there_are():
 def test_estimators_clone_cross_validate_and_sit_in_a_pipeline(tmp_path):
     from sklearn.base import clone
     from sklearn.compose import ColumnTransformer
-    from sklearn.model_selection import cross_val_score
+    from sklearn.model_selection import GridSearchCV, cross_val_score
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder
 
@@ -66,6 +66,8 @@ def test_estimators_clone_cross_validate_and_sit_in_a_pipeline(tmp_path):
     scores = cross_val_score(regressor, X[:, :8], y, cv=3)
     assert scores.shape == (3,) and np.all(np.isfinite(scores)) and scores.mean() > 0.0
     assert len(list((tmp_path / "runs").iterdir())) == 3  # a run directory per fit, none shared
+    grid = GridSearchCV(regressor, {"trials": [1, 2]}, cv=2).fit(X[:, :8], y)  # over the budget: 2 x 2 fits + refit
+    assert grid.best_params_["trials"] in (1, 2) and np.isfinite(grid.score(X[:, :8], y))
     frame = pd.DataFrame(X[:, :6], columns=[f"f{i}" for i in range(6)]).assign(
         region=np.where(X[:, 3] > 0.5, "north", "south"))
     pipeline = Pipeline([("encode", ColumnTransformer([("region", OneHotEncoder(), ["region"])],
@@ -79,3 +81,17 @@ def test_estimators_clone_cross_validate_and_sit_in_a_pipeline(tmp_path):
     probabilities = classifier.predict_proba(X[:10])
     assert probabilities.shape == (10, 2) and np.allclose(probabilities.sum(axis=1), 1)
     assert set(classifier.predict(X[:10])) <= {"high", "low"} and 0.5 < classifier.score(X, labels) <= 1
+
+
+@pytest.mark.parametrize("check", ["check_no_attributes_set_in_init", "check_parameters_default_constructible",
+                                   "check_get_params_invariance", "check_set_params", "check_estimator_cloneable",
+                                   "check_estimator_repr", "check_do_not_raise_errors_in_init_or_set_params",
+                                   "check_estimator_tags_renamed"])
+@pytest.mark.parametrize("kind", ["TrialfuseRegressor", "TrialfuseClassifier"])
+def test_scikit_learns_estimator_checks_that_need_no_fit_pass(check, kind):
+    """The construction and parameter checks of scikit-learn's suite; those that fit many tiny
+    arrays do not apply to a whole run (trialfuse/estimators.py says which and why)."""
+    from sklearn.utils import estimator_checks
+
+    estimator = getattr(trialfuse, kind)()
+    getattr(estimator_checks, check)(kind, estimator)

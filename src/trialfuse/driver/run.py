@@ -89,7 +89,6 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
     out.mkdir(parents=True, exist_ok=True)
     run_dir.clear_leftovers(out)
     data = run_dir.keep_frame(opts.data, out) if isinstance(opts.data, pd.DataFrame) else opts.data
-    reporter.stage(f"run directory: {out}")
     (out / run_dir.EXPLAIN).unlink(missing_ok=True)  # a rerun's explanation is its own, or none
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -104,6 +103,7 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
     out_of_fold = (OutOfFold(out, folds, running=running_trials(storage, models))
                    if opts.ensemble or not opts.refit else None)
 
+    reporter.stage(f"run directory: {out}")  # every check passed: from here on it trains
     budget = Budget.starting_now(run_started, opts.timeout) if opts.timeout else None
     with WorkerPool(table.X[rest], table.y[rest], folds, slots=slots, job_timeout=opts.job_timeout, scratch=out,
                     fuse=opts.fuse, predictions=out_of_fold is not None,

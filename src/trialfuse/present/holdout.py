@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.calibration import calibration_curve
@@ -78,37 +79,43 @@ def _confusion_matrix(page: Page, parts: list[str], h: Holdout) -> None:
                                                             in zip(h.names, matrix, strict=True)]))
 
 
-def _roc(page: Page, parts: list[str], h: Holdout) -> None:
-    with page.figure("holdout_roc", parts, size=(4.5, 4)) as fig:
+def _curves(page: Page, parts: list[str], h: Holdout, name: str, title: str, axes: tuple[str, str],
+            draw: Callable[[Any, str, np.ndarray, np.ndarray], None], diagonal: str | None = None) -> None:
+    """One figure of a curve per class (one vs the rest), `draw(ax, class, is it, probability)` each."""
+    with page.figure(name, parts, size=(4.5, 4)) as fig:
         ax = fig.add_subplot()
-        for name, actual, p in h.one_vs_rest():
-            fpr, tpr, _ = roc_curve(actual, p)
-            ax.plot(fpr, tpr, label=f"'{name}'")
-        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="chance")
-        ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
+        for label, actual, p in h.one_vs_rest():
+            draw(ax, label, actual, p)
+        if diagonal:
+            ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label=diagonal)
+        ax.set(xlabel=axes[0], ylabel=axes[1], title=title)
         ax.legend(fontsize=7)
+
+
+def _roc(page: Page, parts: list[str], h: Holdout) -> None:
+    def draw(ax, label: str, actual: np.ndarray, p: np.ndarray) -> None:
+        fpr, tpr, _ = roc_curve(actual, p)
+        ax.plot(fpr, tpr, label=f"'{label}'")
+
+    _curves(page, parts, h, "holdout_roc", "ROC", ("false positive rate", "true positive rate"), draw, "chance")
 
 
 def _precision_recall(page: Page, parts: list[str], h: Holdout) -> None:
-    with page.figure("holdout_precision_recall", parts, size=(4.5, 4)) as fig:
-        ax = fig.add_subplot()
-        for name, actual, p in h.one_vs_rest():
-            precision, recall, _ = precision_recall_curve(actual, p)
-            ax.plot(recall, precision, label=f"'{name}'")
-            ax.axhline(actual.mean(), color="grey", linestyle=":", label=f"base rate of '{name}'")
-        ax.set(xlabel="recall", ylabel="precision", title="precision-recall")
-        ax.legend(fontsize=7)
+    def draw(ax, label: str, actual: np.ndarray, p: np.ndarray) -> None:
+        precision, recall, _ = precision_recall_curve(actual, p)
+        ax.plot(recall, precision, label=f"'{label}'")
+        ax.axhline(actual.mean(), color="grey", linestyle=":", label=f"base rate of '{label}'")
+
+    _curves(page, parts, h, "holdout_precision_recall", "precision-recall", ("recall", "precision"), draw)
 
 
 def _reliability(page: Page, parts: list[str], h: Holdout) -> None:
-    with page.figure("holdout_reliability", parts, size=(4.5, 4)) as fig:
-        ax = fig.add_subplot()
-        for name, actual, p in h.one_vs_rest():
-            observed, mean_predicted = calibration_curve(actual, p, n_bins=CALIBRATION_BINS, strategy="quantile")
-            ax.plot(mean_predicted, observed, marker="o", label=f"'{name}'")
-        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="calibrated")
-        ax.set(xlabel="predicted probability", ylabel="observed share", title="reliability")
-        ax.legend(fontsize=7)
+    def draw(ax, label: str, actual: np.ndarray, p: np.ndarray) -> None:
+        observed, mean_predicted = calibration_curve(actual, p, n_bins=CALIBRATION_BINS, strategy="quantile")
+        ax.plot(mean_predicted, observed, marker="o", label=f"'{label}'")
+
+    _curves(page, parts, h, "holdout_reliability", "reliability", ("predicted probability", "observed share"), draw,
+            "calibrated")
 
 
 PLOTS: dict[str, Callable[[Page, list[str], Holdout], None]] = {
