@@ -30,6 +30,9 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
+from trialfuse.driver.run_dir import new_run_dir
+from trialfuse.model import as_features, fit
+
 TARGET = "target"
 
 
@@ -58,10 +61,7 @@ class _Trialfuse(BaseEstimator):
         raise NotImplementedError
 
     def fit(self, X, y) -> _Trialfuse:
-        from trialfuse.driver.run_dir import new_run_dir
-        from trialfuse.model import fit
-
-        frame = _frame(X)
+        frame = as_features(X)
         if isinstance(X, pd.DataFrame):
             self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
         self.n_features_in_ = frame.shape[1]
@@ -78,7 +78,7 @@ class _Trialfuse(BaseEstimator):
         return self.model_.predict(self._as_trained(X))
 
     def _as_trained(self, X) -> pd.DataFrame:
-        frame = _frame(X)
+        frame = as_features(X)
         if not isinstance(X, pd.DataFrame):
             frame.columns = self._columns
         return frame
@@ -106,13 +106,3 @@ class TrialfuseClassifier(ClassifierMixin, _Trialfuse):
 
     def _task(self, y: np.ndarray) -> str:
         return "binary" if len(pd.unique(y)) == 2 else "multiclass"
-
-
-def _frame(X) -> pd.DataFrame:
-    """X as the table a run reads: a DataFrame as it is; an array's columns named x0, x1, ..."""
-    if isinstance(X, pd.DataFrame):
-        return X.reset_index(drop=True)
-    values = np.asarray(X)
-    if values.ndim != 2:
-        raise ValueError(f"X must be 2-D (rows x features), got shape {values.shape}")
-    return pd.DataFrame(values, columns=[f"x{i}" for i in range(values.shape[1])])

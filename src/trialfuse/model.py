@@ -59,12 +59,10 @@ def fit(data: pd.DataFrame | str | Path | np.ndarray, target: str | None = None,
 
 def _table(data, target: str | None, y) -> tuple[pd.DataFrame | Path, str | None]:
     """What the run reads: a DataFrame or a path, and the target's name."""
-    if y is not None:
-        features = data if isinstance(data, pd.DataFrame) else pd.DataFrame(_matrix(data))
-        if isinstance(data, pd.DataFrame) is False:
-            features.columns = [f"x{i}" for i in range(features.shape[1])]
-        target = target or (getattr(y, "name", None) if isinstance(getattr(y, "name", None), str) else None) \
-            or ARRAY_TARGET
+    if y is not None:  # X and y: one table, the target named `target`, y's own name, or "y"
+        features = as_features(data)
+        name = getattr(y, "name", None)
+        target = target or (name if isinstance(name, str) else ARRAY_TARGET)
         values = np.asarray(y)
         if values.ndim != 1 or len(values) != len(features):
             raise UserError(f"y must hold one value per row of X: got {values.shape} for {len(features)} rows")
@@ -80,14 +78,18 @@ def _table(data, target: str | None, y) -> tuple[pd.DataFrame | Path, str | None
     raise UserError(f"data must be a DataFrame, a table file's path, or X with y=; got {type(data).__name__}")
 
 
-def _matrix(X) -> np.ndarray:
+def as_features(X) -> pd.DataFrame:
+    """X as the feature columns of a table: a DataFrame as it is (its rows renumbered), an
+    array's columns named x0, x1, ..."""
+    if isinstance(X, pd.DataFrame):
+        return X.reset_index(drop=True)
     try:
-        X = np.asarray(X)
+        values = np.asarray(X)
     except (TypeError, ValueError) as exc:
         raise UserError(f"X must be a table of features: {exc}") from None
-    if X.ndim != 2:
-        raise UserError(f"X must be 2-D (rows x features), got shape {X.shape}")
-    return X
+    if values.ndim != 2:
+        raise UserError(f"X must be 2-D (rows x features), got shape {values.shape}")
+    return pd.DataFrame(values, columns=[f"x{i}" for i in range(values.shape[1])])
 
 
 def load(run: str | Path) -> Model:

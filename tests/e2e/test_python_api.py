@@ -10,7 +10,7 @@ import trialfuse
 from trialfuse.errors import UserError
 from trialfuse.survivors import make_survivor_bands, make_survivors
 
-FAST = dict(models=["lightgbm"], trials=1, timeout=None, folds=2, ensemble=False)  # the cheapest real run
+FAST = dict(models=["lightgbm"], trials=1, timeout="30s", folds=2, ensemble=False)  # a real run, one trial
 
 
 def good_frame() -> pd.DataFrame:
