@@ -109,3 +109,28 @@ def test_the_python_api_writes_the_report_too(survivors_csv, tmp_path):
                                                             trials=1, folds=2, out=tmp_path / "run", explain=False))
     assert (tmp_path / "run" / "report.html").is_file() and results["winner"] in check_page_sections(tmp_path / "run")
 
+
+
+def test_a_run_written_before_tasks_still_gets_its_report(small_run, tmp_path):
+    """`trialfuse report` on a run directory from the version before classes: no task or holdout
+    metrics in results.json, the probe's val_r2, the explanation's r2 and permutation_r2_drop."""
+    out = Path(shutil.copytree(small_run[0], tmp_path / "run"))
+    results = json.loads((out / "results.json").read_text())
+    for key in ("task", "holdout_metrics"):
+        results.pop(key)
+    (out / "results.json").write_text(json.dumps(results))
+    probe = json.loads((out / "diagnostics.json").read_text())
+    probe["val_r2"] = probe.pop("val_score")
+    (out / "diagnostics.json").write_text(json.dumps(probe))
+    found = json.loads((out / "explain.json").read_text())
+    found["r2"] = found.pop("score")
+    for feature in found["features"]:
+        feature["permutation_r2_drop"] = feature.pop("permutation_drop")
+    (out / "explain.json").write_text(json.dumps(found))
+    (out / "holdout_predictions.npz").unlink()
+    (out / "report.html").unlink()
+    proc = cli("report", out)
+    assert proc.returncode == 0 and proc.stdout.strip() == str(out / "report.html"), proc.stdout + proc.stderr
+    page = (out / "report.html").read_text()
+    assert "validation R² " in page and "No holdout metrics recorded" in page
+    assert "winner_importance.png" in page and "diagnostics_training.png" in page

@@ -347,7 +347,8 @@ def _diagnostics(page: Page, out: Path) -> None:
         return
     parts = [f"<p>Best NN trial {diag.get('trial')} retrained on fold 0 ({diag['train_rows']} rows, "
              f"{diag['val_rows']} validation rows): best epoch {diag['best_epoch']} of {diag['epochs_run']}, "
-             f"validation {diag['metric']} {diag['val_score']:.4f} (the prior's: {diag['prior_score']:.4f}).</p>"]
+             + (f"validation {diag['metric']} {diag['val_score']:.4f} (the prior's: {diag['prior_score']:.4f}).</p>"
+                if "val_score" in diag else f"validation R² {diag['val_r2']:.4f}.</p>")]  # a probe before tasks
     parts += [f'<p class="warn">warning: {html.escape(w)}</p>' for w in diag["warnings"]]
     epochs = diag["epochs"]
     with page.figure("diagnostics_training", parts, size=(9, 3.5)) as fig:
