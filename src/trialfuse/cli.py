@@ -15,7 +15,7 @@ from trialfuse.catalog import DEFAULT_MODELS, FAMILIES
 from trialfuse.errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Find the best model for a tabular regression problem, without overfitting.")
+                  help="Find the best model for a tabular problem (numbers or classes), without overfitting.")
 
 Models = Annotated[str | None, typer.Option(help=f"Comma-separated families: {', '.join(FAMILIES)} (default: "
                                                 f"{','.join(DEFAULT_MODELS)}; with --timeout and no GPU, the "
