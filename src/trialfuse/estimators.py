@@ -67,8 +67,8 @@ class _Trialfuse(BaseEstimator):
         self.n_features_in_ = frame.shape[1]
         self._columns = list(frame.columns)
         y = np.asarray(y)
-        options: dict[str, Any] = {name: getattr(self, name) for name in (
-            "timeout", "trials", "models", "folds", "holdout", "seed", "metric", "ensemble", "explain", "devices")}
+        options: dict[str, Any] = {name: value for name, value in self.get_params().items()
+                                   if name not in ("runs", "report", "quiet")}  # the rest are the run's options
         self.model_ = fit(frame.assign(**{TARGET: y}), TARGET, quiet=self.quiet, report=self.report,
                           out=new_run_dir(Path(self.runs)), task=self._task(y), **options)
         return self

@@ -69,6 +69,11 @@ class Head:
         """(mean, std) the target is standardized with: codes are left as they are."""
         return (0.0, 1.0) if self.classes else target_stats(y)
 
+    def target_dtype(self, dtype: torch.dtype) -> torch.dtype:
+        """What the target is held in on the device: class codes as int64 once (the loss gathers
+        by them every epoch), numbers in the model's dtype."""
+        return torch.int64 if self.classes else dtype
+
     def loss(self, out: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         """The mean loss over the rows (the last dimension of y: [N], or [M, N] per model); out is
         [.., N] for numbers, [.., N, K] logits for classes; `weights` per row, as y (None: 1)."""
@@ -176,7 +181,7 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
 
     def tensors(X, y):
         xt = torch.as_tensor(standardize(X, x_mean, x_std), dtype=dtype, device=dev)  # [N, F]
-        yt = torch.as_tensor((y - y_mean) / y_std, dtype=dtype, device=dev)  # [N]
+        yt = torch.as_tensor((y - y_mean) / y_std, dtype=head.target_dtype(dtype), device=dev)  # [N]
         return xt, yt
 
     xt, yt = tensors(X_train, y_train)

@@ -40,8 +40,10 @@ class FoldData:
         models' 98,000-row folds took seconds of stacking and converting per batch)."""
         key = (str(dev), dtype)
         if key not in self.resident:
-            self.resident[key] = tuple(None if a is None else torch.as_tensor(a, dtype=dtype).to(dev)
-                                       for a in (self.x_train, self.y_train, self.x_val, self.y_val, self.weights))
+            target = self.head.target_dtype(dtype)
+            self.resident[key] = tuple(None if a is None else torch.as_tensor(a, dtype=kind).to(dev) for a, kind in (
+                (self.x_train, dtype), (self.y_train, target), (self.x_val, dtype), (self.y_val, target),
+                (self.weights, dtype)))
         return self.resident[key]
 
 
