@@ -31,7 +31,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
 from trialfuse.driver.run_dir import new_run_dir
-from trialfuse.model import as_features, fit
+from trialfuse.model import as_features, fit, free_name
 
 TARGET = "target"
 
@@ -69,7 +69,8 @@ class _Trialfuse(BaseEstimator):
         y = np.asarray(y)
         options: dict[str, Any] = {name: value for name, value in self.get_params().items()
                                    if name not in ("runs", "report", "quiet")}  # the rest are the run's options
-        self.model_ = fit(frame.assign(**{TARGET: y}), TARGET, quiet=self.quiet, report=self.report,
+        target = free_name(TARGET, frame.columns)  # never a feature's name
+        self.model_ = fit(frame.assign(**{target: y}), target, quiet=self.quiet, report=self.report,
                           out=new_run_dir(Path(self.runs)), task=self._task(y), **options)
         return self
 
@@ -96,13 +97,16 @@ class TrialfuseClassifier(ClassifierMixin, _Trialfuse):
 
     def fit(self, X, y) -> TrialfuseClassifier:
         super().fit(X, y)
-        self.classes_ = np.asarray(self.model_.task.classes)
+        self.classes_ = np.unique(np.asarray(y))  # scikit-learn's order, which its scorers index by
+        self._columns_in_order = pd.Index(self.model_.task.classes).get_indexer(self.classes_)
+        if (self._columns_in_order < 0).any():  # a label the run read as another value: say so, never mislabel
+            raise RuntimeError(f"the run's classes {self.model_.task.classes} do not match y's {list(self.classes_)}")
         return self
 
     def predict_proba(self, X) -> np.ndarray:
-        """[rows, classes] in the order of `classes_`."""
+        """[rows, classes] in the order of `classes_` (sorted labels, as scikit-learn sorts them)."""
         check_is_fitted(self, "model_")
-        return self.model_.predict_proba(self._as_trained(X)).to_numpy()
+        return self.model_.predict_proba(self._as_trained(X)).to_numpy()[:, self._columns_in_order]
 
     def _task(self, y: np.ndarray) -> str:
         return "binary" if len(pd.unique(y)) == 2 else "multiclass"

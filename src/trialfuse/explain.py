@@ -9,6 +9,7 @@ import pandas as pd
 
 from trialfuse.driver import run_dir
 from trialfuse.driver.explanation import record
+from trialfuse.driver.run_record import RunRecord
 from trialfuse.engine.importance import explain
 from trialfuse.engine.saved_model import SavedModel
 from trialfuse.errors import UserError
@@ -23,11 +24,11 @@ def explain_run(out: str | Path, table: str | Path | pd.DataFrame | None = None)
     out = Path(out)
     if not (out / run_dir.RESULTS).is_file():
         raise UserError(f"{out} is not a finished run directory (no {run_dir.RESULTS})")
-    results = run_dir.read_json(out / run_dir.RESULTS)
+    results = RunRecord.read(out)
     model_dir = out / run_dir.BEST_MODEL
     metadata = run_dir.read_json(model_dir / run_dir.METADATA)
     given = table is not None
-    source = table if isinstance(table, pd.DataFrame) else Path(table if given else results["data"])
+    source = table if isinstance(table, pd.DataFrame) else Path(table) if given else results.data_at(out)
     if isinstance(source, Path) and not source.exists():
         raise UserError(f"the run's table {source} is not there (moved?): give it with --table")
     frame, X = read_as_trained(source, metadata)
@@ -43,6 +44,6 @@ def explain_run(out: str | Path, table: str | Path | pd.DataFrame | None = None)
         rows_from = f"the sealed holdout ({len(rows)} rows), after its one score"
     if len(rows) < 2:
         raise UserError(f"{source} has fewer than 2 rows with a target value to explain on")
-    found = explain(SavedModel(model_dir, metadata), X[rows], y[rows], metadata["feature_names"], results["seed"])
+    found = explain(SavedModel(model_dir, metadata), X[rows], y[rows], metadata["feature_names"], results.seed)
     record(out, found, rows_from)
     return build_report(out)

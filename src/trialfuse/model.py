@@ -15,17 +15,16 @@ where a member is the NN).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import optuna
 import pandas as pd
 
 from trialfuse.driver import run_dir
 from trialfuse.driver.options import RunOptions
 from trialfuse.driver.run_record import RunRecord
-from trialfuse.driver.storage import open_storage
 from trialfuse.errors import UserError
 from trialfuse.predict import predict_table
 
@@ -62,7 +61,7 @@ def _table(data, target: str | None, y) -> tuple[pd.DataFrame | Path, str | None
     if y is not None:  # X and y: one table, the target named `target`, y's own name, or "y"
         features = as_features(data)
         name = getattr(y, "name", None)
-        target = target or (name if isinstance(name, str) else ARRAY_TARGET)
+        target = target or (name if isinstance(name, str) else free_name(ARRAY_TARGET, features.columns))
         values = np.asarray(y)
         if values.ndim != 1 or len(values) != len(features):
             raise UserError(f"y must hold one value per row of X: got {values.shape} for {len(features)} rows")
@@ -76,6 +75,12 @@ def _table(data, target: str | None, y) -> tuple[pd.DataFrame | Path, str | None
     if isinstance(data, str | Path):
         return Path(data), target
     raise UserError(f"data must be a DataFrame, a table file's path, or X with y=; got {type(data).__name__}")
+
+
+def free_name(name: str, columns) -> str:
+    """`name`, or name_2, name_3, ... where the features already have a column of that name."""
+    taken = set(map(str, columns))
+    return next(c for c in itertools.chain([name], (f"{name}_{n}" for n in itertools.count(2))) if c not in taken)
 
 
 def as_features(X) -> pd.DataFrame:
@@ -124,12 +129,12 @@ class Model:
     def report_path(self) -> Path:
         return self.run_dir / run_dir.REPORT
 
-    def predict(self, data: pd.DataFrame | str | Path) -> np.ndarray:
+    def predict(self, data: pd.DataFrame | str | Path | np.ndarray) -> np.ndarray:
         """One prediction per row, in row order: a number, or the likeliest class in the
         target's own values (what `trialfuse predict` writes as `prediction`)."""
         return self._predicted(data)["prediction"].to_numpy()
 
-    def predict_proba(self, data: pd.DataFrame | str | Path) -> pd.DataFrame:
+    def predict_proba(self, data: pd.DataFrame | str | Path | np.ndarray) -> pd.DataFrame:
         """Each class's probability per row, one column per class (named by the class)."""
         if not self.task.is_classification:
             raise UserError(f"predict_proba is for classes; this model predicts numbers ({self.record.target!r})")
@@ -138,7 +143,8 @@ class Model:
                             index=predicted.index)
 
     def _predicted(self, data) -> pd.DataFrame:
-        frame = data if isinstance(data, pd.DataFrame) else Path(data)
+        frame = Path(data) if isinstance(data, str | Path) else data if isinstance(data, pd.DataFrame) \
+            else as_features(data)  # X as an array, its columns x0, x1, ... as `fit(X, y=)` named them
         predicted = predict_table(self.run_dir, frame)
         if isinstance(data, pd.DataFrame):
             predicted.index = data.index
@@ -150,13 +156,8 @@ class Model:
         the metric), the holdout score where one was measured, seconds, state, params."""
         shown = self.task.metric.shown
         holdout = self.record.holdout_scores()
-        storage = open_storage(self.record.storage, self.run_dir)
         rows = []
-        for family in self.record.families:
-            try:
-                trials = optuna.load_study(study_name=family, storage=storage).get_trials(deepcopy=False)
-            except KeyError:
-                continue
+        for family, trials in self.record.trials(self.run_dir).items():
             best = self.record.families[family].best_trial
             for t in trials:
                 folds = [shown(s) for s in t.user_attrs.get("cv_score_folds", [])]

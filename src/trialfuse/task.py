@@ -177,7 +177,8 @@ class Task:
         if not self.is_classification:
             return pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         codes = pd.Index(self.classes).get_indexer(column).astype(np.float64)
-        if (codes < 0).any() and pd.api.types.is_numeric_dtype(column):  # 1.0 read back for the class 1
+        numbered = all(isinstance(c, int | float | np.number) for c in self.classes)
+        if (codes < 0).any() and numbered and pd.api.types.is_numeric_dtype(column):  # 1.0 read back: class 1
             codes = pd.Index(np.asarray(self.classes, dtype=np.float64)).get_indexer(column.astype(np.float64)) \
                 .astype(np.float64)
         codes[codes < 0] = np.nan

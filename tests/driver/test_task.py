@@ -50,6 +50,15 @@ def test_classes_keep_their_own_values_in_order_and_y_holds_their_codes():
     assert list(task.labels(np.array([[0.1, 0.2, 0.7], [0.6, 0.3, 0.1]]))) == ["yes", "maybe"]
 
 
+def test_text_classes_meet_a_column_that_reads_as_numbers():
+    """A model of text classes explained or scored on a table whose target column pandas reads
+    as numbers: the numbers match no class (NaN), and no ValueError from casting "yes" to float."""
+    task, _, _ = decide(pd.Series(["yes", "no", "yes"]), "answer")
+    assert np.isnan(task.encode(pd.Series([1.0, 0.0]))).all()
+    numbers, _, _ = decide(pd.Series(np.array([0, 1, 1])), "n")
+    assert numbers.encode(pd.Series([1.0, 0.0, 2.0]))[:2].tolist() == [1.0, 0.0]  # 1.0 read back is the class 1
+
+
 @pytest.mark.parametrize("values, asked, message", [
     (["a", "a", "a"], "auto", "one class only"),
     ([f"id{i}" for i in range(MAX_CLASSES + 1)], "auto", "use --task regression"),
@@ -130,3 +139,28 @@ def test_a_rerun_with_another_task_or_metric_is_refused_and_an_older_stamp_reads
     with pytest.raises(UserError, match="another task"):
         fingerprint.check_resume(older, ["xgboost"], fingerprint.of_run(X, y, ["a", "b"], "t", 0, 0.2, 3, binary),
                                  "here")
+
+
+def test_a_reporter_written_before_tasks_gets_the_task_line_as_a_stage(tmp_path):
+    """`task_decided` is optional on a Reporter: one without it (as users wrote them before
+    classes) hears the task's line through `stage` instead of failing with AttributeError."""
+    from trialfuse.driver.options import RunOptions
+    from trialfuse.driver.run import compare_models
+
+    class Told(Exception):
+        pass
+
+    class OlderReporter:
+        def family_started(self, family, trials): ...
+        def trial_finished(self, result): ...
+        def family_finished(self, result): ...
+        def watch(self, activity): ...
+
+        def stage(self, message):
+            raise Told(message)
+
+    table = tmp_path / "t.csv"
+    answers = ["yes", "no", "maybe"] * 20
+    pd.DataFrame({"a": np.random.default_rng(0).normal(size=60), "answer": answers}).to_csv(table, index=False)
+    with pytest.raises(Told, match="3 classes: 'maybe', 'no', 'yes'"):
+        compare_models(RunOptions(data=table, target="answer", out=tmp_path / "run"), OlderReporter())

@@ -13,6 +13,7 @@ import pytest
 
 import trialfuse
 from helpers import cli
+from trialfuse.errors import UserError
 from trialfuse.predict import predict_table
 from trialfuse.survivors import make_survivor_bands
 from trialfuse.task import Task
@@ -115,3 +116,9 @@ def test_a_multiclass_fit_from_a_dataframe_reloads_in_a_fresh_process_and_predic
     assert (board["family"] == "ensemble").sum() == int(bool(results["ensemble"]["chosen"]))
     done = board[board["state"] == "complete"]["cv_balanced_accuracy_mean"]
     assert done.iloc[0] == done.max() == max(results["families"][f]["cv_score_mean"] for f in ("lightgbm", "nn"))
+    kept = (tmp_path / "run" / "data.parquet").read_bytes()
+    # a rerun on other rows is refused, and leaves the run as it was
+    with pytest.raises(UserError, match="search made with another"):
+        trialfuse.fit(frame.iloc[:-3], "outcome", models=["lightgbm", "nn"], trials=2, folds=3,
+                      class_weight="balanced", metric="balanced_accuracy", out=tmp_path / "run", quiet=True)
+    assert (tmp_path / "run" / "data.parquet").read_bytes() == kept

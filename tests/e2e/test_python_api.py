@@ -55,7 +55,7 @@ def test_estimators_clone_cross_validate_and_sit_in_a_pipeline(tmp_path):
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder
 
-    from trialfuse import TrialfuseClassifier, TrialfuseRegressor
+    from trialfuse import TrialfuseRegressor
 
     regressor = TrialfuseRegressor(**FAST, runs=tmp_path / "runs")
     twin = clone(regressor)
@@ -75,12 +75,38 @@ def test_estimators_clone_cross_validate_and_sit_in_a_pipeline(tmp_path):
                          ("search", TrialfuseRegressor(**FAST, runs=tmp_path / "pipeline"))])
     pipeline.fit(frame.iloc[:240], y[:240])
     assert pipeline.predict(frame.iloc[240:]).shape == (60,) and np.isfinite(pipeline.score(frame.iloc[240:], y[240:]))
-    X, labels, names = make_survivor_bands(300, seed=0, bands=2)
-    classifier = TrialfuseClassifier(**FAST, runs=tmp_path / "classes").fit(pd.DataFrame(X, columns=names), labels)
-    assert list(classifier.classes_) == ["high", "low"]
-    probabilities = classifier.predict_proba(X[:10])
+    model = grid.best_estimator_.model_
+    np.testing.assert_array_equal(model.predict(X[:5, :8]), grid.predict(X[:5, :8]))  # X as an array, as fit took it
+
+
+def test_the_classifier_orders_classes_as_scikit_learn_and_its_runs_read_from_anywhere(tmp_path, monkeypatch):
+    """`classes_` is sorted as scikit-learn sorts labels (its scorers index predict_proba's
+    columns by it), whatever order trialfuse keeps; a feature named "target" stays a feature;
+    a run under a relative `runs` loads and explains from another working directory."""
+    from sklearn.metrics import get_scorer
+
+    from trialfuse import TrialfuseClassifier
+
+    X, bands, names = make_survivor_bands(300, seed=0, bands=2)
+    labels = np.where(bands == "high", "10", "9")  # trialfuse reads them in number order, scikit-learn as text
+    frame = pd.DataFrame(X, columns=names).rename(columns={names[0]: "target"})
+    monkeypatch.chdir(tmp_path)
+    classifier = TrialfuseClassifier(**FAST, runs="classes").fit(frame, labels)
+    assert list(classifier.classes_) == ["10", "9"] and classifier.model_.task.classes == ("9", "10")
+    probabilities = classifier.predict_proba(frame.iloc[:10])
+    np.testing.assert_array_equal(probabilities, classifier.model_.predict_proba(frame.iloc[:10])[["10", "9"]])
     assert probabilities.shape == (10, 2) and np.allclose(probabilities.sum(axis=1), 1)
-    assert set(classifier.predict(X[:10])) <= {"high", "low"} and 0.5 < classifier.score(X, labels) <= 1
+    assert set(classifier.predict(frame.iloc[:10])) <= {"9", "10"} and 0.5 < classifier.score(frame, labels) <= 1
+    assert get_scorer("roc_auc")(classifier, frame, labels) > 0.75  # the scorer reads the columns by classes_
+    record = classifier.model_.record
+    assert record.features == len(names) and record.target not in names and "target" in frame.columns
+    run = classifier.model_.run_dir.resolve()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    again = trialfuse.load(run)
+    assert len(again.leaderboard()) == 1 and again.leaderboard()["state"].tolist() == ["complete"]
+    assert len(again.explain()["importance"]) == len(names)
 
 
 @pytest.mark.parametrize("check", ["check_no_attributes_set_in_init", "check_parameters_default_constructible",

@@ -424,6 +424,8 @@ def test_a_precision_survives_the_legacy_max_batch_and_a_fuse_given_in_python(tm
     ({"folds": [(np.arange(5), np.arange(5, 99))]}, ValueError, "fold 0 must be"),
     ({"folds": []}, ValueError, "folds is empty"),
     ({"fuse": "sometimes"}, Exception, "--fuse must be auto, off, on"),
+    ({"task": Task(Kind.BINARY, ("a", "b"))}, ValueError, "class codes 0..1"),  # y holds numbers, not codes
+    ({"task": Task(Kind.MULTICLASS, ("a", "b", "c")), "y": np.r_[np.zeros(39), 3.0]}, ValueError, "class codes 0..2"),
 ])
 def test_train_many_says_what_it_takes(change, error, words):
     X, y, _ = make_survivors(40, seed=0)

@@ -35,9 +35,10 @@ from trialfuse.transport.process_pool import WorkerPool
 
 
 class Reporter(Protocol):
-    """Receives progress; the CLI shows it with rich, the API may ignore it."""
+    """Receives progress; the CLI shows it with rich, the API may ignore it. A reporter may also
+    have `task_decided(task, line)` (what the run predicts, and the line saying so); one without
+    it gets that line through `stage`, so reporters written before tasks keep working."""
 
-    def task_decided(self, task: Task, line: str | None) -> None: ...
     def family_started(self, family: str, trials: int | None) -> None: ...
     def trial_finished(self, result: FamilyResult) -> None: ...
     def family_finished(self, result: FamilyResult) -> None: ...
@@ -64,6 +65,14 @@ def _workers(opts: RunOptions):
     return ray_workers.cluster_slots(), ray_workers.RayWorker
 
 
+def _storage_url(given: str | None, out: Path) -> str:
+    """The storage as the record names it: a database URL as given, a journal file by its absolute
+    path (the record is read from other working directories)."""
+    if given and "://" in given:
+        return given
+    return str(Path(given or out / run_dir.JOURNAL).resolve())
+
+
 def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRecord:
     """Run the whole comparison and return what was written to results.json."""
     reporter = reporter or SilentReporter()
@@ -77,7 +86,10 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
 
     table = load_table(opts.data, opts.target, opts.keep_columns, search_rows, opts.task, opts.metric,
                        opts.class_weight)
-    reporter.task_decided(table.task, table.task_line)
+    if hasattr(reporter, "task_decided"):
+        reporter.task_decided(table.task, table.task_line)
+    elif table.task_line:
+        reporter.stage(table.task_line)
     unused = [f"column {name!r} is not used: {why}" for name, why in table.identifiers.items()]
     unused += table.warnings
     for line in unused:
@@ -88,7 +100,6 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
     out = Path(opts.out) if opts.out else run_dir.new_run_dir()
     out.mkdir(parents=True, exist_ok=True)
     run_dir.clear_leftovers(out)
-    data = run_dir.keep_frame(opts.data, out) if isinstance(opts.data, pd.DataFrame) else opts.data
     (out / run_dir.EXPLAIN).unlink(missing_ok=True)  # a rerun's explanation is its own, or none
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -99,6 +110,7 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
                                 opts.folds, table.task)
     fingerprint.check_resume(storage, models, search, opts.storage or str(out))
     fingerprint.stamp(storage, models, search)
+    data = run_dir.keep_frame(opts.data, out) if isinstance(opts.data, pd.DataFrame) else Path(opts.data)
     run_dir.write_json(out / run_dir.HOLDOUT, {"holdout_rows": sealed, "seed": opts.seed, "fraction": opts.holdout})
     out_of_fold = (OutOfFold(out, folds, running=running_trials(storage, models))
                    if opts.ensemble or not opts.refit else None)
@@ -146,10 +158,10 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
                                                      "tasks": pool.timeline})
 
     record = RunRecord(
-        data=str(data), target=table.target, rows=table.rows, features=len(table.feature_names),
+        data=str(data.resolve()), target=table.target, rows=table.rows, features=len(table.feature_names),
         holdout_rows=len(sealed), folds=opts.folds, seed=opts.seed, device=describe(slots), workers=len(slots),
         fuse=str(opts.fuse), precision=opts.fuse.precision, prune=opts.prune, trials_per_family=opts.trials,
-        storage=opts.storage or str(out / run_dir.JOURNAL), families=families, ranking=[f.family for f in ranking],
+        storage=_storage_url(opts.storage, out), families=families, ranking=[f.family for f in ranking],
         timeout_seconds=opts.timeout, budget_exhausted=any(f.stopped_by_budget for f in families.values()),
         winner=final["winner"], holdout_score=final["holdout_score"], ensemble=final["ensemble"], warnings=warnings,
         holdout_metrics=final["holdout_metrics"],

@@ -10,7 +10,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
+import optuna
+
 from trialfuse.driver import run_dir
+from trialfuse.driver.storage import open_storage
 from trialfuse.driver.trial_records import FamilyResult
 from trialfuse.task import Task
 
@@ -109,6 +112,34 @@ class RunRecord:
     def prior_shown(self) -> str:
         """' (prior 0.6931)', or blank without one."""
         return "" if self.prior_score is None else f" (prior {self.prior_score:.4f})"
+
+    def data_at(self, run: Path | str) -> Path:
+        """The run's table as read from `run`: where it was recorded, or the DataFrame kept in the run
+        directory when the record's path does not lead there (a path relative to another working
+        directory, or a run directory moved)."""
+        recorded, kept = Path(self.data), Path(run) / run_dir.DATA
+        return kept if recorded.name == run_dir.DATA and kept.is_file() else recorded
+
+    def storage_at(self, run: Path | str) -> str:
+        """The run's Optuna storage as read from `run`: a database URL as recorded, or the journal
+        file; the run directory's own journal unless the record names another that exists."""
+        if "://" in self.storage:
+            return self.storage
+        recorded, own = Path(self.storage), Path(run) / run_dir.JOURNAL
+        if recorded.name == run_dir.JOURNAL and own.is_file():
+            return str(own)
+        return str(recorded)
+
+    def trials(self, run: Path | str) -> dict[str, list[optuna.trial.FrozenTrial]]:
+        """Every family's trials as its study holds them (families without a study left out)."""
+        storage = open_storage(self.storage_at(run), Path(run))
+        found = {}
+        for family in self.families:
+            try:
+                found[family] = optuna.load_study(study_name=family, storage=storage).get_trials(deepcopy=False)
+            except KeyError:
+                continue
+        return found
 
     def holdout_scores(self) -> dict[str, float | None]:
         """The holdout score of what was scored on it, by name: the winner, and beside a saved

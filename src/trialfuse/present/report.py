@@ -17,7 +17,6 @@ from matplotlib.patches import Rectangle
 from trialfuse.catalog import FAMILIES
 from trialfuse.driver import run_dir
 from trialfuse.driver.run_record import EnsembleRecord, MemberRecord, NotKept, RunRecord
-from trialfuse.driver.storage import open_storage
 from trialfuse.present.holdout import holdout_section
 from trialfuse.present.page import Page, table
 from trialfuse.task import Metric
@@ -41,7 +40,7 @@ def build_report(out: Path) -> Path:
     out = Path(out)
     record = RunRecord.read(out)
     page = Page(out)
-    studies = _load_studies(record, out)
+    studies = record.trials(out)
     _summary(page, record)
     _comparison(page, record)
     _ensemble(page, record.ensemble, record.task.metric)
@@ -65,17 +64,6 @@ STYLE = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#22
          "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
          "th{background:#f4f4f4}img{max-width:100%;display:block;margin:1em 0}.warn{color:#a40}"
          "code{background:#f4f4f4;padding:1px 4px}")
-
-
-def _load_studies(record: RunRecord, out: Path) -> dict[str, list[optuna.trial.FrozenTrial]]:
-    storage = open_storage(record.storage, out)
-    found = {}
-    for family in record.families:
-        try:
-            found[family] = optuna.load_study(study_name=family, storage=storage).get_trials(deepcopy=False)
-        except KeyError:
-            continue
-    return found
 
 
 def _summary(page: Page, record: RunRecord) -> None:

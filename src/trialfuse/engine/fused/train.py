@@ -64,7 +64,7 @@ def train_many(configs: list[dict[str, Any]], X: np.ndarray, y: np.ndarray, fold
     at 4,000 on 2 cores). `task`: what y is (trialfuse.task.Task; class codes 0..K-1 for classes,
     whose models then give class probabilities); numbers by default.
     """
-    X, y, folds, fuse = _checked(configs, X, y, folds, fuse)
+    X, y, folds, fuse = _checked(configs, X, y, folds, fuse, task)
     fold_data = [prepare_fold(X, y, t, v, task) for t, v in folds]
     jobs = [Job(mlp.with_defaults(c), k, model_seed(seed, i, k), key=i * len(folds) + k)
             for i, c in enumerate(configs) for k in range(len(folds))]
@@ -72,7 +72,7 @@ def train_many(configs: list[dict[str, Any]], X: np.ndarray, y: np.ndarray, fold
                     precision=precision, deadline=deadline)
 
 
-def _checked(configs, X, y, folds, fuse) -> tuple[np.ndarray, np.ndarray, list, Fuse]:
+def _checked(configs, X, y, folds, fuse, task: Task) -> tuple[np.ndarray, np.ndarray, list, Fuse]:
     """train_many's arguments as it uses them, or one TypeError/ValueError saying what it takes:
     a mistake reads as the caller's, not as an error from deep inside the trainer."""
     if not isinstance(configs, list | tuple) or not all(isinstance(c, dict) for c in configs):
@@ -83,6 +83,11 @@ def _checked(configs, X, y, folds, fuse) -> tuple[np.ndarray, np.ndarray, list, 
         raise TypeError(f"train_many: X and y must be numeric arrays ({exc})") from None
     if X.ndim != 2 or y.ndim != 1 or len(X) != len(y):
         raise ValueError(f"train_many: X must be [rows, features] and y [rows], got {X.shape} and {y.shape}")
+    if task.is_classification:
+        top = len(task.classes) - 1
+        if len(task.classes) < 2 or not np.all((y >= 0) & (y <= top) & (y == np.round(y))):
+            raise ValueError(f"train_many: under a task of {len(task.classes)} classes y must hold class codes "
+                             f"0..{top} (Task.encode gives them), one per row")
     pairs = []
     for k, fold in enumerate(folds):
         train, val = (np.asarray(part) for part in fold)
