@@ -3,7 +3,12 @@ models': one function each for the run's holdout score, `trialfuse predict` and 
 explanation, so all three agree to the bit. Library-free, so every layer may use it."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+
+PROBABILITY_FLOOR = 1e-15  # a stack reads log-probabilities clipped here (log-loss's own floor)
+IDENTITY, SOFTMAX = "identity", "softmax"  # a stack's link: numbers as they are, or class probabilities
 
 
 def combine(predictions, weights) -> np.ndarray:
@@ -18,3 +23,31 @@ def combine(predictions, weights) -> np.ndarray:
 def fold_mean(predictions) -> np.ndarray:
     """A model served as its K fold models (no refit): their equal-weight mean, in fold order."""
     return combine(predictions, [1.0 / len(predictions)] * len(predictions))
+
+
+def serve(predictions, weights, stack: dict[str, Any] | None = None) -> np.ndarray:
+    """What a saved model predicts from its members' predictions: their weighted average, or
+    under a stack (driver.stack) its second-level model: for numbers the members' weighted sum
+    plus the stack's intercept (its weights are the members' weights), for classes the softmax
+    of a linear map of their log-probabilities."""
+    if stack is None:
+        return combine(predictions, weights)
+    if stack["link"] == IDENTITY:
+        return combine(predictions, weights) + float(stack["intercept"])
+    logits = stack_features(predictions) @ np.asarray(stack["coef"], dtype=np.float64).T \
+        + np.asarray(stack["intercept"], dtype=np.float64)
+    if logits.shape[1] == 1:  # two classes: one logit, the second class's log-odds
+        logits = np.column_stack([np.zeros(len(logits)), logits[:, 0]])
+    logits -= logits.max(axis=1, keepdims=True)
+    exp = np.exp(logits)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def stack_features(predictions) -> np.ndarray:
+    """A class stack's inputs [rows, features]: each member's log-odds of the second class (two
+    classes) or its K log-probabilities, side by side in member order."""
+    columns = []
+    for member in predictions:
+        logp = np.log(np.clip(np.asarray(member, dtype=np.float64), PROBABILITY_FLOOR, 1.0))
+        columns.append(logp[:, 1:] - logp[:, :1] if logp.shape[1] == 2 else logp)
+    return np.hstack(columns)

@@ -213,3 +213,26 @@ def test_the_plan_keeps_the_winner_when_the_ensemble_gains_nothing_or_does_not_f
     refused = final_model.plan(winner, storage, store, y, workers=1, budget=late)
     assert not refused.is_ensemble and "would not fit" in refused.ensemble["reason"]
     assert refused.warnings and refused.members[0].trial == winner.best_trial
+
+
+def test_the_plan_saves_a_stack_where_it_beats_the_average_out_of_fold(tmp_path):
+    """Two models that both shrink toward the mean: no average undoes it, a stack's weights
+    (summing past one) and intercept do; served as planned."""
+    from trialfuse.blend import serve
+    from trialfuse.driver import final_model
+
+    rng, y = _truth(600)
+    errors = {n: -0.4 * (y - y.mean()) + rng.normal(scale=0.3, size=y.size) for n in (0, 1)}
+    winner, storage, store = _search_with_kept_predictions(tmp_path, errors, y)
+    folds = [(np.arange(y.size // 2, y.size), np.arange(y.size // 2)),
+             (np.arange(y.size // 2), np.arange(y.size // 2, y.size))]
+    average = final_model.plan(winner, storage, store, y, workers=2, budget=None)
+    chosen = final_model.plan(winner, storage, store, y, workers=2, budget=None, folds=folds)
+    assert average.ensemble["method"] == "caruana" and average.stack is None
+    record = chosen.ensemble
+    assert record["chosen"] and record["method"] == "stack" and chosen.stack["link"] == "identity"
+    assert record["oof_score"] == record["stack_oof_score"] > record["caruana_oof_score"] + 0.05
+    assert chosen.members[0].trial == winner.best_trial and sum(m.weight for m in chosen.members) > 1.3
+    vectors = {n: y + e for n, e in errors.items()}
+    served = serve([vectors[m.trial] for m in chosen.members], [m.weight for m in chosen.members], chosen.stack)
+    assert r2_score(y, served) > 0.85 > r2_score(y, vectors[0]) + 0.05

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import optuna
 
-from trialfuse.blend import combine
+from trialfuse.blend import serve
 from trialfuse.catalog import FAMILIES, params_from_trial
-from trialfuse.driver import ensemble, run_dir
+from trialfuse.driver import ensemble, run_dir, stack
 from trialfuse.driver.budget import Budget, final_seconds, parallel_seconds
 from trialfuse.driver.out_of_fold import OutOfFold
 from trialfuse.driver.table import Table
@@ -36,6 +36,7 @@ from trialfuse.transport.process_pool import WorkerPool
 from trialfuse.transport.side_jobs import Retrain
 
 ENSEMBLE = "ensemble"  # the winner's name in results.json when the ensemble is saved
+CARUANA, STACK = "caruana", "stack"  # how a saved ensemble combines its members
 MEMBERS = "members"  # best_model/members/<family>-<trial>/: one member's native model file(s)
 
 
@@ -66,6 +67,7 @@ class Plan:
     members: list[Member]
     ensemble: dict[str, Any] | None = None  # the selection's record for results.json and the report
     warnings: list[str] = field(default_factory=list)
+    stack: dict[str, Any] | None = None  # a stack's served form (blend.serve), where the stack won
 
     @property
     def is_ensemble(self) -> bool:
@@ -74,10 +76,12 @@ class Plan:
 
 def plan(winner: FamilyResult, storage: optuna.storages.BaseStorage, out_of_fold: OutOfFold | None,
          y_search: np.ndarray, workers: int, budget: Budget | None, *, ensembles: bool = True,
-         refit: bool = True, task: Task = NUMBERS) -> Plan:
+         refit: bool = True, task: Task = NUMBERS, folds: list | None = None) -> Plan:
     """The best single model, unless (`ensembles`) the kept out-of-fold predictions make an
     ensemble that beats it by at least ensemble.MIN_GAIN and whose retrain fits in the time
-    left. Without `refit`, each model whose K fold models were kept is served by them."""
+    left: the Caruana average or, given the search's `folds` and where its inner out-of-fold
+    score is higher still, a stack (driver.stack). Without `refit`, each model whose K fold
+    models were kept is served by them."""
     single = Member(winner.family, winner.best_trial, winner.best_params, _rounds(winner.best_rounds),
                     winner.best_fold_seconds, winner.cv_score_mean)
     if out_of_fold is not None and not refit:
@@ -90,19 +94,32 @@ def plan(winner: FamilyResult, storage: optuna.storages.BaseStorage, out_of_fold
         return Plan([single], {"chosen": False, "reason": "the best model's out-of-fold predictions were not kept"})
     y_search = np.asarray(y_search, dtype=np.float64)
     single_score = task.score(y_search, vectors[names.index(single.name)])
-    selection = ensemble.select(vectors, y_search, first=names.index(single.name), task=task)  # winner's a member
-    members = [candidates[i] for i in selection.members]
-    for member, weight in zip(members, selection.weights[selection.members], strict=True):
+    first = names.index(single.name)
+    selection = ensemble.select(vectors, y_search, first=first, task=task)  # the winner is a member
+    picked, weights, score, served = selection.members, selection.weights[selection.members], selection.score, None
+    record: dict[str, Any] = {"method": CARUANA, "caruana_oof_score": selection.score}
+    if folds is not None and len(candidates) > 1:
+        read = stack.inputs([m.cv_score_mean for m in candidates], [m.family for m in candidates],
+                            selection.members, first)
+        stacked = stack.fit(vectors[read], y_search, folds, task)
+        record["stack_oof_score"] = stacked.oof_score
+        if stacked.oof_score > selection.score and len(stacked.inputs) > 1:
+            picked, weights, score = [read[i] for i in stacked.inputs], stacked.weights, stacked.oof_score
+            served = stacked.served
+            record.update(method=STACK, stack=served)
+    members = [candidates[i] for i in picked]
+    for member, weight in zip(members, weights, strict=True):
         member.weight = float(weight)
         if not refit:
             member.fold_files = out_of_fold.fold_files(member.family, member.trial)
-    members.sort(key=lambda m: m.name != single.name)  # the winner first: the fallback and its holdout score
-    record = {"chosen": False, "oof_score": selection.score, "best_single_oof_score": single_score,
-              "candidates": len(candidates), "rounds": ensemble.ROUNDS,
+    if served is None:  # the winner first: the fallback and its holdout score (a stack reads it first already)
+        members.sort(key=lambda m: m.name != single.name)
+    record = {"chosen": False, "oof_score": score, "best_single_oof_score": single_score,
+              "candidates": len(candidates), "rounds": ensemble.ROUNDS, **record,
               "members": [_describe(m) for m in members]}
-    if len(members) < 2 or selection.score < single_score + ensemble.MIN_GAIN:
+    if len(members) < 2 or score < single_score + ensemble.MIN_GAIN:
         record["reason"] = (f"no gain over the best single model's out-of-fold {task.metric.label} "
-                            f"({task.show(selection.score)} vs {task.show(single_score)})")
+                            f"({task.show(score)} vs {task.show(single_score)})")
         return Plan([single], record)
     seconds = parallel_seconds([m.retrain_seconds for m in members], workers)
     if budget is not None and seconds > single.retrain_seconds and not budget.fits(seconds):
@@ -110,7 +127,7 @@ def plan(winner: FamilyResult, storage: optuna.storages.BaseStorage, out_of_fold
                             f"the {max(0.0, budget.left()):.0f} s left")
         return Plan([single], record, [f"ensemble not saved: {record['reason']}"])
     record["chosen"] = True
-    return Plan(members, record)
+    return Plan(members, record, stack=served)
 
 
 def train_and_save(pool: WorkerPool, chosen: Plan, best: FamilyResult, table: Table, rest: np.ndarray,
@@ -135,7 +152,7 @@ def train_and_save(pool: WorkerPool, chosen: Plan, best: FamilyResult, table: Ta
     y_holdout = table.y[sealed]
     predictions = [np.asarray(a["predictions"], dtype=np.float64) for a in answers]
     task = table.task
-    predicted = combine(predictions, [m.weight for m in members])
+    predicted = serve(predictions, [m.weight for m in members], chosen.stack)
     holdout_score = task.score(y_holdout, predicted)
     prior = task.prior(table.y[rest], len(sealed))  # what the search rows' mean or class shares alone predict
     run_dir.write_arrays(out / run_dir.HOLDOUT_PREDICTIONS, y=y_holdout, prediction=predicted, prior=prior)
@@ -153,6 +170,7 @@ def train_and_save(pool: WorkerPool, chosen: Plan, best: FamilyResult, table: Ta
         "rounds": None if chosen.is_ensemble else answers[0]["rounds"],
         **({"model_file": None} if chosen.is_ensemble else saved[0]),
         **({"members": record["members"]} if chosen.is_ensemble else {}),
+        **({"stack": chosen.stack} if chosen.stack else {}),
         "feature_names": table.feature_names,
         "categories": table.categories,
         "dropped_columns": table.dropped,

@@ -41,6 +41,10 @@ class EnsembleRecord(TypedDict):
     rounds: int
     members: list[MemberRecord]
     reason: NotRequired[str]  # why it was not saved
+    method: NotRequired[str]  # "caruana" (a weighted average) or "stack" (final_model); runs before stacks: absent
+    caruana_oof_score: NotRequired[float]
+    stack_oof_score: NotRequired[float]  # the stack's inner out-of-fold score, where one was fit
+    stack: NotRequired[dict[str, Any]]  # the saved stack's served form (blend.serve)
     holdout_score: NotRequired[float]  # once saved: its holdout score, and the best single model's
     best_single_holdout_score: NotRequired[float]
 

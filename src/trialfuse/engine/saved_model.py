@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from trialfuse.blend import combine, fold_mean
+from trialfuse.blend import IDENTITY, fold_mean, serve
 from trialfuse.engine.families import family_module
 from trialfuse.task import NUMBERS, Task
 
@@ -41,14 +41,17 @@ class SavedModel:
         self.task = Task.from_json(metadata.get("task"))
         self.members = [Member(m["family"], [family_module(m["family"]).load(Path(directory) / f) for f in files(m)],
                                float(m["weight"]), self.task) for m in listed]
+        self.stack = metadata.get("stack")  # an ensemble's second level, where a stack won
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        return combine([m.predict(X) for m in self.members], [m.weight for m in self.members])
+        return serve([m.predict(X) for m in self.members], [m.weight for m in self.members], self.stack)
 
     @property
     def has_contributions(self) -> bool:
-        """Whether every member's library computes SHAP values exactly (the tree families)."""
-        return all(hasattr(family_module(m.family), "contributions") for m in self.members)
+        """Whether every member's library computes SHAP values exactly (the tree families) and
+        they add up to the prediction's (not under a class stack's softmax)."""
+        return (all(hasattr(family_module(m.family), "contributions") for m in self.members)
+                and (self.stack is None or self.stack["link"] == IDENTITY))
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """Exact per-row, per-feature contributions (TreeSHAP) [rows, features], the members'

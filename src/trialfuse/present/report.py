@@ -18,7 +18,7 @@ from trialfuse.catalog import FAMILIES
 from trialfuse.driver import run_dir
 from trialfuse.driver.run_record import EnsembleRecord, MemberRecord, NotKept, RunRecord
 from trialfuse.present.holdout import holdout_section
-from trialfuse.present.page import Page, table
+from trialfuse.present.page import Page, fmt, table
 from trialfuse.task import Metric
 
 SECTIONS = ("summary", "comparison", "ensemble", "holdout", "winner", "history", "importances", "folds", "timeline",
@@ -124,10 +124,16 @@ def _ensemble(page: Page, record: EnsembleRecord | NotKept | None, metric: Metri
         return
     chosen = record["chosen"]
     verdict = ("saved as the winner" if chosen else f"not saved: {record.get('reason', '')}")
-    parts = [f"<p>Greedy ensemble selection (Caruana et al. 2004) over the {record['candidates']} kept models' "
-             f"out-of-fold predictions, {record['rounds']} rounds; {html.escape(verdict)}. The holdout scores "
-             f"the saved model only; it chooses nothing.</p>"]
     label, shown = metric.label, _shown(metric)
+    stacked = record.get("method") == "stack"
+    how = ("a stack: a linear second-level model on the kept models' out-of-fold predictions "
+           f"(inner out-of-fold {label} {fmt(shown(record.get('stack_oof_score')))}; the greedy average's "
+           f"{fmt(shown(record.get('caruana_oof_score')))})" if stacked else
+           f"greedy ensemble selection (Caruana et al. 2004), {record['rounds']} rounds" +
+           (f" (a stack's inner out-of-fold {label}: {fmt(shown(record['stack_oof_score']))})"
+            if "stack_oof_score" in record else ""))
+    parts = [f"<p>Chosen among the {record['candidates']} kept models' out-of-fold predictions by {how}; "
+             f"{html.escape(verdict)}. The holdout scores the saved model only; it chooses nothing.</p>"]
     scores = [[f"out-of-fold {label}", shown(record["oof_score"]), shown(record["best_single_oof_score"])]]
     if chosen:
         scores.append([f"holdout {label}", shown(record.get("holdout_score")),

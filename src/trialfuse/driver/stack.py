@@ -1,0 +1,80 @@
+"""A second level (stacking, Wolpert 1992): a linear model fit on the search's kept out-of-fold
+predictions, the rule behind AutoGluon's stack levels, kept linear so it is served from a few
+numbers beside the members (blend.serve) and cannot memorise rows.
+
+- numbers: least squares with non-negative weights and an intercept (scikit-learn's
+  `LinearRegression(positive=True)`): Caruana's average without its sum-to-one and zero-offset
+  constraints, so it can also correct the members' shared shrinkage toward the mean;
+- classes: a multinomial logistic regression on the members' log-probabilities (log-odds for
+  two classes), which can weigh a member differently per class and recalibrate.
+
+Its out-of-fold score comes from an inner K-fold over the same folds as the search (each row
+predicted by a stack fit without it), so it competes with the Caruana ensemble and the best
+single model on the same footing; only search rows enter, never the holdout.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.model_selection import cross_val_predict
+
+from trialfuse.blend import IDENTITY, SOFTMAX, stack_features
+from trialfuse.task import Task
+
+MAX_INPUTS = 8  # first-level models a stack reads at most (each is served: K fold models apiece)
+MIN_SHARE = 0.01  # a number stack's input with less of the weight is dropped (its serving costs, it adds noise)
+CLASS_C = 1.0  # the class stack's inverse L2 strength (scikit-learn's default)
+
+
+@dataclass(frozen=True)
+class Stack:
+    """A fitted stack: the inputs it kept (indices into the given predictions), its weights per
+    kept input (numbers) and its served form (`blend.serve`'s `stack`), and its honest
+    out-of-fold score in the search metric."""
+
+    inputs: list[int]
+    weights: list[float]
+    served: dict[str, Any]
+    oof_score: float
+
+
+def fit(predictions: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], task: Task) -> Stack:
+    """Fit the stack on `predictions` [inputs, rows(, K)] (out-of-fold, row order of `y`) and score
+    it by an inner K-fold over `folds`. Numbers: inputs with under MIN_SHARE of the weight are
+    dropped and the stack refit on the rest, except input 0 (the best single model: what a
+    failed member's retrain falls back to)."""
+    predictions = np.asarray(predictions, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    cv = [(np.asarray(t), np.asarray(v)) for t, v in folds]
+    if not task.is_classification:
+        kept = list(range(len(predictions)))
+        model = LinearRegression(positive=True).fit(predictions.T, y)
+        share = model.coef_ / max(float(model.coef_.sum()), 1e-300)
+        kept = [i for i in kept if share[i] >= MIN_SHARE or i == 0]  # input 0: the caller's fallback
+        Z = predictions[kept].T
+        oof_score = task.score(y, cross_val_predict(model, Z, y, cv=cv))
+        model.fit(Z, y)
+        return Stack(kept, [float(w) for w in model.coef_], {"link": IDENTITY, "intercept": float(model.intercept_)},
+                     oof_score)
+    Z = stack_features(predictions)
+    codes = y.astype(np.int64)
+    model = LogisticRegression(C=CLASS_C, max_iter=2000)
+    oof = cross_val_predict(model, Z, codes, cv=cv, method="predict_proba")
+    model.fit(Z, codes)
+    inputs = list(range(len(predictions)))
+    return Stack(inputs, [1.0 / len(inputs)] * len(inputs),
+                 {"link": SOFTMAX, "coef": model.coef_.tolist(), "intercept": model.intercept_.tolist()},
+                 task.score(y, oof))
+
+
+def inputs(scores: list[float], families: list[str], chosen: list[int], first: int) -> list[int]:
+    """Which candidates a stack reads: `first` (the best single model), every family's best,
+    then the Caruana ensemble's members, best score first, MAX_INPUTS at most."""
+    best_of_family = {}
+    for i in np.argsort(scores)[::-1]:
+        best_of_family.setdefault(families[i], int(i))
+    order = [first, *best_of_family.values(), *sorted(chosen, key=lambda i: -scores[i])]
+    return list(dict.fromkeys(order))[:MAX_INPUTS]

@@ -1,0 +1,74 @@
+"""The stack (driver.stack): known answers, an honest out-of-fold score, and served as fitted."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import KFold, StratifiedKFold
+
+from trialfuse.blend import serve, stack_features
+from trialfuse.driver import stack
+from trialfuse.task import NUMBERS, Kind, Task
+
+
+def _folds(y, k=5, strata=None):
+    splitter = StratifiedKFold(k, shuffle=True, random_state=0) if strata is not None else KFold(
+        k, shuffle=True, random_state=0)
+    return list(splitter.split(np.zeros((len(y), 1)), strata))
+
+
+def test_a_known_blend_is_recovered_and_a_useless_input_dropped():
+    rng = np.random.default_rng(0)
+    a, b, useless = rng.normal(size=(3, 2000))
+    y = 0.5 + 0.3 * a + 0.9 * b + rng.normal(scale=0.01, size=2000)
+    found = stack.fit(np.stack([a, useless, b]), y, _folds(y), NUMBERS)
+    assert found.inputs == [0, 2]  # the useless one is left out (input 0 is kept whatever it weighs)
+    np.testing.assert_allclose(found.weights, [0.3, 0.9], atol=0.005)
+    assert found.served["intercept"] == pytest.approx(0.5, abs=0.005) and found.oof_score > 0.999
+    served = serve([a, b], found.weights, found.served)
+    np.testing.assert_allclose(served, 0.5 + 0.3 * a + 0.9 * b, atol=0.01)
+
+
+def test_its_out_of_fold_score_is_honest_on_noise():
+    """Eight noise inputs fit noise in sample, but each row's inner out-of-fold prediction comes
+    from a stack that never saw it: the score stays at or below knowing nothing."""
+    rng = np.random.default_rng(1)
+    inputs, y = rng.normal(size=(8, 300)), rng.normal(size=300)
+    found = stack.fit(inputs, y, _folds(y), NUMBERS)
+    assert found.oof_score < 0.0
+
+
+def test_a_class_stack_recalibrates_and_is_served_as_fitted():
+    """Two classes: an overconfident but well-ranked model and a weak one; the stack's log-loss
+    beats the better input's, and blend.serve gives scikit-learn's own probabilities."""
+    rng = np.random.default_rng(2)
+    score = rng.normal(size=3000)
+    y = (score + rng.normal(scale=0.8, size=3000) > 0).astype(np.float64)
+    sharp = 1 / (1 + np.exp(-4 * score))  # ranks well, far too sure
+    weak = 1 / (1 + np.exp(-(0.3 * score + rng.normal(scale=1.0, size=3000))))
+    task = Task(Kind.BINARY, (0, 1), "log_loss")
+    predictions = np.stack([np.column_stack([1 - p, p]) for p in (sharp, weak)])
+    found = stack.fit(predictions, y, _folds(y, strata=y), task)
+    assert found.oof_score > task.score(y, predictions[0]) + 0.05
+    fitted = LogisticRegression(C=stack.CLASS_C, max_iter=2000).fit(stack_features(predictions), y.astype(int))
+    np.testing.assert_allclose(serve(list(predictions), found.weights, found.served),
+                               fitted.predict_proba(stack_features(predictions)), atol=1e-9)
+
+
+def test_three_classes_are_served_as_fitted():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, size=900).astype(np.float64)
+    raw = rng.dirichlet(np.ones(3), size=(2, 900)) + 0.5 * np.eye(3)[y.astype(int)]
+    predictions = raw / raw.sum(axis=2, keepdims=True)
+    task = Task(Kind.MULTICLASS, (0, 1, 2), "log_loss")
+    found = stack.fit(predictions, y, _folds(y, strata=y), task)
+    served = serve(list(predictions), found.weights, found.served)
+    fitted = LogisticRegression(C=stack.CLASS_C, max_iter=2000).fit(stack_features(predictions), y.astype(int))
+    np.testing.assert_allclose(served, fitted.predict_proba(stack_features(predictions)), atol=1e-9)
+    assert np.asarray(found.served["coef"]).shape == (3, 6)
+
+
+def test_the_inputs_are_the_winner_each_familys_best_then_the_ensembles_members():
+    scores = [0.5, 0.7, 0.6, 0.4, 0.65]
+    families = ["lightgbm", "lightgbm", "xgboost", "catboost", "xgboost"]
+    assert stack.inputs(scores, families, chosen=[1, 4, 0], first=1) == [1, 4, 3, 0]
