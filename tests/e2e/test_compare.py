@@ -150,6 +150,8 @@ NATIVE_PREDICT = {
     "lightgbm": "import lightgbm as lgb; p = lgb.Booster(model_file=path).predict(X)",
     "catboost": "from catboost import CatBoostRegressor; m = CatBoostRegressor(); m.load_model(path); p = m.predict(X)",
     "hgb": "import joblib; p = joblib.load(path).predict(X)",
+    "extra_trees": "import joblib; p = joblib.load(path).predict(X)",
+    "random_forest": "import joblib; p = joblib.load(path).predict(X)",
 }
 
 

@@ -9,7 +9,7 @@ from trialfuse.catalog import STARTS
 from trialfuse.engine.families import family_module
 from trialfuse.task import Kind, Task
 
-FAMILIES = ["xgboost", "lightgbm", "catboost", "hgb"]
+FAMILIES = ["xgboost", "lightgbm", "catboost", "hgb", "extra_trees", "random_forest"]
 
 
 def classes_table(k: int, rows: int = 600, seed: int = 0):

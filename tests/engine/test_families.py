@@ -15,6 +15,8 @@ SMALL = {
     "lightgbm": {"learning_rate": 0.1, "num_leaves": 8},
     "catboost": {"learning_rate": 0.1, "depth": 4},
     "hgb": {"learning_rate": 0.1, "max_leaf_nodes": 8},
+    "extra_trees": {"max_features": 0.5, "min_samples_leaf": 5, "max_leaf_nodes": 64},
+    "random_forest": {"max_features": 0.5, "min_samples_leaf": 5, "max_leaf_nodes": 64, "max_samples": 0.5},
 }
 
 

@@ -1,20 +1,16 @@
 """scikit-learn's HistGradientBoostingRegressor (opt-in: `--models hgb`): histogram trees with
 native missing values, early stopping on the fold's validation rows.
-
-Saved with joblib, scikit-learn's own persistence: `joblib.load(path)` needs only
-scikit-learn (joblib comes with it), where skops would add a dependency and a list of
-trusted types to load what this run itself wrote.
+Served and saved with joblib (sklearn_saved.py).
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
 from trialfuse.engine.families import Fitted, check_deadline
+from trialfuse.engine.families.sklearn_saved import load, predict, save  # noqa: F401  (its interface)
 from trialfuse.engine.families.trees import EARLY_STOPPING_ROUNDS, MAX_ROUNDS
 from trialfuse.task import NUMBERS, Task
 
@@ -42,20 +38,3 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
     if best < ran:
         model.set_params(max_iter=best, early_stopping=False).fit(X_train, y_train, sample_weight=weights)
     return Fitted(model=model, best_rounds=best, rounds_run=ran)
-
-
-def predict(model, X: np.ndarray) -> np.ndarray:
-    """Values for numbers, class probabilities [rows, K] for a classifier."""
-    X = np.asarray(X, dtype=np.float64)
-    out = model.predict_proba(X) if hasattr(model, "predict_proba") else model.predict(X)
-    return np.asarray(out, dtype=np.float64)
-
-
-def save(model: HistGradientBoostingRegressor, directory) -> str:
-    name = "model.joblib"
-    joblib.dump(model, Path(directory) / name)
-    return name
-
-
-def load(path) -> HistGradientBoostingRegressor:
-    return joblib.load(path)
