@@ -68,6 +68,13 @@ def test_a_binary_run_with_text_and_missing_values_end_to_end(tmp_path):
     np.testing.assert_allclose(predicted[["probability_no", "probability_yes"]].sum(axis=1), 1.0, atol=1e-6)
     page = (out / "report.html").read_text()
     assert "Confusion matrix" in page and "prior (base rate)" in page
+    import lightgbm  # the text column reached LightGBM as a category, split as a set of levels
+
+    names = json.loads((out / "best_model" / "metadata.json").read_text())["feature_names"]
+    kept = lightgbm.Booster(model_file=str(next(out.rglob("lightgbm-*/**/model.txt"))))
+    infos = kept.dump_model()["feature_infos"]
+    kinds = {name: bool(infos[f"Column_{i}"]["values"]) for i, name in enumerate(names)}  # levels: a category
+    assert [name for name, category in kinds.items() if category] == ["region"]
     assert (out / "report_files" / "holdout_roc.png").exists()
     explanation = json.loads((out / "explain.json").read_text())
     assert explanation["metric"] == "log-loss" and explanation["features"][0]["permutation_drop"] > 0

@@ -140,3 +140,20 @@ def test_nn_dropout_levels_are_uniform_independent_of_their_neighbours_and_drop_
     assert dropout_threshold(0.99999) == DROPOUT_LEVELS - 1  # one level kept: a finite rescale
     with pytest.raises(ValueError, match="dropout must be in"):
         dropout_threshold(1.0)
+
+
+def test_lightgbm_splits_a_category_column_as_a_set_of_levels(tmp_path):
+    """Twenty levels whose odd codes mean high: one split on the category as a set separates
+    them, where a threshold on the codes cannot; the saved model keeps the column's kind."""
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 20, size=2000).astype(np.float64)
+    codes[::50] = np.nan  # a missing level goes with the rest
+    X = np.column_stack([codes, rng.normal(size=2000)])
+    y = np.where(np.nan_to_num(codes, nan=0.0) % 2 == 1, 1.0, 0.0) + rng.normal(scale=0.1, size=2000)
+    module = family_module("lightgbm")
+    one_split = {"num_leaves": 2, "learning_rate": 1.0, "min_data_in_leaf": 5}
+    native = module.fit(one_split, X, y, threads=1, rounds=1, categorical=[0]).model
+    as_numbers = module.fit(one_split, X, y, threads=1, rounds=1).model
+    assert r2_score(y, module.predict(native, X)) > 0.7 > 0.2 > r2_score(y, module.predict(as_numbers, X))
+    again = module.load(tmp_path / module.save(native, tmp_path))
+    np.testing.assert_allclose(module.predict(again, X), module.predict(native, X))

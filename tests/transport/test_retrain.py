@@ -78,3 +78,17 @@ def test_the_nn_keeps_each_folds_weights_and_serving_them_exports_the_models_who
         r2 = 1 - np.mean((mlp.predict(models[k], X[fold[1]]) - y[fold[1]]) ** 2) / np.var(y[fold[1]])
         result = next(a.result for a in answers if a.job.fold == k)
         assert abs(r2 - result["r2"]) < 1e-5
+
+
+def test_the_category_columns_reach_the_retrain_as_categories(tmp_path):
+    """The pool's rows carry which columns hold category codes; LightGBM's retrain splits them as such."""
+    import lightgbm as lgb
+
+    X, y, _ = make_survivors(400, seed=0)
+    X[:, 2] = np.floor(X[:, 2] * 7 % 7)  # seven levels' codes
+    folds = [(np.arange(200, 400), np.arange(200)), (np.arange(200), np.arange(200, 400))]
+    with WorkerPool(X, y, folds, slots=[Slot("cpu", "", 1)], scratch=tmp_path, categorical=[2]) as pool:
+        [answer] = pool.retrain([Retrain("lightgbm", {"num_leaves": 4, "min_data_in_leaf": 5}, 20, tmp_path / "m", 0)],
+                                X[:5])
+    infos = lgb.Booster(model_file=str(tmp_path / "m" / answer["model_file"])).dump_model()["feature_infos"]
+    assert infos["Column_2"]["values"] and not infos["Column_1"]["values"]

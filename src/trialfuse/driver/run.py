@@ -120,7 +120,7 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
     with WorkerPool(table.X[rest], table.y[rest], folds, slots=slots, job_timeout=opts.job_timeout, scratch=out,
                     fuse=opts.fuse, predictions=out_of_fold is not None,
                     keep_models=None if opts.refit else out_of_fold.directory / MODELS, new_worker=new_worker,
-                    task=table.task) as pool:
+                    task=table.task, categorical=table.category_columns) as pool:
         reporter.watch(pool.activity)
         for family in models:
             reporter.family_started(family, opts.trials)

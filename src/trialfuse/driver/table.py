@@ -42,6 +42,12 @@ class Table:
     def rows(self) -> int:
         return len(self.y)
 
+    @property
+    def category_columns(self) -> list[int]:
+        """The columns of X that hold a category's codes (the families that split on categories
+        natively read them as such)."""
+        return [i for i, name in enumerate(self.feature_names) if name in self.categories]
+
 
 def read_frame(path: str | Path | pd.DataFrame, target: str | None = None,
                text_columns: list[str] | None = None) -> tuple[pd.DataFrame, str | None]:

@@ -74,7 +74,7 @@ class WorkerPool:
     def __init__(self, X: np.ndarray, y: np.ndarray, folds, *, slots: list[Slot] | None = None,
                  job_timeout: float | None = None, scratch: Path | None = None, fuse: Fuse = AUTO,
                  deadline: float | None = None, predictions: bool = False, keep_models: Path | None = None,
-                 new_worker: WorkerFactory | None = None, task: Task = NUMBERS):
+                 new_worker: WorkerFactory | None = None, task: Task = NUMBERS, categorical: list[int] = ()):
         self.slots = slots or [Slot("cpu", "", os.cpu_count() or 1)]
         self.job_timeout = job_timeout or math.inf
         self._windows: dict[str, int] = {}  # each family's trials in flight, once asked (see window)
@@ -88,7 +88,7 @@ class WorkerPool:
         self._running: dict[TrialKey, dict[int, float]] = {}
         self._cancelled: set[TrialKey] = set()  # trials the scheduler dropped: a given-back fold of one is not re-run
         self._tmp = make_scratch(None if scratch is None else Path(scratch))
-        np.savez(self._tmp / "search_rows.npz", X=X, y=y)
+        np.savez(self._tmp / "search_rows.npz", X=X, y=y, categorical=np.asarray(categorical, dtype=np.int64))
         self._shape, self._folds = X.shape, len(folds)
         self._dataset = protocol.load_dataset(str(self._tmp / "search_rows.npz"), folds, task=task)
         self._staged: list[FoldJob] = []

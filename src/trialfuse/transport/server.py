@@ -36,6 +36,7 @@ class Dataset:
     y: np.ndarray  # [rows]
     folds: list[tuple[np.ndarray, np.ndarray]]  # (train rows, validation rows) per fold
     task: Task = NUMBERS  # what y holds: numbers, or class codes 0..K-1
+    categorical: tuple[int, ...] = ()  # columns of X that hold category codes (the rows' NPZ says)
 
 
 class Server:
@@ -79,9 +80,10 @@ class Server:
         name = str(command.get("dataset", protocol.SEARCH_ROWS))
         with np.load(command["path"], allow_pickle=False) as data:
             X, y = np.asarray(data["X"], dtype=np.float64), np.asarray(data["y"], dtype=np.float64)
+            categorical = tuple(int(i) for i in data["categorical"]) if "categorical" in data else ()
         folds = [(np.asarray(f["train"], dtype=np.int64), np.asarray(f["val"], dtype=np.int64))
                  for f in command["folds"]]
-        self.datasets[name] = Dataset(X, y, folds, Task.from_json(command.get("task")))
+        self.datasets[name] = Dataset(X, y, folds, Task.from_json(command.get("task")), categorical)
         self.prepared_folds = {k: v for k, v in self.prepared_folds.items() if k[1] != name}
         return {"status": "loaded", "dataset": name, "rows": len(y), "folds": len(folds)}
 
@@ -97,6 +99,10 @@ class Server:
     def _task(self, job: TrainJob) -> Task:
         """What the job's target is: its resident dataset's task (a source-dialect fold: numbers)."""
         return NUMBERS if job.path is not None else self.datasets[job.dataset].task
+
+    def _categorical(self, job: TrainJob) -> tuple[int, ...]:
+        """Its dataset's category columns (a source-dialect fold: none)."""
+        return () if job.path is not None else self.datasets[job.dataset].categorical
 
     def _prepared_fold(self, job: TrainJob, module):
         """The job's fold as its batched family's `fit_many` takes it (torch loads here, once
@@ -163,7 +169,7 @@ class Server:
         module = family_module(job.family)
         task = self._task(job)
         fitted = module.fit(job.params, X_train, y_train, X_val, y_val, device=self.device, threads=job.threads,
-                            seed=job.seed, deadline=job.deadline, task=task)
+                            seed=job.seed, deadline=job.deadline, task=task, categorical=self._categorical(job))
         pred_val, pred_train = (task.probabilities(module.predict(fitted.model, X)) for X in (X_val, X_train))
         result = FoldResult(fitted.model, fitted.best_rounds, fitted.rounds_run,
                             **fold_scores(task, y_train, pred_train, y_val, pred_val), predictions_val=pred_val,
@@ -182,7 +188,8 @@ class Server:
         module = family_module(command["family"])
         started = time.perf_counter()
         fitted = module.fit(command["params"], data.X, data.y, device=self.device, threads=command.get("threads"),
-                            seed=int(command.get("seed", 0)), rounds=command.get("rounds"), task=data.task)
+                            seed=int(command.get("seed", 0)), rounds=command.get("rounds"), task=data.task,
+                            categorical=data.categorical)
         directory = Path(command["directory"])
         directory.mkdir(parents=True, exist_ok=True)
         filename = module.save(fitted.model, directory)

@@ -5,10 +5,12 @@ functions and imports its library only when loaded, so the driver, which only na
 families, never imports torch:
 
 - `fit(params, X_train, y_train, X_val, y_val, *, device, threads, seed, rounds=None,
-  deadline=None) -> Fitted`: with validation rows it stops early on them; with `X_val=None`
-  it trains exactly `rounds` boosting rounds or epochs (the final retrain on all search
-  rows). Past `deadline` (time.time()) it raises `DeadlineReached` within a round or an
-  epoch, so a run's time budget holds inside a job too.
+  deadline=None, task, categorical=()) -> Fitted`: with validation rows it stops early on
+  them; with `X_val=None` it trains exactly `rounds` boosting rounds or epochs (the final
+  retrain on all search rows). Past `deadline` (time.time()) it raises `DeadlineReached`
+  within a round or an epoch, so a run's time budget holds inside a job too. `categorical`:
+  the columns of X holding a category's codes, for a library that splits on categories
+  natively (LightGBM); the others read the codes as numbers.
 - `predict(model, X) -> np.ndarray` (float64, one value per row; X may hold NaN).
 - `save(model, directory) -> str`: writes the library's native file, returns its name.
 - `load(path)`: reads that file back with the library alone.

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ LOSSES = {Kind.REGRESSION: "RMSE", Kind.BINARY: "Logloss", Kind.MULTICLASS: "Mul
 
 def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, device: str = "cpu",
         threads: int | None = None, seed: int = 0, rounds: int | None = None, deadline: float | None = None,
-        task: Task = NUMBERS) -> Fitted:
+        task: Task = NUMBERS, categorical: Sequence[int] = ()) -> Fitted:
     check_deadline(deadline)
     watch = X_val is not None
     clock = _Deadline(deadline) if deadline is not None and not device.startswith("cuda") else None  # GPU: no

@@ -2,6 +2,7 @@
 Trained, served and saved as every forest is (forests.py)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor
@@ -13,7 +14,7 @@ from trialfuse.task import NUMBERS, Task
 
 def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, device: str = "cpu",
         threads: int | None = None, seed: int = 0, rounds: int | None = None, deadline: float | None = None,
-        task: Task = NUMBERS) -> Fitted:
+        task: Task = NUMBERS, categorical: Sequence[int] = ()) -> Fitted:
     """CPU only; no early stopping (the validation rows are scored by the caller)."""
     return forests.fit((ExtraTreesRegressor, ExtraTreesClassifier), params, X_train, y_train, threads=threads,
                        seed=seed, rounds=rounds, deadline=deadline, task=task)

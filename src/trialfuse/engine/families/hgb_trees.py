@@ -4,6 +4,7 @@ Served and saved with joblib (sklearn_saved.py).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ from trialfuse.task import NUMBERS, Task
 
 def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, device: str = "cpu",
         threads: int | None = None, seed: int = 0, rounds: int | None = None, deadline: float | None = None,
-        task: Task = NUMBERS) -> Fitted:
+        task: Task = NUMBERS, categorical: Sequence[int] = ()) -> Fitted:
     """CPU only (scikit-learn has no GPU learner); threads follow OMP_NUM_THREADS, set per worker.
     With validation rows: stop on them, then refit to the best round count, so the scored model
     is the one the final retrain reproduces (HistGradientBoosting cannot drop its last trees).

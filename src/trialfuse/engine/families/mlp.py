@@ -17,7 +17,7 @@ values and returns predictions in target units, or class probabilities [rows, K]
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -164,8 +164,9 @@ def new_net(n_features: int, p: dict[str, Any], seed: int, outputs: int = 1) -> 
 def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, device: str = "cpu",
         threads: int | None = None, seed: int = 0, rounds: int | None = None,
         dtype: torch.dtype = torch.float32, on_epoch: Callable[[MLP, float, float | None], None] | None = None,
-        deadline: float | None = None, task: Task = NUMBERS) -> Fitted:
+        deadline: float | None = None, task: Task = NUMBERS, categorical: Sequence[int] = ()) -> Fitted:
     """Train one MLP; early stopping on (X_val, y_val), or exactly `rounds` epochs without them.
+    Category columns (`categorical`) it reads as their codes, standardized like any number.
 
     `on_epoch(net, train_loss, val_loss)` is called after each step, gradients still in place
     (the diagnostics probe reads them there)."""

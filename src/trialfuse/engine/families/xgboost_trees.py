@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ class _Deadline(xgb.callback.TrainingCallback):
 
 def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, device: str = "cpu",
         threads: int | None = None, seed: int = 0, rounds: int | None = None, deadline: float | None = None,
-        task: Task = NUMBERS) -> Fitted:
+        task: Task = NUMBERS, categorical: Sequence[int] = ()) -> Fitted:
     """Squared error for numbers; for classes (y: codes 0..K-1) the logistic or softmax
     objective, early stopping on the validation log-loss."""
     check_deadline(deadline)
