@@ -8,26 +8,35 @@ the run's deadline is checked between them. Served and saved as `hgb` is (sklear
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from trialfuse.engine.families import Fitted, check_deadline
-from trialfuse.task import Task
+from trialfuse.task import NUMBERS, Task
 
 TREES = 150  # trees per forest: past ~100 a forest's score moves in the fourth decimal, its time linearly
 CHUNK = 25  # trees grown between deadline checks
 
 
-def fit(learners: tuple[type, type], params: dict[str, Any], X_train, y_train, *, threads: int | None,
-        seed: int, rounds: int | None, deadline: float | None, task: Task) -> Fitted:
-    """Grow `rounds` trees (TREES when searching), CHUNK at a time; learners: (regressor, classifier)."""
-    check_deadline(deadline)
-    learner = learners[1] if task.is_classification else learners[0]
-    trees = int(rounds or TREES)
-    model = learner(n_estimators=0, warm_start=True, n_jobs=threads or 1, random_state=seed, **params)
-    weights = task.row_weights(y_train)
-    while model.n_estimators < trees:
-        model.set_params(n_estimators=min(trees, model.n_estimators + CHUNK))
-        model.fit(X_train, y_train, sample_weight=weights)
+def fitter(regressor: type, classifier: type) -> Callable[..., Fitted]:
+    """A forest family's `fit` (the interface of trialfuse.engine.families) over these two
+    learners: CPU only, no early stopping (the caller scores the validation rows), codes of
+    category columns read as numbers."""
+
+    def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, device: str = "cpu",
+            threads: int | None = None, seed: int = 0, rounds: int | None = None, deadline: float | None = None,
+            task: Task = NUMBERS, categorical: Sequence[int] = ()) -> Fitted:
+        """Grow `rounds` trees (TREES when searching), CHUNK at a time."""
         check_deadline(deadline)
-    model.set_params(warm_start=False)
-    return Fitted(model=model, best_rounds=trees, rounds_run=trees)
+        learner = classifier if task.is_classification else regressor
+        trees = int(rounds or TREES)
+        model = learner(n_estimators=0, warm_start=True, n_jobs=threads or 1, random_state=seed, **params)
+        weights = task.row_weights(y_train)
+        while model.n_estimators < trees:
+            model.set_params(n_estimators=min(trees, model.n_estimators + CHUNK))
+            model.fit(X_train, y_train, sample_weight=weights)
+            check_deadline(deadline)
+        model.set_params(warm_start=False)
+        return Fitted(model=model, best_rounds=trees, rounds_run=trees)
+
+    return fit
