@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold, StratifiedKFold
 
 from trialfuse.blend import serve, stack_features
@@ -40,7 +39,8 @@ def test_its_out_of_fold_score_is_honest_on_noise():
 
 def test_a_class_stack_recalibrates_and_is_served_as_fitted():
     """Two classes: an overconfident but well-ranked model and a weak one; the stack's log-loss
-    beats the better input's, and blend.serve gives scikit-learn's own probabilities."""
+    beats the better input's, and blend.serve (the standardization folded into the coefficients)
+    gives scikit-learn's own probabilities."""
     rng = np.random.default_rng(2)
     score = rng.normal(size=3000)
     y = (score + rng.normal(scale=0.8, size=3000) > 0).astype(np.float64)
@@ -50,7 +50,7 @@ def test_a_class_stack_recalibrates_and_is_served_as_fitted():
     predictions = np.stack([np.column_stack([1 - p, p]) for p in (sharp, weak)])
     found = stack.fit(predictions, y, _folds(y, strata=y), task)
     assert found.oof_score > task.score(y, predictions[0]) + 0.05
-    fitted = LogisticRegression(C=stack.CLASS_C, max_iter=2000).fit(stack_features(predictions), y.astype(int))
+    fitted = stack.class_stack().fit(stack_features(predictions), y.astype(int))
     np.testing.assert_allclose(serve(list(predictions), found.weights, found.served),
                                fitted.predict_proba(stack_features(predictions)), atol=1e-9)
 
@@ -63,7 +63,7 @@ def test_three_classes_are_served_as_fitted():
     task = Task(Kind.MULTICLASS, (0, 1, 2), "log_loss")
     found = stack.fit(predictions, y, _folds(y, strata=y), task)
     served = serve(list(predictions), found.weights, found.served)
-    fitted = LogisticRegression(C=stack.CLASS_C, max_iter=2000).fit(stack_features(predictions), y.astype(int))
+    fitted = stack.class_stack().fit(stack_features(predictions), y.astype(int))
     np.testing.assert_allclose(served, fitted.predict_proba(stack_features(predictions)), atol=1e-9)
     assert np.asarray(found.served["coef"]).shape == (3, 6)
 
