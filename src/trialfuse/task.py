@@ -177,10 +177,10 @@ class Task:
         if not self.is_classification:
             return pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         codes = pd.Index(self.classes).get_indexer(column).astype(np.float64)
-        numbered = all(isinstance(c, int | float | np.number) for c in self.classes)
-        if (codes < 0).any() and numbered and pd.api.types.is_numeric_dtype(column):  # 1.0 read back: class 1
-            codes = pd.Index(np.asarray(self.classes, dtype=np.float64)).get_indexer(column.astype(np.float64)) \
-                .astype(np.float64)
+        if (codes < 0).any() and pd.api.types.is_numeric_dtype(column):  # 1.0 or "1" read back as the number 1
+            as_numbers = pd.to_numeric(pd.Series(self.classes, dtype=object), errors="coerce")
+            codes = column.astype(np.float64).map({v: i for i, v in enumerate(as_numbers) if pd.notna(v)}) \
+                .to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
         codes[codes < 0] = np.nan
         return codes
 

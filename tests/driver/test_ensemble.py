@@ -236,3 +236,33 @@ def test_the_plan_saves_a_stack_where_it_beats_the_average_out_of_fold(tmp_path)
     vectors = {n: y + e for n, e in errors.items()}
     served = serve([vectors[m.trial] for m in chosen.members], [m.weight for m in chosen.members], chosen.stack)
     assert r2_score(y, served) > 0.85 > r2_score(y, vectors[0]) + 0.05
+
+
+@pytest.mark.parametrize("stacked", [False, True])
+def test_when_a_members_retrain_fails_the_winner_alone_is_saved_and_scored_as_served(tmp_path, stacked):
+    """The fallback is the best single model with weight one: its holdout score is its own
+    predictions' (before: the ensemble's weight times them, and under a stack without the stack)."""
+    from trialfuse.driver import final_model
+    from trialfuse.driver.table import Table
+    from trialfuse.driver.trial_records import FamilyResult
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(100, 2)), rng.normal(size=100)
+    sealed, rest = np.arange(80, 100), np.arange(80)
+    served = y[sealed] + rng.normal(scale=0.5, size=20)  # what the winner predicts on the holdout
+
+    class Pool:
+        def retrain(self, retrains, X_holdout):
+            return [{"status": "error", "error": "boom"} if r.family == "xgboost" else
+                    {"status": "complete", "model_file": "model.txt", "predictions": served.tolist(), "rounds": 10,
+                     "seconds": 1.0} for r in retrains]
+
+    members = [final_model.Member("lightgbm", 0, {}, 10, [1.0], 0.5, weight=0.3),
+               final_model.Member("xgboost", 1, {}, 10, [1.0], 0.4, weight=0.9)]
+    plan = final_model.Plan(members, {"chosen": True, "oof_score": 0.6}, stack={"link": "identity", "intercept": 0.2}
+                            if stacked else None)
+    best = FamilyResult("lightgbm", best_params={}, best_trial=0, cv_score_mean=0.5, cv_score_folds=[0.5])
+    table = Table(X, y, ["a", "b"], "y")
+    saved = final_model.train_and_save(Pool(), plan, best, table, rest, sealed, tmp_path, seed=0)
+    assert saved["winner"] == "lightgbm" and "a member's retrain failed" in saved["warnings"][0]
+    assert saved["holdout_score"] == pytest.approx(r2_score(y[sealed], served), abs=1e-12)

@@ -57,6 +57,8 @@ def test_text_classes_meet_a_column_that_reads_as_numbers():
     assert np.isnan(task.encode(pd.Series([1.0, 0.0]))).all()
     numbers, _, _ = decide(pd.Series(np.array([0, 1, 1])), "n")
     assert numbers.encode(pd.Series([1.0, 0.0, 2.0]))[:2].tolist() == [1.0, 0.0]  # 1.0 read back is the class 1
+    digits = Task(Kind.MULTICLASS, ("1", "10", "2"))  # text classes that read as numbers in a CSV
+    np.testing.assert_array_equal(digits.encode(pd.Series([2, 1, 10, 3, np.nan])), [2.0, 0.0, 1.0, np.nan, np.nan])
 
 
 @pytest.mark.parametrize("values, asked, message", [
@@ -164,3 +166,23 @@ def test_a_reporter_written_before_tasks_gets_the_task_line_as_a_stage(tmp_path)
     pd.DataFrame({"a": np.random.default_rng(0).normal(size=60), "answer": answers}).to_csv(table, index=False)
     with pytest.raises(Told, match="3 classes: 'maybe', 'no', 'yes'"):
         compare_models(RunOptions(data=table, target="answer", out=tmp_path / "run"), OlderReporter())
+
+
+def test_a_record_reads_the_storage_it_names_where_that_exists(tmp_path):
+    """An absolute journal path that exists is read as recorded, even beside an older journal in
+    the run directory; a relative one (written before paths were absolute) falls back to the run
+    directory's own journal."""
+    from trialfuse.driver import run_dir
+    from trialfuse.driver.run_record import RunRecord
+
+    run, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
+    for directory in (run, elsewhere):
+        directory.mkdir()
+        (directory / run_dir.JOURNAL).write_text("")
+    record = object.__new__(RunRecord)  # only the storage field matters here
+    record.storage = str(elsewhere / run_dir.JOURNAL)
+    assert record.storage_at(run) == str(elsewhere / run_dir.JOURNAL)
+    record.storage = f"runs/x/{run_dir.JOURNAL}"
+    assert record.storage_at(run) == str(run / run_dir.JOURNAL)
+    record.storage = "postgresql://db/trials"
+    assert record.storage_at(run) == "postgresql://db/trials"

@@ -14,7 +14,7 @@ from contract import WorkerContract
 
 from trialfuse.driver.options import RunOptions
 from trialfuse.driver.run import compare_models
-from trialfuse.survivors import TARGET, make_survivors, write_survivors
+from trialfuse.survivors import BAND_TARGET, make_survivors, write_survivors
 from trialfuse.transport import protocol
 from trialfuse.transport.fold_queue import TrialKey
 from trialfuse.transport.placement import Slot
@@ -68,14 +68,22 @@ def test_the_cluster_gives_one_worker_per_gpu_then_one_per_cpu_left():
 
 
 def test_a_run_on_ray_gives_the_same_trials_and_scores_as_on_local_processes(tmp_path):
-    data = write_survivors(tmp_path / "rows.csv", rows=600, seed=0)
+    """A class table with a text column (the task and the category columns travel to the actors
+    with the rows), searched alike on Ray and on local processes."""
+    import pandas as pd
+
+    data = write_survivors(tmp_path / "rows.csv", rows=600, seed=0, bands=2)
+    table = pd.read_csv(data)
+    table["region"] = np.where(table.iloc[:, 3] > 0.5, "north", "south")
+    table.to_csv(data, index=False)
 
     def run(**where) -> dict:
-        opts = RunOptions(data=data, target=TARGET, models=["lightgbm", "nn"], trials=3, folds=3,
+        opts = RunOptions(data=data, target=BAND_TARGET, models=["lightgbm", "nn"], trials=3, folds=3,
                           out=tmp_path / ("ray" if where else "local"), explain=False, **where)
         return compare_models(opts).to_json()
 
     local, on_ray = run(), run(ray="local")
+    assert on_ray["task"]["kind"] == "binary" and on_ray["holdout_metrics"]["model"]["roc_auc"] > 0.6
     assert on_ray["device"] == "ray: 1 node, 2 gpu + 0 cpu" and on_ray["workers"] == 2
     for family in ("lightgbm", "nn"):
         a, b = local["families"][family], on_ray["families"][family]

@@ -15,6 +15,7 @@ How a model is served (each member of an ensemble alike), then averaged with the
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -143,7 +144,7 @@ def train_and_save(pool: WorkerPool, chosen: Plan, best: FamilyResult, table: Ta
               if a.get("status") != "complete"]
     if failed and chosen.is_ensemble:  # the best single model still gets saved
         run_dir.remove_dir(staged)
-        fallback = Plan([members[0]], {**(chosen.ensemble or {}), "chosen": False,
+        fallback = Plan([dataclasses.replace(members[0], weight=1.0)], {**(chosen.ensemble or {}), "chosen": False,
                                    "reason": f"a member's retrain failed ({failed[0]})"},
                         [*chosen.warnings, f"ensemble not saved: a member's retrain failed ({failed[0]})"])
         return train_and_save(pool, fallback, best, table, rest, sealed, out, seed)

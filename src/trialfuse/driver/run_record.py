@@ -118,21 +118,22 @@ class RunRecord:
         return "" if self.prior_score is None else f" (prior {self.prior_score:.4f})"
 
     def data_at(self, run: Path | str) -> Path:
-        """The run's table as read from `run`: where it was recorded, or the DataFrame kept in the run
-        directory when the record's path does not lead there (a path relative to another working
-        directory, or a run directory moved)."""
+        """The run's table as read from `run`: by the absolute path recorded where it exists, else
+        (a path relative to another working directory, a run directory moved) the DataFrame kept
+        in the run directory."""
         recorded, kept = Path(self.data), Path(run) / run_dir.DATA
-        return kept if recorded.name == run_dir.DATA and kept.is_file() else recorded
+        if (recorded.is_absolute() and recorded.is_file()) or recorded.name != run_dir.DATA or not kept.is_file():
+            return recorded
+        return kept
 
     def storage_at(self, run: Path | str) -> str:
-        """The run's Optuna storage as read from `run`: a database URL as recorded, or the journal
-        file; the run directory's own journal unless the record names another that exists."""
-        if "://" in self.storage:
-            return self.storage
+        """The run's Optuna storage as read from `run`: a database URL, or a journal file by the
+        absolute path recorded where it exists; else (a record written relative to another
+        working directory, a run directory moved) the run directory's own journal."""
         recorded, own = Path(self.storage), Path(run) / run_dir.JOURNAL
-        if recorded.name == run_dir.JOURNAL and own.is_file():
-            return str(own)
-        return str(recorded)
+        if "://" in self.storage or (recorded.is_absolute() and recorded.is_file()) or not own.is_file():
+            return self.storage
+        return str(own)
 
     def trials(self, run: Path | str) -> dict[str, list[optuna.trial.FrozenTrial]]:
         """Every family's trials as its study holds them (families without a study left out)."""
