@@ -59,11 +59,12 @@ def parse_modes(text: str) -> tuple[str, ...]:
 
 
 def sample_configs(n: int, epochs: int, seed: int = 0, shape: str | None = None) -> list[dict[str, Any]]:
-    """NN configs drawn from the catalog's NN search space, with a fixed epoch budget. `shape`
+    """NN configs drawn from the catalog's NN search space, with a fixed epoch budget, each epoch
+    one step on the whole fold (the work the fused trainer's figures are measured on). `shape`
     ("3x128": depth x width) fixes every model to that MLP with ReLU, dropout 0.2 and no early
     stopping, as `tools/gpu_limit.py` trains it: the same work for both, so speeds compare."""
     trial = RandomTrial(np.random.default_rng(seed))
-    configs = [{**FAMILIES[NN].suggest(trial), "epochs": epochs} for _ in range(n)]
+    configs = [{**FAMILIES[NN].suggest(trial), "epochs": epochs, "batch_size": 0} for _ in range(n)]
     if shape:
         depth, width = (int(v) for v in shape.lower().split("x"))
         configs = [{**c, "hidden_layers": [width] * depth, "use_leaky_relu": False, "dropout": 0.2,

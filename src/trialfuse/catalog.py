@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 NN_WIDTHS = (32, 64, 128, 256)
+NN_BATCH_SIZES = (0, 256, 512, 1024, 2048)  # rows per step; 0: the whole fold (the source's full batch)
 
 
 def suggest_nn(trial) -> dict[str, Any]:
@@ -33,6 +34,7 @@ def suggest_nn(trial) -> dict[str, Any]:
         "early_stopping_patience": trial.suggest_int("early_stopping_patience", 5, 20),
         "min_delta": trial.suggest_float("min_delta", 0.0, 1e-3),
         "use_leaky_relu": trial.suggest_categorical("use_leaky_relu", [False, True]),
+        "batch_size": trial.suggest_categorical("batch_size", NN_BATCH_SIZES),  # last: earlier draws keep their order
     }
 
 
@@ -130,18 +132,19 @@ def suggest_random_forest(trial) -> dict[str, Any]:
 # better): 2 bands 0.605 in 30 epochs against the defaults' 0.633 in 51; 4 bands 1.246 in 26 against
 # 1.300 in 58 (AutoGluon's NN_TORCH entry: 0.611 and 1.256).
 STARTS: dict[str, tuple[dict[str, Any], ...]] = {
-    # the MLP's DEFAULTS (engine/families/mlp.py) at ten times the rate, light dropout and a
-    # patience of 10: a full-batch epoch is one step, and at 1e-3 the 100-epoch budget ends before
-    # it converges. R² on fold 0 against the defaults as they are: reference table 0.293 in 43
-    # epochs against 0.239 in 77; flights 0.874 against 0.862, movies 0.208 against 0.205, each in
-    # the whole 100 (bench/vs_peers.py's tables).
-    "nn": ({"n_layers": 2, "width_0": 128, "width_1": 64, "learning_rate": 1e-2, "dropout": 0.2, "epochs": 100,
-            "weight_decay": 1e-6, "optimizer": "adam", "gradient_clip": 5.0, "early_stopping_patience": 10,
-            "min_delta": 0.0, "use_leaky_relu": False},
+    # the MLP's DEFAULTS (engine/families/mlp.py) in slices of 1,024 rows at twice the rate, light
+    # dropout and a patience of 10. Whole-fold steps (the defaults, or this at ten times the rate)
+    # are few for the epochs they cost. On fold 0 of bench/vs_peers.py's tables, category columns
+    # as levels, one core, R² and seconds: baseball 0.9566 in 3.0 s, flights 0.8896 in 2.3 s, movies
+    # 0.2183 in 3.5 s; in 512-row slices at 1e-3 (AutoGluon's NN_TORCH batch) 0.9563, 0.8912, 0.2179
+    # in 4.4, 4.3 and 7.9 s (movies ran 90 epochs); whole-fold at 1e-2, 0.9550 and 0.874 on the first two.
+    "nn": ({"n_layers": 2, "width_0": 128, "width_1": 64, "learning_rate": 2e-3, "batch_size": 1024, "dropout": 0.1,
+            "epochs": 100, "weight_decay": 1e-6, "optimizer": "adam", "gradient_clip": 5.0,
+            "early_stopping_patience": 10, "min_delta": 0.0, "use_leaky_relu": False},
            {"n_layers": 4, "width_0": 128, "width_1": 128, "width_2": 128, "width_3": 128,  # AutoGluon NN_TORCH
-            "learning_rate": 2.7e-3, "dropout": 0.1, "epochs": 100, "weight_decay": 1e-6,  # _r79 (108 wide,
-            "optimizer": "adam", "gradient_clip": 5.0, "early_stopping_patience": 15, "min_delta": 0.0,  # elu)
-            "use_leaky_relu": False}),
+            "learning_rate": 2.7e-3, "batch_size": 512, "dropout": 0.1, "epochs": 100,  # _r79 (108 wide, elu)
+            "weight_decay": 1e-6, "optimizer": "adam", "gradient_clip": 5.0, "early_stopping_patience": 15,
+            "min_delta": 0.0, "use_leaky_relu": False}),
     "xgboost": ({"learning_rate": 0.3, "max_depth": 6, "min_child_weight": 1.0, "subsample": 1.0,
                  "colsample_bytree": 1.0, "reg_lambda": 1.0, "reg_alpha": 1e-3},  # XGBoost's defaults
                 {"learning_rate": 0.0878, "max_depth": 5, "min_child_weight": 1.0, "subsample": 1.0,  # AutoGluon
@@ -202,12 +205,12 @@ class Family:
     start: tuple[dict[str, Any], ...] = ()  # first trials, before TPE's own (raw Optuna params; see STARTS)
     gpu: GpuUse = GpuUse.NO  # how it uses a GPU worker
     exported: bool = False  # its kept fold models are exported when served (not copied): ~1 s a fold
-    budget_on_cpu: bool = True  # searched by default under --timeout where no worker has a GPU (see default_models)
+    first_trials: int = 2  # complete trials it gets at equal compute before its share follows its progress
 
 
 FAMILIES: dict[str, Family] = {row.name: row for row in (
     Family(NN, "network", suggest_nn, batched=True, in_flight=8, diagnostics=True, color="tab:blue", cost=4,
-           start=STARTS[NN], gpu=GpuUse.ONLY, exported=True, budget_on_cpu=False),
+           start=STARTS[NN], gpu=GpuUse.ONLY, exported=True, first_trials=1),
     Family("xgboost", "xgboost_trees", suggest_xgboost, color="tab:orange", cost=2, start=STARTS["xgboost"],
            gpu=GpuUse.CAN),
     Family("lightgbm", "lightgbm_trees", suggest_lightgbm, color="tab:green", cost=1, start=STARTS["lightgbm"],
@@ -222,24 +225,17 @@ FAMILIES: dict[str, Family] = {row.name: row for row in (
 )}
 DEFAULT_MODELS = tuple(name for name, row in FAMILIES.items() if row.default)
 
-# Why the NN sits out a time budget on a CPU-only machine unless named: there one of its
-# full-batch trials costs several tree trials, and at equal wall time the tree families alone
-# scored higher on every bench table (figures: README "How it runs",
-# bench/results/2026-11-27-cpu-2core-nn-under-budget.json). On a GPU its trials are cheap.
-LEFT_OUT_OF_BUDGET = "left out: --timeout with no GPU (name it in --models to search it)"
 
-
-def default_models(timed: bool, gpu: bool) -> list[str]:
-    """The families a run searches when --models is not given: the default ones, less those
-    that sit out a time budget (`timed`) where no worker has a GPU."""
-    return [name for name in DEFAULT_MODELS if gpu or not timed or FAMILIES[name].budget_on_cpu]
+# Parameters a family's space gained after studies were written, at the value their older trials
+# trained with: such a trial (a resumed run, a saved study) still rebuilds.
+ADDED_LATER: dict[str, dict[str, Any]] = {NN: {"batch_size": 0}}
 
 
 def params_from_trial(family: str, trial) -> dict[str, Any]:
     """Rebuild the model params of a finished Optuna trial from its recorded params."""
     import optuna
 
-    return FAMILIES[family].suggest(optuna.trial.FixedTrial(trial.params))
+    return FAMILIES[family].suggest(optuna.trial.FixedTrial({**ADDED_LATER.get(family, {}), **trial.params}))
 
 
 class RandomTrial:

@@ -18,8 +18,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Find the best model for a tabular problem (numbers or classes), without overfitting.")
 
 Models = Annotated[str | None, typer.Option(help=f"Comma-separated families: {', '.join(FAMILIES)} (default: "
-                                                f"{','.join(DEFAULT_MODELS)}; with --timeout and no GPU, the "
-                                                "tree families: there an NN trial costs many tree trials).")]
+                                                f"{','.join(DEFAULT_MODELS)}).")]
 Trials = Annotated[int, typer.Option(help="Optuna trials per family.")]
 Folds = Annotated[int, typer.Option(help="K in K-fold cross-validation.")]
 Holdout = Annotated[float, typer.Option(help="Fraction of rows sealed away for the final score.")]

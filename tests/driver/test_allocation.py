@@ -9,7 +9,7 @@ import pytest
 
 from trialfuse.catalog import FAMILIES
 from trialfuse.driver import scheduler
-from trialfuse.driver.allocation import FIRST_TRIALS, MIN_SHARE, CostShares
+from trialfuse.driver.allocation import MIN_SHARE, CostShares
 from trialfuse.driver.budget import Budget
 from trialfuse.transport.fold_queue import FoldDone, FoldJob
 
@@ -23,8 +23,21 @@ def account(shares: CostShares, family: str, trials: list[float], seconds_per_tr
 def test_every_family_has_an_equal_share_until_its_first_trials_are_complete():
     shares = CostShares(["lightgbm", "catboost"], folds=1)
     account(shares, "lightgbm", [0.40, 0.45, 0.50], 1.0)
-    account(shares, "catboost", [0.10] * (FIRST_TRIALS - 1), 1.0)
+    account(shares, "catboost", [0.10] * (FAMILIES["catboost"].first_trials - 1), 1.0)
     assert shares.eci("catboost") is None and shares.share("catboost") == 1.0
+
+
+def test_the_nn_shares_by_its_progress_after_one_trial_far_behind_it_gets_the_least():
+    """The NN's CPU trial costs several tree trials: one tells how near the leader it is."""
+    assert FAMILIES["nn"].first_trials == 1
+    shares = CostShares(["lightgbm", "nn"], folds=1)
+    account(shares, "lightgbm", [0.20, 0.25, 0.26], 1.0)
+    account(shares, "nn", [0.16], 4.0)  # movies: far behind, at 4x the cost
+    assert shares.share("nn") == pytest.approx(MIN_SHARE)
+    near = CostShares(["lightgbm", "nn"], folds=1)
+    account(near, "lightgbm", [0.950, 0.958, 0.961], 1.0)
+    account(near, "nn", [0.9605], 4.0)  # baseball: next to the leader
+    assert near.share("nn") == pytest.approx(1.0 / 4)  # next to it: bounded by its own trial's cost alone
 
 
 def test_a_family_that_trails_and_stopped_improving_gets_less_and_never_nothing():
@@ -49,9 +62,22 @@ def test_a_smaller_share_moves_the_familys_turns_further_apart():
     account(shares, "lightgbm", [0.40, 0.45, 0.50, 0.52], 2.0)
     account(shares, "catboost", [0.30, 0.30, 0.30, 0.30], 2.0)
     turn, step = shares.next_turn("lightgbm")
-    assert (turn, step) == (0.0, pytest.approx(10.0))  # 5 folds of 2 s, full share
+    assert (turn, step) == (8.0, pytest.approx(10.0))  # after the 8 s it used; 5 folds of 2 s, full share
     turn, step = shares.next_turn("catboost")
     assert step == pytest.approx(10.0 / shares.share("catboost")) and step >= 20.0
+    assert turn == pytest.approx(8.0 / shares.share("catboost"))  # its 8 s at its smaller share
+
+
+def test_a_family_whose_trials_cost_more_than_its_clock_says_goes_back_in_the_queue():
+    shares = CostShares(["lightgbm", "nn"], folds=5)
+    assert shares.next_turn("nn") == (0.0, 20.0)  # the catalog's guess: 4 s a fold
+    for _ in range(5):
+        shares.fold_done("nn", 9.0, complete=True)  # 45 s where the clock guessed 20
+    shares.trial_done("nn", 0.16)
+    account(shares, "lightgbm", [0.24, 0.25, 0.26], 10.0)
+    turn, step = shares.next_turn("nn")
+    assert shares.share("nn") < 0.51 and turn == pytest.approx(45.0 / shares.share("nn")) and turn > 88
+    assert step == pytest.approx(45.0 / shares.share("nn"))  # its next trial's estimate: what this one cost
 
 
 class Clock:

@@ -14,7 +14,7 @@ import time
 import optuna
 import pytest
 
-from trialfuse.catalog import DEFAULT_MODELS, FAMILIES, default_models
+from trialfuse.catalog import FAMILIES
 from trialfuse.driver.budget import REPORT_SECONDS, Budget
 from trialfuse.driver.scheduler import run_family_study, run_studies
 from trialfuse.transport.fold_queue import FoldDone, FoldJob, TrialKey
@@ -208,12 +208,6 @@ def test_without_the_portfolio_tpe_draws_from_the_first_trial():
     assert all(t.params not in FAMILIES["lightgbm"].start for t in trials)
 
 
-def test_under_a_budget_with_no_gpu_the_nn_sits_out_unless_named():
-    assert default_models(timed=True, gpu=False) == ["xgboost", "lightgbm", "catboost"]
-    assert default_models(timed=True, gpu=True) == list(DEFAULT_MODELS) == ["nn", "xgboost", "lightgbm", "catboost"]
-    assert default_models(timed=False, gpu=False) == list(DEFAULT_MODELS)  # --trials alone: all four
-
-
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_every_portfolio_entry_lies_inside_its_search_space(family):
     for start in FAMILIES[family].start:
@@ -346,3 +340,21 @@ def test_the_fake_pool_keeps_the_pool_contract_the_scheduler_is_written_against(
     from trialfuse.transport.contracts import FoldPool
 
     assert isinstance(FakePool(), FoldPool)
+
+
+def test_an_nn_trial_from_before_slices_of_rows_rebuilds_with_whole_fold_steps():
+    """A study written before the NN's `batch_size` (a resumed run, a saved study): its trials
+    have no such parameter and still rebuild, at the whole-fold steps they trained with."""
+    from trialfuse.catalog import params_from_trial
+
+    study = optuna.create_study()
+    study.enqueue_trial(FAMILIES["nn"].start[0])
+    asked = study.ask()
+    FAMILIES["nn"].suggest(asked)
+    older = {k: v for k, v in asked.params.items() if k != "batch_size"}
+    frozen = optuna.trial.create_trial(params=older, distributions={k: asked.distributions[k] for k in older},
+                                       value=0.5)
+    assert params_from_trial("nn", frozen)["batch_size"] == 0
+    assert params_from_trial("nn", frozen)["hidden_layers"] == [128, 64]
+    study.tell(asked, 0.5)
+    assert params_from_trial("nn", study.trials[0])["batch_size"] == FAMILIES["nn"].start[0]["batch_size"] > 0

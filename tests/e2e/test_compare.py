@@ -258,9 +258,7 @@ def test_a_short_budget_still_saves_the_best_model(survivors_csv, tmp_path):
     results = json.loads(proc.stdout)
     assert results["budget_exhausted"] is True and results["timeout_seconds"] == 8
     assert sum(f["trials_complete"] for f in results["families"].values()) < 3 * 200
-    if "cuda" not in results["device"]:  # no GPU: the NN sits out a budget unless named, and says so
-        nn = results["families"]["nn"]
-        assert nn["status"] == "skipped" and "--models" in nn["reason"] and nn["trials_complete"] == 0
-        assert not (out / "diagnostics.json").exists()
+    nn = results["families"]["nn"]  # searched under a budget on a CPU too (it was left out before)
+    assert nn["status"] == "ok" or nn["stopped_by_budget"], nn
     assert results["winner"] in (*results["ranking"], "ensemble") and (out / "best_model" / "metadata.json").is_file()
     assert elapsed < 8 + 60  # the budget, plus worker start-up, the last batch in flight and the retrain

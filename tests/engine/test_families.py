@@ -157,3 +157,74 @@ def test_lightgbm_splits_a_category_column_as_a_set_of_levels(tmp_path):
     assert r2_score(y, module.predict(native, X)) > 0.7 > 0.2 > r2_score(y, module.predict(as_numbers, X))
     again = module.load(tmp_path / module.save(native, tmp_path))
     np.testing.assert_allclose(module.predict(again, X), module.predict(native, X))
+
+
+def test_the_networks_inputs_are_numbers_and_frequent_category_levels():
+    """mlp.InputCoding: a category column becomes one input per level held by MIN_LEVEL_ROWS
+    training rows, its MAX_LEVELS most frequent; rare, unseen and missing levels read as zeros;
+    a category column with no frequent level stays a standardized number; the torch model
+    reads raw codes the same way."""
+    import torch
+
+    from trialfuse.engine.families import mlp
+
+    rng = np.random.default_rng(0)
+    n = 12 * 70
+    common = np.concatenate([np.full(300, 3.0), np.full(200, 7.0), np.repeat(np.arange(10.0, 78.0), 5)])
+    many = np.repeat(np.arange(70.0), 12)
+    rare = np.repeat(np.arange(float(n // 2)), 2)
+    X = np.column_stack([rng.normal(size=n), rng.permutation(common), rng.permutation(many), rare])
+    X[::9, 1] = np.nan
+    coding = mlp.InputCoding.of(X, categorical=[1, 2, 3])
+    assert coding.numeric.tolist() == [0, 3]
+    assert coding.level_columns.tolist() == [1, 1] + [2] * mlp.MAX_LEVELS
+    assert coding.level_codes.tolist() == [3.0, 7.0] + [float(v) for v in range(mlp.MAX_LEVELS)]  # ties: lowest codes
+    assert coding.width == 2 + 2 + mlp.MAX_LEVELS
+    rows = np.array([[0.5, 3.0, 69.0, 1.0], [0.5, np.nan, 0.0, 1.0], [0.5, 12.0, 99.0, np.nan]])
+    coded = coding.apply(rows)
+    assert coded[:, 2:4].tolist() == [[1, 0], [0, 0], [0, 0]]  # level 3; missing; a rare level
+    assert coded[:, 4:].sum(axis=1).tolist() == [0, 1, 0]  # 69 past the cap, 0 kept, 99 unseen
+    numbers = np.nan_to_num(rows[:, [0, 3]], nan=coding.x_mean[3])
+    np.testing.assert_allclose(coded[:, :2], (numbers - coding.x_mean[[0, 3]]) / coding.x_std[[0, 3]])
+    assert not len(coding.missing)  # no number column misses a training value
+    X[::5, 0] = np.nan
+    coding = mlp.InputCoding.of(X, categorical=[1, 2, 3])
+    assert coding.missing.tolist() == [0] and coding.width == 2 + 1 + 2 + mlp.MAX_LEVELS
+    coded = coding.apply(rows)
+    assert coded[:, 2].tolist() == [0, 0, 0] and coding.apply(X[:2])[:, 2].tolist() == [1, 0]  # X[0, 0] is missing
+    model = mlp.ScaledMLP(mlp.MLP(coding.width, [8], 0.0, False), coding, 0.0, 1.0).double().eval()
+    with torch.no_grad():
+        direct = model.net(torch.as_tensor(coding.apply(X))).numpy()
+    np.testing.assert_allclose(mlp.predict(model, X), direct, rtol=0, atol=1e-12)
+
+
+def test_the_network_learns_an_effect_by_level_that_the_codes_order_hides():
+    """A target set by a category's level, in no order of its codes: read as levels the network
+    learns it; read as one number (no category columns) it learns far less."""
+    from trialfuse.engine.families import mlp
+
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 12, 3000).astype(np.float64)
+    effect = rng.permutation(np.linspace(-3, 3, 12))
+    X = np.column_stack([codes, rng.normal(size=3000)])
+    y = effect[codes.astype(int)] + 0.3 * X[:, 1] + rng.normal(scale=0.3, size=3000)
+    params = {"hidden_layers": [32, 16], "learning_rate": 3e-3, "batch_size": 256, "epochs": 60}
+    scores = {}
+    for name, categorical in (("levels", [0]), ("codes", [])):
+        fitted = mlp.fit(params, X[:2000], y[:2000], X[2000:], y[2000:], seed=0, categorical=categorical)
+        scores[name] = r2_score(y[2000:], mlp.predict(fitted.model, X[2000:]))
+    assert scores["levels"] > 0.95 and scores["codes"] < scores["levels"] - 0.05, scores
+
+
+def test_batch_order_cuts_each_epoch_into_equal_slices_of_every_row():
+    import torch
+
+    from trialfuse.engine.families import mlp
+
+    assert mlp.batch_order(1000, 0, 3) is None and mlp.batch_order(1000, 1000, 3) is None
+    slices = mlp.batch_order(1000, 300, 3)
+    assert [len(s) for s in slices] == [250] * 4  # never a sliver: ceil(1000 / 300) equal slices
+    assert sorted(torch.cat(slices).tolist()) == list(range(1000))
+    again, other = mlp.batch_order(1000, 300, 3), mlp.batch_order(1000, 300, 4)
+    assert all(torch.equal(a, b) for a, b in zip(slices, again, strict=True))
+    assert not torch.equal(slices[0], other[0])

@@ -50,7 +50,8 @@ def test_with_no_cpu_worker_the_gpu_workers_take_everything():
 def test_windows_follow_the_workers_that_take_the_family():
     cpu_only = [CPU, CPU]
     assert window("lightgbm", cpu_only, [{}, {}], folds=5, rows=20000, features=62) == 4  # the catalog's floor
-    assert window("nn", cpu_only, [{}, {}], folds=5, rows=20000, features=62) == 8
+    assert window("nn", cpu_only, [{}, {}], folds=5, rows=20000, features=62) == 1  # one at a time: no batch to fill
+    assert window("nn", [CPU] * 16, [{}] * 16, folds=5, rows=20000, features=62) == 7  # every worker twice over
     box = [GPU] + [CPU] * 15  # one GPU, 16 cores
     readies = [{"gpu_memory_free": 78 * 2**30}] + [{}] * 15
     assert window("lightgbm", box, readies, folds=5, rows=20000, features=62) == 6  # 15 workers, twice over

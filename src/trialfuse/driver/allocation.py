@@ -7,7 +7,8 @@ what the trial is expected to cost over the family's share. A family with half t
 waits twice as long in queue terms for each trial, so the workers spend about half as much
 on it.
 
-A family's share is 1 (equal compute) until it has FIRST_TRIALS complete trials: every family
+A family's share is 1 (equal compute) until it has its first trials complete (the catalog's
+`first_trials`: two, one for the NN, whose CPU trial costs several tree trials): every family
 gets its first trials. After that the share follows the estimated cost for improvement
 (ECI, Wang et al., "FLAML", MLSys 2021): the compute the family is expected to need to beat
 the best model of the run. It is the longer of the time since its last improvement and the
@@ -22,7 +23,6 @@ from dataclasses import dataclass, field
 
 from trialfuse.catalog import FAMILIES
 
-FIRST_TRIALS = 2  # complete trials a family gets at equal compute before its share follows its progress
 MIN_SHARE = 0.1  # of the leading family's compute, whatever a family's estimate
 
 
@@ -65,10 +65,14 @@ class CostShares:
             ledger.improved_at.append(ledger.spent)
 
     def next_turn(self, family: str) -> tuple[float, float]:
-        """(turn, step) for the family's next trial: its place in the queue, and how far its clock moves."""
-        step = self.trial_seconds(family) / self.share(family)
-        turn = self.clocks[family]
-        self.clocks[family] += step
+        """(turn, step) for the family's next trial: its place in the queue, and how far its clock
+        moves. The place is never before the compute the family has used at its share now: a
+        trial that cost more than its estimate (an NN trial on a CPU: 9 s a fold on movies where
+        the catalog guessed 4), or a share that fell since the clock moved, sends it further back."""
+        share = self.share(family)
+        step = self.trial_seconds(family) / share
+        turn = max(self.clocks[family], self.ledgers[family].spent / share)
+        self.clocks[family] = turn + step
         return turn, step
 
     def trial_seconds(self, family: str) -> float:
@@ -86,9 +90,9 @@ class CostShares:
 
     def eci(self, family: str) -> float | None:
         """Estimated compute-seconds for the family to beat the run's best; None while it has
-        fewer than FIRST_TRIALS complete trials."""
+        fewer than its first trials complete."""
         ledger = self.ledgers[family]
-        if ledger.complete < FIRST_TRIALS or ledger.best is None:
+        if ledger.complete < FAMILIES[family].first_trials or ledger.best is None:
             return None
         own = max(ledger.spent - ledger.improved_at[-1], _between(ledger), self.trial_seconds(family))
         leader = max((other for other in self.ledgers.values() if other.best is not None), key=lambda o: o.best)

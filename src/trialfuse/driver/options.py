@@ -28,7 +28,7 @@ class RunOptions:
     task: str = "auto"  # auto | regression | binary | multiclass (see trialfuse.task)
     metric: str | None = None  # the search metric; None: the task's own (R², log-loss)
     class_weight: str = "none"  # none | balanced: classes weigh the same in training (classification only)
-    models: list[str] | None = None  # None: catalog.default_models (all four, or the trees under a budget on a CPU)
+    models: list[str] | None = None  # None: catalog.DEFAULT_MODELS
     trials: int | None = None  # per family; None: DEFAULT_TRIALS, or with a timeout as many as it allows
     folds: int = 5
     holdout: float = 0.2

@@ -16,7 +16,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from trialfuse.catalog import DEFAULT_MODELS, FAMILIES, LEFT_OUT_OF_BUDGET, default_models
+from trialfuse.catalog import DEFAULT_MODELS, FAMILIES
 from trialfuse.driver import final_model, fingerprint, run_dir
 from trialfuse.driver.budget import REPORT_SECONDS, Budget
 from trialfuse.driver.devices import describe, plan_workers
@@ -95,8 +95,7 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
     for line in unused:
         reporter.stage(line)
     slots, new_worker = _workers(opts)
-    models = opts.models or default_models(timed=opts.timeout is not None, gpu=any(s.kind == "gpu" for s in slots))
-    left_out = [] if opts.models else [name for name in DEFAULT_MODELS if name not in models]
+    models = opts.models or list(DEFAULT_MODELS)
     out = Path(opts.out) if opts.out else run_dir.new_run_dir()
     out.mkdir(parents=True, exist_ok=True)
     run_dir.clear_leftovers(out)
@@ -124,14 +123,11 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
         reporter.watch(pool.activity)
         for family in models:
             reporter.family_started(family, opts.trials)
-        for family in left_out:
-            reporter.stage(f"{family} skipped: {LEFT_OUT_OF_BUDGET}")
         families = run_studies(models, storage, opts.trials, opts.folds, opts.seed, pool,
                                on_trial=reporter.trial_finished, budget=budget, prune=opts.prune,
                                out_of_fold=out_of_fold, portfolio=opts.portfolio)
         for result in families.values():
             reporter.family_finished(result)
-        families.update({name: FamilyResult(name, status="skipped", reason=LEFT_OUT_OF_BUDGET) for name in left_out})
         ranking = sorted((f for f in families.values() if f.status == "ok"), key=lambda f: -f.cv_score_mean)
         if not ranking:
             reasons = "; ".join(f"{f.family}: {f.reason}" for f in families.values())

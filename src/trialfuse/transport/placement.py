@@ -93,6 +93,8 @@ def window(family: str, slots: list[Slot], readies: list[dict], folds: int, rows
         if trials is not None:
             most = min(most, trials // TRIALS_PER_WINDOW)
         return max(row.in_flight, min(most, models // folds))
+    if row.batched and not gpus:  # one at a time on CPUs: no fused batch to fill, and its next trial is
+        return max(1, math.ceil(2 * len(takers) / folds))  # asked once the last one's cost is known
     return max(row.in_flight, math.ceil(2 * len(takers) / folds))
 
 

@@ -112,7 +112,7 @@ class Server:
             if key not in self.prepared_folds:
                 data = self.datasets[job.dataset]
                 train, val = data.folds[job.fold]
-                self.prepared_folds[key] = module.prepare_fold(data.X, data.y, train, val, data.task)
+                self.prepared_folds[key] = module.prepare_fold(data.X, data.y, train, val, data.task, data.categorical)
             return self.prepared_folds[key]
         X_train, y_train, X_val, y_val = self._fold(job)
         X, y = np.concatenate([X_train, X_val]), np.concatenate([y_train, y_val])
@@ -235,7 +235,7 @@ class Server:
         X_train, y_train, X_val, y_val = self._fold(job)
         report = family_module(job.family).diagnose(job.params, X_train, y_train, X_val, y_val, seed=job.seed,
                                                     device=self.device, threads=command.get("threads"),
-                                                    task=self._task(job))
+                                                    task=self._task(job), categorical=self._categorical(job))
         return {"status": "complete", "diagnostics": report}
 
 

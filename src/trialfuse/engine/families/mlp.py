@@ -1,22 +1,26 @@
-"""The NN family's network: an MLP trained full-batch on one device, one model at a time
+"""The NN family's network: an MLP trained on one device, one model at a time
 (`network.py` is the family's module: this, trained many at once, and its probe).
 
 Blocks of Linear -> BatchNorm1d -> ReLU/LeakyReLU -> Dropout and a linear head: one output
 for numbers (squared error on the standardized target), one logit per class for classes
 (softmax cross-entropy, optionally class-weighted; see `Head`). Dropout
 masks are a hash of the model's seed, draw, row and unit (engine/dropout.py), so the fused
-trainer draws the same masks for it in any batch. The whole
-training fold is one batch on the device (no DataLoader): for tables of this size a
-full-batch epoch is a handful of matmuls. Early stopping watches the validation loss
-(BatchNorm in eval mode, running statistics; unweighted) and restores the best epoch's weights.
+trainer draws the same masks for it in any batch. The training fold lives on the device (no
+DataLoader); an epoch is one step on all of it (`batch_size` 0, the source's full batch: a
+handful of matmuls on a GPU) or one step per slice of `batch_size` rows in an order every model
+of that fold size shares (`batch_order`), so fused and alone still train alike. Early stopping
+watches the validation loss after each epoch (BatchNorm in eval mode, running statistics;
+unweighted) and restores the best epoch's weights.
 
-Features are imputed and standardized with training-fold statistics and a numeric target is
-standardized too; the saved model carries those statistics, so it takes raw feature
-values and returns predictions in target units, or class probabilities [rows, K].
+What the network reads is `InputCoding`: numbers imputed and standardized with training-fold
+statistics, category columns as one input per frequent level; a numeric target is standardized
+too. The saved model carries all of it, so it takes raw feature values (category codes as the
+table encodes them) and returns predictions in target units, or class probabilities [rows, K].
 """
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +36,14 @@ from trialfuse.engine.standardize import column_stats, standardize
 from trialfuse.task import NUMBERS, Task
 
 LEAKY_SLOPE = 0.01
-DEADLINE_CHECK_EVERY = 8  # epochs between looks at the clock (an epoch is milliseconds)
+DEADLINE_CHECK_EVERY = 8  # epochs between looks at the clock (an epoch is milliseconds to a second)
+MIN_LEVEL_ROWS = 10  # a category level gets an input of its own where this many training rows hold it
+MAX_LEVELS = 64  # inputs per category column at most: its most frequent levels
+BATCH_ORDER_SEED = 0x5EED  # the slices' order: a function of the epoch alone, shared by every model
 DEFAULTS: dict[str, Any] = {  # what a job leaves out (the search always sets every key)
     "hidden_layers": [128, 64],  # units per hidden layer; a fused batch holds one depth unless padded
     "learning_rate": 1e-3,  # Adam's usual start; full-batch steps are few, so not smaller
+    "batch_size": 0,  # rows per step; 0: the whole fold, one step an epoch
     "dropout": 0.0,  # share of hidden units zeroed per training step
     "epochs": 100,  # budget; early stopping usually ends sooner
     "weight_decay": 0.0,  # L2 in the gradient (adam) or decoupled (adamw)
@@ -49,6 +57,77 @@ DEFAULTS: dict[str, Any] = {  # what a job leaves out (the search always sets ev
 
 def with_defaults(params: dict[str, Any]) -> dict[str, Any]:
     return {**DEFAULTS, **params}
+
+
+@dataclass(frozen=True)
+class InputCoding:
+    """What the network reads from a row of raw features: each number imputed with its training
+    mean and standardized, and for a number column with missing training values a 0/1 input
+    "missing" beside it; each category column (the table's codes) as one 0/1 input per level
+    that MIN_LEVEL_ROWS training rows hold, its MAX_LEVELS most frequent (a rarer, unseen or
+    missing level reads as all zeros; a column with no such level stays a number).
+    Codes read as numbers order the levels by their text: with one input per level a 128x64
+    network's 5-fold R2 went 0.9558 -> 0.9583 on baseball's player, team and league and
+    0.8950 -> 0.8971 on flights' carrier and airports; the missing inputs, fold 0 of baseball,
+    0.9565 -> 0.9573 (scikit-learn's MLP, the same folds)."""
+
+    x_mean: np.ndarray  # [F] every column's training mean and std (category columns' unused)
+    x_std: np.ndarray
+    numeric: np.ndarray  # int [F_numbers]: the columns read as numbers, in order
+    missing: np.ndarray  # int [M]: the number columns with a "missing" input, in order
+    level_columns: np.ndarray  # int [L]: the column of each level input
+    level_codes: np.ndarray  # [L]: its code
+
+    @classmethod
+    def of(cls, X: np.ndarray, categorical: Sequence[int] = ()) -> InputCoding:
+        """The coding fit on training rows X."""
+        x_mean, x_std = column_stats(X)
+        columns, codes, numeric = [], [], []
+        for c in range(X.shape[1]):
+            levels = _frequent_levels(X[:, c]) if c in set(categorical) else []
+            if not levels:
+                numeric.append(c)
+            columns += [c] * len(levels)
+            codes += levels
+        missing = [c for c in numeric if np.isnan(X[:, c]).any()]
+        return cls(x_mean, x_std, *(np.array(a, dtype=np.int64) for a in (numeric, missing, columns)),
+                   np.array(codes, dtype=np.float64))
+
+    @property
+    def width(self) -> int:
+        """Inputs the network has."""
+        return len(self.numeric) + len(self.missing) + len(self.level_codes)
+
+    @property
+    def plain(self) -> bool:
+        """Every column a number, none missing in training: the inputs are the standardized columns."""
+        return not len(self.missing) and not len(self.level_codes)
+
+    def apply(self, X: np.ndarray) -> np.ndarray:
+        """[N, width]: numbers, "missing" inputs, level inputs (as `ScaledMLP` reads a raw row)."""
+        z = standardize(X, self.x_mean, self.x_std)
+        if self.plain:
+            return z
+        return np.hstack([z[:, self.numeric], np.isnan(X[:, self.missing]).astype(np.float64),
+                          (X[:, self.level_columns] == self.level_codes).astype(np.float64)])
+
+
+def _frequent_levels(column: np.ndarray) -> list[float]:
+    values, counts = np.unique(column[~np.isnan(column)], return_counts=True)
+    frequent = [v for v, n in sorted(zip(values, counts, strict=True), key=lambda vn: -vn[1])[:MAX_LEVELS]
+                if n >= MIN_LEVEL_ROWS]
+    return sorted(float(v) for v in frequent)
+
+
+def batch_order(n_rows: int, batch_size: int, epoch: int) -> list[torch.Tensor] | None:
+    """The row slices of one epoch's steps (None: one step on every row, `batch_size` 0 or at
+    least the fold): a shuffle seeded by the epoch alone, cut into equal slices (to a row), so a
+    model takes the same steps alone or fused beside others of its fold size, and no step is a
+    sliver of a few rows (BatchNorm needs two)."""
+    if batch_size <= 0 or batch_size >= n_rows:
+        return None
+    order = torch.randperm(n_rows, generator=torch.Generator().manual_seed(BATCH_ORDER_SEED + epoch))
+    return list(torch.tensor_split(order, math.ceil(n_rows / batch_size)))
 
 
 @dataclass(frozen=True)
@@ -128,22 +207,30 @@ class MLP(nn.Module):
 
 
 class ScaledMLP(nn.Module):
-    """The MLP wrapped with its training-fold statistics: raw features in, target units (or class
-    probabilities) out."""
+    """The MLP wrapped with its training fold's `InputCoding` and target statistics: raw features
+    in, target units (or class probabilities) out."""
 
-    def __init__(self, net: MLP, x_mean, x_std, y_mean: float, y_std: float, head: Head = Head()):
+    def __init__(self, net: MLP, coding: InputCoding, y_mean: float, y_std: float, head: Head = Head()):
         super().__init__()
         self.net = net
         self.head = head
-        # float64 here; .to(dtype) gives the model's precision
-        self.register_buffer("x_mean", torch.as_tensor(x_mean, dtype=torch.float64))  # [F]
-        self.register_buffer("x_std", torch.as_tensor(x_std, dtype=torch.float64))  # [F]
+        self.coded = not coding.plain  # any "missing" or level inputs (else the inputs are the columns)
+        # float64 here; .to(dtype) gives the model's precision (the index buffers stay integers)
+        self.register_buffer("x_mean", torch.as_tensor(coding.x_mean, dtype=torch.float64))  # [F]
+        self.register_buffer("x_std", torch.as_tensor(coding.x_std, dtype=torch.float64))  # [F]
+        self.register_buffer("numeric", torch.as_tensor(coding.numeric, dtype=torch.int64))
+        self.register_buffer("missing", torch.as_tensor(coding.missing, dtype=torch.int64))
+        self.register_buffer("level_columns", torch.as_tensor(coding.level_columns, dtype=torch.int64))
+        self.register_buffer("level_codes", torch.as_tensor(coding.level_codes, dtype=torch.float64))
         self.register_buffer("y_mean", torch.tensor(float(y_mean), dtype=torch.float64))
         self.register_buffer("y_std", torch.tensor(float(y_std), dtype=torch.float64))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, F] raw -> [N] or [N, K]
-        x = torch.where(torch.isnan(x), self.x_mean, x)
-        return self.head.in_units(self.net((x - self.x_mean) / self.x_std), self.y_mean, self.y_std)
+        z = (torch.where(torch.isnan(x), self.x_mean, x) - self.x_mean) / self.x_std
+        if self.coded:  # as InputCoding.apply: numbers, "missing" inputs, one input per level (NaN matches none)
+            z = torch.cat([z[:, self.numeric], torch.isnan(x[:, self.missing]).to(z.dtype),
+                           (x[:, self.level_columns] == self.level_codes).to(z.dtype)], dim=1)
+        return self.head.in_units(self.net(z), self.y_mean, self.y_std)
 
 
 def build_optimizer(net: nn.Module, p: dict[str, Any]) -> torch.optim.Optimizer:
@@ -166,14 +253,14 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
         dtype: torch.dtype = torch.float32, on_epoch: Callable[[MLP, float, float | None], None] | None = None,
         deadline: float | None = None, task: Task = NUMBERS, categorical: Sequence[int] = ()) -> Fitted:
     """Train one MLP; early stopping on (X_val, y_val), or exactly `rounds` epochs without them.
-    Category columns (`categorical`) it reads as their codes, standardized like any number.
+    Category columns (`categorical`) it reads as one input per frequent level (`InputCoding`).
 
     `on_epoch(net, train_loss, val_loss)` is called after each step, gradients still in place
     (the diagnostics probe reads them there)."""
     p = with_defaults(params)
     if threads:
         torch.set_num_threads(threads)
-    x_mean, x_std = column_stats(X_train)
+    coding = InputCoding.of(X_train, categorical)
     head = Head.of(task)
     y_mean, y_std = head.target_stats(y_train)
     dev = torch.device(device)
@@ -181,12 +268,12 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
     weights = None if weights is None else torch.as_tensor(weights, dtype=dtype, device=dev)
 
     def tensors(X, y):
-        xt = torch.as_tensor(standardize(X, x_mean, x_std), dtype=dtype, device=dev)  # [N, F]
+        xt = torch.as_tensor(coding.apply(X), dtype=dtype, device=dev)  # [N, width]
         yt = torch.as_tensor((y - y_mean) / y_std, dtype=head.target_dtype(dtype), device=dev)  # [N]
         return xt, yt
 
     xt, yt = tensors(X_train, y_train)
-    net = new_net(X_train.shape[1], p, seed, head.outputs).to(device=dev, dtype=dtype)
+    net = new_net(coding.width, p, seed, head.outputs).to(device=dev, dtype=dtype)
     optimizer = build_optimizer(net, p)
     epochs = int(rounds if rounds is not None else p["epochs"])
     watch = X_val is not None
@@ -197,12 +284,18 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
         if epoch % DEADLINE_CHECK_EVERY == 0:
             check_deadline(deadline)
         net.train()
-        optimizer.zero_grad(set_to_none=True)
-        loss = head.loss(net(xt), yt, weights)
-        loss.backward()
-        if p["gradient_clip"] and p["gradient_clip"] > 0:
-            nn.utils.clip_grad_norm_(net.parameters(), p["gradient_clip"])
-        optimizer.step()
+        losses = []
+        for rows in batch_order(len(yt), int(p["batch_size"]), epoch) or [None]:
+            optimizer.zero_grad(set_to_none=True)
+            picked = (xt, yt, weights) if rows is None else (
+                xt[rows], yt[rows], None if weights is None else weights[rows])
+            loss = head.loss(net(picked[0]), picked[1], picked[2])
+            loss.backward()
+            if p["gradient_clip"] and p["gradient_clip"] > 0:
+                nn.utils.clip_grad_norm_(net.parameters(), p["gradient_clip"])
+            optimizer.step()
+            losses.append(loss.detach())
+        loss = torch.stack(losses).mean()  # the epoch's training loss (its steps' mean)
         ran = epoch + 1
         if not watch:
             if on_epoch:
@@ -225,7 +318,7 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
     if best_state is not None:
         net.load_state_dict(best_state)
     net.eval()
-    model = ScaledMLP(net, x_mean, x_std, y_mean, y_std, head).to(device=dev, dtype=dtype).eval()
+    model = ScaledMLP(net, coding, y_mean, y_std, head).to(device=dev, dtype=dtype).eval()
     return Fitted(model=model, best_rounds=best_epoch if watch else ran, rounds_run=ran)
 
 
@@ -262,7 +355,8 @@ def keep(model: ScaledMLP, directory) -> str:
     leaky = any(isinstance(m, nn.LeakyReLU) for m in model.net.layers)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     name = f"model{KEPT_SUFFIX}"
-    torch.save({"n_features": int(model.x_mean.numel()), "hidden_layers": layers, "leaky": leaky, "state": state,
+    torch.save({"n_features": int(model.net.layers[0].in_features),  # the network's inputs (coded width)
+                "hidden_layers": layers, "leaky": leaky, "state": state,
                 "outputs": model.head.outputs, "classes": model.head.classes}, Path(directory) / name)
     return name
 
@@ -275,8 +369,15 @@ def publish(source, directory, stem: str) -> str:
 def _from_kept(path) -> ScaledMLP:
     kept = torch.load(str(path), weights_only=True)
     head = Head(kept.get("outputs", 1), kept.get("classes", False))
+    state = kept["state"]
     net = MLP(kept["n_features"], kept["hidden_layers"], 0.0, kept["leaky"], outputs=head.outputs)
-    model = ScaledMLP(net, np.zeros(kept["n_features"]), np.ones(kept["n_features"]), 0.0, 1.0, head)
-    model = model.to(kept["state"]["x_mean"].dtype)  # the precision it was trained in
-    model.load_state_dict(kept["state"])
+    columns = state["x_mean"].numel()
+    none = np.zeros(0, dtype=np.int64)
+    coding = InputCoding(np.zeros(columns), np.ones(columns), state.get("numeric", torch.arange(columns)).numpy(),
+                         state.get("missing", torch.as_tensor(none)).numpy(),
+                         state.get("level_columns", torch.as_tensor(none)).numpy(),
+                         state.get("level_codes", torch.as_tensor(none, dtype=torch.float64)).numpy())
+    model = ScaledMLP(net, coding, 0.0, 1.0, head)
+    model = model.to(state["x_mean"].dtype)  # the precision it was trained in
+    model.load_state_dict(state, strict="numeric" in state)  # a model kept before the coding has none
     return model.eval()

@@ -7,6 +7,7 @@ network, and this module builds on all three.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -22,10 +23,10 @@ __all__ = ["diagnose", "fit", "fit_many", "keep", "load", "predict", "prepare_fo
 
 
 def prepare_fold(X: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarray,
-                 task: Task = NUMBERS) -> fused_train.FoldData:
-    """A fold as `fit_many` takes it, standardized on its training rows; a worker prepares a
-    resident fold once and reuses it for every batch."""
-    return fused_train.prepare_fold(X, y, train, val, task)
+                 task: Task = NUMBERS, categorical: Sequence[int] = ()) -> fused_train.FoldData:
+    """A fold as `fit_many` takes it, coded on its training rows (`categorical`: the columns of
+    category codes); a worker prepares a resident fold once and reuses it for every batch."""
+    return fused_train.prepare_fold(X, y, train, val, task, categorical)
 
 
 def fit_many(jobs: list[tuple[dict[str, Any], int, bool]], folds: list[fused_train.FoldData], *, device: str, fuse,
@@ -42,7 +43,7 @@ def fit_many(jobs: list[tuple[dict[str, Any], int, bool]], folds: list[fused_tra
 
 
 def diagnose(params: dict[str, Any], X_train, y_train, X_val, y_val, *, seed: int, device: str = "cpu",
-             threads: int | None = None, task: Task = NUMBERS) -> dict[str, Any]:
+             threads: int | None = None, task: Task = NUMBERS, categorical: Sequence[int] = ()) -> dict[str, Any]:
     """The training-dynamics probe (engine/diagnostics.py): one more training of `params`, watched."""
     return diagnostics.diagnose(params, X_train, y_train, X_val, y_val, seed=seed, device=device, threads=threads,
-                                task=task)
+                                task=task, categorical=categorical)

@@ -1,33 +1,33 @@
-"""One fold as the NN trains on it: standardized with its training rows' statistics (as
+"""One fold as the NN trains on it: coded with its training rows' `mlp.InputCoding` (as
 `mlp.fit` does), prepared once per worker and reused by every batch, with the task its
 target is (numbers, or class codes) and its training rows' class weights."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from trialfuse.engine.families import mlp
-from trialfuse.engine.standardize import column_stats, standardize
 from trialfuse.task import NUMBERS, Task
 
 
 @dataclass
 class FoldData:
-    """One fold, standardized with its training rows' statistics (as `mlp.fit` does)."""
+    """One fold, coded with its training rows' statistics and levels (as `mlp.fit` does)."""
 
-    x_train: np.ndarray  # [N_train, F]
+    x_train: np.ndarray  # [N_train, width] the network's inputs
     y_train: np.ndarray  # [N_train] standardized target
     x_val: np.ndarray
     y_val: np.ndarray
     y_mean: float
     y_std: float
-    x_mean: np.ndarray  # [F] the training rows' column statistics (what a kept model is wrapped with)
-    x_std: np.ndarray
+    coding: mlp.InputCoding  # from the training rows (what a kept model is wrapped with)
     raw: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # unscaled X/y train and val
     task: Task = NUMBERS  # what the fold's target is (a batch trains one task)
     weights: np.ndarray | None = None  # [N_train] training row weights (class weights), None: all 1
+    categorical: tuple[int, ...] = ()  # the raw columns that hold category codes (a serial fit codes them too)
     resident: dict = field(default_factory=dict, repr=False)  # (device, dtype) -> its tensors there
 
     @property
@@ -47,9 +47,11 @@ class FoldData:
         return self.resident[key]
 
 
-def prepare_fold(X: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarray, task: Task = NUMBERS) -> FoldData:
-    x_mean, x_std = column_stats(X[train])  # training rows only: validation rows never leak in
+def prepare_fold(X: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarray, task: Task = NUMBERS,
+                 categorical: Sequence[int] = ()) -> FoldData:
+    """`categorical`: the columns of X that hold category codes (see mlp.InputCoding)."""
+    coding = mlp.InputCoding.of(X[train], categorical)  # training rows only: validation rows never leak in
     y_mean, y_std = mlp.Head.of(task).target_stats(y[train])
-    return FoldData(standardize(X[train], x_mean, x_std), (y[train] - y_mean) / y_std,
-                    standardize(X[val], x_mean, x_std), (y[val] - y_mean) / y_std, y_mean, y_std, x_mean, x_std,
-                    (X[train], y[train], X[val], y[val]), task, task.row_weights(y[train]))
+    return FoldData(coding.apply(X[train]), (y[train] - y_mean) / y_std, coding.apply(X[val]),
+                    (y[val] - y_mean) / y_std, y_mean, y_std, coding, (X[train], y[train], X[val], y[val]), task,
+                    task.row_weights(y[train]), tuple(int(c) for c in categorical))

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from functools import partial
 from typing import Any
@@ -54,7 +54,8 @@ SYNC_EVERY = 8  # epochs between host checks for finished models
 def train_many(configs: list[dict[str, Any]], X: np.ndarray, y: np.ndarray, folds, *, device: str = "cpu",
                fuse: Fuse | str = "auto", seed: int = 0, dtype: torch.dtype = torch.float32,
                compiled: bool | None = None, batching: Batching = AS_A_STUDY, precision: str | None = None,
-               deadline: float | None = None, task: Task = NUMBERS) -> list[FoldResult | FoldFailed]:
+               deadline: float | None = None, task: Task = NUMBERS,
+               categorical: Sequence[int] = ()) -> list[FoldResult | FoldFailed]:
     """Train every config on every fold; one result per (config, fold), config-major order.
 
     `folds` is a list of (train_idx, val_idx). `fuse` (a `Fuse` or its option text): "on" /
@@ -62,10 +63,11 @@ def train_many(configs: list[dict[str, Any]], X: np.ndarray, y: np.ndarray, fold
     a time on a CPU: there the stacked tensors [M, N, H] leave the caches one model's fit in,
     and `trialfuse bench` measures fused 1.7x slower at 1,000 training rows and 4.6x slower
     at 4,000 on 2 cores). `task`: what y is (trialfuse.task.Task; class codes 0..K-1 for classes,
-    whose models then give class probabilities); numbers by default.
+    whose models then give class probabilities); numbers by default. `categorical`: the columns
+    of X that hold category codes (mlp.InputCoding).
     """
     X, y, folds, fuse = _checked(configs, X, y, folds, fuse, task)
-    fold_data = [prepare_fold(X, y, t, v, task) for t, v in folds]
+    fold_data = [prepare_fold(X, y, t, v, task, categorical) for t, v in folds]
     jobs = [Job(mlp.with_defaults(c), k, model_seed(seed, i, k), key=i * len(folds) + k)
             for i, c in enumerate(configs) for k in range(len(folds))]
     return run_jobs(jobs, fold_data, device=device, fuse=fuse, dtype=dtype, compiled=compiled, batching=batching,
@@ -118,10 +120,11 @@ def run_jobs(jobs: list[Job], fold_data: list[FoldData], *, device: str = "cpu",
     chosen = Precision.parse(precision or fuse.precision).resolve(dev, dtype)
     block = None  # the hidden layers' code, chosen (and compiled) once a group trains stacked
     results: dict[int, FoldResult | FoldFailed] = {}
-    groups: dict[tuple[int, int], list[Job]] = {}  # what one stacked model can hold: (depth, training rows)
+    groups: dict[tuple[int, int, int], list[Job]] = {}  # what one stacked model holds: depth, slices, rows
     for job in jobs:
-        groups.setdefault((depth_group(job, batching), len(fold_data[job.fold].y_train)), []).append(job)
-    for (_, n_train), group in groups.items():
+        key = (depth_group(job, batching), int(job.params["batch_size"]), len(fold_data[job.fold].y_train))
+        groups.setdefault(key, []).append(job)
+    for (_, _, n_train), group in groups.items():
         stacked = fuse.mode == "on" or (fuse.mode == "auto" and dev.type == "cuda" and len(group) > 1)
         if not stacked:
             for job in group:
@@ -199,8 +202,11 @@ class _Rows:
         new.weights = None if self.weights is None else self.weights[keep]
         return new
 
-    def loss(self, out: torch.Tensor) -> torch.Tensor:  # [M] each model's mean loss (as mlp.fit's)
-        return self.head.loss(out, self.y, self.weights)
+    def loss(self, out: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """[M] each model's mean loss (as mlp.fit's) on its rows `rows` (None: all)."""
+        if rows is None:
+            return self.head.loss(out, self.y, self.weights)
+        return self.head.loss(out, self.y[:, rows], None if self.weights is None else self.weights[:, rows])
 
 
 @dataclass
@@ -222,6 +228,7 @@ class FusedState:
     best_epoch: torch.Tensor  # [M] epoch of best_loss (the budget until one improves)
     waited: torch.Tensor  # [M] epochs since the last improvement
     ran: torch.Tensor  # [M] epochs trained
+    steps: torch.Tensor  # [M] int64 optimizer steps taken (its dropout draws follow them)
     active: torch.Tensor  # [M] bool: still training
     alive: torch.Tensor  # [M] batch slot -> index into the batch's jobs
 
@@ -270,6 +277,7 @@ def _initial_state(jobs: list[Job], fold_data: list[FoldData], dev: torch.device
         min_delta=column("min_delta"),
         best_loss=torch.full((m,), math.inf, dtype=dtype, device=dev), best_epoch=budget.clone(),
         waited=torch.zeros(m, dtype=dtype, device=dev), ran=torch.zeros(m, dtype=dtype, device=dev),
+        steps=torch.zeros(m, dtype=torch.int64, device=dev),
         active=torch.ones(m, dtype=torch.bool, device=dev), alive=torch.arange(m, device=dev))
 
 
@@ -278,8 +286,9 @@ def train_fused_batch(jobs: list[Job], fold_data: list[FoldData], dev: torch.dev
                       precision: Precision = FP32) -> list[dict[str, Any]]:
     """Train `jobs` (folds of one size) as one stacked model; results in job order.
 
-    Each epoch is `mlp.fit`'s epoch for every model at once: a full-batch step (per-model
-    gradient clipping, Adam/AdamW), then validation loss, best weights and patience per model.
+    Each epoch is `mlp.fit`'s epoch for every model at once: its steps, on all training rows or
+    on the slices `mlp.batch_order` gives every model of the batch alike (per-model gradient
+    clipping, Adam/AdamW), then validation loss, best weights and patience per model.
     The epochs' matmuls run in `precision`; the models are scored at the end in `dtype`, as
     the kept models predict."""
     check_deadline(deadline)
@@ -288,14 +297,18 @@ def train_fused_batch(jobs: list[Job], fold_data: list[FoldData], dev: torch.dev
     results: dict[int, dict[str, Any]] = {}
     max_epochs = int(s.budget.max())
     low = precision.matmul_dtype
+    batch_size = int(jobs[0].params["batch_size"])  # one per batch (run_jobs groups by it)
     for epoch in range(max_epochs):
-        pred = forward(s.model, s.train.inputs(low), train=True, block=block, step=s.ran.long(), matmul_dtype=low)
-        grads = torch.autograd.grad(s.train.loss(pred).sum(), s.params)  # models independent: d(sum)/dθ_m = dL_m/dθ_m
-        grads = [g * mask for g, mask in zip(grads, s.masks, strict=True)]
-        norm = torch.sqrt(sum(g.pow(2).flatten(1).sum(1) for g in grads))  # [M] per-model gradient norm
-        scale = torch.where(s.clip > 0, torch.clamp(s.clip / (norm + 1e-6), max=1.0), torch.ones_like(norm))
-        grads = [g * scale.reshape(-1, 1, 1) for g in grads]
-        s.adam = fused_adam.update(s.params, grads, s.adam, s.hyper, s.active)
+        for rows in mlp.batch_order(s.train.y.shape[1], batch_size, epoch) or [None]:
+            x = s.train.inputs(low) if rows is None else s.train.inputs(low)[:, rows]
+            pred = forward(s.model, x, train=True, block=block, step=s.steps, matmul_dtype=low)
+            grads = torch.autograd.grad(s.train.loss(pred, rows).sum(), s.params)  # d(sum)/dθ_m = dL_m/dθ_m
+            grads = [g * mask for g, mask in zip(grads, s.masks, strict=True)]
+            norm = torch.sqrt(sum(g.pow(2).flatten(1).sum(1) for g in grads))  # [M] per-model gradient norm
+            scale = torch.where(s.clip > 0, torch.clamp(s.clip / (norm + 1e-6), max=1.0), torch.ones_like(norm))
+            grads = [g * scale.reshape(-1, 1, 1) for g in grads]
+            s.adam = fused_adam.update(s.params, grads, s.adam, s.hyper, s.active)
+            s.steps = s.steps + s.active.long()
         s.ran = s.ran + s.active.to(dtype)
         with torch.no_grad():
             val_loss = s.val.loss(forward(s.model, s.val.inputs(low), train=False, block=block, matmul_dtype=low))
@@ -347,7 +360,7 @@ def _finish(s: FusedState, jobs: list[Job], fold_data: list[FoldData], results: 
         if job.keep:
             net = unstack(s.model, slot, fold.x_train.shape[1], job.params["hidden_layers"],
                           bool(job.params["use_leaky_relu"]))
-            model = mlp.ScaledMLP(net, fold.x_mean, fold.x_std, fold.y_mean, fold.y_std, fold.head).to(
+            model = mlp.ScaledMLP(net, fold.coding, fold.y_mean, fold.y_std, fold.head).to(
                 net.layers[0].weight.dtype).eval()
         in_units = [fold.head.in_units(p[slot].double(), fold.y_mean, fold.y_std).cpu().numpy()
                     for p in (pred_train, pred_val)]
@@ -371,7 +384,7 @@ def _train_serial(job: Job, fold_data: list[FoldData], dev: torch.device, dtype,
     fold = fold_data[job.fold]
     X_train, y_train, X_val, y_val = fold.raw
     fitted = mlp.fit(job.params, X_train, y_train, X_val, y_val, device=str(dev), seed=job.seed, dtype=dtype,
-                     deadline=deadline, task=fold.task)
+                     deadline=deadline, task=fold.task, categorical=fold.categorical)
     result = _score(job, fold, mlp.predict(fitted.model, X_train), mlp.predict(fitted.model, X_val), fitted, dev,
                     "serial")
     if not job.keep:
