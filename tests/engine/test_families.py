@@ -221,10 +221,12 @@ def test_batch_order_cuts_each_epoch_into_equal_slices_of_every_row():
 
     from trialfuse.engine.families import mlp
 
-    assert mlp.batch_order(1000, 0, 3) is None and mlp.batch_order(1000, 1000, 3) is None
-    slices = mlp.batch_order(1000, 300, 3)
-    assert [len(s) for s in slices] == [250] * 4  # never a sliver: ceil(1000 / 300) equal slices
-    assert sorted(torch.cat(slices).tolist()) == list(range(1000))
-    again, other = mlp.batch_order(1000, 300, 3), mlp.batch_order(1000, 300, 4)
+    assert mlp.batch_order(1000, 0, 3) is None and mlp.batch_order(mlp.MIN_SLICE, 512, 3) is None
+    assert [len(s) for s in mlp.batch_order(1000, 1024, 3)] == [125] * 8  # a small fold: MIN_STEPS slices at least
+    assert [len(s) for s in mlp.batch_order(100, 1024, 3)] == [25] * 4  # ceil(100 / MIN_SLICE) equal slices
+    slices = mlp.batch_order(6400, 700, 3)
+    assert [len(s) for s in slices] == [640] * 10  # never a sliver: ceil(6400 / 700) equal slices
+    assert sorted(torch.cat(slices).tolist()) == list(range(6400))
+    again, other = mlp.batch_order(6400, 700, 3), mlp.batch_order(6400, 700, 4)
     assert all(torch.equal(a, b) for a, b in zip(slices, again, strict=True))
     assert not torch.equal(slices[0], other[0])

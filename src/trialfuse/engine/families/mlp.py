@@ -40,6 +40,8 @@ DEADLINE_CHECK_EVERY = 8  # epochs between looks at the clock (an epoch is milli
 MIN_LEVEL_ROWS = 10  # a category level gets an input of its own where this many training rows hold it
 MAX_LEVELS = 64  # inputs per category column at most: its most frequent levels
 BATCH_ORDER_SEED = 0x5EED  # the slices' order: a function of the epoch alone, shared by every model
+MIN_STEPS = 8  # steps an epoch at least when sliced: a small fold is cut finer than `batch_size`
+MIN_SLICE = 32  # rows a slice holds at least (a fold smaller than this takes one step)
 DEFAULTS: dict[str, Any] = {  # what a job leaves out (the search always sets every key)
     "hidden_layers": [128, 64],  # units per hidden layer; a fused batch holds one depth unless padded
     "learning_rate": 1e-3,  # Adam's usual start; full-batch steps are few, so not smaller
@@ -120,11 +122,17 @@ def _frequent_levels(column: np.ndarray) -> list[float]:
 
 
 def batch_order(n_rows: int, batch_size: int, epoch: int) -> list[torch.Tensor] | None:
-    """The row slices of one epoch's steps (None: one step on every row, `batch_size` 0 or at
-    least the fold): a shuffle seeded by the epoch alone, cut into equal slices (to a row), so a
-    model takes the same steps alone or fused beside others of its fold size, and no step is a
-    sliver of a few rows (BatchNorm needs two)."""
-    if batch_size <= 0 or batch_size >= n_rows:
+    """The row slices of one epoch's steps (None: one step on every row, `batch_size` 0): a
+    shuffle seeded by the epoch alone, cut into equal slices (to a row), so a model takes the
+    same steps alone or fused beside others of its fold size, and no step is a sliver of a few
+    rows (BatchNorm needs two). A slice holds at most `batch_size` rows and at most an eighth of
+    the fold (MIN_STEPS) but not under MIN_SLICE (to the equal cut): at a rate chosen for slices, one whole-fold step an
+    epoch leaves a fold smaller than `batch_size` untrained (AutoGluon, too, shrinks its NN's
+    batch on small tables)."""
+    if batch_size <= 0:
+        return None
+    batch_size = min(batch_size, max(MIN_SLICE, n_rows // MIN_STEPS))
+    if batch_size >= n_rows:
         return None
     order = torch.randperm(n_rows, generator=torch.Generator().manual_seed(BATCH_ORDER_SEED + epoch))
     return list(torch.tensor_split(order, math.ceil(n_rows / batch_size)))

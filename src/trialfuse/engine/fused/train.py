@@ -2,8 +2,9 @@
 
 Each model keeps its own fold, widths, activation, dropout, learning rate, weight decay,
 optimizer, gradient clip, patience, min_delta and epoch budget; depth splits a batch
-unless `pad_depths` (shallower models carried through identity layers), and so does fold
-size (K-fold gives at most two). Early stopping is per model and
+unless `pad_depths` (shallower models carried through identity layers), and so do fold
+size (K-fold gives at most two) and rows per step (`batch_size`: a batch's models step on the
+same slices of their folds, `mlp.batch_order`). Early stopping is per model and
 restores each model's best epoch. Finished models
 are dropped from the batch once enough of it has stopped (the host looks only every few
 epochs). How many models share a batch follows free device memory; on out-of-memory the
