@@ -121,21 +121,23 @@ def _frequent_levels(column: np.ndarray) -> list[float]:
     return sorted(float(v) for v in frequent)
 
 
-def batch_order(n_rows: int, batch_size: int, epoch: int) -> list[torch.Tensor] | None:
+def batch_order(n_rows: int, batch_size: int, epoch: int,
+                device: torch.device | str = "cpu") -> list[torch.Tensor] | None:
     """The row slices of one epoch's steps (None: one step on every row, `batch_size` 0): a
     shuffle seeded by the epoch alone, cut into equal slices (to a row), so a model takes the
     same steps alone or fused beside others of its fold size, and no step is a sliver of a few
     rows (BatchNorm needs two). A slice holds at most `batch_size` rows and at most an eighth of
-    the fold (MIN_STEPS) but not under MIN_SLICE (to the equal cut): at a rate chosen for slices, one whole-fold step an
-    epoch leaves a fold smaller than `batch_size` untrained (AutoGluon, too, shrinks its NN's
-    batch on small tables)."""
+    the fold (MIN_STEPS), but not fewer than about MIN_SLICE: at a rate chosen for slices, one
+    whole-fold step an epoch leaves a fold smaller than `batch_size` untrained (AutoGluon, too,
+    shrinks its NN's batch on small tables). Drawn on the CPU (the same order on every device),
+    put on `device`."""
     if batch_size <= 0:
         return None
     batch_size = min(batch_size, max(MIN_SLICE, n_rows // MIN_STEPS))
     if batch_size >= n_rows:
         return None
     order = torch.randperm(n_rows, generator=torch.Generator().manual_seed(BATCH_ORDER_SEED + epoch))
-    return list(torch.tensor_split(order, math.ceil(n_rows / batch_size)))
+    return list(torch.tensor_split(order.to(device), math.ceil(n_rows / batch_size)))
 
 
 @dataclass(frozen=True)
@@ -293,7 +295,7 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
             check_deadline(deadline)
         net.train()
         losses = []
-        for rows in batch_order(len(yt), int(p["batch_size"]), epoch) or [None]:
+        for rows in batch_order(len(yt), int(p["batch_size"]), epoch, dev) or [None]:
             optimizer.zero_grad(set_to_none=True)
             picked = (xt, yt, weights) if rows is None else (
                 xt[rows], yt[rows], None if weights is None else weights[rows])

@@ -300,7 +300,7 @@ def train_fused_batch(jobs: list[Job], fold_data: list[FoldData], dev: torch.dev
     low = precision.matmul_dtype
     batch_size = int(jobs[0].params["batch_size"])  # one per batch (run_jobs groups by it)
     for epoch in range(max_epochs):
-        for rows in mlp.batch_order(s.train.y.shape[1], batch_size, epoch) or [None]:
+        for rows in mlp.batch_order(s.train.y.shape[1], batch_size, epoch, dev) or [None]:
             x = s.train.inputs(low) if rows is None else s.train.inputs(low)[:, rows]
             pred = forward(s.model, x, train=True, block=block, step=s.steps, matmul_dtype=low)
             grads = torch.autograd.grad(s.train.loss(pred, rows).sum(), s.params)  # d(sum)/dθ_m = dL_m/dθ_m
