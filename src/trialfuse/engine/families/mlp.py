@@ -84,9 +84,10 @@ class InputCoding:
     def of(cls, X: np.ndarray, categorical: Sequence[int] = ()) -> InputCoding:
         """The coding fit on training rows X."""
         x_mean, x_std = column_stats(X)
+        categorical = set(categorical)
         columns, codes, numeric = [], [], []
         for c in range(X.shape[1]):
-            levels = _frequent_levels(X[:, c]) if c in set(categorical) else []
+            levels = _frequent_levels(X[:, c]) if c in categorical else []
             if not levels:
                 numeric.append(c)
             columns += [c] * len(levels)
@@ -381,13 +382,11 @@ def _from_kept(path) -> ScaledMLP:
     head = Head(kept.get("outputs", 1), kept.get("classes", False))
     state = kept["state"]
     net = MLP(kept["n_features"], kept["hidden_layers"], 0.0, kept["leaky"], outputs=head.outputs)
-    columns = state["x_mean"].numel()
-    none = np.zeros(0, dtype=np.int64)
-    coding = InputCoding(np.zeros(columns), np.ones(columns), state.get("numeric", torch.arange(columns)).numpy(),
-                         state.get("missing", torch.as_tensor(none)).numpy(),
-                         state.get("level_columns", torch.as_tensor(none)).numpy(),
-                         state.get("level_codes", torch.as_tensor(none, dtype=torch.float64)).numpy())
+    none = torch.zeros(0, dtype=torch.int64)  # a model kept before the coding: every column a number
+    coding = InputCoding(*(state[k].numpy() for k in ("x_mean", "x_std")),
+                         state.get("numeric", torch.arange(state["x_mean"].numel())).numpy(),
+                         *(state.get(k, none).numpy() for k in ("missing", "level_columns", "level_codes")))
     model = ScaledMLP(net, coding, 0.0, 1.0, head)
     model = model.to(state["x_mean"].dtype)  # the precision it was trained in
-    model.load_state_dict(state, strict="numeric" in state)  # a model kept before the coding has none
+    model.load_state_dict(state, strict="numeric" in state)  # one kept before the coding lacks its buffers
     return model.eval()
