@@ -204,15 +204,22 @@ class Task:
         shares = np.bincount(y_train.astype(np.int64), minlength=len(self.classes)) / len(y_train)
         return np.tile(shares, (rows, 1))
 
-    def greedy_losses(self, y: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-        """Each candidate prediction's loss [C] (lower is better), vectorized over candidates
-        [C, rows] or [C, rows, K]: squared error for numbers, log-loss for classes (a proper
-        score, whatever the search metric: an ensemble of probabilities is chosen by it)."""
+    def greedy_view(self, y: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+        """What the greedy ensemble's loss reads of predictions [C, rows(, K)], as [C, rows]: the
+        values for numbers, each row's true-class probability for classes (log-loss reads
+        nothing else, so its rounds average K times fewer numbers)."""
         if not self.is_classification:
-            return ((candidates - y) ** 2).mean(axis=1)
+            return predictions
         codes = np.asarray(y, dtype=np.int64)
-        picked = np.take_along_axis(candidates, codes[None, :, None], axis=2)[..., 0]  # [C, rows]
-        return -np.log(np.clip(picked, PROBABILITY_FLOOR, 1.0)).mean(axis=1)
+        return np.take_along_axis(predictions, codes[None, :, None], axis=2)[..., 0]
+
+    def greedy_losses(self, y: np.ndarray, view: np.ndarray) -> np.ndarray:
+        """Each candidate's loss [C] (lower is better) from its `greedy_view` [C, rows]: squared
+        error for numbers, log-loss for classes (a proper score, whatever the search metric: an
+        ensemble of probabilities is chosen by it)."""
+        if not self.is_classification:
+            return ((view - y) ** 2).mean(axis=1)
+        return -np.log(np.maximum(view, PROBABILITY_FLOOR)).mean(axis=1)  # (np.clip is several times slower)
 
     def strata(self, y: np.ndarray) -> np.ndarray | None:
         """What the holdout and the folds are stratified by: the class, for classes (so each

@@ -9,6 +9,11 @@ The rounds kept are the first ones up to the best out-of-fold score, so the ense
 never worse than the best single model on the rows it was chosen on. Ties go to the model
 listed first, so one input gives one ensemble. Only search rows enter: the holdout scores
 the chosen model afterwards and never chooses.
+
+That score is chosen on the rows it is measured on, so it flatters the ensemble (by 0.0001-
+0.0009 in R² on our tables). `cross_validated` gives the honest one: the selection made on
+each fold's training rows and scored on its held-out rows, the same inner K-fold that scores
+a stack (driver.stack), so the two compete on the same footing.
 """
 from __future__ import annotations
 
@@ -47,15 +52,39 @@ def select(predictions: np.ndarray, y: np.ndarray, rounds: int = ROUNDS, first: 
     improves on it)."""
     predictions = np.asarray(predictions, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    total = np.zeros_like(predictions[0])
-    counts = np.zeros(len(predictions), dtype=np.int64)
+    counts = _greedy(task.greedy_view(y, predictions), y, rounds, first, task)
+    return Selection(counts, task.score(y, _average(predictions, counts)))
+
+
+def cross_validated(predictions: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]],
+                    rounds: int = ROUNDS, first: int | None = None, task: Task = NUMBERS) -> float:
+    """The selection's honest out-of-fold score: each fold's rows predicted by the ensemble
+    selected on the other folds' rows (as `select` would), then scored together."""
+    predictions = np.asarray(predictions, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    view = task.greedy_view(y, predictions)
+    blended = np.empty_like(predictions[0])
+    for train, val in folds:
+        counts = _greedy(view[:, train], y[train], rounds, first, task)
+        blended[val] = _average(predictions[:, val], counts)
+    return task.score(y, blended)
+
+
+def _greedy(view: np.ndarray, y: np.ndarray, rounds: int, first: int | None, task: Task) -> np.ndarray:
+    """The kept rounds' counts per candidate, from the candidates' `Task.greedy_view` [C, rows]."""
+    total = np.zeros_like(view[0])
+    counts = np.zeros(len(view), dtype=np.int64)
     best_counts, best_error = counts.copy(), np.inf
     for size in range(1, rounds + 1):
-        errors = task.greedy_losses(y, (total + predictions) / size)
+        errors = task.greedy_losses(y, (total + view) / size)
         pick = first if size == 1 and first is not None else int(np.argmin(errors))  # the first of equals
-        total += predictions[pick]
+        total += view[pick]
         counts[pick] += 1
         if errors[pick] < best_error:
             best_error, best_counts = float(errors[pick]), counts.copy()
-    score = task.score(y, combine(predictions[best_counts > 0], best_counts[best_counts > 0] / best_counts.sum()))
-    return Selection(best_counts, score)
+    return best_counts
+
+
+def _average(predictions: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    kept = counts > 0
+    return combine(predictions[kept], counts[kept] / counts.sum())

@@ -80,9 +80,10 @@ def plan(winner: FamilyResult, storage: optuna.storages.BaseStorage, out_of_fold
          refit: bool = True, task: Task = NUMBERS, folds: list | None = None) -> Plan:
     """The best single model, unless (`ensembles`) the kept out-of-fold predictions make an
     ensemble that beats it by at least ensemble.MIN_GAIN and whose retrain fits in the time
-    left: the Caruana average or, given the search's `folds` and where its inner out-of-fold
-    score is higher still, a stack (driver.stack). Without `refit`, each model whose K fold
-    models were kept is served by them."""
+    left: the Caruana average or a stack (driver.stack), whichever scores higher. Given the
+    search's `folds`, both are scored by an inner K-fold over them (the average's own score is
+    measured on the rows that chose it, and flatters it). Without `refit`, each model whose K
+    fold models were kept is served by them."""
     single = Member(winner.family, winner.best_trial, winner.best_params, _rounds(winner.best_rounds),
                     winner.best_fold_seconds, winner.cv_score_mean)
     if out_of_fold is not None and not refit:
@@ -99,12 +100,14 @@ def plan(winner: FamilyResult, storage: optuna.storages.BaseStorage, out_of_fold
     selection = ensemble.select(vectors, y_search, first=first, task=task)  # the winner is a member
     picked, weights, score, served = selection.members, selection.weights[selection.members], selection.score, None
     record: dict[str, Any] = {"method": CARUANA, "caruana_oof_score": selection.score}
-    if folds is not None and len(candidates) > 1:
+    if folds is not None and len(candidates) > 1:  # both scored by an inner K-fold: the same footing
+        score = ensemble.cross_validated(vectors, y_search, folds, first=first, task=task)
+        record["caruana_inner_oof_score"] = score
         read = stack.inputs([m.cv_score_mean for m in candidates], [m.family for m in candidates],
                             selection.members, first)
         stacked = stack.fit(vectors[read], y_search, folds, task)
         record["stack_oof_score"] = stacked.oof_score
-        if stacked.oof_score > selection.score and len(stacked.inputs) > 1:
+        if stacked.oof_score > score and len(stacked.inputs) > 1:
             picked, weights, score = [read[i] for i in stacked.inputs], stacked.weights, stacked.oof_score
             served = stacked.served
             record.update(method=STACK, stack=served)

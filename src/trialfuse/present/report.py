@@ -128,9 +128,11 @@ def _ensemble(page: Page, record: EnsembleRecord | NotKept | None, metric: Metri
     stacked = record.get("method") == "stack"
     how = ("a stack: a linear second-level model on the kept models' out-of-fold predictions "
            f"(inner out-of-fold {label} {fmt(shown(record.get('stack_oof_score')))}; the greedy average's "
-           f"{fmt(shown(record.get('caruana_oof_score')))})" if stacked else
+           f"{fmt(shown(record.get('caruana_inner_oof_score', record.get('caruana_oof_score'))))})" if stacked else
            f"greedy ensemble selection (Caruana et al. 2004), {record['rounds']} rounds" +
-           (f" (a stack's inner out-of-fold {label}: {fmt(shown(record['stack_oof_score']))})"
+           (f" (inner out-of-fold {label} {fmt(shown(record['caruana_inner_oof_score']))}; a stack's "
+            f"{fmt(shown(record.get('stack_oof_score')))})" if "caruana_inner_oof_score" in record else
+            f" (a stack's inner out-of-fold {label}: {fmt(shown(record['stack_oof_score']))})"
             if "stack_oof_score" in record else ""))
     parts = [f"<p>Chosen among the {record['candidates']} kept models' out-of-fold predictions by {how}; "
              f"{html.escape(verdict)}. The holdout scores the saved model only; it chooses nothing.</p>"]
