@@ -358,3 +358,47 @@ def test_an_nn_trial_from_before_slices_of_rows_rebuilds_with_whole_fold_steps()
     assert params_from_trial("nn", frozen)["hidden_layers"] == [128, 64]
     study.tell(asked, 0.5)
     assert params_from_trial("nn", study.trials[0])["batch_size"] == FAMILIES["nn"].start[0]["batch_size"] > 0
+
+
+class OneEndlessFold(FakePool):
+    """One worker whose fold never ends by itself (CatBoost on 11 classes took 25-30 s a fold where
+    LightGBM took 3): it answers `cut` only once the trial is cancelled (its stop file)."""
+
+    def __init__(self):
+        super().__init__()
+        self.running, self.started, self.stopped_at = None, None, None
+
+    def next_done(self, timeout=None):
+        if self.running is None and self.pending:
+            self.running, self.started = self.pending.pop(0), time.monotonic()
+        if self.running is None or self.stopped_at is None:
+            time.sleep(0.02)
+            return None
+        job, self.running = self.running, None
+        return FoldDone(job, {"status": "error", "error": "DeadlineReached: stopped by the time budget", "cut": True})
+
+    def progress(self, trial):
+        queued = sum(job.trial == trial for job in (*self.pending, *self.staged))
+        on = self.running is not None and self.running.trial == trial
+        return queued, [time.monotonic() - self.started] if on else []
+
+    def cancel(self, trial):
+        dropped = super().cancel(trial)
+        if self.running is not None and self.running.trial == trial and self.stopped_at is None:
+            self.stopped_at = time.monotonic()
+            return dropped + 1
+        return dropped
+
+
+def test_a_first_fold_that_outlasts_what_its_trial_can_afford_is_stopped_long_before_the_deadline():
+    """No fold is done, so no fold time is known; the running fold's time so far is a floor on a
+    fold's: once the trial's other folds at that pace end past the deadline, it is cut and the
+    family asks no more."""
+    pool = OneEndlessFold()
+    began = time.monotonic()
+    budget = Budget(end=began + REPORT_SECONDS + 8.0, seconds=8.0)
+    result, trials = search(pool, trials=None, folds=3, prune=False, budget=budget, must_start=False)
+    assert pool.stopped_at is not None and pool.stopped_at - began < 5.0  # the deadline is about 6.4 s in
+    assert result.trials_complete == 0 and "cannot finish a trial" in result.reason
+    asked = [t for t in trials if t.state != optuna.trial.TrialState.WAITING]  # (cut ones are queued again)
+    assert len(asked) == FAMILIES["lightgbm"].in_flight  # the first window, cut; nothing asked after it

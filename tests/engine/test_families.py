@@ -230,3 +230,34 @@ def test_batch_order_cuts_each_epoch_into_equal_slices_of_every_row():
     again, other = mlp.batch_order(6400, 700, 3), mlp.batch_order(6400, 700, 4)
     assert all(torch.equal(a, b) for a, b in zip(slices, again, strict=True))
     assert not torch.equal(slices[0], other[0])
+
+
+@pytest.mark.parametrize("family", ["xgboost", "lightgbm", "catboost", "extra_trees"])
+def test_a_tree_fold_stops_within_rounds_once_its_stop_file_appears(family, data, tmp_path):
+    """The driver cut the fold's trial (its other folds could not finish in time): the fold ends
+    as at its deadline, long before its own, instead of training a model no one will use."""
+    import threading
+    import time
+
+    from trialfuse.engine.families import DeadlineReached, stoppable
+
+    Xt, yt, Xv, yv = data
+    slow = {**SMALL[family], "learning_rate": 1e-3} if "learning_rate" in SMALL[family] else SMALL[family]
+    stop = tmp_path / "stop" / f"{family}-0"
+    stop.parent.mkdir()
+    threading.Timer(0.3, stop.touch).start()
+    started = time.monotonic()
+    with stoppable(str(stop)), pytest.raises(DeadlineReached):
+        while time.monotonic() - started < 30:  # a forest ends by itself sooner: its next fit meets the file
+            family_module(family).fit(slow, Xt, yt, Xv, yv, threads=1, seed=0, deadline=time.time() + 3600)
+    assert time.monotonic() - started < 5
+
+
+def test_without_a_deadline_a_stop_file_stops_nothing(data, tmp_path):
+    from trialfuse.engine.families import past_deadline, stoppable
+
+    stop = tmp_path / "stop"
+    stop.touch()
+    with stoppable(str(stop)):
+        assert not past_deadline(None) and past_deadline(1e18)
+    assert not past_deadline(1e18)  # the job is over: its file is no longer read

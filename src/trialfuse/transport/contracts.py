@@ -119,7 +119,8 @@ class FoldPool(Protocol):
         """The next fold's answer, or None if none came within `timeout` seconds."""
 
     def cancel(self, trial: TrialKey) -> int:
-        """Drop the trial's folds no worker has started; how many were dropped."""
+        """Drop the trial's folds no worker has started and, where the workers can be told,
+        stop its running ones; how many folds were dropped or stopped."""
 
     def progress(self, trial: TrialKey) -> tuple[int, list[float]]:
         """(folds of the trial still queued, seconds each of its running folds has run so far)."""

@@ -140,13 +140,26 @@ class WorkerPool:
             self._done.put(FoldDone(job, protocol.error("every worker's place is gone")))
 
     def cancel(self, trial: TrialKey) -> int:
-        """Drop the trial's folds that no worker has started; returns how many were dropped."""
+        """Drop the trial's folds that no worker has started and, with a deadline, stop its
+        running tree folds (their stop file: they answer `cut` within a boosting round);
+        returns how many folds were dropped or stopped."""
         with self._ready:
             self._cancelled.add(trial)
             before = len(self._pending) + len(self._staged)
             self._pending = [job for job in self._pending if job.trial != trial]
             self._staged = [job for job in self._staged if job.trial != trial]
-            return before - len(self._pending) - len(self._staged)
+            running = self._running.get(trial, {}) if self._stoppable(trial.family) else {}
+            if running:
+                self._stop_file(trial).parent.mkdir(exist_ok=True)
+                self._stop_file(trial).touch()
+            return before - len(self._pending) - len(self._staged) + len(running)
+
+    def _stoppable(self, family: str) -> bool:
+        """A running fold can be stopped: a tree fold (a fused NN task holds other trials' folds) under a deadline."""
+        return self.deadline is not None and not FAMILIES[family].batched
+
+    def _stop_file(self, trial: TrialKey) -> Path:
+        return self._tmp / "stop" / f"{trial.family}-{trial.number}"
 
     def progress(self, trial: TrialKey) -> tuple[int, list[float]]:
         """(folds of the trial still queued, seconds each of its running folds has run so far)."""
@@ -281,7 +294,9 @@ class WorkerPool:
                                                        job.trial.number,
                                                        threads, deadline=self.deadline,
                                                        predictions=self.predictions or None,
-                                                       save_dir=self._fold_model_dir(job)) for job in task],
+                                                       save_dir=self._fold_model_dir(job),
+                                                       stop_file=str(self._stop_file(job.trial))
+                                                       if self._stoppable(job.family) else None) for job in task],
                                     self.fuse)
 
     def _fold_model_dir(self, job: FoldJob) -> str | None:

@@ -18,7 +18,8 @@ The contract, for every transport (subprocess over JSON lines today, Ray actors 
 - A failure is an answer, `{"status": "error", "error": "<one line>"}` (with the job's
   `trial` and `fold`), and the worker carries on. A job may carry a `deadline` (the run's
   time budget, as time.time()): past it training stops within a round or a few epochs and
-  the job answers at once with an error marked `"cut": true`. A worker that dies, hangs past its job
+  the job answers at once with an error marked `"cut": true`; a tree job's `stop_file`, once
+  it exists, stops it the same way (the driver cut its trial). A worker that dies, hangs past its job
   timeout or writes a line that is not JSON is the transport's problem (the pool restarts
   it once, then runs the task alone).
 - A train answer: `status`, `trial`, `fold`, `family`, `score` (the search metric, higher
@@ -65,6 +66,7 @@ class TrainJob:
     deadline: float | None = None  # time.time() past which the job stops and answers `cut`
     predictions: bool | None = None  # answer with the validation rows' predictions too (`val_predictions`)
     save_dir: str | None = None  # its fold model is kept there (answer: `model_file`)
+    stop_file: str | None = None  # a tree fold with a deadline also stops (answers `cut`) once this file exists
 
     @classmethod
     def from_json(cls, job: dict[str, Any]) -> TrainJob:
@@ -72,7 +74,7 @@ class TrainJob:
                    fold=int(job.get("fold", 0)), seed=int(job.get("seed", job.get("trial") or 0)),
                    trial=job.get("trial"), threads=job.get("threads"), dataset=str(job.get("dataset", SEARCH_ROWS)),
                    path=job.get("path"), deadline=job.get("deadline"), predictions=job.get("predictions"),
-                   save_dir=job.get("save_dir"))
+                   save_dir=job.get("save_dir"), stop_file=job.get("stop_file"))
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}

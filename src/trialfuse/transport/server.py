@@ -160,7 +160,7 @@ class Server:
 
     def _train_one(self, job: TrainJob) -> dict[str, Any]:
         """One fold of a family trained alone (the tree families), early stopping on its validation rows."""
-        from trialfuse.engine.families import family_module
+        from trialfuse.engine.families import family_module, stoppable
         from trialfuse.engine.scores import fold_scores
 
         faults.strike(job.family)
@@ -168,8 +168,9 @@ class Server:
         started = time.perf_counter()
         module = family_module(job.family)
         task = self._task(job)
-        fitted = module.fit(job.params, X_train, y_train, X_val, y_val, device=self.device, threads=job.threads,
-                            seed=job.seed, deadline=job.deadline, task=task, categorical=self._categorical(job))
+        with stoppable(job.stop_file):
+            fitted = module.fit(job.params, X_train, y_train, X_val, y_val, device=self.device, threads=job.threads,
+                                seed=job.seed, deadline=job.deadline, task=task, categorical=self._categorical(job))
         pred_val, pred_train = (task.probabilities(module.predict(fitted.model, X)) for X in (X_val, X_train))
         result = FoldResult(fitted.model, fitted.best_rounds, fitted.rounds_run,
                             **fold_scores(task, y_train, pred_train, y_val, pred_val), predictions_val=pred_val,

@@ -22,7 +22,9 @@ from __future__ import annotations
 import importlib
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -88,7 +90,28 @@ class DeadlineReached(Exception):
     """The run's time budget ended while this job trained: its trial is cut, not failed."""
 
 
+_stop_file: Path | None = None  # the running job's stop file (worker side; see `stoppable`)
+
+
+@contextmanager
+def stoppable(stop_file: str | None):
+    """While one job trains: a file whose appearance ends it as its deadline would. The driver
+    writes it when it cuts the job's trial (its other folds cannot finish in time), so the
+    worker goes on to what can, instead of training a fold no one will use."""
+    global _stop_file
+    _stop_file = Path(stop_file) if stop_file else None
+    try:
+        yield
+    finally:
+        _stop_file = None
+
+
+def past_deadline(deadline: float | None) -> bool:
+    """Past `deadline` (time.time(); None: no deadline, and nothing stops the job), or told to stop."""
+    return deadline is not None and (time.time() > deadline or (_stop_file is not None and _stop_file.exists()))
+
+
 def check_deadline(deadline: float | None) -> None:
-    """Raise DeadlineReached once time.time() is past `deadline` (None: no deadline)."""
-    if deadline is not None and time.time() > deadline:
+    """Raise DeadlineReached once past `deadline` (past_deadline)."""
+    if past_deadline(deadline):
         raise DeadlineReached("stopped by the time budget")

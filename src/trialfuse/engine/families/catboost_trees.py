@@ -1,7 +1,6 @@
 """The CatBoost family: oblivious trees, early stopping on the fold's validation rows."""
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -9,7 +8,7 @@ from typing import Any
 import numpy as np
 from catboost import CatBoost, CatBoostClassifier, CatBoostRegressor
 
-from trialfuse.engine.families import DeadlineReached, Fitted, check_deadline
+from trialfuse.engine.families import DeadlineReached, Fitted, check_deadline, past_deadline
 from trialfuse.engine.families.trees import EARLY_STOPPING_ROUNDS, MAX_ROUNDS
 from trialfuse.task import NUMBERS, Kind, Task
 
@@ -21,7 +20,7 @@ class _Deadline:
         self.deadline, self.reached = deadline, False
 
     def after_iteration(self, info) -> bool:  # False stops training
-        self.reached = time.time() > self.deadline
+        self.reached = past_deadline(self.deadline)
         return not self.reached
 
 
