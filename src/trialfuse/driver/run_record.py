@@ -43,7 +43,7 @@ class EnsembleRecord(TypedDict):
     reason: NotRequired[str]  # why it was not saved
     method: NotRequired[str]  # "caruana" (a weighted average) or "stack" (final_model); runs before stacks: absent
     caruana_oof_score: NotRequired[float]  # the greedy average's score on the rows that chose it
-    caruana_inner_oof_score: NotRequired[float]  # and its inner out-of-fold score (runs before 2026-12-06: absent)
+    caruana_inner_oof_score: NotRequired[float]  # and its inner out-of-fold score (runs before 2026-12-05: absent)
     stack_oof_score: NotRequired[float]  # the stack's inner out-of-fold score, where one was fit
     stack: NotRequired[dict[str, Any]]  # the saved stack's served form (blend.serve)
     holdout_score: NotRequired[float]  # once saved: its holdout score, and the best single model's
