@@ -252,10 +252,8 @@ class FamilySearch:
     def _drop_what_cannot_finish(self) -> None:
         """With a deadline, trials whose remaining folds would end after it are cut now, so
         their workers go to what can still finish; the family asks no more once a whole
-        trial no longer fits (estimated from its folds so far, the workers sharing them). Before
-        any fold is done, the longest-running fold's time so far stands in for a fold's: a first
-        fold far slower than guessed (CatBoost on 11 classes: 25-30 s where LightGBM took 3) shows
-        its trial cannot finish long before it ends."""
+        trial no longer fits (estimated from its folds so far, the workers sharing them; before
+        any is done, from the longest-running fold's time so far: a floor on a fold's)."""
         if self.deadline is None:
             return
         running = [ran for number, entry in self.flight.items() if entry.outcome is None
@@ -266,17 +264,13 @@ class FamilySearch:
         left = self.deadline - time.monotonic()
         workers = self.pool.workers
         for number, entry in self.flight.items():
-            if entry.outcome is None and self._seconds_to_finish(number, entry, per_fold, workers) > left \
-                    and self.pool.cancel(self._key(number)):
+            if entry.outcome is None and finish_estimate(*self.pool.progress(self._key(number)), per_fold, workers) \
+                    > left and self.pool.cancel(self._key(number)):
                 entry.outcome, entry.reason = Outcome.CUT, "stopped by the time budget"
                 self.result.stopped_by_budget = True
         trial_seconds = per_fold * math.ceil(self.folds / workers)
         self.too_slow = (f"cannot finish a trial in the {max(0.0, left):.0f} s left (about {trial_seconds:.0f} s each)"
                          if trial_seconds > left else None)
-
-    def _seconds_to_finish(self, number: int, entry: InFlight, per_fold: float, workers: int) -> float:
-        queued, running = self.pool.progress(self._key(number))
-        return finish_estimate(queued, running, per_fold, workers)
 
     def finish(self) -> FamilyResult:
         if self.heartbeat is not None:

@@ -40,7 +40,7 @@ from trialfuse.transport.contracts import (
 from trialfuse.transport.fold_queue import FoldDone, FoldJob, TrialKey, describe, take_task
 from trialfuse.transport.placement import Slot, device_for, first_choice
 from trialfuse.transport.placement import window as placement_window
-from trialfuse.transport.scratch import make_scratch
+from trialfuse.transport.scratch import make_scratch, request_stop, stop_file
 from trialfuse.transport.side_jobs import Retrain
 from trialfuse.transport.worker_process import WorkerProcess, worker_env
 
@@ -140,9 +140,8 @@ class WorkerPool:
             self._done.put(FoldDone(job, protocol.error("every worker's place is gone")))
 
     def cancel(self, trial: TrialKey) -> int:
-        """Drop the trial's folds that no worker has started and, with a deadline, stop its
-        running tree folds (their stop file: they answer `cut` within a boosting round);
-        returns how many folds were dropped or stopped."""
+        """Drop the trial's folds no worker has started and, with a deadline, stop its running
+        tree folds (scratch.request_stop); returns how many folds were dropped or stopped."""
         with self._ready:
             self._cancelled.add(trial)
             before = len(self._pending) + len(self._staged)
@@ -150,16 +149,12 @@ class WorkerPool:
             self._staged = [job for job in self._staged if job.trial != trial]
             running = self._running.get(trial, {}) if self._stoppable(trial.family) else {}
             if running:
-                self._stop_file(trial).parent.mkdir(exist_ok=True)
-                self._stop_file(trial).touch()
+                request_stop(self._tmp, *trial)
             return before - len(self._pending) - len(self._staged) + len(running)
 
     def _stoppable(self, family: str) -> bool:
-        """A running fold can be stopped: a tree fold (a fused NN task holds other trials' folds) under a deadline."""
+        """A tree fold under a deadline can be stopped (a fused NN task holds other trials' folds)."""
         return self.deadline is not None and not FAMILIES[family].batched
-
-    def _stop_file(self, trial: TrialKey) -> Path:
-        return self._tmp / "stop" / f"{trial.family}-{trial.number}"
 
     def progress(self, trial: TrialKey) -> tuple[int, list[float]]:
         """(folds of the trial still queued, seconds each of its running folds has run so far)."""
@@ -295,7 +290,7 @@ class WorkerPool:
                                                        threads, deadline=self.deadline,
                                                        predictions=self.predictions or None,
                                                        save_dir=self._fold_model_dir(job),
-                                                       stop_file=str(self._stop_file(job.trial))
+                                                       stop_file=str(stop_file(self._tmp, *job.trial))
                                                        if self._stoppable(job.family) else None) for job in task],
                                     self.fuse)
 

@@ -1,5 +1,5 @@
-"""A pool's scratch folder (the search rows it ships, rows to score or explain): one per
-driver, named for its host and process, so the next run clears what a killed driver left
+"""A pool's scratch folder (the search rows it ships, rows to score or explain, cut trials'
+stop files): one per driver, named for its host and process, so the next run clears what a killed driver left
 and never a live driver's, even when two share one --out."""
 from __future__ import annotations
 
@@ -40,3 +40,15 @@ def owner_alive(name: str) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def stop_file(scratch: Path, family: str, trial: int) -> Path:
+    """The file whose appearance stops a trial's running folds (engine.families.stoppable)."""
+    return scratch / "stop" / f"{family}-{trial}"
+
+
+def request_stop(scratch: Path, family: str, trial: int) -> None:
+    """Write the trial's stop file: its running folds answer `cut` within a boosting round."""
+    path = stop_file(scratch, family, trial)
+    path.parent.mkdir(exist_ok=True)
+    path.touch()
