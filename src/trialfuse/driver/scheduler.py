@@ -256,16 +256,16 @@ class FamilySearch:
         any is done, from the longest-running fold's time so far: a floor on a fold's)."""
         if self.deadline is None:
             return
-        running = [ran for number, entry in self.flight.items() if entry.outcome is None
-                   for ran in self.pool.progress(self._key(number))[1]]
-        per_fold = float(np.median(self.fold_seconds)) if self.fold_seconds else max(running, default=0.0)
+        undecided = {n: self.pool.progress(self._key(n)) for n, entry in self.flight.items() if entry.outcome is None}
+        per_fold = float(np.median(self.fold_seconds)) if self.fold_seconds else \
+            max((ran for _, running in undecided.values() for ran in running), default=0.0)
         if per_fold <= 0.0:
             return
         left = self.deadline - time.monotonic()
         workers = self.pool.workers
-        for number, entry in self.flight.items():
-            if entry.outcome is None and finish_estimate(*self.pool.progress(self._key(number)), per_fold, workers) \
-                    > left and self.pool.cancel(self._key(number)):
+        for number, (queued, running) in undecided.items():
+            if finish_estimate(queued, running, per_fold, workers) > left and self.pool.cancel(self._key(number)):
+                entry = self.flight[number]
                 entry.outcome, entry.reason = Outcome.CUT, "stopped by the time budget"
                 self.result.stopped_by_budget = True
         trial_seconds = per_fold * math.ceil(self.folds / workers)

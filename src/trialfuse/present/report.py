@@ -126,14 +126,14 @@ def _ensemble(page: Page, record: EnsembleRecord | NotKept | None, metric: Metri
     verdict = ("saved as the winner" if chosen else f"not saved: {record.get('reason', '')}")
     label, shown = metric.label, _shown(metric)
     stacked = record.get("method") == "stack"
-    how = ("a stack: a linear second-level model on the kept models' out-of-fold predictions "
-           f"(inner out-of-fold {label} {fmt(shown(record.get('stack_oof_score')))}; the greedy average's "
-           f"{fmt(shown(record.get('caruana_inner_oof_score', record.get('caruana_oof_score'))))})" if stacked else
+    stack_score = fmt(shown(record.get("stack_oof_score")))
+    average_score = fmt(shown(record.get("caruana_inner_oof_score", record.get("caruana_oof_score"))))
+    how = (f"a stack: a linear second-level model on the kept models' out-of-fold predictions "
+           f"(inner out-of-fold {label} {stack_score}; the greedy average's {average_score})" if stacked else
            f"greedy ensemble selection (Caruana et al. 2004), {record['rounds']} rounds" +
-           (f" (inner out-of-fold {label} {fmt(shown(record['caruana_inner_oof_score']))}; a stack's "
-            f"{fmt(shown(record.get('stack_oof_score')))})" if "caruana_inner_oof_score" in record else
-            f" (a stack's inner out-of-fold {label}: {fmt(shown(record['stack_oof_score']))})"
-            if "stack_oof_score" in record else ""))
+           (f" (inner out-of-fold {label} {average_score}; a stack's {stack_score})"
+            if "caruana_inner_oof_score" in record else
+            f" (a stack's inner out-of-fold {label}: {stack_score})" if "stack_oof_score" in record else ""))
     parts = [f"<p>Chosen among the {record['candidates']} kept models' out-of-fold predictions by {how}; "
              f"{html.escape(verdict)}. The holdout scores the saved model only; it chooses nothing.</p>"]
     scores = [[f"out-of-fold {label}", shown(record["oof_score"]), shown(record["best_single_oof_score"])]]
