@@ -383,11 +383,9 @@ class OneEndlessFold(FakePool):
         return queued, [time.monotonic() - self.started] if on else []
 
     def cancel(self, trial):
-        dropped = super().cancel(trial)
         if self.running is not None and self.running.trial == trial and self.stopped_at is None:
             self.stopped_at = time.monotonic()
-            return dropped + 1
-        return dropped
+        return super().cancel(trial)  # the queued folds it dropped; the stopped fold answers `cut`
 
 
 def test_a_first_fold_that_outlasts_what_its_trial_can_afford_is_stopped_long_before_the_deadline():

@@ -120,7 +120,7 @@ class FoldPool(Protocol):
 
     def cancel(self, trial: TrialKey) -> int:
         """Drop the trial's folds no worker has started and, where the workers can be told,
-        stop its running ones; how many folds were dropped or stopped."""
+        ask its running ones to stop (they answer `cut`); how many folds were dropped."""
 
     def progress(self, trial: TrialKey) -> tuple[int, list[float]]:
         """(folds of the trial still queued, seconds each of its running folds has run so far)."""

@@ -140,8 +140,9 @@ class WorkerPool:
             self._done.put(FoldDone(job, protocol.error("every worker's place is gone")))
 
     def cancel(self, trial: TrialKey) -> int:
-        """Drop the trial's folds no worker has started and, with a deadline, stop its running
-        tree folds (scratch.request_stop); returns how many folds were dropped or stopped."""
+        """Drop the trial's folds no worker has started and, with a deadline, ask its running
+        tree folds to stop (scratch.request_stop: a CPU fold answers `cut`, which cuts the trial;
+        CatBoost on a GPU cannot stop and finishes); returns how many folds were dropped."""
         with self._ready:
             self._cancelled.add(trial)
             before = len(self._pending) + len(self._staged)
@@ -150,7 +151,7 @@ class WorkerPool:
             running = self._running.get(trial, {}) if self._stoppable(trial.family) else {}
             if running:
                 request_stop(self._tmp, *trial)
-            return before - len(self._pending) - len(self._staged) + len(running)
+            return before - len(self._pending) - len(self._staged)
 
     def _stoppable(self, family: str) -> bool:
         """A tree fold under a deadline can be stopped (a fused NN task holds other trials' folds)."""
