@@ -72,3 +72,30 @@ def test_the_inputs_are_the_winner_each_familys_best_then_the_ensembles_members(
     scores = [0.5, 0.7, 0.6, 0.4, 0.65]
     families = ["lightgbm", "lightgbm", "xgboost", "catboost", "xgboost"]
     assert stack.inputs(scores, families, chosen=[1, 4, 0], first=1) == [1, 4, 3, 0]
+
+
+def test_the_class_stack_fits_with_blas_on_one_thread(monkeypatch):
+    """Its matrices are narrow: on 2 cores OpenBLAS's two threads made its fits 3x slower, time
+    the budget then lacked for the ensemble's retrain (carrier at 60 s)."""
+    from threadpoolctl import threadpool_info
+
+    seen = []
+    original = stack.class_stack
+
+    def recording():
+        model = original()
+        fit = model.fit
+
+        def fit_and_record(*args, **kwargs):
+            seen.append({info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"})
+            return fit(*args, **kwargs)
+
+        model.fit = fit_and_record
+        return model
+
+    monkeypatch.setattr(stack, "class_stack", recording)
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 3, size=300).astype(np.float64)
+    predictions = rng.dirichlet(np.ones(3), size=(2, 300))
+    stack.fit(predictions, y, _folds(y, strata=y), Task(Kind.MULTICLASS, (0, 1, 2), "log_loss"))
+    assert seen and all(threads == {stack.BLAS_THREADS} for threads in seen)
