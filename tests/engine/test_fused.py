@@ -496,8 +496,10 @@ def test_fused_equals_serial_in_slices_of_rows_with_category_levels_in_float64(t
               for c, size, rate in zip(MIXED, (128, 128, 256, 0), (0.1, 0.0, 0.2, 0.1), strict=True)]
     fused = train_many(sliced, X, y, folds, fuse="on", dtype=torch.float64, categorical=[X.shape[1] - 1])
     serial = train_many(sliced, X, y, folds, fuse="off", dtype=torch.float64, categorical=[X.shape[1] - 1])
-    # batches by slice size and fold size (600, 601, 601 rows): two 128s on fold 0, four on folds 1-2
-    assert [r.fused_batch_size for r in fused] == [2, 4, 4] * 2 + [1, 2, 2] * 2
+    # batches by the rows a step takes and fold size (600, 601, 601 rows): 128 and 256 both step on
+    # 75 rows (an eighth of the fold), so three on fold 0 and six on folds 1-2; whole-fold steps apart
+    assert [mlp.slice_rows(n, size) for n in (600, 601) for size in (128, 256, 0)] == [75, 75, 0] * 2
+    assert [r.fused_batch_size for r in fused] == [3, 6, 6] * 3 + [1, 2, 2]
     steps = []
     for f, s in zip(fused, serial, strict=True):
         assert (f.rounds_run, f.best_rounds) == (s.rounds_run, s.best_rounds)

@@ -132,13 +132,21 @@ def batch_order(n_rows: int, batch_size: int, epoch: int,
     whole-fold step an epoch leaves a fold smaller than `batch_size` untrained (AutoGluon, too,
     shrinks its NN's batch on small tables). Drawn on the CPU (the same order on every device),
     put on `device`."""
-    if batch_size <= 0:
-        return None
-    batch_size = min(batch_size, max(MIN_SLICE, n_rows // MIN_STEPS))
-    if batch_size >= n_rows:
+    rows = slice_rows(n_rows, batch_size)
+    if rows == 0:
         return None
     order = torch.randperm(n_rows, generator=torch.Generator().manual_seed(BATCH_ORDER_SEED + epoch))
-    return list(torch.tensor_split(order.to(device), math.ceil(n_rows / batch_size)))
+    return list(torch.tensor_split(order.to(device), math.ceil(n_rows / rows)))
+
+
+def slice_rows(n_rows: int, batch_size: int) -> int:
+    """Rows a step of `batch_order` takes on a fold of `n_rows` (0: the whole fold, one step an
+    epoch). Models whose `batch_size` differ may step alike: on a 600-row fold 128 and 256 both
+    give slices of 75 rows, so the fused trainer groups by this, not by `batch_size`."""
+    if batch_size <= 0:
+        return 0
+    rows = min(batch_size, max(MIN_SLICE, n_rows // MIN_STEPS))
+    return 0 if rows >= n_rows else rows
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,8 @@
 Each model keeps its own fold, widths, activation, dropout, learning rate, weight decay,
 optimizer, gradient clip, patience, min_delta and epoch budget; depth splits a batch
 unless `pad_depths` (shallower models carried through identity layers), and so do fold
-size (K-fold gives at most two) and rows per step (`batch_size`: a batch's models step on the
-same slices of their folds, `mlp.batch_order`). Early stopping is per model and
+size (K-fold gives at most two) and rows per step (`mlp.slice_rows`, from `batch_size`: a
+batch's models step on the same slices of their folds, `mlp.batch_order`). Early stopping is per model and
 restores each model's best epoch. Finished models
 are dropped from the batch once enough of it has stopped (the host looks only every few
 epochs). How many models share a batch follows free device memory; on out-of-memory the
@@ -123,7 +123,8 @@ def run_jobs(jobs: list[Job], fold_data: list[FoldData], *, device: str = "cpu",
     results: dict[int, FoldResult | FoldFailed] = {}
     groups: dict[tuple[int, int, int], list[Job]] = {}  # what one stacked model holds: depth, slices, rows
     for job in jobs:
-        key = (depth_group(job, batching), int(job.params["batch_size"]), len(fold_data[job.fold].y_train))
+        n_train = len(fold_data[job.fold].y_train)
+        key = (depth_group(job, batching), mlp.slice_rows(n_train, int(job.params["batch_size"])), n_train)
         groups.setdefault(key, []).append(job)
     for (_, _, n_train), group in groups.items():
         stacked = fuse.mode == "on" or (fuse.mode == "auto" and dev.type == "cuda" and len(group) > 1)
@@ -298,7 +299,7 @@ def train_fused_batch(jobs: list[Job], fold_data: list[FoldData], dev: torch.dev
     results: dict[int, dict[str, Any]] = {}
     max_epochs = int(s.budget.max())
     low = precision.matmul_dtype
-    batch_size = int(jobs[0].params["batch_size"])  # one per batch (run_jobs groups by it)
+    batch_size = int(jobs[0].params["batch_size"])  # its slices are every job's (run_jobs groups by mlp.slice_rows)
     for epoch in range(max_epochs):
         for rows in mlp.batch_order(s.train.y.shape[1], batch_size, epoch, dev) or [None]:
             x = s.train.inputs(low) if rows is None else s.train.inputs(low)[:, rows]
