@@ -77,6 +77,37 @@ def test_the_inner_out_of_fold_score_of_known_blends():
     assert ensemble.cross_validated(one[None], y, _halves(y.size)) == pytest.approx(r2_score(y, one), abs=1e-12)
 
 
+def test_the_best_single_models_inner_score_is_honest_on_noise():
+    """Forty small noise models: the best of them on the rows that chose it scores above knowing
+    nothing; chosen on the other half of the rows, it cannot. One model scores as itself."""
+    rng = np.random.default_rng(4)
+    y, noise = rng.normal(size=400), 0.1 * rng.normal(size=(40, 400))
+    assert max(r2_score(y, p) for p in noise) > 0.01
+    assert ensemble.single_cross_validated(noise, y, _halves(400)) < 0.0
+    rng, y = _truth()
+    one, worse = y + rng.normal(scale=0.5, size=y.size), y + rng.normal(scale=1.0, size=y.size)
+    assert ensemble.single_cross_validated(np.stack([worse, one]), y, _halves(y.size)) == pytest.approx(
+        r2_score(y, one), abs=1e-12)
+
+
+def test_the_plan_meets_the_best_single_models_inner_score_not_the_one_it_was_chosen_on(tmp_path):
+    """Twenty models sharing most of their error, each with a heavy-tailed error of its own, on 100
+    rows: the best of them flatters itself on the rows that chose it, above the average's inner
+    score; met on rows that did not choose it, the average wins and is saved."""
+    from sklearn.model_selection import KFold
+
+    from trialfuse.driver import final_model
+
+    rng, y = _truth(100, seed=2)
+    shared = rng.normal(size=y.size)
+    errors = {n: 0.5 * (y + shared + 0.2 * rng.standard_t(2, size=y.size)) - y for n in range(20)}
+    winner, storage, store = _search_with_kept_predictions(tmp_path, errors, y)
+    folds = list(KFold(5, shuffle=True, random_state=0).split(y))
+    record = final_model.plan(winner, storage, store, y, workers=2, budget=None, folds=folds).ensemble
+    assert record["best_single_oof_score"] > record["caruana_inner_oof_score"] > record["best_single_inner_oof_score"]
+    assert record["chosen"] and record["oof_score"] >= record["best_single_inner_oof_score"] + ensemble.MIN_GAIN
+
+
 def test_class_selection_is_by_the_log_loss_of_the_averaged_probabilities():
     """The greedy loss reads only each row's true-class probability; it must equal
     scikit-learn's log-loss of the whole averaged probabilities."""

@@ -81,9 +81,10 @@ def plan(winner: FamilyResult, storage: optuna.storages.BaseStorage, out_of_fold
     """The best single model, unless (`ensembles`) the kept out-of-fold predictions make an
     ensemble that beats it by at least ensemble.MIN_GAIN and whose retrain fits in the time
     left: the Caruana average or a stack (driver.stack), whichever scores higher. Given the
-    search's `folds`, both are scored by an inner K-fold over them (the average's own score is
-    measured on the rows that chose it, and flatters it). Without `refit`, each model whose K
-    fold models were kept is served by them."""
+    search's `folds`, all three are scored by an inner K-fold over them (the average's own score
+    is measured on the rows that chose it, and the best single model's on the rows that chose it
+    among many: both flatter). Without `refit`, each model whose K fold models were kept is
+    served by them."""
     single = Member(winner.family, winner.best_trial, winner.best_params, _rounds(winner.best_rounds),
                     winner.best_fold_seconds, winner.cv_score_mean)
     if out_of_fold is not None and not refit:
@@ -100,9 +101,11 @@ def plan(winner: FamilyResult, storage: optuna.storages.BaseStorage, out_of_fold
     selection = ensemble.select(vectors, y_search, first=first, task=task)  # the winner is a member
     picked, weights, score, served = selection.members, selection.weights[selection.members], selection.score, None
     record: dict[str, Any] = {"method": CARUANA, "caruana_oof_score": selection.score}
-    if folds is not None and len(candidates) > 1:  # both scored by an inner K-fold: the same footing
+    to_beat = single_score
+    if folds is not None and len(candidates) > 1:  # all scored by an inner K-fold: the same footing
         score = ensemble.cross_validated(vectors, y_search, folds, first=first, task=task)
-        record["caruana_inner_oof_score"] = score
+        to_beat = ensemble.single_cross_validated(vectors, y_search, folds, task=task)
+        record.update(caruana_inner_oof_score=score, best_single_inner_oof_score=to_beat)
         read = stack.inputs([m.cv_score_mean for m in candidates], [m.family for m in candidates],
                             selection.members, first)
         stacked = stack.fit(vectors[read], y_search, folds, task)
@@ -121,9 +124,9 @@ def plan(winner: FamilyResult, storage: optuna.storages.BaseStorage, out_of_fold
     record = {"chosen": False, "oof_score": score, "best_single_oof_score": single_score,
               "candidates": len(candidates), "rounds": ensemble.ROUNDS, **record,
               "members": [_describe(m) for m in members]}
-    if len(members) < 2 or score < single_score + ensemble.MIN_GAIN:
+    if len(members) < 2 or score < to_beat + ensemble.MIN_GAIN:
         record["reason"] = (f"no gain over the best single model's out-of-fold {task.metric.label} "
-                            f"({task.show(score)} vs {task.show(single_score)})")
+                            f"({task.show(score)} vs {task.show(to_beat)})")
         return Plan([single], record)
     seconds = parallel_seconds([m.retrain_seconds for m in members], workers)
     if budget is not None and seconds > single.retrain_seconds and not budget.fits(seconds):

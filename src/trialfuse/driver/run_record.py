@@ -44,6 +44,8 @@ class EnsembleRecord(TypedDict):
     method: NotRequired[str]  # "caruana" (a weighted average) or "stack" (final_model); runs before stacks: absent
     caruana_oof_score: NotRequired[float]  # the greedy average's score on the rows that chose it
     caruana_inner_oof_score: NotRequired[float]  # and its inner out-of-fold score (runs before 2026-12-05: absent)
+    best_single_inner_oof_score: NotRequired[float]  # the best single model's, scored the same way: what the
+    # ensemble must beat where present (older runs: absent, it met best_single_oof_score)
     stack_oof_score: NotRequired[float]  # the stack's inner out-of-fold score, where one was fit
     stack: NotRequired[dict[str, Any]]  # the saved stack's served form (blend.serve)
     holdout_score: NotRequired[float]  # once saved: its holdout score, and the best single model's

@@ -136,7 +136,8 @@ def _ensemble(page: Page, record: EnsembleRecord | NotKept | None, metric: Metri
             f" (a stack's inner out-of-fold {label}: {stack_score})" if "stack_oof_score" in record else ""))
     parts = [f"<p>Chosen among the {record['candidates']} kept models' out-of-fold predictions by {how}; "
              f"{html.escape(verdict)}. The holdout scores the saved model only; it chooses nothing.</p>"]
-    scores = [[f"out-of-fold {label}", shown(record["oof_score"]), shown(record["best_single_oof_score"])]]
+    single = record.get("best_single_inner_oof_score", record["best_single_oof_score"])  # the one it met
+    scores = [[f"out-of-fold {label}", shown(record["oof_score"]), shown(single)]]
     if chosen:
         scores.append([f"holdout {label}", shown(record.get("holdout_score")),
                        shown(record.get("best_single_holdout_score"))])
