@@ -209,8 +209,10 @@ def test_the_first_pick_can_be_fixed_to_the_searchs_best_model():
     assert alone.members == [1] and alone.score == pytest.approx(r2_score(y, winner))
 
 
-def _search_with_kept_predictions(tmp_path, errors: dict[int, np.ndarray], y: np.ndarray, seconds: float = 1.0):
-    """A lightgbm study whose complete trials' out-of-fold predictions are y + errors[trial]."""
+def _search_with_kept_predictions(tmp_path, errors: dict[int, np.ndarray], y: np.ndarray, seconds: float = 1.0,
+                                  xgboost: dict[int, np.ndarray] = (), xgboost_seconds: float = 1.0):
+    """A lightgbm study whose complete trials' out-of-fold predictions are y + errors[trial]
+    (the winner is its best), and an xgboost study of `xgboost`'s trials alike."""
     import optuna
 
     from trialfuse.catalog import FAMILIES
@@ -219,16 +221,17 @@ def _search_with_kept_predictions(tmp_path, errors: dict[int, np.ndarray], y: np
     folds = [(np.arange(y.size // 2, y.size), np.arange(y.size // 2)),
              (np.arange(y.size // 2), np.arange(y.size // 2, y.size))]
     storage = optuna.storages.InMemoryStorage()
-    study = optuna.create_study(study_name="lightgbm", storage=storage, direction="maximize")
     store = OutOfFold(tmp_path, folds)
-    for number, error in errors.items():
-        trial = study.ask()
-        FAMILIES["lightgbm"].suggest(trial)
-        trial.set_user_attr("best_rounds", [10, 12])
-        trial.set_user_attr("fold_seconds", [seconds, seconds])
-        r2 = float(r2_score(y, y + error))
-        store.add("lightgbm", number, r2, [(y + error)[val].tolist() for _, val in folds])
-        study.tell(trial, r2)
+    for family, trials, fold_seconds in (("xgboost", dict(xgboost), xgboost_seconds), ("lightgbm", errors, seconds)):
+        study = optuna.create_study(study_name=family, storage=storage, direction="maximize")
+        for number, error in trials.items():
+            trial = study.ask()
+            FAMILIES[family].suggest(trial)
+            trial.set_user_attr("best_rounds", [10, 12])
+            trial.set_user_attr("fold_seconds", [fold_seconds, fold_seconds])
+            r2 = float(r2_score(y, y + error))
+            store.add(family, number, r2, [(y + error)[val].tolist() for _, val in folds])
+            study.tell(trial, r2)
     best = study.best_trial
     winner = FamilyResult("lightgbm", best_params=best.params, best_trial=best.number, cv_score_mean=best.value,
                           best_rounds=[10, 12], best_fold_seconds=[seconds, seconds])
@@ -353,3 +356,29 @@ def test_when_a_members_retrain_fails_the_winner_alone_is_saved_and_scored_as_se
     saved = final_model.train_and_save(Pool(), plan, best, table, rest, sealed, tmp_path, seed=0)
     assert saved["winner"] == "lightgbm" and "a member's retrain failed" in saved["warnings"][0]
     assert saved["holdout_score"] == pytest.approx(r2_score(y[sealed], served), abs=1e-12)
+
+
+def test_where_the_stacks_retrain_does_not_fit_the_average_that_does_is_saved(tmp_path):
+    """The stack leans on a slow xgboost model (its offset an intercept undoes, which no average
+    can), the average on two quick lightgbm ones: with 10 s left, the stack's 60 s retrain is
+    passed over, said, and the average saved, rather than the best single model."""
+    import time
+
+    from trialfuse.driver import final_model
+    from trialfuse.driver.budget import REPORT_SECONDS, Budget
+
+    rng, y = _truth(600, seed=1)
+    errors = {n: rng.normal(scale=0.5, size=y.size) for n in (0, 1)}
+    slow = {0: -0.4 * (y - y.mean()) + 3.0 + rng.normal(scale=0.05, size=y.size)}
+    winner, storage, store = _search_with_kept_predictions(tmp_path, errors, y, xgboost=slow, xgboost_seconds=30.0)
+    unbounded = final_model.plan(winner, storage, store, y, workers=2, budget=None, folds=_halves(y.size))
+    assert unbounded.ensemble["method"] == "stack" and "xgboost" in {m.family for m in unbounded.members}
+    late = Budget(end=time.monotonic() + REPORT_SECONDS + 10.0, seconds=60.0)
+    chosen = final_model.plan(winner, storage, store, y, workers=2, budget=late, folds=_halves(y.size))
+    record = chosen.ensemble
+    assert record["chosen"] and record["method"] == "caruana" and chosen.stack is None
+    assert {m.family for m in chosen.members} == {"lightgbm"}
+    assert record["oof_score"] == record["caruana_inner_oof_score"]
+    assert record["stack_oof_score"] > record["oof_score"] > record["best_single_inner_oof_score"]
+    assert chosen.warnings == record["passed_over"] and "the stack" in chosen.warnings[0]
+    assert "would not fit" in chosen.warnings[0]

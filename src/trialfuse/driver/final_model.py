@@ -38,6 +38,7 @@ from trialfuse.transport.side_jobs import Retrain
 
 ENSEMBLE = "ensemble"  # the winner's name in results.json when the ensemble is saved
 CARUANA, STACK = "caruana", "stack"  # how a saved ensemble combines its members
+SAID = {CARUANA: "the average", STACK: "the stack"}
 MEMBERS = "members"  # best_model/members/<family>-<trial>/: one member's native model file(s)
 
 
@@ -75,16 +76,28 @@ class Plan:
         return len(self.members) > 1
 
 
+@dataclass
+class Choice:
+    """One way to combine the kept models: which (indices into the candidates), how, and its score."""
+
+    method: str  # CARUANA or STACK
+    picked: list[int]
+    weights: list[float]
+    score: float  # out-of-fold, inner where the search's folds were given
+    served: dict[str, Any] | None = None  # a stack's served form (blend.serve)
+
+
 def plan(winner: FamilyResult, storage: optuna.storages.BaseStorage, out_of_fold: OutOfFold | None,
          y_search: np.ndarray, workers: int, budget: Budget | None, *, ensembles: bool = True,
          refit: bool = True, task: Task = NUMBERS, folds: list | None = None) -> Plan:
     """The best single model, unless (`ensembles`) the kept out-of-fold predictions make an
     ensemble that beats it by at least ensemble.MIN_GAIN and whose retrain fits in the time
-    left: the Caruana average or a stack (driver.stack), whichever scores higher. Given the
-    search's `folds`, all three are scored by an inner K-fold over them (the average's own score
-    is measured on the rows that chose it, and the best single model's on the rows that chose it
-    among many: both flatter). Without `refit`, each model whose K fold models were kept is
-    served by them."""
+    left: the Caruana average or a stack (driver.stack), the higher-scoring first, the other if
+    that one's retrain does not fit (a stack may read 8 models where the average chose 3). Given
+    the search's `folds`, all three are scored by an inner K-fold over them (the average's own
+    score is measured on the rows that chose it, and the best single model's on the rows that
+    chose it among many: both flatter). Without `refit`, each model whose K fold models were kept
+    is served by them."""
     single = Member(winner.family, winner.best_trial, winner.best_params, _rounds(winner.best_rounds),
                     winner.best_fold_seconds, winner.cv_score_mean)
     if out_of_fold is not None and not refit:
@@ -99,42 +112,57 @@ def plan(winner: FamilyResult, storage: optuna.storages.BaseStorage, out_of_fold
     single_score = task.score(y_search, vectors[names.index(single.name)])
     first = names.index(single.name)
     selection = ensemble.select(vectors, y_search, first=first, task=task)  # the winner is a member
-    picked, weights, score, served = selection.members, selection.weights[selection.members], selection.score, None
-    record: dict[str, Any] = {"method": CARUANA, "caruana_oof_score": selection.score}
-    to_beat = single_score
+    average = Choice(CARUANA, selection.members, list(selection.weights[selection.members]), selection.score)
+    choices, to_beat = [average], single_score
+    scores: dict[str, Any] = {"caruana_oof_score": selection.score}
     if folds is not None and len(candidates) > 1:  # all scored by an inner K-fold: the same footing
-        score = ensemble.cross_validated(vectors, y_search, folds, first=first, task=task)
+        average.score = ensemble.cross_validated(vectors, y_search, folds, first=first, task=task)
         to_beat = ensemble.single_cross_validated(vectors, y_search, folds, task=task)
-        record.update(caruana_inner_oof_score=score, best_single_inner_oof_score=to_beat)
         read = stack.inputs([m.cv_score_mean for m in candidates], [m.family for m in candidates],
                             selection.members, first)
         stacked = stack.fit(vectors[read], y_search, folds, task)
-        record["stack_oof_score"] = stacked.oof_score
-        if stacked.oof_score > score and len(stacked.inputs) > 1:
-            picked, weights, score = [read[i] for i in stacked.inputs], stacked.weights, stacked.oof_score
-            served = stacked.served
-            record.update(method=STACK, stack=served)
-    members = [candidates[i] for i in picked]
-    for member, weight in zip(members, weights, strict=True):
-        member.weight = float(weight)
-        if not refit:
+        scores.update(caruana_inner_oof_score=average.score, best_single_inner_oof_score=to_beat,
+                      stack_oof_score=stacked.oof_score)
+        if len(stacked.inputs) > 1:
+            choices.append(Choice(STACK, [read[i] for i in stacked.inputs], stacked.weights, stacked.oof_score,
+                                  stacked.served))
+    choices.sort(key=lambda c: -c.score)  # stable: the average first where they tie
+    passed_over: list[str] = []
+    for choice in choices:
+        members = _members(choice, candidates, single, out_of_fold if not refit else None)
+        record = {"chosen": False, "oof_score": choice.score, "best_single_oof_score": single_score,
+                  "candidates": len(candidates), "rounds": ensemble.ROUNDS, "method": choice.method, **scores,
+                  **({"stack": choice.served} if choice.served else {}), "members": [_describe(m) for m in members]}
+        if len(members) < 2 or choice.score < to_beat + ensemble.MIN_GAIN:
+            record["reason"] = (f"no gain over the best single model's out-of-fold {task.metric.label} "
+                                f"({task.show(choice.score)} vs {task.show(to_beat)})")
+            break
+        seconds = parallel_seconds([m.retrain_seconds for m in members], workers)
+        if budget is not None and seconds > single.retrain_seconds and not budget.fits(seconds):
+            record["reason"] = (f"its {len(members)} members' retrain (about {seconds:.0f} s) would not fit in "
+                                f"the {max(0.0, budget.left()):.0f} s left")
+            passed_over.append(f"ensemble not saved as {SAID[choice.method]}: {record['reason']}")
+            continue
+        record["chosen"] = True
+        if passed_over:
+            record["passed_over"] = passed_over
+        return Plan(members, record, passed_over, stack=choice.served)
+    if passed_over and "no gain" in record["reason"]:  # the last choice lacked the gain; say why the first went
+        record["passed_over"] = passed_over
+    return Plan([single], record, passed_over)
+
+
+def _members(choice: Choice, candidates: list[Member], single: Member, out_of_fold: OutOfFold | None) -> list[Member]:
+    """The choice's members with their weights, the winner first (the fallback, and the first
+    holdout score; a stack reads it first already); with `out_of_fold`, served by their fold models."""
+    members = [dataclasses.replace(candidates[i], weight=float(w)) for i, w in zip(choice.picked, choice.weights,
+                                                                                  strict=True)]
+    for member in members:
+        if out_of_fold is not None:
             member.fold_files = out_of_fold.fold_files(member.family, member.trial)
-    if served is None:  # the winner first: the fallback and its holdout score (a stack reads it first already)
+    if choice.method == CARUANA:
         members.sort(key=lambda m: m.name != single.name)
-    record = {"chosen": False, "oof_score": score, "best_single_oof_score": single_score,
-              "candidates": len(candidates), "rounds": ensemble.ROUNDS, **record,
-              "members": [_describe(m) for m in members]}
-    if len(members) < 2 or score < to_beat + ensemble.MIN_GAIN:
-        record["reason"] = (f"no gain over the best single model's out-of-fold {task.metric.label} "
-                            f"({task.show(score)} vs {task.show(to_beat)})")
-        return Plan([single], record)
-    seconds = parallel_seconds([m.retrain_seconds for m in members], workers)
-    if budget is not None and seconds > single.retrain_seconds and not budget.fits(seconds):
-        record["reason"] = (f"its {len(members)} members' retrain (about {seconds:.0f} s) would not fit in "
-                            f"the {max(0.0, budget.left()):.0f} s left")
-        return Plan([single], record, [f"ensemble not saved: {record['reason']}"])
-    record["chosen"] = True
-    return Plan(members, record, stack=served)
+    return members
 
 
 def train_and_save(pool: WorkerPool, chosen: Plan, best: FamilyResult, table: Table, rest: np.ndarray,
