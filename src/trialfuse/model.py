@@ -151,9 +151,10 @@ class Model:
         return predicted
 
     def leaderboard(self) -> pd.DataFrame:
-        """Every trial of every family and a saved ensemble (its out-of-fold score; its members'
-        weights as params), best first: CV score mean and spread over the folds (as people read
-        the metric), the holdout score where one was measured, seconds, state, params."""
+        """Every trial of every family, best first, after a saved ensemble (the saved model; its
+        inner out-of-fold score; its members' weights as params): CV score mean and spread over the
+        folds (as people read the metric), the holdout score where one was measured, seconds,
+        state, params."""
         shown = self.task.metric.shown
         holdout = self.record.holdout_scores()
         rows = []
@@ -172,7 +173,7 @@ class Model:
             rows.append({"family": "ensemble", "trial": None, "state": "saved", "cv_score_mean": shown(
                 ensemble["oof_score"]), "cv_score_sd": np.nan, "holdout_score": self.record.holdout_score,
                 "seconds": np.nan, "params": {f"{m['family']}-{m['trial']}": m["weight"] for m in ensemble["members"]},
-                "_order": ensemble["oof_score"]})
+                "_order": np.inf})  # the saved model first: its score is an inner K-fold's, the trials' are not
         board = pd.DataFrame(rows, columns=["family", "trial", "state", "cv_score_mean", "cv_score_sd",
                                             "holdout_score", "seconds", "params", "_order"])
         board["holdout_score"] = board["holdout_score"].map(lambda s: shown(s) if pd.notna(s) else np.nan)

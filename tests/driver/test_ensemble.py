@@ -380,5 +380,44 @@ def test_where_the_stacks_retrain_does_not_fit_the_average_that_does_is_saved(tm
     assert {m.family for m in chosen.members} == {"lightgbm"}
     assert record["oof_score"] == record["caruana_inner_oof_score"]
     assert record["stack_oof_score"] > record["oof_score"] > record["best_single_inner_oof_score"]
-    assert chosen.warnings == record["passed_over"] and "the stack" in chosen.warnings[0]
-    assert "would not fit" in chosen.warnings[0]
+    assert len(record["passed_over"]) == 1 and record["passed_over"][0].startswith("ensemble not saved as the stack")
+    assert "would not fit" in record["passed_over"][0] and chosen.warnings == record["passed_over"]
+    chosen.warnings.append("later")  # the plan's warnings and the record's list are not one object
+    assert len(record["passed_over"]) == 1
+
+
+def test_where_no_ensemble_is_saved_the_record_is_the_best_scoring_ones_and_says_why(tmp_path):
+    """The stack does not fit and the average does not fit either (each member 30 s): the single
+    model is saved, the record is the stack's with its own reason, and both are warned of."""
+    import time
+
+    from trialfuse.driver import final_model
+    from trialfuse.driver.budget import REPORT_SECONDS, Budget
+
+    rng, y = _truth(600, seed=1)
+    errors = {n: rng.normal(scale=0.5, size=y.size) for n in (0, 1)}
+    slow = {0: -0.4 * (y - y.mean()) + 3.0 + rng.normal(scale=0.05, size=y.size)}
+    winner, storage, store = _search_with_kept_predictions(tmp_path, errors, y, seconds=30.0, xgboost=slow,
+                                                           xgboost_seconds=30.0)
+    late = Budget(end=time.monotonic() + REPORT_SECONDS + 10.0, seconds=60.0)
+    alone = final_model.plan(winner, storage, store, y, workers=1, budget=late, folds=_halves(y.size))
+    record = alone.ensemble
+    assert not alone.is_ensemble and not record["chosen"] and "passed_over" not in record
+    assert record["method"] == "stack" and "would not fit" in record["reason"]
+    assert [w.split(":")[0] for w in alone.warnings] == ["ensemble not saved as the stack",
+                                                          "ensemble not saved as the average"]
+
+
+def test_the_inner_score_of_the_average_starts_each_fold_from_that_folds_best():
+    """Two models, each right on one half of the rows and wrong on the other. One round: each
+    half is predicted by the model best on the other half, the wrong one for it, so the honest
+    score of starting from the best is low; starting both halves from the winner all the rows
+    chose would have predicted one half well."""
+    rng, y = _truth(400)
+    good, bad = rng.normal(scale=0.1, size=y.size), rng.normal(scale=2.0, size=y.size)
+    half = np.arange(y.size) < y.size // 2
+    a = y + np.where(half, good, bad)
+    b = y + np.where(half, bad, good)
+    folds = _halves(y.size)
+    each_from_its_best = ensemble.cross_validated(np.stack([a, b]), y, folds, rounds=1, from_the_best=True)
+    assert each_from_its_best == pytest.approx(r2_score(y, np.where(half, b, a)), abs=1e-12)

@@ -121,6 +121,7 @@ def test_a_multiclass_fit_from_a_dataframe_reloads_in_a_fresh_process_and_predic
                                    "holdout_balanced_accuracy", "seconds", "params"]
     assert sorted(board["family"][board["family"] != "ensemble"]) == ["lightgbm", "lightgbm", "nn", "nn"]
     assert (board["family"] == "ensemble").sum() == int(bool(results["ensemble"]["chosen"]))
+    assert not results["ensemble"]["chosen"] or board["family"].iloc[0] == "ensemble"  # the saved model first
     done = board[board["state"] == "complete"]["cv_balanced_accuracy_mean"]
     assert done.iloc[0] == done.max() == max(results["families"][f]["cv_score_mean"] for f in ("lightgbm", "nn"))
     kept = (tmp_path / "run" / "data.parquet").read_bytes()

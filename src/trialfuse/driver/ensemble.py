@@ -16,7 +16,7 @@ each fold's training rows and scored on its held-out rows, the same inner K-fold
 a stack (driver.stack), so the two compete on the same footing. The best single model's own
 score flatters it too, as the best of many on the rows that chose it (by 0.003-0.010 in
 log-loss on chile's 60 s runs, 60-70 candidates), and `single_cross_validated` scores that
-choice the same way: all three meet on rows that did not choose them.
+choice the same way. The stack's inputs are still the kept models as all the rows ranked them.
 """
 from __future__ import annotations
 
@@ -60,14 +60,18 @@ def select(predictions: np.ndarray, y: np.ndarray, rounds: int = ROUNDS, first: 
 
 
 def cross_validated(predictions: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]],
-                    rounds: int = ROUNDS, first: int | None = None, task: Task = NUMBERS) -> float:
+                    rounds: int = ROUNDS, from_the_best: bool = False, task: Task = NUMBERS) -> float:
     """The selection's honest out-of-fold score: each fold's rows predicted by the ensemble
-    selected on the other folds' rows (as `select` would), then scored together."""
+    selected on the other folds' rows (as `select` would), then scored together. With
+    `from_the_best`, each fold's selection starts from the candidate that scores best on its
+    training rows, as `select` given the search's winner starts from it: not from the winner
+    itself, which all the rows chose."""
     predictions = np.asarray(predictions, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     view = task.greedy_view(y, predictions)
     blended = np.empty_like(predictions[0])
     for train, val in folds:
+        first = _best(predictions[:, train], y[train], task) if from_the_best else None
         counts = _greedy(view[:, train], y[train], rounds, first, task)
         blended[val] = _average(predictions[:, val], counts)
     return task.score(y, blended)
@@ -75,15 +79,20 @@ def cross_validated(predictions: np.ndarray, y: np.ndarray, folds: list[tuple[np
 
 def single_cross_validated(predictions: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]],
                            task: Task = NUMBERS) -> float:
-    """The best single model's honest out-of-fold score: each fold's rows predicted by the
-    candidate that scores best on the other folds' rows, then scored together."""
+    """The honest out-of-fold score of taking the best single model (the procedure, not the
+    model it took on all rows): each fold's rows predicted by the candidate that scores best on
+    the other folds' rows, then scored together."""
     predictions = np.asarray(predictions, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     chosen = np.empty_like(predictions[0])
     for train, val in folds:
-        best = int(np.argmax([task.score(y[train], p[train]) for p in predictions]))  # the first of equals
-        chosen[val] = predictions[best][val]
+        chosen[val] = predictions[_best(predictions[:, train], y[train], task)][val]
     return task.score(y, chosen)
+
+
+def _best(predictions: np.ndarray, y: np.ndarray, task: Task) -> int:
+    """The candidate that scores best on these rows (the first of equals)."""
+    return int(np.argmax([task.score(y, p) for p in predictions]))
 
 
 def _greedy(view: np.ndarray, y: np.ndarray, rounds: int, first: int | None, task: Task) -> np.ndarray:

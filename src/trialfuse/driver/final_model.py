@@ -38,7 +38,7 @@ from trialfuse.transport.side_jobs import Retrain
 
 ENSEMBLE = "ensemble"  # the winner's name in results.json when the ensemble is saved
 CARUANA, STACK = "caruana", "stack"  # how a saved ensemble combines its members
-SAID = {CARUANA: "the average", STACK: "the stack"}
+METHOD_WORDS = {CARUANA: "the average", STACK: "the stack"}
 MEMBERS = "members"  # best_model/members/<family>-<trial>/: one member's native model file(s)
 
 
@@ -112,11 +112,12 @@ def plan(winner: FamilyResult, storage: optuna.storages.BaseStorage, out_of_fold
     single_score = task.score(y_search, vectors[names.index(single.name)])
     first = names.index(single.name)
     selection = ensemble.select(vectors, y_search, first=first, task=task)  # the winner is a member
-    average = Choice(CARUANA, selection.members, list(selection.weights[selection.members]), selection.score)
+    average = Choice(CARUANA, selection.members, [float(w) for w in selection.weights[selection.members]],
+                     selection.score)
     choices, to_beat = [average], single_score
     scores: dict[str, Any] = {"caruana_oof_score": selection.score}
     if folds is not None and len(candidates) > 1:  # all scored by an inner K-fold: the same footing
-        average.score = ensemble.cross_validated(vectors, y_search, folds, first=first, task=task)
+        average.score = ensemble.cross_validated(vectors, y_search, folds, from_the_best=True, task=task)
         to_beat = ensemble.single_cross_validated(vectors, y_search, folds, task=task)
         read = stack.inputs([m.cv_score_mean for m in candidates], [m.family for m in candidates],
                             selection.members, first)
@@ -127,29 +128,31 @@ def plan(winner: FamilyResult, storage: optuna.storages.BaseStorage, out_of_fold
             choices.append(Choice(STACK, [read[i] for i in stacked.inputs], stacked.weights, stacked.oof_score,
                                   stacked.served))
     choices.sort(key=lambda c: -c.score)  # stable: the average first where they tie
-    passed_over: list[str] = []
+    records, passed_over = [], []
     for choice in choices:
         members = _members(choice, candidates, single, out_of_fold if not refit else None)
         record = {"chosen": False, "oof_score": choice.score, "best_single_oof_score": single_score,
                   "candidates": len(candidates), "rounds": ensemble.ROUNDS, "method": choice.method, **scores,
                   **({"stack": choice.served} if choice.served else {}), "members": [_describe(m) for m in members]}
-        if len(members) < 2 or choice.score < to_beat + ensemble.MIN_GAIN:
+        records.append(record)
+        if len(members) < 2:
+            record["reason"] = f"no gain over the best single model: {METHOD_WORDS[choice.method]} holds it alone"
+            continue
+        if choice.score < to_beat + ensemble.MIN_GAIN:
             record["reason"] = (f"no gain over the best single model's out-of-fold {task.metric.label} "
                                 f"({task.show(choice.score)} vs {task.show(to_beat)})")
-            break
+            break  # the choices come best first: no later one gains either
         seconds = parallel_seconds([m.retrain_seconds for m in members], workers)
         if budget is not None and seconds > single.retrain_seconds and not budget.fits(seconds):
             record["reason"] = (f"its {len(members)} members' retrain (about {seconds:.0f} s) would not fit in "
                                 f"the {max(0.0, budget.left()):.0f} s left")
-            passed_over.append(f"ensemble not saved as {SAID[choice.method]}: {record['reason']}")
+            passed_over.append(f"ensemble not saved as {METHOD_WORDS[choice.method]}: {record['reason']}")
             continue
         record["chosen"] = True
         if passed_over:
-            record["passed_over"] = passed_over
+            record["passed_over"] = list(passed_over)
         return Plan(members, record, passed_over, stack=choice.served)
-    if passed_over and "no gain" in record["reason"]:  # the last choice lacked the gain; say why the first went
-        record["passed_over"] = passed_over
-    return Plan([single], record, passed_over)
+    return Plan([single], records[0], passed_over)  # the best-scoring choice's record says why it was not saved
 
 
 def _members(choice: Choice, candidates: list[Member], single: Member, out_of_fold: OutOfFold | None) -> list[Member]:

@@ -48,7 +48,7 @@ class EnsembleRecord(TypedDict):
     # ensemble must beat where present (older runs: absent, it met best_single_oof_score)
     stack_oof_score: NotRequired[float]  # the stack's inner out-of-fold score, where one was fit
     stack: NotRequired[dict[str, Any]]  # the saved stack's served form (blend.serve)
-    passed_over: NotRequired[list[str]]  # a better-scoring ensemble whose retrain did not fit, and why
+    passed_over: NotRequired[list[str]]  # saved as the lower-scoring choice: the better one's retrain did not fit
     holdout_score: NotRequired[float]  # once saved: its holdout score, and the best single model's
     best_single_holdout_score: NotRequired[float]
 

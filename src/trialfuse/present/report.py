@@ -136,8 +136,9 @@ def _ensemble(page: Page, record: EnsembleRecord | NotKept | None, metric: Metri
             f" (a stack's inner out-of-fold {label}: {stack_score})" if "stack_oof_score" in record else ""))
     parts = [f"<p>Chosen among the {record['candidates']} kept models' out-of-fold predictions by {how}; "
              f"{html.escape(verdict)}. The holdout scores the saved model only; it chooses nothing.</p>"]
-    single = record.get("best_single_inner_oof_score", record["best_single_oof_score"])  # the one it met
-    scores = [[f"out-of-fold {label}", shown(record["oof_score"]), shown(single)]]
+    inner = "best_single_inner_oof_score" in record  # the score it met: taking the best, chosen per inner fold
+    single = record["best_single_inner_oof_score"] if inner else record["best_single_oof_score"]
+    scores = [[f"{'inner ' * inner}out-of-fold {label}", shown(record["oof_score"]), shown(single)]]
     if chosen:
         scores.append([f"holdout {label}", shown(record.get("holdout_score")),
                        shown(record.get("best_single_holdout_score"))])
