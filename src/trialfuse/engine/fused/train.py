@@ -230,7 +230,6 @@ class FusedState:
     best_epoch: torch.Tensor  # [M] epoch of best_loss (the budget until one improves)
     waited: torch.Tensor  # [M] epochs since the last improvement
     ran: torch.Tensor  # [M] epochs trained
-    steps: torch.Tensor  # [M] int64 optimizer steps taken (its dropout draws follow them)
     active: torch.Tensor  # [M] bool: still training
     alive: torch.Tensor  # [M] batch slot -> index into the batch's jobs
 
@@ -279,7 +278,6 @@ def _initial_state(jobs: list[Job], fold_data: list[FoldData], dev: torch.device
         min_delta=column("min_delta"),
         best_loss=torch.full((m,), math.inf, dtype=dtype, device=dev), best_epoch=budget.clone(),
         waited=torch.zeros(m, dtype=dtype, device=dev), ran=torch.zeros(m, dtype=dtype, device=dev),
-        steps=torch.zeros(m, dtype=torch.int64, device=dev),
         active=torch.ones(m, dtype=torch.bool, device=dev), alive=torch.arange(m, device=dev))
 
 
@@ -303,14 +301,14 @@ def train_fused_batch(jobs: list[Job], fold_data: list[FoldData], dev: torch.dev
     for epoch in range(max_epochs):
         for rows in mlp.batch_order(s.train.y.shape[1], batch_size, epoch, dev) or [None]:
             x = s.train.inputs(low) if rows is None else s.train.inputs(low)[:, rows]
-            pred = forward(s.model, x, train=True, block=block, step=s.steps, matmul_dtype=low)
+            steps = s.adam.step.long()  # [M] optimizer steps taken: each model's dropout draws follow them
+            pred = forward(s.model, x, train=True, block=block, step=steps, matmul_dtype=low)
             grads = torch.autograd.grad(s.train.loss(pred, rows).sum(), s.params)  # d(sum)/dθ_m = dL_m/dθ_m
             grads = [g * mask for g, mask in zip(grads, s.masks, strict=True)]
             norm = torch.sqrt(sum(g.pow(2).flatten(1).sum(1) for g in grads))  # [M] per-model gradient norm
             scale = torch.where(s.clip > 0, torch.clamp(s.clip / (norm + 1e-6), max=1.0), torch.ones_like(norm))
             grads = [g * scale.reshape(-1, 1, 1) for g in grads]
             s.adam = fused_adam.update(s.params, grads, s.adam, s.hyper, s.active)
-            s.steps = s.steps + s.active.long()
         s.ran = s.ran + s.active.to(dtype)
         with torch.no_grad():
             val_loss = s.val.loss(forward(s.model, s.val.inputs(low), train=False, block=block, matmul_dtype=low))
