@@ -83,10 +83,10 @@ def test_the_best_single_models_inner_score_is_honest_on_noise():
     rng = np.random.default_rng(4)
     y, noise = rng.normal(size=400), 0.1 * rng.normal(size=(40, 400))
     assert max(r2_score(y, p) for p in noise) > 0.01
-    assert ensemble.single_cross_validated(noise, y, _halves(400)) < 0.0
+    assert ensemble.inner_scores(noise, y, _halves(400))[0] < 0.0
     rng, y = _truth()
     one, worse = y + rng.normal(scale=0.5, size=y.size), y + rng.normal(scale=1.0, size=y.size)
-    assert ensemble.single_cross_validated(np.stack([worse, one]), y, _halves(y.size)) == pytest.approx(
+    assert ensemble.inner_scores(np.stack([worse, one]), y, _halves(y.size))[0] == pytest.approx(
         r2_score(y, one), abs=1e-12)
 
 
@@ -419,5 +419,5 @@ def test_the_inner_score_of_the_average_starts_each_fold_from_that_folds_best():
     a = y + np.where(half, good, bad)
     b = y + np.where(half, bad, good)
     folds = _halves(y.size)
-    each_from_its_best = ensemble.cross_validated(np.stack([a, b]), y, folds, rounds=1, from_the_best=True)
+    each_from_its_best = ensemble.inner_scores(np.stack([a, b]), y, folds, rounds=1)[1]
     assert each_from_its_best == pytest.approx(r2_score(y, np.where(half, b, a)), abs=1e-12)

@@ -15,8 +15,8 @@ That score is chosen on the rows it is measured on, so it flatters the ensemble 
 each fold's training rows and scored on its held-out rows, the same inner K-fold that scores
 a stack (driver.stack), so the two compete on the same footing. The best single model's own
 score flatters it too, as the best of many on the rows that chose it (by 0.003-0.010 in
-log-loss on chile's 60 s runs, 60-70 candidates), and `single_cross_validated` scores that
-choice the same way. The stack's inputs are still the kept models as all the rows ranked them.
+log-loss on chile's 60 s runs, 60-70 candidates), and `inner_scores` scores that choice the
+same way, beside the average started from it. The stack's inputs are still the kept models as all the rows ranked them.
 """
 from __future__ import annotations
 
@@ -60,34 +60,38 @@ def select(predictions: np.ndarray, y: np.ndarray, rounds: int = ROUNDS, first: 
 
 
 def cross_validated(predictions: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]],
-                    rounds: int = ROUNDS, from_the_best: bool = False, task: Task = NUMBERS) -> float:
+                    rounds: int = ROUNDS, task: Task = NUMBERS) -> float:
     """The selection's honest out-of-fold score: each fold's rows predicted by the ensemble
-    selected on the other folds' rows (as `select` would), then scored together. With
-    `from_the_best`, each fold's selection starts from the candidate that scores best on its
-    training rows, as `select` given the search's winner starts from it: not from the winner
-    itself, which all the rows chose."""
+    selected on the other folds' rows (as `select` would), then scored together."""
+    return task.score(np.asarray(y, dtype=np.float64), _inner(predictions, y, folds, rounds, task, False)[1])
+
+
+def inner_scores(predictions: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]],
+                 rounds: int = ROUNDS, task: Task = NUMBERS) -> tuple[float, float]:
+    """The honest out-of-fold scores of taking the best single model (the procedure, not the
+    model it took on all rows) and of the average started from it, as `select` given the
+    search's winner starts: each fold's rows predicted by the candidate that scores best on the
+    other folds' rows, and by the average selected there from it (not from the winner, which all
+    the rows chose). One pass: each fold's best is found once for both."""
+    y = np.asarray(y, dtype=np.float64)
+    single, blended = _inner(predictions, y, folds, rounds, task, True)
+    return task.score(y, single), task.score(y, blended)
+
+
+def _inner(predictions, y, folds, rounds: int, task: Task, from_the_best: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Each fold's rows predicted by the best single candidate on the other folds' rows (with
+    `from_the_best`; else left empty) and by the average selected there, from that one."""
     predictions = np.asarray(predictions, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     view = task.greedy_view(y, predictions)
-    blended = np.empty_like(predictions[0])
+    single, blended = np.empty_like(predictions[0]), np.empty_like(predictions[0])
     for train, val in folds:
         first = _best(predictions[:, train], y[train], task) if from_the_best else None
+        if first is not None:
+            single[val] = predictions[first][val]
         counts = _greedy(view[:, train], y[train], rounds, first, task)
         blended[val] = _average(predictions[:, val], counts)
-    return task.score(y, blended)
-
-
-def single_cross_validated(predictions: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]],
-                           task: Task = NUMBERS) -> float:
-    """The honest out-of-fold score of taking the best single model (the procedure, not the
-    model it took on all rows): each fold's rows predicted by the candidate that scores best on
-    the other folds' rows, then scored together."""
-    predictions = np.asarray(predictions, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    chosen = np.empty_like(predictions[0])
-    for train, val in folds:
-        chosen[val] = predictions[_best(predictions[:, train], y[train], task)][val]
-    return task.score(y, chosen)
+    return single, blended
 
 
 def _best(predictions: np.ndarray, y: np.ndarray, task: Task) -> int:

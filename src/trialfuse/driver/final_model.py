@@ -117,8 +117,7 @@ def plan(winner: FamilyResult, storage: optuna.storages.BaseStorage, out_of_fold
     choices, to_beat = [average], single_score
     scores: dict[str, Any] = {"caruana_oof_score": selection.score}
     if folds is not None and len(candidates) > 1:  # all scored by an inner K-fold: the same footing
-        average.score = ensemble.cross_validated(vectors, y_search, folds, from_the_best=True, task=task)
-        to_beat = ensemble.single_cross_validated(vectors, y_search, folds, task=task)
+        to_beat, average.score = ensemble.inner_scores(vectors, y_search, folds, task=task)
         read = stack.inputs([m.cv_score_mean for m in candidates], [m.family for m in candidates],
                             selection.members, first)
         stacked = stack.fit(vectors[read], y_search, folds, task)
@@ -158,11 +157,10 @@ def plan(winner: FamilyResult, storage: optuna.storages.BaseStorage, out_of_fold
 def _members(choice: Choice, candidates: list[Member], single: Member, out_of_fold: OutOfFold | None) -> list[Member]:
     """The choice's members with their weights, the winner first (the fallback, and the first
     holdout score; a stack reads it first already); with `out_of_fold`, served by their fold models."""
-    members = [dataclasses.replace(candidates[i], weight=float(w)) for i, w in zip(choice.picked, choice.weights,
-                                                                                  strict=True)]
-    for member in members:
-        if out_of_fold is not None:
-            member.fold_files = out_of_fold.fold_files(member.family, member.trial)
+    members = [dataclasses.replace(candidates[i], weight=float(w),
+                                   fold_files=out_of_fold.fold_files(candidates[i].family, candidates[i].trial)
+                                   if out_of_fold is not None else None)
+               for i, w in zip(choice.picked, choice.weights, strict=True)]
     if choice.method == CARUANA:
         members.sort(key=lambda m: m.name != single.name)
     return members
