@@ -1,6 +1,9 @@
 """When the search stops under --timeout: a share of the budget first, then the leader's retrain."""
 from __future__ import annotations
 
+import time
+
+import numpy as np
 import pytest
 
 from trialfuse.driver.budget import (
@@ -45,3 +48,40 @@ def test_work_may_start_if_its_estimate_ends_within_the_budgets_tolerance():
     budget = Budget(end=time.monotonic() + REPORT_SECONDS + 10.0, seconds=60.0)  # 10 s left, 6 s tolerance
     assert budget.fits(9.0) and budget.fits(15.5)
     assert not budget.fits(17.0)
+
+
+def test_the_explanation_must_end_where_the_reports_share_begins_and_a_late_one_costs_a_warning(tmp_path):
+    from trialfuse.driver.explanation import explain_winner
+
+    class Pool:
+        def explain(self, model_dir, X, y, seed, deadline):
+            self.deadline = deadline
+            raise TimeoutError("permutation importance on 100 rows needs about 9.0 s, 2.0 s left")
+
+    pool = Pool()
+    warnings = explain_winner(pool, tmp_path, np.zeros((4, 2)), np.zeros(4), 0,
+                              Budget.starting_now(time.monotonic(), 60))
+    assert pool.deadline == pytest.approx(time.time() + 60 - REPORT_SECONDS, abs=1.0)
+    assert warnings == ["no explanation of the winner in the time budget: permutation importance on 100 rows needs "
+                        f"about 9.0 s, 2.0 s left (`trialfuse explain {tmp_path}` adds it)"]
+
+
+def test_the_diagnostics_probe_runs_only_where_a_fold_of_its_trial_fits(tmp_path):
+    from trialfuse.driver.run import SilentReporter, _diagnostics
+    from trialfuse.driver.trial_records import FamilyResult
+
+    class Pool:
+        probes = 0
+
+        def diagnose(self, family, params, seed):
+            self.probes += 1
+            return {"warnings": []}
+
+    pool = Pool()
+    nn = FamilyResult("nn", best_params={}, best_trial=0, best_fold_seconds=[9.0, 8.0, 10.0])
+    three_left = Budget(end=time.monotonic() + REPORT_SECONDS + 3.0, seconds=60)
+    assert _diagnostics(pool, nn, tmp_path, 0, SilentReporter(), three_left) == [
+        "nn: no diagnostics probe: it needs about 9 s, 3 s of the time budget left"]
+    assert pool.probes == 0
+    nn.best_fold_seconds = [2.0, 2.5, 1.5]
+    assert _diagnostics(pool, nn, tmp_path, 0, SilentReporter(), three_left) == [] and pool.probes == 1

@@ -2,13 +2,16 @@
 f00, f01 x f02, f03, f40, f56 carry most of the signal; f10-f39 carry none)."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
 from trialfuse.engine.families import family_module
-from trialfuse.engine.importance import SAMPLE_ROWS, SHAP_ROWS, explain
+from trialfuse.engine.importance import SAMPLE_ROWS, SHAP_ROWS, OutOfTime, explain
 from trialfuse.engine.saved_model import SavedModel
 from trialfuse.survivors import make_survivors
+from trialfuse.task import NUMBERS
 
 PLANTED = {"f00", "f01", "f02", "f03", "f40", "f56"}
 NOISE = {f"f{i:02d}" for i in range(10, 40)}
@@ -88,3 +91,47 @@ def test_permutation_importance_agrees_with_scikit_learns():
     theirs = sklearn_permutation_importance(linear, X, y, scoring="r2", n_repeats=20, random_state=1)
     np.testing.assert_allclose(ours, theirs.importances_mean, atol=0.05)  # other shuffles, same expectation
     assert ours[0] > 1.0 and 0.05 < ours[1] < 0.5 and np.all(np.abs(ours[2:]) < 0.02) and spread.shape == (10,)
+
+
+class _SlowLinear:
+    """A model whose predictions cost what an 11-class ensemble of 20 fold models' do, in
+    sleeps: `per_call` a call and `per_row` a row (TreeSHAP fifty predictions a row)."""
+
+    task = NUMBERS
+    has_contributions = True
+
+    def __init__(self, weights: np.ndarray, per_call: float, per_row: float):
+        self.weights, self.per_call, self.per_row = weights, per_call, per_row
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        time.sleep(self.per_call + self.per_row * len(X))
+        return np.asarray(X) @ self.weights
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        time.sleep(self.per_call + 50 * self.per_row * len(X))
+        return np.asarray(X) * self.weights
+
+
+def test_a_limit_drops_the_parts_that_do_not_fit_and_is_never_passed():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((3000, 8))
+    weights = np.array([3.0, 1.0, 0, 0, 0, 0, 0, 0])
+    y = X @ weights + 0.1 * rng.standard_normal(3000)
+    model = _SlowLinear(weights, per_call=0.05, per_row=2e-5)  # partial dependence at its floor: 30 calls, 1.6 s
+    started = time.perf_counter()
+    found = explain(model, X, y, [f"x{j}" for j in range(8)], limit=0.6)
+    assert time.perf_counter() - started < 0.9
+    assert found["rows"]["permutation"] >= 100 and found["features"][0]["name"] == "x0"
+    assert found["rows"]["partial_dependence"] == 0 and found["partial_dependence"] == []
+    assert found["rows"]["shap"] == 0 and found["shap"] is None
+    unlimited = explain(_SlowLinear(weights, per_call=0.0, per_row=0.0), X, y, [f"x{j}" for j in range(8)], limit=60)
+    assert unlimited["rows"]["partial_dependence"] == 300 and unlimited["rows"]["shap"] == SHAP_ROWS
+
+
+def test_where_not_even_permutation_importance_fits_there_is_no_explanation():
+    X = np.random.default_rng(0).standard_normal((3000, 8))
+    model = _SlowLinear(np.ones(8), per_call=0.05, per_row=1e-4)  # 100 rows x 8 features x 3 repeats: 0.29 s
+    started = time.perf_counter()
+    with pytest.raises(OutOfTime, match="permutation importance on 100 rows needs about 0.3 s"):
+        explain(model, X, X.sum(axis=1), [f"x{j}" for j in range(8)], limit=0.5)
+    assert time.perf_counter() - started < 0.5

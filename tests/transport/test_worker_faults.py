@@ -213,3 +213,22 @@ def test_a_retrain_whose_workers_place_is_gone_is_done_by_another_worker(tmp_pat
         pool._devices["lightgbm"] = "gpu"  # placed on the GPU worker before its node went
         answers = pool.retrain(models, X[:50])
     assert [a["status"] for a in answers] == ["complete", "complete"], answers
+
+
+def test_an_explanation_with_no_time_left_answers_out_of_time_and_the_worker_goes_on(tmp_path):
+    import json
+    import time
+
+    X, y, _ = make_survivors(300, seed=0)
+    np.savez(tmp_path / "rows.npz", X=X, y=y)
+    server = Server("cpu")
+    server.handle(protocol.load_dataset(str(tmp_path / "rows.npz"), [(np.arange(200), np.arange(200, 300))]))
+    model = tmp_path / "best_model"
+    trained = server.handle(protocol.retrain("lightgbm", STARTS["lightgbm"][0], 20, str(model),
+                                             str(tmp_path / "rows.npz"), 0, 1))[0]
+    (model / "metadata.json").write_text(json.dumps({"family": "lightgbm", "model_file": trained["model_file"],
+                                                     "feature_names": [f"x{i}" for i in range(X.shape[1])]}))
+    late = server.handle(protocol.explain(str(model), str(tmp_path / "rows.npz"), 0, deadline=time.time() - 1))[0]
+    assert late["status"] == protocol.OUT_OF_TIME and "left" in late["error"]
+    on_time = server.handle(protocol.explain(str(model), str(tmp_path / "rows.npz"), 0, deadline=time.time() + 60))[0]
+    assert on_time["status"] == "complete" and on_time["explanation"]["features"]

@@ -60,6 +60,11 @@ class Budget:
         return seconds <= self.left() + TOLERANCE * self.seconds
 
 
+def wall_time(monotonic: float) -> float:
+    """A time.monotonic() moment as time.time(): what workers, in other processes, compare with."""
+    return time.time() + (monotonic - time.monotonic())
+
+
 def final_seconds(fold_seconds: list[float], from_folds: bool, exported: bool = False) -> float:
     """A model's time after the search: its retrain, or where it is served by its K fold
     models (kept by the search), copying them (`exported`: exporting each) and predicting

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from trialfuse.driver import run_dir
-from trialfuse.driver.budget import REPORT_SECONDS, Budget
+from trialfuse.driver.budget import REPORT_SECONDS, Budget, wall_time
 from trialfuse.transport.process_pool import WorkerPool
 
 TOP_IN_METADATA = 10
@@ -20,12 +20,17 @@ TOP_IN_METADATA = 10
 
 def explain_winner(pool: WorkerPool, out: Path, X: np.ndarray, y: np.ndarray, seed: int,
                    budget: Budget | None) -> list[str]:
-    """Explain the saved best model on the holdout rows in a worker; returns warnings (a failure
-    or a spent budget costs the run only its explanation)."""
+    """Explain the saved best model on the holdout rows in a worker, by the time the report's
+    share of the budget begins; returns warnings (a failure or a spent budget costs the run
+    only its explanation, which `trialfuse explain` makes later)."""
+    later = f"`trialfuse explain {out}` adds it"
     if budget is not None and time.monotonic() > budget.end - REPORT_SECONDS:
-        return ["no explanation of the winner: the time budget ran out"]
+        return [f"no explanation of the winner: the time budget ran out ({later})"]
+    deadline = wall_time(budget.end - REPORT_SECONDS) if budget is not None else None
     try:
-        found = pool.explain(out / run_dir.BEST_MODEL, X, y, seed)
+        found = pool.explain(out / run_dir.BEST_MODEL, X, y, seed, deadline)
+    except TimeoutError as exc:
+        return [f"no explanation of the winner in the time budget: {exc} ({later})"]
     except Exception as exc:
         return [f"the winner's explanation failed: {exc}"]
     record(out, found, f"the sealed holdout ({len(y)} rows), after its one score")

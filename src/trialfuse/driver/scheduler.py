@@ -19,7 +19,7 @@ import optuna
 
 from trialfuse.catalog import FAMILIES
 from trialfuse.driver.allocation import CostShares
-from trialfuse.driver.budget import Budget, final_seconds
+from trialfuse.driver.budget import Budget, final_seconds, wall_time
 from trialfuse.driver.fold_verdicts import PRUNE_PEERS, InFlight, Outcome, judge, running_means, went_on
 from trialfuse.driver.out_of_fold import OutOfFold
 from trialfuse.driver.storage import (
@@ -116,7 +116,7 @@ def _drive(searches: list[FamilySearch], pool: FoldPool, budget: Budget | None) 
         search.start()
     while any(search.flight for search in searches):
         deadline = _set_deadline(budget, searches, pool, deadline)
-        pool.hurry_at = None if deadline is None else _wall(deadline - HURRY_SHARE * (deadline - began))
+        pool.hurry_at = None if deadline is None else wall_time(deadline - HURRY_SHARE * (deadline - began))
         pool.dispatch()
         wait = min(CHECK_SECONDS, max(0.05, deadline - time.monotonic())) if deadline is not None else None
         done = pool.next_done(timeout=wait)
@@ -145,7 +145,7 @@ def _set_deadline(budget: Budget | None, searches: list[FamilySearch], pool: Fol
                                      pool.workers)
     for search in searches:
         search.deadline = deadline
-    pool.deadline = None if deadline is None else _wall(deadline)
+    pool.deadline = None if deadline is None else wall_time(deadline)
     return deadline
 
 
@@ -371,11 +371,6 @@ class FamilySearch:
             self.stop_asking = True
             _drop_unstarted(self.flight, self.family, self.pool, Outcome.FAILED,
                             f"not run: {MAX_FAILURES_BEFORE_SKIP} trials failed in a row")
-
-
-def _wall(monotonic: float) -> float:
-    """A time.monotonic() moment as time.time(): what workers, in other processes, compare with."""
-    return time.time() + (monotonic - time.monotonic())
 
 
 def finish_estimate(queued: int, running: list[float], per_fold: float, workers: int) -> float:

@@ -13,9 +13,17 @@ its share of `seconds` (at least 100; a 6-model tree ensemble on 2 cores gets ab
 rows for permutation importance). The rows each part used are in the result. Rankings
 from a few hundred rows are coarse in the tail but clear at the top, which is what the
 report shows.
+
+Inside a run the box is also a hard limit (`limit`: the seconds left before the run must end):
+a part whose least rows do not fit what is left is dropped (SHAP, partial dependence), and
+where not even permutation importance on its least rows fits, the explanation is not made
+(`OutOfTime`; `trialfuse explain` makes it later, with no limit). An 11-class ensemble of 20
+fold models predicts 100 permuted copies for several seconds a call: at its floors it took 24 s
+of a 60 s run.
 """
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -32,12 +40,18 @@ SAMPLE_ROWS = 2000  # rows plotted (predicted vs actual), and the most any part 
 SHAP_ROWS = 500  # mean |SHAP| settles well before this
 PDP_ROWS = 300
 MIN_ROWS = 100
+TINY_ROWS = 10  # timed beside MIN_ROWS: the two give a call's cost and a row's, before the plotted rows are predicted
 PROBE_ROWS = 20  # rows whose SHAP values are timed before choosing how many to compute
 MIN_SHAP_ROWS = 50  # SHAP is the cross-check beside permutation importance: fewer rows will do
 FEATURES_PER_CALL = 8  # permuted copies of this many features are predicted in one call
 PDP_GRID = 10
 PDP_FEATURES = 3
 REPEATS = 3
+SHAP_PER_PREDICTION = 100  # TreeSHAP's cost per row, in predictions of a row, at most: the probe's cost before it runs
+
+
+class OutOfTime(Exception):
+    """Not even the least explanation (permutation importance on MIN_ROWS rows) fits the time left."""
 
 
 def permutation_importance(predict, X: np.ndarray, y: np.ndarray, rng: np.random.Generator,
@@ -88,43 +102,63 @@ class _Predictor(RegressorMixin, BaseEstimator):
 
 
 def explain(model: SavedModel, X: np.ndarray, y: np.ndarray, feature_names: list[str], seed: int = 0,
-            seconds: float | None = SECONDS) -> dict[str, Any]:
+            seconds: float | None = SECONDS, limit: float | None = None) -> dict[str, Any]:
     """The explanation as JSON-ready data, features ordered by permutation importance; within
-    about `seconds` (None: no time box, every part on its most rows)."""
+    about `seconds` (None: no time box, every part on its most rows) and, given a `limit`, never
+    past it: parts that do not fit are left out (their rows 0), OutOfTime if none fits."""
+    started = time.perf_counter()
+
+    def left() -> float:
+        return math.inf if limit is None else limit - (time.perf_counter() - started)
+
     rng = np.random.default_rng(seed)
     order_rows = rng.permutation(len(y))[:SAMPLE_ROWS]  # random order: a table stored sorted must not bias a prefix
     X, y = np.asarray(X, dtype=np.float64)[order_rows], np.asarray(y, dtype=np.float64)[order_rows]
+    if left() <= 0:
+        raise OutOfTime(f"no time left ({limit:.1f} s given)")
     predictor = _Predictor(model)
+    tiny = _seconds(lambda: model.predict(X[:TINY_ROWS]))
     small = _seconds(lambda: model.predict(X[:MIN_ROWS]))  # one call's fixed cost shows at few rows
-    started = time.perf_counter()
+    plot_seconds = tiny + (small - tiny) * (len(y) - TINY_ROWS) / (MIN_ROWS - TINY_ROWS)
+    if plot_seconds > left():
+        raise OutOfTime(f"predicting the {len(y)} plotted rows needs about {plot_seconds:.1f} s, {left():.1f} s left")
+    started_plot = time.perf_counter()
     predicted = model.predict(X)
-    per_row = max(0.0, time.perf_counter() - started - small) / max(1, len(y) - MIN_ROWS)
+    per_row = max(0.0, time.perf_counter() - started_plot - small) / max(1, len(y) - MIN_ROWS)
     per_call = max(0.0, small - per_row * MIN_ROWS)
     rows = {"plots": len(y)}
 
     def within(part: str, calls: int, per_row: float, per_call: float, most: int, least: int = MIN_ROWS) -> int:
-        """The rows whose `calls` calls fit the part's share of the time box."""
-        if seconds is None:
-            return min(most, len(y))
-        room = SHARES[part] * seconds / calls - per_call
-        return int(min(most, len(y), max(least, room / max(per_row, 1e-12))))
+        """The rows whose `calls` calls fit the part's share of the time box, and the time left:
+        0 where not even `least` rows fit the time left."""
+        wanted = min(most, len(y))
+        if seconds is not None:
+            room = SHARES[part] * seconds / calls - per_call
+            wanted = int(min(wanted, max(least, room / max(per_row, 1e-12))))
+        fit = (left() / calls - per_call) / max(per_row, 1e-12)
+        return wanted if wanted <= fit else (int(fit) if fit >= min(least, wanted) else 0)
 
     chunks = -(-len(feature_names) // FEATURES_PER_CALL)
-    rows["permutation"] = within("permutation", chunks, per_row * len(feature_names) * REPEATS / chunks, per_call,
-                                 SAMPLE_ROWS)
-    n = rows["permutation"]
+    rows["permutation"] = n = within("permutation", chunks, per_row * len(feature_names) * REPEATS / chunks,
+                                     per_call, SAMPLE_ROWS)
+    if n == 0:
+        raise OutOfTime(f"permutation importance on {MIN_ROWS} rows needs about "
+                        f"{chunks * (per_call + per_row * MIN_ROWS * len(feature_names) * REPEATS / chunks):.1f} s, "
+                        f"{left():.1f} s left")
     task = model.task
     importance_mean, importance_std = permutation_importance(model.predict, X[:n], y[:n], rng, score=task.score)
     shap_mean = None
-    if model.has_contributions:
-        started = time.perf_counter()
+    if model.has_contributions and PROBE_ROWS * per_row * SHAP_PER_PREDICTION <= left():
+        probe_started = time.perf_counter()
         probe = model.contributions(X[:PROBE_ROWS])
-        shap_per_row = (time.perf_counter() - started) / len(probe)
+        shap_per_row = (time.perf_counter() - probe_started) / len(probe)
         rows["shap"] = max(len(probe), within("shap", 1, shap_per_row, 0.0, SHAP_ROWS, least=MIN_SHAP_ROWS))
         rest = X[len(probe):rows["shap"]]
         shap = np.vstack([probe, model.contributions(rest)]) if len(rest) else probe
         by_class = np.abs(shap).mean(axis=0)  # [features], or [classes, features] (one SHAP set per class)
         shap_mean = by_class if by_class.ndim == 1 else by_class.sum(axis=0)
+    elif model.has_contributions:
+        rows["shap"] = 0
     order = np.argsort(-importance_mean, kind="stable")
     features = [{"name": feature_names[j], "permutation_drop": float(importance_mean[j]),
                  "permutation_std": float(importance_std[j]),
@@ -134,7 +168,7 @@ def explain(model: SavedModel, X: np.ndarray, y: np.ndarray, feature_names: list
     rows["partial_dependence"] = within("partial_dependence", PDP_GRID * PDP_FEATURES, per_row, per_call, PDP_ROWS)
     pdp_rows = X[:rows["partial_dependence"]]
     curves = []
-    for j in order[:PDP_FEATURES]:
+    for j in order[:PDP_FEATURES] if len(pdp_rows) else []:
         if np.isnan(pdp_rows[:, j]).all():
             continue
         found = partial_dependence(predictor, pdp_rows, [int(j)], kind="average", grid_resolution=PDP_GRID,

@@ -338,8 +338,9 @@ class WorkerPool:
     def diagnose(self, family: str, params: dict[str, Any], seed: int) -> dict[str, Any]:
         return side_jobs.diagnose(self, family, params, seed)
 
-    def explain(self, model_dir: Path, X: np.ndarray, y: np.ndarray, seed: int) -> dict[str, Any]:
-        return side_jobs.explain(self, model_dir, X, y, seed)
+    def explain(self, model_dir: Path, X: np.ndarray, y: np.ndarray, seed: int,
+                deadline: float | None = None) -> dict[str, Any]:
+        return side_jobs.explain(self, model_dir, X, y, seed, deadline)
 
     @property
     def scratch(self) -> Path:

@@ -14,7 +14,9 @@ The contract, for every transport (subprocess over JSON lines today, Ray actors 
   `fold_files` (the search's own K fold models) it trains nothing: it copies them there and
   scores with their mean (answer `model_files`);
   `diagnose` probes an NN config on one fold; `explain` reads a saved best model back and
-  explains it on `rows_path`'s rows (engine.importance); `shutdown` answers and exits.
+  explains it on `rows_path`'s rows (engine.importance), not past its `deadline` if it has
+  one (where even the least explanation would, it answers `{"status": "out_of_time",
+  "error": why}`); `shutdown` answers and exits.
 - A failure is an answer, `{"status": "error", "error": "<one line>"}` (with the job's
   `trial` and `fold`), and the worker carries on. A job may carry a `deadline` (the run's
   time budget, as time.time()): past it training stops within a round or a few epochs and
@@ -48,6 +50,7 @@ from trialfuse.task import NUMBERS, Task
 
 READY, LOAD_DATASET, TRAIN_BATCH, RETRAIN, DIAGNOSE, EXPLAIN, SHUTDOWN = (
     "ready", "load_dataset", "train_batch", "retrain", "diagnose", "explain", "shutdown")
+OUT_OF_TIME = "out_of_time"  # an explain command's answer where its deadline leaves too little
 SEARCH_ROWS = "search"  # the resident dataset of a run: its search rows (everything but the holdout)
 
 
@@ -101,8 +104,10 @@ def diagnose(family: str, params: dict[str, Any], seed: int, threads: int, fold:
             "seed": seed, "threads": threads}
 
 
-def explain(model_dir: str, rows_path: str, seed: int) -> dict[str, Any]:
-    return {"command": EXPLAIN, "model_dir": model_dir, "rows_path": rows_path, "seed": seed}
+def explain(model_dir: str, rows_path: str, seed: int, deadline: float | None = None) -> dict[str, Any]:
+    """`deadline`: the wall time (time.time()) the explanation must not run past; None: its own time box only."""
+    return {"command": EXPLAIN, "model_dir": model_dir, "rows_path": rows_path, "seed": seed,
+            **({"deadline": deadline} if deadline is not None else {})}
 
 
 def shutdown() -> dict[str, Any]:

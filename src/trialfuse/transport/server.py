@@ -242,7 +242,7 @@ class Server:
 
     def _explain(self, command: dict[str, Any]) -> dict[str, Any]:
         """The saved best model explained on the rows of `rows_path` (see engine.importance)."""
-        from trialfuse.engine.importance import explain
+        from trialfuse.engine.importance import OutOfTime, explain
         from trialfuse.engine.saved_model import SavedModel
 
         faults.strike("explain")
@@ -250,7 +250,12 @@ class Server:
         metadata = json.loads((directory / "metadata.json").read_text())
         with np.load(command["rows_path"], allow_pickle=False) as rows:
             X, y = np.asarray(rows["X"], dtype=np.float64), np.asarray(rows["y"], dtype=np.float64)
-        found = explain(SavedModel(directory, metadata), X, y, metadata["feature_names"], int(command.get("seed", 0)))
+        model = SavedModel(directory, metadata)
+        limit = command["deadline"] - time.time() if command.get("deadline") is not None else None
+        try:
+            found = explain(model, X, y, metadata["feature_names"], int(command.get("seed", 0)), limit=limit)
+        except OutOfTime as exc:
+            return {"status": protocol.OUT_OF_TIME, "error": str(exc)}
         return {"status": "complete", "explanation": found}
 
 

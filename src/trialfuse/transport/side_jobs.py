@@ -104,15 +104,19 @@ def diagnose(pool: SharedWorkers, family: str, params: dict[str, Any], seed: int
     return answer["diagnostics"]
 
 
-def explain(pool: SharedWorkers, model_dir: Path, X: np.ndarray, y: np.ndarray, seed: int) -> dict[str, Any]:
+def explain(pool: SharedWorkers, model_dir: Path, X: np.ndarray, y: np.ndarray, seed: int,
+            deadline: float | None = None) -> dict[str, Any]:
     """The saved model in `model_dir` explained on rows X, y (see engine.importance), on a CPU
     worker if there is one: it predicts many small batches, which a GPU does not speed up.
-    The last one: the NN's diagnostics probe, which may run at the same time, takes the first."""
+    The last one: the NN's diagnostics probe, which may run at the same time, takes the first.
+    TimeoutError where not even the least explanation fits before `deadline` (wall time)."""
     rows_path = pool.scratch / "explain_rows.npz"
     np.savez(rows_path, X=X, y=y)
     live = pool.live_workers()
     worker = next((w for w in reversed(live) if w.slot.kind == "cpu"), live[-1])
-    answer = pool.run_on(worker, "explain", "winner", protocol.explain(str(model_dir), str(rows_path), seed))
+    answer = pool.run_on(worker, "explain", "winner", protocol.explain(str(model_dir), str(rows_path), seed, deadline))
+    if answer.get("status") == protocol.OUT_OF_TIME:
+        raise TimeoutError(answer.get("error"))
     if answer.get("status") != "complete":
         raise RuntimeError(f"explain failed: {answer.get('error')}")
     return answer["explanation"]
