@@ -8,6 +8,7 @@ from sklearn.metrics import r2_score
 from trialfuse.blend import combine
 from trialfuse.driver import ensemble
 from trialfuse.driver.out_of_fold import OutOfFold
+from trialfuse.task import NUMBERS
 
 
 def _truth(rows: int = 2000, seed: int = 0) -> tuple[np.random.Generator, np.ndarray]:
@@ -83,10 +84,10 @@ def test_the_best_single_models_inner_score_is_honest_on_noise():
     rng = np.random.default_rng(4)
     y, noise = rng.normal(size=400), 0.1 * rng.normal(size=(40, 400))
     assert max(r2_score(y, p) for p in noise) > 0.01
-    assert ensemble.inner_scores(noise, y, _halves(400))[0] < 0.0
+    assert ensemble.inner_scores(noise, y, _halves(400)).single < 0.0
     rng, y = _truth()
     one, worse = y + rng.normal(scale=0.5, size=y.size), y + rng.normal(scale=1.0, size=y.size)
-    assert ensemble.inner_scores(np.stack([worse, one]), y, _halves(y.size))[0] == pytest.approx(
+    assert ensemble.inner_scores(np.stack([worse, one]), y, _halves(y.size)).single == pytest.approx(
         r2_score(y, one), abs=1e-12)
 
 
@@ -419,5 +420,27 @@ def test_the_inner_score_of_the_average_starts_each_fold_from_that_folds_best():
     a = y + np.where(half, good, bad)
     b = y + np.where(half, bad, good)
     folds = _halves(y.size)
-    each_from_its_best = ensemble.inner_scores(np.stack([a, b]), y, folds, rounds=1)[1]
+    each_from_its_best = ensemble.inner_scores(np.stack([a, b]), y, folds, rounds=1).average
     assert each_from_its_best == pytest.approx(r2_score(y, np.where(half, b, a)), abs=1e-12)
+
+
+def test_each_inner_folds_stack_reads_the_models_its_own_rows_chose(tmp_path):
+    """Forty models of pure noise in two families. The stack reads eight of them: each family's
+    best and the average's members. Chosen on all the rows, those eight fit the rows each inner
+    fold then predicts, and the stack's inner score flattered it by 0.06 of R² here; chosen on
+    each fold's training rows alone (ensemble.Inner.picks), it does not."""
+    from sklearn.model_selection import KFold
+
+    from trialfuse.driver import final_model, stack
+
+    rng, y = _truth(300, seed=0)
+    noise = [{n: y.mean() - y + rng.normal(scale=y.std(), size=y.size) for n in range(20)} for _ in range(2)]
+    winner, storage, store = _search_with_kept_predictions(tmp_path, noise[0], y, xgboost=noise[1])
+    folds = list(KFold(5, shuffle=True, random_state=0).split(np.zeros((y.size, 1))))
+    honest = final_model.plan(winner, storage, store, y, workers=2, budget=None, folds=folds).ensemble
+    candidates, vectors = final_model._candidates(store, storage)
+    first = [m.name for m in candidates].index(f"lightgbm-{winner.best_trial}")
+    chosen_on_all_rows = stack.inputs([m.cv_score_mean for m in candidates], [m.family for m in candidates],
+                                      ensemble.select(vectors, y, first=first).members, first)
+    flattered = stack.fit(vectors, y, folds, NUMBERS, chosen_on_all_rows).oof_score
+    assert honest["stack_oof_score"] < flattered - 0.05 and honest["stack_oof_score"] < 0.0

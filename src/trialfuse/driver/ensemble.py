@@ -16,7 +16,8 @@ each fold's training rows and scored on its held-out rows, the same inner K-fold
 a stack (driver.stack), so the two compete on the same footing. The best single model's own
 score flatters it too, as the best of many on the rows that chose it (by 0.003-0.010 in
 log-loss on chile's 60 s runs, 60-70 candidates), and `inner_scores` scores that choice the
-same way, beside the average started from it. The stack's inputs are still the kept models as all the rows ranked them.
+same way, beside the average started from it, and each fold's choices (`Inner.picks`) are
+what the stack reads on that fold, so its inner score, too, never saw the rows it predicts.
 """
 from __future__ import annotations
 
@@ -66,37 +67,56 @@ def cross_validated(predictions: np.ndarray, y: np.ndarray, folds: list[tuple[np
     return task.score(np.asarray(y, dtype=np.float64), _inner(predictions, y, folds, rounds, task, False)[1])
 
 
+@dataclass(frozen=True)
+class Pick:
+    """What one fold's training rows chose: every candidate's score there, the best of them
+    (`first`), and the average's members selected there from it."""
+
+    scores: list[float]
+    first: int
+    members: list[int]
+
+
+@dataclass(frozen=True)
+class Inner:
+    """The honest out-of-fold scores of the best single model and of the average, and each
+    fold's `Pick`."""
+
+    single: float
+    average: float
+    picks: list[Pick]
+
+
 def inner_scores(predictions: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]],
-                 rounds: int = ROUNDS, task: Task = NUMBERS) -> tuple[float, float]:
+                 rounds: int = ROUNDS, task: Task = NUMBERS) -> Inner:
     """The honest out-of-fold scores of taking the best single model (the procedure, not the
     model it took on all rows) and of the average started from it, as `select` given the
     search's winner starts: each fold's rows predicted by the candidate that scores best on the
     other folds' rows, and by the average selected there from it (not from the winner, which all
     the rows chose). One pass: each fold's best is found once for both."""
     y = np.asarray(y, dtype=np.float64)
-    single, blended = _inner(predictions, y, folds, rounds, task, True)
-    return task.score(y, single), task.score(y, blended)
+    single, blended, picks = _inner(predictions, y, folds, rounds, task, True)
+    return Inner(task.score(y, single), task.score(y, blended), picks)
 
 
-def _inner(predictions, y, folds, rounds: int, task: Task, from_the_best: bool) -> tuple[np.ndarray, np.ndarray]:
+def _inner(predictions, y, folds, rounds: int, task: Task,
+           from_the_best: bool) -> tuple[np.ndarray, np.ndarray, list[Pick]]:
     """Each fold's rows predicted by the best single candidate on the other folds' rows (with
     `from_the_best`; else left empty) and by the average selected there, from that one."""
     predictions = np.asarray(predictions, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     view = task.greedy_view(y, predictions)
-    single, blended = np.empty_like(predictions[0]), np.empty_like(predictions[0])
+    single, blended, picks = np.empty_like(predictions[0]), np.empty_like(predictions[0]), []
     for train, val in folds:
-        first = _best(predictions[:, train], y[train], task) if from_the_best else None
+        scores = [task.score(y[train], p[train]) for p in predictions] if from_the_best else []
+        first = int(np.argmax(scores)) if from_the_best else None  # the first of equals
         if first is not None:
             single[val] = predictions[first][val]
         counts = _greedy(view[:, train], y[train], rounds, first, task)
         blended[val] = _average(predictions[:, val], counts)
-    return single, blended
-
-
-def _best(predictions: np.ndarray, y: np.ndarray, task: Task) -> int:
-    """The candidate that scores best on these rows (the first of equals)."""
-    return int(np.argmax([task.score(y, p) for p in predictions]))
+        if first is not None:
+            picks.append(Pick(scores, first, [int(i) for i in np.flatnonzero(counts)]))
+    return single, blended, picks
 
 
 def _greedy(view: np.ndarray, y: np.ndarray, rounds: int, first: int | None, task: Task) -> np.ndarray:

@@ -117,14 +117,16 @@ def plan(winner: FamilyResult, storage: optuna.storages.BaseStorage, out_of_fold
     choices, to_beat = [average], single_score
     scores: dict[str, Any] = {"caruana_oof_score": selection.score}
     if folds is not None and len(candidates) > 1:  # all scored by an inner K-fold: the same footing
-        to_beat, average.score = ensemble.inner_scores(vectors, y_search, folds, task=task)
-        read = stack.inputs([m.cv_score_mean for m in candidates], [m.family for m in candidates],
-                            selection.members, first)
-        stacked = stack.fit(vectors[read], y_search, folds, task)
+        inner = ensemble.inner_scores(vectors, y_search, folds, task=task)
+        to_beat, average.score = inner.single, inner.average
+        families = [m.family for m in candidates]
+        read = stack.inputs([m.cv_score_mean for m in candidates], families, selection.members, first)
+        reads = [stack.inputs(pick.scores, families, pick.members, pick.first) for pick in inner.picks]
+        stacked = stack.fit(vectors, y_search, folds, task, read, reads)
         scores.update(caruana_inner_oof_score=average.score, best_single_inner_oof_score=to_beat,
                       stack_oof_score=stacked.oof_score)
         if len(stacked.inputs) > 1:
-            choices.append(Choice(STACK, [read[i] for i in stacked.inputs], stacked.weights, stacked.oof_score,
+            choices.append(Choice(STACK, stacked.inputs, stacked.weights, stacked.oof_score,
                                   stacked.served))
     choices.sort(key=lambda c: -c.score)  # stable: the average first where they tie
     records, passed_over = [], []

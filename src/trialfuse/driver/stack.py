@@ -9,8 +9,9 @@ numbers beside the members (blend.serve) and cannot memorise rows.
   two classes), which can weigh a member differently per class and recalibrate.
 
 Its out-of-fold score comes from an inner K-fold over the same folds as the search (each row
-predicted by a stack fit without it), so it competes with the Caruana ensemble and the best
-single model on the same footing; only search rows enter, never the holdout.
+predicted by a stack fit without it, on inputs chosen without it), so it competes with the
+Caruana ensemble and the best single model on the same footing; only search rows enter, never
+the holdout.
 """
 from __future__ import annotations
 
@@ -19,12 +20,11 @@ from typing import Any
 
 import numpy as np
 from sklearn.linear_model import LinearRegression, LogisticRegression
-from sklearn.model_selection import cross_val_predict
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from trialfuse.blend import IDENTITY, SOFTMAX, stack_features
+from trialfuse.blend import IDENTITY, SOFTMAX, serve, stack_features
 from trialfuse.task import Task
 
 MAX_INPUTS = 8  # first-level models a stack reads at most (each is served: K fold models apiece)
@@ -45,43 +45,50 @@ class Stack:
     oof_score: float
 
 
-def fit(predictions: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], task: Task) -> Stack:
-    """Fit the stack on `predictions` [inputs, rows(, K)] (out-of-fold, row order of `y`) and score
-    it by an inner K-fold over `folds`. Numbers: inputs with under MIN_SHARE of the weight are
-    dropped and the stack refit on the rest, except input 0 (the best single model: what a
-    failed member's retrain falls back to).
+def fit(predictions: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], task: Task,
+        read: list[int] | None = None, reads: list[list[int]] | None = None) -> Stack:
+    """Fit the stack on the candidates `read` of `predictions` [candidates, rows(, K)] (out-of-fold,
+    row order of `y`; None: all of them) and score it by an inner K-fold over `folds`, fold k's
+    stack reading `reads[k]` (what that fold's training rows alone chose, `inputs`; None: `read`
+    in every fold), so its score never saw the rows it predicts, as the average's does not.
+    Numbers: inputs with under MIN_SHARE of the weight are dropped and the stack refit on the
+    rest, except the first read (the best single model: what a failed member's retrain falls
+    back to). The returned `inputs` index `predictions`.
 
     BLAS runs on BLAS_THREADS: it runs between the search and the retrain, inside the budget,
     and on 2 cores the class stack's six fits took 5.0 s with OpenBLAS's two threads and 1.5 s
     with one (carrier, 15,872 rows, 4 inputs of 11 classes; 7.8 s and 3.7 s on 100,000 rows)."""
-    with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
-        return _fit(predictions, y, folds, task)
-
-
-def _fit(predictions: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], task: Task) -> Stack:
     predictions = np.asarray(predictions, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    cv = [(np.asarray(t), np.asarray(v)) for t, v in folds]
+    read = list(range(len(predictions))) if read is None else list(read)
+    reads = [read] * len(folds) if reads is None else reads
+    with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
+        oof = None
+        for (train, val), fold_read in zip(folds, reads, strict=True):
+            train, val = np.asarray(train), np.asarray(val)
+            kept, weights, served = _fit(predictions[fold_read][:, train], y[train], task)
+            predicted = serve(list(predictions[[fold_read[i] for i in kept]][:, val]), weights, served)
+            oof = np.empty((len(y), *predicted.shape[1:])) if oof is None else oof
+            oof[val] = predicted
+        kept, weights, served = _fit(predictions[read], y, task)
+    return Stack([read[i] for i in kept], weights, served, task.score(y, oof))
+
+
+def _fit(predictions: np.ndarray, y: np.ndarray, task: Task) -> tuple[list[int], list[float], dict[str, Any]]:
+    """One stack fit on these rows: the inputs it keeps (indices into `predictions`), their
+    weights and its served form (blend.serve's `stack`)."""
     if not task.is_classification:
-        kept = list(range(len(predictions)))
         model = LinearRegression(positive=True).fit(predictions.T, y)
         share = model.coef_ / max(float(model.coef_.sum()), 1e-300)
-        kept = [i for i in kept if share[i] >= MIN_SHARE or i == 0]  # input 0: the caller's fallback
-        Z = predictions[kept].T
-        oof_score = task.score(y, cross_val_predict(model, Z, y, cv=cv))
-        model.fit(Z, y)
-        return Stack(kept, [float(w) for w in model.coef_], {"link": IDENTITY, "intercept": float(model.intercept_)},
-                     oof_score)
-    Z = stack_features(predictions)
-    codes = y.astype(np.int64)
-    model = class_stack()
-    oof = cross_val_predict(model, Z, codes, cv=cv, method="predict_proba")
-    scale, logistic = model.fit(Z, codes).named_steps.values()
+        kept = [i for i in range(len(predictions)) if share[i] >= MIN_SHARE or i == 0]  # input 0: the fallback
+        model.fit(predictions[kept].T, y)
+        return kept, [float(w) for w in model.coef_], {"link": IDENTITY, "intercept": float(model.intercept_)}
+    scale, logistic = class_stack().fit(stack_features(predictions), y.astype(np.int64)).named_steps.values()
     coef = logistic.coef_ / scale.scale_  # the standardization folded in: served on the raw features
     intercept = logistic.intercept_ - coef @ scale.mean_
-    inputs = list(range(len(predictions)))
-    return Stack(inputs, [1.0 / len(inputs)] * len(inputs),
-                 {"link": SOFTMAX, "coef": coef.tolist(), "intercept": intercept.tolist()}, task.score(y, oof))
+    kept = list(range(len(predictions)))
+    return kept, [1.0 / len(kept)] * len(kept), {"link": SOFTMAX, "coef": coef.tolist(),
+                                                 "intercept": intercept.tolist()}
 
 
 def class_stack() -> Pipeline:
