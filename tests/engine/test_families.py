@@ -253,11 +253,14 @@ def test_a_tree_fold_stops_within_rounds_once_its_stop_file_appears(family, data
     assert time.monotonic() - started < 5
 
 
-def test_without_a_deadline_a_stop_file_stops_nothing(data, tmp_path):
+def test_a_stop_file_stops_a_job_with_a_deadline_or_without(data, tmp_path):
+    """A pruned trial in a `--trials` run has no deadline, and its fold under way is as useless."""
     from trialfuse.engine.families import past_deadline, stoppable
 
     stop = tmp_path / "stop"
-    stop.touch()
+    assert not past_deadline(None) and not past_deadline(1e18)
     with stoppable(str(stop)):
-        assert not past_deadline(None) and past_deadline(1e18)
-    assert not past_deadline(1e18)  # the job is over: its file is no longer read
+        assert not past_deadline(None)
+        stop.touch()
+        assert past_deadline(None) and past_deadline(1e18)
+    assert not past_deadline(None) and not past_deadline(1e18)  # the job is over: its file is no longer read

@@ -232,3 +232,26 @@ def test_an_explanation_with_no_time_left_answers_out_of_time_and_the_worker_goe
     assert late["status"] == protocol.OUT_OF_TIME and "left" in late["error"]
     on_time = server.handle(protocol.explain(str(model), str(tmp_path / "rows.npz"), 0, deadline=time.time() + 60))[0]
     assert on_time["status"] == "complete" and on_time["explanation"]["features"]
+
+
+def test_a_decided_trials_tree_fold_under_way_stops_without_a_deadline_too(tmp_path):
+    """A trial pruned in a `--trials` run (no deadline): its fold under way stops within rounds
+    (scratch.request_stop), where before it trained to its end (about a minute here, 2,000
+    rounds of 255 leaves) for a verdict already given."""
+    import time
+
+    X, y, _ = make_survivors(8000, seed=0)
+    folds = [(np.arange(0, 6000), np.arange(6000, 8000))]
+    with WorkerPool(X, y, folds, slots=[Slot("cpu")], scratch=tmp_path) as pool:
+        key = TrialKey("lightgbm", 0)
+        pool.submit(key, {"learning_rate": 1e-3, "num_leaves": 255, "min_data_in_leaf": 2}, [0], seed=0)
+        pool.dispatch()
+        waited = time.monotonic()
+        while not pool.progress(key)[1]:  # until a worker has taken the fold
+            assert time.monotonic() - waited < 60
+            time.sleep(0.05)
+        time.sleep(0.5)
+        pool.cancel(key)
+        stopped = time.monotonic()
+        done = pool.next_done(timeout=120)
+    assert done.result["status"] == "error" and done.result.get("cut") and time.monotonic() - stopped < 10

@@ -140,9 +140,9 @@ class WorkerPool:
             self._done.put(FoldDone(job, protocol.error("every worker's place is gone")))
 
     def cancel(self, trial: TrialKey) -> int:
-        """Drop the trial's folds no worker has started and, with a deadline, ask its running
-        tree folds to stop (scratch.request_stop: a CPU fold answers `cut`, which cuts the trial;
-        CatBoost on a GPU cannot stop and finishes); returns how many folds were dropped."""
+        """Drop the trial's folds no worker has started and ask its running tree folds to stop
+        (scratch.request_stop: a CPU fold answers `cut`; CatBoost on a GPU cannot stop and
+        finishes); returns how many folds were dropped."""
         with self._ready:
             self._cancelled.add(trial)
             before = len(self._pending) + len(self._staged)
@@ -154,8 +154,8 @@ class WorkerPool:
             return before - len(self._pending) - len(self._staged)
 
     def _stoppable(self, family: str) -> bool:
-        """A tree fold under a deadline can be stopped (a fused NN task holds other trials' folds)."""
-        return self.deadline is not None and not FAMILIES[family].batched
+        """A tree fold can be stopped (a fused NN task holds other trials' folds)."""
+        return not FAMILIES[family].batched
 
     def progress(self, trial: TrialKey) -> tuple[int, list[float]]:
         """(folds of the trial still queued, seconds each of its running folds has run so far)."""

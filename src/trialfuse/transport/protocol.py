@@ -21,7 +21,8 @@ The contract, for every transport (subprocess over JSON lines today, Ray actors 
   `trial` and `fold`), and the worker carries on. A job may carry a `deadline` (the run's
   time budget, as time.time()): past it training stops within a round or a few epochs and
   the job answers at once with an error marked `"cut": true`; a tree job's `stop_file`, once
-  it exists, stops it the same way (the driver cut its trial). A worker that dies, hangs past its job
+  it exists, stops it the same way, with a deadline or without (the driver decided its trial:
+  pruned, failed or cut). A worker that dies, hangs past its job
   timeout or writes a line that is not JSON is the transport's problem (the pool restarts
   it once, then runs the task alone).
 - A train answer: `status`, `trial`, `fold`, `family`, `score` (the search metric, higher
@@ -69,7 +70,7 @@ class TrainJob:
     deadline: float | None = None  # time.time() past which the job stops and answers `cut`
     predictions: bool | None = None  # answer with the validation rows' predictions too (`val_predictions`)
     save_dir: str | None = None  # its fold model is kept there (answer: `model_file`)
-    stop_file: str | None = None  # a tree fold with a deadline also stops (answers `cut`) once this file exists
+    stop_file: str | None = None  # a tree fold also stops (answers `cut`) once this file exists
 
     @classmethod
     def from_json(cls, job: dict[str, Any]) -> TrainJob:

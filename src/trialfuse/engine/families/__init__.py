@@ -95,9 +95,10 @@ _stop_file: Path | None = None  # the running job's stop file (worker side; see 
 
 @contextmanager
 def stoppable(stop_file: str | None):
-    """While one job trains: a file whose appearance ends it as its deadline would. The driver
-    writes it when it cuts the job's trial (its other folds cannot finish in time), so the
-    worker goes on to what can, instead of training a fold no one will use."""
+    """While one job trains: a file whose appearance ends it as its deadline would, with a
+    deadline or without. The driver writes it when it has decided the job's trial (pruned,
+    failed, or cut: its other folds cannot finish in time), so the worker goes on to what it
+    still needs, instead of training a fold no one will use."""
     global _stop_file
     _stop_file = Path(stop_file) if stop_file else None
     try:
@@ -107,11 +108,14 @@ def stoppable(stop_file: str | None):
 
 
 def past_deadline(deadline: float | None) -> bool:
-    """Past `deadline` (time.time(); None: no deadline, and nothing stops the job), or told to stop."""
-    return deadline is not None and (time.time() > deadline or (_stop_file is not None and _stop_file.exists()))
+    """Past `deadline` (time.time(); None: none), or told to stop (`stoppable`)."""
+    return (deadline is not None and time.time() > deadline) or (_stop_file is not None and _stop_file.exists())
 
 
 def check_deadline(deadline: float | None) -> None:
-    """Raise DeadlineReached once past `deadline` (past_deadline)."""
+    """Raise DeadlineReached once past `deadline` or told to stop (past_deadline)."""
     if past_deadline(deadline):
-        raise DeadlineReached("stopped by the time budget")
+        raise DeadlineReached(STOPPED)
+
+
+STOPPED = "stopped by the time budget or by the driver (its trial was decided)"

@@ -8,15 +8,16 @@ from typing import Any
 import numpy as np
 from catboost import CatBoost, CatBoostClassifier, CatBoostRegressor
 
-from trialfuse.engine.families import DeadlineReached, Fitted, check_deadline, past_deadline
+from trialfuse.engine.families import STOPPED, DeadlineReached, Fitted, check_deadline, past_deadline
 from trialfuse.engine.families.trees import EARLY_STOPPING_ROUNDS, MAX_ROUNDS
 from trialfuse.task import NUMBERS, Kind, Task
 
 
 class _Deadline:
-    """A CatBoost callback that stops training past the deadline; fit then raises DeadlineReached."""
+    """A CatBoost callback that stops training past the deadline or when told to (past_deadline);
+    fit then raises DeadlineReached."""
 
-    def __init__(self, deadline: float):
+    def __init__(self, deadline: float | None):
         self.deadline, self.reached = deadline, False
 
     def after_iteration(self, info) -> bool:  # False stops training
@@ -32,7 +33,7 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
         task: Task = NUMBERS, categorical: Sequence[int] = ()) -> Fitted:
     check_deadline(deadline)
     watch = X_val is not None
-    clock = _Deadline(deadline) if deadline is not None and not device.startswith("cuda") else None  # GPU: no
+    clock = _Deadline(deadline) if not device.startswith("cuda") else None  # GPU: no
     # user callbacks in CatBoost ("not supported for GPU"); there the deadline is checked before training only
     gpu = device.startswith("cuda")
     model = (CatBoostClassifier if task.is_classification else CatBoostRegressor)(
@@ -50,7 +51,7 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
               early_stopping_rounds=EARLY_STOPPING_ROUNDS if watch else None, use_best_model=watch,
               callbacks=[clock] if clock else None)
     if clock and clock.reached:
-        raise DeadlineReached("stopped by the time budget")
+        raise DeadlineReached(STOPPED)
     ran = len(next(iter(model.get_evals_result()["validation"].values()))) if watch else model.tree_count_
     return Fitted(model=model, best_rounds=int(model.tree_count_), rounds_run=int(ran))
 

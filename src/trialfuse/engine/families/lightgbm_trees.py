@@ -56,8 +56,7 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
     train = lgb.Dataset(X_train, y_train, weight=task.row_weights(y_train), free_raw_data=True,
                         categorical_feature=list(categorical) or "auto")  # split on categories as sets
     callbacks = [lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)] if watch else []
-    if deadline is not None:
-        callbacks.append(lambda env: check_deadline(deadline))  # raised through lgb.train
+    callbacks.append(lambda env: check_deadline(deadline))  # past it or told to stop: raised through lgb.train
     valid = [lgb.Dataset(X_val, y_val, reference=train)] if watch else []
     booster = lgb.train(config, train, num_boost_round=MAX_ROUNDS if rounds is None else int(rounds),
                         valid_sets=valid, callbacks=callbacks)

@@ -8,15 +8,15 @@ from typing import Any
 import numpy as np
 import xgboost as xgb
 
-from trialfuse.engine.families import DeadlineReached, Fitted, check_deadline, past_deadline
+from trialfuse.engine.families import STOPPED, DeadlineReached, Fitted, check_deadline, past_deadline
 from trialfuse.engine.families.trees import EARLY_STOPPING_ROUNDS, MAX_ROUNDS
 from trialfuse.task import NUMBERS, Kind, Task
 
 
 class _Deadline(xgb.callback.TrainingCallback):
-    """Stops training past the deadline; fit then raises DeadlineReached."""
+    """Stops training past the deadline or when told to (past_deadline); fit then raises DeadlineReached."""
 
-    def __init__(self, deadline: float):
+    def __init__(self, deadline: float | None):
         self.deadline, self.reached = deadline, False
 
     def after_iteration(self, model, epoch: int, evals_log) -> bool:
@@ -31,7 +31,7 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
     objective, early stopping on the validation log-loss."""
     check_deadline(deadline)
     watch = X_val is not None
-    clock = _Deadline(deadline) if deadline is not None else None
+    clock = _Deadline(deadline)
     learner = xgb.XGBClassifier if task.is_classification else xgb.XGBRegressor
     model = learner(
         n_estimators=MAX_ROUNDS if rounds is None else int(rounds),
@@ -40,14 +40,14 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
         device="cuda" if device.startswith("cuda") else "cpu",  # the worker sees one GPU
         n_jobs=threads,
         random_state=seed,
-        callbacks=[clock] if clock else None,
+        callbacks=[clock],
         **({"eval_metric": "logloss" if task.kind == Kind.BINARY else "mlogloss"} if task.is_classification else {}),
         **params,
     )
     model.fit(X_train, y_train, sample_weight=task.row_weights(y_train), eval_set=[(X_val, y_val)] if watch else None,
               verbose=False)
-    if clock and clock.reached:
-        raise DeadlineReached("stopped by the time budget")
+    if clock.reached:
+        raise DeadlineReached(STOPPED)
     ran = model.get_booster().num_boosted_rounds()
     best = model.best_iteration + 1 if watch else ran
     return Fitted(model=model.get_booster(), best_rounds=best, rounds_run=ran)
