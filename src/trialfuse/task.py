@@ -217,9 +217,13 @@ class Task:
         """Each candidate's loss [C] (lower is better) from its `greedy_view` [C, rows]: squared
         error for numbers, log-loss for classes (a proper score, whatever the search metric: an
         ensemble of probabilities is chosen by it)."""
+        return self.row_losses(y, view).mean(axis=1)
+
+    def row_losses(self, y: np.ndarray, view: np.ndarray) -> np.ndarray:
+        """`greedy_losses` row by row [C, rows]."""
         if not self.is_classification:
-            return ((view - y) ** 2).mean(axis=1)
-        return -np.log(np.maximum(view, PROBABILITY_FLOOR)).mean(axis=1)  # (np.clip is several times slower)
+            return (view - y) ** 2
+        return -np.log(np.maximum(view, PROBABILITY_FLOOR))  # (np.clip is several times slower)
 
     def strata(self, y: np.ndarray) -> np.ndarray | None:
         """What the holdout and the folds are stratified by: the class, for classes (so each

@@ -8,7 +8,7 @@ from sklearn.metrics import r2_score
 from trialfuse.blend import combine
 from trialfuse.driver import ensemble
 from trialfuse.driver.out_of_fold import OutOfFold
-from trialfuse.task import NUMBERS
+from trialfuse.task import NUMBERS, Kind, Task
 
 
 def _truth(rows: int = 2000, seed: int = 0) -> tuple[np.random.Generator, np.ndarray]:
@@ -106,7 +106,7 @@ def test_the_plan_meets_the_best_single_models_inner_score_not_the_one_it_was_ch
     folds = list(KFold(5, shuffle=True, random_state=0).split(y))
     record = final_model.plan(winner, storage, store, y, workers=2, budget=None, folds=folds).ensemble
     assert record["best_single_oof_score"] > record["caruana_inner_oof_score"] > record["best_single_inner_oof_score"]
-    assert record["chosen"] and record["oof_score"] >= record["best_single_inner_oof_score"] + ensemble.MIN_GAIN
+    assert record["chosen"] and record["oof_score"] > record["best_single_inner_oof_score"]
 
 
 def test_class_selection_is_by_the_log_loss_of_the_averaged_probabilities():
@@ -444,3 +444,40 @@ def test_each_inner_folds_stack_reads_the_models_its_own_rows_chose(tmp_path):
                                       ensemble.select(vectors, y, first=first).members, first)
     flattered = stack.fit(vectors, y, folds, NUMBERS, chosen_on_all_rows).oof_score
     assert honest["stack_oof_score"] < flattered - 0.05 and honest["stack_oof_score"] < 0.0
+
+
+def test_an_ensemble_is_refused_only_where_the_single_model_is_clearly_better():
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=1000)
+    single = y + rng.normal(scale=0.5, size=y.size)
+    assert not ensemble.clearly_worse(single, single, y)  # equal
+    assert not ensemble.clearly_worse(single + rng.normal(scale=0.01, size=y.size), single, y)  # within noise
+    assert ensemble.clearly_worse(single + rng.normal(scale=0.5, size=y.size), single, y)  # clearly worse
+    assert not ensemble.clearly_worse(0.5 * (single + y + rng.normal(scale=0.5, size=y.size)), single, y)  # better
+    classes = Task(Kind.BINARY, (0, 1), "log_loss")
+    codes = (y > 0).astype(np.float64)
+    sure = np.column_stack([1 - codes, codes]) * 0.8 + 0.1  # right, 90% sure
+    assert ensemble.clearly_worse(np.full_like(sure, 0.5), sure, codes, classes)
+    assert not ensemble.clearly_worse(sure, np.full_like(sure, 0.5), codes, classes)
+
+
+def test_an_average_a_little_below_the_single_models_inner_score_is_still_saved(tmp_path):
+    """Three models sharing most of their error: the average's inner R² is 0.0015 below the best
+    single model's, well within the noise of 200 rows. Saved: an ensemble chosen by its inner
+    score beat the best single model on the holdout in 124 of our 133 runs, and on chile the
+    averages such a rule refused would have won in 5 of 5 (before: refused, "no gain")."""
+    from sklearn.model_selection import KFold
+
+    from trialfuse.driver import final_model
+
+    rng = np.random.default_rng(12)
+    y = rng.normal(size=200)
+    base = rng.normal(scale=0.5, size=y.size)
+    errors = {n: base + rng.normal(scale=0.1, size=y.size) for n in range(3)}
+    winner, storage, store = _search_with_kept_predictions(tmp_path, errors, y)
+    folds = list(KFold(5, shuffle=True, random_state=0).split(y))
+    chosen = final_model.plan(winner, storage, store, y, workers=2, budget=None, folds=folds)
+    record = chosen.ensemble
+    assert record["best_single_inner_oof_score"] - 0.003 < record["caruana_inner_oof_score"] \
+        < record["best_single_inner_oof_score"]
+    assert record["chosen"] and record["method"] == "caruana" and chosen.is_ensemble

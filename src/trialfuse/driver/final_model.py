@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import optuna
 
-from trialfuse.blend import serve
+from trialfuse.blend import combine, serve
 from trialfuse.catalog import FAMILIES, params_from_trial
 from trialfuse.driver import ensemble, run_dir, stack
 from trialfuse.driver.budget import Budget, final_seconds, parallel_seconds
@@ -84,20 +84,21 @@ class Choice:
     picked: list[int]
     weights: list[float]
     score: float  # out-of-fold, inner where the search's folds were given
+    predictions: np.ndarray  # the out-of-fold predictions `score` is of
     served: dict[str, Any] | None = None  # a stack's served form (blend.serve)
 
 
 def plan(winner: FamilyResult, storage: optuna.storages.BaseStorage, out_of_fold: OutOfFold | None,
          y_search: np.ndarray, workers: int, budget: Budget | None, *, ensembles: bool = True,
          refit: bool = True, task: Task = NUMBERS, folds: list | None = None) -> Plan:
-    """The best single model, unless (`ensembles`) the kept out-of-fold predictions make an
-    ensemble that beats it by at least ensemble.MIN_GAIN and whose retrain fits in the time
-    left: the Caruana average or a stack (driver.stack), the higher-scoring first, the other if
-    that one's retrain does not fit (a stack may read 8 models where the average chose 3). Given
-    the search's `folds`, all three are scored by an inner K-fold over them (the average's own
-    score is measured on the rows that chose it, and the best single model's on the rows that
-    chose it among many: both flatter). Without `refit`, each model whose K fold models were kept
-    is served by them."""
+    """An ensemble of the kept out-of-fold predictions (`ensembles`) whose retrain fits in the
+    time left, unless the best single model is clearly better (ensemble.clearly_worse); else
+    the best single model. The ensemble: the Caruana average or a stack (driver.stack), the
+    higher-scoring first, the other if that one's retrain does not fit (a stack may read 8
+    models where the average chose 3). Given the search's `folds`, all three are scored by an
+    inner K-fold over them (the average's own score is measured on the rows that chose it, and
+    the best single model's on the rows that chose it among many: both flatter). Without
+    `refit`, each model whose K fold models were kept is served by them."""
     single = Member(winner.family, winner.best_trial, winner.best_params, _rounds(winner.best_rounds),
                     winner.best_fold_seconds, winner.cv_score_mean)
     if out_of_fold is not None and not refit:
@@ -109,16 +110,17 @@ def plan(winner: FamilyResult, storage: optuna.storages.BaseStorage, out_of_fold
     if single.name not in names:
         return Plan([single], {"chosen": False, "reason": "the best model's out-of-fold predictions were not kept"})
     y_search = np.asarray(y_search, dtype=np.float64)
-    single_score = task.score(y_search, vectors[names.index(single.name)])
     first = names.index(single.name)
+    single_score, single_predictions = task.score(y_search, vectors[first]), vectors[first]
     selection = ensemble.select(vectors, y_search, first=first, task=task)  # the winner is a member
     average = Choice(CARUANA, selection.members, [float(w) for w in selection.weights[selection.members]],
-                     selection.score)
+                     selection.score, combine(vectors[selection.members], selection.weights[selection.members]))
     choices, to_beat = [average], single_score
     scores: dict[str, Any] = {"caruana_oof_score": selection.score}
     if folds is not None and len(candidates) > 1:  # all scored by an inner K-fold: the same footing
         inner = ensemble.inner_scores(vectors, y_search, folds, task=task)
-        to_beat, average.score = inner.single, inner.average
+        to_beat, single_predictions = inner.single, inner.single_predictions
+        average.score, average.predictions = inner.average, inner.average_predictions
         families = [m.family for m in candidates]
         read = stack.inputs([m.cv_score_mean for m in candidates], families, selection.members, first)
         reads = [stack.inputs(pick.scores, families, pick.members, pick.first) for pick in inner.picks]
@@ -126,7 +128,7 @@ def plan(winner: FamilyResult, storage: optuna.storages.BaseStorage, out_of_fold
         scores.update(caruana_inner_oof_score=average.score, best_single_inner_oof_score=to_beat,
                       stack_oof_score=stacked.oof_score)
         if len(stacked.inputs) > 1:
-            choices.append(Choice(STACK, stacked.inputs, stacked.weights, stacked.oof_score,
+            choices.append(Choice(STACK, stacked.inputs, stacked.weights, stacked.oof_score, stacked.oof,
                                   stacked.served))
     choices.sort(key=lambda c: -c.score)  # stable: the average first where they tie
     records, passed_over = [], []
@@ -139,10 +141,10 @@ def plan(winner: FamilyResult, storage: optuna.storages.BaseStorage, out_of_fold
         if len(members) < 2:
             record["reason"] = f"no gain over the best single model: {METHOD_WORDS[choice.method]} holds it alone"
             continue
-        if choice.score < to_beat + ensemble.MIN_GAIN:
-            record["reason"] = (f"no gain over the best single model's out-of-fold {task.metric.label} "
-                                f"({task.show(choice.score)} vs {task.show(to_beat)})")
-            break  # the choices come best first: no later one gains either
+        if ensemble.clearly_worse(choice.predictions, single_predictions, y_search, task):
+            record["reason"] = (f"the best single model's out-of-fold {task.metric.label} is clearly better "
+                                f"({task.show(to_beat)} vs {task.show(choice.score)})")
+            continue
         seconds = parallel_seconds([m.retrain_seconds for m in members], workers)
         if budget is not None and seconds > single.retrain_seconds and not budget.fits(seconds):
             record["reason"] = (f"its {len(members)} members' retrain (about {seconds:.0f} s) would not fit in "

@@ -37,12 +37,13 @@ BLAS_THREADS = 1  # its matrices are narrow (inputs x classes columns): threads 
 class Stack:
     """A fitted stack: the inputs it kept (indices into the given predictions), its weights per
     kept input (numbers) and its served form (`blend.serve`'s `stack`), and its honest
-    out-of-fold score in the search metric."""
+    out-of-fold score in the search metric, and the predictions it is of."""
 
     inputs: list[int]
     weights: list[float]
     served: dict[str, Any]
     oof_score: float
+    oof: np.ndarray
 
 
 def fit(predictions: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], task: Task,
@@ -71,7 +72,7 @@ def fit(predictions: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np
             oof = np.empty((len(y), *predicted.shape[1:])) if oof is None else oof
             oof[val] = predicted
         kept, weights, served = _fit(predictions[read], y, task)
-    return Stack([read[i] for i in kept], weights, served, task.score(y, oof))
+    return Stack([read[i] for i in kept], weights, served, task.score(y, oof), oof)
 
 
 def _fit(predictions: np.ndarray, y: np.ndarray, task: Task) -> tuple[list[int], list[float], dict[str, Any]]:
