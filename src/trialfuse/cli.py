@@ -78,7 +78,7 @@ def run(
     prune: Annotated[bool, typer.Option(help="Stop a clearly losing trial after its first folds "
                                              "(median of earlier trials at the same fold).")] = True,
     ensemble: Annotated[bool, typer.Option(help="Save a weighted ensemble or a linear stack of the search's models "
-                                                "where it beats the best single model out of fold.")] = True,
+                                                "unless the best single model is clearly better out of fold.")] = True,
     refit: Annotated[bool, typer.Option(help="Retrain each saved model on all search rows instead of serving a "
                                              "model as the mean of its search's K fold models.")] = False,
     explain: Annotated[bool, typer.Option(help="Explain the winner on the holdout rows after their score "

@@ -127,7 +127,7 @@ class OneWorkerPool:
         """Nothing is ever running: a fold is "trained" the moment it is read."""
         return sum(job.trial == trial for job in self.pending), []
 
-    def cancel(self, trial):
+    def cancel(self, trial, stop_running=True):
         before = len(self.pending)
         self.pending = [job for job in self.pending if job.trial != trial]
         return before - len(self.pending)

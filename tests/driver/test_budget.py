@@ -73,7 +73,7 @@ def test_the_diagnostics_probe_runs_only_where_a_fold_of_its_trial_fits(tmp_path
     class Pool:
         probes = 0
 
-        def diagnose(self, family, params, seed):
+        def diagnose(self, family, params, seed, deadline=None):
             self.probes += 1
             return {"warnings": []}
 

@@ -481,3 +481,19 @@ def test_an_average_a_little_below_the_single_models_inner_score_is_still_saved(
     assert record["best_single_inner_oof_score"] - 0.003 < record["caruana_inner_oof_score"] \
         < record["best_single_inner_oof_score"]
     assert record["chosen"] and record["method"] == "caruana" and chosen.is_ensemble
+
+
+def test_where_the_single_model_is_clearly_better_it_is_saved_and_the_record_says_by_how_much(tmp_path, monkeypatch):
+    from sklearn.model_selection import KFold
+
+    from trialfuse.driver import final_model
+
+    rng, y = _truth(300)
+    errors = {n: rng.normal(scale=0.5, size=y.size) for n in range(3)}
+    winner, storage, store = _search_with_kept_predictions(tmp_path, errors, y)
+    monkeypatch.setattr(ensemble, "clearly_worse", lambda *args: True)  # whatever the ensembles score
+    alone = final_model.plan(winner, storage, store, y, workers=2, budget=None,
+                             folds=list(KFold(5, shuffle=True, random_state=0).split(y)))
+    assert not alone.is_ensemble and alone.members[0].trial == winner.best_trial
+    assert alone.ensemble["reason"].startswith("the best single model is clearly better: its out-of-fold squared "
+                                               "error is lower by ")

@@ -68,7 +68,7 @@ class FakePool:
         """Nothing is ever running: a fold is "trained" the moment it is read."""
         return sum(job.trial == trial for job in (*self.pending, *self.staged)), []
 
-    def cancel(self, trial):
+    def cancel(self, trial, stop_running=True):
         before = len(self.pending) + len(self.staged)
         self.pending = [j for j in self.pending if j.trial != trial]
         self.staged = [j for j in self.staged if j.trial != trial]
@@ -382,10 +382,10 @@ class OneEndlessFold(FakePool):
         on = self.running is not None and self.running.trial == trial
         return queued, [time.monotonic() - self.started] if on else []
 
-    def cancel(self, trial):
-        if self.running is not None and self.running.trial == trial and self.stopped_at is None:
+    def cancel(self, trial, stop_running=True):
+        if stop_running and self.running is not None and self.running.trial == trial and self.stopped_at is None:
             self.stopped_at = time.monotonic()
-        return super().cancel(trial)  # the queued folds it dropped; the stopped fold answers `cut`
+        return super().cancel(trial, stop_running)  # the queued folds it dropped; the stopped fold answers `cut`
 
 
 def test_a_first_fold_that_outlasts_what_its_trial_can_afford_is_stopped_long_before_the_deadline():
@@ -400,3 +400,28 @@ def test_a_first_fold_that_outlasts_what_its_trial_can_afford_is_stopped_long_be
     assert result.trials_complete == 0 and "cannot finish a trial" in result.reason
     asked = [t for t in trials if t.state != optuna.trial.TrialState.WAITING]  # (cut ones are queued again)
     assert len(asked) == FAMILIES["lightgbm"].in_flight  # the first window, cut; nothing asked after it
+
+
+@pytest.mark.parametrize(("outcome", "stopped"), [("failed", {0}), ("cut", {0, 1})])
+def test_a_trial_left_undecided_keeps_its_running_folds_unless_the_deadline_passed(outcome, stopped):
+    """A family that keeps failing drops its trials' unstarted folds: a trial that lost some ends
+    failed and its running folds stop; one whose folds all run is left to finish, so they must
+    not be stopped (with stop files read without a deadline, they answered `cut` and the trial
+    counted as stopped by a budget the run did not have). Past the deadline every one stops."""
+    from trialfuse.driver.fold_verdicts import InFlight, Outcome
+    from trialfuse.driver.scheduler import _drop_unstarted
+
+    class Recording:
+        def __init__(self):
+            self.stops: set[int] = set()
+
+        def cancel(self, trial, stop_running=True):
+            if stop_running:
+                self.stops.add(trial.number)
+            return 1 if trial.number == 0 else 0  # trial 0 had a fold queued; trial 1's all run
+
+    pool = Recording()
+    flight = {n: InFlight(trial=None, peers=None) for n in (0, 1)}
+    _drop_unstarted(flight, "lightgbm", pool, Outcome(outcome), "why")
+    assert pool.stops == stopped
+    assert flight[0].outcome == Outcome(outcome) and flight[1].outcome is None

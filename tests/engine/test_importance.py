@@ -120,7 +120,7 @@ def test_a_limit_drops_the_parts_that_do_not_fit_and_is_never_passed():
     model = _SlowLinear(weights, per_call=0.05, per_row=2e-5)  # partial dependence at its floor: 30 calls, 1.6 s
     started = time.perf_counter()
     found = explain(model, X, y, [f"x{j}" for j in range(8)], limit=0.6)
-    assert time.perf_counter() - started < 0.9
+    assert time.perf_counter() - started < 0.6 + 0.05
     assert found["rows"]["permutation"] >= 100 and found["features"][0]["name"] == "x0"
     assert found["rows"]["partial_dependence"] == 0 and found["partial_dependence"] == []
     assert found["rows"]["shap"] == 0 and found["shap"] is None
@@ -132,6 +132,6 @@ def test_where_not_even_permutation_importance_fits_there_is_no_explanation():
     X = np.random.default_rng(0).standard_normal((3000, 8))
     model = _SlowLinear(np.ones(8), per_call=0.05, per_row=1e-4)  # 100 rows x 8 features x 3 repeats: 0.29 s
     started = time.perf_counter()
-    with pytest.raises(OutOfTime, match="permutation importance on 100 rows needs about 0.3 s"):
+    with pytest.raises(OutOfTime, match=r"permutation importance on 100 rows needs about 0\.[34] s"):
         explain(model, X, X.sum(axis=1), [f"x{j}" for j in range(8)], limit=0.5)
     assert time.perf_counter() - started < 0.5

@@ -109,11 +109,18 @@ def clearly_worse(predictions: np.ndarray, single: np.ndarray, y: np.ndarray, ta
     in 124 of 133 of our 60 s and 300 s runs (the other nine by at most 0.003), and where the
     single model's inner score won, on chile's 1,405 search rows, the average it refused would
     have won on the holdout in 5 of 5 (0.2282 against 0.2406 of log-loss)."""
+    mean, error = shortfall(predictions, single, y, task)
+    return mean > NOISE * error
+
+
+def shortfall(predictions: np.ndarray, single: np.ndarray, y: np.ndarray, task: Task = NUMBERS) -> tuple[float, float]:
+    """By how much an ensemble's per-row loss (see clearly_worse) exceeds the single model's on
+    average (below zero where it is lower), and that mean's standard error."""
     y = np.asarray(y, dtype=np.float64)
     losses = task.row_losses(y, task.greedy_view(y, np.stack([predictions, single]).astype(np.float64)))
-    difference = losses[0] - losses[1]  # above zero where the ensemble does worse
-    spread = float(np.std(difference, ddof=1)) / np.sqrt(len(difference)) if len(difference) > 1 else 0.0
-    return float(np.mean(difference)) > NOISE * spread
+    difference = losses[0] - losses[1]
+    error = float(np.std(difference, ddof=1)) / np.sqrt(len(difference)) if len(difference) > 1 else 0.0
+    return float(np.mean(difference)), error
 
 
 def _inner(predictions, y, folds, rounds: int, task: Task,

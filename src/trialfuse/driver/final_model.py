@@ -1,6 +1,6 @@
-"""The model a run saves: the best single model, or a weighted ensemble of the search's own
-models where one beats it on the out-of-fold search metric
-(driver.ensemble). Either way each model is
+"""The model a run saves: a weighted ensemble or a stack of the search's own models
+(driver.ensemble, driver.stack), unless the best single model is clearly better out of fold
+or none fits the time left, then that model. Either way each model is
 made ready to serve (below), saved in its library's own format under best_model/, and
 scored once on the holdout, which never chooses anything.
 
@@ -122,7 +122,8 @@ def plan(winner: FamilyResult, storage: optuna.storages.BaseStorage, out_of_fold
         to_beat, single_predictions = inner.single, inner.single_predictions
         average.score, average.predictions = inner.average, inner.average_predictions
         families = [m.family for m in candidates]
-        read = stack.inputs([m.cv_score_mean for m in candidates], families, selection.members, first)
+        ranked = [task.score(y_search, v) for v in vectors]  # as each fold's rows rank them (Pick.scores)
+        read = stack.inputs(ranked, families, selection.members, first)
         reads = [stack.inputs(pick.scores, families, pick.members, pick.first) for pick in inner.picks]
         stacked = stack.fit(vectors, y_search, folds, task, read, reads)
         scores.update(caruana_inner_oof_score=average.score, best_single_inner_oof_score=to_beat,
@@ -142,8 +143,11 @@ def plan(winner: FamilyResult, storage: optuna.storages.BaseStorage, out_of_fold
             record["reason"] = f"no gain over the best single model: {METHOD_WORDS[choice.method]} holds it alone"
             continue
         if ensemble.clearly_worse(choice.predictions, single_predictions, y_search, task):
-            record["reason"] = (f"the best single model's out-of-fold {task.metric.label} is clearly better "
-                                f"({task.show(to_beat)} vs {task.show(choice.score)})")
+            mean, error = ensemble.shortfall(choice.predictions, single_predictions, y_search, task)
+            loss = "log-loss" if task.is_classification else "squared error"
+            record["reason"] = (f"the best single model is clearly better: its out-of-fold {loss} is lower by "
+                                f"{mean:.3g} a row (standard error {error:.2g}; {task.metric.label} "
+                                f"{task.show(to_beat)} vs {task.show(choice.score)})")
             continue
         seconds = parallel_seconds([m.retrain_seconds for m in members], workers)
         if budget is not None and seconds > single.retrain_seconds and not budget.fits(seconds):

@@ -18,7 +18,7 @@ import pandas as pd
 
 from trialfuse.catalog import DEFAULT_MODELS, FAMILIES
 from trialfuse.driver import final_model, fingerprint, run_dir
-from trialfuse.driver.budget import Budget
+from trialfuse.driver.budget import REPORT_SECONDS, Budget, wall_time
 from trialfuse.driver.devices import describe, plan_workers
 from trialfuse.driver.explanation import explain_winner
 from trialfuse.driver.options import RunOptions, check_options
@@ -170,7 +170,8 @@ def _diagnostics(pool: WorkerPool, family: FamilyResult, out: Path, seed: int, r
                  budget: Budget | None) -> list[str]:
     """Probe the family's best trial (diagnostics.json) and return its warnings, each prefixed "<family>: ".
     Under a budget only where it fits before the report's share: it trains one fold again,
-    about as long as the best trial's folds took (5-14 s for the NN on a CPU at 60 s)."""
+    about as long as the best trial's folds took (5-14 s for the NN on a CPU at 60 s), and
+    stops there if it runs longer (its worker may first have explained the winner)."""
     if family.status != "ok":
         return []
     needs = float(np.median(family.best_fold_seconds)) if family.best_fold_seconds else 0.0
@@ -179,7 +180,8 @@ def _diagnostics(pool: WorkerPool, family: FamilyResult, out: Path, seed: int, r
                 f"{max(0.0, budget.left()):.0f} s of the time budget left"]
     reporter.stage(f"{family.family} diagnostics: training its best config once more on fold 0")
     try:
-        report = pool.diagnose(family.family, family.best_params, model_seed(seed, family.best_trial))
+        report = pool.diagnose(family.family, family.best_params, model_seed(seed, family.best_trial),
+                               wall_time(budget.end - REPORT_SECONDS) if budget is not None else None)
     except Exception as exc:  # a probe that fails must not cost the run its results
         return [f"{family.family}: the diagnostics probe failed: {exc}"]
     report["trial"] = family.best_trial

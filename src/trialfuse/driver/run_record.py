@@ -45,7 +45,7 @@ class EnsembleRecord(TypedDict):
     caruana_oof_score: NotRequired[float]  # the greedy average's score on the rows that chose it
     caruana_inner_oof_score: NotRequired[float]  # and its inner out-of-fold score (runs before 2026-12-05: absent)
     best_single_inner_oof_score: NotRequired[float]  # the best single model's, scored the same way: what the
-    # ensemble must beat where present (older runs: absent, it met best_single_oof_score)
+    # ensemble is met with where present (older runs: absent, it met best_single_oof_score)
     stack_oof_score: NotRequired[float]  # the stack's inner out-of-fold score, where one was fit
     stack: NotRequired[dict[str, Any]]  # the saved stack's served form (blend.serve)
     passed_over: NotRequired[list[str]]  # saved as the lower-scoring choice: the better one's retrain did not fit

@@ -387,7 +387,10 @@ def finish_estimate(queued: int, running: list[float], per_fold: float, workers:
 
 def _drop_unstarted(flight: dict[int, InFlight], family: str, pool: FoldPool, outcome: Outcome,
                     reason: str) -> None:
-    """Trials that lose folds no worker had started end with `outcome`; the rest finish."""
+    """Trials that lose folds no worker had started end with `outcome`, their running folds
+    stopped; the rest finish, unless `outcome` is CUT (past the deadline every running fold stops)."""
     for number, entry in flight.items():
-        if entry.outcome is None and pool.cancel(TrialKey(family, number)):
+        key = TrialKey(family, number)
+        if entry.outcome is None and pool.cancel(key, stop_running=outcome == Outcome.CUT):
             entry.outcome, entry.reason = outcome, reason
+            pool.cancel(key)  # decided now: what still runs of it is of no use

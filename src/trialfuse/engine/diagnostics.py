@@ -27,9 +27,10 @@ EXPLODING_NORM = 1e3  # any layer's gradient norm above this
 
 def diagnose(params: dict[str, Any], X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray,
              y_val: np.ndarray, *, seed: int, device: str = "cpu", threads: int | None = None,
-             task: Task = NUMBERS, categorical: Sequence[int] = ()) -> dict[str, Any]:
+             task: Task = NUMBERS, categorical: Sequence[int] = (), deadline: float | None = None) -> dict[str, Any]:
     """Train once with `params` (category columns `categorical` read as the search reads them)
-    and return the diagnostics (JSON-ready) with their warnings."""
+    and return the diagnostics (JSON-ready) with their warnings; past `deadline` (time.time())
+    the training stops (DeadlineReached)."""
     epochs: list[dict[str, Any]] = []
 
     def record(net: mlp.MLP, train_loss: float, val_loss: float | None) -> None:
@@ -37,7 +38,7 @@ def diagnose(params: dict[str, Any], X_train: np.ndarray, y_train: np.ndarray, X
         epochs.append({"train_loss": train_loss, "val_loss": val_loss, "grad_norm": norms})
 
     fitted = mlp.fit(params, X_train, y_train, X_val, y_val, device=device, threads=threads, seed=seed,
-                     on_epoch=record, task=task, categorical=categorical)
+                     on_epoch=record, task=task, categorical=categorical, deadline=deadline)
     model = fitted.model
     net: mlp.MLP = model.net
     layers = _describe_layers(model, net, X_train)

@@ -15,7 +15,8 @@ from a few hundred rows are coarse in the tail but clear at the top, which is wh
 report shows.
 
 Inside a run the box is also a hard limit (`limit`: the seconds left before the run must end):
-a part whose least rows do not fit what is left is dropped (SHAP, partial dependence), and
+a part whose least rows do not fit what is left is dropped (partial dependence; SHAP, or it
+keeps the rows its timing probe took), and
 where not even permutation importance on its least rows fits, the explanation is not made
 (`OutOfTime`; `trialfuse explain` makes it later, with no limit). An 11-class ensemble of 20
 fold models predicts 100 permuted copies for several seconds a call: at its floors it took 24 s
@@ -47,6 +48,7 @@ FEATURES_PER_CALL = 8  # permuted copies of this many features are predicted in 
 PDP_GRID = 10
 PDP_FEATURES = 3
 REPEATS = 3
+MARGIN = 0.9  # of the time left that a part's estimated cost may take under a limit
 SHAP_PER_PREDICTION = 100  # TreeSHAP's cost per row, in predictions of a row, at most: the probe's cost before it runs
 
 
@@ -119,7 +121,7 @@ def explain(model: SavedModel, X: np.ndarray, y: np.ndarray, feature_names: list
     predictor = _Predictor(model)
     tiny = _seconds(lambda: model.predict(X[:TINY_ROWS]))
     small = _seconds(lambda: model.predict(X[:MIN_ROWS]))  # one call's fixed cost shows at few rows
-    plot_seconds = tiny + (small - tiny) * (len(y) - TINY_ROWS) / (MIN_ROWS - TINY_ROWS)
+    plot_seconds = max(small, tiny + max(0.0, small - tiny) * (len(y) - TINY_ROWS) / (MIN_ROWS - TINY_ROWS))
     if plot_seconds > left():
         raise OutOfTime(f"predicting the {len(y)} plotted rows needs about {plot_seconds:.1f} s, {left():.1f} s left")
     started_plot = time.perf_counter()
@@ -129,29 +131,29 @@ def explain(model: SavedModel, X: np.ndarray, y: np.ndarray, feature_names: list
     rows = {"plots": len(y)}
 
     def within(part: str, calls: int, per_row: float, per_call: float, most: int, least: int = MIN_ROWS) -> int:
-        """The rows whose `calls` calls fit the part's share of the time box, and the time left:
-        0 where not even `least` rows fit the time left."""
+        """The rows whose `calls` calls fit the part's share of the time box, and the time left
+        (less a margin: the costs are estimates): 0 where not even `least` rows fit it."""
         wanted = min(most, len(y))
         if seconds is not None:
             room = SHARES[part] * seconds / calls - per_call
             wanted = int(min(wanted, max(least, room / max(per_row, 1e-12))))
-        fit = (left() / calls - per_call) / max(per_row, 1e-12)
+        fit = (MARGIN * left() / calls - per_call) / max(per_row, 1e-12)
         return wanted if wanted <= fit else (int(fit) if fit >= min(least, wanted) else 0)
 
-    chunks = -(-len(feature_names) // FEATURES_PER_CALL)
-    rows["permutation"] = n = within("permutation", chunks, per_row * len(feature_names) * REPEATS / chunks,
-                                     per_call, SAMPLE_ROWS)
+    calls = -(-len(feature_names) // FEATURES_PER_CALL) + 1  # the shuffled copies' calls and the base one
+    copies = len(feature_names) * REPEATS + 1  # predictions of each row
+    rows["permutation"] = n = within("permutation", calls, per_row * copies / calls, per_call, SAMPLE_ROWS)
     if n == 0:
         raise OutOfTime(f"permutation importance on {MIN_ROWS} rows needs about "
-                        f"{chunks * (per_call + per_row * MIN_ROWS * len(feature_names) * REPEATS / chunks):.1f} s, "
-                        f"{left():.1f} s left")
+                        f"{calls * per_call + per_row * MIN_ROWS * copies:.1f} s, {left():.1f} s left")
     task = model.task
     importance_mean, importance_std = permutation_importance(model.predict, X[:n], y[:n], rng, score=task.score)
     shap_mean = None
-    if model.has_contributions and PROBE_ROWS * per_row * SHAP_PER_PREDICTION <= left():
+    if model.has_contributions and per_call + PROBE_ROWS * per_row * SHAP_PER_PREDICTION <= MARGIN * left():
         probe_started = time.perf_counter()
         probe = model.contributions(X[:PROBE_ROWS])
         shap_per_row = (time.perf_counter() - probe_started) / len(probe)
+        # where not even MIN_SHAP_ROWS fit, the probe's own rows (computed already) are the part's
         rows["shap"] = max(len(probe), within("shap", 1, shap_per_row, 0.0, SHAP_ROWS, least=MIN_SHAP_ROWS))
         rest = X[len(probe):rows["shap"]]
         shap = np.vstack([probe, model.contributions(rest)]) if len(rest) else probe

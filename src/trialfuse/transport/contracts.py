@@ -118,9 +118,10 @@ class FoldPool(Protocol):
     def next_done(self, timeout: float | None = None) -> FoldDone | None:
         """The next fold's answer, or None if none came within `timeout` seconds."""
 
-    def cancel(self, trial: TrialKey) -> int:
-        """Drop the trial's folds no worker has started and, where the workers can be told,
-        ask its running ones to stop (they answer `cut`); how many folds were dropped."""
+    def cancel(self, trial: TrialKey, stop_running: bool = True) -> int:
+        """Drop the trial's folds no worker has started and, with `stop_running` and where the
+        workers can be told, ask its running ones to stop (they answer `cut`); how many folds
+        were dropped."""
 
     def progress(self, trial: TrialKey) -> tuple[int, list[float]]:
         """(folds of the trial still queued, seconds each of its running folds has run so far)."""

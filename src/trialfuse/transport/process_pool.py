@@ -139,16 +139,15 @@ class WorkerPool:
         for job in orphans:
             self._done.put(FoldDone(job, protocol.error("every worker's place is gone")))
 
-    def cancel(self, trial: TrialKey) -> int:
-        """Drop the trial's folds no worker has started and ask its running tree folds to stop
-        (scratch.request_stop: a CPU fold answers `cut`; CatBoost on a GPU cannot stop and
-        finishes); returns how many folds were dropped."""
+    def cancel(self, trial: TrialKey, stop_running: bool = True) -> int:
+        """Drop the trial's unstarted folds and, with `stop_running`, ask its running tree folds to stop
+        (scratch.request_stop: a CPU fold answers `cut`; CatBoost on a GPU cannot); how many were dropped."""
         with self._ready:
             self._cancelled.add(trial)
             before = len(self._pending) + len(self._staged)
             self._pending = [job for job in self._pending if job.trial != trial]
             self._staged = [job for job in self._staged if job.trial != trial]
-            running = self._running.get(trial, {}) if self._stoppable(trial.family) else {}
+            running = self._running.get(trial, {}) if stop_running and self._stoppable(trial.family) else {}
             if running:
                 request_stop(self._tmp, *trial)
             return before - len(self._pending) - len(self._staged)
@@ -335,8 +334,8 @@ class WorkerPool:
     def retrain(self, models: list[Retrain], X_score: np.ndarray) -> list[dict[str, Any]]:
         return side_jobs.retrain(self, models, X_score)
 
-    def diagnose(self, family: str, params: dict[str, Any], seed: int) -> dict[str, Any]:
-        return side_jobs.diagnose(self, family, params, seed)
+    def diagnose(self, family: str, params: dict[str, Any], seed: int, deadline: float | None = None) -> dict[str, Any]:
+        return side_jobs.diagnose(self, family, params, seed, deadline)
 
     def explain(self, model_dir: Path, X: np.ndarray, y: np.ndarray, seed: int,
                 deadline: float | None = None) -> dict[str, Any]:

@@ -100,9 +100,11 @@ def retrain(family: str, params: dict[str, Any], rounds: int | None, directory: 
             **({"fold_files": fold_files} if fold_files else {})}
 
 
-def diagnose(family: str, params: dict[str, Any], seed: int, threads: int, fold: int = 0) -> dict[str, Any]:
+def diagnose(family: str, params: dict[str, Any], seed: int, threads: int, fold: int = 0,
+             deadline: float | None = None) -> dict[str, Any]:
+    """`deadline`: the wall time (time.time()) past which the probe's training stops (an error answer)."""
     return {"command": DIAGNOSE, "family": family, "dataset": SEARCH_ROWS, "fold": fold, "params": params,
-            "seed": seed, "threads": threads}
+            "seed": seed, "threads": threads, **({"deadline": deadline} if deadline is not None else {})}
 
 
 def explain(model_dir: str, rows_path: str, seed: int, deadline: float | None = None) -> dict[str, Any]:

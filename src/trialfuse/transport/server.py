@@ -236,7 +236,8 @@ class Server:
         X_train, y_train, X_val, y_val = self._fold(job)
         report = family_module(job.family).diagnose(job.params, X_train, y_train, X_val, y_val, seed=job.seed,
                                                     device=self.device, threads=command.get("threads"),
-                                                    task=self._task(job), categorical=self._categorical(job))
+                                                    task=self._task(job), categorical=self._categorical(job),
+                                                    deadline=command.get("deadline"))
         return {"status": "complete", "diagnostics": report}
 
 

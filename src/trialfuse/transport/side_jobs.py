@@ -93,12 +93,14 @@ def _retrain_command(model: Retrain, worker: Worker, score_path: Path, alone: bo
                             model.seed, threads, [str(f) for f in model.fold_files] if model.fold_files else None)
 
 
-def diagnose(pool: SharedWorkers, family: str, params: dict[str, Any], seed: int) -> dict[str, Any]:
+def diagnose(pool: SharedWorkers, family: str, params: dict[str, Any], seed: int,
+             deadline: float | None = None) -> dict[str, Any]:
     """The family's diagnostics probe for `params` on the first fold (the NN's: engine.diagnostics),
-    on a worker that trains the family."""
+    on a worker that trains the family, stopped at `deadline` (wall time) if it runs that long."""
     live = pool.live_workers()
     worker = next((w for w in live if pool.takes(w, family)), live[0])
-    answer = pool.run_on(worker, "diagnose", family, protocol.diagnose(family, params, seed, os.cpu_count() or 1))
+    answer = pool.run_on(worker, "diagnose", family, protocol.diagnose(family, params, seed, os.cpu_count() or 1,
+                                                                       deadline=deadline))
     if answer.get("status") != "complete":
         raise RuntimeError(f"diagnose failed: {answer.get('error')}")
     return answer["diagnostics"]

@@ -43,7 +43,8 @@ def fit_many(jobs: list[tuple[dict[str, Any], int, bool]], folds: list[fused_tra
 
 
 def diagnose(params: dict[str, Any], X_train, y_train, X_val, y_val, *, seed: int, device: str = "cpu",
-             threads: int | None = None, task: Task = NUMBERS, categorical: Sequence[int] = ()) -> dict[str, Any]:
+             threads: int | None = None, task: Task = NUMBERS, categorical: Sequence[int] = (),
+             deadline: float | None = None) -> dict[str, Any]:
     """The training-dynamics probe (engine/diagnostics.py): one more training of `params`, watched."""
     return diagnostics.diagnose(params, X_train, y_train, X_val, y_val, seed=seed, device=device, threads=threads,
-                                task=task, categorical=categorical)
+                                task=task, categorical=categorical, deadline=deadline)
