@@ -160,13 +160,14 @@ def test_lightgbm_splits_a_category_column_as_a_set_of_levels(tmp_path):
 
 
 def test_the_networks_inputs_are_numbers_and_frequent_category_levels():
-    """mlp.InputCoding: a category column becomes one input per level held by MIN_LEVEL_ROWS
+    """input_coding.InputCoding: a category column becomes one input per level held by MIN_LEVEL_ROWS
     training rows, its MAX_LEVELS most frequent; rare, unseen and missing levels read as zeros;
     a category column with no frequent level stays a standardized number; the torch model
     reads raw codes the same way."""
     import torch
 
     from trialfuse.engine.families import mlp
+    from trialfuse.engine.input_coding import MAX_LEVELS, InputCoding
 
     rng = np.random.default_rng(0)
     n = 12 * 70
@@ -175,11 +176,11 @@ def test_the_networks_inputs_are_numbers_and_frequent_category_levels():
     rare = np.repeat(np.arange(float(n // 2)), 2)
     X = np.column_stack([rng.normal(size=n), rng.permutation(common), rng.permutation(many), rare])
     X[::9, 1] = np.nan
-    coding = mlp.InputCoding.of(X, categorical=[1, 2, 3])
+    coding = InputCoding.of(X, categorical=[1, 2, 3])
     assert coding.numeric.tolist() == [0, 3]
-    assert coding.level_columns.tolist() == [1, 1] + [2] * mlp.MAX_LEVELS
-    assert coding.level_codes.tolist() == [3.0, 7.0] + [float(v) for v in range(mlp.MAX_LEVELS)]  # ties: lowest codes
-    assert coding.width == 2 + 2 + mlp.MAX_LEVELS
+    assert coding.level_columns.tolist() == [1, 1] + [2] * MAX_LEVELS
+    assert coding.level_codes.tolist() == [3.0, 7.0] + [float(v) for v in range(MAX_LEVELS)]  # ties: lowest codes
+    assert coding.width == 2 + 2 + MAX_LEVELS
     rows = np.array([[0.5, 3.0, 69.0, 1.0], [0.5, np.nan, 0.0, 1.0], [0.5, 12.0, 99.0, np.nan]])
     coded = coding.apply(rows)
     assert coded[:, 2:4].tolist() == [[1, 0], [0, 0], [0, 0]]  # level 3; missing; a rare level
@@ -188,8 +189,8 @@ def test_the_networks_inputs_are_numbers_and_frequent_category_levels():
     np.testing.assert_allclose(coded[:, :2], (numbers - coding.x_mean[[0, 3]]) / coding.x_std[[0, 3]])
     assert not len(coding.missing)  # no number column misses a training value
     X[::5, 0] = np.nan
-    coding = mlp.InputCoding.of(X, categorical=[1, 2, 3])
-    assert coding.missing.tolist() == [0] and coding.width == 2 + 1 + 2 + mlp.MAX_LEVELS
+    coding = InputCoding.of(X, categorical=[1, 2, 3])
+    assert coding.missing.tolist() == [0] and coding.width == 2 + 1 + 2 + MAX_LEVELS
     coded = coding.apply(rows)
     assert coded[:, 2].tolist() == [0, 0, 0] and coding.apply(X[:2])[:, 2].tolist() == [1, 0]  # X[0, 0] is missing
     model = mlp.ScaledMLP(mlp.MLP(coding.width, [8], 0.0, False), coding, 0.0, 1.0).double().eval()

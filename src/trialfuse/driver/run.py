@@ -170,8 +170,8 @@ def _diagnostics(pool: WorkerPool, family: FamilyResult, out: Path, seed: int, r
                  budget: Budget | None) -> list[str]:
     """Probe the family's best trial (diagnostics.json) and return its warnings, each prefixed "<family>: ".
     Under a budget only where it fits before the report's share: it trains one fold again,
-    about as long as the best trial's folds took (5-14 s for the NN on a CPU at 60 s), and
-    stops there if it runs longer (its worker may first have explained the winner)."""
+    about as long as the best trial's folds took, and stops there if it runs longer (its
+    worker may first have explained the winner)."""
     if family.status != "ok":
         return []
     needs = float(np.median(family.best_fold_seconds)) if family.best_fold_seconds else 0.0

@@ -18,9 +18,8 @@ Inside a run the box is also a hard limit (`limit`: the seconds left before the 
 a part whose least rows do not fit what is left is dropped (partial dependence; SHAP, or it
 keeps the rows its timing probe took), and
 where not even permutation importance on its least rows fits, the explanation is not made
-(`OutOfTime`; `trialfuse explain` makes it later, with no limit). An 11-class ensemble of 20
-fold models predicts 100 permuted copies for several seconds a call: at its floors it took 24 s
-of a 60 s run.
+(`OutOfTime`; `trialfuse explain` makes it later, with no limit): a many-class ensemble of fold
+models predicts slowly enough that the floors alone could hold a run well past its budget.
 """
 from __future__ import annotations
 

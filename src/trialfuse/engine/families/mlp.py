@@ -32,13 +32,11 @@ from torch import nn
 
 from trialfuse.engine.dropout import DropoutStream, dropout_mask, dropout_scale, dropout_threshold
 from trialfuse.engine.families import Fitted, check_deadline
-from trialfuse.engine.standardize import column_stats, standardize
+from trialfuse.engine.input_coding import InputCoding, code_inputs
 from trialfuse.task import NUMBERS, Task
 
 LEAKY_SLOPE = 0.01
 DEADLINE_CHECK_EVERY = 8  # epochs between looks at the clock (an epoch is milliseconds to a second)
-MIN_LEVEL_ROWS = 10  # a category level gets an input of its own where this many training rows hold it
-MAX_LEVELS = 64  # inputs per category column at most: its most frequent levels
 BATCH_ORDER_SEED = 0x5EED  # the slices' order: a function of the epoch alone, shared by every model
 MIN_STEPS = 8  # steps an epoch at least when sliced: a small fold is cut finer than `batch_size`
 MIN_SLICE = 32  # rows a slice holds at least (a fold smaller than this takes one step)
@@ -59,67 +57,6 @@ DEFAULTS: dict[str, Any] = {  # what a job leaves out (the search always sets ev
 
 def with_defaults(params: dict[str, Any]) -> dict[str, Any]:
     return {**DEFAULTS, **params}
-
-
-@dataclass(frozen=True)
-class InputCoding:
-    """What the network reads from a row of raw features: each number imputed with its training
-    mean and standardized, and for a number column with missing training values a 0/1 input
-    "missing" beside it; each category column (the table's codes) as one 0/1 input per level
-    that MIN_LEVEL_ROWS training rows hold, its MAX_LEVELS most frequent (a rarer, unseen or
-    missing level reads as all zeros; a column with no such level stays a number).
-    Codes read as numbers order the levels by their text: with one input per level a 128x64
-    network's 5-fold R2 went 0.9558 -> 0.9583 on baseball's player, team and league and
-    0.8950 -> 0.8971 on flights' carrier and airports; the missing inputs, fold 0 of baseball,
-    0.9565 -> 0.9573 (scikit-learn's MLP, the same folds)."""
-
-    x_mean: np.ndarray  # [F] every column's training mean and std (category columns' unused)
-    x_std: np.ndarray
-    numeric: np.ndarray  # int [F_numbers]: the columns read as numbers, in order
-    missing: np.ndarray  # int [M]: the number columns with a "missing" input, in order
-    level_columns: np.ndarray  # int [L]: the column of each level input
-    level_codes: np.ndarray  # [L]: its code
-
-    @classmethod
-    def of(cls, X: np.ndarray, categorical: Sequence[int] = ()) -> InputCoding:
-        """The coding fit on training rows X."""
-        x_mean, x_std = column_stats(X)
-        categorical = set(categorical)
-        columns, codes, numeric = [], [], []
-        for c in range(X.shape[1]):
-            levels = _frequent_levels(X[:, c]) if c in categorical else []
-            if not levels:
-                numeric.append(c)
-            columns += [c] * len(levels)
-            codes += levels
-        missing = [c for c in numeric if np.isnan(X[:, c]).any()]
-        return cls(x_mean, x_std, *(np.array(a, dtype=np.int64) for a in (numeric, missing, columns)),
-                   np.array(codes, dtype=np.float64))
-
-    @property
-    def width(self) -> int:
-        """Inputs the network has."""
-        return len(self.numeric) + len(self.missing) + len(self.level_codes)
-
-    @property
-    def plain(self) -> bool:
-        """Every column a number, none missing in training: the inputs are the standardized columns."""
-        return not len(self.missing) and not len(self.level_codes)
-
-    def apply(self, X: np.ndarray) -> np.ndarray:
-        """[N, width]: numbers, "missing" inputs, level inputs (as `ScaledMLP` reads a raw row)."""
-        z = standardize(X, self.x_mean, self.x_std)
-        if self.plain:
-            return z
-        return np.hstack([z[:, self.numeric], np.isnan(X[:, self.missing]).astype(np.float64),
-                          (X[:, self.level_columns] == self.level_codes).astype(np.float64)])
-
-
-def _frequent_levels(column: np.ndarray) -> list[float]:
-    values, counts = np.unique(column[~np.isnan(column)], return_counts=True)
-    frequent = [v for v, n in sorted(zip(values, counts, strict=True), key=lambda vn: -vn[1])[:MAX_LEVELS]
-                if n >= MIN_LEVEL_ROWS]
-    return sorted(float(v) for v in frequent)
 
 
 def batch_order(n_rows: int, batch_size: int, epoch: int,
@@ -245,10 +182,8 @@ class ScaledMLP(nn.Module):
         self.register_buffer("y_std", torch.tensor(float(y_std), dtype=torch.float64))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, F] raw -> [N] or [N, K]
-        z = (torch.where(torch.isnan(x), self.x_mean, x) - self.x_mean) / self.x_std
-        if self.coded:  # as InputCoding.apply: numbers, "missing" inputs, one input per level (NaN matches none)
-            z = torch.cat([z[:, self.numeric], torch.isnan(x[:, self.missing]).to(z.dtype),
-                           (x[:, self.level_columns] == self.level_codes).to(z.dtype)], dim=1)
+        z = code_inputs(x, self.x_mean, self.x_std, self.numeric, self.missing, self.level_columns, self.level_codes,
+                        self.coded)
         return self.head.in_units(self.net(z), self.y_mean, self.y_std)
 
 

@@ -1,4 +1,4 @@
-"""One fold as the NN trains on it: coded with its training rows' `mlp.InputCoding` (as
+"""One fold as the NN trains on it: coded with its training rows' `input_coding.InputCoding` (as
 `mlp.fit` does), prepared once per worker and reused by every batch, with the task its
 target is (numbers, or class codes) and its training rows' class weights."""
 from __future__ import annotations
@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from trialfuse.engine.families import mlp
+from trialfuse.engine.input_coding import InputCoding
 from trialfuse.task import NUMBERS, Task
 
 
@@ -23,7 +24,7 @@ class FoldData:
     y_val: np.ndarray
     y_mean: float
     y_std: float
-    coding: mlp.InputCoding  # from the training rows (what a kept model is wrapped with)
+    coding: InputCoding  # from the training rows (what a kept model is wrapped with)
     raw: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # unscaled X/y train and val
     task: Task = NUMBERS  # what the fold's target is (a batch trains one task)
     weights: np.ndarray | None = None  # [N_train] training row weights (class weights), None: all 1
@@ -49,8 +50,8 @@ class FoldData:
 
 def prepare_fold(X: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarray, task: Task = NUMBERS,
                  categorical: Sequence[int] = ()) -> FoldData:
-    """`categorical`: the columns of X that hold category codes (see mlp.InputCoding)."""
-    coding = mlp.InputCoding.of(X[train], categorical)  # training rows only: validation rows never leak in
+    """`categorical`: the columns of X that hold category codes (see input_coding.InputCoding)."""
+    coding = InputCoding.of(X[train], categorical)  # training rows only: validation rows never leak in
     y_mean, y_std = mlp.Head.of(task).target_stats(y[train])
     return FoldData(coding.apply(X[train]), (y[train] - y_mean) / y_std, coding.apply(X[val]),
                     (y[val] - y_mean) / y_std, y_mean, y_std, coding, (X[train], y[train], X[val], y[val]), task,

@@ -65,7 +65,7 @@ def train_many(configs: list[dict[str, Any]], X: np.ndarray, y: np.ndarray, fold
     and `trialfuse bench` measures fused 1.7x slower at 1,000 training rows and 4.6x slower
     at 4,000 on 2 cores). `task`: what y is (trialfuse.task.Task; class codes 0..K-1 for classes,
     whose models then give class probabilities); numbers by default. `categorical`: the columns
-    of X that hold category codes (mlp.InputCoding).
+    of X that hold category codes (input_coding.InputCoding).
     """
     X, y, folds, fuse = _checked(configs, X, y, folds, fuse, task)
     fold_data = [prepare_fold(X, y, t, v, task, categorical) for t, v in folds]
