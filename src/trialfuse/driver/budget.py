@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-REPORT_SECONDS = 5.0  # results, report and closing the workers; the diagnostics probe runs only if this is left
+REPORT_SECONDS = 5.0  # results, report and closing the workers: the explanation and the probe end before it
 FOLD_SERVING_SECONDS = 1.0  # copying a model's kept fold models and predicting the holdout with them
 # An NN fold model is exported (torch.export) when served: the first export in a worker process
 # took 1.6 s, the next 0.13-0.34 s each (chile's and the reference table's NNs, 2 cores), so one
@@ -53,6 +53,11 @@ class Budget:
     def left(self) -> float:
         """Seconds until the run should be over, the report's share taken off."""
         return self.end - REPORT_SECONDS - time.monotonic()
+
+    def report_starts(self) -> float:
+        """The wall time (time.time(), as workers read it) at which the report's share begins:
+        where work after the search (the explanation, the diagnostics probe) must have ended."""
+        return wall_time(self.end - REPORT_SECONDS)
 
     def fits(self, seconds: float) -> bool:
         """Whether work estimated at `seconds` may start now: estimates are rough (a retrain's

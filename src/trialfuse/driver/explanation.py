@@ -5,14 +5,13 @@ so nothing it shows could have steered the search; `trialfuse explain` recompute
 on new rows if given."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from trialfuse.driver import run_dir
-from trialfuse.driver.budget import REPORT_SECONDS, Budget, wall_time
+from trialfuse.driver.budget import Budget
 from trialfuse.transport.process_pool import WorkerPool
 
 TOP_IN_METADATA = 10
@@ -24,9 +23,9 @@ def explain_winner(pool: WorkerPool, out: Path, X: np.ndarray, y: np.ndarray, se
     share of the budget begins; returns warnings (a failure or a spent budget costs the run
     only its explanation, which `trialfuse explain` makes later)."""
     later = f"`trialfuse explain {out}` adds it"
-    if budget is not None and time.monotonic() > budget.end - REPORT_SECONDS:
+    if budget is not None and budget.left() < 0:
         return [f"no explanation of the winner: the time budget ran out ({later})"]
-    deadline = wall_time(budget.end - REPORT_SECONDS) if budget is not None else None
+    deadline = budget.report_starts() if budget is not None else None
     try:
         found = pool.explain(out / run_dir.BEST_MODEL, X, y, seed, deadline)
     except TimeoutError as exc:

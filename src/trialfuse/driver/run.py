@@ -18,7 +18,7 @@ import pandas as pd
 
 from trialfuse.catalog import DEFAULT_MODELS, FAMILIES
 from trialfuse.driver import final_model, fingerprint, run_dir
-from trialfuse.driver.budget import REPORT_SECONDS, Budget, wall_time
+from trialfuse.driver.budget import Budget
 from trialfuse.driver.devices import describe, plan_workers
 from trialfuse.driver.explanation import explain_winner
 from trialfuse.driver.options import RunOptions, check_options
@@ -181,7 +181,7 @@ def _diagnostics(pool: WorkerPool, family: FamilyResult, out: Path, seed: int, r
     reporter.stage(f"{family.family} diagnostics: training its best config once more on fold 0")
     try:
         report = pool.diagnose(family.family, family.best_params, model_seed(seed, family.best_trial),
-                               wall_time(budget.end - REPORT_SECONDS) if budget is not None else None)
+                               budget.report_starts() if budget is not None else None)
     except Exception as exc:  # a probe that fails must not cost the run its results
         return [f"{family.family}: the diagnostics probe failed: {exc}"]
     report["trial"] = family.best_trial

@@ -33,9 +33,9 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
         task: Task = NUMBERS, categorical: Sequence[int] = ()) -> Fitted:
     check_deadline(deadline)
     watch = X_val is not None
-    clock = _Deadline(deadline) if not device.startswith("cuda") else None  # GPU: no
-    # user callbacks in CatBoost ("not supported for GPU"); there the deadline is checked before training only
     gpu = device.startswith("cuda")
+    clock = None if gpu else _Deadline(deadline)  # GPU: no user callbacks in CatBoost ("not supported for
+    # GPU"); there the deadline is checked before training only
     model = (CatBoostClassifier if task.is_classification else CatBoostRegressor)(
         iterations=MAX_ROUNDS if rounds is None else int(rounds),
         loss_function=LOSSES[task.kind],
