@@ -127,10 +127,15 @@ def suggest_random_forest(trial) -> dict[str, Any]:
 # The same starts serve classes: they set shape and rate, not the loss (each family's engine picks
 # the objective from the task), AutoGluon's portfolio is one list for every problem type (TabRepo,
 # Salinas & Erickson, AutoML 2024: chosen on 200 classification and regression datasets), and the
-# libraries' defaults are the same for their classifiers. Re-checked for the NN (the one start of
-# our own), fold 0 of 5 on the reference table's banded versions (20,000 rows, log-loss, lower is
-# better): 2 bands 0.605 in 30 epochs against the defaults' 0.633 in 51; 4 bands 1.246 in 26 against
-# 1.300 in 58 (AutoGluon's NN_TORCH entry: 0.611 and 1.256).
+# libraries' defaults are the same for their classifiers. One exception (CLASS_STARTS): on log-loss
+# LightGBM at twice its rate loses too much for the time it saves (5-fold CV log-loss on carrier,
+# 11 classes: 0.267 in 7.4 s at 0.2 against 0.222 in 13.8 s at 0.1; bands, 4 classes: 1.231 in
+# 7.4 s against 1.219 in 11.7 s), so for classes it starts at its defaults. CatBoost's doubled
+# start stays (bands, fold 0: 1.184 in 4.9 s against 1.179 in 12.7 s at its defaults).
+# Re-checked for the NN (the one start of our own), fold 0 of 5 on the reference table's banded
+# versions (20,000 rows, log-loss, lower is better): 2 bands 0.605 in 30 epochs against the
+# defaults' 0.633 in 51; 4 bands 1.246 in 26 against 1.300 in 58 (AutoGluon's NN_TORCH entry:
+# 0.611 and 1.256).
 STARTS: dict[str, tuple[dict[str, Any], ...]] = {
     # the MLP's DEFAULTS (engine/families/mlp.py) in slices of 1,024 rows at twice the rate, light
     # dropout and a patience of 10. Whole-fold steps (the defaults, or this at ten times the rate)
@@ -177,6 +182,9 @@ STARTS: dict[str, tuple[dict[str, Any], ...]] = {
     "hgb": ({"learning_rate": 0.1, "max_leaf_nodes": 31, "min_samples_leaf": 20, "l2_regularization": 1e-3,
              "max_features": 1.0},),  # scikit-learn's defaults
 }
+CLASS_STARTS: dict[str, tuple[dict[str, Any], ...]] = {  # classes' own starts, where they differ
+    "lightgbm": STARTS["lightgbm"][1:],
+}
 
 
 class GpuUse(enum.Enum):
@@ -203,6 +211,7 @@ class Family:
     color: str = "tab:gray"  # in the report's plots
     cost: int = 1  # rough time of one fold, relative: who runs the one trial a run with no model yet needs
     start: tuple[dict[str, Any], ...] = ()  # first trials, before TPE's own (raw Optuna params; see STARTS)
+    class_start: tuple[dict[str, Any], ...] | None = None  # for classes, where they differ (CLASS_STARTS)
     gpu: GpuUse = GpuUse.NO  # how it uses a GPU worker
     exported: bool = False  # its kept fold models are exported when served (not copied): ~1 s a fold
     first_trials: int = 2  # complete trials it gets at equal compute before its share follows its progress
@@ -214,7 +223,7 @@ FAMILIES: dict[str, Family] = {row.name: row for row in (
     Family("xgboost", "xgboost_trees", suggest_xgboost, color="tab:orange", cost=2, start=STARTS["xgboost"],
            gpu=GpuUse.CAN),
     Family("lightgbm", "lightgbm_trees", suggest_lightgbm, color="tab:green", cost=1, start=STARTS["lightgbm"],
-           gpu=GpuUse.IF_BUILT),
+           class_start=CLASS_STARTS["lightgbm"], gpu=GpuUse.IF_BUILT),
     Family("catboost", "catboost_trees", suggest_catboost, color="tab:red", cost=3, start=STARTS["catboost"],
            gpu=GpuUse.CAN),
     Family("hgb", "hgb_trees", suggest_hgb, default=False, color="tab:purple", cost=2, start=STARTS["hgb"]),

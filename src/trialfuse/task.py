@@ -138,6 +138,10 @@ class Task:
         """What the prior predicts for every row: the search rows' mean, or their class shares."""
         return PRIORS[self.kind]
 
+    def starts(self, family) -> tuple[dict[str, Any], ...]:
+        """A catalog.Family's known-good first trials for this kind: its classes' own where it has them."""
+        return family.class_start if self.is_classification and family.class_start is not None else family.start
+
     def show(self, score: float | None) -> str:
         """A score as people read it (log-loss positive), four places; blank for none."""
         return "" if score is None else f"{self.metric.shown(score):.4f}"

@@ -17,6 +17,7 @@ import pytest
 from trialfuse.catalog import FAMILIES
 from trialfuse.driver.budget import REPORT_SECONDS, Budget
 from trialfuse.driver.scheduler import run_family_study, run_studies
+from trialfuse.task import Kind, Task
 from trialfuse.transport.fold_queue import FoldDone, FoldJob, TrialKey
 
 
@@ -203,6 +204,15 @@ def test_a_new_study_starts_from_the_catalogs_portfolio_then_tpe():
     assert all(t.params not in starts for t in trials[len(starts):])  # then TPE's own draws
 
 
+def test_a_class_study_starts_from_its_own_portfolio_where_the_catalog_has_one():
+    starts = FAMILIES["lightgbm"].class_start
+    assert starts and starts != FAMILIES["lightgbm"].start
+    classes = Task(Kind.MULTICLASS, ("a", "b", "c"), "log_loss")
+    _, trials = search(FakePool(), trials=len(starts), prune=False, task=classes)
+    assert [t.params for t in trials] == list(starts)
+    assert classes.starts(FAMILIES["xgboost"]) == FAMILIES["xgboost"].start  # none of its own: the common one
+
+
 def test_without_the_portfolio_tpe_draws_from_the_first_trial():
     _, trials = search(FakePool(), trials=3, prune=False, portfolio=False)
     assert all(t.params not in FAMILIES["lightgbm"].start for t in trials)
@@ -210,7 +220,7 @@ def test_without_the_portfolio_tpe_draws_from_the_first_trial():
 
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_every_portfolio_entry_lies_inside_its_search_space(family):
-    for start in FAMILIES[family].start:
+    for start in FAMILIES[family].start + (FAMILIES[family].class_start or ()):
         study = optuna.create_study()
         study.enqueue_trial(start)
         trial = study.ask()

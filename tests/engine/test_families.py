@@ -265,3 +265,16 @@ def test_a_stop_file_stops_a_job_with_a_deadline_or_without(data, tmp_path):
         stop.touch()
         assert past_deadline(None) and past_deadline(1e18)
     assert not past_deadline(None) and not past_deadline(1e18)  # the job is over: its file is no longer read
+
+
+def test_a_fused_task_is_told_to_stop_only_when_every_file_exists(tmp_path):
+    from trialfuse.engine.families import past_deadline, stoppable
+
+    first, second = tmp_path / "nn-0", tmp_path / "nn-1"
+    first.touch()
+    with stoppable(str(first), str(second)):
+        assert not past_deadline(None)  # one of its trials is still wanted
+        second.touch()
+        assert past_deadline(None)
+    with stoppable(str(first), None):  # a job with no file: never stopped by files
+        assert not past_deadline(None)

@@ -255,3 +255,21 @@ def test_a_decided_trials_tree_fold_under_way_stops_without_a_deadline_too(tmp_p
         stopped = time.monotonic()
         done = pool.next_done(timeout=120)
     assert done.result["status"] == "error" and done.result.get("cut") and time.monotonic() - stopped < 10
+
+
+def test_a_fused_nn_task_stops_once_every_trial_it_holds_is_decided(resident, tmp_path):
+    """NN jobs trained together share one model: it stops (each answers `cut`) only when every
+    one of its trials was decided; while one is still wanted, all train on. Before, a fused
+    task ignored its stop files and trained to its end for verdicts already given."""
+    server = Server("cpu")
+    server.handle(resident)
+    long = {**NN, "epochs": 200, "early_stopping_patience": 200}
+    decided, wanted = tmp_path / "nn-0", tmp_path / "nn-1"
+    decided.touch()
+    jobs = [TrainJob("nn", long, fold, 1, trial=0, stop_file=str(decided)) for fold in (0, 1)]
+    jobs += [TrainJob("nn", long, fold, 2, trial=1, stop_file=str(wanted)) for fold in (0, 1)]
+    answers = server.handle(protocol.train_batch(jobs, Fuse("on")))
+    assert [a["status"] for a in answers] == ["complete"] * 4  # trial 1 still wanted: nothing stops
+    wanted.touch()
+    answers = server.handle(protocol.train_batch(jobs, Fuse("on")))
+    assert all(a["status"] == "error" and a.get("cut") for a in answers), answers

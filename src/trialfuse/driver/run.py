@@ -125,7 +125,7 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
             reporter.family_started(family, opts.trials)
         families = run_studies(models, storage, opts.trials, opts.folds, opts.seed, pool,
                                on_trial=reporter.trial_finished, budget=budget, prune=opts.prune,
-                               out_of_fold=out_of_fold, portfolio=opts.portfolio)
+                               out_of_fold=out_of_fold, portfolio=opts.portfolio, task=table.task)
         for result in families.values():
             reporter.family_finished(result)
         ranking = sorted((f for f in families.values() if f.status == "ok"), key=lambda f: -f.cv_score_mean)

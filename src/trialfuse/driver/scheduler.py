@@ -32,6 +32,7 @@ from trialfuse.driver.storage import (
 )
 from trialfuse.driver.trial_records import FamilyResult, summarize, surplus, taken, tell, wall_seconds
 from trialfuse.seeds import model_seed
+from trialfuse.task import NUMBERS, Task
 from trialfuse.transport.contracts import FoldPool
 from trialfuse.transport.fold_queue import TrialKey
 
@@ -45,7 +46,8 @@ def run_studies(families: list[str], storage: optuna.storages.BaseStorage, n_tri
                 seed: int,
                 pool: FoldPool, on_trial: Callable[[FamilyResult], None] | None = None,
                 budget: Budget | None = None, must_start: bool = True, prune: bool = True,
-                out_of_fold: OutOfFold | None = None, portfolio: bool = True) -> dict[str, FamilyResult]:
+                out_of_fold: OutOfFold | None = None, portfolio: bool = True,
+                task: Task = NUMBERS) -> dict[str, FamilyResult]:
     """Run (or continue) every family's study at once over one pool, until each holds
     `n_trials` finished trials or the `budget`'s search time is spent.
 
@@ -65,11 +67,11 @@ def run_studies(families: list[str], storage: optuna.storages.BaseStorage, n_tri
     deadline with no model at all runs one trial of its cheapest family to the end, so there
     is always a winner to save. With `out_of_fold`, every complete trial's validation
     predictions go to it (the pool must have been asked for them). With `portfolio`, a new
-    study asks the catalog's known-good configurations first (off only to measure them).
+    study asks the catalog's known-good configurations for the `task` first (off only to measure them).
     """
     if n_trials is None and budget is None:
         raise ValueError("a search with no trial count needs a time budget")
-    settings = SearchSettings(n_trials, folds, seed, prune, portfolio)
+    settings = SearchSettings(n_trials, folds, seed, prune, portfolio, task)
     shares = CostShares(families, folds) if n_trials is None else None
     searches = [FamilySearch(f, storage, settings, pool, on_trial, shares, out_of_fold) for f in families]
     _drive(searches, pool, budget)
@@ -158,6 +160,7 @@ class SearchSettings:
     seed: int
     prune: bool = True
     portfolio: bool = True  # a new study asks the catalog's known-good configurations first
+    task: Task = NUMBERS  # whose known-good configurations
 
 
 class FamilySearch:
@@ -194,7 +197,7 @@ class FamilySearch:
     def start(self) -> None:
         new_study = not self.study.get_trials(deepcopy=False)
         portfolio = new_study and self.settings.portfolio
-        self.starts = list(FAMILIES[self.family].start) if portfolio else []  # known-good first
+        self.starts = list(self.settings.task.starts(FAMILIES[self.family])) if portfolio else []  # known-good first
         complete = optuna.trial.TrialState.COMPLETE
         self.have_model = any(t.state == complete for t in self.study.get_trials(deepcopy=False))
         self.window = self.pool.window(self.family, self.n_trials)

@@ -140,21 +140,17 @@ class WorkerPool:
             self._done.put(FoldDone(job, protocol.error("every worker's place is gone")))
 
     def cancel(self, trial: TrialKey, stop_running: bool = True) -> int:
-        """Drop the trial's unstarted folds and, with `stop_running`, ask its running tree folds to stop
-        (scratch.request_stop: a CPU fold answers `cut`; CatBoost on a GPU cannot); how many were dropped."""
+        """Drop the trial's unstarted folds and, with `stop_running`, ask its running folds to stop
+        (scratch.request_stop: a fold answers `cut`, a fused NN task once all its trials are told to;
+        CatBoost on a GPU cannot); how many were dropped."""
         with self._ready:
             self._cancelled.add(trial)
             before = len(self._pending) + len(self._staged)
             self._pending = [job for job in self._pending if job.trial != trial]
             self._staged = [job for job in self._staged if job.trial != trial]
-            running = self._running.get(trial, {}) if stop_running and self._stoppable(trial.family) else {}
-            if running:
+            if stop_running and self._running.get(trial):
                 request_stop(self._tmp, *trial)
             return before - len(self._pending) - len(self._staged)
-
-    def _stoppable(self, family: str) -> bool:
-        """A tree fold can be stopped (a fused NN task holds other trials' folds)."""
-        return not FAMILIES[family].batched
 
     def progress(self, trial: TrialKey) -> tuple[int, list[float]]:
         """(folds of the trial still queued, seconds each of its running folds has run so far)."""
@@ -290,8 +286,8 @@ class WorkerPool:
                                                        threads, deadline=self.deadline,
                                                        predictions=self.predictions or None,
                                                        save_dir=self._fold_model_dir(job),
-                                                       stop_file=str(stop_file(self._tmp, *job.trial))
-                                                       if self._stoppable(job.family) else None) for job in task],
+                                                       stop_file=str(stop_file(self._tmp, *job.trial)))
+                                    for job in task],
                                     self.fuse)
 
     def _fold_model_dir(self, job: FoldJob) -> str | None:

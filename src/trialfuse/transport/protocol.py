@@ -20,11 +20,11 @@ The contract, for every transport (subprocess over JSON lines today, Ray actors 
 - A failure is an answer, `{"status": "error", "error": "<one line>"}` (with the job's
   `trial` and `fold`), and the worker carries on. A job may carry a `deadline` (the run's
   time budget, as time.time()): past it training stops within a round or a few epochs and
-  the job answers at once with an error marked `"cut": true`; a tree job's `stop_file`, once
+  the job answers at once with an error marked `"cut": true`; a job's `stop_file`, once
   it exists, stops it the same way, with a deadline or without (the driver decided its trial:
-  pruned, failed or cut). A worker that dies, hangs past its job
-  timeout or writes a line that is not JSON is the transport's problem (the pool restarts
-  it once, then runs the task alone).
+  pruned, failed or cut); NN jobs trained together stop once every one's file exists. A
+  worker that dies, hangs past its job timeout or writes a line that is not JSON is the
+  transport's problem (the pool restarts it once, then runs the task alone).
 - A train answer: `status`, `trial`, `fold`, `family`, `score` (the search metric, higher
   is better), `r2` (numbers; NaN for classes), `val_loss`, `train_loss` (squared error for
   numbers, log-loss for classes), `best_rounds` (trees or epochs kept), `rounds_run`,
@@ -70,7 +70,7 @@ class TrainJob:
     deadline: float | None = None  # time.time() past which the job stops and answers `cut`
     predictions: bool | None = None  # answer with the validation rows' predictions too (`val_predictions`)
     save_dir: str | None = None  # its fold model is kept there (answer: `model_file`)
-    stop_file: str | None = None  # a tree fold also stops (answers `cut`) once this file exists
+    stop_file: str | None = None  # it stops (answers `cut`) once this file exists (fused: every job's)
 
     @classmethod
     def from_json(cls, job: dict[str, Any]) -> TrainJob:

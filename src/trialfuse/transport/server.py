@@ -147,14 +147,15 @@ class Server:
 
     def _train_together(self, family: str, group: list[tuple[int, TrainJob, Any]], fuse: Fuse) -> list[dict[str, Any]]:
         """One batched family's jobs through its module's `fit_many`, as protocol answers."""
-        from trialfuse.engine.families import family_module
+        from trialfuse.engine.families import family_module, stoppable
 
         module = family_module(family)
         faults.strike(family)
         deadlines = [job.deadline for _, job, _ in group if job.deadline is not None]
-        results = module.fit_many([(job.params, job.seed, bool(job.save_dir)) for _, job, _ in group],
-                                  [fold for _, _, fold in group], device=self.device, fuse=fuse,
-                                  deadline=min(deadlines) if deadlines else None)
+        with stoppable(*sorted({job.stop_file for _, job, _ in group}, key=str)):
+            results = module.fit_many([(job.params, job.seed, bool(job.save_dir)) for _, job, _ in group],
+                                      [fold for _, _, fold in group], device=self.device, fuse=fuse,
+                                      deadline=min(deadlines) if deadlines else None)
         return [protocol.error(r.error, job) if isinstance(r, FoldFailed) else _answer(job, r, module)
                 for (_, job, _), r in zip(group, results, strict=True)]
 

@@ -90,26 +90,29 @@ class DeadlineReached(Exception):
     """The run's time budget ended while this job trained: its trial is cut, not failed."""
 
 
-_stop_file: Path | None = None  # the running job's stop file (worker side; see `stoppable`)
+_stop_files: tuple[Path, ...] = ()  # the running job's (or fused task's) stop files (worker side; see `stoppable`)
 
 
 @contextmanager
-def stoppable(stop_file: str | None):
-    """While one job trains: a file whose appearance ends it as its deadline would, with a
-    deadline or without. The driver writes it when it has decided the job's trial (pruned,
-    failed, or cut: its other folds cannot finish in time), so the worker goes on to what it
-    still needs, instead of training a fold no one will use."""
-    global _stop_file
-    _stop_file = Path(stop_file) if stop_file else None
+def stoppable(*stop_files: str | None):
+    """While a job (or a fused task of several) trains: files whose appearance ends it as its
+    deadline would, with a deadline or without. The driver writes a trial's file when it has
+    decided the trial (pruned, failed, or cut: its other folds cannot finish in time), so the
+    worker goes on to what it still needs instead of training a fold no one will use; a fused
+    task stops once every file it was given exists (each of its trials decided), and never if
+    one of its jobs came without one."""
+    global _stop_files
+    _stop_files = tuple(Path(f) for f in stop_files) if stop_files and all(stop_files) else ()
     try:
         yield
     finally:
-        _stop_file = None
+        _stop_files = ()
 
 
 def past_deadline(deadline: float | None) -> bool:
     """Past `deadline` (time.time(); None: none), or told to stop (`stoppable`)."""
-    return (deadline is not None and time.time() > deadline) or (_stop_file is not None and _stop_file.exists())
+    return (deadline is not None and time.time() > deadline) or (
+        bool(_stop_files) and all(path.exists() for path in _stop_files))
 
 
 def check_deadline(deadline: float | None) -> None:
