@@ -370,6 +370,37 @@ def test_an_nn_trial_from_before_slices_of_rows_rebuilds_with_whole_fold_steps()
     assert params_from_trial("nn", study.trials[0])["batch_size"] == FAMILIES["nn"].start[0]["batch_size"] > 0
 
 
+def test_a_trial_that_cannot_finish_in_time_is_cut_only_where_it_loses_queued_folds():
+    """Past its estimate a trial with folds still queued is cut and its running folds stop; one
+    whose folds all run is left to finish (the deadline still stops it). Before, both had their
+    running folds stopped, and the second then came back cut though the scheduler had let it be."""
+    from trialfuse.driver.fold_verdicts import InFlight, Outcome
+    from trialfuse.driver.scheduler import FamilySearch, SearchSettings
+
+    class Progress(FakePool):
+        workers = 2
+
+        def __init__(self):
+            super().__init__()
+            self.stops: set[int] = set()
+
+        def progress(self, trial):
+            return (1, [1.0]) if trial.number == 0 else (0, [1.0, 1.0])  # trial 1: both folds running
+
+        def cancel(self, trial, stop_running=True):
+            if stop_running:
+                self.stops.add(trial.number)
+            return 1 if trial.number == 0 else 0
+
+    pool = Progress()
+    search = FamilySearch("lightgbm", optuna.storages.InMemoryStorage(), SearchSettings(None, 2, 0), pool)
+    search.flight = {n: InFlight(trial=None, peers=None) for n in (0, 1)}
+    search.fold_seconds, search.deadline = [10.0], time.monotonic() + 5.0  # folds of 10 s, 5 s left
+    search._drop_what_cannot_finish()
+    assert search.flight[0].outcome == Outcome.CUT and search.flight[1].outcome is None
+    assert pool.stops == {0}
+
+
 class OneEndlessFold(FakePool):
     """One worker whose fold never ends by itself (CatBoost on 11 classes took 25-30 s a fold where
     LightGBM took 3): it answers `cut` only once the trial is cancelled (its stop file)."""

@@ -13,6 +13,7 @@ import pytest
 
 import trialfuse
 from helpers import cli
+from trialfuse.catalog import CLASS_STARTS
 from trialfuse.errors import UserError
 from trialfuse.predict import predict_table
 from trialfuse.survivors import make_survivor_bands
@@ -57,6 +58,7 @@ def test_a_binary_run_with_text_and_missing_values_end_to_end(tmp_path):
     task = Task.from_json(results["task"])
     assert task.classes == ("no", "yes") and task.metric_name == "log_loss"
     assert all(results["families"][f]["status"] == "ok" for f in ("nn", "xgboost", "lightgbm", "catboost"))
+    assert results["families"]["lightgbm"]["best_params"] == CLASS_STARTS["lightgbm"][0]  # the classes' own start
     assert results["ensemble"]["candidates"] >= 4
     metrics = results["holdout_metrics"]
     assert metrics["model"]["log_loss"] == pytest.approx(-results["holdout_score"], abs=1e-12)

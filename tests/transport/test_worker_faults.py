@@ -273,3 +273,27 @@ def test_a_fused_nn_task_stops_once_every_trial_it_holds_is_decided(resident, tm
     wanted.touch()
     answers = server.handle(protocol.train_batch(jobs, Fuse("on")))
     assert all(a["status"] == "error" and a.get("cut") for a in answers), answers
+
+
+def test_a_decided_trials_nn_fold_under_way_stops_too(tmp_path):
+    """The NN's jobs carry the trial's stop file as the trees' do: a fold under way answers `cut`
+    within a few epochs once its trial is decided, where before it trained to its end."""
+    import time
+
+    X, y, _ = make_survivors(8000, seed=0)
+    folds = [(np.arange(0, 6000), np.arange(6000, 8000))]
+    slow = {**NN, "hidden_layers": [64, 64], "epochs": 3000, "early_stopping_patience": 3000, "batch_size": 256,
+            "learning_rate": 1e-4}  # about half a minute of epochs
+    with WorkerPool(X, y, folds, slots=[Slot("cpu")], scratch=tmp_path) as pool:
+        key = TrialKey("nn", 0)
+        pool.submit(key, slow, [0], seed=0)
+        pool.dispatch()
+        waited = time.monotonic()
+        while not pool.progress(key)[1]:  # until a worker has taken the fold
+            assert time.monotonic() - waited < 60
+            time.sleep(0.05)
+        time.sleep(1.0)
+        pool.cancel(key)
+        stopped = time.monotonic()
+        done = pool.next_done(timeout=300)
+    assert done.result["status"] == "error" and done.result.get("cut") and time.monotonic() - stopped < 10

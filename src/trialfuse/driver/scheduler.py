@@ -267,10 +267,12 @@ class FamilySearch:
         left = self.deadline - time.monotonic()
         workers = self.pool.workers
         for number, (queued, running) in undecided.items():
-            if finish_estimate(queued, running, per_fold, workers) > left and self.pool.cancel(self._key(number)):
+            key = self._key(number)
+            if finish_estimate(queued, running, per_fold, workers) > left and self.pool.cancel(key, stop_running=False):
                 entry = self.flight[number]
                 entry.outcome, entry.reason = Outcome.CUT, "stopped by the time budget"
                 self.result.stopped_by_budget = True
+                self.pool.cancel(key)  # decided now: its running folds stop (one whose folds all run may finish)
         trial_seconds = per_fold * math.ceil(self.folds / workers)
         self.too_slow = (f"cannot finish a trial in the {max(0.0, left):.0f} s left (about {trial_seconds:.0f} s each)"
                          if trial_seconds > left else None)
@@ -312,8 +314,7 @@ class FamilySearch:
             self.study.enqueue_trial(self.starts.pop(0), skip_if_exists=True)
         trial = self.study.ask()
         claim(self.study, trial)
-        # another driver took the last slot at the same moment
-        if self.n_trials is not None and surplus(self.study, trial, self.n_trials):
+        if self.n_trials is not None and surplus(self.study, trial, self.n_trials):  # another driver took the last slot
             trial.set_user_attr("surplus", True)
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return False

@@ -1,4 +1,4 @@
-"""A pool's scratch folder (the search rows it ships, rows to score or explain, cut trials'
+"""A pool's scratch folder (the search rows it ships, rows to score or explain, decided trials'
 stop files): one per driver, named for its host and process, so the next run clears what a killed driver left
 and never a live driver's, even when two share one --out."""
 from __future__ import annotations
@@ -48,7 +48,8 @@ def stop_file(scratch: Path, family: str, trial: int) -> Path:
 
 
 def request_stop(scratch: Path, family: str, trial: int) -> None:
-    """Write the trial's stop file: its running folds answer `cut` within a boosting round."""
+    """Write the trial's stop file: its running folds answer `cut` within a boosting round or a few
+    epochs (a fused NN task once every trial it holds has one)."""
     path = stop_file(scratch, family, trial)
     path.parent.mkdir(exist_ok=True)
     path.touch()
