@@ -104,6 +104,7 @@ PLOTS = {Kind.REGRESSION: (),
          Kind.BINARY: ("class_counts", "confusion_matrix", "roc", "precision_recall", "reliability"),
          Kind.MULTICLASS: ("class_counts", "confusion_matrix", "reliability")}
 PRIORS = {Kind.REGRESSION: "mean", Kind.BINARY: "class shares", Kind.MULTICLASS: "class shares"}
+LOSSES = {Kind.REGRESSION: "squared error", Kind.BINARY: "log-loss", Kind.MULTICLASS: "log-loss"}  # see Task.loss
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,11 @@ class Task:
     def prior_name(self) -> str:
         """What the prior predicts for every row: the search rows' mean, or their class shares."""
         return PRIORS[self.kind]
+
+    @property
+    def loss_name(self) -> str:
+        """What `loss` and `row_losses` measure, in words."""
+        return LOSSES[self.kind]
 
     def starts(self, family) -> tuple[dict[str, Any], ...]:
         """A catalog.Family's known-good first trials for this kind: its classes' own where it has them."""

@@ -338,7 +338,7 @@ def test_a_verdict_waiting_for_a_trial_the_deadline_cuts_is_given_and_the_search
 def test_a_trial_is_expected_to_end_when_its_running_folds_and_then_its_queued_ones_do():
     """Counting running folds as whole ones cut a CatBoost trial that had 7.4 s of work left
     on paper but ended 5 s later in fact (a 30 s budget)."""
-    from trialfuse.driver.scheduler import finish_estimate
+    from trialfuse.driver.budget import finish_estimate
 
     assert finish_estimate(queued=3, running=[], per_fold=4.0, workers=2) == 8.0
     assert finish_estimate(queued=2, running=[3.0], per_fold=4.0, workers=2) == 5.0  # 1 s left on the running fold

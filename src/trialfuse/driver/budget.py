@@ -91,3 +91,15 @@ def parallel_seconds(durations: list[float], workers: int) -> float:
     """About how long independent jobs take spread over `workers`: at least the longest one,
     at least their total shared out."""
     return max(max(durations, default=0.0), sum(durations) / max(1, workers))
+
+
+def finish_estimate(queued: int, running: list[float], per_fold: float, workers: int) -> float:
+    """Seconds until a trial's last fold ends, if the workers took its folds next: each running
+    fold (`running`: seconds it has run) ends `per_fold` after it started, and each queued one
+    goes to the first worker free."""
+    free_at = sorted(max(per_fold - ran, 0.0) for ran in running)[:workers]
+    free_at += [0.0] * (workers - len(free_at))
+    for _ in range(queued):
+        free_at.sort()
+        free_at[0] += per_fold
+    return max(free_at)

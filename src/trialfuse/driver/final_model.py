@@ -144,9 +144,8 @@ def plan(winner: FamilyResult, storage: optuna.storages.BaseStorage, out_of_fold
             continue
         if ensemble.clearly_worse(choice.predictions, single_predictions, y_search, task):
             mean, error = ensemble.shortfall(choice.predictions, single_predictions, y_search, task)
-            loss = "log-loss" if task.is_classification else "squared error"
-            record["reason"] = (f"the best single model is clearly better: its out-of-fold {loss} is lower by "
-                                f"{mean:.3g} a row (standard error {error:.2g}; {task.metric.label} "
+            record["reason"] = (f"the best single model is clearly better: its out-of-fold {task.loss_name} is lower "
+                                f"by {mean:.3g} a row (standard error {error:.2g}; {task.metric.label} "
                                 f"{task.show(to_beat)} vs {task.show(choice.score)})")
             continue
         seconds = parallel_seconds([m.retrain_seconds for m in members], workers)

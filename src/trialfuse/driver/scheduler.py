@@ -19,7 +19,7 @@ import optuna
 
 from trialfuse.catalog import FAMILIES
 from trialfuse.driver.allocation import CostShares
-from trialfuse.driver.budget import Budget, final_seconds, wall_time
+from trialfuse.driver.budget import Budget, final_seconds, finish_estimate, wall_time
 from trialfuse.driver.fold_verdicts import PRUNE_PEERS, InFlight, Outcome, judge, running_means, went_on
 from trialfuse.driver.out_of_fold import OutOfFold
 from trialfuse.driver.storage import (
@@ -266,13 +266,10 @@ class FamilySearch:
             return
         left = self.deadline - time.monotonic()
         workers = self.pool.workers
-        for number, (queued, running) in undecided.items():
-            key = self._key(number)
-            if finish_estimate(queued, running, per_fold, workers) > left and self.pool.cancel(key, stop_running=False):
-                entry = self.flight[number]
-                entry.outcome, entry.reason = Outcome.CUT, "stopped by the time budget"
+        for number, (queued, running) in undecided.items():  # one whose folds all run may still finish
+            if finish_estimate(queued, running, per_fold, workers) > left and _lose_unstarted(
+                    self.pool, self._key(number), self.flight[number], Outcome.CUT, "stopped by the time budget"):
                 self.result.stopped_by_budget = True
-                self.pool.cancel(key)  # decided now: its running folds stop (one whose folds all run may finish)
         trial_seconds = per_fold * math.ceil(self.folds / workers)
         self.too_slow = (f"cannot finish a trial in the {max(0.0, left):.0f} s left (about {trial_seconds:.0f} s each)"
                          if trial_seconds > left else None)
@@ -377,24 +374,20 @@ class FamilySearch:
                             f"not run: {MAX_FAILURES_BEFORE_SKIP} trials failed in a row")
 
 
-def finish_estimate(queued: int, running: list[float], per_fold: float, workers: int) -> float:
-    """Seconds until a trial's last fold ends, if the workers took its folds next: each running
-    fold (`running`: seconds it has run) ends `per_fold` after it started, and each queued one
-    goes to the first worker free."""
-    free_at = sorted(max(per_fold - ran, 0.0) for ran in running)[:workers]
-    free_at += [0.0] * (workers - len(free_at))
-    for _ in range(queued):
-        free_at.sort()
-        free_at[0] += per_fold
-    return max(free_at)
-
-
 def _drop_unstarted(flight: dict[int, InFlight], family: str, pool: FoldPool, outcome: Outcome,
                     reason: str) -> None:
     """Trials that lose folds no worker had started end with `outcome`, their running folds
     stopped; the rest finish, unless `outcome` is CUT (past the deadline every running fold stops)."""
     for number, entry in flight.items():
-        key = TrialKey(family, number)
-        if entry.outcome is None and pool.cancel(key, stop_running=outcome == Outcome.CUT):
-            entry.outcome, entry.reason = outcome, reason
-            pool.cancel(key)  # decided now: what still runs of it is of no use
+        if entry.outcome is None:
+            _lose_unstarted(pool, TrialKey(family, number), entry, outcome, reason, stop_running=outcome == Outcome.CUT)
+
+
+def _lose_unstarted(pool: FoldPool, key: TrialKey, entry: InFlight, outcome: Outcome, reason: str,
+                    stop_running: bool = False) -> bool:
+    """Whether the trial lost unstarted folds: then it ends with `outcome` and its running folds
+    stop (with `stop_running` they stop whatever it loses)."""
+    if lost := pool.cancel(key, stop_running=stop_running) > 0:
+        entry.outcome, entry.reason = outcome, reason
+        pool.cancel(key)  # decided now: what still runs of it is of no use
+    return lost

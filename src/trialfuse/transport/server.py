@@ -152,7 +152,7 @@ class Server:
         module = family_module(family)
         faults.strike(family)
         deadlines = [job.deadline for _, job, _ in group if job.deadline is not None]
-        with stoppable(*sorted({job.stop_file for _, job, _ in group}, key=str)):
+        with stoppable(*{job.stop_file for _, job, _ in group}):  # the task stops once every trial in it is decided
             results = module.fit_many([(job.params, job.seed, bool(job.save_dir)) for _, job, _ in group],
                                       [fold for _, _, fold in group], device=self.device, fuse=fuse,
                                       deadline=min(deadlines) if deadlines else None)
