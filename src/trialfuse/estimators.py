@@ -40,7 +40,7 @@ class _Trialfuse(BaseEstimator):
     """What both estimators share: the run's options as parameters, one run per fit."""
 
     def __init__(self, timeout: str | float | None = "60s", trials: int | None = None,
-                 models: list[str] | None = None, folds: int = 5, holdout: float = 0.2, seed: int = 0,
+                 models: list[str] | None = None, folds: int | None = None, holdout: float = 0.2, seed: int = 0,
                  metric: str | None = None, ensemble: bool = True, explain: bool = False, devices: str = "auto",
                  runs: str | Path = "runs", report: bool = False, quiet: bool = True):
         self.timeout = timeout

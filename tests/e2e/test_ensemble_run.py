@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -9,6 +11,7 @@ import pytest
 from sklearn.metrics import r2_score
 
 from helpers import cli
+from trialfuse.catalog import FAMILIES
 
 pytestmark = pytest.mark.slow  # whole runs: `pytest -m "not slow"` leaves them out
 
@@ -106,11 +109,15 @@ def test_no_ensemble_saves_the_best_single_model_and_keeps_no_predictions(surviv
     assert results["ensemble"] is None and meta["family"] == results["winner"] and len(meta["model_files"]) == 3
 
 
-def test_without_refit_the_saved_models_are_the_searchs_fold_models_and_predict_reproduces_them(
-        survivors_csv, tmp_path):
+@pytest.fixture(scope="module")
+def fold_served_run(survivors_csv, tmp_path_factory):
+    out = tmp_path_factory.mktemp("fold-served") / "out"
+    return out, _run(survivors_csv, out, "--no-refit", explain=True)
 
-    out = tmp_path / "out"
-    results = _run(survivors_csv, out, "--no-refit", explain=True)
+
+def test_without_refit_the_saved_models_are_the_searchs_fold_models_and_predict_reproduces_them(
+        fold_served_run, survivors_csv, tmp_path):
+    out, results = fold_served_run
     meta = json.loads((out / "best_model" / "metadata.json").read_text())
     served = meta["members"] if meta["family"] == "ensemble" else [meta]
     X = np.zeros((3, len(meta["feature_names"])))
@@ -126,3 +133,21 @@ def test_without_refit_the_saved_models_are_the_searchs_fold_models_and_predict_
     assert abs(_predicted_holdout_score(out, survivors_csv, tmp_path) - results["holdout_score"]) < 1e-9
     explanation = json.loads((out / "explain.json").read_text())  # the same model explained, SHAP included
     assert abs(explanation["score"] - results["holdout_score"]) < 1e-9 and explanation["shap"]
+
+
+def test_the_benchs_extra_candidate_screen_rebuilds_the_runs_own_selection(fold_served_run):
+    """bench/extra_candidates.py scores one more model against a finished run's ensemble; its
+    'before' must be the run's own choice, to the last digit, or its 'after' means nothing."""
+    sys.path.insert(0, str(Path(__file__).parents[2] / "bench"))
+    from extra_candidates import Run
+
+    out, results = fold_served_run
+    run = Run(out)
+    before, record = run.ensembles(), results["ensemble"]
+    assert before["average_inner_oof"] == pytest.approx(record["caruana_inner_oof_score"], abs=1e-12)
+    assert before["stack_inner_oof"] == pytest.approx(record["stack_oof_score"], abs=1e-12)
+    if results["winner"] == "ensemble":
+        saved = before["average_holdout" if record["method"] == "caruana" else "stack_holdout"]
+        assert saved == pytest.approx(results["holdout_score"], abs=1e-9)
+    added = run.fit("lightgbm", FAMILIES["lightgbm"].start[1])
+    assert len(run.oof) == 9 and added["oof_score"] > 0.0  # the 8 kept and this one, fit on rows that match

@@ -14,7 +14,7 @@ from trialfuse.catalog import FAMILIES
 from trialfuse.driver.devices import plan_workers
 from trialfuse.errors import UserError
 from trialfuse.fuse import Fuse
-from trialfuse.task import parse_class_weight, parse_task
+from trialfuse.task import Task, parse_class_weight, parse_task
 
 DEFAULT_TRIALS = 20  # per family, when neither --trials nor --timeout is given
 
@@ -30,7 +30,7 @@ class RunOptions:
     class_weight: str = "none"  # none | balanced: classes weigh the same in training (classification only)
     models: list[str] | None = None  # None: catalog.DEFAULT_MODELS
     trials: int | None = None  # per family; None: DEFAULT_TRIALS, or with a timeout as many as it allows
-    folds: int = 5
+    folds: int | None = None  # K; None: the task's (Task.default_folds)
     holdout: float = 0.2
     out: Path | None = None
     storage: str | None = None
@@ -80,6 +80,11 @@ def parse_duration(text: str | float | None, option: str = "--timeout") -> float
     return seconds
 
 
+def folds_of(opts: RunOptions, task: Task) -> int:
+    """K for the run: --folds, or the task's default (multiclass folds are dearer)."""
+    return opts.folds if opts.folds is not None else task.default_folds
+
+
 def check_options(opts: RunOptions) -> None:
     """Reject bad option values with one line each, before reading any data."""
     opts.models = None if opts.models is None else parse_models(opts.models)
@@ -87,7 +92,7 @@ def check_options(opts: RunOptions) -> None:
     opts.class_weight = parse_class_weight(opts.class_weight)
     if opts.trials is not None and opts.trials < 1:
         raise UserError(f"--trials must be at least 1, got {opts.trials}")
-    if opts.folds < 2:
+    if opts.folds is not None and opts.folds < 2:
         raise UserError(f"--folds must be at least 2, got {opts.folds}")
     if not 0 < opts.holdout < 1:
         raise UserError(f"--holdout must be a fraction between 0 and 1, got {opts.holdout}")

@@ -21,7 +21,7 @@ from trialfuse.driver import final_model, fingerprint, run_dir
 from trialfuse.driver.budget import Budget
 from trialfuse.driver.devices import describe, plan_workers
 from trialfuse.driver.explanation import explain_winner
-from trialfuse.driver.options import RunOptions, check_options
+from trialfuse.driver.options import RunOptions, check_options, folds_of
 from trialfuse.driver.out_of_fold import MODELS, OutOfFold
 from trialfuse.driver.run_record import RunRecord
 from trialfuse.driver.scheduler import run_studies
@@ -80,8 +80,8 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
     check_options(opts)
 
     def search_rows(task: Task, y: np.ndarray):  # the rows outside the sealed holdout decide the encoding
-        check_split_sizes(len(y), opts.holdout, opts.folds)
-        check_class_sizes(task, y, opts.holdout, opts.folds, opts.seed)
+        check_split_sizes(len(y), opts.holdout, folds_of(opts, task))
+        check_class_sizes(task, y, opts.holdout, folds_of(opts, task), opts.seed)
         return holdout_split(len(y), opts.holdout, opts.seed, task.strata(y))[0]
 
     table = load_table(opts.data, opts.target, opts.keep_columns, search_rows, opts.task, opts.metric,
@@ -103,10 +103,11 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     rest, sealed = holdout_split(table.rows, opts.holdout, opts.seed, table.task.strata(table.y))
-    folds = kfold_indices(len(rest), opts.folds, opts.seed, table.task.strata(table.y[rest]))
+    k = folds_of(opts, table.task)
+    folds = kfold_indices(len(rest), k, opts.seed, table.task.strata(table.y[rest]))
     storage = open_storage(opts.storage, out)
     search = fingerprint.of_run(table.X, table.y, table.feature_names, table.target, opts.seed, opts.holdout,
-                                opts.folds, table.task)
+                                k, table.task)
     fingerprint.check_resume(storage, models, search, opts.storage or str(out))
     fingerprint.stamp(storage, models, search)
     data = run_dir.keep_frame(opts.data, out) if isinstance(opts.data, pd.DataFrame) else Path(opts.data)
@@ -123,7 +124,7 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
         reporter.watch(pool.activity)
         for family in models:
             reporter.family_started(family, opts.trials)
-        families = run_studies(models, storage, opts.trials, opts.folds, opts.seed, pool,
+        families = run_studies(models, storage, opts.trials, k, opts.seed, pool,
                                on_trial=reporter.trial_finished, budget=budget, prune=opts.prune,
                                out_of_fold=out_of_fold, portfolio=opts.portfolio, task=table.task)
         for result in families.values():
@@ -155,7 +156,7 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
 
     record = RunRecord(
         data=str(data.resolve()), target=table.target, rows=table.rows, features=len(table.feature_names),
-        holdout_rows=len(sealed), folds=opts.folds, seed=opts.seed, device=describe(slots), workers=len(slots),
+        holdout_rows=len(sealed), folds=k, seed=opts.seed, device=describe(slots), workers=len(slots),
         fuse=str(opts.fuse), precision=opts.fuse.precision, prune=opts.prune, trials_per_family=opts.trials,
         storage=_storage_url(opts.storage, out), families=families, ranking=[f.family for f in ranking],
         timeout_seconds=opts.timeout, budget_exhausted=any(f.stopped_by_budget for f in families.values()),
