@@ -4,7 +4,9 @@ their K kept fold models, as they are served) plus a model of the given family a
 here on the run's own folds, then the run's selection over both (the Caruana average started
 from the best single model, its inner out-of-fold score, and the stack): out-of-fold and
 holdout scores before and after. Only a screen: the search would have spent the new model's
-time on something else, so a start that passes it is then measured by real runs.
+time on something else, so a start that passes it is then measured by real runs. With `--folds
+K` each added model is fit on K folds of the same search rows instead (its own scores only: its
+out-of-fold rows are not the run's, so no ensemble is made with it).
 
     python bench/extra_candidates.py RUN_DIR [RUN_DIR ...] \\
         --add 'lightgbm:{"learning_rate": 0.05, "extra_trees": true, ...}' --save out.json
@@ -38,9 +40,12 @@ class Run:
         y = task.encode(frame[meta["target"]])
         fraction = json.loads((directory / "holdout_indices.json").read_text())["fraction"]
         rest, sealed = holdout_split(len(y), fraction, results["seed"], task.strata(y))
-        self.folds = kfold_indices(len(rest), results["folds"], results["seed"], task.strata(y[rest]))
+        self.seed = results["seed"]
+        self.folds = kfold_indices(len(rest), results["folds"], self.seed, task.strata(y[rest]))
         self.categorical = [meta["feature_names"].index(c) for c in meta.get("categories", {})]
         self.X, self.y, self.X_holdout, self.y_holdout = X[rest], y[rest], X[sealed], y[sealed]
+        leader = results["ranking"][0]  # the search's winner: where the run's average starts
+        self.winner = f"{leader}-{results['families'][leader]['best_trial']}"
         self.names, self.families, self.oof, self.holdout = [], [], [], []
         trials = json.loads((directory / "oof" / "index.json").read_text())["trials"]
         for family, numbers in trials.items():
@@ -57,26 +62,29 @@ class Run:
         self.oof.append(oof)
         self.holdout.append(holdout)
 
-    def fit(self, family: str, params: dict) -> dict:
-        """The model on the run's folds, kept as one more candidate; its own scores and seconds."""
+    def fit(self, family: str, params: dict, folds: list | None = None) -> dict:
+        """The model on the run's folds, kept as one more candidate (on `folds`: not kept); its own
+        scores and seconds."""
         module, task, started, oof, holdout = family_module(family), self.task, time.perf_counter(), None, []
-        for train, val in self.folds:
+        for train, val in folds or self.folds:
             fitted = module.fit(params, self.X[train], self.y[train], self.X[val], self.y[val], seed=0, threads=2,
                                 task=task, categorical=self.categorical)
             predicted = task.probabilities(module.predict(fitted.model, self.X[val]))
             oof = np.zeros((len(self.y), *predicted.shape[1:])) if oof is None else oof
             oof[val] = predicted
             holdout.append(task.probabilities(module.predict(fitted.model, self.X_holdout)))
-        self.add(f"{family}+{len(self.names)}", family, oof, np.mean(holdout, axis=0))
-        return {"family": family, "params": params, "oof_score": task.score(self.y, oof),
-                "holdout_score": task.score(self.y_holdout, self.holdout[-1]),
+        served = np.mean(holdout, axis=0)
+        if folds is None:
+            self.add(f"{family}+{len(self.names)}", family, oof, served)
+        return {"family": family, "params": params, "folds": len(folds or self.folds),
+                "oof_score": task.score(self.y, oof), "holdout_score": task.score(self.y_holdout, served),
                 "seconds": round(time.perf_counter() - started, 1)}
 
     def ensembles(self) -> dict:
         """The run's selection over the candidates now kept, scored as the run scores it."""
         task, oof, holdout = self.task, np.array(self.oof), np.array(self.holdout)
         scores = [task.score(self.y, p) for p in oof]
-        first = int(np.argmax(scores))
+        first = self.names.index(self.winner)
         chosen = ensemble.select(oof, self.y, first=first, task=task)
         inner = ensemble.inner_scores(oof, self.y, self.folds, task=task)
         reads = [stack.inputs(p.scores, self.families, p.members, p.first) for p in inner.picks]
@@ -89,13 +97,14 @@ class Run:
                 "stack_inner_oof": stacked.oof_score,
                 "stack_holdout": task.score(self.y_holdout, serve(list(holdout[stacked.inputs]), stacked.weights,
                                                                   stacked.served)),
-                "weights": {self.names[i]: round(float(chosen.weights[i]), 2) for i in chosen.members}}
+                "weights": {self.names[i]: float(chosen.weights[i]) for i in chosen.members}}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--add", action="append", required=True, help="family:JSON params, once per model")
+    parser.add_argument("--folds", type=int, help="fit each added model on K folds of its own (no ensemble)")
     parser.add_argument("--save", type=Path)
     args = parser.parse_args()
     rows = []
@@ -103,9 +112,11 @@ def main() -> None:
         run = Run(directory)
         row = {"run": str(directory), "before": run.ensembles(), "added": []}
         print(directory, json.dumps(row["before"]), flush=True)
+        folds = None if args.folds is None else kfold_indices(len(run.y), args.folds, run.seed, run.task.strata(run.y))
         for spec in args.add:
             family, params = spec.split(":", 1)
-            row["added"].append({**run.fit(family, json.loads(params)), "after": run.ensembles()})
+            fitted = run.fit(family, json.loads(params), folds)
+            row["added"].append({**fitted, **({"after": run.ensembles()} if folds is None else {})})
             print(" +", json.dumps(row["added"][-1]), flush=True)
         rows.append(row)
     if args.save:

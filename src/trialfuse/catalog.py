@@ -140,7 +140,7 @@ def suggest_random_forest(trial) -> dict[str, Any]:
 # errors differ: added to a finished 60 s run's candidates (5-fold CV on the same folds), the
 # average's inner out-of-fold R² rose from 0.2572 to 0.2585 on movies (holdout 0.2767 to 0.2774) and
 # from 0.2587 to 0.2598 on another seed's rows, where it took 0.28-0.32 of the weight; on baseball,
-# flights, chile and the reference table it moved the saved score by -0.0008 to +0.0002
+# flights, chile and the reference table it moved the saved score by -0.0008 to +0.00004
 # (bench/results/2026-12-06-cpu-2core-lightgbm-xt-offline.json). _r42 was entered without its
 # extra_trees until then; with it its movies CV R² went from 0.2358 to 0.2482.
 # Re-checked for the NN (the one start of our own), fold 0 of 5 on the reference table's banded

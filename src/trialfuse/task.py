@@ -107,11 +107,12 @@ PRIORS = {Kind.REGRESSION: "mean", Kind.BINARY: "class shares", Kind.MULTICLASS:
 LOSSES = {Kind.REGRESSION: "squared error", Kind.BINARY: "log-loss", Kind.MULTICLASS: "log-loss"}  # see Task.loss
 # K when --folds is not given. Each saved model is served as the mean of its K fold models, and at
 # K = 8 (AutoGluon best_quality's bagging) each is fit on 87.5% of the search rows, not 80%: at
-# 60 s on 2 cores the holdout score rose on 10 of 12 runs of four regression tables and fell on
+# 60 s on 2 cores the holdout score rose on 11 of 12 runs of four regression tables and fell on
 # one (baseball 0.9637 to 0.9640 on average, the reference table 0.4604 to 0.4625, movies 0.2719
-# to 0.2716), and on 2 of 3 of chile's (binary), for trials 1.75 times dearer. Multiclass keeps 5: a tree per class per round makes
-# its folds dearer still, and on bands (4 classes) CatBoost's first 8-fold trial did not fit in
-# 60 s (log-loss 1.1762 against 1.1527 on average; bench/results/2026-12-06-cpu-2core-folds-8-60s.json).
+# to 0.2716), and on 2 of 3 of chile's (binary), for trials 1.75 times dearer. Multiclass keeps
+# 5: a tree per class per round makes its folds dearer still, and on bands (4 classes)
+# CatBoost's first 8-fold trial did not fit in 60 s (log-loss 1.1762 against 1.1527 on average;
+# bench/results/2026-12-06-cpu-2core-folds-8-60s.json).
 FOLDS = {Kind.REGRESSION: 8, Kind.BINARY: 8, Kind.MULTICLASS: 5}
 
 

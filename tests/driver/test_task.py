@@ -10,7 +10,7 @@ from sklearn.metrics import log_loss, roc_auc_score
 
 from trialfuse.driver.splits import check_class_sizes, holdout_split, kfold_indices
 from trialfuse.errors import UserError
-from trialfuse.task import MAX_CLASSES, Kind, Task, decide
+from trialfuse.task import MAX_CLASSES, NUMBERS, Kind, Task, decide
 
 
 def kind_of(values, asked="auto"):
@@ -186,3 +186,14 @@ def test_a_record_reads_the_storage_it_names_where_that_exists(tmp_path):
     assert record.storage_at(run) == str(run / run_dir.JOURNAL)
     record.storage = "postgresql://db/trials"
     assert record.storage_at(run) == "postgresql://db/trials"
+
+
+def test_k_is_given_or_the_resumed_searchs_own_or_the_tasks_default():
+    from trialfuse.driver.options import RunOptions, folds_of
+
+    classes = Task(Kind.MULTICLASS, ("a", "b", "c"), "log_loss")
+    assert (NUMBERS.default_folds, Task(Kind.BINARY, ("a", "b"), "log_loss").default_folds) == (8, 8)
+    assert classes.default_folds == 5  # a tree per class per round: dearer folds
+    assert folds_of(RunOptions(data="t.csv"), NUMBERS) == 8
+    assert folds_of(RunOptions(data="t.csv"), classes, stamped=3) == 3  # a rerun continues its search
+    assert folds_of(RunOptions(data="t.csv", folds=4), classes, stamped=3) == 4  # --folds decides (then refused)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -135,10 +134,10 @@ def test_without_refit_the_saved_models_are_the_searchs_fold_models_and_predict_
     assert abs(explanation["score"] - results["holdout_score"]) < 1e-9 and explanation["shap"]
 
 
-def test_the_benchs_extra_candidate_screen_rebuilds_the_runs_own_selection(fold_served_run):
+def test_the_benchs_extra_candidate_screen_rebuilds_the_runs_own_selection(fold_served_run, monkeypatch):
     """bench/extra_candidates.py scores one more model against a finished run's ensemble; its
     'before' must be the run's own choice, to the last digit, or its 'after' means nothing."""
-    sys.path.insert(0, str(Path(__file__).parents[2] / "bench"))
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[2] / "bench"))
     from extra_candidates import Run
 
     out, results = fold_served_run
@@ -149,5 +148,8 @@ def test_the_benchs_extra_candidate_screen_rebuilds_the_runs_own_selection(fold_
     if results["winner"] == "ensemble":
         saved = before["average_holdout" if record["method"] == "caruana" else "stack_holdout"]
         assert saved == pytest.approx(results["holdout_score"], abs=1e-9)
+    if record["method"] == "caruana":  # the same members and weights, from the same first pick
+        assert before["weights"] == pytest.approx({f"{m['family']}-{m['trial']}": m["weight"]
+                                                   for m in record["members"]}, abs=1e-12)
     added = run.fit("lightgbm", FAMILIES["lightgbm"].start[1])
     assert len(run.oof) == 9 and added["oof_score"] > 0.0  # the 8 kept and this one, fit on rows that match

@@ -168,6 +168,11 @@ def test_a_rerun_that_would_change_the_search_is_refused_before_anything_trains(
     again = cli(*args, "--trials", "3")
     assert again.returncode == 0, again.stderr
     assert len(finished(out / "study.journal")) == 3
+    without_k = [a for a in args if a not in ("--folds", "3")]  # as a search started when K's default was
+    again = cli(*without_k, "--trials", "4")  # another: it goes on with its own K
+    assert again.returncode == 0, again.stderr
+    assert len(finished(out / "study.journal")) == 4
+    assert json.loads((out / "results.json").read_text())["folds"] == 3
 
 
 def test_a_journal_lock_left_by_a_killed_driver_holds_the_rerun_seconds_not_half_a_minute(tmp_path):

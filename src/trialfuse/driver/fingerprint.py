@@ -57,6 +57,14 @@ def check_resume(storage: optuna.storages.BaseStorage, families: list[str], fing
                             "or use a new --out or --storage to start fresh")
 
 
+def stamped(storage: optuna.storages.BaseStorage, families: list[str], key: str) -> Any | None:
+    """What a study of these families already in `storage` was started with for `key` (None: none is)."""
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        if summary.study_name in families and ATTR in summary.user_attrs:
+            return summary.user_attrs[ATTR].get(key)
+    return None
+
+
 def stamp(storage: optuna.storages.BaseStorage, families: list[str], fingerprint: dict[str, Any]) -> None:
     """Create each family's study if new and give it the run's fingerprint (kept if already there)."""
     for family in families:

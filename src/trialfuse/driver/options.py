@@ -80,9 +80,10 @@ def parse_duration(text: str | float | None, option: str = "--timeout") -> float
     return seconds
 
 
-def folds_of(opts: RunOptions, task: Task) -> int:
-    """K for the run: --folds, or the task's default (multiclass folds are dearer)."""
-    return opts.folds if opts.folds is not None else task.default_folds
+def folds_of(opts: RunOptions, task: Task, stamped: int | None = None) -> int:
+    """K for the run: --folds; else the K a resumed search was started with (`stamped`: a rerun
+    of the same command continues it, though the default has changed since); else the task's."""
+    return opts.folds if opts.folds is not None else stamped or task.default_folds
 
 
 def check_options(opts: RunOptions) -> None:

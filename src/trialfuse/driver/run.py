@@ -79,9 +79,12 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
     started, run_started = time.perf_counter(), time.monotonic()
     check_options(opts)
 
+    def check_sizes(task: Task, y: np.ndarray, k: int) -> None:
+        check_split_sizes(len(y), opts.holdout, k)
+        check_class_sizes(task, y, opts.holdout, k, opts.seed)
+
     def search_rows(task: Task, y: np.ndarray):  # the rows outside the sealed holdout decide the encoding
-        check_split_sizes(len(y), opts.holdout, folds_of(opts, task))
-        check_class_sizes(task, y, opts.holdout, folds_of(opts, task), opts.seed)
+        check_sizes(task, y, folds_of(opts, task))
         return holdout_split(len(y), opts.holdout, opts.seed, task.strata(y))[0]
 
     table = load_table(opts.data, opts.target, opts.keep_columns, search_rows, opts.task, opts.metric,
@@ -103,9 +106,11 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     rest, sealed = holdout_split(table.rows, opts.holdout, opts.seed, table.task.strata(table.y))
-    k = folds_of(opts, table.task)
-    folds = kfold_indices(len(rest), k, opts.seed, table.task.strata(table.y[rest]))
     storage = open_storage(opts.storage, out)
+    k = folds_of(opts, table.task, fingerprint.stamped(storage, models, "folds"))
+    if k != folds_of(opts, table.task):  # a resumed search's own K: the table must suit it too
+        check_sizes(table.task, table.y, k)
+    folds = kfold_indices(len(rest), k, opts.seed, table.task.strata(table.y[rest]))
     search = fingerprint.of_run(table.X, table.y, table.feature_names, table.target, opts.seed, opts.holdout,
                                 k, table.task)
     fingerprint.check_resume(storage, models, search, opts.storage or str(out))
