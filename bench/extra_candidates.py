@@ -23,8 +23,10 @@ import numpy as np
 
 from trialfuse.blend import serve
 from trialfuse.driver import ensemble, stack
+from trialfuse.driver.out_of_fold import OutOfFold
 from trialfuse.driver.splits import holdout_split, kfold_indices
 from trialfuse.engine.families import family_module
+from trialfuse.engine.saved_model import Member
 from trialfuse.predict import read_as_trained
 from trialfuse.task import Task
 
@@ -47,14 +49,12 @@ class Run:
         leader = results["ranking"][0]  # the search's winner: where the run's average starts
         self.winner = f"{leader}-{results['families'][leader]['best_trial']}"
         self.names, self.families, self.oof, self.holdout = [], [], [], []
-        trials = json.loads((directory / "oof" / "index.json").read_text())["trials"]
-        for family, numbers in trials.items():
-            module = family_module(family)
-            for number in numbers:
-                folds = sorted((directory / "oof" / "models" / f"{family}-{number}").iterdir())
-                models = [module.load(next(fold.iterdir())) for fold in folds]
-                self.add(f"{family}-{number}", family, np.load(directory / "oof" / f"{family}-{number}.npy"),
-                         np.mean([task.probabilities(module.predict(m, self.X_holdout)) for m in models], axis=0))
+        kept = OutOfFold(directory, self.folds)  # the run's own reading of its kept trials, in its order
+        for family, number, vector in kept.vectors():
+            files = kept.fold_files(family, number)
+            if files:  # served as the run serves it: its K fold models' mean
+                served = Member(family, [family_module(family).load(f) for f in files], 1.0, task)
+                self.add(f"{family}-{number}", family, vector, served.predict(self.X_holdout))
 
     def add(self, name: str, family: str, oof: np.ndarray, holdout: np.ndarray) -> None:
         self.names.append(name)
