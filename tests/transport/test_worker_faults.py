@@ -282,3 +282,57 @@ def test_a_fused_nn_task_stops_once_every_trial_it_holds_is_decided(resident, tm
     wanted.touch()
     answers = server.handle(protocol.train_batch(jobs, Fuse("on")))
     assert all(a["status"] == "error" and a.get("cut") for a in answers), answers
+
+
+@pytest.fixture(scope="module")
+def resident_5000(tmp_path_factory):
+    """5,000 rows, one fold of 4,000 training rows: more than a tree fold's train loss reads."""
+    X, y, _ = make_survivors(5000, seed=0)
+    path = tmp_path_factory.mktemp("rows_5000") / "search_rows.npz"
+    np.savez(path, X=X, y=y)
+    return protocol.load_dataset(str(path), [(np.arange(4000), np.arange(4000, 5000))])
+
+
+def _counting_predict(monkeypatch, then=None) -> list[int]:
+    """LightGBM's predict, counting the rows of each call (and calling `then` after each)."""
+    from trialfuse.engine.families import lightgbm_trees
+
+    rows, predict = [], lightgbm_trees.predict
+
+    def counted(model, X):
+        rows.append(len(X))
+        out = predict(model, X)
+        if then is not None:
+            then()
+        return out
+
+    monkeypatch.setattr(lightgbm_trees, "predict", counted)
+    return rows
+
+
+def test_a_tree_folds_train_loss_is_read_on_a_bounded_sample_of_its_rows(resident_5000, monkeypatch):
+    """Predicting every training row of a model with thousands of trees cost more than its fit
+    (a 60 s run took 95); the train loss is read on TRAIN_LOSS_ROWS of them, the score on every
+    validation row."""
+    from trialfuse.engine.scores import TRAIN_LOSS_ROWS
+
+    rows = _counting_predict(monkeypatch)
+    server = Server("cpu")
+    server.handle(resident_5000)
+    answer = server.handle(protocol.train_batch([TrainJob("lightgbm", STARTS["lightgbm"][0], 0, 1, trial=0,
+                                                          threads=1, predictions=True)], Fuse("off")))[0]
+    assert answer["status"] == "complete" and np.isfinite(answer["train_loss"])
+    assert rows == [1000, TRAIN_LOSS_ROWS] and len(answer["val_predictions"]) == 1000
+
+
+def test_a_fold_decided_while_it_predicts_answers_cut_at_once(resident_5000, tmp_path, monkeypatch):
+    """Its trial decided (or the deadline passed) after the fit, while it predicted: the fold
+    answers `cut` without predicting its training rows, where before it went on for a verdict
+    already given."""
+    stop = tmp_path / "lightgbm-0"
+    rows = _counting_predict(monkeypatch, then=stop.touch)
+    server = Server("cpu")
+    server.handle(resident_5000)
+    answer = server.handle(protocol.train_batch([TrainJob("lightgbm", STARTS["lightgbm"][0], 0, 1, trial=0,
+                                                          threads=1, stop_file=str(stop))], Fuse("off")))[0]
+    assert answer["status"] == "error" and answer.get("cut") and rows == [1000]

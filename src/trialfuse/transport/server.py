@@ -161,8 +161,8 @@ class Server:
 
     def _train_one(self, job: TrainJob) -> dict[str, Any]:
         """One fold of a family trained alone (the tree families), early stopping on its validation rows."""
-        from trialfuse.engine.families import family_module, stoppable
-        from trialfuse.engine.scores import fold_scores
+        from trialfuse.engine.families import check_deadline, family_module, stoppable
+        from trialfuse.engine.scores import fold_scores, train_loss_rows
 
         faults.strike(job.family)
         X_train, y_train, X_val, y_val = self._fold(job)
@@ -172,9 +172,12 @@ class Server:
         with stoppable(job.stop_file):
             fitted = module.fit(job.params, X_train, y_train, X_val, y_val, device=self.device, threads=job.threads,
                                 seed=job.seed, deadline=job.deadline, task=task, categorical=self._categorical(job))
-        pred_val, pred_train = (task.probabilities(module.predict(fitted.model, X)) for X in (X_val, X_train))
+            pred_val = task.probabilities(module.predict(fitted.model, X_val))
+            check_deadline(job.deadline)  # decided, or out of time, while it predicted: the rest is of no use
+            sample = train_loss_rows(len(y_train))
+            pred_train = task.probabilities(module.predict(fitted.model, X_train[sample]))
         result = FoldResult(fitted.model, fitted.best_rounds, fitted.rounds_run,
-                            **fold_scores(task, y_train, pred_train, y_val, pred_val), predictions_val=pred_val,
+                            **fold_scores(task, y_train[sample], pred_train, y_val, pred_val), predictions_val=pred_val,
                             duration=time.perf_counter() - started, device=self.device)
         return _answer(job, result, module)
 
