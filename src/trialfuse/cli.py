@@ -59,8 +59,8 @@ def run(
     models: Models = None,
     trials: Annotated[int | None, typer.Option(help="Optuna trials per family (default 20; with --timeout and no "
                                                     "--trials, as many as the budget allows, shared by cost).")] = None,
-    folds: Annotated[int | None, typer.Option(help="K in K-fold cross-validation (default 8; 5 for multiclass, "
-                                                   "whose folds cost more).")] = None,
+    folds: Annotated[int | None, typer.Option(help="K in K-fold cross-validation (default 8; 5 for more than "
+                                                   "two classes, unless one has under 400 rows).")] = None,
     holdout: Holdout = 0.2,
     out: Out = None,
     storage: Annotated[str | None, typer.Option(help="Optuna storage URL or journal file path.")] = None,

@@ -110,10 +110,20 @@ LOSSES = {Kind.REGRESSION: "squared error", Kind.BINARY: "log-loss", Kind.MULTIC
 # 60 s on 2 cores the holdout score rose on 11 of 12 runs of four regression tables and fell on
 # one (baseball 0.9637 to 0.9640 on average, the reference table 0.4604 to 0.4625, movies 0.2719
 # to 0.2716), and on 2 of 3 of chile's (binary), for trials 1.75 times dearer. Multiclass keeps
-# 5: a tree per class per round makes its folds dearer still, and on bands (4 classes)
-# CatBoost's first 8-fold trial did not fit in 60 s (log-loss 1.1762 against 1.1527 on average;
-# bench/results/2026-12-06-cpu-2core-folds-8-60s.json).
+# 5: a tree per class per round makes its folds dearer still, and at 60 s a family's first
+# 8-fold trial did not fit: CatBoost's on bands (4 classes; log-loss 1.1762 against 1.1527 on
+# average), the NN's on diamonds' cut (5 classes; 0.5304 against 0.5075)...
 FOLDS = {Kind.REGRESSION: 8, Kind.BINARY: 8, Kind.MULTICLASS: 5}
+# ...unless a class is rare (fewer than RARE_CLASS_ROWS rows in the table): each fold model then
+# learns it from few rows and gains more from 87.5% of them than from 80% than it loses in
+# trials. One LightGBM on carrier (11 airlines, the rarest 100 rows): holdout log-loss 0.1824 as
+# the mean of 5 fold models, 0.1734 of 8 (0.2148 and 0.1989 for a single fold model); on bands,
+# whose classes have 5,000 rows each, 1.2114 and 1.2123. Whole runs at 60 s went the same way:
+# carrier 0.1908 to 0.1801 on average, diamonds' clarity (8 grades, the rarest 250 rows) 0.8946 to
+# 0.8545 and 0.9118 to 0.9057, where diamonds' cut (the rarest 598) fell (above).
+# bench/results/2026-12-06-cpu-2core-folds-8-60s.json, ...-multiclass-folds-60s.json.
+RARE_CLASS_ROWS = 400
+RARE_CLASS_FOLDS = 8
 
 
 @dataclass(frozen=True)
@@ -153,10 +163,14 @@ class Task:
         """What `loss` and `row_losses` measure, in words."""
         return LOSSES[self.kind]
 
-    @property
-    def default_folds(self) -> int:
-        """K for K-fold cross-validation where the run does not set it (FOLDS)."""
-        return FOLDS[self.kind]
+    def default_folds(self, y: np.ndarray | None = None) -> int:
+        """K for K-fold cross-validation where the run does not set it (FOLDS), for the table's
+        target `y` (codes): 8 for several classes where one is rare (RARE_CLASS_ROWS), unless it
+        has too few rows to fill 8 folds and the holdout (fewer than 16: 5 folds, which it may)."""
+        if self.kind != Kind.MULTICLASS or y is None:
+            return FOLDS[self.kind]
+        rarest = np.bincount(self.strata(y).astype(np.int64), minlength=len(self.classes)).min()
+        return RARE_CLASS_FOLDS if 2 * RARE_CLASS_FOLDS <= rarest < RARE_CLASS_ROWS else FOLDS[self.kind]
 
     def starts(self, family) -> tuple[dict[str, Any], ...]:
         """A catalog.Family's known-good first trials for this kind: its classes' own where it has them."""

@@ -192,8 +192,19 @@ def test_k_is_given_or_the_resumed_searchs_own_or_the_tasks_default():
     from trialfuse.driver.options import RunOptions, folds_of
 
     classes = Task(Kind.MULTICLASS, ("a", "b", "c"), "log_loss")
-    assert (NUMBERS.default_folds, Task(Kind.BINARY, ("a", "b"), "log_loss").default_folds) == (8, 8)
-    assert classes.default_folds == 5  # a tree per class per round: dearer folds
-    assert folds_of(RunOptions(data="t.csv"), NUMBERS) == 8
-    assert folds_of(RunOptions(data="t.csv"), classes, stamped=3) == 3  # a rerun continues its search
-    assert folds_of(RunOptions(data="t.csv", folds=4), classes, stamped=3) == 4  # --folds decides (then refused)
+    common = np.repeat([0.0, 1.0, 2.0], 400)
+    assert (NUMBERS.default_folds(), Task(Kind.BINARY, ("a", "b"), "log_loss").default_folds()) == (8, 8)
+    assert folds_of(RunOptions(data="t.csv"), NUMBERS, np.arange(50.0)) == 8
+    assert folds_of(RunOptions(data="t.csv"), classes, common) == 5  # a tree per class per round: dearer folds
+    assert folds_of(RunOptions(data="t.csv"), classes, common, stamped=3) == 3  # a rerun continues its search
+    assert folds_of(RunOptions(data="t.csv", folds=4), classes, common, stamped=3) == 4  # --folds decides
+
+
+@pytest.mark.parametrize(("rarest", "k"), [(400, 5), (399, 8), (16, 8), (15, 5), (3, 5)])
+def test_several_classes_take_8_folds_where_one_is_rare_and_can_fill_them(rarest, k):
+    """Under RARE_CLASS_ROWS rows a class's fold models gain more from 87.5% of them than the
+    search loses in trials; under 16 it could not fill 8 folds and the holdout (5 may)."""
+    classes = Task(Kind.MULTICLASS, ("a", "b", "c"), "log_loss")
+    y = np.r_[np.repeat([0.0, 1.0], 1000), np.full(rarest, 2.0)]
+    assert classes.default_folds(y) == k
+    assert classes.default_folds(np.r_[y, np.full(1000, 2.0)]) == 5  # not rare: the default

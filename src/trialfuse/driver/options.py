@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pandas loads with the table, not for `--help`
+    import numpy as np
     import pandas as pd
 
 from trialfuse.catalog import FAMILIES
@@ -80,10 +81,11 @@ def parse_duration(text: str | float | None, option: str = "--timeout") -> float
     return seconds
 
 
-def folds_of(opts: RunOptions, task: Task, stamped: int | None = None) -> int:
+def folds_of(opts: RunOptions, task: Task, y: np.ndarray, stamped: int | None = None) -> int:
     """K for the run: --folds; else the K a resumed search was started with (`stamped`: a rerun
-    of the same command continues it, though the default has changed since); else the task's."""
-    return opts.folds if opts.folds is not None else stamped or task.default_folds
+    of the same command continues it, though the default has changed since); else the task's
+    for the target `y`."""
+    return opts.folds if opts.folds is not None else stamped or task.default_folds(y)
 
 
 def check_options(opts: RunOptions) -> None:

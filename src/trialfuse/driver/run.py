@@ -84,7 +84,7 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
         check_class_sizes(task, y, opts.holdout, k, opts.seed)
 
     def search_rows(task: Task, y: np.ndarray):  # the rows outside the sealed holdout decide the encoding
-        check_sizes(task, y, folds_of(opts, task))
+        check_sizes(task, y, folds_of(opts, task, y))
         return holdout_split(len(y), opts.holdout, opts.seed, task.strata(y))[0]
 
     table = load_table(opts.data, opts.target, opts.keep_columns, search_rows, opts.task, opts.metric,
@@ -107,8 +107,8 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
 
     rest, sealed = holdout_split(table.rows, opts.holdout, opts.seed, table.task.strata(table.y))
     storage = open_storage(opts.storage, out)
-    k = folds_of(opts, table.task, fingerprint.stamped(storage, models, "folds"))
-    if k != folds_of(opts, table.task):  # a resumed search's own K: the table must suit it too
+    k = folds_of(opts, table.task, table.y, fingerprint.stamped(storage, models, "folds"))
+    if k != folds_of(opts, table.task, table.y):  # a resumed search's own K: the table must suit it too
         check_sizes(table.task, table.y, k)
     folds = kfold_indices(len(rest), k, opts.seed, table.task.strata(table.y[rest]))
     search = fingerprint.of_run(table.X, table.y, table.feature_names, table.target, opts.seed, opts.holdout,
