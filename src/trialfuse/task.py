@@ -119,8 +119,8 @@ FOLDS = {Kind.REGRESSION: 8, Kind.BINARY: 8, Kind.MULTICLASS: 5}
 # trials. One LightGBM on carrier (11 airlines, the rarest 100 rows): holdout log-loss 0.1824 as
 # the mean of 5 fold models, 0.1734 of 8 (0.2148 and 0.1989 for a single fold model); on bands,
 # whose classes have 5,000 rows each, 1.2114 and 1.2123. Whole runs at 60 s went the same way:
-# carrier 0.1908 to 0.1801 on average, diamonds' clarity (8 grades, the rarest 250 rows) 0.8946 to
-# 0.8545 and 0.9118 to 0.9057, where diamonds' cut (the rarest 598) fell (above).
+# carrier 0.1908 to 0.1730 on average, diamonds' clarity (8 grades, the rarest 250 rows) 0.8963 to
+# 0.8795 (each of 3 seeds), where diamonds' cut (the rarest 598) fell (above).
 # bench/results/2026-12-06-cpu-2core-folds-8-60s.json, ...-multiclass-folds-60s.json.
 RARE_CLASS_ROWS = 400
 RARE_CLASS_FOLDS = 8
