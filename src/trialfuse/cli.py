@@ -60,7 +60,8 @@ def run(
     trials: Annotated[int | None, typer.Option(help="Optuna trials per family (default 20; with --timeout and no "
                                                     "--trials, as many as the budget allows, shared by cost).")] = None,
     folds: Annotated[int | None, typer.Option(help="K in K-fold cross-validation (default 8; 5 for more than "
-                                                   "two classes, unless one has under 400 rows).")] = None,
+                                                   "two classes, unless one has under 400 rows in the "
+                                                   "table and can fill 8).")] = None,
     holdout: Holdout = 0.2,
     out: Out = None,
     storage: Annotated[str | None, typer.Option(help="Optuna storage URL or journal file path.")] = None,

@@ -111,7 +111,8 @@ def test_bad_class_targets_are_refused_before_training(run_main, tmp_path, value
 
 
 def test_a_class_too_small_for_the_folds(run_main, tmp_path):
-    """Measured against the default K: 8 folds for two classes, 5 for more (Task.default_folds)."""
+    """Measured against the default K: 8 folds for two classes, 5 for more where the rare class
+    cannot fill 8 (options.folds_of)."""
     frame = good_frame().assign(y=["common"] * 57 + ["rare"] * 3)
     assert_rejected(run_main("run", write(tmp_path / "t.csv", frame), "--target", "y"),
                     "class 'rare' has 3 row(s)", "0.2 holdout plus 8 folds")

@@ -193,18 +193,23 @@ def test_k_is_given_or_the_resumed_searchs_own_or_the_tasks_default():
 
     classes = Task(Kind.MULTICLASS, ("a", "b", "c"), "log_loss")
     common = np.repeat([0.0, 1.0, 2.0], 400)
-    assert (NUMBERS.default_folds(), Task(Kind.BINARY, ("a", "b"), "log_loss").default_folds()) == (8, 8)
+    binary = Task(Kind.BINARY, ("a", "b"), "log_loss")
+    assert (NUMBERS.default_folds(np.arange(50.0)), binary.default_folds(np.repeat([0.0, 1.0], 20))) == (8, 8)
     assert folds_of(RunOptions(data="t.csv"), NUMBERS, np.arange(50.0)) == 8
     assert folds_of(RunOptions(data="t.csv"), classes, common) == 5  # a tree per class per round: dearer folds
     assert folds_of(RunOptions(data="t.csv"), classes, common, stamped=3) == 3  # a rerun continues its search
     assert folds_of(RunOptions(data="t.csv", folds=4), classes, common, stamped=3) == 4  # --folds decides
 
 
-@pytest.mark.parametrize(("rarest", "k"), [(400, 5), (399, 8), (16, 8), (15, 5), (3, 5)])
-def test_several_classes_take_8_folds_where_one_is_rare_and_can_fill_them(rarest, k):
+@pytest.mark.parametrize(("rarest", "holdout", "k"), [(400, 0.2, 5), (399, 0.2, 8), (10, 0.2, 8), (9, 0.2, 5),
+                                                      (16, 0.6, 5), (3, 0.2, 5)])
+def test_several_classes_take_8_folds_where_one_is_rare_and_can_fill_them(rarest, holdout, k):
     """Under RARE_CLASS_ROWS rows a class's fold models gain more from 87.5% of them than the
-    search loses in trials; under 16 it could not fill 8 folds and the holdout (5 may)."""
+    search loses in trials; where it cannot fill 8 folds beside the holdout, 5 (which a class of
+    9 rows, or of 16 beside a 0.6 holdout, can; one of 3 is then refused at 5)."""
+    from trialfuse.driver.options import RunOptions, folds_of
+
     classes = Task(Kind.MULTICLASS, ("a", "b", "c"), "log_loss")
     y = np.r_[np.repeat([0.0, 1.0], 1000), np.full(rarest, 2.0)]
-    assert classes.default_folds(y) == k
+    assert folds_of(RunOptions(data="t.csv", holdout=holdout), classes, y) == k
     assert classes.default_folds(np.r_[y, np.full(1000, 2.0)]) == 5  # not rare: the default

@@ -132,3 +132,21 @@ def test_a_multiclass_fit_from_a_dataframe_reloads_in_a_fresh_process_and_predic
         trialfuse.fit(frame.iloc[:-3], "outcome", models=["lightgbm", "nn"], trials=2, folds=3,
                       class_weight="balanced", metric="balanced_accuracy", out=tmp_path / "run", quiet=True)
     assert (tmp_path / "run" / "data.parquet").read_bytes() == kept
+
+
+def test_a_multiclass_run_with_a_rare_class_searches_8_folds_and_one_without_5(tmp_path):
+    """K as the run takes it (options.folds_of through compare_models): 8 folds where a class
+    has fewer than RARE_CLASS_ROWS rows, the multiclass default of 5 where none has."""
+    from trialfuse.task import RARE_CLASS_ROWS
+
+    frame = _table(bands=3, rows=3 * RARE_CLASS_ROWS + 300)
+    rare = frame.index[(frame["outcome"] == "band-3") & (frame.index % 4 != 0)]
+    folds = {}
+    for name, table in (("rare", frame.drop(rare)), ("common", frame)):
+        table.to_csv(tmp_path / f"{name}.csv", index=False)
+        proc = cli("run", tmp_path / f"{name}.csv", "--target", "outcome", "--models", "lightgbm", "--trials", "1",
+                   "--out", tmp_path / name, "--quiet")
+        assert proc.returncode == 0, proc.stderr
+        folds[name] = json.loads((tmp_path / name / "results.json").read_text())["folds"]
+    assert frame.drop(rare)["outcome"].value_counts().min() < RARE_CLASS_ROWS <= frame["outcome"].value_counts().min()
+    assert folds == {"rare": 8, "common": 5}

@@ -286,53 +286,77 @@ def test_a_fused_nn_task_stops_once_every_trial_it_holds_is_decided(resident, tm
 
 @pytest.fixture(scope="module")
 def resident_5000(tmp_path_factory):
-    """5,000 rows, one fold of 4,000 training rows: more than a tree fold's train loss reads."""
+    """5,000 rows, one fold of 4,000 training rows (more than a tree fold's train loss reads),
+    and the target."""
     X, y, _ = make_survivors(5000, seed=0)
     path = tmp_path_factory.mktemp("rows_5000") / "search_rows.npz"
     np.savez(path, X=X, y=y)
-    return protocol.load_dataset(str(path), [(np.arange(4000), np.arange(4000, 5000))])
+    return protocol.load_dataset(str(path), [(np.arange(4000), np.arange(4000, 5000))]), y
 
 
-def _counting_predict(monkeypatch, then=None) -> list[int]:
-    """LightGBM's predict, counting the rows of each call (and calling `then` after each)."""
+def _counting_predict(monkeypatch, then=None) -> list[tuple[int, np.ndarray]]:
+    """LightGBM's predict, keeping the rows and the output of each call (and calling `then` after each)."""
     from trialfuse.engine.families import lightgbm_trees
 
-    rows, predict = [], lightgbm_trees.predict
+    calls, predict = [], lightgbm_trees.predict
 
     def counted(model, X):
-        rows.append(len(X))
-        out = predict(model, X)
+        calls.append((len(X), out := predict(model, X)))
         if then is not None:
             then()
         return out
 
     monkeypatch.setattr(lightgbm_trees, "predict", counted)
-    return rows
+    return calls
+
+
+def _train_one_lightgbm(resident, **job) -> dict:
+    server = Server("cpu")
+    server.handle(resident)
+    return server.handle(protocol.train_batch([TrainJob("lightgbm", STARTS["lightgbm"][0], 0, 1, trial=0, threads=1,
+                                                        **job)], Fuse("off")))[0]
 
 
 def test_a_tree_folds_train_loss_is_read_on_a_bounded_sample_of_its_rows(resident_5000, monkeypatch):
     """Predicting every training row of a model with thousands of trees cost more than its fit
     (a 60 s run took 95); the train loss is read on TRAIN_LOSS_ROWS of them, the score on every
     validation row."""
-    from trialfuse.engine.scores import TRAIN_LOSS_ROWS
+    from trialfuse.engine.scores import TRAIN_LOSS_ROWS, train_loss_rows
+    from trialfuse.task import NUMBERS
 
-    rows = _counting_predict(monkeypatch)
-    server = Server("cpu")
-    server.handle(resident_5000)
-    answer = server.handle(protocol.train_batch([TrainJob("lightgbm", STARTS["lightgbm"][0], 0, 1, trial=0,
-                                                          threads=1, predictions=True)], Fuse("off")))[0]
-    assert answer["status"] == "complete" and np.isfinite(answer["train_loss"])
-    assert rows == [1000, TRAIN_LOSS_ROWS] and len(answer["val_predictions"]) == 1000
+    resident, y = resident_5000
+    calls = _counting_predict(monkeypatch)
+    answer = _train_one_lightgbm(resident, predictions=True)
+    assert answer["status"] == "complete" and [rows for rows, _ in calls] == [1000, TRAIN_LOSS_ROWS]
+    assert len(answer["val_predictions"]) == 1000
+    sample = train_loss_rows(4000)
+    assert answer["train_loss"] == pytest.approx(NUMBERS.loss(y[:4000][sample], calls[1][1]), rel=1e-12)
 
 
 def test_a_fold_decided_while_it_predicts_answers_cut_at_once(resident_5000, tmp_path, monkeypatch):
-    """Its trial decided (or the deadline passed) after the fit, while it predicted: the fold
-    answers `cut` without predicting its training rows, where before it went on for a verdict
-    already given."""
+    """Its trial decided after the fit, while it predicted its validation rows: the fold answers
+    `cut` without predicting its training rows, where before it went on for a verdict already given."""
     stop = tmp_path / "lightgbm-0"
-    rows = _counting_predict(monkeypatch, then=stop.touch)
-    server = Server("cpu")
-    server.handle(resident_5000)
-    answer = server.handle(protocol.train_batch([TrainJob("lightgbm", STARTS["lightgbm"][0], 0, 1, trial=0,
-                                                          threads=1, stop_file=str(stop))], Fuse("off")))[0]
-    assert answer["status"] == "error" and answer.get("cut") and rows == [1000]
+    calls = _counting_predict(monkeypatch, then=stop.touch)
+    answer = _train_one_lightgbm(resident_5000[0], stop_file=str(stop))
+    assert answer["status"] == "error" and answer.get("cut") and [rows for rows, _ in calls] == [1000]
+
+
+def test_a_fold_whose_deadline_passes_after_its_last_round_predicts_nothing(resident_5000, monkeypatch):
+    """The deadline passed between the fit's last round and the predictions: `cut`, nothing
+    predicted (with thousands of trees the validation rows alone take seconds)."""
+    import time
+
+    from trialfuse.engine.families import lightgbm_trees
+
+    fit, deadline = lightgbm_trees.fit, time.time() + 30
+
+    def fit_then_overrun(*args, **kwargs):
+        fitted = fit(*args, **{**kwargs, "deadline": None})
+        monkeypatch.setattr(time, "time", lambda: deadline + 1)  # as if its last round had ended past it
+        return fitted
+
+    monkeypatch.setattr(lightgbm_trees, "fit", fit_then_overrun)
+    calls = _counting_predict(monkeypatch)
+    answer = _train_one_lightgbm(resident_5000[0], deadline=deadline)
+    assert answer["status"] == "error" and answer.get("cut") and calls == []

@@ -13,9 +13,10 @@ if TYPE_CHECKING:  # pandas loads with the table, not for `--help`
 
 from trialfuse.catalog import FAMILIES
 from trialfuse.driver.devices import plan_workers
+from trialfuse.driver.splits import classes_fill
 from trialfuse.errors import UserError
 from trialfuse.fuse import Fuse
-from trialfuse.task import Task, parse_class_weight, parse_task
+from trialfuse.task import FOLDS, Task, parse_class_weight, parse_task
 
 DEFAULT_TRIALS = 20  # per family, when neither --trials nor --timeout is given
 
@@ -84,8 +85,14 @@ def parse_duration(text: str | float | None, option: str = "--timeout") -> float
 def folds_of(opts: RunOptions, task: Task, y: np.ndarray, stamped: int | None = None) -> int:
     """K for the run: --folds; else the K a resumed search was started with (`stamped`: a rerun
     of the same command continues it, though the default has changed since); else the task's
-    for the target `y`."""
-    return opts.folds if opts.folds is not None else stamped or task.default_folds(y)
+    for the target `y`, or its kind's usual K where the classes could not fill that many beside
+    the holdout (a rare class of a few rows, a large --holdout)."""
+    if opts.folds is not None:
+        return opts.folds
+    if stamped:
+        return stamped
+    k = task.default_folds(y)
+    return k if classes_fill(task, y, opts.holdout, k, opts.seed) else FOLDS[task.kind]
 
 
 def check_options(opts: RunOptions) -> None:

@@ -52,17 +52,25 @@ def kfold_indices(rows: int, folds: int, seed: int,
 def check_class_sizes(task: Task, y: np.ndarray, holdout: float, folds: int, seed: int) -> None:
     """Every stratum (a class) needs rows in the holdout and in each of the K validation folds:
     one clear line naming the smallest class, before anything trains."""
-    strata = task.strata(y)
-    if strata is None:  # nothing is stratified (numbers)
+    if task.strata(y) is None:  # nothing is stratified (numbers)
         return
-    counts = np.bincount(strata.astype(np.int64), minlength=len(task.classes))
+    counts = task.class_counts(y)
     smallest = int(np.argmin(counts))
     need = folds + max(1, math.ceil(holdout * counts[smallest]))
-    try:
-        rest, _ = holdout_split(len(y), holdout, seed, strata)
-        enough = np.bincount(strata[rest].astype(np.int64), minlength=len(task.classes)).min() >= folds
-    except ValueError:  # a class of one row cannot be split at all
-        enough = False
-    if counts[smallest] < 2 or not enough:
+    if not classes_fill(task, y, holdout, folds, seed):
         raise UserError(f"class {task.classes[smallest]!r} has {counts[smallest]} row(s): too few for a "
                         f"{holdout:g} holdout plus {folds} folds (each class needs about {need})")
+
+
+def classes_fill(task: Task, y: np.ndarray, holdout: float, folds: int, seed: int) -> bool:
+    """Whether every class has rows in the holdout and in each of the K validation folds."""
+    strata = task.strata(y)
+    if strata is None:
+        return True
+    if task.class_counts(strata).min() < 2:  # a class of one row cannot be split at all
+        return False
+    try:
+        rest, _ = holdout_split(len(y), holdout, seed, strata)
+    except ValueError:
+        return False
+    return bool(task.class_counts(strata[rest]).min() >= folds)

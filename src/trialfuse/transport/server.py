@@ -172,8 +172,9 @@ class Server:
         with stoppable(job.stop_file):
             fitted = module.fit(job.params, X_train, y_train, X_val, y_val, device=self.device, threads=job.threads,
                                 seed=job.seed, deadline=job.deadline, task=task, categorical=self._categorical(job))
+            check_deadline(job.deadline)  # decided, or out of time, after its last round: predicting is of no use
             pred_val = task.probabilities(module.predict(fitted.model, X_val))
-            check_deadline(job.deadline)  # decided, or out of time, while it predicted: the rest is of no use
+            check_deadline(job.deadline)  # or while it predicted
             sample = train_loss_rows(len(y_train))
             pred_train = task.probabilities(module.predict(fitted.model, X_train[sample]))
         result = FoldResult(fitted.model, fitted.best_rounds, fitted.rounds_run,
