@@ -107,8 +107,9 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
 
     rest, sealed = holdout_split(table.rows, opts.holdout, opts.seed, table.task.strata(table.y))
     storage = open_storage(opts.storage, out)
-    k = folds_of(opts, table.task, table.y, fingerprint.stamped(storage, models, "folds"))
-    if k != folds_of(opts, table.task, table.y):  # a resumed search's own K: the table must suit it too
+    stamped = fingerprint.stamped(storage, models, "folds")
+    k = folds_of(opts, table.task, table.y, stamped)
+    if opts.folds is None and stamped:  # a resumed search's own K, maybe not today's default: the table must suit it
         check_sizes(table.task, table.y, k)
     folds = kfold_indices(len(rest), k, opts.seed, table.task.strata(table.y[rest]))
     search = fingerprint.of_run(table.X, table.y, table.feature_names, table.target, opts.seed, opts.holdout,
