@@ -122,7 +122,7 @@ FOLDS = {Kind.REGRESSION: 8, Kind.BINARY: 8, Kind.MULTICLASS: 5}
 # carrier 0.1908 to 0.1730 on average, diamonds' clarity (8 grades, the rarest 250 rows) 0.8964 to
 # 0.8795 (each of 3 seeds), where diamonds' cut (the rarest 598) fell (above). The line is a
 # 60 s budget's on 2 cores: one LightGBM on cut gained from 8 folds too (0.5540 to 0.5519), and
-# its runs lost for the NN's trial that no longer fit; a longer budget may favour 8 on more tables.
+# its runs lost for the NN's trial that no longer fit (at 300 s still: 0.4973 with 5, 0.5094 with 8).
 # bench/results/2026-12-06-cpu-2core-folds-8-60s.json, ...-multiclass-folds-60s.json.
 RARE_CLASS_ROWS = 400
 RARE_CLASS_FOLDS = 8
