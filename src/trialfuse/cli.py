@@ -67,9 +67,10 @@ def run(
     storage: Annotated[str | None, typer.Option(help="Optuna storage URL or journal file path.")] = None,
     seed: Seed = 0,
     devices: Devices = "auto",
+    # \\[ keeps the bracket: rich reads [ray] as markup and drops it.
     ray: Annotated[str | None, typer.Option(help="Run the workers as Ray actors: 'local' starts Ray on this "
                                                  "machine, 'auto' or an address joins a cluster (pip install "
-                                                 "'trialfuse[ray]').")] = None,
+                                                 "'trialfuse\\[ray]').")] = None,
     fuse: Fuse = "auto",
     precision: Annotated[str, typer.Option(help="What the fused NN batches' matmuls compute in: auto, fp32, tf32 "
                                                 "or bf16 (weights, BatchNorm and the loss stay float32).")] = "auto",
