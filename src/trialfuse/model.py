@@ -30,6 +30,7 @@ from trialfuse.predict import predict_table
 
 OPTIONS = [f.name for f in dataclasses.fields(RunOptions) if f.name not in ("data", "target")]
 ARRAY_TARGET = "y"  # the target's name when the table is given as X and y
+STANDING = {"COMPLETE": 0, "PRUNED": 1}  # the leaderboard's order of trial states; the rest after
 
 
 def fit(data: pd.DataFrame | str | Path | np.ndarray, target: str | None = None, *, y=None, quiet: bool = False,
@@ -154,7 +155,8 @@ class Model:
         """Every trial of every family, best first, after a saved ensemble (the saved model; its
         inner out-of-fold score; its members' weights as params): CV score mean and spread over the
         folds (as people read the metric), the holdout score where one was measured, seconds,
-        state, params."""
+        state, params. Finished trials rank above pruned ones (scored on the folds they reached,
+        which can beat any full mean) and those above failed ones."""
         shown = self.task.metric.shown
         holdout = self.record.holdout_scores()
         rows = []
@@ -167,17 +169,19 @@ class Model:
                              "cv_score_sd": float(np.std(folds)) if folds else np.nan,
                              "holdout_score": holdout.get(family, np.nan) if t.number == best else np.nan,
                              "seconds": float(sum(t.user_attrs.get("fold_seconds", []))), "params": t.params,
-                             "_order": t.value if t.value is not None else -np.inf})
+                             "_order": t.value if t.value is not None else -np.inf,
+                             "_standing": STANDING.get(t.state.name, len(STANDING))})
         ensemble = self.record.ensemble
         if ensemble and ensemble.get("chosen"):  # the saved ensemble, chosen on out-of-fold predictions
             rows.append({"family": "ensemble", "trial": None, "state": "saved", "cv_score_mean": shown(
                 ensemble["oof_score"]), "cv_score_sd": np.nan, "holdout_score": self.record.holdout_score,
                 "seconds": np.nan, "params": {f"{m['family']}-{m['trial']}": m["weight"] for m in ensemble["members"]},
-                "_order": np.inf})  # the saved model first: its score is an inner K-fold's, the trials' are not
+                "_order": np.inf, "_standing": -1})  # the saved model first: its score is an inner K-fold's, the trials' are not
         board = pd.DataFrame(rows, columns=["family", "trial", "state", "cv_score_mean", "cv_score_sd",
-                                            "holdout_score", "seconds", "params", "_order"])
+                                            "holdout_score", "seconds", "params", "_order", "_standing"])
         board["holdout_score"] = board["holdout_score"].map(lambda s: shown(s) if pd.notna(s) else np.nan)
-        board = board.sort_values("_order", ascending=False, kind="stable").drop(columns="_order")
+        board = board.sort_values(["_standing", "_order"], ascending=[True, False], kind="stable")
+        board = board.drop(columns=["_order", "_standing"])
         return board.reset_index(drop=True).rename(columns={
             "cv_score_mean": f"cv_{self.task.metric_name}_mean", "cv_score_sd": f"cv_{self.task.metric_name}_sd",
             "holdout_score": f"holdout_{self.task.metric_name}"})

@@ -121,3 +121,27 @@ def test_scikit_learns_estimator_checks_that_need_no_fit_pass(check, kind):
 
     estimator = getattr(trialfuse, kind)()
     getattr(estimator_checks, check)(kind, estimator)
+
+
+def test_the_leaderboard_ranks_finished_trials_above_pruned_and_failed_ones(family_run, tmp_path):
+    """A pruned trial's value is its score on the folds it reached (one fold on a tiny table can
+    beat every finished trial's mean), so it ranks below the finished ones, however good."""
+    import shutil
+
+    import optuna
+
+    from trialfuse.driver.storage import open_storage
+
+    ran, _ = family_run("lightgbm")
+    run = tmp_path / "run"
+    shutil.copytree(ran, run)
+    model = trialfuse.load(run)
+    storage = open_storage(model.record.storage_at(run), run)
+    study = optuna.load_study(study_name="lightgbm", storage=storage)
+    finished = study.best_trial.value
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, value=finished + 1.0,
+                                              intermediate_values={0: finished + 1.0}))
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
+    board = trialfuse.load(run).leaderboard()
+    assert board["state"].tolist() == ["complete", "pruned", "fail"]
+    assert board["cv_r2_mean"].iloc[1] > board["cv_r2_mean"].iloc[0]  # better so far, and still below
