@@ -176,7 +176,7 @@ class Model:
             rows.append({"family": "ensemble", "trial": None, "state": "saved", "cv_score_mean": shown(
                 ensemble["oof_score"]), "cv_score_sd": np.nan, "holdout_score": self.record.holdout_score,
                 "seconds": np.nan, "params": {f"{m['family']}-{m['trial']}": m["weight"] for m in ensemble["members"]},
-                "_order": np.inf, "_standing": -1})  # the saved model first: its score is an inner K-fold's, the trials' are not
+                "_order": np.inf, "_standing": -1})  # the saved model first: its score is an inner K-fold's
         board = pd.DataFrame(rows, columns=["family", "trial", "state", "cv_score_mean", "cv_score_sd",
                                             "holdout_score", "seconds", "params", "_order", "_standing"])
         board["holdout_score"] = board["holdout_score"].map(lambda s: shown(s) if pd.notna(s) else np.nan)
