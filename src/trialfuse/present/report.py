@@ -255,7 +255,10 @@ def _history(page: Page, studies: dict[str, list[optuna.trial.FrozenTrial]], met
                         color="black", label="best so far")
             ax.set_ylabel(f"CV {metric.label}")
             ax.set_title(family)
-            ax.legend(fontsize=7)
+            if done or pruned:
+                ax.legend(fontsize=7)
+            else:  # every trial failed or was cut by the budget: nothing to draw, and said
+                ax.text(0.5, 0.5, "no trial finished a fold", ha="center", va="center", transform=ax.transAxes)
         if fig.axes:
             fig.axes[-1].set_xlabel("trial")
     page.section("history", "Optimization history", parts)
