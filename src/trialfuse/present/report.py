@@ -37,6 +37,7 @@ def write_report(out: Path | str) -> str:
 
 def build_report(out: Path) -> Path:
     """Write out/report.html (and out/report_files/) for a finished run; returns the page's path."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # its in-memory studies for importances log each one
     out = Path(out)
     record = RunRecord.read(out)
     page = Page(out)
