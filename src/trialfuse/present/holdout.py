@@ -21,6 +21,7 @@ from trialfuse.present.page import Page, table
 from trialfuse.task import Task
 
 CALIBRATION_BINS = 10
+LEGEND_CLASSES = 12  # the most classes whose curves a figure names one by one
 
 
 @dataclass
@@ -84,12 +85,18 @@ def _curves(page: Page, parts: list[str], h: Holdout, name: str, title: str, axe
     """One figure of a curve per class (one vs the rest), `draw(ax, class, is it, probability)` each."""
     with page.figure(name, parts, size=(4.5, 4)) as fig:
         ax = fig.add_subplot()
-        for label, actual, p in h.one_vs_rest():
+        curves = h.one_vs_rest()
+        for label, actual, p in curves:
             draw(ax, label, actual, p)
+        if len(curves) > LEGEND_CLASSES:  # a legend of them all outgrows the figure: unlabelled, counted
+            for artist in ax.get_lines():
+                artist.set_label(f"_{artist.get_label()}")  # matplotlib leaves "_" labels out of a legend
+            title = f"{title} ({len(curves)} classes, one line each)"
         if diagonal:
             ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label=diagonal)
         ax.set(xlabel=axes[0], ylabel=axes[1], title=title)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
 
 
 def _roc(page: Page, parts: list[str], h: Holdout) -> None:
