@@ -15,6 +15,7 @@ from trialfuse.driver.budget import (
     final_seconds,
     parallel_seconds,
     retrain_seconds,
+    say_seconds,
 )
 
 
@@ -85,3 +86,11 @@ def test_the_diagnostics_probe_runs_only_where_a_fold_of_its_trial_fits(tmp_path
     assert pool.probes == 0
     nn.best_fold_seconds = [2.0, 2.5, 1.5]
     assert _diagnostics(pool, nn, tmp_path, 0, SilentReporter(), three_left) == [] and pool.probes == 1
+
+
+def test_a_message_says_short_durations_in_tenths():
+    """"cannot finish a trial in the 0 s left (about 0 s each)" read as a contradiction on a 5 s run."""
+    said = [say_seconds(s) for s in (0.44, 0.31, 9.94, 12.4)]
+    assert said == ["0.4 s", "0.3 s", "9.9 s", "12 s"]
+    assert say_seconds(-3.0) == "0.0 s"  # the deadline passed: nothing left, not a negative
+

@@ -103,3 +103,11 @@ def finish_estimate(queued: int, running: list[float], per_fold: float, workers:
         free_at.sort()
         free_at[0] += per_fold
     return max(free_at)
+
+
+def say_seconds(seconds: float) -> str:
+    """A duration as a person reads it in a message: tenths under 10 s, so that a trial of
+    "about 0 s" is not said not to fit in "the 0 s left"; whole seconds above; never below 0."""
+    seconds = max(0.0, seconds)
+    return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+

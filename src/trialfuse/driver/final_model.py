@@ -27,7 +27,7 @@ import optuna
 from trialfuse.blend import combine, serve
 from trialfuse.catalog import FAMILIES, params_from_trial
 from trialfuse.driver import ensemble, run_dir, stack
-from trialfuse.driver.budget import Budget, final_seconds, parallel_seconds
+from trialfuse.driver.budget import Budget, final_seconds, parallel_seconds, say_seconds
 from trialfuse.driver.out_of_fold import OutOfFold
 from trialfuse.driver.table import Table
 from trialfuse.driver.trial_records import FamilyResult
@@ -150,8 +150,8 @@ def plan(winner: FamilyResult, storage: optuna.storages.BaseStorage, out_of_fold
             continue
         seconds = parallel_seconds([m.retrain_seconds for m in members], workers)
         if budget is not None and seconds > single.retrain_seconds and not budget.fits(seconds):
-            record["reason"] = (f"its {len(members)} members' retrain (about {seconds:.0f} s) would not fit in "
-                                f"the {max(0.0, budget.left()):.0f} s left")
+            record["reason"] = (f"its {len(members)} members' retrain (about {say_seconds(seconds)}) would not fit in "
+                                f"the {say_seconds(budget.left())} left")
             passed_over.append(f"ensemble not saved as {METHOD_WORDS[choice.method]}: {record['reason']}")
             continue
         record["chosen"] = True

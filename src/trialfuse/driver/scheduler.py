@@ -19,7 +19,7 @@ import optuna
 
 from trialfuse.catalog import FAMILIES
 from trialfuse.driver.allocation import CostShares
-from trialfuse.driver.budget import Budget, final_seconds, finish_estimate, wall_time
+from trialfuse.driver.budget import Budget, final_seconds, finish_estimate, say_seconds, wall_time
 from trialfuse.driver.fold_verdicts import PRUNE_PEERS, InFlight, Outcome, judge, running_means, went_on
 from trialfuse.driver.out_of_fold import OutOfFold
 from trialfuse.driver.storage import (
@@ -271,8 +271,8 @@ class FamilySearch:
                     self.pool, self._key(number), self.flight[number], Outcome.CUT, "stopped by the time budget"):
                 self.result.stopped_by_budget = True
         trial_seconds = per_fold * math.ceil(self.folds / workers)
-        self.too_slow = (f"cannot finish a trial in the {max(0.0, left):.0f} s left (about {trial_seconds:.0f} s each)"
-                         if trial_seconds > left else None)
+        self.too_slow = (f"cannot finish a trial in the {say_seconds(left)} left (about {say_seconds(trial_seconds)} "
+                         "each)" if trial_seconds > left else None)
 
     def finish(self) -> FamilyResult:
         if self.heartbeat is not None:
