@@ -131,29 +131,18 @@ def suggest_random_forest(trial) -> dict[str, Any]:
 # the objective from the task), AutoGluon's portfolio is one list for every problem type (TabRepo,
 # Salinas & Erickson, AutoML 2024: chosen on 200 classification and regression datasets), and the
 # libraries' defaults are the same for their classifiers. One exception (CLASS_STARTS): on log-loss
-# LightGBM at twice its rate loses too much for the time it saves (5-fold CV log-loss on carrier,
-# 11 classes: 0.267 in 7.4 s at 0.2 against 0.222 in 13.8 s at 0.1; bands, 4 classes: 1.231 in
-# 7.4 s against 1.219 in 11.7 s), so for classes it starts at its defaults. CatBoost's doubled
-# start stays (bands, fold 0: 1.184 in 4.9 s against 1.179 in 12.7 s at its defaults).
+# LightGBM at twice its rate loses more than the time it saves is worth, so for classes it starts
+# at its defaults; CatBoost's doubled start keeps its place (it loses little).
 # LIGHTGBM_XT: LightGBM has one more start, the first of AutoGluon's GBM entries (its defaults at
 # AutoGluon's rate 0.05 with random split thresholds). Alone it scores below the defaults, but its
-# errors differ: added to a finished 60 s run's candidates (5-fold CV on the same folds), the
-# average's inner out-of-fold R² rose from 0.2572 to 0.2585 on movies (holdout 0.2767 to 0.2774) and
-# from 0.2587 to 0.2598 on another seed's rows, where it took 0.28-0.32 of the weight; on baseball,
-# flights, chile and the reference table it moved the saved score by -0.0008 to +0.00004
-# (bench/results/2026-12-06-cpu-2core-lightgbm-xt-offline.json). _r42 was entered without its
-# extra_trees until then; with it its movies CV R² went from 0.2358 to 0.2482.
-# Re-checked for the NN (the one start of our own), fold 0 of 5 on the reference table's banded
-# versions (20,000 rows, log-loss, lower is better): 2 bands 0.605 in 30 epochs against the
-# defaults' 0.633 in 51; 4 bands 1.246 in 26 against 1.300 in 58 (AutoGluon's NN_TORCH entry:
-# 0.611 and 1.256).
+# errors differ from the other members', so the average gains where it is kept.
+# The NN's start (the one of our own) was re-checked on classes too: it beats its defaults there.
+# Each of these measured: bench/results/HISTORY.md, "Figures that lived in code comments".
 STARTS: dict[str, tuple[dict[str, Any], ...]] = {
     # the MLP's DEFAULTS (engine/families/mlp.py) in slices of 1,024 rows at twice the rate, light
     # dropout and a patience of 10. Whole-fold steps (the defaults, or this at ten times the rate)
-    # are few for the epochs they cost. On fold 0 of bench/vs_peers.py's tables, category columns
-    # as levels, one core, R² and seconds: baseball 0.9566 in 3.0 s, flights 0.8896 in 2.3 s, movies
-    # 0.2183 in 3.5 s; in 512-row slices at 1e-3 (AutoGluon's NN_TORCH batch) 0.9563, 0.8912, 0.2179
-    # in 4.4, 4.3 and 7.9 s (movies ran 90 epochs); whole-fold at 1e-2, 0.9550 and 0.874 on the first two.
+    # are few for the epochs they cost; AutoGluon's 512-row slices score alike at twice the time
+    # (bench/results/HISTORY.md, "Figures that lived in code comments").
     "nn": ({"n_layers": 2, "width_0": 128, "width_1": 64, "learning_rate": 2e-3, "batch_size": 1024, "dropout": 0.1,
             "epochs": 100, "weight_decay": 1e-6, "optimizer": "adam", "gradient_clip": 5.0,
             "early_stopping_patience": 10, "min_delta": 0.0, "use_leaky_relu": False},

@@ -106,24 +106,15 @@ PLOTS = {Kind.REGRESSION: (),
 PRIORS = {Kind.REGRESSION: "mean", Kind.BINARY: "class shares", Kind.MULTICLASS: "class shares"}
 LOSSES = {Kind.REGRESSION: "squared error", Kind.BINARY: "log-loss", Kind.MULTICLASS: "log-loss"}  # see Task.loss
 # K when --folds is not given. Each saved model is served as the mean of its K fold models, and at
-# K = 8 (AutoGluon best_quality's bagging) each is fit on 87.5% of the search rows, not 80%: at
-# 60 s on 2 cores the holdout score rose on 11 of 12 runs of four regression tables and fell on
-# one (baseball 0.9637 to 0.9640 on average, the reference table 0.4604 to 0.4625, movies 0.2719
-# to 0.2716), and on 2 of 3 of chile's (binary), for trials 1.75 times dearer. Multiclass keeps
-# 5: a tree per class per round makes its folds dearer still, and at 60 s a family's first
-# 8-fold trial did not fit: CatBoost's on bands (4 classes; log-loss 1.1762 against 1.1527 on
-# average), the NN's on diamonds' cut (5 classes; 0.5304 against 0.5075)...
+# K = 8 (AutoGluon best_quality's bagging) each is fit on 87.5% of the search rows, not 80%, which
+# is worth trials 1.75 times dearer for numbers and two classes. Several classes keep 5: a tree
+# per class per round makes a fold dearer still, and a short budget lost whole families' first
+# trials to 8 folds...
 FOLDS = {Kind.REGRESSION: 8, Kind.BINARY: 8, Kind.MULTICLASS: 5}
 # ...unless a class is rare (fewer than RARE_CLASS_ROWS rows in the table): each fold model then
-# learns it from few rows and gains more from 87.5% of them than from 80% than it loses in
-# trials. One LightGBM on carrier (11 airlines, the rarest 100 rows): holdout log-loss 0.1824 as
-# the mean of 5 fold models, 0.1734 of 8 (0.2148 and 0.1989 for a single fold model); on bands,
-# whose classes have 5,000 rows each, 1.2114 and 1.2123. Whole runs at 60 s went the same way:
-# carrier 0.1908 to 0.1730 on average, diamonds' clarity (8 grades, the rarest 250 rows) 0.8964 to
-# 0.8795 (each of 3 seeds), where diamonds' cut (the rarest 598) fell (above). The line is a
-# 60 s budget's on 2 cores: one LightGBM on cut gained from 8 folds too (0.5540 to 0.5519), and
-# its runs lost for the NN's trial that no longer fit (at 300 s still: 0.4973 with 5, 0.5094 with 8).
-# bench/results/2026-12-06-cpu-2core-folds-8-60s.json, ...-multiclass-folds-60s.json.
+# learns it from few rows, and 87.5% of them is worth more than the trials 8 folds cost. The line
+# lies between the tables that gained and those that lost at 60 s on 2 cores (bench/results/
+# HISTORY.md, "Figures that lived in code comments"; ...-folds-8-60s.json, ...-multiclass-folds-60s.json).
 RARE_CLASS_ROWS = 400
 RARE_CLASS_FOLDS = 8
 

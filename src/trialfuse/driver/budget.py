@@ -18,10 +18,9 @@ from dataclasses import dataclass
 REPORT_SECONDS = 5.0  # results, report and closing the workers: the explanation and the probe end before it
 FOLD_SERVING_SECONDS = 1.0  # copying a model's kept fold models and predicting the holdout with them
 # An NN fold model is exported (torch.export) when served: the first export in a worker process
-# took 1.6 s, the next 0.13-0.34 s each (chile's and the reference table's NNs, 2 cores), so one
-# first export per NN member (a worker pays it once: an over-count where several NNs share one)
-# and a third of a second a fold. At a second a fold, an eight-model stack with three NNs was
-# estimated at 12-14 s and refused on chile at 60 s; such a stack ran in 3.4 s.
+# costs far more than the next, so one first export per NN member (an over-count where several
+# share a worker) and a third of a second a fold; at a flat second a fold, stacks with NNs that
+# fit were refused (bench/results/HISTORY.md, "Figures that lived in code comments").
 EXPORT_FIRST_SECONDS = 1.5
 EXPORT_SECONDS_PER_FOLD = 0.35
 MOST_RESERVED = 0.5  # of the budget, whatever the estimate

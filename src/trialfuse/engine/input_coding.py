@@ -25,10 +25,9 @@ class InputCoding:
     "missing" beside it; each category column (the table's codes) as one 0/1 input per level
     that MIN_LEVEL_ROWS training rows hold, its MAX_LEVELS most frequent (a rarer, unseen or
     missing level reads as all zeros; a column with no such level stays a number).
-    Codes read as numbers order the levels by their text: with one input per level a 128x64
-    network's 5-fold R2 went 0.9558 -> 0.9583 on baseball's player, team and league and
-    0.8950 -> 0.8971 on flights' carrier and airports; the missing inputs, fold 0 of baseball,
-    0.9565 -> 0.9573 (scikit-learn's MLP, the same folds)."""
+    Codes read as numbers order the levels by their text, which means nothing to a network; one
+    input per level, and the "missing" inputs, each raised its CV score on the public tables
+    (bench/results/HISTORY.md, "Figures that lived in code comments")."""
 
     x_mean: np.ndarray  # [F] every column's training mean and std (category columns' unused)
     x_std: np.ndarray

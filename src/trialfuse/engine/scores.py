@@ -13,11 +13,10 @@ from sklearn.metrics import r2_score
 
 from trialfuse.task import Task
 
-# Training rows a tree fold's train loss is read on. Predicting every training row cost more
-# than the fit where a model has thousands of trees: on a 5-class table (diamonds' cut, 16,000
-# search rows, 2 cores) LightGBM's XT start ran 1,072 rounds (5,360 trees) in 7.2 s and then took
-# 4.0 s alone and ~20 s beside another worker to predict its 12,800 training rows, no deadline
-# able to stop it; a run given 60 s took 95.
+# Training rows a tree fold's train loss is read on. Predicting every training row can cost more
+# than the fit where a model has thousands of trees (a tree per class per round), and no deadline
+# stops a predict: a 60 s run on a 5-class table overran to 95 s that way (bench/results/
+# 2026-12-06-cpu-2core-screens-and-overrun.json). A sample reads the same loss for a fixed cost.
 TRAIN_LOSS_ROWS = 2_000
 
 

@@ -13,11 +13,10 @@ from trialfuse.engine.fused.mlp import stack_widths
 # but each batch also costs its host work every epoch. Not the default until a GPU measures it
 # (`trialfuse bench --modes fused,fused-filled`)
 FILL_MODEL_ROWS = 2**18
-# A candidate limit on padding (see `padding`): the bench's 20 configs x 5 folds, one batch per
-# depth (what GPU memory allows at 10,000 rows), hold 1.8-2.2x their models' own hidden units
-# and 3.2-4.4x their multiply-adds; with this limit 1.1-1.2x and 1.15-1.38x, in 13-16 batches
-# instead of 3 (seeds 0-3, bench/padding.py), and on 2 cores fused training took 2.3x less time.
-# Not the default until a GPU times it (`trialfuse bench --modes fused,fused-snug`)
+# A candidate limit on padding (see `padding`): a batch as wide as its widest model computes
+# several times its models' own multiply-adds; closing a batch past 1.25x their own units trades
+# that for more, smaller batches (bench/padding.py measures both). Fewer launches or less padding:
+# not the default until a GPU times it (`trialfuse bench --modes fused,fused-snug`)
 SNUG_PADDING = 1.25
 
 
