@@ -137,6 +137,22 @@ def test_progress_goes_to_stderr_and_the_summary_to_stdout(full_run):
     assert all(family in proc.stderr for family in DEFAULT_MODELS) and f"winner: {winner}" in proc.stdout
 
 
+def test_the_summary_the_report_and_the_leaderboard_give_one_fold_spread(full_run):
+    """A family's spread over its best trial's folds is one figure (numpy's std) wherever it is
+    shown; the summary table once said the sample's (ddof 1) beside the report's."""
+    import trialfuse
+
+    out, proc = full_run
+    results = json.loads((out / "results.json").read_text())
+    page = (out / "report.html").read_text()
+    board = trialfuse.load(out).leaderboard()
+    for name, fam in results["families"].items():
+        spread = f"{np.std(fam['cv_score_folds']):.4f}"
+        assert spread in proc.stdout and f"<td>{spread}</td>" in page, name
+        best = board[(board["family"] == name) & (board["trial"] == fam["best_trial"])]
+        assert f"{best['cv_r2_sd'].iloc[0]:.4f}" == spread, name
+
+
 def test_quiet_says_nothing(family_run):
     _, proc = family_run("lightgbm")  # the explanation too says nothing
     assert proc.stdout == "" and proc.stderr == ""

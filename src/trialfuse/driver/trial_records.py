@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import optuna
 
 from trialfuse.catalog import params_from_trial
@@ -34,6 +35,12 @@ class FamilyResult:
     trials_pruned: int = 0
     seconds: float = 0.0
     stopped_by_budget: bool = False
+
+    @property
+    def cv_score_sd(self) -> float:
+        """The spread of the best trial's fold scores (numpy's std, as the leaderboard's), one
+        figure wherever it is shown; 0 with one fold, nan with none."""
+        return float(np.std(self.cv_score_folds)) if self.cv_score_folds else float("nan")
 
     def summary(self) -> dict[str, Any]:
         keys = ("status", "reason", "best_params", "best_trial", "cv_score_mean", "cv_score_folds", "best_rounds",

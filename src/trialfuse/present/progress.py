@@ -108,10 +108,8 @@ def comparison_table(record: RunRecord) -> Table:
         if fam.status != "ok":
             table.add_row("-", name, f"skipped: {fam.reason}", "", counts, f"{fam.seconds:.1f}")
             continue
-        folds = fam.cv_score_folds
-        spread = (sum((s - fam.cv_score_mean) ** 2 for s in folds) / max(1, len(folds) - 1)) ** 0.5
-        table.add_row(str(rank), name, f"{task.show(fam.cv_score_mean)} ± {spread:.4f}", task.show(holdout.get(name)),
-                      counts, f"{fam.seconds:.1f}")
+        table.add_row(str(rank), name, f"{task.show(fam.cv_score_mean)} ± {fam.cv_score_sd:.4f}",
+                      task.show(holdout.get(name)), counts, f"{fam.seconds:.1f}")
     if record.prior_score is not None:
         table.add_row("", f"prior ({task.prior_name})", "", f"{record.prior_score:.4f}", "", "")
     return table
