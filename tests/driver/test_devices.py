@@ -2,6 +2,8 @@
 machine gets CPU workers on its other cores."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -48,9 +50,23 @@ def test_cuda_visible_devices_alone_is_no_gpu(monkeypatch, tmp_path):
     assert {s.kind for s in plan_workers("auto")} == {"cpu"}
 
 
-def test_an_exact_mix_and_the_cpu_forms(monkeypatch, tmp_path):
-    monkeypatch.setenv("PATH", str(tmp_path))
+def test_a_gpu_named_where_there_is_none_is_refused_before_anything_starts(monkeypatch, tmp_path):
+    """Before, `--devices cuda:0` on a CPU machine ran: its "GPU" worker trained on the CPU
+    under cuda:0's name (the timeline said cuda:0)."""
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    for spec in ("cuda:0", "cuda:0+cpu:2"):
+        with pytest.raises(UserError, match=re.escape(f"--devices {spec}: no GPU here")):
+            plan_workers(spec)
+
+
+def test_a_gpu_index_past_the_machines_gpus_is_refused(nvidia_smi):
+    assert [s.visible for s in plan_workers("cuda:1") if s.kind == "gpu"] == ["1"]
+    with pytest.raises(UserError, match="this machine has 2 GPU"):
+        plan_workers("cuda:0,2")
+
+
+def test_an_exact_mix_and_the_cpu_forms(nvidia_smi, monkeypatch):
     monkeypatch.setattr("os.cpu_count", lambda: 8)
     assert [s.kind for s in plan_workers("cuda:0+cpu:3")] == ["gpu", "cpu", "cpu", "cpu"]
     assert [s.threads for s in plan_workers("cuda:0+cpu:3")] == [1, 2, 2, 2]  # 7 other cores over 3 workers

@@ -83,8 +83,15 @@ def _mix(gpus: list[str], cpu_workers: int, cores: int) -> list[Slot]:
 
 
 def _pinned(ids: list[str], spec: str) -> list[str]:
+    """The GPUs `cuda:IDS` names, checked before anything starts: on a machine with no GPU a
+    worker pinned to one would train on the CPU under a GPU's name."""
+    present = detect_gpus()
+    if not present:
+        raise UserError(f"--devices {spec}: no GPU here (nvidia-smi finds none); use --devices auto or cpu")
     visible = _visible()
     if visible is None:
+        if any(int(i) >= len(present) for i in ids):
+            raise UserError(f"--devices {spec}: this machine has {len(present)} GPU(s); cuda:N counts from 0")
         return ids
     if any(int(i) >= len(visible) for i in ids):
         raise UserError(f"--devices {spec}: this process sees {len(visible)} GPU(s) "
