@@ -50,7 +50,7 @@ def read_as_trained(data: str | Path | pd.DataFrame, meta: dict, on_warning: Cal
     if len(frame) == 0:
         raise UserError(f"table {'(the DataFrame)' if isinstance(data, pd.DataFrame) else data} has no rows")
     unseen: dict[str, int] = {}
-    X = encode_features(frame, meta["feature_names"], categories, unseen)
+    X = encode_features(frame, meta["feature_names"], categories, unseen, meta.get("dates", []))
     for name, count in unseen.items():
         if on_warning:
             on_warning(f"column {name!r}: {count} value(s) not seen in training, treated as missing")

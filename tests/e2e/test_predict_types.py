@@ -2,6 +2,8 @@
 would guess from this file alone (a column of only numbers and blanks, leading zeros)."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -67,3 +69,27 @@ def test_a_mostly_numeric_text_column_gets_a_warning(tmp_path):
     table = load_table(tmp_path / "t.csv", TARGET)
     assert len(table.warnings) == 1 and "column 'size' is read as text because of 1 non-numeric value(s) ('unknown')" \
         in table.warnings[0]
+
+
+def test_a_date_column_is_used_and_predict_takes_it_as_text_or_as_timestamps(tmp_path):
+    """Trained from a CSV (dates as ISO text), served from Parquet (datetime64) and from the CSV
+    alike; the saved model reproduces its holdout score."""
+    X, y, names = make_survivors(300, seed=0)
+    when = pd.date_range("2020-01-01", periods=len(y), freq="D")
+    frame = pd.DataFrame(X[:, :3], columns=names[:3]).assign(when=when.strftime("%Y-%m-%d"))
+    frame[TARGET] = y + when.month.to_numpy()
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    proc = cli("run", tmp_path / "train.csv", "--target", TARGET, "--models", "lightgbm", "--trials", "1",
+               "--folds", "2", "--out", tmp_path / "run", "--no-ensemble", "--quiet", "--no-explain")
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads((tmp_path / "run" / "best_model" / "metadata.json").read_text())
+    assert meta["dates"] == ["when"] and "when.month" in meta["feature_names"]
+    rows = frame.drop(columns=[TARGET])
+    rows.assign(when=pd.to_datetime(rows["when"])).to_parquet(tmp_path / "rows.parquet")
+    from_text = predict_table(tmp_path / "run", tmp_path / "train.csv")
+    pd.testing.assert_frame_equal(predict_table(tmp_path / "run", tmp_path / "rows.parquet"), from_text)
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    sealed = json.loads((tmp_path / "run" / "holdout_indices.json").read_text())["holdout_rows"]
+    from sklearn.metrics import r2_score
+    assert r2_score(frame[TARGET].iloc[sealed], from_text["prediction"].iloc[sealed]) == pytest.approx(
+        results["holdout_score"], abs=1e-9)

@@ -216,6 +216,7 @@ def train_and_save(pool: WorkerPool, chosen: Plan, best: FamilyResult, table: Ta
         **({"stack": chosen.stack} if chosen.stack else {}),
         "feature_names": table.feature_names,
         "categories": table.categories,
+        "dates": table.dates,
         "dropped_columns": table.dropped,
         "target": table.target,
         "task": table.task.to_json(),  # what it predicts and the metric its scores are in

@@ -2,8 +2,8 @@
 
 Everything that can be wrong with the data is found here, before any training starts,
 and reported as one `UserError` line. String columns become ordinal codes (the mapping is
-kept so `predict` encodes new tables the same way); missing feature values stay NaN
-(trees take them natively, the NN imputes from its training fold).
+kept so `predict` encodes new tables the same way), date columns their parts (driver.dates);
+missing feature values stay NaN (trees take them natively, the NN imputes from its training fold).
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from trialfuse.driver import dates as date_parts
 from trialfuse.errors import UserError
 from trialfuse.task import Task, decide
 
@@ -34,6 +35,7 @@ class Table:
     task: Task = field(default_factory=Task)
     task_line: str | None = None  # what was decided about the task, to say before training
     categories: dict[str, list[str]] = field(default_factory=dict)  # column -> code order
+    dates: list[str] = field(default_factory=list)  # the table's date columns, each now its parts' features
     dropped: dict[str, str] = field(default_factory=dict)  # column -> why it is unused
     identifiers: dict[str, str] = field(default_factory=dict)  # the dropped columns that only name rows, and why
     warnings: list[str] = field(default_factory=list)  # what the user should know about the encoding
@@ -155,9 +157,11 @@ def load_table(path: str | Path | pd.DataFrame, target: str | None, keep: list[s
     unknown = [k for k in keep or [] if k not in features.columns.map(str)]
     if unknown:
         raise UserError(f"--keep-columns names {', '.join(map(repr, unknown))}, not a feature column of {source}")
-    identifiers = {str(name): why for name in features.columns
-                   if str(name) not in (keep or []) and (why := _identifier(features[name], str(name)))}
-    features = features.drop(columns=[c for c in features.columns if str(c) in identifiers])
+    features = features.rename(columns=str)
+    dates = [name for name in features.columns if date_parts.is_date(features[name])]
+    identifiers = {name: why for name in features.columns
+                   if name not in (keep or []) and name not in dates and (why := _identifier(features[name], name))}
+    features = date_parts.expand(features.drop(columns=list(identifiers)), dates)
     deciding = search_rows(decided, y) if search_rows else np.arange(len(y))
     X, names, categories, dropped = _encode_training_features(features, deciding)
     warnings = [_text_order_warning(name, levels) for name, levels in categories.items()]
@@ -166,7 +170,8 @@ def load_table(path: str | Path | pd.DataFrame, target: str | None, keep: list[s
         why = "; ".join(f"{c}: {r}" for c, r in dropped.items()) or "the table has only the target column"
         raise UserError(f"no usable feature columns in {source} ({why})")
     return Table(X=X, y=y, feature_names=names, target=target, task=decided, task_line=task_line,
-                 categories=categories, dropped=dropped, identifiers=identifiers, warnings=[w for w in warnings if w])
+                 categories=categories, dates=[d for d in dates if set(date_parts.part_names(d)) & set(names)],
+                 dropped=dropped, identifiers=identifiers, warnings=[w for w in warnings if w])
 
 
 def _is_number(value: object) -> bool:
@@ -267,14 +272,18 @@ def _text_order_warning(name: str, levels: list[str]) -> str | None:
 
 
 def encode_features(frame: pd.DataFrame, feature_names: list[str], categories: dict[str, list[str]],
-                    unseen: dict[str, int] | None = None) -> np.ndarray:
+                    unseen: dict[str, int] | None = None, dates: list[str] | None = None) -> np.ndarray:
     """Encode a new table exactly as the training table was; unseen categories become NaN
-    (counted per column into `unseen`, if given)."""
-    missing = [n for n in feature_names if n not in frame.columns.map(str)]
+    (counted per column into `unseen`, if given); `dates`, the training table's date columns,
+    become their parts again."""
+    frame = frame.rename(columns=str)
+    derived = {part: column for column in dates or [] for part in date_parts.part_names(column)}
+    needed = list(dict.fromkeys(derived.get(n, n) for n in feature_names))  # a date column, once
+    missing = [n for n in needed if n not in frame.columns]
     if missing:
         shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
         raise UserError(f"table lacks {len(missing)} feature column(s) the model needs: {shown}")
-    frame = frame.rename(columns=str)
+    frame = date_parts.expand(frame, dates or [])
     out = np.empty((len(frame), len(feature_names)), dtype=np.float64)
     for j, name in enumerate(feature_names):
         column = frame[name]

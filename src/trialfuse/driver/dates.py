@@ -1,0 +1,77 @@
+"""Date and time columns as numbers a model can split on.
+
+A date is neither a category (every day is a new level) nor an identifier (its text differs on
+every row, yet it orders and groups them), so it becomes what AutoGluon's datetime features
+are: the day count since 1970 (the trend), and the year, month, day of the month, day of the
+week and hour (the seasons and the week's rhythm). A part that does not vary on the search rows
+(an hour of 0 on dates without a time) is dropped like any constant column. A column is a date
+where pandas holds it as one (Parquet, a DataFrame) or where every value is ISO 8601 text
+("2013-01-01", "2013-01-01 05:40:00"); other spellings ("01/02/2013": January or February?)
+stay text.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+PARTS = ("year", "month", "day", "day_of_week", "hour")  # pandas' names; the day count is the column's own name
+SAMPLE = 1000  # values tried as dates before the whole column is parsed
+_EPOCH = pd.Timestamp("1970-01-01")
+
+
+def is_date(column: pd.Series) -> bool:
+    """Whether `column` holds dates: a datetime dtype, or text that is ISO 8601 throughout (a
+    few values are tried first, then all of them)."""
+    if pd.api.types.is_datetime64_any_dtype(column):
+        return True
+    if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        return False
+    present = column.dropna()
+    if present.empty or not all(isinstance(v, str) for v in present.iloc[:SAMPLE]):
+        return False
+    if present.iloc[:SAMPLE].str.fullmatch(r"[+-]?\d+(\.\d*)?").any():  # "2013" is a number, not a date
+        return False
+    return bool(_parsed(present.iloc[:SAMPLE]).notna().all() and _parsed(present).notna().all())
+
+
+def part_names(column: str) -> list[str]:
+    """The features a date column becomes, in order: the day count (the column's own name), then
+    `column.year` and the other PARTS."""
+    return [column, *(f"{column}.{part}" for part in PARTS)]
+
+
+def parts(column: pd.Series) -> pd.DataFrame:
+    """The column's date features (part_names), float; a missing or unreadable date is missing
+    in each."""
+    stamps = _parsed(column)
+    days = (stamps - _EPOCH) / pd.Timedelta(days=1)
+    values = {column.name: days.to_numpy(dtype=np.float64, na_value=np.nan)}
+    for part in PARTS:
+        values[f"{column.name}.{part}"] = getattr(stamps.dt, part).to_numpy(dtype=np.float64, na_value=np.nan)
+    return pd.DataFrame(values, index=column.index)
+
+
+def expand(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """`frame` with each date column in `columns` replaced by its features, where it is present."""
+    for name in columns:
+        if name in frame.columns:
+            position = frame.columns.get_loc(name)
+            derived = parts(frame[name])
+            frame = pd.concat([frame.iloc[:, :position], derived, frame.iloc[:, position + 1:]], axis=1)
+    return frame
+
+
+def _parsed(column: pd.Series) -> pd.Series:
+    """The column as naive timestamps: a zone-aware one at its own wall-clock time (the hour and
+    day a person there saw), text as ISO 8601 (mixed offsets in UTC), anything else missing."""
+    if pd.api.types.is_datetime64_any_dtype(column):
+        stamps = column
+    else:
+        text = column.astype("string")
+        try:
+            stamps = pd.to_datetime(text, errors="coerce", format="ISO8601")
+        except (ValueError, TypeError):  # offsets that differ from row to row
+            stamps = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=True)
+    if getattr(stamps.dt, "tz", None) is not None:
+        stamps = stamps.dt.tz_localize(None)
+    return stamps.astype("datetime64[ns]")

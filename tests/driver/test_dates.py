@@ -1,0 +1,68 @@
+"""Date columns become their parts (driver.dates), in training and again at predict time.
+Before, a date column was dropped as "an identifier: its text differs on every row", and a
+target that followed the month lost all of it."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from trialfuse.driver.dates import is_date, part_names, parts
+from trialfuse.driver.table import encode_features, load_table
+from trialfuse.errors import UserError
+
+
+@pytest.mark.parametrize("column, expected", [
+    (pd.Series(pd.date_range("2021-01-01", periods=3)), True),
+    (pd.Series(pd.date_range("2021-01-01", periods=3, tz="Europe/Paris")), True),
+    (pd.Series(["2013-01-01", None, "2013-01-02 05:40:00", "2013-01-03T23:10"]), True),
+    (pd.Series(["2013", "2014"]), False),  # years as text are numbers, not dates
+    (pd.Series(["01/02/2013", "03/04/2013"]), False),  # January or February: left as text
+    (pd.Series(["2013-01-01", "soon"]), False),  # one value that is no date
+    (pd.Series(["a", "b"]), False),
+    (pd.Series([1.5, 2.5]), False),
+    (pd.Series([None, None], dtype=object), False),
+])
+def test_what_reads_as_a_date(column, expected):
+    assert is_date(column) is expected
+
+
+def test_the_parts_are_the_day_count_and_the_calendars_fields():
+    found = parts(pd.Series(["2013-01-01 05:30", "2024-02-29", None], name="when"))
+    assert list(found.columns) == part_names("when") == ["when", "when.year", "when.month", "when.day",
+                                                         "when.day_of_week", "when.hour"]
+    assert found.iloc[0].tolist() == [15706 + 5.5 / 24, 2013, 1, 1, 1, 5]  # a Tuesday
+    assert found.iloc[1].tolist() == [19782, 2024, 2, 29, 3, 0]
+    assert found.iloc[2].isna().all()
+    local = parts(pd.Series(pd.to_datetime(["2021-06-01 23:30"]).tz_localize("America/New_York"), name="t"))
+    assert local["t.hour"].iloc[0] == 23  # the wall-clock hour where it happened, not UTC's
+
+
+def frame_with_dates(rows: int = 120) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    when = pd.date_range("2020-01-01", periods=rows, freq="D")
+    return pd.DataFrame({"x": rng.normal(size=rows), "when": when, "noted": when.strftime("%Y-%m-%d"),
+                         "y": when.month + rng.normal(0, 0.1, rows)})
+
+
+def test_a_table_uses_its_date_columns_and_drops_the_parts_that_never_change():
+    table = load_table(frame_with_dates(), "y")
+    assert "when" not in table.identifiers and "noted" not in table.identifiers
+    assert table.dates == ["when", "noted"]
+    assert "when.month" in table.feature_names and "noted.day_of_week" in table.feature_names
+    assert "when.hour" not in table.feature_names and table.dropped["when.hour"] == "constant"  # dates, no times
+    month = table.X[:, table.feature_names.index("when.month")]
+    assert np.array_equal(month, frame_with_dates()["when"].dt.month.to_numpy(dtype=float))
+
+
+def test_new_rows_are_encoded_as_training_did_whether_their_dates_are_text_or_timestamps():
+    frame = frame_with_dates()
+    table = load_table(frame, "y")
+    rows = frame.drop(columns="y")
+    as_text = rows.assign(when=rows["when"].dt.strftime("%Y-%m-%dT%H:%M:%S"))
+    as_stamps = rows.assign(noted=pd.to_datetime(rows["noted"]))
+    for new in (rows, as_text, as_stamps):
+        np.testing.assert_array_equal(encode_features(new, table.feature_names, table.categories, None, table.dates),
+                                      table.X)
+    with pytest.raises(UserError, match="lacks 1 feature column.*: when$"):  # the column, not each of its parts
+        encode_features(rows.drop(columns="when"), table.feature_names, table.categories, None, table.dates)
