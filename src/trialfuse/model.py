@@ -25,6 +25,7 @@ import pandas as pd
 from trialfuse.driver import run_dir
 from trialfuse.driver.options import RunOptions
 from trialfuse.driver.run_record import RunRecord
+from trialfuse.driver.trial_records import trial_train_seconds
 from trialfuse.errors import UserError
 from trialfuse.predict import predict_table
 
@@ -168,7 +169,7 @@ class Model:
                              "cv_score_mean": shown(t.value) if t.value is not None else np.nan,
                              "cv_score_sd": float(np.std(folds)) if folds else np.nan,
                              "holdout_score": holdout.get(family, np.nan) if t.number == best else np.nan,
-                             "seconds": float(sum(t.user_attrs.get("fold_seconds", []))), "params": t.params,
+                             "seconds": trial_train_seconds(t), "params": t.params,
                              "_order": t.value if t.value is not None else -np.inf,
                              "_standing": STANDING.get(t.state.name, len(STANDING))})
         ensemble = self.record.ensemble

@@ -17,7 +17,7 @@ from trialfuse.catalog import DEFAULT_MODELS, FAMILIES
 pytestmark = pytest.mark.slow  # whole runs: `pytest -m "not slow"` leaves them out
 
 RESULT_KEYS = {"status", "best_params", "cv_score_mean", "cv_score_folds", "trials_complete", "trials_failed",
-               "trials_pruned", "seconds"}
+               "trials_pruned", "seconds", "train_seconds"}
 
 
 def test_results_json_ranks_all_families(full_run):
@@ -151,6 +151,21 @@ def test_the_summary_the_report_and_the_leaderboard_give_one_fold_spread(full_ru
         assert spread in proc.stdout and f"<td>{spread}</td>" in page, name
         best = board[(board["family"] == name) & (board["trial"] == fam["best_trial"])]
         assert f"{best['cv_r2_sd'].iloc[0]:.4f}" == spread, name
+
+
+def test_each_family_says_the_compute_its_folds_took(full_run):
+    """`train_seconds`: what a family's folds took to train, summed over its trials (the table's
+    "train s"); the search's wall time (`seconds`), which every family shared, said nothing of it."""
+    import trialfuse
+
+    out, proc = full_run
+    results = json.loads((out / "results.json").read_text())
+    board = trialfuse.load(out).leaderboard()
+    for name, fam in results["families"].items():
+        assert 0 < fam["train_seconds"] <= results["workers"] * fam["seconds"], name
+        assert fam["train_seconds"] == pytest.approx(board[board["family"] == name]["seconds"].sum()), name
+    assert len({round(f["train_seconds"], 1) for f in results["families"].values()}) > 1
+    assert "train s" in proc.stdout
 
 
 def test_quiet_says_nothing(family_run):

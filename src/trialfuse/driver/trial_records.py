@@ -33,7 +33,8 @@ class FamilyResult:
     trials_complete: int = 0
     trials_failed: int = 0
     trials_pruned: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # the search's wall time, which every family shares
+    train_seconds: float = 0.0  # what its trials' folds took to train, over all workers: where the compute went
     stopped_by_budget: bool = False
 
     @property
@@ -45,8 +46,20 @@ class FamilyResult:
     def summary(self) -> dict[str, Any]:
         keys = ("status", "reason", "best_params", "best_trial", "cv_score_mean", "cv_score_folds", "best_rounds",
                 "best_fold_seconds", "trials_complete", "trials_failed", "trials_pruned", "seconds",
-                "stopped_by_budget")
+                "train_seconds", "stopped_by_budget")
         return {k: getattr(self, k) for k in keys}
+
+
+def train_seconds(answers: list[dict[str, Any]]) -> float:
+    """The compute the folds' answers took: a fused NN batch's time shared among its models
+    (`duration`), where `wall_seconds` would count the whole batch for each."""
+    return float(sum(a.get("duration", wall_seconds(a)) for a in answers))
+
+
+def trial_train_seconds(trial: optuna.trial.FrozenTrial) -> float:
+    """What a trial's folds took to train (a trial recorded before `train_seconds` existed: its
+    fold times)."""
+    return float(trial.user_attrs.get("train_seconds", sum(trial.user_attrs.get("fold_seconds", []))))
 
 
 def wall_seconds(answer: dict[str, Any]) -> float:
@@ -73,6 +86,7 @@ def record(study: optuna.Study, entry: InFlight) -> None:
         trial.set_user_attr("cv_score_folds", [a["score"] for a in answers])
         trial.set_user_attr("best_rounds", [a["best_rounds"] for a in answers])
         trial.set_user_attr("fold_seconds", [wall_seconds(a) for a in answers])
+        trial.set_user_attr("train_seconds", train_seconds(answers))
         if "batch_mode" in answers[0]:
             trial.set_user_attr("batch_modes", sorted({a["batch_mode"] for a in answers}))
     if entry.outcome in (Outcome.COMPLETE, Outcome.PRUNED):
@@ -115,6 +129,7 @@ def summarize(study: optuna.Study, result: FamilyResult) -> None:
     result.trials_complete = sum(t.state == state.COMPLETE for t in trials)
     result.trials_failed = sum(t.state == state.FAIL for t in counting(trials))
     result.trials_pruned = sum(t.state == state.PRUNED for t in trials)
+    result.train_seconds = sum(trial_train_seconds(t) for t in trials)
     if result.trials_complete:
         best = study.best_trial
         result.best_trial = best.number

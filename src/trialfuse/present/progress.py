@@ -94,7 +94,7 @@ def comparison_table(record: RunRecord) -> Table:
     task, label = record.task, record.task.metric.label
     table = Table(title=f"trialfuse: {record.rows} rows, {record.folds}-fold CV, target {record.target!r}")
     for column in ("rank", "family", f"CV {label} (mean ± sd)", f"holdout {label}", "trials ok/pruned/failed",
-                   "seconds"):
+                   "train s"):
         table.add_column(column, justify="left" if column == "family" else "right")
     ranked = record.ranking + [f for f in record.families if f not in record.ranking]
     holdout = record.holdout_scores()
@@ -106,10 +106,10 @@ def comparison_table(record: RunRecord) -> Table:
         fam = record.families[name]
         counts = f"{fam.trials_complete}/{fam.trials_pruned}/{fam.trials_failed}"
         if fam.status != "ok":
-            table.add_row("-", name, f"skipped: {fam.reason}", "", counts, f"{fam.seconds:.1f}")
+            table.add_row("-", name, f"skipped: {fam.reason}", "", counts, f"{fam.train_seconds:.1f}")
             continue
         table.add_row(str(rank), name, f"{task.show(fam.cv_score_mean)} ± {fam.cv_score_sd:.4f}",
-                      task.show(holdout.get(name)), counts, f"{fam.seconds:.1f}")
+                      task.show(holdout.get(name)), counts, f"{fam.train_seconds:.1f}")
     if record.prior_score is not None:
         table.add_row("", f"prior ({task.prior_name})", "", f"{record.prior_score:.4f}", "", "")
     return table
