@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from trialfuse.driver.devices import describe, detect_gpus, plan_workers
+from trialfuse.driver.devices import describe, detect_gpus, idle_gpus_note, plan_workers, torch_has_cuda
 from trialfuse.errors import UserError
 from trialfuse.transport.placement import Slot
 from trialfuse.transport.process_pool import WorkerPool
@@ -15,13 +15,33 @@ from trialfuse.transport.process_pool import WorkerPool
 
 @pytest.fixture
 def nvidia_smi(monkeypatch, tmp_path):
-    """A stand-in nvidia-smi that lists two GPUs, 0 and 1, first on the PATH."""
+    """A stand-in nvidia-smi that lists two GPUs, 0 and 1, first on the PATH, and a torch that
+    can use them."""
     fake = tmp_path / "nvidia-smi"
     fake.write_text("#!/bin/sh\necho 0\necho 1\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.setattr("os.cpu_count", lambda: 16)
+    monkeypatch.setattr("trialfuse.driver.devices.torch_has_cuda", lambda: True)
+
+
+def test_gpus_that_torch_cannot_use_are_left_idle_and_said_or_refused_when_named(nvidia_smi, monkeypatch):
+    """nvidia-smi lists GPUs, but this environment's torch is a CPU build (CI's is): a "GPU"
+    worker would train on one CPU thread under a GPU's name. So auto plans CPU workers and says
+    why, and a GPU named in --devices is refused before anything starts."""
+    if pytest.importorskip("torch").cuda.is_available():
+        pytest.skip("this torch has CUDA: the case is a CPU build's")
+    monkeypatch.setattr("trialfuse.driver.devices.torch_has_cuda", torch_has_cuda)  # the real question
+    torch_has_cuda.cache_clear()
+    try:
+        assert not torch_has_cuda()  # asked in a child process: this torch is the CPU build
+        assert {s.kind for s in plan_workers("auto")} == {"cpu"} and len(plan_workers("auto")) == 16
+        assert "torch here has no CUDA" in idle_gpus_note("auto") and idle_gpus_note("cpu") is None
+        with pytest.raises(UserError, match="torch here has no CUDA"):
+            plan_workers("cuda:0")
+    finally:
+        torch_has_cuda.cache_clear()
 
 
 def test_nvidia_smi_finds_the_gpus_and_the_other_cores_get_cpu_workers(nvidia_smi):

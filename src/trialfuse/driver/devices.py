@@ -1,16 +1,20 @@
 """Which workers a run starts, found without importing torch.
 
 A GPU is confirmed by nvidia-smi (CUDA_VISIBLE_DEVICES alone proves nothing: a CPU-only
-container may set it), and CUDA_VISIBLE_DEVICES, when set, is the list `--devices cuda:IDS`
+container may set it) and used only if this environment's torch has CUDA (a child process asks
+it: a CPU build of torch, as `pip install torch==2.13.0` gives, would train a "GPU" worker's
+folds on one CPU thread). CUDA_VISIBLE_DEVICES, when set, is the list `--devices cuda:IDS`
 indexes into, as CUDA itself does (under Slurm with CUDA_VISIBLE_DEVICES=4,5, cuda:0 is
 physical GPU 4). A GPU machine gets one worker pinned to each GPU (the NN's, and tree
 folds' when it would idle) plus CPU workers on the remaining cores for tree trials.
 """
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
+import sys
 
 from trialfuse.errors import UserError
 from trialfuse.transport.placement import Slot
@@ -34,6 +38,26 @@ def detect_gpus() -> list[str]:
     return visible[:len(found)]  # nvidia-smi lists every GPU of the machine; the process sees these
 
 
+@functools.cache
+def torch_has_cuda() -> bool:
+    """Whether torch in this environment can use CUDA, asked in a child process (the driver
+    never imports torch); asked only where nvidia-smi found a GPU."""
+    code = "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 3)"
+    try:
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120).returncode == 0
+    except (subprocess.SubprocessError, OSError):
+        return False
+
+
+def idle_gpus_note(spec: str) -> str | None:
+    """One line for the run's output where `--devices auto` leaves a machine's GPUs unused
+    because torch here has no CUDA; None otherwise."""
+    if spec.strip().lower() != "auto" or not detect_gpus() or torch_has_cuda():
+        return None
+    return ("GPUs found (nvidia-smi) but torch here has no CUDA: training on the CPU "
+            "(install a CUDA build of torch to use them)")
+
+
 def plan_workers(spec: str) -> list[Slot]:
     """Turn `--devices` into the workers to start.
 
@@ -46,6 +70,7 @@ def plan_workers(spec: str) -> list[Slot]:
     cores = os.cpu_count() or 1
     if text == "auto":
         gpus = detect_gpus()
+        gpus = gpus if gpus and torch_has_cuda() else []
         return _mix(gpus, cores - len(gpus) if gpus else cores, cores)
     if text == "cpu":
         return _mix([], cores, cores)
@@ -88,6 +113,9 @@ def _pinned(ids: list[str], spec: str) -> list[str]:
     present = detect_gpus()
     if not present:
         raise UserError(f"--devices {spec}: no GPU here (nvidia-smi finds none); use --devices auto or cpu")
+    if not torch_has_cuda():
+        raise UserError(f"--devices {spec}: torch here has no CUDA (a CPU build?); install a CUDA build of torch, "
+                        "or use --devices cpu")
     visible = _visible()
     if visible is None:
         if any(int(i) >= len(present) for i in ids):

@@ -19,7 +19,7 @@ import pandas as pd
 from trialfuse.catalog import DEFAULT_MODELS, FAMILIES
 from trialfuse.driver import final_model, fingerprint, run_dir
 from trialfuse.driver.budget import Budget
-from trialfuse.driver.devices import describe, plan_workers
+from trialfuse.driver.devices import describe, idle_gpus_note, plan_workers
 from trialfuse.driver.explanation import explain_winner
 from trialfuse.driver.options import RunOptions, check_options, folds_of
 from trialfuse.driver.out_of_fold import MODELS, OutOfFold
@@ -98,6 +98,8 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
     for line in unused:
         reporter.stage(line)
     slots, new_worker = _workers(opts)
+    if opts.ray is None and (note := idle_gpus_note(opts.devices)):
+        reporter.stage(note)
     models = opts.models or list(DEFAULT_MODELS)
     out = Path(opts.out) if opts.out else run_dir.new_run_dir()
     out.mkdir(parents=True, exist_ok=True)
