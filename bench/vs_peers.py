@@ -41,6 +41,10 @@ tool searches by log-loss):
 
 AutoGluon's score on the same rows moves between calls (its time limit decides what it fits):
 `--autogluon-calls N` calls it N times per table and budget (`autogluon_calls` in the results).
+Where AutoGluon ran, `paired` says how far apart the two are for these holdout rows: each
+score's difference (trialfuse minus AutoGluon; for log-loss lower is better) and a 95% interval
+from a paired bootstrap over the holdout rows (both tools' predictions of the same resampled
+rows), so a difference inside the holdout's own noise reads as such.
 """
 from __future__ import annotations
 
@@ -168,6 +172,45 @@ def class_scores(y: np.ndarray, probabilities: np.ndarray, classes: list) -> dic
     return scores
 
 
+BOOTSTRAP_DRAWS = 1000
+
+
+def paired(y: np.ndarray, ours: np.ndarray, theirs: np.ndarray, classes: list | None) -> dict[str, dict]:
+    """Each score's difference (ours minus theirs) on the holdout and its 95% interval over
+    BOOTSTRAP_DRAWS resamples of the holdout rows, both tools scored on the same draw."""
+    from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
+
+    if classes is None:
+        scores = {"r2": r2_score}
+        y = np.asarray(y, dtype=np.float64)
+    else:
+        y = pd.Index(classes).get_indexer(y)
+        k = np.arange(len(classes))
+        scores = {"log_loss": lambda t, p: log_loss(t, p, labels=k)}
+        if len(classes) == 2:
+            scores["roc_auc"] = lambda t, p: roc_auc_score(t, p[:, 1])
+        else:
+            scores["accuracy"] = lambda t, p: accuracy_score(t, p.argmax(axis=1))
+        ours, theirs = (p / p.sum(axis=1, keepdims=True) for p in (ours, theirs))
+    draws = np.random.default_rng(0).integers(0, len(y), (BOOTSTRAP_DRAWS, len(y)))
+    found = {}
+    for name, score in scores.items():
+        spread = [score(y[i], ours[i]) - score(y[i], theirs[i]) for i in draws]
+        low, high = np.percentile(spread, [2.5, 97.5])
+        found[name] = {"difference": float(score(y, ours) - score(y, theirs)), "interval_95": [float(low), float(high)]}
+    return found
+
+
+def holdout_predictions(out: Path, path: Path, classes: list | None) -> np.ndarray:
+    """The saved model's predictions of the holdout rows (class probabilities in `classes` order)."""
+    holdout = json.loads((out / "holdout_indices.json").read_text())["holdout_rows"]
+    predicted = pd.read_csv(StringIO(subprocess.run([sys.executable, "-m", "trialfuse", "predict", str(out), str(path)],
+                                                    capture_output=True, text=True, check=True).stdout))
+    if classes is None:
+        return predicted["prediction"].to_numpy(dtype=np.float64)[holdout]
+    return predicted[[f"probability_{c}" for c in classes]].to_numpy()[holdout]
+
+
 def run_trialfuse(path: Path, target: str, budget: float, out: Path, extra: list[str] = ()) -> dict:
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "trialfuse", "run", str(path), "--target", target,
@@ -181,11 +224,9 @@ def run_trialfuse(path: Path, target: str, budget: float, out: Path, extra: list
     ensemble = results.get("ensemble") or {}
     if results["task"]["kind"] != "regression":  # classes: the holdout scored as the peers are below
         holdout = json.loads((out / "holdout_indices.json").read_text())["holdout_rows"]
-        predicted = subprocess.run([sys.executable, "-m", "trialfuse", "predict", str(out), str(path)],
-                                   capture_output=True, text=True, check=True).stdout
         classes = results["task"]["classes"]
         table = pd.read_csv(path)
-        probabilities = pd.read_csv(StringIO(predicted))[[f"probability_{c}" for c in classes]].to_numpy()[holdout]
+        probabilities = holdout_predictions(out, path, classes)
         return {**class_scores(table[target].to_numpy()[holdout], probabilities, classes),
                 "wall_seconds": round(wall, 1), "winner": results["winner"], "trials_complete": families,
                 "ensemble_members": len(ensemble.get("members", []))}
@@ -246,6 +287,7 @@ else:
     predictions = predictor.predict(rows)
     wall = time.perf_counter() - started
     print(json.dumps({"holdout_score": float(r2_score(table[target][sealed], predictions)),
+                      "predictions": predictions.to_numpy().tolist(),
                       "wall_seconds": round(wall, 1), "winner": predictor.model_best}))
 """
 
@@ -259,9 +301,25 @@ def run_autogluon(python: str, path: Path, target: str, budget: float, holdout_r
     found = json.loads(proc.stdout.strip().splitlines()[-1])
     if classes:
         y = pd.read_csv(path)[target].astype(str).to_numpy()[holdout_rows]
-        scores = class_scores(y, np.array(found.pop("probabilities")), found.pop("classes"))
-        found = {**scores, **found}
+        theirs, names = np.array(found.pop("probabilities")), found.pop("classes")
+        found = {**class_scores(y, theirs, names), **found, "_rows": (theirs, names)}
+    else:
+        found["_rows"] = (np.array(found.pop("predictions"), dtype=np.float64), None)
     return found
+
+
+def compare_rows(path: Path, target: str, out: Path, holdout: list[int], found: dict, classes: bool) -> dict:
+    """`paired` for one AutoGluon call against the trialfuse run in `out` (its rows in AutoGluon's
+    class order); the call's own predictions are dropped from what is saved."""
+    theirs, names = found.pop("_rows")
+    y = pd.read_csv(path)[target].to_numpy()[holdout]
+    if classes:
+        y = y.astype(str)
+        ours_classes = json.loads((out / "results.json").read_text())["task"]["classes"]
+        ours = holdout_predictions(out, path, ours_classes)[:, [list(map(str, ours_classes)).index(c) for c in names]]
+    else:
+        ours = holdout_predictions(out, path, None)
+    return paired(y, ours, theirs, names if classes else None)
 
 
 def main() -> None:
@@ -291,6 +349,9 @@ def main() -> None:
             if args.autogluon_python:
                 calls = [run_autogluon(args.autogluon_python, path, target, budget, holdout, classes)
                          for _ in range(max(1, args.autogluon_calls))]
+                for call in calls:
+                    if "_rows" in call:
+                        call["paired"] = compare_rows(path, target, out, holdout, call, classes)
                 row["autogluon"] = calls[0]
                 if len(calls) > 1:
                     row["autogluon_calls"] = calls
