@@ -66,3 +66,42 @@ def test_new_rows_are_encoded_as_training_did_whether_their_dates_are_text_or_ti
                                       table.X)
     with pytest.raises(UserError, match="lacks 1 feature column.*: when$"):  # the column, not each of its parts
         encode_features(rows.drop(columns="when"), table.feature_names, table.categories, None, table.dates)
+
+
+def test_a_far_off_sentinel_date_is_a_date_not_a_crash():
+    """pandas holds 9999-12-31 at microseconds; a cast to nanoseconds raised OutOfBoundsDatetime."""
+    found = parts(pd.Series(["2013-01-01", "9999-12-31"], name="until"))
+    assert found["until.year"].tolist() == [2013, 9999] and found["until.day"].tolist() == [1, 31]
+
+
+def test_a_zone_aware_column_and_the_text_a_csv_writes_of_it_give_the_same_parts(tmp_path):
+    """Both at the wall clock: summer and winter rows carry different offsets in the text (+02:00,
+    +01:00), which read as UTC gave other hours, and a batch of summer rows alone another still."""
+    stamps = pd.Series(pd.to_datetime(["2021-01-01 23:30", "2021-07-01 23:30"]).tz_localize("Europe/Paris"), name="t")
+    stamps.to_frame().to_csv(tmp_path / "t.csv", index=False)
+    text = pd.read_csv(tmp_path / "t.csv")["t"]
+    assert is_date(text) and text.str.endswith("+01:00").iloc[0] and text.str.endswith("+02:00").iloc[1]
+    pd.testing.assert_frame_equal(parts(text), parts(stamps))
+    pd.testing.assert_frame_equal(parts(text.iloc[1:]), parts(stamps).iloc[1:])
+    assert parts(stamps)["t.hour"].tolist() == [23, 23]
+
+
+def test_python_dates_are_dates():
+    """Parquet's DATE type reads as Python dates in an object column."""
+    import datetime
+
+    column = pd.Series([datetime.date(2020, 1, 2), None, datetime.date(2021, 3, 4)], name="d", dtype=object)
+    assert is_date(column)
+    assert parts(column)["d.month"].tolist()[::2] == [1, 3]
+
+
+def test_two_columns_of_one_name_are_refused():
+    """Column 0 and column "0" are one name as text; a model finds its features by name."""
+    frame = pd.DataFrame({0: np.arange(30.0), "0": np.arange(30.0) % 4, "y": np.arange(30.0) % 3})
+    with pytest.raises(UserError, match="'0' appear twice as text"):
+        load_table(frame, "y")
+    rng = np.random.default_rng(0)
+    clash = pd.DataFrame({"when": pd.date_range("2020-01-01", periods=30).strftime("%Y-%m-%d"),
+                          "when.month": rng.normal(size=30), "y": rng.normal(size=30)})
+    with pytest.raises(UserError, match="'when.month' appear twice beside a date column's parts"):
+        load_table(clash, "y")

@@ -35,10 +35,10 @@ def test_gpus_that_torch_cannot_use_are_left_idle_and_said_or_refused_when_named
     monkeypatch.setattr("trialfuse.driver.devices.torch_has_cuda", torch_has_cuda)  # the real question
     torch_has_cuda.cache_clear()
     try:
-        assert not torch_has_cuda()  # asked in a child process: this torch is the CPU build
+        assert not torch_has_cuda()  # read from torch/version.py: this torch is the CPU build
         assert {s.kind for s in plan_workers("auto")} == {"cpu"} and len(plan_workers("auto")) == 16
-        assert "torch here has no CUDA" in idle_gpus_note("auto") and idle_gpus_note("cpu") is None
-        with pytest.raises(UserError, match="torch here has no CUDA"):
+        assert "torch here is a CPU build" in idle_gpus_note("auto") and idle_gpus_note("cpu") is None
+        with pytest.raises(UserError, match="torch here is a CPU build"):
             plan_workers("cuda:0")
     finally:
         torch_has_cuda.cache_clear()

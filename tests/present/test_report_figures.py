@@ -27,11 +27,11 @@ def test_a_family_without_a_finished_trial_is_drawn_without_a_warning(tmp_path):
     assert "history.png" in page.sections[0]
 
 
-@pytest.mark.parametrize("classes", [3, 60])
+@pytest.mark.parametrize("classes", [3, 12, 60])
 def test_the_holdouts_curves_draw_any_number_of_classes_without_a_warning(tmp_path, classes):
-    """One curve per class; past LEGEND_CLASSES the legend would outgrow the figure (matplotlib:
-    "Tight layout not applied" on a 60-class run), so the classes go unlabelled and the title
-    counts them."""
+    """One curve per class (and a base rate each in precision-recall); past LEGEND_ENTRIES the
+    legend would outgrow the figure (matplotlib: "Tight layout not applied" on a 60-class run),
+    so the lines go unlabelled and the title counts the classes. 3 classes: the plain case."""
     rng = np.random.default_rng(0)
     task = Task(Kind.MULTICLASS, tuple(f"c{k}" for k in range(classes)))
     y = np.arange(600) % classes

@@ -5,11 +5,14 @@ every row, yet it orders and groups them), so it becomes what AutoGluon's dateti
 are: the day count since 1970 (the trend), and the year, month, day of the month, day of the
 week and hour (the seasons and the week's rhythm). A part that does not vary on the search rows
 (an hour of 0 on dates without a time) is dropped like any constant column. A column is a date
-where pandas holds it as one (Parquet, a DataFrame) or where every value is ISO 8601 text
-("2013-01-01", "2013-01-01 05:40:00"); other spellings ("01/02/2013": January or February?)
-stay text.
+where pandas holds it as one (a datetime dtype, or Python dates: Parquet's DATE) or where every
+value is ISO 8601 text ("2013-01-01", "2013-01-01 05:40:00"); other spellings ("01/02/2013":
+January or February?) stay text. A time is read at its own wall clock, whatever its offset or
+zone, so a zone-aware column and the text a CSV writes of it give the same parts.
 """
 from __future__ import annotations
+
+import datetime
 
 import numpy as np
 import pandas as pd
@@ -27,7 +30,11 @@ def is_date(column: pd.Series) -> bool:
     if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
         return False
     present = column.dropna()
-    if present.empty or not all(isinstance(v, str) for v in present.iloc[:SAMPLE]):
+    if present.empty:
+        return False
+    if all(isinstance(v, datetime.date) for v in present.iloc[:SAMPLE]):  # Python dates and datetimes
+        return bool(all(isinstance(v, datetime.date) for v in present))
+    if not all(isinstance(v, str) for v in present.iloc[:SAMPLE]):
         return False
     if present.iloc[:SAMPLE].str.fullmatch(r"[+-]?\d+(\.\d*)?").any():  # "2013" is a number, not a date
         return False
@@ -61,17 +68,23 @@ def expand(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return frame
 
 
+# an ISO 8601 time's offset from UTC (after a time, never a date's "-31"), dropped: the wall clock counts
+OFFSET = r"^(.*\d:\d\d[:.\d]*)(?:Z|[+-]\d{2}(?::?\d{2})?)$"
+
+
 def _parsed(column: pd.Series) -> pd.Series:
-    """The column as naive timestamps: a zone-aware one at its own wall-clock time (the hour and
-    day a person there saw), text as ISO 8601 (mixed offsets in UTC), anything else missing."""
+    """The column as naive timestamps at their own wall-clock time (the hour and day a person
+    there saw): a zone-aware one's local time, text as ISO 8601 with any offset dropped, Python
+    dates as they are; anything else missing. Any resolution pandas gives (a 9999-12-31
+    sentinel needs microseconds)."""
     if pd.api.types.is_datetime64_any_dtype(column):
         stamps = column
-    else:
-        text = column.astype("string")
-        try:
-            stamps = pd.to_datetime(text, errors="coerce", format="ISO8601")
-        except (ValueError, TypeError):  # offsets that differ from row to row
-            stamps = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=True)
+    elif column.map(lambda v: isinstance(v, str), na_action="ignore").all():
+        text = column.astype("string").str.replace(OFFSET, r"\1", regex=True)
+        stamps = pd.to_datetime(text, errors="coerce", format="ISO8601")
+    else:  # Python dates or datetimes, each at its own wall clock
+        stamps = pd.to_datetime(column.map(lambda v: v.replace(tzinfo=None) if isinstance(v, datetime.datetime)
+                                           else v, na_action="ignore"), errors="coerce")
     if getattr(stamps.dt, "tz", None) is not None:
         stamps = stamps.dt.tz_localize(None)
-    return stamps.astype("datetime64[ns]")
+    return stamps

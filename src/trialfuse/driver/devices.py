@@ -1,9 +1,9 @@
 """Which workers a run starts, found without importing torch.
 
 A GPU is confirmed by nvidia-smi (CUDA_VISIBLE_DEVICES alone proves nothing: a CPU-only
-container may set it) and used only if this environment's torch has CUDA (a child process asks
-it: a CPU build of torch, as `pip install torch==2.13.0` gives, would train a "GPU" worker's
-folds on one CPU thread). CUDA_VISIBLE_DEVICES, when set, is the list `--devices cuda:IDS`
+container may set it) and used only if this environment's torch is a CUDA (or ROCm) build: a
+CPU build, as `pip install torch==2.13.0` gives, would train a "GPU" worker's folds on one CPU
+thread. CUDA_VISIBLE_DEVICES, when set, is the list `--devices cuda:IDS`
 indexes into, as CUDA itself does (under Slurm with CUDA_VISIBLE_DEVICES=4,5, cuda:0 is
 physical GPU 4). A GPU machine gets one worker pinned to each GPU (the NN's, and tree
 folds' when it would idle) plus CPU workers on the remaining cores for tree trials.
@@ -11,10 +11,12 @@ folds' when it would idle) plus CPU workers on the remaining cores for tree tria
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
+import re
 import shutil
 import subprocess
-import sys
+from pathlib import Path
 
 from trialfuse.errors import UserError
 from trialfuse.transport.placement import Slot
@@ -40,13 +42,18 @@ def detect_gpus() -> list[str]:
 
 @functools.cache
 def torch_has_cuda() -> bool:
-    """Whether torch in this environment can use CUDA, asked in a child process (the driver
-    never imports torch); asked only where nvidia-smi found a GPU."""
-    code = "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 3)"
-    try:
-        return subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120).returncode == 0
-    except (subprocess.SubprocessError, OSError):
+    """Whether this environment's torch is built for a GPU, read from its version.py (`cuda` and
+    `hip` are None in a CPU build) without importing it: the driver never imports torch, and a
+    run's budget does not pay for the import."""
+    spec = importlib.util.find_spec("torch")
+    if spec is None or spec.origin is None:
         return False
+    try:
+        text = (Path(spec.origin).parent / "version.py").read_text()
+    except OSError:
+        return False
+    built = re.findall(r"^(?:cuda|hip)\s*(?::[^=]*)?=\s*(.+?)\s*$", text, re.MULTILINE)
+    return any(value != "None" for value in built)
 
 
 def idle_gpus_note(spec: str) -> str | None:
@@ -54,7 +61,7 @@ def idle_gpus_note(spec: str) -> str | None:
     because torch here has no CUDA; None otherwise."""
     if spec.strip().lower() != "auto" or not detect_gpus() or torch_has_cuda():
         return None
-    return ("GPUs found (nvidia-smi) but torch here has no CUDA: training on the CPU "
+    return ("GPUs found (nvidia-smi) but torch here is a CPU build: training on the CPU "
             "(install a CUDA build of torch to use them)")
 
 
@@ -114,7 +121,7 @@ def _pinned(ids: list[str], spec: str) -> list[str]:
     if not present:
         raise UserError(f"--devices {spec}: no GPU here (nvidia-smi finds none); use --devices auto or cpu")
     if not torch_has_cuda():
-        raise UserError(f"--devices {spec}: torch here has no CUDA (a CPU build?); install a CUDA build of torch, "
+        raise UserError(f"--devices {spec}: torch here is a CPU build; install a CUDA build of torch, "
                         "or use --devices cpu")
     visible = _visible()
     if visible is None:

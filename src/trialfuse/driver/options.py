@@ -110,7 +110,8 @@ def check_options(opts: RunOptions) -> None:
         raise UserError(f"--seed must be zero or positive, got {opts.seed}")
     if opts.out is not None and Path(opts.out).exists() and not Path(opts.out).is_dir():
         raise UserError(f"--out {opts.out} exists and is not a directory")
-    plan_workers(opts.devices)
+    if opts.ray is None:  # on Ray the cluster's nodes say what they hold
+        plan_workers(opts.devices)
     if opts.ray is not None:
         if opts.devices != "auto":
             raise UserError("--devices and --ray: on Ray the cluster's GPUs and CPUs decide the workers")

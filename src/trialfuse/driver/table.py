@@ -157,11 +157,12 @@ def load_table(path: str | Path | pd.DataFrame, target: str | None, keep: list[s
     unknown = [k for k in keep or [] if k not in features.columns.map(str)]
     if unknown:
         raise UserError(f"--keep-columns names {', '.join(map(repr, unknown))}, not a feature column of {source}")
-    features = features.rename(columns=str)
+    features = _unique_names(features.rename(columns=str), source, "as text")
     dates = [name for name in features.columns if date_parts.is_date(features[name])]
     identifiers = {name: why for name in features.columns
                    if name not in (keep or []) and name not in dates and (why := _identifier(features[name], name))}
-    features = date_parts.expand(features.drop(columns=list(identifiers)), dates)
+    features = _unique_names(date_parts.expand(features.drop(columns=list(identifiers)), dates), source,
+                             "beside a date column's parts (driver.dates.part_names)")
     deciding = search_rows(decided, y) if search_rows else np.arange(len(y))
     X, names, categories, dropped = _encode_training_features(features, deciding)
     warnings = [_text_order_warning(name, levels) for name, levels in categories.items()]
@@ -172,6 +173,15 @@ def load_table(path: str | Path | pd.DataFrame, target: str | None, keep: list[s
     return Table(X=X, y=y, feature_names=names, target=target, task=decided, task_line=task_line,
                  categories=categories, dates=[d for d in dates if set(date_parts.part_names(d)) & set(names)],
                  dropped=dropped, identifiers=identifiers, warnings=[w for w in warnings if w])
+
+
+def _unique_names(frame: pd.DataFrame, source: str, how: str) -> pd.DataFrame:
+    """`frame`, refused where two of its columns share a name `how` (a model's features are found
+    by name, at predict time too)."""
+    twice = sorted(set(frame.columns[frame.columns.duplicated()]))
+    if twice:
+        raise UserError(f"{source}: column name(s) {', '.join(map(repr, twice))} appear twice {how}; rename one")
+    return frame
 
 
 def _is_number(value: object) -> bool:

@@ -34,7 +34,7 @@ class FamilyResult:
     trials_failed: int = 0
     trials_pruned: int = 0
     seconds: float = 0.0  # the search's wall time, which every family shares
-    train_seconds: float = 0.0  # what its trials' folds took to train, over all workers: where the compute went
+    train_seconds: float | None = None  # what its trials' folds took to train, over all workers (None: not recorded)
     stopped_by_budget: bool = False
 
     @property
@@ -42,6 +42,11 @@ class FamilyResult:
         """The spread of the best trial's fold scores (numpy's std, as the leaderboard's), one
         figure wherever it is shown; 0 with one fold, nan with none."""
         return float(np.std(self.cv_score_folds)) if self.cv_score_folds else float("nan")
+
+    @property
+    def train_seconds_text(self) -> str:
+        """`train_seconds` as tables show it: blank for a run recorded before it was kept."""
+        return "" if self.train_seconds is None else f"{self.train_seconds:.1f}"
 
     def summary(self) -> dict[str, Any]:
         keys = ("status", "reason", "best_params", "best_trial", "cv_score_mean", "cv_score_folds", "best_rounds",

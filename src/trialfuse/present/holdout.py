@@ -21,7 +21,7 @@ from trialfuse.present.page import Page, table
 from trialfuse.task import Task
 
 CALIBRATION_BINS = 10
-LEGEND_CLASSES = 12  # the most classes whose curves a figure names one by one
+LEGEND_ENTRIES = 12  # the most lines a figure's legend names one by one (a precision-recall class draws two)
 
 
 @dataclass
@@ -88,7 +88,7 @@ def _curves(page: Page, parts: list[str], h: Holdout, name: str, title: str, axe
         curves = h.one_vs_rest()
         for label, actual, p in curves:
             draw(ax, label, actual, p)
-        if len(curves) > LEGEND_CLASSES:  # a legend of them all outgrows the figure: unlabelled, counted
+        if len(ax.get_legend_handles_labels()[0]) > LEGEND_ENTRIES:  # a legend of them all outgrows the figure
             for artist in ax.get_lines():
                 artist.set_label(f"_{artist.get_label()}")  # matplotlib leaves "_" labels out of a legend
             title = f"{title} ({len(curves)} classes, one line each)"

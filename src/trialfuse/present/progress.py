@@ -106,10 +106,10 @@ def comparison_table(record: RunRecord) -> Table:
         fam = record.families[name]
         counts = f"{fam.trials_complete}/{fam.trials_pruned}/{fam.trials_failed}"
         if fam.status != "ok":
-            table.add_row("-", name, f"skipped: {fam.reason}", "", counts, f"{fam.train_seconds:.1f}")
+            table.add_row("-", name, f"skipped: {fam.reason}", "", counts, fam.train_seconds_text)
             continue
         table.add_row(str(rank), name, f"{task.show(fam.cv_score_mean)} ± {fam.cv_score_sd:.4f}",
-                      task.show(holdout.get(name)), counts, f"{fam.train_seconds:.1f}")
+                      task.show(holdout.get(name)), counts, fam.train_seconds_text)
     if record.prior_score is not None:
         table.add_row("", f"prior ({task.prior_name})", "", f"{record.prior_score:.4f}", "", "")
     return table

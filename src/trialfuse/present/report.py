@@ -104,7 +104,7 @@ def _comparison(page: Page, record: RunRecord) -> None:
         folds = [shown(s) for s in fam.cv_score_folds] or [np.nan]
         rows.append([name, fam.status, shown(fam.cv_score_mean), fam.cv_score_sd, float(np.min(folds)),
                      float(np.max(folds)), shown(holdout.get(name)),
-                     fam.trials_complete, fam.trials_pruned, fam.trials_failed, f"{fam.train_seconds:.1f}"])
+                     fam.trials_complete, fam.trials_pruned, fam.trials_failed, fam.train_seconds_text])
     parts.append(table(["family", "status", f"CV {label} mean", "fold sd", "fold min", "fold max", f"holdout {label}",
                          "complete", "pruned", "failed", "train seconds"], rows))
     page.section("comparison", "Family comparison", parts)
