@@ -105,3 +105,19 @@ def test_two_columns_of_one_name_are_refused():
                           "when.month": rng.normal(size=30), "y": rng.normal(size=30)})
     with pytest.raises(UserError, match="'when.month' appear twice beside a date column's parts"):
         load_table(clash, "y")
+
+
+def test_dates_that_new_rows_spell_otherwise_are_counted_and_said():
+    """A predict table's date column with another spelling ("01/02/2020") or a typo: those values
+    are missing in every part, and predict says how many, as it does for unseen categories."""
+    from trialfuse.predict import read_as_trained
+
+    frame = frame_with_dates()
+    table = load_table(frame, "y")
+    meta = {"target": "y", "feature_names": table.feature_names, "categories": table.categories,
+            "dates": table.dates}
+    rows = frame.drop(columns="y").head(4).assign(noted=["2020-01-01", "01/02/2020", "soon", None])
+    said: list[str] = []
+    _, X = read_as_trained(rows, meta, said.append)
+    assert said == ["column 'noted': 2 value(s) not read as dates, treated as missing"]
+    assert np.isnan(X[1:, table.feature_names.index("noted.month")]).all()

@@ -41,6 +41,11 @@ def is_date(column: pd.Series) -> bool:
     return bool(_parsed(present.iloc[:SAMPLE]).notna().all() and _parsed(present).notna().all())
 
 
+def unreadable(column: pd.Series) -> int:
+    """How many of the column's values are there but read as no date (missing in every part)."""
+    return int((_parsed(column).isna() & column.notna()).sum())
+
+
 def part_names(column: str) -> list[str]:
     """The features a date column becomes, in order: the day count (the column's own name), then
     `column.year` and the other PARTS."""
