@@ -227,7 +227,7 @@ def run_trialfuse(path: Path, target: str, budget: float, out: Path, extra: list
         classes = results["task"]["classes"]
         table = pd.read_csv(path)
         probabilities = holdout_predictions(out, path, classes)
-        return {**class_scores(table[target].to_numpy()[holdout], probabilities, classes),
+        return {**class_scores(table[target].to_numpy()[holdout], probabilities, classes), "_rows": probabilities,
                 "wall_seconds": round(wall, 1), "winner": results["winner"], "trials_complete": families,
                 "ensemble_members": len(ensemble.get("members", []))}
     return {"holdout_score": results["holdout_score"], "wall_seconds": round(wall, 1), "winner": results["winner"],
@@ -308,18 +308,15 @@ def run_autogluon(python: str, path: Path, target: str, budget: float, holdout_r
     return found
 
 
-def compare_rows(path: Path, target: str, out: Path, holdout: list[int], found: dict, classes: bool) -> dict:
-    """`paired` for one AutoGluon call against the trialfuse run in `out` (its rows in AutoGluon's
-    class order); the call's own predictions are dropped from what is saved."""
+def compare_rows(y: np.ndarray, ours: np.ndarray, ours_classes: list | None, found: dict) -> dict:
+    """`paired` for one AutoGluon call against trialfuse's holdout predictions `ours` (class
+    probabilities in `ours_classes` order, put in AutoGluon's); the call's own predictions are
+    dropped from what is saved."""
     theirs, names = found.pop("_rows")
-    y = pd.read_csv(path)[target].to_numpy()[holdout]
-    if classes:
-        y = y.astype(str)
-        ours_classes = json.loads((out / "results.json").read_text())["task"]["classes"]
-        ours = holdout_predictions(out, path, ours_classes)[:, [list(map(str, ours_classes)).index(c) for c in names]]
-    else:
-        ours = holdout_predictions(out, path, None)
-    return paired(y, ours, theirs, names if classes else None)
+    if ours_classes is None:
+        return paired(y, ours, theirs, None)
+    order = [list(map(str, ours_classes)).index(c) for c in names]
+    return paired(y.astype(str), ours[:, order], theirs, names)
 
 
 def main() -> None:
@@ -341,6 +338,7 @@ def main() -> None:
         for budget in (float(b) for b in args.budgets.split(",")):
             out = work / f"{name}-{budget:g}"
             ours = run_trialfuse(path, target, budget, out, args.trialfuse_args.split())
+            ours_rows = ours.pop("_rows", None)  # classes: its holdout probabilities, predicted once
             holdout = json.loads((out / "holdout_indices.json").read_text())["holdout_rows"]
             classes = name in CLASSES
             row = {"table": name, "budget_seconds": budget, "trialfuse": ours, "trialfuse_args": args.trialfuse_args}
@@ -349,9 +347,13 @@ def main() -> None:
             if args.autogluon_python:
                 calls = [run_autogluon(args.autogluon_python, path, target, budget, holdout, classes)
                          for _ in range(max(1, args.autogluon_calls))]
+                ours_classes = json.loads((out / "results.json").read_text())["task"]["classes"] if classes else None
+                if ours_rows is None:
+                    ours_rows = holdout_predictions(out, path, None)
+                y = pd.read_csv(path)[target].to_numpy()[holdout]
                 for call in calls:
                     if "_rows" in call:
-                        call["paired"] = compare_rows(path, target, out, holdout, call, classes)
+                        call["paired"] = compare_rows(y, ours_rows, ours_classes, call)
                 row["autogluon"] = calls[0]
                 if len(calls) > 1:
                     row["autogluon_calls"] = calls

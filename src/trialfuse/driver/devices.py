@@ -58,8 +58,9 @@ def torch_has_cuda() -> bool:
 
 def idle_gpus_note(spec: str) -> str | None:
     """One line for the run's output where `--devices auto` leaves a machine's GPUs unused
-    because torch here has no CUDA; None otherwise."""
-    if spec.strip().lower() != "auto" or not detect_gpus() or torch_has_cuda():
+    because torch here has no CUDA; None otherwise. nvidia-smi, asked twice already at start-up,
+    is asked again only where torch is a CPU build."""
+    if spec.strip().lower() != "auto" or torch_has_cuda() or not detect_gpus():
         return None
     return ("GPUs found (nvidia-smi) but torch here is a CPU build: training on the CPU "
             "(install a CUDA build of torch to use them)")
