@@ -162,7 +162,7 @@ def test_a_rerun_that_would_change_the_search_is_refused_before_anything_trains(
         lines = err.strip().splitlines()
         assert len(lines) == 1 and expected in lines[0] and "new --out" in lines[0], err
     code, _, err = run_main("run", other, *args[2:], "--trials", "3")
-    assert code == 2 and "another table" in err, err
+    assert code == 2 and "another table" in err and "how this version of trialfuse encodes them" in err, err
     assert (out / "holdout_indices.json").read_bytes() == holdout
     assert len(trials_all(out / "study.journal")) == 2  # nothing was asked or trained
     again = cli(*args, "--trials", "3")

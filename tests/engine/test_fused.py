@@ -483,14 +483,14 @@ def test_fused_equals_serial_for_classes_in_float64(table, bands, class_weight, 
 
 def test_fused_equals_serial_in_slices_of_rows_with_category_levels_in_float64(table, tmp_path):
     """Steps on slices of rows (`batch_size`): every model of a fold size takes the same slices in
-    the same order (mlp.batch_order), so fused and one at a time still train the same, dropout
-    and a category column read as levels included; a batch is cut by slice size, and a kept
-    model serves raw codes as it scored."""
+    the same order (mlp.batch_order), so fused and one at a time still train the same, dropout,
+    a category column read as levels and a long-tailed column's log included; a batch is cut by
+    slice size, and a kept model serves raw rows as it scored."""
     X, y, folds = table
     rng = np.random.default_rng(1)
     codes = rng.integers(0, 6, len(y)).astype(np.float64)
     codes[::17] = np.nan
-    X = np.column_stack([X, codes])
+    X = np.column_stack([np.exp(1.5 * X[:, 0]), X, codes])  # a long tail (its log is X[:, 0] again)
     y = y + np.array([0.0, 3.0, -2.0, 1.0, 0.5, -1.0])[np.nan_to_num(codes).astype(int)] * np.isfinite(codes)
     sliced = [{**c, "batch_size": size, "dropout": rate}
               for c, size, rate in zip(MIXED, (128, 128, 256, 0), (0.1, 0.0, 0.2, 0.1), strict=True)]
@@ -510,7 +510,8 @@ def test_fused_equals_serial_in_slices_of_rows_with_category_levels_in_float64(t
                        categorical=[X.shape[1] - 1])[0]
     assert whole.rounds_run != serial[0].rounds_run or abs(whole.r2 - serial[0].r2) > 1e-6  # slices change training
     fold_data = [fused_train.prepare_fold(X, y, *folds[0], categorical=[X.shape[1] - 1])]
-    assert fold_data[0].x_train.shape[1] == X.shape[1] - 1 + 6  # the code column became its six levels
+    assert fold_data[0].coding.logged.tolist() == [0]
+    assert fold_data[0].x_train.shape[1] == X.shape[1] + 1 - 1 + 6  # the tail's log; the codes their six levels
     jobs = [fused_train.Job(mlp.with_defaults(c), 0, 3 + k, key=k, keep=True) for k, c in enumerate(sliced[:2])]
     for result in fused_train.run_jobs(jobs, fold_data, fuse=Fuse("on"), dtype=torch.float64):
         served = mlp.load(tmp_path / mlp.keep(result.model, tmp_path))

@@ -15,6 +15,7 @@ from trialfuse.transport.placement import (
     Slot,
     accepts,
     device_for,
+    gpus_without_cuda_note,
     nn_models_fit,
     window,
 )
@@ -45,6 +46,20 @@ def test_tree_families_search_on_the_gpu_only_for_large_tables_and_where_built()
 def test_with_no_cpu_worker_the_gpu_workers_take_everything():
     for family in ("nn", "xgboost", "lightgbm", "catboost", "hgb"):
         assert device_for(family, [GPU], [{}], SMALL) == "gpu"
+
+
+def test_gpu_workers_whose_torch_found_no_gpu_are_named_in_one_line():
+    from types import SimpleNamespace as Worker
+
+    node = "a1b2c3d4" + "e" * 48
+    seeing = Worker(slot=Slot("gpu", "0", node=node), ready={"device": "cuda:0"})
+    blind = Worker(slot=Slot("gpu", "1", node=node), ready={"device": "cpu"})
+    cpu = Worker(slot=CPU, ready={"device": "cpu"})
+    unstarted = Worker(slot=GPU, ready={})  # no ready line yet: nothing known about it
+    assert gpus_without_cuda_note([seeing, cpu, unstarted]) is None
+    note = gpus_without_cuda_note([seeing, blind, cpu])
+    assert note.startswith("1 GPU worker on Ray node a1b2c3d4 found no GPU through torch")
+    assert gpus_without_cuda_note([Worker(slot=GPU, ready={"device": "cpu"})] * 2).startswith("2 GPU workers found")
 
 
 def test_windows_follow_the_workers_that_take_the_family():

@@ -93,6 +93,10 @@ def test_a_run_on_ray_gives_the_same_trials_and_scores_as_on_local_processes(tmp
     assert on_ray["holdout_score"] == pytest.approx(local["holdout_score"], abs=1e-6)
     tasks = json.loads((tmp_path / "ray" / "timeline.json").read_text())["tasks"]
     assert {t["device"].split(" on node ")[0] for t in tasks} <= {"cuda:0", "cuda:1"}  # which node ran what
+    # Ray's GPUs here are declared, and torch is a CPU build: the run says where its GPU work really ran
+    blind = [w for w in on_ray["warnings"] if "found no GPU through torch" in w]
+    assert len(blind) == 1 and blind[0].startswith("2 GPU workers on Ray node ")
+    assert not any("found no GPU" in w for w in local["warnings"])
 
 
 def test_an_actor_killed_mid_task_is_started_again_and_its_task_sent_once_more(tmp_path):

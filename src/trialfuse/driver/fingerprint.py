@@ -20,10 +20,13 @@ from trialfuse.errors import UserError
 from trialfuse.task import NUMBERS, Task
 
 ATTR = "fingerprint"
-SPACE_VERSION = 4  # raise when a family's search space or its parameters' meaning changes
+SPACE_VERSION = 5  # raise when a family's search space or its parameters' meaning changes
 
 
 UNSTAMPED = {"task": "regression/r2/none"}  # what a study stamped before a key existed searched
+# the table's key is a hash of its encoded rows: the same file encoded by another version (one
+# that reads a date column as features, say) differs too, and the line says so
+WHY = {"table": ": its rows differ, or how this version of trialfuse encodes them"}
 
 
 def of_run(X: np.ndarray, y: np.ndarray, feature_names: list[str], target: str, seed: int, holdout: float,
@@ -49,8 +52,8 @@ def check_resume(storage: optuna.storages.BaseStorage, families: list[str], fing
         if saved is None:
             raise UserError(f"{where} holds {summary.study_name} trials without a fingerprint (an older trialfuse): "
                             "they cannot be checked against this run; use a new --out or --storage")
-        differ = [f"{key} {saved.get(key, UNSTAMPED.get(key))!r} (now {value!r})" for key, value in fingerprint.items()
-                  if saved.get(key, UNSTAMPED.get(key)) != value]
+        differ = [f"{key} {saved.get(key, UNSTAMPED.get(key))!r} (now {value!r}{WHY.get(key, '')})"
+                  for key, value in fingerprint.items() if saved.get(key, UNSTAMPED.get(key)) != value]
         if differ:
             raise UserError(f"{where} holds a {summary.study_name} search made with another "
                             f"{', '.join(differ)}: rerun with the same options to continue it, "

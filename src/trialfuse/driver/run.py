@@ -31,6 +31,7 @@ from trialfuse.driver.table import load_table
 from trialfuse.driver.trial_records import FamilyResult
 from trialfuse.seeds import model_seed
 from trialfuse.task import Task
+from trialfuse.transport.placement import gpus_without_cuda_note
 from trialfuse.transport.process_pool import WorkerPool
 
 
@@ -137,6 +138,9 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
                                out_of_fold=out_of_fold, portfolio=opts.portfolio, task=table.task)
         for result in families.values():
             reporter.family_finished(result)
+        if note := gpus_without_cuda_note(pool.live_workers()):
+            reporter.stage(note)
+            unused.append(note)
         ranking = sorted((f for f in families.values() if f.status == "ok"), key=lambda f: -f.cv_score_mean)
         if not ranking:
             reasons = "; ".join(f"{f.family}: {f.reason}" for f in families.values())

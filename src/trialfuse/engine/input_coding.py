@@ -1,7 +1,8 @@
 """What the NN reads of a row of raw features (`InputCoding`), fit on a fold's training rows
-only, never on its validation rows: numbers imputed with their mean and standardized, a 0/1
-"missing" input beside a number column with missing training values, and category columns
-(the table's codes) as one 0/1 input per frequent level. `code_inputs` is its one definition,
+only, never on its validation rows: numbers imputed with their mean and standardized, beside a
+skewed number its signed log as a second input, a 0/1 "missing" input beside a number column
+with missing training values, and category columns (the table's codes) as one 0/1 input per
+frequent level. `code_inputs` is its one definition,
 in torch: training codes its rows with it, and the saved model (mlp.ScaledMLP, exported) runs
 the same ops on a raw row.
 """
@@ -16,6 +17,7 @@ import torch
 
 MIN_LEVEL_ROWS = 10  # a category level gets an input of its own where this many training rows hold it
 MAX_LEVELS = 64  # inputs per category column at most: its most frequent levels
+SKEWED = 1.0  # skewness of a number column's training values from which its log is an input too
 
 
 @dataclass(frozen=True)
@@ -24,23 +26,31 @@ class InputCoding:
     mean and standardized, and for a number column with missing training values a 0/1 input
     "missing" beside it; each category column (the table's codes) as one 0/1 input per level
     that MIN_LEVEL_ROWS training rows hold, its MAX_LEVELS most frequent (a rarer, unseen or
-    missing level reads as all zeros; a column with no such level stays a number).
+    missing level reads as all zeros; a column with no such level stays a number); and beside
+    a skewed number column (`log_scale_of`) its signed log, imputed and standardized alike.
     Codes read as numbers order the levels by their text, which means nothing to a network; one
     input per level, and the "missing" inputs, each raised its CV score on the public tables
-    (bench/results/HISTORY.md, "Figures that lived in code comments")."""
+    (bench/results/HISTORY.md, "Figures that lived in code comments"). A long tail (votes, a
+    budget) standardized leaves most rows in a sliver of the input's range, which a network fits
+    poorly; read through a log alone, a number the target follows linearly (a departure delay)
+    is fitted worse: with both inputs the network has each (HISTORY.md, "Skewed inputs")."""
 
-    x_mean: np.ndarray  # [F] every column's training mean and std (category columns' unused)
-    x_std: np.ndarray
-    numeric: np.ndarray  # int [F_numbers]: the columns read as numbers, in order
+    x_mean: np.ndarray  # [F + G] every column's training mean and std (category columns' unused),
+    x_std: np.ndarray  # then each logged column's log's
+    numeric: np.ndarray  # int [F_numbers + G]: the columns read as numbers, in order, then F .. F + G - 1
     missing: np.ndarray  # int [M]: the number columns with a "missing" input, in order
     level_columns: np.ndarray  # int [L]: the column of each level input
     level_codes: np.ndarray  # [L]: its code
+    logged: np.ndarray  # int [G]: the number columns whose signed log is an input too
+    log_scale: np.ndarray  # [G]: each one's s in sign(x) log1p(|x| / s)
 
     @classmethod
     def of(cls, X: np.ndarray, categorical: Sequence[int] = ()) -> InputCoding:
         """The coding fit on training rows X."""
-        x_mean, x_std = column_stats(X)
         categorical = set(categorical)
+        scales = {c: s for c in range(X.shape[1]) if c not in categorical and (s := log_scale_of(X[:, c])) > 0}
+        logged, log_scale = np.array(list(scales), dtype=np.int64), np.array(list(scales.values()), dtype=np.float64)
+        x_mean, x_std = column_stats(with_logs(*(torch.as_tensor(a) for a in (X, logged, log_scale))).numpy())
         columns, codes, numeric = [], [], []
         for c in range(X.shape[1]):
             levels = _frequent_levels(X[:, c]) if c in categorical else []
@@ -49,8 +59,9 @@ class InputCoding:
             columns += [c] * len(levels)
             codes += levels
         missing = [c for c in numeric if np.isnan(X[:, c]).any()]
+        numeric += range(X.shape[1], X.shape[1] + len(logged))
         return cls(x_mean, x_std, *(np.array(a, dtype=np.int64) for a in (numeric, missing, columns)),
-                   np.array(codes, dtype=np.float64))
+                   np.array(codes, dtype=np.float64), logged, log_scale)
 
     @property
     def width(self) -> int:
@@ -59,29 +70,61 @@ class InputCoding:
 
     @property
     def plain(self) -> bool:
-        """Every column a number, none missing in training: the inputs are the standardized columns."""
+        """Every column a number, none missing in training: the inputs are the standardized columns
+        (and logs)."""
         return not len(self.missing) and not len(self.level_codes)
 
     def apply(self, X: np.ndarray) -> np.ndarray:
         """[N, width]: numbers, "missing" inputs, level inputs, by `code_inputs` (what `ScaledMLP`
         runs on a raw row)."""
-        parts = (X, self.x_mean, self.x_std, self.numeric, self.missing, self.level_columns, self.level_codes)
+        parts = (X, self.x_mean, self.x_std, self.numeric, self.missing, self.level_columns, self.level_codes,
+                 self.logged, self.log_scale)
         return code_inputs(*(torch.as_tensor(np.asarray(a)) for a in parts), coded=not self.plain).numpy()
 
 
 def code_inputs(x: torch.Tensor, x_mean: torch.Tensor, x_std: torch.Tensor, numeric: torch.Tensor,
                 missing: torch.Tensor, level_columns: torch.Tensor, level_codes: torch.Tensor,
-                coded: bool = True) -> torch.Tensor:
+                logged: torch.Tensor, log_scale: torch.Tensor, coded: bool = True) -> torch.Tensor:
     """Raw rows x [N, F] as the network reads them [N, width] (InputCoding's parts): each number
-    imputed with its mean and standardized, a 0/1 "missing" input per `missing` column, one 0/1
-    input per level (NaN matches none); with `coded` False the standardized columns alone. One
-    definition in torch, so training (InputCoding.apply) and the exported model (ScaledMLP) read
-    a row alike."""
-    z = (torch.where(torch.isnan(x), x_mean, x) - x_mean) / x_std
+    and each `logged` column's log imputed with its mean and standardized, a 0/1 "missing" input
+    per `missing` column, one 0/1 input per level (NaN matches none); with `coded` False the
+    standardized columns and logs alone. One definition in torch, so training (InputCoding.apply)
+    and the exported model (ScaledMLP) read a row alike."""
+    x_logs = with_logs(x, logged, log_scale)
+    z = (torch.where(torch.isnan(x_logs), x_mean, x_logs) - x_mean) / x_std
     if not coded:
         return z
     return torch.cat([z[:, numeric], torch.isnan(x[:, missing]).to(z.dtype),
                       (x[:, level_columns] == level_codes).to(z.dtype)], dim=1)
+
+
+def with_logs(x: torch.Tensor, logged: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+    """x [N, F] and after it each `logged` column's sign(x) log1p(|x| / s) [N, G] (NaN stays NaN)."""
+    part = x[:, logged]
+    return torch.cat([x, torch.sign(part) * torch.log1p(torch.abs(part) / log_scale)], dim=1)
+
+
+def log_scale_of(column: np.ndarray) -> float:
+    """The scale s (the median nonzero value) where a number column's training values are none
+    negative (a count, an amount, a duration) and skewed (skewness at least SKEWED), and
+    log1p(x / s) is less so; 0 (no log) otherwise. A column with negative values keeps its one
+    input: where half of them were below zero (the reference table's f44 and f48), a signed log
+    bent both sides and the network's CV R² fell (HISTORY.md, "Skewed inputs")."""
+    values = column[~np.isnan(column)]
+    nonzero = values[values != 0]
+    if not len(nonzero) or values.min() < 0 or len(np.unique(values)) < 3:
+        return 0.0
+    before = _skewness(values)
+    if not before >= SKEWED:
+        return 0.0
+    scale = float(np.median(nonzero))
+    return scale if abs(_skewness(np.log1p(values / scale))) < before else 0.0
+
+
+def _skewness(values: np.ndarray) -> float:
+    centred = values - values.mean()
+    spread = np.sqrt(np.mean(centred ** 2))
+    return float(np.mean(centred ** 3) / spread ** 3) if spread > 0 else 0.0
 
 
 def _frequent_levels(column: np.ndarray) -> list[float]:

@@ -110,3 +110,18 @@ def first_choice(slot: Slot) -> GpuUse | None:
     """The families a worker serves before any other waiting work: on a GPU worker, those
     only a GPU worker takes (the NN)."""
     return GpuUse.ONLY if slot.kind == "gpu" else None
+
+
+def gpus_without_cuda_note(workers) -> str | None:
+    """One line where GPU workers started but their torch found no GPU, None otherwise: a Ray
+    node that declares GPUs with a CPU build of torch (locally `--devices` refuses that before
+    anything starts). What was placed on them trained on the CPU, one thread each. `workers`:
+    the pool's (`contracts.Worker`: a slot and its ready line)."""
+    blind = [w for w in workers if w.slot.kind == "gpu" and w.ready
+             and not str(w.ready.get("device", "")).startswith("cuda")]
+    if not blind:
+        return None
+    nodes = sorted({w.slot.node[:8] for w in blind if w.slot.node})
+    where = f" on Ray node{'s' * (len(nodes) > 1)} {', '.join(nodes)}" if nodes else ""
+    return (f"{len(blind)} GPU worker{'s' * (len(blind) > 1)}{where} found no GPU through torch (a CPU build "
+            "of torch, or the GPU not visible there): the work placed on them trained on one CPU thread each")

@@ -172,18 +172,20 @@ class ScaledMLP(nn.Module):
         self.head = head
         self.coded = not coding.plain  # any "missing" or level inputs (else the inputs are the columns)
         # float64 here; .to(dtype) gives the model's precision (the index buffers stay integers)
-        self.register_buffer("x_mean", torch.as_tensor(coding.x_mean, dtype=torch.float64))  # [F]
-        self.register_buffer("x_std", torch.as_tensor(coding.x_std, dtype=torch.float64))  # [F]
+        self.register_buffer("x_mean", torch.as_tensor(coding.x_mean, dtype=torch.float64))  # [F + G]
+        self.register_buffer("x_std", torch.as_tensor(coding.x_std, dtype=torch.float64))  # [F + G]
         self.register_buffer("numeric", torch.as_tensor(coding.numeric, dtype=torch.int64))
         self.register_buffer("missing", torch.as_tensor(coding.missing, dtype=torch.int64))
         self.register_buffer("level_columns", torch.as_tensor(coding.level_columns, dtype=torch.int64))
         self.register_buffer("level_codes", torch.as_tensor(coding.level_codes, dtype=torch.float64))
+        self.register_buffer("logged", torch.as_tensor(coding.logged, dtype=torch.int64))
+        self.register_buffer("log_scale", torch.as_tensor(coding.log_scale, dtype=torch.float64))
         self.register_buffer("y_mean", torch.tensor(float(y_mean), dtype=torch.float64))
         self.register_buffer("y_std", torch.tensor(float(y_std), dtype=torch.float64))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, F] raw -> [N] or [N, K]
         z = code_inputs(x, self.x_mean, self.x_std, self.numeric, self.missing, self.level_columns, self.level_codes,
-                        self.coded)
+                        self.logged, self.log_scale, self.coded)
         return self.head.in_units(self.net(z), self.y_mean, self.y_std)
 
 
@@ -286,7 +288,8 @@ def predict(model: nn.Module, X: np.ndarray) -> np.ndarray:
 def save(model: ScaledMLP, directory, name: str = "model.pt2") -> str:
     """Write a torch.export program: `torch.export.load(path).module()(x)` needs only torch."""
     model = copy.deepcopy(model).cpu().eval().requires_grad_(False)  # outputs convert with .numpy()
-    example = model.x_mean.unsqueeze(0).repeat(4, 1)
+    features = model.x_mean.numel() - model.logged.numel()  # raw columns: the stats cover their logs too
+    example = model.x_mean[:features].unsqueeze(0).repeat(4, 1)
     program = torch.export.export(model, (example,), dynamic_shapes={"x": {0: torch.export.Dim.DYNAMIC}})
     torch.export.save(program, str(Path(directory) / name))
     return name
@@ -326,9 +329,11 @@ def _from_kept(path) -> ScaledMLP:
     state = kept["state"]
     net = MLP(kept["n_features"], kept["hidden_layers"], 0.0, kept["leaky"], outputs=head.outputs)
     none = torch.zeros(0, dtype=torch.int64)  # a model kept before the coding: every column a number
+    state = {"logged": none, "log_scale": state["x_mean"][:0], **state}  # kept before the logs: none
     coding = InputCoding(*(state[k].numpy() for k in ("x_mean", "x_std")),
                          state.get("numeric", torch.arange(state["x_mean"].numel())).numpy(),
-                         *(state.get(k, none).numpy() for k in ("missing", "level_columns", "level_codes")))
+                         *(state.get(k, none).numpy() for k in ("missing", "level_columns", "level_codes")),
+                         state["logged"].numpy(), state["log_scale"].numpy())
     model = ScaledMLP(net, coding, 0.0, 1.0, head)
     model = model.to(state["x_mean"].dtype)  # the precision it was trained in
     model.load_state_dict(state, strict="numeric" in state)  # one kept before the coding lacks its buffers
