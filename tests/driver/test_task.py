@@ -141,6 +141,10 @@ def test_a_rerun_with_another_task_or_metric_is_refused_and_an_older_stamp_reads
     with pytest.raises(UserError, match="another task"):
         fingerprint.check_resume(older, ["xgboost"], fingerprint.of_run(X, y, ["a", "b"], "t", 0, 0.2, 3, binary),
                                  "here")
+    previous = optuna.storages.InMemoryStorage()  # a search stamped by a version with another search space
+    fingerprint.stamp(previous, ["xgboost"], {**stamped, "space": fingerprint.SPACE_VERSION - 1})
+    with pytest.raises(UserError, match="another space .*no option brings the old back"):
+        fingerprint.check_resume(previous, ["xgboost"], stamped, "here")
 
 
 def test_a_reporter_written_before_tasks_gets_the_task_line_as_a_stage(tmp_path):

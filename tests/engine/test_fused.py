@@ -481,6 +481,28 @@ def test_fused_equals_serial_for_classes_in_float64(table, bands, class_weight, 
                                    result.predictions_val, atol=1e-6)
 
 
+def test_folds_whose_codings_differ_in_width_train_fused_as_one_at_a_time(table):
+    """Each fold codes its own training rows: a long tail with one value below zero is logged only
+    in the folds whose training rows miss that value, and a column with one gap has a "missing"
+    input only where training rows hold the gap. Folds of one size then differ in inputs, and
+    must not share a stacked batch (before: torch.stack of unequal widths failed every job)."""
+    X, y, folds = table
+    tail = np.exp(1.5 * X[:, 0])
+    gap = X[:, 1].copy()
+    tail[folds[1][1][0]] = -1.0  # in fold 1's validation rows: fold 1 logs the tail, fold 2 does not
+    gap[folds[2][1][0]] = np.nan  # in fold 2's validation rows: fold 1 trains on the gap, fold 2 does not
+    X = np.column_stack([tail, gap, X[:, 2:]])
+    widths = [fused_train.prepare_fold(X, y, *f).x_train.shape[1] for f in folds]
+    assert widths[1] == widths[2] + 2  # folds 1 and 2 have 601 training rows each: one group before
+    configs = [{**c, "batch_size": 0} for c in MIXED[:2]]
+    fused = train_many(configs, X, y, folds, fuse="on", dtype=torch.float64)
+    serial = train_many(configs, X, y, folds, fuse="off", dtype=torch.float64)
+    for f, s in zip(fused, serial, strict=True):
+        assert not isinstance(f, FoldFailed), f
+        assert (f.rounds_run, f.best_rounds) == (s.rounds_run, s.best_rounds)
+        np.testing.assert_allclose(f.predictions_val, s.predictions_val, rtol=0, atol=1e-6)
+
+
 def test_fused_equals_serial_in_slices_of_rows_with_category_levels_in_float64(table, tmp_path):
     """Steps on slices of rows (`batch_size`): every model of a fold size takes the same slices in
     the same order (mlp.batch_order), so fused and one at a time still train the same, dropout,

@@ -60,6 +60,8 @@ def test_gpu_workers_whose_torch_found_no_gpu_are_named_in_one_line():
     note = gpus_without_cuda_note([seeing, blind, cpu])
     assert note.startswith("1 GPU worker on Ray node a1b2c3d4 found no GPU through torch")
     assert gpus_without_cuda_note([Worker(slot=GPU, ready={"device": "cpu"})] * 2).startswith("2 GPU workers found")
+    moved = Worker(slot=Slot("gpu", "0", node=node), ready={"device": "cpu", "node": "f9e8d7c6" + "0" * 48})
+    assert " on Ray node f9e8d7c6 found" in gpus_without_cuda_note([moved])  # where the actor ran (affinity is soft)
 
 
 def test_windows_follow_the_workers_that_take_the_family():

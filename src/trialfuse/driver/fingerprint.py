@@ -25,8 +25,10 @@ SPACE_VERSION = 5  # raise when a family's search space or its parameters' meani
 
 UNSTAMPED = {"task": "regression/r2/none"}  # what a study stamped before a key existed searched
 # the table's key is a hash of its encoded rows: the same file encoded by another version (one
-# that reads a date column as features, say) differs too, and the line says so
-WHY = {"table": ": its rows differ, or how this version of trialfuse encodes them"}
+# that reads a date column as features, say) differs too; a search space of another version
+# cannot be continued at all: the line says so
+WHY = {"table": ": its rows differ, or how this version of trialfuse encodes them",
+       "space": ": this version searches or codes them differently, and no option brings the old back"}
 
 
 def of_run(X: np.ndarray, y: np.ndarray, feature_names: list[str], target: str, seed: int, holdout: float,

@@ -118,6 +118,8 @@ def log_scale_of(column: np.ndarray) -> float:
     if not before >= SKEWED:
         return 0.0
     scale = float(np.median(nonzero))
+    if not np.isfinite(np.float32(values.max() / scale)) or np.float32(scale) == 0:  # a model may run in float32
+        return 0.0
     return scale if abs(_skewness(np.log1p(values / scale))) < before else 0.0
 
 

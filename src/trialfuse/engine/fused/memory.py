@@ -27,7 +27,7 @@ def memory_cap(jobs: list[Job], fold_data, dev: torch.device, dtype) -> int:
     itemsize = torch.empty((), dtype=dtype).element_size()
     n_train = max(len(f.y_train) for f in fold_data)
     n_val = max(len(f.y_val) for f in fold_data)
-    n_features = fold_data[0].x_train.shape[1]
+    n_features = fold_data[jobs[0].fold].x_train.shape[1]  # the group's inputs (one width per group)
     widths = stack_widths([j.params["hidden_layers"] for j in jobs])
     n_params = sum(a * b for a, b in zip([n_features, *widths], [*widths, 1], strict=True))
     # inputs + ~8 activation-sized tensors per layer kept for backward + params, grads, moments, best copy

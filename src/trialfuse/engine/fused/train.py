@@ -121,12 +121,16 @@ def run_jobs(jobs: list[Job], fold_data: list[FoldData], *, device: str = "cpu",
     chosen = Precision.parse(precision or fuse.precision).resolve(dev, dtype)
     block = None  # the hidden layers' code, chosen (and compiled) once a group trains stacked
     results: dict[int, FoldResult | FoldFailed] = {}
-    groups: dict[tuple[int, int, int], list[Job]] = {}  # what one stacked model holds: depth, slices, rows
+    # what one stacked model holds: depth, slices, rows and inputs (each fold codes its own: a
+    # column with a gap or a log in one fold's training rows and not another's adds inputs there)
+    groups: dict[tuple[int, int, int, int], list[Job]] = {}
     for job in jobs:
-        n_train = len(fold_data[job.fold].y_train)
-        key = (depth_group(job, batching), mlp.slice_rows(n_train, int(job.params["batch_size"])), n_train)
+        fold = fold_data[job.fold]
+        n_train = len(fold.y_train)
+        key = (depth_group(job, batching), mlp.slice_rows(n_train, int(job.params["batch_size"])), n_train,
+               fold.x_train.shape[1])
         groups.setdefault(key, []).append(job)
-    for (_, _, n_train), group in groups.items():
+    for (_, _, n_train, _), group in groups.items():
         stacked = fuse.mode == "on" or (fuse.mode == "auto" and dev.type == "cuda" and len(group) > 1)
         if not stacked:
             for job in group:
@@ -253,7 +257,7 @@ class FusedState:
 
 def _initial_state(jobs: list[Job], fold_data: list[FoldData], dev: torch.device, dtype) -> FusedState:
     """Every model from its seed's weights (as `mlp.new_net` builds them alone), on its own fold."""
-    n_features = fold_data[0].x_train.shape[1]
+    n_features = fold_data[jobs[0].fold].x_train.shape[1]  # the batch's folds' (run_jobs groups by it)
     heads = {fold_data[j.fold].head for j in jobs}
     if len(heads) != 1:
         raise ValueError("a fused batch trains one task: its folds' targets differ")
