@@ -1,6 +1,6 @@
 """What the NN reads of a row of raw features (`InputCoding`), fit on a fold's training rows
 only, never on its validation rows: numbers imputed with their mean and standardized, beside a
-skewed number its signed log as a second input, a 0/1 "missing" input beside a number column
+long-tailed number none negative its log as a second input, a 0/1 "missing" input beside a number column
 with missing training values, and category columns (the table's codes) as one 0/1 input per
 frequent level. `code_inputs` is its one definition,
 in torch: training codes its rows with it, and the saved model (mlp.ScaledMLP, exported) runs
@@ -27,7 +27,7 @@ class InputCoding:
     "missing" beside it; each category column (the table's codes) as one 0/1 input per level
     that MIN_LEVEL_ROWS training rows hold, its MAX_LEVELS most frequent (a rarer, unseen or
     missing level reads as all zeros; a column with no such level stays a number); and beside
-    a skewed number column (`log_scale_of`) its signed log, imputed and standardized alike.
+    a long-tailed number column none negative (`log_scale_of`) its log, imputed and standardized alike.
     Codes read as numbers order the levels by their text, which means nothing to a network; one
     input per level, and the "missing" inputs, each raised its CV score on the public tables
     (bench/results/HISTORY.md, "Figures that lived in code comments"). A long tail (votes, a
@@ -41,8 +41,8 @@ class InputCoding:
     missing: np.ndarray  # int [M]: the number columns with a "missing" input, in order
     level_columns: np.ndarray  # int [L]: the column of each level input
     level_codes: np.ndarray  # [L]: its code
-    logged: np.ndarray  # int [G]: the number columns whose signed log is an input too
-    log_scale: np.ndarray  # [G]: each one's s in sign(x) log1p(|x| / s)
+    logged: np.ndarray  # int [G]: the number columns whose log is an input too
+    log_scale: np.ndarray  # [G]: each one's s in log1p(x / s)
 
     @classmethod
     def of(cls, X: np.ndarray, categorical: Sequence[int] = ()) -> InputCoding:
@@ -99,7 +99,8 @@ def code_inputs(x: torch.Tensor, x_mean: torch.Tensor, x_std: torch.Tensor, nume
 
 
 def with_logs(x: torch.Tensor, logged: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
-    """x [N, F] and after it each `logged` column's sign(x) log1p(|x| / s) [N, G] (NaN stays NaN)."""
+    """x [N, F] and after it each `logged` column's log1p(x / s) [N, G] (NaN stays NaN); signed,
+    sign(x) log1p(|x| / s), so a value below zero met at predict time reads as a number, not NaN."""
     part = x[:, logged]
     return torch.cat([x, torch.sign(part) * torch.log1p(torch.abs(part) / log_scale)], dim=1)
 
@@ -112,10 +113,10 @@ def log_scale_of(column: np.ndarray) -> float:
     bent both sides and the network's CV R² fell (HISTORY.md, "Skewed inputs")."""
     values = column[~np.isnan(column)]
     nonzero = values[values != 0]
-    if not len(nonzero) or values.min() < 0 or len(np.unique(values)) < 3:
+    if not len(nonzero) or values.min() < 0:
         return 0.0
-    before = _skewness(values)
-    if not before >= SKEWED:
+    before = _skewness(values)  # first: the sort below runs only for the few skewed columns
+    if not before >= SKEWED or len(np.unique(values)) < 3:  # a 0/1 column can be skewed too
         return 0.0
     scale = float(np.median(nonzero))
     if not np.isfinite(np.float32(values.max() / scale)) or np.float32(scale) == 0:  # a model may run in float32

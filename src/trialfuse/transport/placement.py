@@ -121,7 +121,8 @@ def gpus_without_cuda_note(workers) -> str | None:
              and not str(w.ready.get("device", "")).startswith("cuda")]
     if not blind:
         return None
-    nodes = sorted({(w.ready.get("node") or w.slot.node)[:8] for w in blind if w.ready.get("node") or w.slot.node})
+    ran_on = [w.ready.get("node") or w.slot.node for w in blind]  # the ready line's: Ray's affinity is soft
+    nodes = sorted({node[:8] for node in ran_on if node})
     where = f" on Ray node{'s' * (len(nodes) > 1)} {', '.join(nodes)}" if nodes else ""
     return (f"{len(blind)} GPU worker{'s' * (len(blind) > 1)}{where} found no GPU through torch (a CPU build "
             "of torch, or the GPU not visible there): the work placed on them trained on one CPU thread each")
