@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from trialfuse.driver import dates, run_dir
+from trialfuse.driver import run_dir
 from trialfuse.driver.table import encode_features, read_frame
 from trialfuse.engine.saved_model import SavedModel
 from trialfuse.errors import UserError
@@ -51,10 +51,9 @@ def read_as_trained(data: str | Path | pd.DataFrame, meta: dict, on_warning: Cal
         raise UserError(f"table {'(the DataFrame)' if isinstance(data, pd.DataFrame) else data} has no rows")
     unseen: dict[str, int] = {}
     X = encode_features(frame, meta["feature_names"], categories, unseen, meta.get("dates", []))
-    said = [f"column {name!r}: {count} value(s) not seen in training, treated as missing"
+    why = {name: "not read as dates" for name in meta.get("dates", [])}
+    said = [f"column {name!r}: {count} value(s) {why.get(name, 'not seen in training')}, treated as missing"
             for name, count in unseen.items()]
-    said += [f"column {name!r}: {count} value(s) not read as dates, treated as missing"
-             for name in meta.get("dates", []) if (count := dates.unreadable(frame[name]))]
     for line in said:
         if on_warning:
             on_warning(line)

@@ -41,11 +41,6 @@ def is_date(column: pd.Series) -> bool:
     return bool(_parsed(present.iloc[:SAMPLE]).notna().all() and _parsed(present).notna().all())
 
 
-def unreadable(column: pd.Series) -> int:
-    """How many of the column's values are there but read as no date (missing in every part)."""
-    return int((_parsed(column).isna() & column.notna()).sum())
-
-
 def part_names(column: str) -> list[str]:
     """The features a date column becomes, in order: the day count (the column's own name), then
     `column.year` and the other PARTS."""
@@ -63,12 +58,15 @@ def parts(column: pd.Series) -> pd.DataFrame:
     return pd.DataFrame(values, index=column.index)
 
 
-def expand(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """`frame` with each date column in `columns` replaced by its features, where it is present."""
+def expand(frame: pd.DataFrame, columns: list[str], unreadable: dict[str, int] | None = None) -> pd.DataFrame:
+    """`frame` with each date column in `columns` replaced by its features, where it is present;
+    how many values each has that are there but read as no date goes into `unreadable`, if given."""
     for name in columns:
         if name in frame.columns:
             position = frame.columns.get_loc(name)
             derived = parts(frame[name])
+            if unreadable is not None and (count := int((derived[name].isna() & frame[name].notna()).sum())):
+                unreadable[name] = count
             frame = pd.concat([frame.iloc[:, :position], derived, frame.iloc[:, position + 1:]], axis=1)
     return frame
 

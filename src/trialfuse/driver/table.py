@@ -285,7 +285,7 @@ def encode_features(frame: pd.DataFrame, feature_names: list[str], categories: d
                     unseen: dict[str, int] | None = None, dates: list[str] | None = None) -> np.ndarray:
     """Encode a new table exactly as the training table was; unseen categories become NaN
     (counted per column into `unseen`, if given); `dates`, the training table's date columns,
-    become their parts again."""
+    become their parts again (a value read as no date counted into `unseen` under its column)."""
     frame = frame.rename(columns=str)
     derived = {part: column for column in dates or [] for part in date_parts.part_names(column)}
     needed = list(dict.fromkeys(derived.get(n, n) for n in feature_names))  # a date column, once
@@ -293,7 +293,7 @@ def encode_features(frame: pd.DataFrame, feature_names: list[str], categories: d
     if missing:
         shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
         raise UserError(f"table lacks {len(missing)} feature column(s) the model needs: {shown}")
-    frame = date_parts.expand(frame, dates or [])
+    frame = date_parts.expand(frame, dates or [], unseen)
     out = np.empty((len(frame), len(feature_names)), dtype=np.float64)
     for j, name in enumerate(feature_names):
         column = frame[name]
