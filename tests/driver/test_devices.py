@@ -9,7 +9,7 @@ import pytest
 
 from trialfuse.driver.devices import describe, detect_gpus, idle_gpus_note, plan_workers, torch_has_cuda
 from trialfuse.errors import UserError
-from trialfuse.transport.placement import Slot
+from trialfuse.transport.placement import Slot, WorkerKind
 from trialfuse.transport.process_pool import WorkerPool
 
 
@@ -100,7 +100,7 @@ def test_an_exact_mix_and_the_cpu_forms(nvidia_smi, monkeypatch):
 
 def test_each_gpu_worker_is_pinned_to_one_gpu(tmp_path):
     folds = [(np.arange(5), np.arange(5, 10))]
-    slots = [Slot("gpu", "3"), Slot("gpu", "5"), Slot("cpu", "", 2)]
+    slots = [Slot(WorkerKind.GPU, "3"), Slot(WorkerKind.GPU, "5"), Slot(WorkerKind.CPU, "", 2)]
     pool = WorkerPool(np.zeros((10, 2)), np.zeros(10), folds, slots=slots, scratch=tmp_path)
     try:
         assert [w.env["CUDA_VISIBLE_DEVICES"] for w in pool._all] == ["3", "5", ""]

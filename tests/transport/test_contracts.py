@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from trialfuse.transport.contracts import FoldPool, Worker, WorkerFactory, WorkerLost, request_with_restart
-from trialfuse.transport.placement import Slot
+from trialfuse.transport.placement import Slot, WorkerKind
 from trialfuse.transport.process_pool import WorkerPool
 from trialfuse.transport.ray_workers import RayWorker
 from trialfuse.transport.worker_process import WorkerProcess
@@ -18,7 +18,7 @@ def members(protocol: type) -> set[str]:
 
 @pytest.mark.parametrize("kind", [WorkerProcess, RayWorker])
 def test_both_kinds_of_worker_keep_the_worker_contract_and_make_themselves(kind):
-    worker = kind({}, {}, Slot("cpu"), None)  # made, not started
+    worker = kind({}, {}, Slot(WorkerKind.CPU), None)  # made, not started
     assert isinstance(worker, Worker) and isinstance(kind, WorkerFactory)
     assert not worker.retired and not worker.tried.is_set() and worker.ready == {}
 

@@ -13,6 +13,7 @@ from trialfuse.transport.placement import (
     GPU_TREES_MIN_ROWS,
     MAX_NN_WINDOW,
     Slot,
+    WorkerKind,
     accepts,
     device_for,
     gpus_without_cuda_note,
@@ -21,7 +22,7 @@ from trialfuse.transport.placement import (
 )
 from trialfuse.transport.process_pool import WorkerPool
 
-GPU, CPU = Slot("gpu", "0"), Slot("cpu")
+GPU, CPU = Slot(WorkerKind.GPU, "0"), Slot(WorkerKind.CPU)
 LIGHTGBM_CUDA = {"lightgbm_cuda": True}
 SMALL, LARGE = 20_000, GPU_TREES_MIN_ROWS
 
@@ -52,15 +53,15 @@ def test_gpu_workers_whose_torch_found_no_gpu_are_named_in_one_line():
     from types import SimpleNamespace as Worker
 
     node = "a1b2c3d4" + "e" * 48
-    seeing = Worker(slot=Slot("gpu", "0", node=node), ready={"device": "cuda:0"})
-    blind = Worker(slot=Slot("gpu", "1", node=node), ready={"device": "cpu"})
+    seeing = Worker(slot=Slot(WorkerKind.GPU, "0", node=node), ready={"device": "cuda:0"})
+    blind = Worker(slot=Slot(WorkerKind.GPU, "1", node=node), ready={"device": "cpu"})
     cpu = Worker(slot=CPU, ready={"device": "cpu"})
     unstarted = Worker(slot=GPU, ready={})  # no ready line yet: nothing known about it
     assert gpus_without_cuda_note([seeing, cpu, unstarted]) is None
     note = gpus_without_cuda_note([seeing, blind, cpu])
     assert note.startswith("1 GPU worker on Ray node a1b2c3d4 found no GPU through torch")
     assert gpus_without_cuda_note([Worker(slot=GPU, ready={"device": "cpu"})] * 2).startswith("2 GPU workers found")
-    moved = Worker(slot=Slot("gpu", "0", node=node), ready={"device": "cpu", "node": "f9e8d7c6" + "0" * 48})
+    moved = Worker(slot=Slot(WorkerKind.GPU, "0", node=node), ready={"device": "cpu", "node": "f9e8d7c6" + "0" * 48})
     assert " on Ray node f9e8d7c6 found" in gpus_without_cuda_note([moved])  # where the actor ran (affinity is soft)
 
 
@@ -94,7 +95,7 @@ def test_with_a_trial_count_the_gpu_sized_nn_window_holds_an_eighth_of_it():
 def test_a_real_pool_sends_nn_tasks_to_its_gpu_worker_and_tree_folds_to_its_cpu_worker(tmp_path):
     X, y, _ = make_survivors(400, seed=0)
     folds = [(np.arange(0, 300), np.arange(300, 400)), (np.arange(100, 400), np.arange(0, 100))]
-    slots = [Slot("gpu", ""), Slot("cpu")]  # worker 0: a CPU process standing in for a GPU worker
+    slots = [Slot(WorkerKind.GPU, ""), Slot(WorkerKind.CPU)]  # worker 0: a CPU process standing in for a GPU worker
     nn = {"hidden_layers": [16], "epochs": 5, "learning_rate": 1e-2}
     lightgbm = {**STARTS["lightgbm"][0]}
     xgboost = {**STARTS["xgboost"][0]}
@@ -141,7 +142,7 @@ def test_a_real_pool_in_a_hurry_finishes_the_trial_under_way_first_and_says_what
     lightgbm = {**STARTS["lightgbm"][0]}
 
     def take_order(hurry: bool) -> list[tuple[int, int]]:
-        with WorkerPool(X, y, folds, slots=[Slot("cpu")], scratch=tmp_path) as pool:
+        with WorkerPool(X, y, folds, slots=[Slot(WorkerKind.CPU)], scratch=tmp_path) as pool:
             pool.hurry_at = 0.0 if hurry else None
             for number in (0, 1):  # prunable: spread out, so trial 1's fold 0 comes before trial 0's fold 1
                 pool.submit(TrialKey("lightgbm", number), lightgbm, [0, 1], seed=number, diagonal=True)

@@ -17,7 +17,7 @@ from trialfuse.driver.run import compare_models
 from trialfuse.survivors import BAND_TARGET, make_survivors, write_survivors
 from trialfuse.transport import protocol
 from trialfuse.transport.fold_queue import TrialKey
-from trialfuse.transport.placement import Slot
+from trialfuse.transport.placement import Slot, WorkerKind
 from trialfuse.transport.process_pool import WorkerPool
 from trialfuse.transport.ray_workers import RayWorker, cluster_slots
 
@@ -43,8 +43,8 @@ class RayActor:
         self.tmp = Path(tempfile.mkdtemp())
         X, y, _ = make_survivors(50, seed=1)
         np.savez(self.tmp / "rows.npz", X=X, y=y)
-        self.worker = RayWorker({}, protocol.load_dataset(str(self.tmp / "rows.npz"),
-                                                          [(np.arange(25), np.arange(25, 50))]), Slot("gpu", "0"))
+        rows = protocol.load_dataset(str(self.tmp / "rows.npz"), [(np.arange(25), np.arange(25, 50))])
+        self.worker = RayWorker({}, rows, Slot(WorkerKind.GPU, "0"))
         self.worker.start()
         self.ready = {k: v for k, v in self.worker.ready.items() if k in ("status", "device")}
 
@@ -104,7 +104,7 @@ def test_an_actor_killed_mid_task_is_started_again_and_its_task_sent_once_more(t
     folds = [(np.arange(0, 2000), np.arange(2000, 3000))]
     slow_nn = {"hidden_layers": [256, 256], "epochs": 200, "early_stopping_patience": 200,  # about 4 s a training
                "learning_rate": 1e-3}
-    with WorkerPool(X, y, folds, slots=[Slot("gpu", "0")], scratch=tmp_path, new_worker=RayWorker) as pool:
+    with WorkerPool(X, y, folds, slots=[Slot(WorkerKind.GPU, "0")], scratch=tmp_path, new_worker=RayWorker) as pool:
         worker = pool._all[0]
         pool.submit(TrialKey("nn", 0), slow_nn, [0], seed=0, diagonal=False)
         pool.dispatch()

@@ -5,7 +5,7 @@ import numpy as np
 
 from trialfuse.survivors import make_survivors
 from trialfuse.transport.fold_queue import TrialKey
-from trialfuse.transport.placement import Slot
+from trialfuse.transport.placement import Slot, WorkerKind
 from trialfuse.transport.process_pool import WorkerPool
 from trialfuse.transport.side_jobs import Retrain
 
@@ -17,7 +17,8 @@ def test_models_retrain_at_once_on_every_worker_and_a_failure_is_its_own_answer(
               Retrain("xgboost", {"max_depth": 2}, 20, tmp_path / "b", 0, seconds=3.0),
               Retrain("lightgbm", {"num_leaves": "many"}, 20, tmp_path / "c", 0),  # not a number: fails
               Retrain("catboost", {"depth": 3}, 20, tmp_path / "d", 0, seconds=2.0)]
-    with WorkerPool(X, y, folds, slots=[Slot("cpu", "", 1), Slot("cpu", "", 1)], scratch=tmp_path) as pool:
+    two_cpus = [Slot(WorkerKind.CPU, "", 1)] * 2
+    with WorkerPool(X, y, folds, slots=two_cpus, scratch=tmp_path) as pool:
         answers = pool.retrain(models, X[:30])
         retrains = [task for task in pool.timeline if task["what"] == "retrain"]
     assert [a["status"] for a in answers] == ["complete", "complete", "error", "complete"]
@@ -35,7 +36,7 @@ def test_a_search_keeps_each_tree_folds_model_and_serving_them_predicts_their_me
     X, y, _ = make_survivors(400, seed=0)
     folds = [(np.arange(200, 400), np.arange(200)), (np.arange(200), np.arange(200, 400))]
     kept = tmp_path / "kept"
-    with WorkerPool(X, y, folds, slots=[Slot("cpu", "", 1)], scratch=tmp_path, keep_models=kept) as pool:
+    with WorkerPool(X, y, folds, slots=[Slot(WorkerKind.CPU, "", 1)], scratch=tmp_path, keep_models=kept) as pool:
         pool.submit(TrialKey("lightgbm", 3), {"num_leaves": 4}, [0, 1], seed=0)
         pool.dispatch()
         answers = [pool.next_done(timeout=60) for _ in range(2)]
@@ -63,7 +64,7 @@ def test_the_nn_keeps_each_folds_weights_and_serving_them_exports_the_models_who
     folds = [(np.arange(200, 400), np.arange(200)), (np.arange(200), np.arange(200, 400))]
     kept = tmp_path / "kept"
     params = {"hidden_layers": [16, 8], "epochs": 20, "dropout": 0.1}
-    with WorkerPool(X, y, folds, slots=[Slot("cpu", "", 1)], scratch=tmp_path, keep_models=kept) as pool:
+    with WorkerPool(X, y, folds, slots=[Slot(WorkerKind.CPU, "", 1)], scratch=tmp_path, keep_models=kept) as pool:
         pool.submit(TrialKey("nn", 2), params, [0, 1], seed=0)
         pool.dispatch()
         answers = [pool.next_done(timeout=60) for _ in range(2)]
@@ -87,7 +88,7 @@ def test_the_category_columns_reach_the_retrain_as_categories(tmp_path):
     X, y, _ = make_survivors(400, seed=0)
     X[:, 2] = np.floor(X[:, 2] * 7 % 7)  # seven levels' codes
     folds = [(np.arange(200, 400), np.arange(200)), (np.arange(200), np.arange(200, 400))]
-    with WorkerPool(X, y, folds, slots=[Slot("cpu", "", 1)], scratch=tmp_path, categorical=[2]) as pool:
+    with WorkerPool(X, y, folds, slots=[Slot(WorkerKind.CPU, "", 1)], scratch=tmp_path, categorical=[2]) as pool:
         [answer] = pool.retrain([Retrain("lightgbm", {"num_leaves": 4, "min_data_in_leaf": 5}, 20, tmp_path / "m", 0)],
                                 X[:5])
     infos = lgb.Booster(model_file=str(tmp_path / "m" / answer["model_file"])).dump_model()["feature_infos"]

@@ -11,11 +11,13 @@ from trialfuse.testing import faults
 from trialfuse.transport import protocol
 from trialfuse.transport.contracts import SlotGone
 from trialfuse.transport.fold_queue import TrialKey
-from trialfuse.transport.placement import Slot
+from trialfuse.transport.placement import Slot, WorkerKind
 from trialfuse.transport.process_pool import WORKER_LOGS, WorkerPool
 from trialfuse.transport.protocol import TrainJob
 from trialfuse.transport.server import Server, broken_cuda_context
 from trialfuse.transport.worker_process import WorkerProcess
+
+ONE_CPU = [Slot(WorkerKind.CPU)]  # one worker, one thread
 
 NN = {"hidden_layers": [16, 8], "epochs": 5, "learning_rate": 1e-2}
 
@@ -43,7 +45,7 @@ def test_a_worker_with_a_broken_cuda_context_answers_the_cause_then_a_new_one_ta
     monkeypatch.setenv(faults.FAULT_ENV, f"cudaerror:lightgbm:1:{counter}")  # the first lightgbm fold only
     X, y, _ = make_survivors(300, seed=0)
     folds = [(np.arange(0, 200), np.arange(200, 300))]
-    with WorkerPool(X, y, folds, slots=[Slot("cpu")], scratch=tmp_path) as pool:
+    with WorkerPool(X, y, folds, slots=ONE_CPU, scratch=tmp_path) as pool:
         pool.submit(TrialKey("lightgbm", 0), STARTS["lightgbm"][0], [0], seed=0)
         pool.dispatch()
         first = pool.next_done(timeout=120)
@@ -64,7 +66,7 @@ def test_a_worker_that_cannot_even_be_started_answers_every_job_with_the_reason(
 
     monkeypatch.setattr(WorkerProcess, "start", no_process)
     X, y, _ = make_survivors(100, seed=0)
-    with WorkerPool(X, y, [(np.arange(50), np.arange(50, 100))], slots=[Slot("cpu")], scratch=tmp_path) as pool:
+    with WorkerPool(X, y, [(np.arange(50), np.arange(50, 100))], slots=ONE_CPU, scratch=tmp_path) as pool:
         pool.submit(TrialKey("lightgbm", 0), STARTS["lightgbm"][0], [0], seed=0)
         pool.submit(TrialKey("lightgbm", 1), STARTS["lightgbm"][0], [0], seed=1)
         pool.dispatch()
@@ -76,7 +78,7 @@ def test_a_worker_that_cannot_even_be_started_answers_every_job_with_the_reason(
 def test_a_json_line_that_is_not_an_object_restarts_the_worker_and_the_job_completes(tmp_path, monkeypatch):
     monkeypatch.setenv(faults.FAULT_ENV, f"notobject:lightgbm:1:{tmp_path / 'count'}")
     X, y, _ = make_survivors(300, seed=0)
-    with WorkerPool(X, y, [(np.arange(200), np.arange(200, 300))], slots=[Slot("cpu")], scratch=tmp_path) as pool:
+    with WorkerPool(X, y, [(np.arange(200), np.arange(200, 300))], slots=ONE_CPU, scratch=tmp_path) as pool:
         pool.submit(TrialKey("lightgbm", 0), STARTS["lightgbm"][0], [0], seed=0)
         pool.dispatch()
         done = pool.next_done(timeout=120)
@@ -101,7 +103,7 @@ def test_a_scratch_folder_is_cleared_only_when_its_driver_is_gone(tmp_path):
         folder.mkdir()
     try:
         X, y, _ = make_survivors(100, seed=0)
-        with WorkerPool(X, y, [(np.arange(50), np.arange(50, 100))], slots=[Slot("cpu")], scratch=tmp_path):
+        with WorkerPool(X, y, [(np.arange(50), np.arange(50, 100))], slots=ONE_CPU, scratch=tmp_path):
             pass
     finally:
         live.kill()
@@ -121,7 +123,7 @@ def _retrain(pool: WorkerPool, tmp_path, X) -> dict:
 def test_a_retrain_whose_worker_dies_runs_again_on_a_new_worker(tmp_path, monkeypatch):
     monkeypatch.setenv(faults.FAULT_ENV, f"die:lightgbm:1:{tmp_path / 'count'}")
     X, y, _ = make_survivors(300, seed=0)
-    with WorkerPool(X, y, [(np.arange(200), np.arange(200, 300))], slots=[Slot("cpu")], scratch=tmp_path) as pool:
+    with WorkerPool(X, y, [(np.arange(200), np.arange(200, 300))], slots=ONE_CPU, scratch=tmp_path) as pool:
         answer = _retrain(pool, tmp_path, X)
     assert answer["status"] == "complete", answer
     assert int((tmp_path / "count").read_text()) == 2  # died once, then trained on a restarted worker
@@ -133,7 +135,7 @@ def test_a_hung_retrain_ends_at_the_job_timeout(tmp_path, monkeypatch):
     monkeypatch.setenv(faults.FAULT_ENV, "hang:lightgbm")
     X, y, _ = make_survivors(300, seed=0)
     started = time.monotonic()
-    with WorkerPool(X, y, [(np.arange(200), np.arange(200, 300))], slots=[Slot("cpu")], scratch=tmp_path,
+    with WorkerPool(X, y, [(np.arange(200), np.arange(200, 300))], slots=ONE_CPU, scratch=tmp_path,
                     job_timeout=3) as pool:
         answer = _retrain(pool, tmp_path, X)
     assert answer["status"] == "error" and "timed out" in answer["error"], answer
@@ -146,7 +148,7 @@ def test_a_worker_that_cannot_load_the_search_rows_says_why(tmp_path, monkeypatc
     monkeypatch.setattr(protocol, "load_dataset",
                         lambda path, folds, **kw: real(str(tmp_path / "gone.npz"), folds, **kw))
     X, y, _ = make_survivors(100, seed=0)
-    with WorkerPool(X, y, [(np.arange(50), np.arange(50, 100))], slots=[Slot("cpu")], scratch=tmp_path) as pool:
+    with WorkerPool(X, y, [(np.arange(50), np.arange(50, 100))], slots=ONE_CPU, scratch=tmp_path) as pool:
         pool.submit(TrialKey("lightgbm", 0), STARTS["lightgbm"][0], [0], seed=0)
         pool.dispatch()
         done = pool.next_done(timeout=60)
@@ -177,7 +179,7 @@ gpu_places_gone = GpuPlacesGone()
 def test_with_every_workers_place_gone_each_job_is_answered_at_once_and_none_waits_forever(tmp_path):
     X, y, _ = make_survivors(300, seed=0)
     folds = [(np.arange(0, 200), np.arange(200, 300))]
-    with WorkerPool(X, y, folds, slots=[Slot("cpu")], scratch=tmp_path, new_worker=GoneWorker) as pool:
+    with WorkerPool(X, y, folds, slots=ONE_CPU, scratch=tmp_path, new_worker=GoneWorker) as pool:
         pool.submit(TrialKey("lightgbm", 0), STARTS["lightgbm"][0], [0], seed=0)
         pool.dispatch()
         first = pool.next_done(timeout=60)
@@ -192,7 +194,7 @@ def test_a_family_whose_workers_places_are_all_gone_moves_to_the_workers_left(tm
     X, y, _ = make_survivors(300, seed=0)
     folds = [(np.arange(0, 200), np.arange(200, 300))]
     nn = {"hidden_layers": [8], "epochs": 3}
-    with WorkerPool(X, y, folds, slots=[Slot("gpu"), Slot("cpu")], scratch=tmp_path,
+    with WorkerPool(X, y, folds, slots=[Slot(WorkerKind.GPU), Slot(WorkerKind.CPU)], scratch=tmp_path,
                     new_worker=gpu_places_gone) as pool:
         pool.submit(TrialKey("nn", 0), nn, [0], seed=0)
         pool.dispatch()
@@ -209,7 +211,7 @@ def test_a_retrain_whose_workers_place_is_gone_is_done_by_another_worker(tmp_pat
     folds = [(np.arange(0, 200), np.arange(200, 300))]
     models = [Retrain("lightgbm", STARTS["lightgbm"][0], 20, tmp_path / f"model-{i}", seed=i, seconds=1.0)
               for i in range(2)]
-    with WorkerPool(X, y, folds, slots=[Slot("gpu"), Slot("cpu")], scratch=tmp_path,
+    with WorkerPool(X, y, folds, slots=[Slot(WorkerKind.GPU), Slot(WorkerKind.CPU)], scratch=tmp_path,
                     new_worker=gpu_places_gone) as pool:
         pool._devices["lightgbm"] = "gpu"  # placed on the GPU worker before its node went
         answers = pool.retrain(models, X[:50])
@@ -251,7 +253,7 @@ def test_a_decided_trials_fold_under_way_stops_without_a_deadline_too(family, tm
 
     X, y, _ = make_survivors(8000, seed=0)
     folds = [(np.arange(0, 6000), np.arange(6000, 8000))]
-    with WorkerPool(X, y, folds, slots=[Slot("cpu")], scratch=tmp_path) as pool:
+    with WorkerPool(X, y, folds, slots=ONE_CPU, scratch=tmp_path) as pool:
         key = TrialKey(family, 0)
         pool.submit(key, SLOW[family], [0], seed=0)
         pool.dispatch()

@@ -19,7 +19,7 @@ import subprocess
 from pathlib import Path
 
 from trialfuse.errors import UserError
-from trialfuse.transport.placement import Slot
+from trialfuse.transport.placement import Slot, WorkerKind
 
 
 def detect_gpus() -> list[str]:
@@ -98,8 +98,8 @@ def plan_workers(spec: str) -> list[Slot]:
 def describe(slots: list[Slot]) -> str:
     """e.g. "cuda:0,1 + 14 cpu" or "cpu x 2", for results.json and the report; on a Ray
     cluster, its totals: "ray: 3 nodes, 2 gpu + 4 cpu"."""
-    gpus = [s.visible for s in slots if s.kind == "gpu"]
-    cpus = sum(s.kind == "cpu" for s in slots)
+    gpus = [s.visible for s in slots if s.kind == WorkerKind.GPU]
+    cpus = sum(s.kind == WorkerKind.CPU for s in slots)
     nodes = {s.node for s in slots if s.node}
     if nodes:
         return f"ray: {len(nodes)} node{'s' * (len(nodes) > 1)}, {len(gpus)} gpu + {cpus} cpu"
@@ -112,7 +112,8 @@ def _mix(gpus: list[str], cpu_workers: int, cores: int) -> list[Slot]:
     """GPU workers get one thread each; CPU workers share the remaining cores."""
     cpu_cores = max(1, cores - len(gpus))
     threads = max(1, cpu_cores // cpu_workers) if cpu_workers else 1
-    return [Slot("gpu", gpu, 1) for gpu in gpus] + [Slot("cpu", "", threads) for _ in range(cpu_workers)]
+    return [Slot(WorkerKind.GPU, gpu, 1) for gpu in gpus] + [Slot(WorkerKind.CPU, "", threads)
+                                                            for _ in range(cpu_workers)]
 
 
 def _pinned(ids: list[str], spec: str) -> list[str]:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import StrEnum
 
 from trialfuse.catalog import FAMILIES, GpuUse
 
@@ -39,14 +40,21 @@ TRIALS_PER_WINDOW = 8  # with --trials N, a GPU-sized NN window holds at most N 
 TYPICAL_HIDDEN_UNITS = 360  # the NN search space's mean total width (about 3 layers of 120)
 
 
+class WorkerKind(StrEnum):
+    """How the pool treats a worker: which families it takes first, which it may take."""
+
+    GPU = "gpu"
+    CPU = "cpu"
+
+
 @dataclass(frozen=True)
 class Slot:
-    """One worker: `kind` is how the pool treats it ("gpu" or "cpu"), `visible` the
+    """One worker: `kind` is how the pool treats it (a WorkerKind), `visible` the
     CUDA_VISIBLE_DEVICES its process gets ("" for none: a CPU worker, or in tests a CPU
     process standing in for a GPU worker), `threads` the CPU threads it may use, `node` the
     Ray node it lives on ("" on this machine)."""
 
-    kind: str
+    kind: WorkerKind
     visible: str = ""
     threads: int = 1
     node: str = ""
@@ -54,23 +62,23 @@ class Slot:
     @property
     def label(self) -> str:
         where = f" on node {self.node[:8]}" if self.node else ""
-        if self.kind == "cpu":
+        if self.kind == WorkerKind.CPU:
             return "cpu" + where
         return (f"cuda:{self.visible}" if self.visible else "gpu (a cpu stand-in)") + where
 
 
-def device_for(family: str, slots: list[Slot], readies: list[dict], rows: int) -> str:
-    """"gpu" or "cpu": the kind of worker that trains all of `family`'s folds in this run."""
-    gpus = [ready for slot, ready in zip(slots, readies, strict=True) if slot.kind == "gpu"]
+def device_for(family: str, slots: list[Slot], readies: list[dict], rows: int) -> WorkerKind:
+    """The kind of worker that trains all of `family`'s folds in this run."""
+    gpus = [ready for slot, ready in zip(slots, readies, strict=True) if slot.kind == WorkerKind.GPU]
     if not gpus:
-        return "cpu"
-    if not any(slot.kind == "cpu" for slot in slots):
-        return "gpu"
+        return WorkerKind.CPU
+    if not any(slot.kind == WorkerKind.CPU for slot in slots):
+        return WorkerKind.GPU
     use = FAMILIES[family].gpu
     if use is GpuUse.ONLY:
-        return "gpu"
+        return WorkerKind.GPU
     built = use is GpuUse.CAN or (use is GpuUse.IF_BUILT and all(ready.get(f"{family}_cuda") for ready in gpus))
-    return "gpu" if built and rows >= GPU_TREES_MIN_ROWS else "cpu"
+    return WorkerKind.GPU if built and rows >= GPU_TREES_MIN_ROWS else WorkerKind.CPU
 
 
 def accepts(slot: Slot, family: str, slots: list[Slot], readies: list[dict], rows: int) -> bool:
@@ -85,7 +93,7 @@ def window(family: str, slots: list[Slot], readies: list[dict], folds: int, rows
     `trials`: the family's trial count, if the run has one."""
     row = FAMILIES[family]
     takers = [i for i, slot in enumerate(slots) if accepts(slot, family, slots, readies, rows)]
-    gpus = [i for i in takers if slots[i].kind == "gpu"]
+    gpus = [i for i in takers if slots[i].kind == WorkerKind.GPU]
     if row.batched and gpus and fused:
         train_rows = rows * (folds - 1) // folds
         models = sum(nn_models_fit(readies[i].get("gpu_memory_free", 0), train_rows, features) for i in gpus)
@@ -109,7 +117,7 @@ def nn_models_fit(free_bytes: int, train_rows: int, features: int) -> int:
 def first_choice(slot: Slot) -> GpuUse | None:
     """The families a worker serves before any other waiting work: on a GPU worker, those
     only a GPU worker takes (the NN)."""
-    return GpuUse.ONLY if slot.kind == "gpu" else None
+    return GpuUse.ONLY if slot.kind == WorkerKind.GPU else None
 
 
 def gpus_without_cuda_note(workers) -> str | None:
@@ -117,7 +125,7 @@ def gpus_without_cuda_note(workers) -> str | None:
     node that declares GPUs with a CPU build of torch (locally `--devices` refuses that before
     anything starts). What was placed on them trained on the CPU, one thread each. `workers`:
     the pool's (`contracts.Worker`: a slot and its ready line)."""
-    blind = [w for w in workers if w.slot.kind == "gpu" and w.ready
+    blind = [w for w in workers if w.slot.kind == WorkerKind.GPU and w.ready
              and not str(w.ready.get("device", "")).startswith("cuda")]
     if not blind:
         return None

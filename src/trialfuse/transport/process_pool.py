@@ -38,7 +38,7 @@ from trialfuse.transport.contracts import (
     request_with_restart,
 )
 from trialfuse.transport.fold_queue import FoldDone, FoldJob, TrialKey, describe, take_task
-from trialfuse.transport.placement import Slot, device_for, first_choice
+from trialfuse.transport.placement import Slot, WorkerKind, device_for, first_choice
 from trialfuse.transport.placement import window as placement_window
 from trialfuse.transport.scratch import make_scratch, request_stop, stop_file
 from trialfuse.transport.side_jobs import Retrain
@@ -75,7 +75,7 @@ class WorkerPool:
                  job_timeout: float | None = None, scratch: Path | None = None, fuse: Fuse = AUTO,
                  deadline: float | None = None, predictions: bool = False, keep_models: Path | None = None,
                  new_worker: WorkerFactory | None = None, task: Task = NUMBERS, categorical: list[int] = ()):
-        self.slots = slots or [Slot("cpu", "", os.cpu_count() or 1)]
+        self.slots = slots or [Slot(WorkerKind.CPU, "", os.cpu_count() or 1)]
         self.job_timeout = job_timeout or math.inf
         self._windows: dict[str, int] = {}  # each family's trials in flight, once asked (see window)
         self._devices: dict[str, str] = {}  # each family's kind of worker, once every worker started
@@ -94,7 +94,7 @@ class WorkerPool:
         self._staged: list[FoldJob] = []
         self._pending: list[FoldJob] = []
         self._trials_submitted: dict[str, int] = {}  # trials submitted so far, per family
-        self._waiting: dict[str, int] = {"gpu": 0, "cpu": 0}  # worker threads with nothing to do, by kind
+        self._waiting = dict.fromkeys(WorkerKind, 0)  # worker threads with nothing to do, by kind
         self._closed = False
         self._ready = threading.Condition()
         self._done: queue.Queue[FoldDone] = queue.Queue()
@@ -169,14 +169,14 @@ class WorkerPool:
     def _accepts(self, worker: Worker) -> Callable[[str], bool]:
         return lambda family: worker.slot.kind == self._device_for(family)
 
-    def _device_for(self, family: str) -> str:
+    def _device_for(self, family: str) -> WorkerKind:
         """The kind of worker that trains `family` (placement.device_for), fixed once every GPU
         worker has said what it can do: the queue asks it for every job at every take."""
         if family in self._devices:
             device = self._devices[family]
         else:
             device = device_for(family, self.slots, [w.ready for w in self._all], self._shape[0])
-            if all(w.tried.is_set() for w in self._all if w.slot.kind == "gpu"):
+            if all(w.tried.is_set() for w in self._all if w.slot.kind == WorkerKind.GPU):
                 self._devices[family] = device
         if not any(w.slot.kind == device and not w.retired for w in self._all):  # every one of them is gone
             return next((w.slot.kind for w in self._all if not w.retired), device)
@@ -188,7 +188,7 @@ class WorkerPool:
         # NN folds go to a worker together only where they train as one fused model; on a CPU
         # they train one at a time anyway, and one fold per task lets trees interleave and a
         # deadline or a pruned trial free the worker sooner
-        fuses = self.fuse.mode == "on" or (self.fuse.mode == "auto" and slot.kind == "gpu")
+        fuses = self.fuse.mode == "on" or (self.fuse.mode == "auto" and slot.kind == WorkerKind.GPU)
         idle_others = self._waiting[slot.kind] - 1
         task, self._pending = take_task(self._pending, idle_others, fuses, self._jobs_per_task,
                                         self._accepts(worker), first_choice(slot),
@@ -260,7 +260,7 @@ class WorkerPool:
         has a count (see placement.window); waits for the GPU workers' ready lines (free
         memory, a CUDA LightGBM), the only ones it reads."""
         for worker in self._all:
-            if worker.slot.kind == "gpu":
+            if worker.slot.kind == WorkerKind.GPU:
                 worker.tried.wait(READY_TIMEOUT)
         rows, features = self._shape
         fused = self.fuse.mode != "off"

@@ -27,7 +27,7 @@ from typing import Any
 
 from trialfuse.errors import UserError
 from trialfuse.transport.contracts import READY_TIMEOUT, SlotGone, WorkerLost
-from trialfuse.transport.placement import Slot
+from trialfuse.transport.placement import Slot, WorkerKind
 from trialfuse.transport.shipped_files import input_files
 
 
@@ -53,8 +53,8 @@ def cluster_slots() -> list[Slot]:
     slots = []
     for node in sorted((n for n in ray.nodes() if n["Alive"]), key=lambda n: n["NodeID"]):
         gpus, cpus = int(node["Resources"].get("GPU", 0)), int(node["Resources"].get("CPU", 0))
-        slots += [Slot("gpu", str(i), 1, node=node["NodeID"]) for i in range(gpus)]
-        slots += [Slot("cpu", "", 1, node=node["NodeID"]) for _ in range(max(0, cpus - gpus))]
+        slots += [Slot(WorkerKind.GPU, str(i), 1, node=node["NodeID"]) for i in range(gpus)]
+        slots += [Slot(WorkerKind.CPU, "", 1, node=node["NodeID"]) for _ in range(max(0, cpus - gpus))]
     return slots
 
 
@@ -94,7 +94,7 @@ class RayWorker:
 
     def __init__(self, env: dict[str, str], dataset: dict[str, Any], slot: Slot | None = None, log=None):
         self.env, self.dataset, self.log = env, dataset, log
-        self.slot = slot or Slot("cpu")
+        self.slot = slot or Slot(WorkerKind.CPU)
         self.ready: dict[str, Any] = {}
         self.tried = threading.Event()
         self.busy = threading.Lock()
@@ -109,8 +109,8 @@ class RayWorker:
             raise WorkerLost("the pool is closed")
         if self.slot.node and not node_alive(self.slot.node):
             raise SlotGone(f"its node {self.slot.node[:8]} is gone")
-        placement = {"num_cpus": self.slot.threads, "num_gpus": 1 if self.slot.kind == "gpu" else 0}
-        if self.slot.kind == "cpu":  # a CPU actor sees no GPU, whatever Ray's default for num_gpus=0
+        placement = {"num_cpus": self.slot.threads, "num_gpus": 1 if self.slot.kind == WorkerKind.GPU else 0}
+        if self.slot.kind == WorkerKind.CPU:  # a CPU actor sees no GPU, whatever Ray's default for num_gpus=0
             placement["runtime_env"] = {"env_vars": {"CUDA_VISIBLE_DEVICES": ""}}
         if self.slot.node:  # soft: Ray may place it elsewhere if its node cannot take it
             placement["scheduling_strategy"] = NodeAffinitySchedulingStrategy(self.slot.node, soft=True)

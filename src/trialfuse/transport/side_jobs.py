@@ -17,6 +17,7 @@ import numpy as np
 
 from trialfuse.transport import protocol
 from trialfuse.transport.contracts import SlotGone, Worker
+from trialfuse.transport.placement import WorkerKind
 
 
 class SharedWorkers(Protocol):
@@ -115,7 +116,7 @@ def explain(pool: SharedWorkers, model_dir: Path, X: np.ndarray, y: np.ndarray, 
     rows_path = pool.scratch / "explain_rows.npz"
     np.savez(rows_path, X=X, y=y)
     live = pool.live_workers()
-    worker = next((w for w in reversed(live) if w.slot.kind == "cpu"), live[-1])
+    worker = next((w for w in reversed(live) if w.slot.kind == WorkerKind.CPU), live[-1])
     answer = pool.run_on(worker, "explain", "winner", protocol.explain(str(model_dir), str(rows_path), seed, deadline))
     if answer.get("status") == protocol.OUT_OF_TIME:
         raise TimeoutError(answer.get("error"))

@@ -18,7 +18,7 @@ from typing import Any
 
 from trialfuse.transport import protocol
 from trialfuse.transport.contracts import READY_TIMEOUT, WorkerLost
-from trialfuse.transport.placement import Slot
+from trialfuse.transport.placement import Slot, WorkerKind
 
 
 class WorkerProcess:
@@ -28,7 +28,7 @@ class WorkerProcess:
     def __init__(self, env: dict[str, str], dataset: dict[str, Any], slot: Slot | None = None,
                  log: Path | None = None):
         self.env, self.dataset, self.log = env, dataset, log
-        self.slot = slot or Slot("cpu")
+        self.slot = slot or Slot(WorkerKind.CPU)
         self.ready: dict[str, Any] = {}  # its ready line: device and what its libraries can do
         self.tried = threading.Event()  # set once its first start succeeded or failed
         self.proc: subprocess.Popen | None = None
