@@ -13,7 +13,7 @@ import ray
 from contract import WorkerContract
 
 from trialfuse.driver.options import RunOptions
-from trialfuse.driver.run import compare_models
+from trialfuse.driver.run import SilentReporter, compare_models
 from trialfuse.survivors import BAND_TARGET, make_survivors, write_survivors
 from trialfuse.transport import protocol
 from trialfuse.transport.fold_queue import TrialKey
@@ -77,10 +77,19 @@ def test_a_run_on_ray_gives_the_same_trials_and_scores_as_on_local_processes(tmp
     table["region"] = np.where(table.iloc[:, 3] > 0.5, "north", "south")
     table.to_csv(data, index=False)
 
+    heard: list[str] = []  # what the Ray run said, in order
+
+    class Recording(SilentReporter):
+        def stage(self, message: str) -> None:
+            heard.append(message)
+
+        def trial_finished(self, result) -> None:
+            heard.append(f"trial of {result.family}")
+
     def run(**where) -> dict:
         opts = RunOptions(data=data, target=BAND_TARGET, models=["lightgbm", "nn"], trials=3, folds=3,
                           out=tmp_path / ("ray" if where else "local"), explain=False, **where)
-        return compare_models(opts).to_json()
+        return compare_models(opts, Recording() if where else None).to_json()
 
     local, on_ray = run(), run(ray="local")
     assert on_ray["task"]["kind"] == "binary" and on_ray["holdout_metrics"]["model"]["roc_auc"] > 0.6
@@ -96,6 +105,7 @@ def test_a_run_on_ray_gives_the_same_trials_and_scores_as_on_local_processes(tmp
     # Ray's GPUs here are declared, and torch is a CPU build: the run says where its GPU work really ran
     blind = [w for w in on_ray["warnings"] if "found no GPU through torch" in w]
     assert len(blind) == 1 and blind[0].startswith("2 GPU workers on Ray node ")
+    assert heard.index(blind[0]) < heard.index("trial of lightgbm")  # said before the search trains
     assert not any("found no GPU" in w for w in local["warnings"])
 
 

@@ -131,6 +131,9 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
                     keep_models=None if opts.refit else out_of_fold.directory / MODELS, new_worker=new_worker,
                     task=table.task, categorical=table.category_columns) as pool:
         reporter.watch(pool.activity)
+        if note := gpus_without_cuda_note(pool.gpu_workers_started()):  # the search waits for them anyway
+            reporter.stage(note)
+            unused.append(note)
         for family in models:
             reporter.family_started(family, opts.trials)
         families = run_studies(models, storage, opts.trials, k, opts.seed, pool,
@@ -138,9 +141,6 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
                                out_of_fold=out_of_fold, portfolio=opts.portfolio, task=table.task)
         for result in families.values():
             reporter.family_finished(result)
-        if note := gpus_without_cuda_note(pool.live_workers()):
-            reporter.stage(note)
-            unused.append(note)
         ranking = sorted((f for f in families.values() if f.status == "ok"), key=lambda f: -f.cv_score_mean)
         if not ranking:
             reasons = "; ".join(f"{f.family}: {f.reason}" for f in families.values())

@@ -256,12 +256,9 @@ class WorkerPool:
             self._fail_if_no_worker_is_left()
 
     def window(self, family: str, trials: int | None = None) -> int:
-        """Trials of `family` worth keeping in flight on this pool, out of `trials` if the run
-        has a count (see placement.window); waits for the GPU workers' ready lines (free
-        memory, a CUDA LightGBM), the only ones it reads."""
-        for worker in self._all:
-            if worker.slot.kind == WorkerKind.GPU:
-                worker.tried.wait(READY_TIMEOUT)
+        """Trials of `family` worth keeping in flight on this pool, out of `trials` if the run has a
+        count (placement.window); reads the GPU workers' ready lines (free memory, a CUDA LightGBM)."""
+        self.gpu_workers_started()
         rows, features = self._shape
         fused = self.fuse.mode != "off"
         self._windows[family] = placement_window(family, self.slots, [w.ready for w in self._all], self._folds,
@@ -350,6 +347,13 @@ class WorkerPool:
     def workers(self) -> int:
         """Workers whose place is not gone: what the scheduler's time estimates share folds over."""
         return sum(not w.retired for w in self._all) or len(self._all)
+
+    def gpu_workers_started(self) -> list[Worker]:
+        """The GPU workers, once each has tried to start: their ready lines say what they found."""
+        gpus = [w for w in self._all if w.slot.kind == WorkerKind.GPU]
+        for worker in gpus:
+            worker.tried.wait(READY_TIMEOUT)
+        return gpus
 
     def live_workers(self) -> list[Worker]:
         """The workers whose place is not gone (all of them, if every one is)."""
