@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import tempfile
@@ -26,7 +27,8 @@ Out = Annotated[Path | None, typer.Option(help="Run directory (default runs/<tim
 Seed = Annotated[int, typer.Option(help="Seed for splits, sampler and models.")]
 Devices = Annotated[str, typer.Option(help="auto, cpu, a CPU worker count, cuda:0,1 (plus CPU workers on the other "
                                                   "cores), or an exact mix: cuda:0+cpu:6.")]
-Fuse = Annotated[str, typer.Option(help="NN models trained as one: auto, off, or at most N per batch.")]
+Fuse = Annotated[str, typer.Option(help="NN models trained as one: auto (on a GPU), on, off, or at most N per "
+                                         "batch.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or table.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print results.json to stdout.")]
 
@@ -75,7 +77,7 @@ def run(
     precision: Annotated[str, typer.Option(help="What the fused NN batches' matmuls compute in: auto, fp32, tf32 "
                                                 "or bf16 (weights, BatchNorm and the loss stay float32).")] = "auto",
     timeout: Annotated[str | None, typer.Option(help="Budget for the whole run (90s, 20m, 6h); the best "
-                                                       "model so far is still retrained and saved.")] = None,
+                                                       "model so far is still saved.")] = None,
     job_timeout: Annotated[str | None, typer.Option(help="Limit for one task on a worker (e.g. 10m); past "
                                                            "it the worker is killed and its trials fail.")] = None,
     prune: Annotated[bool, typer.Option(help="Stop a clearly losing trial after its first folds "
@@ -139,6 +141,9 @@ def predict(
     the likeliest class and a `probability_<class>` column per class)."""
     from trialfuse.predict import predict_table
 
+    if out and (out.is_dir() or not out.parent.is_dir() or not os.access(out.parent, os.W_OK)):
+        raise UserError(f"--out {out}: {'a directory' if out.is_dir() else f'cannot write in {out.parent}'}; "
+                        "name a CSV file in a folder that exists")
     warn = lambda line: typer.echo(f"warning: {line}", err=True)  # noqa: E731
     frame = predict_table(model_dir, data, on_warning=warn)
     if out:
@@ -218,7 +223,7 @@ def worker() -> None:
 def make_table(
     out: Annotated[Path, typer.Argument(help="Where to write: .csv or .npz.")],
     rows: Annotated[int, typer.Option(help="Rows to make.")] = 98_000,
-    seed: Seed = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the table's random draws.")] = 0,
     bands: Annotated[int | None, typer.Option(help="The classification version: the score's K equal-count bands "
                                                    "(target `band`; .csv only).")] = None,
 ) -> None:
@@ -230,6 +235,8 @@ def make_table(
                         f"{out.suffix or 'a file without extension'}")
     if bands is not None and bands < 2:
         raise UserError(f"--bands must be at least 2, got {bands}")
+    if rows < 1:
+        raise UserError(f"--rows must be at least 1, got {rows}")
     write_survivors(out, rows=rows, seed=seed, bands=bands)
     typer.echo(f"wrote {out}: {rows} rows x 62 features" + (f", target 'band' ({bands} bands)" if bands else ""))
 

@@ -141,8 +141,8 @@ class Model:
         if not self.task.is_classification:
             raise UserError(f"predict_proba is for classes; this model predicts numbers ({self.record.target!r})")
         predicted = self._predicted(data)
-        return pd.DataFrame({c: predicted[f"probability_{c}"].to_numpy() for c in self.task.classes},
-                            index=predicted.index)
+        return pd.DataFrame({c: predicted.iloc[:, 1 + k].to_numpy() for k, c in enumerate(self.task.classes)},
+                            index=predicted.index)  # the probability columns follow `prediction`, in class order
 
     def _predicted(self, data) -> pd.DataFrame:
         frame = Path(data) if isinstance(data, str | Path) else data if isinstance(data, pd.DataFrame) \

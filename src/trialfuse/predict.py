@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from trialfuse.driver import run_dir
-from trialfuse.driver.table import encode_features, read_frame
+from trialfuse.driver.table import encode_features
+from trialfuse.driver.table_files import as_text, read_frame
 from trialfuse.engine.saved_model import SavedModel
 from trialfuse.errors import UserError
 from trialfuse.task import Task
@@ -38,7 +39,7 @@ def prediction_frame(task: Task, predicted: np.ndarray) -> pd.DataFrame:
     probability where there are classes (labels keep their type: text stays text)."""
     frame = pd.DataFrame({"prediction": pd.Series(task.labels(predicted)).infer_objects()})
     for k, label in enumerate(task.classes):
-        frame[f"probability_{label}"] = predicted[:, k]
+        frame[f"probability_{as_text(label)}"] = predicted[:, k]
     return frame
 
 

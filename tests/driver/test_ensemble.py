@@ -267,6 +267,10 @@ def test_without_refit_members_are_served_by_their_kept_fold_models_and_need_no_
     assert chosen.is_ensemble and all(m.fold_files and len(m.fold_files) == 2 for m in chosen.members)
     refit = final_model.plan(winner, storage, store, y, workers=1, budget=late)
     assert not refit.is_ensemble and refit.members[0].fold_files is None
+    assert "its 2 members' retrain (about" in refit.ensemble["reason"]
+    spent = Budget(end=time.monotonic() + REPORT_SECONDS - 10.0, seconds=60.0)  # not even serving fits
+    squeezed = final_model.plan(winner, storage, store, y, workers=1, budget=spent, refit=False)
+    assert not squeezed.is_ensemble and "its 2 members' saving and scoring (about" in squeezed.ensemble["reason"]
     alone = final_model.plan(winner, storage, store, y, workers=1, budget=None, ensembles=False, refit=False)
     assert not alone.is_ensemble and alone.members[0].fold_files == store.fold_files("lightgbm", winner.best_trial)
 

@@ -64,3 +64,21 @@ def test_the_run_says_so_and_the_saved_model_records_it(sorted_frame, tmp_path, 
     assert any(w.startswith("column 'Unnamed: 0' is not used: a row index") for w in warnings), warnings
     meta = json.loads((tmp_path / "run" / "best_model" / "metadata.json").read_text())
     assert meta["dropped_columns"]["title"].startswith("an identifier")
+
+
+def test_a_saved_model_no_better_than_the_prior_says_so_and_names_the_dropped_columns():
+    """A counter column that was the signal (a day number) dropped as a row index: the run saved
+    a model no better than the search rows' mean, with nothing said about it."""
+    from trialfuse.driver.final_model import _no_better_than_prior
+
+    rng = np.random.default_rng(0)
+    days = np.arange(1, 101)
+    table = load_table(pd.DataFrame({"day": days, "temp": rng.normal(size=100), "sales": 0.5 * days}), "sales")
+    assert "day" in table.identifiers
+    said = _no_better_than_prior(table, -0.0029, -0.0005)
+    assert said == ["the saved model scores no better on the holdout than the prior (R² -0.0029 against -0.0005): "
+                    "columns dropped as naming rows ('day') may be what predicts it: --keep-columns keeps them"]
+    assert _no_better_than_prior(table, 0.31, -0.0005) == []
+    kept = load_table(pd.DataFrame({"day": days, "temp": rng.normal(size=100), "sales": 0.5 * days}), "sales",
+                      keep=["day"])
+    assert "rows are too few" in _no_better_than_prior(kept, 0.0, 0.0)[0]

@@ -178,6 +178,53 @@ def test_bad_option_values(run_main, tmp_path, option, value, message):
     assert_rejected(run_main("run", path, "--target", "y", option, value), message)
 
 
+def test_more_cpu_workers_than_cores_are_refused(run_main, tmp_path, monkeypatch):
+    """--devices 100 on 2 cores was taken: 93 s for a 5 s budget."""
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    path = write(tmp_path / "t.csv", good_frame())
+    assert_rejected(run_main("run", path, "--target", "y", "--devices", "100"),
+                    "--devices 100: 100 CPU workers on 2 CPU core(s); at most one a core")
+
+
+def test_an_out_folder_of_other_files_is_refused_and_kept(run_main, tmp_path):
+    """A run replaces best_model/, report_files/ and results.json in its --out: in a folder of the
+    user's own it deleted them."""
+    path = write(tmp_path / "t.csv", good_frame())
+    mine = tmp_path / "mine"
+    (mine / "best_model").mkdir(parents=True)
+    (mine / "best_model" / "notes.txt").write_text("keep")
+    (mine / "results.json").write_text('{"mine": 1}')
+    assert_rejected(run_main("run", path, "--target", "y", "--out", mine),
+                    f"--out {mine} holds files that are not a trialfuse run's")
+    assert (mine / "best_model" / "notes.txt").read_text() == "keep"
+    assert (mine / "results.json").read_text() == '{"mine": 1}'
+
+
+@pytest.mark.parametrize("where", ["file/run", "locked/run"])
+def test_an_out_that_cannot_be_written_is_one_line(run_main, tmp_path, where):
+    import os
+
+    path = write(tmp_path / "t.csv", good_frame())
+    (tmp_path / "file").write_text("a file, not a folder")
+    (tmp_path / "locked").mkdir(mode=0o500)
+    if where.startswith("locked") and os.access(tmp_path / "locked", os.W_OK):
+        pytest.skip("this user writes anywhere (root)")
+    assert_rejected(run_main("run", path, "--target", "y", "--out", tmp_path / where), f"--out {tmp_path / where}")
+
+
+def test_predict_to_a_folder_that_is_not_there_is_one_line(run_main, tmp_path):
+    model_dir = tmp_path / "best_model"
+    model_dir.mkdir()
+    (model_dir / "metadata.json").write_text("{}")
+    path = write(tmp_path / "t.csv", good_frame())
+    assert_rejected(run_main("predict", model_dir, path, "--out", tmp_path / "absent" / "p.csv"),
+                    f"cannot write in {tmp_path / 'absent'}")
+
+
+def test_make_table_needs_rows(run_main, tmp_path):
+    assert_rejected(run_main("make-table", tmp_path / "t.csv", "--rows", "0"), "--rows must be at least 1")
+
+
 def test_unknown_option(run_main, tmp_path):
     assert_rejected(run_main("run", tmp_path / "t.csv", "--colour", "red"), "No such option")
 

@@ -10,7 +10,8 @@ from sklearn.metrics import log_loss, roc_auc_score
 
 from trialfuse.driver.splits import check_class_sizes, holdout_split, kfold_indices
 from trialfuse.errors import UserError
-from trialfuse.task import MAX_CLASSES, NUMBERS, Kind, Task, decide
+from trialfuse.driver.target import MAX_CLASSES, decide
+from trialfuse.task import NUMBERS, Kind, Task
 
 
 def kind_of(values, asked="auto"):
@@ -61,13 +62,33 @@ def test_text_classes_meet_a_column_that_reads_as_numbers():
     np.testing.assert_array_equal(digits.encode(pd.Series([2, 1, 10, 3, np.nan])), [2.0, 0.0, 1.0, np.nan, np.nan])
 
 
+def test_text_that_is_numbers_throughout_is_decided_as_those_numbers():
+    """A Parquet or JSON target of strings "12.5", "7" (or numbers held as Python objects): as a
+    CSV reader would read them; where two texts are one number ("007", "7") they are codes."""
+    prices = [str(x / 4) for x in range(40)]
+    task, y, _ = decide(pd.Series(prices), "price")
+    assert task.kind == Kind.REGRESSION and y.dtype == np.float64 and y[:3].tolist() == [0.0, 0.25, 0.5]
+    task, y, _ = decide(pd.Series([1.5, 2.5, 4.0, 7.25], dtype=object), "price")
+    assert task.kind == Kind.REGRESSION and y.tolist() == [1.5, 2.5, 4.0, 7.25]
+    task, _, line = decide(pd.Series(["1", "2", "3", "2"] * 5), "species")  # few whole values: numbers, hinted
+    assert task.kind == Kind.REGRESSION and "--task multiclass" in line
+    codes, y, _ = decide(pd.Series(["007", "7", "07", "7"] * 5), "agent")
+    assert codes.kind == Kind.MULTICLASS and codes.classes == ("007", "7", "07") and y[:4].tolist() == [0, 1, 2, 1]
+    labels, _, _ = decide(pd.Series(["0", "1", "1"]), "churn")  # classes as numbers too: the text stays the label
+    assert labels.kind == Kind.BINARY and labels.classes == ("0", "1")
+    with pytest.raises(UserError, match="constant"):  # asked for numbers, they are one number
+        decide(pd.Series(["007", "7", "07"]), "agent", "regression")
+
+
 @pytest.mark.parametrize("values, asked, message", [
     (["a", "a", "a"], "auto", "one class only"),
+    (list(range(214)), "binary", "--task binary needs two classes; target column 't' has 214"),
     ([f"id{i}" for i in range(MAX_CLASSES + 1)], "auto", "use --task regression"),
     (["a", "b", "c"], "binary", "--task binary needs two classes"),
     (["a", "b", None], "auto", "1 missing or infinite value"),
     (["a", "b", "c"], "regression", "not numeric"),
-    ([*map(str, range(20)), "high"], "auto", "not numeric (e.g. 'high')"),  # numbers with a stray text
+    ([*map(str, range(20)), "high"], "auto",  # numbers with a stray text: no --task was asked for
+     "not numeric (e.g. 'high'): 1 of its 21 values are text; clean them to search it as numbers, or --task "),
     ([3.0, 3.0, 3.0], "auto", "constant"),
     ([1.0, np.inf, 2.0], "auto", "missing or infinite value(s) (first at row 1)"),
     ([0, 1], "ranking", "--task must be one of"),

@@ -93,3 +93,29 @@ def test_a_date_column_is_used_and_predict_takes_it_as_text_or_as_timestamps(tmp
     from sklearn.metrics import r2_score
     assert r2_score(frame[TARGET].iloc[sealed], from_text["prediction"].iloc[sealed]) == pytest.approx(
         results["holdout_score"], abs=1e-9)
+
+
+def test_numbers_held_as_python_objects_predict_as_numbers(trained):
+    """A frame astype(object) (a database fetch), or a row built from a dict with None for a
+    missing number: the numbers they are, as the CSV of the same rows gives (they were refused
+    as "numeric in training but not numeric here")."""
+    work, frame = trained
+    rows = frame.drop(columns=[TARGET]).head(4).astype(object)
+    rows.iloc[1, 0] = None
+    rows.to_csv(work / "objects.csv", index=False)
+    expected = predict_table(work / "run", work / "objects.csv")["prediction"].to_numpy()
+    np.testing.assert_array_equal(predict_table(work / "run", rows)["prediction"].to_numpy(), expected)
+    one = pd.DataFrame([rows.iloc[1].to_dict()])  # one record, its None kept
+    assert one.iloc[0, 0] is None and one.dtypes.iloc[0] is np.dtype(object)
+    assert predict_table(work / "run", one)["prediction"].to_numpy()[0] == expected[1]
+
+
+def test_class_labels_read_as_floats_name_their_columns_as_a_csv_writes_them():
+    """Labels 0.0 / 1.0 (a float column of classes): `prediction` is written 1, so its
+    probability column is probability_1, not probability_1.0."""
+    from trialfuse.predict import prediction_frame
+    from trialfuse.task import Kind, Task
+
+    frame = prediction_frame(Task(Kind.BINARY, (0.0, 1.0)), np.array([[0.2, 0.8], [0.9, 0.1]]))
+    assert list(frame.columns) == ["prediction", "probability_0", "probability_1"]
+    assert frame["prediction"].tolist() == [1.0, 0.0] and frame["probability_1"].tolist() == [0.8, 0.1]

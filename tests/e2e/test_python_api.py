@@ -68,6 +68,8 @@ def test_estimators_clone_cross_validate_and_sit_in_a_pipeline(tmp_path):
     assert len(list((tmp_path / "runs").iterdir())) == 3  # a run directory per fit, none shared
     grid = GridSearchCV(regressor, {"trials": [1, 2]}, cv=2).fit(X[:, :8], y)  # over the budget: 2 x 2 fits + refit
     assert grid.best_params_["trials"] in (1, 2) and np.isfinite(grid.score(X[:, :8], y))
+    with pytest.raises(ValueError, match="X has 9 features, but TrialfuseRegressor is expecting 8 features"):
+        grid.best_estimator_.predict(X[:, :9])  # scikit-learn's words, not pandas' "Length mismatch"
     frame = pd.DataFrame(X[:, :6], columns=[f"f{i}" for i in range(6)]).assign(
         region=np.where(X[:, 3] > 0.5, "north", "south"))
     pipeline = Pipeline([("encode", ColumnTransformer([("region", OneHotEncoder(), ["region"])],

@@ -83,14 +83,15 @@ def plan_workers(spec: str) -> list[Slot]:
     if text == "cpu":
         return _mix([], cores, cores)
     if text.isdigit() and int(text) > 0:
-        return _mix([], int(text), cores)
+        return _mix([], _at_most_cores(int(text), cores, spec), cores)
     gpu_part, _, cpu_part = text.partition("+")
     if gpu_part.startswith("cuda:") and (not cpu_part or cpu_part.startswith("cpu:")):
         ids = [i.strip() for i in gpu_part[5:].split(",")]
         count = cpu_part[4:]
         if ids and all(i.isdigit() for i in ids) and (not cpu_part or count.isdigit()):
             gpus = _pinned(ids, spec)
-            return _mix(gpus, int(count) if cpu_part else max(0, cores - len(gpus)), cores)
+            return _mix(gpus, _at_most_cores(int(count), cores, spec) if cpu_part else max(0, cores - len(gpus)),
+                        cores)
     raise UserError(f"--devices must be auto, cpu, a worker count, cuda:IDS or cuda:IDS+cpu:N "
                     f"(e.g. cuda:0,1 or cuda:0+cpu:6), got {spec!r}")
 
@@ -106,6 +107,15 @@ def describe(slots: list[Slot]) -> str:
     if not gpus:
         return f"cpu x {cpus}"
     return f"cuda:{','.join(gpus)}" + (f" + {cpus} cpu" if cpus else "")
+
+
+def _at_most_cores(cpu_workers: int, cores: int, spec: str) -> int:
+    """`cpu_workers`, refused where it is more than the machine's cores: each worker is a process
+    holding the table, and more of them than cores only take turns, their start-up alone
+    past a short budget."""
+    if cpu_workers > cores:
+        raise UserError(f"--devices {spec}: {cpu_workers} CPU workers on {cores} CPU core(s); at most one a core")
+    return cpu_workers
 
 
 def _mix(gpus: list[str], cpu_workers: int, cores: int) -> list[Slot]:

@@ -150,7 +150,8 @@ def plan(winner: FamilyResult, storage: optuna.storages.BaseStorage, out_of_fold
             continue
         seconds = parallel_seconds([m.retrain_seconds for m in members], workers)
         if budget is not None and seconds > single.retrain_seconds and not budget.fits(seconds):
-            record["reason"] = (f"its {len(members)} members' retrain (about {say_seconds(seconds)}) would not fit in "
+            work = "saving and scoring" if all(m.fold_files for m in members) else "retrain"
+            record["reason"] = (f"its {len(members)} members' {work} (about {say_seconds(seconds)}) would not fit in "
                                 f"the {say_seconds(budget.left())} left")
             passed_over.append(f"ensemble not saved as {METHOD_WORDS[choice.method]}: {record['reason']}")
             continue
@@ -234,7 +235,20 @@ def train_and_save(pool: WorkerPool, chosen: Plan, best: FamilyResult, table: Ta
     return {"winner": ENSEMBLE if chosen.is_ensemble else first.family, "holdout_score": holdout_score,
             "holdout_metrics": {"model": task.report(y_holdout, predicted), "prior": task.report(y_holdout, prior)},
             "retrain_seconds": max(float(a["seconds"]) for a in answers), "ensemble": record,
-            "warnings": chosen.warnings}
+            "warnings": [*chosen.warnings, *_no_better_than_prior(table, holdout_score, task.score(y_holdout, prior))]}
+
+
+def _no_better_than_prior(table: Table, score: float, prior_score: float) -> list[str]:
+    """A line where the saved model predicts the holdout no better than the search rows' mean
+    (or class shares) alone: a model that looks like a result and is none."""
+    if score > prior_score:
+        return []
+    task = table.task
+    why = (f"columns dropped as naming rows ({', '.join(map(repr, table.identifiers))}) may be what predicts it: "
+           "--keep-columns keeps them" if table.identifiers else
+           "the features may not predict the target, or the rows are too few to learn it")
+    return [f"the saved model scores no better on the holdout than the prior ({task.metric.label} "
+            f"{task.show(score)} against {task.show(prior_score)}): {why}"]
 
 
 def _candidates(out_of_fold: OutOfFold, storage) -> tuple[list[Member], np.ndarray]:

@@ -43,11 +43,14 @@ def of_run(X: np.ndarray, y: np.ndarray, feature_names: list[str], target: str, 
 
 
 def check_resume(storage: optuna.storages.BaseStorage, families: list[str], fingerprint: dict[str, Any],
-                 where: str) -> None:
-    """Refuse (UserError, exit 2) when a family's study in `storage` was started by another search."""
+                 where: str) -> int:
+    """Refuse (UserError, exit 2) when a family's study in `storage` was started by another search;
+    else the trials these families' studies hold already (a rerun continues them)."""
+    held = 0
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
         if summary.study_name not in families:
             continue
+        held += summary.n_trials
         saved = summary.user_attrs.get(ATTR)
         if saved is None and summary.n_trials == 0:
             continue
@@ -57,9 +60,10 @@ def check_resume(storage: optuna.storages.BaseStorage, families: list[str], fing
         differ = [f"{key} {saved.get(key, UNSTAMPED.get(key))!r} (now {value!r}{WHY.get(key, '')})"
                   for key, value in fingerprint.items() if saved.get(key, UNSTAMPED.get(key)) != value]
         if differ:
-            raise UserError(f"{where} holds a {summary.study_name} search made with another "
+            raise UserError(f"{where} holds the {summary.study_name} family's search made with another "
                             f"{', '.join(differ)}: rerun with the same options to continue it, "
                             "or use a new --out or --storage to start fresh")
+    return held
 
 
 def stamped(storage: optuna.storages.BaseStorage, families: list[str], key: str) -> Any | None:

@@ -12,11 +12,13 @@ if TYPE_CHECKING:  # pandas loads with the table, not for `--help`
     import pandas as pd
 
 from trialfuse.catalog import FAMILIES
+from trialfuse.driver import run_dir
 from trialfuse.driver.devices import plan_workers
 from trialfuse.driver.splits import classes_fill
+from trialfuse.driver.target import parse_class_weight, parse_task
 from trialfuse.errors import UserError
 from trialfuse.fuse import Fuse
-from trialfuse.task import FOLDS, Task, parse_class_weight, parse_task
+from trialfuse.task import FOLDS, Task
 
 DEFAULT_TRIALS = 20  # per family, when neither --trials nor --timeout is given
 
@@ -108,8 +110,8 @@ def check_options(opts: RunOptions) -> None:
         raise UserError(f"--holdout must be a fraction between 0 and 1, got {opts.holdout}")
     if opts.seed < 0:
         raise UserError(f"--seed must be zero or positive, got {opts.seed}")
-    if opts.out is not None and Path(opts.out).exists() and not Path(opts.out).is_dir():
-        raise UserError(f"--out {opts.out} exists and is not a directory")
+    if opts.out is not None:
+        run_dir.check_out(Path(opts.out))
     if opts.ray is None:  # on Ray the cluster's nodes say what they hold
         plan_workers(opts.devices)
     if opts.ray is not None:

@@ -29,6 +29,7 @@ from trialfuse.driver.splits import check_class_sizes, check_split_sizes, holdou
 from trialfuse.driver.storage import open_storage, running_trials
 from trialfuse.driver.table import load_table
 from trialfuse.driver.trial_records import FamilyResult
+from trialfuse.errors import UserError
 from trialfuse.seeds import model_seed
 from trialfuse.task import Task
 from trialfuse.transport.placement import gpus_without_cuda_note
@@ -103,7 +104,10 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
         reporter.stage(note)
     models = opts.models or list(DEFAULT_MODELS)
     out = Path(opts.out) if opts.out else run_dir.new_run_dir()
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out {out}: cannot create it ({exc.strerror or exc})") from None
     run_dir.clear_leftovers(out)
     (out / run_dir.EXPLAIN).unlink(missing_ok=True)  # a rerun's explanation is its own, or none
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -117,7 +121,8 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
     folds = kfold_indices(len(rest), k, opts.seed, table.task.strata(table.y[rest]))
     search = fingerprint.of_run(table.X, table.y, table.feature_names, table.target, opts.seed, opts.holdout,
                                 k, table.task)
-    fingerprint.check_resume(storage, models, search, opts.storage or str(out))
+    if held := fingerprint.check_resume(storage, models, search, opts.storage or str(out)):
+        reporter.stage(f"continuing the search in {opts.storage or out}: {held} trial(s) there already")
     fingerprint.stamp(storage, models, search)
     data = run_dir.keep_frame(opts.data, out) if isinstance(opts.data, pd.DataFrame) else Path(opts.data)
     run_dir.write_json(out / run_dir.HOLDOUT, {"holdout_rows": sealed, "seed": opts.seed, "fraction": opts.holdout})

@@ -16,6 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
+from trialfuse.errors import UserError
 from trialfuse.testing import faults
 
 RESULTS = "results.json"
@@ -103,6 +104,21 @@ def keep_frame(frame, out: Path) -> Path:
         mixed = frame.select_dtypes(include="object").columns
         frame.astype({c: "string" for c in mixed}).to_parquet(path, index=False)
     return path
+
+
+def check_out(out: Path) -> None:
+    """Refuse, before anything runs, an `--out` a run could not write or should not: a file, a
+    folder of other files (a run replaces its best_model/, report_files/ and results.json
+    there), or one under a folder it cannot write. An empty folder, or a run's own (its journal
+    or holdout written), is fine: a rerun continues its search."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not any((out / name).exists() for name in (JOURNAL, HOLDOUT)):
+        raise UserError(f"--out {out} holds files that are not a trialfuse run's: name a new or empty directory "
+                        "(a run's directory continues its search)")
+    existing = next(p for p in [out, *out.parents] if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise UserError(f"--out {out}: cannot write in {existing}{' (a file)' * (not existing.is_dir())}")
 
 
 def new_run_dir(parent: Path = Path("runs")) -> Path:

@@ -15,12 +15,10 @@ import numpy as np
 import pandas as pd
 
 from trialfuse.driver import dates as date_parts
+from trialfuse.driver.table_files import read_frame
+from trialfuse.driver.target import decide
 from trialfuse.errors import UserError
-from trialfuse.task import Task, decide
-
-FORMATS = {".csv": "CSV", ".parquet": "Parquet", ".pq": "Parquet", ".npz": "NPZ",
-           ".json": "JSON", ".jsonl": "JSON lines"}
-NPZ_TARGET = "y"
+from trialfuse.task import Task
 
 
 @dataclass
@@ -51,90 +49,6 @@ class Table:
         return [i for i, name in enumerate(self.feature_names) if name in self.categories]
 
 
-def read_frame(path: str | Path | pd.DataFrame, target: str | None = None,
-               text_columns: list[str] | None = None) -> tuple[pd.DataFrame, str | None]:
-    """Read any supported file into a DataFrame (a DataFrame is taken as it is); NPZ's `y`
-    array is named `target`. `text_columns` are read as text where the format guesses types
-    (CSV): a category column whose values in this file all look like numbers ("7", "02134")
-    keeps them as written."""
-    if isinstance(path, pd.DataFrame):
-        frame = path.copy()
-        for name in text_columns or []:  # numbers in a category column read as the text they were trained as
-            if name in frame.columns and pd.api.types.is_numeric_dtype(frame[name]):
-                frame[name] = frame[name].map(_as_text, na_action="ignore")
-        return frame, target
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"data file not found: {path}")
-    if path.is_dir():
-        raise UserError(f"data path is a directory, not a table: {path}")
-    suffix = path.suffix.lower()
-    if suffix not in FORMATS:
-        known = ", ".join(sorted(FORMATS))
-        raise UserError(f"unknown table format {suffix or '(no extension)'!r} for {path} (expected one of {known})")
-    kind = FORMATS[suffix]
-    try:
-        if kind == "CSV":
-            frame = pd.read_csv(path, dtype={c: str for c in text_columns} if text_columns else None)
-        elif kind == "Parquet":
-            frame = pd.read_parquet(path)
-        elif kind == "JSON":
-            frame = pd.read_json(path, orient="records")
-        elif kind == "JSON lines":
-            frame = pd.read_json(path, orient="records", lines=True)
-        else:
-            frame, target = _read_npz(path, target)
-    except UserError:
-        raise
-    except pd.errors.EmptyDataError:
-        raise UserError(f"table {path} is empty") from None
-    except Exception as exc:  # any parser's complaint means the same thing to the user
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot read {path} as {kind}: {reason}") from None
-    if not isinstance(frame, pd.DataFrame):
-        raise UserError(f"cannot read {path} as {kind}: expected a list of records")
-    return frame, target
-
-
-def _as_text(value) -> str:
-    """A number as a CSV would have written it: 7.0 as '7'."""
-    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
-
-
-def _read_npz(path: Path, target: str | None) -> tuple[pd.DataFrame, str]:
-    with np.load(path, allow_pickle=False) as data:
-        missing = [k for k in ("X", "y") if k not in data.files]
-        if missing:
-            raise UserError(f"NPZ file {path} lacks array(s) {', '.join(missing)} (needs X and y)")
-        X, y = data["X"], data["y"]
-        has_names = "feature_names" in data.files
-    names = _npz_feature_names(path) if has_names else None
-    if X.dtype.kind not in "fiub" or y.dtype.kind not in "fiub":
-        raise UserError(f"NPZ file {path}: X and y must be numeric arrays, got {X.dtype} and {y.dtype}")
-    if X.ndim != 2 or y.ndim != 1 or len(X) != len(y):
-        raise UserError(f"NPZ file {path}: X must be 2-D and y 1-D with the same rows, got {X.shape} and {y.shape}")
-    names = names or [f"x{i}" for i in range(X.shape[1])]
-    if len(names) != X.shape[1]:
-        raise UserError(f"NPZ file {path}: {len(names)} feature_names for {X.shape[1]} columns of X")
-    target = target or NPZ_TARGET
-    if target in names:
-        raise UserError(f"NPZ file {path}: target name {target!r} is also a feature name")
-    frame = pd.DataFrame(X, columns=names)
-    frame[target] = y
-    return frame, target
-
-
-def _npz_feature_names(path: Path) -> list[str]:
-    """Names saved as a string array load without pickle; an object array (say, a pandas
-    Index saved as is) needs it, and is read only for this one array of names."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return [str(n) for n in data["feature_names"]]
-    except ValueError:
-        with np.load(path, allow_pickle=True) as data:
-            return [str(n) for n in data["feature_names"]]
-
-
 def load_table(path: str | Path | pd.DataFrame, target: str | None, keep: list[str] | None = None,
                search_rows: Callable[[Task, np.ndarray], np.ndarray] | None = None, task: str = "auto",
                metric: str | None = None, class_weight: str = "none") -> Table:
@@ -149,15 +63,16 @@ def load_table(path: str | Path | pd.DataFrame, target: str | None, keep: list[s
         raise UserError("--target is required: name the column to predict")
     if len(frame) == 0:
         raise UserError(f"table {source} has no rows")
+    frame = _unique_names(_unique_names(frame, source, "").rename(columns=str), source, "as text")
+    target = str(target)  # fit(frame, 5) names the column 5 as well as "5"
     if target not in frame.columns:
         shown = ", ".join(map(str, list(frame.columns)[:8])) + (", ..." if frame.shape[1] > 8 else "")
         raise UserError(f"target column {target!r} not found in {source} (columns: {shown})")
     decided, y, task_line = decide(frame[target], target, task, metric, class_weight)
     features = frame.drop(columns=[target])
-    unknown = [k for k in keep or [] if k not in features.columns.map(str)]
+    unknown = [k for k in keep or [] if k not in features.columns]
     if unknown:
         raise UserError(f"--keep-columns names {', '.join(map(repr, unknown))}, not a feature column of {source}")
-    features = _unique_names(features.rename(columns=str), source, "as text")
     dates = [name for name in features.columns if date_parts.is_date(features[name])]
     identifiers = {name: why for name in features.columns
                    if name not in (keep or []) and name not in dates and (why := _identifier(features[name], name))}
@@ -180,7 +95,8 @@ def _unique_names(frame: pd.DataFrame, source: str, how: str) -> pd.DataFrame:
     by name, at predict time too)."""
     twice = sorted(set(frame.columns[frame.columns.duplicated()]))
     if twice:
-        raise UserError(f"{source}: column name(s) {', '.join(map(repr, twice))} appear twice {how}; rename one")
+        raise UserError(f"{source}: column name(s) {', '.join(map(repr, twice))} appear twice{' ' * bool(how)}{how}; "
+                        "rename one")
     return frame
 
 

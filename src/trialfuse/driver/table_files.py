@@ -1,0 +1,154 @@
+"""Reading a table, from a file in one of FORMATS or a DataFrame, the same way for training
+and for predict.
+
+What a format leaves open is settled here, so a model sees the columns the user wrote:
+- a CSV's separator: a comma, or the semicolon, tab or bar its header line is split by
+  (spreadsheets in many locales save CSV with semicolons; read with commas, the whole table
+  would be one column named "a;b;c");
+- a CSV's encoding: UTF-8, else Windows' cp1252, else Latin-1 (which reads any byte), as a
+  file saved by an older spreadsheet is;
+- a name twice in a CSV's header is refused: pandas would rename the second "a.1" and train
+  on a column the user never named;
+- numbers held as Python objects (a database fetch, `astype(object)`, a row built from a dict
+  with None for a missing value) are the numbers they are, not text.
+"""
+from __future__ import annotations
+
+import csv
+import decimal
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from trialfuse.errors import UserError
+
+FORMATS = {".csv": "CSV", ".parquet": "Parquet", ".pq": "Parquet", ".npz": "NPZ",
+           ".json": "JSON", ".jsonl": "JSON lines"}
+NPZ_TARGET = "y"
+SEPARATORS = ",;\t|"  # in order of preference where a header holds as many of two
+ENCODINGS = ("utf-8", "cp1252", "latin-1")
+NUMBER_TYPES = (int, float, decimal.Decimal, np.integer, np.floating)
+
+
+def read_frame(path: str | Path | pd.DataFrame, target: str | None = None,
+               text_columns: list[str] | None = None) -> tuple[pd.DataFrame, str | None]:
+    """Read any supported file into a DataFrame (a DataFrame is taken as it is); NPZ's `y`
+    array is named `target`. `text_columns` are read as text where the format guesses types
+    (CSV): a category column whose values in this file all look like numbers ("7", "02134")
+    keeps them as written."""
+    if isinstance(path, pd.DataFrame):
+        frame = numbers_as_numbers(path.copy())
+        for name in text_columns or []:  # numbers in a category column read as the text they were trained as
+            if name in frame.columns and pd.api.types.is_numeric_dtype(frame[name]):
+                frame[name] = frame[name].map(as_text, na_action="ignore")
+        return frame, target
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"data file not found: {path}")
+    if path.is_dir():
+        raise UserError(f"data path is a directory, not a table: {path}")
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        known = ", ".join(sorted(FORMATS))
+        raise UserError(f"unknown table format {suffix or '(no extension)'!r} for {path} (expected one of {known})")
+    kind = FORMATS[suffix]
+    try:
+        if kind == "CSV":
+            frame = _read_csv(path, text_columns)
+        elif kind == "Parquet":
+            frame = pd.read_parquet(path)
+        elif kind == "JSON":
+            frame = pd.read_json(path, orient="records")
+        elif kind == "JSON lines":
+            frame = pd.read_json(path, orient="records", lines=True)
+        else:
+            frame, target = _read_npz(path, target)
+    except UserError:
+        raise
+    except pd.errors.EmptyDataError:
+        raise UserError(f"table {path} is empty") from None
+    except Exception as exc:  # any parser's complaint means the same thing to the user
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot read {path} as {kind}: {reason}") from None
+    if not isinstance(frame, pd.DataFrame):
+        raise UserError(f"cannot read {path} as {kind}: expected a list of records")
+    return numbers_as_numbers(frame), target
+
+
+def numbers_as_numbers(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with each column of Python numbers (object dtype; None or NaN where missing) as
+    floats; a column with any text, or a True or False, stays as it is."""
+    for j in range(frame.shape[1]):
+        column = frame.iloc[:, j]
+        if column.dtype == object and all(isinstance(v, NUMBER_TYPES) and not isinstance(v, bool)
+                                          for v in column.dropna()):
+            frame.isetitem(j, pd.to_numeric(column).astype(np.float64))
+    return frame
+
+
+def _read_csv(path: Path, text_columns: list[str] | None) -> pd.DataFrame:
+    """The CSV with its own separator and encoding (see the top); a name twice in its header is refused."""
+    for encoding in ENCODINGS:
+        try:
+            with path.open(encoding="utf-8-sig" if encoding == "utf-8" else encoding, newline="") as handle:
+                header = handle.readline()
+            separator = _separator(header)
+            names = next(csv.reader([header], delimiter=separator), [])
+            twice = sorted({name for name in names if name and names.count(name) > 1})
+            if twice:
+                raise UserError(f"{path}: column name(s) {', '.join(map(repr, twice))} appear twice in its header; "
+                                "rename one")
+            return pd.read_csv(path, sep=separator, encoding=encoding,
+                               dtype={c: str for c in text_columns} if text_columns else None)
+        except UnicodeDecodeError:
+            continue
+    raise AssertionError("Latin-1 reads any byte")
+
+
+def _separator(header: str) -> str:
+    """The character the header line is split by: of SEPARATORS the most frequent outside
+    quotes (a comma where none is)."""
+    bare = re.sub(r'"[^"]*"', "", header)
+    counts = [bare.count(s) for s in SEPARATORS]
+    return SEPARATORS[counts.index(max(counts))] if max(counts) else ","
+
+
+def as_text(value) -> str:
+    """A number as a CSV would have written it: 7.0 as '7'."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def _read_npz(path: Path, target: str | None) -> tuple[pd.DataFrame, str]:
+    with np.load(path, allow_pickle=False) as data:
+        missing = [k for k in ("X", "y") if k not in data.files]
+        if missing:
+            raise UserError(f"NPZ file {path} lacks array(s) {', '.join(missing)} (needs X and y)")
+        X, y = data["X"], data["y"]
+        has_names = "feature_names" in data.files
+    names = _npz_feature_names(path) if has_names else None
+    if X.dtype.kind not in "fiub" or y.dtype.kind not in "fiub":
+        raise UserError(f"NPZ file {path}: X and y must be numeric arrays, got {X.dtype} and {y.dtype}")
+    if X.ndim != 2 or y.ndim != 1 or len(X) != len(y):
+        raise UserError(f"NPZ file {path}: X must be 2-D and y 1-D with the same rows, got {X.shape} and {y.shape}")
+    names = names or [f"x{i}" for i in range(X.shape[1])]
+    if len(names) != X.shape[1]:
+        raise UserError(f"NPZ file {path}: {len(names)} feature_names for {X.shape[1]} columns of X")
+    target = target or NPZ_TARGET
+    if target in names:
+        raise UserError(f"NPZ file {path}: target name {target!r} is also a feature name")
+    frame = pd.DataFrame(X, columns=names)
+    frame[target] = y
+    return frame, target
+
+
+def _npz_feature_names(path: Path) -> list[str]:
+    """Names saved as a string array load without pickle; an object array (say, a pandas
+    Index saved as is) needs it, and is read only for this one array of names."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return [str(n) for n in data["feature_names"]]
+    except ValueError:
+        with np.load(path, allow_pickle=True) as data:
+            return [str(n) for n in data["feature_names"]]

@@ -1,0 +1,152 @@
+"""How a target column decides the run's task (`--task auto`) and its `y`, and which targets
+are refused, with one line each, before anything trains.
+
+How `auto` decides, from the target column alone:
+- text, category or boolean values -> classification (binary for two classes), except numbers
+  stored with a stray text (NUMBERS_WITH_STRAYS of the rows numbers): refused, naming the text;
+- text that is numbers throughout ("12.5", "7": a Parquet or JSON file's strings) is decided
+  as those numbers would be, as a CSV reader would have read them, and searched as numbers
+  where they are (regression); where they are classes, or where two texts are one number
+  ("007", "7": codes), the texts are the classes;
+- numbers with exactly two distinct values (0/1, 1/2, -1/1) -> binary;
+- whole numbers that are exactly 0, 1, ..., K-1 for 3 <= K <= MAX_CODED_CLASSES -> multiclass
+  (the way classes are label-encoded); any other few whole values (ratings 1-5, counts) are
+  searched as numbers, with a one-line hint that `--task multiclass` exists;
+- anything else -> regression.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from trialfuse.errors import UserError
+from trialfuse.task import CLASS_WEIGHTS, METRICS, Kind, Task, plain_label
+
+MAX_CLASSES = 100  # more than this is an identifier or a number, not a class to predict
+MAX_CODED_CLASSES = 20  # 0..K-1 whole numbers read as classes up to this K under `auto`
+FEW_WHOLE_VALUES = 20  # whole-number targets with at most this many values get the --task hint
+NUMBERS_WITH_STRAYS = 0.9  # a text column whose values are numbers but for this share is meant as numbers
+
+
+def parse_class_weight(text: str | None) -> str:
+    value = (text or "none").strip().lower()
+    if value not in CLASS_WEIGHTS:
+        raise UserError(f"--class-weight must be one of {', '.join(CLASS_WEIGHTS)}, got {text!r}")
+    return value
+
+
+def parse_task(text: str | None) -> str:
+    choices = ["auto", *map(str, Kind)]
+    value = (text or "auto").strip().lower()
+    if value not in choices:
+        raise UserError(f"--task must be one of {', '.join(choices)}, got {text!r}")
+    return value
+
+
+def decide(column: pd.Series, target: str, asked: str = "auto", metric: str | None = None,
+           class_weight: str = "none") -> tuple[Task, np.ndarray, str | None]:
+    """(the task, y, a line to show before training or None) from the target column: y holds
+    numbers for regression, class codes 0..K-1 (as floats) for classes. Bad targets raise
+    UserError with one line, before anything trains."""
+    asked = parse_task(asked)
+    numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+    bad = column.isna().to_numpy().copy()
+    if numeric:
+        bad |= np.isinf(column.to_numpy(dtype=np.float64, na_value=np.nan))
+    if bad.any():
+        raise UserError(f"target column {target!r} has {int(bad.sum())} missing or infinite value(s) "
+                        f"(first at row {int(np.argmax(bad))})")
+    distinct = pd.unique(column)
+    if (numbers := _text_as_numbers(column, distinct, asked, target)) is not None:
+        column, numeric, distinct = numbers, True, pd.unique(numbers)
+    kind, line = _kind(asked, numeric, column, distinct, target)
+    if kind == Kind.REGRESSION:
+        if not numeric:
+            words = [v for v in column if not _is_number(v)]
+            how = ("--task regression needs numbers" if asked == Kind.REGRESSION else
+                   f"{len(words)} of its {len(column)} values are text; clean them to search it as numbers, "
+                   "or --task multiclass treats each value as a class")
+            raise UserError(f"target column {target!r} is not numeric (e.g. {words[0]!r}): {how}")
+        y = column.to_numpy(dtype=np.float64)
+        if np.all(y == y[0]):
+            raise UserError(f"target column {target!r} is constant ({y[0]:g}): there is nothing to learn")
+        if class_weight != "none":
+            raise UserError(f"--class-weight {class_weight} weighs classes; target column {target!r} is searched "
+                            f"as numbers (regression)")
+        return Task(Kind.REGRESSION, (), _metric(Kind.REGRESSION, metric)), y, line
+    classes = tuple(sorted(distinct, key=_order))
+    if len(classes) < 2:
+        raise UserError(f"target column {target!r} has one class only ({plain_label(classes[0])!r}): "
+                        f"there is nothing to learn")
+    if kind == Kind.BINARY and len(classes) != 2:
+        raise UserError(f"--task binary needs two classes; target column {target!r} has {len(classes)}")
+    if len(classes) > MAX_CLASSES:
+        raise UserError(f"target column {target!r} has {len(classes)} classes, more than {MAX_CLASSES}: "
+                        f"if they are numbers, use --task regression")
+    task = Task(kind, tuple(plain_label(c) for c in classes), _metric(kind, metric), class_weight)
+    y = task.encode(column)  # each row's class code
+    return task, y, line or f"task: {kind} classification of {target!r} ({_class_summary(task)})"
+
+
+def _text_as_numbers(column: pd.Series, distinct: np.ndarray, asked: str, target: str) -> pd.Series | None:
+    """A text column that is numbers throughout as those numbers, where they are to be searched
+    as numbers (see the top); None otherwise."""
+    if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column) or asked not in (
+            "auto", Kind.REGRESSION) or not all(_is_number(v) for v in distinct):
+        return None
+    numbers = column.map(float).astype(np.float64)
+    if asked == Kind.REGRESSION:
+        return numbers
+    apart = numbers.nunique() == len(distinct)  # "007" and "7" are one number: codes, not numbers
+    as_numbers = _kind(asked, True, numbers, pd.unique(numbers), target)[0]
+    return numbers if apart and as_numbers == Kind.REGRESSION else None
+
+
+def _kind(asked: str, numeric: bool, column: pd.Series, distinct: np.ndarray, target: str) -> tuple[Kind, str | None]:
+    if asked != "auto":
+        return Kind(asked), None
+    if not numeric and len(distinct) > 2 and NUMBERS_WITH_STRAYS <= np.mean([_is_number(v) for v in column]) < 1:
+        return Kind.REGRESSION, None  # numbers with a stray text: refused as "not numeric", naming it
+    if not numeric:
+        return (Kind.BINARY if len(distinct) == 2 else Kind.MULTICLASS), None
+    if len(distinct) == 2:
+        return Kind.BINARY, None
+    whole = np.all(np.isfinite(distinct)) and np.all(np.asarray(distinct, dtype=np.float64) % 1 == 0)
+    if whole and 3 <= len(distinct) <= MAX_CODED_CLASSES and set(np.asarray(distinct, dtype=np.int64)) == set(
+            range(len(distinct))):
+        return Kind.MULTICLASS, None
+    if whole and 3 <= len(distinct) <= FEW_WHOLE_VALUES:
+        return Kind.REGRESSION, (f"task: regression of {target!r} ({len(distinct)} whole values); "
+                                 f"--task multiclass treats them as classes")
+    return Kind.REGRESSION, None
+
+
+def _metric(kind: Kind, name: str | None) -> str:
+    choices = METRICS[kind]
+    if name is None:
+        return next(iter(choices))
+    if name not in choices:
+        raise UserError(f"--metric {name!r} is not a {kind} metric (choose from {', '.join(choices)})")
+    return name
+
+
+def _order(value: Any) -> tuple:
+    """Classes sort as numbers where they are numbers, else as text: 0 < 1 < 2, 'no' < 'yes'."""
+    return (0, float(value), "") if _is_number(value) else (1, 0.0, str(value))
+
+
+def _is_number(value: object) -> bool:
+    if isinstance(value, bool | np.bool_):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _class_summary(task: Task) -> str:
+    shown = ", ".join(repr(c) for c in task.classes[:5]) + (", ..." if len(task.classes) > 5 else "")
+    return f"{len(task.classes)} classes: {shown}; searched by {task.metric.label}"

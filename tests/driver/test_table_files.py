@@ -1,0 +1,84 @@
+"""What a table file leaves open, settled the same way for training and predict: a CSV's
+separator and encoding, a name twice in its header, numbers held as Python objects."""
+from __future__ import annotations
+
+import decimal
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from trialfuse.driver.table import load_table
+from trialfuse.driver.table_files import numbers_as_numbers, read_frame
+from trialfuse.errors import UserError
+
+ROWS = pd.DataFrame({"city": ["Zürich", "Köln", "Malmö", "Århus"] * 10, "size": np.arange(40) % 7 * 1.5,
+                     "y": np.arange(40) * 0.5})
+
+
+@pytest.mark.parametrize("separator", [",", ";", "\t", "|"])
+def test_a_csv_is_read_with_the_separator_its_header_is_split_by(tmp_path, separator):
+    path = tmp_path / "t.csv"
+    ROWS.assign(note="a, b").to_csv(path, sep=separator, index=False)  # a comma inside a quoted value
+    frame, _ = read_frame(path)
+    pd.testing.assert_frame_equal(frame, ROWS.assign(note="a, b"))
+
+
+def test_a_quoted_header_name_with_a_comma_does_not_decide_the_separator(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text('"size, cm";"y"\n1,5;2\n3;4\n')
+    frame, _ = read_frame(path)
+    assert list(frame.columns) == ["size, cm", "y"] and frame["y"].tolist() == [2, 4]
+
+
+@pytest.mark.parametrize("encoding", ["cp1252", "latin-1"])
+def test_a_csv_saved_by_an_older_spreadsheet_is_read(tmp_path, encoding):
+    path = tmp_path / "t.csv"
+    path.write_bytes(ROWS.to_csv(index=False).encode(encoding))
+    frame, _ = read_frame(path)
+    assert frame["city"].tolist()[:4] == ["Zürich", "Köln", "Malmö", "Århus"]
+
+
+def test_a_name_twice_in_a_csv_header_is_refused(tmp_path):
+    """pandas would rename the second "a.1" and the model would train on a column nobody named."""
+    path = tmp_path / "t.csv"
+    path.write_text("a,b,a\n1,2,3\n4,5,6\n")
+    with pytest.raises(UserError, match="column name\\(s\\) 'a' appear twice in its header; rename one"):
+        read_frame(path)
+
+
+def test_a_name_twice_in_a_frame_is_refused_the_target_too():
+    frame = pd.DataFrame(np.arange(60.0).reshape(20, 3), columns=["a", "b", "a"])
+    for target in ("a", "b"):
+        with pytest.raises(UserError, match="'a' appear twice; rename one"):
+            load_table(frame, target)
+
+
+def test_a_target_named_by_a_number_is_the_column_of_that_name():
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=30), "5": rng.normal(size=30)})
+    assert load_table(frame, 5).target == "5"
+
+
+def test_numbers_held_as_python_objects_are_numbers():
+    frame = pd.DataFrame({"float": pd.Series([1.5, None, 3.0], dtype=object),
+                          "decimal": [decimal.Decimal("2.5"), decimal.Decimal("1"), None],
+                          "int": pd.Series([1, 2, np.int64(3)], dtype=object),
+                          "empty": pd.Series([None, None, None], dtype=object),
+                          "text": ["1", "2", "x"], "flag": [True, False, True], "mixed": [1, "a", 2.0]})
+    read = numbers_as_numbers(frame.copy())
+    assert all(read[c].dtype == np.float64 for c in ("float", "decimal", "int", "empty"))
+    assert read["float"].isna().tolist() == [False, True, False] and read["decimal"].tolist()[:2] == [2.5, 1.0]
+    assert read["text"].tolist() == ["1", "2", "x"] and read["mixed"].tolist() == [1, "a", 2.0]
+    assert read["flag"].dtype == bool
+
+
+def test_a_frame_of_objects_trains_as_its_numbers_not_as_text():
+    """astype(object) had every feature coded as text levels in text order (a garbled warning
+    "0 non-numeric value(s)"); on the table it came from the holdout R² fell from 0.32 to 0.14."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=50), "b": rng.integers(0, 30, size=50), "y": rng.normal(size=50)})
+    typed, held = load_table(frame, "y"), load_table(frame.astype(object), "y")
+    assert held.categories == {} and held.warnings == [] and held.task.kind == typed.task.kind
+    np.testing.assert_array_equal(held.X, typed.X)
+    np.testing.assert_array_equal(held.y, typed.y)
