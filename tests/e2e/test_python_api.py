@@ -147,3 +147,9 @@ def test_the_leaderboard_ranks_finished_trials_above_pruned_and_failed_ones(fami
     board = trialfuse.load(run).leaderboard()
     assert board["state"].tolist() == ["complete", "pruned", "fail"]
     assert board["cv_r2_mean"].iloc[1] > board["cv_r2_mean"].iloc[0]  # better so far, and still below
+
+
+def test_a_holdout_of_few_rows_gets_a_warning(tmp_path):
+    """120 rows: the holdout's 24 rows give a score that one row moves far."""
+    model = trialfuse.fit(good_frame(), "y", out=tmp_path / "run", quiet=True, explain=False, **FAST)
+    assert "the holdout has 24 rows: its score is a rough guide, not a measure" in model.record.warnings

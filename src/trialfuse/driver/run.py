@@ -25,7 +25,13 @@ from trialfuse.driver.options import RunOptions, check_options, folds_of
 from trialfuse.driver.out_of_fold import MODELS, OutOfFold
 from trialfuse.driver.run_record import RunRecord
 from trialfuse.driver.scheduler import run_studies
-from trialfuse.driver.splits import check_class_sizes, check_split_sizes, holdout_split, kfold_indices
+from trialfuse.driver.splits import (
+    FEW_HOLDOUT_ROWS,
+    check_class_sizes,
+    check_split_sizes,
+    holdout_split,
+    kfold_indices,
+)
 from trialfuse.driver.storage import open_storage, running_trials
 from trialfuse.driver.table import load_table
 from trialfuse.driver.trial_records import FamilyResult
@@ -113,6 +119,8 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     rest, sealed = holdout_split(table.rows, opts.holdout, opts.seed, table.task.strata(table.y))
+    if len(sealed) < FEW_HOLDOUT_ROWS:
+        unused.append(f"the holdout has {len(sealed)} rows: its score is a rough guide, not a measure")
     storage = open_storage(opts.storage, out)
     stamped = fingerprint.stamped(storage, models, "folds")
     k = folds_of(opts, table.task, table.y, stamped)

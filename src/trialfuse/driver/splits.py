@@ -13,6 +13,7 @@ from trialfuse.errors import UserError
 from trialfuse.task import Task
 
 MIN_VALIDATION_ROWS = 2  # R² needs at least two rows to have a variance
+FEW_HOLDOUT_ROWS = 30  # a holdout score on fewer rows gets a warning: one row moves it far
 
 
 def check_split_sizes(rows: int, holdout: float, folds: int) -> None:
