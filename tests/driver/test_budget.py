@@ -19,9 +19,18 @@ from trialfuse.driver.budget import (
 )
 
 
-@pytest.mark.parametrize(("seconds", "kept"), [(10, 4.0), (30, 6.0), (60, 12.0), (600, 120.0)])
-def test_before_any_trial_a_fifth_is_kept_at_least_five_seconds_at_most_forty_percent(seconds, kept):
+@pytest.mark.parametrize(("seconds", "kept"), [(10, 2.0), (20, 4.0), (30, 6.0), (60, 12.0), (600, 120.0)])
+def test_before_any_trial_a_fifth_is_kept_at_least_the_reports_share_at_most_forty_percent(seconds, kept):
     assert Budget(end=1000.0, seconds=seconds).search_end() == pytest.approx(1000.0 - kept)
+
+
+def test_a_short_budget_keeps_a_fifth_for_the_report_not_five_seconds():
+    """At --timeout 10s a fixed 5 s for the report was half the budget: the search stopped at
+    half time and left the ensemble "0.0 s" and the explanation nothing."""
+    short = Budget(end=1000.0, seconds=10.0)
+    assert short.report_seconds == pytest.approx(2.0)
+    assert short.search_end(1.0) == pytest.approx(1000.0 - 2.0 - 1.0)
+    assert Budget(end=1000.0, seconds=60.0).report_seconds == REPORT_SECONDS
 
 
 def test_then_the_reserve_is_the_leaders_retrain_and_the_report():

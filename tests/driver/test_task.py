@@ -9,8 +9,8 @@ import pytest
 from sklearn.metrics import log_loss, roc_auc_score
 
 from trialfuse.driver.splits import check_class_sizes, holdout_split, kfold_indices
-from trialfuse.errors import UserError
 from trialfuse.driver.target import MAX_CLASSES, decide
+from trialfuse.errors import UserError
 from trialfuse.task import NUMBERS, Kind, Task
 
 

@@ -1,9 +1,10 @@
 """`--timeout`: when the search must stop so that the winner's retrain and the report still fit.
 
 The run's end is fixed; the search's end moves with what is known. Before any trial is
-complete a fixed share is kept back (a fifth of the budget, at least 5 s, at most 40%).
-Once one is, the reserve is the leader's estimated retrain (its best trial's fold times,
-scaled up to all the search rows) plus the report, at most half the budget: a long budget
+complete a fixed share is kept back (a fifth of the budget, at least the report's, at most
+40%). Once one is, the reserve is the leader's estimated retrain (its best trial's fold times,
+scaled up to all the search rows) plus the report's share (5 s; a fifth of a budget under
+25 s, which a fixed 5 s would leave nothing else), at most half the budget: a long budget
 is not left a fifth idle, and a slow leader still gets the time its retrain needs. Where an
 ensemble may be retrained instead, the reserve covers its likely members' retrains too; a
 model served by its kept fold models (`--no-refit`) needs a second, and an NN one about a second
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 REPORT_SECONDS = 5.0  # results, report and closing the workers: the explanation and the probe end before it
+REPORT_SHARE = 0.2  # of a short budget, at most, kept for that: at 10 s, 5 s left none for the ensemble
 FOLD_SERVING_SECONDS = 1.0  # copying a model's kept fold models and predicting the holdout with them
 # An NN fold model is exported (torch.export) when served: the first export in a worker process
 # costs far more than the next, so one first export per NN member (an over-count where several
@@ -44,19 +46,24 @@ class Budget:
         (its retrain, see final_seconds; None: no trial yet) and, where an ensemble may follow,
         its likely members' (each family's best), which share the `workers`."""
         if leader_seconds is None:
-            reserve = min(0.4 * self.seconds, max(REPORT_SECONDS, 0.2 * self.seconds))
+            reserve = min(0.4 * self.seconds, max(self.report_seconds, 0.2 * self.seconds))
         else:
-            reserve = REPORT_SECONDS + max(leader_seconds, parallel_seconds(list(members_seconds), workers))
+            reserve = self.report_seconds + max(leader_seconds, parallel_seconds(list(members_seconds), workers))
         return self.end - min(reserve, MOST_RESERVED * self.seconds)
+
+    @property
+    def report_seconds(self) -> float:
+        """The share kept at the end for the results, the report and closing the workers."""
+        return min(REPORT_SECONDS, REPORT_SHARE * self.seconds)
 
     def left(self) -> float:
         """Seconds until the run should be over, the report's share taken off."""
-        return self.end - REPORT_SECONDS - time.monotonic()
+        return self.end - self.report_seconds - time.monotonic()
 
     def report_starts(self) -> float:
         """The wall time (time.time(), as workers read it) at which the report's share begins:
         where work after the search (the explanation, the diagnostics probe) must have ended."""
-        return wall_time(self.end - REPORT_SECONDS)
+        return wall_time(self.end - self.report_seconds)
 
     def fits(self, seconds: float) -> bool:
         """Whether work estimated at `seconds` may start now: estimates are rough (a retrain's
