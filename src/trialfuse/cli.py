@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 import tempfile
@@ -139,11 +138,11 @@ def predict(
 ) -> None:
     """Apply a saved model to a table: one `prediction` per input row, same order (for classes,
     the likeliest class and a `probability_<class>` column per class)."""
+    from trialfuse.driver.run_dir import check_file_out
     from trialfuse.predict import predict_table
 
-    if out and (out.is_dir() or not out.parent.is_dir() or not os.access(out.parent, os.W_OK)):
-        raise UserError(f"--out {out}: {'a directory' if out.is_dir() else f'cannot write in {out.parent}'}; "
-                        "name a CSV file in a folder that exists")
+    if out:
+        check_file_out(out)
     warn = lambda line: typer.echo(f"warning: {line}", err=True)  # noqa: E731
     frame = predict_table(model_dir, data, on_warning=warn)
     if out:

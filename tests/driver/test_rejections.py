@@ -183,7 +183,7 @@ def test_more_cpu_workers_than_cores_are_refused(run_main, tmp_path, monkeypatch
     monkeypatch.setattr("os.cpu_count", lambda: 2)
     path = write(tmp_path / "t.csv", good_frame())
     assert_rejected(run_main("run", path, "--target", "y", "--devices", "100"),
-                    "--devices 100: 100 CPU workers on 2 CPU core(s); at most one a core")
+                    "--devices 100: 100 CPU workers on 2 CPU core(s) free for them; at most one a core")
 
 
 def test_an_out_folder_of_other_files_is_refused_and_kept(run_main, tmp_path):
@@ -198,6 +198,12 @@ def test_an_out_folder_of_other_files_is_refused_and_kept(run_main, tmp_path):
                     f"--out {mine} holds files that are not a trialfuse run's")
     assert (mine / "best_model" / "notes.txt").read_text() == "keep"
     assert (mine / "results.json").read_text() == '{"mine": 1}'
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    (hidden / ".DS_Store").write_text("")  # a folder of hidden files only is empty to its user
+    from trialfuse.driver.run_dir import check_out
+
+    check_out(hidden)
 
 
 @pytest.mark.parametrize("where", ["file/run", "locked/run"])
@@ -209,7 +215,8 @@ def test_an_out_that_cannot_be_written_is_one_line(run_main, tmp_path, where):
     (tmp_path / "locked").mkdir(mode=0o500)
     if where.startswith("locked") and os.access(tmp_path / "locked", os.W_OK):
         pytest.skip("this user writes anywhere (root)")
-    assert_rejected(run_main("run", path, "--target", "y", "--out", tmp_path / where), f"--out {tmp_path / where}")
+    assert_rejected(run_main("run", path, "--target", "y", "--out", tmp_path / where),
+                    f"--out {tmp_path / where}: cannot write in {tmp_path / where.split('/')[0]}")
 
 
 def test_predict_to_a_folder_that_is_not_there_is_one_line(run_main, tmp_path):

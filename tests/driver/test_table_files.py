@@ -31,12 +31,39 @@ def test_a_quoted_header_name_with_a_comma_does_not_decide_the_separator(tmp_pat
     assert list(frame.columns) == ["size, cm", "y"] and frame["y"].tolist() == [2, 4]
 
 
-@pytest.mark.parametrize("encoding", ["cp1252", "latin-1"])
-def test_a_csv_saved_by_an_older_spreadsheet_is_read(tmp_path, encoding):
+@pytest.mark.parametrize(("text", "names"), [
+    ("\na;b;c\n1;2;3\n", ["a", "b", "c"]),  # a blank first line
+    ("sep=;\na;b;c\n1;2;3\n", ["a", "b", "c"]),  # Excel's line naming the separator
+    ('"first\nname";b;c\n1;2;3\n', ["first\nname", "b", "c"]),  # a line break inside a quoted name
+    ("a\n1\n", ["a"]),  # one column
+])
+def test_the_header_decides_the_separator_wherever_it_begins(tmp_path, text, names):
     path = tmp_path / "t.csv"
-    path.write_bytes(ROWS.to_csv(index=False).encode(encoding))
+    path.write_text(text)
+    assert list(read_frame(path)[0].columns) == names
+
+
+def test_a_csv_split_by_semicolons_reads_its_decimal_commas_as_numbers(tmp_path):
+    """A German spreadsheet's CSV: its numbers were text levels, its target 'a class per value'."""
+    path = tmp_path / "t.csv"
+    path.write_text("fläche;stadt;preis\n80,5;Köln;364,18\n-3;Bonn;120\n;Köln;99,5\n")
     frame, _ = read_frame(path)
-    assert frame["city"].tolist()[:4] == ["Zürich", "Köln", "Malmö", "Århus"]
+    assert frame["fläche"].tolist()[:2] == [80.5, -3.0] and np.isnan(frame["fläche"].iloc[2])
+    assert frame["preis"].tolist() == [364.18, 120.0, 99.5] and frame["stadt"].tolist()[0] == "Köln"
+    assert read_frame(path, text_columns=["fläche"])[0]["fläche"].tolist()[0] == "80,5"  # trained as text
+
+
+@pytest.mark.parametrize(("data", "city"), [
+    (ROWS.to_csv(index=False).encode("cp1252"), "Zürich"),
+    (b"city,y\nZ\x81rich,1\n", "Z\x81rich"),  # a byte cp1252 has no letter for: Latin-1 reads it
+    (b"\xef\xbb\xbfcity,y\nZ\xfcrich,1\n", "Zürich"),  # a UTF-8 mark, then a cp1252 byte: the mark is no name
+    ("city\ty\nZürich\t1\n".encode("utf-16"), "Zürich"),  # Excel's "Unicode text"
+])
+def test_a_csv_saved_by_an_older_spreadsheet_is_read(tmp_path, data, city):
+    path = tmp_path / "t.csv"
+    path.write_bytes(data)
+    frame, _ = read_frame(path)
+    assert frame.columns[0] == "city" and "y" in frame.columns and frame["city"].tolist()[0] == city
 
 
 def test_a_name_twice_in_a_csv_header_is_refused(tmp_path):

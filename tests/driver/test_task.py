@@ -78,6 +78,16 @@ def test_text_that_is_numbers_throughout_is_decided_as_those_numbers():
     assert labels.kind == Kind.BINARY and labels.classes == ("0", "1")
     with pytest.raises(UserError, match="constant"):  # asked for numbers, they are one number
         decide(pd.Series(["007", "7", "07"]), "agent", "regression")
+    for labels in (["2023_01", "2023_02", "2023_03"], [" 7 ", "8", "9"]):  # no CSV reader reads these as numbers
+        assert decide(pd.Series(labels * 5), "period")[0].kind == Kind.MULTICLASS
+    category = pd.Series(pd.Categorical([1.5, 2.5, 3.7, 4.1, 5.2] * 4))  # a category's values are classes
+    assert decide(category, "grade")[0].kind == Kind.MULTICLASS
+
+
+def test_two_classes_that_read_the_same_are_refused():
+    """1 and "1" (a sloppy JSON file): predict would name both probability columns probability_1."""
+    with pytest.raises(UserError, match="holds '1' both as a number and as text"):
+        decide(pd.Series([1, "1", "a"] * 10, dtype=object), "y")
 
 
 @pytest.mark.parametrize("values, asked, message", [

@@ -1,10 +1,10 @@
 """`--timeout`: when the search must stop so that the winner's retrain and the report still fit.
 
 The run's end is fixed; the search's end moves with what is known. Before any trial is
-complete a fixed share is kept back (a fifth of the budget, at least the report's, at most
-40%). Once one is, the reserve is the leader's estimated retrain (its best trial's fold times,
-scaled up to all the search rows) plus the report's share (5 s; a fifth of a budget under
-25 s, which a fixed 5 s would leave nothing else), at most half the budget: a long budget
+complete a fifth of the budget is kept back (the report's share is at most that). Once one
+is, the reserve is the leader's estimated retrain (its best trial's fold times, scaled up to
+all the search rows) plus the report's share (5 s; a fifth of a budget under 25 s, which a
+fixed 5 s would leave nothing else), at most half the budget: a long budget
 is not left a fifth idle, and a slow leader still gets the time its retrain needs. Where an
 ensemble may be retrained instead, the reserve covers its likely members' retrains too; a
 model served by its kept fold models (`--no-refit`) needs a second, and an NN one about a second
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 REPORT_SECONDS = 5.0  # results, report and closing the workers: the explanation and the probe end before it
 REPORT_SHARE = 0.2  # of a short budget, at most, kept for that: at 10 s, 5 s left none for the ensemble
+FIRST_RESERVE = 0.2  # of the budget, kept back before any trial is complete
 FOLD_SERVING_SECONDS = 1.0  # copying a model's kept fold models and predicting the holdout with them
 # An NN fold model is exported (torch.export) when served: the first export in a worker process
 # costs far more than the next, so one first export per NN member (an over-count where several
@@ -46,7 +47,7 @@ class Budget:
         (its retrain, see final_seconds; None: no trial yet) and, where an ensemble may follow,
         its likely members' (each family's best), which share the `workers`."""
         if leader_seconds is None:
-            reserve = min(0.4 * self.seconds, max(self.report_seconds, 0.2 * self.seconds))
+            reserve = FIRST_RESERVE * self.seconds
         else:
             reserve = self.report_seconds + max(leader_seconds, parallel_seconds(list(members_seconds), workers))
         return self.end - min(reserve, MOST_RESERVED * self.seconds)

@@ -90,8 +90,8 @@ def plan_workers(spec: str) -> list[Slot]:
         count = cpu_part[4:]
         if ids and all(i.isdigit() for i in ids) and (not cpu_part or count.isdigit()):
             gpus = _pinned(ids, spec)
-            return _mix(gpus, _at_most_cores(int(count), cores, spec) if cpu_part else max(0, cores - len(gpus)),
-                        cores)
+            return _mix(gpus, _at_most_cores(int(count), cores - len(gpus), spec) if cpu_part
+                        else max(0, cores - len(gpus)), cores)
     raise UserError(f"--devices must be auto, cpu, a worker count, cuda:IDS or cuda:IDS+cpu:N "
                     f"(e.g. cuda:0,1 or cuda:0+cpu:6), got {spec!r}")
 
@@ -114,7 +114,8 @@ def _at_most_cores(cpu_workers: int, cores: int, spec: str) -> int:
     holding the table, and more of them than cores only take turns, their start-up alone
     past a short budget."""
     if cpu_workers > cores:
-        raise UserError(f"--devices {spec}: {cpu_workers} CPU workers on {cores} CPU core(s); at most one a core")
+        raise UserError(f"--devices {spec}: {cpu_workers} CPU workers on {cores} CPU core(s) free for them; at most "
+                        "one a core")
     return cpu_workers
 
 

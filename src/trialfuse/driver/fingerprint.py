@@ -45,12 +45,15 @@ def of_run(X: np.ndarray, y: np.ndarray, feature_names: list[str], target: str, 
 def check_resume(storage: optuna.storages.BaseStorage, families: list[str], fingerprint: dict[str, Any],
                  where: str) -> int:
     """Refuse (UserError, exit 2) when a family's study in `storage` was started by another search;
-    else the trials these families' studies hold already (a rerun continues them)."""
+    else the trials these families' studies have finished already (a rerun continues them; a
+    trial another driver runs now is not one of them)."""
     held = 0
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
         if summary.study_name not in families:
             continue
-        held += summary.n_trials
+        study_id = storage.get_study_id_from_name(summary.study_name)
+        held += len(storage.get_all_trials(study_id, deepcopy=False, states=finished))
         saved = summary.user_attrs.get(ATTR)
         if saved is None and summary.n_trials == 0:
             continue

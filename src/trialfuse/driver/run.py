@@ -6,6 +6,7 @@ then writes the run directory. It never imports torch.
 """
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -101,9 +102,9 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
         reporter.task_decided(table.task, table.task_line)
     elif table.task_line:
         reporter.stage(table.task_line)
-    unused = [f"column {name!r} is not used: {why}" for name, why in table.identifiers.items()]
-    unused += table.warnings
-    for line in unused:
+    early_warnings = [f"column {name!r} is not used: {why}" for name, why in table.identifiers.items()]
+    early_warnings += table.warnings
+    for line in early_warnings:
         reporter.stage(line)
     slots, new_worker = _workers(opts)
     if opts.ray is None and (note := idle_gpus_note(opts.devices)):
@@ -120,7 +121,8 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
 
     rest, sealed = holdout_split(table.rows, opts.holdout, opts.seed, table.task.strata(table.y))
     if len(sealed) < FEW_HOLDOUT_ROWS:
-        unused.append(f"the holdout has {len(sealed)} rows: its score is a rough guide, not a measure")
+        early_warnings.append(f"the holdout has {len(sealed)} rows: its score is a rough guide, not a measure")
+        reporter.stage(early_warnings[-1])
     storage = open_storage(opts.storage, out)
     stamped = fingerprint.stamped(storage, models, "folds")
     k = folds_of(opts, table.task, table.y, stamped)
@@ -130,7 +132,8 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
     search = fingerprint.of_run(table.X, table.y, table.feature_names, table.target, opts.seed, opts.holdout,
                                 k, table.task)
     if held := fingerprint.check_resume(storage, models, search, opts.storage or str(out)):
-        reporter.stage(f"continuing the search in {opts.storage or out}: {held} trial(s) there already")
+        where = re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", opts.storage or str(out))  # no password on screen
+        reporter.stage(f"continuing the search in {where}: {held} trial(s) there already")
     fingerprint.stamp(storage, models, search)
     data = run_dir.keep_frame(opts.data, out) if isinstance(opts.data, pd.DataFrame) else Path(opts.data)
     run_dir.write_json(out / run_dir.HOLDOUT, {"holdout_rows": sealed, "seed": opts.seed, "fraction": opts.holdout})
@@ -146,7 +149,7 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
         reporter.watch(pool.activity)
         if note := gpus_without_cuda_note(pool.gpu_workers_started()):  # the search waits for them anyway
             reporter.stage(note)
-            unused.append(note)
+            early_warnings.append(note)
         for family in models:
             reporter.family_started(family, opts.trials)
         families = run_studies(models, storage, opts.trials, k, opts.seed, pool,
@@ -167,7 +170,7 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
         how = f"retraining {what} on {len(rest)} rows" if opts.refit else f"saving {what} (fold models)"
         reporter.stage(f"{how} and scoring the holdout")
         final = final_model.train_and_save(pool, chosen, best, table, rest, sealed, out, opts.seed)
-        warnings = unused + final["warnings"]
+        warnings = early_warnings + final["warnings"]
         with ThreadPoolExecutor(max_workers=1) as beside:  # the probe and the explanation at once, on two workers
             probes = [beside.submit(_diagnostics, pool, f, out, opts.seed, reporter, budget)
                       for f in families.values() if FAMILIES[f.family].diagnostics]

@@ -109,16 +109,24 @@ def keep_frame(frame, out: Path) -> Path:
 def check_out(out: Path) -> None:
     """Refuse, before anything runs, an `--out` a run could not write or should not: a file, a
     folder of other files (a run replaces its best_model/, report_files/ and results.json
-    there), or one under a folder it cannot write. An empty folder, or a run's own (its journal
-    or holdout written), is fine: a rerun continues its search."""
+    there), or one under a folder it cannot write. An empty folder, or a run's own (its journal or
+    holdout written, or the DataFrame it was given), is fine: a rerun continues its search."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not any((out / name).exists() for name in (JOURNAL, HOLDOUT)):
+    if out.is_dir() and any(not p.name.startswith(".") for p in out.iterdir()) \
+            and not any((out / name).exists() for name in (JOURNAL, HOLDOUT, DATA)):  # a .DS_Store is no one's
         raise UserError(f"--out {out} holds files that are not a trialfuse run's: name a new or empty directory "
                         "(a run's directory continues its search)")
     existing = next(p for p in [out, *out.parents] if p.exists())
     if not existing.is_dir() or not os.access(existing, os.W_OK):
         raise UserError(f"--out {out}: cannot write in {existing}{' (a file)' * (not existing.is_dir())}")
+
+
+def check_file_out(path: Path) -> None:
+    """Refuse, before any work, a file to write (`predict --out`) that could not be written."""
+    if path.is_dir() or not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
+        raise UserError(f"--out {path}: {'a directory' if path.is_dir() else f'cannot write in {path.parent}'}; "
+                        "name a CSV file in a folder that exists")
 
 
 def new_run_dir(parent: Path = Path("runs")) -> Path:

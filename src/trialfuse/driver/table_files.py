@@ -2,11 +2,12 @@
 and for predict.
 
 What a format leaves open is settled here, so a model sees the columns the user wrote:
-- a CSV's separator: a comma, or the semicolon, tab or bar its header line is split by
+- a CSV's separator: a comma, or the semicolon, tab or bar its header is split by
   (spreadsheets in many locales save CSV with semicolons; read with commas, the whole table
   would be one column named "a;b;c");
 - a CSV's encoding: UTF-8, else Windows' cp1252, else Latin-1 (which reads any byte), as a
-  file saved by an older spreadsheet is;
+  file saved by an older spreadsheet is; UTF-16 where its byte order mark says so;
+- a CSV split by semicolons (tabs, bars) writes decimals with a comma: "12,5" is a number;
 - a name twice in a CSV's header is refused: pandas would rename the second "a.1" and train
   on a column the user never named;
 - numbers held as Python objects (a database fetch, `astype(object)`, a row built from a dict
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import decimal
+import io
 import re
 from pathlib import Path
 
@@ -28,7 +30,10 @@ FORMATS = {".csv": "CSV", ".parquet": "Parquet", ".pq": "Parquet", ".npz": "NPZ"
            ".json": "JSON", ".jsonl": "JSON lines"}
 NPZ_TARGET = "y"
 SEPARATORS = ",;\t|"  # in order of preference where a header holds as many of two
-ENCODINGS = ("utf-8", "cp1252", "latin-1")
+ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")  # utf-8-sig: UTF-8, its byte order mark dropped where there is one
+BYTE_ORDER_MARKS = {b"\xff\xfe": "utf-16", b"\xfe\xff": "utf-16"}  # Excel's "Unicode text": only UTF-16 reads it
+DECIMAL_COMMA = r"[+-]?\d+(,\d+)?"
+SNIFFED_CHARACTERS = 65_536  # of a CSV read to find its header's separator
 NUMBER_TYPES = (int, float, decimal.Decimal, np.integer, np.floating)
 
 
@@ -90,29 +95,50 @@ def numbers_as_numbers(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _read_csv(path: Path, text_columns: list[str] | None) -> pd.DataFrame:
     """The CSV with its own separator and encoding (see the top); a name twice in its header is refused."""
-    for encoding in ENCODINGS:
+    with path.open("rb") as handle:
+        start = handle.read(4)
+    marked = next((encoding for mark, encoding in BYTE_ORDER_MARKS.items() if start.startswith(mark)), None)
+    for encoding in [marked] if marked else ENCODINGS:
         try:
-            with path.open(encoding="utf-8-sig" if encoding == "utf-8" else encoding, newline="") as handle:
-                header = handle.readline()
-            separator = _separator(header)
-            names = next(csv.reader([header], delimiter=separator), [])
-            twice = sorted({name for name in names if name and names.count(name) > 1})
-            if twice:
-                raise UserError(f"{path}: column name(s) {', '.join(map(repr, twice))} appear twice in its header; "
-                                "rename one")
-            return pd.read_csv(path, sep=separator, encoding=encoding,
-                               dtype={c: str for c in text_columns} if text_columns else None)
+            separator, skip, names = _header(path, encoding)
+            frame = pd.read_csv(path, sep=separator, encoding=encoding, skiprows=skip,
+                                dtype={c: str for c in text_columns} if text_columns else None)
+            break
         except UnicodeDecodeError:
             continue
-    raise AssertionError("Latin-1 reads any byte")
+    twice = sorted({name for name in names if name and names.count(name) > 1})
+    if twice:
+        raise UserError(f"{path}: column name(s) {', '.join(map(repr, twice))} appear twice in its header; rename one")
+    if len(frame.columns) and isinstance(frame.columns[0], str):  # a UTF-8 mark read in another encoding
+        frame = frame.rename(columns={frame.columns[0]: frame.columns[0].removeprefix("\ufeff").removeprefix("ï»¿")})
+    return frame if separator == "," else _decimal_commas(frame, text_columns or [])
 
 
-def _separator(header: str) -> str:
-    """The character the header line is split by: of SEPARATORS the most frequent outside
-    quotes (a comma where none is)."""
-    bare = re.sub(r'"[^"]*"', "", header)
-    counts = [bare.count(s) for s in SEPARATORS]
-    return SEPARATORS[counts.index(max(counts))] if max(counts) else ","
+def _header(path: Path, encoding: str) -> tuple[str, int, list[str]]:
+    """(the separator, the lines before the header to skip, the header's names): Excel's
+    `sep=;` first line names the separator; else the one of SEPARATORS that splits the first
+    record into the most names (a quoted name may hold a comma or a line break)."""
+    with path.open(encoding=encoding, newline="") as handle:
+        first = handle.readline()
+        named = re.fullmatch(r"sep=(.)\s*", first.lstrip("\ufeff"))
+        sample = ("" if named else first.lstrip("\ufeff")) + handle.read(SNIFFED_CHARACTERS)
+    candidates = [named.group(1)] if named else list(SEPARATORS)
+    records = {s: next((r for r in csv.reader(io.StringIO(sample), delimiter=s) if r), []) for s in candidates}
+    separator = max(candidates, key=lambda s: len(records[s]))  # the first of the most: a comma on a tie
+    return separator, int(bool(named)), records[separator]
+
+
+def _decimal_commas(frame: pd.DataFrame, text_columns: list[str]) -> pd.DataFrame:
+    """A CSV split by semicolons (or tabs, bars) writes decimals as its locale does, "12,5":
+    a column of such numbers, read as text, is numbers."""
+    for j, name in enumerate(frame.columns):
+        column = frame.iloc[:, j]
+        if name in text_columns or not pd.api.types.is_string_dtype(column):
+            continue
+        present = column.dropna().astype(str)
+        if len(present) and present.str.fullmatch(DECIMAL_COMMA).all() and present.str.contains(",").any():
+            frame.isetitem(j, pd.to_numeric(column.str.replace(",", ".", regex=False)).astype(np.float64))
+    return frame
 
 
 def as_text(value) -> str:

@@ -17,17 +17,20 @@ How `auto` decides, from the target column alone:
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from trialfuse.driver.table_files import as_text
 from trialfuse.errors import UserError
 from trialfuse.task import CLASS_WEIGHTS, METRICS, Kind, Task, plain_label
 
 MAX_CLASSES = 100  # more than this is an identifier or a number, not a class to predict
 MAX_CODED_CLASSES = 20  # 0..K-1 whole numbers read as classes up to this K under `auto`
 FEW_WHOLE_VALUES = 20  # whole-number targets with at most this many values get the --task hint
+WRITTEN_NUMBER = r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?"  # as a CSV reader reads a number: no spaces, no "_"
 NUMBERS_WITH_STRAYS = 0.9  # a text column whose values are numbers but for this share is meant as numbers
 
 
@@ -86,6 +89,11 @@ def decide(column: pd.Series, target: str, asked: str = "auto", metric: str | No
     if len(classes) > MAX_CLASSES:
         raise UserError(f"target column {target!r} has {len(classes)} classes, more than {MAX_CLASSES}: "
                         f"if they are numbers, use --task regression")
+    written = [as_text(plain_label(c)) for c in classes]  # how predict names each class's probability column
+    if len(set(written)) < len(written):
+        same = next(c for c in classes if written.count(as_text(plain_label(c))) > 1)
+        raise UserError(f"target column {target!r} holds {as_text(plain_label(same))!r} both as a number and as "
+                        "text: two classes that read the same; make the column one type")
     task = Task(kind, tuple(plain_label(c) for c in classes), _metric(kind, metric), class_weight)
     y = task.encode(column)  # each row's class code
     return task, y, line or f"task: {kind} classification of {target!r} ({_class_summary(task)})"
@@ -94,9 +102,10 @@ def decide(column: pd.Series, target: str, asked: str = "auto", metric: str | No
 def _text_as_numbers(column: pd.Series, distinct: np.ndarray, asked: str, target: str) -> pd.Series | None:
     """A text column that is numbers throughout as those numbers, where they are to be searched
     as numbers (see the top); None otherwise."""
-    if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column) or asked not in (
-            "auto", Kind.REGRESSION) or not all(_is_number(v) for v in distinct):
-        return None
+    if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column) \
+            or isinstance(column.dtype, pd.CategoricalDtype) or asked not in ("auto", Kind.REGRESSION) \
+            or not all(_is_written_number(v) for v in distinct):
+        return None  # a category column's values are classes, whatever they hold
     numbers = column.map(float).astype(np.float64)
     if asked == Kind.REGRESSION:
         return numbers
@@ -136,6 +145,13 @@ def _metric(kind: Kind, name: str | None) -> str:
 def _order(value: Any) -> tuple:
     """Classes sort as numbers where they are numbers, else as text: 0 < 1 < 2, 'no' < 'yes'."""
     return (0, float(value), "") if _is_number(value) else (1, 0.0, str(value))
+
+
+def _is_written_number(value: object) -> bool:
+    """A number, or text a CSV reader reads as one."""
+    if isinstance(value, str):
+        return bool(re.fullmatch(WRITTEN_NUMBER, value))
+    return _is_number(value)
 
 
 def _is_number(value: object) -> bool:

@@ -78,7 +78,7 @@ class WorkerPool:
         self.slots = slots or [Slot(WorkerKind.CPU, "", os.cpu_count() or 1)]
         self.job_timeout = job_timeout or math.inf
         self._windows: dict[str, int] = {}  # each family's trials in flight, once asked (see window)
-        self._devices: dict[str, str] = {}  # each family's kind of worker, once every worker started
+        self._devices: dict[str, WorkerKind] = {}  # each family's kind of worker, once every worker started
         self.fuse = fuse
         self.deadline = deadline  # time.time() at which every job stops (the run's search budget)
         self.predictions = predictions  # answers carry each fold's validation predictions (for ensembles)
