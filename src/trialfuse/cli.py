@@ -160,7 +160,11 @@ def explain(
     """Explain RUN_DIR's winner again (explain.json, the report's "The winner"), on new rows if given."""
     from trialfuse.explain import explain_run
 
-    typer.echo(str(explain_run(run_dir, table)))
+    page = explain_run(run_dir, table)
+    found = json.loads((run_dir / "explain.json").read_text())
+    top = ", ".join(f"{f['name']} {f['permutation_drop']:.3g}" for f in found["features"][:5])
+    typer.echo(f"explained on {found['rows_from']}; the {found['metric']} lost when one feature is shuffled: {top}")
+    typer.echo(str(page))
 
 
 @app.command()

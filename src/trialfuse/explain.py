@@ -38,7 +38,10 @@ def explain_run(out: str | Path, table: str | Path | pd.DataFrame | None = None)
                         "against it")
     y = Task.from_json(metadata.get("task")).encode(frame[metadata["target"]])
     if given:
-        rows, rows_from = np.flatnonzero(np.isfinite(y)), f"{source} ({int(np.isfinite(y).sum())} rows)"
+        rows = np.flatnonzero(np.isfinite(y))
+        seen = _trained_on(out, results, metadata, X[rows])
+        rows_from = f"{source} ({len(rows)} rows" + (f"; {seen} of them the model was trained on, where its "
+                                                     "scores read high)" if seen else ")")
     else:
         rows = np.asarray(run_dir.read_json(out / run_dir.HOLDOUT)["holdout_rows"])
         rows_from = f"the sealed holdout ({len(rows)} rows), after its one score"
@@ -47,3 +50,19 @@ def explain_run(out: str | Path, table: str | Path | pd.DataFrame | None = None)
     found = explain(SavedModel(model_dir, metadata), X[rows], y[rows], metadata["feature_names"], results.seed)
     record(out, found, rows_from)
     return build_report(out)
+
+
+def _trained_on(out: Path, results: RunRecord, metadata: dict, X: np.ndarray) -> int:
+    """How many rows of `X` are the run's search rows (equal in every feature): a table given to
+    explain on may be the run's own, where the model was trained on most rows."""
+    source = results.data_at(out)
+    if not source.exists():
+        return 0
+    _, X_run = read_as_trained(source, metadata)
+    sealed = run_dir.read_json(out / run_dir.HOLDOUT)["holdout_rows"]
+    search = {_key(row) for row in np.delete(X_run, sealed, axis=0)}
+    return sum(_key(row) in search for row in X)
+
+
+def _key(row: np.ndarray) -> bytes:
+    return np.nan_to_num(row, nan=np.inf).tobytes()  # a missing value (never infinite once encoded) equal to itself

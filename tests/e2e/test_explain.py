@@ -38,8 +38,16 @@ def test_explain_on_new_rows_rebuilds_the_report(tree_run, survivors_csv, tmp_pa
     proc = cli("explain", tree_run, "--table", tmp_path / "new.csv")
     assert proc.returncode == 0, proc.stderr
     found = json.loads((tree_run / "explain.json").read_text())
-    assert found["rows_from"] == f"{tmp_path / 'new.csv'} (80 rows)" and found["rows_used"] == 80
-    assert "new.csv (80 rows)" in (tree_run / "report.html").read_text()
+    sealed = json.loads((tree_run / "holdout_indices.json").read_text())["holdout_rows"]
+    trained = 80 - sum(row < 80 for row in sealed)  # the run's own first rows: most were trained on, and it says so
+    assert found["rows_from"] == (f"{tmp_path / 'new.csv'} (80 rows; {trained} of them the model was trained on, "
+                                  "where its scores read high)") and found["rows_used"] == 80
+    assert "new.csv (80 rows" in (tree_run / "report.html").read_text()
+    assert proc.stdout.startswith(f"explained on {found['rows_from']}; the R² lost when one feature is shuffled: ")
+    fresh = pd.read_csv(survivors_csv).head(5).assign(**{c: 0.5 for c in rows.columns[:3]})
+    fresh.to_csv(tmp_path / "fresh.csv", index=False)
+    assert cli("explain", tree_run, "--table", tmp_path / "fresh.csv").returncode == 0
+    assert json.loads((tree_run / "explain.json").read_text())["rows_from"] == f"{tmp_path / 'fresh.csv'} (5 rows)"
     rows.drop(columns=["score"]).to_csv(tmp_path / "no_target.csv", index=False)
     refused = cli("explain", tree_run, "--table", tmp_path / "no_target.csv")
     assert refused.returncode == 2 and "has no column 'score'" in refused.stderr
