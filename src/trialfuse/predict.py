@@ -52,8 +52,9 @@ def read_as_trained(data: str | Path | pd.DataFrame, meta: dict, on_warning: Cal
         raise UserError(f"table {'(the DataFrame)' if isinstance(data, pd.DataFrame) else data} has no rows")
     unseen: dict[str, int] = {}
     X = encode_features(frame, meta["feature_names"], categories, unseen, meta.get("dates", []))
-    why = {name: "not read as dates" for name in meta.get("dates", [])}
-    said = [f"column {name!r}: {count} value(s) {why.get(name, 'not seen in training')}, treated as missing"
+    why = {**{name: "not seen in training" for name in categories},
+           **{name: "not read as dates" for name in meta.get("dates", [])}}
+    said = [f"column {name!r}: {count} value(s) {why.get(name, 'infinite')}, treated as missing"
             for name, count in unseen.items()]
     for line in said:
         if on_warning:

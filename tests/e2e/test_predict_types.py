@@ -53,10 +53,13 @@ def test_unseen_values_are_counted_and_said(trained):
     work, frame = trained
     rows = frame.drop(columns=[TARGET]).head(4).copy()
     rows["code"] = ["7", "Z", "Z", None]
+    first = rows.columns[0]
+    rows[first] = [np.inf, 1.0, -np.inf, 2.0]  # an infinite number reads as missing, and is said
     rows.to_csv(work / "unseen.csv", index=False)
     proc = cli("predict", work / "run", work / "unseen.csv")
     assert proc.returncode == 0, proc.stderr
     assert "warning: column 'code': 2 value(s) not seen in training, treated as missing" in proc.stderr
+    assert f"warning: column '{first}': 2 value(s) infinite, treated as missing" in proc.stderr
 
 
 def test_a_mostly_numeric_text_column_gets_a_warning(tmp_path):

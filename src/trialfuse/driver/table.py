@@ -200,8 +200,9 @@ def _text_order_warning(name: str, levels: list[str]) -> str | None:
 def encode_features(frame: pd.DataFrame, feature_names: list[str], categories: dict[str, list[str]],
                     unseen: dict[str, int] | None = None, dates: list[str] | None = None) -> np.ndarray:
     """Encode a new table exactly as the training table was; unseen categories become NaN
-    (counted per column into `unseen`, if given); `dates`, the training table's date columns,
-    become their parts again (a value read as no date counted into `unseen` under its column)."""
+    (counted per column into `unseen`, if given, as are infinite numbers); `dates`, the training
+    table's date columns, become their parts again (a value read as no date counted into `unseen`
+    under its column)."""
     frame = frame.rename(columns=str)
     derived = {part: column for column in dates or [] for part in date_parts.part_names(column)}
     needed = list(dict.fromkeys(derived.get(n, n) for n in feature_names))  # a date column, once
@@ -221,4 +222,6 @@ def encode_features(frame: pd.DataFrame, feature_names: list[str], categories: d
             raise UserError(f"feature column {name!r} was numeric in training but is not numeric here")
         else:
             out[:, j] = _numeric(column)
+            if unseen is not None and (count := int(np.isinf(column.to_numpy(np.float64, na_value=np.nan)).sum())):
+                unseen[name] = count  # an infinite value, read as missing
     return out
