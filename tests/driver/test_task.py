@@ -101,6 +101,7 @@ def test_two_classes_that_read_the_same_are_refused():
      "not numeric (e.g. 'high'): 1 of its 21 values are text; clean them to search it as numbers, or --task "),
     ([3.0, 3.0, 3.0], "auto", "constant"),
     ([1.0, np.inf, 2.0], "auto", "missing or infinite value(s) (first at row 1)"),
+    (["1.5", "2.5", "NaN", "-inf", "3"], "auto", "2 missing or infinite value(s) (first at row 2)"),  # as text
     ([0, 1], "ranking", "--task must be one of"),
 ])
 def test_a_bad_target_is_one_clear_line(values, asked, message):

@@ -31,6 +31,7 @@ MAX_CLASSES = 100  # more than this is an identifier or a number, not a class to
 MAX_CODED_CLASSES = 20  # 0..K-1 whole numbers read as classes up to this K under `auto`
 FEW_WHOLE_VALUES = 20  # whole-number targets with at most this many values get the --task hint
 WRITTEN_NUMBER = r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?"  # as a CSV reader reads a number: no spaces, no "_"
+NOT_FINITE = r"[+-]?(nan|inf|infinity)"
 NUMBERS_WITH_STRAYS = 0.9  # a text column whose values are numbers but for this share is meant as numbers
 
 
@@ -59,6 +60,9 @@ def decide(column: pd.Series, target: str, asked: str = "auto", metric: str | No
     bad = column.isna().to_numpy().copy()
     if numeric:
         bad |= np.isinf(column.to_numpy(dtype=np.float64, na_value=np.nan))
+    else:  # "nan", "inf" written as text (a JSON file's strings) are missing and infinite values too
+        bad |= column.map(lambda v: isinstance(v, str) and re.fullmatch(NOT_FINITE, v.strip(), re.IGNORECASE)
+                          is not None).to_numpy(dtype=bool)
     if bad.any():
         raise UserError(f"target column {target!r} has {int(bad.sum())} missing or infinite value(s) "
                         f"(first at row {int(np.argmax(bad))})")
