@@ -107,7 +107,8 @@ def demo(
     rows: Annotated[int, typer.Option(help="Rows of the reference table to make.")] = 3000,
     trials: Trials = 5,
     folds: Folds = 3,
-    out: Out = None,
+    out: Annotated[Path | None, typer.Option(help="Run directory (default: run/ beside the table, in a new "
+                                                  "temporary folder).")] = None,
     devices: Devices = "auto",
     bands: Annotated[int | None, typer.Option(help="Classes instead: the score's K equal-count bands (the "
                                                    "reference table's classification version).")] = None,
@@ -120,9 +121,9 @@ def demo(
 
     if bands is not None and bands < 2:
         raise UserError(f"--bands must be at least 2, got {bands}")
-    out = out or Path(tempfile.mkdtemp(prefix="trialfuse-demo-"))
-    out.mkdir(parents=True, exist_ok=True)
-    data = write_survivors(out / ("bands.csv" if bands else "survivors.csv"), rows=rows, seed=0, bands=bands)
+    made = Path(tempfile.mkdtemp(prefix="trialfuse-demo-"))  # the table beside the run, never in its folder
+    data = write_survivors(made / ("bands.csv" if bands else "survivors.csv"), rows=rows, seed=0, bands=bands)
+    out = out or made / "run"
     if not (quiet or as_json):
         what = f", target: the score's {bands} bands" if bands else ""
         Console(stderr=True).print(f"demo: reference table of {rows} rows x 62 features{what} in {data}")

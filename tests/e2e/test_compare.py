@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -293,3 +294,17 @@ def test_a_short_budget_still_saves_the_best_model(survivors_csv, tmp_path):
     assert nn["status"] == "ok" or nn["stopped_by_budget"], nn
     assert results["winner"] in (*results["ranking"], "ensemble") and (out / "best_model" / "metadata.json").is_file()
     assert elapsed < 8 + 60  # the budget, plus worker start-up, the last batch in flight and the retrain
+
+
+def test_the_demo_runs_with_and_without_an_out(run_main, tmp_path):
+    """The README's first command. It wrote its table into the run directory, which the --out
+    check then refused as "files that are not a trialfuse run's": every demo failed."""
+    out = tmp_path / "demo"
+    code, _, err = run_main("demo", "--rows", "300", "--trials", "1", "--folds", "2", "--out", out, "--quiet")
+    assert code == 0, err
+    assert (out / "results.json").is_file() and not list(out.glob("*.csv"))
+    code, printed, err = run_main("demo", "--rows", "300", "--trials", "1", "--folds", "2", "--json",
+                                  "--devices", "1")
+    assert code == 0, err
+    record = json.loads(printed)
+    assert Path(record["data"]).parent == Path(record["out"]).parent  # the table beside its run, not in it
