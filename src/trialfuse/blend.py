@@ -51,3 +51,17 @@ def stack_features(predictions) -> np.ndarray:
         logp = np.log(np.clip(np.asarray(member, dtype=np.float64), PROBABILITY_FLOOR, 1.0))
         columns.append(logp[:, 1:] - logp[:, :1] if logp.shape[1] == 2 else logp)
     return np.hstack(columns)
+
+
+def member_weights(weights, stack: dict[str, Any] | None = None) -> tuple[str, list[float]]:
+    """(what it is, one value per member) to show how much each member counts: its weight, or
+    under a class stack (whose members' `weights` are placeholders) its coefficient on its
+    log-odds (two classes; it may be negative) or the size of its K coefficients (sum of |c|)."""
+    if stack is None or stack["link"] != SOFTMAX:
+        return "weight", [float(w) for w in weights]
+    coef = np.asarray(stack["coef"], dtype=np.float64)
+    per = coef.shape[1] // len(weights)  # a member's features: 1 log-odds, or K log-probabilities
+    if per == 1:
+        return "coefficient", coef[0].tolist()
+    return "sum of |coefficients|", [float(np.abs(coef[:, i * per:(i + 1) * per]).sum()) for i in range(len(weights))]
+

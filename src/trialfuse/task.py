@@ -160,7 +160,7 @@ class Task:
 
     def show(self, score: float | None) -> str:
         """A score as people read it (log-loss positive), four places; blank for none."""
-        return "" if score is None else f"{self.metric.shown(score):.4f}"
+        return "" if score is None else four_places(self.metric.shown(score))
 
     def score(self, y: np.ndarray, prediction: np.ndarray) -> float:
         """The search metric, higher is better; prediction: values, or class probabilities [rows, K]."""
@@ -260,6 +260,11 @@ class Task:
             return cls()
         return cls(Kind(record["kind"]), tuple(record.get("classes", ())), record.get("metric", "r2"),
                    record.get("class_weight", "none"))
+
+
+def four_places(value: float) -> str:
+    """A score as shown everywhere: four places, and no sign on one that rounds to nothing."""
+    return f"{value:.4f}".replace("-0.0000", "0.0000")
 
 
 def plain_label(value: Any) -> Any:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.model_selection import KFold, StratifiedKFold
 
-from trialfuse.blend import serve, stack_features
+from trialfuse.blend import member_weights, serve, stack_features
 from trialfuse.driver import stack
 from trialfuse.task import NUMBERS, Kind, Task
 
@@ -55,6 +55,23 @@ def test_a_class_stack_recalibrates_and_is_served_as_fitted():
                                fitted.predict_proba(stack_features(predictions)), atol=1e-9)
 
 
+def test_under_balanced_class_weights_the_stack_keeps_the_rare_class_weighed_as_the_members_did():
+    """The members trained with "balanced" weights; a stack fit on unweighted log-loss pulled
+    every probability back to the 4% base rate (a run's mean P(yes) 0.038, 2 of 14 rare rows found)."""
+    rng = np.random.default_rng(4)
+    score = rng.normal(size=4000)
+    y = (score + rng.normal(scale=0.7, size=4000) > 1.9).astype(np.float64)  # about 4% ones
+    member = 1 / (1 + np.exp(-(2.0 * score - 2.5)))
+    predictions = np.stack([np.column_stack([1 - member, member])])
+    shares = {}
+    for weight in ("none", "balanced"):
+        task = Task(Kind.BINARY, (0, 1), "log_loss", weight)
+        found = stack.fit(predictions, y, _folds(y, strata=y), task)
+        shares[weight] = float(serve(list(predictions), found.weights, found.served)[:, 1].mean())
+    assert shares["none"] == pytest.approx(y.mean(), abs=0.01)  # unweighted: the base rate
+    assert shares["balanced"] > 0.15  # weighted as the members were: the rare class much more often
+
+
 def test_three_classes_are_served_as_fitted():
     rng = np.random.default_rng(3)
     y = rng.integers(0, 3, size=900).astype(np.float64)
@@ -100,3 +117,15 @@ def test_the_class_stack_fits_with_blas_on_one_thread(monkeypatch):
     with threadpool_limits(limits=2, user_api="blas"):  # as on 2 cores, so it can fail on one too
         stack.fit(predictions, y, _folds(y, strata=y), Task(Kind.MULTICLASS, (0, 1, 2), "log_loss"))
     assert seen and all(threads == {stack.BLAS_THREADS} for threads in seen)
+
+
+def test_the_report_shows_a_class_stacks_coefficients_not_its_placeholder_weights():
+    """A class stack's members carry 1/n as `weight` (the stack does not read it); the report
+    showed those as the ensemble's weights beside coefficients that were partly negative."""
+    binary = {"link": "softmax", "coef": [[0.9, -0.167, 0.3]], "intercept": [0.1]}
+    assert member_weights([1 / 3] * 3, binary) == ("coefficient", [0.9, -0.167, 0.3])
+    three = {"link": "softmax", "coef": [[1.0, 0.0, -1.0, 0.5, 0.5, 0.5]] * 3, "intercept": [0.0] * 3}
+    assert member_weights([0.5, 0.5], three) == ("sum of |coefficients|", [6.0, 4.5])
+    assert member_weights([0.7, 0.3], {"link": "identity", "intercept": 0.2}) == ("weight", [0.7, 0.3])
+    assert member_weights([0.7, 0.3]) == ("weight", [0.7, 0.3])
+

@@ -145,6 +145,21 @@ def test_a_class_too_small_for_the_folds_is_refused_before_training():
     check_class_sizes(task, np.array([0] * 50 + [1] * 8, dtype=np.float64), 0.2, 5, seed=0)  # enough
 
 
+def test_a_class_with_no_row_in_the_holdout_is_refused():
+    """Three rows of 'rare' among 1,988 filled 3 folds but left the holdout none: its ROC-AUC was
+    NaN, written into results.json as a bare NaN."""
+    y = np.array([0] * 473 + [1] * 678 + [2] * 837 + [3] * 3, dtype=np.float64)  # the probe's table
+    task = Task(Kind.MULTICLASS, ("high", "low", "mid", "rare"), "log_loss")
+    _, sealed = holdout_split(len(y), 0.2, 0, task.strata(y))
+    assert task.class_counts(y[sealed])[3] == 0  # what the old rule let through
+    with pytest.raises(UserError, match="class 'rare' has 3 row"):
+        check_class_sizes(task, y, 0.2, 3, seed=0)
+
+
+def test_a_score_that_rounds_to_zero_is_shown_without_a_sign():
+    assert NUMBERS.show(-0.00001) == "0.0000" and NUMBERS.show(-0.0013) == "-0.0013"
+
+
 def test_the_task_travels_as_json():
     task = Task(Kind.MULTICLASS, ("a", 2, True), "accuracy")
     assert Task.from_json(task.to_json()) == task and Task.from_json(None) == Task()

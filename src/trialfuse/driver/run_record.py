@@ -15,7 +15,7 @@ import optuna
 from trialfuse.driver import run_dir
 from trialfuse.driver.storage import open_storage
 from trialfuse.driver.trial_records import FamilyResult
-from trialfuse.task import Task
+from trialfuse.task import Task, four_places
 
 
 class MemberRecord(TypedDict):
@@ -119,7 +119,7 @@ class RunRecord:
 
     def prior_shown(self) -> str:
         """' (prior 0.6931)', or blank without one."""
-        return "" if self.prior_score is None else f" (prior {self.prior_score:.4f})"
+        return "" if self.prior_score is None else f" (prior {four_places(self.prior_score)})"
 
     def data_at(self, run: Path | str) -> Path:
         """The run's table as read from `run`: by the absolute path recorded where it exists, else

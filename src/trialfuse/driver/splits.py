@@ -64,14 +64,15 @@ def check_class_sizes(task: Task, y: np.ndarray, holdout: float, folds: int, see
 
 
 def classes_fill(task: Task, y: np.ndarray, holdout: float, folds: int, seed: int) -> bool:
-    """Whether every class has rows in the holdout and in each of the K validation folds."""
+    """Whether every class has rows in the holdout and in each of the K validation folds (a class
+    with none in the holdout leaves its score undefined: ROC-AUC was NaN)."""
     strata = task.strata(y)
     if strata is None:
         return True
     if task.class_counts(strata).min() < 2:  # a class of one row cannot be split at all
         return False
     try:
-        rest, _ = holdout_split(len(y), holdout, seed, strata)
+        rest, sealed = holdout_split(len(y), holdout, seed, strata)
     except ValueError:
         return False
-    return bool(task.class_counts(strata[rest]).min() >= folds)
+    return bool(task.class_counts(strata[rest]).min() >= folds and task.class_counts(strata[sealed]).min() >= 1)

@@ -84,7 +84,9 @@ def _fit(predictions: np.ndarray, y: np.ndarray, task: Task) -> tuple[list[int],
         kept = [i for i in range(len(predictions)) if share[i] >= MIN_SHARE or i == 0]  # input 0: the fallback
         model.fit(predictions[kept].T, y)
         return kept, [float(w) for w in model.coef_], {"link": IDENTITY, "intercept": float(model.intercept_)}
-    scale, logistic = class_stack().fit(stack_features(predictions), y.astype(np.int64)).named_steps.values()
+    weights = task.row_weights(y)  # as the members trained: under "balanced" the stack must not undo it
+    scale, logistic = class_stack().fit(stack_features(predictions), y.astype(np.int64),
+                                        logisticregression__sample_weight=weights).named_steps.values()
     coef = logistic.coef_ / scale.scale_  # the standardization folded in: served on the raw features
     intercept = logistic.intercept_ - coef @ scale.mean_
     kept = list(range(len(predictions)))

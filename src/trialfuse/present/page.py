@@ -12,6 +12,7 @@ import pandas as pd
 from matplotlib.figure import Figure  # no pyplot: no display, no global state
 
 from trialfuse.driver import run_dir
+from trialfuse.task import four_places
 
 
 class Page:
@@ -44,5 +45,5 @@ def table(header: list[str], rows: list[list[Any]]) -> str:
 
 def fmt(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.4f}"
+        return four_places(value)
     return "" if value is None else str(value)

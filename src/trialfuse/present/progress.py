@@ -13,7 +13,7 @@ from rich.table import Table
 
 from trialfuse.driver.run_record import RunRecord
 from trialfuse.driver.trial_records import FamilyResult
-from trialfuse.task import NUMBERS, Task
+from trialfuse.task import NUMBERS, Task, four_places
 
 
 class RichReporter:
@@ -111,7 +111,7 @@ def comparison_table(record: RunRecord) -> Table:
         table.add_row(str(rank), name, f"{task.show(fam.cv_score_mean)} ± {fam.cv_score_sd:.4f}",
                       task.show(holdout.get(name)), counts, fam.train_seconds_text)
     if record.prior_score is not None:
-        table.add_row("", f"prior ({task.prior_name})", "", f"{record.prior_score:.4f}", "", "")
+        table.add_row("", f"prior ({task.prior_name})", "", four_places(record.prior_score), "", "")
     return table
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import optuna
 from matplotlib.patches import Rectangle
 
+from trialfuse.blend import member_weights
 from trialfuse.catalog import FAMILIES
 from trialfuse.driver import run_dir
 from trialfuse.driver.run_record import EnsembleRecord, MemberRecord, NotKept, RunRecord
@@ -145,15 +146,16 @@ def _ensemble(page: Page, record: EnsembleRecord | NotKept | None, metric: Metri
                        shown(record.get("best_single_holdout_score"))])
     parts.append(table(["", "ensemble", "best single model"], scores))
     members = record["members"]
-    parts.append(table(["member", "weight", f"CV {label} mean", "served as"],
-                        [[f"{m['family']} trial {m['trial']}", m["weight"], shown(m["cv_score_mean"]), _served_as(m)]
-                         for m in members]))
+    what, weights = member_weights([m["weight"] for m in members], record.get("stack"))
+    parts.append(table(["member", what, f"CV {label} mean", "served as"],
+                        [[f"{m['family']} trial {m['trial']}", w, shown(m["cv_score_mean"]), _served_as(m)]
+                         for m, w in zip(members, weights, strict=True)]))
     with page.figure("ensemble", parts, size=(7, 0.5 + 0.35 * len(members))) as fig:
         ax = fig.add_subplot()
         labels = [f"{m['family']} {m['trial']}" for m in members]
-        ax.barh(labels, [m["weight"] for m in members], color=[COLORS.get(m["family"], "grey") for m in members])
+        ax.barh(labels, weights, color=[COLORS.get(m["family"], "grey") for m in members])
         ax.invert_yaxis()
-        ax.set_xlabel("weight")
+        ax.set_xlabel(what)
     page.section("ensemble", "Ensemble", parts)
 
 
