@@ -42,7 +42,7 @@ class _Trialfuse(BaseEstimator):
     def __init__(self, timeout: str | float | None = "60s", trials: int | None = None,
                  models: list[str] | None = None, folds: int | None = None, holdout: float = 0.2, seed: int = 0,
                  metric: str | None = None, ensemble: bool = True, explain: bool = False, devices: str = "auto",
-                 runs: str | Path = "runs", report: bool = False, quiet: bool = True):
+                 runs: str | Path = "runs", report: bool = False, quiet: bool = True, class_weight: str = "none"):
         self.timeout = timeout
         self.trials = trials
         self.models = models
@@ -56,6 +56,7 @@ class _Trialfuse(BaseEstimator):
         self.runs = runs
         self.report = report
         self.quiet = quiet
+        self.class_weight = class_weight  # "balanced" for classes, as --class-weight; numbers take "none" only
 
     def _task(self, y: np.ndarray) -> str:
         raise NotImplementedError

@@ -181,6 +181,7 @@ class Model:
         board = pd.DataFrame(rows, columns=["family", "trial", "state", "cv_score_mean", "cv_score_sd",
                                             "holdout_score", "seconds", "params", "_order", "_standing"])
         board["holdout_score"] = board["holdout_score"].map(lambda s: shown(s) if pd.notna(s) else np.nan)
+        board["trial"] = board["trial"].astype("Int64")  # a whole number, missing on the ensemble's row
         board = board.sort_values(["_standing", "_order"], ascending=[True, False], kind="stable")
         board = board.drop(columns=["_order", "_standing"])
         return board.reset_index(drop=True).rename(columns={

@@ -109,6 +109,9 @@ def test_the_classifier_orders_classes_as_scikit_learn_and_its_runs_read_from_an
     again = trialfuse.load(run)
     assert len(again.leaderboard()) == 1 and again.leaderboard()["state"].tolist() == ["complete"]
     assert len(again.explain()["importance"]) == len(names)
+    monkeypatch.chdir(tmp_path)
+    weighed = TrialfuseClassifier(**FAST, runs="weighed", class_weight="balanced").fit(frame, labels)
+    assert weighed.model_.task.class_weight == "balanced"  # as --class-weight (the estimator had no such parameter)
 
 
 @pytest.mark.parametrize("check", ["check_no_attributes_set_in_init", "check_parameters_default_constructible",
@@ -146,6 +149,7 @@ def test_the_leaderboard_ranks_finished_trials_above_pruned_and_failed_ones(fami
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
     board = trialfuse.load(run).leaderboard()
     assert board["state"].tolist() == ["complete", "pruned", "fail"]
+    assert str(board["trial"].dtype) == "Int64" and all(type(t) is int for t in board["trial"].tolist())  # not 0.0
     assert board["cv_r2_mean"].iloc[1] > board["cv_r2_mean"].iloc[0]  # better so far, and still below
 
 
