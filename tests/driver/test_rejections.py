@@ -287,3 +287,11 @@ def test_durations_read_as_a_user_writes_them(text, seconds):
     from trialfuse.driver.options import parse_duration
 
     assert parse_duration(text) == seconds
+
+
+def test_a_storage_is_shown_without_its_password():
+    """The resume line names the storage; a database URL's password stays off the screen."""
+    from trialfuse.driver.storage import shown
+
+    assert shown("postgresql://ann:secret@db.example:5432/runs") == "postgresql://ann:***@db.example:5432/runs"
+    assert shown("runs/x") == "runs/x" and shown("postgresql://db.example/runs") == "postgresql://db.example/runs"

@@ -6,7 +6,6 @@ then writes the run directory. It never imports torch.
 """
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +32,7 @@ from trialfuse.driver.splits import (
     holdout_split,
     kfold_indices,
 )
-from trialfuse.driver.storage import open_storage, running_trials
+from trialfuse.driver.storage import open_storage, running_trials, shown
 from trialfuse.driver.table import load_table
 from trialfuse.driver.trial_records import FamilyResult
 from trialfuse.errors import UserError
@@ -132,8 +131,7 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
     search = fingerprint.of_run(table.X, table.y, table.feature_names, table.target, opts.seed, opts.holdout,
                                 k, table.task)
     if held := fingerprint.check_resume(storage, models, search, opts.storage or str(out)):
-        where = re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", opts.storage or str(out))  # no password on screen
-        reporter.stage(f"continuing the search in {where}: {held} trial(s) there already")
+        reporter.stage(f"continuing the search in {shown(opts.storage or str(out))}: {held} trial(s) there already")
     fingerprint.stamp(storage, models, search)
     data = run_dir.keep_frame(opts.data, out) if isinstance(opts.data, pd.DataFrame) else Path(opts.data)
     run_dir.write_json(out / run_dir.HOLDOUT, {"holdout_rows": sealed, "seed": opts.seed, "fraction": opts.holdout})

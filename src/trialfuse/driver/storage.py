@@ -55,6 +55,12 @@ def open_storage(url: str | None, out: Path) -> optuna.storages.BaseStorage:
     return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path), lock_obj=lock))
 
 
+def shown(url: str) -> str:
+    """The storage as a screen may show it: a database URL with its password masked (SQLAlchemy's
+    own rendering), a journal file's path as it is."""
+    return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True) if "://" in url else url
+
+
 def _open_database(url: str) -> optuna.storages.RDBStorage:
     """A database several drivers share; a driver's trials whose heartbeat stops are asked again."""
     attempt = 0

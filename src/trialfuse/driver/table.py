@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from trialfuse.driver import dates as date_parts
-from trialfuse.driver.table_files import read_frame
+from trialfuse.driver.table_files import as_text, read_frame
 from trialfuse.driver.target import decide
 from trialfuse.errors import UserError
 from trialfuse.task import Task
@@ -116,7 +116,7 @@ def _encode_training_features(features: pd.DataFrame, deciding: np.ndarray):
         column = features[name]
         key = str(name)
         if _is_categorical(column):
-            levels = sorted({_level(v) for v in column.iloc[deciding].dropna()})
+            levels = sorted({as_text(v) for v in column.iloc[deciding].dropna()})
             values = _codes(column, levels)
             categories[key] = levels
         else:
@@ -170,17 +170,9 @@ def _numeric(column: pd.Series) -> np.ndarray:
     return values
 
 
-def _level(value: object) -> str:
-    """A category value as text. A number the reader typed (a file whose column held only
-    numbers) is written as it would be in text: 7.0 is "7", as the training file had it."""
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return str(int(value))
-    return str(value)
-
-
 def _codes(column: pd.Series, levels: list[str]) -> np.ndarray:
     index = {level: float(code) for code, level in enumerate(levels)}
-    return np.array([np.nan if pd.isna(v) else index.get(_level(v), np.nan) for v in column], dtype=np.float64)
+    return np.array([np.nan if pd.isna(v) else index.get(as_text(v), np.nan) for v in column], dtype=np.float64)
 
 
 MOSTLY_NUMERIC_SHARE = 0.9  # a text column whose levels are at least this much numbers is probably a number

@@ -141,9 +141,12 @@ def _decimal_commas(frame: pd.DataFrame, text_columns: list[str]) -> pd.DataFram
     return frame
 
 
-def as_text(value) -> str:
-    """A number as a CSV would have written it: 7.0 as '7'."""
-    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+def as_text(value: object) -> str:
+    """A value as a CSV would have written it: 7.0 as "7" (a category's level, a class's column
+    name: a file whose column held only numbers reads them back as the text it was trained on)."""
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _read_npz(path: Path, target: str | None) -> tuple[pd.DataFrame, str]:

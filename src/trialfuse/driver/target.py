@@ -93,11 +93,11 @@ def decide(column: pd.Series, target: str, asked: str = "auto", metric: str | No
     if len(classes) > MAX_CLASSES:
         raise UserError(f"target column {target!r} has {len(classes)} classes, more than {MAX_CLASSES}: "
                         f"if they are numbers, use --task regression")
-    written = [as_text(plain_label(c)) for c in classes]  # how predict names each class's probability column
+    written = [as_text(c) for c in classes]  # how predict names each class's probability column
     if len(set(written)) < len(written):
-        same = next(c for c in classes if written.count(as_text(plain_label(c))) > 1)
-        raise UserError(f"target column {target!r} holds {as_text(plain_label(same))!r} both as a number and as "
-                        "text: two classes that read the same; make the column one type")
+        same = next(w for w in written if written.count(w) > 1)
+        raise UserError(f"target column {target!r} holds {same!r} both as a number and as text: two classes "
+                        "that read the same; make the column one type")
     task = Task(kind, tuple(plain_label(c) for c in classes), _metric(kind, metric), class_weight)
     y = task.encode(column)  # each row's class code
     return task, y, line or f"task: {kind} classification of {target!r} ({_class_summary(task)})"
