@@ -67,18 +67,35 @@ def test_the_run_says_so_and_the_saved_model_records_it(sorted_frame, tmp_path, 
 
 
 def test_a_saved_model_no_better_than_the_prior_says_so_and_names_the_dropped_columns():
-    """A counter column that was the signal (a day number) dropped as a row index: the run saved
-    a model no better than the search rows' mean, with nothing said about it."""
+    """A counter column that was the signal dropped as a row index: the run saved a model no
+    better than the search rows' mean, with nothing said about it."""
     from trialfuse.driver.final_model import _no_better_than_prior
 
     rng = np.random.default_rng(0)
     days = np.arange(1, 101)
-    table = load_table(pd.DataFrame({"day": days, "temp": rng.normal(size=100), "sales": 0.5 * days}), "sales")
-    assert "day" in table.identifiers
+    table = load_table(pd.DataFrame({"row": days, "temp": rng.normal(size=100), "sales": 0.5 * days}), "sales")
+    assert "row" in table.identifiers
     said = _no_better_than_prior(table, -0.0029, -0.0005)
     assert said == ["the saved model scores no better on the holdout than the prior (R² -0.0029 against -0.0005): "
-                    "columns dropped as naming rows ('day') may be what predicts it: --keep-columns keeps them"]
+                    "columns dropped as naming rows ('row') may be what predicts it: --keep-columns keeps them"]
     assert _no_better_than_prior(table, 0.31, -0.0005) == []
-    kept = load_table(pd.DataFrame({"day": days, "temp": rng.normal(size=100), "sales": 0.5 * days}), "sales",
-                      keep=["day"])
+    kept = load_table(pd.DataFrame({"row": days, "temp": rng.normal(size=100), "sales": 0.5 * days}), "sales",
+                      keep=["row"])
     assert "rows are too few" in _no_better_than_prior(kept, 0.0, 0.0)[0]
+
+
+@pytest.mark.parametrize("name", ["day", "week", "visit"])
+def test_a_counter_not_named_as_row_numbers_is_a_feature_with_a_warning(name):
+    """A day number 1..n was dropped as a row index, though a trend over days may be the signal."""
+    days = np.arange(1, 101)
+    noise = np.random.default_rng(0).normal(size=100)
+    table = load_table(pd.DataFrame({name: days, "temp": noise, "sales": 0.5 * days}), "sales")
+    assert name in table.feature_names and name not in table.dropped
+    assert [w for w in table.warnings if w.startswith(f"column {name!r} counts the rows (1, 2, ...): used as a")]
+
+
+@pytest.mark.parametrize("name", ["id", "ID", "customer_id", "Row ID", "row_number", "index", "No.", "#", "rowid"])
+def test_a_counter_named_as_row_numbers_is_dropped(name):
+    noise = np.random.default_rng(0).normal(size=100)
+    table = load_table(pd.DataFrame({name: np.arange(100) + 7, "temp": noise, "y": noise * 2}), "y")
+    assert "row numbers plus a constant" in table.identifiers[name]

@@ -7,6 +7,7 @@ missing feature values stay NaN (trees take them natively, the NN imputes from i
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +82,7 @@ def load_table(path: str | Path | pd.DataFrame, target: str | None, keep: list[s
     deciding = search_rows(decided, y) if search_rows else np.arange(len(y))
     X, names, categories, dropped = _encode_training_features(features, deciding)
     warnings = [_text_order_warning(name, levels) for name, levels in categories.items()]
+    warnings += _counter_warning(features[[n for n in features.columns if n in names]])
     dropped = {**identifiers, **dropped}
     if not names:
         why = "; ".join(f"{c}: {r}" for c, r in dropped.items()) or "the table has only the target column"
@@ -155,9 +157,34 @@ def _identifier(column: pd.Series, name: str) -> str | None:
         return None
     if name.startswith("Unnamed: "):
         return "a row index: an unnamed integer column, as pandas writes its index (--keep-columns keeps it)"
-    if np.all(np.diff(values) == 1):
+    if _counts_rows(values) and ROW_NUMBER_NAME.fullmatch(name.strip()):
         return "a row index: its values are the row numbers plus a constant (--keep-columns keeps it)"
     return None
+
+
+# Names a column of row numbers goes by; a counter named otherwise ("day", "week") may be the
+# signal (a trend), so it stays a feature, with a warning (_counter_warning).
+ROW_NUMBER_NAME = re.compile(r"(?i)|#|n|no\.?|nr|num|number|idx|index|key|id|.*[_ .-]id|row.?(id|no|nr|num|number)?")
+
+
+def _counts_rows(values: np.ndarray) -> bool:
+    """Whole numbers that step by one from row to row: the row numbers plus a constant."""
+    return len(values) >= IDENTIFIER_MIN_ROWS and bool(np.all(np.diff(values) == 1))
+
+
+def _counter_warning(features: pd.DataFrame) -> list[str]:
+    """A named counter kept as a feature: where the rows were stored in target order, it leaks it."""
+    said = []
+    for name in features.columns:
+        column = features[name]
+        if _is_categorical(column) or pd.api.types.is_bool_dtype(column):
+            continue
+        values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        if not np.isnan(values).any() and _counts_rows(values):
+            said.append(f"column {name!r} counts the rows ({values[0]:g}, {values[1]:g}, ...): used as a feature; "
+                        "if it only numbers them, leave it out of the table (rows stored in target order leak "
+                        "through it)")
+    return said
 
 
 def _is_categorical(column: pd.Series) -> bool:
