@@ -22,7 +22,7 @@ def nvidia_smi(monkeypatch, tmp_path):
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    monkeypatch.setattr("trialfuse.transport.placement.usable_cores", lambda: 16)
     monkeypatch.setattr("trialfuse.driver.devices.torch_has_cuda", lambda: True)
 
 
@@ -87,7 +87,7 @@ def test_a_gpu_index_past_the_machines_gpus_is_refused(nvidia_smi):
 
 
 def test_an_exact_mix_and_the_cpu_forms(nvidia_smi, monkeypatch):
-    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    monkeypatch.setattr("trialfuse.transport.placement.usable_cores", lambda: 8)
     assert [s.kind for s in plan_workers("cuda:0+cpu:3")] == ["gpu", "cpu", "cpu", "cpu"]
     assert [s.threads for s in plan_workers("cuda:0+cpu:3")] == [1, 2, 2, 2]  # 7 other cores over 3 workers
     assert [s.kind for s in plan_workers("cuda:0+cpu:0")] == ["gpu"]
@@ -112,3 +112,25 @@ def test_each_gpu_worker_is_pinned_to_one_gpu(tmp_path):
     finally:
         pool.close()
     assert not list(tmp_path.glob(".pool-*"))  # scratch files are removed with the pool
+
+
+def test_the_cores_are_those_a_container_allows(tmp_path, monkeypatch):
+    """os.cpu_count() counts the host's cores: in a container limited to 2 of 64 it planned 64
+    workers. The CPU set and the cgroup's quota (rounded up) bound it."""
+    from trialfuse.transport.placement import usable_cores
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(64)))
+    v2 = tmp_path / "cpu.max"
+    v2.write_text("150000 100000\n")  # docker run --cpus 1.5
+    assert usable_cores((v2,)) == 2
+    v2.write_text("max 100000\n")  # no limit
+    assert usable_cores((v2,)) == 64
+    v1 = tmp_path / "v1" / "cpu.cfs_quota_us"
+    v1.parent.mkdir()
+    v1.write_text("400000\n")
+    (v1.parent / "cpu.cfs_period_us").write_text("100000\n")
+    assert usable_cores((tmp_path / "absent", v1)) == 4
+    v1.write_text("-1\n")  # cgroup v1's "no limit"
+    assert usable_cores((v1,)) == 64
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2})  # taskset -c 0-2
+    assert usable_cores(()) == 3

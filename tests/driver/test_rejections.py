@@ -180,7 +180,7 @@ def test_bad_option_values(run_main, tmp_path, option, value, message):
 
 def test_more_cpu_workers_than_cores_are_refused(run_main, tmp_path, monkeypatch):
     """--devices 100 on 2 cores was taken: 93 s for a 5 s budget."""
-    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setattr("trialfuse.transport.placement.usable_cores", lambda: 2)
     path = write(tmp_path / "t.csv", good_frame())
     assert_rejected(run_main("run", path, "--target", "y", "--devices", "100"),
                     "--devices 100: 100 CPU workers on 2 CPU core(s) free for them; at most one a core")

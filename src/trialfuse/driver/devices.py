@@ -19,6 +19,7 @@ import subprocess
 from pathlib import Path
 
 from trialfuse.errors import UserError
+from trialfuse.transport import placement
 from trialfuse.transport.placement import Slot, WorkerKind
 
 
@@ -75,7 +76,7 @@ def plan_workers(spec: str) -> list[Slot]:
     that mix exactly (N may be 0).
     """
     text = spec.strip().lower()
-    cores = os.cpu_count() or 1
+    cores = placement.usable_cores()
     if text == "auto":
         gpus = detect_gpus()
         gpus = gpus if gpus and torch_has_cuda() else []

@@ -28,10 +28,15 @@ was measured, where N / 8 is the catalog's 8; the same share for larger N is an 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 
 from trialfuse.catalog import FAMILIES, GpuUse
+
+CPU_QUOTA_FILES = (Path("/sys/fs/cgroup/cpu.max"),  # cgroup v2: "<quota> <period>" or "max <period>"
+                   Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"))  # cgroup v1: the quota; the period beside it
 
 GPU_MEMORY_SHARE = 0.7  # of a GPU's free memory the NN window plans to fill
 MAX_NN_WINDOW = 64  # NN trials in flight per GPU at most
@@ -134,3 +139,27 @@ def gpus_without_cuda_note(workers) -> str | None:
     where = f" on Ray node{'s' * (len(nodes) > 1)} {', '.join(nodes)}" if nodes else ""
     return (f"{len(blind)} GPU worker{'s' * (len(blind) > 1)}{where} found no GPU through torch (a CPU build "
             "of torch, or the GPU not visible there): the work placed on them trained on one CPU thread each")
+
+
+def usable_cores(quota_files: tuple[Path, ...] = CPU_QUOTA_FILES) -> int:
+    """The CPU cores this process may use: those it is pinned to (taskset, a batch system's CPU
+    set), at most a container's CPU quota rounded up (`docker run --cpus 2`); os.cpu_count()
+    counts the host's cores, so a container on a 64-core host started 64 workers on 2 cores."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows: no CPU sets
+        cores = os.cpu_count() or 1
+    quota = next((q for q in map(_cpu_quota, quota_files) if q), None)
+    return max(1, min(cores, quota) if quota else cores)
+
+
+def _cpu_quota(path: Path) -> int | None:
+    """Cores a cgroup's quota file allows (rounded up), or None where it sets no limit or is not there."""
+    try:
+        fields = path.read_text().split()
+        if path.name == "cpu.cfs_quota_us":
+            fields += (path.parent / "cpu.cfs_period_us").read_text().split()
+        quota, period = int(fields[0]), int(fields[1])
+    except (OSError, ValueError, IndexError):  # absent, "max" (no limit), unreadable
+        return None
+    return math.ceil(quota / period) if quota > 0 and period > 0 else None

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import queue
 import shutil
 import threading
@@ -38,7 +37,7 @@ from trialfuse.transport.contracts import (
     request_with_restart,
 )
 from trialfuse.transport.fold_queue import FoldDone, FoldJob, TrialKey, describe, take_task
-from trialfuse.transport.placement import Slot, WorkerKind, device_for, first_choice
+from trialfuse.transport.placement import Slot, WorkerKind, device_for, first_choice, usable_cores
 from trialfuse.transport.placement import window as placement_window
 from trialfuse.transport.scratch import make_scratch, request_stop, stop_file
 from trialfuse.transport.side_jobs import Retrain
@@ -75,7 +74,7 @@ class WorkerPool:
                  job_timeout: float | None = None, scratch: Path | None = None, fuse: Fuse = AUTO,
                  deadline: float | None = None, predictions: bool = False, keep_models: Path | None = None,
                  new_worker: WorkerFactory | None = None, task: Task = NUMBERS, categorical: list[int] = ()):
-        self.slots = slots or [Slot(WorkerKind.CPU, "", os.cpu_count() or 1)]
+        self.slots = slots or [Slot(WorkerKind.CPU, "", usable_cores())]
         self.job_timeout = job_timeout or math.inf
         self._windows: dict[str, int] = {}  # each family's trials in flight, once asked (see window)
         self._devices: dict[str, WorkerKind] = {}  # each family's kind of worker, once every worker started

@@ -7,7 +7,6 @@ takes its family, and one whose worker's place is gone goes to another worker.
 """
 from __future__ import annotations
 
-import os
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from trialfuse.transport import protocol
+from trialfuse.transport import placement, protocol
 from trialfuse.transport.contracts import SlotGone, Worker
 from trialfuse.transport.placement import WorkerKind
 
@@ -89,7 +88,7 @@ def retrain(pool: SharedWorkers, models: list[Retrain], X_score: np.ndarray) -> 
 
 def _retrain_command(model: Retrain, worker: Worker, score_path: Path, alone: bool) -> dict[str, Any]:
     one_machine = alone and not worker.slot.node  # then it gets every core here
-    threads = (os.cpu_count() or 1) if one_machine else worker.slot.threads
+    threads = placement.usable_cores() if one_machine else worker.slot.threads
     return protocol.retrain(model.family, model.params, model.rounds, str(model.directory), str(score_path),
                             model.seed, threads, [str(f) for f in model.fold_files] if model.fold_files else None)
 
@@ -100,7 +99,7 @@ def diagnose(pool: SharedWorkers, family: str, params: dict[str, Any], seed: int
     on a worker that trains the family, stopped at `deadline` (wall time) if it runs that long."""
     live = pool.live_workers()
     worker = next((w for w in live if pool.takes(w, family)), live[0])
-    answer = pool.run_on(worker, "diagnose", family, protocol.diagnose(family, params, seed, os.cpu_count() or 1,
+    answer = pool.run_on(worker, "diagnose", family, protocol.diagnose(family, params, seed, placement.usable_cores(),
                                                                        deadline=deadline))
     if answer.get("status") != "complete":
         raise RuntimeError(f"diagnose failed: {answer.get('error')}")
