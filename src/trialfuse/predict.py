@@ -10,7 +10,7 @@ import pandas as pd
 
 from trialfuse.driver import run_dir
 from trialfuse.driver.table import encode_features
-from trialfuse.driver.table_files import as_text, read_frame
+from trialfuse.driver.table_files import READ_WARNINGS, as_text, read_frame
 from trialfuse.engine.saved_model import SavedModel
 from trialfuse.errors import UserError
 from trialfuse.task import Task
@@ -54,8 +54,9 @@ def read_as_trained(data: str | Path | pd.DataFrame, meta: dict, on_warning: Cal
     X = encode_features(frame, meta["feature_names"], categories, unseen, meta.get("dates", []))
     why = {**{name: "not seen in training" for name in categories},
            **{name: "not read as dates" for name in meta.get("dates", [])}}
-    said = [f"column {name!r}: {count} value(s) {why.get(name, 'infinite')}, treated as missing"
-            for name, count in unseen.items()]
+    said = frame.attrs.get(READ_WARNINGS, []) + [
+        f"column {name!r}: {count} value(s) {why.get(name, 'infinite')}, treated as missing"
+        for name, count in unseen.items()]
     for line in said:
         if on_warning:
             on_warning(line)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from trialfuse.driver.table import load_table
-from trialfuse.driver.table_files import numbers_as_numbers, read_frame
+from trialfuse.driver.table_files import READ_WARNINGS, numbers_as_numbers, read_frame
 from trialfuse.errors import UserError
 
 ROWS = pd.DataFrame({"city": ["Zürich", "Köln", "Malmö", "Århus"] * 10, "size": np.arange(40) % 7 * 1.5,
@@ -64,6 +64,27 @@ def test_a_csv_saved_by_an_older_spreadsheet_is_read(tmp_path, data, city):
     path.write_bytes(data)
     frame, _ = read_frame(path)
     assert frame.columns[0] == "city" and "y" in frame.columns and frame["city"].tolist()[0] == city
+
+
+def test_a_utf8_file_with_a_bad_byte_stays_utf8_and_says_so(tmp_path, run_main):
+    """One stray cp1252 byte in a UTF-8 file: it was read whole as cp1252, each of its other
+    accented letters turned into two ("Zürich" into "ZÃ¼rich"), and nothing was said."""
+    path = tmp_path / "t.csv"
+    path.write_bytes(ROWS.to_csv(index=False).encode("utf-8").replace("Malmö".encode(), b"Malm\xf6", 1))
+    frame, _ = read_frame(path)
+    assert frame["city"].tolist()[:3] == ["Zürich", "Köln", "Malm\ufffd"] and frame["city"].iloc[6] == "Malmö"
+    said = frame.attrs[READ_WARNINGS]
+    assert said == [f"{path}: 1 byte(s) are not UTF-8 in a file that otherwise is; each is read as '\ufffd' "
+                    "(re-save the file as UTF-8 to keep those characters)"]
+    assert load_table(path, "y").warnings[:1] == said
+    code, out, err = run_main("run", path, "--target", "y", "--models", "lightgbm", "--trials", "1", "--folds", "2",
+                              "--out", tmp_path / "run", "--no-ensemble", "--no-explain")
+    assert code == 0 and "1 byte(s) are not UTF-8" in " ".join((out + err).split())
+    code, out, err = run_main("predict", tmp_path / "run", path, "--out", tmp_path / "p.csv")
+    assert code == 0 and "1 byte(s) are not UTF-8" in " ".join((out + err).split())
+    clean = tmp_path / "clean.csv"
+    clean.write_bytes(ROWS.to_csv(index=False).encode("cp1252"))  # no valid UTF-8 beyond ASCII: cp1252, silently
+    assert READ_WARNINGS not in read_frame(clean)[0].attrs
 
 
 def test_a_name_twice_in_a_csv_header_is_refused(tmp_path):

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from trialfuse.driver import dates as date_parts
-from trialfuse.driver.table_files import as_text, read_frame
+from trialfuse.driver.table_files import READ_WARNINGS, as_text, read_frame
 from trialfuse.driver.target import decide
 from trialfuse.errors import UserError
 from trialfuse.task import Task
@@ -59,6 +59,7 @@ def load_table(path: str | Path | pd.DataFrame, target: str | None, keep: list[s
     gives the rows that decide the encoding (category levels, constant columns): the sealed
     holdout's values must not shape what is trained; by default, every row."""
     frame, target = read_frame(path, target)
+    read_warnings = frame.attrs.get(READ_WARNINGS, [])
     source = "the DataFrame" if isinstance(path, pd.DataFrame) else str(path)
     if target is None:
         raise UserError("--target is required: name the column to predict")
@@ -81,7 +82,7 @@ def load_table(path: str | Path | pd.DataFrame, target: str | None, keep: list[s
                              "beside a date column's parts (driver.dates.part_names)")
     deciding = search_rows(decided, y) if search_rows else np.arange(len(y))
     X, names, categories, dropped = _encode_training_features(features, deciding)
-    warnings = [_text_order_warning(name, levels) for name, levels in categories.items()]
+    warnings = read_warnings + [_text_order_warning(name, levels) for name, levels in categories.items()]
     warnings += _counter_warning(features[[n for n in features.columns if n in names]])
     dropped = {**identifiers, **dropped}
     if not names:

@@ -6,7 +6,10 @@ What a format leaves open is settled here, so a model sees the columns the user 
   (spreadsheets in many locales save CSV with semicolons; read with commas, the whole table
   would be one column named "a;b;c");
 - a CSV's encoding: UTF-8, else Windows' cp1252, else Latin-1 (which reads any byte), as a
-  file saved by an older spreadsheet is; UTF-16 where its byte order mark says so;
+  file saved by an older spreadsheet is; UTF-16 where its byte order mark says so. A UTF-8
+  file with a few bad bytes (one pasted from elsewhere) stays UTF-8, each bad byte read as
+  U+FFFD and counted in a warning (`READ_WARNINGS` in the frame's attrs): read as cp1252,
+  every accented letter of it would turn into two others ("é" into "Ã©"), silently;
 - a CSV split by semicolons (tabs, bars) writes decimals with a comma: "12,5" is a number;
 - a name twice in a CSV's header is refused: pandas would rename the second "a.1" and train
   on a column the user never named;
@@ -33,6 +36,7 @@ SEPARATORS = ",;\t|"  # in order of preference where a header holds as many of t
 ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")  # utf-8-sig: UTF-8, its byte order mark dropped where there is one
 BYTE_ORDER_MARKS = {b"\xff\xfe": "utf-16", b"\xfe\xff": "utf-16"}  # Excel's "Unicode text": only UTF-16 reads it
 DECIMAL_COMMA = r"[+-]?\d+(,\d+)?"
+READ_WARNINGS = "trialfuse_read_warnings"  # the frame's attrs key: what reading it found, for the run to say
 SNIFFED_CHARACTERS = 65_536  # of a CSV read to find its header's separator
 NUMBER_TYPES = (int, float, decimal.Decimal, np.integer, np.floating)
 
@@ -98,27 +102,47 @@ def _read_csv(path: Path, text_columns: list[str] | None) -> pd.DataFrame:
     with path.open("rb") as handle:
         start = handle.read(4)
     marked = next((encoding for mark, encoding in BYTE_ORDER_MARKS.items() if start.startswith(mark)), None)
-    for encoding in [marked] if marked else ENCODINGS:
+    for encoding in [marked] if marked else ENCODINGS:  # Latin-1, the last, reads any byte
         try:
-            separator, skip, names = _header(path, encoding)
-            frame = pd.read_csv(path, sep=separator, encoding=encoding, skiprows=skip,
-                                dtype={c: str for c in text_columns} if text_columns else None)
-            break
+            return _read_csv_as(path, encoding, text_columns)
         except UnicodeDecodeError:
-            continue
+            if encoding == ENCODINGS[0] and (bad_bytes := _bad_bytes_in_utf8(path)):
+                return _read_csv_as(path, encoding, text_columns, bad_bytes)
+    raise AssertionError("Latin-1 reads any byte")
+
+
+def _read_csv_as(path: Path, encoding: str, text_columns: list[str] | None, bad_bytes: int = 0) -> pd.DataFrame:
+    """The CSV read in `encoding`; where `bad_bytes` is not 0, those bytes read as U+FFFD, with a warning."""
+    errors = "replace" if bad_bytes else "strict"
+    separator, skip, names = _header(path, encoding, errors)
+    frame = pd.read_csv(path, sep=separator, encoding=encoding, skiprows=skip, encoding_errors=errors,
+                        dtype={c: str for c in text_columns} if text_columns else None)
     twice = sorted({name for name in names if name and names.count(name) > 1})
     if twice:
         raise UserError(f"{path}: column name(s) {', '.join(map(repr, twice))} appear twice in its header; rename one")
     if len(frame.columns) and isinstance(frame.columns[0], str):  # a UTF-8 mark read in another encoding
         frame = frame.rename(columns={frame.columns[0]: frame.columns[0].removeprefix("\ufeff").removeprefix("ï»¿")})
-    return frame if separator == "," else _decimal_commas(frame, text_columns or [])
+    frame = frame if separator == "," else _decimal_commas(frame, text_columns or [])
+    if bad_bytes:
+        frame.attrs[READ_WARNINGS] = [f"{path}: {bad_bytes} byte(s) are not UTF-8 in a file that otherwise is; each "
+                                      "is read as '\ufffd' (re-save the file as UTF-8 to keep those characters)"]
+    return frame
 
 
-def _header(path: Path, encoding: str) -> tuple[str, int, list[str]]:
+def _bad_bytes_in_utf8(path: Path) -> int:
+    """How many bytes of a mostly UTF-8 file are not UTF-8; 0 for a clean UTF-8 file and for one
+    in another encoding (where the bytes above ASCII are no valid UTF-8 more often than they are)."""
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    bad = text.count("\ufffd")
+    good = sum(1 for c in text if ord(c) > 127) - bad
+    return bad if 0 < bad < good else 0
+
+
+def _header(path: Path, encoding: str, errors: str = "strict") -> tuple[str, int, list[str]]:
     """(the separator, the lines before the header to skip, the header's names): Excel's
     `sep=;` first line names the separator; else the one of SEPARATORS that splits the first
     record into the most names (a quoted name may hold a comma or a line break)."""
-    with path.open(encoding=encoding, newline="") as handle:
+    with path.open(encoding=encoding, errors=errors, newline="") as handle:
         first = handle.readline()
         named = re.fullmatch(r"sep=(.)\s*", first.lstrip("\ufeff"))
         sample = ("" if named else first.lstrip("\ufeff")) + handle.read(SNIFFED_CHARACTERS)
