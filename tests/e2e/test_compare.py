@@ -296,13 +296,16 @@ def test_a_short_budget_still_saves_the_best_model(survivors_csv, tmp_path):
     assert elapsed < 8 + 60  # the budget, plus worker start-up, the last batch in flight and the retrain
 
 
-def test_the_demo_runs_with_and_without_an_out(run_main, tmp_path):
+def test_the_demo_runs_with_and_without_an_out(run_main, tmp_path, monkeypatch):
     """The README's first command. It wrote its table into the run directory, which the --out
-    check then refused as "files that are not a trialfuse run's": every demo failed."""
+    check then refused as "files that are not a trialfuse run's": every demo failed. A relative
+    --out was written as given beside an absolute `data` in results.json."""
+    monkeypatch.chdir(tmp_path)
     out = tmp_path / "demo"
-    code, _, err = run_main("demo", "--rows", "300", "--trials", "1", "--folds", "2", "--out", out, "--quiet")
+    code, _, err = run_main("demo", "--rows", "300", "--trials", "1", "--folds", "2", "--out", "demo", "--quiet")
     assert code == 0, err
     assert (out / "results.json").is_file() and not list(out.glob("*.csv"))
+    assert json.loads((out / "results.json").read_text())["out"] == str(out.resolve())
     code, printed, err = run_main("demo", "--rows", "300", "--trials", "1", "--folds", "2", "--json",
                                   "--devices", "1")
     assert code == 0, err

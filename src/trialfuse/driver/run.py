@@ -188,7 +188,7 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
         timeout_seconds=opts.timeout, budget_exhausted=any(f.stopped_by_budget for f in families.values()),
         winner=final["winner"], holdout_score=final["holdout_score"], ensemble=final["ensemble"], warnings=warnings,
         holdout_metrics=final["holdout_metrics"],
-        seconds=time.perf_counter() - started, out=str(out), task=table.task)
+        seconds=time.perf_counter() - started, out=str(out.resolve()), task=table.task)
     record.write(out)
     return record
 
