@@ -79,8 +79,8 @@ def run(
                                                        "model so far is still saved.")] = None,
     job_timeout: Annotated[str | None, typer.Option(help="Limit for one task on a worker (e.g. 10m); past "
                                                            "it the worker is killed and its trials fail.")] = None,
-    prune: Annotated[bool, typer.Option(help="Stop a clearly losing trial after its first folds "
-                                             "(median of earlier trials at the same fold).")] = True,
+    prune: Annotated[bool, typer.Option(help="Stop a trial after a fold where its running mean score is below the "
+                                             "median of earlier trials at that fold (from 4 such trials on).")] = True,
     ensemble: Annotated[bool, typer.Option(help="Save a weighted ensemble or a linear stack of the search's models "
                                                 "unless the best single model is clearly better out of fold.")] = True,
     refit: Annotated[bool, typer.Option(help="Retrain each saved model on all search rows instead of serving a "
