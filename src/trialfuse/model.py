@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trialfuse.catalog import params_from_trial
 from trialfuse.driver import run_dir
 from trialfuse.driver.options import RunOptions
 from trialfuse.driver.run_record import RunRecord
@@ -56,6 +57,16 @@ def fit(data: pd.DataFrame | str | Path | np.ndarray, target: str | None = None,
         record = search_and_report(opts, reporter, report=report)
     show_summary(reporter.console, record)
     return Model(record.out)
+
+
+def _model_params(family: str, trial) -> dict[str, Any]:
+    """A trial's params as its model takes them and results.json names them (the NN's `hidden_layers`,
+    not Optuna's `n_layers`, `width_0`, ...); as Optuna holds them where they do not rebuild (a
+    trial still being asked)."""
+    try:
+        return params_from_trial(family, trial)
+    except (KeyError, ValueError):
+        return dict(trial.params)
 
 
 def _table(data, target: str | None, y) -> tuple[pd.DataFrame | Path, str | None]:
@@ -169,7 +180,7 @@ class Model:
                              "cv_score_mean": shown(t.value) if t.value is not None else np.nan,
                              "cv_score_sd": float(np.std(folds)) if folds else np.nan,
                              "holdout_score": holdout.get(family, np.nan) if t.number == best else np.nan,
-                             "seconds": trial_train_seconds(t), "params": t.params,
+                             "seconds": trial_train_seconds(t), "params": _model_params(family, t),
                              "_order": t.value if t.value is not None else -np.inf,
                              "_standing": STANDING.get(t.state.name, len(STANDING))})
         ensemble = self.record.ensemble

@@ -152,6 +152,7 @@ def test_the_summary_the_report_and_the_leaderboard_give_one_fold_spread(full_ru
         assert spread in proc.stdout and f"<td>{spread}</td>" in page, name
         best = board[(board["family"] == name) & (board["trial"] == fam["best_trial"])]
         assert f"{best['cv_r2_sd'].iloc[0]:.4f}" == spread, name
+        assert best["params"].iloc[0] == fam["best_params"], name  # the NN's hidden_layers, not n_layers, width_0
 
 
 def test_each_family_says_the_compute_its_folds_took(full_run):
