@@ -31,6 +31,9 @@ PROBABILITY_FLOOR = 1e-15  # log-loss clips probabilities here (scikit-learn's e
 CLASS_WEIGHTS = ("none", "balanced")
 
 
+SHOWN_CLASSES = 10  # a task's description names this many classes at most
+
+
 class Kind(enum.StrEnum):
     REGRESSION = "regression"
     BINARY = "binary"
@@ -141,6 +144,18 @@ class Task:
     def loss_name(self) -> str:
         """What `loss` and `row_losses` measure, in words."""
         return LOSSES[self.kind]
+
+    @property
+    def described(self) -> str:
+        """The task in a line, as the report's summary names it: the kind, the classes (the first
+        SHOWN_CLASSES), the search metric and the class weights where they are not plain."""
+        line = f"{self.kind}"
+        if self.classes:
+            names = ", ".join(str(plain_label(c)) for c in self.classes[:SHOWN_CLASSES])
+            more = f", ... ({len(self.classes)} classes)" if len(self.classes) > SHOWN_CLASSES else ""
+            line += f" ({names}{more})"
+        line += f"; searched by {self.metric.label}"
+        return line + ("; classes weighted balanced" if self.class_weight == "balanced" else "")
 
     def default_folds(self, y: np.ndarray) -> int:
         """K for K-fold cross-validation where the run does not set it (FOLDS), for the table's

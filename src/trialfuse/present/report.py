@@ -69,7 +69,7 @@ STYLE = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#22
 
 
 def _summary(page: Page, record: RunRecord) -> None:
-    facts = [["data", record.data], ["target", record.target], ["task", record.task.kind],
+    facts = [["data", record.data], ["target", record.target], ["task", record.task.described],
              ["rows (holdout)", f"{record.rows} ({record.holdout_rows})"], ["folds", record.folds],
              ["device / workers", f"{record.device} / {record.workers}"], ["winner", record.winner],
              [f"holdout {record.task.metric.label} of the winner", record.task.show(record.holdout_score)
