@@ -81,7 +81,7 @@ class _Trialfuse(BaseEstimator):
 
     def _as_trained(self, X) -> pd.DataFrame:
         frame = as_features(X)
-        if not isinstance(X, pd.DataFrame):
+        if not isinstance(X, pd.DataFrame) or not hasattr(self, "feature_names_in_"):  # by position, as sklearn
             if frame.shape[1] != len(self._columns):  # scikit-learn's words for it
                 raise ValueError(f"X has {frame.shape[1]} features, but {type(self).__name__} is expecting "
                                  f"{len(self._columns)} features as input.")

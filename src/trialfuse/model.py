@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -156,12 +157,21 @@ class Model:
                             index=predicted.index)  # the probability columns follow `prediction`, in class order
 
     def _predicted(self, data) -> pd.DataFrame:
-        frame = Path(data) if isinstance(data, str | Path) else data if isinstance(data, pd.DataFrame) \
-            else as_features(data)  # X as an array, its columns x0, x1, ... as `fit(X, y=)` named them
+        frame = Path(data) if isinstance(data, str | Path) else self._by_position(data) \
+            if isinstance(data, pd.DataFrame) else as_features(data)  # an array: x0, x1, ... as fit named them
         predicted = predict_table(self.run_dir, frame)
         if isinstance(data, pd.DataFrame):
             predicted.index = data.index
         return predicted
+
+    def _by_position(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """`frame`, its columns named x0, x1, ... where pandas numbered them (`pd.DataFrame(X)`) and
+        the model was fit on an array (`fit(X, y=)` named its columns so); else as it is."""
+        trained = run_dir.read_json(self.run_dir / run_dir.BEST_MODEL / run_dir.METADATA)["feature_names"]
+        numbered = list(frame.columns) == list(range(frame.shape[1]))
+        if numbered and all(re.fullmatch(r"x\d+", name) for name in trained):
+            return frame.set_axis([f"x{i}" for i in range(frame.shape[1])], axis=1)
+        return frame
 
     def leaderboard(self) -> pd.DataFrame:
         """Every trial of every family, best first, after a saved ensemble (the saved model; its

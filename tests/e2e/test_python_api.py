@@ -79,6 +79,10 @@ def test_estimators_clone_cross_validate_and_sit_in_a_pipeline(tmp_path):
     assert pipeline.predict(frame.iloc[240:]).shape == (60,) and np.isfinite(pipeline.score(frame.iloc[240:], y[240:]))
     model = grid.best_estimator_.model_
     np.testing.assert_array_equal(model.predict(X[:5, :8]), grid.predict(X[:5, :8]))  # X as an array, as fit took it
+    # fit on an array, asked with pd.DataFrame(X): its columns by position (pandas numbers them 0, 1, ...
+    # where fit named them x0, x1, ...); it was refused as missing columns x0 ... x7
+    np.testing.assert_array_equal(model.predict(pd.DataFrame(X[:5, :8])), grid.predict(X[:5, :8]))
+    np.testing.assert_array_equal(grid.predict(pd.DataFrame(X[:5, :8])), grid.predict(X[:5, :8]))
 
 
 def test_the_classifier_orders_classes_as_scikit_learn_and_its_runs_read_from_anywhere(tmp_path, monkeypatch):
