@@ -48,7 +48,7 @@ def explain_run(out: str | Path, table: str | Path | pd.DataFrame | None = None)
     if len(rows) < 2:
         raise UserError(f"{source} has fewer than 2 rows with a target value to explain on")
     found = explain(SavedModel(model_dir, metadata), X[rows], y[rows], metadata["feature_names"], results.seed)
-    record(out, found, rows_from)
+    record(out, found, rows_from, on_holdout=not given)
     return build_report(out)
 
 

@@ -35,6 +35,7 @@ def test_a_run_explains_its_winner_on_the_holdout(tree_run):
 def test_explain_on_new_rows_rebuilds_the_report(tree_run, survivors_csv, tmp_path):
     rows = pd.read_csv(survivors_csv).head(80)
     rows.to_csv(tmp_path / "new.csv", index=False)
+    holdout_top = json.loads((tree_run / "best_model" / "metadata.json").read_text())["top_features"]
     proc = cli("explain", tree_run, "--table", tmp_path / "new.csv")
     assert proc.returncode == 0, proc.stderr
     found = json.loads((tree_run / "explain.json").read_text())
@@ -43,6 +44,8 @@ def test_explain_on_new_rows_rebuilds_the_report(tree_run, survivors_csv, tmp_pa
     assert found["rows_from"] == (f"{tmp_path / 'new.csv'} (80 rows; {trained} of them the model was trained on, "
                                   "where its scores read high)") and found["rows_used"] == 80
     assert "new.csv (80 rows" in (tree_run / "report.html").read_text()
+    meta = json.loads((tree_run / "best_model" / "metadata.json").read_text())
+    assert meta["top_features"] == holdout_top  # the saved model's record stays the holdout's
     assert proc.stdout.startswith(f"explained on {found['rows_from']}; the R² lost when one feature is shuffled: ")
     fresh = pd.read_csv(survivors_csv).head(5).assign(**{c: 0.5 for c in rows.columns[:3]})
     fresh.to_csv(tmp_path / "fresh.csv", index=False)

@@ -36,9 +36,12 @@ def explain_winner(pool: WorkerPool, out: Path, X: np.ndarray, y: np.ndarray, se
     return []
 
 
-def record(out: Path, found: dict[str, Any], rows_from: str) -> None:
-    """Write explain.json and add the top features to the saved model's metadata."""
+def record(out: Path, found: dict[str, Any], rows_from: str, on_holdout: bool = True) -> None:
+    """Write explain.json; on the sealed holdout, also the top features into the saved model's
+    metadata (an explanation on other rows says nothing of the model as it was chosen)."""
     run_dir.write_json(out / run_dir.EXPLAIN, {**found, "rows_from": rows_from})
+    if not on_holdout:
+        return
     meta_path = out / run_dir.BEST_MODEL / run_dir.METADATA
     metadata = run_dir.read_json(meta_path)
     metadata["top_features"] = found["features"][:TOP_IN_METADATA]
