@@ -53,8 +53,9 @@ def run(
     target: Annotated[str | None, typer.Option(help="Column to predict (NPZ: the name given to y).")] = None,
     task: Annotated[str, typer.Option(help="auto (decided from the target, and said), regression, binary or "
                                            "multiclass.")] = "auto",
-    metric: Annotated[str | None, typer.Option(help="Search metric: r2 for numbers; log_loss (default), roc_auc, "
-                                                    "accuracy or balanced_accuracy for classes.")] = None,
+    metric: Annotated[str | None, typer.Option(help="Search metric: r2 (default), rmse or mae for numbers; log_loss "
+                                                    "(default), roc_auc, accuracy or balanced_accuracy for classes.")
+                      ] = None,
     class_weight: Annotated[str, typer.Option(help="none, or balanced: each class weighs the same in training "
                                                    "(rare classes count more; scores stay unweighted).")] = "none",
     models: Models = None,

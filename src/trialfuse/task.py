@@ -22,6 +22,7 @@ from sklearn.metrics import (
     accuracy_score,
     balanced_accuracy_score,
     log_loss,
+    mean_absolute_error,
     mean_squared_error,
     r2_score,
     roc_auc_score,
@@ -55,6 +56,14 @@ def _r2(y, prediction) -> float:
     return float(r2_score(y, prediction))
 
 
+def _neg_rmse(y, prediction) -> float:
+    return -float(np.sqrt(mean_squared_error(y, prediction)))
+
+
+def _neg_mae(y, prediction) -> float:
+    return -float(mean_absolute_error(y, prediction))
+
+
 def _neg_log_loss(y, probabilities) -> float:
     return -_log_loss(y, probabilities)
 
@@ -82,12 +91,15 @@ def _balanced_accuracy(y, probabilities) -> float:
 
 
 R2 = Metric("r2", "R²", _r2)
+RMSE = Metric("rmse", "RMSE", _neg_rmse, shown=lambda score: -score)  # in the target's units, lower is better
+MAE = Metric("mae", "MAE", _neg_mae, shown=lambda score: -score)  # a few large misses weigh less than in RMSE
 LOG_LOSS = Metric("log_loss", "log-loss", _neg_log_loss, shown=lambda score: -score)
 ROC_AUC = Metric("roc_auc", "ROC-AUC", _roc_auc)
 ACCURACY = Metric("accuracy", "accuracy", _accuracy)
 BALANCED_ACCURACY = Metric("balanced_accuracy", "balanced accuracy", _balanced_accuracy)
 CLASS_METRICS = {m.name: m for m in (LOG_LOSS, ROC_AUC, ACCURACY, BALANCED_ACCURACY)}
-METRICS = {Kind.REGRESSION: {R2.name: R2}, Kind.BINARY: CLASS_METRICS, Kind.MULTICLASS: CLASS_METRICS}
+NUMBER_METRICS = {m.name: m for m in (R2, RMSE, MAE)}
+METRICS = {Kind.REGRESSION: NUMBER_METRICS, Kind.BINARY: CLASS_METRICS, Kind.MULTICLASS: CLASS_METRICS}
 # the report's holdout plots of each kind (present/holdout.py draws them by name) and what the prior predicts
 PLOTS = {Kind.REGRESSION: (),
          Kind.BINARY: ("class_counts", "confusion_matrix", "roc", "precision_recall", "reliability"),

@@ -115,6 +115,16 @@ def test_a_metric_must_belong_to_the_task():
         decide(pd.Series([0.5, 1.5, 2.5]), "t", metric="accuracy")
 
 
+def test_numbers_can_be_searched_by_rmse_or_mae_and_report_all_three():
+    """Regression had R² alone: an error in the target's units (RMSE, MAE) is what many users read."""
+    y, predicted = np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.5, 2.0, 2.0, 4.0])
+    for name, score in (("rmse", -np.sqrt((0.25 + 1.0) / 4)), ("mae", -1.5 / 4)):
+        task = decide(pd.Series([0.5, 1.5, 2.5, 3.25]), "t", metric=name)[0]
+        assert task.metric_name == name and task.score(y, predicted) == pytest.approx(score)
+        assert task.show(task.score(y, predicted)) == f"{-score:.4f}"  # as people read it: positive
+    assert Task().report(y, predicted) == pytest.approx({"r2": 1 - 1.25 / 5, "rmse": np.sqrt(1.25 / 4), "mae": 0.375})
+
+
 def test_scores_are_higher_is_better_and_the_report_shows_log_loss_positive():
     task = Task(Kind.BINARY, ("no", "yes"), "log_loss")
     y = np.array([0, 1, 1, 0, 1])

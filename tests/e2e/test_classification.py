@@ -69,7 +69,7 @@ def test_a_binary_run_with_text_and_missing_values_end_to_end(tmp_path):
     assert set(predicted["prediction"]) <= {"no", "yes"}
     np.testing.assert_allclose(predicted[["probability_no", "probability_yes"]].sum(axis=1), 1.0, atol=1e-6)
     page = (out / "report.html").read_text()
-    assert "Confusion matrix" in page and "prior (base rate)" in page
+    assert "Confusion matrix" in page and "prior (class shares)" in page
     assert "<td>binary (no, yes); searched by log-loss</td>" in page  # the summary once said "binary" alone
     import lightgbm  # the text column reached LightGBM as a category, split as a set of levels
 

@@ -109,8 +109,15 @@ def test_the_python_api_writes_the_report_too(survivors_csv, tmp_path):
     import trialfuse
 
     results = trialfuse.compare_models(trialfuse.RunOptions(data=survivors_csv, target="score", models=["lightgbm"],
-                                                            trials=1, folds=2, out=tmp_path / "run", explain=False))
-    assert (tmp_path / "run" / "report.html").is_file() and results["winner"] in check_page_sections(tmp_path / "run")
+                                                            trials=1, folds=2, out=tmp_path / "run", explain=False,
+                                                            metric="mae"))
+    page = check_page_sections(tmp_path / "run")
+    assert (tmp_path / "run" / "report.html").is_file() and results["winner"] in page
+    # searched by MAE (regression had R² alone): the summary, the holdout's table and the record say so
+    assert "<td>regression; searched by MAE</td>" in page and "<td>prior (mean)</td>" not in page
+    assert "<th>prior (mean)</th>" in page and set(results["holdout_metrics"]["model"]) == {"r2", "rmse", "mae"}
+    assert results["holdout_score"] == pytest.approx(-results["holdout_metrics"]["model"]["mae"], abs=1e-12)
+    assert "<td>holdout MAE of the winner</td>" in page and f"<td>{-results['holdout_score']:.4f} (prior " in page
 
 
 

@@ -54,8 +54,8 @@ def holdout_section(page: Page, record: RunRecord, out: Path) -> None:
     rows = [[task.metrics[name].label if name in task.metrics else name, value, metrics["prior"].get(name)]
             for name, value in metrics["model"].items()]
     parts = [f"<p>The saved model on the {record.holdout_rows} sealed rows, scored once; beside each score the "
-             f"prior's: what predicting the search rows' {task.prior_name} for every row scores (the base rate).</p>",
-             table(["metric", "saved model", "prior (base rate)"], rows)]
+             f"prior's: what predicting the search rows' {task.prior_name} for every row scores, the floor a model "
+             "must clear.</p>", table(["metric", "saved model", f"prior ({task.prior_name})"], rows)]
     path = out / run_dir.HOLDOUT_PREDICTIONS
     if task.plots and path.exists():
         with np.load(path, allow_pickle=False) as found:
