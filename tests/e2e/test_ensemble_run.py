@@ -153,3 +153,19 @@ def test_the_benchs_extra_candidate_screen_rebuilds_the_runs_own_selection(fold_
                                                    for m in record["members"]}, abs=1e-12)
     added = run.fit("lightgbm", FAMILIES["lightgbm"].start[1])
     assert len(run.oof) == 9 and added["oof_score"] > 0.0  # the 8 kept and this one, fit on rows that match
+
+
+def test_a_rerun_with_fewer_models_ensembles_those_alone(ensemble_run, tmp_path):
+    """Rerun in the same directory with `--models lightgbm`: the saved stack was four catboost
+    models (one lightgbm at weight 0) of the earlier run's, while every output named lightgbm alone."""
+    import shutil
+
+    out = Path(shutil.copytree(ensemble_run[0], tmp_path / "run"))
+    assert "xgboost" in {m["family"] for m in ensemble_run[1]["ensemble"]["members"]}  # both families were in it
+    proc = cli("run", ensemble_run[1]["data"], *ARGS[:2], "--models", "lightgbm", *ARGS[4:], "--out", out,
+               "--refit", "--no-explain")
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["ranking"] == ["lightgbm"]
+    members = results["ensemble"]["members"] if results["winner"] == "ensemble" else [{"family": results["winner"]}]
+    assert {m["family"] for m in members} == {"lightgbm"}

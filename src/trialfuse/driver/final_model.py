@@ -16,6 +16,7 @@ How a model is served (each member of an ensemble alike), then averaged with the
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -90,22 +91,25 @@ class Choice:
 
 def plan(winner: FamilyResult, storage: optuna.storages.BaseStorage, out_of_fold: OutOfFold | None,
          y_search: np.ndarray, workers: int, budget: Budget | None, *, ensembles: bool = True,
-         refit: bool = True, task: Task = NUMBERS, folds: list | None = None) -> Plan:
+         refit: bool = True, task: Task = NUMBERS, folds: list | None = None,
+         families: Collection[str] | None = None) -> Plan:
     """An ensemble of the kept out-of-fold predictions (`ensembles`) whose retrain fits in the
     time left, unless the best single model is clearly better (ensemble.clearly_worse); else
     the best single model. The ensemble: the Caruana average or a stack (driver.stack), the
     higher-scoring first, the other if that one's retrain does not fit (a stack may read 8
-    models where the average chose 3). Given the search's `folds`, all three are scored by an
-    inner K-fold over them (the average's own score is measured on the rows that chose it, and
-    the best single model's on the rows that chose it among many: both flatter). Without
-    `refit`, each model whose K fold models were kept is served by them."""
+    models where the average chose 3); its candidates are the trials of `families` (this run's
+    --models; None: every family kept), not those of families only an earlier run here searched.
+    Given the search's `folds`, all three are scored by an inner K-fold over them (the average's
+    own score is measured on the rows that chose it, and the best single model's on the rows that
+    chose it among many: both flatter). Without `refit`, each model whose K fold models were kept
+    is served by them."""
     single = Member(winner.family, winner.best_trial, winner.best_params, _rounds(winner.best_rounds),
                     winner.best_fold_seconds, winner.cv_score_mean)
     if out_of_fold is not None and not refit:
         single.fold_files = out_of_fold.fold_files(single.family, single.trial)
     if out_of_fold is None or not ensembles:
         return Plan([single])
-    candidates, vectors = _candidates(out_of_fold, storage)
+    candidates, vectors = _candidates(out_of_fold, storage, families)
     names = [m.name for m in candidates]
     if single.name not in names:
         return Plan([single], {"chosen": False, "reason": "the best model's out-of-fold predictions were not kept"})
@@ -251,12 +255,15 @@ def _no_better_than_prior(table: Table, score: float, prior_score: float) -> lis
             f"{task.show(score)} against {task.show(prior_score)}): {why}"]
 
 
-def _candidates(out_of_fold: OutOfFold, storage) -> tuple[list[Member], np.ndarray]:
-    """The kept trials that are complete in their study with the same score (a vector from
-    another study under the same run directory is not one of this search's models)."""
+def _candidates(out_of_fold: OutOfFold, storage, families: Collection[str] | None = None
+                ) -> tuple[list[Member], np.ndarray]:
+    """The kept trials of `families` that are complete in their study with the same score (a
+    vector from another study under the same run directory is not one of this search's models)."""
     studies: dict[str, dict[int, optuna.trial.FrozenTrial]] = {}
     members, vectors = [], []
     for family, number, vector in out_of_fold.vectors():
+        if families is not None and family not in families:  # an earlier run's --models, not this one's
+            continue
         if family not in studies:
             study = optuna.load_study(study_name=family, storage=storage)
             studies[family] = {t.number: t for t in study.get_trials(deepcopy=False)}

@@ -163,7 +163,8 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
         if out_of_fold is not None:  # stragglers of pruned trials; not what another driver still trains
             out_of_fold.remove_unkept(running_trials(storage, models))
         chosen = final_model.plan(best, storage, out_of_fold, table.y[rest], len(slots), budget,
-                                  ensembles=opts.ensemble, refit=opts.refit, task=table.task, folds=folds)
+                                  ensembles=opts.ensemble, refit=opts.refit, task=table.task, folds=folds,
+                                  families=models)
         what = (f"the ensemble's {len(chosen.members)} members" if chosen.is_ensemble else best.family)
         how = f"retraining {what} on {len(rest)} rows" if opts.refit else f"saving {what} (fold models)"
         reporter.stage(f"{how} and scoring the holdout")
