@@ -25,6 +25,7 @@ _EXPORTS = {
     "RunOptions": "trialfuse.driver.run",
     "compare_models": "trialfuse.api",
     "UserError": "trialfuse.errors",
+    "DataWarning": "trialfuse.errors",
     "predict_table": "trialfuse.predict",
     "make_survivors": "trialfuse.survivors",
     "write_survivors": "trialfuse.survivors",

@@ -8,3 +8,8 @@ from __future__ import annotations
 
 class UserError(Exception):
     """Bad input or usage: reported as one clear line, never as a traceback."""
+
+
+class DataWarning(UserWarning):
+    """Rows read other than as given, in the Python API (the CLI prints the same lines): values a
+    model never saw or cannot read, taken as missing, which change its predictions."""

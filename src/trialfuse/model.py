@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from trialfuse.driver import run_dir
 from trialfuse.driver.options import RunOptions
 from trialfuse.driver.run_record import RunRecord
 from trialfuse.driver.trial_records import trial_train_seconds
-from trialfuse.errors import UserError
+from trialfuse.errors import DataWarning, UserError
 from trialfuse.predict import predict_table
 
 OPTIONS = [f.name for f in dataclasses.fields(RunOptions) if f.name not in ("data", "target")]
@@ -58,6 +59,11 @@ def fit(data: pd.DataFrame | str | Path | np.ndarray, target: str | None = None,
         record = search_and_report(opts, reporter, report=report)
     show_summary(reporter.console, record)
     return Model(record.out)
+
+
+def _warn(line: str) -> None:
+    """What `trialfuse predict` prints, as a Python warning: a notebook sees it, a script can make it an error."""
+    warnings.warn(line, DataWarning, stacklevel=6)  # at the line that called Model.predict (or predict_proba)
 
 
 def _model_params(family: str, trial) -> dict[str, Any]:
@@ -120,7 +126,7 @@ class Model:
     """A finished run: its saved model, its record and its report."""
 
     def __init__(self, run: str | Path):
-        run = Path(run)
+        run = Path(run).resolve()  # a notebook's working directory changes; a pickled estimator travels
         if run.name == run_dir.BEST_MODEL:
             run = run.parent
         if not (run / run_dir.RESULTS).is_file() or not (run / run_dir.BEST_MODEL / run_dir.METADATA).is_file():
@@ -159,7 +165,7 @@ class Model:
     def _predicted(self, data) -> pd.DataFrame:
         frame = Path(data) if isinstance(data, str | Path) else self._by_position(data) \
             if isinstance(data, pd.DataFrame) else as_features(data)  # an array: x0, x1, ... as fit named them
-        predicted = predict_table(self.run_dir, frame)
+        predicted = predict_table(self.run_dir, frame, on_warning=_warn)
         if isinstance(data, pd.DataFrame):
             predicted.index = data.index
         return predicted

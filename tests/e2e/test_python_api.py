@@ -2,6 +2,8 @@
 in a fresh process, is in test_classification.py; the tour notebook in test_docs.py)."""
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -96,6 +98,7 @@ def test_the_classifier_orders_classes_as_scikit_learn_and_its_runs_read_from_an
     X, bands, names = make_survivor_bands(300, seed=0, bands=2)
     labels = np.where(bands == "high", "10", "9")  # trialfuse reads them in number order, scikit-learn as text
     frame = pd.DataFrame(X, columns=names).rename(columns={names[0]: "target"})
+    frame["region"] = np.where(X[:, 3] > 0.5, "north", "south")
     monkeypatch.chdir(tmp_path)
     classifier = TrialfuseClassifier(**FAST, runs="classes").fit(frame, labels)
     assert list(classifier.classes_) == ["10", "9"] and classifier.model_.task.classes == ("9", "10")
@@ -105,14 +108,18 @@ def test_the_classifier_orders_classes_as_scikit_learn_and_its_runs_read_from_an
     assert set(classifier.predict(frame.iloc[:10])) <= {"9", "10"} and 0.5 < classifier.score(frame, labels) <= 1
     assert get_scorer("roc_auc")(classifier, frame, labels) > 0.75  # the scorer reads the columns by classes_
     record = classifier.model_.record
-    assert record.features == len(names) and record.target not in names and "target" in frame.columns
-    run = classifier.model_.run_dir.resolve()
+    assert record.features == len(names) + 1 and record.target not in names and "target" in frame.columns
+    with pytest.warns(trialfuse.DataWarning, match="column 'region': 2 value\\(s\\) not seen in training"):
+        classifier.predict(frame.iloc[:2].assign(region="west"))  # the CLI said so; the API said nothing
+    run = classifier.model_.run_dir
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
+    travelled = pickle.loads(pickle.dumps(classifier))  # its run under the relative `runs`, read from elsewhere
+    np.testing.assert_array_equal(travelled.predict(frame.iloc[:5]), classifier.predict(frame.iloc[:5]))
     again = trialfuse.load(run)
     assert len(again.leaderboard()) == 1 and again.leaderboard()["state"].tolist() == ["complete"]
-    assert len(again.explain()["importance"]) == len(names)
+    assert len(again.explain()["importance"]) == len(names) + 1
     monkeypatch.chdir(tmp_path)
     weighed = TrialfuseClassifier(**FAST, runs="weighed", class_weight="balanced").fit(frame, labels)
     assert weighed.model_.task.class_weight == "balanced"  # as --class-weight (the estimator had no such parameter)
