@@ -144,7 +144,7 @@ def predict(
     from trialfuse.predict import predict_table
 
     if out:
-        check_file_out(out)
+        check_file_out(out, data, model_dir)
     warn = lambda line: typer.echo(f"warning: {line}", err=True)  # noqa: E731
     frame = predict_table(model_dir, data, on_warning=warn)
     if out:

@@ -228,6 +228,25 @@ def test_predict_to_a_folder_that_is_not_there_is_one_line(run_main, tmp_path):
                     f"cannot write in {tmp_path / 'absent'}")
 
 
+def test_predict_over_its_own_table_or_the_runs_files_is_refused_and_nothing_changes(run_main, tmp_path):
+    """`predict RUN t.csv --out t.csv` replaced the table with one prediction column, and
+    `--out RUN/results.json` the run's record."""
+    run = tmp_path / "run"
+    (run / "best_model").mkdir(parents=True)
+    (run / "best_model" / "metadata.json").write_text("{}")
+    (run / "results.json").write_text("{}")
+    path = write(tmp_path / "t.csv", good_frame())
+    before = path.read_bytes()
+    assert_rejected(run_main("predict", run, path, "--out", path), f"--out {path} is the table being read")
+    for target in (run / "results.json", run / "best_model" / "p.csv", run / "p.csv"):
+        assert_rejected(run_main("predict", run / "best_model", path, "--out", target),
+                        f"--out {target} lies in {run.resolve()}, among the run's own files")
+    (run / "results.json").unlink()  # a best_model/ on its own: that folder is guarded
+    assert_rejected(run_main("predict", run / "best_model", path, "--out", run / "best_model" / "p.csv"),
+                    f"lies in {(run / 'best_model').resolve()}, among the run's own files")
+    assert path.read_bytes() == before and (run / "best_model" / "metadata.json").read_text() == "{}"
+
+
 def test_make_table_needs_rows(run_main, tmp_path):
     assert_rejected(run_main("make-table", tmp_path / "t.csv", "--rows", "0"), "--rows must be at least 1")
 

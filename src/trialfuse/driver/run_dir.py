@@ -122,11 +122,20 @@ def check_out(out: Path) -> None:
         raise UserError(f"--out {out}: cannot write in {existing}{' (a file)' * (not existing.is_dir())}")
 
 
-def check_file_out(path: Path) -> None:
-    """Refuse, before any work, a file to write (`predict --out`) that could not be written."""
+def check_file_out(path: Path, table: Path | None = None, run: Path | None = None) -> None:
+    """Refuse, before any work, a file to write (`predict --out`) that could not be written, or
+    that is the `table` read or lies in the `run` directory (its record and model would be lost)."""
     if path.is_dir() or not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
         raise UserError(f"--out {path}: {'a directory' if path.is_dir() else f'cannot write in {path.parent}'}; "
                         "name a CSV file in a folder that exists")
+    where = path.resolve()
+    if table is not None and where == table.resolve():
+        raise UserError(f"--out {path} is the table being read; name another file")
+    if run is not None:
+        saved = run.resolve() if run.name == BEST_MODEL else run.resolve() / BEST_MODEL
+        guarded = saved.parent if (saved.parent / RESULTS).exists() else saved
+        if where.is_relative_to(guarded):
+            raise UserError(f"--out {path} lies in {guarded}, among the run's own files; name a file outside it")
 
 
 def new_run_dir(parent: Path = Path("runs")) -> Path:
