@@ -112,3 +112,29 @@ def test_two_cpu_workers_run_a_study_as_two_devices(survivors_csv, tmp_path):
     results = json.loads(proc.stdout)
     assert results["workers"] == 2 and results["device"] == "cpu x 2"
     assert all(f["trials_complete"] == 4 for f in results["families"].values())
+
+
+def test_a_damaged_run_directory_is_one_line_not_a_traceback(family_run, survivors_csv, tmp_path):
+    """A results.json cut short, a metadata.json edited badly, a model file missing: report,
+    explain and predict ended in JSONDecodeError or LightGBMError tracebacks, exit code 1."""
+    import shutil
+
+    from trialfuse.engine.saved_model import files
+
+    run = shutil.copytree(family_run("lightgbm")[0], tmp_path / "run")
+    (run / "results.json").write_text((run / "results.json").read_text()[:50])
+    for command in (("report", run), ("explain", run)):
+        proc = cli(*command)
+        assert proc.returncode == 2 and "results.json is damaged (" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+    metadata = run / "best_model" / "metadata.json"
+    saved = metadata.read_text()
+    metadata.write_text(saved[:-40])
+    proc = cli("predict", run, survivors_csv)
+    assert proc.returncode == 2 and "metadata.json is damaged (" in proc.stderr and "Traceback" not in proc.stderr
+    metadata.write_text(saved)
+    first = files(json.loads(saved))[0]
+    (run / "best_model" / first).unlink()
+    proc = cli("predict", run, survivors_csv)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"lacks {first}" in proc.stderr and "damaged or partly copied" in proc.stderr

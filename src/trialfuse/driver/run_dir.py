@@ -88,8 +88,13 @@ def _jsonable(value: Any) -> Any:
 
 
 def read_json(path: Path) -> Any:
+    """A run's JSON file; a damaged one (cut short, edited, written over) is the user's one line."""
     with open(path) as handle:
-        return json.load(handle)
+        try:
+            return json.load(handle)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path} is damaged ({exc.msg} at line {exc.lineno}): not the file a run wrote; "
+                            "restore it, or rerun into a new --out") from None
 
 
 def keep_frame(frame, out: Path) -> Path:

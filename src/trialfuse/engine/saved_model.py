@@ -11,6 +11,7 @@ import numpy as np
 
 from trialfuse.blend import IDENTITY, fold_mean, serve
 from trialfuse.engine.families import family_module
+from trialfuse.errors import UserError
 from trialfuse.task import NUMBERS, Task
 
 
@@ -38,6 +39,11 @@ class SavedModel:
 
     def __init__(self, directory: str | Path, metadata: dict[str, Any]):
         listed = metadata.get("members") or [{**metadata, "weight": 1.0}]
+        missing = [f for m in listed for f in files(m) if not (Path(directory) / f).is_file()]
+        if missing:  # a library's own error for it reads as a fault of ours
+            raise UserError(f"the saved model in {directory} lacks {missing[0]}"
+                            f"{f' and {len(missing) - 1} more file(s)' if len(missing) > 1 else ''}: "
+                            "damaged or partly copied; copy best_model/ whole")
         self.task = Task.from_json(metadata.get("task"))
         self.members = [Member(m["family"], [family_module(m["family"]).load(Path(directory) / f) for f in files(m)],
                                float(m["weight"]), self.task) for m in listed]
