@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from trialfuse.driver import run_dir
-from trialfuse.driver.explanation import record
+from trialfuse.driver.explanation import NOT_EXPLAINED, record
 from trialfuse.driver.run_record import RunRecord
 from trialfuse.engine.importance import explain
 from trialfuse.engine.saved_model import SavedModel
@@ -49,6 +49,9 @@ def explain_run(out: str | Path, table: str | Path | pd.DataFrame | None = None)
         raise UserError(f"{source} has fewer than 2 rows with a target value to explain on")
     found = explain(SavedModel(model_dir, metadata), X[rows], y[rows], metadata["feature_names"], results.seed)
     record(out, found, rows_from, on_holdout=not given)
+    if any(w.startswith(NOT_EXPLAINED) for w in results.warnings):  # the run's "no explanation" is mended now
+        results.warnings = [w for w in results.warnings if not w.startswith(NOT_EXPLAINED)]
+        results.write(out)
     return build_report(out)
 
 

@@ -67,3 +67,17 @@ def test_no_explain_and_an_nn_winner(family_run):
     found = json.loads((nn / "explain.json").read_text())
     assert found["shap"] is None and len(found["features"]) == 62
     assert "report_files/winner_importance.png" in (nn / "report.html").read_text()
+
+
+def test_explaining_later_clears_the_runs_no_explanation_warning(tree_run):
+    """A run whose budget left no time to explain says so; `trialfuse explain` then filled in
+    "The winner" while the summary (and results.json) still said it was missing."""
+    results = json.loads((tree_run / "results.json").read_text())
+    stale = f"no explanation of the winner in the time budget: no time left (`trialfuse explain {tree_run}` adds it)"
+    results["warnings"] = [*results["warnings"], stale, "another warning"]
+    (tree_run / "results.json").write_text(json.dumps(results))
+    assert cli("explain", tree_run).returncode == 0
+    after = json.loads((tree_run / "results.json").read_text())
+    assert stale not in after["warnings"] and "another warning" in after["warnings"]
+    page = (tree_run / "report.html").read_text()
+    assert "no explanation of the winner" not in page and "another warning" in page

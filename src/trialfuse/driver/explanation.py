@@ -15,6 +15,7 @@ from trialfuse.driver.budget import Budget
 from trialfuse.transport.process_pool import WorkerPool
 
 TOP_IN_METADATA = 10
+NOT_EXPLAINED = ("no explanation of the winner", "the winner's explanation failed")  # how its warnings begin
 
 
 def explain_winner(pool: WorkerPool, out: Path, X: np.ndarray, y: np.ndarray, seed: int,
@@ -24,14 +25,14 @@ def explain_winner(pool: WorkerPool, out: Path, X: np.ndarray, y: np.ndarray, se
     only its explanation, which `trialfuse explain` makes later)."""
     later = f"`trialfuse explain {out}` adds it"
     if budget is not None and budget.left() < 0:
-        return [f"no explanation of the winner: the time budget ran out ({later})"]
+        return [f"{NOT_EXPLAINED[0]}: the time budget ran out ({later})"]
     deadline = budget.report_starts() if budget is not None else None
     try:
         found = pool.explain(out / run_dir.BEST_MODEL, X, y, seed, deadline)
     except TimeoutError as exc:
-        return [f"no explanation of the winner in the time budget: {exc} ({later})"]
+        return [f"{NOT_EXPLAINED[0]} in the time budget: {exc} ({later})"]
     except Exception as exc:
-        return [f"the winner's explanation failed: {exc}"]
+        return [f"{NOT_EXPLAINED[1]}: {exc}"]
     record(out, found, f"the sealed holdout ({len(y)} rows), after its one score")
     return []
 
