@@ -191,10 +191,12 @@ class Model:
         for family, trials in self.record.trials(self.run_dir).items():
             best = self.record.families[family].best_trial
             for t in trials:
+                if t.state.name == "WAITING":  # queued (a portfolio start) and never trained: no row
+                    continue
                 folds = [shown(s) for s in t.user_attrs.get("cv_score_folds", [])]
                 rows.append({"family": family, "trial": t.number, "state": t.state.name.lower(),
                              "cv_score_mean": shown(t.value) if t.value is not None else np.nan,
-                             "cv_score_sd": float(np.std(folds)) if folds else np.nan,
+                             "cv_score_sd": float(np.std(folds)) if len(folds) > 1 else np.nan,  # one fold: none
                              "holdout_score": holdout.get(family, np.nan) if t.number == best else np.nan,
                              "seconds": trial_train_seconds(t), "params": _model_params(family, t),
                              "_order": t.value if t.value is not None else -np.inf,

@@ -156,10 +156,13 @@ def test_the_leaderboard_ranks_finished_trials_above_pruned_and_failed_ones(fami
     study = optuna.load_study(study_name="lightgbm", storage=storage)
     finished = study.best_trial.value
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, value=finished + 1.0,
-                                              intermediate_values={0: finished + 1.0}))
+                                              intermediate_values={0: finished + 1.0},
+                                              user_attrs={"cv_score_folds": [finished + 1.0]}))
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
+    study.enqueue_trial({"num_leaves": 31})  # a start queued and never trained: it was a row of empty params
     board = trialfuse.load(run).leaderboard()
     assert board["state"].tolist() == ["complete", "pruned", "fail"]
+    assert np.isnan(board["cv_r2_sd"].iloc[1])  # one fold has no spread (it read 0.0)
     assert str(board["trial"].dtype) == "Int64" and all(type(t) is int for t in board["trial"].tolist())  # not 0.0
     assert board["cv_r2_mean"].iloc[1] > board["cv_r2_mean"].iloc[0]  # better so far, and still below
 
