@@ -33,7 +33,7 @@ def search_and_report(opts: RunOptions, reporter: run.Reporter | None = None, re
     if not report:
         return record
     line = write_report(record.out)
-    if reporter is not None:
+    if reporter is not None and not line.startswith("report: "):  # where it is: the summary says (once)
         reporter.stage(line)
     return record
 

@@ -165,7 +165,8 @@ def explain(
     page = explain_run(run_dir, table)
     found = json.loads((run_dir / "explain.json").read_text())
     top = ", ".join(f"{f['name']} {f['permutation_drop']:.3g}" for f in found["features"][:5])
-    typer.echo(f"explained on {found['rows_from']}; the {found['metric']} lost when one feature is shuffled: {top}")
+    typer.echo(f"explained on {found['rows_from']}; how much the {found['metric']} worsens when one feature is "
+               f"shuffled: {top}")
     typer.echo(str(page))
 
 

@@ -46,7 +46,8 @@ def test_explain_on_new_rows_rebuilds_the_report(tree_run, survivors_csv, tmp_pa
     assert "new.csv (80 rows" in (tree_run / "report.html").read_text()
     meta = json.loads((tree_run / "best_model" / "metadata.json").read_text())
     assert meta["top_features"] == holdout_top  # the saved model's record stays the holdout's
-    assert proc.stdout.startswith(f"explained on {found['rows_from']}; the R² lost when one feature is shuffled: ")
+    assert proc.stdout.startswith(f"explained on {found['rows_from']}; how much the R² worsens when one feature "
+                                  "is shuffled: ")
     fresh = pd.read_csv(survivors_csv).head(5).assign(**{c: 0.5 for c in rows.columns[:3]})
     fresh.to_csv(tmp_path / "fresh.csv", index=False)
     assert cli("explain", tree_run, "--table", tmp_path / "fresh.csv").returncode == 0

@@ -45,3 +45,13 @@ def test_the_holdouts_curves_draw_any_number_of_classes_without_a_warning(tmp_pa
             PLOTS[plot](page, parts, holdout)
     assert len(parts) == 3 and all((page.images / f"holdout_{name}.png").stat().st_size > 0
                                    for name in ("roc", "precision_recall", "reliability"))
+
+
+def test_a_table_leaves_a_missing_score_blank():
+    """A family skipped for time showed "nan" in five cells of the report's comparison table."""
+    from trialfuse.present.page import table
+
+    cells = table(["family", "status", "mean", "sd"], [["nn", "skipped: no trial fits", float("nan"), None],
+                                                       ["lightgbm", "ok", 0.31234, -0.00001]])
+    assert "nan" not in cells and "<td>0.3123</td>" in cells and "<td>0.0000</td>" in cells
+    assert cells.count("<td></td>") == 2

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+import math
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,6 +45,7 @@ def table(header: list[str], rows: list[list[Any]]) -> str:
 
 
 def fmt(value: Any) -> str:
+    """A cell: a float to four places, None or NaN (a family with no score) blank."""
     if isinstance(value, float):
-        return four_places(value)
+        return "" if math.isnan(value) else four_places(value)
     return "" if value is None else str(value)

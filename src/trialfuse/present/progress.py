@@ -4,6 +4,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console, Group
@@ -11,6 +12,7 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from trialfuse.driver import run_dir
 from trialfuse.driver.run_record import RunRecord
 from trialfuse.driver.trial_records import FamilyResult
 from trialfuse.task import NUMBERS, Task, four_places
@@ -123,4 +125,5 @@ def show_summary(console: Console, record: RunRecord) -> None:
                   f"({record.seconds:.0f} s)  saved in {record.out}/best_model")
     for warning in record.warnings:
         console.print(f"[yellow]warning: {warning}")
-    console.print(f"report: {record.out}/report.html")
+    if (Path(record.out) / run_dir.REPORT).exists():  # not where the API was asked for none, or it failed
+        console.print(f"report: {Path(record.out) / run_dir.REPORT}")

@@ -103,7 +103,8 @@ def _comparison(page: Page, record: RunRecord) -> None:
     rows = []
     for name, fam in families.items():
         folds = [shown(s) for s in fam.cv_score_folds] or [np.nan]
-        rows.append([name, fam.status, shown(fam.cv_score_mean), fam.cv_score_sd, float(np.min(folds)),
+        status = f"{fam.status}: {fam.reason}" if fam.status != "ok" and fam.reason else fam.status
+        rows.append([name, status, shown(fam.cv_score_mean), fam.cv_score_sd, float(np.min(folds)),
                      float(np.max(folds)), shown(holdout.get(name)),
                      fam.trials_complete, fam.trials_pruned, fam.trials_failed, fam.train_seconds_text])
     parts.append(table(["family", "status", f"CV {label} mean", "fold sd", "fold min", "fold max", f"holdout {label}",
@@ -188,7 +189,7 @@ def _winner(page: Page, out: Path) -> None:
     score = found["score"] if "score" in found else found["r2"]  # explain.json written before tasks: "r2"
     parts = [f"<p>On {html.escape(found['rows_from'])}: {found['rows_used']} rows plotted, {metric} {score:.4f} on "
              f"them; rows used ({html.escape(used)}) chosen to keep the explanation within a few seconds. "
-             f"Importance is the drop in {metric} when a feature's values are shuffled "
+             f"Importance is how much the {metric} worsens when a feature's values are shuffled "
              f"(mean of {found['repeats']} shuffles, bars: one standard deviation)"
              + (f"; beside it the mean |SHAP value| ({html.escape(shap)})." if shap else
                 "; SHAP values are not computed for this model (not every member is a tree model).") + "</p>"]
@@ -202,12 +203,12 @@ def _winner(page: Page, out: Path) -> None:
         drops = [f.get("permutation_drop", f.get("permutation_r2_drop")) for f in top]
         axes[0].barh(names, drops, xerr=[f["permutation_std"] for f in top])
         axes[0].invert_yaxis()
-        axes[0].set_xlabel(f"{metric} drop when shuffled")
+        axes[0].set_xlabel(f"{metric} worsening when shuffled")  # log-loss, RMSE: a rise
         if shap:
             axes[1].barh(names, [f["mean_abs_shap"] for f in top], color="tab:orange")
             axes[1].invert_yaxis()
-            axes[1].set_xlabel("mean |SHAP value|" + (" (log-odds, summed over classes)" if found.get("classes")
-                                                      else " (target units)"))
+            axes[1].set_xlabel("mean |SHAP value|\n" + ("(log-odds, summed over classes)" if found.get("classes")
+                                                        else "(target units)"))
     curves = found["partial_dependence"]
     if curves:
         with page.figure("winner_partial_dependence", parts, size=(3.2 * len(curves), 3)) as fig:
@@ -217,7 +218,8 @@ def _winner(page: Page, out: Path) -> None:
                 if "by_class" in curve:
                     ax.legend(fontsize=6)
                 ax.set_xlabel(curve["feature"])
-                ax.set_ylabel("average probability" if found.get("classes") else "average prediction")
+                ax.set_ylabel("average prediction" if not found.get("classes") else "average probability"
+                              if "by_class" in curve else f"average P({found['classes'][-1]})")  # two: the second
     page.section("winner", "The winner", parts)
 
 
@@ -346,7 +348,8 @@ def _timeline(page: Page, out: Path) -> None:
 def _diagnostics(page: Page, out: Path) -> None:
     """The NN probe: losses, gradient flow per layer, dead units and activations per layer."""
     diag = _read_or_say(page, out / run_dir.DIAGNOSTICS, "diagnostics", "NN diagnostics",
-                        "No NN diagnostics: the NN was not searched or no NN trial completed.")
+                        "No NN diagnostics: the NN was not searched, completed no trial, or its probe did not "
+                        "fit the time left (the summary's warnings say which).")
     if diag is None:
         return
     parts = [f"<p>Best NN trial {diag.get('trial')} retrained on fold 0 ({diag['train_rows']} rows, "
