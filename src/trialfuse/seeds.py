@@ -8,3 +8,10 @@ RETRAIN = -1  # the "trial" of the final retrain on all search rows
 def model_seed(seed: int, trial: int, fold: int = 0) -> int:
     """The seed of trial `trial`'s model on fold `fold` (the study gives every fold of a trial fold 0's)."""
     return (seed * 1_000_003 + trial * 7919 + fold * 104_729) % (2**31 - 1)
+
+
+def seeded_as(number: int, user_attrs: dict) -> int:
+    """The trial number a trial's models are seeded by: its own, or, for a trial asked again
+    (cut by the budget or left by a driver that died), the first asking's (`retry_of`), so a
+    resumed run trains the models an uninterrupted one would have."""
+    return int(user_attrs.get("retry_of", number))

@@ -17,6 +17,7 @@ import pytest
 from trialfuse.catalog import FAMILIES
 from trialfuse.driver.budget import REPORT_SECONDS, Budget
 from trialfuse.driver.scheduler import run_family_study, run_studies
+from trialfuse.seeds import model_seed
 from trialfuse.task import Kind, Task
 from trialfuse.transport.fold_queue import FoldDone, FoldJob, TrialKey
 
@@ -39,10 +40,12 @@ class FakePool:
         self.deadlines: list[float | None] = []  # the deadline each fold was "trained" under
         self.diagonal: dict[int, bool] = {}  # per trial number: may the pool spread its folds out
         self.windows_asked: list[tuple[str, int | None]] = []  # (family, its trial count) per window asked
+        self.seeds: dict[int, int] = {}  # per trial number: the seed its models were given
 
     def submit(self, trial, params, folds, seed, diagonal=True, turn=None, step=1.0):
         self.staged += [FoldJob(trial, params, fold, seed, trial.number, 0, diagonal, turn, step) for fold in folds]
         self.diagonal[trial.number] = diagonal
+        self.seeds[trial.number] = seed
 
     def dispatch(self):
         self.pending += self.staged
@@ -252,10 +255,14 @@ def test_a_trial_cut_by_the_budget_is_asked_again_first_by_the_next_search():
     trials = optuna.load_study(study_name="lightgbm", storage=storage).get_trials(deepcopy=False)
     cut = [t for t in trials if t.user_attrs.get("stopped_by_budget")]
     assert len(cut) == 1 and cut[0].params  # then queued: asked first by the rerun
-    result = run_family_study("lightgbm", storage, 4, 3, 0, FakePool(), prune=False)
+    rerun = FakePool()
+    result = run_family_study("lightgbm", storage, 4, 3, 0, rerun, prune=False)
     trials = optuna.load_study(study_name="lightgbm", storage=storage).get_trials(deepcopy=False)
     retry = [t for t in trials if t.user_attrs.get("retry_of") == cut[0].number]
     assert len(retry) == 1 and retry[0].params == cut[0].params
+    # seeded as the trial it repeats: a resumed run trains the models an uninterrupted one would (a new
+    # number gave a new seed, and the same settings scored 0.2706 where they had scored 0.2815)
+    assert rerun.seeds[retry[0].number] == model_seed(0, cut[0].number) != model_seed(0, retry[0].number)
     assert retry[0].state == optuna.trial.TrialState.COMPLETE and result.trials_complete == 4
 
 

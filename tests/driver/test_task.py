@@ -190,7 +190,13 @@ def test_a_rerun_with_another_task_or_metric_is_refused_and_an_older_stamp_reads
         with pytest.raises(UserError, match=re.escape(said)):
             fingerprint.check_resume(storage, ["xgboost"], fingerprint.of_run(X, y, ["a", "b"], "t", 0, 0.2, 3, other),
                                      "here")
-    fingerprint.check_resume(storage, ["xgboost"], fingerprint.of_run(X, y, ["a", "b"], "t", 0, 0.2, 3, binary), "here")
+    here = fingerprint.of_run(X, y, ["a", "b"], "t", 0, 0.2, 3, binary)
+    assert fingerprint.check_resume(storage, ["xgboost"], here, "here") == (0, 0)
+    study = optuna.load_study(study_name="xgboost", storage=storage)
+    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=0.5))
+    study.enqueue_trial({"max_depth": 3}, user_attrs={"retry_of": 0})  # cut short: trained again, first seed
+    study.enqueue_trial({"max_depth": 4})  # a portfolio start: not one of them
+    assert fingerprint.check_resume(storage, ["xgboost"], here, "here") == fingerprint.Held(finished=1, again=1)
     older = optuna.storages.InMemoryStorage()  # stamped before tasks existed: no "task" key, a regression search
     stamped = fingerprint.of_run(X, y, ["a", "b"], "t", 0, 0.2, 3)
     fingerprint.stamp(older, ["xgboost"], {k: v for k, v in stamped.items() if k != "task"})

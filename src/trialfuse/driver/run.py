@@ -130,8 +130,11 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
     folds = kfold_indices(len(rest), k, opts.seed, table.task.strata(table.y[rest]))
     search = fingerprint.of_run(table.X, table.y, table.feature_names, table.target, opts.seed, opts.holdout,
                                 k, table.task)
-    if held := fingerprint.check_resume(storage, models, search, opts.storage or str(out)):
-        reporter.stage(f"continuing the search in {shown(opts.storage or str(out))}: {held} trial(s) there already")
+    held = fingerprint.check_resume(storage, models, search, opts.storage or str(out))
+    if held.finished or held.again:
+        again = f", {held.again} cut short to train again with their first seeds" if held.again else ""
+        reporter.stage(f"continuing the search in {shown(opts.storage or str(out))}: {held.finished} trial(s) "
+                       f"there already{again}")
     fingerprint.stamp(storage, models, search)
     data = run_dir.keep_frame(opts.data, out) if isinstance(opts.data, pd.DataFrame) else Path(opts.data)
     run_dir.write_json(out / run_dir.HOLDOUT, {"holdout_rows": sealed, "seed": opts.seed, "fraction": opts.holdout})
@@ -208,7 +211,7 @@ def _diagnostics(pool: WorkerPool, family: FamilyResult, out: Path, seed: int, r
                 f"{max(0.0, budget.left()):.0f} s of the time budget left"]
     reporter.stage(f"{family.family} diagnostics: training its best config once more on fold 0")
     try:
-        report = pool.diagnose(family.family, family.best_params, model_seed(seed, family.best_trial),
+        report = pool.diagnose(family.family, family.best_params, model_seed(seed, family.best_seeded_as),
                                budget.report_starts() if budget is not None else None)
     except Exception as exc:  # a probe that fails must not cost the run its results
         return [f"{family.family}: the diagnostics probe failed: {exc}"]

@@ -31,7 +31,7 @@ from trialfuse.driver.storage import (
     wait_for_other_drivers,
 )
 from trialfuse.driver.trial_records import FamilyResult, summarize, surplus, taken, tell, wall_seconds
-from trialfuse.seeds import model_seed
+from trialfuse.seeds import model_seed, seeded_as
 from trialfuse.task import NUMBERS, Task
 from trialfuse.transport.contracts import FoldPool
 from trialfuse.transport.fold_queue import TrialKey
@@ -322,7 +322,8 @@ class FamilySearch:
         self.flight[trial.number] = entry
         turn, step = self.shares.next_turn(self.family) if self.shares is not None else (None, 1.0)
         self.pool.submit(self._key(trial.number), params, list(range(self.folds)),
-                         model_seed(self.settings.seed, trial.number), diagonal=entry.peers is not None,
+                         model_seed(self.settings.seed, seeded_as(trial.number, trial.user_attrs)),
+                         diagonal=entry.peers is not None,
                          turn=turn, step=step)
         return True
 

@@ -11,6 +11,7 @@ import optuna
 
 from trialfuse.catalog import params_from_trial
 from trialfuse.driver.fold_verdicts import InFlight, Outcome, running_means
+from trialfuse.seeds import seeded_as
 
 log = logging.getLogger(__name__)
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
@@ -26,6 +27,7 @@ class FamilyResult:
     reason: str | None = None
     best_params: dict[str, Any] | None = None
     best_trial: int | None = None
+    best_seeded_as: int | None = None  # the trial number its models were seeded by (seeds.seeded_as)
     cv_score_mean: float | None = None
     cv_score_folds: list[float] = field(default_factory=list)
     best_rounds: list[int] = field(default_factory=list)
@@ -138,6 +140,7 @@ def summarize(study: optuna.Study, result: FamilyResult) -> None:
     if result.trials_complete:
         best = study.best_trial
         result.best_trial = best.number
+        result.best_seeded_as = seeded_as(best.number, best.user_attrs)
         result.best_params = params_from_trial(result.family, best)
         result.cv_score_mean = float(best.value)
         result.cv_score_folds = list(best.user_attrs.get("cv_score_folds", []))
