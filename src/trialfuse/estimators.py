@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_consistent_length, check_is_fitted
 
 from trialfuse.driver.run_dir import new_run_dir
 from trialfuse.model import as_features, fit, free_name
@@ -68,11 +68,18 @@ class _Trialfuse(BaseEstimator):
         self.n_features_in_ = frame.shape[1]
         self._columns = list(frame.columns)
         y = np.asarray(y)
+        check_consistent_length(frame, y)  # scikit-learn's words for it, not pandas'
         options: dict[str, Any] = {name: value for name, value in self.get_params().items()
                                    if name not in ("runs", "report", "quiet")}  # the rest are the run's options
         target = free_name(TARGET, frame.columns)  # never a feature's name
-        self.model_ = fit(frame.assign(**{target: y}), target, quiet=self.quiet, report=self.report,
-                          out=new_run_dir(Path(self.runs)), task=self._task(y), **options)
+        out = new_run_dir(Path(self.runs))
+        try:
+            self.model_ = fit(frame.assign(**{target: y}), target, quiet=self.quiet, report=self.report,
+                              out=out, task=self._task(y), **options)
+        except BaseException:
+            if out.is_dir() and not any(out.iterdir()):  # refused before it wrote anything: leave no empty folder
+                out.rmdir()
+            raise
         return self
 
     def predict(self, X) -> np.ndarray:

@@ -108,6 +108,8 @@ def as_features(X) -> pd.DataFrame:
     array's columns named x0, x1, ..."""
     if isinstance(X, pd.DataFrame):
         return X.reset_index(drop=True)
+    if hasattr(X, "toarray"):  # a SciPy sparse matrix (a OneHotEncoder's output): its dense values
+        X = X.toarray()
     try:
         values = np.asarray(X)
     except (TypeError, ValueError) as exc:

@@ -41,6 +41,23 @@ def test_bad_input_through_the_api_is_the_clis_one_line_before_training(run_main
     assert not (tmp_path / "api" / "results.json").exists()
 
 
+def test_the_estimators_take_sparse_x_and_refuse_a_short_y_in_scikit_learns_words(tmp_path):
+    """A sparse X (a OneHotEncoder's output) was "X must be 2-D, got shape ()"; a y one row short a
+    pandas "Length of values" error; each refused fit left an empty run folder behind."""
+    from scipy import sparse
+
+    from trialfuse import TrialfuseRegressor
+
+    X, y, _ = make_survivors(200, seed=0)
+    runs = tmp_path / "runs"
+    with pytest.raises(ValueError, match="inconsistent numbers of samples: \\[200, 199\\]"):
+        TrialfuseRegressor(**FAST, runs=runs).fit(X[:, :6], y[:-1])
+    with pytest.raises(UserError, match="constant"):
+        TrialfuseRegressor(**FAST, runs=runs).fit(X[:, :6], np.ones(200))
+    assert not runs.exists() or not list(runs.iterdir())
+    assert np.array_equal(trialfuse.model.as_features(sparse.csr_matrix(X[:5, :3])).to_numpy(), X[:5, :3])
+
+
 def test_an_unknown_option_names_the_options_there_are():
     with pytest.raises(UserError, match="unknown option 'budget' \\(the options are task, metric, class_weight"):
         trialfuse.fit(good_frame(), "y", budget="60s")
