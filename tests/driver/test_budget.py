@@ -74,6 +74,11 @@ def test_the_explanation_must_end_where_the_reports_share_begins_and_a_late_one_
     assert pool.deadline == pytest.approx(time.time() + 60 - REPORT_SECONDS, abs=1.0)
     assert warnings == ["no explanation of the winner in the time budget: permutation importance on 100 rows needs "
                         f"about 9.0 s, 2.0 s left (`trialfuse explain {tmp_path}` adds it)"]
+    said: list[str] = []  # past the report's start (within the budget): no start said, no "-1.7 s given"
+    late = Budget.starting_now(time.monotonic() - 60 + REPORT_SECONDS / 2, 60)
+    assert explain_winner(Pool(), tmp_path, np.zeros((4, 2)), np.zeros(4), 0, late, said.append) == [
+        f"no explanation of the winner: the time budget ran out (`trialfuse explain {tmp_path}` adds it)"]
+    assert said == []
 
 
 def test_the_diagnostics_probe_runs_only_where_a_fold_of_its_trial_fits(tmp_path):

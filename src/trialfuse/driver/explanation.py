@@ -5,6 +5,8 @@ so nothing it shows could have steered the search; `trialfuse explain` recompute
 on new rows if given."""
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +21,15 @@ NOT_EXPLAINED = ("no explanation of the winner", "the winner's explanation faile
 
 
 def explain_winner(pool: WorkerPool, out: Path, X: np.ndarray, y: np.ndarray, seed: int,
-                   budget: Budget | None) -> list[str]:
+                   budget: Budget | None, say: Callable[[str], None] = lambda line: None) -> list[str]:
     """Explain the saved best model on the holdout rows in a worker, by the time the report's
-    share of the budget begins; returns warnings (a failure or a spent budget costs the run
-    only its explanation, which `trialfuse explain` makes later)."""
+    share of the budget begins (`say` hears that it starts); returns warnings (a failure or a
+    spent budget costs the run only its explanation, which `trialfuse explain` makes later)."""
     later = f"`trialfuse explain {out}` adds it"
-    if budget is not None and budget.left() < 0:
-        return [f"{NOT_EXPLAINED[0]}: the time budget ran out ({later})"]
     deadline = budget.report_starts() if budget is not None else None
+    if deadline is not None and deadline <= time.time():  # its share is spent: nothing to start
+        return [f"{NOT_EXPLAINED[0]}: the time budget ran out ({later})"]
+    say(f"explaining the winner on the {len(y)} holdout rows")
     try:
         found = pool.explain(out / run_dir.BEST_MODEL, X, y, seed, deadline)
     except TimeoutError as exc:

@@ -178,8 +178,8 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
                       for f in families.values() if FAMILIES[f.family].diagnostics]
             explained = []
             if opts.explain:
-                reporter.stage(f"explaining the winner on the {len(sealed)} holdout rows")
-                explained = explain_winner(pool, out, table.X[sealed], table.y[sealed], opts.seed, budget)
+                explained = explain_winner(pool, out, table.X[sealed], table.y[sealed], opts.seed, budget,
+                                           reporter.stage)
             warnings += [w for probe in probes for w in probe.result()] + explained
         run_dir.write_json(out / run_dir.TIMELINE, {"device": describe(slots), "workers": len(slots),
                                                      "tasks": pool.timeline})

@@ -11,7 +11,6 @@ import optuna
 
 from trialfuse.catalog import params_from_trial
 from trialfuse.driver.fold_verdicts import InFlight, Outcome, running_means
-from trialfuse.seeds import seeded_as
 
 log = logging.getLogger(__name__)
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
@@ -27,7 +26,7 @@ class FamilyResult:
     reason: str | None = None
     best_params: dict[str, Any] | None = None
     best_trial: int | None = None
-    best_seeded_as: int | None = None  # the trial number its models were seeded by (seeds.seeded_as)
+    best_retry_of: int | None = None  # where the best trial repeats a trial cut short: that trial's number
     cv_score_mean: float | None = None
     cv_score_folds: list[float] = field(default_factory=list)
     best_rounds: list[int] = field(default_factory=list)
@@ -44,6 +43,11 @@ class FamilyResult:
         """The spread of the best trial's fold scores (numpy's std, as the leaderboard's), one
         figure wherever it is shown; 0 with one fold, nan with none."""
         return float(np.std(self.cv_score_folds)) if self.cv_score_folds else float("nan")
+
+    @property
+    def best_seeded_as(self) -> int | None:
+        """The trial number the best trial's models were seeded by (seeds.seeded_as)."""
+        return self.best_trial if self.best_retry_of is None else self.best_retry_of
 
     @property
     def train_seconds_text(self) -> str:
@@ -140,7 +144,7 @@ def summarize(study: optuna.Study, result: FamilyResult) -> None:
     if result.trials_complete:
         best = study.best_trial
         result.best_trial = best.number
-        result.best_seeded_as = seeded_as(best.number, best.user_attrs)
+        result.best_retry_of = best.user_attrs.get("retry_of")
         result.best_params = params_from_trial(result.family, best)
         result.cv_score_mean = float(best.value)
         result.cv_score_folds = list(best.user_attrs.get("cv_score_folds", []))
