@@ -243,8 +243,14 @@ def make_table(
         raise UserError(f"--bands must be at least 2, got {bands}")
     if rows < 1:
         raise UserError(f"--rows must be at least 1, got {rows}")
+    if bands is not None and bands > rows:
+        raise UserError(f"--bands {bands} needs at least as many rows (--rows {rows}): a band without rows is no class")
+    if not out.parent.is_dir():
+        raise UserError(f"{out}: folder {out.parent} is not there; make it first")
+    replaced = " (replacing the file there)" if out.exists() else ""
     write_survivors(out, rows=rows, seed=seed, bands=bands)
-    typer.echo(f"wrote {out}: {rows} rows x 62 features" + (f", target 'band' ({bands} bands)" if bands else ""))
+    typer.echo(f"wrote {out}{replaced}: {rows} rows x 62 features" + (f", target 'band' ({bands} bands)" if bands
+                                                                       else ""))
 
 
 def main(argv: list[str] | None = None) -> int:

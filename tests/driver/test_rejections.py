@@ -249,6 +249,15 @@ def test_predict_over_its_own_table_or_the_runs_files_is_refused_and_nothing_cha
 
 def test_make_table_needs_rows(run_main, tmp_path):
     assert_rejected(run_main("make-table", tmp_path / "t.csv", "--rows", "0"), "--rows must be at least 1")
+    assert_rejected(run_main("make-table", tmp_path / "t.csv", "--rows", "5", "--bands", "10"),
+                    "--bands 10 needs at least as many rows (--rows 5)")  # it wrote 5 rows "(10 bands)"
+    assert_rejected(run_main("make-table", tmp_path / "absent" / "t.csv", "--rows", "5"),
+                    f"folder {tmp_path / 'absent'} is not there")  # it made the folder, where predict --out refuses
+    assert not (tmp_path / "absent").exists()
+    code, out, _ = run_main("make-table", tmp_path / "t.csv", "--rows", "5")
+    assert code == 0 and "replacing" not in out
+    code, out, _ = run_main("make-table", tmp_path / "t.csv", "--rows", "6")
+    assert code == 0 and "(replacing the file there)" in out
 
 
 def test_unknown_option(run_main, tmp_path):
