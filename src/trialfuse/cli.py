@@ -93,7 +93,7 @@ def run(
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
-    """Search every family, rank them by CV score (R² for numbers), save the winner, score the holdout once."""
+    """Search every family, rank them by CV score (--metric), save the winner, score the holdout once."""
     from trialfuse.driver.options import RunOptions
 
     _run(RunOptions(data=data, target=target, task=task, metric=metric, class_weight=class_weight,
@@ -162,7 +162,7 @@ def explain(
     """Explain RUN_DIR's winner again (explain.json, the report's "The winner"), on new rows if given."""
     from trialfuse.explain import explain_run
 
-    page = explain_run(run_dir, table)
+    page = explain_run(run_dir, table, on_warning=lambda line: typer.echo(f"warning: {line}", err=True))
     found = json.loads((run_dir / "explain.json").read_text())
     top = ", ".join(f"{f['name']} {f['permutation_drop']:.3g}" for f in found["features"][:5])
     typer.echo(f"explained on {found['rows_from']}; how much the {found['metric']} worsens when one feature is "

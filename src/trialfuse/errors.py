@@ -13,3 +13,15 @@ class UserError(Exception):
 class DataWarning(UserWarning):
     """Rows read other than as given, in the Python API (the CLI prints the same lines): values a
     model never saw or cannot read, taken as missing, which change its predictions."""
+
+
+def warn_data(line: str) -> None:
+    """`line` as a DataWarning attributed to the first caller outside trialfuse: the user's own
+    line, however deep in the package it was found (Model.predict, an estimator, predict_table)."""
+    import sys
+    import warnings
+
+    level, frame = 2, sys._getframe(1)  # stacklevel 2: this function's caller
+    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] == "trialfuse":
+        level, frame = level + 1, frame.f_back
+    warnings.warn(line, DataWarning, stacklevel=level)

@@ -65,6 +65,8 @@ class _Trialfuse(BaseEstimator):
         frame = as_features(X)
         if isinstance(X, pd.DataFrame):
             self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
+        elif hasattr(self, "feature_names_in_"):  # refit on an array: no names now, as scikit-learn
+            del self.feature_names_in_
         self.n_features_in_ = frame.shape[1]
         self._columns = list(frame.columns)
         y = np.asarray(y)
@@ -97,7 +99,7 @@ class _Trialfuse(BaseEstimator):
 
 
 class TrialfuseRegressor(RegressorMixin, _Trialfuse):
-    """A trialfuse run on numbers (searched by R²; `score` is R² on the given rows)."""
+    """A trialfuse run on numbers (searched by R² unless `metric`; `score` is R² on the given rows)."""
 
     def _task(self, y: np.ndarray) -> str:
         return "regression"

@@ -2,6 +2,7 @@
 run's sealed holdout or on new rows that carry the target, and the report rebuilt with it."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,15 +13,17 @@ from trialfuse.driver.explanation import NOT_EXPLAINED, record
 from trialfuse.driver.run_record import RunRecord
 from trialfuse.engine.importance import explain
 from trialfuse.engine.saved_model import SavedModel
-from trialfuse.errors import UserError
+from trialfuse.errors import UserError, warn_data
 from trialfuse.predict import read_as_trained
 from trialfuse.present.report import build_report
 from trialfuse.task import Task
 
 
-def explain_run(out: str | Path, table: str | Path | pd.DataFrame | None = None) -> Path:
+def explain_run(out: str | Path, table: str | Path | pd.DataFrame | None = None,
+                on_warning: Callable[[str], None] = warn_data) -> Path:
     """Write explain.json for the run in `out` and rebuild its report; returns the report's path.
-    `table`: rows with the target to explain on (a file or a DataFrame); None: the sealed holdout."""
+    `table`: rows with the target to explain on (a file or a DataFrame; `on_warning` hears what
+    predict would say of them); None: the sealed holdout."""
     out = Path(out)
     if not (out / run_dir.RESULTS).is_file():
         raise UserError(f"{out} is not a finished run directory (no {run_dir.RESULTS})")
@@ -31,7 +34,7 @@ def explain_run(out: str | Path, table: str | Path | pd.DataFrame | None = None)
     source = table if isinstance(table, pd.DataFrame) else Path(table) if given else results.data_at(out)
     if isinstance(source, Path) and not source.exists():
         raise UserError(f"the run's table {source} is not there (moved?): give it with --table")
-    frame, X = read_as_trained(source, metadata)
+    frame, X = read_as_trained(source, metadata, on_warning if given else None)
     source = "the DataFrame" if isinstance(source, pd.DataFrame) else source
     if metadata["target"] not in frame.columns:
         raise UserError(f"{source} has no column {metadata['target']!r}: the explanation scores predictions "
@@ -49,7 +52,7 @@ def explain_run(out: str | Path, table: str | Path | pd.DataFrame | None = None)
         raise UserError(f"{source} has fewer than 2 rows with a target value to explain on")
     found = explain(SavedModel(model_dir, metadata), X[rows], y[rows], metadata["feature_names"], results.seed)
     record(out, found, rows_from, on_holdout=not given)
-    if any(w.startswith(NOT_EXPLAINED) for w in results.warnings):  # the run's "no explanation" is mended now
+    if not given and any(w.startswith(NOT_EXPLAINED) for w in results.warnings):  # the run's own, mended now
         results.warnings = [w for w in results.warnings if not w.startswith(NOT_EXPLAINED)]
         results.write(out)
     return build_report(out)

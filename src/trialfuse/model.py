@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import re
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from trialfuse.driver import run_dir
 from trialfuse.driver.options import RunOptions
 from trialfuse.driver.run_record import RunRecord
 from trialfuse.driver.trial_records import trial_train_seconds
-from trialfuse.errors import DataWarning, UserError
+from trialfuse.errors import UserError
 from trialfuse.predict import predict_table
 
 OPTIONS = [f.name for f in dataclasses.fields(RunOptions) if f.name not in ("data", "target")]
@@ -59,11 +58,6 @@ def fit(data: pd.DataFrame | str | Path | np.ndarray, target: str | None = None,
         record = search_and_report(opts, reporter, report=report)
     show_summary(reporter.console, record)
     return Model(record.out)
-
-
-def _warn(line: str) -> None:
-    """What `trialfuse predict` prints, as a Python warning: a notebook sees it, a script can make it an error."""
-    warnings.warn(line, DataWarning, stacklevel=6)  # at the line that called Model.predict (or predict_proba)
 
 
 def _model_params(family: str, trial) -> dict[str, Any]:
@@ -167,7 +161,7 @@ class Model:
     def _predicted(self, data) -> pd.DataFrame:
         frame = Path(data) if isinstance(data, str | Path) else self._by_position(data) \
             if isinstance(data, pd.DataFrame) else as_features(data)  # an array: x0, x1, ... as fit named them
-        predicted = predict_table(self.run_dir, frame, on_warning=_warn)
+        predicted = predict_table(self.run_dir, frame)
         if isinstance(data, pd.DataFrame):
             predicted.index = data.index
         return predicted

@@ -12,7 +12,7 @@ from trialfuse.driver import run_dir
 from trialfuse.driver.table import encode_features
 from trialfuse.driver.table_files import READ_WARNINGS, as_text, read_frame
 from trialfuse.engine.saved_model import SavedModel
-from trialfuse.errors import UserError
+from trialfuse.errors import UserError, warn_data
 from trialfuse.task import Task
 
 
@@ -21,7 +21,7 @@ def predict_table(model_dir: str | Path, data: str | Path | pd.DataFrame,
     """Predictions for every row of `data`, in row order: a `prediction` column (a number, or the
     likeliest class in the target's own values) and, for classes, one `probability_<class>`
     column per class. Category values the model never saw are treated as missing;
-    `on_warning` hears how many there were, per column."""
+    `on_warning` hears how many there were, per column (by default a trialfuse.DataWarning)."""
     model_dir = Path(model_dir)
     if (model_dir / run_dir.BEST_MODEL / run_dir.METADATA).exists():
         model_dir = model_dir / run_dir.BEST_MODEL  # a run directory works too
@@ -29,7 +29,7 @@ def predict_table(model_dir: str | Path, data: str | Path | pd.DataFrame,
     if not meta_path.exists():
         raise UserError(f"no saved model in {model_dir} (expected {run_dir.METADATA} there)")
     meta = run_dir.read_json(meta_path)
-    _, X = read_as_trained(data, meta, on_warning)
+    _, X = read_as_trained(data, meta, on_warning or warn_data)
     model = SavedModel(model_dir, meta)
     return prediction_frame(model.task, model.predict(X))
 

@@ -94,8 +94,20 @@ def test_a_counter_not_named_as_row_numbers_is_a_feature_with_a_warning(name):
     assert [w for w in table.warnings if w.startswith(f"column {name!r} counts the rows (1, 2, ...): used as a")]
 
 
-@pytest.mark.parametrize("name", ["id", "ID", "customer_id", "Row ID", "row_number", "index", "No.", "#", "rowid"])
+@pytest.mark.parametrize("name", ["id", "ID", "customer_id", "Row ID", "row_number", "index", "No.", "#", "rowid",
+                                  "PassengerId", "CustomerID", "row_index", "level_0", "S.No"])
 def test_a_counter_named_as_row_numbers_is_dropped(name):
     noise = np.random.default_rng(0).normal(size=100)
     table = load_table(pd.DataFrame({name: np.arange(100) + 7, "temp": noise, "y": noise * 2}), "y")
     assert "row numbers plus a constant" in table.identifiers[name]
+
+
+def test_the_counter_warning_spares_dates_kept_columns_and_halves():
+    """A daily date's day count steps by one (it was told to leave its date out), a column named
+    in --keep-columns was kept on purpose, and 0.5, 1.5, ... counts no rows."""
+    noise = np.random.default_rng(0).normal(size=100)
+    frame = pd.DataFrame({"date": pd.date_range("2024-01-01", periods=100).astype(str), "id": np.arange(100),
+                          "half": np.arange(100) + 0.5, "temp": noise, "y": noise * 2})
+    table = load_table(frame, "y", keep=["id"])
+    assert "id" in table.feature_names and "half" in table.feature_names
+    assert not [w for w in table.warnings if "counts the rows" in w], table.warnings

@@ -228,7 +228,8 @@ def test_predict_to_a_folder_that_is_not_there_is_one_line(run_main, tmp_path):
                     f"cannot write in {tmp_path / 'absent'}")
 
 
-def test_predict_over_its_own_table_or_the_runs_files_is_refused_and_nothing_changes(run_main, tmp_path):
+def test_predict_over_its_own_table_or_the_runs_files_is_refused_and_nothing_changes(run_main, tmp_path,
+                                                                                       monkeypatch):
     """`predict RUN t.csv --out t.csv` replaced the table with one prediction column, and
     `--out RUN/results.json` the run's record."""
     run = tmp_path / "run"
@@ -244,7 +245,13 @@ def test_predict_over_its_own_table_or_the_runs_files_is_refused_and_nothing_cha
     (run / "results.json").unlink()  # a best_model/ on its own: that folder is guarded
     assert_rejected(run_main("predict", run / "best_model", path, "--out", run / "best_model" / "p.csv"),
                     f"lies in {(run / 'best_model').resolve()}, among the run's own files")
-    assert path.read_bytes() == before and (run / "best_model" / "metadata.json").read_text() == "{}"
+    (run / "best_model").rename(tmp_path / "mymodel")  # under another name, and given as "."
+    assert_rejected(run_main("predict", tmp_path / "mymodel", path, "--out", tmp_path / "mymodel" / "metadata.json"),
+                    "among the run's own files")
+    monkeypatch.chdir(tmp_path / "mymodel")
+    assert_rejected(run_main("predict", ".", path, "--out", "metadata.json"), "among the run's own files")
+    run = tmp_path / "mymodel"
+    assert path.read_bytes() == before and (run / "metadata.json").read_text() == "{}"
 
 
 def test_make_table_needs_rows(run_main, tmp_path):

@@ -82,6 +82,10 @@ def test_a_utf8_file_with_a_bad_byte_stays_utf8_and_says_so(tmp_path, run_main):
     assert code == 0 and "1 byte(s) are not UTF-8" in " ".join((out + err).split())
     code, out, err = run_main("predict", tmp_path / "run", path, "--out", tmp_path / "p.csv")
     assert code == 0 and "1 byte(s) are not UTF-8" in " ".join((out + err).split())
+    broken = tmp_path / "broken.csv"  # a UTF-16 mark on bytes that are not UTF-16: one line, not "Latin-1 reads..."
+    broken.write_bytes(b"\xff\xfe" + b"a,b\n1,2\n\x00\xd8")
+    with pytest.raises(UserError, match="its first bytes mark it utf-16, but it does not read as utf-16"):
+        read_frame(broken)
     clean = tmp_path / "clean.csv"
     clean.write_bytes(ROWS.to_csv(index=False).encode("cp1252"))  # no valid UTF-8 beyond ASCII: cp1252, silently
     assert READ_WARNINGS not in read_frame(clean)[0].attrs

@@ -190,13 +190,7 @@ def test_a_rerun_with_another_task_or_metric_is_refused_and_an_older_stamp_reads
         with pytest.raises(UserError, match=re.escape(said)):
             fingerprint.check_resume(storage, ["xgboost"], fingerprint.of_run(X, y, ["a", "b"], "t", 0, 0.2, 3, other),
                                      "here")
-    here = fingerprint.of_run(X, y, ["a", "b"], "t", 0, 0.2, 3, binary)
-    assert fingerprint.check_resume(storage, ["xgboost"], here, "here") == (0, 0)
-    study = optuna.load_study(study_name="xgboost", storage=storage)
-    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=0.5))
-    study.enqueue_trial({"max_depth": 3}, user_attrs={"retry_of": 0})  # cut short: trained again, first seed
-    study.enqueue_trial({"max_depth": 4})  # a portfolio start: not one of them
-    assert fingerprint.check_resume(storage, ["xgboost"], here, "here") == fingerprint.Held(finished=1, again=1)
+    fingerprint.check_resume(storage, ["xgboost"], fingerprint.of_run(X, y, ["a", "b"], "t", 0, 0.2, 3, binary), "here")
     older = optuna.storages.InMemoryStorage()  # stamped before tasks existed: no "task" key, a regression search
     stamped = fingerprint.of_run(X, y, ["a", "b"], "t", 0, 0.2, 3)
     fingerprint.stamp(older, ["xgboost"], {k: v for k, v in stamped.items() if k != "task"})
@@ -280,3 +274,20 @@ def test_several_classes_take_8_folds_where_one_is_rare_and_can_fill_them(rarest
     y = np.r_[np.repeat([0.0, 1.0], 1000), np.full(rarest, 2.0)]
     assert folds_of(RunOptions(data="t.csv", holdout=holdout), classes, y) == k
     assert classes.default_folds(np.r_[y, np.full(1000, 2.0)]) == 5  # not rare: the default
+
+
+def test_a_rerun_counts_finished_trials_and_those_it_trains_again_the_orphans_included(tmp_path):
+    """After Ctrl-C or a killed driver, the trials left RUNNING are queued again only once the
+    search starts: the rerun's line said nothing of them (or "0 trial(s) there already")."""
+    import optuna
+
+    from trialfuse.driver.storage import Held, held_for_rerun, open_storage
+
+    storage = open_storage(None, tmp_path)  # the run directory's journal: one driver, every RUNNING trial an orphan
+    study = optuna.create_study(study_name="xgboost", storage=storage)
+    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=0.5))
+    study.enqueue_trial({"max_depth": 4})  # a portfolio start: not one of them
+    left = study.ask({"max_depth": optuna.distributions.IntDistribution(2, 8)})  # left running by a killed driver
+    assert left.params
+    study.enqueue_trial({"max_depth": 3}, user_attrs={"retry_of": 7})  # cut by the budget: queued as the run ended
+    assert held_for_rerun(storage, ["xgboost", "lightgbm"]) == Held(finished=1, again=2)

@@ -55,7 +55,8 @@ def test_the_estimators_take_sparse_x_and_refuse_a_short_y_in_scikit_learns_word
     with pytest.raises(UserError, match="constant"):
         TrialfuseRegressor(**FAST, runs=runs).fit(X[:, :6], np.ones(200))
     assert not runs.exists() or not list(runs.iterdir())
-    assert np.array_equal(trialfuse.model.as_features(sparse.csr_matrix(X[:5, :3])).to_numpy(), X[:5, :3])
+    fitted = TrialfuseRegressor(**FAST, runs=runs).fit(sparse.csr_matrix(X[:, :6]), y)  # a OneHotEncoder's output
+    np.testing.assert_array_equal(fitted.predict(sparse.csr_matrix(X[:5, :6])), fitted.predict(X[:5, :6]))
 
 
 def test_an_unknown_option_names_the_options_there_are():
@@ -126,8 +127,12 @@ def test_the_classifier_orders_classes_as_scikit_learn_and_its_runs_read_from_an
     assert get_scorer("roc_auc")(classifier, frame, labels) > 0.75  # the scorer reads the columns by classes_
     record = classifier.model_.record
     assert record.features == len(names) + 1 and record.target not in names and "target" in frame.columns
-    with pytest.warns(trialfuse.DataWarning, match="column 'region': 2 value\\(s\\) not seen in training"):
-        classifier.predict(frame.iloc[:2].assign(region="west"))  # the CLI said so; the API said nothing
+    west = frame.iloc[:2].assign(region="west")
+    for predicting in (classifier.predict, classifier.model_.predict_proba,  # the CLI said so; the API said nothing
+                       lambda rows: trialfuse.predict_table(classifier.model_.run_dir, rows)):
+        with pytest.warns(trialfuse.DataWarning, match="column 'region': 2 value\\(s\\) not seen in training") as seen:
+            predicting(west)
+        assert seen[0].filename == __file__  # the user's line, not one deep in trialfuse
     run = classifier.model_.run_dir
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

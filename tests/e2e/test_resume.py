@@ -171,7 +171,7 @@ def test_a_rerun_that_would_change_the_search_is_refused_before_anything_trains(
     without_k = [a for a in args if a not in ("--folds", "3", "--quiet")]  # as a search started when K's default
     again = cli(*without_k, "--trials", "4")  # was another: it goes on with its own K
     assert again.returncode == 0, again.stderr
-    assert f"continuing the search in {out}: 3 trial(s) there already" in " ".join(again.stderr.split())
+    assert f"continuing the search in {out}: 3 trial(s) finished there" in " ".join(again.stderr.split())
     assert len(finished(out / "study.journal")) == 4
     assert json.loads((out / "results.json").read_text())["folds"] == 3
 

@@ -11,7 +11,7 @@ anything trains, with one line naming what differs.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import optuna
@@ -42,28 +42,12 @@ def of_run(X: np.ndarray, y: np.ndarray, feature_names: list[str], target: str, 
             "space": SPACE_VERSION, "task": f"{task.kind}/{task.metric_name}/{task.class_weight}"}
 
 
-class Held(NamedTuple):
-    """What a rerun finds in its studies: trials finished, and trials cut short (by the budget or
-    a driver that died) queued to be trained again, with their first seed (seeds.seeded_as)."""
-
-    finished: int
-    again: int
-
-
 def check_resume(storage: optuna.storages.BaseStorage, families: list[str], fingerprint: dict[str, Any],
-                 where: str) -> Held:
-    """Refuse (UserError, exit 2) when a family's study in `storage` was started by another search;
-    else what these families' studies hold already (a rerun continues them; a trial another
-    driver runs now is neither finished nor queued)."""
-    finished, again = 0, 0
-    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+                 where: str) -> None:
+    """Refuse (UserError, exit 2) when a family's study in `storage` was started by another search."""
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
         if summary.study_name not in families:
             continue
-        study_id = storage.get_study_id_from_name(summary.study_name)
-        finished += len(storage.get_all_trials(study_id, deepcopy=False, states=done))
-        again += sum("retry_of" in t.user_attrs for t in storage.get_all_trials(
-            study_id, deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
         saved = summary.user_attrs.get(ATTR)
         if saved is None and summary.n_trials == 0:
             continue
@@ -76,7 +60,6 @@ def check_resume(storage: optuna.storages.BaseStorage, families: list[str], fing
             raise UserError(f"{where} holds the {summary.study_name} family's search made with another "
                             f"{', '.join(differ)}: rerun with the same options to continue it, "
                             "or use a new --out or --storage to start fresh")
-    return Held(finished, again)
 
 
 def stamped(storage: optuna.storages.BaseStorage, families: list[str], key: str) -> Any | None:

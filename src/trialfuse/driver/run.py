@@ -32,7 +32,7 @@ from trialfuse.driver.splits import (
     holdout_split,
     kfold_indices,
 )
-from trialfuse.driver.storage import open_storage, running_trials, shown
+from trialfuse.driver.storage import held_for_rerun, open_storage, running_trials, shown
 from trialfuse.driver.table import load_table
 from trialfuse.driver.trial_records import FamilyResult
 from trialfuse.errors import UserError
@@ -115,7 +115,8 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
     except OSError as exc:
         raise UserError(f"--out {out}: cannot create it ({exc.strerror or exc})") from None
     run_dir.clear_leftovers(out)
-    (out / run_dir.EXPLAIN).unlink(missing_ok=True)  # a rerun's explanation is its own, or none
+    for earlier in (run_dir.EXPLAIN, run_dir.REPORT):  # a rerun's explanation and report are its own, or none
+        (out / earlier).unlink(missing_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     rest, sealed = holdout_split(table.rows, opts.holdout, opts.seed, table.task.strata(table.y))
@@ -130,12 +131,13 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
     folds = kfold_indices(len(rest), k, opts.seed, table.task.strata(table.y[rest]))
     search = fingerprint.of_run(table.X, table.y, table.feature_names, table.target, opts.seed, opts.holdout,
                                 k, table.task)
-    held = fingerprint.check_resume(storage, models, search, opts.storage or str(out))
-    if held.finished or held.again:
-        again = f", {held.again} cut short to train again with their first seeds" if held.again else ""
-        reporter.stage(f"continuing the search in {shown(opts.storage or str(out))}: {held.finished} trial(s) "
-                       f"there already{again}")
+    fingerprint.check_resume(storage, models, search, opts.storage or str(out))
     fingerprint.stamp(storage, models, search)
+    held = held_for_rerun(storage, models)
+    if held.finished or held.again:
+        again = f"; {held.again} cut short, to train again with their first seeds" if held.again else ""
+        reporter.stage(f"continuing the search in {shown(opts.storage or str(out))}: {held.finished} trial(s) "
+                       f"finished there{again}")
     data = run_dir.keep_frame(opts.data, out) if isinstance(opts.data, pd.DataFrame) else Path(opts.data)
     run_dir.write_json(out / run_dir.HOLDOUT, {"holdout_rows": sealed, "seed": opts.seed, "fraction": opts.holdout})
     out_of_fold = (OutOfFold(out, folds, running=running_trials(storage, models))

@@ -136,8 +136,9 @@ def check_file_out(path: Path, table: Path | None = None, run: Path | None = Non
     where = path.resolve()
     if table is not None and where == table.resolve():
         raise UserError(f"--out {path} is the table being read; name another file")
-    if run is not None:
-        saved = run.resolve() if run.name == BEST_MODEL else run.resolve() / BEST_MODEL
+    if run is not None:  # a run directory, or a saved model's folder under any name (predict takes either)
+        run = run.resolve()
+        saved = run / BEST_MODEL if (run / BEST_MODEL / METADATA).exists() else run
         guarded = saved.parent if (saved.parent / RESULTS).exists() else saved
         if where.is_relative_to(guarded):
             raise UserError(f"--out {path} lies in {guarded}, among the run's own files; name a file outside it")

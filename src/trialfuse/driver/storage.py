@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 import optuna
 import sqlalchemy
@@ -136,6 +137,30 @@ def recover_orphans(study: optuna.Study) -> None:
         _storage(study).set_trial_user_attr(_trial_id(trial), "orphaned", True)  # never counts, even without params
         study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
         retry_once(study, trial)
+
+
+class Held(NamedTuple):
+    """What a rerun finds in its studies: trials finished, and trials cut short (by the budget,
+    Ctrl-C or a driver that died) queued to be trained again with their first seed (seeds.seeded_as)."""
+
+    finished: int
+    again: int
+
+
+def held_for_rerun(storage: optuna.storages.BaseStorage, families: list[str]) -> Held:
+    """The trials these families' studies hold for this run, once the orphans of a killed driver
+    are queued again (`recover_orphans`; their search would do it as it starts)."""
+    finished, again = 0, 0
+    names = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    for family in families:
+        if family not in names:
+            continue
+        study = optuna.load_study(study_name=family, storage=storage)
+        recover_orphans(study)
+        trials = study.get_trials(deepcopy=False)
+        finished += sum(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for t in trials)
+        again += sum(t.state == optuna.trial.TrialState.WAITING and "retry_of" in t.user_attrs for t in trials)
+    return Held(finished, again)
 
 
 def keeps_heartbeats(study: optuna.Study) -> bool:

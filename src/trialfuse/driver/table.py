@@ -83,7 +83,8 @@ def load_table(path: str | Path | pd.DataFrame, target: str | None, keep: list[s
     deciding = search_rows(decided, y) if search_rows else np.arange(len(y))
     X, names, categories, dropped = _encode_training_features(features, deciding)
     warnings = read_warnings + [_text_order_warning(name, levels) for name, levels in categories.items()]
-    warnings += _counter_warning(features[[n for n in features.columns if n in names]])
+    counted = [n for n in features.columns if n in names and n not in dates and n not in (keep or [])]
+    warnings += _counter_warning(features[counted])  # a daily date's day count steps by one too
     dropped = {**identifiers, **dropped}
     if not names:
         why = "; ".join(f"{c}: {r}" for c, r in dropped.items()) or "the table has only the target column"
@@ -165,12 +166,16 @@ def _identifier(column: pd.Series, name: str) -> str | None:
 
 # Names a column of row numbers goes by; a counter named otherwise ("day", "week") may be the
 # signal (a trend), so it stays a feature, with a warning (_counter_warning).
-ROW_NUMBER_NAME = re.compile(r"(?i)|#|n|no\.?|nr|num|number|idx|index|key|id|.*[_ .-]id|row.?(id|no|nr|num|number)?")
+ROW_NUMBER_NAME = re.compile(
+    r"(?i:#|n|s\.? ?no\.?|sl.?no|no\.?|nr|num|number|idx|index|level_0|key|id|.*[_ .-]id"  # level_0: reset_index's
+    r"|row.?(id|no|nr|num|number|idx|index)?)"
+    r"|.*[a-z](Id|ID)")  # camelCase: PassengerId, CustomerID, userId
 
 
 def _counts_rows(values: np.ndarray) -> bool:
     """Whole numbers that step by one from row to row: the row numbers plus a constant."""
-    return len(values) >= IDENTIFIER_MIN_ROWS and bool(np.all(np.diff(values) == 1))
+    return len(values) >= IDENTIFIER_MIN_ROWS and bool(np.all(values == np.round(values))) \
+        and bool(np.all(np.diff(values) == 1))
 
 
 def _counter_warning(features: pd.DataFrame) -> list[str]:

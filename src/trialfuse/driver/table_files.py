@@ -108,7 +108,7 @@ def _read_csv(path: Path, text_columns: list[str] | None) -> pd.DataFrame:
         except UnicodeDecodeError:
             if encoding == ENCODINGS[0] and (bad_bytes := _bad_bytes_in_utf8(path)):
                 return _read_csv_as(path, encoding, text_columns, bad_bytes)
-    raise AssertionError("Latin-1 reads any byte")
+    raise UserError(f"{path}: its first bytes mark it {marked}, but it does not read as {marked}")  # Latin-1 reads all
 
 
 def _read_csv_as(path: Path, encoding: str, text_columns: list[str] | None, bad_bytes: int = 0) -> pd.DataFrame:
@@ -134,7 +134,7 @@ def _bad_bytes_in_utf8(path: Path) -> int:
     in another encoding (where the bytes above ASCII are no valid UTF-8 more often than they are)."""
     text = path.read_bytes().decode("utf-8", errors="replace")
     bad = text.count("\ufffd")
-    good = sum(1 for c in text if ord(c) > 127) - bad
+    good = len(text) - len(text.encode("ascii", errors="ignore")) - bad  # letters beyond ASCII that decoded
     return bad if 0 < bad < good else 0
 
 
