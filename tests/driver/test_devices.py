@@ -134,3 +134,18 @@ def test_the_cores_are_those_a_container_allows(tmp_path, monkeypatch):
     assert usable_cores((v1,)) == 64
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2})  # taskset -c 0-2
     assert usable_cores(()) == 3
+    nested = tmp_path / "nested" / "cpu.max"  # a limit further up the tree binds too: the tightest counts
+    nested.parent.mkdir()
+    nested.write_text("100000 100000\n")
+    v2.write_text("300000 100000\n")
+    assert usable_cores((v2, nested)) == 1
+
+
+def test_the_quota_files_follow_this_process_up_its_cgroup_tree(tmp_path):
+    from trialfuse.transport.placement import CGROUP_ROOT, CGROUP_V1_QUOTA, cpu_quota_files
+
+    proc = tmp_path / "cgroup"
+    proc.write_text("0::/system.slice/job.service\n")
+    assert cpu_quota_files(proc) == (CGROUP_ROOT / "system.slice/job.service/cpu.max",
+                                     CGROUP_ROOT / "system.slice/cpu.max", CGROUP_ROOT / "cpu.max", CGROUP_V1_QUOTA)
+    assert cpu_quota_files(tmp_path / "absent") == (CGROUP_ROOT / "cpu.max", CGROUP_V1_QUOTA)

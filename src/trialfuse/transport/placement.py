@@ -35,8 +35,8 @@ from pathlib import Path
 
 from trialfuse.catalog import FAMILIES, GpuUse
 
-CPU_QUOTA_FILES = (Path("/sys/fs/cgroup/cpu.max"),  # cgroup v2: "<quota> <period>" or "max <period>"
-                   Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"))  # cgroup v1: the quota; the period beside it
+CGROUP_ROOT = Path("/sys/fs/cgroup")  # cgroup v2's cpu.max: "<quota> <period>" or "max <period>"
+CGROUP_V1_QUOTA = CGROUP_ROOT / "cpu" / "cpu.cfs_quota_us"  # cgroup v1: the quota; the period beside it
 
 GPU_MEMORY_SHARE = 0.7  # of a GPU's free memory the NN window plans to fill
 MAX_NN_WINDOW = 64  # NN trials in flight per GPU at most
@@ -141,16 +141,31 @@ def gpus_without_cuda_note(workers) -> str | None:
             "of torch, or the GPU not visible there): the work placed on them trained on one CPU thread each")
 
 
-def usable_cores(quota_files: tuple[Path, ...] = CPU_QUOTA_FILES) -> int:
+def usable_cores(quota_files: tuple[Path, ...] | None = None) -> int:
     """The CPU cores this process may use: those it is pinned to (taskset, a batch system's CPU
-    set), at most a container's CPU quota rounded up (`docker run --cpus 2`); os.cpu_count()
-    counts the host's cores, so a container on a 64-core host started 64 workers on 2 cores."""
+    set), at most the tightest CPU quota above it, rounded up (`docker run --cpus 2`, systemd's
+    CPUQuota); os.cpu_count() counts the host's cores, so a container on a 64-core host started
+    64 workers on 2 cores. `quota_files`: where the quotas are read (default: cpu_quota_files())."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows: no CPU sets
         cores = os.cpu_count() or 1
-    quota = next((q for q in map(_cpu_quota, quota_files) if q), None)
-    return max(1, min(cores, quota) if quota else cores)
+    quotas = [q for q in map(_cpu_quota, cpu_quota_files() if quota_files is None else quota_files) if q]
+    return max(1, min([cores, *quotas]))
+
+
+def cpu_quota_files(proc_cgroup: Path = Path("/proc/self/cgroup")) -> tuple[Path, ...]:
+    """The cpu.max of this process's cgroup v2 and of each one above it (a limit anywhere up the
+    tree binds; inside a container the root is its own), then cgroup v1's quota."""
+    found = []
+    try:
+        for line in proc_cgroup.read_text().splitlines():
+            if line.startswith("0::"):  # cgroup v2: "0::/path/of/this/group"
+                here = CGROUP_ROOT / line[3:].strip().lstrip("/")
+                found += [group / "cpu.max" for group in (here, *here.parents) if group.is_relative_to(CGROUP_ROOT)]
+    except OSError:  # not Linux
+        pass
+    return (*dict.fromkeys([*found, CGROUP_ROOT / "cpu.max"]), CGROUP_V1_QUOTA)
 
 
 def _cpu_quota(path: Path) -> int | None:
