@@ -70,8 +70,12 @@ def test_a_mostly_numeric_text_column_gets_a_warning(tmp_path):
     frame.loc[5, "size"] = "unknown"
     frame.to_csv(tmp_path / "t.csv", index=False)
     table = load_table(tmp_path / "t.csv", TARGET)
-    assert len(table.warnings) == 1 and "column 'size' is read as text because of 1 non-numeric value(s) ('unknown')" \
-        in table.warnings[0]
+    assert len(table.warnings) == 1 and "column 'size' is read as text because 1 of its 200 values are not numbers " \
+        "('unknown')" in table.warnings[0]
+    frame["size"] = np.where(np.arange(len(frame)) % 3 == 0, frame["size"], np.where(y > 0, "high", "low"))
+    frame["grade"] = pd.Categorical(np.arange(len(frame)) % 5)  # a category on purpose: nothing to clean
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    assert load_table(frame, TARGET).warnings == []  # two thirds "high"/"low": text, not a stray word or two
 
 
 def test_a_date_column_is_used_and_predict_takes_it_as_text_or_as_timestamps(tmp_path):

@@ -191,5 +191,12 @@ def test_the_leaderboard_ranks_finished_trials_above_pruned_and_failed_ones(fami
 
 def test_a_holdout_of_few_rows_gets_a_warning(tmp_path):
     """120 rows: the holdout's 24 rows give a score that one row moves far."""
-    model = trialfuse.fit(good_frame(), "y", out=tmp_path / "run", quiet=True, explain=False, **FAST)
+    import gc
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        model = trialfuse.fit(good_frame(), "y", out=tmp_path / "run", quiet=True, explain=False, **FAST)
+        gc.collect()
     assert "the holdout has 24 rows: its score is a rough guide, not a measure" in model.record.warnings
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []  # workers' pipes closed

@@ -19,6 +19,7 @@ import pandas as pd
 from trialfuse.catalog import DEFAULT_MODELS, FAMILIES
 from trialfuse.driver import final_model, fingerprint, run_dir
 from trialfuse.driver.budget import Budget
+from trialfuse.driver.data_checks import copies_in_holdout
 from trialfuse.driver.devices import describe, idle_gpus_note, plan_workers
 from trialfuse.driver.explanation import explain_winner
 from trialfuse.driver.options import RunOptions, check_options, folds_of
@@ -123,6 +124,9 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
     if len(sealed) < FEW_HOLDOUT_ROWS:
         early_warnings.append(f"the holdout has {len(sealed)} rows: its score is a rough guide, not a measure")
         reporter.stage(early_warnings[-1])
+    for line in copies_in_holdout(table.X, table.y, rest, sealed):
+        early_warnings.append(line)
+        reporter.stage(line)
     storage = open_storage(opts.storage, out)
     stamped = fingerprint.stamped(storage, models, "folds")
     k = folds_of(opts, table.task, table.y, stamped)

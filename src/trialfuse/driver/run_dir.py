@@ -6,6 +6,7 @@ model directory is assembled aside and swapped in whole.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
+from trialfuse.driver.table_files import as_text
 from trialfuse.errors import UserError
 from trialfuse.testing import faults
 
@@ -99,15 +101,22 @@ def read_json(path: Path) -> Any:
 
 def keep_frame(frame, out: Path) -> Path:
     """A DataFrame the run was given, written into the run directory (Parquet keeps its types;
-    a column of mixed Python objects is kept as text), so `explain` and a rerun find the table."""
+    a column Parquet cannot hold, mixed Python objects or pd.cut's intervals, is kept as the text
+    its levels were coded by), so `explain` and a rerun find the table."""
     import pyarrow
 
     path = out / DATA
+    unheld = (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError, pyarrow.ArrowNotImplementedError)
     try:
         frame.to_parquet(path, index=False)
-    except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError, pyarrow.ArrowNotImplementedError):
-        mixed = frame.select_dtypes(include="object").columns
-        frame.astype({c: "string" for c in mixed}).to_parquet(path, index=False)
+    except unheld:
+        def held(column):
+            try:
+                column.to_frame().to_parquet(io.BytesIO(), index=False)
+                return column
+            except unheld:
+                return column.astype(object).map(as_text, na_action="ignore").astype("string")
+        frame.apply(held).to_parquet(path, index=False)
     return path
 
 

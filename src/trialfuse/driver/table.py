@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from trialfuse.driver import dates as date_parts
+from trialfuse.driver.data_checks import check_ranges, target_again
 from trialfuse.driver.table_files import READ_WARNINGS, as_text, read_frame
 from trialfuse.driver.target import decide
 from trialfuse.errors import UserError
@@ -82,7 +83,9 @@ def load_table(path: str | Path | pd.DataFrame, target: str | None, keep: list[s
                              "beside a date column's parts (driver.dates.part_names)")
     deciding = search_rows(decided, y) if search_rows else np.arange(len(y))
     X, names, categories, dropped = _encode_training_features(features, deciding)
-    warnings = read_warnings + [_text_order_warning(name, levels) for name, levels in categories.items()]
+    check_ranges(X, names, y, decided, source)
+    warnings = read_warnings + [_text_order_warning(name, features[name]) for name in categories]
+    warnings += target_again(X, names, y, decided, deciding)
     counted = [n for n in features.columns if n in names and n not in dates and n not in (keep or [])]
     warnings += _counter_warning(features[counted])  # a daily date's day count steps by one too
     dropped = {**identifiers, **dropped}
@@ -157,7 +160,7 @@ def _identifier(column: pd.Series, name: str) -> str | None:
     values = column.to_numpy(dtype=np.float64, na_value=np.nan)
     if np.isnan(values).any() or not np.all(values == np.round(values)):
         return None
-    if name.startswith("Unnamed: "):
+    if name == "Unnamed: 0" and len(np.unique(values)) == len(values):  # first, a number per row: pandas' index
         return "a row index: an unnamed integer column, as pandas writes its index (--keep-columns keeps it)"
     if _counts_rows(values) and ROW_NUMBER_NAME.fullmatch(name.strip()):
         return "a row index: its values are the row numbers plus a constant (--keep-columns keeps it)"
@@ -211,14 +214,19 @@ def _codes(column: pd.Series, levels: list[str]) -> np.ndarray:
 MOSTLY_NUMERIC_SHARE = 0.9  # a text column whose levels are at least this much numbers is probably a number
 
 
-def _text_order_warning(name: str, levels: list[str]) -> str | None:
-    """A mostly-numeric column made text by a few stray tokens: its codes follow text order."""
-    words = [level for level in levels if not _is_number(level)]
-    if len(levels) < 3 or len(words) > (1 - MOSTLY_NUMERIC_SHARE) * len(levels):
+def _text_order_warning(name: str, column: pd.Series) -> str | None:
+    """A column of numbers made text by a few stray tokens (MOSTLY_NUMERIC_SHARE of its rows are
+    numbers): its codes follow text order. A column of the category dtype was made so on purpose."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
         return None
-    shown = ", ".join(repr(w) for w in words[:3])
-    return (f"column {name!r} is read as text because of {len(words)} non-numeric value(s) ({shown}): its "
-            f"{len(levels)} levels are coded in text order (\"10\" before \"9\"); clean those values to "
+    present = column.dropna().map(as_text)
+    words = present[~present.map(_is_number)]
+    levels = present.nunique()
+    if levels < 3 or words.empty or len(words) > (1 - MOSTLY_NUMERIC_SHARE) * len(present):
+        return None
+    shown = ", ".join(repr(w) for w in words.unique()[:3])
+    return (f"column {name!r} is read as text because {len(words)} of its {len(present)} values are not numbers "
+            f"({shown}): its {levels} levels are coded in text order (\"10\" before \"9\"); clean those values to "
             "make it a number")
 
 

@@ -39,6 +39,7 @@ DECIMAL_COMMA = r"[+-]?\d+(,\d+)?"
 READ_WARNINGS = "trialfuse_read_warnings"  # the frame's attrs key: what reading it found, for the run to say
 SNIFFED_CHARACTERS = 65_536  # of a CSV read to find its header's separator
 NUMBER_TYPES = (int, float, decimal.Decimal, np.integer, np.floating)
+NESTED_TYPES = (list, tuple, set, dict, np.ndarray)  # a Parquet list column, a JSON array or object in a cell
 
 
 def read_frame(path: str | Path | pd.DataFrame, target: str | None = None,
@@ -48,7 +49,7 @@ def read_frame(path: str | Path | pd.DataFrame, target: str | None = None,
     (CSV): a category column whose values in this file all look like numbers ("7", "02134")
     keeps them as written."""
     if isinstance(path, pd.DataFrame):
-        frame = numbers_as_numbers(path.copy())
+        frame = numbers_as_numbers(path.copy(), target)
         for name in text_columns or []:  # numbers in a category column read as the text they were trained as
             if name in frame.columns and pd.api.types.is_numeric_dtype(frame[name]):
                 frame[name] = frame[name].map(as_text, na_action="ignore")
@@ -83,17 +84,31 @@ def read_frame(path: str | Path | pd.DataFrame, target: str | None = None,
         raise UserError(f"cannot read {path} as {kind}: {reason}") from None
     if not isinstance(frame, pd.DataFrame):
         raise UserError(f"cannot read {path} as {kind}: expected a list of records")
-    return numbers_as_numbers(frame), target
+    return numbers_as_numbers(frame, target), target
 
 
-def numbers_as_numbers(frame: pd.DataFrame) -> pd.DataFrame:
+def numbers_as_numbers(frame: pd.DataFrame, target: str | None = None) -> pd.DataFrame:
     """`frame` with each column of Python numbers (object dtype; None or NaN where missing) as
-    floats; a column with any text, or a True or False, stays as it is."""
+    floats, and of True and False with a missing value (a CSV's blank cell) as 1, 0 and NaN, as
+    a bool column is read (not the `target`: its classes stay True and False); durations as
+    seconds; a column with any text stays as it is. A cell holding a list or a mapping, and
+    complex numbers, are refused."""
     for j in range(frame.shape[1]):
-        column = frame.iloc[:, j]
-        if column.dtype == object and all(isinstance(v, NUMBER_TYPES) and not isinstance(v, bool)
-                                          for v in column.dropna()):
-            frame.isetitem(j, pd.to_numeric(column).astype(np.float64))
+        column, name = frame.iloc[:, j], frame.columns[j]
+        if pd.api.types.is_timedelta64_dtype(column):
+            frame.isetitem(j, column.dt.total_seconds().astype(np.float64))
+        elif pd.api.types.is_complex_dtype(column):
+            raise UserError(f"column {name!r} holds complex numbers; give its real and imaginary parts as two columns")
+        elif column.dtype == object:
+            present = column.dropna()
+            nested = next((v for v in present if isinstance(v, NESTED_TYPES)), None)
+            if nested is not None:
+                raise UserError(f"column {name!r} holds a {type(nested).__name__} in a cell (e.g. {str(nested)[:40]}):"
+                                " one value a cell; spread its items into columns of their own")
+            if len(present) and str(name) != str(target) and all(isinstance(v, bool | np.bool_) for v in present):
+                frame.isetitem(j, column.map(float, na_action="ignore").astype(np.float64))
+            elif all(isinstance(v, NUMBER_TYPES) and not isinstance(v, bool) for v in present):
+                frame.isetitem(j, pd.to_numeric(column).astype(np.float64))
     return frame
 
 

@@ -16,6 +16,7 @@ How `auto` decides, from the target column alone:
 """
 from __future__ import annotations
 
+import datetime
 import math
 import re
 from typing import Any
@@ -56,6 +57,11 @@ def decide(column: pd.Series, target: str, asked: str = "auto", metric: str | No
     numbers for regression, class codes 0..K-1 (as floats) for classes. Bad targets raise
     UserError with one line, before anything trains."""
     asked = parse_task(asked)
+    if pd.api.types.is_datetime64_any_dtype(column) or any(isinstance(v, datetime.date) for v in column.head(100)):
+        raise UserError(f"target column {target!r} holds dates: predict a number made from them (days since a "
+                        "start, the year) or a class (the weekday)")
+    if not all(isinstance(v, str | int | float | bool | np.generic) for v in pd.unique(column.dropna())):
+        column = column.astype(object).map(as_text, na_action="ignore")  # pd.cut's intervals: classes by their text
     numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
     bad = column.isna().to_numpy().copy()
     if numeric:
@@ -100,7 +106,17 @@ def decide(column: pd.Series, target: str, asked: str = "auto", metric: str | No
                         "that read the same; make the column one type")
     task = Task(kind, tuple(plain_label(c) for c in classes), _metric(kind, metric), class_weight)
     y = task.encode(column)  # each row's class code
-    return task, y, line or f"task: {kind} classification of {target!r} ({_class_summary(task)})"
+    return task, y, (line or f"task: {kind} classification of {target!r} ({_class_summary(task)})") + _alike(written)
+
+
+def _alike(written: list[str]) -> str:
+    """A note where two classes differ only in case or spaces ("Yes", "yes "): likely one class
+    written two ways, which the search keeps apart."""
+    seen: dict[str, str] = {}
+    for text in written:
+        if (twin := seen.setdefault(" ".join(text.split()).casefold(), text)) != text:
+            return f"; note: classes {twin!r} and {text!r} differ only in case or spaces: one class written two ways?"
+    return ""
 
 
 def _text_as_numbers(column: pd.Series, distinct: np.ndarray, asked: str, target: str) -> pd.Series | None:

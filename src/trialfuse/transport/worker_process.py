@@ -6,6 +6,7 @@ fails; this is only the process and its pipes. A death, or a line that is not a 
 timeout kills it and raises `TimeoutError` (the pool fails that task instead of retrying it)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -39,6 +40,7 @@ class WorkerProcess:
     def start(self) -> None:
         if self.retired:
             raise WorkerLost("the pool is closed")
+        self._close_stdin()  # a restart: the dead process's pipe
         stderr = open(self.log, "a") if self.log else subprocess.DEVNULL  # the child keeps its own copy
         try:
             self.proc = subprocess.Popen([sys.executable, "-m", "trialfuse", "worker"], env=self.env, text=True,
@@ -63,8 +65,9 @@ class WorkerProcess:
 
     @staticmethod
     def _read(proc: subprocess.Popen, lines: queue.Queue) -> None:
-        for line in proc.stdout:
-            lines.put(line)
+        with proc.stdout:  # closed at the end of file (a ResourceWarning per worker otherwise)
+            for line in proc.stdout:
+                lines.put(line)
         lines.put(None)  # end of file: the worker is gone
 
     def _next(self, timeout: float) -> dict[str, Any]:
@@ -98,6 +101,12 @@ class WorkerProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self._close_stdin()
+
+    def _close_stdin(self) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(OSError):  # a pipe the worker's end already broke
+                self.proc.stdin.close()
 
     @staticmethod
     def release(dataset: dict[str, Any]) -> None:
@@ -105,11 +114,13 @@ class WorkerProcess:
 
     def close(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
+            self._close_stdin()
             return
         try:
             self.proc.stdin.write(json.dumps(protocol.shutdown()) + "\n")
             self.proc.stdin.flush()
             self.proc.wait(timeout=10)
+            self._close_stdin()
         except (OSError, subprocess.TimeoutExpired):
             self.kill()
 

@@ -1,0 +1,106 @@
+"""What a table's values say before anything trains (driver/data_checks.py and the reading
+rules beside it), each case one a new user's awkward data hit."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from trialfuse.driver.data_checks import copies_in_holdout
+from trialfuse.driver.table import load_table
+from trialfuse.driver.table_files import read_frame
+from trialfuse.errors import UserError
+from trialfuse.survivors import TARGET, make_survivors
+
+RNG = np.random.default_rng(0)
+
+
+def noise_frame(rows: int = 200) -> pd.DataFrame:
+    frame = pd.DataFrame(RNG.normal(size=(rows, 4)), columns=list("abcd"))
+    return frame.assign(y=RNG.normal(size=rows))
+
+
+def test_holdout_rows_that_copy_search_rows_are_counted(run_main, tmp_path):
+    """Pure noise, each row five times: holdout R² 0.89, and nothing said."""
+    X, y = RNG.normal(size=(10, 3)), RNG.normal(size=10)
+    X[4, 1] = np.nan  # a missing value is equal to itself
+    twice = np.vstack([X, X[[2, 4]]])
+    assert copies_in_holdout(twice, np.append(y, y[[2, 4]]), np.arange(10), np.array([10, 11])) == [
+        "2 of the holdout's 2 rows are copies of search rows (same features and target): the model was trained "
+        "on them, so its holdout score reads high; drop duplicate rows to measure it"]
+    assert copies_in_holdout(X, y, np.arange(8), np.array([8, 9])) == []
+    pd.concat([noise_frame(60)] * 4).to_csv(tmp_path / "t.csv", index=False)
+    code, out, err = run_main("run", tmp_path / "t.csv", "--target", "y", "--models", "lightgbm", "--trials", "1",
+                              "--folds", "2", "--out", tmp_path / "run", "--json", "--no-ensemble", "--no-explain")
+    assert code == 0, err
+    assert any("rows are copies of search rows" in w for w in json.loads(out)["warnings"])
+
+
+def test_a_feature_that_is_the_target_again_is_named():
+    frame = noise_frame().assign(leak=lambda f: f.y * 3 + 1)
+    assert [w for w in load_table(frame, "y").warnings if "'leak' gives the target itself" in w]
+    classes = noise_frame().assign(y=lambda f: np.where(f.a > 0, "yes", "no"))
+    classes["copy"] = classes.y.map({"yes": "Y", "no": "N"})
+    said = load_table(classes, "y").warnings
+    assert len(said) == 1 and "'copy' gives the target itself (on the search rows it names every row's class)" \
+        in said[0]
+    X, y, names = make_survivors(500, seed=0)  # real signal, no leak: nothing said
+    assert load_table(pd.DataFrame(X, columns=names).assign(**{TARGET: y}), TARGET).warnings == []
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda f: f.assign(a=f.a * 1e41), "column 'a' of the DataFrame holds values beyond 3.4e+38"),
+    (lambda f: f.assign(y=f.y * 1e200), "is too large for its squared errors to be scored"),
+    (lambda f: f.assign(y=f.y * 1e-200), "is too small for its squared errors to be scored"),
+    (lambda f: f.assign(tags=[["a", "b"]] * len(f)), "column 'tags' holds a list in a cell (e.g. ['a', 'b'])"),
+    (lambda f: f.assign(z=f.a + 1j), "column 'z' holds complex numbers"),
+    (lambda f: f.assign(y=pd.date_range("2020-01-01", periods=len(f)) .map(lambda d: d.replace(day=1))),
+     "target column 'y' holds dates"),
+])
+def test_values_no_model_takes_are_one_line(change, message):
+    """Each was a traceback, or every family 'diverged', or R² 1.0000 against a prior of 1.0000."""
+    with pytest.raises(UserError, match=message.replace("(", "\\(").replace(")", "\\)").replace("[", "\\[")
+                       .replace("]", "\\]").replace("+", "\\+")):
+        load_table(change(noise_frame()), "y")
+
+
+def test_durations_are_seconds_and_booleans_with_a_blank_are_numbers(tmp_path):
+    """A timedelta column was read as text (dropped as an identifier, or every value unseen at
+    predict time); a bool column with a blank cell made predict refuse it as 'not numeric'."""
+    frame = noise_frame(40).assign(dur=pd.to_timedelta(np.arange(40) % 7, unit="min"),
+                                   flag=[True, None, False, True] * 10)
+    read, _ = read_frame(frame)
+    assert read["dur"].tolist()[:3] == [0.0, 60.0, 120.0] and read["flag"].tolist()[2:4] == [0.0, 1.0]
+    assert np.isnan(read["flag"].iloc[1])
+    table = load_table(frame, "y")
+    assert "dur" in table.feature_names and "flag" in table.feature_names and not table.categories
+    path = tmp_path / "t.csv"
+    frame.to_csv(path, index=False)  # True, False and a blank: read back as a column of bools and NaN
+    assert np.isnan(read_frame(path)[0]["flag"].iloc[1]) and read_frame(path)[0]["flag"].iloc[0] == 1.0
+    kept, _ = read_frame(pd.DataFrame({"y": pd.Series([True, False], dtype=object)}), "y")
+    assert kept["y"].tolist() == [True, False]  # the target's classes stay True and False
+
+
+def test_classes_written_two_ways_get_a_note_and_a_blank_header_elsewhere_is_a_feature(tmp_path):
+    frame = noise_frame().assign(y=lambda f: np.where(f.a > 0, "Yes", np.where(f.b > 0, "yes", "no")))
+    assert "note: classes 'Yes' and 'yes' differ only in case or spaces" in load_table(frame, "y").task_line
+    frame = noise_frame()
+    frame.insert(3, "", RNG.integers(0, 50, len(frame)))  # a blank header mid-table: pandas names it "Unnamed: 3"
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    assert "Unnamed: 3" in load_table(tmp_path / "t.csv", "y").feature_names
+
+
+def test_interval_classes_are_their_text_and_a_frame_of_intervals_is_kept(tmp_path):
+    """pd.cut and pd.qcut: a class that JSON cannot hold crashed the run, and the kept DataFrame
+    (data.parquet) could not be written."""
+    from trialfuse.driver.run_dir import keep_frame
+
+    x = RNG.normal(size=300)
+    frame = pd.DataFrame({"a": x, "b": x ** 2, "band": pd.cut(x, 4), "y": pd.qcut(x, 3)})
+    table = load_table(frame, "y")
+    assert table.task.kind == "multiclass" and all(isinstance(c, str) for c in table.task.classes)
+    json.dumps(table.task.to_json())
+    kept = pd.read_parquet(keep_frame(frame, tmp_path))
+    assert kept["band"].tolist()[:3] == frame["band"].astype(str).tolist()[:3]
