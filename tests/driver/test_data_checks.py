@@ -104,3 +104,20 @@ def test_interval_classes_are_their_text_and_a_frame_of_intervals_is_kept(tmp_pa
     json.dumps(table.task.to_json())
     kept = pd.read_parquet(keep_frame(frame, tmp_path))
     assert kept["band"].tolist()[:3] == frame["band"].astype(str).tolist()[:3]
+
+
+def test_dates_with_a_stray_word_are_dates_and_other_spellings_are_named():
+    """Every 100th date "unknown": the column became 255 text levels (holdout R² -0.018 where the
+    dates gave 0.988), as did dates written 05/01/2020, with nothing said."""
+    days = pd.date_range("2020-01-01", periods=600, freq="D")
+    noise = RNG.normal(size=600)
+    iso = [d if i % 100 else "unknown" for i, d in enumerate(days.strftime("%Y-%m-%d"))]
+    table = load_table(pd.DataFrame({"d": iso, "x": noise, "y": days.month + noise / 10}), "y")
+    assert table.dates == ["d"] and "d.month" in table.feature_names
+    assert "column 'd': 6 value(s) are not ISO dates, taken as missing" in table.warnings
+    for spelled in (days.strftime("%d/%m/%Y"), days.strftime("%b %d, %Y")):
+        table = load_table(pd.DataFrame({"d": spelled, "x": noise, "y": days.month + noise / 10}), "y")
+        assert table.dates == [] and any(w.startswith("column 'd' looks like dates written another way") and
+                                         "ISO 8601" in w for w in table.warnings)
+    table = load_table(pd.DataFrame({"d": ["north", "south"] * 300, "x": noise, "y": RNG.normal(size=600)}), "y")
+    assert table.warnings == []

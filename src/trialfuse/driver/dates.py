@@ -5,20 +5,24 @@ every row, yet it orders and groups them), so it becomes what AutoGluon's dateti
 are: the day count since 1970 (the trend), and the year, month, day of the month, day of the
 week and hour (the seasons and the week's rhythm). A part that does not vary on the search rows
 (an hour of 0 on dates without a time) is dropped like any constant column. A column is a date
-where pandas holds it as one (a datetime dtype, or Python dates: Parquet's DATE) or where every
-value is ISO 8601 text ("2013-01-01", "2013-01-01 05:40:00"); other spellings ("01/02/2013":
-January or February?) stay text. A time is read at its own wall clock, whatever its offset or
-zone, so a zone-aware column and the text a CSV writes of it give the same parts.
+where pandas holds it as one (a datetime dtype, or Python dates: Parquet's DATE) or where
+MOSTLY_DATES of its values are ISO 8601 text ("2013-01-01", "2013-01-01 05:40:00"; the others,
+an "unknown" here and there, are missing, and counted in a warning); other spellings
+("01/02/2013": January or February?) stay text, with a warning. A time is read at its own wall
+clock, whatever its offset or zone, so a zone-aware column and the text a CSV writes of it give
+the same parts.
 """
 from __future__ import annotations
 
 import datetime
+import warnings
 
 import numpy as np
 import pandas as pd
 
 PARTS = ("year", "month", "day", "day_of_week", "hour")  # pandas' names; the day count is the column's own name
 SAMPLE = 1000  # values tried as dates before the whole column is parsed
+MOSTLY_DATES = 0.95  # a text column this much ISO dates is dates, its other values missing (and said)
 _EPOCH = pd.Timestamp("1970-01-01")
 
 
@@ -38,7 +42,21 @@ def is_date(column: pd.Series) -> bool:
         return False
     if present.iloc[:SAMPLE].str.fullmatch(r"[+-]?\d+(\.\d*)?").any():  # "2013" is a number, not a date
         return False
-    return bool(_parsed(present.iloc[:SAMPLE]).notna().all() and _parsed(present).notna().all())
+    return bool(_parsed(present.iloc[:SAMPLE]).notna().mean() >= MOSTLY_DATES
+                and _parsed(present).notna().mean() >= MOSTLY_DATES)
+
+
+def looks_like_dates(column: pd.Series) -> str | None:
+    """For a text column not read as dates: an example value where its values read as dates in
+    another spelling than ISO 8601 ("05/01/2020", "Jan 05, 2020"), which stay text; else None."""
+    present = column.dropna()
+    if present.empty or not all(isinstance(v, str) for v in present.iloc[:SAMPLE]) \
+            or present.iloc[:SAMPLE].str.fullmatch(r"[+-]?\d+(\.\d*)?").any():
+        return None
+    with warnings.catch_warnings():  # pandas says it guesses each value's format: that is the point here
+        warnings.simplefilter("ignore")
+        read = pd.to_datetime(present.iloc[:SAMPLE], errors="coerce", format="mixed")
+    return str(present.iloc[0]) if read.notna().mean() >= MOSTLY_DATES else None
 
 
 def part_names(column: str) -> list[str]:

@@ -79,13 +79,21 @@ def load_table(path: str | Path | pd.DataFrame, target: str | None, keep: list[s
     dates = [name for name in features.columns if date_parts.is_date(features[name])]
     identifiers = {name: why for name in features.columns
                    if name not in (keep or []) and name not in dates and (why := _identifier(features[name], name))}
-    features = _unique_names(date_parts.expand(features.drop(columns=list(identifiers)), dates), source,
+    unread: dict[str, int] = {}
+    spelled = {name: example for name in features.columns if name not in dates
+               and not pd.api.types.is_numeric_dtype(features[name])
+               and (example := date_parts.looks_like_dates(features[name]))}
+    features = _unique_names(date_parts.expand(features.drop(columns=list(identifiers)), dates, unread), source,
                              "beside a date column's parts (driver.dates.part_names)")
     deciding = search_rows(decided, y) if search_rows else np.arange(len(y))
     X, names, categories, dropped = _encode_training_features(features, deciding)
     check_ranges(X, names, y, decided, source)
     warnings = read_warnings + [_text_order_warning(name, features[name]) for name in categories]
     warnings += target_again(X, names, y, decided, deciding)
+    warnings += [f"column {name!r}: {count} value(s) are not ISO dates, taken as missing"
+                 for name, count in unread.items()]
+    warnings += [f"column {name!r} looks like dates written another way ({example!r}), not read as dates: write "
+                 "them as ISO 8601 (2020-01-31) to use them as dates" for name, example in spelled.items()]
     counted = [n for n in features.columns if n in names and n not in dates and n not in (keep or [])]
     warnings += _counter_warning(features[counted])  # a daily date's day count steps by one too
     dropped = {**identifiers, **dropped}
