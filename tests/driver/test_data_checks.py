@@ -121,3 +121,14 @@ def test_dates_with_a_stray_word_are_dates_and_other_spellings_are_named():
                                          "ISO 8601" in w for w in table.warnings)
     table = load_table(pd.DataFrame({"d": ["north", "south"] * 300, "x": noise, "y": RNG.normal(size=600)}), "y")
     assert table.warnings == []
+
+
+def test_a_few_far_out_target_values_point_to_mae():
+    """Five values of 1e9 among 500 near zero: holdout R² 0.001, and no hint why."""
+    frame = noise_frame(500)
+    frame.loc[:4, "y"] = 1e9
+    said = [w for w in load_table(frame, "y").warnings if "far from the rest" in w]
+    assert len(said) == 1 and said[0].startswith("5 target value(s) lie far from the rest (e.g. 1e+09") \
+        and "--metric mae" in said[0]
+    assert not [w for w in load_table(frame, "y", metric="mae").warnings if "far from the rest" in w]
+    assert not [w for w in load_table(noise_frame(500), "y").warnings if "far from the rest" in w]

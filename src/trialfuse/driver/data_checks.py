@@ -16,6 +16,8 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)  # the NN and XGBoost read feature
 TARGET_SCALE = (1e-100, 1e100)  # a target's range outside these: its squared errors under- or overflow
 SAME_AS_TARGET = 0.9999  # |correlation| from which a feature is the target written again
 FEW_LEVELS_PER_CLASS = 3  # a feature with at most this many values a class that names each row's class
+FAR_OUT = 50  # robust z-score (distance from the median in MADs) of a target value far from the rest
+FEW_FAR_OUT = 0.01  # that many of the rows at most: a few values that dominate every squared error
 
 
 def check_ranges(X: np.ndarray, names: list[str], y: np.ndarray, task: Task, source: str) -> None:
@@ -55,6 +57,23 @@ def target_again(X: np.ndarray, names: list[str], y: np.ndarray, task: Task, row
             said.append(f"column {name!r} gives the target itself (on the search rows it {how}): a leak? A value "
                         "known only with the target makes every score read high")
     return said
+
+
+def far_out_targets(y: np.ndarray, task: Task) -> list[str]:
+    """A warning where a few target values (FEW_FAR_OUT of the rows at most) lie FAR_OUT from the
+    rest: squared error and R² are then mostly theirs (5 values of 1e9 among 500 near 0 left a
+    holdout R² of 0.001), where MAE reads the typical row."""
+    if task.is_classification or task.metric_name == "mae":
+        return []
+    middle = float(np.median(y))
+    spread = 1.4826 * float(np.median(np.abs(y - middle)))  # the MAD, scaled to a normal's sd
+    far = np.abs(y - middle) > FAR_OUT * spread if spread > 0 else np.zeros(len(y), bool)
+    if not far.any() or far.mean() > FEW_FAR_OUT:
+        return []
+    example = y[far][np.argmax(np.abs(y[far] - middle))]
+    return [f"{int(far.sum())} target value(s) lie far from the rest (e.g. {example:.4g}, where half the rows lie "
+            f"within {spread / 1.4826:.3g} of {middle:.4g}): they dominate squared error and R²; --metric mae ranks "
+            "models by the typical row's error instead"]
 
 
 def copies_in_holdout(X: np.ndarray, y: np.ndarray, rest: np.ndarray, sealed: np.ndarray) -> list[str]:

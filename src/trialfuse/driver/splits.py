@@ -21,7 +21,10 @@ def check_split_sizes(rows: int, holdout: float, folds: int) -> None:
     (the option values themselves are checked earlier, in compare.check_options)."""
     if not _sizes_ok(rows, holdout, folds):
         need = next(n for n in range(rows + 1, 10**9) if _sizes_ok(n, holdout, folds))
-        raise UserError(f"too few rows ({rows}) for a {holdout:g} holdout plus {folds} folds: need at least {need}")
+        fewer = next((k for k in range(folds - 1, 1, -1) if _sizes_ok(rows, holdout, k)), None)
+        hint = f" (or --folds {fewer})" if fewer else ""
+        raise UserError(f"too few rows ({rows}) for a {holdout:g} holdout plus {folds} folds: need at least {need}"
+                        f"{hint}")
 
 
 def _sizes_ok(rows: int, holdout: float, folds: int) -> bool:
