@@ -47,7 +47,8 @@ def read_as_trained(data: str | Path | pd.DataFrame, meta: dict, on_warning: Cal
     """(the table, its features encoded as the saved model's training table was): category
     columns read as text, unseen values missing and counted to `on_warning`."""
     categories = meta.get("categories", {})
-    frame, _ = read_frame(data, meta["target"], text_columns=list(categories))
+    used = set(meta["feature_names"]) | set(meta.get("dates", []))  # other columns may hold anything
+    frame, _ = read_frame(data, meta["target"], text_columns=list(categories), only=used)
     if len(frame) == 0:
         raise UserError(f"table {'(the DataFrame)' if isinstance(data, pd.DataFrame) else data} has no rows")
     unseen: dict[str, int] = {}

@@ -31,6 +31,8 @@ def test_holdout_rows_that_copy_search_rows_are_counted(run_main, tmp_path):
         "2 of the holdout's 2 rows are copies of search rows (same features and target): the model was trained "
         "on them, so its holdout score reads high; drop duplicate rows to measure it"]
     assert copies_in_holdout(X, y, np.arange(8), np.array([8, 9])) == []
+    few = RNG.integers(0, 2, size=(2000, 5)).astype(float)  # a survey's yes/no answers: rows repeat by nature
+    assert copies_in_holdout(few[:, :4], few[:, 4], np.arange(1600), np.arange(1600, 2000)) == []
     pd.concat([noise_frame(60)] * 4).to_csv(tmp_path / "t.csv", index=False)
     code, out, err = run_main("run", tmp_path / "t.csv", "--target", "y", "--models", "lightgbm", "--trials", "1",
                               "--folds", "2", "--out", tmp_path / "run", "--json", "--no-ensemble", "--no-explain")
@@ -132,3 +134,37 @@ def test_a_few_far_out_target_values_point_to_mae():
         and "--metric mae" in said[0]
     assert not [w for w in load_table(frame, "y", metric="mae").warnings if "far from the rest" in w]
     assert not [w for w in load_table(noise_frame(500), "y").warnings if "far from the rest" in w]
+
+
+def test_the_checks_keep_quiet_on_ordinary_data():
+    """A cold review's false positives: a feature present on 4 of 500 rows, a small table of 40
+    classes, a log-normal price, month names and fractions, a text date target under --task."""
+    from trialfuse.driver.target import decide
+
+    frame = noise_frame(500).assign(y=lambda f: np.where(f.a > 0, "yes", "no"))
+    frame["rare"] = np.nan
+    frame.loc[:3, "rare"] = [1, 2, 3, 4]
+    assert load_table(frame, "y").warnings == []
+    many = noise_frame(150).assign(y=[f"c{i % 40}" for i in range(150)])
+    assert load_table(many, "y").warnings == []
+    price = noise_frame(1000).assign(y=np.exp(RNG.normal(scale=1.5, size=1000)))
+    assert load_table(price, "y").warnings == []
+    for words in (["January", "March", "Dec"], ["1-2", "12-3", "1/2"], ["10:30", "1st", "2nd"]):
+        text = noise_frame(300).assign(kind=[words[i % 3] for i in range(300)])
+        assert load_table(text, "y").warnings == [], words
+    dated = pd.Series(list(pd.date_range("2020-01-01", periods=50).strftime("%Y-%m-%d")) * 4)
+    with pytest.raises(UserError, match="holds dates.*--task multiclass takes each date text as a class"):
+        decide(dated, "y")
+    assert decide(dated, "y", "multiclass")[0].kind == "multiclass"
+
+
+def test_predict_reads_only_the_models_columns_and_an_older_models_text_as_text():
+    """An extra column of lists was refused at predict time though the model never reads it; a
+    bool column with a blank, coded as text levels by an older version, read as 1.0 and 0.0 and
+    matched no level."""
+    from trialfuse.driver.table import encode_features
+
+    rows = pd.DataFrame({"flag": [True, None, False], "x": [1.0, 2.0, 3.0], "tags": [["a"], ["b"], []]})
+    read, _ = read_frame(rows, "y", text_columns=["flag"], only={"flag", "x"})
+    codes = encode_features(read, ["flag", "x"], {"flag": ["False", "True"]})
+    assert codes[:, 0].tolist()[::2] == [1.0, 0.0] and np.isnan(codes[1, 0])

@@ -8,6 +8,7 @@ scored as if new: 500 rows of pure noise, each five times, gave a holdout R² of
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from trialfuse.errors import UserError
 from trialfuse.task import Task
@@ -16,6 +17,10 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)  # the NN and XGBoost read feature
 TARGET_SCALE = (1e-100, 1e100)  # a target's range outside these: its squared errors under- or overflow
 SAME_AS_TARGET = 0.9999  # |correlation| from which a feature is the target written again
 FEW_LEVELS_PER_CLASS = 3  # a feature with at most this many values a class that names each row's class
+ROWS_PER_LEVEL = 5  # and this many rows a value on average (on few rows any column names the classes)
+PRESENT_SHARE = 0.5  # of the rows a feature must be present on to be judged (4 values on 500 rows prove nothing)
+MANY_VALUES = 0.5  # a feature with distinct values for this share of the distinct rows: a copy is no type
+VALUES_SAMPLE = 10_000  # search rows that share is read on
 FAR_OUT = 50  # robust z-score (distance from the median in MADs) of a target value far from the rest
 FEW_FAR_OUT = 0.01  # that many of the rows at most: a few values that dominate every squared error
 
@@ -23,8 +28,9 @@ FEW_FAR_OUT = 0.01  # that many of the rows at most: a few values that dominate 
 def check_ranges(X: np.ndarray, names: list[str], y: np.ndarray, task: Task, source: str) -> None:
     """Refuse features beyond float32's range (a model reads them as infinite) and a target whose
     range squares past float64's (every score would be noise or NaN)."""
-    with np.errstate(invalid="ignore"):
-        big = np.nanmax(np.abs(X), axis=0, initial=0.0) > FLOAT32_MAX if X.size else np.zeros(0, bool)
+    with np.errstate(invalid="ignore"):  # no np.abs(X): a wide table's copy
+        big = (np.nanmax(X, axis=0, initial=0.0) > FLOAT32_MAX) | (np.nanmin(X, axis=0, initial=0.0) < -FLOAT32_MAX) \
+            if X.size else np.zeros(0, bool)
     if big.any():
         name = names[int(np.argmax(big))]
         raise UserError(f"column {name!r} of {source} holds values beyond {FLOAT32_MAX:.1e}, past what the models "
@@ -37,20 +43,26 @@ def check_ranges(X: np.ndarray, names: list[str], y: np.ndarray, task: Task, sou
 
 
 def target_again(X: np.ndarray, names: list[str], y: np.ndarray, task: Task, rows: np.ndarray) -> list[str]:
-    """A warning per feature that is the target again on the search `rows`: one that follows a
-    number exactly (|correlation| >= SAME_AS_TARGET), or names each row's class with few values."""
+    """A warning per feature that is the target again on the search `rows`, where it is present
+    on most of them (PRESENT_SHARE): one that follows a number exactly (|correlation| >=
+    SAME_AS_TARGET), or names each row's class with few values (at most FEW_LEVELS_PER_CLASS a
+    class, ROWS_PER_LEVEL rows each on average: a value a row names nothing)."""
     said = []
     for j, name in enumerate(names):
         x, target = X[rows, j], y[rows]
         seen = ~np.isnan(x)
-        x, target = x[seen], target[seen]
-        if len(x) < 3 or np.all(x == x[0]):
+        if seen.mean() < PRESENT_SHARE:
             continue
+        x, target = x[seen], target[seen]
         if task.is_classification:
-            pairs = np.unique(np.column_stack([x, target]), axis=0)
-            levels = len(np.unique(x))
-            same = len(pairs) == levels and levels <= FEW_LEVELS_PER_CLASS * len(task.classes)
+            levels = np.unique(x)
+            if not 2 <= len(levels) <= FEW_LEVELS_PER_CLASS * len(task.classes) \
+                    or len(x) < ROWS_PER_LEVEL * len(levels):
+                continue
+            same = len(np.unique(np.column_stack([x, target]), axis=0)) == len(levels)
         else:
+            if np.std(x) == 0 or np.std(target) == 0:
+                continue
             same = abs(float(np.corrcoef(x, target)[0, 1])) >= SAME_AS_TARGET
         if same:
             how = "names every row's class" if task.is_classification else "follows it exactly"
@@ -62,29 +74,31 @@ def target_again(X: np.ndarray, names: list[str], y: np.ndarray, task: Task, row
 def far_out_targets(y: np.ndarray, task: Task) -> list[str]:
     """A warning where a few target values (FEW_FAR_OUT of the rows at most) lie FAR_OUT from the
     rest: squared error and R² are then mostly theirs (5 values of 1e9 among 500 near 0 left a
-    holdout R² of 0.001), where MAE reads the typical row."""
+    holdout R² of 0.001), where MAE reads the typical row. A target of no negative value (a
+    price, a count) is judged on its log, where a long tail is ordinary."""
     if task.is_classification or task.metric_name == "mae":
         return []
-    middle = float(np.median(y))
-    spread = 1.4826 * float(np.median(np.abs(y - middle)))  # the MAD, scaled to a normal's sd
-    far = np.abs(y - middle) > FAR_OUT * spread if spread > 0 else np.zeros(len(y), bool)
+    judged = np.log1p(y - y.min()) if y.min() >= 0 else y
+    middle = float(np.median(judged))
+    spread = 1.4826 * float(np.median(np.abs(judged - middle)))  # the MAD, scaled to a normal's sd
+    far = np.abs(judged - middle) > FAR_OUT * spread if spread > 0 else np.zeros(len(y), bool)
     if not far.any() or far.mean() > FEW_FAR_OUT:
         return []
-    example = y[far][np.argmax(np.abs(y[far] - middle))]
+    example = y[far][np.argmax(np.abs(judged[far] - middle))]
     return [f"{int(far.sum())} target value(s) lie far from the rest (e.g. {example:.4g}, where half the rows lie "
-            f"within {spread / 1.4826:.3g} of {middle:.4g}): they dominate squared error and R²; --metric mae ranks "
-            "models by the typical row's error instead"]
+            f"between {np.quantile(y, 0.25):.4g} and {np.quantile(y, 0.75):.4g}): they dominate squared error and R²; "
+            "--metric mae ranks models by the typical row's error instead"]
 
 
 def copies_in_holdout(X: np.ndarray, y: np.ndarray, rest: np.ndarray, sealed: np.ndarray) -> list[str]:
-    """A warning where holdout rows are copies of search rows (every feature and the target equal)."""
-    search = {_key(X[i], y[i]) for i in rest}
-    copies = sum(_key(X[i], y[i]) in search for i in sealed)
-    if not copies:
+    """A warning where holdout rows are copies of search rows (every feature and the target equal),
+    in a table where that is no accident: one with a feature of many values (as many as MANY_VALUES
+    of the distinct rows, on a sample); where every feature has a few values, rows repeat by nature."""
+    keys = pd.util.hash_pandas_object(pd.DataFrame(np.column_stack([X, y])), index=False).to_numpy()
+    copies = int(np.isin(keys[sealed], keys[rest]).sum())
+    sample = rest[:VALUES_SAMPLE]
+    distinct_rows = len(np.unique(keys[sample]))
+    if not copies or not any(len(np.unique(column)) >= MANY_VALUES * distinct_rows for column in X[sample].T):
         return []
     return [f"{copies} of the holdout's {len(sealed)} rows are copies of search rows (same features and target): "
             "the model was trained on them, so its holdout score reads high; drop duplicate rows to measure it"]
-
-
-def _key(row: np.ndarray, target: float) -> bytes:
-    return np.nan_to_num(np.append(row, target), nan=np.inf).tobytes()  # a missing value equal to itself

@@ -51,7 +51,8 @@ def looks_like_dates(column: pd.Series) -> str | None:
     another spelling than ISO 8601 ("05/01/2020", "Jan 05, 2020"), which stay text; else None."""
     present = column.dropna()
     if present.empty or not all(isinstance(v, str) for v in present.iloc[:SAMPLE]) \
-            or present.iloc[:SAMPLE].str.fullmatch(r"[+-]?\d+(\.\d*)?").any():
+            or present.iloc[:SAMPLE].str.fullmatch(r"[+-]?\d+(\.\d*)?").any() \
+            or present.iloc[:SAMPLE].str.contains(r"(?<!\d)\d{4}(?!\d)").mean() < MOSTLY_DATES:  # a year in each
         return None
     with warnings.catch_warnings():  # pandas says it guesses each value's format: that is the point here
         warnings.simplefilter("ignore")

@@ -227,13 +227,14 @@ def _text_order_warning(name: str, column: pd.Series) -> str | None:
     numbers): its codes follow text order. A column of the category dtype was made so on purpose."""
     if isinstance(column.dtype, pd.CategoricalDtype):
         return None
-    present = column.dropna().map(as_text)
-    words = present[~present.map(_is_number)]
-    levels = present.nunique()
-    if levels < 3 or words.empty or len(words) > (1 - MOSTLY_NUMERIC_SHARE) * len(present):
+    counts = column.value_counts(dropna=True)  # per distinct value: a long column is read once
+    texts = [as_text(v) for v in counts.index]
+    word_rows = [count for text, count in zip(texts, counts, strict=True) if not _is_number(text)]
+    rows, words, levels = int(counts.sum()), int(sum(word_rows)), len(set(texts))
+    if levels < 3 or not words or words > (1 - MOSTLY_NUMERIC_SHARE) * rows:
         return None
-    shown = ", ".join(repr(w) for w in words.unique()[:3])
-    return (f"column {name!r} is read as text because {len(words)} of its {len(present)} values are not numbers "
+    shown = ", ".join(repr(t) for t in [t for t in texts if not _is_number(t)][:3])  # the commonest first
+    return (f"column {name!r} is read as text because {words} of its {rows} values are not numbers "
             f"({shown}): its {levels} levels are coded in text order (\"10\" before \"9\"); clean those values to "
             "make it a number")
 

@@ -43,13 +43,13 @@ NESTED_TYPES = (list, tuple, set, dict, np.ndarray)  # a Parquet list column, a 
 
 
 def read_frame(path: str | Path | pd.DataFrame, target: str | None = None,
-               text_columns: list[str] | None = None) -> tuple[pd.DataFrame, str | None]:
+               text_columns: list[str] | None = None, only: set[str] | None = None) -> tuple[pd.DataFrame, str | None]:
     """Read any supported file into a DataFrame (a DataFrame is taken as it is); NPZ's `y`
     array is named `target`. `text_columns` are read as text where the format guesses types
     (CSV): a category column whose values in this file all look like numbers ("7", "02134")
-    keeps them as written."""
+    keeps them as written. `only`: the columns whose values matter (see numbers_as_numbers)."""
     if isinstance(path, pd.DataFrame):
-        frame = numbers_as_numbers(path.copy(), target)
+        frame = numbers_as_numbers(path.copy(), target, text_columns, only)
         for name in text_columns or []:  # numbers in a category column read as the text they were trained as
             if name in frame.columns and pd.api.types.is_numeric_dtype(frame[name]):
                 frame[name] = frame[name].map(as_text, na_action="ignore")
@@ -84,17 +84,23 @@ def read_frame(path: str | Path | pd.DataFrame, target: str | None = None,
         raise UserError(f"cannot read {path} as {kind}: {reason}") from None
     if not isinstance(frame, pd.DataFrame):
         raise UserError(f"cannot read {path} as {kind}: expected a list of records")
-    return numbers_as_numbers(frame, target), target
+    return numbers_as_numbers(frame, target, text_columns, only), target
 
 
-def numbers_as_numbers(frame: pd.DataFrame, target: str | None = None) -> pd.DataFrame:
+def numbers_as_numbers(frame: pd.DataFrame, target: str | None = None, text_columns: list[str] | None = None,
+                       only: set[str] | None = None) -> pd.DataFrame:
     """`frame` with each column of Python numbers (object dtype; None or NaN where missing) as
     floats, and of True and False with a missing value (a CSV's blank cell) as 1, 0 and NaN, as
-    a bool column is read (not the `target`: its classes stay True and False); durations as
-    seconds; a column with any text stays as it is. A cell holding a list or a mapping, and
-    complex numbers, are refused."""
+    a bool column is read (not the `target`: its classes stay True and False; not `text_columns`,
+    a model's category columns, as an older version coded such a column); durations as seconds;
+    a column with any text stays as it is. A cell holding a list or a mapping, and complex
+    numbers, are refused. `only`: the columns to look at (a model's features), if not all."""
     for j in range(frame.shape[1]):
         column, name = frame.iloc[:, j], frame.columns[j]
+        if only is not None and str(name) not in only:
+            continue
+        if str(name) in (text_columns or []) and not pd.api.types.is_numeric_dtype(column):
+            continue  # read as the text it was trained as
         if pd.api.types.is_timedelta64_dtype(column):
             frame.isetitem(j, column.dt.total_seconds().astype(np.float64))
         elif pd.api.types.is_complex_dtype(column):

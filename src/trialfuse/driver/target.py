@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trialfuse.driver import dates as date_parts
 from trialfuse.driver.table_files import as_text
 from trialfuse.errors import UserError
 from trialfuse.task import CLASS_WEIGHTS, METRICS, Kind, Task, plain_label
@@ -57,9 +58,10 @@ def decide(column: pd.Series, target: str, asked: str = "auto", metric: str | No
     numbers for regression, class codes 0..K-1 (as floats) for classes. Bad targets raise
     UserError with one line, before anything trains."""
     asked = parse_task(asked)
-    if pd.api.types.is_datetime64_any_dtype(column) or any(isinstance(v, datetime.date) for v in column.head(100)):
+    if pd.api.types.is_datetime64_any_dtype(column) or any(isinstance(v, datetime.date) for v in column.head(100)) \
+            or (asked == "auto" and not pd.api.types.is_numeric_dtype(column) and date_parts.is_date(column)):
         raise UserError(f"target column {target!r} holds dates: predict a number made from them (days since a "
-                        "start, the year) or a class (the weekday)")
+                        "start, the year) or a class (the weekday); --task multiclass takes each date text as a class")
     if not all(isinstance(v, str | int | float | bool | np.generic) for v in pd.unique(column.dropna())):
         column = column.astype(object).map(as_text, na_action="ignore")  # pd.cut's intervals: classes by their text
     numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)

@@ -93,7 +93,7 @@ class WorkerProcess:
         try:
             self.proc.stdin.write(json.dumps(command) + "\n")
             self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
+        except (OSError, ValueError):  # a broken pipe, or one this side closed (kill, at the same time)
             raise WorkerLost("the worker's stdin is closed") from None
         return [self._next(timeout) for _ in range(answers)]
 
@@ -121,7 +121,7 @@ class WorkerProcess:
             self.proc.stdin.flush()
             self.proc.wait(timeout=10)
             self._close_stdin()
-        except (OSError, subprocess.TimeoutExpired):
+        except (OSError, ValueError, subprocess.TimeoutExpired):  # ValueError: a kill closed its stdin meanwhile
             self.kill()
 
 
