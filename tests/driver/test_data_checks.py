@@ -103,6 +103,10 @@ def test_interval_classes_are_their_text_and_a_frame_of_intervals_is_kept(tmp_pa
     frame = pd.DataFrame({"a": x, "b": x ** 2, "band": pd.cut(x, 4), "y": pd.qcut(x, 3)})
     table = load_table(frame, "y")
     assert table.task.kind == "multiclass" and all(isinstance(c, str) for c in table.task.classes)
+    assert list(table.task.classes) == [str(c) for c in frame["y"].cat.categories]  # in the bands' order, not as text
+    levels = pd.Categorical(np.where(x > 0.5, "high", np.where(x > -0.5, "medium", "low")),
+                            categories=["low", "medium", "high"], ordered=True)
+    assert load_table(frame.assign(y=levels), "y").task.classes == ("low", "medium", "high")
     json.dumps(table.task.to_json())
     kept = pd.read_parquet(keep_frame(frame, tmp_path))
     assert kept["band"].tolist()[:3] == frame["band"].astype(str).tolist()[:3]

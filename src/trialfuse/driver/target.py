@@ -62,8 +62,11 @@ def decide(column: pd.Series, target: str, asked: str = "auto", metric: str | No
             or (asked == "auto" and not pd.api.types.is_numeric_dtype(column) and date_parts.is_date(column)):
         raise UserError(f"target column {target!r} holds dates: predict a number made from them (days since a "
                         "start, the year) or a class (the weekday); --task multiclass takes each date text as a class")
+    ordered = list(column.cat.categories) if isinstance(column.dtype, pd.CategoricalDtype) \
+        and column.cat.ordered else None  # pd.cut's bands, "low" < "high": the classes keep that order
     if not all(isinstance(v, str | int | float | bool | np.generic) for v in pd.unique(column.dropna())):
         column = column.astype(object).map(as_text, na_action="ignore")  # pd.cut's intervals: classes by their text
+        ordered = [as_text(c) for c in ordered] if ordered else None
     numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
     bad = column.isna().to_numpy().copy()
     if numeric:
@@ -92,7 +95,7 @@ def decide(column: pd.Series, target: str, asked: str = "auto", metric: str | No
             raise UserError(f"--class-weight {class_weight} weighs classes; target column {target!r} is searched "
                             f"as numbers (regression)")
         return Task(Kind.REGRESSION, (), _metric(Kind.REGRESSION, metric)), y, line
-    classes = tuple(sorted(distinct, key=_order))
+    classes = tuple(sorted(distinct, key=_order if ordered is None else ordered.index))
     if len(classes) < 2:
         raise UserError(f"target column {target!r} has one class only ({plain_label(classes[0])!r}): "
                         f"there is nothing to learn")
