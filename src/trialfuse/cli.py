@@ -160,10 +160,11 @@ def explain(
                                                     "the run's holdout.")] = None,
 ) -> None:
     """Explain RUN_DIR's winner again (explain.json, the report's "The winner"), on new rows if given."""
+    from trialfuse.driver.run_dir import EXPLAIN, read_json
     from trialfuse.explain import explain_run
 
     page = explain_run(run_dir, table, on_warning=lambda line: typer.echo(f"warning: {line}", err=True))
-    found = json.loads((run_dir / "explain.json").read_text())
+    found = read_json(run_dir / EXPLAIN)
     top = ", ".join(f"{f['name']} {f['permutation_drop']:.3g}" for f in found["features"][:5])
     typer.echo(f"explained on {found['rows_from']}; how much the {found['metric']} worsens when one feature is "
                f"shuffled: {top}")

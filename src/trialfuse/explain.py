@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from trialfuse.driver import run_dir
+from trialfuse.driver.data_checks import row_keys
 from trialfuse.driver.explanation import NOT_EXPLAINED, record
 from trialfuse.driver.run_record import RunRecord
 from trialfuse.engine.importance import explain
@@ -66,9 +67,4 @@ def _trained_on(out: Path, results: RunRecord, metadata: dict, X: np.ndarray) ->
         return 0
     _, X_run = read_as_trained(source, metadata)
     sealed = run_dir.read_json(out / run_dir.HOLDOUT)["holdout_rows"]
-    search = {_key(row) for row in np.delete(X_run, sealed, axis=0)}
-    return sum(_key(row) in search for row in X)
-
-
-def _key(row: np.ndarray) -> bytes:
-    return np.nan_to_num(row, nan=np.inf).tobytes()  # a missing value (never infinite once encoded) equal to itself
+    return int(np.isin(row_keys(X), row_keys(np.delete(X_run, sealed, axis=0))).sum())

@@ -15,6 +15,7 @@ where a member is the NN).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import re
 from pathlib import Path
@@ -169,11 +170,17 @@ class Model:
     def _by_position(self, frame: pd.DataFrame) -> pd.DataFrame:
         """`frame`, its columns named x0, x1, ... where pandas numbered them (`pd.DataFrame(X)`) and
         the model was fit on an array (`fit(X, y=)` named its columns so); else as it is."""
-        trained = run_dir.read_json(self.run_dir / run_dir.BEST_MODEL / run_dir.METADATA)["feature_names"]
         numbered = list(frame.columns) == list(range(frame.shape[1]))
-        if numbered and all(re.fullmatch(r"x\d+", name) for name in trained):
+        if numbered and self._fit_on_an_array:
             return frame.set_axis([f"x{i}" for i in range(frame.shape[1])], axis=1)
         return frame
+
+    @functools.cached_property
+    def _fit_on_an_array(self) -> bool:
+        """Whether the saved model's features are the x0, x1, ... that `fit(X, y=)` names an array's
+        columns (read once: every predict asks)."""
+        trained = run_dir.read_json(self.run_dir / run_dir.BEST_MODEL / run_dir.METADATA)["feature_names"]
+        return all(re.fullmatch(r"x\d+", name) for name in trained)
 
     def leaderboard(self) -> pd.DataFrame:
         """Every trial of every family, best first, after a saved ensemble (the saved model; its

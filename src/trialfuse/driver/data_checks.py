@@ -94,7 +94,7 @@ def copies_in_holdout(X: np.ndarray, y: np.ndarray, rest: np.ndarray, sealed: np
     """A warning where holdout rows are copies of search rows (every feature and the target equal),
     in a table where that is no accident: one with a feature of many values (as many as MANY_VALUES
     of the distinct rows, on a sample); where every feature has a few values, rows repeat by nature."""
-    keys = pd.util.hash_pandas_object(pd.DataFrame(np.column_stack([X, y])), index=False).to_numpy()
+    keys = row_keys(np.column_stack([X, y]))
     copies = int(np.isin(keys[sealed], keys[rest]).sum())
     sample = rest[:VALUES_SAMPLE]
     distinct_rows = len(np.unique(keys[sample]))
@@ -102,3 +102,9 @@ def copies_in_holdout(X: np.ndarray, y: np.ndarray, rest: np.ndarray, sealed: np
         return []
     return [f"{copies} of the holdout's {len(sealed)} rows are copies of search rows (same features and target): "
             "the model was trained on them, so its holdout score reads high; drop duplicate rows to measure it"]
+
+
+def row_keys(X: np.ndarray) -> np.ndarray:
+    """A 64-bit hash per row of X, equal for rows equal in every column (a missing value equal to
+    itself): which rows of one table copy rows of another."""
+    return pd.util.hash_pandas_object(pd.DataFrame(X), index=False).to_numpy()

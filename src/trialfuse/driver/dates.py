@@ -27,8 +27,8 @@ _EPOCH = pd.Timestamp("1970-01-01")
 
 
 def is_date(column: pd.Series) -> bool:
-    """Whether `column` holds dates: a datetime dtype, or text that is ISO 8601 throughout (a
-    few values are tried first, then all of them)."""
+    """Whether `column` holds dates: a datetime dtype, Python dates, or text of which MOSTLY_DATES
+    is ISO 8601 (a few values are tried first, then all of them)."""
     if pd.api.types.is_datetime64_any_dtype(column):
         return True
     if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
@@ -38,26 +38,30 @@ def is_date(column: pd.Series) -> bool:
         return False
     if all(isinstance(v, datetime.date) for v in present.iloc[:SAMPLE]):  # Python dates and datetimes
         return bool(all(isinstance(v, datetime.date) for v in present))
-    if not all(isinstance(v, str) for v in present.iloc[:SAMPLE]):
-        return False
-    if present.iloc[:SAMPLE].str.fullmatch(r"[+-]?\d+(\.\d*)?").any():  # "2013" is a number, not a date
-        return False
-    return bool(_parsed(present.iloc[:SAMPLE]).notna().mean() >= MOSTLY_DATES
-                and _parsed(present).notna().mean() >= MOSTLY_DATES)
+    sample = _text_sample(present)
+    return sample is not None and bool(_parsed(sample).notna().mean() >= MOSTLY_DATES
+                                       and _parsed(present).notna().mean() >= MOSTLY_DATES)
 
 
 def looks_like_dates(column: pd.Series) -> str | None:
     """For a text column not read as dates: an example value where its values read as dates in
     another spelling than ISO 8601 ("05/01/2020", "Jan 05, 2020"), which stay text; else None."""
-    present = column.dropna()
-    if present.empty or not all(isinstance(v, str) for v in present.iloc[:SAMPLE]) \
-            or present.iloc[:SAMPLE].str.fullmatch(r"[+-]?\d+(\.\d*)?").any() \
-            or present.iloc[:SAMPLE].str.contains(r"(?<!\d)\d{4}(?!\d)").mean() < MOSTLY_DATES:  # a year in each
+    sample = _text_sample(column.dropna())
+    if sample is None or sample.str.contains(r"(?<!\d)\d{4}(?!\d)").mean() < MOSTLY_DATES:  # a year in each
         return None
     with warnings.catch_warnings():  # pandas says it guesses each value's format: that is the point here
         warnings.simplefilter("ignore")
-        read = pd.to_datetime(present.iloc[:SAMPLE], errors="coerce", format="mixed")
-    return str(present.iloc[0]) if read.notna().mean() >= MOSTLY_DATES else None
+        read = pd.to_datetime(sample, errors="coerce", format="mixed")
+    return str(sample.iloc[0]) if read.notna().mean() >= MOSTLY_DATES else None
+
+
+def _text_sample(present: pd.Series) -> pd.Series | None:
+    """The first SAMPLE present values where they are text and none is a plain number ("2013" is
+    a number, not a date); else None."""
+    sample = present.iloc[:SAMPLE]
+    if sample.empty or not all(isinstance(v, str) for v in sample) or sample.str.fullmatch(r"[+-]?\d+(\.\d*)?").any():
+        return None
+    return sample
 
 
 def part_names(column: str) -> list[str]:

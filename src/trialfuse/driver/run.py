@@ -121,10 +121,9 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     rest, sealed = holdout_split(table.rows, opts.holdout, opts.seed, table.task.strata(table.y))
-    if len(sealed) < FEW_HOLDOUT_ROWS:
-        early_warnings.append(f"the holdout has {len(sealed)} rows: its score is a rough guide, not a measure")
-        reporter.stage(early_warnings[-1])
-    for line in copies_in_holdout(table.X, table.y, rest, sealed):
+    few = [f"the holdout has {len(sealed)} rows: its score is a rough guide, not a measure"] \
+        if len(sealed) < FEW_HOLDOUT_ROWS else []
+    for line in few + copies_in_holdout(table.X, table.y, rest, sealed):
         early_warnings.append(line)
         reporter.stage(line)
     storage = open_storage(opts.storage, out)
