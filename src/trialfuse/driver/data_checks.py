@@ -1,6 +1,7 @@
 """What a table's values say before anything trains: values no model can take (refused with
-one line), and what would make the holdout's score read high (a warning): a feature that is
-the target again, holdout rows that are copies of search rows.
+one line), what would make the holdout's score read high (a warning): a feature that is
+the target again, holdout rows that are copies of search rows; and numbers the NN reads other
+than as written (codes for "unknown", typos far out; `far_values`).
 
 A copy of a row in both the search rows and the holdout is a row the model was trained on,
 scored as if new: 500 rows of pure noise, each five times, gave a holdout R² of 0.89.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from trialfuse import far_values
 from trialfuse.errors import UserError
 from trialfuse.task import Task
 
@@ -23,6 +25,8 @@ MANY_VALUES = 0.5  # a feature with distinct values for this share of the distin
 VALUES_SAMPLE = 10_000  # search rows that share is read on
 FAR_OUT = 50  # robust z-score (distance from the median in MADs) of a target value far from the rest
 FEW_FAR_OUT = 0.01  # that many of the rows at most: a few values that dominate every squared error
+TYPO = 100  # a feature's value this many times its middle 98%'s spread beyond it: said (the NN's fence is at 3)
+SAID_COLUMNS = 3  # far-value warnings said one by one at most
 
 
 def check_ranges(X: np.ndarray, names: list[str], y: np.ndarray, task: Task, source: str) -> None:
@@ -88,6 +92,32 @@ def far_out_targets(y: np.ndarray, task: Task) -> list[str]:
     return [f"{int(far.sum())} target value(s) lie far from the rest (e.g. {example:.4g}, where half the rows lie "
             f"between {np.quantile(y, 0.25):.4g} and {np.quantile(y, 0.75):.4g}): they dominate squared error and R²; "
             "--metric mae ranks models by the typical row's error instead"]
+
+
+def far_features(X: np.ndarray, names: list[str], categorical: list[int]) -> list[str]:
+    """A warning per number column (SAID_COLUMNS at most, then a count) with a code for "unknown"
+    (`far_values.codes`), which the NN reads as missing, or a value so far out (TYPO) that it looks
+    like a typo, which the NN reads at its fence. A long tail's values a few spreads out, held at
+    the fence too, are ordinary (a film of 5,220 minutes) and not said."""
+    said = []
+    for j in (j for j in range(X.shape[1]) if j not in categorical):
+        column = X[:, j]
+        codes = far_values.codes(column)
+        if codes:
+            rows = int(np.isin(column, codes).sum())
+            said.append(f"column {names[j]!r}: {', '.join(f'{c:.4g}' for c in codes)} (on {rows} rows, "
+                        f"{rows / len(column):.1%}) {'lies' if len(codes) == 1 else 'lie'} far beyond its other "
+                        "values, as a code for \"unknown\" would: the NN reads it as missing, the trees as written "
+                        "(a blank cell says missing plainly)")
+        rest = column[~np.isin(column, codes)]
+        low, high = far_values.fences(rest, far=TYPO)
+        far = rest[(rest < low) | (rest > high)]
+        if len(far):
+            said.append(f"column {names[j]!r}: far beyond the others, {len(far)} value(s) (e.g. "
+                        f"{far[np.argmax(np.abs(far))]:.4g}; 98% lie between {np.nanquantile(rest, 0.01):.4g} and "
+                        f"{np.nanquantile(rest, 0.99):.4g}): a typo? The NN reads such values at the others' edge")
+    more = len(said) - SAID_COLUMNS
+    return said[:SAID_COLUMNS] + ([f"... and {more} more such warning(s) of far values"] if more > 0 else [])
 
 
 def copies_in_holdout(X: np.ndarray, y: np.ndarray, rest: np.ndarray, sealed: np.ndarray) -> list[str]:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from trialfuse.driver import dates as date_parts
-from trialfuse.driver.data_checks import check_ranges, far_out_targets, target_again
+from trialfuse.driver.data_checks import check_ranges, far_features, far_out_targets, target_again
 from trialfuse.driver.table_files import READ_WARNINGS, as_text, read_frame
 from trialfuse.driver.target import decide
 from trialfuse.errors import UserError
@@ -90,6 +90,7 @@ def load_table(path: str | Path | pd.DataFrame, target: str | None, keep: list[s
     check_ranges(X, names, y, decided, source)
     warnings = read_warnings + [_text_order_warning(name, features[name]) for name in categories]
     warnings += target_again(X, names, y, decided, deciding) + far_out_targets(y[deciding], decided)
+    warnings += far_features(X[deciding], names, [names.index(name) for name in categories])
     warnings += [f"column {name!r}: {count} value(s) are not ISO dates, taken as missing"
                  for name, count in unread.items()]
     warnings += [f"column {name!r} looks like dates written another way ({example!r}), not read as dates: write "

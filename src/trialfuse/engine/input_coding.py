@@ -2,7 +2,8 @@
 only, never on its validation rows: numbers imputed with their mean and standardized, beside a
 long-tailed number none negative its log as a second input, a 0/1 "missing" input beside a number column
 with missing training values, and category columns (the table's codes) as one 0/1 input per
-frequent level. `code_inputs` is its one definition,
+frequent level; a number's codes for "unknown" (-999) read as missing, and a value far beyond the
+others read at its fence (`far_values`). `code_inputs` is its one definition,
 in torch: training codes its rows with it, and the saved model (mlp.ScaledMLP, exported) runs
 the same ops on a raw row.
 """
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from trialfuse import far_values
 
 MIN_LEVEL_ROWS = 10  # a category level gets an input of its own where this many training rows hold it
 MAX_LEVELS = 64  # inputs per category column at most: its most frequent levels
@@ -33,7 +36,10 @@ class InputCoding:
     (bench/results/HISTORY.md, "Figures that lived in code comments"). A long tail (votes, a
     budget) standardized leaves most rows in a sliver of the input's range, which a network fits
     poorly; read through a log alone, a number the target follows linearly (a departure delay)
-    is fitted worse: with both inputs the network has each (HISTORY.md, "Skewed inputs")."""
+    is fitted worse: with both inputs the network has each (HISTORY.md, "Skewed inputs"). A
+    number column's codes (`far_values.codes`) read as missing, its "missing" input saying so, and
+    every number and log is held inside its fences (`far_values.fences`) before the mean and std
+    are taken: a stray value far out sets neither the spread nor a line to extrapolate along."""
 
     x_mean: np.ndarray  # [F + G] every column's training mean and std (category columns' unused),
     x_std: np.ndarray  # then each logged column's log's
@@ -43,14 +49,27 @@ class InputCoding:
     level_codes: np.ndarray  # [L]: its code
     logged: np.ndarray  # int [G]: the number columns whose log is an input too
     log_scale: np.ndarray  # [G]: each one's s in log1p(x / s)
+    code_columns: np.ndarray  # int [C]: the column of each code read as missing
+    code_values: np.ndarray  # [C]: its value
+    x_low: np.ndarray  # [F + G]: each column's and log's fences (category columns' -inf, inf)
+    x_high: np.ndarray
 
     @classmethod
     def of(cls, X: np.ndarray, categorical: Sequence[int] = ()) -> InputCoding:
         """The coding fit on training rows X."""
         categorical = set(categorical)
-        scales = {c: s for c in range(X.shape[1]) if c not in categorical and (s := log_scale_of(X[:, c])) > 0}
+        numbers = [c for c in range(X.shape[1]) if c not in categorical]
+        found = [(c, value) for c in numbers for value in far_values.codes(X[:, c])]
+        code_columns = np.array([c for c, _ in found], dtype=np.int64)
+        code_values = np.array([value for _, value in found], dtype=np.float64)
+        X = without_codes(*(torch.as_tensor(a) for a in (X, code_columns, code_values))).numpy()
+        scales = {c: s for c in numbers if (s := log_scale_of(X[:, c])) > 0}
         logged, log_scale = np.array(list(scales), dtype=np.int64), np.array(list(scales.values()), dtype=np.float64)
-        x_mean, x_std = column_stats(with_logs(*(torch.as_tensor(a) for a in (X, logged, log_scale))).numpy())
+        x_logs = with_logs(*(torch.as_tensor(a) for a in (X, logged, log_scale))).numpy()
+        bounds = [far_values.fences(x_logs[:, j]) if j not in categorical else (-np.inf, np.inf)
+                  for j in range(x_logs.shape[1])]
+        x_low, x_high = (np.array([b[end] for b in bounds], dtype=np.float64) for end in (0, 1))
+        x_mean, x_std = column_stats(np.clip(x_logs, x_low, x_high))
         columns, codes, numeric = [], [], []
         for c in range(X.shape[1]):
             levels = _frequent_levels(X[:, c]) if c in categorical else []
@@ -61,7 +80,7 @@ class InputCoding:
         missing = [c for c in numeric if np.isnan(X[:, c]).any()]
         numeric += range(X.shape[1], X.shape[1] + len(logged))
         return cls(x_mean, x_std, *(np.array(a, dtype=np.int64) for a in (numeric, missing, columns)),
-                   np.array(codes, dtype=np.float64), logged, log_scale)
+                   np.array(codes, dtype=np.float64), logged, log_scale, code_columns, code_values, x_low, x_high)
 
     @property
     def width(self) -> int:
@@ -77,25 +96,38 @@ class InputCoding:
     def apply(self, X: np.ndarray) -> np.ndarray:
         """[N, width]: numbers, "missing" inputs, level inputs, by `code_inputs` (what `ScaledMLP`
         runs on a raw row)."""
-        parts = (X, self.x_mean, self.x_std, self.numeric, self.missing, self.level_columns, self.level_codes,
-                 self.logged, self.log_scale)
+        parts = (X, *(getattr(self, name) for name in PARTS))
         return code_inputs(*(torch.as_tensor(np.asarray(a)) for a in parts), coded=not self.plain).numpy()
+
+
+PARTS = ("x_mean", "x_std", "numeric", "missing", "level_columns", "level_codes", "logged", "log_scale",
+         "code_columns", "code_values", "x_low", "x_high")  # what code_inputs takes, in its order
 
 
 def code_inputs(x: torch.Tensor, x_mean: torch.Tensor, x_std: torch.Tensor, numeric: torch.Tensor,
                 missing: torch.Tensor, level_columns: torch.Tensor, level_codes: torch.Tensor,
-                logged: torch.Tensor, log_scale: torch.Tensor, coded: bool = True) -> torch.Tensor:
-    """Raw rows x [N, F] as the network reads them [N, width] (InputCoding's parts): each number
-    and each `logged` column's log imputed with its mean and standardized, a 0/1 "missing" input
-    per `missing` column, one 0/1 input per level (NaN matches none); with `coded` False the
-    standardized columns and logs alone. One definition in torch, so training (InputCoding.apply)
-    and the exported model (ScaledMLP) read a row alike."""
-    x_logs = with_logs(x, logged, log_scale)
+                logged: torch.Tensor, log_scale: torch.Tensor, code_columns: torch.Tensor, code_values: torch.Tensor,
+                x_low: torch.Tensor, x_high: torch.Tensor, coded: bool = True) -> torch.Tensor:
+    """Raw rows x [N, F] as the network reads them [N, width] (InputCoding's parts): codes as
+    missing, each number and each `logged` column's log held inside its fences, imputed with its
+    mean and standardized, a 0/1 "missing" input per `missing` column, one 0/1 input per level (NaN
+    matches none); with `coded` False the standardized columns and logs alone. One definition in
+    torch, so training (InputCoding.apply) and the exported model (ScaledMLP) read a row alike."""
+    x = without_codes(x, code_columns, code_values)
+    x_logs = torch.clamp(with_logs(x, logged, log_scale), x_low, x_high)  # NaN stays NaN
     z = (torch.where(torch.isnan(x_logs), x_mean, x_logs) - x_mean) / x_std
     if not coded:
         return z
     return torch.cat([z[:, numeric], torch.isnan(x[:, missing]).to(z.dtype),
                       (x[:, level_columns] == level_codes).to(z.dtype)], dim=1)
+
+
+def without_codes(x: torch.Tensor, code_columns: torch.Tensor, code_values: torch.Tensor) -> torch.Tensor:
+    """x [N, F] with each code (`code_values[i]` in column `code_columns[i]`) as NaN; one
+    matrix product, no branch, so the exported model's graph is the same with none."""
+    hit = (x[:, code_columns] == code_values).to(x.dtype)  # [N, C]
+    owner = (code_columns[:, None] == torch.arange(x.shape[1], device=x.device)).to(x.dtype)  # [C, F]
+    return torch.where(hit @ owner > 0, torch.nan, x)
 
 
 def with_logs(x: torch.Tensor, logged: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:

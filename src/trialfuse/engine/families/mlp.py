@@ -32,7 +32,7 @@ from torch import nn
 
 from trialfuse.engine.dropout import DropoutStream, dropout_mask, dropout_scale, dropout_threshold
 from trialfuse.engine.families import Fitted, check_deadline
-from trialfuse.engine.input_coding import InputCoding, code_inputs
+from trialfuse.engine.input_coding import PARTS, InputCoding, code_inputs
 from trialfuse.task import NUMBERS, Task
 
 LEAKY_SLOPE = 0.01
@@ -172,20 +172,15 @@ class ScaledMLP(nn.Module):
         self.head = head
         self.coded = not coding.plain  # any "missing" or level inputs (else the inputs are the columns)
         # float64 here; .to(dtype) gives the model's precision (the index buffers stay integers)
-        self.register_buffer("x_mean", torch.as_tensor(coding.x_mean, dtype=torch.float64))  # [F + G]
-        self.register_buffer("x_std", torch.as_tensor(coding.x_std, dtype=torch.float64))  # [F + G]
-        self.register_buffer("numeric", torch.as_tensor(coding.numeric, dtype=torch.int64))
-        self.register_buffer("missing", torch.as_tensor(coding.missing, dtype=torch.int64))
-        self.register_buffer("level_columns", torch.as_tensor(coding.level_columns, dtype=torch.int64))
-        self.register_buffer("level_codes", torch.as_tensor(coding.level_codes, dtype=torch.float64))
-        self.register_buffer("logged", torch.as_tensor(coding.logged, dtype=torch.int64))
-        self.register_buffer("log_scale", torch.as_tensor(coding.log_scale, dtype=torch.float64))
+        for name in PARTS:  # the index parts stay integers; .to(dtype) casts the rest
+            value = getattr(coding, name)
+            self.register_buffer(name, torch.as_tensor(value, dtype=torch.int64 if value.dtype.kind in "iu"
+                                                       else torch.float64))
         self.register_buffer("y_mean", torch.tensor(float(y_mean), dtype=torch.float64))
         self.register_buffer("y_std", torch.tensor(float(y_std), dtype=torch.float64))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, F] raw -> [N] or [N, K]
-        z = code_inputs(x, self.x_mean, self.x_std, self.numeric, self.missing, self.level_columns, self.level_codes,
-                        self.logged, self.log_scale, self.coded)
+        z = code_inputs(x, *(getattr(self, name) for name in PARTS), self.coded)
         return self.head.in_units(self.net(z), self.y_mean, self.y_std)
 
 
@@ -328,13 +323,14 @@ def _from_kept(path) -> ScaledMLP:
     head = Head(kept.get("outputs", 1), kept.get("classes", False))
     state = kept["state"]
     net = MLP(kept["n_features"], kept["hidden_layers"], 0.0, kept["leaky"], outputs=head.outputs)
-    none = torch.zeros(0, dtype=torch.int64)  # a model kept before the coding: every column a number
-    state = {"logged": none, "log_scale": state["x_mean"][:0], **state}  # kept before the logs: none
-    coding = InputCoding(*(state[k].numpy() for k in ("x_mean", "x_std")),
-                         state.get("numeric", torch.arange(state["x_mean"].numel())).numpy(),
-                         *(state.get(k, none).numpy() for k in ("missing", "level_columns", "level_codes")),
-                         state["logged"].numpy(), state["log_scale"].numpy())
+    none, no_value = torch.zeros(0, dtype=torch.int64), state["x_mean"][:0]
+    columns = state["x_mean"].numel()  # every column and log
+    state = {"numeric": torch.arange(columns), "missing": none, "level_columns": none,  # kept before the coding
+             "level_codes": no_value, "logged": none, "log_scale": no_value,  # before the logs
+             "code_columns": none, "code_values": no_value, "x_low": torch.full_like(state["x_mean"], -torch.inf),
+             "x_high": torch.full_like(state["x_mean"], torch.inf), **state}  # before codes and fences
+    coding = InputCoding(**{name: state[name].numpy() for name in PARTS})
     model = ScaledMLP(net, coding, 0.0, 1.0, head)
     model = model.to(state["x_mean"].dtype)  # the precision it was trained in
-    model.load_state_dict(state, strict="numeric" in state)  # one kept before the coding lacks its buffers
+    model.load_state_dict(state)
     return model.eval()
