@@ -7,6 +7,7 @@ numpy, scikit-learn and torch, so it runs on a bare GPU machine with `PYTHONPATH
 from __future__ import annotations
 
 import platform
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from trialfuse.catalog import FAMILIES, NN, RandomTrial
 from trialfuse.engine.families import DeadlineReached
 from trialfuse.engine.fused.batching import AS_A_STUDY, FILL_MODEL_ROWS, SNUG_PADDING, Batching
 from trialfuse.engine.fused.train import train_many
+from trialfuse.errors import UserError
 from trialfuse.fuse import Fuse
 from trialfuse.survivors import make_survivors
 
@@ -70,6 +72,20 @@ def sample_configs(n: int, epochs: int, seed: int = 0, shape: str | None = None)
         configs = [{**c, "hidden_layers": [width] * depth, "use_leaky_relu": False, "dropout": 0.2,
                     "early_stopping_patience": epochs + 1, "min_delta": 0.0} for c in configs]
     return configs
+
+
+def check_device(device: str) -> None:
+    """`device` names one this torch can train on: cpu, or cuda[:N] with a GPU N here (a
+    CPU build of torch, or a GPU not there, is one line before anything is timed)."""
+    if device == "cpu":
+        return
+    if not re.fullmatch(r"cuda(:\d+)?", device):
+        raise UserError(f"--device must be cpu or cuda[:N], got {device!r}")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(device.partition(":")[2] or 0)
+    if index >= count:
+        there = f"{count} GPU(s) here" if count else f"torch {torch.__version__} here sees no GPU"
+        raise UserError(f"--device {device}: {there}; --device cpu times the CPU")
 
 
 def device_name(device: str) -> str:

@@ -49,7 +49,8 @@ def _run(opts, quiet: bool, as_json: bool) -> None:
 
 @app.command()
 def run(
-    data: Annotated[Path, typer.Argument(help="Table: .csv, .parquet, .npz (X, y), .json/.jsonl records.")],
+    data: Annotated[Path, typer.Argument(metavar="DATA",
+                                         help="Table: .csv, .parquet, .npz (X, y), .json/.jsonl records.")],
     target: Annotated[str | None, typer.Option(help="Column to predict (NPZ: the name given to y).")] = None,
     task: Annotated[str, typer.Option(help="auto (decided from the target, and said), regression, binary or "
                                            "multiclass.")] = "auto",
@@ -134,8 +135,9 @@ def demo(
 
 @app.command()
 def predict(
-    model_dir: Annotated[Path, typer.Argument(help="A best_model/ directory (or the run directory).")],
-    data: Annotated[Path, typer.Argument(help="Table with the model's feature columns.")],
+    model_dir: Annotated[Path, typer.Argument(metavar="MODEL_DIR",
+                                              help="A best_model/ directory (or the run directory).")],
+    data: Annotated[Path, typer.Argument(metavar="DATA", help="Table with the model's feature columns.")],
     out: Annotated[Path | None, typer.Option(help="CSV to write (default: stdout).")] = None,
 ) -> None:
     """Apply a saved model to a table: one `prediction` per input row, same order (for classes,
@@ -155,7 +157,7 @@ def predict(
 
 @app.command()
 def explain(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory (holding results.json).")],
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run directory (holding results.json).")],
     table: Annotated[Path | None, typer.Option(help="Explain on these rows (with the target column) instead of "
                                                     "the run's holdout.")] = None,
 ) -> None:
@@ -173,7 +175,7 @@ def explain(
 
 @app.command()
 def report(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory (holding results.json).")],
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run directory (holding results.json).")],
 ) -> None:
     """Rebuild RUN_DIR/report.html from the run directory's results, study and diagnostics."""
     if not (run_dir / "results.json").is_file():
@@ -196,11 +198,11 @@ def bench(
     = "serial,fused,auto",
     shape: Annotated[str | None, typer.Option(help="Fix every model to DEPTHxWIDTH (e.g. 3x128; ReLU, dropout 0.2, "
                                                    "no early stopping), as tools/gpu_limit.py trains.")] = None,
-    as_json: AsJson = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report, not the table.")] = False,
     save: Annotated[Path | None, typer.Option(help="Also write the JSON report to this file.")] = None,
 ) -> None:
     """Time the same NN configs x folds one at a time and fused, in one process; print the ratios."""
-    from trialfuse.bench import format_report, parse_modes, run_bench
+    from trialfuse.bench import check_device, format_report, parse_modes, run_bench
 
     try:
         chosen = parse_modes(modes)
@@ -210,12 +212,27 @@ def bench(
         raise UserError("--rows, --configs and --epochs must be positive, --folds at least 2, rows >= 2 x folds")
     if shape is not None and not re.fullmatch(r"[1-9]\d*x[1-9]\d*", shape.lower()):
         raise UserError(f"--shape must be DEPTHxWIDTH, e.g. 3x128, got {shape!r}")
+    check_device(device)
+    if save:
+        _check_writable(save, "--save")
     report = run_bench(rows=rows, configs=configs, folds=folds, epochs=epochs, device=device, modes=chosen,
                        shape=shape)
     if save:
         save.parent.mkdir(parents=True, exist_ok=True)
         save.write_text(json.dumps(report, indent=2) + "\n")
     typer.echo(json.dumps(report, indent=2) if as_json else format_report(report))
+
+
+def _check_writable(path: Path, option: str) -> None:
+    """One line now where a file written at the end could not be (a bench's figures lost)."""
+    if path.is_dir():
+        raise UserError(f"{option} {path} is a folder; name a file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent):
+            pass
+    except OSError as exc:
+        raise UserError(f"{option} {path}: cannot write there ({exc.strerror or exc})") from None
 
 
 @app.command()
@@ -228,7 +245,7 @@ def worker() -> None:
 
 @app.command("make-table")
 def make_table(
-    out: Annotated[Path, typer.Argument(help="Where to write: .csv or .npz.")],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="Where to write: .csv or .npz.")],
     rows: Annotated[int, typer.Option(help="Rows to make.")] = 98_000,
     seed: Annotated[int, typer.Option(help="Seed of the table's random draws.")] = 0,
     bands: Annotated[int | None, typer.Option(help="The classification version: the score's K equal-count bands "
@@ -244,6 +261,8 @@ def make_table(
         raise UserError(f"--bands must be at least 2, got {bands}")
     if rows < 1:
         raise UserError(f"--rows must be at least 1, got {rows}")
+    if seed < 0:
+        raise UserError(f"--seed must be zero or positive, got {seed}")
     if bands is not None and bands > rows:
         raise UserError(f"--bands {bands} needs at least as many rows (--rows {rows}): a band without rows is no class")
     if not out.parent.is_dir():

@@ -35,11 +35,14 @@ def explain_run(out: str | Path, table: str | Path | pd.DataFrame | None = None,
     source = table if isinstance(table, pd.DataFrame) else Path(table) if given else results.data_at(out)
     if isinstance(source, Path) and not source.exists():
         raise UserError(f"the run's table {source} is not there (moved?): give it with --table")
-    frame, X = read_as_trained(source, metadata, on_warning if given else None)
+    said: list[str] = []  # what predict would say of the rows: after the refusal below, if any, or not at all
+    frame, X = read_as_trained(source, metadata, said.append if given else None)
     source = "the DataFrame" if isinstance(source, pd.DataFrame) else source
     if metadata["target"] not in frame.columns:
         raise UserError(f"{source} has no column {metadata['target']!r}: the explanation scores predictions "
                         "against it")
+    for line in said:
+        on_warning(line)
     y = Task.from_json(metadata.get("task")).encode(frame[metadata["target"]])
     if given:
         rows = np.flatnonzero(np.isfinite(y))

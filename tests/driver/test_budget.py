@@ -79,6 +79,10 @@ def test_the_explanation_must_end_where_the_reports_share_begins_and_a_late_one_
     assert explain_winner(Pool(), tmp_path, np.zeros((4, 2)), np.zeros(4), 0, late, said.append) == [
         f"no explanation of the winner: the time budget ran out (`trialfuse explain {tmp_path}` adds it)"]
     assert said == []
+    nearly = Budget.starting_now(time.monotonic() - 60 + REPORT_SECONDS + 1.0, 60)  # 1 s left: nothing fits in it
+    assert explain_winner(Pool(), tmp_path, np.zeros((4, 2)), np.zeros(4), 0, nearly, said.append) == [
+        f"no explanation of the winner: the time budget ran out (`trialfuse explain {tmp_path}` adds it)"]
+    assert said == []  # no "explaining the winner", then "no time left (-1.5 s given)"
 
 
 def test_the_diagnostics_probe_runs_only_where_a_fold_of_its_trial_fits(tmp_path):

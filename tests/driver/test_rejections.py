@@ -262,6 +262,8 @@ def test_make_table_needs_rows(run_main, tmp_path):
     assert_rejected(run_main("make-table", tmp_path / "absent" / "t.csv", "--rows", "5"),
                     f"folder {tmp_path / 'absent'} is not there")  # it made the folder, where predict --out refuses
     assert not (tmp_path / "absent").exists()
+    assert_rejected(run_main("make-table", tmp_path / "t.csv", "--rows", "5", "--seed", "-1"),
+                    "--seed must be zero or positive, got -1")  # numpy's traceback
     code, out, _ = run_main("make-table", tmp_path / "t.csv", "--rows", "5")
     assert code == 0 and "replacing" not in out
     code, out, _ = run_main("make-table", tmp_path / "t.csv", "--rows", "6")

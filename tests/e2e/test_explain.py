@@ -52,9 +52,13 @@ def test_explain_on_new_rows_rebuilds_the_report(tree_run, survivors_csv, tmp_pa
     fresh.to_csv(tmp_path / "fresh.csv", index=False)
     assert cli("explain", tree_run, "--table", tmp_path / "fresh.csv").returncode == 0
     assert json.loads((tree_run / "explain.json").read_text())["rows_from"] == f"{tmp_path / 'fresh.csv'} (5 rows)"
-    rows.drop(columns=["score"]).to_csv(tmp_path / "no_target.csv", index=False)
+    no_target = rows.drop(columns=["score"])
+    no_target.loc[0, "f00"] = float("inf")  # taken as missing, which predict says: after the refusal, that is never
+    no_target.to_csv(tmp_path / "no_target.csv", index=False)
     refused = cli("explain", tree_run, "--table", tmp_path / "no_target.csv")
-    assert refused.returncode == 2 and "has no column 'score'" in refused.stderr
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines() == [
+        f"trialfuse: error: {tmp_path / 'no_target.csv'} has no column 'score': the explanation scores predictions "
+        "against it"], refused.stderr
     again = cli("explain", tree_run)  # back to the holdout
     assert again.returncode == 0, again.stderr
     assert json.loads((tree_run / "explain.json").read_text())["rows_from"].startswith("the sealed holdout")

@@ -51,3 +51,17 @@ def test_a_mode_past_its_time_limit_is_cut_and_every_finished_mode_is_handed_on(
 def test_bench_rejects_a_bad_shape():
     proc = cli("bench", "--shape", "wide")
     assert proc.returncode == 2 and "--shape must be DEPTHxWIDTH" in proc.stderr
+
+
+def test_bench_refuses_a_device_it_cannot_train_on_and_a_file_it_cannot_write_before_timing(tmp_path):
+    """`--device cuda` on a CPU build of torch, `--device tpu`: 40-line tracebacks; `--save` where
+    nothing can be written: a traceback after the whole bench had run, its figures lost."""
+    for device, said in (("cuda:99", "--device cuda:99: "), ("tpu", "--device must be cpu or cuda[:N], got 'tpu'")):
+        proc = cli("bench", "--device", device)
+        assert proc.returncode == 2 and said in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("")
+    for save, said in ((tmp_path / "folder", "is a folder"), (tmp_path / "file" / "x.json", "cannot write there")):
+        proc = cli("bench", "--rows", "300", "--configs", "1", "--folds", "2", "--epochs", "2", "--save", save)
+        assert proc.returncode == 2 and said in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        assert "serial" not in proc.stdout  # refused before any timing

@@ -17,6 +17,7 @@ from trialfuse.driver.budget import Budget
 from trialfuse.transport.process_pool import WorkerPool
 
 TOP_IN_METADATA = 10
+LEAST_SECONDS = 2.0  # left before the report's share, or not started: loading the model and one prediction take that
 NOT_EXPLAINED = ("no explanation of the winner", "the winner's explanation failed")  # how its warnings begin
 
 
@@ -27,7 +28,7 @@ def explain_winner(pool: WorkerPool, out: Path, X: np.ndarray, y: np.ndarray, se
     spent budget costs the run only its explanation, which `trialfuse explain` makes later)."""
     later = f"`trialfuse explain {out}` adds it"
     deadline = budget.report_starts() if budget is not None else None
-    if deadline is not None and deadline <= time.time():  # its share is spent: nothing to start
+    if deadline is not None and deadline - time.time() < LEAST_SECONDS:  # its share is spent: nothing to start
         return [f"{NOT_EXPLAINED[0]}: the time budget ran out ({later})"]
     say(f"explaining the winner on the {len(y)} holdout rows")
     try:

@@ -116,7 +116,7 @@ def explain(model: SavedModel, X: np.ndarray, y: np.ndarray, feature_names: list
     order_rows = rng.permutation(len(y))[:SAMPLE_ROWS]  # random order: a table stored sorted must not bias a prefix
     X, y = np.asarray(X, dtype=np.float64)[order_rows], np.asarray(y, dtype=np.float64)[order_rows]
     if left() <= 0:
-        raise OutOfTime(f"no time left ({limit:.1f} s given)")
+        raise OutOfTime(f"its share of the budget was spent before it began ({-limit:.1f} s past it)")
     predictor = _Predictor(model)
     tiny = _seconds(lambda: model.predict(X[:TINY_ROWS]))
     small = _seconds(lambda: model.predict(X[:MIN_ROWS]))  # one call's fixed cost shows at few rows
