@@ -21,6 +21,8 @@ pool (a fold, or a fused NN batch), so calls are short: Ray cannot stop a runnin
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 import threading
 from pathlib import Path
 from typing import Any
@@ -39,11 +41,52 @@ def connect(address: str) -> None:
         raise UserError("--ray needs Ray: pip install 'trialfuse[ray]'") from None
     if ray.is_initialized():  # this process is already connected (the API, a test): that cluster
         return
+    if (where := _bootstrap_address(address)) and (why := _unreachable(where)):
+        raise UserError(f"--ray {address}: cannot reach a Ray cluster at {where} ({why}): check the address, "
+                        "start one there (ray start --head), or use --ray local")
     kwargs = {"include_dashboard": False, "log_to_driver": False}
     try:  # "local" starts a new instance even where RAY_ADDRESS or a `ray start` would be joined
         ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise UserError(f"--ray {address}: cannot reach the cluster ({str(exc).splitlines()[0]})") from None
+
+
+PROBE_SECONDS = 3  # a cluster's head answers a TCP connect in milliseconds; Ray would retry for minutes
+
+
+def _bootstrap_address(address: str) -> str | None:
+    """The address `ray.init` would dial for `address`: RAY_ADDRESS where set, for `auto` the
+    last `ray start`'s (Ray's own record of it); None for `local`, or where none is known (Ray
+    then answers at once)."""
+    if address == "local":
+        return None
+    given = os.environ.get("RAY_ADDRESS") or address
+    if given != "auto":
+        return given
+    try:
+        from ray._private.utils import read_ray_address  # private: without it, `auto` is Ray's to judge
+
+        return read_ray_address(None)
+    except Exception:
+        return None
+
+
+def _unreachable(address: str) -> str | None:
+    """Why nothing answers at HOST:PORT (None: something does, or it is not HOST:PORT). Checked
+    before `ray.init`, which retries an address nothing answers at for minutes, past --timeout."""
+    host, colon, port = address.removeprefix("ray://").rpartition(":")
+    if not colon or not port.isdigit() or not host:
+        return None
+    host = host.strip("[]")
+    try:
+        with socket.create_connection((host, int(port)), timeout=PROBE_SECONDS):
+            return None
+    except socket.gaierror:
+        return f"no host named {host!r}"
+    except TimeoutError:
+        return f"no answer within {PROBE_SECONDS} s"
+    except OSError as exc:
+        return exc.strerror or str(exc)
 
 
 def cluster_slots() -> list[Slot]:
