@@ -1,12 +1,13 @@
 """Errors the user caused, as opposed to faults of ours.
 
 A `UserError` becomes one line on stderr and exit code 2 in the CLI; everything else
-is an internal failure (exit code 1).
+is an internal failure (exit code 1). It is a `ValueError` (bad input is one), so code written
+for scikit-learn's estimators (`error_score`, its estimator checks) reads it as it reads theirs.
 """
 from __future__ import annotations
 
 
-class UserError(Exception):
+class UserError(ValueError):
     """Bad input or usage: reported as one clear line, never as a traceback."""
 
 

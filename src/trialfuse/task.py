@@ -127,7 +127,8 @@ class Task:
     kind: Kind = Kind.REGRESSION
     classes: tuple = ()
     metric_name: str = "r2"
-    class_weight: str = "none"  # or "balanced": each class weighs in training as much as any other
+    class_weight: str | tuple[float, ...] = "none"  # "balanced": each class weighs as much as any other;
+    # or each class's own weight, in the order of `classes` (scikit-learn's {label: weight}, read by target.decide)
 
     @property
     def is_classification(self) -> bool:
@@ -167,6 +168,9 @@ class Task:
             more = f", ... ({len(self.classes)} classes)" if len(self.classes) > SHOWN_CLASSES else ""
             line += f" ({names}{more})"
         line += f"; searched by {self.metric.label}"
+        if isinstance(self.class_weight, tuple):
+            weights = zip(self.classes, self.class_weight, strict=True)
+            return line + "; classes weighted " + ", ".join(f"{plain_label(c)}: {w:g}" for c, w in weights)
         return line + ("; classes weighted balanced" if self.class_weight == "balanced" else "")
 
     def default_folds(self, y: np.ndarray) -> int:
@@ -232,12 +236,15 @@ class Task:
         return codes
 
     def row_weights(self, y: np.ndarray) -> np.ndarray | None:
-        """Training weights per row: None (every row counts once), or under "balanced" each
-        class's rows weigh n / (K * rows of the class), scikit-learn's rule, so every class adds
-        up to the same total. Only training uses them; scores and early stopping do not."""
-        if self.class_weight != "balanced" or not self.is_classification:
+        """Training weights per row: None (every row counts once), under "balanced" each class's
+        rows weigh n / (K * rows of the class), scikit-learn's rule, so every class adds up to the
+        same total; or each class's own weight. Only training uses them; scores and early stopping
+        do not."""
+        if self.class_weight == "none" or not self.is_classification:
             return None
         codes = np.asarray(y, dtype=np.int64)
+        if isinstance(self.class_weight, tuple):
+            return np.asarray(self.class_weight, dtype=np.float64)[codes]
         counts = self.class_counts(codes).astype(np.float64)
         per_class = len(codes) / (len(self.classes) * np.maximum(counts, 1.0))
         return per_class[codes]
@@ -279,14 +286,15 @@ class Task:
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": str(self.kind), "classes": [plain_label(c) for c in self.classes], "metric": self.metric_name,
-                "class_weight": self.class_weight}
+                "class_weight": list(self.class_weight) if isinstance(self.class_weight, tuple) else self.class_weight}
 
     @classmethod
     def from_json(cls, record: dict[str, Any] | None) -> Task:
         if not record:  # written before tasks existed: regression
             return cls()
+        weight = record.get("class_weight", "none")
         return cls(Kind(record["kind"]), tuple(record.get("classes", ())), record.get("metric", "r2"),
-                   record.get("class_weight", "none"))
+                   tuple(weight) if isinstance(weight, list) else weight)
 
 
 def four_places(value: float) -> str:

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import log_loss, roc_auc_score
 
-from trialfuse.driver.splits import check_class_sizes, holdout_split, kfold_indices
+from trialfuse.driver.splits import check_class_sizes, classes_fill, holdout_split, kfold_indices
 from trialfuse.driver.target import MAX_CLASSES, decide
 from trialfuse.errors import UserError
 from trialfuse.task import NUMBERS, Kind, Task
@@ -291,3 +291,23 @@ def test_a_rerun_counts_finished_trials_and_those_it_trains_again_the_orphans_in
     assert left.params
     study.enqueue_trial({"max_depth": 3}, user_attrs={"retry_of": 7})  # cut by the budget: queued as the run ended
     assert held_for_rerun(storage, ["xgboost", "lightgbm"]) == Held(finished=1, again=2)
+
+
+def test_classes_fill_reads_only_too_few_rows_as_too_few():
+    """Every ValueError of the holdout split was "too few": seed=1.5 was refused as "class 'yes' has
+    262 row(s): too few for a 0.25 holdout plus 3 folds"."""
+    task = Task(Kind.BINARY, ("no", "yes"), "log_loss")
+    y = np.array([0, 1] * 50, dtype=np.float64)
+    assert classes_fill(task, y, 0.25, 3, seed=0) and not classes_fill(task, y[:6], 0.1, 2, seed=0)  # 1 sealed row
+    with pytest.raises(ValueError, match="random_state"):  # scikit-learn's own words, not "too few"
+        classes_fill(task, y, 0.25, 3, seed=1.5)
+
+
+def test_class_weights_by_label_weigh_each_class_and_travel_as_json():
+    """scikit-learn's {label: weight}: each class's rows weigh its weight (a class left out 1)."""
+    task, y, line = decide(pd.Series(["no", "yes", "yes", "no", "maybe"] * 4), "t", class_weight={"yes": 5, "no": 2})
+    assert task.classes == ("maybe", "no", "yes") and task.class_weight == (1.0, 2.0, 5.0)
+    assert task.row_weights(y[:5]).tolist() == [2.0, 5.0, 5.0, 2.0, 1.0] and "classes weighted" not in line
+    assert Task.from_json(task.to_json()) == task and "classes weighted maybe: 1, no: 2, yes: 5" in task.described
+    with pytest.raises(UserError, match="--class-weight names 'si', which is not a class of target column 't'"):
+        decide(pd.Series(["no", "yes"] * 5), "t", class_weight={"si": 5})

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import numbers
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,8 @@ class RunOptions:
     target: str | None = None
     task: str = "auto"  # auto | regression | binary | multiclass (see trialfuse.task)
     metric: str | None = None  # the search metric; None: the task's own (R², log-loss)
-    class_weight: str = "none"  # none | balanced: classes weigh the same in training (classification only)
+    class_weight: str | dict = "none"  # none | balanced: classes weigh the same in training (classes only);
+    # from Python also scikit-learn's {label: weight}
     models: list[str] | None = None  # None: catalog.DEFAULT_MODELS
     trials: int | None = None  # per family; None: DEFAULT_TRIALS, or with a timeout as many as it allows
     folds: int | None = None  # K; None: the task's (Task.default_folds)
@@ -39,7 +41,7 @@ class RunOptions:
     out: Path | None = None
     storage: str | None = None
     seed: int = 0
-    devices: str = "auto"
+    devices: str | int = "auto"  # an int from Python is the CLI's worker count
     ray: str | None = None  # workers as Ray actors: "local" (a Ray instance of this machine), "auto" or an address
     fuse: str | Fuse = "auto"  # auto | off | N (at most N NN models per fused batch); a Fuse once checked
     precision: str = "auto"  # the fused NN batches' matmuls: auto | fp32 | tf32 | bf16 (carried in the Fuse)
@@ -54,6 +56,8 @@ class RunOptions:
 
 
 def parse_models(text: str | list[str]) -> list[str]:
+    if not isinstance(text, str | list | tuple) or not all(isinstance(m, str) for m in text):
+        raise UserError(f"--models must name families ({', '.join(FAMILIES)}), got {text!r}")
     names = [m.strip().lower() for m in (text.split(",") if isinstance(text, str) else text) if m.strip()]
     if not names:
         raise UserError("--models is empty: name at least one of " + ", ".join(FAMILIES))
@@ -68,6 +72,8 @@ def parse_duration(text: str | float | None, option: str = "--timeout") -> float
     -> seconds; None stays None."""
     if text is None:
         return None
+    if isinstance(text, bool) or not isinstance(text, str | numbers.Real):
+        raise UserError(f"{option} must be a duration like 90s, 20m or 6h, got {text!r}")
     try:
         seconds = float(text)
     except ValueError:
@@ -98,18 +104,29 @@ def folds_of(opts: RunOptions, task: Task, y: np.ndarray, stamped: int | None = 
 
 
 def check_options(opts: RunOptions) -> None:
-    """Reject bad option values with one line each, before reading any data."""
+    """Reject bad option values with one line each, before reading any data. Values from Python
+    are typed here once: a NumPy number (a GridSearchCV grid's np.arange) becomes the Python
+    number it is (the fingerprint and results.json are JSON), a wrong type is refused naming
+    the option and what it takes (never a traceback, nor a misleading "too few rows")."""
     opts.models = None if opts.models is None else parse_models(opts.models)
     opts.task = parse_task(opts.task)
     opts.class_weight = parse_class_weight(opts.class_weight)
-    if opts.trials is not None and opts.trials < 1:
-        raise UserError(f"--trials must be at least 1, got {opts.trials}")
-    if opts.folds is not None and opts.folds < 2:
-        raise UserError(f"--folds must be at least 2, got {opts.folds}")
+    opts.trials = _whole(opts.trials, "--trials", 1)
+    opts.folds = _whole(opts.folds, "--folds", 2)
+    opts.seed = _whole(opts.seed, "--seed", 0)
+    if isinstance(opts.holdout, bool) or not isinstance(opts.holdout, numbers.Real):
+        raise UserError(f"--holdout must be a fraction between 0 and 1, got {opts.holdout!r}")
+    opts.holdout = float(opts.holdout)
     if not 0 < opts.holdout < 1:
-        raise UserError(f"--holdout must be a fraction between 0 and 1, got {opts.holdout}")
-    if opts.seed < 0:
-        raise UserError(f"--seed must be zero or positive, got {opts.seed}")
+        raise UserError(f"--holdout must be a fraction between 0 and 1, got {opts.holdout:g}")
+    if isinstance(opts.devices, numbers.Integral) and not isinstance(opts.devices, bool):
+        opts.devices = str(int(opts.devices))  # devices=2 from Python: the CLI's "2", two CPU workers
+    opts.devices = _of_type(opts.devices, "--devices", str, "auto, cpu, a worker count or cuda:IDS")
+    for flag in ("prune", "ensemble", "refit", "portfolio", "explain"):
+        value = getattr(opts, flag)
+        if not isinstance(value, bool | np_bool()):
+            raise UserError(f"--{flag} is true or false, got {value!r}")
+        setattr(opts, flag, bool(value))
     if opts.out is not None:
         run_dir.check_out(Path(opts.out))
     if opts.ray is None:  # on Ray the cluster's nodes say what they hold
@@ -127,3 +144,28 @@ def check_options(opts: RunOptions) -> None:
     opts.fuse = fuse.with_precision(fuse.precision if opts.precision == "auto" else opts.precision)
     if isinstance(opts.keep_columns, str):
         opts.keep_columns = [c.strip() for c in opts.keep_columns.split(",") if c.strip()]
+
+
+def _whole(value, option: str, least: int) -> int | None:
+    """A count or a seed as a Python int (None stays None); a bool, a fraction or text is refused."""
+    if value is None and option != "--seed":
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # np.bool_ is no Integral
+        raise UserError(f"{option} must be a whole number (at least {least}), got {value!r}")
+    if value < least:
+        raise UserError(f"{option} must be at least {least}, got {value}" if least else
+                        f"{option} must be zero or positive, got {value}")
+    return int(value)
+
+
+def _of_type(value, option: str, kind, what: str):
+    if not isinstance(value, kind):
+        raise UserError(f"{option} must be {what}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def np_bool() -> type:
+    """NumPy's bool (a mask's element), which is no Python bool; numpy loads with pandas, not for `--help`."""
+    import numpy as np
+
+    return np.bool_

@@ -74,8 +74,8 @@ def classes_fill(task: Task, y: np.ndarray, holdout: float, folds: int, seed: in
         return True
     if task.class_counts(strata).min() < 2:  # a class of one row cannot be split at all
         return False
-    try:
-        rest, sealed = holdout_split(len(y), holdout, seed, strata)
-    except ValueError:
-        return False
+    sealed_rows = _holdout_rows(len(y), holdout)  # train_test_split refuses a side with fewer rows than classes:
+    if min(sealed_rows, len(y) - sealed_rows) < len(task.classes):  # tested, not caught (its ValueError would
+        return False  # read any other, a seed of 1.5, as "too few")
+    rest, sealed = holdout_split(len(y), holdout, seed, strata)
     return bool(task.class_counts(strata[rest]).min() >= folds and task.class_counts(strata[sealed]).min() >= 1)

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import datetime
 import math
+import numbers
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -37,23 +39,33 @@ NOT_FINITE = r"[+-]?(nan|inf|infinity)"
 NUMBERS_WITH_STRAYS = 0.9  # a text column whose values are numbers but for this share is meant as numbers
 
 
-def parse_class_weight(text: str | None) -> str:
-    value = (text or "none").strip().lower()
-    if value not in CLASS_WEIGHTS:
-        raise UserError(f"--class-weight must be one of {', '.join(CLASS_WEIGHTS)}, got {text!r}")
+def parse_class_weight(text: str | dict | None) -> str | dict:
+    """none, balanced, or (from Python) scikit-learn's {class: weight}, each weight a positive
+    number; a class left out weighs 1. Which classes there are, decide() checks."""
+    if isinstance(text, Mapping):
+        bad = next((w for w in text.values() if isinstance(w, bool) or not isinstance(w, numbers.Real)
+                    or not 0 < w < math.inf), None)
+        if bad is not None or not text:
+            raise UserError(f"--class-weight's {{class: weight}} needs a positive number for each class, got {text!r}")
+        return {plain_label(label): float(weight) for label, weight in text.items()}
+    value = "none" if text is None else str(text).strip().lower()
+    if not isinstance(text, str | None) or value not in CLASS_WEIGHTS:  # the dict is Python's only: named there
+        dict_too = "" if isinstance(text, str) else " or a {class: weight} dict"
+        raise UserError(f"--class-weight must be one of {', '.join(CLASS_WEIGHTS)}{dict_too}, got {text!r}")
     return value
 
 
 def parse_task(text: str | None) -> str:
+    """None is "auto" (not given); "" is no task, refused as any other unknown one."""
     choices = ["auto", *map(str, Kind)]
-    value = (text or "auto").strip().lower()
-    if value not in choices:
+    value = "auto" if text is None else str(text).strip().lower()
+    if not isinstance(text, str | None) or value not in choices:
         raise UserError(f"--task must be one of {', '.join(choices)}, got {text!r}")
     return value
 
 
 def decide(column: pd.Series, target: str, asked: str = "auto", metric: str | None = None,
-           class_weight: str = "none") -> tuple[Task, np.ndarray, str | None]:
+           class_weight: str | dict = "none") -> tuple[Task, np.ndarray, str | None]:
     """(the task, y, a line to show before training or None) from the target column: y holds
     numbers for regression, class codes 0..K-1 (as floats) for classes. Bad targets raise
     UserError with one line, before anything trains."""
@@ -109,9 +121,22 @@ def decide(column: pd.Series, target: str, asked: str = "auto", metric: str | No
         same = next(w for w in written if written.count(w) > 1)
         raise UserError(f"target column {target!r} holds {same!r} both as a number and as text: two classes "
                         "that read the same; make the column one type")
-    task = Task(kind, tuple(plain_label(c) for c in classes), _metric(kind, metric), class_weight)
+    labels = tuple(plain_label(c) for c in classes)
+    task = Task(kind, labels, _metric(kind, metric), _per_class(class_weight, labels, target))
     y = task.encode(column)  # each row's class code
     return task, y, (line or f"task: {kind} classification of {target!r} ({_class_summary(task)})") + _alike(written)
+
+
+def _per_class(weights: str | dict, classes: tuple, target: str) -> str | tuple[float, ...]:
+    """{class: weight} as each class's weight in the order of `classes` (1 where left out)."""
+    if not isinstance(weights, dict):
+        return weights
+    unknown = [label for label in weights if label not in classes]
+    if unknown:
+        shown = ", ".join(repr(c) for c in classes[:5]) + (", ..." if len(classes) > 5 else "")
+        raise UserError(f"--class-weight names {unknown[0]!r}, which is not a class of target column {target!r} "
+                        f"({len(classes)} classes: {shown})")
+    return tuple(float(weights.get(c, 1.0)) for c in classes)
 
 
 def _alike(written: list[str]) -> str:
