@@ -84,6 +84,7 @@ def _table(data, target: str | None, y) -> tuple[pd.DataFrame | Path, str | None
             raise UserError(f"target name {target!r} is also a feature column of X")
         return features.assign(**{target: values}), target
     if isinstance(data, pd.DataFrame):
+        check_columns(data, "the DataFrame")
         if data.empty:
             raise UserError("the DataFrame has no rows" if len(data.columns) else "the DataFrame is empty")
         return data, target
@@ -102,16 +103,33 @@ def as_features(X) -> pd.DataFrame:
     """X as the feature columns of a table: a DataFrame as it is (its rows renumbered), an
     array's columns named x0, x1, ..."""
     if isinstance(X, pd.DataFrame):
-        return X.reset_index(drop=True)
-    if hasattr(X, "toarray"):  # a SciPy sparse matrix (a OneHotEncoder's output): its dense values
-        X = X.toarray()
-    try:
-        values = np.asarray(X)
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"X must be a table of features: {exc}") from None
-    if values.ndim != 2:
-        raise UserError(f"X must be 2-D (rows x features), got shape {values.shape}")
-    return pd.DataFrame(values, columns=[f"x{i}" for i in range(values.shape[1])])
+        frame = X.reset_index(drop=True)
+    else:
+        if hasattr(X, "toarray"):  # a SciPy sparse matrix (a OneHotEncoder's output): its dense values
+            X = X.toarray()
+        try:
+            values = np.asarray(X)
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"X must be a table of features: {exc}") from None
+        if values.ndim != 2:
+            raise UserError(f"X must be 2-D (rows x features), got shape {values.shape}")
+        frame = pd.DataFrame(values, columns=[f"x{i}" for i in range(values.shape[1])])
+    check_columns(frame, "X")
+    if frame.shape[1] == 0:  # scikit-learn's words for it
+        raise UserError(f"X has 0 feature(s) (shape={frame.shape}) while a minimum of 1 is required.")
+    complex_columns = [name for name, dtype in frame.dtypes.items() if pd.api.types.is_complex_dtype(dtype)]
+    if complex_columns:  # scikit-learn's words first (its estimator checks read them), then the table's
+        raise UserError(f"Complex data not supported: column {complex_columns[0]!r} holds complex numbers; give its "
+                        "real and imaginary parts as two columns")
+    return frame
+
+
+def check_columns(frame: pd.DataFrame, what: str) -> None:
+    """Refuse columns of several levels (a pivot's or a groupby's ('a', 'b')) before training: a
+    table file has one row of names, and the saved model could not find them again at predict."""
+    if isinstance(frame.columns, pd.MultiIndex):
+        raise UserError(f"{what} has columns of {frame.columns.nlevels} levels, e.g. {frame.columns[0]!r}: give "
+                        "each column one name (e.g. frame.columns = ['_'.join(map(str, c)) for c in frame.columns])")
 
 
 def load(run: str | Path) -> Model:
