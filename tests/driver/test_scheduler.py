@@ -10,6 +10,7 @@ import math
 import random
 import statistics
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -297,6 +298,8 @@ def test_a_trial_is_told_complete_only_once_its_out_of_fold_predictions_are_kept
         """The driver dies while keeping the first complete trial's predictions."""
 
     class DyingStore:
+        directory = Path("run") / "oof"  # as OutOfFold's: its run directory is recorded on each trial
+
         def add(self, *args):
             raise Killed
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Protocol
 
@@ -22,6 +23,7 @@ from trialfuse.driver.budget import Budget
 from trialfuse.driver.data_checks import copies_in_holdout
 from trialfuse.driver.devices import describe, idle_gpus_note, plan_workers
 from trialfuse.driver.explanation import explain_winner
+from trialfuse.driver.journal_lock import sole_driver
 from trialfuse.driver.options import RunOptions, check_options, folds_of
 from trialfuse.driver.out_of_fold import MODELS, OutOfFold
 from trialfuse.driver.run_record import RunRecord
@@ -36,7 +38,6 @@ from trialfuse.driver.splits import (
 from trialfuse.driver.storage import held_for_rerun, open_storage, running_trials, shown
 from trialfuse.driver.table import load_table
 from trialfuse.driver.trial_records import FamilyResult
-from trialfuse.errors import UserError
 from trialfuse.seeds import model_seed
 from trialfuse.task import Task
 from trialfuse.transport.placement import gpus_without_cuda_note
@@ -84,7 +85,11 @@ def _storage_url(given: str | None, out: Path) -> str:
 
 def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRecord:
     """Run the whole comparison and return what was written to results.json."""
-    reporter = reporter or SilentReporter()
+    with ExitStack() as held:  # what the run holds to its end: its journal, against a second driver
+        return _compare_models(opts, reporter or SilentReporter(), held)
+
+
+def _compare_models(opts: RunOptions, reporter: Reporter, held: ExitStack) -> RunRecord:
     started, run_started = time.perf_counter(), time.monotonic()
     check_options(opts)
 
@@ -110,41 +115,38 @@ def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRec
     if opts.ray is None and (note := idle_gpus_note(opts.devices)):
         reporter.stage(note)
     models = opts.models or list(DEFAULT_MODELS)
-    out = Path(opts.out) if opts.out else run_dir.new_run_dir()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"--out {out}: cannot create it ({exc.strerror or exc})") from None
-    run_dir.clear_leftovers(out)
-    for earlier in (run_dir.EXPLAIN, run_dir.REPORT):  # a rerun's explanation and report are its own, or none
-        (out / earlier).unlink(missing_ok=True)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with run_dir.made_unless_refused(Path(opts.out) if opts.out else None) as out:
+        held.enter_context(sole_driver(opts.storage, out))  # before anything here or in the study changes
+        run_dir.clear_leftovers(out)
+        for earlier in (run_dir.EXPLAIN, run_dir.REPORT):  # a rerun's explanation and report are its own, or none
+            (out / earlier).unlink(missing_ok=True)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-    rest, sealed = holdout_split(table.rows, opts.holdout, opts.seed, table.task.strata(table.y))
-    few = [f"the holdout has {len(sealed)} rows: its score is a rough guide, not a measure"] \
-        if len(sealed) < FEW_HOLDOUT_ROWS else []
-    for line in few + copies_in_holdout(table.X, table.y, rest, sealed):
-        early_warnings.append(line)
-        reporter.stage(line)
-    storage = open_storage(opts.storage, out)
-    stamped = fingerprint.stamped(storage, models, "folds")
-    k = folds_of(opts, table.task, table.y, stamped)
-    if opts.folds is None and stamped:  # a resumed search's own K, maybe not today's default: the table must suit it
-        check_sizes(table.task, table.y, k)
-    folds = kfold_indices(len(rest), k, opts.seed, table.task.strata(table.y[rest]))
-    search = fingerprint.of_run(table.X, table.y, table.feature_names, table.target, opts.seed, opts.holdout,
-                                k, table.task)
-    fingerprint.check_resume(storage, models, search, opts.storage or str(out))
-    fingerprint.stamp(storage, models, search)
-    held = held_for_rerun(storage, models)
-    if held.finished or held.again:
-        again = f"; {held.again} cut short, to train again with their first seeds" if held.again else ""
-        reporter.stage(f"continuing the search in {shown(opts.storage or str(out))}: {held.finished} trial(s) "
-                       f"finished there{again}")
-    data = run_dir.keep_frame(opts.data, out) if isinstance(opts.data, pd.DataFrame) else Path(opts.data)
-    run_dir.write_json(out / run_dir.HOLDOUT, {"holdout_rows": sealed, "seed": opts.seed, "fraction": opts.holdout})
-    out_of_fold = (OutOfFold(out, folds, running=running_trials(storage, models))
-                   if opts.ensemble or not opts.refit else None)
+        rest, sealed = holdout_split(table.rows, opts.holdout, opts.seed, table.task.strata(table.y))
+        few = [f"the holdout has {len(sealed)} rows: its score is a rough guide, not a measure"] \
+            if len(sealed) < FEW_HOLDOUT_ROWS else []
+        for line in few + copies_in_holdout(table.X, table.y, rest, sealed):
+            early_warnings.append(line)
+            reporter.stage(line)
+        storage = open_storage(opts.storage, out)
+        stamped = fingerprint.stamped(storage, models, "folds")
+        k = folds_of(opts, table.task, table.y, stamped)
+        if opts.folds is None and stamped:  # a resumed search's own K, maybe not today's default: the table must fit
+            check_sizes(table.task, table.y, k)
+        folds = kfold_indices(len(rest), k, opts.seed, table.task.strata(table.y[rest]))
+        search = fingerprint.of_run(table.X, table.y, table.feature_names, table.target, opts.seed, opts.holdout,
+                                    k, table.task)
+        fingerprint.check_resume(storage, models, search, opts.storage or str(out))
+        fingerprint.stamp(storage, models, search)
+        kept = held_for_rerun(storage, models)
+        if kept.finished or kept.again:
+            again = f"; {kept.again} cut short, to train again with their first seeds" if kept.again else ""
+            reporter.stage(f"continuing the search in {shown(opts.storage or str(out))}: {kept.finished} trial(s) "
+                           f"finished there{again}")
+        data = run_dir.keep_frame(opts.data, out) if isinstance(opts.data, pd.DataFrame) else Path(opts.data)
+        run_dir.write_json(out / run_dir.HOLDOUT, {"holdout_rows": sealed, "seed": opts.seed, "fraction": opts.holdout})
+        out_of_fold = (OutOfFold(out, folds, running=running_trials(storage, models))
+                       if opts.ensemble or not opts.refit else None)
 
     reporter.stage(f"run directory: {out}")  # every check passed: from here on it trains
     budget = Budget.starting_now(run_started, opts.timeout) if opts.timeout else None

@@ -170,6 +170,26 @@ def new_run_dir(parent: Path = Path("runs")) -> Path:
     raise RuntimeError(f"no free run directory name under {parent} for {stem}")
 
 
+@contextlib.contextmanager
+def made_unless_refused(out: Path | None) -> Iterator[Path]:
+    """The run directory `out` (None: a new runs/<date>-<time>), created here; where the run is
+    refused inside (a UserError: another search's fingerprint, a storage it cannot open), the
+    folders this created are removed again, so a refused run leaves no empty folder behind. A
+    folder that was there before is never removed."""
+    top = next((p for p in reversed([out or Path("runs"), *(out or Path("runs")).parents]) if not p.exists()), None)
+    try:
+        made = out or new_run_dir()
+        made.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out {out}: cannot create it ({exc.strerror or exc})") from None
+    try:
+        yield made
+    except UserError:
+        if top is not None or out is None:
+            shutil.rmtree(top or made, ignore_errors=True)
+        raise
+
+
 def staging_dir(out: Path) -> Path:
     """A fresh directory in `out` to build the model in before it replaces best_model/."""
     path = out / f".{BEST_MODEL}.{uuid.uuid4().hex}"

@@ -24,7 +24,7 @@ from trialfuse.driver.fold_verdicts import PRUNE_PEERS, InFlight, Outcome, judge
 from trialfuse.driver.out_of_fold import OutOfFold
 from trialfuse.driver.storage import (
     Heartbeat,
-    claim,
+    ask,
     fail_stale_trials,
     keeps_heartbeats,
     recover_orphans,
@@ -309,8 +309,7 @@ class FamilySearch:
             return False
         if self.starts:  # skip_if_exists: another driver on a shared database may have queued it already
             self.study.enqueue_trial(self.starts.pop(0), skip_if_exists=True)
-        trial = self.study.ask()
-        claim(self.study, trial)
+        trial = ask(self.study, self.out_of_fold.directory.parent if self.out_of_fold else None)
         if self.n_trials is not None and surplus(self.study, trial, self.n_trials):  # another driver took the last slot
             trial.set_user_attr("surplus", True)
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)

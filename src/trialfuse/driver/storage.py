@@ -4,6 +4,7 @@ and what keeps a shared study whole when a driver dies: heartbeats, orphaned tri
 failed and asked again once, drivers waiting for each other before they compare."""
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import socket
@@ -30,6 +31,7 @@ GRACE_BEATS = 3  # heartbeats missed in a row before a trial is an orphan
 # milliseconds a write); Optuna's default, 30 s, made a rerun after kill -9 wait that long.
 JOURNAL_LOCK_GRACE_SECONDS = 5
 DRIVER = f"{socket.gethostname()}:{os.getpid()}"  # which driver ran a trial, when several share a study
+RUN_DIR = "run_dir"  # the trial attribute naming the run directory of the driver that trained it
 CREATE_ATTEMPTS = 4
 LOCK_WAIT_SECONDS = 120  # how long a driver waits for another to finish creating the tables
 SCHEMA_LOCK_KEY = 0x747269616C66  # "trialf": the advisory lock every trialfuse driver takes to create the schema
@@ -64,6 +66,15 @@ def shown(url: str) -> str:
 
 def _open_database(url: str) -> optuna.storages.RDBStorage:
     """A database several drivers share; a driver's trials whose heartbeat stops are asked again."""
+    given = url
+    try:
+        url = with_installed_driver(url)
+    except sqlalchemy.exc.ArgumentError as exc:  # not a URL SQLAlchemy can read
+        raise UserError(f"cannot open --storage {given}: {exc}") from None
+    parsed = sqlalchemy.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).parent.is_dir():
+        raise UserError(f"--storage {given}: there is no folder {Path(parsed.database).parent} to hold it: "
+                        "create it first, or name a file in a folder that exists")
     attempt = 0
     while True:
         try:
@@ -72,11 +83,47 @@ def _open_database(url: str) -> optuna.storages.RDBStorage:
                 interval = int(os.environ.get(HEARTBEAT_ENV, HEARTBEAT_SECONDS))
                 return optuna.storages.RDBStorage(url, heartbeat_interval=interval, grace_period=GRACE_BEATS * interval,
                                                   heartbeat_stale_trial_callback=retry_once)
+        except ModuleNotFoundError as exc:
+            raise UserError(f"--storage {shown(given)}: its database driver ({exc.name}) is not installed: "
+                            f"{INSTALL.get(exc.name or '', f'pip install {exc.name}')}") from None
         except Exception as exc:
             attempt += 1
             if attempt == CREATE_ATTEMPTS or not _lost_creation_race(exc):
-                raise UserError(f"cannot open --storage {url}: {str(exc).splitlines()[0]}") from None
+                raise UserError(f"cannot open --storage {shown(given)}: {str(exc).splitlines()[0]}") from None
             time.sleep(0.5 * attempt)
+
+
+# What to install for a database driver module SQLAlchemy could not import; and for a URL that
+# names no driver, the ones it may use, SQLAlchemy's default first: SQLAlchemy 2.1 made psycopg
+# (3) the default for postgresql://, where the `postgres` extra installs psycopg2.
+INSTALL = {"psycopg2": "pip install 'trialfuse[postgres]'",
+           "psycopg": "pip install 'psycopg[binary]', or write postgresql+psycopg2:// after pip install "
+                      "'trialfuse[postgres]'",
+           "MySQLdb": "pip install mysqlclient, or pymysql and write mysql+pymysql://",
+           "pymysql": "pip install pymysql"}
+DRIVERS = {"postgresql": {"psycopg": "psycopg", "psycopg2": "psycopg2"},
+           "mysql": {"mysqldb": "MySQLdb", "pymysql": "pymysql"}}
+NO_DRIVER = {"postgresql": "pip install 'trialfuse[postgres]'", "mysql": "pip install pymysql (or mysqlclient)"}
+
+
+def with_installed_driver(url: str) -> str:
+    """`url` with a driver that is installed where it names none (postgresql://, mysql://) and
+    SQLAlchemy's default is not; refused in one line where the dialect has none installed."""
+    parsed = sqlalchemy.engine.make_url(url)
+    drivers = DRIVERS.get(parsed.drivername)
+    if drivers is None:  # a driver named (postgresql+psycopg2://), or a dialect that needs none (sqlite)
+        return url
+    default = parsed.get_dialect().driver
+    installed = [d for d, module in sorted(drivers.items(), key=lambda d: d[0] != default) if _installed(module)]
+    if not installed:
+        raise UserError(f"--storage {shown(url)}: no {parsed.drivername} database driver is installed: "
+                        f"{NO_DRIVER[parsed.drivername]}")
+    return url if installed[0] == default else parsed.set(drivername=f"{parsed.drivername}+{installed[0]}") \
+        .render_as_string(hide_password=False)
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
 
 
 @contextmanager
@@ -171,7 +218,10 @@ def keeps_heartbeats(study: optuna.Study) -> bool:
 def fail_stale_trials(study: optuna.Study) -> None:
     """Fail (and, through `retry_once`, ask again) the trials of drivers whose heartbeat
     stopped, and those no driver claimed in time (see `claim`)."""
-    optuna.storages.fail_stale_trials(study)
+    with warnings.catch_warnings():  # experimental since Optuna 2.9, and what this driver relies on: knowingly
+        warnings.filterwarnings("ignore", message=r"optuna\.storages\._heartbeat\.fail_stale_trials is experimental",
+                                category=optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
     storage = _storage(study)
     cutoff = datetime.now() - timedelta(seconds=GRACE_BEATS * storage.get_heartbeat_interval())
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
@@ -183,7 +233,19 @@ def fail_stale_trials(study: optuna.Study) -> None:
                 pass  # another driver failed it first
 
 
-def claim(study: optuna.Study, trial: optuna.Trial) -> None:
+def ask(study: optuna.Study, run: Path | None = None) -> optuna.Trial:
+    """A new trial of `study`, claimed by this driver (`claim`). Optuna warns that heartbeats are
+    meant for Study.optimize; this driver beats for its trials itself (`Heartbeat`), so that
+    one warning is silenced here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize",
+                                category=UserWarning)
+        trial = study.ask()
+    claim(study, trial, run)
+    return trial
+
+
+def claim(study: optuna.Study, trial: optuna.Trial, run: Path | None = None) -> None:
     """This driver's first heartbeat for a trial just asked, then its name on it.
 
     Optuna judges only a trial with a heartbeat stale, so a driver killed between asking a
@@ -195,6 +257,8 @@ def claim(study: optuna.Study, trial: optuna.Trial) -> None:
     if keeps_heartbeats(study):
         _storage(study).record_heartbeat(_trial_id(trial))
     trial.set_user_attr("driver", DRIVER)
+    if run is not None:  # where its kept predictions and fold models lie (final_model: another driver's)
+        trial.set_user_attr(RUN_DIR, str(run.resolve()))
 
 
 class Heartbeat:
