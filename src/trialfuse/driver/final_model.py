@@ -30,6 +30,7 @@ from trialfuse.catalog import FAMILIES, params_from_trial
 from trialfuse.driver import ensemble, run_dir, stack
 from trialfuse.driver.budget import Budget, final_seconds, parallel_seconds, say_seconds
 from trialfuse.driver.out_of_fold import OutOfFold
+from trialfuse.driver.storage import RUN_DIR
 from trialfuse.driver.table import Table
 from trialfuse.driver.trial_records import FamilyResult
 from trialfuse.seeds import RETRAIN, model_seed
@@ -76,6 +77,14 @@ class Plan:
     def is_ensemble(self) -> bool:
         return len(self.members) > 1
 
+    def work(self, rows: int) -> str:
+        """What saving it takes, for the progress line: its kept fold models, or a retrain."""
+        what = f"the ensemble's {len(self.members)} members" if self.is_ensemble else self.members[0].family
+        served = sum(bool(m.fold_files) for m in self.members)
+        if served == len(self.members):
+            return f"saving {what} (fold models)"
+        return f"retraining {what} on {rows} rows" + (f" ({served} served by fold models)" if served else "")
+
 
 @dataclass
 class Choice:
@@ -107,12 +116,17 @@ def plan(winner: FamilyResult, storage: optuna.storages.BaseStorage, out_of_fold
                     winner.best_fold_seconds, winner.cv_score_mean)
     if out_of_fold is not None and not refit:
         single.fold_files = out_of_fold.fold_files(single.family, single.trial)
+    elsewhere = _kept_elsewhere(storage, single, out_of_fold)
     if out_of_fold is None or not ensembles:
-        return Plan([single])
+        return Plan([single], warnings=[f"{elsewhere}: it is retrained here on all search rows"]
+                    if elsewhere and not refit else [])
     candidates, vectors = _candidates(out_of_fold, storage, families)
     names = [m.name for m in candidates]
     if single.name not in names:
-        return Plan([single], {"chosen": False, "reason": "the best model's out-of-fold predictions were not kept"})
+        reason = elsewhere or "the best model's out-of-fold predictions were not kept"
+        retrained = ", retrained on all search rows" if not single.fold_files else ""
+        return Plan([single], {"chosen": False, "reason": reason},
+                    [f"no ensemble: {reason}; saved here: that model alone{retrained}"] if elsewhere else [])
     y_search = np.asarray(y_search, dtype=np.float64)
     first = names.index(single.name)
     single_score, single_predictions = task.score(y_search, vectors[first]), vectors[first]
@@ -276,6 +290,18 @@ def _candidates(out_of_fold: OutOfFold, storage, families: Collection[str] | Non
                               list(trial.user_attrs.get("fold_seconds", [])), float(trial.value)))
         vectors.append(vector)
     return members, np.array(vectors)
+
+
+def _kept_elsewhere(storage, single: Member, out_of_fold: OutOfFold | None) -> str | None:
+    """Why the best model's kept files are not here, where another run (an earlier one, or another
+    driver now) on a shared storage trained it: its run directory (the trial records it) keeps them."""
+    trials = optuna.load_study(study_name=single.family, storage=storage).get_trials(deepcopy=False)
+    there = next((t.user_attrs.get(RUN_DIR) for t in trials if t.number == single.trial), None)
+    here = out_of_fold.directory.parent if out_of_fold is not None else None
+    if there is None or (here is not None and Path(there) == here.resolve()):
+        return None
+    return (f"the best model ({single.family} trial {single.trial}) was trained by another run on this storage, "
+            f"whose run directory {there} keeps its out-of-fold predictions and fold models")
 
 
 def _saved_files(directory: Path, answer: dict[str, Any], staged: Path) -> dict[str, Any]:

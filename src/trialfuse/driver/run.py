@@ -175,9 +175,7 @@ def _compare_models(opts: RunOptions, reporter: Reporter, held: ExitStack) -> Ru
         chosen = final_model.plan(best, storage, out_of_fold, table.y[rest], len(slots), budget,
                                   ensembles=opts.ensemble, refit=opts.refit, task=table.task, folds=folds,
                                   families=models)
-        what = (f"the ensemble's {len(chosen.members)} members" if chosen.is_ensemble else best.family)
-        how = f"retraining {what} on {len(rest)} rows" if opts.refit else f"saving {what} (fold models)"
-        reporter.stage(f"{how} and scoring the holdout")
+        reporter.stage(f"{chosen.work(len(rest))} and scoring the holdout")
         final = final_model.train_and_save(pool, chosen, best, table, rest, sealed, out, opts.seed)
         warnings = early_warnings + final["warnings"]
         with ThreadPoolExecutor(max_workers=1) as beside:  # the probe and the explanation at once, on two workers
