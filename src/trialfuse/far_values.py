@@ -1,55 +1,83 @@
 """Values far from the rest of their column, as the NN must read them: one rule (numpy only) for
 the NN's inputs (`engine/input_coding.py`) and the driver's warning (`driver/data_checks.py`).
 
-A network reads a number through a straight line before its first bend, so one value a million
-times the others' spread (a typo, 1e7 among values near 0) ends on a line it extrapolates: one
-such row gave an NN's CV R² of -1e10 where the trees were untouched. And a code for "unknown"
-written as a number (-999, 1e9) in 1% of the rows sets the column's spread, leaving every real
-value in a sliver of it: the NN's holdout R² fell from 0.98 to 0.35. So:
+A network reads a number through a straight line before its first bend. A code for "unknown"
+written as a number (-999, 1e9) on 1% of the rows sets the column's spread and leaves every real
+value in a sliver of it; one typo (1e7 among values near 0) does as much, and its row's target,
+which does not follow it, pulls the whole fit: either left an NN R² of 0.36 where the clean table
+gave 0.99 (bench/results/HISTORY.md, "Codes for unknown"). The trees read both as they are. So:
 
-- a code is an extreme value (the column's least or greatest) held by at least CODE_ROWS rows
-  that lies beyond the fences of the other values: the NN reads it as missing, with the
-  column's "missing" input saying so, which tells the network exactly what the value did (the
-  trees read the column as it is);
-- fences are FAR times the spread of the middle 98% beyond it (q01 - FAR (q99 - q01), q99 +
-  FAR (q99 - q01)): a value beyond is read at the fence. A normal column's fences lie 16
-  standard deviations out, where no real value reaches; a long tail (a log-normal of sigma 2)
-  has 0.1% of its values beyond, where the network's log input (input_coding) still orders them.
+- a code is one of a column's least or greatest values, held by CODE_ROWS rows or more, with a
+  gap to the nearest other value of more than GAP times the spread of the others' middle 98%
+  (q99 - q01): -999 below counts of 0 to 100, 99999 above incomes that end at 41,310. The NN
+  reads each code as its own 0/1 input (as a category level), and the number as missing there;
+  a count whose top values are merely tied (8, 9, 10, 11 above a spike at 0) has no such gap;
+- a stray value lies more than STRAY times that spread beyond the middle 98%: the NN reads it as
+  missing. Held at a nearer fence instead, a long tail the target follows (a t or Pareto column)
+  lost up to 0.5 of its R²; a fence at STRAY spreads held the typo's row in the fit (R² 0.49).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-FAR = 3.0  # fences: this many times the middle 98%'s spread beyond its ends
-CODE_ROWS = 2  # rows an extreme value beyond the fences needs to be a code (one alone is a stray value)
-MAX_CODES = 4  # codes a column has at most (-999 and 999, -1e9 and -1e9 + 1, ...)
+GAP = 3.0  # a code's gap to the other values, in spreads of their middle 98%
+STRAY = 100.0  # a value this many spreads beyond the middle 98% is no reading
+CODE_ROWS = 2  # rows a far extreme value needs to be a code (one alone is a stray value)
+MAX_CODES = 4  # codes a column has at most (-999 and 9999; -1e9 and 1e9)
 
 
-def fences(values: np.ndarray, far: float = FAR) -> tuple[float, float]:
-    """(low, high) of present values: `far` times the spread of their middle 98% beyond its ends;
-    (-inf, inf) where that middle has no spread (a column mostly one value: no value is far)."""
-    return _fences(np.sort(values[~np.isnan(values)]), far)
+@dataclass(frozen=True)
+class FarValues:
+    """What is far in one number column: its codes, and the bounds past which a value is stray
+    (-inf, inf where the others' middle has no spread: a column mostly one value)."""
+
+    codes: tuple[float, ...] = ()
+    low: float = -np.inf
+    high: float = np.inf
 
 
-def codes(column: np.ndarray) -> list[float]:
-    """A number column's codes: its least few and greatest few values (at most MAX_CODES in all),
-    each held by at least CODE_ROWS rows, that lie beyond the fences of the values left; the most
-    such values there are. Both ends are weighed together: -999 and 9999 in 1% of the rows each
-    hide each other from a test of one at a time."""
-    ordered = np.sort(column[~np.isnan(column)])
+def far_values(column: np.ndarray) -> FarValues:
+    """The codes (the most a column's two ends allow, both ends weighed together: -999 and 9999
+    on 1% of the rows each hide each other from a test of one at a time) and stray bounds of a
+    number column, sorting it once; a column whose ends lie within 3 interquartile ranges of its
+    quartiles (most columns) is not sorted at all: it has neither."""
+    present = column[~np.isnan(column)]
+    if len(present) < 2:
+        return FarValues()
+    if _near(present):  # no code, no stray value; the bounds still judge rows met at predict time
+        return FarValues((), *_bounds(*np.quantile(present, [0.01, 0.99])))
+    ordered = np.sort(present)
     lows, highs = _ends(ordered), _ends(ordered[::-1])
-    found: list[float] = []
+    best, best_cuts = [], (0, len(ordered))
     for low_cut in range(len(lows) + 1):
         for high_cut in range(min(len(highs), MAX_CODES - low_cut) + 1):
-            ends = [*lows[:low_cut], *highs[:high_cut]]
-            if len(ends) <= len(found):
+            if low_cut + high_cut <= len(best):
                 continue
-            first = ends[low_cut - 1][1] if low_cut else 0
+            first = lows[low_cut - 1][1] if low_cut else 0
             last = len(ordered) - (highs[high_cut - 1][1] if high_cut else 0)
-            low, high = _fences(ordered[first:last])
-            if (not low_cut or lows[low_cut - 1][0] < low) and (not high_cut or highs[high_cut - 1][0] > high):
-                found = [value for value, _ in ends]
-    return sorted(found)
+            spread = _spread(ordered[first:last])
+            if last > first and spread > 0 \
+                    and (not low_cut or ordered[first] - lows[low_cut - 1][0] > GAP * spread) \
+                    and (not high_cut or highs[high_cut - 1][0] - ordered[last - 1] > GAP * spread):
+                best, best_cuts = [v for v, _ in lows[:low_cut] + highs[:high_cut]], (first, last)
+    rest = ordered[best_cuts[0]:best_cuts[1]]
+    return FarValues(tuple(sorted(best)), *_bounds(_quantile(rest, 0.01), _quantile(rest, 0.99)))
+
+
+def _bounds(q01: float, q99: float) -> tuple[float, float]:
+    """STRAY spreads of the middle 98% beyond it; none where it has no spread."""
+    spread = float(q99 - q01)
+    return (float(q01 - STRAY * spread), float(q99 + STRAY * spread)) if spread > 0 else (-np.inf, np.inf)
+
+
+def _near(values: np.ndarray) -> bool:
+    """Every value within 3 interquartile ranges of the quartiles: no code (its gap alone is 3
+    spreads of the middle 98%, which is wider) and no stray value can be there."""
+    q25, q75 = np.quantile(values, [0.25, 0.75])
+    reach = 3 * (q75 - q25)
+    return reach > 0 and values.min() >= q25 - reach and values.max() <= q75 + reach
 
 
 def _ends(ordered: np.ndarray) -> list[tuple[float, int]]:
@@ -66,14 +94,8 @@ def _ends(ordered: np.ndarray) -> list[tuple[float, int]]:
     return ends
 
 
-def _fences(ordered: np.ndarray, far: float = FAR) -> tuple[float, float]:
-    if not len(ordered):
-        return -np.inf, np.inf
-    low, high = (_quantile(ordered, q) for q in (0.01, 0.99))
-    spread = high - low
-    if not spread > 0:
-        return -np.inf, np.inf
-    return float(low - far * spread), float(high + far * spread)
+def _spread(ordered: np.ndarray) -> float:
+    return _quantile(ordered, 0.99) - _quantile(ordered, 0.01) if len(ordered) else 0.0
 
 
 def _quantile(ordered: np.ndarray, q: float) -> float:

@@ -141,9 +141,10 @@ def test_a_few_far_out_target_values_point_to_mae():
 
 
 def test_codes_for_unknown_and_typos_far_out_are_named():
-    """-999 in 2% of a column's rows (the NN read it as a number and its R² fell to 0.35), a typo
-    of 1e7 (an NN's CV R² of -1e10): each named with its column; a long tail, a film of 5,220
-    minutes among 90-minute ones, a category column's codes are not; many columns, three lines."""
+    """-999 on 2% of a column's rows (the NN read it as a number and its R² fell to 0.36), a typo
+    of 1e7 (the same): each named with its column, values as written (99999, not 1e+05); a long
+    tail, a film of 5,220 minutes among 90-minute ones, a category column's codes are not; many
+    columns, three lines."""
     frame = noise_frame(1000)
     frame.loc[:19, "a"] = -999
     frame.loc[7, "b"] = 1e7
@@ -154,14 +155,15 @@ def test_codes_for_unknown_and_typos_far_out_are_named():
     said = load_table(frame, "y").warnings
     assert said == [
         "column 'a': -999 (on 20 rows, 2.0%) lies far beyond its other values, as a code for \"unknown\" would: the "
-        "NN reads it as missing, the trees as written (a blank cell says missing plainly)",
-        f"column 'b': far beyond the others, 1 value(s) (e.g. 1e+07; 98% lie between {frame.b.quantile(0.01):.4g} "
-        f"and {frame.b.quantile(0.99):.4g}): a typo? The NN reads such values at the others' edge"]
-    frame.loc[:19, "b"] = 9999
+        "NN reads it as a category of its own, the trees as written (a blank cell says missing plainly)",
+        f"column 'b': far beyond the others, 1 value(s) (e.g. 10000000; 98% lie between "
+        f"{frame.b.drop(7).quantile(0.01):.4g} and {frame.b.drop(7).quantile(0.99):.4g}): typos? The NN reads them "
+        "as missing"]
+    frame.loc[:19, "b"] = 99999
     frame.loc[20:39, "b"] = -999
     frame.loc[:19, ["c", "d"]] = -999
     said = load_table(frame, "y").warnings
-    assert len(said) == 4 and said[1].startswith("column 'b': -999, 9999 (on 40 rows, 4.0%) lie far beyond") \
+    assert len(said) == 4 and said[1].startswith("column 'b': -999, 99999 (on 40 rows, 4.0%) lie far beyond") \
         and said[3] == "... and 1 more such warning(s) of far values", said
 
 

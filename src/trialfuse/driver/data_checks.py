@@ -25,7 +25,6 @@ MANY_VALUES = 0.5  # a feature with distinct values for this share of the distin
 VALUES_SAMPLE = 10_000  # search rows that share is read on
 FAR_OUT = 50  # robust z-score (distance from the median in MADs) of a target value far from the rest
 FEW_FAR_OUT = 0.01  # that many of the rows at most: a few values that dominate every squared error
-TYPO = 100  # a feature's value this many times its middle 98%'s spread beyond it: said (the NN's fence is at 3)
 SAID_COLUMNS = 3  # far-value warnings said one by one at most
 
 
@@ -96,26 +95,24 @@ def far_out_targets(y: np.ndarray, task: Task) -> list[str]:
 
 def far_features(X: np.ndarray, names: list[str], categorical: list[int]) -> list[str]:
     """A warning per number column (SAID_COLUMNS at most, then a count) with a code for "unknown"
-    (`far_values.codes`), which the NN reads as missing, or a value so far out (TYPO) that it looks
-    like a typo, which the NN reads at its fence. A long tail's values a few spreads out, held at
-    the fence too, are ordinary (a film of 5,220 minutes) and not said."""
+    or values so far out they read as typos (`far_values`): the NN reads each code as an input of
+    its own and the far values as missing, where the trees read both as written."""
     said = []
     for j in (j for j in range(X.shape[1]) if j not in categorical):
         column = X[:, j]
-        codes = far_values.codes(column)
-        if codes:
-            rows = int(np.isin(column, codes).sum())
-            said.append(f"column {names[j]!r}: {', '.join(f'{c:.4g}' for c in codes)} (on {rows} rows, "
-                        f"{rows / len(column):.1%}) {'lies' if len(codes) == 1 else 'lie'} far beyond its other "
-                        "values, as a code for \"unknown\" would: the NN reads it as missing, the trees as written "
-                        "(a blank cell says missing plainly)")
-        rest = column[~np.isin(column, codes)]
-        low, high = far_values.fences(rest, far=TYPO)
-        far = rest[(rest < low) | (rest > high)]
-        if len(far):
-            said.append(f"column {names[j]!r}: far beyond the others, {len(far)} value(s) (e.g. "
-                        f"{far[np.argmax(np.abs(far))]:.4g}; 98% lie between {np.nanquantile(rest, 0.01):.4g} and "
-                        f"{np.nanquantile(rest, 0.99):.4g}): a typo? The NN reads such values at the others' edge")
+        far = far_values.far_values(column)
+        if far.codes:
+            rows = int(np.isin(column, far.codes).sum())
+            said.append(f"column {names[j]!r}: {', '.join(f'{c:.10g}' for c in far.codes)} (on {rows} rows, "
+                        f"{rows / len(column):.1%}) {'lies' if len(far.codes) == 1 else 'lie'} far beyond its other "
+                        "values, as a code for \"unknown\" would: the NN reads it as a category of its own, the "
+                        "trees as written (a blank cell says missing plainly)")
+        stray = column[((column < far.low) | (column > far.high)) & ~np.isin(column, far.codes)]
+        if len(stray):
+            rest = column[~np.isin(column, [*far.codes, *stray])]
+            said.append(f"column {names[j]!r}: far beyond the others, {len(stray)} value(s) (e.g. "
+                        f"{stray[np.argmax(np.abs(stray))]:.10g}; 98% lie between {np.nanquantile(rest, 0.01):.4g} and "
+                        f"{np.nanquantile(rest, 0.99):.4g}): typos? The NN reads them as missing")
     more = len(said) - SAID_COLUMNS
     return said[:SAID_COLUMNS] + ([f"... and {more} more such warning(s) of far values"] if more > 0 else [])
 

@@ -2,8 +2,8 @@
 only, never on its validation rows: numbers imputed with their mean and standardized, beside a
 long-tailed number none negative its log as a second input, a 0/1 "missing" input beside a number column
 with missing training values, and category columns (the table's codes) as one 0/1 input per
-frequent level; a number's codes for "unknown" (-999) read as missing, and a value far beyond the
-others read at its fence (`far_values`). `code_inputs` is its one definition,
+frequent level; a number's codes for "unknown" (-999) as inputs of their own, and values far
+beyond the others read as missing (`far_values`). `code_inputs` is its one definition,
 in torch: training codes its rows with it, and the saved model (mlp.ScaledMLP, exported) runs
 the same ops on a raw row.
 """
@@ -37,9 +37,9 @@ class InputCoding:
     budget) standardized leaves most rows in a sliver of the input's range, which a network fits
     poorly; read through a log alone, a number the target follows linearly (a departure delay)
     is fitted worse: with both inputs the network has each (HISTORY.md, "Skewed inputs"). A
-    number column's codes (`far_values.codes`) read as missing, its "missing" input saying so, and
-    every number and log is held inside its fences (`far_values.fences`) before the mean and std
-    are taken: a stray value far out sets neither the spread nor a line to extrapolate along."""
+    number column's codes (`far_values`) are level inputs of their own, the number read as
+    missing there, and a stray value far beyond the others is read as missing: neither sets the
+    spread, nor a line to extrapolate along."""
 
     x_mean: np.ndarray  # [F + G] every column's training mean and std (category columns' unused),
     x_std: np.ndarray  # then each logged column's log's
@@ -49,31 +49,29 @@ class InputCoding:
     level_codes: np.ndarray  # [L]: its code
     logged: np.ndarray  # int [G]: the number columns whose log is an input too
     log_scale: np.ndarray  # [G]: each one's s in log1p(x / s)
-    code_columns: np.ndarray  # int [C]: the column of each code read as missing
+    code_columns: np.ndarray  # int [C]: the column of each code (each is a level input too)
     code_values: np.ndarray  # [C]: its value
-    x_low: np.ndarray  # [F + G]: each column's and log's fences (category columns' -inf, inf)
-    x_high: np.ndarray
+    x_low: np.ndarray  # [F]: below it a number is stray, read as missing (category columns' -inf)
+    x_high: np.ndarray  # [F]: above it, too (inf)
 
     @classmethod
     def of(cls, X: np.ndarray, categorical: Sequence[int] = ()) -> InputCoding:
         """The coding fit on training rows X."""
         categorical = set(categorical)
-        numbers = [c for c in range(X.shape[1]) if c not in categorical]
-        found = [(c, value) for c in numbers for value in far_values.codes(X[:, c])]
-        code_columns = np.array([c for c, _ in found], dtype=np.int64)
-        code_values = np.array([value for _, value in found], dtype=np.float64)
-        X = without_codes(*(torch.as_tensor(a) for a in (X, code_columns, code_values))).numpy()
-        scales = {c: s for c in numbers if (s := log_scale_of(X[:, c])) > 0}
+        far = {c: far_values.far_values(X[:, c]) for c in range(X.shape[1]) if c not in categorical}
+        code_columns = np.array([c for c, f in far.items() for _ in f.codes], dtype=np.int64)
+        code_values = np.array([value for f in far.values() for value in f.codes], dtype=np.float64)
+        none = far_values.FarValues()
+        x_low, x_high = (np.array([getattr(far.get(c, none), end) for c in range(X.shape[1])], dtype=np.float64)
+                         for end in ("low", "high"))
+        read = readings(*(torch.as_tensor(a) for a in (X, code_columns, code_values, x_low, x_high))).numpy()
+        scales = {c: s for c in far if (s := log_scale_of(read[:, c])) > 0}
         logged, log_scale = np.array(list(scales), dtype=np.int64), np.array(list(scales.values()), dtype=np.float64)
-        x_logs = with_logs(*(torch.as_tensor(a) for a in (X, logged, log_scale))).numpy()
-        bounds = [far_values.fences(x_logs[:, j]) if j not in categorical else (-np.inf, np.inf)
-                  for j in range(x_logs.shape[1])]
-        x_low, x_high = (np.array([b[end] for b in bounds], dtype=np.float64) for end in (0, 1))
-        x_mean, x_std = column_stats(np.clip(x_logs, x_low, x_high))
+        x_mean, x_std = column_stats(with_logs(*(torch.as_tensor(a) for a in (read, logged, log_scale))).numpy())
         columns, codes, numeric = [], [], []
         for c in range(X.shape[1]):
-            levels = _frequent_levels(X[:, c]) if c in categorical else []
-            if not levels:
+            levels = _frequent_levels(X[:, c]) if c in categorical else list(far[c].codes)
+            if c in far or not levels:
                 numeric.append(c)
             columns += [c] * len(levels)
             codes += levels
@@ -102,32 +100,41 @@ class InputCoding:
 
 PARTS = ("x_mean", "x_std", "numeric", "missing", "level_columns", "level_codes", "logged", "log_scale",
          "code_columns", "code_values", "x_low", "x_high")  # what code_inputs takes, in its order
+INDICES = {"numeric", "missing", "level_columns", "logged", "code_columns"}  # the parts that are column numbers
 
 
 def code_inputs(x: torch.Tensor, x_mean: torch.Tensor, x_std: torch.Tensor, numeric: torch.Tensor,
                 missing: torch.Tensor, level_columns: torch.Tensor, level_codes: torch.Tensor,
                 logged: torch.Tensor, log_scale: torch.Tensor, code_columns: torch.Tensor, code_values: torch.Tensor,
                 x_low: torch.Tensor, x_high: torch.Tensor, coded: bool = True) -> torch.Tensor:
-    """Raw rows x [N, F] as the network reads them [N, width] (InputCoding's parts): codes as
-    missing, each number and each `logged` column's log held inside its fences, imputed with its
-    mean and standardized, a 0/1 "missing" input per `missing` column, one 0/1 input per level (NaN
-    matches none); with `coded` False the standardized columns and logs alone. One definition in
-    torch, so training (InputCoding.apply) and the exported model (ScaledMLP) read a row alike."""
-    x = without_codes(x, code_columns, code_values)
-    x_logs = torch.clamp(with_logs(x, logged, log_scale), x_low, x_high)  # NaN stays NaN
+    """Raw rows x [N, F] as the network reads them [N, width] (InputCoding's parts): each number
+    (codes and stray values as missing, `readings`) and each `logged` column's log imputed with
+    its mean and standardized, a 0/1 "missing" input per `missing` column (a blank cell), one 0/1
+    input per level or code (NaN matches none); with `coded` False the standardized columns and
+    logs alone. One definition in torch, so training (InputCoding.apply) and the exported model
+    (ScaledMLP) read a row alike."""
+    x_logs = with_logs(readings(x, code_columns, code_values, x_low, x_high), logged, log_scale)
     z = (torch.where(torch.isnan(x_logs), x_mean, x_logs) - x_mean) / x_std
     if not coded:
         return z
     return torch.cat([z[:, numeric], torch.isnan(x[:, missing]).to(z.dtype),
-                      (x[:, level_columns] == level_codes).to(z.dtype)], dim=1)
+                      _equal(x[:, level_columns], level_codes).to(z.dtype)], dim=1)
 
 
-def without_codes(x: torch.Tensor, code_columns: torch.Tensor, code_values: torch.Tensor) -> torch.Tensor:
-    """x [N, F] with each code (`code_values[i]` in column `code_columns[i]`) as NaN; one
-    matrix product, no branch, so the exported model's graph is the same with none."""
-    hit = (x[:, code_columns] == code_values).to(x.dtype)  # [N, C]
-    owner = (code_columns[:, None] == torch.arange(x.shape[1], device=x.device)).to(x.dtype)  # [C, F]
-    return torch.where(hit @ owner > 0, torch.nan, x)
+def readings(x: torch.Tensor, code_columns: torch.Tensor, code_values: torch.Tensor, x_low: torch.Tensor,
+             x_high: torch.Tensor) -> torch.Tensor:
+    """x [N, F] with what is no reading of a number as NaN: each code (`code_values[i]` in column
+    `code_columns[i]`) and each value outside its column's (x_low, x_high). No branch, so the
+    exported model's graph is the same with no code."""
+    hit = _equal(x[:, code_columns], code_values).to(x.dtype)  # [N, C]
+    coded = torch.zeros_like(x).index_add(1, code_columns, hit) > 0
+    return torch.where(coded | (x < x_low) | (x > x_high), torch.nan, x)
+
+
+def _equal(x: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """x == values compared in float32, as a model served in float32 compares them: a value that
+    only float64 tells from a code (1e9 + 1 and 1e9) is the code in training too."""
+    return x.to(torch.float32) == values.to(torch.float32)
 
 
 def with_logs(x: torch.Tensor, logged: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:

@@ -32,7 +32,7 @@ from torch import nn
 
 from trialfuse.engine.dropout import DropoutStream, dropout_mask, dropout_scale, dropout_threshold
 from trialfuse.engine.families import Fitted, check_deadline
-from trialfuse.engine.input_coding import PARTS, InputCoding, code_inputs
+from trialfuse.engine.input_coding import INDICES, PARTS, InputCoding, code_inputs
 from trialfuse.task import NUMBERS, Task
 
 LEAKY_SLOPE = 0.01
@@ -171,10 +171,8 @@ class ScaledMLP(nn.Module):
         self.net = net
         self.head = head
         self.coded = not coding.plain  # any "missing" or level inputs (else the inputs are the columns)
-        # float64 here; .to(dtype) gives the model's precision (the index buffers stay integers)
-        for name in PARTS:  # the index parts stay integers; .to(dtype) casts the rest
-            value = getattr(coding, name)
-            self.register_buffer(name, torch.as_tensor(value, dtype=torch.int64 if value.dtype.kind in "iu"
+        for name in PARTS:  # float64 here; .to(dtype) gives the model's precision (the indices stay integers)
+            self.register_buffer(name, torch.as_tensor(getattr(coding, name), dtype=torch.int64 if name in INDICES
                                                        else torch.float64))
         self.register_buffer("y_mean", torch.tensor(float(y_mean), dtype=torch.float64))
         self.register_buffer("y_std", torch.tensor(float(y_std), dtype=torch.float64))
@@ -324,11 +322,11 @@ def _from_kept(path) -> ScaledMLP:
     state = kept["state"]
     net = MLP(kept["n_features"], kept["hidden_layers"], 0.0, kept["leaky"], outputs=head.outputs)
     none, no_value = torch.zeros(0, dtype=torch.int64), state["x_mean"][:0]
-    columns = state["x_mean"].numel()  # every column and log
-    state = {"numeric": torch.arange(columns), "missing": none, "level_columns": none,  # kept before the coding
+    raw = state["x_mean"].numel() - state.get("logged", none).numel()  # the table's columns, before their logs
+    state = {"numeric": torch.arange(raw), "missing": none, "level_columns": none,  # kept before the coding
              "level_codes": no_value, "logged": none, "log_scale": no_value,  # before the logs
-             "code_columns": none, "code_values": no_value, "x_low": torch.full_like(state["x_mean"], -torch.inf),
-             "x_high": torch.full_like(state["x_mean"], torch.inf), **state}  # before codes and fences
+             "code_columns": none, "code_values": no_value, "x_low": no_value.new_full((raw,), -torch.inf),
+             "x_high": no_value.new_full((raw,), torch.inf), **state}  # before codes and stray values
     coding = InputCoding(**{name: state[name].numpy() for name in PARTS})
     model = ScaledMLP(net, coding, 0.0, 1.0, head)
     model = model.to(state["x_mean"].dtype)  # the precision it was trained in
