@@ -45,6 +45,9 @@ def _run(opts, quiet: bool, as_json: bool) -> None:
         typer.echo(json.dumps(record.to_json(), indent=2))
     elif not quiet:
         show_summary(Console(), record)
+    else:  # no progress, no table; what the user must know still reaches the terminal
+        for line in record.warnings:
+            print(f"trialfuse: warning: {line}", file=sys.stderr)
 
 
 @app.command()

@@ -175,6 +175,19 @@ def test_quiet_says_nothing(family_run):
     assert proc.stdout == "" and proc.stderr == ""
 
 
+def test_quiet_still_says_the_runs_warnings(tmp_path):
+    """-q printed nothing at all: a warning (here a code for "unknown") reached results.json only."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(300, 3)), columns=list("abc")).assign(y=lambda f: f.b + f.c)
+    frame.loc[:9, "a"] = -999
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    proc = cli("run", tmp_path / "t.csv", "--target", "y", "--models", "lightgbm", "--trials", "1", "--folds", "2",
+               "--no-explain", "--no-ensemble", "--out", tmp_path / "run", "-q")
+    assert proc.returncode == 0 and proc.stdout == "", proc.stderr
+    assert proc.stderr.startswith("trialfuse: warning: column 'a': -999 (on ") and \
+        len(proc.stderr.splitlines()) == 1, proc.stderr  # on the search rows
+
+
 NATIVE_PREDICT = {
     "nn": "import torch; m = torch.export.load(path).module(); "
           "p = m(torch.as_tensor(X, dtype=torch.float32)).double().numpy()",
