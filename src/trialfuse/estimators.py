@@ -164,7 +164,11 @@ class TrialfuseClassifier(ClassifierMixin, _Trialfuse):
         """Labels of one kind, refused before anything trains: text beside numbers (1, "dog"),
         which scikit-learn cannot sort into `classes_`; numbers that are no classes (2.37, 0.51)."""
         y = super()._check_y(y)
-        labels = pd.unique(pd.Series(y, dtype=object).dropna())
+        missing = pd.isna(pd.Series(y, dtype=object)).to_numpy()  # first: None and pd.NA break the typing below
+        if missing.any():
+            raise UserError(f"y has {int(missing.sum())} missing or infinite value(s) (first at row "
+                            f"{int(np.argmax(missing))})")
+        labels = pd.unique(pd.Series(y, dtype=object))
         text = [isinstance(v, str) for v in labels]
         if any(text) and not all(text):
             number, word = labels[text.index(False)], labels[text.index(True)]

@@ -168,9 +168,11 @@ class Task:
             more = f", ... ({len(self.classes)} classes)" if len(self.classes) > SHOWN_CLASSES else ""
             line += f" ({names}{more})"
         line += f"; searched by {self.metric.label}"
-        if isinstance(self.class_weight, tuple):
-            weights = zip(self.classes, self.class_weight, strict=True)
-            return line + "; classes weighted " + ", ".join(f"{plain_label(c)}: {w:g}" for c, w in weights)
+        if isinstance(self.class_weight, tuple):  # the first SHOWN_CLASSES, as the classes
+            weights = list(zip(self.classes, self.class_weight, strict=True))
+            more = ", ..." if len(weights) > SHOWN_CLASSES else ""
+            return line + "; classes weighted " + ", ".join(f"{plain_label(c)}: {w:g}"
+                                                            for c, w in weights[:SHOWN_CLASSES]) + more
         return line + ("; classes weighted balanced" if self.class_weight == "balanced" else "")
 
     def default_folds(self, y: np.ndarray) -> int:

@@ -63,6 +63,53 @@ def test_the_same_process_cannot_hold_one_journal_twice_and_releases_it_at_the_e
         pass
 
 
+def test_a_journal_that_cannot_be_locked_or_written_beside_is_one_line(tmp_path, monkeypatch):
+    """A file system without locks (NFS without its lock daemon) or a folder that cannot be made:
+    tracebacks, and the lock's descriptor left open."""
+    import errno
+    import fcntl
+
+    from trialfuse.driver.journal_lock import sole_driver
+    from trialfuse.errors import UserError
+
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UserError, match="^--storage .*x.journal: cannot write beside its journal"), \
+            sole_driver(str(tmp_path / "file" / "x.journal"), tmp_path):
+        pass
+    open_before = len(os.listdir("/proc/self/fd"))
+
+    def no_locks(handle, how):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.raises(UserError, match="cannot lock .*No locks available.*a file system with locks"), \
+            sole_driver(None, tmp_path):
+        pass
+    assert len(os.listdir("/proc/self/fd")) == open_before
+
+
+def test_a_refused_run_removes_only_empty_folders_it_made(tmp_path, monkeypatch):
+    """It removed the highest folder it had made, whole: another run's folder that appeared beside
+    its own under a new runs/ (or exp/new/) meanwhile went with it."""
+    from trialfuse.driver import run_dir
+    from trialfuse.errors import UserError
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError), run_dir.made_unless_refused(None) as mine:
+        other = run_dir.new_run_dir()  # a run started meanwhile
+        (other / "results.json").write_text("{}")
+        raise UserError("refused")
+    assert not mine.exists() and (other / "results.json").is_file()
+    with pytest.raises(UserError), run_dir.made_unless_refused(tmp_path / "exp" / "new" / "a"):
+        (tmp_path / "exp" / "new" / "b").mkdir()
+        (tmp_path / "exp" / "new" / "b" / "kept").write_text("")
+        raise UserError("refused")
+    assert not (tmp_path / "exp" / "new" / "a").exists() and (tmp_path / "exp" / "new" / "b" / "kept").is_file()
+    with pytest.raises(UserError), run_dir.made_unless_refused(tmp_path / "fresh" / "run"):
+        raise UserError("refused")
+    assert not (tmp_path / "fresh").exists()
+
+
 def test_a_run_refused_at_the_storage_stage_leaves_no_folder_it_made(survivors_csv, tmp_path):
     """Before: a refused run left its --out, empty (and the parents it made)."""
     other = tmp_path / "other.journal"  # another search's study: made with seed 7

@@ -309,5 +309,9 @@ def test_class_weights_by_label_weigh_each_class_and_travel_as_json():
     assert task.classes == ("maybe", "no", "yes") and task.class_weight == (1.0, 2.0, 5.0)
     assert task.row_weights(y[:5]).tolist() == [2.0, 5.0, 5.0, 2.0, 1.0] and "classes weighted" not in line
     assert Task.from_json(task.to_json()) == task and "classes weighted maybe: 1, no: 2, yes: 5" in task.described
+    many = Task("multiclass", classes=tuple(f"c{i}" for i in range(40)), metric_name=task.metric_name,
+                class_weight=tuple(range(1, 41)))
+    assert many.described.endswith("; classes weighted c0: 1, c1: 2, c2: 3, c3: 4, c4: 5, c5: 6, c6: 7, c7: 8, "
+                                   "c8: 9, c9: 10, ...")  # 40 pairs before
     with pytest.raises(UserError, match="--class-weight names 'si', which is not a class of target column 't'"):
         decide(pd.Series(["no", "yes"] * 5), "t", class_weight={"si": 5})

@@ -84,6 +84,11 @@ def test_labels_of_mixed_types_no_y_and_bad_tables_are_refused_before_any_run(tm
     mixed = np.array([1, "dog", "emu"], dtype=object)[pd.factorize(labels)[0]]
     with pytest.raises(UserError, match="Mix of label input types \\(string and number\\) in y, e.g. 1 and 'dog'"):
         TrialfuseClassifier(**ONE, runs=runs).fit(X, mixed)
+    for gap in (None, np.nan, pd.NA):  # text labels with a gap: TypeError '<' between 'NoneType' and 'str'
+        holed = pd.Series(labels, dtype=object).where(np.arange(90) != 3, gap)
+        for kind in (object, "string", "category"):
+            with pytest.raises(UserError, match=r"^y has 1 missing or infinite value\(s\) \(first at row 3\)$"):
+                TrialfuseClassifier(**ONE, runs=runs).fit(X, holed.astype(kind))
     with pytest.raises(ValueError, match="TrialfuseRegressor requires y to be passed, but the target y is None"):
         TrialfuseRegressor(**ONE, runs=runs).fit(X, None)
     with pytest.raises(ValueError, match="Unknown label type: continuous"):

@@ -1,6 +1,8 @@
 """A run on a storage another run searched: what it saves and what it says about it."""
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from trialfuse.driver.options import RunOptions
@@ -33,3 +35,9 @@ def test_a_run_whose_best_trial_another_run_trained_says_why_it_saves_no_ensembl
     assert len(why) == 1 and str((tmp_path / "s1").resolve()) in why[0] and why[0].startswith("no ensemble: ")
     assert second.ensemble["reason"] in why[0]
     assert not any("trained by another run" in w for w in first.warnings)  # its own trials: nothing to say
+    moved = tmp_path / "s1-moved"  # its own trials, reached by another path: nothing to say, nothing retrained
+    shutil.move(tmp_path / "s1", moved)
+    heard.clear()
+    again = run("s1-moved", ensemble=False)
+    assert not any("trained by another run" in w for w in again.warnings), again.warnings
+    assert any(line.startswith("saving lightgbm (fold models)") for line in heard), heard

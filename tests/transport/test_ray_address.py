@@ -30,3 +30,14 @@ def test_an_address_nothing_answers_at_is_refused_in_one_line_before_training(su
     assert len(errors) == 1 and f"--ray {address}: cannot reach a Ray cluster" in errors[0], proc.stderr
     assert "Failed to connect to GCS" not in proc.stderr
     assert not out.exists()
+
+
+def test_the_address_probed_is_the_one_ray_dials(monkeypatch):
+    """RAY_ADDRESS counts only for `auto`, as in ray.init: a stale export refused a live --ray
+    HOST:PORT, naming an address the user never gave (and let a dead one through)."""
+    from trialfuse.transport.ray_workers import _bootstrap_address
+
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+    assert _bootstrap_address("10.0.0.5:6379") == "10.0.0.5:6379"
+    assert _bootstrap_address("auto") == "127.0.0.1:1"
+    assert _bootstrap_address("local") is None

@@ -232,7 +232,7 @@ def test_an_explanation_with_no_time_left_answers_out_of_time_and_the_worker_goe
     (model / "metadata.json").write_text(json.dumps({"family": "lightgbm", "model_file": trained["model_file"],
                                                      "feature_names": [f"x{i}" for i in range(X.shape[1])]}))
     late = server.handle(protocol.explain(str(model), str(tmp_path / "rows.npz"), 0, deadline=time.time() - 1))[0]
-    assert late["status"] == protocol.OUT_OF_TIME and "left" in late["error"]
+    assert late["status"] == protocol.OUT_OF_TIME and "spent before it began" in late["error"]
     on_time = server.handle(protocol.explain(str(model), str(tmp_path / "rows.npz"), 0, deadline=time.time() + 60))[0]
     assert on_time["status"] == "complete" and on_time["explanation"]["features"]
 

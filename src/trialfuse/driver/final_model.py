@@ -294,7 +294,10 @@ def _candidates(out_of_fold: OutOfFold, storage, families: Collection[str] | Non
 
 def _kept_elsewhere(storage, single: Member, out_of_fold: OutOfFold | None) -> str | None:
     """Why the best model's kept files are not here, where another run (an earlier one, or another
-    driver now) on a shared storage trained it: its run directory (the trial records it) keeps them."""
+    driver now) on a shared storage trained it: its run directory (the trial records it) keeps them.
+    None where its predictions are here, whatever path the trial recorded (a run folder moved)."""
+    if out_of_fold is not None and single.trial in out_of_fold.trials.get(single.family, {}):
+        return None
     trials = optuna.load_study(study_name=single.family, storage=storage).get_trials(deepcopy=False)
     there = next((t.user_attrs.get(RUN_DIR) for t in trials if t.number == single.trial), None)
     here = out_of_fold.directory.parent if out_of_fold is not None else None

@@ -18,8 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from trialfuse.driver import run_dir
-from trialfuse.driver.storage import DRIVER
+from trialfuse.driver.storage import DRIVER, journal_path
 from trialfuse.errors import UserError
 
 
@@ -32,24 +31,31 @@ def lock_file(journal: Path) -> Path:
 def sole_driver(storage: str | None, out: Path) -> Iterator[None]:
     """Hold the journal of `--storage` (None: the run directory's) for this driver while inside;
     refuse (UserError, exit 2) where another live driver holds it. A database URL: nothing held."""
-    if storage and "://" in storage:
+    journal = journal_path(storage, out)
+    if journal is None:
         yield
         return
-    journal = Path(storage) if storage else out / run_dir.JOURNAL
-    journal.parent.mkdir(parents=True, exist_ok=True)
     path = lock_file(journal)
+    where = f"--storage {storage}" if storage else f"--out {out}"
     while True:
-        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            journal.parent.mkdir(parents=True, exist_ok=True)
+            handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise UserError(f"{where}: cannot write beside its journal, {path} ({exc.strerror or exc})") from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(handle, 200, 0).decode(errors="replace").strip() or "unknown"
             os.close(handle)
-            where = f"--storage {storage}" if storage else f"--out {out}"
             raise UserError(f"{where}: another driver ({holder}) is running on its journal, which is for one "
                             "driver at a time: wait for it to end, or give several drivers a database to share "
                             "(--storage sqlite:///study.db on one machine, postgresql+psycopg2://... across "
                             "hosts)") from None
+        except OSError as exc:  # a file system without locks (NFS without its lock daemon, some FUSE mounts)
+            os.close(handle)
+            raise UserError(f"{where}: cannot lock {path} ({exc.strerror or exc}): its journal needs a file "
+                            "system with locks; use a local folder, or a database --storage") from None
         if path.exists() and os.stat(path).st_ino == os.fstat(handle).st_ino:
             break
         os.close(handle)  # a driver that just ended removed the file we locked: lock the one there now

@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import importlib.util
 import numbers
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # pandas loads with the table, not for `--help`
-    import numpy as np
-    import pandas as pd
+import numpy as np
+import pandas as pd
 
 from trialfuse.catalog import FAMILIES
 from trialfuse.driver import run_dir
@@ -124,11 +123,14 @@ def check_options(opts: RunOptions) -> None:
     opts.devices = _of_type(opts.devices, "--devices", str, "auto, cpu, a worker count or cuda:IDS")
     for flag in ("prune", "ensemble", "refit", "portfolio", "explain"):
         value = getattr(opts, flag)
-        if not isinstance(value, bool | np_bool()):
+        if not isinstance(value, bool | np.bool_):
             raise UserError(f"--{flag} is true or false, got {value!r}")
         setattr(opts, flag, bool(value))
     if opts.out is not None:
-        run_dir.check_out(Path(opts.out))
+        opts.out = Path(_of_type(opts.out, "--out", str | os.PathLike, "a folder's path"))
+        run_dir.check_out(opts.out)
+    if opts.storage is not None:  # a journal's Path, as `out` takes one
+        opts.storage = os.fspath(_of_type(opts.storage, "--storage", str | os.PathLike, "a journal path or a URL"))
     if opts.ray is None:  # on Ray the cluster's nodes say what they hold
         plan_workers(opts.devices)
     if opts.ray is not None:
@@ -144,6 +146,9 @@ def check_options(opts: RunOptions) -> None:
     opts.fuse = fuse.with_precision(fuse.precision if opts.precision == "auto" else opts.precision)
     if isinstance(opts.keep_columns, str):
         opts.keep_columns = [c.strip() for c in opts.keep_columns.split(",") if c.strip()]
+    if not isinstance(opts.keep_columns, list | tuple) or not all(isinstance(c, str) for c in opts.keep_columns):
+        raise UserError(f"--keep-columns must be column names, got {opts.keep_columns!r}")
+    opts.keep_columns = list(opts.keep_columns)
 
 
 def _whole(value, option: str, least: int) -> int | None:
@@ -162,10 +167,3 @@ def _of_type(value, option: str, kind, what: str):
     if not isinstance(value, kind):
         raise UserError(f"{option} must be {what}, got {value!r} ({type(value).__name__})")
     return value
-
-
-def np_bool() -> type:
-    """NumPy's bool (a mask's element), which is no Python bool; numpy loads with pandas, not for `--help`."""
-    import numpy as np
-
-    return np.bool_

@@ -35,7 +35,7 @@ from trialfuse.driver.splits import (
     holdout_split,
     kfold_indices,
 )
-from trialfuse.driver.storage import held_for_rerun, open_storage, running_trials, shown
+from trialfuse.driver.storage import held_for_rerun, journal_path, open_storage, running_trials, shown
 from trialfuse.driver.table import load_table
 from trialfuse.driver.trial_records import FamilyResult
 from trialfuse.seeds import model_seed
@@ -78,9 +78,8 @@ def _workers(opts: RunOptions):
 def _storage_url(given: str | None, out: Path) -> str:
     """The storage as the record names it: a database URL as given, a journal file by its absolute
     path (the record is read from other working directories)."""
-    if given and "://" in given:
-        return given
-    return str(Path(given or out / run_dir.JOURNAL).resolve())
+    journal = journal_path(given, out)
+    return given if journal is None else str(journal.resolve())
 
 
 def compare_models(opts: RunOptions, reporter: Reporter | None = None) -> RunRecord:

@@ -173,20 +173,23 @@ def new_run_dir(parent: Path = Path("runs")) -> Path:
 @contextlib.contextmanager
 def made_unless_refused(out: Path | None) -> Iterator[Path]:
     """The run directory `out` (None: a new runs/<date>-<time>), created here; where the run is
-    refused inside (a UserError: another search's fingerprint, a storage it cannot open), the
-    folders this created are removed again, so a refused run leaves no empty folder behind. A
-    folder that was there before is never removed."""
-    top = next((p for p in reversed([out or Path("runs"), *(out or Path("runs")).parents]) if not p.exists()), None)
+    refused inside (a UserError: another search's fingerprint, a storage it cannot open, another
+    driver on the journal), the folders this created are removed again if they are empty, so a
+    refused run leaves no empty folder behind. Only empty ones: a second run refused while the
+    first writes into the same new folder, or beside it under a new runs/, removes nothing of it."""
+    wanted = out or Path("runs")
+    made = [p for p in reversed([wanted, *wanted.parents]) if not p.exists()]  # outermost first
     try:
-        made = out or new_run_dir()
-        made.mkdir(parents=True, exist_ok=True)
+        where = out or new_run_dir()
+        where.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"--out {out}: cannot create it ({exc.strerror or exc})") from None
     try:
-        yield made
+        yield where
     except UserError:
-        if top is not None or out is None:
-            shutil.rmtree(top or made, ignore_errors=True)
+        for folder in ([] if out else [where]) + made[::-1]:  # innermost first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise
 
 

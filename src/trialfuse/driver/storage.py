@@ -48,11 +48,18 @@ SCHEMA_LOCKS["mariadb"] = SCHEMA_LOCKS["mysql"]
 RACE_ERROR_CODES = {"23505", "42P07", "42710", 1062, 1050}
 
 
+def journal_path(url: str | None, out: Path) -> Path | None:
+    """The journal file `--storage` names (None: the run directory's); None for a database URL."""
+    if url and "://" in url:
+        return None
+    return Path(url) if url else out / run_dir.JOURNAL
+
+
 def open_storage(url: str | None, out: Path) -> optuna.storages.BaseStorage:
     """A real Optuna storage: the run's journal file by default, any Optuna URL if given."""
-    if url and "://" in url:
+    path = journal_path(url, out)
+    if path is None:
         return _open_database(url)
-    path = Path(url) if url else out / run_dir.JOURNAL
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = optuna.storages.journal.JournalFileSymlinkLock(str(path), grace_period=JOURNAL_LOCK_GRACE_SECONDS)
     return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path), lock_obj=lock))

@@ -55,12 +55,12 @@ PROBE_SECONDS = 3  # a cluster's head answers a TCP connect in milliseconds; Ray
 
 
 def _bootstrap_address(address: str) -> str | None:
-    """The address `ray.init` would dial for `address`: RAY_ADDRESS where set, for `auto` the
-    last `ray start`'s (Ray's own record of it); None for `local`, or where none is known (Ray
-    then answers at once)."""
+    """The address `ray.init` would dial for `address`: one given is dialled as it is; for `auto`
+    RAY_ADDRESS where set, else the last `ray start`'s (Ray's own record of it), as Ray reads
+    them; None for `local`, or where none is known (Ray then answers at once)."""
     if address == "local":
         return None
-    given = os.environ.get("RAY_ADDRESS") or address
+    given = (os.environ.get("RAY_ADDRESS") or address) if address == "auto" else address
     if given != "auto":
         return given
     try:
