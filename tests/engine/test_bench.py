@@ -53,15 +53,16 @@ def test_bench_rejects_a_bad_shape():
     assert proc.returncode == 2 and "--shape must be DEPTHxWIDTH" in proc.stderr
 
 
-def test_bench_refuses_a_device_it_cannot_train_on_and_a_file_it_cannot_write_before_timing(tmp_path):
+def test_bench_refuses_a_device_it_cannot_train_on_and_a_file_it_cannot_write_before_timing(tmp_path, run_main):
     """`--device cuda` on a CPU build of torch, `--device tpu`: 40-line tracebacks; `--save` where
     nothing can be written: a traceback after the whole bench had run, its figures lost."""
     for device, said in (("cuda:99", "--device cuda:99: "), ("tpu", "--device must be cpu or cuda[:N], got 'tpu'")):
-        proc = cli("bench", "--device", device)
-        assert proc.returncode == 2 and said in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        code, _, err = run_main("bench", "--device", device)
+        assert code == 2 and said in err and "Traceback" not in err, err
     (tmp_path / "folder").mkdir()
     (tmp_path / "file").write_text("")
     for save, said in ((tmp_path / "folder", "is a folder"), (tmp_path / "file" / "x.json", "cannot write there")):
-        proc = cli("bench", "--rows", "300", "--configs", "1", "--folds", "2", "--epochs", "2", "--save", save)
-        assert proc.returncode == 2 and said in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
-        assert "serial" not in proc.stdout  # refused before any timing
+        code, out, err = run_main("bench", "--rows", "300", "--configs", "1", "--folds", "2", "--epochs", "2",
+                                  "--save", save)
+        assert code == 2 and said in err and "Traceback" not in err, err
+        assert "serial" not in out  # refused before any timing

@@ -98,9 +98,8 @@ def far_features(X: np.ndarray, names: list[str], categorical: list[int]) -> lis
     or values so far out they read as typos (`far_values`): the NN reads each code as an input of
     its own and the far values as missing, where the trees read both as written."""
     said = []
-    for j in (j for j in range(X.shape[1]) if j not in categorical):
+    for j, far in far_values.of_columns(X, [j for j in range(X.shape[1]) if j not in categorical]).items():
         column = X[:, j]
-        far = far_values.far_values(column)
         if far.codes:
             rows = int(np.isin(column, far.codes).sum())
             said.append(f"column {names[j]!r}: {', '.join(f'{c:.10g}' for c in far.codes)} (on {rows} rows, "

@@ -58,7 +58,7 @@ class InputCoding:
     def of(cls, X: np.ndarray, categorical: Sequence[int] = ()) -> InputCoding:
         """The coding fit on training rows X."""
         categorical = set(categorical)
-        far = {c: far_values.far_values(X[:, c]) for c in range(X.shape[1]) if c not in categorical}
+        far = far_values.of_columns(X, [c for c in range(X.shape[1]) if c not in categorical])
         code_columns = np.array([c for c, f in far.items() for _ in f.codes], dtype=np.int64)
         code_values = np.array([value for f in far.values() for value in f.codes], dtype=np.float64)
         none = far_values.FarValues()
