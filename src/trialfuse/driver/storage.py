@@ -103,14 +103,14 @@ def _open_database(url: str) -> optuna.storages.RDBStorage:
 # What to install for a database driver module SQLAlchemy could not import; and for a URL that
 # names no driver, the ones it may use, SQLAlchemy's default first: SQLAlchemy 2.1 made psycopg
 # (3) the default for postgresql://, where the `postgres` extra installs psycopg2.
-INSTALL = {"psycopg2": "pip install 'trialfuse[postgres]'",
-           "psycopg": "pip install 'psycopg[binary]', or write postgresql+psycopg2:// after pip install "
-                      "'trialfuse[postgres]'",
+POSTGRES_EXTRA = "pip install 'trialfuse[postgres]'"
+INSTALL = {"psycopg2": POSTGRES_EXTRA,
+           "psycopg": f"pip install 'psycopg[binary]', or write postgresql+psycopg2:// after {POSTGRES_EXTRA}",
            "MySQLdb": "pip install mysqlclient, or pymysql and write mysql+pymysql://",
            "pymysql": "pip install pymysql"}
 DRIVERS = {"postgresql": {"psycopg": "psycopg", "psycopg2": "psycopg2"},
            "mysql": {"mysqldb": "MySQLdb", "pymysql": "pymysql"}}
-NO_DRIVER = {"postgresql": "pip install 'trialfuse[postgres]'", "mysql": "pip install pymysql (or mysqlclient)"}
+NO_DRIVER = {"postgresql": POSTGRES_EXTRA, "mysql": "pip install pymysql (or mysqlclient)"}
 
 
 def with_installed_driver(url: str) -> str:
