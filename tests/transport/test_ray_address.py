@@ -19,8 +19,9 @@ def _closed_port() -> int:
         return sock.getsockname()[1]  # closed again once the socket is: nothing listens there
 
 
-@pytest.mark.parametrize("address", ["nowhere.invalid:1234", f"127.0.0.1:{_closed_port()}"])
-def test_an_address_nothing_answers_at_is_refused_in_one_line_before_training(survivors_csv, tmp_path, address):
+@pytest.mark.parametrize("where", ["a name that resolves nowhere", "a closed port"])
+def test_an_address_nothing_answers_at_is_refused_in_one_line_before_training(survivors_csv, tmp_path, where):
+    address = "nowhere.invalid:1234" if where.startswith("a name") else f"127.0.0.1:{_closed_port()}"
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-c", CLI_CODE, "run", str(survivors_csv), "--target", "score",
                            "--models", "lightgbm", "--trials", "1", "--timeout", "10s", "--out", str(out),
