@@ -303,7 +303,9 @@ def train_fused_batch(jobs: list[Job], fold_data: list[FoldData], dev: torch.dev
     low = precision.matmul_dtype
     batch_size = int(jobs[0].params["batch_size"])  # its slices are every job's (run_jobs groups by mlp.slice_rows)
     for epoch in range(max_epochs):
-        for rows in mlp.batch_order(s.train.y.shape[1], batch_size, epoch, dev) or [None]:
+        for step, rows in enumerate(mlp.batch_order(s.train.y.shape[1], batch_size, epoch, dev) or [None]):
+            if step % mlp.DEADLINE_CHECK_STEPS == 0:  # the clock, not the models: no host sync
+                check_deadline(deadline)
             x = s.train.inputs(low) if rows is None else s.train.inputs(low)[:, rows]
             steps = s.adam.step.long()  # [M] optimizer steps taken: each model's dropout draws follow them
             pred = forward(s.model, x, train=True, block=block, step=steps, matmul_dtype=low)
