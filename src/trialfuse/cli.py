@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from trialfuse.catalog import DEFAULT_MODELS, FAMILIES
-from trialfuse.errors import UserError
+from trialfuse.errors import RunFailed, UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Find the best model for a tabular problem (numbers or classes), without overfitting.")
@@ -284,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"trialfuse: error: {exc}", file=sys.stderr)
         return 2
+    except RunFailed as exc:
+        print(f"trialfuse: error: {exc}", file=sys.stderr)
+        return 1
     except typer.Exit as exc:
         return exc.exit_code
     except typer.TyperException as exc:  # click's usage errors (typer vendors click)

@@ -11,6 +11,11 @@ class UserError(ValueError):
     """Bad input or usage: reported as one clear line, never as a traceback."""
 
 
+class RunFailed(RuntimeError):
+    """A run that trained but saved no model (every family failed, or none finished within
+    `--timeout`): one line and exit code 1; the study keeps what was tried for a rerun."""
+
+
 class DataWarning(UserWarning):
     """Rows read other than as given, in the Python API (the CLI prints the same lines): values a
     model never saw or cannot read, taken as missing, which change its predictions."""

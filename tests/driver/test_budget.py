@@ -112,3 +112,19 @@ def test_a_message_says_short_durations_in_tenths():
     assert said == ["0.4 s", "0.3 s", "9.9 s", "12 s"]
     assert say_seconds(-3.0) == "0.0 s"  # the deadline passed: nothing left, not a negative
 
+
+
+def test_a_run_that_saves_no_model_is_one_line_and_exit_code_1(run_main, survivors_csv, tmp_path, monkeypatch):
+    """No model within --timeout (a million rows at 60 s) or every family failed: the run trained
+    but has nothing to save; one line naming each family's reason, not a traceback."""
+    from trialfuse import api
+    from trialfuse.errors import RunFailed
+
+    def no_model(opts, reporter=None):
+        raise RunFailed("no model finished within --timeout 10s (catboost: cannot finish a trial in the 6.0 s "
+                        "left (at least 13 s each)); rerun with a longer --timeout (the cut trials are asked first)")
+
+    monkeypatch.setattr(api, "search_and_report", no_model)
+    code, _, err = run_main("run", survivors_csv, "--target", "score", "--timeout", "10s", "--out", tmp_path / "r",
+                            "--quiet")
+    assert code == 1 and err.count("\n") == 1 and err.startswith("trialfuse: error: no model finished within")

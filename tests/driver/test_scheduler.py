@@ -160,7 +160,7 @@ def test_a_diverged_fold_fails_only_its_trial():
 
 
 def test_past_the_deadline_no_trial_starts_but_one_model_is_still_made():
-    past = Budget(end=0.0, seconds=10)  # time.monotonic() is always past 0
+    past = Budget(end=time.monotonic(), seconds=10)  # the search's end (a fifth before it) is past
     result, trials = search(FakePool(), budget=past, must_start=True)
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 1 and result.stopped_by_budget
@@ -449,6 +449,7 @@ def test_a_first_fold_that_outlasts_what_its_trial_can_afford_is_stopped_long_be
     result, trials = search(pool, trials=None, folds=3, prune=False, budget=budget, must_start=False)
     assert pool.stopped_at is not None and pool.stopped_at - began < 5.0  # the deadline is about 6.4 s in
     assert result.trials_complete == 0 and "cannot finish a trial" in result.reason
+    assert "(at least " in result.reason  # no fold done: the running fold's time is a floor, not an estimate
     asked = [t for t in trials if t.state != optuna.trial.TrialState.WAITING]  # (cut ones are queued again)
     assert len(asked) == FAMILIES["lightgbm"].in_flight  # the first window, cut; nothing asked after it
 
@@ -476,3 +477,32 @@ def test_a_trial_left_undecided_keeps_its_running_folds_unless_the_deadline_pass
     _drop_unstarted(flight, "lightgbm", pool, Outcome(outcome), "why")
     assert pool.stops == stopped
     assert flight[0].outcome == Outcome(outcome) and flight[1].outcome is None
+
+
+class EndlessFolds(OneEndlessFold):
+    """Every fold runs until its trial is cancelled: a table so big that no trial of any family
+    finishes in the budget (a million rows at 60 s)."""
+
+    def next_done(self, timeout=None):
+        done = super().next_done(timeout)
+        if done is not None:
+            self.stopped_at = None  # the next fold runs until it is stopped in its turn
+        return done
+
+
+@pytest.mark.timeout(60)
+def test_the_rescue_trial_stops_at_the_budgets_last_end_and_then_there_is_no_model(monkeypatch):
+    """With no trial finished at the deadline, one more trial runs so that the run saves a model,
+    but not past what the budget's promise allows (`Budget.last_end`): with no deadline of its
+    own, a million rows' LightGBM rescue took a 60 s run to 303 s (a hang here)."""
+    from trialfuse.driver import budget as budgets
+
+    monkeypatch.setattr(budgets, "PROMISED_SECONDS", 8.0)  # the rescue's end 2.4 s after the budget's, not 9.4
+    pool = EndlessFolds()
+    began = time.monotonic()
+    budget = Budget(end=began, seconds=6.0)
+    assert budget.last_end() == pytest.approx(began + 2.4)
+    result, trials = search(pool, trials=None, folds=3, prune=False, budget=budget, must_start=True)
+    assert time.monotonic() < budget.last_end() + 2.0
+    assert result.trials_complete == 0 and result.status == "skipped" and result.stopped_by_budget
+    assert result.reason and any(t.user_attrs.get("stopped_by_budget") for t in trials)

@@ -28,6 +28,8 @@ EXPORT_FIRST_SECONDS = 1.5
 EXPORT_SECONDS_PER_FOLD = 0.35
 MOST_RESERVED = 0.5  # of the budget, whatever the estimate
 TOLERANCE = 0.1  # of the budget: how far past it an estimate may reach (the run promises T + 10% + 15 s at most)
+PROMISED_SECONDS = 15.0  # the promise's last part: T + TOLERANCE x T + this
+RESCUE_SERVING_SECONDS = 5.0  # serving a last-chance trial's fold models, an NN's exports included
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,12 @@ class Budget:
         """The wall time (time.time(), as workers read it) at which the report's share begins:
         where work after the search (the explanation, the diagnostics probe) must have ended."""
         return wall_time(self.end - self.report_seconds)
+
+    def last_end(self) -> float:
+        """The latest a run with no model yet may still train one (time.monotonic()): as far past
+        the budget's end as its promise (T + 10% + 15 s) allows, once that model's serving and
+        the report are kept back."""
+        return self.end + TOLERANCE * self.seconds + PROMISED_SECONDS - RESCUE_SERVING_SECONDS - self.report_seconds
 
     def fits(self, seconds: float) -> bool:
         """Whether work estimated at `seconds` may start now: estimates are rough (a retrain's

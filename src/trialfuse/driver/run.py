@@ -38,6 +38,7 @@ from trialfuse.driver.splits import (
 from trialfuse.driver.storage import held_for_rerun, journal_path, open_storage, running_trials, shown
 from trialfuse.driver.table import load_table
 from trialfuse.driver.trial_records import FamilyResult
+from trialfuse.errors import RunFailed
 from trialfuse.seeds import model_seed
 from trialfuse.task import Task
 from trialfuse.transport.placement import gpus_without_cuda_note
@@ -167,7 +168,10 @@ def _compare_models(opts: RunOptions, reporter: Reporter, held: ExitStack) -> Ru
         ranking = sorted((f for f in families.values() if f.status == "ok"), key=lambda f: -f.cv_score_mean)
         if not ranking:
             reasons = "; ".join(f"{f.family}: {f.reason}" for f in families.values())
-            raise RuntimeError(f"every model family failed ({reasons})")
+            if budget is not None and all(f.stopped_by_budget for f in families.values()):
+                raise RunFailed(f"no model finished within --timeout {opts.timeout:g}s ({reasons}); rerun with a "
+                                "longer --timeout (the cut trials are asked first)")
+            raise RunFailed(f"every model family failed ({reasons})")
         best = ranking[0]
         if out_of_fold is not None:  # stragglers of pruned trials; not what another driver still trains
             out_of_fold.remove_unkept(running_trials(storage, models))

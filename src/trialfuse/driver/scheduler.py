@@ -79,7 +79,7 @@ def run_studies(families: list[str], storage: optuna.storages.BaseStorage, n_tri
         _drive(again, pool, budget)
     results = {search.family: search.finish() for search in searches}
     if must_start and budget is not None and not any(r.trials_complete for r in results.values()):
-        results.update(_one_model_at_least(searches, storage, settings, pool, on_trial, out_of_fold))
+        results.update(_one_model_at_least(searches, storage, settings, pool, on_trial, out_of_fold, budget))
     return results
 
 
@@ -90,34 +90,36 @@ def run_family_study(family: str, storage: optuna.storages.BaseStorage, n_trials
 
 
 def _one_model_at_least(searches: list[FamilySearch], storage, settings: SearchSettings, pool: FoldPool,
-                        on_trial, out_of_fold: OutOfFold | None) -> dict[str, FamilyResult]:
+                        on_trial, out_of_fold: OutOfFold | None, budget: Budget) -> dict[str, FamilyResult]:
     """The deadline came before any trial finished: one more trial of the quickest family
-    that has not failed (by its folds' measured time, else the catalog's cost), with no
-    deadline, so the run still saves a model. A trial the deadline cut is asked again
-    first: the study's known-good start, if that was it."""
+    that has not failed (by its folds' measured time, else the catalog's cost), so the run
+    still saves a model, until the budget's last end (`Budget.last_end`): with no deadline
+    at all, a million rows' LightGBM trial took a 60 s run to 303 s. A trial the deadline cut
+    is asked again first: the study's known-good start, if that was it."""
     candidates = [s for s in searches if s.failures_in_a_row < MAX_FAILURES_BEFORE_SKIP] or searches
     search = min(candidates, key=lambda s: (not s.fold_seconds, np.median(s.fold_seconds) if s.fold_seconds else 0,
                                             FAMILIES[s.family].cost))
     rescue = FamilySearch(search.family, storage, replace(settings, n_trials=taken(search.study) + 1, portfolio=True),
                           pool, on_trial, out_of_fold=out_of_fold)
-    _drive([rescue], pool, None)
+    _drive([rescue], pool, budget, until=budget.last_end())
     result = rescue.finish()
     result.stopped_by_budget = True
     result.seconds += search.result.seconds
     return {search.family: result}
 
 
-def _drive(searches: list[FamilySearch], pool: FoldPool, budget: Budget | None) -> None:
+def _drive(searches: list[FamilySearch], pool: FoldPool, budget: Budget | None, until: float | None = None) -> None:
     """Start the searches and feed them answers until none has a trial in flight. With a
     budget, the search's end is set again after every round of answers (it moves with the
-    leader's estimated retrain time) and travels with every job the pool starts."""
+    leader's estimated retrain time), or held at `until` (time.monotonic()), and travels
+    with every job the pool starts."""
     by_name = {search.family: search for search in searches}
     began = time.monotonic()
-    deadline = _set_deadline(budget, searches, pool, None)
+    deadline = _set_deadline(budget, searches, pool, None, until)
     for search in searches:
         search.start()
     while any(search.flight for search in searches):
-        deadline = _set_deadline(budget, searches, pool, deadline)
+        deadline = _set_deadline(budget, searches, pool, deadline, until)
         pool.hurry_at = None if deadline is None else wall_time(deadline - HURRY_SHARE * (deadline - began))
         pool.dispatch()
         wait = min(CHECK_SECONDS, max(0.05, deadline - time.monotonic())) if deadline is not None else None
@@ -132,11 +134,11 @@ def _drive(searches: list[FamilySearch], pool: FoldPool, budget: Budget | None) 
 
 
 def _set_deadline(budget: Budget | None, searches: list[FamilySearch], pool: FoldPool,
-                  previous: float | None) -> float | None:
+                  previous: float | None, until: float | None = None) -> float | None:
     """The search's end (time.monotonic()) for the searches, and as wall time for the jobs;
-    once passed, it stays."""
-    deadline = previous
-    if budget is not None and (previous is None or time.monotonic() < previous):
+    once passed, it stays. `until`: that end, fixed."""
+    deadline = previous if until is None else until
+    if until is None and budget is not None and (previous is None or time.monotonic() < previous):
         leaders = [s.result for s in searches if s.result.cv_score_mean is not None]
         leader = max(leaders, key=lambda r: r.cv_score_mean) if leaders else None
         from_folds = pool.keep_models is not None  # models served by their folds
@@ -271,7 +273,8 @@ class FamilySearch:
                     self.pool, self._key(number), self.flight[number], Outcome.CUT, "stopped by the time budget"):
                 self.result.stopped_by_budget = True
         trial_seconds = per_fold * math.ceil(self.folds / workers)
-        self.too_slow = (f"cannot finish a trial in the {say_seconds(left)} left (about {say_seconds(trial_seconds)} "
+        about = "about" if self.fold_seconds else "at least"  # before any fold is done, a floor
+        self.too_slow = (f"cannot finish a trial in the {say_seconds(left)} left ({about} {say_seconds(trial_seconds)} "
                          "each)" if trial_seconds > left else None)
 
     def finish(self) -> FamilyResult:
