@@ -34,7 +34,7 @@ from trialfuse.driver.storage import RUN_DIR
 from trialfuse.driver.table import Table
 from trialfuse.driver.trial_records import FamilyResult
 from trialfuse.seeds import RETRAIN, model_seed
-from trialfuse.task import NUMBERS, Task
+from trialfuse.task import NUMBERS, Task, plain_label
 from trialfuse.transport.process_pool import WorkerPool
 from trialfuse.transport.side_jobs import Retrain
 
@@ -253,7 +253,8 @@ def train_and_save(pool: WorkerPool, chosen: Plan, best: FamilyResult, table: Ta
     return {"winner": ENSEMBLE if chosen.is_ensemble else first.family, "holdout_score": holdout_score,
             "holdout_metrics": {"model": task.report(y_holdout, predicted), "prior": task.report(y_holdout, prior)},
             "retrain_seconds": max(float(a["seconds"]) for a in answers), "ensemble": record,
-            "warnings": [*chosen.warnings, *_no_better_than_prior(table, holdout_score, task.score(y_holdout, prior))]}
+            "warnings": [*chosen.warnings, *_no_better_than_prior(table, holdout_score, task.score(y_holdout, prior)),
+                         *_classes_never_predicted(task, y_holdout, predicted)]}
 
 
 def _no_better_than_prior(table: Table, score: float, prior_score: float) -> list[str]:
@@ -267,6 +268,23 @@ def _no_better_than_prior(table: Table, score: float, prior_score: float) -> lis
            "the features may not predict the target, or the rows are too few to learn it")
     return [f"the saved model scores no better on the holdout than the prior ({task.metric.label} "
             f"{task.show(score)} against {task.show(prior_score)}): {why}"]
+
+
+def _classes_never_predicted(task: Task, y_holdout: np.ndarray, predicted: np.ndarray) -> list[str]:
+    """A line where a class with holdout rows is the likeliest for none of them: a 0.1% class
+    scored accuracy 0.999 and balanced accuracy 0.5, every row labelled the majority, nothing said,
+    while its probabilities ranked the class well (ROC-AUC 0.97)."""
+    if not task.is_classification:
+        return []
+    held = np.bincount(np.asarray(y_holdout).astype(np.int64), minlength=len(task.classes))
+    chosen = np.bincount(np.asarray(predicted).argmax(axis=1), minlength=len(task.classes))
+    unseen = [k for k in range(len(task.classes)) if held[k] and not chosen[k]]
+    if not unseen:
+        return []
+    names = ", ".join(f"{plain_label(task.classes[k])!r} ({held[k]} of {len(y_holdout)} rows)" for k in unseen[:5])
+    more = f" and {len(unseen) - 5} more" if len(unseen) > 5 else ""
+    return [f"no holdout row is labelled {names}{more}: no row makes it the likeliest class; the probability "
+            "columns still rank its rows, and --class-weight balanced labels more of them"]
 
 
 def _candidates(out_of_fold: OutOfFold, storage, families: Collection[str] | None = None
