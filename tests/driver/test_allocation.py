@@ -100,7 +100,7 @@ class OneWorkerPool:
         self.deadline = None
         self.seconds: dict[str, float] = {}
 
-    def submit(self, trial, params, folds, seed, diagonal=True, turn=None, step=1.0):
+    def submit(self, trial, params, folds, seed, diagonal=True, turn=None, step=1.0, train_rows=None):
         self.pending += [FoldJob(trial, params, fold, seed, trial.number, 0, diagonal, turn, step)
                          for fold in folds]
 

@@ -128,3 +128,14 @@ def test_a_run_that_saves_no_model_is_one_line_and_exit_code_1(run_main, survivo
     code, _, err = run_main("run", survivors_csv, "--target", "score", "--timeout", "10s", "--out", tmp_path / "r",
                             "--quiet")
     assert code == 1 and err.count("\n") == 1 and err.startswith("trialfuse: error: no model finished within")
+
+
+def test_a_saved_model_trained_on_a_sample_of_each_fold_says_so():
+    from trialfuse.driver.run import sampled_note
+    from trialfuse.driver.trial_records import FamilyResult
+
+    rescued = FamilyResult("lightgbm", best_trial=4, best_train_rows=10_000)
+    [line] = sampled_note(rescued, 700_000)
+    assert line.startswith("lightgbm's trial 4, the only one the time budget fit, trained each fold on 10,000 of its "
+                           "700,000 training rows")
+    assert sampled_note(rescued, 9_000) == [] and sampled_note(FamilyResult("lightgbm", best_trial=4), 700_000) == []

@@ -63,6 +63,18 @@ class WorkerContract:
             assert predictions.shape == (100,)  # one per validation row, in the fold's order
             assert r2_score(y[val], predictions) == pytest.approx(answer["r2"], abs=1e-5)
 
+    def test_a_job_with_train_rows_trains_on_a_sample_and_scores_every_validation_row(self, worker, resident):
+        """A run's last-chance trial, on a table too big for its budget: at most `train_rows` of
+        the fold's training rows (LightGBM's 20 rows: one leaf, one value), all its validation rows."""
+        worker.ask(resident, 1)
+        jobs = [TrainJob("lightgbm", LIGHTGBM, 0, 5, trial=1, threads=1, predictions=True, train_rows=20),
+                TrainJob("lightgbm", LIGHTGBM, 0, 5, trial=2, threads=1, predictions=True),
+                TrainJob("nn", NN, 0, 7, trial=3, train_rows=20), TrainJob("nn", NN, 0, 7, trial=4)]
+        sampled, whole, nn_sampled, nn_whole = worker.ask(protocol.train_batch(jobs, Fuse("off")), 4)
+        assert len(sampled["val_predictions"]) == len(whole["val_predictions"]) == 100
+        assert len(set(sampled["val_predictions"])) == 1 < len(set(whole["val_predictions"]))
+        assert nn_sampled["status"] == nn_whole["status"] == "complete" and nn_sampled["r2"] != nn_whole["r2"]
+
     def test_a_failing_job_is_an_answer_and_the_others_complete(self, worker, resident):
         worker.ask(resident, 1)
         jobs = [TrainJob("lightgbm", LIGHTGBM, 9, 0, trial=1, threads=1),  # no fold 9

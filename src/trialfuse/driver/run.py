@@ -76,6 +76,15 @@ def _workers(opts: RunOptions):
     return ray_workers.cluster_slots(), ray_workers.RayWorker
 
 
+def sampled_note(best: FamilyResult, fold_rows: int) -> list[str]:
+    """A line where the saved model's trial trained each fold on a sample of its rows: the one
+    trial a budget too short for the table still fit (scheduler.RESCUE_TRAIN_ROWS)."""
+    if best.best_train_rows is None or best.best_train_rows >= fold_rows:
+        return []
+    return [f"{best.family}'s trial {best.best_trial}, the only one the time budget fit, trained each fold on "
+            f"{best.best_train_rows:,} of its {fold_rows:,} training rows: a longer --timeout trains on them all"]
+
+
 def _storage_url(given: str | None, out: Path) -> str:
     """The storage as the record names it: a database URL as given, a journal file by its absolute
     path (the record is read from other working directories)."""
@@ -173,6 +182,7 @@ def _compare_models(opts: RunOptions, reporter: Reporter, held: ExitStack) -> Ru
                                 "longer --timeout (the cut trials are asked first)")
             raise RunFailed(f"every model family failed ({reasons})")
         best = ranking[0]
+        early_warnings += sampled_note(best, len(rest) - len(rest) // k)
         if out_of_fold is not None:  # stragglers of pruned trials; not what another driver still trains
             out_of_fold.remove_unkept(running_trials(storage, models))
         chosen = final_model.plan(best, storage, out_of_fold, table.y[rest], len(slots), budget,

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 MAX_FAILURES_BEFORE_SKIP = 3  # failures in a row, with no success yet, that end a family
 HURRY_SHARE = 0.25  # the last part of a time budget's search, in which trials under way finish before others start
 CHECK_SECONDS = 1.0  # with a deadline, how often running folds are weighed against it when no answer comes
+RESCUE_TRAIN_ROWS = 10_000  # a last-chance trial's training rows a fold (FLAML's first sample size)
 
 
 def run_studies(families: list[str], storage: optuna.storages.BaseStorage, n_trials: int | None, folds: int,
@@ -91,16 +92,17 @@ def run_family_study(family: str, storage: optuna.storages.BaseStorage, n_trials
 
 def _one_model_at_least(searches: list[FamilySearch], storage, settings: SearchSettings, pool: FoldPool,
                         on_trial, out_of_fold: OutOfFold | None, budget: Budget) -> dict[str, FamilyResult]:
-    """The deadline came before any trial finished: one more trial of the quickest family
-    that has not failed (by its folds' measured time, else the catalog's cost), so the run
-    still saves a model, until the budget's last end (`Budget.last_end`): with no deadline
-    at all, a million rows' LightGBM trial took a 60 s run to 303 s. A trial the deadline cut
-    is asked again first: the study's known-good start, if that was it."""
+    """No trial finished by the deadline: one more of the quickest family not failed (by its
+    folds' measured time, else the catalog's cost), so the run still saves a model, until the
+    budget's last end (`Budget.last_end`), a fold on at most RESCUE_TRAIN_ROWS training rows
+    (validation rows whole): with no deadline and every row, a million rows' LightGBM trial
+    took a 60 s run to 303 s. A cut trial is asked again first (the known-good start, if so)."""
     candidates = [s for s in searches if s.failures_in_a_row < MAX_FAILURES_BEFORE_SKIP] or searches
     search = min(candidates, key=lambda s: (not s.fold_seconds, np.median(s.fold_seconds) if s.fold_seconds else 0,
                                             FAMILIES[s.family].cost))
-    rescue = FamilySearch(search.family, storage, replace(settings, n_trials=taken(search.study) + 1, portfolio=True),
-                          pool, on_trial, out_of_fold=out_of_fold)
+    rescue = FamilySearch(search.family, storage, replace(settings, n_trials=taken(search.study) + 1, portfolio=True,
+                                                          train_rows=RESCUE_TRAIN_ROWS), pool, on_trial,
+                          out_of_fold=out_of_fold)
     _drive([rescue], pool, budget, until=budget.last_end())
     result = rescue.finish()
     result.stopped_by_budget = True
@@ -163,6 +165,7 @@ class SearchSettings:
     prune: bool = True
     portfolio: bool = True  # a new study asks the catalog's known-good configurations first
     task: Task = NUMBERS  # whose known-good configurations
+    train_rows: int | None = None  # a fold's training rows at most (the last-chance trial's sample)
 
 
 class FamilySearch:
@@ -323,10 +326,11 @@ class FamilySearch:
             entry.peers, entry.earlier = None, []  # too few trials before it to ever judge it: no pruning
         self.flight[trial.number] = entry
         turn, step = self.shares.next_turn(self.family) if self.shares is not None else (None, 1.0)
+        if self.settings.train_rows is not None:
+            trial.set_user_attr("train_rows", self.settings.train_rows)
         self.pool.submit(self._key(trial.number), params, list(range(self.folds)),
                          model_seed(self.settings.seed, seeded_as(trial.number, trial.user_attrs)),
-                         diagonal=entry.peers is not None,
-                         turn=turn, step=step)
+                         diagonal=entry.peers is not None, turn=turn, step=step, train_rows=self.settings.train_rows)
         return True
 
     def _tell_finished(self) -> None:

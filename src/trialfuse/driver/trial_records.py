@@ -37,6 +37,7 @@ class FamilyResult:
     seconds: float = 0.0  # the search's wall time, which every family shares
     train_seconds: float | None = None  # what its trials' folds took to train, over all workers (None: not recorded)
     stopped_by_budget: bool = False
+    best_train_rows: int | None = None  # a fold's training rows at most, where the best trial had a sample
 
     @property
     def cv_score_sd(self) -> float:
@@ -145,6 +146,7 @@ def summarize(study: optuna.Study, result: FamilyResult) -> None:
         best = study.best_trial
         result.best_trial = best.number
         result.best_retry_of = best.user_attrs.get("retry_of")
+        result.best_train_rows = best.user_attrs.get("train_rows")
         result.best_params = params_from_trial(result.family, best)
         result.cv_score_mean = float(best.value)
         result.cv_score_folds = list(best.user_attrs.get("cv_score_folds", []))

@@ -106,8 +106,10 @@ class FoldPool(Protocol):
         """Workers whose place is not gone: what time estimates share folds over."""
 
     def submit(self, trial: TrialKey, params: dict[str, Any], folds: list[int], seed: int,
-               diagonal: bool = True, turn: float | None = None, step: float = 1.0) -> None:
-        """Queue a trial's folds; they wait for `dispatch`, so a round of asks goes out together."""
+               diagonal: bool = True, turn: float | None = None, step: float = 1.0,
+               train_rows: int | None = None) -> None:
+        """Queue a trial's folds; they wait for `dispatch`, so a round of asks goes out together;
+        `train_rows`: each fold trains on at most that many of its training rows."""
 
     def dispatch(self) -> None:
         """Release what was submitted to the workers."""

@@ -35,6 +35,7 @@ class FoldJob:
     diagonal: bool = True  # the trial may be pruned after a fold: spread its folds out (see WorkerPool)
     turn: float | None = None  # its place among every family's trials, if the scheduler shares by cost
     step: float = 1.0  # how far its family's turns advance per trial, on the same scale
+    train_rows: int | None = None  # trained on at most this many of the fold's training rows
 
     @property
     def family(self) -> str:

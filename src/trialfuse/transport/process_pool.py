@@ -108,15 +108,16 @@ class WorkerPool:
             threading.Thread(target=self._serve, args=(worker,), daemon=True).start()
 
     def submit(self, trial: TrialKey, params: dict[str, Any], folds: list[int], seed: int,
-               diagonal: bool = True, turn: float | None = None, step: float = 1.0) -> None:
-        """Queue a trial's folds; they wait until `dispatch`, so a round of asks goes out together.
-        `diagonal`: the trial may be pruned after a fold; `turn`, `step`: its place in the queue
-        when the scheduler shares the workers by cost (see the class)."""
+               diagonal: bool = True, turn: float | None = None, step: float = 1.0,
+               train_rows: int | None = None) -> None:
+        """Queue a trial's folds until `dispatch` (a round of asks goes out together). `diagonal`:
+        it may be pruned after a fold; `turn`, `step`: its place when the scheduler shares the
+        workers by cost (see the class); `train_rows`: a fold's training rows at most."""
         trial = TrialKey(*trial)
         with self._ready:
             position = self._trials_submitted.setdefault(trial.family, 0)
             rank = FAMILIES[trial.family].cost
-            self._staged += [FoldJob(trial, params, fold, seed, position, rank, diagonal, turn, step)
+            self._staged += [FoldJob(trial, params, fold, seed, position, rank, diagonal, turn, step, train_rows)
                              for fold in folds]
             self._trials_submitted[trial.family] += 1
 
@@ -278,11 +279,11 @@ class WorkerPool:
 
     def _command(self, task: list[FoldJob], threads: int) -> dict[str, Any]:
         return protocol.train_batch([protocol.TrainJob(job.family, job.params, job.fold, job.seed,
-                                                       job.trial.number,
-                                                       threads, deadline=self.deadline,
+                                                       job.trial.number, threads, deadline=self.deadline,
                                                        predictions=self.predictions or None,
                                                        save_dir=self._fold_model_dir(job),
-                                                       stop_file=str(stop_file(self._tmp, *job.trial)))
+                                                       stop_file=str(stop_file(self._tmp, *job.trial)),
+                                                       train_rows=job.train_rows)
                                     for job in task],
                                     self.fuse)
 

@@ -72,6 +72,7 @@ class TrainJob:
     predictions: bool | None = None  # answer with the validation rows' predictions too (`val_predictions`)
     save_dir: str | None = None  # its fold model is kept there (answer: `model_file`)
     stop_file: str | None = None  # it stops (answers `cut`) once this file exists (fused: every job's)
+    train_rows: int | None = None  # train on at most this many of the fold's training rows (a seeded sample)
 
     @classmethod
     def from_json(cls, job: dict[str, Any]) -> TrainJob:
@@ -79,7 +80,7 @@ class TrainJob:
                    fold=int(job.get("fold", 0)), seed=int(job.get("seed", job.get("trial") or 0)),
                    trial=job.get("trial"), threads=job.get("threads"), dataset=str(job.get("dataset", SEARCH_ROWS)),
                    path=job.get("path"), deadline=job.get("deadline"), predictions=job.get("predictions"),
-                   save_dir=job.get("save_dir"), stop_file=job.get("stop_file"))
+                   save_dir=job.get("save_dir"), stop_file=job.get("stop_file"), train_rows=job.get("train_rows"))
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}

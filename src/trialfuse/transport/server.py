@@ -94,6 +94,7 @@ class Server:
                 return tuple(np.asarray(d[k], dtype=np.float64) for k in ("X_train", "y_train", "X_val", "y_val"))
         data = self.datasets[job.dataset]
         train, val = data.folds[job.fold]
+        train = sampled(train, job.train_rows, job.seed)
         return data.X[train], data.y[train], data.X[val], data.y[val]
 
     def _task(self, job: TrainJob) -> Task:
@@ -108,10 +109,11 @@ class Server:
         """The job's fold as its batched family's `fit_many` takes it (torch loads here, once
         per worker); a resident fold is prepared once, then reused."""
         if job.path is None:
-            key = (job.family, job.dataset, job.fold)
+            key = (job.family, job.dataset, job.fold, job.train_rows, job.seed if job.train_rows else None)
             if key not in self.prepared_folds:
                 data = self.datasets[job.dataset]
                 train, val = data.folds[job.fold]
+                train = sampled(train, job.train_rows, job.seed)
                 self.prepared_folds[key] = module.prepare_fold(data.X, data.y, train, val, data.task, data.categorical)
             return self.prepared_folds[key]
         X_train, y_train, X_val, y_val = self._fold(job)
@@ -280,6 +282,14 @@ def _failure(exc: Exception, job: TrainJob) -> dict[str, Any]:
     from trialfuse.engine.families import DeadlineReached
 
     return protocol.error(f"{type(exc).__name__}: {exc}", job, cut=isinstance(exc, DeadlineReached))
+
+
+def sampled(train: np.ndarray, rows: int | None, seed: int) -> np.ndarray:
+    """At most `rows` of a fold's training rows, drawn with the job's seed, in their order: the
+    last-chance trial of a run whose budget fits no whole fold (see scheduler)."""
+    if rows is None or len(train) <= rows:
+        return train
+    return np.sort(np.random.default_rng(seed).choice(train, int(rows), replace=False))
 
 
 def _default_device() -> str:
