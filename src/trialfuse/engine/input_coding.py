@@ -20,6 +20,7 @@ from trialfuse import far_values
 
 MIN_LEVEL_ROWS = 10  # a category level gets an input of its own where this many training rows hold it
 MAX_LEVELS = 64  # inputs per category column at most: its most frequent levels
+FIT_ROWS = 100_000  # a fold's coding fit on at most this many of its rows: on 700,000 it took 6.3 s, unstoppable
 SKEWED = 1.0  # skewness of a number column's training values from which its log is an input too
 
 
@@ -56,8 +57,12 @@ class InputCoding:
 
     @classmethod
     def of(cls, X: np.ndarray, categorical: Sequence[int] = ()) -> InputCoding:
-        """The coding fit on training rows X."""
+        """The coding fit on training rows X: its statistics on at most FIT_ROWS of them (a seeded
+        draw), whether a column has blanks on all of them."""
         categorical = set(categorical)
+        blanks = np.isnan(X).any(axis=0)
+        if len(X) > FIT_ROWS:
+            X = X[np.sort(np.random.default_rng(0).choice(len(X), FIT_ROWS, replace=False))]
         far = far_values.of_columns(X, [c for c in range(X.shape[1]) if c not in categorical])
         code_columns = np.array([c for c, f in far.items() for _ in f.codes], dtype=np.int64)
         code_values = np.array([value for f in far.values() for value in f.codes], dtype=np.float64)
@@ -75,7 +80,7 @@ class InputCoding:
                 numeric.append(c)
             columns += [c] * len(levels)
             codes += levels
-        missing = [c for c in numeric if np.isnan(X[:, c]).any()]
+        missing = [c for c in numeric if blanks[c]]
         numeric += range(X.shape[1], X.shape[1] + len(logged))
         return cls(x_mean, x_std, *(np.array(a, dtype=np.int64) for a in (numeric, missing, columns)),
                    np.array(codes, dtype=np.float64), logged, log_scale, code_columns, code_values, x_low, x_high)
