@@ -136,6 +136,5 @@ def test_a_saved_model_trained_on_a_sample_of_each_fold_says_so():
 
     rescued = FamilyResult("lightgbm", best_trial=4, best_train_rows=10_000)
     [line] = sampled_note(rescued, 700_000)
-    assert line.startswith("lightgbm's trial 4, the only one the time budget fit, trained each fold on 10,000 of its "
-                           "700,000 training rows")
+    assert line.startswith("lightgbm's best trial (4) was trained on 10,000 of each fold's 700,000 training rows")
     assert sampled_note(rescued, 9_000) == [] and sampled_note(FamilyResult("lightgbm", best_trial=4), 700_000) == []

@@ -505,12 +505,16 @@ def test_the_rescue_trial_stops_at_the_budgets_last_end_and_then_there_is_no_mod
     own, a million rows' LightGBM rescue took a 60 s run to 303 s (a hang here)."""
     from trialfuse.driver import budget as budgets
 
-    monkeypatch.setattr(budgets, "PROMISED_SECONDS", 8.0)  # the rescue's end 2.4 s after the budget's, not 9.4
+    monkeypatch.setattr(budgets, "PROMISED_SECONDS", 8.0)  # the rescue's end 2.9 s after the budget's, not 9.9
     pool = EndlessFolds()
     began = time.monotonic()
-    budget = Budget(end=began, seconds=6.0)
-    assert budget.last_end() == pytest.approx(began + 2.4)
+    budget = Budget(end=began + 1.0, seconds=1.0)  # the first trials are cut 0.8 s in
+    assert budget.last_end() == pytest.approx(began + 3.9)
     result, trials = search(pool, trials=None, folds=3, prune=False, budget=budget, must_start=True)
     assert time.monotonic() < budget.last_end() + 2.0
     assert result.trials_complete == 0 and result.status == "skipped" and result.stopped_by_budget
     assert result.reason and any(t.user_attrs.get("stopped_by_budget") for t in trials)
+    [rescue] = [t for t in trials if "train_rows" in t.user_attrs]  # cut: queued once more, for a rerun to ask
+    assert rescue.user_attrs["stopped_by_budget"] and "retry_of" in rescue.user_attrs  # a retry: a rerun had lost it
+    assert [t.system_attrs["fixed_params"] for t in trials if t.user_attrs.get("retry_of") == rescue.number] == [
+        rescue.params]

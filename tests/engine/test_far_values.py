@@ -177,10 +177,15 @@ def test_a_big_folds_coding_is_fit_on_a_sample_and_still_sees_every_blank(monkey
     from trialfuse.engine import input_coding
 
     monkeypatch.setattr(input_coding, "FIT_ROWS", 1000)
-    X = np.random.default_rng(3).normal(size=(5000, 2))
+    X = np.random.default_rng(3).normal(size=(5000, 3))
     sample = np.sort(np.random.default_rng(0).choice(5000, 1000, replace=False))
-    X[np.setdiff1d(np.arange(5000), sample)[0], 1] = np.nan
+    outside = np.setdiff1d(np.arange(5000), sample)
+    X[outside[0], 1] = np.nan
+    X[:, 2] = np.nan  # a column of 5 values, none of them drawn: its rows join the draw (the review's
+    X[outside[1:6], 2] = [1e6, 2e6, 3e6, 4e6, 5e6]  # case: else it read them raw, as 1e6 to 5e6)
     coding = input_coding.InputCoding.of(X)
-    assert coding.missing.tolist() == [1]
-    assert coding.x_mean[0] == pytest.approx(X[sample, 0].mean()) != pytest.approx(X[:, 0].mean())
+    assert coding.missing.tolist() == [1, 2]
+    drawn = np.union1d(sample, outside[1:6])
+    assert coding.x_mean[0] == pytest.approx(X[drawn, 0].mean()) != pytest.approx(X[:, 0].mean())
+    assert coding.x_mean[2] == pytest.approx(3e6) and np.abs(coding.apply(X)[outside[1:6], 2]).max() < 2
     assert np.array_equal(input_coding.InputCoding.of(X).apply(X), coding.apply(X))  # the same draw every time

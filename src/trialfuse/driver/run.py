@@ -77,12 +77,12 @@ def _workers(opts: RunOptions):
 
 
 def sampled_note(best: FamilyResult, fold_rows: int) -> list[str]:
-    """A line where the saved model's trial trained each fold on a sample of its rows: the one
-    trial a budget too short for the table still fit (scheduler.RESCUE_TRAIN_ROWS)."""
+    """A line where the best trial trained each fold on a sample of its rows: a last-chance
+    trial, where no trial on every row finished in time (scheduler.RESCUE_TRAIN_ROWS)."""
     if best.best_train_rows is None or best.best_train_rows >= fold_rows:
         return []
-    return [f"{best.family}'s trial {best.best_trial}, the only one the time budget fit, trained each fold on "
-            f"{best.best_train_rows:,} of its {fold_rows:,} training rows: a longer --timeout trains on them all"]
+    return [f"{best.family}'s best trial ({best.best_trial}) was trained on {best.best_train_rows:,} of each fold's "
+            f"{fold_rows:,} training rows: the last chance of a run in which no trial on every row finished in time"]
 
 
 def _storage_url(given: str | None, out: Path) -> str:
@@ -177,7 +177,7 @@ def _compare_models(opts: RunOptions, reporter: Reporter, held: ExitStack) -> Ru
         ranking = sorted((f for f in families.values() if f.status == "ok"), key=lambda f: -f.cv_score_mean)
         if not ranking:
             reasons = "; ".join(f"{f.family}: {f.reason}" for f in families.values())
-            if budget is not None and all(f.stopped_by_budget for f in families.values()):
+            if budget is not None and any(f.stopped_by_budget for f in families.values()):
                 raise RunFailed(f"no model finished within --timeout {opts.timeout:g}s ({reasons}); rerun with a "
                                 "longer --timeout (the cut trials are asked first)")
             raise RunFailed(f"every model family failed ({reasons})")

@@ -63,12 +63,12 @@ def run_studies(families: list[str], storage: optuna.storages.BaseStorage, n_tri
     `prune` a clearly losing trial is pruned (its folds not yet started are dropped).
 
     The deadline holds inside jobs too: every job carries it, and a fold still training
-    then stops within a round or a few epochs; its trial is cut (not counted, and its params
-    are queued, so a rerun asks them again first). With `must_start`, a run that reaches its
-    deadline with no model at all runs one trial of its cheapest family to the end, so there
-    is always a winner to save. With `out_of_fold`, every complete trial's validation
-    predictions go to it (the pool must have been asked for them). With `portfolio`, a new
-    study asks the catalog's known-good configurations for the `task` first (off only to measure them).
+    then stops within a round or 64 steps; its trial is cut (not counted, and its params are
+    queued, so a rerun asks them again first). With `must_start`, a run with no model at its
+    deadline runs one last-chance trial on a sample of each fold (`_one_model_at_least`). With
+    `out_of_fold`, every complete trial's validation predictions go to it (the pool must have
+    been asked for them). With `portfolio`, a new study asks the catalog's known-good
+    configurations for the `task` first (off only to measure them).
     """
     if n_trials is None and budget is None:
         raise ValueError("a search with no trial count needs a time budget")
@@ -111,10 +111,9 @@ def _one_model_at_least(searches: list[FamilySearch], storage, settings: SearchS
 
 
 def _drive(searches: list[FamilySearch], pool: FoldPool, budget: Budget | None, until: float | None = None) -> None:
-    """Start the searches and feed them answers until none has a trial in flight. With a
-    budget, the search's end is set again after every round of answers (it moves with the
-    leader's estimated retrain time), or held at `until` (time.monotonic()), and travels
-    with every job the pool starts."""
+    """Start the searches and feed them answers until none has a trial in flight. With a budget,
+    the search's end is set again after every round of answers (it moves with the leader's
+    estimated retrain time; `until`: held there) and travels with every job the pool starts."""
     by_name = {search.family: search for search in searches}
     began = time.monotonic()
     deadline = _set_deadline(budget, searches, pool, None, until)
@@ -284,9 +283,10 @@ class FamilySearch:
         if self.heartbeat is not None:
             self.heartbeat.stop()
         for trial in self.cut_trials:  # the time ran out, not the config: the rescue trial or a rerun asks it
-            if "retry_of" not in trial.user_attrs:  # first; once only, so a config that never fits is not
-                self.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number},  # replayed forever
-                                         skip_if_exists=False)
+            # once only, so a config that never fits is not replayed forever; a cut last-chance trial (on
+            # a sample) once more, for a rerun to ask on every row
+            if "retry_of" not in trial.user_attrs or "train_rows" in trial.user_attrs:
+                self.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
         self.cut_trials.clear()
         wait_for_other_drivers(self.study)
         summarize(self.study, self.result)

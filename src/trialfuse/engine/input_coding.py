@@ -58,11 +58,13 @@ class InputCoding:
     @classmethod
     def of(cls, X: np.ndarray, categorical: Sequence[int] = ()) -> InputCoding:
         """The coding fit on training rows X: its statistics on at most FIT_ROWS of them (a seeded
-        draw), whether a column has blanks on all of them."""
+        draw, and the rows of a column with few values), whether a column has blanks on all."""
         categorical = set(categorical)
-        blanks = np.isnan(X).any(axis=0)
-        if len(X) > FIT_ROWS:
-            X = X[np.sort(np.random.default_rng(0).choice(len(X), FIT_ROWS, replace=False))]
+        present = ~np.isnan(X)
+        blanks = ~present.all(axis=0)
+        if len(X) > FIT_ROWS:  # and every row of a column with few values: a draw could hold none of them
+            rare = present[:, present.sum(axis=0) < FIT_ROWS // 100].any(axis=1)
+            X = X[np.union1d(np.random.default_rng(0).choice(len(X), FIT_ROWS, replace=False), np.flatnonzero(rare))]
         far = far_values.of_columns(X, [c for c in range(X.shape[1]) if c not in categorical])
         code_columns = np.array([c for c, f in far.items() for _ in f.codes], dtype=np.int64)
         code_values = np.array([value for f in far.values() for value in f.codes], dtype=np.float64)

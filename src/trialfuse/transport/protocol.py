@@ -19,7 +19,7 @@ The contract, for every transport (subprocess over JSON lines today, Ray actors 
   "error": why}`); `shutdown` answers and exits.
 - A failure is an answer, `{"status": "error", "error": "<one line>"}` (with the job's
   `trial` and `fold`), and the worker carries on. A job may carry a `deadline` (the run's
-  time budget, as time.time()): past it training stops within a round or a few epochs and
+  time budget, as time.time()): past it training stops within a round or 64 NN steps and
   the job answers at once with an error marked `"cut": true`; a job's `stop_file`, once
   it exists, stops it the same way, with a deadline or without (the driver decided its trial:
   pruned, failed or cut); NN jobs trained together stop once every one's file exists. A

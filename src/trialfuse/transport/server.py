@@ -23,6 +23,7 @@ import numpy as np
 from trialfuse.blend import fold_mean
 from trialfuse.catalog import FAMILIES
 from trialfuse.engine.families import FoldFailed, FoldResult
+from trialfuse.engine.row_sample import sampled
 from trialfuse.fuse import Fuse
 from trialfuse.task import NUMBERS, Task
 from trialfuse.testing import faults
@@ -37,6 +38,13 @@ class Dataset:
     folds: list[tuple[np.ndarray, np.ndarray]]  # (train rows, validation rows) per fold
     task: Task = NUMBERS  # what y holds: numbers, or class codes 0..K-1
     categorical: tuple[int, ...] = ()  # columns of X that hold category codes (the rows' NPZ says)
+
+    def sample(self, train: np.ndarray, job: TrainJob) -> np.ndarray:
+        """The fold's training rows the job trains on: all, or a last-chance trial's sample (by class)."""
+        if job.train_rows is None:
+            return train
+        classes = self.y[train].astype(np.int64) if self.task.is_classification else None
+        return sampled(train, job.train_rows, job.seed, classes)
 
 
 class Server:
@@ -94,7 +102,7 @@ class Server:
                 return tuple(np.asarray(d[k], dtype=np.float64) for k in ("X_train", "y_train", "X_val", "y_val"))
         data = self.datasets[job.dataset]
         train, val = data.folds[job.fold]
-        train = sampled(train, job.train_rows, job.seed)
+        train = data.sample(train, job)
         return data.X[train], data.y[train], data.X[val], data.y[val]
 
     def _task(self, job: TrainJob) -> Task:
@@ -113,7 +121,7 @@ class Server:
             if key not in self.prepared_folds:
                 data = self.datasets[job.dataset]
                 train, val = data.folds[job.fold]
-                train = sampled(train, job.train_rows, job.seed)
+                train = data.sample(train, job)
                 self.prepared_folds[key] = module.prepare_fold(data.X, data.y, train, val, data.task, data.categorical)
             return self.prepared_folds[key]
         X_train, y_train, X_val, y_val = self._fold(job)
@@ -284,14 +292,6 @@ def _failure(exc: Exception, job: TrainJob) -> dict[str, Any]:
     from trialfuse.engine.families import DeadlineReached
 
     return protocol.error(f"{type(exc).__name__}: {exc}", job, cut=isinstance(exc, DeadlineReached))
-
-
-def sampled(train: np.ndarray, rows: int | None, seed: int) -> np.ndarray:
-    """At most `rows` of a fold's training rows, drawn with the job's seed, in their order: the
-    last-chance trial of a run whose budget fits no whole fold (see scheduler)."""
-    if rows is None or len(train) <= rows:
-        return train
-    return np.sort(np.random.default_rng(seed).choice(train, int(rows), replace=False))
 
 
 def _default_device() -> str:

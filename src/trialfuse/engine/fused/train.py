@@ -112,7 +112,7 @@ def run_jobs(jobs: list[Job], fold_data: list[FoldData], *, device: str = "cpu",
              compiled: bool | None = None, batching: Batching = AS_A_STUDY,
              precision: str | None = None) -> list[FoldResult | FoldFailed]:
     """Results in the order of `jobs` (each tagged with its job's key). Past `deadline`
-    (time.time()) training stops within a few epochs and DeadlineReached is raised.
+    (time.time()) training stops within 64 steps and DeadlineReached is raised.
     `compiled`: run the hidden layers through torch.compile (None: where `use_compiler` says);
     `batching`: how stacked batches are cut (see `Batching`); `precision`: the stacked
     batches' matmuls (see `precision.Precision`; None: `fuse.precision`; one at a time trains in
