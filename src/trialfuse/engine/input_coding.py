@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from trialfuse import far_values
+from trialfuse.engine.row_sample import sampled
 
 MIN_LEVEL_ROWS = 10  # a category level gets an input of its own where this many training rows hold it
 MAX_LEVELS = 64  # inputs per category column at most: its most frequent levels
@@ -64,7 +65,7 @@ class InputCoding:
         blanks = ~present.all(axis=0)
         if len(X) > FIT_ROWS:  # and every row of a column with few values: a draw could hold none of them
             rare = present[:, present.sum(axis=0) < FIT_ROWS // 100].any(axis=1)
-            X = X[np.union1d(np.random.default_rng(0).choice(len(X), FIT_ROWS, replace=False), np.flatnonzero(rare))]
+            X = X[np.union1d(sampled(np.arange(len(X)), FIT_ROWS, 0), np.flatnonzero(rare))]
         far = far_values.of_columns(X, [c for c in range(X.shape[1]) if c not in categorical])
         code_columns = np.array([c for c, f in far.items() for _ in f.codes], dtype=np.int64)
         code_values = np.array([value for f in far.values() for value in f.codes], dtype=np.float64)

@@ -1,5 +1,7 @@
-"""A fold's rows sampled for a run's last-chance trial (driver/scheduler.py, RESCUE_TRAIN_ROWS):
-a table too big for its budget still gets a model trained on part of each fold.
+"""Seeded draws of at most so many rows, in their order: a run's last-chance trial's training
+rows (driver/scheduler.py, RESCUE_TRAIN_ROWS: a table too big for its budget still gets a model
+trained on part of each fold), the rows the NN's coding is fit on (input_coding.FIT_ROWS), the
+rows a fold's train loss is read on (scores.TRAIN_LOSS_ROWS).
 
 For classes the draw is stratified and keeps a few rows of every class the fold holds: a
 plain draw of 10,000 from 400,000 training rows left a 60-row class out of a fold four

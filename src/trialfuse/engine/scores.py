@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import r2_score
 
+from trialfuse.engine.row_sample import sampled
 from trialfuse.task import Task
 
 # Training rows a tree fold's train loss is read on. Predicting every training row can cost more
@@ -24,9 +25,7 @@ def train_loss_rows(rows: int) -> np.ndarray:
     """Which of a fold's `rows` training rows its train loss is read on: all, up to
     TRAIN_LOSS_ROWS, else that many drawn once with a fixed seed (a loss, not a search score,
     so a sample's noise costs nothing and every fold's run is repeatable)."""
-    if rows <= TRAIN_LOSS_ROWS:
-        return np.arange(rows)
-    return np.sort(np.random.default_rng(0).choice(rows, TRAIN_LOSS_ROWS, replace=False))
+    return sampled(np.arange(rows), TRAIN_LOSS_ROWS, 0)
 
 
 def fold_scores(task: Task, y_train: np.ndarray, pred_train: np.ndarray, y_val: np.ndarray,

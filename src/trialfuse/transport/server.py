@@ -53,7 +53,7 @@ class Server:
     def __init__(self, device: str | None = None):
         self.device = device or _default_device()
         self.datasets: dict[str, Dataset] = {}
-        self.prepared_folds: dict[tuple[str, str, int], Any] = {}  # (family, dataset, fold): batched families
+        self.prepared_folds: dict[tuple, Any] = {}  # (family, dataset, fold, sample's rows and seed): batched families
 
     def handle(self, command: dict[str, Any]) -> list[dict[str, Any]]:
         """The answers to one command; the source's dialect is translated here, at the edge."""
