@@ -276,8 +276,7 @@ def _classes_never_predicted(task: Task, y_holdout: np.ndarray, predicted: np.nd
     while its probabilities ranked the class well (ROC-AUC 0.97)."""
     if not task.is_classification:
         return []
-    held = np.bincount(np.asarray(y_holdout).astype(np.int64), minlength=len(task.classes))
-    chosen = np.bincount(np.asarray(predicted).argmax(axis=1), minlength=len(task.classes))
+    held, chosen = task.class_counts(y_holdout), task.class_counts(np.asarray(predicted).argmax(axis=1))
     unseen = [k for k in range(len(task.classes)) if held[k] and not chosen[k]]
     if not unseen:
         return []
