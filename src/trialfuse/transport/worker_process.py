@@ -105,8 +105,8 @@ class WorkerProcess:
 
     def _close_stdin(self) -> None:
         if self.proc is not None:
-            with contextlib.suppress(OSError):  # a pipe the worker's end already broke
-                self.proc.stdin.close()
+            with contextlib.suppress(OSError, ValueError):  # a pipe the worker's end already broke, or
+                self.proc.stdin.close()  # one a kill on the pool's thread is closing at the same time
 
     @staticmethod
     def release(dataset: dict[str, Any]) -> None:
