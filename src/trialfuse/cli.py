@@ -1,6 +1,7 @@
 """The `trialfuse` command line. Exit codes: 0 success, 2 bad input or usage, 1 internal failure."""
 from __future__ import annotations
 
+import gc
 import json
 import re
 import sys
@@ -241,9 +242,9 @@ def _check_writable(path: Path, option: str) -> None:
 @app.command()
 def worker() -> None:
     """Serve training jobs as JSON lines on stdin/stdout (one process per device)."""
-    from trialfuse.transport.server import serve
+    from trialfuse.transport.stdio_host import main
 
-    raise typer.Exit(serve())
+    main()
 
 
 @app.command("make-table")
@@ -274,6 +275,14 @@ def make_table(
     write_survivors(out, rows=rows, seed=seed, bands=bands)
     typer.echo(f"wrote {out}{replaced}: {rows} rows x 62 features" + (f", target 'band' ({bands} bands)" if bands
                                                                        else ""))
+
+
+def entry() -> None:
+    """The `trialfuse` script: `main`, then exit without the interpreter's last garbage collections
+    over every object the libraries made (half a second after a run): what must be written is."""
+    code = main()
+    gc.freeze()
+    sys.exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,3 +25,50 @@ def test_a_class_no_holdout_row_is_labelled_is_named_with_its_rows():
         "columns still rank its rows, and --class-weight balanced labels more of them"]
     assert _classes_never_predicted(bands, np.array([0, 0, 1]), np.eye(3)[[0, 0, 1]]) == []  # c: no holdout row
     assert _classes_never_predicted(NUMBERS, np.array([1.0, 2.0]), np.array([1.0, 1.0])) == []
+
+
+
+def test_a_sampled_winner_is_refit_on_every_row_where_that_ends_in_time_else_on_as_many_as_its_folds_had(tmp_path):
+    """A last-chance trial trained each fold on 10,000 rows; `--refit` retrained it on every
+    search row with no deadline (minutes past --timeout where a fold on every row is what did
+    not fit), and the metadata named the search rows as what it was trained on."""
+    import json
+    import time
+
+    import optuna
+
+    from trialfuse.driver import final_model
+    from trialfuse.driver.budget import Budget
+    from trialfuse.driver.table import Table
+    from trialfuse.driver.trial_records import FamilyResult
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(100, 2)), rng.normal(size=100)
+    sealed, rest = np.arange(80, 100), np.arange(80)
+
+    class Pool:  # a refit on every row takes 5 s here; one on a sample, no time
+        def __init__(self):
+            self.asked = []
+
+        def retrain(self, retrains, X_holdout):
+            self.asked.append([(r.train_rows, r.deadline) for r in retrains])
+            return [{"status": "error", "error": "DeadlineReached", "cut": True}
+                    if r.deadline is not None and r.train_rows is None and time.time() + 5 > r.deadline else
+                    {"status": "complete", "model_file": "model.txt", "predictions": y[sealed].tolist(), "rounds": 10,
+                     "seconds": 1.0, "train_rows": r.train_rows or len(rest)} for r in retrains]
+
+    winner = FamilyResult("lightgbm", best_params={}, best_trial=4, cv_score_mean=0.5, cv_score_folds=[0.5],
+                          best_rounds=[10], best_fold_seconds=[1.0], best_train_rows=30)
+    storage = optuna.storages.InMemoryStorage()
+    optuna.create_study(study_name="lightgbm", storage=storage)
+    table = Table(X, y, ["a", "b"], "y")
+    for budget, asked, sampled in ((None, [[(None, None)]], None),  # no --timeout: every row, however long
+                                   (Budget.starting_now(time.monotonic(), 60), [[(None, "set")]], None),
+                                   (Budget(time.monotonic() - 10, 3), [[(None, "set")], [(30, None)]], 30)):
+        pool, out = Pool(), tmp_path / str(budget)
+        chosen = final_model.plan(winner, storage, None, y[rest], 2, budget, refit=True)
+        assert final_model.train_and_save(pool, chosen, winner, table, rest, sealed, out, 0, budget)["winner"] == \
+            "lightgbm"
+        assert [[(rows, deadline and "set") for rows, deadline in call] for call in pool.asked] == asked
+        metadata = json.loads((out / "best_model" / "metadata.json").read_text())
+        assert (metadata["train_rows"], metadata["sampled_train_rows"]) == (80, sampled)

@@ -105,6 +105,24 @@ class WorkerContract:
         assert answer["status"] == "complete" and answer["rounds"] == 15
         assert (tmp_path / "model" / answer["model_file"]).is_file() and len(answer["predictions"]) == 20
 
+    def test_a_retrain_stops_at_its_deadline_or_trains_on_a_sample(self, worker, resident, tmp_path):
+        """`--refit` of a last-chance trial's model: on every row until a deadline (with none it
+        ran minutes past --timeout on a million rows), else on a sample as its folds had
+        (LightGBM on 20 rows: one value)."""
+        import time
+
+        worker.ask(resident, 1)
+        score_path = tmp_path / "score.npz"
+        np.savez(score_path, X=make_survivors(20, seed=1)[0])
+        sampled, whole, late = (worker.ask(protocol.retrain("lightgbm", LIGHTGBM, 15, str(tmp_path / name),
+                                                            str(score_path), 0, 1, train_rows=rows, deadline=deadline),
+                                           1)[0]
+                                for name, rows, deadline in (("a", 20, None), ("b", None, time.time() + 600),
+                                                             ("c", None, time.time() - 1)))
+        assert (sampled["train_rows"], whole["train_rows"]) == (20, 300)
+        assert len(set(sampled["predictions"])) == 1 < len(set(whole["predictions"]))
+        assert late["status"] == "error" and late["cut"] and not (tmp_path / "c").exists()
+
     def test_a_class_dataset_is_trained_scored_and_retrained_as_classes(self, worker, resident_classes, tmp_path):
         from sklearn.metrics import log_loss
 

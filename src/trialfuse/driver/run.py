@@ -189,7 +189,7 @@ def _compare_models(opts: RunOptions, reporter: Reporter, held: ExitStack) -> Ru
                                   ensembles=opts.ensemble, refit=opts.refit, task=table.task, folds=folds,
                                   families=models)
         reporter.stage(f"{chosen.work(len(rest))} and scoring the holdout")
-        final = final_model.train_and_save(pool, chosen, best, table, rest, sealed, out, opts.seed)
+        final = final_model.train_and_save(pool, chosen, best, table, rest, sealed, out, opts.seed, budget)
         warnings = early_warnings + final["warnings"]
         with ThreadPoolExecutor(max_workers=1) as beside:  # the probe and the explanation at once, on two workers
             probes = [beside.submit(_diagnostics, pool, f, out, opts.seed, reporter, budget)

@@ -96,10 +96,14 @@ def train_batch(jobs: list[TrainJob], fuse: Fuse) -> dict[str, Any]:
 
 
 def retrain(family: str, params: dict[str, Any], rounds: int | None, directory: str, score_path: str, seed: int,
-            threads: int, fold_files: list[str] | None = None) -> dict[str, Any]:
+            threads: int, fold_files: list[str] | None = None, train_rows: int | None = None,
+            deadline: float | None = None) -> dict[str, Any]:
+    """`train_rows`: train on a seeded sample of at most that many search rows (a sampled trial's
+    model); `deadline`: the wall time (time.time()) past which training stops (a `cut` answer)."""
     return {"command": RETRAIN, "dataset": SEARCH_ROWS, "family": family, "params": params, "rounds": rounds,
             "directory": directory, "score_path": score_path, "seed": seed, "threads": threads,
-            **({"fold_files": fold_files} if fold_files else {})}
+            **({"fold_files": fold_files} if fold_files else {}), **({"train_rows": train_rows} if train_rows else {}),
+            **({"deadline": deadline} if deadline is not None else {})}
 
 
 def diagnose(family: str, params: dict[str, Any], seed: int, threads: int, fold: int = 0,

@@ -1,18 +1,14 @@
-"""A device worker: the engine behind the protocol (`protocol.py`), and `trialfuse worker`,
-which serves it as JSON lines on stdin/stdout.
+"""A device worker's engine behind the protocol (`protocol.py`).
 
-`Server.handle` takes one command dict and returns its answer dicts in order; the
-stdin/stdout loop here and, later, a Ray actor host the same object. Torch and the model
-libraries load inside the worker, on first use, never in the driver.
+`Server.handle` takes one command dict and returns its answer dicts in order; `trialfuse
+worker` (stdio_host.py) serves it as JSON lines, a Ray actor (ray_host.py) as calls. Torch
+and the model libraries load inside the worker, on first use, never in the driver.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,12 +35,11 @@ class Dataset:
     task: Task = NUMBERS  # what y holds: numbers, or class codes 0..K-1
     categorical: tuple[int, ...] = ()  # columns of X that hold category codes (the rows' NPZ says)
 
-    def sample(self, train: np.ndarray, job: TrainJob) -> np.ndarray:
-        """The fold's training rows the job trains on: all, or a last-chance trial's sample (by class)."""
-        if job.train_rows is None:
-            return train
-        classes = self.y[train].astype(np.int64) if self.task.is_classification else None
-        return sampled(train, job.train_rows, job.seed, classes)
+    def sample(self, rows: np.ndarray, most: int | None, seed: int) -> np.ndarray:
+        """The rows a model trains on: all, or a last-chance trial's sample (by class)."""
+        if most is None:
+            return rows
+        return sampled(rows, most, seed, self.y[rows].astype(np.int64) if self.task.is_classification else None)
 
 
 class Server:
@@ -102,7 +97,7 @@ class Server:
                 return tuple(np.asarray(d[k], dtype=np.float64) for k in ("X_train", "y_train", "X_val", "y_val"))
         data = self.datasets[job.dataset]
         train, val = data.folds[job.fold]
-        train = data.sample(train, job)
+        train = data.sample(train, job.train_rows, job.seed)
         return data.X[train], data.y[train], data.X[val], data.y[val]
 
     def _task(self, job: TrainJob) -> Task:
@@ -121,7 +116,7 @@ class Server:
             if key not in self.prepared_folds:
                 data = self.datasets[job.dataset]
                 train, val = data.folds[job.fold]
-                train = data.sample(train, job)
+                train = data.sample(train, job.train_rows, job.seed)
                 self.prepared_folds[key] = module.prepare_fold(data.X, data.y, train, val, data.task, data.categorical)
             return self.prepared_folds[key]
         X_train, y_train, X_val, y_val = self._fold(job)
@@ -195,9 +190,9 @@ class Server:
         return _answer(job, result, module)
 
     def _retrain(self, command: dict[str, Any]) -> dict[str, Any]:
-        """Train on all rows of a resident dataset for a fixed round count, save natively, and
-        predict `score_path`'s X with the model read back from disk (the saved model's score)."""
-        from trialfuse.engine.families import family_module
+        """Train on a resident dataset's rows (or a sampled trial's as many) for a fixed round count, save
+        natively, and predict `score_path`'s X with the model read back from disk (the saved model's score)."""
+        from trialfuse.engine.families import DeadlineReached, family_module
 
         faults.strike(command["family"])
         if command.get("fold_files"):
@@ -205,9 +200,14 @@ class Server:
         data = self.datasets[str(command.get("dataset", protocol.SEARCH_ROWS))]
         module = family_module(command["family"])
         started = time.perf_counter()
-        fitted = module.fit(command["params"], data.X, data.y, device=self.device, threads=command.get("threads"),
-                            seed=int(command.get("seed", 0)), rounds=command.get("rounds"), task=data.task,
-                            categorical=data.categorical)
+        seed = int(command.get("seed", 0))
+        rows = data.sample(np.arange(len(data.y)), command.get("train_rows"), seed)  # a sampled trial's: as many
+        try:
+            fitted = module.fit(command["params"], data.X[rows], data.y[rows], device=self.device, seed=seed,
+                                threads=command.get("threads"), rounds=command.get("rounds"), task=data.task,
+                                categorical=data.categorical, deadline=command.get("deadline"))
+        except DeadlineReached as exc:
+            return protocol.error(f"DeadlineReached: {exc}", cut=True)
         directory = Path(command["directory"])
         directory.mkdir(parents=True, exist_ok=True)
         filename = module.save(fitted.model, directory)
@@ -215,7 +215,7 @@ class Server:
             X_score = np.asarray(d["X"], dtype=np.float64)
         predictions = data.task.probabilities(module.predict(module.load(directory / filename), X_score))
         return {"status": "complete", "model_file": filename, "predictions": predictions.tolist(),
-                "rounds": int(fitted.rounds_run), "seconds": time.perf_counter() - started}
+                "rounds": int(fitted.rounds_run), "seconds": time.perf_counter() - started, "train_rows": len(rows)}
 
     def _serve_folds(self, command: dict[str, Any]) -> dict[str, Any]:
         """The search's K fold models as the saved model: copied into `directory` (fold-<k>.<ext>)
@@ -323,43 +323,6 @@ def _lightgbm_cuda() -> bool:
     return lightgbm_trees.cuda_built()
 
 
-def serve(stdin=None, stdout=None) -> int:
-    """`trialfuse worker`: say ready, then answer each command line with one line per answer.
-    Anything a library prints while a job runs goes to stderr: stdout carries only protocol lines."""
-    stdin = stdin or sys.stdin
-    out = stdout or sys.stdout
-    _exit_with_parent()
-    server = Server()
-
-    def say(payload: dict) -> None:
-        out.write(json.dumps(payload, default=float) + "\n")
-        out.flush()
-
-    say({"status": protocol.READY, "device": server.device, **capabilities(server.device)})
-    for line in stdin:
-        if not line.strip():
-            continue
-        try:
-            command = json.loads(line)
-            if not isinstance(command, dict):
-                raise ValueError("a command is a JSON object")
-        except ValueError as exc:
-            say(protocol.error(f"unreadable command: {exc}"))
-            continue
-        with contextlib.redirect_stdout(sys.stderr):
-            answers = server.handle(command)
-        for answer in answers:
-            say(answer)
-        broken = next((a["error"] for a in answers if broken_cuda_context(a.get("error", ""))), None)
-        if broken:  # every later job on this GPU would fail too: its jobs are answered with the
-            sys.stderr.write(f"trialfuse worker: the CUDA context is broken ({broken}); exiting\n")
-            sys.stderr.flush()  # cause, then the worker exits and the pool starts a new one
-            os._exit(70)
-        if command.get("command") == protocol.SHUTDOWN:
-            return 0
-    return 0
-
-
 STICKY_CUDA_ERRORS = ("illegal memory access", "unspecified launch failure", "device-side assert",
                       "misaligned address", "illegal instruction", "uncorrectable ecc error")
 
@@ -369,19 +332,6 @@ def broken_cuda_context(error: str) -> bool:
     error, which every later kernel launch in the process reports again."""
     text = error.lower()
     return "cuda" in text and any(sticky in text for sticky in STICKY_CUDA_ERRORS)
-
-
-def _exit_with_parent() -> None:
-    """A worker must not outlive its driver, kill -9 included, even in the middle of a job:
-    a daemon thread watches the parent pid, which changes when the worker is re-parented."""
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _answer(job: TrainJob, result: FoldResult, module) -> dict[str, Any]:

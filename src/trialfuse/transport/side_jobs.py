@@ -36,8 +36,8 @@ class SharedWorkers(Protocol):
 
 @dataclass
 class Retrain:
-    """One model to train on all search rows for a fixed round count and save in `directory`
-    (or, with `fold_files`, the search's fold models to copy there)."""
+    """One model to train on all search rows (or `train_rows` of them) for a fixed round count and
+    save in `directory` (or, with `fold_files`, the search's fold models to copy there)."""
 
     family: str
     params: dict[str, Any]
@@ -46,6 +46,8 @@ class Retrain:
     seed: int
     seconds: float = 0.0  # its estimated time: the longest starts first when several share the workers
     fold_files: list[Path] | None = None  # served as these K fold models' mean instead: nothing is trained
+    train_rows: int | None = None  # trained on a sample of this many rows, as its trial's folds were
+    deadline: float | None = None  # the wall time past which its training stops: a `cut` answer
 
 
 def retrain(pool: SharedWorkers, models: list[Retrain], X_score: np.ndarray) -> list[dict[str, Any]]:
@@ -90,7 +92,8 @@ def _retrain_command(model: Retrain, worker: Worker, score_path: Path, alone: bo
     one_machine = alone and not worker.slot.node  # then it gets every core here
     threads = placement.usable_cores() if one_machine else worker.slot.threads
     return protocol.retrain(model.family, model.params, model.rounds, str(model.directory), str(score_path),
-                            model.seed, threads, [str(f) for f in model.fold_files] if model.fold_files else None)
+                            model.seed, threads, [str(f) for f in model.fold_files] if model.fold_files else None,
+                            model.train_rows, model.deadline)
 
 
 def diagnose(pool: SharedWorkers, family: str, params: dict[str, Any], seed: int,
