@@ -25,8 +25,8 @@ Folds = Annotated[int, typer.Option(help="K in K-fold cross-validation.")]
 Holdout = Annotated[float, typer.Option(help="Fraction of rows sealed away for the final score.")]
 Out = Annotated[Path | None, typer.Option(help="Run directory (default runs/<timestamp>).")]
 Seed = Annotated[int, typer.Option(help="Seed for splits, sampler and models.")]
-Devices = Annotated[str, typer.Option(help="auto, cpu, a CPU worker count, cuda:0,1 (plus CPU workers on the other "
-                                                  "cores), or an exact mix: cuda:0+cpu:6.")]
+Devices = Annotated[str, typer.Option(help="auto, cpu, a CPU worker count (2 or cpu:2), cuda:0,1 (plus CPU workers "
+                                                  "on the other cores), or an exact mix: cuda:0+cpu:6.")]
 Fuse = Annotated[str, typer.Option(help="NN models trained as one: auto (on a GPU), on, off, or at most N per "
                                          "batch.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or table.")]
@@ -152,11 +152,14 @@ def predict(
     if out:
         check_file_out(out, data, model_dir)
     warn = lambda line: typer.echo(f"warning: {line}", err=True)  # noqa: E731
-    frame = predict_table(model_dir, data, on_warning=warn)
-    if out:
-        frame.to_csv(out, index=False, float_format="%.17g")
-    else:
+    terminal = Console(stderr=True)  # a spinner where stderr is a terminal (a million rows take half a minute)
+    with terminal.status(f"reading {data} and predicting"):
+        frame = predict_table(model_dir, data, on_warning=warn)
+    if out is None:  # not under the spinner, which takes stdout over while it spins
         frame.to_csv(sys.stdout, index=False, float_format="%.17g")
+        return
+    with terminal.status(f"writing {len(frame):,} predictions to {out}"):
+        frame.to_csv(out, index=False, float_format="%.17g")
 
 
 @app.command()

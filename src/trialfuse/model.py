@@ -219,7 +219,8 @@ class Model:
                              "cv_score_mean": shown(t.value) if t.value is not None else np.nan,
                              "cv_score_sd": float(np.std(folds)) if len(folds) > 1 else np.nan,  # one fold: none
                              "holdout_score": holdout.get(family, np.nan) if t.number == best else np.nan,
-                             "seconds": trial_train_seconds(t), "params": _model_params(family, t),
+                             "seconds": trial_train_seconds(t) if "cv_score_folds" in t.user_attrs else np.nan,
+                             "params": _model_params(family, t),  # seconds: none where no fold came back (cut)
                              "_order": t.value if t.value is not None else -np.inf,
                              "_standing": STANDING.get(t.state.name, len(STANDING))})
         ensemble = self.record.ensemble

@@ -94,10 +94,11 @@ def test_an_exact_mix_and_the_cpu_forms(nvidia_smi, monkeypatch):
     assert describe(plan_workers("3")) == "cpu x 3" and plan_workers("3")[0].threads == 2
     assert len(plan_workers("cpu")) == 8 and len(plan_workers("auto")) == 8
     assert len(plan_workers("cuda:0+cpu:7")) == 8 and len(plan_workers("8")) == 8
+    assert plan_workers("cpu:3") == plan_workers("3") and plan_workers("CPU:1") == plan_workers("1")  # as in a mix
     for many, free in (("cuda:0+cpu:8", 7), ("9", 8)):  # more workers than cores only take turns
         with pytest.raises(UserError, match=re.escape(f"CPU workers on {free} CPU core(s) free for them")):
             plan_workers(many)
-    for bad in ("gpu please", "cuda:", "cuda:0+cpu", "cuda:0+gpu:2", "0"):
+    for bad in ("gpu please", "cuda:", "cuda:0+cpu", "cuda:0+gpu:2", "0", "cpu:0", "cpu:", "cpu:two"):
         with pytest.raises(UserError):
             plan_workers(bad)
 

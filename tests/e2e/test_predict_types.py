@@ -125,3 +125,40 @@ def test_class_labels_read_as_floats_name_their_columns_as_a_csv_writes_them():
     frame = prediction_frame(Task(Kind.BINARY, (0.0, 1.0)), np.array([[0.2, 0.8], [0.9, 0.1]]))
     assert list(frame.columns) == ["prediction", "probability_0", "probability_1"]
     assert frame["prediction"].tolist() == [1.0, 0.0] and frame["probability_1"].tolist() == [0.8, 0.1]
+
+
+def test_predict_to_stdout_with_a_terminal_on_stderr_writes_every_row_to_stdout(trained):
+    """The spinner that shows on a terminal while a million rows are read and predicted takes
+    stdout over while it spins: the CSV written under it went to the terminal, not the file."""
+    import os
+    import pty
+    import subprocess
+    import sys
+    import threading
+
+    from helpers import CLI_CODE
+
+    work, frame = trained
+    frame.drop(columns=[TARGET]).head(9).to_csv(work / "nine.csv", index=False)
+    ours, theirs = pty.openpty()
+    drained = threading.Thread(target=lambda: _drain(ours), daemon=True)  # a full terminal would block the spinner
+    drained.start()
+    with open(work / "out.csv", "w") as out:
+        proc = subprocess.run([sys.executable, "-c", CLI_CODE, "predict", str(work / "run"), str(work / "nine.csv")],
+                              stdout=out, stderr=theirs, stdin=subprocess.DEVNULL, timeout=120)
+    os.close(theirs)
+    drained.join(timeout=10)
+    assert proc.returncode == 0
+    assert len(pd.read_csv(work / "out.csv")) == 9
+
+
+def _drain(fd: int) -> None:
+    """Read a terminal's output until it closes, then close it."""
+    import os
+
+    try:
+        while os.read(fd, 4096):
+            pass
+    except OSError:  # the other end closed
+        pass
+    os.close(fd)

@@ -187,6 +187,7 @@ def test_the_leaderboard_ranks_finished_trials_above_pruned_and_failed_ones(fami
     assert np.isnan(board["cv_r2_sd"].iloc[1])  # one fold has no spread (it read 0.0)
     assert str(board["trial"].dtype) == "Int64" and all(type(t) is int for t in board["trial"].tolist())  # not 0.0
     assert board["cv_r2_mean"].iloc[1] > board["cv_r2_mean"].iloc[0]  # better so far, and still below
+    assert board["seconds"].iloc[0] > 0 and np.isnan(board["seconds"].iloc[2])  # no fold came back: not 0.0 s
 
 
 def test_a_holdout_of_few_rows_gets_a_warning(tmp_path):

@@ -71,7 +71,7 @@ def plan_workers(spec: str) -> list[Slot]:
     """Turn `--devices` into the workers to start.
 
     auto: every GPU plus CPU workers on the other cores (all cores if no GPU); cpu: one
-    worker per core; N: N CPU workers; cuda:IDS: those GPUs (indexes into
+    worker per core; N or cpu:N: N CPU workers; cuda:IDS: those GPUs (indexes into
     CUDA_VISIBLE_DEVICES where set) plus CPU workers on the other cores; cuda:IDS+cpu:N:
     that mix exactly (N may be 0).
     """
@@ -83,8 +83,9 @@ def plan_workers(spec: str) -> list[Slot]:
         return _mix(gpus, cores - len(gpus) if gpus else cores, cores)
     if text == "cpu":
         return _mix([], cores, cores)
-    if text.isdigit() and int(text) > 0:
-        return _mix([], _at_most_cores(int(text), cores, spec), cores)
+    count = text[4:] if text.startswith("cpu:") else text  # cpu:N, as in a mix, is N
+    if count.isdigit() and int(count) > 0:
+        return _mix([], _at_most_cores(int(count), cores, spec), cores)
     gpu_part, _, cpu_part = text.partition("+")
     if gpu_part.startswith("cuda:") and (not cpu_part or cpu_part.startswith("cpu:")):
         ids = [i.strip() for i in gpu_part[5:].split(",")]
@@ -93,7 +94,7 @@ def plan_workers(spec: str) -> list[Slot]:
             gpus = _pinned(ids, spec)
             return _mix(gpus, _at_most_cores(int(count), cores - len(gpus), spec) if cpu_part
                         else max(0, cores - len(gpus)), cores)
-    raise UserError(f"--devices must be auto, cpu, a worker count, cuda:IDS or cuda:IDS+cpu:N "
+    raise UserError(f"--devices must be auto, cpu, a worker count (N or cpu:N), cuda:IDS or cuda:IDS+cpu:N "
                     f"(e.g. cuda:0,1 or cuda:0+cpu:6), got {spec!r}")
 
 
