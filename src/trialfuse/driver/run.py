@@ -19,7 +19,7 @@ import pandas as pd
 
 from trialfuse.catalog import DEFAULT_MODELS, FAMILIES
 from trialfuse.driver import final_model, fingerprint, run_dir
-from trialfuse.driver.budget import Budget
+from trialfuse.driver.budget import Budget, say_seconds
 from trialfuse.driver.data_checks import copies_in_holdout
 from trialfuse.driver.devices import describe, idle_gpus_note, plan_workers
 from trialfuse.driver.explanation import explain_winner
@@ -76,6 +76,19 @@ def _workers(opts: RunOptions):
     return ray_workers.cluster_slots(), ray_workers.RayWorker
 
 
+READING_SHARE = 0.25  # of --timeout: reading the table past it is said
+
+
+def reading_note(data, seconds: float, timeout: float | None) -> list[str]:
+    """A line where reading the table ate a good part of the budget, which counts from the start
+    (a million-row CSV: 20 s of 60), and for a text file what reads faster."""
+    if not timeout or seconds < READING_SHARE * timeout:
+        return []
+    faster = ("; a Parquet copy of it reads in a fraction of that (pandas' to_parquet)"
+              if isinstance(data, (str, Path)) and Path(data).suffix.lower() in (".csv", ".tsv", ".txt") else "")
+    return [f"reading the table took {say_seconds(seconds)} of --timeout {timeout:g}s{faster}"]
+
+
 def sampled_note(best: FamilyResult, fold_rows: int) -> list[str]:
     """A line where the best trial trained each fold on a sample of its rows: a last-chance
     trial, where no trial on every row finished in time (scheduler.RESCUE_TRAIN_ROWS)."""
@@ -112,12 +125,13 @@ def _compare_models(opts: RunOptions, reporter: Reporter, held: ExitStack) -> Ru
 
     table = load_table(opts.data, opts.target, opts.keep_columns, search_rows, opts.task, opts.metric,
                        opts.class_weight)
+    read_seconds = time.monotonic() - run_started
     if hasattr(reporter, "task_decided"):
         reporter.task_decided(table.task, table.task_line)
     elif table.task_line:
         reporter.stage(table.task_line)
     early_warnings = [f"column {name!r} is not used: {why}" for name, why in table.identifiers.items()]
-    early_warnings += table.warnings
+    early_warnings += table.warnings + reading_note(opts.data, read_seconds, opts.timeout)
     for line in early_warnings:
         reporter.stage(line)
     slots, new_worker = _workers(opts)
