@@ -18,6 +18,7 @@ import pytest
 from trialfuse.catalog import FAMILIES
 from trialfuse.driver.budget import REPORT_SECONDS, Budget
 from trialfuse.driver.scheduler import RESCUE_TRAIN_ROWS, run_family_study, run_studies
+from trialfuse.driver.trial_records import counting
 from trialfuse.seeds import model_seed
 from trialfuse.task import Kind, Task
 from trialfuse.transport.fold_queue import FoldDone, FoldJob, TrialKey
@@ -173,6 +174,11 @@ def test_past_the_deadline_no_trial_starts_but_one_model_is_still_made():
     assert pool.train_rows == {complete[0].number: RESCUE_TRAIN_ROWS}
     assert complete[0].user_attrs["train_rows"] == RESCUE_TRAIN_ROWS
     assert result.status == "ok"
+    # a rerun with more time asks its settings on every row first; until then it does not use up --trials
+    [again] = [t for t in trials if t.state == optuna.trial.TrialState.WAITING]
+    assert again.user_attrs == {"retry_of": complete[0].number} and again.system_attrs["fixed_params"] == \
+        complete[0].params
+    assert complete[0] not in counting(trials)
 
 
 def test_past_the_deadline_a_family_with_nothing_to_show_is_skipped():

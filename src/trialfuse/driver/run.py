@@ -163,7 +163,8 @@ def _compare_models(opts: RunOptions, reporter: Reporter, held: ExitStack) -> Ru
         fingerprint.stamp(storage, models, search)
         kept = held_for_rerun(storage, models)
         if kept.finished or kept.again:
-            again = f"; {kept.again} cut short, to train again with their first seeds" if kept.again else ""
+            again = (f"; {kept.again} cut short or trained on a sample, to train again on every row first"
+                     if kept.again else "")
             reporter.stage(f"continuing the search in {shown(opts.storage or str(out))}: {kept.finished} trial(s) "
                            f"finished there{again}")
         data = run_dir.keep_frame(opts.data, out) if isinstance(opts.data, pd.DataFrame) else Path(opts.data)

@@ -18,6 +18,7 @@ import numpy as np
 import optuna
 
 from trialfuse.catalog import FAMILIES
+from trialfuse.driver import trial_records
 from trialfuse.driver.allocation import CostShares
 from trialfuse.driver.budget import Budget, final_seconds, finish_estimate, say_seconds, wall_time
 from trialfuse.driver.fold_verdicts import PRUNE_PEERS, InFlight, Outcome, judge, running_means, went_on
@@ -44,8 +45,7 @@ RESCUE_TRAIN_ROWS = 10_000  # a last-chance trial's training rows a fold (FLAML'
 
 
 def run_studies(families: list[str], storage: optuna.storages.BaseStorage, n_trials: int | None, folds: int,
-                seed: int,
-                pool: FoldPool, on_trial: Callable[[FamilyResult], None] | None = None,
+                seed: int, pool: FoldPool, on_trial: Callable[[FamilyResult], None] | None = None,
                 budget: Budget | None = None, must_start: bool = True, prune: bool = True,
                 out_of_fold: OutOfFold | None = None, portfolio: bool = True,
                 task: Task = NUMBERS) -> dict[str, FamilyResult]:
@@ -92,11 +92,10 @@ def run_family_study(family: str, storage: optuna.storages.BaseStorage, n_trials
 
 def _one_model_at_least(searches: list[FamilySearch], storage, settings: SearchSettings, pool: FoldPool,
                         on_trial, out_of_fold: OutOfFold | None, budget: Budget) -> dict[str, FamilyResult]:
-    """No trial finished by the deadline: one more of the quickest family not failed (by its
-    folds' measured time, else the catalog's cost), so the run still saves a model, until the
-    budget's last end (`Budget.last_end`), a fold on at most RESCUE_TRAIN_ROWS training rows
-    (validation rows whole): with no deadline and every row, a million rows' LightGBM trial
-    took a 60 s run to 303 s. A cut trial is asked again first (the known-good start, if so)."""
+    """No trial finished by the deadline: one more of the quickest family not failed (by its folds' time,
+    else the catalog's cost), so the run still saves a model, until `Budget.last_end`, a fold on at most
+    RESCUE_TRAIN_ROWS training rows (validation rows whole; with no deadline and every row, a million
+    rows' LightGBM trial took a 60 s run to 303 s); a rerun asks it again first, on every row."""
     candidates = [s for s in searches if s.failures_in_a_row < MAX_FAILURES_BEFORE_SKIP] or searches
     search = min(candidates, key=lambda s: (not s.fold_seconds, np.median(s.fold_seconds) if s.fold_seconds else 0,
                                             FAMILIES[s.family].cost))
@@ -105,6 +104,7 @@ def _one_model_at_least(searches: list[FamilySearch], storage, settings: SearchS
                           out_of_fold=out_of_fold)
     _drive([rescue], pool, budget, until=budget.last_end())
     result = rescue.finish()
+    trial_records.queue_sampled_again(rescue.study)
     result.stopped_by_budget = True
     result.seconds += search.result.seconds
     return {search.family: result}

@@ -126,6 +126,19 @@ def counting(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.Frozen
             and not any(key in t.user_attrs for key in UNCOUNTED)]
 
 
+def queue_sampled_again(study: optuna.Study) -> None:
+    """A last-chance trial that completed on a sample of each fold's rows (its `train_rows`) is
+    queued once more, for a rerun to train its settings on every row first; its retry, not it,
+    then counts toward the trial budget (`counting`). A retry is not queued again: a config
+    whose every run ends on a sample is not replayed forever."""
+    trials = study.get_trials(deepcopy=False)
+    queued = {t.user_attrs.get("retry_of") for t in trials}
+    for trial in trials:
+        if (trial.state == optuna.trial.TrialState.COMPLETE and "train_rows" in trial.user_attrs
+                and "retry_of" not in trial.user_attrs and trial.number not in queued):
+            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+
+
 def taken(study: optuna.Study) -> int:
     return len(counting(study.get_trials(deepcopy=False)))
 
