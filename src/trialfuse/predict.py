@@ -48,7 +48,8 @@ def read_as_trained(data: str | Path | pd.DataFrame, meta: dict, on_warning: Cal
     columns read as text, unseen values missing and counted to `on_warning`."""
     categories = meta.get("categories", {})
     used = set(meta["feature_names"]) | set(meta.get("dates", []))  # other columns may hold anything
-    frame, _ = read_frame(data, meta["target"], text_columns=list(categories), only=used)
+    frame, _ = read_frame(data, meta["target"], text_columns=list(categories), only=used,
+                          date_columns=meta.get("dates", []))
     if len(frame) == 0:
         raise UserError(f"table {'(the DataFrame)' if isinstance(data, pd.DataFrame) else data} has no rows")
     unseen: dict[str, int] = {}

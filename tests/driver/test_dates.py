@@ -121,3 +121,25 @@ def test_dates_that_new_rows_spell_otherwise_are_counted_and_said():
     _, X = read_as_trained(rows, meta, said.append)
     assert said == ["column 'noted': 2 value(s) not read as dates, treated as missing"]
     assert np.isnan(X[1:, table.feature_names.index("noted.month")]).all()
+
+
+def test_numbers_where_dates_were_trained_are_said_and_a_json_files_epoch_dates_read_as_dates(tmp_path):
+    """Epoch microseconds given for a date column read as nanoseconds: every date in January 1970
+    and predictions off by 0.19, nothing said. `to_json` writes dates as epoch milliseconds, and
+    a JSON file's date column is the model's: read as dates."""
+    from trialfuse.predict import read_as_trained
+
+    frame = frame_with_dates()
+    table = load_table(frame, "y")
+    meta = {"target": "y", "feature_names": table.feature_names, "categories": table.categories,
+            "dates": table.dates}
+    rows = frame.drop(columns="y").head(5)
+    _, expected = read_as_trained(rows, meta)
+    said: list[str] = []
+    _, X = read_as_trained(rows.assign(when=rows["when"].astype("datetime64[us]").astype("int64")), meta, said.append)
+    assert said == ["column 'when': 5 value(s) not read as dates, treated as missing"]
+    assert np.isnan(X[:, table.feature_names.index("when.month")]).all()
+    rows.to_json(tmp_path / "rows.json", orient="records", double_precision=15)
+    assert '"when":1' in (tmp_path / "rows.json").read_text()  # epoch milliseconds
+    _, from_json = read_as_trained(tmp_path / "rows.json", meta)
+    np.testing.assert_allclose(from_json, expected, rtol=1e-12)  # JSON rounds the floats in their last digit

@@ -101,8 +101,9 @@ OFFSET = r"^(.*\d:\d\d[:.\d]*)(?:Z|[+-]\d{2}(?::?\d{2})?)$"
 def _parsed(column: pd.Series) -> pd.Series:
     """The column as naive timestamps at their own wall-clock time (the hour and day a person
     there saw): a zone-aware one's local time, text as ISO 8601 with any offset dropped, Python
-    dates as they are; anything else missing. Any resolution pandas gives (a 9999-12-31
-    sentinel needs microseconds)."""
+    dates as they are; anything else missing: a number is no date (pandas reads one as epoch
+    nanoseconds: epoch microseconds given for a date column put every row in January 1970). Any
+    resolution pandas gives (a 9999-12-31 sentinel needs microseconds)."""
     if pd.api.types.is_datetime64_any_dtype(column):
         stamps = column
     elif column.map(lambda v: isinstance(v, str), na_action="ignore").all():
@@ -110,7 +111,8 @@ def _parsed(column: pd.Series) -> pd.Series:
         stamps = pd.to_datetime(text, errors="coerce", format="ISO8601")
     else:  # Python dates or datetimes, each at its own wall clock
         stamps = pd.to_datetime(column.map(lambda v: v.replace(tzinfo=None) if isinstance(v, datetime.datetime)
-                                           else v, na_action="ignore"), errors="coerce")
+                                           else v if isinstance(v, (datetime.date, str)) else None,
+                                           na_action="ignore"), errors="coerce")
     if getattr(stamps.dt, "tz", None) is not None:
         stamps = stamps.dt.tz_localize(None)
     return stamps

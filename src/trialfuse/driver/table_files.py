@@ -43,11 +43,14 @@ NESTED_TYPES = (list, tuple, set, dict, np.ndarray)  # a Parquet list column, a 
 
 
 def read_frame(path: str | Path | pd.DataFrame, target: str | None = None,
-               text_columns: list[str] | None = None, only: set[str] | None = None) -> tuple[pd.DataFrame, str | None]:
+               text_columns: list[str] | None = None, only: set[str] | None = None,
+               date_columns: list[str] | None = None) -> tuple[pd.DataFrame, str | None]:
     """Read any supported file into a DataFrame (a DataFrame is taken as it is); NPZ's `y`
     array is named `target`. `text_columns` are read as text where the format guesses types
     (CSV): a category column whose values in this file all look like numbers ("7", "02134")
-    keeps them as written. `only`: the columns whose values matter (see numbers_as_numbers)."""
+    keeps them as written. `only`: the columns whose values matter (see numbers_as_numbers).
+    `date_columns`: a model's date columns, which JSON holds as epoch times (`to_json` writes
+    milliseconds), read as dates."""
     if isinstance(path, pd.DataFrame):
         frame = numbers_as_numbers(path.copy(), target, text_columns, only)
         for name in text_columns or []:  # numbers in a category column read as the text they were trained as
@@ -69,10 +72,8 @@ def read_frame(path: str | Path | pd.DataFrame, target: str | None = None,
             frame = _read_csv(path, text_columns)
         elif kind == "Parquet":
             frame = pd.read_parquet(path)
-        elif kind == "JSON":
-            frame = pd.read_json(path, orient="records")
-        elif kind == "JSON lines":
-            frame = pd.read_json(path, orient="records", lines=True)
+        elif kind in ("JSON", "JSON lines"):
+            frame = pd.read_json(path, orient="records", lines=kind == "JSON lines", convert_dates=date_columns or True)
         else:
             frame, target = _read_npz(path, target)
     except UserError:
