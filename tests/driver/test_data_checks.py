@@ -112,6 +112,31 @@ def test_interval_classes_are_their_text_and_a_frame_of_intervals_is_kept(tmp_pa
     assert kept["band"].tolist()[:3] == frame["band"].astype(str).tolist()[:3]
 
 
+def test_a_sparse_column_is_kept_and_coded_as_its_values(tmp_path):
+    """pyarrow refuses a pandas Sparse column with a TypeError: a raw traceback out of
+    `trialfuse.fit`, after the study was stamped (the rerun into that folder then refused)."""
+    from trialfuse.driver.run_dir import keep_frame
+
+    x = RNG.normal(size=200)
+    mostly_zero = np.where(RNG.random(200) < 0.1, x, 0.0)
+    frame = pd.DataFrame({"a": x, "sp": pd.arrays.SparseArray(mostly_zero), "y": x + mostly_zero})
+    kept = pd.read_parquet(keep_frame(frame, tmp_path))
+    assert kept["sp"].dtype == np.float64 and np.array_equal(kept["sp"].to_numpy(), mostly_zero)
+    table = load_table(frame, "y")
+    assert np.array_equal(table.X[:, table.feature_names.index("sp")], mostly_zero)
+
+
+def test_new_rows_with_a_feature_column_twice_are_refused_by_that_name():
+    """A DataFrame given to predict with a needed column twice: "was numeric in training but is
+    not numeric here" (two columns read as one); another column twice is nobody's business."""
+    from trialfuse.driver.table import encode_features
+
+    rows = pd.DataFrame([[1.0, 2.0, 3.0, 4.0]], columns=["num", "b", "num", "other"])
+    with pytest.raises(UserError, match=r"^the table: column name\(s\) 'num' appear twice; rename one$"):
+        encode_features(rows, ["num", "b"], {})
+    assert encode_features(pd.DataFrame([[1.0, 2.0, 3.0]], columns=["num", "x", "x"]), ["num"], {}).tolist() == [[1.0]]
+
+
 def test_dates_with_a_stray_word_are_dates_and_other_spellings_are_named():
     """Every 100th date "unknown": the column became 255 text levels (holdout R² -0.018 where the
     dates gave 0.988), as did dates written 05/01/2020, with nothing said."""

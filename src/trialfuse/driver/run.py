@@ -144,6 +144,7 @@ def _compare_models(opts: RunOptions, reporter: Reporter, held: ExitStack) -> Ru
         for earlier in (run_dir.EXPLAIN, run_dir.REPORT):  # a rerun's explanation and report are its own, or none
             (out / earlier).unlink(missing_ok=True)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        data = run_dir.keep_frame(opts.data, out) if isinstance(opts.data, pd.DataFrame) else Path(opts.data)
 
         rest, sealed = holdout_split(table.rows, opts.holdout, opts.seed, table.task.strata(table.y))
         few = [f"the holdout has {len(sealed)} rows: its score is a rough guide, not a measure"] \
@@ -167,7 +168,6 @@ def _compare_models(opts: RunOptions, reporter: Reporter, held: ExitStack) -> Ru
                      if kept.again else "")
             reporter.stage(f"continuing the search in {shown(opts.storage or str(out))}: {kept.finished} trial(s) "
                            f"finished there{again}")
-        data = run_dir.keep_frame(opts.data, out) if isinstance(opts.data, pd.DataFrame) else Path(opts.data)
         run_dir.write_json(out / run_dir.HOLDOUT, {"holdout_rows": sealed, "seed": opts.seed, "fraction": opts.holdout})
         out_of_fold = (OutOfFold(out, folds, running=running_trials(storage, models))
                        if opts.ensemble or not opts.refit else None)

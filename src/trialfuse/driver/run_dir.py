@@ -17,6 +17,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
+import pandas as pd
+
 from trialfuse.driver.table_files import as_text
 from trialfuse.errors import UserError
 from trialfuse.testing import faults
@@ -107,6 +109,9 @@ def keep_frame(frame, out: Path) -> Path:
 
     path = out / DATA
     unheld = (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError, pyarrow.ArrowNotImplementedError)
+    sparse = [name for name, dtype in frame.dtypes.items() if isinstance(dtype, pd.SparseDtype)]
+    if sparse:  # pyarrow refuses them with a TypeError: their values as plain columns
+        frame = frame.astype({name: frame[name].dtype.subtype for name in sparse})
     try:
         frame.to_parquet(path, index=False)
     except unheld:

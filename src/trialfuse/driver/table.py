@@ -253,6 +253,7 @@ def encode_features(frame: pd.DataFrame, feature_names: list[str], categories: d
     if missing:
         shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
         raise UserError(f"table lacks {len(missing)} feature column(s) the model needs: {shown}")
+    _unique_names(frame.loc[:, frame.columns.isin(needed)], "the table", "")  # a name twice read as "not numeric"
     frame = date_parts.expand(frame, dates or [], unseen)
     out = np.empty((len(frame), len(feature_names)), dtype=np.float64)
     for j, name in enumerate(feature_names):
