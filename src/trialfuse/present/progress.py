@@ -42,6 +42,8 @@ class RichReporter:
     def __exit__(self, *exc) -> None:
         self._stopped.set()
         self.live.stop()
+        if not self.console.is_terminal:  # rich ends the display's last line on a terminal only: an error
+            self.console.line()  # printed next, into a log file, joined it
 
     def watch(self, activity: Callable[[], list[tuple[str, str]]]) -> None:
         """Show the workers' activity, read twice a second until the run ends."""
