@@ -167,12 +167,18 @@ def explain(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run directory (holding results.json).")],
     table: Annotated[Path | None, typer.Option(help="Explain on these rows (with the target column) instead of "
                                                     "the run's holdout.")] = None,
+    seconds: Annotated[float | None, typer.Option(help="The most it may take (default 120): parts that do not fit "
+                                                       "are left out, and none at all is an error saying what "
+                                                       "would.")] = None,
 ) -> None:
     """Explain RUN_DIR's winner again (explain.json, the report's "The winner"), on new rows if given."""
     from trialfuse.driver.run_dir import EXPLAIN, read_json
-    from trialfuse.explain import explain_run
+    from trialfuse.explain import LIMIT_SECONDS, explain_run
 
-    page = explain_run(run_dir, table, on_warning=lambda line: typer.echo(f"warning: {line}", err=True))
+    if seconds is not None and seconds <= 0:
+        raise UserError(f"--seconds must be more than 0, got {seconds:g}")
+    page = explain_run(run_dir, table, on_warning=lambda line: typer.echo(f"warning: {line}", err=True),
+                       limit=seconds or LIMIT_SECONDS)
     found = read_json(run_dir / EXPLAIN)
     top = ", ".join(f"{f['name']} {f['permutation_drop']:.3g}" for f in found["features"][:5])
     typer.echo(f"explained on {found['rows_from']}; how much the {found['metric']} worsens when one feature is "

@@ -2,6 +2,7 @@
 run's sealed holdout or on new rows that carry the target, and the report rebuilt with it."""
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,19 +13,22 @@ from trialfuse.driver import run_dir
 from trialfuse.driver.data_checks import row_keys
 from trialfuse.driver.explanation import NOT_EXPLAINED, record
 from trialfuse.driver.run_record import RunRecord
-from trialfuse.engine.importance import explain
+from trialfuse.engine.importance import OutOfTime, explain
 from trialfuse.engine.saved_model import SavedModel
-from trialfuse.errors import UserError, warn_data
+from trialfuse.errors import RunFailed, UserError, warn_data
 from trialfuse.predict import read_as_trained
 from trialfuse.present.report import build_report
 from trialfuse.task import Task
 
+LIMIT_SECONDS = 120.0  # the most `trialfuse explain` takes by default: 8,000 columns' least took about an hour
+
 
 def explain_run(out: str | Path, table: str | Path | pd.DataFrame | None = None,
-                on_warning: Callable[[str], None] = warn_data) -> Path:
+                on_warning: Callable[[str], None] = warn_data, limit: float | None = LIMIT_SECONDS) -> Path:
     """Write explain.json for the run in `out` and rebuild its report; returns the report's path.
     `table`: rows with the target to explain on (a file or a DataFrame; `on_warning` hears what
-    predict would say of them); None: the sealed holdout."""
+    predict would say of them); None: the sealed holdout. Within `limit` seconds (None: no limit):
+    parts that do not fit are left out, and RunFailed where not even the least explanation fits."""
     out = Path(out)
     if not (out / run_dir.RESULTS).is_file():
         raise UserError(f"{out} is not a finished run directory (no {run_dir.RESULTS})")
@@ -54,7 +58,12 @@ def explain_run(out: str | Path, table: str | Path | pd.DataFrame | None = None,
         rows_from = f"the sealed holdout ({len(rows)} rows), after its one score"
     if len(rows) < 2:
         raise UserError(f"{source} has fewer than 2 rows with a target value to explain on")
-    found = explain(SavedModel(model_dir, metadata), X[rows], y[rows], metadata["feature_names"], results.seed)
+    try:
+        found = explain(SavedModel(model_dir, metadata), X[rows], y[rows], metadata["feature_names"], results.seed,
+                        limit=limit)
+    except OutOfTime as exc:
+        wait = f"; --seconds {math.ceil(exc.needs * 1.2)} waits for it" if exc.needs else ""
+        raise RunFailed(f"no explanation within {limit:g} s: {exc}{wait}") from None
     record(out, found, rows_from, on_holdout=not given)
     if not given and any(w.startswith(NOT_EXPLAINED) for w in results.warnings):  # the run's own, mended now
         results.warnings = [w for w in results.warnings if not w.startswith(NOT_EXPLAINED)]

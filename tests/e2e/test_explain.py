@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -30,6 +31,16 @@ def test_a_run_explains_its_winner_on_the_holdout(tree_run):
     assert '<section id="winner">' in page
     for image in ("winner_fit", "winner_importance", "winner_partial_dependence"):
         assert f"report_files/{image}.png" in page and (tree_run / "report_files" / f"{image}.png").is_file()
+
+
+def test_explain_holds_its_time_limit_and_says_what_would_fit(tree_run):
+    """`trialfuse explain` had no limit: a run's warning sent the user to it, and on 8,000
+    columns it ran about an hour, saying nothing."""
+    proc = cli("explain", tree_run, "--seconds", "0.001")
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("trialfuse: error: no explanation within 0.001 s: ") and \
+        re.search(r"; --seconds \d+ waits for it$", proc.stderr.strip()), proc.stderr
+    assert cli("explain", tree_run, "--seconds", "0").returncode == 2
 
 
 def test_explain_on_new_rows_rebuilds_the_report(tree_run, survivors_csv, tmp_path):

@@ -135,3 +135,18 @@ def test_where_not_even_permutation_importance_fits_there_is_no_explanation():
     with pytest.raises(OutOfTime, match=r"permutation importance on 100 rows needs about 0\.[34] s"):
         explain(model, X, X.sum(axis=1), [f"x{j}" for j in range(8)], limit=0.5)
     assert time.perf_counter() - started < 0.5
+
+
+def test_permutation_importance_stops_once_its_calls_say_it_would_not_end_in_time():
+    """Its estimate is one prediction's cost per row; a wide table's shuffled copies cost more
+    than their predictions (8,000 columns: about an hour where 10 minutes were estimated), and
+    `trialfuse explain` ran on, saying nothing."""
+    from trialfuse.engine.importance import permutation_importance
+
+    X = np.random.default_rng(0).standard_normal((100, 80))
+    model = _SlowLinear(np.ones(80), per_call=0.05, per_row=0.0)  # the base call and 10 of 8 features: 0.55 s
+    started = time.perf_counter()
+    with pytest.raises(OutOfTime, match=r"permutation importance on 100 rows needs about 0\.[4-7] s") as caught:
+        permutation_importance(model.predict, X, X.sum(axis=1), np.random.default_rng(0), seconds=0.2)
+    assert time.perf_counter() - started < 0.35 and 0.4 < caught.value.needs < 0.8
+    permutation_importance(model.predict, X, X.sum(axis=1), np.random.default_rng(0), seconds=2.0)  # fits

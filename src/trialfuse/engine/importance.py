@@ -52,20 +52,34 @@ SHAP_PER_PREDICTION = 100  # TreeSHAP's cost per row, in predictions of a row, a
 
 
 class OutOfTime(Exception):
-    """Not even the least explanation (permutation importance on MIN_ROWS rows) fits the time left."""
+    """Not even the least explanation (permutation importance on MIN_ROWS rows) fits the time left;
+    `needs`: about how many seconds it would take, where that is known."""
+
+    def __init__(self, message: str, needs: float | None = None):
+        super().__init__(message)
+        self.needs = needs
 
 
 def permutation_importance(predict, X: np.ndarray, y: np.ndarray, rng: np.random.Generator,
-                           repeats: int = REPEATS, score=NUMBERS.score) -> tuple[np.ndarray, np.ndarray]:
+                           repeats: int = REPEATS, score=NUMBERS.score,
+                           seconds: float = math.inf) -> tuple[np.ndarray, np.ndarray]:
     """Per feature, the mean and spread of the drop in `score` (higher is better: the run's
     search metric, R² by default) when its values are shuffled
     (what sklearn.inspection.permutation_importance computes), with the shuffled copies of
     several features predicted in one call: a model's fixed cost per call (a tree
-    ensemble's is milliseconds per member) is paid 8 times instead of 186."""
+    ensemble's is milliseconds per member) is paid 8 times instead of 186. OutOfTime as soon as
+    the calls so far say the whole would not end within `seconds` (a wide table's copies cost
+    more than their predictions: 8,000 columns ran 5 times the estimate)."""
+    started = time.perf_counter()
     base = score(y, predict(X))
+    based = time.perf_counter()
     n, width = X.shape
     drops = np.empty((width, repeats))
     for start in range(0, width, FEATURES_PER_CALL):
+        needs = based - started + (time.perf_counter() - based) * width / max(start, 1)
+        if start and needs > seconds:
+            raise OutOfTime(f"permutation importance on {n} rows needs about {needs:.1f} s, {seconds:.1f} s for it",
+                            needs)
         features = range(start, min(width, start + FEATURES_PER_CALL))
         copies = np.repeat(X[None], len(features) * repeats, axis=0)  # [copies, rows, features]
         for i, j in enumerate(features):
@@ -122,7 +136,8 @@ def explain(model: SavedModel, X: np.ndarray, y: np.ndarray, feature_names: list
     small = _seconds(lambda: model.predict(X[:MIN_ROWS]))  # one call's fixed cost shows at few rows
     plot_seconds = max(small, tiny + max(0.0, small - tiny) * (len(y) - TINY_ROWS) / (MIN_ROWS - TINY_ROWS))
     if plot_seconds > left():
-        raise OutOfTime(f"predicting the {len(y)} plotted rows needs about {plot_seconds:.1f} s, {left():.1f} s left")
+        raise OutOfTime(f"predicting the {len(y)} plotted rows needs about {plot_seconds:.1f} s, {left():.1f} s left",
+                        plot_seconds * 2 + (time.perf_counter() - started))  # and permutation importance after
     started_plot = time.perf_counter()
     predicted = model.predict(X)
     per_row = max(0.0, time.perf_counter() - started_plot - small) / max(1, len(y) - MIN_ROWS)
@@ -143,10 +158,12 @@ def explain(model: SavedModel, X: np.ndarray, y: np.ndarray, feature_names: list
     copies = len(feature_names) * REPEATS + 1  # predictions of each row
     rows["permutation"] = n = within("permutation", calls, per_row * copies / calls, per_call, SAMPLE_ROWS)
     if n == 0:
+        needs = calls * per_call + per_row * MIN_ROWS * copies + (time.perf_counter() - started)
         raise OutOfTime(f"permutation importance on {MIN_ROWS} rows needs about "
-                        f"{calls * per_call + per_row * MIN_ROWS * copies:.1f} s, {left():.1f} s left")
+                        f"{needs - (time.perf_counter() - started):.1f} s, {left():.1f} s left", needs)
     task = model.task
-    importance_mean, importance_std = permutation_importance(model.predict, X[:n], y[:n], rng, score=task.score)
+    importance_mean, importance_std = permutation_importance(model.predict, X[:n], y[:n], rng, score=task.score,
+                                                             seconds=left())
     shap_mean = None
     if model.has_contributions and per_call + PROBE_ROWS * per_row * SHAP_PER_PREDICTION <= MARGIN * left():
         probe_started = time.perf_counter()
