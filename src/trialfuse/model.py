@@ -178,6 +178,9 @@ class Model:
                             index=predicted.index)  # the probability columns follow `prediction`, in class order
 
     def _predicted(self, data) -> pd.DataFrame:
+        if not isinstance(data, str | Path | pd.DataFrame) and not self._fit_on_an_array:
+            raise UserError("the model was fit on named columns (a file or a DataFrame): give predict a DataFrame "
+                            "with them, not an array (its columns would be x0, x1, ...)")
         frame = Path(data) if isinstance(data, str | Path) else self._by_position(data) \
             if isinstance(data, pd.DataFrame) else as_features(data)  # an array: x0, x1, ... as fit named them
         predicted = predict_table(self.run_dir, frame)

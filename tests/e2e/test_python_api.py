@@ -190,6 +190,14 @@ def test_the_leaderboard_ranks_finished_trials_above_pruned_and_failed_ones(fami
     assert board["seconds"].iloc[0] > 0 and np.isnan(board["seconds"].iloc[2])  # no fold came back: not 0.0 s
 
 
+def test_an_array_given_to_a_model_fit_on_named_columns_is_refused_saying_so(family_run):
+    """It read "table lacks 62 feature column(s) the model needs: f00, ..." (an array's columns are
+    x0, x1, ...), which named no way out."""
+    model = trialfuse.load(family_run("lightgbm")[0])
+    with pytest.raises(UserError, match="fit on named columns .*: give predict a DataFrame with them, not an array"):
+        model.predict(np.zeros((3, 62)))
+
+
 def test_a_holdout_of_few_rows_gets_a_warning(tmp_path):
     """120 rows: the holdout's 24 rows give a score that one row moves far."""
     import gc
