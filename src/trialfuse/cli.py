@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from trialfuse.catalog import DEFAULT_MODELS, FAMILIES
 from trialfuse.errors import RunFailed, UserError
@@ -153,12 +154,12 @@ def predict(
         check_file_out(out, data, model_dir)
     warn = lambda line: typer.echo(f"warning: {line}", err=True)  # noqa: E731
     terminal = Console(stderr=True)  # a spinner where stderr is a terminal (a million rows take half a minute)
-    with terminal.status(f"reading {data} and predicting"):
+    with terminal.status(f"reading {escape(str(data))} and predicting"):
         frame = predict_table(model_dir, data, on_warning=warn)
     if out is None:  # not under the spinner, which takes stdout over while it spins
         frame.to_csv(sys.stdout, index=False, float_format="%.17g")
         return
-    with terminal.status(f"writing {len(frame):,} predictions to {out}"):
+    with terminal.status(f"writing {len(frame):,} predictions to {escape(str(out))}"):
         frame.to_csv(out, index=False, float_format="%.17g")
 
 
@@ -175,10 +176,8 @@ def explain(
     from trialfuse.driver.run_dir import EXPLAIN, read_json
     from trialfuse.explain import LIMIT_SECONDS, explain_run
 
-    if seconds is not None and seconds <= 0:
-        raise UserError(f"--seconds must be more than 0, got {seconds:g}")
     page = explain_run(run_dir, table, on_warning=lambda line: typer.echo(f"warning: {line}", err=True),
-                       limit=seconds or LIMIT_SECONDS)
+                       limit=LIMIT_SECONDS if seconds is None else seconds)
     found = read_json(run_dir / EXPLAIN)
     top = ", ".join(f"{f['name']} {f['permutation_drop']:.3g}" for f in found["features"][:5])
     typer.echo(f"explained on {found['rows_from']}; how much the {found['metric']} worsens when one feature is "

@@ -12,8 +12,9 @@ class UserError(ValueError):
 
 
 class RunFailed(RuntimeError):
-    """A run that trained but saved no model (every family failed, or none finished within
-    `--timeout`): one line and exit code 1; the study keeps what was tried for a rerun."""
+    """Work that ran but could not end in what it makes: a run that saved no model (every family
+    failed, or none finished within `--timeout`; the study keeps what was tried for a rerun), an
+    explanation that does not fit its limit. One line and exit code 1."""
 
 
 class DataWarning(UserWarning):

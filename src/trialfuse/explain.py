@@ -30,6 +30,8 @@ def explain_run(out: str | Path, table: str | Path | pd.DataFrame | None = None,
     predict would say of them); None: the sealed holdout. Within `limit` seconds (None: no limit):
     parts that do not fit are left out, and RunFailed where not even the least explanation fits."""
     out = Path(out)
+    if limit is not None and not limit > 0:
+        raise UserError(f"the explanation's time limit (--seconds) must be more than 0, got {limit:g}")
     if not (out / run_dir.RESULTS).is_file():
         raise UserError(f"{out} is not a finished run directory (no {run_dir.RESULTS})")
     results = RunRecord.read(out)
@@ -62,8 +64,9 @@ def explain_run(out: str | Path, table: str | Path | pd.DataFrame | None = None,
         found = explain(SavedModel(model_dir, metadata), X[rows], y[rows], metadata["feature_names"], results.seed,
                         limit=limit)
     except OutOfTime as exc:
-        wait = f"; --seconds {math.ceil(exc.needs * 1.2)} waits for it" if exc.needs else ""
-        raise RunFailed(f"no explanation within {limit:g} s: {exc}{wait}") from None
+        wait = f"about {math.ceil(exc.needs * 1.2)} s" if exc.needs else "a longer one"
+        raise RunFailed(f"no explanation within {limit:g} s: {exc}; a limit of {wait} (--seconds, or "
+                        "seconds= in Python) waits for it") from None
     record(out, found, rows_from, on_holdout=not given)
     if not given and any(w.startswith(NOT_EXPLAINED) for w in results.warnings):  # the run's own, mended now
         results.warnings = [w for w in results.warnings if not w.startswith(NOT_EXPLAINED)]

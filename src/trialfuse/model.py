@@ -242,14 +242,15 @@ class Model:
             "cv_score_mean": f"cv_{self.task.metric_name}_mean", "cv_score_sd": f"cv_{self.task.metric_name}_sd",
             "holdout_score": f"holdout_{self.task.metric_name}"})
 
-    def explain(self, data: pd.DataFrame | str | Path | None = None, seconds: float = 120.0) -> dict[str, pd.DataFrame]:
-        """The winner explained (as `trialfuse explain`, within `seconds`): on the run's sealed holdout,
-        or on `data` (rows with the target). DataFrames: `importance` (per feature, the drop in the search
-        metric when shuffled and the mean |SHAP| where the members are trees) and
+    def explain(self, data: pd.DataFrame | str | Path | None = None,
+                seconds: float | None = None) -> dict[str, pd.DataFrame]:
+        """The winner explained (as `trialfuse explain`, within `seconds`, 120 by default): on the run's
+        sealed holdout, or on `data` (rows with the target). DataFrames: `importance` (per feature, the
+        drop in the search metric when shuffled and the mean |SHAP| where the members are trees) and
         `partial_dependence` (the top features' average prediction over a grid)."""
-        from trialfuse.explain import explain_run
+        from trialfuse.explain import LIMIT_SECONDS, explain_run
 
-        explain_run(self.run_dir, data, limit=seconds)
+        explain_run(self.run_dir, data, limit=LIMIT_SECONDS if seconds is None else seconds)
         found = run_dir.read_json(self.run_dir / run_dir.EXPLAIN)
         importance = pd.DataFrame(found["features"])
         curves = pd.DataFrame([{"feature": c["feature"], "value": v, "average": a}

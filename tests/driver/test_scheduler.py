@@ -181,6 +181,19 @@ def test_past_the_deadline_no_trial_starts_but_one_model_is_still_made():
     assert complete[0] not in counting(trials)
 
 
+def test_a_last_chance_trial_where_every_fold_is_smaller_than_the_sample_is_no_sample():
+    """A 3,000-row table: the trial was recorded as trained on 10,000 rows a fold, its metadata
+    said so beside 2,400 training rows, and a rerun trained the same trial again."""
+    pool = FakePool()
+    result, trials = search(pool, budget=Budget(end=time.monotonic(), seconds=10), must_start=True, rows=3000)
+    [complete] = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert pool.train_rows == {complete.number: None} and "train_rows" not in complete.user_attrs
+    assert not [t for t in trials if t.state == optuna.trial.TrialState.WAITING] and result.status == "ok"
+    _, trials = search(FakePool(), budget=Budget(end=time.monotonic(), seconds=10), must_start=True, rows=16_000)
+    [complete] = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert complete.user_attrs["train_rows"] == RESCUE_TRAIN_ROWS  # 10,667 training rows a fold: sampled
+
+
 def test_past_the_deadline_a_family_with_nothing_to_show_is_skipped():
     result, trials = search(FakePool(), budget=Budget(end=0.0, seconds=10), must_start=False)
     assert trials == [] and result.status == "skipped" and result.stopped_by_budget

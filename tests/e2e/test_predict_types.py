@@ -162,3 +162,13 @@ def _drain(fd: int) -> None:
     except OSError:  # the other end closed
         pass
     os.close(fd)
+
+
+def test_a_file_name_rich_would_read_as_markup_is_predicted(trained):
+    """The spinner's text is rich markup: a path `q[/1].csv` (a folder `q[`) raised MarkupError."""
+    work, frame = trained
+    (work / "q[").mkdir(exist_ok=True)
+    frame.drop(columns=[TARGET]).head(3).to_csv(work / "q[" / "1].csv", index=False)
+    proc = cli("predict", work / "run", work / "q[" / "1].csv", "--out", work / "p[red].csv")
+    assert proc.returncode == 0, proc.stderr
+    assert len(pd.read_csv(work / "p[red].csv")) == 3

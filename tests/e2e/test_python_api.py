@@ -198,6 +198,16 @@ def test_an_array_given_to_a_model_fit_on_named_columns_is_refused_saying_so(fam
         model.predict(np.zeros((3, 62)))
 
 
+def test_a_rerun_refused_for_another_dataframe_keeps_the_runs_own_table(tmp_path):
+    """The DataFrame was written into the run directory before the rerun's check: a refused
+    rerun replaced data.parquet, and `explain` then read the old holdout rows out of the new table."""
+    first = good_frame()
+    trialfuse.fit(first, "y", out=tmp_path / "run", quiet=True, explain=False, **FAST)
+    with pytest.raises(UserError, match="another table"):
+        trialfuse.fit(first.assign(y=first["y"] * 2), "y", out=tmp_path / "run", quiet=True, explain=False, **FAST)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "run" / "data.parquet"), first)
+
+
 def test_a_holdout_of_few_rows_gets_a_warning(tmp_path):
     """120 rows: the holdout's 24 rows give a score that one row moves far."""
     import gc

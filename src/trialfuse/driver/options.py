@@ -120,7 +120,7 @@ def check_options(opts: RunOptions) -> None:
         raise UserError(f"--holdout must be a fraction between 0 and 1, got {opts.holdout:g}")
     if isinstance(opts.devices, numbers.Integral) and not isinstance(opts.devices, bool):
         opts.devices = str(int(opts.devices))  # devices=2 from Python: the CLI's "2", two CPU workers
-    opts.devices = _of_type(opts.devices, "--devices", str, "auto, cpu, a worker count or cuda:IDS")
+    opts.devices = _of_type(opts.devices, "--devices", str, "auto, cpu, a worker count (N or cpu:N) or cuda:IDS")
     for flag in ("prune", "ensemble", "refit", "portfolio", "explain"):
         value = getattr(opts, flag)
         if not isinstance(value, bool | np.bool_):

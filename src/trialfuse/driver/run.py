@@ -37,6 +37,7 @@ from trialfuse.driver.splits import (
 )
 from trialfuse.driver.storage import held_for_rerun, journal_path, open_storage, running_trials, shown
 from trialfuse.driver.table import load_table
+from trialfuse.driver.table_files import FORMATS
 from trialfuse.driver.trial_records import FamilyResult
 from trialfuse.errors import RunFailed
 from trialfuse.seeds import model_seed
@@ -84,8 +85,8 @@ def reading_note(data, seconds: float, timeout: float | None) -> list[str]:
     (a million-row CSV: 20 s of 60), and for a text file what reads faster."""
     if not timeout or seconds < READING_SHARE * timeout:
         return []
-    faster = ("; a Parquet copy of it reads in a fraction of that (pandas' to_parquet)"
-              if isinstance(data, (str, Path)) and Path(data).suffix.lower() in (".csv", ".tsv", ".txt") else "")
+    faster = ("; a Parquet copy of it reads in a fraction of that (pandas' to_parquet)" if isinstance(data, str | Path)
+              and FORMATS.get(Path(data).suffix.lower()) in ("CSV", "JSON", "JSON lines") else "")
     return [f"reading the table took {say_seconds(seconds)} of --timeout {timeout:g}s{faster}"]
 
 
@@ -123,9 +124,10 @@ def _compare_models(opts: RunOptions, reporter: Reporter, held: ExitStack) -> Ru
         check_sizes(task, y, folds_of(opts, task, y))
         return holdout_split(len(y), opts.holdout, opts.seed, task.strata(y))[0]
 
+    reading = time.monotonic()
     table = load_table(opts.data, opts.target, opts.keep_columns, search_rows, opts.task, opts.metric,
                        opts.class_weight)
-    read_seconds = time.monotonic() - run_started
+    read_seconds = time.monotonic() - reading
     if hasattr(reporter, "task_decided"):
         reporter.task_decided(table.task, table.task_line)
     elif table.task_line:
@@ -144,7 +146,6 @@ def _compare_models(opts: RunOptions, reporter: Reporter, held: ExitStack) -> Ru
         for earlier in (run_dir.EXPLAIN, run_dir.REPORT):  # a rerun's explanation and report are its own, or none
             (out / earlier).unlink(missing_ok=True)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        data = run_dir.keep_frame(opts.data, out) if isinstance(opts.data, pd.DataFrame) else Path(opts.data)
 
         rest, sealed = holdout_split(table.rows, opts.holdout, opts.seed, table.task.strata(table.y))
         few = [f"the holdout has {len(sealed)} rows: its score is a rough guide, not a measure"] \
@@ -161,6 +162,7 @@ def _compare_models(opts: RunOptions, reporter: Reporter, held: ExitStack) -> Ru
         search = fingerprint.of_run(table.X, table.y, table.feature_names, table.target, opts.seed, opts.holdout,
                                     k, table.task)
         fingerprint.check_resume(storage, models, search, opts.storage or str(out))
+        data = run_dir.keep_frame(opts.data, out) if isinstance(opts.data, pd.DataFrame) else Path(opts.data)
         fingerprint.stamp(storage, models, search)
         kept = held_for_rerun(storage, models)
         if kept.finished or kept.again:
@@ -186,7 +188,7 @@ def _compare_models(opts: RunOptions, reporter: Reporter, held: ExitStack) -> Ru
             reporter.family_started(family, opts.trials)
         families = run_studies(models, storage, opts.trials, k, opts.seed, pool,
                                on_trial=reporter.trial_finished, budget=budget, prune=opts.prune,
-                               out_of_fold=out_of_fold, portfolio=opts.portfolio, task=table.task)
+                               out_of_fold=out_of_fold, portfolio=opts.portfolio, task=table.task, rows=len(rest))
         for result in families.values():
             reporter.family_finished(result)
         ranking = sorted((f for f in families.values() if f.status == "ok"), key=lambda f: -f.cv_score_mean)

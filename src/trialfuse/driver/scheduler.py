@@ -48,7 +48,7 @@ def run_studies(families: list[str], storage: optuna.storages.BaseStorage, n_tri
                 seed: int, pool: FoldPool, on_trial: Callable[[FamilyResult], None] | None = None,
                 budget: Budget | None = None, must_start: bool = True, prune: bool = True,
                 out_of_fold: OutOfFold | None = None, portfolio: bool = True,
-                task: Task = NUMBERS) -> dict[str, FamilyResult]:
+                task: Task = NUMBERS, rows: int | None = None) -> dict[str, FamilyResult]:
     """Run (or continue) every family's study at once over one pool, until each holds
     `n_trials` finished trials or the `budget`'s search time is spent.
 
@@ -65,7 +65,7 @@ def run_studies(families: list[str], storage: optuna.storages.BaseStorage, n_tri
     The deadline holds inside jobs too: every job carries it, and a fold still training
     then stops within a round or 64 steps; its trial is cut (not counted, and its params are
     queued, so a rerun asks them again first). With `must_start`, a run with no model at its
-    deadline runs one last-chance trial on a sample of each fold (`_one_model_at_least`). With
+    deadline runs one last-chance trial, on a sample of each fold past `rows` (_one_model_at_least). With
     `out_of_fold`, every complete trial's validation predictions go to it (the pool must have
     been asked for them). With `portfolio`, a new study asks the catalog's known-good
     configurations for the `task` first (off only to measure them).
@@ -80,7 +80,7 @@ def run_studies(families: list[str], storage: optuna.storages.BaseStorage, n_tri
         _drive(again, pool, budget)
     results = {search.family: search.finish() for search in searches}
     if must_start and budget is not None and not any(r.trials_complete for r in results.values()):
-        results.update(_one_model_at_least(searches, storage, settings, pool, on_trial, out_of_fold, budget))
+        results.update(_one_model_at_least(searches, storage, settings, pool, on_trial, out_of_fold, budget, rows))
     return results
 
 
@@ -90,18 +90,18 @@ def run_family_study(family: str, storage: optuna.storages.BaseStorage, n_trials
     return run_studies([family], storage, n_trials, folds, seed, pool, **options)[family]
 
 
-def _one_model_at_least(searches: list[FamilySearch], storage, settings: SearchSettings, pool: FoldPool,
-                        on_trial, out_of_fold: OutOfFold | None, budget: Budget) -> dict[str, FamilyResult]:
+def _one_model_at_least(searches: list[FamilySearch], storage, settings: SearchSettings, pool: FoldPool, on_trial,
+                        out_of_fold: OutOfFold | None, budget: Budget, rows: int | None) -> dict[str, FamilyResult]:
     """No trial finished by the deadline: one more of the quickest family not failed (by its folds' time,
     else the catalog's cost), so the run still saves a model, until `Budget.last_end`, a fold on at most
-    RESCUE_TRAIN_ROWS training rows (validation rows whole; with no deadline and every row, a million
-    rows' LightGBM trial took a 60 s run to 303 s); a rerun asks it again first, on every row."""
+    RESCUE_TRAIN_ROWS training rows where the `rows` (the search's) give it more (validation rows whole; a
+    million rows' LightGBM trial took a 60 s run to 303 s); a rerun asks it again first, on every row."""
     candidates = [s for s in searches if s.failures_in_a_row < MAX_FAILURES_BEFORE_SKIP] or searches
     search = min(candidates, key=lambda s: (not s.fold_seconds, np.median(s.fold_seconds) if s.fold_seconds else 0,
                                             FAMILIES[s.family].cost))
+    sample = RESCUE_TRAIN_ROWS if rows is None or rows - rows // settings.folds > RESCUE_TRAIN_ROWS else None
     rescue = FamilySearch(search.family, storage, replace(settings, n_trials=taken(search.study) + 1, portfolio=True,
-                                                          train_rows=RESCUE_TRAIN_ROWS), pool, on_trial,
-                          out_of_fold=out_of_fold)
+                                                          train_rows=sample), pool, on_trial, out_of_fold=out_of_fold)
     _drive([rescue], pool, budget, until=budget.last_end())
     result = rescue.finish()
     trial_records.queue_sampled_again(rescue.study)

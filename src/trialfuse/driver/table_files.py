@@ -73,7 +73,7 @@ def read_frame(path: str | Path | pd.DataFrame, target: str | None = None,
         elif kind == "Parquet":
             frame = pd.read_parquet(path)
         elif kind in ("JSON", "JSON lines"):
-            frame = pd.read_json(path, orient="records", lines=kind == "JSON lines", convert_dates=date_columns or True)
+            frame = _epoch_dates(pd.read_json(path, orient="records", lines=kind == "JSON lines"), date_columns)
         else:
             frame, target = _read_npz(path, target)
     except UserError:
@@ -86,6 +86,15 @@ def read_frame(path: str | Path | pd.DataFrame, target: str | None = None,
     if not isinstance(frame, pd.DataFrame):
         raise UserError(f"cannot read {path} as {kind}: expected a list of records")
     return numbers_as_numbers(frame, target, text_columns, only), target
+
+
+def _epoch_dates(frame: pd.DataFrame, date_columns: list[str] | None) -> pd.DataFrame:
+    """A JSON file's numbers in a model's date columns as the epoch milliseconds `to_json` writes
+    dates as (read as numbers, they are no dates: see dates._parsed)."""
+    for name in date_columns or []:
+        if name in frame.columns and pd.api.types.is_numeric_dtype(frame[name]):
+            frame[name] = pd.to_datetime(frame[name], unit="ms", errors="coerce")
+    return frame
 
 
 def numbers_as_numbers(frame: pd.DataFrame, target: str | None = None, text_columns: list[str] | None = None,

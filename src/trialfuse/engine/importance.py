@@ -136,7 +136,8 @@ def explain(model: SavedModel, X: np.ndarray, y: np.ndarray, feature_names: list
     small = _seconds(lambda: model.predict(X[:MIN_ROWS]))  # one call's fixed cost shows at few rows
     plot_seconds = max(small, tiny + max(0.0, small - tiny) * (len(y) - TINY_ROWS) / (MIN_ROWS - TINY_ROWS))
     if plot_seconds > left():
-        raise OutOfTime(f"predicting the {len(y)} plotted rows needs about {plot_seconds:.1f} s, {left():.1f} s left",
+        raise OutOfTime(f"predicting the {len(y)} plotted rows needs about {plot_seconds:.1f} s, "
+                        f"{max(0.0, left()):.1f} s left",
                         plot_seconds * 2 + (time.perf_counter() - started))  # and permutation importance after
     started_plot = time.perf_counter()
     predicted = model.predict(X)
@@ -160,7 +161,7 @@ def explain(model: SavedModel, X: np.ndarray, y: np.ndarray, feature_names: list
     if n == 0:
         needs = calls * per_call + per_row * MIN_ROWS * copies + (time.perf_counter() - started)
         raise OutOfTime(f"permutation importance on {MIN_ROWS} rows needs about "
-                        f"{needs - (time.perf_counter() - started):.1f} s, {left():.1f} s left", needs)
+                        f"{needs - (time.perf_counter() - started):.1f} s, {max(0.0, left()):.1f} s left", needs)
     task = model.task
     importance_mean, importance_std = permutation_importance(model.predict, X[:n], y[:n], rng, score=task.score,
                                                              seconds=left())

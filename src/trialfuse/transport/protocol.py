@@ -9,8 +9,10 @@ The contract, for every transport (subprocess over JSON lines today, Ray actors 
   folds: a worker only indexes what it was given.
 - `train_batch` trains jobs (one fold of one trial each); NN jobs may train together as
   one fused model, tree jobs one by one. `fuse` says how (see `trialfuse.fuse.Fuse`).
-- `retrain` trains on all resident rows for a fixed round count, saves the model natively
-  to `directory`, and scores `score_path`'s rows with the model read back from disk; with
+- `retrain` trains on all resident rows (or a seeded sample of `train_rows`) for a fixed round
+  count, until its `deadline` if any (past it, an error answer with `cut`), saves the model natively
+  to `directory`, and scores `score_path`'s rows with the model read back from disk (answer
+  `train_rows`: the rows it trained on); with
   `fold_files` (the search's own K fold models) it trains nothing: it copies them there and
   scores with their mean (answer `model_files`);
   `diagnose` probes an NN config on one fold; `explain` reads a saved best model back and

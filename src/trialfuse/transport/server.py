@@ -202,8 +202,9 @@ class Server:
         started = time.perf_counter()
         seed = int(command.get("seed", 0))
         rows = data.sample(np.arange(len(data.y)), command.get("train_rows"), seed)  # a sampled trial's: as many
+        X, y = (data.X[rows], data.y[rows]) if command.get("train_rows") else (data.X, data.y)  # no copy of all
         try:
-            fitted = module.fit(command["params"], data.X[rows], data.y[rows], device=self.device, seed=seed,
+            fitted = module.fit(command["params"], X, y, device=self.device, seed=seed,
                                 threads=command.get("threads"), rounds=command.get("rounds"), task=data.task,
                                 categorical=data.categorical, deadline=command.get("deadline"))
         except DeadlineReached as exc:
