@@ -166,6 +166,25 @@ def test_out_of_fold_keeps_only_each_familys_best_and_survives_a_resume(tmp_path
     assert other_folds.vectors() == [] and not list((tmp_path / "oof").glob("*.npy"))
 
 
+def test_a_resumed_run_forgets_a_vector_whose_trial_was_never_told_complete(tmp_path):
+    """A driver killed after keeping a trial's vector and before telling it (its trial was then
+    failed and asked again): the vector held a place among the best, where a complete trial's
+    belonged (kill -9 of the driver, once in CI)."""
+    folds = _folds()
+    store = OutOfFold(tmp_path, folds, keep=2)
+    per_fold = [[0.0] * len(val) for _, val in folds]
+    for trial, score in ((0, 0.3), (1, 0.5), (2, 0.4)):
+        store.add("lightgbm", trial, score, per_fold)
+    assert store.trials == {"lightgbm": {1: 0.5, 2: 0.4}}
+    told = {"lightgbm": {0: 0.3, 2: 0.4}}  # trial 1 never told: the rerun asked its params again
+    assert OutOfFold(tmp_path, folds, keep=2, running={"lightgbm-1"}, told=told).trials == {"lightgbm": {1: 0.5,
+                                                                                                         2: 0.4}}
+    resumed = OutOfFold(tmp_path, folds, keep=2, told=told)  # nor does another driver train it now
+    assert resumed.trials == {"lightgbm": {2: 0.4}} and not (tmp_path / "oof" / "lightgbm-1.npy").exists()
+    resumed.add("lightgbm", 3, 0.35, per_fold)  # a place is free again
+    assert resumed.trials == {"lightgbm": {2: 0.4, 3: 0.35}}
+
+
 def _fold_models(store: OutOfFold, family: str, trial: int, folds: int) -> None:
     """What a worker leaves when asked to keep a trial's fold models."""
     for k in range(folds):

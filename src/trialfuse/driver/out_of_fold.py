@@ -50,8 +50,11 @@ class OutOfFold:
     """The kept out-of-fold vectors of one run directory."""
 
     def __init__(self, out: Path, folds: list[tuple[np.ndarray, np.ndarray]], keep: int = KEEP_PER_FAMILY,
-                 running: set[str] = frozenset()):
-        """`running`: trials ("<family>-<trial>") another driver on this run directory is training now."""
+                 running: set[str] = frozenset(), told: dict[str, dict[int, float]] | None = None):
+        """`running`: trials ("<family>-<trial>") another driver on this run directory is training now;
+        `told`: each family's complete trials and their scores in the study, where a resumed run's
+        kept vectors are checked against them (a driver killed after keeping a trial's vector and
+        before telling it left one whose trial was then asked again: it held a place among the best)."""
         self.directory = Path(out) / DIRECTORY
         self.val_rows = [np.asarray(val) for _, val in folds]
         self.rows = sum(len(v) for v in self.val_rows)
@@ -64,6 +67,10 @@ class OutOfFold:
             if saved.get("folds") == self.fingerprint and saved.get("rows") == self.rows:
                 self.trials = {family: {int(t): float(v) for t, v in kept.items()}
                                for family, kept in saved.get("trials", {}).items()}
+        if told is not None:
+            self.trials = {family: {t: score for t, score in kept.items() if f"{family}-{t}" in running
+                                    or abs(told.get(family, {}).get(t, np.nan) - score) <= 1e-12}
+                           for family, kept in self.trials.items()}
         self.directory.mkdir(parents=True, exist_ok=True)
         self.remove_unkept(running)
 

@@ -35,7 +35,7 @@ from trialfuse.driver.splits import (
     holdout_split,
     kfold_indices,
 )
-from trialfuse.driver.storage import held_for_rerun, journal_path, open_storage, running_trials, shown
+from trialfuse.driver.storage import complete_scores, held_for_rerun, journal_path, open_storage, running_trials, shown
 from trialfuse.driver.table import load_table
 from trialfuse.driver.table_files import FORMATS
 from trialfuse.driver.trial_records import FamilyResult
@@ -171,7 +171,8 @@ def _compare_models(opts: RunOptions, reporter: Reporter, held: ExitStack) -> Ru
             reporter.stage(f"continuing the search in {shown(opts.storage or str(out))}: {kept.finished} trial(s) "
                            f"finished there{again}")
         run_dir.write_json(out / run_dir.HOLDOUT, {"holdout_rows": sealed, "seed": opts.seed, "fraction": opts.holdout})
-        out_of_fold = (OutOfFold(out, folds, running=running_trials(storage, models))
+        out_of_fold = (OutOfFold(out, folds, running=running_trials(storage, models),
+                                 told=complete_scores(storage, models))
                        if opts.ensemble or not opts.refit else None)
 
     reporter.stage(f"run directory: {out}")  # every check passed: from here on it trains

@@ -311,6 +311,13 @@ def _trial_id(trial: optuna.Trial | optuna.trial.FrozenTrial) -> int:
     return trial._trial_id
 
 
+def complete_scores(storage: optuna.storages.BaseStorage, families: list[str]) -> dict[str, dict[int, float]]:
+    """Each family's complete trials and their scores: what a kept out-of-fold vector must be of."""
+    names = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    return {family: {t.number: float(t.value) for t in optuna.load_study(study_name=family, storage=storage).get_trials(
+        deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))} for family in families if family in names}
+
+
 def running_trials(storage: optuna.storages.BaseStorage, families: list[str]) -> set[str]:
     """"<family>-<trial>" of every trial still running in the families' studies (another
     driver's, on a shared storage): files named after them are not leftovers."""
