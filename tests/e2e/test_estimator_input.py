@@ -36,7 +36,7 @@ def bands(rows: int = 120, classes: int = 2) -> tuple[np.ndarray, np.ndarray]:
     ("folds", 2.5, "--folds must be a whole number (at least 2), got 2.5"),
     ("seed", 1.5, "--seed must be a whole number (at least 0), got 1.5"),  # was "class ... too few for a holdout"
     ("task", "", "--task must be one of auto, regression, binary, multiclass, got ''"),
-    ("devices", [1], "--devices must be auto, cpu, a worker count or cuda:IDS, got [1]"),
+    ("devices", [1], "--devices must be auto, cpu, a worker count (N or cpu:N) or cuda:IDS, got [1]"),
     ("ensemble", "no", "--ensemble is true or false, got 'no'"),
 ])
 def test_a_wrong_type_is_one_line_naming_the_option_before_training(tmp_path, option, value, words):
