@@ -313,15 +313,21 @@ def _trial_id(trial: optuna.Trial | optuna.trial.FrozenTrial) -> int:
 
 def complete_scores(storage: optuna.storages.BaseStorage, families: list[str]) -> dict[str, dict[int, float]]:
     """Each family's complete trials and their scores: what a kept out-of-fold vector must be of."""
-    names = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
-    return {family: {t.number: float(t.value) for t in optuna.load_study(study_name=family, storage=storage).get_trials(
-        deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))} for family in families if family in names}
+    return {family: {t.number: float(t.value) for t in trials}
+            for family, trials in _trials_in(storage, families, optuna.trial.TrialState.COMPLETE).items()}
 
 
 def running_trials(storage: optuna.storages.BaseStorage, families: list[str]) -> set[str]:
     """"<family>-<trial>" of every trial still running in the families' studies (another
     driver's, on a shared storage): files named after them are not leftovers."""
+    return {f"{family}-{t.number}"
+            for family, trials in _trials_in(storage, families, optuna.trial.TrialState.RUNNING).items()
+            for t in trials}
+
+
+def _trials_in(storage: optuna.storages.BaseStorage, families: list[str],
+               state: optuna.trial.TrialState) -> dict[str, list[optuna.trial.FrozenTrial]]:
+    """The trials in `state` of each family whose study the storage holds."""
     names = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
-    return {f"{family}-{t.number}" for family in families if family in names
-            for t in optuna.load_study(study_name=family, storage=storage).get_trials(
-                deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))}
+    return {family: optuna.load_study(study_name=family, storage=storage).get_trials(deepcopy=False, states=(state,))
+            for family in families if family in names}

@@ -202,7 +202,7 @@ class Server:
         started = time.perf_counter()
         seed = int(command.get("seed", 0))
         rows = data.sample(np.arange(len(data.y)), command.get("train_rows"), seed)  # a sampled trial's: as many
-        X, y = (data.X[rows], data.y[rows]) if command.get("train_rows") else (data.X, data.y)  # no copy of all
+        X, y = (data.X, data.y) if len(rows) == len(data.y) else (data.X[rows], data.y[rows])  # all: no copy
         try:
             fitted = module.fit(command["params"], X, y, device=self.device, seed=seed,
                                 threads=command.get("threads"), rounds=command.get("rounds"), task=data.task,
