@@ -242,11 +242,18 @@ DEFAULT_MODELS = tuple(name for name, row in FAMILIES.items() if row.default)
 ADDED_LATER: dict[str, dict[str, Any]] = {NN: {"batch_size": 0}, "lightgbm": {"extra_trees": False}}
 
 
+# A params key no search space has: train on at most this many columns, those most related to the
+# target in the rows trained on (engine/column_screen.py). A run's last-chance trial on a wide table
+# sets it (driver/scheduler.py); the trial records it as a user attribute of the same name.
+SCREEN = "screen"
+
+
 def params_from_trial(family: str, trial) -> dict[str, Any]:
-    """Rebuild the model params of a finished Optuna trial from its recorded params."""
+    """Rebuild the model params of a finished Optuna trial from its recorded params (and its screen)."""
     import optuna
 
-    return FAMILIES[family].suggest(optuna.trial.FixedTrial({**ADDED_LATER.get(family, {}), **trial.params}))
+    params = FAMILIES[family].suggest(optuna.trial.FixedTrial({**ADDED_LATER.get(family, {}), **trial.params}))
+    return {**params, SCREEN: trial.user_attrs[SCREEN]} if SCREEN in trial.user_attrs else params
 
 
 class RandomTrial:

@@ -137,9 +137,25 @@ def test_a_saved_model_trained_on_a_sample_of_each_fold_says_so():
     from trialfuse.driver.trial_records import FamilyResult
 
     rescued = FamilyResult("lightgbm", best_trial=4, best_train_rows=10_000)
-    [line] = sampled_note(rescued, 700_000)
-    assert line.startswith("lightgbm's best trial (4) was trained on 10,000 of each fold's 700,000 training rows")
-    assert sampled_note(rescued, 9_000) == [] and sampled_note(FamilyResult("lightgbm", best_trial=4), 700_000) == []
+    [line] = sampled_note(rescued, 700_000, 60)
+    assert line.startswith("lightgbm's best trial (4) was trained on 10,000 of each fold's 700,000 training rows:")
+    assert sampled_note(rescued, 9_000, 60) == []
+    assert sampled_note(FamilyResult("lightgbm", best_trial=4), 700_000, 60) == []
+
+
+def test_a_saved_model_trained_on_screened_columns_says_so():
+    """A last-chance trial on a wide table trains on the columns most related to the target."""
+    from trialfuse.driver.run import sampled_note
+    from trialfuse.driver.trial_records import FamilyResult
+
+    screened = FamilyResult("lightgbm", best_trial=2, best_params={"num_leaves": 31, "screen": 100})
+    [line] = sampled_note(screened, 1_750, 2_000)
+    assert line.startswith("lightgbm's best trial (2) was trained on the 100 of its 2,000 columns most related to "
+                           "the target: the last chance")
+    screened.best_train_rows = 10_000
+    [line] = sampled_note(screened, 87_500, 2_000)
+    assert "on 10,000 of each fold's 87,500 training rows and on the 100 of its 2,000 columns" in line
+    assert sampled_note(FamilyResult("lightgbm", best_trial=2, best_params={"screen": 100}), 1_750, 80) == []
 
 
 def test_reading_a_good_part_of_the_budget_is_said_with_what_reads_faster(run_main, survivors_csv, tmp_path,

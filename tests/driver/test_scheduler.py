@@ -15,9 +15,10 @@ from pathlib import Path
 import optuna
 import pytest
 
-from trialfuse.catalog import FAMILIES
+from trialfuse.catalog import FAMILIES, SCREEN
 from trialfuse.driver.budget import REPORT_SECONDS, Budget
-from trialfuse.driver.scheduler import RESCUE_TRAIN_ROWS, run_family_study, run_studies
+from trialfuse.driver.last_chance import RESCUE_COLUMNS, RESCUE_TRAIN_ROWS
+from trialfuse.driver.scheduler import run_family_study, run_studies
 from trialfuse.driver.trial_records import counting
 from trialfuse.seeds import model_seed
 from trialfuse.task import Kind, Task
@@ -44,10 +45,12 @@ class FakePool:
         self.windows_asked: list[tuple[str, int | None]] = []  # (family, its trial count) per window asked
         self.seeds: dict[int, int] = {}  # per trial number: the seed its models were given
         self.train_rows: dict[int, int | None] = {}  # per trial number: its folds' training rows at most
+        self.jobs: list[FoldJob] = []  # every fold submitted
 
     def submit(self, trial, params, folds, seed, diagonal=True, turn=None, step=1.0, train_rows=None):
         self.staged += [FoldJob(trial, params, fold, seed, trial.number, 0, diagonal, turn, step, train_rows)
                         for fold in folds]
+        self.jobs += self.staged[-len(folds):]
         self.diagonal[trial.number] = diagonal
         self.seeds[trial.number] = seed
         self.train_rows[trial.number] = train_rows
@@ -192,6 +195,38 @@ def test_a_last_chance_trial_where_every_fold_is_smaller_than_the_sample_is_no_s
     _, trials = search(FakePool(), budget=Budget(end=time.monotonic(), seconds=10), must_start=True, rows=16_000)
     [complete] = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert complete.user_attrs["train_rows"] == RESCUE_TRAIN_ROWS  # 10,667 training rows a fold: sampled
+
+
+def test_a_last_chance_trial_on_a_wide_table_trains_on_the_columns_most_related_to_the_target():
+    """2,000 columns at 60 s: every family's fold took longer than the budget (LightGBM's 32 s) and
+    the run ended with no model. Its last chance now asks the screen in its params; a rerun asks
+    its settings again on every column, and it does not use up --trials."""
+    pool = FakePool()
+    result, trials = search(pool, budget=Budget(end=time.monotonic(), seconds=10), must_start=True, rows=2000,
+                            columns=2000)
+    [complete] = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert {job.params.get(SCREEN) for job in pool.jobs} == {RESCUE_COLUMNS}
+    assert complete.user_attrs[SCREEN] == RESCUE_COLUMNS and "train_rows" not in complete.user_attrs
+    assert result.best_params[SCREEN] == RESCUE_COLUMNS and result.status == "ok"
+    [again] = [t for t in trials if t.state == optuna.trial.TrialState.WAITING]
+    assert again.user_attrs == {"retry_of": complete.number} and SCREEN not in again.system_attrs["fixed_params"]
+    assert complete not in counting(trials)
+    narrow = FakePool()  # as many columns as the screen keeps: no screen
+    _, trials = search(narrow, budget=Budget(end=time.monotonic(), seconds=10), must_start=True, rows=2000,
+                       columns=RESCUE_COLUMNS)
+    assert not any(SCREEN in job.params for job in narrow.jobs)
+    assert not [t for t in trials if t.state == optuna.trial.TrialState.WAITING]
+
+
+def test_on_a_wide_table_the_last_chance_goes_to_a_family_that_trains_a_fold_alone():
+    """The fused NN trains on every column: a screen is for the families that train one fold at a time."""
+    pool = FakePool()
+    storage = optuna.storages.InMemoryStorage()
+    results = run_studies(["nn", "lightgbm"], storage, None, 3, 0, pool, budget=Budget(end=time.monotonic(),
+                                                                                            seconds=10),
+                          rows=2000, columns=2000)
+    assert results["lightgbm"].status == "ok" and results["lightgbm"].best_params[SCREEN] == RESCUE_COLUMNS
+    assert set(pool.families) == {"lightgbm"}
 
 
 def test_past_the_deadline_a_family_with_nothing_to_show_is_skipped():

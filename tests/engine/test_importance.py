@@ -111,6 +111,9 @@ class _SlowLinear:
         time.sleep(self.per_call + 50 * self.per_row * len(X))
         return np.asarray(X) * self.weights
 
+    def columns_read(self) -> None:
+        return None  # every column, as SavedModel's where a model is not screened
+
 
 def test_a_limit_drops_the_parts_that_do_not_fit_and_is_never_passed():
     rng = np.random.default_rng(0)

@@ -17,7 +17,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from trialfuse.catalog import DEFAULT_MODELS, FAMILIES
+from trialfuse.catalog import DEFAULT_MODELS, FAMILIES, SCREEN
 from trialfuse.driver import final_model, fingerprint, run_dir
 from trialfuse.driver.budget import Budget, say_seconds
 from trialfuse.driver.data_checks import copies_in_holdout
@@ -90,13 +90,19 @@ def reading_note(data, seconds: float, timeout: float | None) -> list[str]:
     return [f"reading the table took {say_seconds(seconds)} of --timeout {timeout:g}s{faster}"]
 
 
-def sampled_note(best: FamilyResult, fold_rows: int) -> list[str]:
-    """A line where the best trial trained each fold on a sample of its rows: a last-chance
-    trial, where no trial on every row finished in time (scheduler.RESCUE_TRAIN_ROWS)."""
-    if best.best_train_rows is None or best.best_train_rows >= fold_rows:
+def sampled_note(best: FamilyResult, fold_rows: int, columns: int) -> list[str]:
+    """A line where the best trial trained each fold on a sample of its rows or on the columns most
+    related to the target: a last-chance trial, where no trial on every row and column finished in
+    time (last_chance.py)."""
+    on = []
+    if best.best_train_rows is not None and best.best_train_rows < fold_rows:
+        on.append(f"{best.best_train_rows:,} of each fold's {fold_rows:,} training rows")
+    if (screen := (best.best_params or {}).get(SCREEN)) is not None and screen < columns:
+        on.append(f"the {screen:,} of its {columns:,} columns most related to the target")
+    if not on:
         return []
-    return [f"{best.family}'s best trial ({best.best_trial}) was trained on {best.best_train_rows:,} of each fold's "
-            f"{fold_rows:,} training rows: the last chance of a run in which no trial on every row finished in time"]
+    return [f"{best.family}'s best trial ({best.best_trial}) was trained on {' and on '.join(on)}: the last chance "
+            "of a run in which no trial on every row and column finished in time"]
 
 
 def _storage_url(given: str | None, out: Path) -> str:
@@ -189,7 +195,8 @@ def _compare_models(opts: RunOptions, reporter: Reporter, held: ExitStack) -> Ru
             reporter.family_started(family, opts.trials)
         families = run_studies(models, storage, opts.trials, k, opts.seed, pool,
                                on_trial=reporter.trial_finished, budget=budget, prune=opts.prune,
-                               out_of_fold=out_of_fold, portfolio=opts.portfolio, task=table.task, rows=len(rest))
+                               out_of_fold=out_of_fold, portfolio=opts.portfolio, task=table.task, rows=len(rest),
+                               columns=table.X.shape[1])
         for result in families.values():
             reporter.family_finished(result)
         ranking = sorted((f for f in families.values() if f.status == "ok"), key=lambda f: -f.cv_score_mean)
@@ -200,7 +207,7 @@ def _compare_models(opts: RunOptions, reporter: Reporter, held: ExitStack) -> Ru
                                 "longer --timeout (the cut trials are asked first)")
             raise RunFailed(f"every model family failed ({reasons})")
         best = ranking[0]
-        early_warnings += sampled_note(best, len(rest) - len(rest) // k)
+        early_warnings += sampled_note(best, len(rest) - len(rest) // k, table.X.shape[1])
         if out_of_fold is not None:  # stragglers of pruned trials; not what another driver still trains
             out_of_fold.remove_unkept(running_trials(storage, models))
         chosen = final_model.plan(best, storage, out_of_fold, table.y[rest], len(slots), budget,

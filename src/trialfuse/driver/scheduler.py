@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import optuna
 
-from trialfuse.catalog import FAMILIES
-from trialfuse.driver import trial_records
+from trialfuse.catalog import FAMILIES, SCREEN
+from trialfuse.driver import last_chance, trial_records
 from trialfuse.driver.allocation import CostShares
 from trialfuse.driver.budget import Budget, final_seconds, finish_estimate, say_seconds, wall_time
 from trialfuse.driver.fold_verdicts import PRUNE_PEERS, InFlight, Outcome, judge, running_means, went_on
@@ -31,7 +31,7 @@ from trialfuse.driver.storage import (
     recover_orphans,
     wait_for_other_drivers,
 )
-from trialfuse.driver.trial_records import FamilyResult, summarize, surplus, taken, tell, wall_seconds
+from trialfuse.driver.trial_records import FamilyResult, narrowed, summarize, surplus, taken, tell, wall_seconds
 from trialfuse.seeds import model_seed, seeded_as
 from trialfuse.task import NUMBERS, Task
 from trialfuse.transport.contracts import FoldPool
@@ -41,14 +41,13 @@ log = logging.getLogger(__name__)
 MAX_FAILURES_BEFORE_SKIP = 3  # failures in a row, with no success yet, that end a family
 HURRY_SHARE = 0.25  # the last part of a time budget's search, in which trials under way finish before others start
 CHECK_SECONDS = 1.0  # with a deadline, how often running folds are weighed against it when no answer comes
-RESCUE_TRAIN_ROWS = 10_000  # a last-chance trial's training rows a fold (FLAML's first sample size)
 
 
 def run_studies(families: list[str], storage: optuna.storages.BaseStorage, n_trials: int | None, folds: int,
                 seed: int, pool: FoldPool, on_trial: Callable[[FamilyResult], None] | None = None,
                 budget: Budget | None = None, must_start: bool = True, prune: bool = True,
                 out_of_fold: OutOfFold | None = None, portfolio: bool = True,
-                task: Task = NUMBERS, rows: int | None = None) -> dict[str, FamilyResult]:
+                task: Task = NUMBERS, rows: int | None = None, columns: int | None = None) -> dict[str, FamilyResult]:
     """Run (or continue) every family's study at once over one pool, until each holds
     `n_trials` finished trials or the `budget`'s search time is spent.
 
@@ -65,7 +64,8 @@ def run_studies(families: list[str], storage: optuna.storages.BaseStorage, n_tri
     The deadline holds inside jobs too: every job carries it, and a fold still training
     then stops within a round or 64 steps; its trial is cut (not counted, and its params are
     queued, so a rerun asks them again first). With `must_start`, a run with no model at its
-    deadline runs one last-chance trial, on a sample of each fold past `rows` (_one_model_at_least). With
+    deadline runs one last-chance trial, on a sample of each fold past `rows` and the columns most related
+    to the target past `columns` (last_chance.py). With
     `out_of_fold`, every complete trial's validation predictions go to it (the pool must have
     been asked for them). With `portfolio`, a new study asks the catalog's known-good
     configurations for the `task` first (off only to measure them).
@@ -80,7 +80,8 @@ def run_studies(families: list[str], storage: optuna.storages.BaseStorage, n_tri
         _drive(again, pool, budget)
     results = {search.family: search.finish() for search in searches}
     if must_start and budget is not None and not any(r.trials_complete for r in results.values()):
-        results.update(_one_model_at_least(searches, storage, settings, pool, on_trial, out_of_fold, budget, rows))
+        results.update(_one_model_at_least(searches, storage, settings, pool, on_trial, out_of_fold, budget, rows,
+                                           columns))
     return results
 
 
@@ -91,17 +92,14 @@ def run_family_study(family: str, storage: optuna.storages.BaseStorage, n_trials
 
 
 def _one_model_at_least(searches: list[FamilySearch], storage, settings: SearchSettings, pool: FoldPool, on_trial,
-                        out_of_fold: OutOfFold | None, budget: Budget, rows: int | None) -> dict[str, FamilyResult]:
-    """No trial finished by the deadline: one more of the quickest family not failed (by its folds' time,
-    else the catalog's cost), so the run still saves a model, until `Budget.last_end`, a fold on at most
-    RESCUE_TRAIN_ROWS training rows where the `rows` (the search's) give it more (validation rows whole; a
-    million rows' LightGBM trial took a 60 s run to 303 s); a rerun asks it again first, on every row."""
+                        out_of_fold: OutOfFold | None, budget: Budget, rows: int | None, columns: int | None):
+    """No trial finished by the deadline: one more, shaped to fit (last_chance.py), until `Budget.last_end`."""
     candidates = [s for s in searches if s.failures_in_a_row < MAX_FAILURES_BEFORE_SKIP] or searches
-    search = min(candidates, key=lambda s: (not s.fold_seconds, np.median(s.fold_seconds) if s.fold_seconds else 0,
-                                            FAMILIES[s.family].cost))
-    sample = RESCUE_TRAIN_ROWS if rows is None or rows - rows // settings.folds > RESCUE_TRAIN_ROWS else None
-    rescue = FamilySearch(search.family, storage, replace(settings, n_trials=taken(search.study) + 1, portfolio=True,
-                                                          train_rows=sample), pool, on_trial, out_of_fold=out_of_fold)
+    chance = last_chance.shaped({s.family: s.fold_seconds for s in candidates}, settings.folds, rows, columns)
+    search = next(s for s in candidates if s.family == chance.family)
+    shape = replace(settings, n_trials=taken(search.study) + 1, portfolio=True, train_rows=chance.train_rows,
+                    screen=chance.screen)
+    rescue = FamilySearch(search.family, storage, shape, pool, on_trial, out_of_fold=out_of_fold)
     _drive([rescue], pool, budget, until=budget.last_end())
     result = rescue.finish()
     trial_records.queue_sampled_again(rescue.study)
@@ -165,6 +163,7 @@ class SearchSettings:
     portfolio: bool = True  # a new study asks the catalog's known-good configurations first
     task: Task = NUMBERS  # whose known-good configurations
     train_rows: int | None = None  # a fold's training rows at most (the last-chance trial's sample)
+    screen: int | None = None  # a fold's columns at most, those most related to the target (the last chance's)
 
 
 class FamilySearch:
@@ -282,10 +281,9 @@ class FamilySearch:
     def finish(self) -> FamilyResult:
         if self.heartbeat is not None:
             self.heartbeat.stop()
-        for trial in self.cut_trials:  # the time ran out, not the config: the rescue trial or a rerun asks it
-            # once only, so a config that never fits is not replayed forever; a cut last-chance trial (on
-            # a sample) once more, for a rerun to ask on every row
-            if "retry_of" not in trial.user_attrs or "train_rows" in trial.user_attrs:
+        for trial in self.cut_trials:  # the time ran out, not the config: a rerun asks it once only (one that never
+            # fits is not replayed forever); a cut last-chance trial (`narrowed`) once more, on every row and column
+            if "retry_of" not in trial.user_attrs or narrowed(trial):
                 self.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
         self.cut_trials.clear()
         wait_for_other_drivers(self.study)
@@ -326,8 +324,10 @@ class FamilySearch:
             entry.peers, entry.earlier = None, []  # too few trials before it to ever judge it: no pruning
         self.flight[trial.number] = entry
         turn, step = self.shares.next_turn(self.family) if self.shares is not None else (None, 1.0)
-        if self.settings.train_rows is not None:
-            trial.set_user_attr("train_rows", self.settings.train_rows)
+        for key, most in (("train_rows", self.settings.train_rows), (SCREEN, self.settings.screen)):
+            if most is not None:  # a last-chance trial's narrowing (last_chance.py)
+                trial.set_user_attr(key, most)
+        params = params if self.settings.screen is None else {**params, SCREEN: self.settings.screen}
         self.pool.submit(self._key(trial.number), params, list(range(self.folds)),
                          model_seed(self.settings.seed, seeded_as(trial.number, trial.user_attrs)),
                          diagonal=entry.peers is not None, turn=turn, step=step, train_rows=self.settings.train_rows)

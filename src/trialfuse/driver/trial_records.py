@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import optuna
 
-from trialfuse.catalog import params_from_trial
+from trialfuse.catalog import SCREEN, params_from_trial
 from trialfuse.driver.fold_verdicts import InFlight, Outcome, running_means
 
 log = logging.getLogger(__name__)
@@ -126,15 +126,21 @@ def counting(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.Frozen
             and not any(key in t.user_attrs for key in UNCOUNTED)]
 
 
+def narrowed(trial: optuna.trial.FrozenTrial) -> bool:
+    """A last-chance trial's: trained on a sample of each fold's rows (`train_rows`) or on the
+    columns most related to the target (catalog.SCREEN)."""
+    return "train_rows" in trial.user_attrs or SCREEN in trial.user_attrs
+
+
 def queue_sampled_again(study: optuna.Study) -> None:
-    """A last-chance trial that completed on a sample of each fold's rows (its `train_rows`) is
-    queued once more, for a rerun to train its settings on every row first; its retry, not it,
-    then counts toward the trial budget (`counting`). A retry is not queued again: a config
+    """A last-chance trial that completed on a sample of each fold's rows or columns (`narrowed`) is
+    queued once more, for a rerun to train its settings on every row and column first; its retry, not
+    it, then counts toward the trial budget (`counting`). A retry is not queued again: a config
     whose every run ends on a sample is not replayed forever."""
     trials = study.get_trials(deepcopy=False)
     queued = {t.user_attrs.get("retry_of") for t in trials}
     for trial in trials:
-        if (trial.state == optuna.trial.TrialState.COMPLETE and "train_rows" in trial.user_attrs
+        if (trial.state == optuna.trial.TrialState.COMPLETE and narrowed(trial)
                 and "retry_of" not in trial.user_attrs and trial.number not in queued):
             study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
 

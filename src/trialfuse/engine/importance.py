@@ -62,25 +62,27 @@ class OutOfTime(Exception):
 
 def permutation_importance(predict, X: np.ndarray, y: np.ndarray, rng: np.random.Generator,
                            repeats: int = REPEATS, score=NUMBERS.score,
-                           seconds: float = math.inf) -> tuple[np.ndarray, np.ndarray]:
+                           seconds: float = math.inf, read: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per feature, the mean and spread of the drop in `score` (higher is better: the run's
     search metric, R² by default) when its values are shuffled
     (what sklearn.inspection.permutation_importance computes), with the shuffled copies of
     several features predicted in one call: a model's fixed cost per call (a tree
     ensemble's is milliseconds per member) is paid 8 times instead of 186. OutOfTime as soon as
     the calls so far say the whole would not end within `seconds` (a wide table's copies cost
-    more than their predictions: 8,000 columns ran 5 times the estimate)."""
+    more than their predictions: 8,000 columns ran 5 times the estimate). `read`: the only
+    columns the model reads (SavedModel.columns_read); every other one's drop is 0, unshuffled."""
     started = time.perf_counter()
     base = score(y, predict(X))
     based = time.perf_counter()
     n, width = X.shape
-    drops = np.empty((width, repeats))
-    for start in range(0, width, FEATURES_PER_CALL):
-        needs = based - started + (time.perf_counter() - based) * width / max(start, 1)
+    shuffled = np.arange(width) if read is None else np.asarray(read)
+    drops = np.zeros((width, repeats))
+    for start in range(0, len(shuffled), FEATURES_PER_CALL):
+        needs = based - started + (time.perf_counter() - based) * len(shuffled) / max(start, 1)
         if start and needs > seconds:
             raise OutOfTime(f"permutation importance on {n} rows needs about {needs:.1f} s, {seconds:.1f} s for it",
                             needs)
-        features = range(start, min(width, start + FEATURES_PER_CALL))
+        features = shuffled[start:start + FEATURES_PER_CALL]
         copies = np.repeat(X[None], len(features) * repeats, axis=0)  # [copies, rows, features]
         for i, j in enumerate(features):
             for r in range(repeats):
@@ -155,8 +157,10 @@ def explain(model: SavedModel, X: np.ndarray, y: np.ndarray, feature_names: list
         fit = (MARGIN * left() / calls - per_call) / max(per_row, 1e-12)
         return wanted if wanted <= fit else (int(fit) if fit >= min(least, wanted) else 0)
 
-    calls = -(-len(feature_names) // FEATURES_PER_CALL) + 1  # the shuffled copies' calls and the base one
-    copies = len(feature_names) * REPEATS + 1  # predictions of each row
+    read = model.columns_read()
+    shuffled = len(feature_names) if read is None else len(read)
+    calls = -(-shuffled // FEATURES_PER_CALL) + 1  # the shuffled copies' calls and the base one
+    copies = shuffled * REPEATS + 1  # predictions of each row
     rows["permutation"] = n = within("permutation", calls, per_row * copies / calls, per_call, SAMPLE_ROWS)
     if n == 0:
         needs = calls * per_call + per_row * MIN_ROWS * copies + (time.perf_counter() - started)
@@ -164,7 +168,7 @@ def explain(model: SavedModel, X: np.ndarray, y: np.ndarray, feature_names: list
                         f"{needs - (time.perf_counter() - started):.1f} s, {max(0.0, left()):.1f} s left", needs)
     task = model.task
     importance_mean, importance_std = permutation_importance(model.predict, X[:n], y[:n], rng, score=task.score,
-                                                             seconds=left())
+                                                             seconds=left(), read=read)
     shap_mean = None
     if model.has_contributions and per_call + PROBE_ROWS * per_row * SHAP_PER_PREDICTION <= MARGIN * left():
         probe_started = time.perf_counter()

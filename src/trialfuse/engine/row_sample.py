@@ -1,5 +1,5 @@
 """Seeded draws of at most so many rows, in their order: a run's last-chance trial's training
-rows (driver/scheduler.py, RESCUE_TRAIN_ROWS: a table too big for its budget still gets a model
+rows (driver/last_chance.py, RESCUE_TRAIN_ROWS: a table too big for its budget still gets a model
 trained on part of each fold), the rows the NN's coding is fit on (input_coding.FIT_ROWS), the
 rows a fold's train loss is read on (scores.TRAIN_LOSS_ROWS).
 

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from trialfuse.blend import IDENTITY, fold_mean, serve
+from trialfuse.engine.column_screen import Screened
 from trialfuse.engine.families import family_module
 from trialfuse.errors import UserError
 from trialfuse.task import NUMBERS, Task
@@ -51,6 +52,14 @@ class SavedModel:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return serve([m.predict(X) for m in self.members], [m.weight for m in self.members], self.stack)
+
+    def columns_read(self) -> np.ndarray | None:
+        """The columns some member's model reads, where each one reads only its screened columns
+        (engine/column_screen.py); None: every column."""
+        models = [model for m in self.members for model in m.models]
+        if not all(isinstance(model, Screened) for model in models):
+            return None
+        return np.unique(np.concatenate([model.columns for model in models]))
 
     @property
     def has_contributions(self) -> bool:

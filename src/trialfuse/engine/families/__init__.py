@@ -25,12 +25,12 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 from trialfuse.catalog import FAMILIES
+from trialfuse.engine.column_screen import Screening
 
 
 @dataclass
@@ -81,9 +81,10 @@ class FoldFailed:
     error: str
 
 
-def family_module(name: str) -> ModuleType:
-    """Import a family's training module on demand (inside a worker process)."""
-    return importlib.import_module(f"trialfuse.engine.families.{FAMILIES[name].engine}")
+def family_module(name: str) -> Screening:
+    """Import a family's training module on demand (inside a worker process), as one that also
+    trains and serves screened models (column_screen.py: params with `screen`)."""
+    return Screening(importlib.import_module(f"trialfuse.engine.families.{FAMILIES[name].engine}"))
 
 
 class DeadlineReached(Exception):

@@ -1,0 +1,94 @@
+"""A model trained on the columns most related to the target (trialfuse.engine.column_screen):
+what a wide table's last-chance trial trains, serves and saves."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trialfuse.engine.column_screen import Screened, screened_columns
+from trialfuse.engine.families import family_module
+from trialfuse.engine.importance import permutation_importance
+from trialfuse.task import Task
+
+INFORMATIVE = (3, 17, 41)
+
+
+def wide_rows(rows: int = 400, columns: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(rows, columns))
+    y = X[:, INFORMATIVE] @ np.array([2.0, -1.5, 1.0]) + 0.3 * rng.normal(size=rows)
+    X[rng.random(X.shape) < 0.05] = np.nan  # blanks: filled with the column's mean for the statistic only
+    return X, y
+
+
+def test_the_screen_keeps_the_columns_that_go_with_the_target_in_table_order():
+    X, y = wide_rows()
+    assert set(INFORMATIVE) <= set(screened_columns(X, y, 10))
+    kept = screened_columns(X, y, 3)
+    assert kept.tolist() == sorted(INFORMATIVE)
+    classes = (y > np.median(y)).astype(np.float64)  # classes: the ANOVA F
+    binary = Task.from_json({"kind": "binary", "classes": [0, 1], "metric": "log_loss"})
+    assert set(screened_columns(X, classes, 5, binary)) >= {3, 17}
+    X[:, 5] = 1.0  # a constant column and an all-blank one score nothing, and raise nothing
+    X[:, 6] = np.nan
+    assert not {5, 6} & set(screened_columns(X, y, 20))
+
+
+def test_the_screen_reads_only_the_rows_the_model_trains_on():
+    """A fold's validation rows play no part: a column that tracks the target only there is not kept."""
+    X, y = wide_rows(columns=50)
+    X_val, y_val = X[300:].copy(), y[300:]
+    X_val[:, 9] = y_val  # the validation rows' target, copied into a column
+    fitted = family_module("lightgbm").fit({"screen": 3, "learning_rate": 0.2}, X[:300], y[:300], X_val, y_val)
+    assert isinstance(fitted.model, Screened) and fitted.model.columns.tolist() == sorted(INFORMATIVE)
+
+
+def test_a_screened_model_predicts_saves_and_reads_back_as_its_library_model(tmp_path):
+    X, y = wide_rows()
+    X[:, 41] = np.round(np.abs(X[:, 41]) * 2)  # a category column's codes, among the kept ones
+    y = y + 3.0 * (X[:, 41] == 1)
+    module = family_module("lightgbm")
+    fitted = module.fit({"screen": 5, "learning_rate": 0.2}, X[:300], y[:300], X[300:], y[300:],
+                        categorical=[0, 41])
+    model = fitted.model
+    assert isinstance(model, Screened) and 41 in model.columns and model.width == X.shape[1]
+    assert model.model.num_feature() == 5
+    at = model.columns.tolist().index(41)  # the category column at its place among the kept ones
+    assert f"[categorical_feature: {at}]" in model.model.model_to_string()
+    predicted = module.predict(model, X[300:])
+    assert predicted.shape == (100,) and np.corrcoef(predicted, y[300:])[0, 1] > 0.8
+    name = module.save(model, tmp_path)
+    assert name.endswith(".screened")
+    back = module.load(tmp_path / name)
+    assert np.array_equal(module.predict(back, X[300:]), predicted)
+    contributions = module.contributions(back, X[300:])  # at the table's width, 0 where it reads nothing
+    assert contributions.shape == (100, X.shape[1])
+    unread = np.setdiff1d(np.arange(X.shape[1]), model.columns)
+    assert not contributions[:, unread].any() and contributions[:, model.columns].any()
+
+
+@pytest.mark.parametrize("screen", [None, 60, 200])
+def test_without_a_screen_or_with_no_more_columns_than_it_keeps_the_model_is_the_librarys(screen, tmp_path):
+    X, y = wide_rows()
+    params = {"learning_rate": 0.2, **({} if screen is None else {"screen": screen})}
+    module = family_module("lightgbm")
+    fitted = module.fit(params, X[:300], y[:300], X[300:], y[300:])
+    assert not isinstance(fitted.model, Screened)
+    assert module.save(fitted.model, tmp_path) == "model.txt"
+    assert not hasattr(family_module("hgb"), "contributions")  # the family's own interface, as it was
+
+
+def test_permutation_importance_shuffles_only_the_columns_a_model_reads():
+    X, y = wide_rows(rows=200, columns=50)
+    X = np.nan_to_num(X)
+    read = np.array(INFORMATIVE[:2])
+    calls = []
+
+    def predict(rows):
+        calls.append(len(rows))
+        return rows[:, read] @ np.array([2.0, -1.5])
+
+    mean, std = permutation_importance(predict, X, y, np.random.default_rng(0), read=read)
+    assert mean.shape == (50,) and (mean[read] > 0.5).all()
+    assert not np.delete(mean, read).any() and not np.delete(std, read).any()
+    assert calls == [200, 200 * 2 * 3]  # the base, then one call for both columns' shuffled copies
