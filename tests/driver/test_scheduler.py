@@ -16,6 +16,7 @@ import optuna
 import pytest
 
 from trialfuse.catalog import FAMILIES, SCREEN
+from trialfuse.driver import last_chance
 from trialfuse.driver.budget import REPORT_SECONDS, Budget
 from trialfuse.driver.last_chance import RESCUE_COLUMNS, RESCUE_TRAIN_ROWS
 from trialfuse.driver.scheduler import run_family_study, run_studies
@@ -198,9 +199,8 @@ def test_a_last_chance_trial_where_every_fold_is_smaller_than_the_sample_is_no_s
 
 
 def test_a_last_chance_trial_on_a_wide_table_trains_on_the_columns_most_related_to_the_target():
-    """2,000 columns at 60 s: every family's fold took longer than the budget (LightGBM's 32 s) and
-    the run ended with no model. Its last chance now asks the screen in its params; a rerun asks
-    its settings again on every column, and it does not use up --trials."""
+    """2,000 columns at 60 s: every family's fold took longer than the search (LightGBM's 32 s) and
+    the run ended with no model. Its last chance now asks the screen in its params."""
     pool = FakePool()
     result, trials = search(pool, budget=Budget(end=time.monotonic(), seconds=10), must_start=True, rows=2000,
                             columns=2000)
@@ -208,9 +208,6 @@ def test_a_last_chance_trial_on_a_wide_table_trains_on_the_columns_most_related_
     assert {job.params.get(SCREEN) for job in pool.jobs} == {RESCUE_COLUMNS}
     assert complete.user_attrs[SCREEN] == RESCUE_COLUMNS and "train_rows" not in complete.user_attrs
     assert result.best_params[SCREEN] == RESCUE_COLUMNS and result.status == "ok"
-    [again] = [t for t in trials if t.state == optuna.trial.TrialState.WAITING]
-    assert again.user_attrs == {"retry_of": complete.number} and SCREEN not in again.system_attrs["fixed_params"]
-    assert complete not in counting(trials)
     narrow = FakePool()  # as many columns as the screen keeps: no screen
     _, trials = search(narrow, budget=Budget(end=time.monotonic(), seconds=10), must_start=True, rows=2000,
                        columns=RESCUE_COLUMNS)
@@ -218,15 +215,40 @@ def test_a_last_chance_trial_on_a_wide_table_trains_on_the_columns_most_related_
     assert not [t for t in trials if t.state == optuna.trial.TrialState.WAITING]
 
 
-def test_on_a_wide_table_the_last_chance_goes_to_a_family_that_trains_a_fold_alone():
-    """The fused NN trains on every column: a screen is for the families that train one fold at a time."""
-    pool = FakePool()
+def test_the_last_chance_after_cut_trials_is_asked_again_on_every_column_and_does_not_count():
+    """As in a run: the search's trials are cut at the deadline, queued, and the last chance is the
+    first of them asked again, screened; a rerun asks it once more on every column (the retry of a
+    cut trial was never queued again: the screened config stayed, and used up --trials)."""
+    def only_screened_fits(params, fold):
+        return lightgbm_score(params, fold) if SCREEN in params else {
+            "status": "error", "error": "DeadlineReached: stopped by the time budget", "cut": True}
+
     storage = optuna.storages.InMemoryStorage()
-    results = run_studies(["nn", "lightgbm"], storage, None, 3, 0, pool, budget=Budget(end=time.monotonic(),
-                                                                                            seconds=10),
-                          rows=2000, columns=2000)
-    assert results["lightgbm"].status == "ok" and results["lightgbm"].best_params[SCREEN] == RESCUE_COLUMNS
-    assert set(pool.families) == {"lightgbm"}
+    pool = FakePool(score=only_screened_fits)
+    result = run_family_study("lightgbm", storage, 4, 3, 0, pool, budget=Budget.starting_now(time.monotonic(), 1.0),
+                              rows=2000, columns=2000)
+    trials = optuna.load_study(study_name="lightgbm", storage=storage).get_trials(deepcopy=False)
+    [rescue] = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert "retry_of" in rescue.user_attrs and rescue.user_attrs[SCREEN] == RESCUE_COLUMNS
+    assert result.status == "ok" and rescue not in counting(trials)
+    [again] = [t for t in trials if t.user_attrs.get("retry_of") == rescue.number]
+    assert again.state == optuna.trial.TrialState.WAITING and again.system_attrs["fixed_params"] == rescue.params
+    waiting = [t for t in trials if t.state == optuna.trial.TrialState.WAITING]  # it, and the cut trials' retries
+    rerun = FakePool()  # with time for every column: every queued trial is asked, it on every column
+    run_family_study("lightgbm", storage, len(waiting), 3, 0, rerun, rows=2000, columns=2000)
+    asked = [job for job in rerun.jobs if job.trial.number == again.number]
+    assert len(asked) == 3 and not any(SCREEN in job.params for job in asked)
+
+
+def test_the_last_chance_is_the_quickest_family_and_on_a_wide_table_one_that_trains_a_fold_alone():
+    quick_nn = {"nn": [1.0, 1.2], "lightgbm": [30.0], "catboost": []}
+    assert last_chance.shaped(quick_nn, 8, 2000, 60) == last_chance.LastChance("nn", None, None)
+    assert last_chance.shaped(quick_nn, 8, 2000, 2000) == last_chance.LastChance("lightgbm", None, RESCUE_COLUMNS)
+    assert last_chance.shaped({"nn": [], "catboost": [], "xgboost": []}, 8, 2000, 60).family == "xgboost"  # cost
+    assert last_chance.shaped({"nn": [1.0]}, 8, 2000, 2000) == last_chance.LastChance("nn", None, None)  # alone
+    assert last_chance.shaped({"lightgbm": []}, 8, 100_000, 2000) == last_chance.LastChance(
+        "lightgbm", RESCUE_TRAIN_ROWS, RESCUE_COLUMNS)
+    assert last_chance.shaped({"lightgbm": []}, 8, 11_000, 100).train_rows is None  # 9,625 rows a fold
 
 
 def test_past_the_deadline_a_family_with_nothing_to_show_is_skipped():

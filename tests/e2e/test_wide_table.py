@@ -3,7 +3,6 @@ related to the target (engine/column_screen.py), and the saved model serves and 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -35,7 +34,10 @@ def test_a_wide_table_with_no_time_for_a_trial_still_saves_a_model_on_its_screen
         in proc.stderr
     meta = json.loads((tmp_path / "run" / "best_model" / "metadata.json").read_text())
     assert meta["params"]["screen"] == RESCUE_COLUMNS
-    assert [Path(f).suffix for f in meta["model_files"]] == [".screened"] * 4
+    model_dir = tmp_path / "run" / "best_model"  # each fold model its library's file, and the columns it reads
+    assert meta["model_files"] == [f"fold-{k}.txt" for k in range(4)]
+    assert all(json.loads((model_dir / f"fold-{k}-columns.json").read_text())["width"] == len(frame.columns) - 1
+               for k in range(4))
     served = predict_table(tmp_path / "run", tmp_path / "wide.parquet")["prediction"]
     sealed = json.loads((tmp_path / "run" / "holdout_indices.json").read_text())["holdout_rows"]
     assert r2_score(y[sealed], served.iloc[sealed]) == pytest.approx(meta["holdout_score"], abs=1e-9)
@@ -48,4 +50,6 @@ def test_a_wide_table_with_no_time_for_a_trial_still_saves_a_model_on_its_screen
     assert RESCUE_COLUMNS <= len(read) < len(names) and len(features) == len(names)
     assert all(f["permutation_drop"] == 0.0 for f in features if names.index(f["name"]) not in read)
     assert features[0]["permutation_drop"] > 0 and names.index(features[0]["name"]) in read
+    is_read = [names.index(f["name"]) in read for f in features]
+    assert is_read == sorted(is_read, reverse=True)  # a column no fold model reads: after every read one
 

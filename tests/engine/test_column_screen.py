@@ -2,6 +2,10 @@
 what a wide table's last-chance trial trains, serves and saves."""
 from __future__ import annotations
 
+import copy
+import json
+
+import lightgbm
 import numpy as np
 import pytest
 
@@ -57,10 +61,19 @@ def test_a_screened_model_predicts_saves_and_reads_back_as_its_library_model(tmp
     assert f"[categorical_feature: {at}]" in model.model.model_to_string()
     predicted = module.predict(model, X[300:])
     assert predicted.shape == (100,) and np.corrcoef(predicted, y[300:])[0, 1] > 0.8
-    name = module.save(model, tmp_path)
-    assert name.endswith(".screened")
+    name = module.save(model, tmp_path)  # the library's own file, and the columns it reads beside it
+    assert name == "model.txt" and sorted(p.name for p in tmp_path.iterdir()) == ["model-columns.json", "model.txt"]
     back = module.load(tmp_path / name)
     assert np.array_equal(module.predict(back, X[300:]), predicted)
+    # as the README says a saved model is read: its library alone, and the columns file
+    columns = json.loads((tmp_path / "model-columns.json").read_text())["columns"]
+    alone = lightgbm.Booster(model_file=str(tmp_path / name)).predict(X[300:][:, columns])
+    assert np.array_equal(alone, predicted)
+    served = tmp_path / "best_model"
+    served.mkdir()
+    assert module.publish(tmp_path / name, served, "fold-3") == "fold-3.txt"  # a kept fold model, as served
+    assert sorted(p.name for p in served.iterdir()) == ["fold-3-columns.json", "fold-3.txt"]
+    assert np.array_equal(module.predict(module.load(served / "fold-3.txt"), X[300:]), predicted)
     contributions = module.contributions(back, X[300:])  # at the table's width, 0 where it reads nothing
     assert contributions.shape == (100, X.shape[1])
     unread = np.setdiff1d(np.arange(X.shape[1]), model.columns)
@@ -74,8 +87,9 @@ def test_without_a_screen_or_with_no_more_columns_than_it_keeps_the_model_is_the
     module = family_module("lightgbm")
     fitted = module.fit(params, X[:300], y[:300], X[300:], y[300:])
     assert not isinstance(fitted.model, Screened)
-    assert module.save(fitted.model, tmp_path) == "model.txt"
+    assert module.save(fitted.model, tmp_path) == "model.txt" and [p.name for p in tmp_path.iterdir()] == ["model.txt"]
     assert not hasattr(family_module("hgb"), "contributions")  # the family's own interface, as it was
+    assert copy.copy(module).module is module.module  # a wrapper copies as any object does
 
 
 def test_permutation_importance_shuffles_only_the_columns_a_model_reads():

@@ -135,13 +135,13 @@ def narrowed(trial: optuna.trial.FrozenTrial) -> bool:
 def queue_sampled_again(study: optuna.Study) -> None:
     """A last-chance trial that completed on a sample of each fold's rows or columns (`narrowed`) is
     queued once more, for a rerun to train its settings on every row and column first; its retry, not
-    it, then counts toward the trial budget (`counting`). A retry is not queued again: a config
-    whose every run ends on a sample is not replayed forever."""
+    it, then counts toward the trial budget (`counting`). The last chance is itself most often the
+    retry of a trial the deadline cut; the retry on every row that fails again is not queued
+    again (FamilySearch.finish), so a config that never fits is not replayed forever."""
     trials = study.get_trials(deepcopy=False)
     queued = {t.user_attrs.get("retry_of") for t in trials}
     for trial in trials:
-        if (trial.state == optuna.trial.TrialState.COMPLETE and narrowed(trial)
-                and "retry_of" not in trial.user_attrs and trial.number not in queued):
+        if trial.state == optuna.trial.TrialState.COMPLETE and narrowed(trial) and trial.number not in queued:
             study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
 
 

@@ -1,23 +1,25 @@
 """A model trained on the columns most related to the target (a screen), and the family module
-that trains, serves and saves one wherever its params say `screen`.
+that trains, serves and saves one wherever its params say `screen` (catalog.SCREEN).
 
 Why: on a wide table every tree family's round costs in proportion to the columns (LightGBM on
 1,750 x 2,000: 0.19 s a round, 32 s a fold), so under a short budget no trial finishes and the
-run ends with no model. A run's last-chance trial (driver/scheduler.py) then trains on the
+run ended with no model. A run's last-chance trial (driver/last_chance.py) then trains on the
 `screen` columns whose values go most with the target in the fold's own training rows: the
 fold's validation rows play no part, so its score is honest. Sampling columns per tree instead
 (LightGBM's feature_fraction 0.1) loses what a few informative columns carry (fold R² 0.86 ->
-0.45 on 2,000 columns, ten of them informative; HISTORY.md, "Wide tables").
+0.45 on 2,000 columns, ten of them informative; bench/results/HISTORY.md, "Wide tables").
 
 The statistic is scikit-learn's: |Pearson r| for a number target (`r_regression`), the ANOVA F
 for classes (`f_classif`), on the columns with blanks filled by their mean; a category column's
 codes are read as numbers there (the trees still split on them as categories).
 
-A screened model is saved whole with joblib (its library's model pickled, which all of theirs
-support) under a name ending in SUFFIX, so a kept fold model copied to best_model/ stays one file.
+A screened model is saved as its library saves it, read by its library alone, with the columns
+it reads beside it (`columns_file`: `<name>-columns.json`, X[:, columns]).
 """
 from __future__ import annotations
 
+import json
+import shutil
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,13 +27,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import joblib
 import numpy as np
 
 from trialfuse.catalog import SCREEN
 from trialfuse.task import NUMBERS, Task
 
-SUFFIX = ".screened"
+CHUNK_COLUMNS = 1024  # scored at a time: the statistic's copies of 10,000 x 8,000 rows at once were 2.5 GB
 
 
 @dataclass
@@ -44,35 +45,46 @@ class Screened:
 
 
 def screened_columns(X: np.ndarray, y: np.ndarray, most: int, task: Task = NUMBERS) -> np.ndarray:
-    """The `most` columns of X whose values go most with y (ties: the first), in table order."""
+    """The `most` columns of X whose values go most with y (ties: the first), in table order; a
+    constant or all-blank column scores nothing."""
     from sklearn.feature_selection import f_classif, r_regression
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an all-blank or constant column: no score
-        filled = np.where(np.isnan(X), np.nanmean(X, axis=0), X)
-        filled = np.nan_to_num(filled, nan=0.0)
-        if task.is_classification:
-            strength = f_classif(filled, y.astype(np.int64))[0]
-        else:
-            strength = np.abs(r_regression(filled, y))
-    strength = np.where(np.ptp(filled, axis=0) > 0, np.nan_to_num(strength, nan=-1.0), -1.0)  # constant: none
-    best = np.argsort(-strength, kind="stable")[:most]
-    return np.sort(best)
+    strength = np.full(X.shape[1], -1.0)
+    for start in range(0, X.shape[1], CHUNK_COLUMNS):
+        part = X[:, start:start + CHUNK_COLUMNS]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # all-blank and constant columns (f_classif names every one)
+            filled = np.nan_to_num(np.where(np.isnan(part), np.nanmean(part, axis=0), part), nan=0.0)
+            score = f_classif(filled, y.astype(np.int64))[0] if task.is_classification else \
+                np.abs(r_regression(filled, y))
+        spread = np.ptp(filled, axis=0) > 0
+        strength[start:start + part.shape[1]] = np.where(spread, np.nan_to_num(score, nan=-1.0), -1.0)
+    return np.sort(np.argsort(-strength, kind="stable")[:most])
+
+
+def columns_file(path: str | Path) -> Path:
+    """Where the columns a screened model file reads are written: `<name>-columns.json` beside it
+    (not `model.*`: a kept fold's directory holds one file by that name)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}-columns.json")
 
 
 class Screening:
-    """A family's module (fit / predict / save / load, contributions where it has them, and the
-    rest as it is) that also trains and serves screened models: params with SCREEN train on that
-    many columns (where the table has more); every other model passes through untouched."""
+    """A family's module (fit / predict / save / load / publish, contributions where it has them,
+    and the rest as it is) that also trains and serves screened models: params with SCREEN train
+    on that many columns (where the table has more); every other model passes through untouched."""
 
     def __init__(self, module: ModuleType):
         self.module = module
 
     def __getattr__(self, name: str):
+        module = self.__dict__.get("module")
+        if module is None or name.startswith("__"):  # copy and pickle ask before __init__ ran
+            raise AttributeError(name)
         if name == "contributions":
-            inner = self.module.contributions  # AttributeError where the family has none
-            return lambda model, X: self._contributions(inner, model, X)
-        return getattr(self.module, name)
+            inner = module.contributions  # AttributeError where the family has none
+            return lambda model, X: _contributions(inner, model, X)
+        return getattr(module, name)
 
     def fit(self, params: dict[str, Any], X_train: np.ndarray, y_train: np.ndarray, X_val=None, y_val=None, *,
             task: Task = NUMBERS, categorical: Sequence[int] = (), **options):
@@ -96,21 +108,37 @@ class Screening:
         return self.module.predict(model, X)
 
     def save(self, model, directory) -> str:
-        if isinstance(model, Screened):
-            name = f"model{SUFFIX}"
-            joblib.dump(model, Path(directory) / name)
-            return name
-        return self.module.save(model, directory)
+        if not isinstance(model, Screened):
+            return self.module.save(model, directory)
+        name = self.module.save(model.model, directory)
+        columns_file(Path(directory) / name).write_text(json.dumps({"columns": model.columns.tolist(),
+                                                                    "width": model.width}))
+        return name
 
     def load(self, path):
-        return joblib.load(path) if Path(path).suffix == SUFFIX else self.module.load(path)
+        model = self.module.load(path)
+        if not columns_file(path).is_file():
+            return model
+        read = json.loads(columns_file(path).read_text())
+        return Screened(model, np.asarray(read["columns"], dtype=np.int64), int(read["width"]))
 
-    @staticmethod
-    def _contributions(inner, model, X: np.ndarray) -> np.ndarray:
-        """A screened model's at the table's width: 0 for every column it does not read."""
-        if not isinstance(model, Screened):
-            return inner(model, X)
-        part = inner(model.model, np.asarray(X)[:, model.columns])
-        whole = np.zeros((*part.shape[:-1], model.width))
-        whole[..., model.columns] = part
-        return whole
+    def publish(self, source, directory, stem: str) -> str:
+        """A kept fold model as served from best_model/: `<stem>.<its suffix>`, its columns beside
+        it where it is screened (the NN exports its own: mlp.publish)."""
+        if hasattr(self.module, "publish"):
+            return self.module.publish(source, directory, stem)
+        name = f"{stem}{Path(source).suffix}"
+        shutil.copyfile(source, Path(directory) / name)
+        if columns_file(source).is_file():
+            shutil.copyfile(columns_file(source), columns_file(Path(directory) / name))
+        return name
+
+
+def _contributions(inner, model, X: np.ndarray) -> np.ndarray:
+    """A screened model's at the table's width: 0 for every column it does not read."""
+    if not isinstance(model, Screened):
+        return inner(model, X)
+    part = inner(model.model, np.asarray(X)[:, model.columns])
+    whole = np.zeros((*part.shape[:-1], model.width))
+    whole[..., model.columns] = part
+    return whole

@@ -183,6 +183,8 @@ def explain(model: SavedModel, X: np.ndarray, y: np.ndarray, feature_names: list
     elif model.has_contributions:
         rows["shap"] = 0
     order = np.argsort(-importance_mean, kind="stable")
+    if read is not None:  # a column no model reads (screened models): after every read one, whatever its drop
+        order = np.concatenate([order[np.isin(order, read)], order[~np.isin(order, read)]])
     features = [{"name": feature_names[j], "permutation_drop": float(importance_mean[j]),
                  "permutation_std": float(importance_std[j]),
                  **({"mean_abs_shap": float(shap_mean[j])} if shap_mean is not None else {}),

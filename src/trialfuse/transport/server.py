@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,12 +227,8 @@ class Server:
         directory = Path(command["directory"])
         directory.mkdir(parents=True, exist_ok=True)
         names = []
-        for k, source in enumerate(command["fold_files"]):
-            if hasattr(module, "publish"):  # kept in a cheaper form than it is served in (the NN)
-                names.append(module.publish(source, directory, f"fold-{k}"))
-            else:
-                names.append(f"fold-{k}{Path(source).suffix}")
-                shutil.copyfile(source, directory / names[-1])
+        for k, source in enumerate(command["fold_files"]):  # copied (the NN's exported from its kept form)
+            names.append(module.publish(source, directory, f"fold-{k}"))
         with np.load(command["score_path"], allow_pickle=False) as d:
             X_score = np.asarray(d["X"], dtype=np.float64)
         task = self.datasets[str(command.get("dataset", protocol.SEARCH_ROWS))].task

@@ -16,6 +16,9 @@ families, never imports torch:
 - `load(path)`: reads that file back with the library alone.
 - `contributions(model, X)`, where the library computes SHAP values exactly (TreeSHAP in
   XGBoost, LightGBM, CatBoost): [rows, features], for the winner's explanation.
+
+`family_module` hands each module out wrapped (column_screen.Screening), so params with `screen`
+train, serve and save a model on the columns most related to the target, with no family the wiser.
 """
 from __future__ import annotations
 
