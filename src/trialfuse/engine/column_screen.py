@@ -88,6 +88,8 @@ class Screening:
 
     def fit(self, params: dict[str, Any], X_train: np.ndarray, y_train: np.ndarray, X_val=None, y_val=None, *,
             task: Task = NUMBERS, categorical: Sequence[int] = (), **options):
+        """The family's fit, on the screened columns of X_train where params say so (a `--refit` on
+        every search row screens those rows: its columns may differ from each fold's)."""
         from trialfuse.engine.families import Fitted
 
         most = params.get(SCREEN)
