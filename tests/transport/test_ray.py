@@ -160,3 +160,36 @@ def test_an_actor_reads_a_saved_model_directory_sent_with_the_call_not_from_the_
     answer = host.handle(explain, sent)[0][0]
     assert str(model) in sent and isinstance(sent[str(model)], dict)
     assert answer["status"] == "complete", answer
+
+
+def test_screened_fold_models_travel_with_the_columns_they_read(tmp_path):
+    """A wide table's last-chance fold models read some columns only (`<name>-columns.json` beside
+    each): served on another node, each went without its columns file and read every column."""
+    import shutil
+
+    from trialfuse.engine.families import family_module
+    from trialfuse.transport.ray_host import Host
+    from trialfuse.transport.shipped_files import input_files
+
+    X, y, _ = make_survivors(300, seed=0)
+    np.savez(tmp_path / "rows.npz", X=X, y=y)
+    module = family_module("lightgbm")
+    kept, expected = [], []
+    for k in range(2):  # two fold models, as a run keeps them: <family>-<trial>/fold-<k>/model.txt
+        fitted = module.fit({"screen": 10, "learning_rate": 0.2}, X[k::2], y[k::2], rounds=20)
+        folder = tmp_path / "oof" / "lightgbm-4" / f"fold-{k}"
+        folder.mkdir(parents=True)
+        kept.append(str(folder / module.save(fitted.model, folder)))
+        expected.append(module.predict(fitted.model, X))
+    host = Host()
+    host.handle(protocol.load_dataset(str(tmp_path / "rows.npz"), [(np.arange(200), np.arange(200, 300))]),
+                input_files({"path": str(tmp_path / "rows.npz")}))
+    serve = protocol.retrain("lightgbm", {}, None, str(tmp_path / "best"), str(tmp_path / "rows.npz"), 0, 1,
+                             fold_files=kept)
+    sent = input_files(serve)
+    shutil.rmtree(tmp_path / "oof")  # no shared disk
+    answers, written = host.handle(serve, sent)
+    assert answers[0]["status"] == "complete", answers[0]
+    np.testing.assert_allclose(answers[0]["predictions"], np.mean(expected, axis=0), rtol=1e-12)
+    assert sorted(written[str(tmp_path / "best")]) == ["fold-0-columns.json", "fold-0.txt", "fold-1-columns.json",
+                                                       "fold-1.txt"]

@@ -22,7 +22,7 @@ import json
 import shutil
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -90,8 +90,6 @@ class Screening:
             task: Task = NUMBERS, categorical: Sequence[int] = (), **options):
         """The family's fit, on the screened columns of X_train where params say so (a `--refit` on
         every search row screens those rows: its columns may differ from each fold's)."""
-        from trialfuse.engine.families import Fitted
-
         most = params.get(SCREEN)
         params = {k: v for k, v in params.items() if k != SCREEN}
         if not most or X_train.shape[1] <= most:
@@ -102,7 +100,7 @@ class Screening:
         fitted = self.module.fit(params, X_train[:, columns], y_train, None if X_val is None else X_val[:, columns],
                                  y_val, task=task, categorical=[place[c] for c in categorical if c in place],
                                  **options)
-        return Fitted(Screened(fitted.model, columns, X_train.shape[1]), fitted.best_rounds, fitted.rounds_run)
+        return replace(fitted, model=Screened(fitted.model, columns, X_train.shape[1]))
 
     def predict(self, model, X: np.ndarray) -> np.ndarray:
         if isinstance(model, Screened):

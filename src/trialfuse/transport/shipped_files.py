@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 INPUT_FILES = ("path", "score_path", "rows_path")  # command keys naming a driver-side file the worker reads
-INPUT_LISTS = ("fold_files",)  # ... a list of such files
+INPUT_LISTS = ("fold_files",)  # ... a list of such files, each with the folder it lies in (a kept fold model's
+# folder: what the model reads beside it, a screened model's columns, travels with it)
 INPUT_DIRS = ("model_dir",)  # ... a directory whose files it reads
 OUTPUT_DIRS = ("directory", "save_dir")  # ... a directory it writes into (a job's save_dir too)
 
@@ -42,10 +43,10 @@ def input_files(command: dict[str, Any]) -> dict[str, bytes | dict[str, bytes]]:
     directory it reads (path -> {relative path: bytes}, its layout kept)."""
     found: dict[str, bytes | dict[str, bytes]] = {}
     for part in _jobs(command):
-        for path in [part[key] for key in INPUT_FILES if part.get(key)] + \
-                [p for key in INPUT_LISTS for p in part.get(key) or []]:
+        for path in [part[key] for key in INPUT_FILES if part.get(key)]:
             found[str(path)] = Path(path).read_bytes()
-        for directory in (part[key] for key in INPUT_DIRS if part.get(key)):
+        for directory in [part[key] for key in INPUT_DIRS if part.get(key)] + \
+                [str(Path(p).parent) for key in INPUT_LISTS for p in part.get(key) or []]:
             root = Path(directory)
             found[str(directory)] = {str(f.relative_to(root)): f.read_bytes() for f in root.rglob("*") if f.is_file()}
     return found
