@@ -138,7 +138,7 @@ def test_a_saved_model_trained_on_a_sample_of_each_fold_says_so():
 
     rescued = FamilyResult("lightgbm", best_trial=4, best_train_rows=10_000)
     [line] = sampled_note(rescued, 700_000, 60)
-    assert line.startswith("lightgbm's best trial (4) was trained on 10,000 of each fold's 700,000 training rows:")
+    assert line.startswith("lightgbm's best trial (4) was trained on 10,000 of each fold's 700,000 training rows, as")
     assert sampled_note(rescued, 9_000, 60) == []
     assert sampled_note(FamilyResult("lightgbm", best_trial=4), 700_000, 60) == []
 
@@ -151,7 +151,7 @@ def test_a_saved_model_trained_on_screened_columns_says_so():
     screened = FamilyResult("lightgbm", best_trial=2, best_params={"num_leaves": 31, "screen": 100})
     [line] = sampled_note(screened, 1_750, 2_000)
     assert line.startswith("lightgbm's best trial (2) was trained on the 100 of its 2,000 columns most related to "
-                           "the target: the last chance")
+                           "the target, as a short budget asks")
     screened.best_train_rows = 10_000
     [line] = sampled_note(screened, 87_500, 2_000)
     assert "on 10,000 of each fold's 87,500 training rows and on the 100 of its 2,000 columns" in line

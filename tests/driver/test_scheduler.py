@@ -226,7 +226,7 @@ def test_the_last_chance_after_cut_trials_is_asked_again_on_every_column_and_doe
     storage = optuna.storages.InMemoryStorage()
     pool = FakePool(score=only_screened_fits)
     result = run_family_study("lightgbm", storage, 4, 3, 0, pool, budget=Budget.starting_now(time.monotonic(), 1.0),
-                              rows=2000, columns=2000)
+                              rows=2000, columns=2000, portfolio=False)  # no screened first trial: TPE's draws
     trials = optuna.load_study(study_name="lightgbm", storage=storage).get_trials(deepcopy=False)
     [rescue] = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert "retry_of" in rescue.user_attrs and rescue.user_attrs[SCREEN] == RESCUE_COLUMNS
@@ -238,6 +238,30 @@ def test_the_last_chance_after_cut_trials_is_asked_again_on_every_column_and_doe
     run_family_study("lightgbm", storage, len(waiting), 3, 0, rerun, rows=2000, columns=2000)
     asked = [job for job in rerun.jobs if job.trial.number == again.number]
     assert len(asked) == 3 and not any(SCREEN in job.params for job in asked)
+
+
+def test_a_wide_tables_new_study_trains_its_first_trial_on_screened_columns_then_the_same_on_every_one():
+    """2,000 x 2,000 at 120 s: only the NN finished a trial on every column, a useless one (holdout
+    R² 0.39), and it won the run; a screened LightGBM at 30 s scored 0.84."""
+    storage = optuna.storages.InMemoryStorage()
+    pool = FakePool()
+    run_studies(["lightgbm", "nn"], storage, 3, 3, 0, pool, prune=False, rows=2000, columns=2000)
+    trials = optuna.load_study(study_name="lightgbm", storage=storage).get_trials(deepcopy=False)
+    first, second = trials[:2]
+    assert first.user_attrs[SCREEN] == RESCUE_COLUMNS and SCREEN not in second.user_attrs
+    assert first.params == second.params == FAMILIES["lightgbm"].start[0]
+    assert trials[2].params == FAMILIES["lightgbm"].start[1]  # then the other starts
+    assert {job.params.get(SCREEN) for job in pool.jobs if job.trial == TrialKey("lightgbm", 0)} == {RESCUE_COLUMNS}
+    assert not any(SCREEN in job.params for job in pool.jobs if job.trial != TrialKey("lightgbm", 0))
+    nn = optuna.load_study(study_name="nn", storage=storage).get_trials(deepcopy=False)
+    assert not any(SCREEN in t.user_attrs for t in nn)  # the fused NN trains on every column
+    run_studies(["lightgbm"], storage, 5, 3, 0, FakePool(), prune=False, rows=2000, columns=2000)  # a rerun
+    later = optuna.load_study(study_name="lightgbm", storage=storage).get_trials(deepcopy=False)[3:]
+    assert len([t for t in later if t.state == optuna.trial.TrialState.COMPLETE]) == 2
+    assert not any(SCREEN in t.user_attrs for t in later)
+    narrow = FakePool()
+    search(narrow, trials=3, rows=2000, columns=RESCUE_COLUMNS)
+    assert not any(SCREEN in job.params for job in narrow.jobs)
 
 
 def test_the_last_chance_is_the_quickest_family_and_on_a_wide_table_one_that_trains_a_fold_alone():
@@ -544,8 +568,7 @@ def test_a_trial_left_undecided_keeps_its_running_folds_unless_the_deadline_pass
     failed and its running folds stop; one whose folds all run is left to finish, so they must
     not be stopped (with stop files read without a deadline, they answered `cut` and the trial
     counted as stopped by a budget the run did not have). Past the deadline every one stops."""
-    from trialfuse.driver.fold_verdicts import InFlight, Outcome
-    from trialfuse.driver.scheduler import _drop_unstarted
+    from trialfuse.driver.fold_verdicts import InFlight, Outcome, drop_unstarted
 
     class Recording:
         def __init__(self):
@@ -558,7 +581,7 @@ def test_a_trial_left_undecided_keeps_its_running_folds_unless_the_deadline_pass
 
     pool = Recording()
     flight = {n: InFlight(trial=None, peers=None) for n in (0, 1)}
-    _drop_unstarted(flight, "lightgbm", pool, Outcome(outcome), "why")
+    drop_unstarted(flight, "lightgbm", pool, Outcome(outcome), "why")
     assert pool.stops == stopped
     assert flight[0].outcome == Outcome(outcome) and flight[1].outcome is None
 

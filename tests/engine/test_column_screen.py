@@ -38,6 +38,21 @@ def test_the_screen_keeps_the_columns_that_go_with_the_target_in_table_order():
     assert not {5, 6} & set(screened_columns(X, y, 20))
 
 
+def test_the_screen_passes_over_near_copies_of_a_column_it_kept():
+    """150 near-copies of one strong column filled a screen of 100, and the nine other informative
+    columns were left out (holdout R² 0.37)."""
+    X, y = wide_rows()
+    rng = np.random.default_rng(1)
+    dominant = 5.0 * np.nan_to_num(X[:, 0])
+    y = y + dominant
+    copies = dominant[:, None] + 0.01 * rng.normal(size=(len(y), 30))
+    X = np.hstack([X, copies])  # columns 60-89: copies of a column the target follows most
+    kept = screened_columns(X, y, 6)
+    assert len(kept) == 6 and set(INFORMATIVE) <= set(kept) and len(set(kept) & set(range(60, 90))) == 1
+    only_copies = screened_columns(copies, y, 5)  # nothing else: the strongest copies, as many as asked
+    assert len(only_copies) == 5 and len(set(only_copies)) == 5
+
+
 def test_the_screen_reads_only_the_rows_the_model_trains_on():
     """A fold's validation rows play no part: a column that tracks the target only there is not kept."""
     X, y = wide_rows(columns=50)

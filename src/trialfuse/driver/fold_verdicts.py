@@ -13,6 +13,9 @@ from typing import Any
 import numpy as np
 import optuna
 
+from trialfuse.transport.contracts import FoldPool
+from trialfuse.transport.fold_queue import TrialKey
+
 PRUNE_PEERS = 4  # earlier trials that passed a fold before the pruner judges a trial at that fold
 PRUNER = optuna.pruners.MedianPruner(n_startup_trials=0, n_warmup_steps=0, n_min_trials=PRUNE_PEERS)  # from fold 1
 
@@ -107,3 +110,22 @@ def went_on(study: optuna.Study) -> list[list[float]]:
     ended = study.get_trials(deepcopy=False, states=(state.COMPLETE, state.PRUNED))
     means = [[t.intermediate_values[f] for f in sorted(t.intermediate_values)] for t in ended]
     return [m if t.state == state.COMPLETE else m[:-1] for t, m in zip(ended, means, strict=True)]
+
+
+def drop_unstarted(flight: dict[int, InFlight], family: str, pool: FoldPool, outcome: Outcome,
+                    reason: str) -> None:
+    """Trials that lose folds no worker had started end with `outcome`, their running folds
+    stopped; the rest finish, unless `outcome` is CUT (past the deadline every running fold stops)."""
+    for number, entry in flight.items():
+        if entry.outcome is None:
+            lose_unstarted(pool, TrialKey(family, number), entry, outcome, reason, stop_running=outcome == Outcome.CUT)
+
+
+def lose_unstarted(pool: FoldPool, key: TrialKey, entry: InFlight, outcome: Outcome, reason: str,
+                    stop_running: bool = False) -> bool:
+    """Whether the trial lost unstarted folds: then it ends with `outcome` and its running folds
+    stop (with `stop_running` they stop whatever it loses)."""
+    if lost := pool.cancel(key, stop_running=stop_running) > 0:
+        entry.outcome, entry.reason = outcome, reason
+        pool.cancel(key)  # decided now: what still runs of it is of no use
+    return lost

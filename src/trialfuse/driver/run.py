@@ -92,8 +92,7 @@ def reading_note(data, seconds: float, timeout: float | None) -> list[str]:
 
 def sampled_note(best: FamilyResult, fold_rows: int, columns: int) -> list[str]:
     """A line where the best trial trained each fold on a sample of its rows or on the columns most
-    related to the target: a last-chance trial, where no trial on every row and column finished in
-    time (last_chance.py)."""
+    related to the target: a run's last chance, or a wide table's first trial (last_chance.py)."""
     on = []
     if best.best_train_rows is not None and best.best_train_rows < fold_rows:
         on.append(f"{best.best_train_rows:,} of each fold's {fold_rows:,} training rows")
@@ -101,8 +100,8 @@ def sampled_note(best: FamilyResult, fold_rows: int, columns: int) -> list[str]:
         on.append(f"the {screen:,} of its {columns:,} columns most related to the target")
     if not on:
         return []
-    return [f"{best.family}'s best trial ({best.best_trial}) was trained on {' and on '.join(on)}: the last chance "
-            "of a run in which no trial on every row and column finished in time"]
+    return [f"{best.family}'s best trial ({best.best_trial}) was trained on {' and on '.join(on)}, as a short "
+            "budget asks; trials on every row and column compete where --timeout lets them finish"]
 
 
 def _storage_url(given: str | None, out: Path) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 import optuna
 
 from trialfuse.catalog import FAMILIES, SCREEN
-from trialfuse.driver import last_chance, trial_records
+from trialfuse.driver import fold_verdicts, last_chance, trial_records
 from trialfuse.driver.allocation import CostShares
 from trialfuse.driver.budget import Budget, final_seconds, finish_estimate, say_seconds, wall_time
 from trialfuse.driver.fold_verdicts import PRUNE_PEERS, InFlight, Outcome, judge, running_means, went_on
@@ -72,7 +72,8 @@ def run_studies(families: list[str], storage: optuna.storages.BaseStorage, n_tri
     """
     if n_trials is None and budget is None:
         raise ValueError("a search with no trial count needs a time budget")
-    settings = SearchSettings(n_trials, folds, seed, prune, portfolio, task)
+    settings = SearchSettings(n_trials, folds, seed, prune, portfolio, task,
+                              screen_first=last_chance.first_screen(columns))
     shares = CostShares(families, folds) if n_trials is None else None
     searches = [FamilySearch(f, storage, settings, pool, on_trial, shares, out_of_fold) for f in families]
     _drive(searches, pool, budget)
@@ -92,7 +93,8 @@ def run_family_study(family: str, storage: optuna.storages.BaseStorage, n_trials
 
 
 def _one_model_at_least(searches: list[FamilySearch], storage, settings: SearchSettings, pool: FoldPool, on_trial,
-                        out_of_fold: OutOfFold | None, budget: Budget, rows: int | None, columns: int | None):
+                        out_of_fold: OutOfFold | None, budget: Budget, rows: int | None,
+                        columns: int | None) -> dict[str, FamilyResult]:
     """No trial finished by the deadline: one more, shaped to fit (last_chance.py), until `Budget.last_end`."""
     candidates = [s for s in searches if s.failures_in_a_row < MAX_FAILURES_BEFORE_SKIP] or searches
     chance = last_chance.shaped({s.family: s.fold_seconds for s in candidates}, settings.folds, rows, columns)
@@ -164,6 +166,7 @@ class SearchSettings:
     task: Task = NUMBERS  # whose known-good configurations
     train_rows: int | None = None  # a fold's training rows at most (the last-chance trial's sample)
     screen: int | None = None  # a fold's columns at most, those most related to the target (the last chance's)
+    screen_first: int | None = None  # a wide table's: as many for a new study's first trial (last_chance.py)
 
 
 class FamilySearch:
@@ -193,6 +196,7 @@ class FamilySearch:
         self.starts: list[dict[str, Any]] = []  # known-good params to ask before TPE's own
         self.fold_seconds: list[float] = []  # training time of each finished fold: the time estimates
         self.cut_trials: list[optuna.Trial] = []  # cut by the deadline: asked again first next time
+        self.screen_next: int | None = None  # a wide table's new study: its first trial's columns (_screened)
 
     def _key(self, number: int) -> TrialKey:
         return TrialKey(self.family, number)
@@ -201,6 +205,7 @@ class FamilySearch:
         new_study = not self.study.get_trials(deepcopy=False)
         portfolio = new_study and self.settings.portfolio
         self.starts = list(self.settings.task.starts(FAMILIES[self.family])) if portfolio else []  # known-good first
+        self.screen_next = self.settings.screen_first if portfolio and not FAMILIES[self.family].batched else None
         complete = optuna.trial.TrialState.COMPLETE
         self.have_model = any(t.state == complete for t in self.study.get_trials(deepcopy=False))
         self.window = self.pool.window(self.family, self.n_trials)
@@ -247,7 +252,7 @@ class FamilySearch:
         """Past the deadline drop unstarted folds; tell what is decided; ask what replaces it."""
         if not self.cut and self._out_of_time():
             self.cut = self.result.stopped_by_budget = True
-            _drop_unstarted(self.flight, self.family, self.pool, Outcome.CUT, "stopped by the time budget")
+            fold_verdicts.drop_unstarted(self.flight, self.family, self.pool, Outcome.CUT, "stopped by the time budget")
         elif not self.cut:
             self._drop_what_cannot_finish()
         self._judge_all()  # a trial cut just now may be the one a later trial's verdict waited for
@@ -270,7 +275,7 @@ class FamilySearch:
         left = self.deadline - time.monotonic()
         workers = self.pool.workers
         for number, (queued, running) in undecided.items():  # one whose folds all run may still finish
-            if finish_estimate(queued, running, per_fold, workers) > left and _lose_unstarted(
+            if finish_estimate(queued, running, per_fold, workers) > left and fold_verdicts.lose_unstarted(
                     self.pool, self._key(number), self.flight[number], Outcome.CUT, "stopped by the time budget"):
                 self.result.stopped_by_budget = True
         trial_seconds = per_fold * math.ceil(self.folds / workers)
@@ -295,6 +300,15 @@ class FamilySearch:
             self.result.reason = self.too_slow or self.result.reason or not_run
         self.result.seconds = time.perf_counter() - self.started
         return self.result
+
+    def _screened(self, trial: optuna.Trial) -> int | None:
+        """A wide table's new study: its first trial's columns (a model in seconds where every column
+        takes minutes a fold), its settings asked next on every column; None for any other trial."""
+        if self.screen_next is None:
+            return None
+        self.study.enqueue_trial(trial.params, skip_if_exists=False)
+        screen, self.screen_next = self.screen_next, None
+        return screen
 
     def _out_of_time(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
@@ -324,10 +338,11 @@ class FamilySearch:
             entry.peers, entry.earlier = None, []  # too few trials before it to ever judge it: no pruning
         self.flight[trial.number] = entry
         turn, step = self.shares.next_turn(self.family) if self.shares is not None else (None, 1.0)
-        for key, most in (("train_rows", self.settings.train_rows), (SCREEN, self.settings.screen)):
-            if most is not None:  # a last-chance trial's narrowing (last_chance.py)
+        screen = self.settings.screen or self._screened(trial)
+        for key, most in (("train_rows", self.settings.train_rows), (SCREEN, screen)):
+            if most is not None:  # a last-chance trial's narrowing, or a wide table's first trial (last_chance.py)
                 trial.set_user_attr(key, most)
-        params = params if self.settings.screen is None else {**params, SCREEN: self.settings.screen}
+        params = params if screen is None else {**params, SCREEN: screen}
         self.pool.submit(self._key(trial.number), params, list(range(self.folds)),
                          model_seed(self.settings.seed, seeded_as(trial.number, trial.user_attrs)),
                          diagonal=entry.peers is not None, turn=turn, step=step, train_rows=self.settings.train_rows)
@@ -377,24 +392,6 @@ class FamilySearch:
         row asks no more, and its trials not started end failed: its error, not the search's."""
         if self.failures_in_a_row >= MAX_FAILURES_BEFORE_SKIP and not self.have_model and not self.stop_asking:
             self.stop_asking = True
-            _drop_unstarted(self.flight, self.family, self.pool, Outcome.FAILED,
+            fold_verdicts.drop_unstarted(self.flight, self.family, self.pool, Outcome.FAILED,
                             f"not run: {MAX_FAILURES_BEFORE_SKIP} trials failed in a row")
 
-
-def _drop_unstarted(flight: dict[int, InFlight], family: str, pool: FoldPool, outcome: Outcome,
-                    reason: str) -> None:
-    """Trials that lose folds no worker had started end with `outcome`, their running folds
-    stopped; the rest finish, unless `outcome` is CUT (past the deadline every running fold stops)."""
-    for number, entry in flight.items():
-        if entry.outcome is None:
-            _lose_unstarted(pool, TrialKey(family, number), entry, outcome, reason, stop_running=outcome == Outcome.CUT)
-
-
-def _lose_unstarted(pool: FoldPool, key: TrialKey, entry: InFlight, outcome: Outcome, reason: str,
-                    stop_running: bool = False) -> bool:
-    """Whether the trial lost unstarted folds: then it ends with `outcome` and its running folds
-    stop (with `stop_running` they stop whatever it loses)."""
-    if lost := pool.cancel(key, stop_running=stop_running) > 0:
-        entry.outcome, entry.reason = outcome, reason
-        pool.cancel(key)  # decided now: what still runs of it is of no use
-    return lost
