@@ -107,6 +107,13 @@ def test_the_diagnostics_probe_runs_only_where_a_fold_of_its_trial_fits(tmp_path
     nn.best_fold_seconds = [2.0, 2.5, 1.5]
     assert _diagnostics(pool, nn, tmp_path, 0, SilentReporter(), three_left) == [] and pool.probes == 1
 
+    class Late(Pool):  # the probe took longer than its trial's folds did, and met the report's share
+        def diagnose(self, family, params, seed, deadline=None):
+            raise RuntimeError("diagnose failed: DeadlineReached: stopped by the time budget or by the driver")
+
+    assert _diagnostics(Late(), nn, tmp_path, 0, SilentReporter(), three_left) == [
+        "nn: no diagnostics probe: the time budget ran out while it trained"]
+
 
 def test_a_message_says_short_durations_in_tenths():
     """"cannot finish a trial in the 0 s left (about 0 s each)" read as a contradiction on a 5 s run."""
@@ -181,3 +188,14 @@ def test_reading_a_good_part_of_the_budget_is_said_with_what_reads_faster(run_ma
                             "--folds", "2", "--timeout", "8s", "--no-explain", "--out", tmp_path / "r", "--quiet")
     assert code == 0, err
     assert re.search(r"warning: reading the table took [2-9]\.\d s of --timeout 8s; a Parquet copy", err), err
+
+
+def test_columns_left_out_as_holding_nothing_are_said_by_reason():
+    """Constant and all-blank columns were dropped silently (listed only in metadata.json)."""
+    from trialfuse.driver.run import dropped_note
+
+    assert dropped_note({}) == []
+    assert dropped_note({"a": "constant", "b": "constant", "c": "all values missing"}) == [
+        "3 columns not used: constant ('a', 'b'); all values missing ('c')"]
+    assert dropped_note({f"k{i}": "constant" for i in range(8)}) == [
+        "8 columns not used: constant ('k0', 'k1', 'k2', 'k3', 'k4' and 3 more)"]

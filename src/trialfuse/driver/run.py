@@ -90,6 +90,20 @@ def reading_note(data, seconds: float, timeout: float | None) -> list[str]:
     return [f"reading the table took {say_seconds(seconds)} of --timeout {timeout:g}s{faster}"]
 
 
+def dropped_note(dropped: dict[str, str], named: int = 5) -> list[str]:
+    """One line for the columns left out as holding nothing to learn from (constant, or every value
+    missing in the search rows), by reason, the first `named` of each by name; they were said only
+    in metadata.json."""
+    if not dropped:
+        return []
+    reasons: dict[str, list[str]] = {}
+    for name, why in dropped.items():
+        reasons.setdefault(why, []).append(name)
+    more = {why: f" and {len(names) - named} more" if len(names) > named else "" for why, names in reasons.items()}
+    parts = [f"{why} ({', '.join(map(repr, names[:named]))}{more[why]})" for why, names in reasons.items()]
+    return [f"{len(dropped)} column{'s' if len(dropped) > 1 else ''} not used: {'; '.join(parts)}"]
+
+
 def sampled_note(best: FamilyResult, fold_rows: int, columns: int) -> list[str]:
     """A line where the best trial trained each fold on a sample of its rows or on the columns most
     related to the target: a run's last chance, or a wide table's first trial (last_chance.py)."""
@@ -138,6 +152,7 @@ def _compare_models(opts: RunOptions, reporter: Reporter, held: ExitStack) -> Ru
     elif table.task_line:
         reporter.stage(table.task_line)
     early_warnings = [f"column {name!r} is not used: {why}" for name, why in table.identifiers.items()]
+    early_warnings += dropped_note({c: why for c, why in table.dropped.items() if c not in table.identifiers})
     early_warnings += table.warnings + reading_note(opts.data, read_seconds, opts.timeout)
     for line in early_warnings:
         reporter.stage(line)
@@ -256,6 +271,8 @@ def _diagnostics(pool: WorkerPool, family: FamilyResult, out: Path, seed: int, r
         report = pool.diagnose(family.family, family.best_params, model_seed(seed, family.best_seeded_as),
                                budget.report_starts() if budget is not None else None)
     except Exception as exc:  # a probe that fails must not cost the run its results
+        if "DeadlineReached" in str(exc):  # it ran longer than its trial's folds did
+            return [f"{family.family}: no diagnostics probe: the time budget ran out while it trained"]
         return [f"{family.family}: the diagnostics probe failed: {exc}"]
     report["trial"] = family.best_trial
     run_dir.write_json(out / run_dir.DIAGNOSTICS, report)
