@@ -250,18 +250,51 @@ def test_a_wide_tables_new_study_trains_its_first_trial_on_screened_columns_then
     first, second = trials[:2]
     assert first.user_attrs[SCREEN] == RESCUE_COLUMNS and SCREEN not in second.user_attrs
     assert first.params == second.params == FAMILIES["lightgbm"].start[0]
+    assert second.user_attrs["retry_of"] == first.number  # its retry: asked once, and the one --trials counts
+    assert first not in counting(trials) and len(counting(trials)) == 3
     assert trials[2].params == FAMILIES["lightgbm"].start[1]  # then the other starts
     assert {job.params.get(SCREEN) for job in pool.jobs if job.trial == TrialKey("lightgbm", 0)} == {RESCUE_COLUMNS}
     assert not any(SCREEN in job.params for job in pool.jobs if job.trial != TrialKey("lightgbm", 0))
     nn = optuna.load_study(study_name="nn", storage=storage).get_trials(deepcopy=False)
     assert not any(SCREEN in t.user_attrs for t in nn)  # the fused NN trains on every column
+    before = len(trials)
     run_studies(["lightgbm"], storage, 5, 3, 0, FakePool(), prune=False, rows=2000, columns=2000)  # a rerun
-    later = optuna.load_study(study_name="lightgbm", storage=storage).get_trials(deepcopy=False)[3:]
-    assert len([t for t in later if t.state == optuna.trial.TrialState.COMPLETE]) == 2
-    assert not any(SCREEN in t.user_attrs for t in later)
+    trials = optuna.load_study(study_name="lightgbm", storage=storage).get_trials(deepcopy=False)
+    assert len(counting(trials)) == 5 and not any(SCREEN in t.user_attrs for t in trials[before:])
     narrow = FakePool()
     search(narrow, trials=3, rows=2000, columns=RESCUE_COLUMNS)
     assert not any(SCREEN in job.params for job in narrow.jobs)
+
+
+def test_a_screened_first_trial_cut_or_orphaned_is_not_queued_beside_its_retry():
+    """Its settings on every column are queued as it is asked; cut (or left by a killed driver)
+    it was queued once more, and a rerun trained the same settings twice on every column."""
+    from trialfuse.driver.storage import recover_orphans
+
+    def cut_all(params, fold):
+        return {"status": "error", "error": "DeadlineReached: stopped by the time budget", "cut": True}
+
+    storage = optuna.storages.InMemoryStorage()
+    run_studies(["lightgbm"], storage, 4, 3, 0, FakePool(score=cut_all), prune=False, rows=2000, columns=2000,
+                must_start=False, budget=Budget.starting_now(time.monotonic(), 1.0))
+    trials = optuna.load_study(study_name="lightgbm", storage=storage).get_trials(deepcopy=False)
+    waiting = [t.user_attrs["retry_of"] for t in trials if t.state == optuna.trial.TrialState.WAITING]
+    assert trials[0].user_attrs[SCREEN] == RESCUE_COLUMNS and len(waiting) == len(set(waiting))
+    from trialfuse.driver.scheduler import FamilySearch, SearchSettings
+
+    search = FamilySearch("lightgbm", optuna.storages.InMemoryStorage(), SearchSettings(4, 3, 0), FakePool())
+    screened = search.study.ask({"learning_rate": optuna.distributions.FloatDistribution(0.01, 0.3, log=True)})
+    screened.set_user_attr(SCREEN, RESCUE_COLUMNS)
+    search.study.enqueue_trial(screened.params, user_attrs={"retry_of": screened.number})  # not asked yet
+    search.cut_trials = [screened]
+    search.finish()
+    assert len(search.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))) == 1
+    study = optuna.create_study(study_name="orphan", storage=storage)
+    orphan = study.ask()
+    orphan.suggest_float("learning_rate", 0.01, 0.3)
+    study.enqueue_trial(orphan.params, user_attrs={"retry_of": orphan.number})
+    recover_orphans(study)  # the driver died while the screened trial ran: its retry waits already
+    assert len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))) == 1
 
 
 def test_the_last_chance_is_the_quickest_family_and_on_a_wide_table_one_that_trains_a_fold_alone():

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import optuna
 
+from trialfuse.catalog import SCREEN
 from trialfuse.transport.contracts import FoldPool
 from trialfuse.transport.fold_queue import TrialKey
 
@@ -105,9 +106,11 @@ def as_reported(entry: InFlight, fold: int) -> optuna.trial.FrozenTrial:
 
 def went_on(study: optuna.Study) -> list[list[float]]:
     """Each ended trial's running means at the folds it went on past: all of a complete
-    trial's, a pruned trial's before the fold that pruned it."""
+    trial's, a pruned trial's before the fold that pruned it; not a trial on screened columns
+    (column_screen), whose scores are not those of a trial on every column."""
     state = optuna.trial.TrialState
-    ended = study.get_trials(deepcopy=False, states=(state.COMPLETE, state.PRUNED))
+    ended = [t for t in study.get_trials(deepcopy=False, states=(state.COMPLETE, state.PRUNED))
+             if SCREEN not in t.user_attrs]
     means = [[t.intermediate_values[f] for f in sorted(t.intermediate_values)] for t in ended]
     return [m if t.state == state.COMPLETE else m[:-1] for t, m in zip(ended, means, strict=True)]
 

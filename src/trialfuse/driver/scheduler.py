@@ -28,6 +28,7 @@ from trialfuse.driver.storage import (
     ask,
     fail_stale_trials,
     keeps_heartbeats,
+    queued_retries,
     recover_orphans,
     wait_for_other_drivers,
 )
@@ -63,12 +64,11 @@ def run_studies(families: list[str], storage: optuna.storages.BaseStorage, n_tri
 
     The deadline holds inside jobs too: every job carries it, and a fold still training
     then stops within a round or 64 steps; its trial is cut (not counted, and its params are
-    queued, so a rerun asks them again first). With `must_start`, a run with no model at its
-    deadline runs one last-chance trial, on a sample of each fold past `rows` and the columns most related
-    to the target past `columns` (last_chance.py). With
-    `out_of_fold`, every complete trial's validation predictions go to it (the pool must have
-    been asked for them). With `portfolio`, a new study asks the catalog's known-good
-    configurations for the `task` first (off only to measure them).
+    queued, so a rerun asks them again first). With `must_start`, a run with no model at its deadline
+    runs one last-chance trial, on a sample of each fold past `rows` and the columns most related to the
+    target past `columns` (last_chance.py, which a wide table's first trials take too). With `out_of_fold`,
+    every complete trial's validation predictions go to it (the pool must have been asked for them).
+    With `portfolio`, a new study asks the catalog's known-good configurations for the `task` first.
     """
     if n_trials is None and budget is None:
         raise ValueError("a search with no trial count needs a time budget")
@@ -197,6 +197,7 @@ class FamilySearch:
         self.fold_seconds: list[float] = []  # training time of each finished fold: the time estimates
         self.cut_trials: list[optuna.Trial] = []  # cut by the deadline: asked again first next time
         self.screen_next: int | None = None  # a wide table's new study: its first trial's columns (_screened)
+        self.screened_first: set[int] = set()  # the trial it went to
 
     def _key(self, number: int) -> TrialKey:
         return TrialKey(self.family, number)
@@ -233,7 +234,7 @@ class FamilySearch:
         entry = self.flight[number]
         entry.results[done.job.fold] = done.result
         complete = done.result.get("status") == "complete"
-        if complete:
+        if complete and number not in self.screened_first:
             self.fold_seconds.append(wall_seconds(done.result))
         if self.shares is not None:
             self.shares.fold_done(self.family, float(done.result.get("duration", 0.0)), complete)
@@ -286,9 +287,10 @@ class FamilySearch:
     def finish(self) -> FamilyResult:
         if self.heartbeat is not None:
             self.heartbeat.stop()
+        queued = queued_retries(self.study)  # a wide table's screened first trial's is, from the start
         for trial in self.cut_trials:  # the time ran out, not the config: a rerun asks it once only (one that never
             # fits is not replayed forever); a cut last-chance trial (`narrowed`) once more, on every row and column
-            if "retry_of" not in trial.user_attrs or narrowed(trial):
+            if trial.number not in queued and ("retry_of" not in trial.user_attrs or narrowed(trial)):
                 self.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
         self.cut_trials.clear()
         wait_for_other_drivers(self.study)
@@ -302,11 +304,12 @@ class FamilySearch:
         return self.result
 
     def _screened(self, trial: optuna.Trial) -> int | None:
-        """A wide table's new study: its first trial's columns (a model in seconds where every column
-        takes minutes a fold), its settings asked next on every column; None for any other trial."""
-        if self.screen_next is None:
-            return None
-        self.study.enqueue_trial(trial.params, skip_if_exists=False)
+        """A wide table's new study: its first trial's columns (a model in seconds where every column takes
+        minutes a fold; its folds' time no estimate of theirs), its settings asked next on every column as
+        its retry (so asked once more nowhere, nor counted); None for any other trial."""
+        if self.screen_next is not None:
+            self.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+            self.screened_first.add(trial.number)
         screen, self.screen_next = self.screen_next, None
         return screen
 

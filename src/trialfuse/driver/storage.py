@@ -171,10 +171,17 @@ def _lost_creation_race(exc: Exception) -> bool:
 
 
 def retry_once(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-    """A trial whose driver died: ask its params again, once (it no longer counts; its retry does)."""
-    if "retry_of" in trial.user_attrs or not trial.params:
+    """A trial whose driver died: ask its params again, once (it no longer counts; its retry does);
+    not where its retry waits in the queue already (a wide table's screened first trial's, queued at once)."""
+    if "retry_of" in trial.user_attrs or not trial.params or trial.number in queued_retries(study):
         return
     study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+
+
+def queued_retries(study: optuna.Study) -> set[int]:
+    """The trials whose retry waits in the queue."""
+    waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+    return {t.user_attrs["retry_of"] for t in waiting if "retry_of" in t.user_attrs}
 
 
 def recover_orphans(study: optuna.Study) -> None:

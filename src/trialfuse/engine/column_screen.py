@@ -76,13 +76,16 @@ def _not_repeating(X: np.ndarray, candidates: np.ndarray, most: int) -> np.ndarr
     filled a screen of 100, and the nine other informative columns were left out (holdout R² 0.37)."""
     rows = np.linspace(0, len(X) - 1, min(len(X), REPEAT_ROWS)).astype(np.int64)
     Z = _filled(X[np.ix_(rows, candidates)])
-    Z = (Z - Z.mean(axis=0)) / np.where((sd := Z.std(axis=0)) > 0, sd, 1.0) / np.sqrt(len(rows))
+    with np.errstate(all="ignore"):
+        Z = np.nan_to_num((Z - Z.mean(axis=0)) / np.where((sd := Z.std(axis=0)) > 0, sd, 1.0) / np.sqrt(len(rows)))
     kept: list[int] = []
+    nearest = np.zeros(len(candidates))  # each candidate's largest |r| with a column kept so far
     for i in range(len(candidates)):
         if len(kept) == most:
             break
-        if not kept or np.abs(Z[:, kept].T @ Z[:, i]).max() <= REPEATED:
+        if nearest[i] <= REPEATED:
             kept.append(i)
+            nearest = np.maximum(nearest, np.abs(Z.T @ Z[:, i]))
     return candidates[kept]
 
 
