@@ -156,6 +156,15 @@ class Screening:
         read = json.loads(columns_file(path).read_text())
         return Screened(model, np.asarray(read["columns"], dtype=np.int64), int(read["width"]))
 
+    def columns_read(self, model) -> np.ndarray | None:
+        """The table's columns a model's predictions can move with: a screened model's, narrowed to
+        those its splits read where the family tells them (`columns_used`); None: any column."""
+        inner = model.model if isinstance(model, Screened) else model
+        used = self.module.columns_used(inner) if hasattr(self.module, "columns_used") else None
+        if isinstance(model, Screened):
+            return model.columns if used is None else model.columns[used]
+        return used
+
     def publish(self, source, directory, stem: str) -> str:
         """A kept fold model as served from best_model/: `<stem>.<its suffix>`, its columns beside
         it where it is screened (the NN exports its own: mlp.publish)."""

@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 
 from trialfuse.blend import IDENTITY, fold_mean, serve
-from trialfuse.engine.column_screen import Screened
 from trialfuse.engine.families import family_module
 from trialfuse.errors import UserError
 from trialfuse.task import NUMBERS, Task
@@ -54,12 +53,14 @@ class SavedModel:
         return serve([m.predict(X) for m in self.members], [m.weight for m in self.members], self.stack)
 
     def columns_read(self) -> np.ndarray | None:
-        """The columns some member's model reads, where each one reads only its screened columns
-        (engine/column_screen.py); None: every column."""
-        models = [model for m in self.members for model in m.models]
-        if not all(isinstance(model, Screened) for model in models):
+        """The columns some member's model reads (its screened columns, those its trees split on:
+        Screening.columns_read), where every model tells; None: every column. Shuffling any other
+        leaves every prediction as it is, so permutation importance skips them: on 5,000 columns
+        it needed 210 s for 100 rows."""
+        read = [family_module(m.family).columns_read(model) for m in self.members for model in m.models]
+        if any(r is None for r in read):
             return None
-        return np.unique(np.concatenate([model.columns for model in models]))
+        return np.unique(np.concatenate(read)).astype(np.int64)
 
     @property
     def has_contributions(self) -> bool:

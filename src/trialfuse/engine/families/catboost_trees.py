@@ -75,6 +75,12 @@ def load(path) -> CatBoost:
     return model
 
 
+def columns_used(model: CatBoost) -> np.ndarray:
+    """The columns whose splits change a prediction (CatBoost's PredictionValuesChange above 0; a
+    split whose sides predict alike moves nothing either)."""
+    return np.flatnonzero(np.asarray(model.get_feature_importance()) > 0)
+
+
 def contributions(model: CatBoostRegressor, X: np.ndarray) -> np.ndarray:
     """Exact SHAP values [rows, features] (the bias column dropped); for several classes
     [rows, classes, features], in log-odds (two classes: the second's)."""

@@ -80,6 +80,11 @@ def load(path) -> lgb.Booster:
     return lgb.Booster(model_file=str(path))
 
 
+def columns_used(model: lgb.Booster) -> np.ndarray:
+    """The columns some split up to the best round reads: no other moves a prediction."""
+    return np.flatnonzero(model.feature_importance(importance_type="split") > 0)
+
+
 def contributions(model: lgb.Booster, X: np.ndarray) -> np.ndarray:
     """Exact TreeSHAP values [rows, features] (the bias column dropped), up to the best round;
     for several classes [rows, classes, features], in log-odds (two classes: the second's)."""

@@ -76,6 +76,12 @@ def load(path) -> xgb.Booster:
     return booster
 
 
+def columns_used(model: xgb.Booster) -> np.ndarray:
+    """The columns some split reads (every round's, the kept ones among them): no other moves a
+    prediction. Unnamed columns are f0, f1, ... to XGBoost."""
+    return np.array(sorted(int(name[1:]) for name in model.get_score(importance_type="weight")), dtype=np.int64)
+
+
 def contributions(model: xgb.Booster, X: np.ndarray) -> np.ndarray:
     """Exact TreeSHAP values [rows, features] (the bias column dropped), up to the best round;
     for several classes [rows, classes, features], in log-odds (two classes: the second's)."""
