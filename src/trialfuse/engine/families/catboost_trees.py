@@ -1,6 +1,8 @@
 """The CatBoost family: oblivious trees, early stopping on the fold's validation rows."""
 from __future__ import annotations
 
+import json
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -75,10 +77,19 @@ def load(path) -> CatBoost:
     return model
 
 
-def columns_used(model: CatBoost) -> np.ndarray:
-    """The columns whose splits change a prediction (CatBoost's PredictionValuesChange above 0; a
-    split whose sides predict alike moves nothing either)."""
-    return np.flatnonzero(np.asarray(model.get_feature_importance()) > 0)
+def columns_used(model: CatBoost) -> np.ndarray | None:
+    """The columns some split reads, from the model as CatBoost writes it in JSON (its importance
+    can be 0 for a split one side of which no training row reached, which still moves a
+    prediction); None where a split reads anything but a number column."""
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "model.json"
+        model.save_model(str(path), format="json")
+        written = json.loads(path.read_text())
+    flat = [f["flat_feature_index"] for f in written["features_info"].get("float_features", [])]
+    splits = [split for tree in written.get("oblivious_trees", []) for split in tree["splits"]]
+    if any(split.get("split_type") != "FloatFeature" for split in splits):
+        return None
+    return np.array(sorted({flat[split["float_feature_index"]] for split in splits}), dtype=np.int64)
 
 
 def contributions(model: CatBoostRegressor, X: np.ndarray) -> np.ndarray:
