@@ -32,7 +32,7 @@ def shaped(fold_seconds: dict[str, list[float]], folds: int, rows: int | None, c
     """The last chance among the families not failed, with the seconds each one's finished folds
     took: the quickest (by those, else the catalog's cost), on a wide table one that trains a fold
     alone (a batched one, the fused NN, trains on every column) where there is one."""
-    wide = columns is not None and columns > RESCUE_COLUMNS
+    wide = first_screen(columns) is not None
     candidates = [f for f in fold_seconds if not (wide and FAMILIES[f].batched)] or list(fold_seconds)
     family = min(candidates, key=lambda f: (not fold_seconds[f], np.median(fold_seconds[f]) if fold_seconds[f] else 0,
                                             FAMILIES[f].cost))
