@@ -95,6 +95,26 @@ def test_a_screened_model_predicts_saves_and_reads_back_as_its_library_model(tmp
     assert not contributions[:, unread].any() and contributions[:, model.columns].any()
 
 
+def test_a_saved_screened_model_without_its_columns_file_is_called_damaged(tmp_path):
+    """best_model/ copied without `model-columns.json` loaded the model as unscreened and ended in
+    LightGBM's feature-count error; every other missing file is the user's one line."""
+    from trialfuse.engine.saved_model import SavedModel
+    from trialfuse.errors import UserError
+
+    X, y = wide_rows()
+    module = family_module("lightgbm")
+    params = {"screen": 5, "learning_rate": 0.2}
+    name = module.save(module.fit(params, X[:300], y[:300], rounds=10).model, tmp_path)
+    metadata = {"family": "lightgbm", "params": params, "model_file": name,
+                "feature_names": [f"x{j}" for j in range(X.shape[1])]}
+    assert SavedModel(tmp_path, metadata).predict(X[300:]).shape == (100,)
+    (tmp_path / "model-columns.json").unlink()
+    with pytest.raises(UserError, match="lacks model-columns.json: damaged or partly copied"):
+        SavedModel(tmp_path, metadata)
+    narrow = {**metadata, "feature_names": metadata["feature_names"][:5]}  # no more columns than it keeps:
+    assert SavedModel(tmp_path, narrow).predict(X[300:, :5]).shape == (100,)  # never screened, no file
+
+
 @pytest.mark.parametrize("screen", [None, 60, 200])
 def test_without_a_screen_or_with_no_more_columns_than_it_keeps_the_model_is_the_librarys(screen, tmp_path):
     X, y = wide_rows()

@@ -96,6 +96,12 @@ def _filled(part: np.ndarray) -> np.ndarray:
         return np.nan_to_num(np.where(np.isnan(part), np.nanmean(part, axis=0), part), nan=0.0)
 
 
+def screens(params: dict[str, Any] | None, width: int) -> bool:
+    """Whether a model of these params trains on fewer columns than a table of `width` has."""
+    most = (params or {}).get(SCREEN)
+    return bool(most) and width > int(most)
+
+
 def columns_file(path: str | Path) -> Path:
     """Where the columns a screened model file reads are written: `<name>-columns.json` beside it
     (not `model.*`: a kept fold's directory holds one file by that name)."""
@@ -124,9 +130,9 @@ class Screening:
             task: Task = NUMBERS, categorical: Sequence[int] = (), **options):
         """The family's fit, on the screened columns of X_train where params say so (a `--refit` on
         every search row screens those rows: its columns may differ from each fold's)."""
-        most = params.get(SCREEN)
+        screened, most = screens(params, X_train.shape[1]), params.get(SCREEN)
         params = {k: v for k, v in params.items() if k != SCREEN}
-        if not most or X_train.shape[1] <= most:
+        if not screened:
             return self.module.fit(params, X_train, y_train, X_val, y_val, task=task, categorical=categorical,
                                    **options)
         columns = screened_columns(X_train, y_train, int(most), task)

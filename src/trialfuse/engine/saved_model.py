@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from trialfuse.blend import IDENTITY, fold_mean, serve
+from trialfuse.engine.column_screen import columns_file, screens
 from trialfuse.engine.families import family_module
 from trialfuse.errors import UserError
 from trialfuse.task import NUMBERS, Task
@@ -39,7 +40,8 @@ class SavedModel:
 
     def __init__(self, directory: str | Path, metadata: dict[str, Any]):
         listed = metadata.get("members") or [{**metadata, "weight": 1.0}]
-        missing = [f for m in listed for f in files(m) if not (Path(directory) / f).is_file()]
+        width = len(metadata.get("feature_names") or ())
+        missing = [f for m in listed for f in files(m) + columns_files(m, width) if not (Path(directory) / f).is_file()]
         if missing:  # a library's own error for it reads as a fault of ours
             raise UserError(f"the saved model in {directory} lacks {missing[0]}"
                             f"{f' and {len(missing) - 1} more file(s)' if len(missing) > 1 else ''}: "
@@ -74,6 +76,12 @@ class SavedModel:
         weighted sum (SHAP values add up as the predictions do; a fold-served member's are its
         fold models' mean)."""
         return sum(m.weight * m.contributions(X) for m in self.members)
+
+
+def columns_files(entry: dict[str, Any], width: int) -> list[str]:
+    """A screened model's columns files (column_screen.columns_file), without which its library
+    would read the table's every column; none where its params screen no column."""
+    return [columns_file(f).as_posix() for f in files(entry)] if screens(entry.get("params"), width) else []
 
 
 def files(entry: dict[str, Any]) -> list[str]:
