@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
 
 from trialfuse.driver.budget import (
@@ -142,27 +143,57 @@ def test_a_run_that_saves_no_model_is_one_line_and_exit_code_1(run_main, survivo
 def test_a_saved_model_trained_on_a_sample_of_each_fold_says_so():
     from trialfuse.driver.run import sampled_note
     from trialfuse.driver.trial_records import FamilyResult
+    from trialfuse.task import NUMBERS
 
     rescued = FamilyResult("lightgbm", best_trial=4, best_train_rows=10_000)
-    [line] = sampled_note(rescued, 700_000, 60)
+    [line] = sampled_note(rescued, 700_000, 60, NUMBERS)
     assert line.startswith("lightgbm's best trial (4) was trained on 10,000 of each fold's 700,000 training rows, as")
-    assert sampled_note(rescued, 9_000, 60) == []
-    assert sampled_note(FamilyResult("lightgbm", best_trial=4), 700_000, 60) == []
+    assert sampled_note(rescued, 9_000, 60, NUMBERS) == []
+    assert sampled_note(FamilyResult("lightgbm", best_trial=4), 700_000, 60, NUMBERS) == []
 
 
 def test_a_saved_model_trained_on_screened_columns_says_so():
     """A last-chance trial on a wide table trains on the columns most related to the target."""
     from trialfuse.driver.run import sampled_note
     from trialfuse.driver.trial_records import FamilyResult
+    from trialfuse.task import NUMBERS
 
     screened = FamilyResult("lightgbm", best_trial=2, best_params={"num_leaves": 31, "screen": 100})
-    [line] = sampled_note(screened, 1_750, 2_000)
+    [line] = sampled_note(screened, 1_750, 2_000, NUMBERS)
     assert line.startswith("lightgbm's best trial (2) was trained on the 100 of its 2,000 columns most related to "
                            "the target, as a short budget asks")
     screened.best_train_rows = 10_000
-    [line] = sampled_note(screened, 87_500, 2_000)
+    [line] = sampled_note(screened, 87_500, 2_000, NUMBERS)
     assert "on 10,000 of each fold's 87,500 training rows and on the 100 of its 2,000 columns" in line
-    assert sampled_note(FamilyResult("lightgbm", best_trial=2, best_params={"screen": 100}), 1_750, 80) == []
+    assert sampled_note(FamilyResult("lightgbm", best_trial=2, best_params={"screen": 100}), 1_750, 80, NUMBERS) == []
+
+
+def test_a_screened_winner_that_beat_its_settings_on_every_column_is_not_called_a_short_budgets():
+    """`--trials 1` on a wide table, no --timeout: the screened first trial and its retry on every
+    column both ran and the screened one scored higher; the note blamed "a short budget"."""
+    from trialfuse.catalog import FAMILIES
+    from trialfuse.driver.run import sampled_note
+    from trialfuse.driver.trial_records import FamilyResult, summarize
+    from trialfuse.task import NUMBERS
+
+    study = optuna.create_study(direction="maximize")
+    first = study.ask()
+    FAMILIES["lightgbm"].suggest(first)
+    first.set_user_attr("screen", 100)
+    study.tell(first, 0.1233)
+    screened = FamilyResult("lightgbm")
+    summarize(study, screened)
+    [line] = sampled_note(screened, 1_750, 2_000, NUMBERS)
+    assert "as a short budget asks" in line  # its settings not yet trained on every column
+    study.enqueue_trial(first.params, user_attrs={"retry_of": 0})
+    retry = study.ask()
+    FAMILIES["lightgbm"].suggest(retry)
+    study.tell(retry, 0.1167)
+    summarize(study, screened)
+    assert screened.best_trial == 0 and screened.best_whole_score == pytest.approx(0.1167)
+    [line] = sampled_note(screened, 1_750, 2_000, NUMBERS)
+    assert line == ("lightgbm's best trial (0) was trained on the 100 of its 2,000 columns most related to the "
+                    "target; its settings on every row and column scored lower (CV R² 0.1167 against 0.1233)")
 
 
 def test_reading_a_good_part_of_the_budget_is_said_with_what_reads_faster(run_main, survivors_csv, tmp_path,

@@ -104,9 +104,10 @@ def dropped_note(dropped: dict[str, str], named: int = 5) -> list[str]:
     return [f"{len(dropped)} column{'s' if len(dropped) > 1 else ''} not used: {'; '.join(parts)}"]
 
 
-def sampled_note(best: FamilyResult, fold_rows: int, columns: int) -> list[str]:
+def sampled_note(best: FamilyResult, fold_rows: int, columns: int, task: Task) -> list[str]:
     """A line where the best trial trained each fold on a sample of its rows or on the columns most
-    related to the target: a run's last chance, or a wide table's first trial (last_chance.py)."""
+    related to the target: a run's last chance, or a wide table's first trial (last_chance.py); where
+    its settings also ran on every row and column and scored lower, that instead of the budget's say."""
     on = []
     if best.best_train_rows is not None and best.best_train_rows < fold_rows:
         on.append(f"{best.best_train_rows:,} of each fold's {fold_rows:,} training rows")
@@ -114,8 +115,12 @@ def sampled_note(best: FamilyResult, fold_rows: int, columns: int) -> list[str]:
         on.append(f"the {screen:,} of its {columns:,} columns most related to the target")
     if not on:
         return []
-    return [f"{best.family}'s best trial ({best.best_trial}) was trained on {' and on '.join(on)}, as a short "
-            "budget asks; trials on every row and column compete where --timeout lets them finish"]
+    trained = f"{best.family}'s best trial ({best.best_trial}) was trained on {' and on '.join(on)}"
+    if best.best_whole_score is not None:
+        return [f"{trained}; its settings on every row and column scored lower (CV {task.metric.label} "
+                f"{task.show(best.best_whole_score)} against {task.show(best.cv_score_mean)})"]
+    return [f"{trained}, as a short budget asks; trials on every row and column compete where --timeout lets "
+            "them finish"]
 
 
 def _storage_url(given: str | None, out: Path) -> str:
@@ -221,7 +226,7 @@ def _compare_models(opts: RunOptions, reporter: Reporter, held: ExitStack) -> Ru
                                 "longer --timeout (the cut trials are asked first)")
             raise RunFailed(f"every model family failed ({reasons})")
         best = ranking[0]
-        early_warnings += sampled_note(best, len(rest) - len(rest) // k, table.X.shape[1])
+        early_warnings += sampled_note(best, len(rest) - len(rest) // k, table.X.shape[1], table.task)
         if out_of_fold is not None:  # stragglers of pruned trials; not what another driver still trains
             out_of_fold.remove_unkept(running_trials(storage, models))
         chosen = final_model.plan(best, storage, out_of_fold, table.y[rest], len(slots), budget,

@@ -38,6 +38,7 @@ class FamilyResult:
     train_seconds: float | None = None  # what its trials' folds took to train, over all workers (None: not recorded)
     stopped_by_budget: bool = False
     best_train_rows: int | None = None  # a fold's training rows at most, where the best trial had a sample
+    best_whole_score: float | None = None  # a narrowed best trial's settings on every row and column, where they ran
 
     @property
     def cv_score_sd(self) -> float:
@@ -171,3 +172,5 @@ def summarize(study: optuna.Study, result: FamilyResult) -> None:
         result.cv_score_folds = list(best.user_attrs.get("cv_score_folds", []))
         result.best_rounds = list(best.user_attrs.get("best_rounds", []))
         result.best_fold_seconds = list(best.user_attrs.get("fold_seconds", []))
+        result.best_whole_score = next((float(t.value) for t in trials if t.state == state.COMPLETE
+                                        and t.user_attrs.get("retry_of") == best.number), None)
