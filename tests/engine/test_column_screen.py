@@ -38,6 +38,35 @@ def test_the_screen_keeps_the_columns_that_go_with_the_target_in_table_order():
     assert not {5, 6} & set(screened_columns(X, y, 20))
 
 
+def test_the_screen_reads_a_category_column_by_its_levels_not_its_codes():
+    """A category's codes are in an order that means nothing (its levels sorted as text): read as
+    numbers, a column that set the target level by level had |r| near 0 and was screened out. Its
+    levels' share of the target's variance is weighed against a number's r², both adjusted for
+    what chance gives as many levels (or one slope): an id of a level a row or two ranks last."""
+    rng = np.random.default_rng(1)
+    rows = 1_000
+    X = rng.normal(size=(rows, 120))
+    X[:, 7] = rng.integers(0, 12, size=rows)  # a category of 12 levels, each its own effect
+    effect = np.array([2.0, -2.0, 1.5, -1.5, -2.5, 0.0, 2.5, 1.0, -1.0, -0.5, 0.5, 0.0])
+    X[:, 8] = rng.permutation(rows) // 2  # an id: 500 levels, two rows each, no effect
+    X[rng.random(rows) < 0.05, 7] = np.nan  # a blank is a level of its own
+    y = effect[np.nan_to_num(X[:, 7], nan=11).astype(int)] + X[:, 3] + 0.3 * rng.normal(size=rows)
+    assert abs(np.corrcoef(np.nan_to_num(X[:, 7]), y)[0, 1]) < 0.1  # as numbers, the codes say nothing
+    assert 7 not in screened_columns(X, y, 5)
+    kept = screened_columns(X, y, 5, categorical=[7, 8])
+    assert 7 in kept and 3 in kept and 8 not in kept
+    X[:, 9] = np.arange(rows)  # a level a row: its level means are the target itself
+    assert 9 not in screened_columns(X, y, 5, categorical=[7, 8, 9])
+    binary = Task.from_json({"kind": "binary", "classes": [0, 1], "metric": "log_loss"})
+    assert screened_columns(X, (y > np.median(y)).astype(np.float64), 2, binary, categorical=[7, 8]).tolist() == [3, 7]
+    bands = np.digitize(y, np.quantile(y, [0.25, 0.5, 0.75])).astype(np.float64)  # four classes
+    four = Task.from_json({"kind": "multiclass", "classes": [0, 1, 2, 3], "metric": "log_loss"})
+    assert screened_columns(X, bands, 2, four, categorical=[7, 8]).tolist() == [3, 7]
+    module = family_module("lightgbm")  # the fit hands the screen its category columns
+    fitted = module.fit({"screen": 5, "learning_rate": 0.2}, X[:800], y[:800], rounds=30, categorical=[7, 8])
+    assert 7 in fitted.model.columns
+
+
 def test_the_screen_passes_over_near_copies_of_a_column_it_kept():
     """150 near-copies of one strong column filled a screen of 100, and the nine other informative
     columns were left out (holdout R² 0.37)."""

@@ -9,9 +9,11 @@ fold's validation rows play no part, so its score is honest. Sampling columns pe
 (LightGBM's feature_fraction 0.1) loses what a few informative columns carry (fold R² 0.86 ->
 0.45 on 2,000 columns, ten of them informative; bench/results/HISTORY.md, "Wide tables").
 
-The statistic is scikit-learn's: |Pearson r| for a number target (`r_regression`), the ANOVA F
-for classes (`f_classif`), on the columns with blanks filled by their mean; a category column's
-codes are read as numbers there (the trees still split on them as categories).
+A column's strength is the share of the target's variance it explains, less what chance gives:
+a number column's r² (scikit-learn's `r_regression`; blanks filled by the column's mean for
+the statistic only), a category column's level means' with each row told by its level's other
+rows (a blank a level of its own; its codes, read as numbers, are in an order that means
+nothing, and in sample an id's means explain everything). Classes are one 0/1 target each.
 
 A screened model is saved as its library saves it, read by its library alone, with the columns
 it reads beside it (`columns_file`: `<name>-columns.json`, X[:, columns]).
@@ -47,27 +49,73 @@ class Screened:
     width: int  # the table's columns: its contributions are given back at that width
 
 
-def screened_columns(X: np.ndarray, y: np.ndarray, most: int, task: Task = NUMBERS) -> np.ndarray:
+def screened_columns(X: np.ndarray, y: np.ndarray, most: int, task: Task = NUMBERS,
+                     categorical: Sequence[int] = ()) -> np.ndarray:
     """The `most` columns of X whose values go most with y (ties: the first), in table order,
     passing over a column that nearly repeats one already kept (`_not_repeating`); a constant or
-    all-blank column scores nothing."""
-    from sklearn.feature_selection import f_classif, r_regression
+    all-blank column scores nothing. A column's strength is the share of the target's variance
+    it explains out of sample: a number's r² adjusted for its slope, a category's `_explained`."""
+    from sklearn.feature_selection import r_regression
 
+    targets, weights = _target_columns(y, task)
     strength = np.full(X.shape[1], -1.0)
+    categorical = np.asarray(sorted(set(categorical)), dtype=np.int64)
+    numbers = np.setdiff1d(np.arange(X.shape[1]), categorical)
     step = max(1, CHUNK_CELLS // max(1, len(X)))
-    for start in range(0, X.shape[1], step):
-        filled = _filled(X[:, start:start + step])
+    for start in range(0, len(numbers), step):
+        columns = numbers[start:start + step]
+        filled = _filled(X[:, columns])
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # constant columns (f_classif names every one)
-            score = f_classif(filled, y.astype(np.int64))[0] if task.is_classification else \
-                np.abs(r_regression(filled, y))
+            warnings.simplefilter("ignore")  # a constant column's r
+            explained = sum(w * np.nan_to_num(r_regression(filled, target)) ** 2
+                            for target, w in zip(targets.T, weights, strict=True))
         spread = np.ptp(filled, axis=0) > 0
-        strength[start:start + filled.shape[1]] = np.where(spread, np.nan_to_num(score, nan=-1.0), -1.0)
+        strength[columns] = np.where(spread, _adjusted(explained, len(X), 2), -1.0)
+    for column in categorical:
+        levels = np.unique(np.nan_to_num(X[:, column], nan=-1.0), return_inverse=True)[1]
+        if levels.max(initial=0) > 0:  # one level: nothing to tell
+            strength[column] = _explained(levels, targets, weights)
     ranked = np.argsort(-strength, kind="stable")
     kept = _not_repeating(X, ranked[:SCAN * most], most)
     taken = set(kept.tolist())
     rest = [c for c in ranked if c not in taken][:most - len(kept)]  # too few unlike ones: the next strongest
     return np.sort(np.concatenate([kept, np.asarray(rest, dtype=np.int64)]).astype(np.int64))
+
+
+def _target_columns(y: np.ndarray, task: Task) -> tuple[np.ndarray, np.ndarray]:
+    """The target as columns whose variance a column explains, and their weights: a number as
+    it is; classes as one 0/1 column each, weighted by 1 - their share over K - 1. So a number
+    column's strength is its (weighted) r² with them, which for classes is the share of its own
+    variance the classes explain (so ranks columns as scikit-learn's ANOVA F, f_classif, does)."""
+    if not task.is_classification:
+        return np.asarray(y, dtype=np.float64)[:, None], np.ones(1)
+    indicators = (np.asarray(y, dtype=np.int64)[:, None] == np.arange(len(task.classes))).astype(np.float64)
+    share = indicators.mean(axis=0)
+    return indicators, (1.0 - share) / max(1.0, float(np.sum(1.0 - share)))
+
+
+def _explained(levels: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> float:
+    """The share of the targets' variance that a category column's level means explain, each row
+    told by its level's other rows (a level of one row: by the mean), weighted as
+    `_target_columns` weighs the targets. Out of sample, as a number column's one slope needs no
+    such care: in sample, an id (a level a row or two) explains nearly everything by its means."""
+    counts = np.bincount(levels).astype(np.float64)
+    alone = counts[levels] == 1
+    stretch = np.where(counts > 1, counts / np.maximum(counts - 1, 1), 1.0)[levels]  # y - its level's mean, to
+    # y - the mean of its level's other rows
+    shares = []
+    for target in targets.T:
+        total = float(np.sum((target - target.mean()) ** 2))
+        level_mean = (np.bincount(levels, weights=target) / counts)[levels]
+        residual = np.where(alone, target - target.mean(), stretch * (target - level_mean))
+        shares.append(1.0 - float(np.sum(residual ** 2)) / total if total > 0 else 0.0)
+    return float(np.dot(weights, shares))
+
+
+def _adjusted(explained: np.ndarray, rows: int, parameters: int) -> np.ndarray:
+    """A share of variance explained in sample less what chance gives a fit of as many parameters
+    (the adjusted R²), as the share a fit explains out of sample is on average."""
+    return 1.0 - (1.0 - explained) * (rows - 1) / max(1, rows - parameters)
 
 
 def _not_repeating(X: np.ndarray, candidates: np.ndarray, most: int) -> np.ndarray:
@@ -135,7 +183,7 @@ class Screening:
         if not screened:
             return self.module.fit(params, X_train, y_train, X_val, y_val, task=task, categorical=categorical,
                                    **options)
-        columns = screened_columns(X_train, y_train, int(most), task)
+        columns = screened_columns(X_train, y_train, int(most), task, categorical)
         place = {int(c): i for i, c in enumerate(columns)}
         fitted = self.module.fit(params, X_train[:, columns], y_train, None if X_val is None else X_val[:, columns],
                                  y_val, task=task, categorical=[place[c] for c in categorical if c in place],
