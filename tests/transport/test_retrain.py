@@ -43,8 +43,10 @@ def test_a_search_keeps_each_tree_folds_model_and_serving_them_predicts_their_me
         files = [kept / "lightgbm-3" / f"fold-{k}" / "model.txt" for k in range(2)]
         served = pool.retrain([Retrain("lightgbm", {"num_leaves": 4}, None, tmp_path / "best", 0,
                                        fold_files=files)], X[:30])[0]
+        said = [task["what"] for task in pool.timeline]
     assert all(a.result["status"] == "complete" and a.result["model_file"] == "model.txt" for a in answers)
     assert served["status"] == "complete" and served["model_files"] == ["fold-0.txt", "fold-1.txt"]
+    assert said[-1] == "save" and "retrain" not in said  # nothing was trained: the timeline and progress line called it "retrain"
     models = [lgb.Booster(model_file=str(tmp_path / "best" / name)) for name in served["model_files"]]
     expected = (models[0].predict(X[:30]) + models[1].predict(X[:30])) / 2
     assert np.allclose(served["predictions"], expected, rtol=0, atol=1e-12)

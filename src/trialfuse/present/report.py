@@ -24,7 +24,8 @@ from trialfuse.task import Metric
 
 SECTIONS = ("summary", "comparison", "ensemble", "holdout", "winner", "history", "importances", "folds", "timeline",
             "diagnostics", "dashboard")
-COLORS = {**{name: row.color for name, row in FAMILIES.items()}, "retrain": "black", "diagnose": "tab:pink"}
+COLORS = {**{name: row.color for name, row in FAMILIES.items()}, "retrain": "black", "save": "dimgray",
+          "diagnose": "tab:pink"}
 
 
 def write_report(out: Path | str) -> str:

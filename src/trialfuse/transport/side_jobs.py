@@ -69,8 +69,8 @@ def retrain(pool: SharedWorkers, models: list[Retrain], X_score: np.ndarray) -> 
                     waiting.remove(mine)
                     idle.remove(worker)
                     command = _retrain_command(models[mine], worker, score_path, alone=len(models) == 1)
-                    running[executor.submit(pool.run_on, worker, "retrain", models[mine].family, command)] = \
-                        (worker, mine)
+                    what = "save" if models[mine].fold_files else "retrain"  # served fold models: nothing trains
+                    running[executor.submit(pool.run_on, worker, what, models[mine].family, command)] = (worker, mine)
             if not running:
                 break
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
