@@ -41,8 +41,8 @@ def test_the_screen_keeps_the_columns_that_go_with_the_target_in_table_order():
 def test_the_screen_reads_a_category_column_by_its_levels_not_its_codes():
     """A category's codes are in an order that means nothing (its levels sorted as text): read as
     numbers, a column that set the target level by level had |r| near 0 and was screened out. Its
-    levels' share of the target's variance is weighed against a number's r², both adjusted for
-    what chance gives as many levels (or one slope): an id of a level a row or two ranks last."""
+    levels' share of the target's variance, each row told by its level's other rows, is weighed
+    against a number's adjusted r²: an id of a level a row or two explains nothing."""
     rng = np.random.default_rng(1)
     rows = 1_000
     X = rng.normal(size=(rows, 120))
@@ -65,6 +65,33 @@ def test_the_screen_reads_a_category_column_by_its_levels_not_its_codes():
     module = family_module("lightgbm")  # the fit hands the screen its category columns
     fitted = module.fit({"screen": 5, "learning_rate": 0.2}, X[:800], y[:800], rounds=30, categorical=[7, 8])
     assert 7 in fitted.model.columns
+
+
+def test_a_category_and_a_number_are_weighed_on_one_scale_for_classes():
+    """The category's share is left out one row at a time (checked against the loop it stands
+    for), and with five classes a number that tells them well outranks a category that tells them
+    worse: a first version scored numbers at 1/(K - 1) of the categories' scale."""
+    from trialfuse.engine.column_screen import _levels_explain
+
+    rng = np.random.default_rng(3)
+    classes, rows = 5, 2_000
+    task = Task.from_json({"kind": "multiclass", "classes": list(range(classes)), "metric": "log_loss"})
+    y = rng.integers(0, classes, rows).astype(np.float64)
+    levels = np.where(rng.random(rows) < 0.55, y, rng.integers(0, classes, rows)).astype(np.int64)
+    levels[:3] = [5, 6, 7]  # levels of one row each
+    onehot = np.eye(classes)[y.astype(int)]
+    wrong = 0.0
+    for i in range(rows):  # each row told by the other rows of its level (a level of one row: by every row)
+        others = (levels == levels[i]) & (np.arange(rows) != i)
+        told = onehot[others].mean(axis=0) if others.any() else onehot.mean(axis=0)
+        wrong += np.sum((onehot[i] - told) ** 2)
+    total = np.sum((onehot - onehot.mean(axis=0)) ** 2)
+    assert _levels_explain(levels, y, task) == pytest.approx(1 - wrong / total, abs=1e-12)
+    X = rng.normal(size=(rows, 150))
+    X[:, 0] = y + 0.35 * rng.normal(size=rows)  # a number that tells the classes apart (eta² 0.94)
+    X[:, 1] = levels  # a category that is the class on 55% of rows
+    assert screened_columns(X, y, 1, task, categorical=[1]).tolist() == [0]
+    assert screened_columns(X, y, 2, task, categorical=[1]).tolist() == [0, 1]
 
 
 def test_the_screen_passes_over_near_copies_of_a_column_it_kept():

@@ -46,7 +46,7 @@ def test_a_search_keeps_each_tree_folds_model_and_serving_them_predicts_their_me
         said = [task["what"] for task in pool.timeline]
     assert all(a.result["status"] == "complete" and a.result["model_file"] == "model.txt" for a in answers)
     assert served["status"] == "complete" and served["model_files"] == ["fold-0.txt", "fold-1.txt"]
-    assert said[-1] == "save" and "retrain" not in said  # nothing was trained: the timeline and progress line called it "retrain"
+    assert said[-1] == "save" and "retrain" not in said  # nothing trained: the timeline called it "retrain"
     models = [lgb.Booster(model_file=str(tmp_path / "best" / name)) for name in served["model_files"]]
     expected = (models[0].predict(X[:30]) + models[1].predict(X[:30])) / 2
     assert np.allclose(served["predictions"], expected, rtol=0, atol=1e-12)

@@ -107,7 +107,7 @@ def dropped_note(dropped: dict[str, str], named: int = 5) -> list[str]:
 def sampled_note(best: FamilyResult, fold_rows: int, columns: int, task: Task) -> list[str]:
     """A line where the best trial trained each fold on a sample of its rows or on the columns most
     related to the target: a run's last chance, or a wide table's first trial (last_chance.py); where
-    its settings also ran on every row and column and scored lower, that instead of the budget's say."""
+    its settings also ran on every row and column and scored no better, that instead of the budget's say."""
     on = []
     if best.best_train_rows is not None and best.best_train_rows < fold_rows:
         on.append(f"{best.best_train_rows:,} of each fold's {fold_rows:,} training rows")
@@ -117,7 +117,7 @@ def sampled_note(best: FamilyResult, fold_rows: int, columns: int, task: Task) -
         return []
     trained = f"{best.family}'s best trial ({best.best_trial}) was trained on {' and on '.join(on)}"
     if best.best_whole_score is not None:
-        return [f"{trained}; its settings on every row and column scored lower (CV {task.metric.label} "
+        return [f"{trained}; its settings on every row and column scored no better (CV {task.metric.label} "
                 f"{task.show(best.best_whole_score)} against {task.show(best.cv_score_mean)})"]
     return [f"{trained}, as a short budget asks; trials on every row and column compete where --timeout lets "
             "them finish"]

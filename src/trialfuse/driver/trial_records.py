@@ -172,5 +172,5 @@ def summarize(study: optuna.Study, result: FamilyResult) -> None:
         result.cv_score_folds = list(best.user_attrs.get("cv_score_folds", []))
         result.best_rounds = list(best.user_attrs.get("best_rounds", []))
         result.best_fold_seconds = list(best.user_attrs.get("fold_seconds", []))
-        result.best_whole_score = next((float(t.value) for t in trials if t.state == state.COMPLETE
+        result.best_whole_score = next((float(t.value) for t in trials if t.state == state.COMPLETE and not narrowed(t)
                                         and t.user_attrs.get("retry_of") == best.number), None)

@@ -13,7 +13,8 @@ A column's strength is the share of the target's variance it explains, less what
 a number column's r² (scikit-learn's `r_regression`; blanks filled by the column's mean for
 the statistic only), a category column's level means' with each row told by its level's other
 rows (a blank a level of its own; its codes, read as numbers, are in an order that means
-nothing, and in sample an id's means explain everything). Classes are one 0/1 target each.
+nothing, and in sample an id's means explain everything). For classes: a number's variance
+explained by the classes (the ANOVA's), a category's share of the classes' Gini impurity.
 
 A screened model is saved as its library saves it, read by its library alone, with the columns
 it reads beside it (`columns_file`: `<name>-columns.json`, X[:, columns]).
@@ -53,11 +54,9 @@ def screened_columns(X: np.ndarray, y: np.ndarray, most: int, task: Task = NUMBE
                      categorical: Sequence[int] = ()) -> np.ndarray:
     """The `most` columns of X whose values go most with y (ties: the first), in table order,
     passing over a column that nearly repeats one already kept (`_not_repeating`); a constant or
-    all-blank column scores nothing. A column's strength is the share of the target's variance
-    it explains out of sample: a number's r² adjusted for its slope, a category's `_explained`."""
-    from sklearn.feature_selection import r_regression
-
-    targets, weights = _target_columns(y, task)
+    all-blank column scores nothing. A column's strength is the share of the target's variation
+    it explains out of sample, from 0 to 1 for every kind of column: `_numbers_explain`,
+    `_levels_explain`."""
     strength = np.full(X.shape[1], -1.0)
     categorical = np.asarray(sorted(set(categorical)), dtype=np.int64)
     numbers = np.setdiff1d(np.arange(X.shape[1]), categorical)
@@ -65,16 +64,12 @@ def screened_columns(X: np.ndarray, y: np.ndarray, most: int, task: Task = NUMBE
     for start in range(0, len(numbers), step):
         columns = numbers[start:start + step]
         filled = _filled(X[:, columns])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a constant column's r
-            explained = sum(w * np.nan_to_num(r_regression(filled, target)) ** 2
-                            for target, w in zip(targets.T, weights, strict=True))
         spread = np.ptp(filled, axis=0) > 0
-        strength[columns] = np.where(spread, _adjusted(explained, len(X), 2), -1.0)
+        strength[columns] = np.where(spread, _numbers_explain(filled, y, task), -1.0)
     for column in categorical:
         levels = np.unique(np.nan_to_num(X[:, column], nan=-1.0), return_inverse=True)[1]
         if levels.max(initial=0) > 0:  # one level: nothing to tell
-            strength[column] = _explained(levels, targets, weights)
+            strength[column] = _levels_explain(levels, y, task)
     ranked = np.argsort(-strength, kind="stable")
     kept = _not_repeating(X, ranked[:SCAN * most], most)
     taken = set(kept.tolist())
@@ -82,34 +77,47 @@ def screened_columns(X: np.ndarray, y: np.ndarray, most: int, task: Task = NUMBE
     return np.sort(np.concatenate([kept, np.asarray(rest, dtype=np.int64)]).astype(np.int64))
 
 
-def _target_columns(y: np.ndarray, task: Task) -> tuple[np.ndarray, np.ndarray]:
-    """The target as columns whose variance a column explains, and their weights: a number as
-    it is; classes as one 0/1 column each, weighted by 1 - their share over K - 1. So a number
-    column's strength is its (weighted) r² with them, which for classes is the share of its own
-    variance the classes explain (so ranks columns as scikit-learn's ANOVA F, f_classif, does)."""
-    if not task.is_classification:
-        return np.asarray(y, dtype=np.float64)[:, None], np.ones(1)
-    indicators = (np.asarray(y, dtype=np.int64)[:, None] == np.arange(len(task.classes))).astype(np.float64)
-    share = indicators.mean(axis=0)
-    return indicators, (1.0 - share) / max(1.0, float(np.sum(1.0 - share)))
+def _numbers_explain(filled: np.ndarray, y: np.ndarray, task: Task) -> np.ndarray:
+    """Each number column's share of variance explained, less what chance gives as many
+    parameters (the adjusted R²): a number target's by its one slope (r², scikit-learn's
+    `r_regression`), or its own by the classes' means (eta², from `f_classif`'s F: so numbers
+    rank as the ANOVA F ranks them)."""
+    from sklearn.feature_selection import f_classif, r_regression
+
+    rows = len(filled)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a constant column's r or F
+        if not task.is_classification:
+            return _adjusted(np.nan_to_num(r_regression(filled, y)) ** 2, rows, 2)
+        classes = len(np.unique(y))
+        f = np.nan_to_num(f_classif(filled, np.asarray(y, dtype=np.int64))[0])
+        between = f * (classes - 1)
+        return _adjusted(between / (between + max(1, rows - classes)), rows, classes)
 
 
-def _explained(levels: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> float:
-    """The share of the targets' variance that a category column's level means explain, each row
-    told by its level's other rows (a level of one row: by the mean), weighted as
-    `_target_columns` weighs the targets. Out of sample, as a number column's one slope needs no
-    such care: in sample, an id (a level a row or two) explains nearly everything by its means."""
+def _levels_explain(levels: np.ndarray, y: np.ndarray, task: Task) -> float:
+    """A category column's share of the target's variation explained by its levels, each row told
+    by its level's other rows (a level of one row: by every row), so out of sample: in sample an id,
+    a level a row or two, explains everything. A number target's variance; classes' Gini impurity
+    (the variance of one 0/1 column per class: Goodman and Kruskal's tau, left out one at a time)."""
     counts = np.bincount(levels).astype(np.float64)
-    alone = counts[levels] == 1
-    stretch = np.where(counts > 1, counts / np.maximum(counts - 1, 1), 1.0)[levels]  # y - its level's mean, to
-    # y - the mean of its level's other rows
-    shares = []
-    for target in targets.T:
-        total = float(np.sum((target - target.mean()) ** 2))
-        level_mean = (np.bincount(levels, weights=target) / counts)[levels]
-        residual = np.where(alone, target - target.mean(), stretch * (target - level_mean))
-        shares.append(1.0 - float(np.sum(residual ** 2)) / total if total > 0 else 0.0)
-    return float(np.dot(weights, shares))
+    if not task.is_classification:
+        y = np.asarray(y, dtype=np.float64)
+        total = float(np.sum((y - y.mean()) ** 2))
+        level_mean = (np.bincount(levels, weights=y) / counts)[levels]
+        others = np.where(counts > 1, counts / np.maximum(counts - 1, 1), 0.0)[levels]  # y - the others' mean
+        residual = np.where(counts[levels] > 1, others * (y - level_mean), y - y.mean())
+        return 1.0 - float(np.sum(residual ** 2)) / total if total > 0 else 0.0
+    k = len(task.classes)
+    table = np.bincount(levels * k + np.asarray(y, dtype=np.int64), minlength=len(counts) * k).reshape(-1, k)
+    share = table.sum(axis=0) / len(levels)
+    total = len(levels) * float(np.sum(share * (1.0 - share)))
+    n, c = counts[:, None], table.astype(np.float64)
+    told = np.maximum(n - 1, 1)  # a row of class j in a level of n rows, c_j of class j: told (c_j - 1) / (n - 1)
+    several = c * (1.0 - (c - 1) / told) ** 2 + (n - c) * (c / told) ** 2
+    alone = c * (1.0 - 2.0 * share) + c * np.sum(share ** 2) / np.maximum(n, 1)  # a level of one row: told `share`
+    wrong = float(np.sum(np.where(n > 1, several, alone)))
+    return 1.0 - wrong / total if total > 0 else 0.0
 
 
 def _adjusted(explained: np.ndarray, rows: int, parameters: int) -> np.ndarray:
