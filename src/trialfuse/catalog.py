@@ -248,6 +248,12 @@ ADDED_LATER: dict[str, dict[str, Any]] = {NN: {"batch_size": 0}, "lightgbm": {"e
 SCREEN = "screen"
 
 
+def screens(params: dict[str, Any] | None, width: int) -> bool:
+    """Whether a model of these params trains on fewer columns than a table of `width` has."""
+    most = (params or {}).get(SCREEN)
+    return bool(most) and width > int(most)
+
+
 def params_from_trial(family: str, trial) -> dict[str, Any]:
     """Rebuild the model params of a finished Optuna trial from its recorded params (and its screen)."""
     import optuna

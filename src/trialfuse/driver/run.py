@@ -17,7 +17,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from trialfuse.catalog import DEFAULT_MODELS, FAMILIES, SCREEN
+from trialfuse.catalog import DEFAULT_MODELS, FAMILIES, SCREEN, screens
 from trialfuse.driver import final_model, fingerprint, run_dir
 from trialfuse.driver.budget import Budget, say_seconds
 from trialfuse.driver.data_checks import copies_in_holdout
@@ -111,8 +111,8 @@ def sampled_note(best: FamilyResult, fold_rows: int, columns: int, task: Task) -
     on = []
     if best.best_train_rows is not None and best.best_train_rows < fold_rows:
         on.append(f"{best.best_train_rows:,} of each fold's {fold_rows:,} training rows")
-    if (screen := (best.best_params or {}).get(SCREEN)) is not None and screen < columns:
-        on.append(f"the {screen:,} of its {columns:,} columns most related to the target")
+    if screens(best.best_params, columns):
+        on.append(f"the {best.best_params[SCREEN]:,} of its {columns:,} columns most related to the target")
     if not on:
         return []
     trained = f"{best.family}'s best trial ({best.best_trial}) was trained on {' and on '.join(on)}"

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from trialfuse.catalog import SCREEN
+from trialfuse.catalog import SCREEN, screens
 from trialfuse.task import NUMBERS, Task
 
 CHUNK_CELLS = 2**23  # cells scored at a time: the statistic's copies of 10,000 x 8,000 rows at once were 2.5 GB
@@ -150,12 +150,6 @@ def _filled(part: np.ndarray) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-blank column's mean
         return np.nan_to_num(np.where(np.isnan(part), np.nanmean(part, axis=0), part), nan=0.0)
-
-
-def screens(params: dict[str, Any] | None, width: int) -> bool:
-    """Whether a model of these params trains on fewer columns than a table of `width` has."""
-    most = (params or {}).get(SCREEN)
-    return bool(most) and width > int(most)
 
 
 def columns_file(path: str | Path) -> Path:

@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from trialfuse.blend import IDENTITY, fold_mean, serve
-from trialfuse.engine.column_screen import columns_file, screens
+from trialfuse.catalog import screens
+from trialfuse.engine.column_screen import columns_file
 from trialfuse.engine.families import family_module
 from trialfuse.errors import UserError
 from trialfuse.task import NUMBERS, Task
