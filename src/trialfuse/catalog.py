@@ -243,8 +243,8 @@ ADDED_LATER: dict[str, dict[str, Any]] = {NN: {"batch_size": 0}, "lightgbm": {"e
 
 
 # A params key no search space has: train on at most this many columns, those most related to the
-# target in the rows trained on (engine/column_screen.py). A run's last-chance trial on a wide table
-# sets it (driver/scheduler.py); the trial records it as a user attribute of the same name.
+# target in the rows trained on (engine/column_screen.py). A wide table's first trials and a run's
+# last-chance trial set it (driver/last_chance.py); the trial records it as a user attribute of the same name.
 SCREEN = "screen"
 
 

@@ -28,6 +28,7 @@ from trialfuse.driver.storage import (
     ask,
     fail_stale_trials,
     keeps_heartbeats,
+    queue_retry,
     queued_retries,
     recover_orphans,
     wait_for_other_drivers,
@@ -197,7 +198,7 @@ class FamilySearch:
         self.fold_seconds: list[float] = []  # training time of each finished fold: the time estimates
         self.cut_trials: list[optuna.Trial] = []  # cut by the deadline: asked again first next time
         self.screen_next: int | None = None  # a wide table's new study: its first trial's columns (_screened)
-        self.screened_first: set[int] = set()  # the trial it went to
+        self.screened_first: set[int] = set()  # the trial it went to: its folds' time no estimate of a full fold's
 
     def _key(self, number: int) -> TrialKey:
         return TrialKey(self.family, number)
@@ -291,7 +292,7 @@ class FamilySearch:
         for trial in self.cut_trials:  # the time ran out, not the config: a rerun asks it once only (one that never
             # fits is not replayed forever); a cut last-chance trial (`narrowed`) once more, on every row and column
             if trial.number not in queued and ("retry_of" not in trial.user_attrs or narrowed(trial)):
-                self.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+                queue_retry(self.study, trial)
         self.cut_trials.clear()
         wait_for_other_drivers(self.study)
         summarize(self.study, self.result)
@@ -305,10 +306,9 @@ class FamilySearch:
 
     def _screened(self, trial: optuna.Trial) -> int | None:
         """A wide table's new study: its first trial's columns (a model in seconds where every column takes
-        minutes a fold; its folds' time no estimate of theirs), its settings asked next on every column as
-        its retry (so asked once more nowhere, nor counted); None for any other trial."""
+        minutes a fold), its settings queued on every column as its retry (storage.queue_retry); else None."""
         if self.screen_next is not None:
-            self.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+            queue_retry(self.study, trial)
             self.screened_first.add(trial.number)
         screen, self.screen_next = self.screen_next, None
         return screen

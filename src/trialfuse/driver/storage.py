@@ -175,6 +175,12 @@ def retry_once(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     not where its retry waits in the queue already (a wide table's screened first trial's, queued at once)."""
     if "retry_of" in trial.user_attrs or not trial.params or trial.number in queued_retries(study):
         return
+    queue_retry(study, trial)
+
+
+def queue_retry(study: optuna.Study, trial: optuna.trial.FrozenTrial | optuna.Trial) -> None:
+    """Queue the trial's settings once more as its retry (`retry_of`): seeded as it was
+    (seeds.seeded_as), and the one of the two that counts toward the trial budget."""
     study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
 
 

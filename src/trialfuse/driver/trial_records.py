@@ -11,6 +11,7 @@ import optuna
 
 from trialfuse.catalog import SCREEN, params_from_trial
 from trialfuse.driver.fold_verdicts import InFlight, Outcome, running_means
+from trialfuse.driver.storage import queue_retry
 
 log = logging.getLogger(__name__)
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
@@ -143,7 +144,7 @@ def queue_sampled_again(study: optuna.Study) -> None:
     queued = {t.user_attrs.get("retry_of") for t in trials}
     for trial in trials:
         if trial.state == optuna.trial.TrialState.COMPLETE and narrowed(trial) and trial.number not in queued:
-            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+            queue_retry(study, trial)
 
 
 def taken(study: optuna.Study) -> int:

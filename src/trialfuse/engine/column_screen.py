@@ -104,19 +104,19 @@ def _levels_explain(levels: np.ndarray, y: np.ndarray, task: Task) -> float:
     if not task.is_classification:
         y = np.asarray(y, dtype=np.float64)
         total = float(np.sum((y - y.mean()) ** 2))
-        level_mean = (np.bincount(levels, weights=y) / counts)[levels]
-        others = np.where(counts > 1, counts / np.maximum(counts - 1, 1), 0.0)[levels]  # y - the others' mean
-        residual = np.where(counts[levels] > 1, others * (y - level_mean), y - y.mean())
-        return 1.0 - float(np.sum(residual ** 2)) / total if total > 0 else 0.0
-    k = len(task.classes)
-    table = np.bincount(levels * k + np.asarray(y, dtype=np.int64), minlength=len(counts) * k).reshape(-1, k)
-    share = table.sum(axis=0) / len(levels)
-    total = len(levels) * float(np.sum(share * (1.0 - share)))
-    n, c = counts[:, None], table.astype(np.float64)
-    told = np.maximum(n - 1, 1)  # a row of class j in a level of n rows, c_j of class j: told (c_j - 1) / (n - 1)
-    several = c * (1.0 - (c - 1) / told) ** 2 + (n - c) * (c / told) ** 2
-    alone = c * (1.0 - 2.0 * share) + c * np.sum(share ** 2) / np.maximum(n, 1)  # a level of one row: told `share`
-    wrong = float(np.sum(np.where(n > 1, several, alone)))
+        off_own = y - (np.bincount(levels, weights=y) / counts)[levels]  # n / (n - 1) of it: off the others' mean
+        residual = np.where(counts[levels] > 1, off_own * (counts / np.maximum(counts - 1, 1))[levels], y - y.mean())
+        wrong = float(np.sum(residual ** 2))
+    else:
+        k = len(task.classes)
+        table = np.bincount(levels * k + np.asarray(y, dtype=np.int64), minlength=len(counts) * k).reshape(-1, k)
+        share = table.sum(axis=0) / len(levels)
+        total = len(levels) * float(np.sum(share * (1.0 - share)))
+        n, c = counts[:, None], table.astype(np.float64)
+        told = np.maximum(n - 1, 1)  # a row of class j in a level of n rows, c_j of class j: told (c_j - 1) / (n - 1)
+        several = c * (1.0 - (c - 1) / told) ** 2 + (n - c) * (c / told) ** 2
+        alone = c * (1.0 - 2.0 * share + np.sum(share ** 2))  # a level of one row (c its class): told `share`
+        wrong = float(np.sum(np.where(n > 1, several, alone)))
     return 1.0 - wrong / total if total > 0 else 0.0
 
 
@@ -181,7 +181,7 @@ class Screening:
         """The family's fit, on the screened columns of X_train where params say so (a `--refit` on
         every search row screens those rows: its columns may differ from each fold's)."""
         screened, most = screens(params, X_train.shape[1]), params.get(SCREEN)
-        params = {k: v for k, v in params.items() if k != SCREEN}
+        params = {k: v for k, v in params.items() if k != SCREEN}  # no family knows the key
         if not screened:
             return self.module.fit(params, X_train, y_train, X_val, y_val, task=task, categorical=categorical,
                                    **options)
