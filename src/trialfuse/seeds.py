@@ -11,7 +11,9 @@ def model_seed(seed: int, trial: int, fold: int = 0) -> int:
 
 
 def seeded_as(number: int, user_attrs: dict) -> int:
-    """The trial number a trial's models are seeded by: its own, or, for a trial asked again
-    (cut by the budget or left by a driver that died), the first asking's (`retry_of`), so a
-    resumed run trains the models an uninterrupted one would have."""
-    return int(user_attrs.get("retry_of", number))
+    """The place a trial's models and its sampler are seeded by: its draw, its place among the
+    study's first askings (scheduler.FamilySearch records it), which a trial asked again (cut
+    by the budget or left by a driver that died) carries from the trial it repeats; so a resumed
+    run asks and trains what an uninterrupted one would have. A trial recorded before draws
+    were: its number, or the number of the trial it repeats (`retry_of`)."""
+    return int(user_attrs.get("draw", user_attrs.get("retry_of", number)))

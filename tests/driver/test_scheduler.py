@@ -21,7 +21,7 @@ from trialfuse.driver.budget import REPORT_SECONDS, Budget
 from trialfuse.driver.last_chance import RESCUE_COLUMNS, RESCUE_TRAIN_ROWS
 from trialfuse.driver.scheduler import run_family_study, run_studies
 from trialfuse.driver.trial_records import counting
-from trialfuse.seeds import model_seed
+from trialfuse.seeds import model_seed, seeded_as
 from trialfuse.task import Kind, Task
 from trialfuse.transport.fold_queue import FoldDone, FoldJob, TrialKey
 
@@ -180,7 +180,7 @@ def test_past_the_deadline_no_trial_starts_but_one_model_is_still_made():
     assert result.status == "ok"
     # a rerun with more time asks its settings on every row first; until then it does not use up --trials
     [again] = [t for t in trials if t.state == optuna.trial.TrialState.WAITING]
-    assert again.user_attrs == {"retry_of": complete[0].number} and again.system_attrs["fixed_params"] == \
+    assert again.user_attrs == {"retry_of": complete[0].number, "draw": 0} and again.system_attrs["fixed_params"] == \
         complete[0].params
     assert complete[0] not in counting(trials)
 
@@ -406,6 +406,44 @@ def test_a_trial_cut_by_the_budget_is_asked_again_first_by_the_next_search():
     # number gave a new seed, and the same settings scored 0.2706 where they had scored 0.2815)
     assert rerun.seeds[retry[0].number] == model_seed(0, cut[0].number) != model_seed(0, retry[0].number)
     assert retry[0].state == optuna.trial.TrialState.COMPLETE and result.trials_complete == 4
+
+
+class InterruptedPool(FakePool):
+    """Ctrl-C after `answers` fold answers: the trials in flight are left running, as a killed driver leaves them."""
+
+    def __init__(self, answers: int):
+        super().__init__()
+        self.answers = answers
+
+    def next_done(self, timeout=None):
+        if self.answers == 0:
+            raise KeyboardInterrupt
+        self.answers -= 1
+        return super().next_done(timeout)
+
+
+@pytest.mark.parametrize("answers", [2, 14])  # stopped among the portfolio's starts, or among TPE's draws
+def test_a_run_interrupted_and_resumed_asks_and_seeds_what_an_uninterrupted_run_does(answers):
+    """Found by a new user: after Ctrl-C the rerun queued the four trials it had lost, then its
+    sampler, seeded afresh, drew the first setting the interrupted run had drawn (a fifth trial
+    spent on a setting already trained), where the uninterrupted run tried a new one; and a run
+    stopped among the portfolio's starts never asked the rest. Each trial is asked and seeded as
+    the uninterrupted run's trial in its place (its draw)."""
+    trials = len(FAMILIES["lightgbm"].start) + 12  # past the portfolio and TPE's ten random draws
+    whole = FakePool()
+    _, uninterrupted = search(whole, trials=trials, prune=False)
+    storage = optuna.storages.InMemoryStorage()
+    with pytest.raises(KeyboardInterrupt):
+        run_family_study("lightgbm", storage, trials, 3, 0, InterruptedPool(answers), prune=False)
+    rerun = FakePool()
+    run_family_study("lightgbm", storage, trials, 3, 0, rerun, prune=False)
+    resumed = optuna.load_study(study_name="lightgbm", storage=storage).get_trials(deepcopy=False)
+    assert any("retry_of" in t.user_attrs for t in resumed)  # the interrupted trials were asked again
+    complete = optuna.trial.TrialState.COMPLETE
+    by_place = sorted((seeded_as(t.number, t.user_attrs), t) for t in resumed if t.state == complete)
+    assert [place for place, _ in by_place] == list(range(trials))
+    assert [t.params for _, t in by_place] == [t.params for t in uninterrupted]
+    assert [rerun.seeds.get(t.number) for _, t in by_place[-8:]] == [whole.seeds[t.number] for t in uninterrupted[-8:]]
 
 
 def test_the_search_ends_earlier_or_later_with_the_leaders_retrain_time():

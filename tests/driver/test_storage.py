@@ -152,8 +152,8 @@ def test_the_heartbeat_warnings_optuna_gives_for_asking_outside_optimize_are_not
                                 storage=storage.open_storage(f"sqlite:///{tmp_path / 'shared.db'}", tmp_path))
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        trial = storage.ask(study, tmp_path)
+        trial = storage.ask(study, 0, tmp_path)
         storage.fail_stale_trials(study)
         warnings.warn("a warning of our own", UserWarning, stacklevel=1)  # only those two are silenced
     assert [str(w.message) for w in seen] == ["a warning of our own"]
-    assert trial.user_attrs == {"driver": storage.DRIVER, storage.RUN_DIR: str(tmp_path.resolve())}
+    assert trial.user_attrs == {"draw": 0, "driver": storage.DRIVER, storage.RUN_DIR: str(tmp_path.resolve())}

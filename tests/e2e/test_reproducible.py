@@ -27,8 +27,10 @@ def run(survivors_csv, out, workers: int, fuse: str, seed: int = 3) -> dict:
 
 SCORES = ("cv_score_mean", "cv_score_folds", "best_params", "trials_complete", "trials_pruned")
 # float32 Adam: a different thread count changes the last bits, then more over the steps (in
-# slices of rows an epoch is 8 or more steps on this table: a trial's R² moved by up to 0.004)
-NN_TOLERANCE = 1e-2
+# slices of rows an epoch is 8 or more steps on this table), and early stopping may end a fold at
+# another epoch: a trial's fold R² moved by up to 0.004 with the sampler's earlier draws, and by
+# 0.042 (0.021 against 0.063, on a table where the NN's R² is near 0) with those seeded by place
+NN_TOLERANCE = 0.05
 
 
 @pytest.fixture(scope="module")

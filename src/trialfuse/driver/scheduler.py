@@ -27,10 +27,12 @@ from trialfuse.driver.storage import (
     Heartbeat,
     ask,
     fail_stale_trials,
+    first_askings,
     keeps_heartbeats,
     queue_retry,
     queued_retries,
     recover_orphans,
+    sampler,
     wait_for_other_drivers,
 )
 from trialfuse.driver.trial_records import FamilyResult, narrowed, summarize, surplus, taken, tell, wall_seconds
@@ -180,9 +182,8 @@ class FamilySearch:
         self.n_trials, self.folds = settings.n_trials, settings.folds  # read on every answer
         self.on_trial, self.shares, self.out_of_fold = on_trial, shares, out_of_fold
         self.deadline: float | None = None  # time.monotonic() at which the search stops (set by _drive)
-        sampler = optuna.samplers.TPESampler(seed=settings.seed, constant_liar=True, multivariate=True)
         self.study = optuna.create_study(study_name=family, storage=storage, direction="maximize",
-                                         sampler=sampler, load_if_exists=True)
+                                         sampler=sampler(settings.seed, 0), load_if_exists=True)
         recover_orphans(self.study)
         self.result = FamilyResult(family)
         self.flight: dict[int, InFlight] = {}  # in ask order
@@ -205,9 +206,10 @@ class FamilySearch:
 
     def start(self) -> None:
         new_study = not self.study.get_trials(deepcopy=False)
-        portfolio = new_study and self.settings.portfolio
-        self.starts = list(self.settings.task.starts(FAMILIES[self.family])) if portfolio else []  # known-good first
-        self.screen_next = self.settings.screen_first if portfolio and not FAMILIES[self.family].batched else None
+        portfolio = self.settings.task.starts(FAMILIES[self.family]) if self.settings.portfolio else ()
+        self.starts = list(portfolio[first_askings(self.study):])  # known-good first, those a stopped run had not asked
+        wide_start = new_study and portfolio and not FAMILIES[self.family].batched
+        self.screen_next = self.settings.screen_first if wide_start else None
         complete = optuna.trial.TrialState.COMPLETE
         self.have_model = any(t.state == complete for t in self.study.get_trials(deepcopy=False))
         self.window = self.pool.window(self.family, self.n_trials)
@@ -330,7 +332,7 @@ class FamilySearch:
             return False
         if self.starts:  # skip_if_exists: another driver on a shared database may have queued it already
             self.study.enqueue_trial(self.starts.pop(0), skip_if_exists=True)
-        trial = ask(self.study, self.out_of_fold.directory.parent if self.out_of_fold else None)
+        trial = ask(self.study, self.settings.seed, self.out_of_fold.directory.parent if self.out_of_fold else None)
         if self.n_trials is not None and surplus(self.study, trial, self.n_trials):  # another driver took the last slot
             trial.set_user_attr("surplus", True)
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)

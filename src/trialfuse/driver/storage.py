@@ -22,6 +22,7 @@ import sqlalchemy
 
 from trialfuse.driver import run_dir
 from trialfuse.errors import UserError
+from trialfuse.seeds import model_seed, seeded_as
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 20  # database storage: a trial with no heartbeat for 3 of these is an orphan
@@ -179,9 +180,27 @@ def retry_once(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
 
 
 def queue_retry(study: optuna.Study, trial: optuna.trial.FrozenTrial | optuna.Trial) -> None:
-    """Queue the trial's settings once more as its retry (`retry_of`): seeded as it was
-    (seeds.seeded_as), and the one of the two that counts toward the trial budget."""
-    study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+    """Queue the trial's settings once more as its retry (`retry_of`): in its place (its `draw`),
+    so seeded as it was (seeds.seeded_as), and the one of the two that counts toward the trial budget."""
+    study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number,
+                                                  "draw": seeded_as(trial.number, trial.user_attrs)},
+                        skip_if_exists=False)
+
+
+def sampler(seed: int, draw: int) -> optuna.samplers.TPESampler:
+    """The sampler that asks a study's `draw`-th new trial: TPE reads the study's history from
+    storage and keeps only its random state, so seeding it by the run seed and the draw makes
+    each draw follow from the history alone; a rerun after a stop asks what the stopped run
+    would have next, not its first draws again. Constant liar: running trials count as bad,
+    so trials asked at once differ."""
+    return optuna.samplers.TPESampler(seed=model_seed(seed, draw), constant_liar=True, multivariate=True)
+
+
+def first_askings(study: optuna.Study) -> int:
+    """How many of the study's trials were asked for the first time (not a retry, not still
+    queued): the place, or draw, of the next new one."""
+    trials = study.get_trials(deepcopy=False)
+    return sum(t.state != optuna.trial.TrialState.WAITING and "retry_of" not in t.user_attrs for t in trials)
 
 
 def queued_retries(study: optuna.Study) -> set[int]:
@@ -253,14 +272,19 @@ def fail_stale_trials(study: optuna.Study) -> None:
                 pass  # another driver failed it first
 
 
-def ask(study: optuna.Study, run: Path | None = None) -> optuna.Trial:
-    """A new trial of `study`, claimed by this driver (`claim`). Optuna warns that heartbeats are
-    meant for Study.optimize; this driver beats for its trials itself (`Heartbeat`), so that
-    one warning is silenced here."""
+def ask(study: optuna.Study, seed: int, run: Path | None = None) -> optuna.Trial:
+    """The study's next trial, claimed by this driver (`claim`): the oldest queued one, else a new
+    one asked in its place (its `draw`, seeds.seeded_as) by a sampler seeded with that place
+    (`sampler`). Optuna warns that heartbeats are meant for Study.optimize; this driver beats
+    for its trials itself (`Heartbeat`), so that one warning is silenced here."""
+    draw = first_askings(study)
+    study.sampler = sampler(seed, draw)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize",
                                 category=UserWarning)
         trial = study.ask()
+    if "retry_of" not in trial.user_attrs:  # a retry keeps the place of the trial it repeats
+        trial.set_user_attr("draw", draw)
     claim(study, trial, run)
     return trial
 

@@ -12,6 +12,7 @@ import optuna
 from trialfuse.catalog import SCREEN, params_from_trial
 from trialfuse.driver.fold_verdicts import InFlight, Outcome, running_means
 from trialfuse.driver.storage import queue_retry
+from trialfuse.seeds import seeded_as
 
 log = logging.getLogger(__name__)
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
@@ -27,7 +28,7 @@ class FamilyResult:
     reason: str | None = None
     best_params: dict[str, Any] | None = None
     best_trial: int | None = None
-    best_retry_of: int | None = None  # where the best trial repeats a trial cut short: that trial's number
+    best_draw: int | None = None  # the best trial's place, which seeds its models (seeds.seeded_as)
     cv_score_mean: float | None = None
     cv_score_folds: list[float] = field(default_factory=list)
     best_rounds: list[int] = field(default_factory=list)
@@ -49,8 +50,8 @@ class FamilyResult:
 
     @property
     def best_seeded_as(self) -> int | None:
-        """The trial number the best trial's models were seeded by (seeds.seeded_as)."""
-        return self.best_trial if self.best_retry_of is None else self.best_retry_of
+        """The place the best trial's models were seeded by (seeds.seeded_as)."""
+        return self.best_trial if self.best_draw is None else self.best_draw
 
     @property
     def train_seconds_text(self) -> str:
@@ -166,7 +167,7 @@ def summarize(study: optuna.Study, result: FamilyResult) -> None:
     if result.trials_complete:
         best = study.best_trial
         result.best_trial = best.number
-        result.best_retry_of = best.user_attrs.get("retry_of")
+        result.best_draw = seeded_as(best.number, best.user_attrs)
         result.best_train_rows = best.user_attrs.get("train_rows")
         result.best_params = params_from_trial(result.family, best)
         result.cv_score_mean = float(best.value)
