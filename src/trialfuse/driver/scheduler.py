@@ -32,7 +32,6 @@ from trialfuse.driver.storage import (
     queue_retry,
     queued_retries,
     recover_orphans,
-    sampler,
     wait_for_other_drivers,
 )
 from trialfuse.driver.trial_records import FamilyResult, narrowed, summarize, surplus, taken, tell, wall_seconds
@@ -183,7 +182,7 @@ class FamilySearch:
         self.on_trial, self.shares, self.out_of_fold = on_trial, shares, out_of_fold
         self.deadline: float | None = None  # time.monotonic() at which the search stops (set by _drive)
         self.study = optuna.create_study(study_name=family, storage=storage, direction="maximize",
-                                         sampler=sampler(settings.seed, 0), load_if_exists=True)
+                                         load_if_exists=True)  # its sampler: storage.ask's, one for each trial
         recover_orphans(self.study)
         self.result = FamilyResult(family)
         self.flight: dict[int, InFlight] = {}  # in ask order
@@ -205,13 +204,12 @@ class FamilySearch:
         return TrialKey(self.family, number)
 
     def start(self) -> None:
-        new_study = not self.study.get_trials(deepcopy=False)
+        trials = self.study.get_trials(deepcopy=False)
         portfolio = self.settings.task.starts(FAMILIES[self.family]) if self.settings.portfolio else ()
         self.starts = list(portfolio[first_askings(self.study):])  # known-good first, those a stopped run had not asked
-        wide_start = new_study and portfolio and not FAMILIES[self.family].batched
+        wide_start = not trials and portfolio and not FAMILIES[self.family].batched  # a new study's first trial
         self.screen_next = self.settings.screen_first if wide_start else None
-        complete = optuna.trial.TrialState.COMPLETE
-        self.have_model = any(t.state == complete for t in self.study.get_trials(deepcopy=False))
+        self.have_model = any(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
         self.window = self.pool.window(self.family, self.n_trials)
         for _ in range(self.window):
             self._ask_one()
