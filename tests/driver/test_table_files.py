@@ -99,6 +99,24 @@ def test_a_name_twice_in_a_csv_header_is_refused(tmp_path):
         read_frame(path)
 
 
+@pytest.mark.parametrize("codes", [["007", "7", "12", "7"], ["01", "02", "03", None]])
+def test_a_csv_target_of_codes_keeps_them_as_written(tmp_path, codes):
+    """Found by a new user: a CSV's target "007", "7", "12" was searched as two classes, and "01",
+    "02", "03" came back from predict as 1, 2, 3; the README said codes are classes."""
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"x": range(4), "y": codes}).to_csv(path, index=False)
+    frame = read_frame(path, "y")[0]
+    assert [None if pd.isna(v) else v for v in frame["y"]] == codes and frame["x"].dtype == np.int64
+
+
+@pytest.mark.parametrize("values", [[1, 2, 3, 4], [1.5, None, 1e-300, -2.0], [True, False, None, True],
+                                    [True, False, True, True], ["a", 'b "c", d', None, "e"], ["0", "0.5", "10", "-3"]])
+def test_any_other_csv_target_is_typed_as_the_reader_types_it(tmp_path, values):
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"x": range(4), "y": values}).to_csv(path, index=False)
+    pd.testing.assert_series_equal(read_frame(path, "y")[0]["y"], pd.read_csv(path)["y"])
+
+
 def test_a_name_twice_in_a_frame_is_refused_the_target_too():
     frame = pd.DataFrame(np.arange(60.0).reshape(20, 3), columns=["a", "b", "a"])
     for target in ("a", "b"):

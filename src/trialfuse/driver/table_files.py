@@ -14,7 +14,10 @@ What a format leaves open is settled here, so a model sees the columns the user 
 - a name twice in a CSV's header is refused: pandas would rename the second "a.1" and train
   on a column the user never named;
 - numbers held as Python objects (a database fetch, `astype(object)`, a row built from a dict
-  with None for a missing value) are the numbers they are, not text.
+  with None for a missing value) are the numbers they are, not text;
+- a CSV's target column that holds codes, whole numbers written with a leading zero ("007",
+  "01"), keeps them as written: read as numbers, "007" and "7" would be one class and "01"
+  would come back from predict as 1.
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ SEPARATORS = ",;\t|"  # in order of preference where a header holds as many of t
 ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")  # utf-8-sig: UTF-8, its byte order mark dropped where there is one
 BYTE_ORDER_MARKS = {b"\xff\xfe": "utf-16", b"\xfe\xff": "utf-16"}  # Excel's "Unicode text": only UTF-16 reads it
 DECIMAL_COMMA = r"[+-]?\d+(,\d+)?"
+CODE = r"[+-]?0\d+"  # a whole number written with a leading zero: an identifier, not an amount
 READ_WARNINGS = "trialfuse_read_warnings"  # the frame's attrs key: what reading it found, for the run to say
 SNIFFED_CHARACTERS = 65_536  # of a CSV read to find its header's separator
 NUMBER_TYPES = (int, float, decimal.Decimal, np.integer, np.floating)
@@ -69,7 +73,7 @@ def read_frame(path: str | Path | pd.DataFrame, target: str | None = None,
     kind = FORMATS[suffix]
     try:
         if kind == "CSV":
-            frame = _read_csv(path, text_columns)
+            frame = _read_csv(path, text_columns, target)
         elif kind == "Parquet":
             frame = pd.read_parquet(path)
         elif kind in ("JSON", "JSON lines"):
@@ -128,26 +132,37 @@ def numbers_as_numbers(frame: pd.DataFrame, target: str | None = None, text_colu
     return frame
 
 
-def _read_csv(path: Path, text_columns: list[str] | None) -> pd.DataFrame:
-    """The CSV with its own separator and encoding (see the top); a name twice in its header is refused."""
+def has_codes(texts: pd.Series) -> bool:
+    """Whether text values hold a code (CODE), which read as a number would lose its spelling."""
+    present = texts.dropna()
+    return bool(len(present)) and bool(present.astype(str).str.fullmatch(CODE).any())
+
+
+def _read_csv(path: Path, text_columns: list[str] | None, target: str | None = None) -> pd.DataFrame:
+    """The CSV with its own separator and encoding (see the top); a name twice in its header is
+    refused; the `target` column typed as the reader types it unless it holds codes (has_codes)."""
     with path.open("rb") as handle:
         start = handle.read(4)
     marked = next((encoding for mark, encoding in BYTE_ORDER_MARKS.items() if start.startswith(mark)), None)
     for encoding in [marked] if marked else ENCODINGS:  # Latin-1, the last, reads any byte
         try:
-            return _read_csv_as(path, encoding, text_columns)
+            return _read_csv_as(path, encoding, text_columns, target)
         except UnicodeDecodeError:
             if encoding == ENCODINGS[0] and (bad_bytes := _bad_bytes_in_utf8(path)):
-                return _read_csv_as(path, encoding, text_columns, bad_bytes)
+                return _read_csv_as(path, encoding, text_columns, target, bad_bytes)
     raise UserError(f"{path}: its first bytes mark it {marked}, but it does not read as {marked}")  # Latin-1 reads all
 
 
-def _read_csv_as(path: Path, encoding: str, text_columns: list[str] | None, bad_bytes: int = 0) -> pd.DataFrame:
+def _read_csv_as(path: Path, encoding: str, text_columns: list[str] | None, target: str | None,
+                 bad_bytes: int = 0) -> pd.DataFrame:
     """The CSV read in `encoding`; where `bad_bytes` is not 0, those bytes read as U+FFFD, with a warning."""
     errors = "replace" if bad_bytes else "strict"
     separator, skip, names = _header(path, encoding, errors)
+    as_text = [*(text_columns or []), *([target] if target in names else [])]
     frame = pd.read_csv(path, sep=separator, encoding=encoding, skiprows=skip, encoding_errors=errors,
-                        dtype={c: str for c in text_columns} if text_columns else None)
+                        dtype={c: str for c in as_text} if as_text else None)
+    if target in names and target not in (text_columns or []) and not has_codes(frame[target]):
+        frame[target] = _typed(frame[target])
     twice = sorted({name for name in names if name and names.count(name) > 1})
     if twice:
         raise UserError(f"{path}: column name(s) {', '.join(map(repr, twice))} appear twice in its header; rename one")
@@ -158,6 +173,15 @@ def _read_csv_as(path: Path, encoding: str, text_columns: list[str] | None, bad_
         frame.attrs[READ_WARNINGS] = [f"{path}: {bad_bytes} byte(s) are not UTF-8 in a file that otherwise is; each "
                                       "is read as '\ufffd' (re-save the file as UTF-8 to keep those characters)"]
     return frame
+
+
+def _typed(texts: pd.Series) -> pd.Series:
+    """A column read as text, typed as the CSV reader types a column (numbers, True/False, or
+    text), from its own values, each quoted (quotes type nothing; a missing one is "")."""
+    lines = ["value", *('"' + (v.replace('"', '""') if isinstance(v, str) else "") + '"' for v in texts)]
+    typed = pd.read_csv(io.StringIO("\n".join(lines)))["value"]
+    typed.index, typed.name = texts.index, texts.name
+    return typed
 
 
 def _bad_bytes_in_utf8(path: Path) -> int:

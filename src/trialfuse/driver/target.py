@@ -6,8 +6,9 @@ How `auto` decides, from the target column alone:
   stored with a stray text (NUMBERS_WITH_STRAYS of the rows numbers): refused, naming the text;
 - text that is numbers throughout ("12.5", "7": a Parquet or JSON file's strings) is decided
   as those numbers would be, as a CSV reader would have read them, and searched as numbers
-  where they are (regression); where they are classes, or where two texts are one number
-  ("007", "7": codes), the texts are the classes;
+  where they are (regression); where they are classes, or where they are codes (a whole
+  number written with a leading zero, "007", "01", or two texts that are one number), the
+  texts are the classes;
 - numbers with exactly two distinct values (0/1, 1/2, -1/1) -> binary;
 - whole numbers that are exactly 0, 1, ..., K-1 for 3 <= K <= MAX_CODED_CLASSES -> multiclass
   (the way classes are label-encoded); any other few whole values (ratings 1-5, counts) are
@@ -27,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from trialfuse.driver import dates as date_parts
-from trialfuse.driver.table_files import as_text
+from trialfuse.driver.table_files import as_text, has_codes
 from trialfuse.errors import UserError
 from trialfuse.task import CLASS_WEIGHTS, METRICS, Kind, Task, plain_label
 
@@ -159,7 +160,7 @@ def _text_as_numbers(column: pd.Series, distinct: np.ndarray, asked: str, target
     numbers = column.map(float).astype(np.float64)
     if asked == Kind.REGRESSION:
         return numbers
-    apart = numbers.nunique() == len(distinct)  # "007" and "7" are one number: codes, not numbers
+    apart = numbers.nunique() == len(distinct) and not has_codes(column)  # "007", "01": codes, not numbers
     as_numbers = _kind(asked, True, numbers, pd.unique(numbers), target)[0]
     return numbers if apart and as_numbers == Kind.REGRESSION else None
 
