@@ -140,7 +140,7 @@ def has_codes(texts: pd.Series) -> bool:
 
 def _read_csv(path: Path, text_columns: list[str] | None, target: str | None = None) -> pd.DataFrame:
     """The CSV with its own separator and encoding (see the top); a name twice in its header is
-    refused; the `target` column typed as the reader types it unless it holds codes (has_codes)."""
+    refused; the `target` column as written where it holds codes (has_codes)."""
     with path.open("rb") as handle:
         start = handle.read(4)
     marked = next((encoding for mark, encoding in BYTE_ORDER_MARKS.items() if start.startswith(mark)), None)
@@ -158,11 +158,11 @@ def _read_csv_as(path: Path, encoding: str, text_columns: list[str] | None, targ
     """The CSV read in `encoding`; where `bad_bytes` is not 0, those bytes read as U+FFFD, with a warning."""
     errors = "replace" if bad_bytes else "strict"
     separator, skip, names = _header(path, encoding, errors)
-    as_text = [*(text_columns or []), *([target] if target in names else [])]
-    frame = pd.read_csv(path, sep=separator, encoding=encoding, skiprows=skip, encoding_errors=errors,
-                        dtype={c: str for c in as_text} if as_text else None)
-    if target in names and target not in (text_columns or []) and not has_codes(frame[target]):
-        frame[target] = _typed(frame[target])
+    read = {"sep": separator, "encoding": encoding, "skiprows": skip, "encoding_errors": errors}
+    frame = pd.read_csv(path, **read, dtype={c: str for c in text_columns} if text_columns else None)
+    if target in names and target not in (text_columns or []) and _whole_numbers(frame[target]):
+        written = pd.read_csv(path, **read, usecols=[target], dtype=str)[target]  # one column: a tenth of the time
+        frame[target] = written if has_codes(written) else frame[target]
     twice = sorted({name for name in names if name and names.count(name) > 1})
     if twice:
         raise UserError(f"{path}: column name(s) {', '.join(map(repr, twice))} appear twice in its header; rename one")
@@ -175,13 +175,12 @@ def _read_csv_as(path: Path, encoding: str, text_columns: list[str] | None, targ
     return frame
 
 
-def _typed(texts: pd.Series) -> pd.Series:
-    """A column read as text, typed as the CSV reader types a column (numbers, True/False, or
-    text), from its own values, each quoted (quotes type nothing; a missing one is "")."""
-    lines = ["value", *('"' + (v.replace('"', '""') if isinstance(v, str) else "") + '"' for v in texts)]
-    typed = pd.read_csv(io.StringIO("\n".join(lines)))["value"]
-    typed.index, typed.name = texts.index, texts.name
-    return typed
+def _whole_numbers(column: pd.Series) -> bool:
+    """Whether a column read as numbers could have been codes: whole numbers (missing ones aside)."""
+    if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        return False
+    values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+    return bool(np.all(np.mod(values[~np.isnan(values)], 1) == 0))
 
 
 def _bad_bytes_in_utf8(path: Path) -> int:
