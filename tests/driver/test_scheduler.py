@@ -446,6 +446,27 @@ def test_a_run_interrupted_and_resumed_asks_and_seeds_what_an_uninterrupted_run_
     assert [rerun.seeds.get(t.number) for _, t in by_place[-8:]] == [whole.seeds[t.number] for t in uninterrupted[-8:]]
 
 
+def test_trials_failed_by_the_job_timeout_are_asked_again_once_by_a_rerun():
+    """Found by a new user: every trial failed on `--job-timeout 1s`; the rerun with `--job-timeout
+    60s` trained nothing ("no trial completed"): the failed trials had used up `--trials`. A worker
+    killed by the job timeout says nothing of the settings, so a rerun asks them again, once."""
+    def timed_out(params, fold):
+        return {"status": "error", "error": "timed out: no answer within 1 s"}
+
+    storage = optuna.storages.InMemoryStorage()
+    first = run_family_study("lightgbm", storage, 3, 3, 0, FakePool(score=timed_out), prune=False)
+    assert first.status == "skipped" and first.trials_failed == 3
+    again = run_family_study("lightgbm", storage, 3, 3, 0, FakePool(), prune=False)
+    trials = optuna.load_study(study_name="lightgbm", storage=storage).get_trials(deepcopy=False)
+    failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
+    retries = [t for t in trials if "retry_of" in t.user_attrs]
+    assert again.status == "ok" and again.trials_complete == 3 and again.trials_failed == 0
+    assert [t.user_attrs["retry_of"] for t in retries] == [t.number for t in failed]
+    assert [t.params for t in retries] == [t.params for t in failed]
+    third = run_family_study("lightgbm", storage, 3, 3, 0, FakePool(), prune=False)  # once: nothing is asked again
+    assert third.trials_complete == 3 and len(optuna.load_study(study_name="lightgbm", storage=storage).trials) == 6
+
+
 def test_the_search_ends_earlier_or_later_with_the_leaders_retrain_time():
     def slow_folds(params, fold):
         return {**lightgbm_score(params, fold), "duration": 20.0}

@@ -67,6 +67,10 @@ def test_a_hung_job_times_out_and_fails_only_its_trial(survivors_csv, tmp_path):
     assert family["trials_failed"] == 1 and family["trials_complete"] == 3
     failed = [t for t in trials_of(tmp_path / "run", "lightgbm") if t.state == optuna.trial.TrialState.FAIL]
     assert "timed out" in failed[0].user_attrs["fail_reason"]
+    rerun = run_with_fault(survivors_csv, tmp_path, "lightgbm", "none")  # the clock failed it: asked again, once
+    assert rerun["families"]["lightgbm"]["trials_complete"] == 4 and rerun["families"]["lightgbm"]["trials_failed"] == 0
+    retried = [t for t in trials_of(tmp_path / "run", "lightgbm") if t.user_attrs.get("retry_of") == failed[0].number]
+    assert len(retried) == 1 and retried[0].params == failed[0].params
 
 
 def _cpu_seconds_in(pid: int, seconds: float) -> float:

@@ -44,6 +44,7 @@ from trialfuse.seeds import model_seed
 from trialfuse.task import Task
 from trialfuse.transport.placement import gpus_without_cuda_note
 from trialfuse.transport.process_pool import WorkerPool
+from trialfuse.transport.protocol import TIMED_OUT
 
 
 class Reporter(Protocol):
@@ -224,7 +225,9 @@ def _compare_models(opts: RunOptions, reporter: Reporter, held: ExitStack) -> Ru
             if budget is not None and any(f.stopped_by_budget for f in families.values()):
                 raise RunFailed(f"no model finished within --timeout {opts.timeout:g}s ({reasons}); rerun with a "
                                 "longer --timeout (the cut trials are asked first)")
-            raise RunFailed(f"every model family failed ({reasons})")
+            timed_out = any(str(f.reason).startswith(TIMED_OUT) for f in families.values())
+            raise RunFailed(f"every model family failed ({reasons})" + (
+                "; rerun with a longer --job-timeout (the timed-out trials are asked again)" if timed_out else ""))
         best = ranking[0]
         early_warnings += sampled_note(best, len(rest) - len(rest) // k, table.X.shape[1], table.task)
         if out_of_fold is not None:  # stragglers of pruned trials; not what another driver still trains

@@ -328,8 +328,8 @@ class FamilySearch:
         if self._out_of_time():
             self.result.stopped_by_budget = True
             return False
-        if self.starts:  # skip_if_exists: another driver on a shared database may have queued it already
-            self.study.enqueue_trial(self.starts.pop(0), skip_if_exists=True)
+        if self.starts and not queued_retries(self.study):  # retries first: a start queued beside one stayed queued
+            self.study.enqueue_trial(self.starts.pop(0), skip_if_exists=True)  # (another driver's may be there)
         trial = ask(self.study, self.settings.seed, self.out_of_fold.directory.parent if self.out_of_fold else None)
         if self.n_trials is not None and surplus(self.study, trial, self.n_trials):  # another driver took the last slot
             trial.set_user_attr("surplus", True)

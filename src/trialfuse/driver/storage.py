@@ -23,6 +23,7 @@ import sqlalchemy
 from trialfuse.driver import run_dir
 from trialfuse.errors import UserError
 from trialfuse.seeds import model_seed, seeded_as
+from trialfuse.transport.protocol import TIMED_OUT
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 20  # database storage: a trial with no heartbeat for 3 of these is an orphan
@@ -210,12 +211,14 @@ def queued_retries(study: optuna.Study) -> set[int]:
 
 
 def recover_orphans(study: optuna.Study) -> None:
-    """Trials left RUNNING by a killed driver are failed and asked again, once.
+    """Trials left RUNNING by a killed driver are failed and asked again, once; so are trials
+    failed by `--job-timeout` (`retry_timed_out`).
 
     With a database shared by several drivers, only trials whose heartbeat stopped are
     orphans (Optuna's heartbeat, with `retry_once` as its stale-trial callback); with the
     run directory's journal there is one driver, so every RUNNING trial is one.
     """
+    retry_timed_out(study)
     if keeps_heartbeats(study):
         fail_stale_trials(study)
         return
@@ -223,6 +226,18 @@ def recover_orphans(study: optuna.Study) -> None:
         _storage(study).set_trial_user_attr(_trial_id(trial), "orphaned", True)  # never counts, even without params
         study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
         retry_once(study, trial)
+
+
+def retry_timed_out(study: optuna.Study) -> None:
+    """Trials whose worker `--job-timeout` killed are asked again, once, by the next run (which
+    may allow longer): the clock failed them, not their settings, so their retry counts toward
+    `--trials`, not they (a rerun with a longer `--job-timeout` had nothing left to train)."""
+    trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
+    asked_again = {t.user_attrs.get("retry_of") for t in study.get_trials(deepcopy=False)}
+    for trial in trials:
+        if str(trial.user_attrs.get("fail_reason", "")).startswith(TIMED_OUT) and trial.params \
+                and "retry_of" not in trial.user_attrs and trial.number not in asked_again:
+            queue_retry(study, trial)
 
 
 class Held(NamedTuple):

@@ -302,7 +302,7 @@ class WorkerPool:
         try:
             return request_with_restart(worker, command, len(task), self.job_timeout, lambda: self._closed)
         except TimeoutError as exc:
-            return [protocol.error(f"timed out: {exc}") for _ in task]
+            return [protocol.error(f"{protocol.TIMED_OUT}: {exc}") for _ in task]
         except WorkerLost as exc:
             reason = str(exc)
         except SlotGone:
@@ -371,7 +371,7 @@ class WorkerPool:
             try:
                 answer = request_with_restart(worker, command, 1, limit, lambda: self._closed)[0]
             except TimeoutError as exc:
-                answer = protocol.error(f"timed out: {exc}")
+                answer = protocol.error(f"{protocol.TIMED_OUT}: {exc}")
             except WorkerLost as exc:
                 answer = protocol.error(str(exc))
             self.timeline.append({"worker": index, "device": worker.slot.label, "what": what,

@@ -125,6 +125,9 @@ def shutdown() -> dict[str, Any]:
     return {"command": SHUTDOWN}
 
 
+TIMED_OUT = "timed out"  # how the reason of a job whose worker --job-timeout killed begins
+
+
 def error(reason: str, job: TrainJob | None = None, cut: bool = False) -> dict[str, Any]:
     """A failed command or job: one line of reason, and which job it was; `cut` when the
     job stopped at its deadline (its trial is cut by the budget, not failed)."""
