@@ -49,9 +49,14 @@ def explain_run(out: str | Path, table: str | Path | pd.DataFrame | None = None,
                         "against it")
     for line in said:
         on_warning(line)
-    y = Task.from_json(metadata.get("task")).encode(frame[metadata["target"]])
+    task = Task.from_json(metadata.get("task"))
+    y = task.encode(frame[metadata["target"]])
     if given:
         rows = np.flatnonzero(np.isfinite(y))
+        if unknown := _unknown_targets(task, frame[metadata["target"]], y):  # left out: said, not silently
+            if len(rows) < 2:
+                raise UserError(f"{source}: {unknown}, and fewer than 2 rows are left to explain on")
+            on_warning(f"{source}: {unknown}; those rows are left out")
         seen = _trained_on(out, results, metadata, X[rows])
         rows_from = f"{source} ({len(rows)} rows" + (f"; {seen} of them the model was trained on, where its "
                                                      "scores read high)" if seen else ")")
@@ -72,6 +77,20 @@ def explain_run(out: str | Path, table: str | Path | pd.DataFrame | None = None,
         results.warnings = [w for w in results.warnings if not w.startswith(NOT_EXPLAINED)]
         results.write(out)
     return build_report(out)
+
+
+def _unknown_targets(task: Task, target: pd.Series, y: np.ndarray) -> str:
+    """What is wrong with the target values the model cannot score (a label that is none of its
+    classes, text where it predicts numbers), as part of a line; "" where there are none."""
+    unknown = target.notna().to_numpy() & ~np.isfinite(y)
+    if not unknown.any():
+        return ""
+    values = pd.unique(target[unknown])
+    shown = ", ".join(repr(v) for v in values[:3]) + (", ..." if len(values) > 3 else "")
+    if task.is_classification:
+        known = ", ".join(repr(c) for c in task.classes[:6]) + (", ..." if len(task.classes) > 6 else "")
+        return f"{unknown.sum()} row(s) have a target that is no class of this model ({shown}; its classes: {known})"
+    return f"{unknown.sum()} row(s) have a target that is not a number ({shown})"
 
 
 def _trained_on(out: Path, results: RunRecord, metadata: dict, X: np.ndarray) -> int:

@@ -84,6 +84,16 @@ def test_a_binary_run_with_text_and_missing_values_end_to_end(tmp_path):
     written = tmp_path / "predictions.csv"
     assert cli("predict", out, data, "--out", written).returncode == 0
     assert list(pd.read_csv(written).columns) == ["prediction", "probability_no", "probability_yes"]
+    # rows whose label is no class of the model are named and left out, not dropped silently (a new user's find)
+    some = frame.head(60).assign(outcome=lambda f: f["outcome"].where(f.index % 6 > 0, "maybe"))
+    some.to_csv(tmp_path / "some.csv", index=False)
+    said = cli("explain", out, "--table", tmp_path / "some.csv")
+    assert said.returncode == 0 and "10 row(s) have a target that is no class of this model ('maybe'; its classes: " \
+        "'no', 'yes'); those rows are left out" in " ".join(said.stderr.split())
+    some.assign(outcome=frame["outcome"].head(60).str.upper()).to_csv(tmp_path / "upper.csv", index=False)
+    said = cli("explain", out, "--table", tmp_path / "upper.csv")  # "fewer than 2 rows with a target value" before
+    assert said.returncode == 2 and "60 row(s) have a target that is no class of this model ('NO', 'YES'; its " \
+        "classes: 'no', 'yes'), and fewer than 2 rows are left" in " ".join(said.stderr.split())
 
 
 def test_a_multiclass_fit_from_a_dataframe_reloads_in_a_fresh_process_and_predicts_as_the_cli(tmp_path):
