@@ -15,14 +15,17 @@ def test_a_class_no_holdout_row_is_labelled_is_named_with_its_rows():
     ranked = np.column_stack([1 - np.r_[np.full(990, 0.01), np.full(10, 0.3)], np.r_[np.full(990, 0.01),
                                                                                         np.full(10, 0.3)]])
     [line] = _classes_never_predicted(fraud, y, ranked)
-    assert "'yes' (10 of 1000 rows)" in line and "--class-weight balanced" in line
+    assert "'yes' (10 of 1000 rows are)" in line and "--class-weight balanced" in line
     found = ranked.copy()
     found[-1] = [0.2, 0.8]  # one row labelled yes
     assert _classes_never_predicted(fraud, y, found) == []
     bands = Task(Kind.MULTICLASS, ("a", "b", "c"), "log_loss")
     assert _classes_never_predicted(bands, np.array([0, 1, 1]), np.eye(3)[[0, 0, 0]]) == [
-        "no holdout row is labelled 'b' (2 of 3 rows): no row makes it the likeliest class; the probability "
-        "columns still rank its rows, and --class-weight balanced labels more of them"]
+        "no holdout row is predicted 'b' (2 of 3 rows are): the model makes it the likeliest class for no row; "
+        "the probability columns still rank its rows, and --class-weight balanced predicts more of them"]
+    weighed = Task(Kind.MULTICLASS, ("a", "b", "c"), "log_loss", "balanced")  # (it had read "labelled", and
+    [line] = _classes_never_predicted(weighed, np.array([0, 1, 1]), np.eye(3)[[0, 0, 0]])  # asked for the option
+    assert "--class-weight" not in line  # the run had used; a new user's finds)
     assert _classes_never_predicted(bands, np.array([0, 0, 1]), np.eye(3)[[0, 0, 1]]) == []  # c: no holdout row
     assert _classes_never_predicted(NUMBERS, np.array([1.0, 2.0]), np.array([1.0, 1.0])) == []
 

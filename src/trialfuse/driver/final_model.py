@@ -312,10 +312,11 @@ def _classes_never_predicted(task: Task, y_holdout: np.ndarray, predicted: np.nd
     unseen = [k for k in range(len(task.classes)) if held[k] and not chosen[k]]
     if not unseen:
         return []
-    names = ", ".join(f"{plain_label(task.classes[k])!r} ({held[k]} of {len(y_holdout)} rows)" for k in unseen[:5])
+    names = ", ".join(f"{plain_label(task.classes[k])!r} ({held[k]} of {len(y_holdout)} rows are)" for k in unseen[:5])
     more = f" and {len(unseen) - 5} more" if len(unseen) > 5 else ""
-    return [f"no holdout row is labelled {names}{more}: no row makes it the likeliest class; the probability "
-            "columns still rank its rows, and --class-weight balanced labels more of them"]
+    weigh = ", and --class-weight balanced predicts more of them" if task.class_weight == "none" else ""
+    return [f"no holdout row is predicted {names}{more}: the model makes it the likeliest class for no row; "
+            f"the probability columns still rank its rows{weigh}"]
 
 
 def _candidates(out_of_fold: OutOfFold, storage, families: Collection[str] | None = None

@@ -18,7 +18,7 @@ import pandas as pd
 from trialfuse.driver import dates as date_parts
 from trialfuse.driver.data_checks import check_ranges, far_features, far_out_targets, target_again
 from trialfuse.driver.table_files import READ_WARNINGS, as_text, read_frame
-from trialfuse.driver.target import decide
+from trialfuse.driver.target import classes_alike, decide
 from trialfuse.errors import UserError
 from trialfuse.task import Task
 
@@ -88,7 +88,7 @@ def load_table(path: str | Path | pd.DataFrame, target: str | None, keep: list[s
     deciding = search_rows(decided, y) if search_rows else np.arange(len(y))
     X, names, categories, dropped = _encode_training_features(features, deciding)
     check_ranges(X, names, y, decided, source)
-    warnings = read_warnings + [_text_order_warning(name, features[name]) for name in categories]
+    warnings = read_warnings + classes_alike(decided) + [_text_order_warning(n, features[n]) for n in categories]
     warnings += target_again(X, names, y, decided, deciding) + far_out_targets(y[deciding], decided)
     warnings += far_features(X[deciding], names, [names.index(name) for name in categories])
     warnings += [f"column {name!r}: {count} value(s) are not ISO dates, taken as missing"

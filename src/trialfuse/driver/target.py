@@ -125,7 +125,7 @@ def decide(column: pd.Series, target: str, asked: str = "auto", metric: str | No
     labels = tuple(plain_label(c) for c in classes)
     task = Task(kind, labels, _metric(kind, metric), _per_class(class_weight, labels, target))
     y = task.encode(column)  # each row's class code
-    return task, y, (line or f"task: {kind} classification of {target!r} ({_class_summary(task)})") + _alike(written)
+    return task, y, line or f"task: {kind} classification of {target!r} ({_class_summary(task)})"
 
 
 def _per_class(weights: str | dict, classes: tuple, target: str) -> str | tuple[float, ...]:
@@ -140,14 +140,15 @@ def _per_class(weights: str | dict, classes: tuple, target: str) -> str | tuple[
     return tuple(float(weights.get(c, 1.0)) for c in classes)
 
 
-def _alike(written: list[str]) -> str:
-    """A note where two classes differ only in case or spaces ("Yes", "yes "): likely one class
-    written two ways, which the search keeps apart."""
-    seen: dict[str, str] = {}
-    for text in written:
-        if (twin := seen.setdefault(" ".join(text.split()).casefold(), text)) != text:
-            return f"; note: classes {twin!r} and {text!r} differ only in case or spaces: one class written two ways?"
-    return ""
+def classes_alike(task: Task) -> list[str]:
+    """A warning where classes differ only in case or spaces ("Yes", " YES "): likely one class
+    written two ways, which the search keeps apart; every such group named."""
+    groups: dict[str, list[str]] = {}
+    for text in (as_text(c) for c in task.classes):
+        groups.setdefault(" ".join(text.split()).casefold(), []).append(text)
+    alike = ["; ".join(" and ".join(repr(t) for t in group) for group in groups.values() if len(group) > 1)]
+    return [f"classes {alike[0]} differ only in case or spaces: one class written two ways? (the search keeps "
+            "them apart; clean the target column to join them)"] if alike[0] else []
 
 
 def _text_as_numbers(column: pd.Series, distinct: np.ndarray, asked: str, target: str) -> pd.Series | None:
