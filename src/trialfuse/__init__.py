@@ -38,3 +38,8 @@ def __getattr__(name: str):
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'trialfuse' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The names that load on first use beside the module's own, for dir() and a notebook's completion."""
+    return sorted({*globals(), *_EXPORTS})

@@ -114,6 +114,7 @@ def test_a_bad_target_is_one_clear_line(values, asked, message):
 
 def test_a_metric_must_belong_to_the_task():
     assert decide(pd.Series(["a", "b"]), "t", metric="roc_auc")[0].metric_name == "roc_auc"
+    assert decide(pd.Series(["a", "b"]), "t", metric="ROC-AUC")[0].metric_name == "roc_auc"  # as --class-weight
     with pytest.raises(UserError, match="not a regression metric"):
         decide(pd.Series([0.5, 1.5, 2.5]), "t", metric="accuracy")
 
@@ -187,9 +188,10 @@ def test_a_rerun_with_another_task_or_metric_is_refused_and_an_older_stamp_reads
     storage = optuna.storages.InMemoryStorage()
     binary = Task(Kind.BINARY, ("no", "yes"), "log_loss")
     fingerprint.stamp(storage, ["xgboost"], fingerprint.of_run(X, y, ["a", "b"], "t", 0, 0.2, 3, binary))
-    for other, said in ((Task(), "task 'binary/log_loss/none' (now 'regression/r2/none')"),
-                        (Task(Kind.BINARY, ("no", "yes"), "accuracy"), "(now 'binary/accuracy/none')"),
-                        (Task(Kind.BINARY, ("no", "yes"), "log_loss", "balanced"), "(now 'binary/log_loss/balanced')")):
+    for other, said in ((Task(), "task 'binary' (now 'regression'), --metric 'log_loss' (now 'r2')"),
+                        (Task(Kind.BINARY, ("no", "yes"), "accuracy"), "another --metric 'log_loss' (now 'accuracy')"),
+                        (Task(Kind.BINARY, ("no", "yes"), "log_loss", "balanced"),
+                         "another --class-weight 'none' (now 'balanced')")):  # a new user read 'binary/log_loss/none'
         with pytest.raises(UserError, match=re.escape(said)):
             fingerprint.check_resume(storage, ["xgboost"], fingerprint.of_run(X, y, ["a", "b"], "t", 0, 0.2, 3, other),
                                      "here")

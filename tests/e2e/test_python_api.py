@@ -59,6 +59,11 @@ def test_the_estimators_take_sparse_x_and_refuse_a_short_y_in_scikit_learns_word
     np.testing.assert_array_equal(fitted.predict(sparse.csr_matrix(X[:5, :6])), fitted.predict(X[:5, :6]))
 
 
+def test_dir_lists_the_names_that_load_on_first_use():
+    """A new user's find: dir(trialfuse) was ['annotations', 'importlib'], so a notebook completed nothing."""
+    assert {"fit", "load", "Model", "TrialfuseClassifier", "TrialfuseRegressor", "predict_table"} <= set(dir(trialfuse))
+
+
 def test_an_unknown_option_names_the_options_there_are():
     with pytest.raises(UserError, match="unknown option 'budget' \\(the options are task, metric, class_weight"):
         trialfuse.fit(good_frame(), "y", budget="60s")

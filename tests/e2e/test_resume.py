@@ -155,8 +155,8 @@ def test_a_rerun_that_would_change_the_search_is_refused_before_anything_trains(
     holdout = (out / "holdout_indices.json").read_bytes()
     other = tmp_path / "other.csv"
     other.write_text(open(survivors_csv).read().replace(",1.", ",2.", 5))
-    for changed, expected in ((["--seed", "7"], "seed 0 (now 7)"), (["--folds", "4"], "folds 3 (now 4)"),
-                              (["--holdout", "0.3"], "holdout 0.2 (now 0.3)")):
+    for changed, expected in ((["--seed", "7"], "--seed 0 (now 7)"), (["--folds", "4"], "--folds 3 (now 4)"),
+                              (["--holdout", "0.3"], "--holdout 0.2 (now 0.3)")):
         code, _, err = run_main(*args, "--trials", "3", *changed)  # in-process: refused before any worker starts
         assert code == 2, err
         lines = err.strip().splitlines()

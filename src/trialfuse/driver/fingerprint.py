@@ -27,6 +27,7 @@ UNSTAMPED = {"task": "regression/r2/none"}  # what a study stamped before a key 
 # the table's key is a hash of its encoded rows: the same file encoded by another version (one
 # that reads a date column as features, say) differs too; a search space of another version
 # cannot be continued at all: the line says so
+OPTIONS = {"seed": "--seed", "folds": "--folds", "holdout": "--holdout", "target": "--target"}  # what a user set
 WHY = {"table": ": its rows differ, or how this version of trialfuse encodes them",
        "space": ": this version searches or codes them differently, and no option brings the old back"}
 
@@ -54,12 +55,21 @@ def check_resume(storage: optuna.storages.BaseStorage, families: list[str], fing
         if saved is None:
             raise UserError(f"{where} holds {summary.study_name} trials without a fingerprint (an older trialfuse): "
                             "they cannot be checked against this run; use a new --out or --storage")
-        differ = [f"{key} {saved.get(key, UNSTAMPED.get(key))!r} (now {value!r}{WHY.get(key, '')})"
-                  for key, value in fingerprint.items() if saved.get(key, UNSTAMPED.get(key)) != value]
+        differ = [f"{name} {then!r} (now {now!r}{WHY.get(key, '')})" for key, value in fingerprint.items()
+                  for name, then, now in _named(key, saved.get(key, UNSTAMPED.get(key)), value) if then != now]
         if differ:
             raise UserError(f"{where} holds the {summary.study_name} family's search made with another "
                             f"{', '.join(differ)}: rerun with the same options to continue it, "
                             "or use a new --out or --storage to start fresh")
+
+
+def _named(key: str, then: Any, now: Any) -> list[tuple[str, Any, Any]]:
+    """A fingerprint's key as the option that sets it, with its two values; the task's three
+    parts apart ("--metric 'log_loss' (now 'accuracy')", not "task 'binary/log_loss/none' ...")."""
+    if key == "task":
+        return list(zip(("task", "--metric", "--class-weight"), str(then).split("/"), str(now).split("/"),
+                        strict=True))
+    return [(OPTIONS.get(key, key), then, now)]
 
 
 def stamped(storage: optuna.storages.BaseStorage, families: list[str], key: str) -> Any | None:

@@ -189,6 +189,7 @@ def _metric(kind: Kind, name: str | None) -> str:
     choices = METRICS[kind]
     if name is None:
         return next(iter(choices))
+    name = name.strip().lower().replace("-", "_")  # as --class-weight reads its value: ROC_AUC, roc-auc
     if name not in choices:
         raise UserError(f"--metric {name!r} is not a {kind} metric (choose from {', '.join(choices)})")
     return name
