@@ -158,7 +158,7 @@ def _compare_models(opts: RunOptions, reporter: Reporter, held: ExitStack) -> Ru
     elif table.task_line:
         reporter.stage(table.task_line)
     early_warnings = [f"column {name!r} is not used: {why}" for name, why in table.identifiers.items()]
-    early_warnings += dropped_note({c: why for c, why in table.dropped.items() if c not in table.identifiers})
+    early_warnings += dropped_note(table.dropped_to_say)
     early_warnings += table.warnings + reading_note(opts.data, read_seconds, opts.timeout)
     for line in early_warnings:
         reporter.stage(line)

@@ -45,6 +45,13 @@ class Table:
         return len(self.y)
 
     @property
+    def dropped_to_say(self) -> dict[str, str]:
+        """The dropped columns a user should hear of: not the identifiers (said on their own), nor
+        a used date's part that does not vary (its hour where it holds no times: not the user's column)."""
+        made = {part for name in self.dates for part in date_parts.part_names(name)}
+        return {name: why for name, why in self.dropped.items() if name not in self.identifiers and name not in made}
+
+    @property
     def category_columns(self) -> list[int]:
         """The columns of X that hold a category's codes (the families that split on categories
         natively read them as such)."""
