@@ -245,9 +245,11 @@ def test_a_record_reads_the_storage_it_names_where_that_exists(tmp_path):
     for directory in (run, elsewhere):
         directory.mkdir()
         (directory / run_dir.JOURNAL).write_text("")
-    record = object.__new__(RunRecord)  # only the storage field matters here
-    record.storage = str(elsewhere / run_dir.JOURNAL)
+    record = object.__new__(RunRecord)  # only the storage and out fields matter here
+    record.storage, record.out = str(elsewhere / run_dir.JOURNAL), str(run)
     assert record.storage_at(run) == str(elsewhere / run_dir.JOURNAL)
+    record.out = str(elsewhere)  # the run was made in `elsewhere` and copied: the copy reads its own journal
+    assert record.storage_at(run) == str(run / run_dir.JOURNAL)  # (a new user's find: its report named the first)
     record.storage = f"runs/x/{run_dir.JOURNAL}"
     assert record.storage_at(run) == str(run / run_dir.JOURNAL)
     record.storage = "postgresql://db/trials"

@@ -132,11 +132,15 @@ class RunRecord:
 
     def storage_at(self, run: Path | str) -> str:
         """The run's Optuna storage as read from `run`: a database URL, or a journal file by the
-        absolute path recorded where it exists; else (a record written relative to another
-        working directory, a run directory moved) the run directory's own journal."""
+        absolute path recorded where it exists; the run directory's own journal where the record
+        names the journal its run directory had (a run directory moved or copied: the copy's report
+        named the original's), or where the recorded path is not there (relative to another
+        working directory)."""
         recorded, own = Path(self.storage), Path(run) / run_dir.JOURNAL
-        if "://" in self.storage or (recorded.is_absolute() and recorded.is_file()) or not own.is_file():
+        if "://" in self.storage or not own.is_file():
             return self.storage
+        if recorded.is_absolute() and recorded.is_file() and recorded != Path(self.out) / run_dir.JOURNAL:
+            return self.storage  # a journal of the user's own (--storage), wherever the run directory is
         return str(own)
 
     def trials(self, run: Path | str) -> dict[str, list[optuna.trial.FrozenTrial]]:

@@ -54,7 +54,7 @@ def build_report(out: Path) -> Path:
     _fold_scores(page, record)
     _timeline(page, out)
     _diagnostics(page, out)
-    _dashboard(page, record)
+    _dashboard(page, record.storage_at(out))
     body = "\n".join(page.sections)
     text = (f"<!doctype html><html><head><meta charset='utf-8'><title>trialfuse report: {html.escape(str(out))}"
             f"</title><style>{STYLE}</style></head><body><h1>trialfuse report</h1>\n{body}\n</body></html>\n")
@@ -393,8 +393,7 @@ def _diagnostics(page: Page, out: Path) -> None:
     page.section("diagnostics", "NN diagnostics", parts)
 
 
-def _dashboard(page: Page, record: RunRecord) -> None:
-    storage = record.storage
+def _dashboard(page: Page, storage: str) -> None:
     command = f"optuna-dashboard {storage}"
     page.section("dashboard", "Browse the studies", [
         f"<p>The run's Optuna storage opens unchanged in optuna-dashboard (<code>pip install optuna-dashboard</code>):"
