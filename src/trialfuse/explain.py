@@ -18,7 +18,7 @@ from trialfuse.engine.saved_model import SavedModel
 from trialfuse.errors import RunFailed, UserError, warn_data
 from trialfuse.predict import read_as_trained
 from trialfuse.present.report import build_report
-from trialfuse.task import Task
+from trialfuse.task import Task, plain_label
 
 LIMIT_SECONDS = 120.0  # the most `trialfuse explain` takes by default: 8,000 columns' least took about an hour
 
@@ -86,9 +86,9 @@ def _unknown_targets(task: Task, target: pd.Series, y: np.ndarray) -> str:
     if not unknown.any():
         return ""
     values = pd.unique(target[unknown])
-    shown = ", ".join(repr(v) for v in values[:3]) + (", ..." if len(values) > 3 else "")
+    shown = ", ".join(repr(plain_label(v)) for v in values[:3]) + (", ..." if len(values) > 3 else "")
     if task.is_classification:
-        known = ", ".join(repr(c) for c in task.classes[:6]) + (", ..." if len(task.classes) > 6 else "")
+        known = ", ".join(repr(plain_label(c)) for c in task.classes[:6]) + (", ..." if len(task.classes) > 6 else "")
         return f"{unknown.sum()} row(s) have a target that is no class of this model ({shown}; its classes: {known})"
     return f"{unknown.sum()} row(s) have a target that is not a number ({shown})"
 

@@ -20,6 +20,7 @@ from trialfuse.driver import last_chance
 from trialfuse.driver.budget import REPORT_SECONDS, Budget
 from trialfuse.driver.last_chance import RESCUE_COLUMNS, RESCUE_TRAIN_ROWS
 from trialfuse.driver.scheduler import run_family_study, run_studies
+from trialfuse.driver.storage import held_for_rerun
 from trialfuse.driver.trial_records import counting
 from trialfuse.seeds import model_seed, seeded_as
 from trialfuse.task import Kind, Task
@@ -422,14 +423,14 @@ class InterruptedPool(FakePool):
         return super().next_done(timeout)
 
 
-@pytest.mark.parametrize("answers", [2, 14])  # stopped among the portfolio's starts, or among TPE's draws
+@pytest.mark.parametrize("answers", [2, 14, 40])  # stopped among the starts, TPE's random draws, or its model's
 def test_a_run_interrupted_and_resumed_asks_and_seeds_what_an_uninterrupted_run_does(answers):
     """Found by a new user: after Ctrl-C the rerun queued the four trials it had lost, then its
     sampler, seeded afresh, drew the first setting the interrupted run had drawn (a fifth trial
     spent on a setting already trained), where the uninterrupted run tried a new one; and a run
     stopped among the portfolio's starts never asked the rest. Each trial is asked and seeded as
     the uninterrupted run's trial in its place (its draw)."""
-    trials = len(FAMILIES["lightgbm"].start) + 12  # past the portfolio and TPE's ten random draws
+    trials = len(FAMILIES["lightgbm"].start) + 20  # past the portfolio and TPE's ten random draws
     whole = FakePool()
     _, uninterrupted = search(whole, trials=trials, prune=False)
     storage = optuna.storages.InMemoryStorage()
@@ -456,6 +457,7 @@ def test_trials_failed_by_the_job_timeout_are_asked_again_once_by_a_rerun():
     storage = optuna.storages.InMemoryStorage()
     first = run_family_study("lightgbm", storage, 3, 3, 0, FakePool(score=timed_out), prune=False)
     assert first.status == "skipped" and first.trials_failed == 3
+    assert held_for_rerun(storage, ["lightgbm"]).again == 3  # a rerun's start: said, and queued
     again = run_family_study("lightgbm", storage, 3, 3, 0, FakePool(), prune=False)
     trials = optuna.load_study(study_name="lightgbm", storage=storage).get_trials(deepcopy=False)
     failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
@@ -463,7 +465,8 @@ def test_trials_failed_by_the_job_timeout_are_asked_again_once_by_a_rerun():
     assert again.status == "ok" and again.trials_complete == 3 and again.trials_failed == 0
     assert [t.user_attrs["retry_of"] for t in retries] == [t.number for t in failed]
     assert [t.params for t in retries] == [t.params for t in failed]
-    third = run_family_study("lightgbm", storage, 3, 3, 0, FakePool(), prune=False)  # once: nothing is asked again
+    assert held_for_rerun(storage, ["lightgbm"]).again == 0  # once: nothing is asked again
+    third = run_family_study("lightgbm", storage, 3, 3, 0, FakePool(), prune=False)
     assert third.trials_complete == 3 and len(optuna.load_study(study_name="lightgbm", storage=storage).trials) == 6
 
 

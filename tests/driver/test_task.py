@@ -74,8 +74,9 @@ def test_text_that_is_numbers_throughout_is_decided_as_those_numbers():
     assert task.kind == Kind.REGRESSION and "--task multiclass" in line
     codes, y, _ = decide(pd.Series(["007", "7", "07", "7"] * 5), "agent")
     assert codes.kind == Kind.MULTICLASS and codes.classes == ("007", "7", "07") and y[:4].tolist() == [0, 1, 2, 1]
-    zeros, _, _ = decide(pd.Series(["01", "02", "03", "02"] * 5), "grade")  # codes too, though three numbers apart
+    zeros, _, said = decide(pd.Series(["01", "02", "03", "02"] * 5), "grade")  # codes too, though numbers apart
     assert zeros.kind == Kind.MULTICLASS and zeros.classes == ("01", "02", "03")  # (searched as a 1-3 rating before)
+    assert "its values are codes ('01' is written with a leading zero): --task regression reads them" in said
     assert decide(pd.Series(["0", "0.5", "10", "0.25"] * 5), "dose")[0].kind == Kind.REGRESSION  # no code here
     labels, _, _ = decide(pd.Series(["0", "1", "1"]), "churn")  # classes as numbers too: the text stays the label
     assert labels.kind == Kind.BINARY and labels.classes == ("0", "1")

@@ -70,7 +70,7 @@ def run_studies(families: list[str], storage: optuna.storages.BaseStorage, n_tri
     runs one last-chance trial, on a sample of each fold past `rows` and the columns most related to the
     target past `columns` (last_chance.py, which a wide table's first trials take too). With `out_of_fold`,
     every complete trial's validation predictions go to it (the pool must have been asked for them).
-    With `portfolio`, a new study asks the catalog's known-good configurations for the `task` first.
+    With `portfolio`, a study asks the catalog's known-good configurations for the `task` first.
     """
     if n_trials is None and budget is None:
         raise ValueError("a search with no trial count needs a time budget")
@@ -164,7 +164,7 @@ class SearchSettings:
     folds: int
     seed: int
     prune: bool = True
-    portfolio: bool = True  # a new study asks the catalog's known-good configurations first
+    portfolio: bool = True  # a study asks the catalog's known-good configurations first (those not yet asked)
     task: Task = NUMBERS  # whose known-good configurations
     train_rows: int | None = None  # a fold's training rows at most (the last-chance trial's sample)
     screen: int | None = None  # a fold's columns at most, those most related to the target (the last chance's)

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from trialfuse.driver import dates as date_parts
-from trialfuse.driver.table_files import as_text, has_codes
+from trialfuse.driver.table_files import CODE, as_text, has_codes
 from trialfuse.errors import UserError
 from trialfuse.task import CLASS_WEIGHTS, METRICS, Kind, Task, plain_label
 
@@ -125,7 +125,8 @@ def decide(column: pd.Series, target: str, asked: str = "auto", metric: str | No
     labels = tuple(plain_label(c) for c in classes)
     task = Task(kind, labels, _metric(kind, metric), _per_class(class_weight, labels, target))
     y = task.encode(column)  # each row's class code
-    return task, y, line or f"task: {kind} classification of {target!r} ({_class_summary(task)})"
+    line = line or f"task: {kind} classification of {target!r} ({_class_summary(task)})"
+    return task, y, line + (_codes_note(column) if asked == "auto" else "")
 
 
 def _per_class(weights: str | dict, classes: tuple, target: str) -> str | tuple[float, ...]:
@@ -138,6 +139,15 @@ def _per_class(weights: str | dict, classes: tuple, target: str) -> str | tuple[
         raise UserError(f"--class-weight names {unknown[0]!r}, which is not a class of target column {target!r} "
                         f"({len(classes)} classes: {shown})")
     return tuple(float(weights.get(c, 1.0)) for c in classes)
+
+
+def _codes_note(column: pd.Series) -> str:
+    """Why numbers written as text are classes, where codes decided it (one "05" among them does)."""
+    written = pd.Series(pd.unique(column.dropna())).astype(str)
+    if not (written.map(_is_written_number).all() and has_codes(written)):
+        return ""
+    code = written[written.str.fullmatch(CODE)].iloc[0]
+    return f"; its values are codes ({code!r} is written with a leading zero): --task regression reads them as numbers"
 
 
 def classes_alike(task: Task) -> list[str]:
@@ -189,7 +199,7 @@ def _metric(kind: Kind, name: str | None) -> str:
     choices = METRICS[kind]
     if name is None:
         return next(iter(choices))
-    name = name.strip().lower().replace("-", "_")  # as --class-weight reads its value: ROC_AUC, roc-auc
+    name = str(name).strip().lower().replace("-", "_")  # as --class-weight reads its value: ROC_AUC, roc-auc
     if name not in choices:
         raise UserError(f"--metric {name!r} is not a {kind} metric (choose from {', '.join(choices)})")
     return name
