@@ -35,6 +35,22 @@ def test_auto_reads_the_target_column(values, kind):
     assert kind_of(values)[0] == kind
 
 
+def test_whole_numbers_0_to_k_read_as_classes_say_that_counts_are_numbers_by_task_regression():
+    """A new user's Poisson count, 0..7 (1,106 rows of 0, one of 7), was read as eight classes and
+    refused ("class 7 has 1 row(s): too few ...") with no word of --task regression."""
+    from trialfuse.driver.splits import check_class_sizes
+
+    counts = pd.Series(np.r_[np.zeros(50), np.ones(30), np.full(10, 2), [3]].astype(int))
+    task, y, line = decide(counts, "visits")
+    assert task.kind == Kind.MULTICLASS and "if they are counts, --task regression reads them as numbers" in line
+    with pytest.raises(UserError, match="class 3 has 1 row.*if they are counts, --task regression reads them"):
+        check_class_sizes(task, y, 0.2, 3, 0)
+    words, y, line = decide(pd.Series(["a"] * 50 + ["b"] * 30 + ["c"]), "grade")
+    with pytest.raises(UserError, match="too few for a 0.2 holdout plus 3 folds \\(each class needs about 4\\)$"):
+        check_class_sizes(words, y, 0.2, 3, 0)  # text classes: no such hint
+    assert "--task regression" not in line
+
+
 def test_few_whole_values_that_are_not_codes_stay_numbers_with_a_hint():
     kind, line = kind_of([1, 2, 3, 4, 5, 3])  # a 1-5 rating: ordered numbers, so regression by default
     assert kind == Kind.REGRESSION and "--task multiclass" in line

@@ -94,6 +94,7 @@ def decide(column: pd.Series, target: str, asked: str = "auto", metric: str | No
     if (numbers := _text_as_numbers(column, distinct, asked, target)) is not None:
         column, numeric, distinct = numbers, True, pd.unique(numbers)
     kind, line = _kind(asked, numeric, column, distinct, target)
+    counted = asked == "auto" and numeric and kind == Kind.MULTICLASS  # 0..K-1: label codes, or a count
     if kind == Kind.REGRESSION:
         if not numeric:
             words = [v for v in column if not _is_number(v)]
@@ -126,7 +127,8 @@ def decide(column: pd.Series, target: str, asked: str = "auto", metric: str | No
     task = Task(kind, labels, _metric(kind, metric), _per_class(class_weight, labels, target))
     y = task.encode(column)  # each row's class code
     line = line or f"task: {kind} classification of {target!r} ({_class_summary(task)})"
-    return task, y, line + (_codes_note(column) if asked == "auto" else "")
+    counts = "; its values are 0 to K-1, read as classes: if they are counts, --task regression reads them as numbers"
+    return task, y, line + (_codes_note(column) if asked == "auto" else "") + (counts if counted else "")
 
 
 def _per_class(weights: str | dict, classes: tuple, target: str) -> str | tuple[float, ...]:
