@@ -30,6 +30,16 @@ def test_a_class_no_holdout_row_is_labelled_is_named_with_its_rows():
     assert _classes_never_predicted(NUMBERS, np.array([1.0, 2.0]), np.array([1.0, 1.0])) == []
 
 
+def test_a_holdout_of_one_target_value_is_said_to_score_nothing():
+    """A new user's target, 5.0 on every row but one: `--task regression` printed "holdout R² 1.0000"."""
+    from trialfuse.driver.final_model import _one_value
+
+    [line] = _one_value(NUMBERS, np.full(400, 5.0))
+    assert line.startswith("every holdout row's target is 5: its R² says nothing")
+    assert _one_value(NUMBERS, np.array([5.0, 5.0000001])) == []
+    assert _one_value(Task(Kind.BINARY, ("a", "b"), "log_loss"), np.zeros(4)) == []
+
+
 
 def test_a_sampled_winner_is_refit_on_every_row_where_that_ends_in_time_else_on_as_many_as_its_folds_had(tmp_path):
     """A last-chance trial trained each fold on 10,000 rows; `--refit` retrained it on every

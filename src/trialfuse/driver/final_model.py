@@ -257,7 +257,16 @@ def train_and_save(pool: WorkerPool, chosen: Plan, best: FamilyResult, table: Ta
             "holdout_metrics": {"model": task.report(y_holdout, predicted), "prior": task.report(y_holdout, prior)},
             "retrain_seconds": max(float(a["seconds"]) for a in answers), "ensemble": record,
             "warnings": [*chosen.warnings, *_no_better_than_prior(table, holdout_score, task.score(y_holdout, prior)),
-                         *_classes_never_predicted(task, y_holdout, predicted)]}
+                         *_classes_never_predicted(task, y_holdout, predicted), *_one_value(task, y_holdout)]}
+
+
+def _one_value(task: Task, y_holdout: np.ndarray) -> list[str]:
+    """A line where the holdout's target is one value: R² is undefined there (scikit-learn reads
+    it as 1.0: a new user's near-constant target scored "holdout R² 1.0000", nothing said)."""
+    if task.is_classification or np.ptp(y_holdout) > 0:
+        return []
+    return [f"every holdout row's target is {y_holdout[0]:.10g}: its R² says nothing (read as 1.0 where every "
+            "prediction is that value, and 0.0 otherwise); does the target vary enough to predict?"]
 
 
 def _retrain(pool: WorkerPool, models: list[Retrain], sampled: list[int | None], X_holdout: np.ndarray,
