@@ -143,12 +143,13 @@ def predict(
     model_dir: Annotated[Path, typer.Argument(metavar="MODEL_DIR",
                                               help="A best_model/ directory (or the run directory).")],
     data: Annotated[Path, typer.Argument(metavar="DATA", help="Table with the model's feature columns.")],
-    out: Annotated[Path | None, typer.Option(help="CSV to write (default: stdout).")] = None,
+    out: Annotated[Path | None, typer.Option(help="File to write: Parquet, JSON or JSON lines by its suffix "
+                                                  "(.parquet, .json, .jsonl), else CSV (default: stdout).")] = None,
 ) -> None:
     """Apply a saved model to a table: one `prediction` per input row, same order (for classes,
     the likeliest class and a `probability_<class>` column per class)."""
     from trialfuse.driver.run_dir import check_file_out
-    from trialfuse.predict import predict_table
+    from trialfuse.predict import predict_table, write_table
 
     if out:
         check_file_out(out, data, model_dir)
@@ -160,7 +161,7 @@ def predict(
         frame.to_csv(sys.stdout, index=False, float_format="%.17g")
         return
     with terminal.status(f"writing {len(frame):,} predictions to {escape(str(out))}"):
-        frame.to_csv(out, index=False, float_format="%.17g")
+        write_table(frame, out)
 
 
 @app.command()

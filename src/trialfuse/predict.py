@@ -63,3 +63,15 @@ def read_as_trained(data: str | Path | pd.DataFrame, meta: dict, on_warning: Cal
         if on_warning:
             on_warning(line)
     return frame, X
+
+
+def write_table(frame: pd.DataFrame, path: str | Path) -> None:
+    """Predictions written in the format the path's suffix names, as tables are read (Parquet,
+    JSON records, JSON lines), else CSV: `--out p.parquet` had written CSV text under that name."""
+    suffix = Path(path).suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        frame.to_parquet(path, index=False)
+    elif suffix in (".json", ".jsonl"):
+        frame.to_json(path, orient="records", lines=suffix == ".jsonl", double_precision=15)
+    else:
+        frame.to_csv(path, index=False, float_format="%.17g")

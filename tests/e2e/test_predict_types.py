@@ -172,3 +172,16 @@ def test_a_file_name_rich_would_read_as_markup_is_predicted(trained):
     proc = cli("predict", work / "run", work / "q[" / "1].csv", "--out", work / "p[red].csv")
     assert proc.returncode == 0, proc.stderr
     assert len(pd.read_csv(work / "p[red].csv")) == 3
+
+
+def test_predictions_are_written_in_the_format_the_out_suffix_names(trained):
+    """A new user's `--out p.parquet` got CSV text under that name."""
+    work, frame = trained
+    rows = frame.drop(columns=[TARGET]).head(5)
+    rows.to_csv(work / "five.csv", index=False)
+    expected = predict_table(work / "run", work / "five.csv")
+    for name, read in (("p.parquet", pd.read_parquet), ("p.json", pd.read_json),
+                       ("p.jsonl", lambda path: pd.read_json(path, lines=True)), ("p.csv", pd.read_csv)):
+        proc = cli("predict", work / "run", work / "five.csv", "--out", work / name)
+        assert proc.returncode == 0, proc.stderr
+        np.testing.assert_allclose(read(work / name)["prediction"], expected["prediction"], rtol=1e-12)
