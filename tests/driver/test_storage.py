@@ -14,6 +14,7 @@ import pytest
 
 from helpers import cli
 from trialfuse.driver import fingerprint, storage
+from trialfuse.errors import UserError
 
 RUN = ("--target", "score", "--models", "lightgbm", "--trials", "1", "--folds", "2", "--no-explain", "-q")
 HOLD = ("import sys; from pathlib import Path; from trialfuse.driver.journal_lock import sole_driver\n"
@@ -157,3 +158,11 @@ def test_the_heartbeat_warnings_optuna_gives_for_asking_outside_optimize_are_not
         warnings.warn("a warning of our own", UserWarning, stacklevel=1)  # only those two are silenced
     assert [str(w.message) for w in seen] == ["a warning of our own"]
     assert trial.user_attrs == {"draw": 0, "driver": storage.DRIVER, storage.RUN_DIR: str(tmp_path.resolve())}
+
+
+def test_a_sqlite_url_of_three_slashes_to_a_folder_from_the_root_says_four(tmp_path, monkeypatch):
+    """A new user's `sqlite:///tmp/probe/shared.db`: "there is no folder tmp/probe" (relative), and no word of why."""
+    monkeypatch.chdir(tmp_path)
+    relative = str(tmp_path / "shared.db").lstrip("/")
+    with pytest.raises(UserError, match=f"four slashes: sqlite:////{relative}"):
+        storage.open_storage(f"sqlite:///{relative}", tmp_path)

@@ -213,6 +213,9 @@ def test_a_rerun_with_another_task_or_metric_is_refused_and_an_older_stamp_reads
             fingerprint.check_resume(storage, ["xgboost"], fingerprint.of_run(X, y, ["a", "b"], "t", 0, 0.2, 3, other),
                                      "here")
     fingerprint.check_resume(storage, ["xgboost"], fingerprint.of_run(X, y, ["a", "b"], "t", 0, 0.2, 3, binary), "here")
+    with pytest.raises(UserError, match="or use a new --storage to start fresh$"):  # a database: not a new --out
+        fingerprint.check_resume(storage, ["xgboost"], fingerprint.of_run(X, y, ["a", "b"], "t", 1, 0.2, 3, binary),
+                                 "sqlite:///runs.db")
     older = optuna.storages.InMemoryStorage()  # stamped before tasks existed: no "task" key, a regression search
     stamped = fingerprint.of_run(X, y, ["a", "b"], "t", 0, 0.2, 3)
     fingerprint.stamp(older, ["xgboost"], {k: v for k, v in stamped.items() if k != "task"})

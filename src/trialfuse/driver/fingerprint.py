@@ -58,9 +58,10 @@ def check_resume(storage: optuna.storages.BaseStorage, families: list[str], fing
         differ = [f"{name} {then!r} (now {now!r}{WHY.get(key, '')})" for key, value in fingerprint.items()
                   for name, then, now in _named(key, saved.get(key, UNSTAMPED.get(key)), value) if then != now]
         if differ:
+            fresh = "a new --storage" if "://" in where else "a new --out or --storage"  # a database: --out is not it
             raise UserError(f"{where} holds the {summary.study_name} family's search made with another "
                             f"{', '.join(differ)}: rerun with the same options to continue it, "
-                            "or use a new --out or --storage to start fresh")
+                            f"or use {fresh} to start fresh")
 
 
 def _named(key: str, then: Any, now: Any) -> list[tuple[str, Any, Any]]:

@@ -82,8 +82,11 @@ def _open_database(url: str) -> optuna.storages.RDBStorage:
         raise UserError(f"cannot open --storage {given}: {exc}") from None
     parsed = sqlalchemy.engine.make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).parent.is_dir():
-        raise UserError(f"--storage {given}: there is no folder {Path(parsed.database).parent} to hold it: "
-                        "create it first, or name a file in a folder that exists")
+        folder = Path(parsed.database).parent
+        absolute = (f" (a path from the root takes four slashes: sqlite:////{parsed.database})"
+                    if not folder.is_absolute() and (Path("/") / folder).is_dir() else "")
+        raise UserError(f"--storage {given}: there is no folder {folder} to hold it: create it first, or name a "
+                        f"file in a folder that exists{absolute}")
     attempt = 0
     while True:
         try:
