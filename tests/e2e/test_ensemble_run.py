@@ -66,6 +66,17 @@ def test_the_ensemble_is_saved_where_the_best_single_model_is_not_clearly_better
     kept = json.loads((out / "oof" / "index.json").read_text())["trials"]
     assert {f: len(t) for f, t in kept.items()} == {"lightgbm": 4, "xgboost": 4}
     assert "refit on all search rows" in (out / "report.html").read_text()  # the report says how it is served
+    from rich.console import Console
+
+    from trialfuse.driver.run_record import RunRecord
+    from trialfuse.present.progress import comparison_table
+
+    console = Console(width=200, record=True)  # the ensemble's row beside the best single model scored as it is
+    console.print(comparison_table(RunRecord.read(out)))  # (fold means below it are not comparable)
+    single = RunRecord.read(out).task.show(record["best_single_inner_oof_score"])
+    assert f"out-of-fold (best single {single})" in console.export_text()
+    page = (out / "report.html").read_text()  # where the single model scores higher, why the ensemble is kept
+    assert ("but not clearly" in page) == (record["best_single_inner_oof_score"] > record["oof_score"])
 
 
 def test_each_member_is_its_librarys_own_file(ensemble_run):

@@ -127,7 +127,11 @@ def _ensemble(page: Page, record: EnsembleRecord | NotKept | None, metric: Metri
         page.section("ensemble", "Ensemble", [f"<p>Not built: {html.escape(record.get('reason', ''))}.</p>"])
         return
     chosen = record["chosen"]
-    verdict = ("saved as the winner" if chosen else f"not saved: {record.get('reason', '')}")
+    inner = "best_single_inner_oof_score" in record  # the score it met: taking the best, chosen per inner fold
+    single = record["best_single_inner_oof_score"] if inner else record["best_single_oof_score"]
+    close = (": the best single model scores higher, but not clearly (an ensemble is kept unless the single model's "
+             "per-row losses are lower by two standard errors)") if single > record["oof_score"] else ""
+    verdict = (f"saved as the winner{close}" if chosen else f"not saved: {record.get('reason', '')}")
     label, shown = metric.label, _shown(metric)
     stacked = record.get("method") == "stack"
     stack_score = fmt(shown(record.get("stack_oof_score")))
@@ -140,8 +144,6 @@ def _ensemble(page: Page, record: EnsembleRecord | NotKept | None, metric: Metri
             f" (a stack's inner out-of-fold {label}: {stack_score})" if "stack_oof_score" in record else ""))
     parts = [f"<p>Chosen among the {record['candidates']} kept models' out-of-fold predictions by {how}; "
              f"{html.escape(verdict)}. The holdout scores the saved model only; it chooses nothing.</p>"]
-    inner = "best_single_inner_oof_score" in record  # the score it met: taking the best, chosen per inner fold
-    single = record["best_single_inner_oof_score"] if inner else record["best_single_oof_score"]
     scores = [[f"{'inner ' * inner}out-of-fold {label}", shown(record["oof_score"]), shown(single)]]
     if chosen:
         scores.append([f"holdout {label}", shown(record.get("holdout_score")),
