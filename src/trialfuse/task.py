@@ -150,8 +150,9 @@ class Task:
 
     @property
     def prior_name(self) -> str:
-        """What the prior predicts for every row: the search rows' mean, or their class shares."""
-        return PRIORS[self.kind]
+        """What the prior predicts for every row: the search rows' mean (their median where the
+        search ranks by MAE, the constant it favours), or their class shares."""
+        return "median" if self.metric_name == "mae" else PRIORS[self.kind]
 
     @property
     def loss_name(self) -> str:
@@ -252,11 +253,13 @@ class Task:
         return per_class[codes]
 
     def prior(self, y_train: np.ndarray, rows: int) -> np.ndarray:
-        """What knowing nothing but the training target predicts for `rows` rows: its mean, or each
-        class's share. Its score is the base rate every model's score is read against."""
+        """What knowing nothing but the training target predicts for `rows` rows: its mean (its
+        median under MAE: a new user's mean read as "the floor a model must clear" for MAE, which
+        the median sits below), or each class's share. Its score is the base rate every model's
+        score is read against."""
         y_train = np.asarray(y_train, dtype=np.float64)
         if not self.is_classification:
-            return np.full(rows, float(np.mean(y_train)))
+            return np.full(rows, float(np.median(y_train) if self.metric_name == "mae" else np.mean(y_train)))
         shares = self.class_counts(y_train) / len(y_train)
         return np.tile(shares, (rows, 1))
 

@@ -144,6 +144,10 @@ def test_numbers_can_be_searched_by_rmse_or_mae_and_report_all_three():
         assert task.metric_name == name and task.score(y, predicted) == pytest.approx(score)
         assert task.show(task.score(y, predicted)) == f"{-score:.4f}"  # as people read it: positive
     assert Task().report(y, predicted) == pytest.approx({"r2": 1 - 1.25 / 5, "rmse": np.sqrt(1.25 / 4), "mae": 0.375})
+    skewed = np.array([0.0, 0.0, 1.0, 100.0])  # the prior a model is read against: the best constant for the metric
+    assert Task().prior(skewed, 2).tolist() == [25.25, 25.25] and Task().prior_name == "mean"
+    by_mae = Task(Kind.REGRESSION, (), "mae")
+    assert by_mae.prior(skewed, 2).tolist() == [0.5, 0.5] and by_mae.prior_name == "median"
 
 
 def test_scores_are_higher_is_better_and_the_report_shows_log_loss_positive():
