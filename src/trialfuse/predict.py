@@ -2,6 +2,7 @@
 encoding it exactly as training did."""
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -67,11 +68,23 @@ def read_as_trained(data: str | Path | pd.DataFrame, meta: dict, on_warning: Cal
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> None:
     """Predictions written in the format the path's suffix names, as tables are read (Parquet,
-    JSON records, JSON lines), else CSV: `--out p.parquet` had written CSV text under that name."""
-    suffix = Path(path).suffix.lower()
+    JSON records, JSON lines; every float exact, as CSV's 17 digits), else CSV: `--out p.parquet`
+    had written CSV text under that name."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        raise UserError(f"--out {path}: predictions are written as CSV, Parquet or JSON; name a .csv, .parquet, "
+                        ".json or .jsonl file")
     if suffix in (".parquet", ".pq"):
-        frame.to_parquet(path, index=False)
+        try:
+            frame.to_parquet(path, index=False)
+        except (ValueError, TypeError, ImportError) as exc:  # pyarrow's ArrowInvalid: classes of mixed types
+            raise UserError(f"--out {path}: cannot write these predictions as Parquet ({str(exc).splitlines()[0]}); "
+                            "name a .csv file") from None
     elif suffix in (".json", ".jsonl"):
-        frame.to_json(path, orient="records", lines=suffix == ".jsonl", double_precision=15)
+        records = [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
+                   for row in frame.to_dict(orient="records")]  # Python floats: json writes the shortest exact form
+        text = "\n".join(map(json.dumps, records)) + "\n" if suffix == ".jsonl" else json.dumps(records)
+        path.write_text(text)
     else:
         frame.to_csv(path, index=False, float_format="%.17g")

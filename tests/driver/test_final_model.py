@@ -35,7 +35,7 @@ def test_a_holdout_of_one_target_value_is_said_to_score_nothing():
     from trialfuse.driver.final_model import _one_value
 
     [line] = _one_value(NUMBERS, np.full(400, 5.0))
-    assert line.startswith("every holdout row's target is 5: its R² says nothing")
+    assert line.startswith("every holdout row's target is 5: its R² is undefined")
     assert _one_value(NUMBERS, np.array([5.0, 5.0000001])) == []
     assert _one_value(Task(Kind.BINARY, ("a", "b"), "log_loss"), np.zeros(4)) == []
 

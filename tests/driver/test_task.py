@@ -45,6 +45,11 @@ def test_whole_numbers_0_to_k_read_as_classes_say_that_counts_are_numbers_by_tas
     assert task.kind == Kind.MULTICLASS and "if they are counts, --task regression reads them as numbers" in line
     with pytest.raises(UserError, match="class 3 has 1 row.*if they are counts, --task regression reads them"):
         check_class_sizes(task, y, 0.2, 3, 0)
+    fraud, y, _ = decide(pd.Series([0] * 200 + [1] * 2), "fraud")  # 0/1 with a rare class: no counts there
+    with pytest.raises(UserError, match="each class needs about 4\\)$"):
+        check_class_sizes(fraud, y, 0.2, 3, 0)
+    graded = pd.Series(pd.Categorical([1, 2, 3, 2] * 10))  # a category of numbers, asked as numbers: read as
+    assert decide(graded, "grade", "regression")[1][:4].tolist() == [1.0, 2.0, 3.0, 2.0]  # them (IndexError before)
     words, y, line = decide(pd.Series(["a"] * 50 + ["b"] * 30 + ["c"]), "grade")
     with pytest.raises(UserError, match="too few for a 0.2 holdout plus 3 folds \\(each class needs about 4\\)$"):
         check_class_sizes(words, y, 0.2, 3, 0)  # text classes: no such hint
@@ -219,7 +224,7 @@ def test_a_rerun_with_another_task_or_metric_is_refused_and_an_older_stamp_reads
     fingerprint.check_resume(storage, ["xgboost"], fingerprint.of_run(X, y, ["a", "b"], "t", 0, 0.2, 3, binary), "here")
     with pytest.raises(UserError, match="or use a new --storage to start fresh$"):  # a database: not a new --out
         fingerprint.check_resume(storage, ["xgboost"], fingerprint.of_run(X, y, ["a", "b"], "t", 1, 0.2, 3, binary),
-                                 "sqlite:///runs.db")
+                                 "sqlite:///runs.db", storage_given=True)
     older = optuna.storages.InMemoryStorage()  # stamped before tasks existed: no "task" key, a regression search
     stamped = fingerprint.of_run(X, y, ["a", "b"], "t", 0, 0.2, 3)
     fingerprint.stamp(older, ["xgboost"], {k: v for k, v in stamped.items() if k != "task"})

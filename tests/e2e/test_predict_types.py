@@ -180,8 +180,9 @@ def test_predictions_are_written_in_the_format_the_out_suffix_names(trained):
     rows = frame.drop(columns=[TARGET]).head(5)
     rows.to_csv(work / "five.csv", index=False)
     expected = predict_table(work / "run", work / "five.csv")
-    for name, read in (("p.parquet", pd.read_parquet), ("p.json", pd.read_json),
-                       ("p.jsonl", lambda path: pd.read_json(path, lines=True)), ("p.csv", pd.read_csv)):
+    for name, read in (("p.parquet", pd.read_parquet), ("p.json", lambda path: pd.read_json(path, precise_float=True)),
+                       ("p.jsonl", lambda path: pd.read_json(path, lines=True, precise_float=True)),
+                       ("p.csv", lambda path: pd.read_csv(path, float_precision="round_trip"))):
         proc = cli("predict", work / "run", work / "five.csv", "--out", work / name)
         assert proc.returncode == 0, proc.stderr
-        np.testing.assert_allclose(read(work / name)["prediction"], expected["prediction"], rtol=1e-12)
+        np.testing.assert_array_equal(read(work / name)["prediction"], expected["prediction"])  # every digit

@@ -93,8 +93,8 @@ def far_out_targets(y: np.ndarray, task: Task) -> list[str]:
     return [f"{int(far.sum())} of the search rows' target values lie far from the rest (e.g. {example:.4g}, where "
             f"half the rows lie between {np.quantile(y, 0.25):.4g} and {np.quantile(y, 0.75):.4g}): every model "
             "trains on squared error, which they dominate, as they do R²; check them (a unit or entry error?) and "
-            "drop them if so (--metric mae would only rank the models by the typical row's error: they would still "
-            "be fit to these values)"]
+            f"drop them if so (--metric mae {'ranks' if task.metric_name == 'mae' else 'would rank'} the models by "
+            "the typical row's error, but they are fit to these values all the same)"]
 
 
 def far_features(X: np.ndarray, names: list[str], categorical: list[int]) -> list[str]:

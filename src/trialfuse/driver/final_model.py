@@ -265,8 +265,8 @@ def _one_value(task: Task, y_holdout: np.ndarray) -> list[str]:
     it as 1.0: a new user's near-constant target scored "holdout R² 1.0000", nothing said)."""
     if task.is_classification or np.ptp(y_holdout) > 0:
         return []
-    return [f"every holdout row's target is {y_holdout[0]:.10g}: its R² says nothing (read as 1.0 where every "
-            "prediction is that value, and 0.0 otherwise); does the target vary enough to predict?"]
+    return [f"every holdout row's target is {y_holdout[0]:.10g}: its R² is undefined (scikit-learn reads it as 1.0 "
+            "or 0.0) and says nothing; does the target vary enough to predict?"]
 
 
 def _retrain(pool: WorkerPool, models: list[Retrain], sampled: list[int | None], X_holdout: np.ndarray,

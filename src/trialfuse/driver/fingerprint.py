@@ -44,8 +44,9 @@ def of_run(X: np.ndarray, y: np.ndarray, feature_names: list[str], target: str, 
 
 
 def check_resume(storage: optuna.storages.BaseStorage, families: list[str], fingerprint: dict[str, Any],
-                 where: str) -> None:
-    """Refuse (UserError, exit 2) when a family's study in `storage` was started by another search."""
+                 where: str, storage_given: bool = False) -> None:
+    """Refuse (UserError, exit 2) when a family's study in `storage` was started by another search;
+    `storage_given`: it is --storage's, where a new --out starts nothing fresh."""
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
         if summary.study_name not in families:
             continue
@@ -58,7 +59,7 @@ def check_resume(storage: optuna.storages.BaseStorage, families: list[str], fing
         differ = [f"{name} {then!r} (now {now!r}{WHY.get(key, '')})" for key, value in fingerprint.items()
                   for name, then, now in _named(key, saved.get(key, UNSTAMPED.get(key)), value) if then != now]
         if differ:
-            fresh = "a new --storage" if "://" in where else "a new --out or --storage"  # a database: --out is not it
+            fresh = "a new --storage" if storage_given else "a new --out or --storage"
             raise UserError(f"{where} holds the {summary.study_name} family's search made with another "
                             f"{', '.join(differ)}: rerun with the same options to continue it, "
                             f"or use {fresh} to start fresh")

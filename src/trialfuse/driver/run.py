@@ -187,7 +187,7 @@ def _compare_models(opts: RunOptions, reporter: Reporter, held: ExitStack) -> Ru
         folds = kfold_indices(len(rest), k, opts.seed, table.task.strata(table.y[rest]))
         search = fingerprint.of_run(table.X, table.y, table.feature_names, table.target, opts.seed, opts.holdout,
                                     k, table.task)
-        fingerprint.check_resume(storage, models, search, opts.storage or str(out))
+        fingerprint.check_resume(storage, models, search, shown(opts.storage or str(out)), opts.storage is not None)
         data = run_dir.keep_frame(opts.data, out) if isinstance(opts.data, pd.DataFrame) else Path(opts.data)
         fingerprint.stamp(storage, models, search)
         kept = held_for_rerun(storage, models)

@@ -146,7 +146,7 @@ def check_file_out(path: Path, table: Path | None = None, run: Path | None = Non
     that is the `table` read or lies in the `run` directory (its record and model would be lost)."""
     if path.is_dir() or not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
         raise UserError(f"--out {path}: {'a directory' if path.is_dir() else f'cannot write in {path.parent}'}; "
-                        "name a CSV file in a folder that exists")
+                        "name a file in a folder that exists")
     where = path.resolve()
     if table is not None and where == table.resolve():
         raise UserError(f"--out {path} is the table being read; name another file")

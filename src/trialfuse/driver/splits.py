@@ -62,9 +62,9 @@ def check_class_sizes(task: Task, y: np.ndarray, holdout: float, folds: int, see
     smallest = int(np.argmin(counts))
     need = folds + max(1, math.ceil(holdout * counts[smallest]))
     if not classes_fill(task, y, holdout, folds, seed):
-        numbers = all(isinstance(c, int | float) and not isinstance(c, bool) for c in task.classes)
-        hint = ("; the target's whole numbers were read as classes: if they are counts, --task regression reads "
-                "them as numbers") if numbers else ""  # a Poisson count 0..7 reads as label-encoded classes
+        codes = len(task.classes) >= 3 and list(task.classes) == list(range(len(task.classes)))
+        hint = ("; the target's whole numbers 0..K-1 were read as classes: if they are counts, --task regression "
+                "reads them as numbers") if codes else ""  # a Poisson count 0..7 reads as label-encoded classes
         raise UserError(f"class {task.classes[smallest]!r} has {counts[smallest]} row(s): too few for a "
                         f"{holdout:g} holdout plus {folds} folds (each class needs about {need}){hint}")
 

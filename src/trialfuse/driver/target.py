@@ -96,6 +96,8 @@ def decide(column: pd.Series, target: str, asked: str = "auto", metric: str | No
     kind, line = _kind(asked, numeric, column, distinct, target)
     counted = asked == "auto" and numeric and kind == Kind.MULTICLASS  # 0..K-1: label codes, or a count
     if kind == Kind.REGRESSION:
+        if not numeric and all(_is_number(v) for v in distinct):  # a category of numbers, asked as numbers
+            column, numeric = pd.Series(column.astype(object).map(float), index=column.index, dtype=np.float64), True
         if not numeric:
             words = [v for v in column if not _is_number(v)]
             how = ("--task regression needs numbers" if asked == Kind.REGRESSION else

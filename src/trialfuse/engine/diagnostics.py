@@ -48,7 +48,8 @@ def diagnose(params: dict[str, Any], X_train: np.ndarray, y_train: np.ndarray, X
     report = {"params": mlp.with_defaults(params), "seed": seed, "train_rows": len(y_train), "val_rows": len(y_val),
               "best_epoch": fitted.best_rounds, "epochs_run": fitted.rounds_run,
               "metric": task.metric.label, "val_score": task.metric.shown(score),
-              "prior_score": task.metric.shown(prior), "beats_prior": bool(score > prior), "loss_units": units,
+              "prior_score": task.metric.shown(prior), "prior": task.prior_name, "beats_prior": bool(score > prior),
+              "loss_units": units,
               "epochs": epochs,
               "layers": layers}
     report["warnings"] = find_warnings(report)
@@ -108,7 +109,8 @@ def find_warnings(report: dict[str, Any]) -> list[str]:
             warnings.append(f"vanishing gradients: the first layer's median gradient norm ({first:.2e}) is below "
                             f"{VANISHING_RATIO:g} of the output layer's ({head:.2e})")
     if not report["beats_prior"]:
-        warnings.append(f"no better than the prior (the training target's mean or class shares): validation "
+        prior = report.get("prior", "mean or class shares")  # a probe written before it was kept: either
+        warnings.append(f"no better than the prior (the training target's {prior}): validation "
                         f"{report['metric']} {report['val_score']:.4f} against {report['prior_score']:.4f} "
                         f"on the probe fold")
     return warnings

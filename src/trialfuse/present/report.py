@@ -46,7 +46,7 @@ def build_report(out: Path) -> Path:
     studies = record.trials(out)
     _summary(page, record)
     _comparison(page, record)
-    _ensemble(page, record.ensemble, record.task.metric)
+    _ensemble(page, record.ensemble, record.task.metric, record.task.loss_name)
     holdout_section(page, record, out)
     _winner(page, out)
     _history(page, studies, record.task.metric)
@@ -118,7 +118,7 @@ def _shown(metric: Metric):
     return lambda score: None if score is None else metric.shown(score)
 
 
-def _ensemble(page: Page, record: EnsembleRecord | NotKept | None, metric: Metric) -> None:
+def _ensemble(page: Page, record: EnsembleRecord | NotKept | None, metric: Metric, loss: str) -> None:
     """The ensemble chosen on out-of-fold predictions: members, weights, and how it compares."""
     if not record:
         page.section("ensemble", "Ensemble", ["<p>Not built (<code>--no-ensemble</code>).</p>"])
@@ -129,8 +129,8 @@ def _ensemble(page: Page, record: EnsembleRecord | NotKept | None, metric: Metri
     chosen = record["chosen"]
     inner = "best_single_inner_oof_score" in record  # the score it met: taking the best, chosen per inner fold
     single = record["best_single_inner_oof_score"] if inner else record["best_single_oof_score"]
-    close = (": the best single model scores higher, but not clearly (an ensemble is kept unless the single model's "
-             "per-row losses are lower by two standard errors)") if single > record["oof_score"] else ""
+    close = (f": the best single model scores better, but not clearly (an ensemble is kept unless the single "
+             f"model's per-row {loss} is lower by two standard errors)") if single > record["oof_score"] else ""
     verdict = (f"saved as the winner{close}" if chosen else f"not saved: {record.get('reason', '')}")
     label, shown = metric.label, _shown(metric)
     stacked = record.get("method") == "stack"
