@@ -133,11 +133,23 @@ def test_a_limit_drops_the_parts_that_do_not_fit_and_is_never_passed():
 
 def test_where_not_even_permutation_importance_fits_there_is_no_explanation():
     X = np.random.default_rng(0).standard_normal((3000, 8))
-    model = _SlowLinear(np.ones(8), per_call=0.05, per_row=1e-4)  # 100 rows x 8 features x 3 repeats: 0.29 s
+    model = _SlowLinear(np.ones(8), per_call=0.1, per_row=1e-4)  # 100 rows x 8 features, one shuffle: 0.29 s
     started = time.perf_counter()
-    with pytest.raises(OutOfTime, match=r"permutation importance on 100 rows needs about 0\.[34] s"):
-        explain(model, X, X.sum(axis=1), [f"x{j}" for j in range(8)], limit=0.5)
-    assert time.perf_counter() - started < 0.5
+    with pytest.raises(OutOfTime, match=r"permutation importance on 100 rows needs about 0\.[345] s"):
+        explain(model, X, X.sum(axis=1), [f"x{j}" for j in range(8)], limit=0.55)
+    assert time.perf_counter() - started < 0.55
+
+
+def test_where_three_shuffles_do_not_fit_one_does():
+    """At 60 s the winner's explanation was left out of every run measured; on bands (a 4-class
+    ensemble of fold models) three shuffles a feature needed 4.3 s where 2.3 s were left."""
+    X = np.random.default_rng(0).standard_normal((3000, 8))
+    weights = np.array([3.0, 1.0, 0, 0, 0, 0, 0, 0])
+    model = _SlowLinear(weights, per_call=0.05, per_row=2e-4)  # 100 rows x 8 features: 0.6 s, one shuffle 0.28 s
+    found = explain(model, X, X @ weights, [f"x{j}" for j in range(8)], limit=1.0)  # plotting first: 0.57 s
+    assert found["repeats"] == 1 and found["rows"]["permutation"] >= 100 and found["features"][0]["name"] == "x0"
+    assert explain(_SlowLinear(weights, 0.0, 0.0), X, X @ weights, [f"x{j}" for j in range(8)],
+                   limit=60)["repeats"] == 3
 
 
 def test_permutation_importance_stops_once_its_calls_say_it_would_not_end_in_time():

@@ -193,7 +193,8 @@ def _winner(page: Page, out: Path) -> None:
     parts = [f"<p>On {html.escape(found['rows_from'])}: {found['rows_used']} rows plotted, {metric} {score:.4f} on "
              f"them; rows used ({html.escape(used)}) chosen to keep the explanation within a few seconds. "
              f"Importance is how much the {metric} worsens when a feature's values are shuffled "
-             f"(mean of {found['repeats']} shuffles, bars: one standard deviation)"
+             + (f"(mean of {found['repeats']} shuffles, bars: one standard deviation)" if found["repeats"] > 1 else
+                "(one shuffle, all the time left allowed: its spread unknown)")
              + (f"; beside it the mean |SHAP value| ({html.escape(shap)})." if shap else
                 "; SHAP values are not computed for this model (not every member is a tree model).") + "</p>"]
     actual, predicted = np.asarray(found["points"]["actual"]), np.asarray(found["points"]["predicted"])
