@@ -115,7 +115,7 @@ def test_the_python_api_writes_the_report_too(survivors_csv, tmp_path):
     assert (tmp_path / "run" / "report.html").is_file() and results["winner"] in page
     # searched by MAE (regression had R² alone): the summary, the holdout's table and the record say so
     assert "<td>regression; searched by MAE</td>" in page and "<td>prior (mean)</td>" not in page
-    assert "<th>prior (mean)</th>" in page and set(results["holdout_metrics"]["model"]) == {"r2", "rmse", "mae"}
+    assert "<th>prior (median)</th>" in page and set(results["holdout_metrics"]["model"]) == {"r2", "rmse", "mae"}
     assert results["holdout_score"] == pytest.approx(-results["holdout_metrics"]["model"]["mae"], abs=1e-12)
     assert "<td>holdout MAE of the winner</td>" in page and f"<td>{-results['holdout_score']:.4f} (prior " in page
 
