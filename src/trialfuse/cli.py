@@ -158,7 +158,7 @@ def predict(
     with terminal.status(f"reading {escape(str(data))} and predicting"):
         frame = predict_table(model_dir, data, on_warning=warn)
     if out is None:  # not under the spinner, which takes stdout over while it spins
-        frame.to_csv(sys.stdout, index=False, float_format="%.17g")
+        write_table(frame, None)
         return
     with terminal.status(f"writing {len(frame):,} predictions to {escape(str(out))}"):
         write_table(frame, out)

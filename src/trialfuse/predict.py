@@ -3,6 +3,7 @@ encoding it exactly as training did."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from trialfuse.driver.table_files import READ_WARNINGS, as_text, read_frame
 from trialfuse.engine.saved_model import SavedModel
 from trialfuse.errors import UserError, warn_data
 from trialfuse.task import Task
+
+CSV_FLOATS = "%.17g"  # every float64 written so that it reads back the same
 
 
 def predict_table(model_dir: str | Path, data: str | Path | pd.DataFrame,
@@ -66,10 +69,13 @@ def read_as_trained(data: str | Path | pd.DataFrame, meta: dict, on_warning: Cal
     return frame, X
 
 
-def write_table(frame: pd.DataFrame, path: str | Path) -> None:
+def write_table(frame: pd.DataFrame, path: str | Path | None) -> None:
     """Predictions written in the format the path's suffix names, as tables are read (Parquet,
-    JSON records, JSON lines; every float exact, as CSV's 17 digits), else CSV: `--out p.parquet`
-    had written CSV text under that name."""
+    JSON records, JSON lines; every float exact, as CSV's 17 digits), else CSV (None: CSV to
+    stdout): `--out p.parquet` had written CSV text under that name."""
+    if path is None:
+        frame.to_csv(sys.stdout, index=False, float_format=CSV_FLOATS)
+        return
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".npz":
@@ -87,4 +93,4 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> None:
         text = "\n".join(map(json.dumps, records)) + "\n" if suffix == ".jsonl" else json.dumps(records)
         path.write_text(text)
     else:
-        frame.to_csv(path, index=False, float_format="%.17g")
+        frame.to_csv(path, index=False, float_format=CSV_FLOATS)

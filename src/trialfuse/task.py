@@ -259,7 +259,7 @@ class Task:
         score is read against."""
         y_train = np.asarray(y_train, dtype=np.float64)
         if not self.is_classification:
-            return np.full(rows, float(np.median(y_train) if self.metric_name == "mae" else np.mean(y_train)))
+            return np.full(rows, float(np.median(y_train) if self.prior_name == "median" else np.mean(y_train)))
         shares = self.class_counts(y_train) / len(y_train)
         return np.tile(shares, (rows, 1))
 

@@ -53,6 +53,13 @@ class EnsembleRecord(TypedDict):
     best_single_holdout_score: NotRequired[float]
 
 
+
+def best_single_met(record: EnsembleRecord) -> float:
+    """The best single model's score as the ensemble's was found (its inner out-of-fold score;
+    a run before 2026-12-05 had only its out-of-fold one): what the ensemble was met with."""
+    return record.get("best_single_inner_oof_score", record["best_single_oof_score"])
+
+
 class NotKept(TypedDict):
     """The ensemble could not even be tried: the best model's predictions were not kept."""
 

@@ -9,6 +9,7 @@ import math
 import numpy as np
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
+from trialfuse.driver.target import counts_hint
 from trialfuse.errors import UserError
 from trialfuse.task import Task
 
@@ -62,11 +63,8 @@ def check_class_sizes(task: Task, y: np.ndarray, holdout: float, folds: int, see
     smallest = int(np.argmin(counts))
     need = folds + max(1, math.ceil(holdout * counts[smallest]))
     if not classes_fill(task, y, holdout, folds, seed):
-        codes = len(task.classes) >= 3 and list(task.classes) == list(range(len(task.classes)))
-        hint = ("; the target's whole numbers 0..K-1 were read as classes: if they are counts, --task regression "
-                "reads them as numbers") if codes else ""  # a Poisson count 0..7 reads as label-encoded classes
         raise UserError(f"class {task.classes[smallest]!r} has {counts[smallest]} row(s): too few for a "
-                        f"{holdout:g} holdout plus {folds} folds (each class needs about {need}){hint}")
+                        f"{holdout:g} holdout plus {folds} folds (each class needs about {need}){counts_hint(task)}")
 
 
 def classes_fill(task: Task, y: np.ndarray, holdout: float, folds: int, seed: int) -> bool:

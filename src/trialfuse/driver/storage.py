@@ -239,10 +239,11 @@ def retry_timed_out(study: optuna.Study) -> None:
     starting at once would both queue each."""
     if keeps_heartbeats(study):
         return
-    trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
-    asked_again = {t.user_attrs.get("retry_of") for t in study.get_trials(deepcopy=False)}
+    trials = study.get_trials(deepcopy=False)
+    asked_again = {t.user_attrs.get("retry_of") for t in trials}
     for trial in trials:
-        if str(trial.user_attrs.get("fail_reason", "")).startswith(TIMED_OUT) and trial.params \
+        if trial.state == optuna.trial.TrialState.FAIL and trial.params \
+                and str(trial.user_attrs.get("fail_reason", "")).startswith(TIMED_OUT) \
                 and "retry_of" not in trial.user_attrs and trial.number not in asked_again:
             queue_retry(study, trial)
 

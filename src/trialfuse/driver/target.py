@@ -94,7 +94,6 @@ def decide(column: pd.Series, target: str, asked: str = "auto", metric: str | No
     if (numbers := _text_as_numbers(column, distinct, asked, target)) is not None:
         column, numeric, distinct = numbers, True, pd.unique(numbers)
     kind, line = _kind(asked, numeric, column, distinct, target)
-    counted = asked == "auto" and numeric and kind == Kind.MULTICLASS  # 0..K-1: label codes, or a count
     if kind == Kind.REGRESSION:
         if not numeric and all(_is_number(v) for v in distinct):  # a category of numbers, asked as numbers
             column, numeric = pd.Series(column.astype(object).map(float), index=column.index, dtype=np.float64), True
@@ -129,8 +128,17 @@ def decide(column: pd.Series, target: str, asked: str = "auto", metric: str | No
     task = Task(kind, labels, _metric(kind, metric), _per_class(class_weight, labels, target))
     y = task.encode(column)  # each row's class code
     line = line or f"task: {kind} classification of {target!r} ({_class_summary(task)})"
-    counts = "; its values are 0 to K-1, read as classes: if they are counts, --task regression reads them as numbers"
-    return task, y, line + (_codes_note(column) if asked == "auto" else "") + (counts if counted else "")
+    return task, y, line + (_codes_note(column) + counts_hint(task) if asked == "auto" else "")
+
+
+def counts_hint(task: Task) -> str:
+    """Where classes are the whole numbers 0..K-1 (K >= 3), which `auto` reads as label codes: that
+    a count reads so too, and is numbers under --task regression (a Poisson count 0..7 was refused
+    as eight classes, "class 7 has 1 row(s)", with no word of it); "" for any other classes."""
+    if len(task.classes) < 3 or list(task.classes) != list(range(len(task.classes))):
+        return ""
+    return ("; the target's values are 0 to K-1, read as classes: if they are counts, --task regression reads "
+            "them as numbers")
 
 
 def _per_class(weights: str | dict, classes: tuple, target: str) -> str | tuple[float, ...]:

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from trialfuse.driver import run_dir
-from trialfuse.driver.run_record import RunRecord
+from trialfuse.driver.run_record import RunRecord, best_single_met
 from trialfuse.driver.trial_records import FamilyResult
 from trialfuse.task import NUMBERS, Task, four_places
 
@@ -106,7 +106,7 @@ def comparison_table(record: RunRecord) -> Table:
     if ensemble and ensemble["chosen"]:
         # beside the best single model scored as the ensemble is: the family rows' fold means are not
         # comparable (a new user's RMSE run read 6.39 for the saved ensemble above families of 5.8-6.7)
-        single = ensemble.get("best_single_inner_oof_score", ensemble["best_single_oof_score"])
+        single = best_single_met(ensemble)
         table.add_row("*", "ensemble", f"{task.show(ensemble['oof_score'])} out-of-fold (best single "
                       f"{task.show(single)})",
                       task.show(record.holdout_score), f"{len(ensemble['members'])} members", "")

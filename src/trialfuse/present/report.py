@@ -17,7 +17,7 @@ from matplotlib.patches import Rectangle
 from trialfuse.blend import member_weights
 from trialfuse.catalog import FAMILIES
 from trialfuse.driver import run_dir
-from trialfuse.driver.run_record import EnsembleRecord, MemberRecord, NotKept, RunRecord
+from trialfuse.driver.run_record import EnsembleRecord, MemberRecord, NotKept, RunRecord, best_single_met
 from trialfuse.present.holdout import holdout_section
 from trialfuse.present.page import Page, fmt, table
 from trialfuse.task import Metric
@@ -127,8 +127,8 @@ def _ensemble(page: Page, record: EnsembleRecord | NotKept | None, metric: Metri
         page.section("ensemble", "Ensemble", [f"<p>Not built: {html.escape(record.get('reason', ''))}.</p>"])
         return
     chosen = record["chosen"]
-    inner = "best_single_inner_oof_score" in record  # the score it met: taking the best, chosen per inner fold
-    single = record["best_single_inner_oof_score"] if inner else record["best_single_oof_score"]
+    inner = "best_single_inner_oof_score" in record  # taking the best, chosen per inner fold
+    single = best_single_met(record)
     close = (f": the best single model scores better, but not clearly (an ensemble is kept unless the single "
              f"model's per-row {loss} is lower by two standard errors)") if single > record["oof_score"] else ""
     verdict = (f"saved as the winner{close}" if chosen else f"not saved: {record.get('reason', '')}")
