@@ -230,7 +230,8 @@ def run_trialfuse(path: Path, target: str, budget: float, out: Path, extra: list
         return {**class_scores(table[target].to_numpy()[holdout], probabilities, classes), "_rows": probabilities,
                 "wall_seconds": round(wall, 1), "winner": results["winner"], "trials_complete": families,
                 "ensemble_members": len(ensemble.get("members", []))}
-    return {"holdout_score": results["holdout_score"], "wall_seconds": round(wall, 1), "winner": results["winner"],
+    return {"holdout_score": results["holdout_score"], "holdout_metrics": results["holdout_metrics"]["model"],
+            "wall_seconds": round(wall, 1), "winner": results["winner"],
             "trials_complete": families, "ensemble_members": len(ensemble.get("members", [])),
             "ensemble_method": ensemble.get("method"), "stack_oof_score": ensemble.get("stack_oof_score"),
             "caruana_oof_score": ensemble.get("caruana_oof_score"),

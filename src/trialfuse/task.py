@@ -41,15 +41,38 @@ class Kind(enum.StrEnum):
     MULTICLASS = "multiclass"
 
 
+class Objective(enum.StrEnum):
+    """What every family trains to lower (each engine names it its library's way), the NN's
+    early stopping watches and the ensemble is chosen by: squared error for numbers; absolute
+    error where the search ranks by MAE (squared error leads a model to each row's mean, MAE
+    rewards the median: on a skewed target the two differ by more than the models do); log-loss
+    for classes."""
+
+    SQUARED_ERROR = "squared error"
+    ABSOLUTE_ERROR = "absolute error"
+    BINARY_LOG_LOSS = "binary log-loss"
+    MULTICLASS_LOG_LOSS = "multiclass log-loss"
+
+    @property
+    def words(self) -> str:
+        """The loss as reports name it ("log-loss" for either class objective)."""
+        return "log-loss" if self in LOG_LOSSES else str(self)
+
+
+LOG_LOSSES = (Objective.BINARY_LOG_LOSS, Objective.MULTICLASS_LOG_LOSS)
+
+
 @dataclass(frozen=True)
 class Metric:
     """A search metric: `score(y, prediction)` is higher-is-better; `shown` turns a score back
-    into the number people read (log-loss positive)."""
+    into the number people read (log-loss positive); `objective`, what models train on where it
+    ranks them (None: the kind's own, OBJECTIVES)."""
 
     name: str
     label: str
     score: Callable[[np.ndarray, np.ndarray], float]
     shown: Callable[[float], float] = lambda score: score
+    objective: Objective | None = None
 
 
 def _r2(y, prediction) -> float:
@@ -92,7 +115,8 @@ def _balanced_accuracy(y, probabilities) -> float:
 
 R2 = Metric("r2", "R²", _r2)
 RMSE = Metric("rmse", "RMSE", _neg_rmse, shown=lambda score: -score)  # in the target's units, lower is better
-MAE = Metric("mae", "MAE", _neg_mae, shown=lambda score: -score)  # a few large misses weigh less than in RMSE
+MAE = Metric("mae", "MAE", _neg_mae, shown=lambda score: -score,  # a few large misses weigh less than in RMSE
+             objective=Objective.ABSOLUTE_ERROR)
 LOG_LOSS = Metric("log_loss", "log-loss", _neg_log_loss, shown=lambda score: -score)
 ROC_AUC = Metric("roc_auc", "ROC-AUC", _roc_auc)
 ACCURACY = Metric("accuracy", "accuracy", _accuracy)
@@ -100,12 +124,15 @@ BALANCED_ACCURACY = Metric("balanced_accuracy", "balanced accuracy", _balanced_a
 CLASS_METRICS = {m.name: m for m in (LOG_LOSS, ROC_AUC, ACCURACY, BALANCED_ACCURACY)}
 NUMBER_METRICS = {m.name: m for m in (R2, RMSE, MAE)}
 METRICS = {Kind.REGRESSION: NUMBER_METRICS, Kind.BINARY: CLASS_METRICS, Kind.MULTICLASS: CLASS_METRICS}
-# the report's holdout plots of each kind (present/holdout.py draws them by name) and what the prior predicts
+# the report's holdout plots of each kind (present/holdout.py draws them by name)
 PLOTS = {Kind.REGRESSION: (),
          Kind.BINARY: ("class_counts", "confusion_matrix", "roc", "precision_recall", "reliability"),
          Kind.MULTICLASS: ("class_counts", "confusion_matrix", "reliability")}
-PRIORS = {Kind.REGRESSION: "mean", Kind.BINARY: "class shares", Kind.MULTICLASS: "class shares"}
-LOSSES = {Kind.REGRESSION: "squared error", Kind.BINARY: "log-loss", Kind.MULTICLASS: "log-loss"}  # see Task.loss
+OBJECTIVES = {Kind.REGRESSION: Objective.SQUARED_ERROR, Kind.BINARY: Objective.BINARY_LOG_LOSS,
+              Kind.MULTICLASS: Objective.MULTICLASS_LOG_LOSS}  # unless the metric names its own (Task.objective)
+# what the prior predicts: the constant each objective favours
+PRIORS = {Objective.SQUARED_ERROR: "mean", Objective.ABSOLUTE_ERROR: "median",
+          Objective.BINARY_LOG_LOSS: "class shares", Objective.MULTICLASS_LOG_LOSS: "class shares"}
 # K when --folds is not given. Each saved model is served as the mean of its K fold models, and at
 # K = 8 (AutoGluon best_quality's bagging) each is fit on 87.5% of the search rows, not 80%, which
 # is worth trials 1.75 times dearer for numbers and two classes. Several classes keep 5: a tree
@@ -151,13 +178,18 @@ class Task:
     @property
     def prior_name(self) -> str:
         """What the prior predicts for every row: the search rows' mean (their median where the
-        search ranks by MAE, the constant it favours), or their class shares."""
-        return "median" if self.metric_name == "mae" else PRIORS[self.kind]
+        models train on absolute error, the constant it favours), or their class shares."""
+        return PRIORS[self.objective]
+
+    @property
+    def objective(self) -> Objective:
+        """What the models train on: the search metric's own (absolute error for MAE), else the kind's."""
+        return self.metric.objective or OBJECTIVES[self.kind]
 
     @property
     def loss_name(self) -> str:
         """What `loss` and `row_losses` measure, in words."""
-        return LOSSES[self.kind]
+        return self.objective.words
 
     @property
     def described(self) -> str:
@@ -201,9 +233,13 @@ class Task:
         return self.metric.score(np.asarray(y), np.asarray(prediction, dtype=np.float64))
 
     def loss(self, y: np.ndarray, prediction: np.ndarray) -> float:
-        """What a model is trained to lower: mean squared error for numbers, log-loss for classes."""
+        """What a model is trained to lower (`objective`): mean squared or absolute error, or log-loss."""
         y, prediction = np.asarray(y), np.asarray(prediction, dtype=np.float64)
-        return _log_loss(y, prediction) if self.is_classification else float(mean_squared_error(y, prediction))
+        if self.is_classification:
+            return _log_loss(y, prediction)
+        if self.objective == Objective.ABSOLUTE_ERROR:
+            return float(mean_absolute_error(y, prediction))
+        return float(mean_squared_error(y, prediction))
 
     def report(self, y: np.ndarray, prediction: np.ndarray) -> dict[str, float]:
         """Every metric of the kind, as people read them (log-loss positive)."""
@@ -273,16 +309,16 @@ class Task:
         return np.take_along_axis(predictions, codes[None, :, None], axis=2)[..., 0]
 
     def greedy_losses(self, y: np.ndarray, view: np.ndarray) -> np.ndarray:
-        """Each candidate's loss [C] (lower is better) from its `greedy_view` [C, rows]: squared
-        error for numbers, log-loss for classes (a proper score, whatever the search metric: an
-        ensemble of probabilities is chosen by it)."""
+        """Each candidate's loss [C] (lower is better) from its `greedy_view` [C, rows]: the
+        objective's (squared or absolute error for numbers; log-loss for classes, a proper score
+        whatever the search metric: an ensemble of probabilities is chosen by it)."""
         return self.row_losses(y, view).mean(axis=1)
 
     def row_losses(self, y: np.ndarray, view: np.ndarray) -> np.ndarray:
         """`greedy_losses` row by row [C, rows]."""
-        if not self.is_classification:
-            return (view - y) ** 2
-        return -np.log(np.maximum(view, PROBABILITY_FLOOR))  # (np.clip is several times slower)
+        if self.is_classification:
+            return -np.log(np.maximum(view, PROBABILITY_FLOOR))  # (np.clip is several times slower)
+        return np.abs(view - y) if self.objective == Objective.ABSOLUTE_ERROR else (view - y) ** 2
 
     def strata(self, y: np.ndarray) -> np.ndarray | None:
         """What the holdout and the folds are stratified by: the class, for classes (so each

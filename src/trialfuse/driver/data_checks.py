@@ -13,7 +13,7 @@ import pandas as pd
 
 from trialfuse import far_values
 from trialfuse.errors import UserError
-from trialfuse.task import Task
+from trialfuse.task import Objective, Task
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # the NN and XGBoost read features as float32
 TARGET_SCALE = (1e-100, 1e100)  # a target's range outside these: its squared errors under- or overflow
@@ -77,10 +77,9 @@ def target_again(X: np.ndarray, names: list[str], y: np.ndarray, task: Task, row
 def far_out_targets(y: np.ndarray, task: Task) -> list[str]:
     """A warning where a few target values (FEW_FAR_OUT of the rows at most) lie FAR_OUT from the
     rest: squared error and R² are then mostly theirs (5 values of 1e9 among 500 near 0 left a
-    holdout R² of 0.001). Said under --metric mae too: it ranks models by the typical row, but they
-    train on squared error (a new user's 5 values of 1e6 among 2,000 near 0: the MAE run's model was
-    off by 2,455 on an ordinary row). A target of no negative value (a price, a count) is judged on
-    its log, where a long tail is ordinary."""
+    holdout R² of 0.001), and --metric mae trains and ranks the models by absolute error, which
+    they barely move. Said under it too, as R² and RMSE are still theirs. A target of no negative
+    value (a price, a count) is judged on its log, where a long tail is ordinary."""
     if task.is_classification:
         return []
     judged = np.log1p(y - y.min()) if y.min() >= 0 else y
@@ -90,11 +89,14 @@ def far_out_targets(y: np.ndarray, task: Task) -> list[str]:
     if not far.any() or far.mean() > FEW_FAR_OUT:
         return []
     example = y[far][np.argmax(np.abs(judged[far] - middle))]
-    return [f"{int(far.sum())} of the search rows' target values lie far from the rest (e.g. {example:.4g}, where "
-            f"half the rows lie between {np.quantile(y, 0.25):.4g} and {np.quantile(y, 0.75):.4g}): every model "
-            "trains on squared error, which they dominate, as they do R²; check them (a unit or entry error?) and "
-            f"drop them if so (--metric mae {'ranks' if task.metric_name == 'mae' else 'would rank'} the models by "
-            "the typical row's error, but they are fit to these values all the same)"]
+    said = (f"{int(far.sum())} of the search rows' target values lie far from the rest (e.g. {example:.4g}, where "
+            f"half the rows lie between {np.quantile(y, 0.25):.4g} and {np.quantile(y, 0.75):.4g}): ")
+    if task.objective == Objective.ABSOLUTE_ERROR:
+        return [said + "R² and RMSE are mostly theirs (the models train on absolute error, which they barely move); "
+                "check them (a unit or entry error?)"]
+    return [said + "every model trains on squared error, which they dominate, as they do R²; check them (a unit or "
+            "entry error?) and drop them if so, or train and rank the models by absolute error (--metric mae), "
+            "which they barely move"]
 
 
 def far_features(X: np.ndarray, names: list[str], categorical: list[int]) -> list[str]:

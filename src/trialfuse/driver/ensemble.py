@@ -3,8 +3,8 @@ models, chosen greedily on their out-of-fold predictions, the rule behind AutoGl
 WeightedEnsemble.
 
 Each round adds (with replacement) the model that most lowers the out-of-fold loss of the
-running average (squared error for numbers, log-loss of the averaged class probabilities
-for classes: `Task.greedy_losses`); a model's weight is how often it was added over the rounds kept.
+running average (squared error for numbers, absolute error under MAE, log-loss of the averaged
+class probabilities for classes: `Task.greedy_losses`); a model's weight is how often it was added over the rounds kept.
 The rounds kept are the first ones up to the best out-of-fold score, so the ensemble is
 never worse than the best single model on the rows it was chosen on. Ties go to the model
 listed first, so one input gives one ensemble. Only search rows enter: the holdout scores
@@ -103,8 +103,8 @@ def inner_scores(predictions: np.ndarray, y: np.ndarray, folds: list[tuple[np.nd
 
 def clearly_worse(predictions: np.ndarray, single: np.ndarray, y: np.ndarray, task: Task = NUMBERS) -> bool:
     """Whether an ensemble's out-of-fold `predictions` lose to the best single model's (`single`)
-    by more than NOISE standard errors of the mean per-row difference of their losses (squared
-    error, or log-loss for classes: what the average is chosen by). Only then is the single
+    by more than NOISE standard errors of the mean per-row difference of their losses (the
+    task's: what the average is chosen by). Only then is the single
     model saved: an ensemble of the search's models rarely generalizes worse than its best one,
     while on a small table the inner comparison of the two is noisy (README, "The ensemble")."""
     mean, error = shortfall(predictions, single, y, task)

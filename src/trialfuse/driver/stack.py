@@ -4,7 +4,8 @@ numbers beside the members (blend.serve) and cannot memorise rows.
 
 - numbers: least squares with non-negative weights and an intercept (scikit-learn's
   `LinearRegression(positive=True)`): Caruana's average without its sum-to-one and zero-offset
-  constraints, so it can also correct the members' shared shrinkage toward the mean;
+  constraints, so it can also correct the members' shared shrinkage toward the mean (least
+  squares under MAE too: it competes by its out-of-fold MAE, and keeps out where that loses);
 - classes: a multinomial logistic regression on the members' log-probabilities (log-odds for
   two classes), which can weigh a member differently per class and recalibrate.
 

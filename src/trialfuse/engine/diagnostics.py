@@ -43,7 +43,7 @@ def diagnose(params: dict[str, Any], X_train: np.ndarray, y_train: np.ndarray, X
     net: mlp.MLP = model.net
     layers = _describe_layers(model, net, X_train)
     val_pred = task.probabilities(mlp.predict(model, X_val))
-    units = "log-loss" if task.is_classification else "mean squared error of the standardized target"
+    units = "log-loss" if task.is_classification else f"mean {task.loss_name} of the standardized target"
     score, prior = task.score(y_val, val_pred), task.score(y_val, task.prior(y_train, len(y_val)))
     report = {"params": mlp.with_defaults(params), "seed": seed, "train_rows": len(y_train), "val_rows": len(y_val),
               "best_epoch": fitted.best_rounds, "epochs_run": fitted.rounds_run,

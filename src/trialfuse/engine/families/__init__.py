@@ -54,7 +54,7 @@ class FoldResult(Fitted):
 
     score: float = math.nan  # the run's search metric on the validation rows, higher is better
     r2: float = math.nan  # numbers only (the source's protocol reports it)
-    val_loss: float = math.nan  # squared error (numbers) or log-loss (classes) on the validation rows
+    val_loss: float = math.nan  # the task's loss (Task.loss) on the validation rows
     train_loss: float = math.nan
     predictions_val: np.ndarray | None = None
     duration: float = 0.0  # compute seconds it used (a fused batch's time shared among its models)

@@ -12,7 +12,7 @@ from catboost import CatBoost, CatBoostClassifier, CatBoostRegressor
 
 from trialfuse.engine.families import STOPPED, DeadlineReached, Fitted, check_deadline, past_deadline
 from trialfuse.engine.families.trees import EARLY_STOPPING_ROUNDS, MAX_ROUNDS
-from trialfuse.task import NUMBERS, Kind, Task
+from trialfuse.task import LOG_LOSSES, NUMBERS, Objective, Task
 
 
 class _Deadline:
@@ -27,7 +27,8 @@ class _Deadline:
         return not self.reached
 
 
-LOSSES = {Kind.REGRESSION: "RMSE", Kind.BINARY: "Logloss", Kind.MULTICLASS: "MultiClass"}
+LOSSES = {Objective.SQUARED_ERROR: "RMSE", Objective.ABSOLUTE_ERROR: "MAE", Objective.BINARY_LOG_LOSS: "Logloss",
+          Objective.MULTICLASS_LOG_LOSS: "MultiClass"}  # early stopping on each one's own
 
 
 def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, device: str = "cpu",
@@ -40,7 +41,7 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
     # GPU"); there the deadline is checked before training only
     model = (CatBoostClassifier if task.is_classification else CatBoostRegressor)(
         iterations=MAX_ROUNDS if rounds is None else int(rounds),
-        loss_function=LOSSES[task.kind],
+        loss_function=LOSSES[task.objective],
         random_seed=seed,
         thread_count=threads or -1,
         task_type="GPU" if gpu else "CPU",
@@ -60,7 +61,7 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
 
 def predict(model: CatBoost, X: np.ndarray) -> np.ndarray:
     """Values for numbers, class probabilities [rows, K] for classes (what the model's loss says)."""
-    classes = model.get_all_params()["loss_function"] in (LOSSES[Kind.BINARY], LOSSES[Kind.MULTICLASS])
+    classes = model.get_all_params()["loss_function"] in {LOSSES[objective] for objective in LOG_LOSSES}
     kind = "Probability" if classes else "RawFormulaVal"
     return np.asarray(model.predict(np.asarray(X, dtype=np.float64), prediction_type=kind), dtype=np.float64)
 

@@ -5,6 +5,9 @@ scikit-learn routes them (native since 1.4, extra trees since 1.6).
 
 A forest has no early stopping: its "rounds" are its trees, grown in chunks (warm start) so
 the run's deadline is checked between them. Served and saved as `hgb` is (sklearn_saved.py).
+Their trees split on squared error under every number objective: scikit-learn's absolute-error
+criterion recomputes a median per candidate split, so a forest grows far slower by it; under
+MAE they still join the ensemble only as far as they lower its absolute error.
 """
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ Served and saved with joblib (sklearn_saved.py).
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,7 +14,10 @@ from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostin
 from trialfuse.engine.families import Fitted, check_deadline
 from trialfuse.engine.families.sklearn_saved import load, predict, save  # noqa: F401  (its interface)
 from trialfuse.engine.families.trees import EARLY_STOPPING_ROUNDS, MAX_ROUNDS
-from trialfuse.task import NUMBERS, Task
+from trialfuse.task import NUMBERS, Objective, Task
+
+LOSSES = {Objective.SQUARED_ERROR: "squared_error", Objective.ABSOLUTE_ERROR: "absolute_error",
+          Objective.BINARY_LOG_LOSS: "log_loss", Objective.MULTICLASS_LOG_LOSS: "log_loss"}
 
 
 def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, device: str = "cpu",
@@ -24,7 +28,8 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
     is the one the final retrain reproduces (HistGradientBoosting cannot drop its last trees).
     scikit-learn has no per-round callback: the deadline is checked before training only."""
     check_deadline(deadline)
-    learner = HistGradientBoostingClassifier if task.is_classification else HistGradientBoostingRegressor
+    learner = functools.partial(HistGradientBoostingClassifier if task.is_classification
+                                else HistGradientBoostingRegressor, loss=LOSSES[task.objective])
     weights = task.row_weights(y_train)
     if X_val is None:
         model = learner(max_iter=int(rounds or MAX_ROUNDS), early_stopping=False,

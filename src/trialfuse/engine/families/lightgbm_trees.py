@@ -17,7 +17,7 @@ import numpy as np
 
 from trialfuse.engine.families import Fitted, check_deadline
 from trialfuse.engine.families.trees import EARLY_STOPPING_ROUNDS, MAX_ROUNDS
-from trialfuse.task import NUMBERS, Kind, Task
+from trialfuse.task import NUMBERS, Kind, Objective, Task
 
 
 @functools.cache
@@ -32,8 +32,9 @@ def cuda_built() -> bool:
     return True
 
 
-OBJECTIVES = {Kind.REGRESSION: {"objective": "regression"}, Kind.BINARY: {"objective": "binary"},
-              Kind.MULTICLASS: {"objective": "multiclass"}}  # early stopping on each one's own loss
+OBJECTIVES = {Objective.SQUARED_ERROR: "regression", Objective.ABSOLUTE_ERROR: "regression_l1",
+              Objective.BINARY_LOG_LOSS: "binary", Objective.MULTICLASS_LOG_LOSS: "multiclass"}  # early
+# stopping on each one's own loss
 
 
 def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, device: str = "cpu",
@@ -42,7 +43,7 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
     check_deadline(deadline)
     watch = X_val is not None
     config = {
-        **OBJECTIVES[task.kind],
+        "objective": OBJECTIVES[task.objective],
         **({"num_class": len(task.classes)} if task.kind == Kind.MULTICLASS else {}),
         "verbosity": -1,
         "seed": seed,

@@ -2,7 +2,7 @@
 (`network.py` is the family's module: this, trained many at once, and its probe).
 
 Blocks of Linear -> BatchNorm1d -> ReLU/LeakyReLU -> Dropout and a linear head: one output
-for numbers (squared error on the standardized target), one logit per class for classes
+for numbers (squared error on the standardized target, absolute under --metric mae), one logit per class for classes
 (softmax cross-entropy, optionally class-weighted; see `Head`). Dropout
 masks are a hash of the model's seed, draw, row and unit (engine/dropout.py), so the fused
 trainer draws the same masks for it in any batch. The training fold lives on the device (no
@@ -33,7 +33,7 @@ from torch import nn
 from trialfuse.engine.dropout import DropoutStream, dropout_mask, dropout_scale, dropout_threshold
 from trialfuse.engine.families import Fitted, check_deadline
 from trialfuse.engine.input_coding import INDICES, PARTS, InputCoding, code_inputs
-from trialfuse.task import NUMBERS, Task
+from trialfuse.task import NUMBERS, Objective, Task
 
 LEAKY_SLOPE = 0.01
 DEADLINE_CHECK_STEPS = 64  # steps between looks at the clock within an epoch (see fit)
@@ -88,21 +88,29 @@ def slice_rows(n_rows: int, batch_size: int) -> int:
 
 @dataclass(frozen=True)
 class Head:
-    """What the network's last layer says and how it learns: one output and squared error on
-    the standardized target (numbers), or one logit per class and softmax cross-entropy on the
-    class codes (classes; binary too, as two logits). The one place the NN's task differs, for
-    the one-at-a-time and the fused trainer alike."""
+    """What the network's last layer says and how it learns: one output and squared (or, where
+    the task's objective is absolute error, absolute) error on the standardized target (numbers),
+    or one logit per class and softmax cross-entropy on the class codes (classes; binary too, as
+    two logits). The one place the NN's task differs, for the one-at-a-time and the fused
+    trainer alike."""
 
     outputs: int = 1
     classes: bool = False
+    absolute: bool = False
 
     @classmethod
     def of(cls, task: Task) -> Head:
-        return cls(len(task.classes), True) if task.is_classification else cls()
+        if task.is_classification:
+            return cls(len(task.classes), True)
+        return cls(absolute=task.objective == Objective.ABSOLUTE_ERROR)
 
     def target_stats(self, y: np.ndarray) -> tuple[float, float]:
-        """(mean, std) the target is standardized with: codes are left as they are."""
-        return (0.0, 1.0) if self.classes else target_stats(y)
+        """(centre, scale) the target is standardized with: mean and std; under absolute error
+        the median and the MAD (1% of targets at 1e6 made the std 1e5, and the ordinary rows,
+        1e-5 apart once divided by it, were one value to the network); codes are left as they are."""
+        if self.classes:
+            return 0.0, 1.0
+        return robust_target_stats(y) if self.absolute else target_stats(y)
 
     def target_dtype(self, dtype: torch.dtype) -> torch.dtype:
         """What the target is held in on the device: class codes as int64 once (the loss gathers
@@ -115,7 +123,7 @@ class Head:
         if self.classes:
             rows = -torch.log_softmax(out, dim=-1).gather(-1, y.long().unsqueeze(-1)).squeeze(-1)
         else:
-            rows = (out - y) ** 2
+            rows = (out - y).abs() if self.absolute else (out - y) ** 2
         return rows.mean(-1) if weights is None else (rows * weights).sum(-1) / weights.sum(-1)
 
     def in_units(self, out: torch.Tensor, y_mean: float, y_std: float) -> torch.Tensor:
@@ -189,6 +197,14 @@ def build_optimizer(net: nn.Module, p: dict[str, Any]) -> torch.optim.Optimizer:
 
 def target_stats(y: np.ndarray) -> tuple[float, float]:
     return float(np.mean(y)), float(np.std(y)) or 1.0
+
+
+def robust_target_stats(y: np.ndarray) -> tuple[float, float]:
+    """The median, and the median absolute deviation scaled to a normal's std (its mean absolute
+    deviation where half the values are one, as counts of mostly 0; 1 where all are)."""
+    centre = float(np.median(y))
+    deviation = np.abs(np.asarray(y, dtype=np.float64) - centre)
+    return centre, 1.4826 * float(np.median(deviation)) or float(np.mean(deviation)) or 1.0
 
 
 def new_net(n_features: int, p: dict[str, Any], seed: int, outputs: int = 1) -> MLP:

@@ -10,7 +10,7 @@ import xgboost as xgb
 
 from trialfuse.engine.families import STOPPED, DeadlineReached, Fitted, check_deadline, past_deadline
 from trialfuse.engine.families.trees import EARLY_STOPPING_ROUNDS, MAX_ROUNDS
-from trialfuse.task import NUMBERS, Kind, Task
+from trialfuse.task import NUMBERS, Objective, Task
 
 
 class _Deadline(xgb.callback.TrainingCallback):
@@ -24,11 +24,19 @@ class _Deadline(xgb.callback.TrainingCallback):
         return self.reached
 
 
+# each early-stops on its own loss (the absolute error's default metric is MAE); the classifiers
+# pick their objective from the classes
+OBJECTIVES = {Objective.SQUARED_ERROR: {"objective": "reg:squarederror"},
+              Objective.ABSOLUTE_ERROR: {"objective": "reg:absoluteerror"},
+              Objective.BINARY_LOG_LOSS: {"eval_metric": "logloss"},
+              Objective.MULTICLASS_LOG_LOSS: {"eval_metric": "mlogloss"}}
+
+
 def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, device: str = "cpu",
         threads: int | None = None, seed: int = 0, rounds: int | None = None, deadline: float | None = None,
         task: Task = NUMBERS, categorical: Sequence[int] = ()) -> Fitted:
-    """Squared error for numbers; for classes (y: codes 0..K-1) the logistic or softmax
-    objective, early stopping on the validation log-loss."""
+    """The task's objective (OBJECTIVES); for classes (y: codes 0..K-1) the logistic or softmax
+    one, early stopping on the validation log-loss."""
     check_deadline(deadline)
     watch = X_val is not None
     clock = _Deadline(deadline)
@@ -41,7 +49,7 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
         n_jobs=threads,
         random_state=seed,
         callbacks=[clock],
-        **({"eval_metric": "logloss" if task.kind == Kind.BINARY else "mlogloss"} if task.is_classification else {}),
+        **OBJECTIVES[task.objective],
         **params,
     )
     model.fit(X_train, y_train, sample_weight=task.row_weights(y_train), eval_set=[(X_val, y_val)] if watch else None,
