@@ -217,18 +217,20 @@ class Family:
     gpu: GpuUse = GpuUse.NO  # how it uses a GPU worker
     exported: bool = False  # its kept fold models are exported when served (not copied): ~1 s a fold
     first_trials: int = 2  # complete trials it gets at equal compute before its share follows its progress
+    any_objective: bool = False  # its engine trains on any number objective: it searches those a task offers
 
 
 FAMILIES: dict[str, Family] = {row.name: row for row in (
     Family(NN, "network", suggest_nn, batched=True, in_flight=8, diagnostics=True, color="tab:blue", cost=4,
            start=STARTS[NN], gpu=GpuUse.ONLY, exported=True, first_trials=1),
     Family("xgboost", "xgboost_trees", suggest_xgboost, color="tab:orange", cost=2, start=STARTS["xgboost"],
-           gpu=GpuUse.CAN),
+           gpu=GpuUse.CAN, any_objective=True),
     Family("lightgbm", "lightgbm_trees", suggest_lightgbm, color="tab:green", cost=1, start=STARTS["lightgbm"],
-           class_start=CLASS_STARTS["lightgbm"], gpu=GpuUse.IF_BUILT),
+           class_start=CLASS_STARTS["lightgbm"], gpu=GpuUse.IF_BUILT, any_objective=True),
     Family("catboost", "catboost_trees", suggest_catboost, color="tab:red", cost=3, start=STARTS["catboost"],
-           gpu=GpuUse.CAN),
-    Family("hgb", "hgb_trees", suggest_hgb, default=False, color="tab:purple", cost=2, start=STARTS["hgb"]),
+           gpu=GpuUse.CAN, any_objective=True),
+    Family("hgb", "hgb_trees", suggest_hgb, default=False, color="tab:purple", cost=2, start=STARTS["hgb"],
+           any_objective=True),
     Family("extra_trees", "extra_trees", suggest_forest, default=False, color="tab:olive", cost=2,
            start=STARTS["extra_trees"]),
     Family("random_forest", "random_forest", suggest_random_forest, default=False, color="tab:brown", cost=3,
@@ -248,6 +250,21 @@ ADDED_LATER: dict[str, dict[str, Any]] = {NN: {"batch_size": 0}, "lightgbm": {"e
 SCREEN = "screen"
 
 
+# A params key the driver adds where the task offers several objectives (Task.objectives): what the
+# boosting families train on, a searched choice after their own parameters (so their draws keep
+# their order); the engine reads it into the task (column_screen.Screening.fit) and no library sees it.
+OBJECTIVE = "objective"
+
+
+def suggest(family: str, trial, objectives: Sequence[str] = ()) -> dict[str, Any]:
+    """A trial's model params: the family's space, and its objective where `objectives` offers a
+    choice and the family trains on any (Family.any_objective)."""
+    params = FAMILIES[family].suggest(trial)
+    if len(objectives) > 1 and FAMILIES[family].any_objective:
+        params[OBJECTIVE] = trial.suggest_categorical(OBJECTIVE, list(objectives))
+    return params
+
+
 def screens(params: dict[str, Any] | None, width: int) -> bool:
     """Whether a model of these params trains on fewer columns than a table of `width` has."""
     most = (params or {}).get(SCREEN)
@@ -259,6 +276,8 @@ def params_from_trial(family: str, trial) -> dict[str, Any]:
     import optuna
 
     params = FAMILIES[family].suggest(optuna.trial.FixedTrial({**ADDED_LATER.get(family, {}), **trial.params}))
+    if OBJECTIVE in trial.params:
+        params[OBJECTIVE] = trial.params[OBJECTIVE]
     return {**params, SCREEN: trial.user_attrs[SCREEN]} if SCREEN in trial.user_attrs else params
 
 

@@ -2,6 +2,7 @@
 in a fresh process, is in test_classification.py; the tour notebook in test_docs.py)."""
 from __future__ import annotations
 
+import json
 import pickle
 
 import numpy as np
@@ -224,3 +225,23 @@ def test_a_holdout_of_few_rows_gets_a_warning(tmp_path):
         gc.collect()
     assert "the holdout has 24 rows: its score is a rough guide, not a measure" in model.record.warnings
     assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []  # workers' pipes closed
+
+
+def test_an_mae_run_trains_both_objectives_and_predicts_ordinary_rows_past_a_few_far_targets(tmp_path):
+    """5 targets entered as 1e6 among 600: a run by MAE was off by thousands on the ordinary rows
+    (its models trained on squared error). Its boosting trials now train on squared, then absolute
+    error (the leaderboard names which), and the saved model predicts the ordinary holdout rows."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(600, 3)), columns=["a", "b", "c"])
+    frame["y"] = 10 * frame.a + rng.normal(size=600)
+    frame.loc[rng.choice(600, 5, replace=False), "y"] = 1e6
+    model = trialfuse.fit(frame, "y", metric="mae", models=["lightgbm"], trials=4, folds=3, timeout="60s",
+                          out=tmp_path / "run", quiet=True)
+    board = model.leaderboard()
+    trials = board[board.family == "lightgbm"]
+    assert list(trials.sort_values("trial").params.map(lambda p: p["objective"])) == \
+        ["squared error", "absolute error"] * 2
+    holdout = frame.iloc[json.loads((model.run_dir / "holdout_indices.json").read_text())["holdout_rows"]]
+    ordinary = holdout[holdout.y < 1e5]
+    error = np.abs(model.predict(ordinary) - ordinary.y.to_numpy())
+    assert len(ordinary) > 100 and np.median(error) < 1.5 and np.mean(error) < 3.0, (np.median(error), np.mean(error))

@@ -77,9 +77,10 @@ def target_again(X: np.ndarray, names: list[str], y: np.ndarray, task: Task, row
 def far_out_targets(y: np.ndarray, task: Task) -> list[str]:
     """A warning where a few target values (FEW_FAR_OUT of the rows at most) lie FAR_OUT from the
     rest: squared error and R² are then mostly theirs (5 values of 1e9 among 500 near 0 left a
-    holdout R² of 0.001), and --metric mae trains and ranks the models by absolute error, which
-    they barely move. Said under it too, as R² and RMSE are still theirs. A target of no negative
-    value (a price, a count) is judged on its log, where a long tail is ordinary."""
+    holdout R² of 0.001), and --metric mae trains models on absolute error too (Task.objectives)
+    and ranks them by it, which they barely move. Said under it too, as R² and RMSE are still
+    theirs. A target of no negative value (a price, a count) is judged on its log, where a long
+    tail is ordinary."""
     if task.is_classification:
         return []
     judged = np.log1p(y - y.min()) if y.min() >= 0 else y
@@ -92,10 +93,10 @@ def far_out_targets(y: np.ndarray, task: Task) -> list[str]:
     said = (f"{int(far.sum())} of the search rows' target values lie far from the rest (e.g. {example:.4g}, where "
             f"half the rows lie between {np.quantile(y, 0.25):.4g} and {np.quantile(y, 0.75):.4g}): ")
     if task.objective == Objective.ABSOLUTE_ERROR:
-        return [said + "R² and RMSE are mostly theirs (the models train on absolute error, which they barely move); "
-                "check them (a unit or entry error?)"]
+        return [said + "R² and RMSE are mostly theirs (the search trains models on absolute error too, which they "
+                "barely move, and ranks them by it); check them (a unit or entry error?)"]
     return [said + "every model trains on squared error, which they dominate, as they do R²; check them (a unit or "
-            "entry error?) and drop them if so, or train and rank the models by absolute error (--metric mae), "
+            "entry error?) and drop them if so, or train and rank the models by absolute error too (--metric mae), "
             "which they barely move"]
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import optuna
 
-from trialfuse.catalog import FAMILIES, SCREEN
+from trialfuse.catalog import FAMILIES, SCREEN, suggest
 from trialfuse.driver import fold_verdicts, last_chance, trial_records
 from trialfuse.driver.allocation import CostShares
 from trialfuse.driver.budget import Budget, final_seconds, finish_estimate, say_seconds, wall_time
@@ -335,7 +335,7 @@ class FamilySearch:
             trial.set_user_attr("surplus", True)
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return False
-        params = FAMILIES[self.family].suggest(trial)
+        params = suggest(self.family, trial, self.settings.task.objectives)
         entry = InFlight(trial, went_on(self.study) if self.settings.prune else None, list(self.flight.values()))
         if entry.peers is None or sum(bool(m) for m in entry.peers) + len(entry.earlier) < PRUNE_PEERS:
             entry.peers, entry.earlier = None, []  # too few trials before it to ever judge it: no pruning

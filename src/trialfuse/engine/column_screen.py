@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from trialfuse.catalog import SCREEN, screens
+from trialfuse.catalog import OBJECTIVE, SCREEN, screens
 from trialfuse.task import NUMBERS, Task
 
 CHUNK_CELLS = 2**23  # cells scored at a time: the statistic's copies of 10,000 x 8,000 rows at once were 2.5 GB
@@ -181,7 +181,8 @@ class Screening:
         """The family's fit, on the screened columns of X_train where params say so (a `--refit` on
         every search row screens those rows: its columns may differ from each fold's)."""
         screened, most = screens(params, X_train.shape[1]), params.get(SCREEN)
-        params = {k: v for k, v in params.items() if k != SCREEN}  # no family knows the key
+        task = task.trained_by(params)  # the objective its params chose, where they chose one
+        params = {k: v for k, v in params.items() if k not in (SCREEN, OBJECTIVE)}  # no family knows these keys
         if not screened:
             return self.module.fit(params, X_train, y_train, X_val, y_val, task=task, categorical=categorical,
                                    **options)
