@@ -44,11 +44,11 @@ class Kind(enum.StrEnum):
 
 
 class Objective(enum.StrEnum):
-    """What every family trains to lower (each engine names it its library's way), the NN's
-    early stopping watches and the ensemble is chosen by: squared error for numbers; absolute
-    error where the search ranks by MAE (squared error leads a model to each row's mean, MAE
-    rewards the median: on a skewed target the two differ by more than the models do); log-loss
-    for classes."""
+    """What a model trains to lower (each engine names it its library's way; the NN's early
+    stopping watches it) and the ensemble is chosen by: squared error for numbers; under MAE
+    absolute error (squared error leads a model to each row's mean, MAE rewards the median), which
+    the boosting families search beside squared error (Task.objectives) and the forests leave to
+    the others; log-loss for classes."""
 
     SQUARED_ERROR = "squared error"
     ABSOLUTE_ERROR = "absolute error"

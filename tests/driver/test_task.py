@@ -351,3 +351,26 @@ def test_class_weights_by_label_weigh_each_class_and_travel_as_json():
                                    "c8: 9, c9: 10, ...")  # 40 pairs before
     with pytest.raises(UserError, match="--class-weight names 'si', which is not a class of target column 't'"):
         decide(pd.Series(["no", "yes"] * 5), "t", class_weight={"si": 5})
+
+
+def test_an_mae_search_from_before_the_objectives_were_searched_is_not_continued(tmp_path):
+    """Its trials trained on squared error, and a retrain of one now would train on absolute error
+    (the run's own) where it was scored on squared: another search, refused in one line. An R²
+    study from before is still continued: nothing it trained on changed."""
+    import optuna
+
+    from trialfuse.driver import fingerprint
+
+    X, y = np.zeros((4, 2)), np.arange(4.0)
+    mae, older = Task(metric_name="mae"), optuna.storages.InMemoryStorage()
+    now = fingerprint.of_run(X, y, ["a", "b"], "t", 0, 0.2, 3, mae)
+    fingerprint.stamp(older, ["xgboost"], {k: v for k, v in now.items() if k != "objectives"})
+    with pytest.raises(UserError, match="another model objective 'squared error' \\(now 'squared error or absolute "
+                                        "error': this version's models train on these under --metric mae"):
+        fingerprint.check_resume(older, ["xgboost"], now, "here")
+    fingerprint.stamp(same := optuna.storages.InMemoryStorage(), ["xgboost"], now)
+    fingerprint.check_resume(same, ["xgboost"], now, "here")  # this version's MAE search continues
+    r2 = fingerprint.of_run(X, y, ["a", "b"], "t", 0, 0.2, 3)
+    assert "objectives" not in r2  # an R² study stamped before the key existed stamped just this
+    fingerprint.stamp(before := optuna.storages.InMemoryStorage(), ["xgboost"], r2)
+    fingerprint.check_resume(before, ["xgboost"], r2, "here")

@@ -111,3 +111,13 @@ def test_a_model_trains_on_the_objective_its_params_chose(objective):
     np.testing.assert_array_equal(module.predict(chosen.model, X_val), module.predict(alone.model, X_val))
     assert MAE.trained_by({OBJECTIVE: objective}).objective == objective
     assert MAE.trained_by({OBJECTIVE: objective}).metric_name == "mae"  # scored as before
+
+
+def test_a_kept_nn_of_absolute_error_reloads_as_one(tmp_path):
+    """Its loss travels with it (the prediction needs only the median and MAD it was scaled by)."""
+    X_train, y_train, X_val, y_val = far_table(200)
+    fitted = mlp.fit({"hidden_layers": [8], "epochs": 3}, X_train, y_train, X_val, y_val, threads=1, seed=0, task=MAE)
+    assert fitted.model.head.absolute
+    again = mlp._from_kept(tmp_path / mlp.keep(fitted.model, tmp_path))
+    assert again.head == fitted.model.head
+    np.testing.assert_allclose(mlp.predict(again, X_val), mlp.predict(fitted.model, X_val), rtol=0, atol=1e-9)

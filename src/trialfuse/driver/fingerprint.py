@@ -23,13 +23,16 @@ ATTR = "fingerprint"
 SPACE_VERSION = 5  # raise when a family's search space or its parameters' meaning changes
 
 
-UNSTAMPED = {"task": "regression/r2/none"}  # what a study stamped before a key existed searched
+# what a study stamped before a key existed searched (every model trained on its kind's one objective)
+UNSTAMPED = {"task": "regression/r2/none", "objectives": "squared error"}
 # the table's key is a hash of its encoded rows: the same file encoded by another version (one
 # that reads a date column as features, say) differs too; a search space of another version
 # cannot be continued at all: the line says so
-OPTIONS = {"seed": "--seed", "folds": "--folds", "holdout": "--holdout", "target": "--target"}  # what a user set
+OPTIONS = {"seed": "--seed", "folds": "--folds", "holdout": "--holdout", "target": "--target",  # what a user set
+           "objectives": "model objective"}
 WHY = {"table": ": its rows differ, or how this version of trialfuse encodes them",
-       "space": ": this version searches or codes them differently, and no option brings the old back"}
+       "space": ": this version searches or codes them differently, and no option brings the old back",
+       "objectives": ": this version's models train on these under --metric mae, and no option brings the old back"}
 
 
 def of_run(X: np.ndarray, y: np.ndarray, feature_names: list[str], target: str, seed: int, holdout: float,
@@ -39,8 +42,11 @@ def of_run(X: np.ndarray, y: np.ndarray, feature_names: list[str], target: str, 
     content.update("\0".join(feature_names).encode())
     content.update(np.ascontiguousarray(X, dtype=np.float64).tobytes())
     content.update(np.ascontiguousarray(y, dtype=np.float64).tobytes())
-    return {"table": content.hexdigest()[:16], "target": target, "seed": seed, "holdout": holdout, "folds": folds,
-            "space": SPACE_VERSION, "task": f"{task.kind}/{task.metric_name}/{task.class_weight}"}
+    found = {"table": content.hexdigest()[:16], "target": target, "seed": seed, "holdout": holdout, "folds": folds,
+             "space": SPACE_VERSION, "task": f"{task.kind}/{task.metric_name}/{task.class_weight}"}
+    if task.objectives:  # a search of several (MAE's): a study whose models trained on one is another search
+        found["objectives"] = " or ".join(task.objectives)
+    return found
 
 
 def check_resume(storage: optuna.storages.BaseStorage, families: list[str], fingerprint: dict[str, Any],

@@ -323,7 +323,8 @@ def keep(model: ScaledMLP, directory) -> str:
     name = f"model{KEPT_SUFFIX}"
     torch.save({"n_features": int(model.net.layers[0].in_features),  # the network's inputs (coded width)
                 "hidden_layers": layers, "leaky": leaky, "state": state,
-                "outputs": model.head.outputs, "classes": model.head.classes}, Path(directory) / name)
+                "outputs": model.head.outputs, "classes": model.head.classes, "absolute": model.head.absolute},
+               Path(directory) / name)
     return name
 
 
@@ -334,7 +335,7 @@ def publish(source, directory, stem: str) -> str:
 
 def _from_kept(path) -> ScaledMLP:
     kept = torch.load(str(path), weights_only=True)
-    head = Head(kept.get("outputs", 1), kept.get("classes", False))
+    head = Head(kept.get("outputs", 1), kept.get("classes", False), kept.get("absolute", False))
     state = kept["state"]
     net = MLP(kept["n_features"], kept["hidden_layers"], 0.0, kept["leaky"], outputs=head.outputs)
     none, no_value = torch.zeros(0, dtype=torch.int64), state["x_mean"][:0]
