@@ -27,7 +27,7 @@ import pandas as pd
 from trialfuse.catalog import params_from_trial
 from trialfuse.driver import run_dir
 from trialfuse.driver.options import RunOptions
-from trialfuse.driver.run_record import RunRecord
+from trialfuse.driver.run_record import RunRecord, cv_of
 from trialfuse.driver.trial_records import trial_train_seconds
 from trialfuse.errors import UserError
 from trialfuse.predict import predict_table
@@ -228,8 +228,9 @@ class Model:
                              "_standing": STANDING.get(t.state.name, len(STANDING))})
         ensemble = self.record.ensemble
         if ensemble and ensemble.get("chosen"):  # the saved ensemble, chosen on out-of-fold predictions
-            rows.append({"family": "ensemble", "trial": None, "state": "saved", "cv_score_mean": shown(
-                ensemble["oof_score"]), "cv_score_sd": np.nan, "holdout_score": self.record.holdout_score,
+            mean, spread, _ = cv_of(ensemble)  # its folds' mean, as the trials' rows read
+            rows.append({"family": "ensemble", "trial": None, "state": "saved", "cv_score_mean": shown(mean),
+                         "cv_score_sd": spread, "holdout_score": self.record.holdout_score,
                 "seconds": np.nan, "params": {f"{m['family']}-{m['trial']}": m["weight"] for m in ensemble["members"]},
                 "_order": np.inf, "_standing": -1})  # the saved model first: its score is an inner K-fold's
         board = pd.DataFrame(rows, columns=["family", "trial", "state", "cv_score_mean", "cv_score_sd",

@@ -520,3 +520,24 @@ def test_where_the_single_model_is_clearly_better_it_is_saved_and_the_record_say
     assert not alone.is_ensemble and alone.members[0].trial == winner.best_trial
     assert alone.ensemble["reason"].startswith("the best single model is clearly better: its out-of-fold squared "
                                                "error is lower by ")
+
+
+def test_an_ensembles_fold_scores_read_as_a_familys_and_its_pooled_rmse_does_not():
+    """A new user's RMSE run showed the saved ensemble at 3.54 (pooled over every row) above families
+    of 2.92 and 3.09 (their folds' mean): pooled, an RMSE is never below its folds' mean."""
+    from trialfuse.driver.run_record import cv_of
+
+    rmse = Task(metric_name="rmse")
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=300)
+    predictions = y + rng.normal(size=300) * np.repeat([0.2, 0.5, 2.0], 100)  # folds of unlike error
+    folds = [(np.setdiff1d(np.arange(300), part), part) for part in np.split(np.arange(300), 3)]
+    scores = ensemble.fold_scores(predictions, y, folds, rmse)
+    assert scores == [rmse.score(y[part], predictions[part]) for _, part in folds]
+    assert rmse.score(y, predictions) < np.mean(scores) - 0.1  # pooled reads worse (scores are -RMSE)
+    record = {"oof_score": rmse.score(y, predictions), "best_single_oof_score": -9.0, "fold_scores": scores,
+              "best_single_fold_scores": [-1.0, -2.0, -3.0]}
+    assert cv_of(record) == (pytest.approx(np.mean(scores)), pytest.approx(np.std(scores)), -2.0)
+    older = {"oof_score": -1.5, "best_single_oof_score": -1.7}  # a run before fold scores were kept
+    mean, spread, single = cv_of(older)
+    assert (mean, single) == (-1.5, -1.7) and np.isnan(spread)

@@ -71,10 +71,19 @@ def test_the_ensemble_is_saved_where_the_best_single_model_is_not_clearly_better
     from trialfuse.driver.run_record import RunRecord
     from trialfuse.present.progress import comparison_table
 
-    console = Console(width=200, record=True)  # the ensemble's row beside the best single model scored as it is
-    console.print(comparison_table(RunRecord.read(out)))  # (fold means below it are not comparable)
-    single = RunRecord.read(out).task.show(record["best_single_inner_oof_score"])
-    assert f"out-of-fold (best single {single})" in console.export_text()
+    console = Console(width=200, record=True)  # the ensemble's row read as the families' (its folds' mean and
+    console.print(comparison_table(RunRecord.read(out)))  # spread), beside the best single model scored so too
+    task, folds = RunRecord.read(out).task, record["fold_scores"]
+    assert len(folds) == 3 and len(record["best_single_fold_scores"]) == 3
+    single = task.show(np.mean(record["best_single_fold_scores"]))
+    assert f"{task.show(np.mean(folds))} ± {np.std(folds):.4f} out-of-fold (best single {single})" in \
+        console.export_text()
+    assert meta["cv_score_mean"] == pytest.approx(np.mean(folds), abs=1e-12) and meta["cv_score_folds"] == folds
+    import trialfuse
+
+    board = trialfuse.load(out).leaderboard()
+    assert board.iloc[0]["family"] == "ensemble" and board.iloc[0]["cv_r2_mean"] == pytest.approx(np.mean(folds))
+    assert board.iloc[0]["cv_r2_sd"] == pytest.approx(np.std(folds))
     page = (out / "report.html").read_text()  # where the single model scores higher, why the ensemble is kept
     assert ("but not clearly" in page) == (record["best_single_inner_oof_score"] > record["oof_score"])
 

@@ -30,6 +30,7 @@ from trialfuse.catalog import FAMILIES, params_from_trial
 from trialfuse.driver import ensemble, run_dir, stack
 from trialfuse.driver.budget import Budget, final_seconds, parallel_seconds, say_seconds, wall_time
 from trialfuse.driver.out_of_fold import OutOfFold
+from trialfuse.driver.run_record import cv_of
 from trialfuse.driver.storage import RUN_DIR
 from trialfuse.driver.table import Table
 from trialfuse.driver.trial_records import FamilyResult
@@ -156,6 +157,9 @@ def plan(winner: FamilyResult, storage: optuna.storages.BaseStorage, out_of_fold
         members = _members(choice, candidates, single, out_of_fold if not refit else None)
         record = {"chosen": False, "oof_score": choice.score, "best_single_oof_score": single_score,
                   "candidates": len(candidates), "rounds": ensemble.ROUNDS, "method": choice.method, **scores,
+                  **({"fold_scores": ensemble.fold_scores(choice.predictions, y_search, folds, task),
+                      "best_single_fold_scores": ensemble.fold_scores(single_predictions, y_search, folds, task)}
+                     if folds is not None else {}),
                   **({"stack": choice.served} if choice.served else {}), "members": [_describe(m) for m in members]}
         records.append(record)
         if len(members) < 2:
@@ -241,8 +245,8 @@ def train_and_save(pool: WorkerPool, chosen: Plan, best: FamilyResult, table: Ta
         "dropped_columns": table.dropped,
         "target": table.target,
         "task": table.task.to_json(),  # what it predicts and the metric its scores are in
-        "cv_score_mean": record["oof_score"] if chosen.is_ensemble else best.cv_score_mean,
-        "cv_score_folds": None if chosen.is_ensemble else best.cv_score_folds,
+        "cv_score_mean": cv_of(record)[0] if chosen.is_ensemble else best.cv_score_mean,
+        "cv_score_folds": record.get("fold_scores") if chosen.is_ensemble else best.cv_score_folds,
         "holdout_score": holdout_score,
         "best_trial": None if chosen.is_ensemble else best.best_trial,
         "train_rows": len(rest),

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
+import numpy as np
 import optuna
 
 from trialfuse.driver import run_dir
@@ -51,7 +52,20 @@ class EnsembleRecord(TypedDict):
     passed_over: NotRequired[list[str]]  # saved as the lower-scoring choice: the better one's retrain did not fit
     holdout_score: NotRequired[float]  # once saved: its holdout score, and the best single model's
     best_single_holdout_score: NotRequired[float]
+    fold_scores: NotRequired[list[float]]  # its inner out-of-fold predictions scored fold by fold, and the best
+    best_single_fold_scores: NotRequired[list[float]]  # single model's (ensemble.fold_scores; before 2026-12-07 absent)
 
+
+
+def cv_of(record: EnsembleRecord) -> tuple[float, float, float]:
+    """The ensemble's CV figure as the families' read (the mean of its folds' scores), their spread
+    (numpy's std; NaN for one fold or none kept) and the best single model's mean scored the same
+    way; a run before fold scores were kept: its pooled out-of-fold scores, spread NaN."""
+    if "fold_scores" not in record:
+        return record["oof_score"], float("nan"), best_single_met(record)
+    folds = record["fold_scores"]
+    spread = float(np.std(folds)) if len(folds) > 1 else float("nan")
+    return float(np.mean(folds)), spread, float(np.mean(record["best_single_fold_scores"]))
 
 
 def best_single_met(record: EnsembleRecord) -> float:

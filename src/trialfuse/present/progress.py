@@ -1,6 +1,7 @@
 """What the terminal shows: a progress bar per family while it runs, a ranked table at the end."""
 from __future__ import annotations
 
+import math
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -13,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from trialfuse.driver import run_dir
-from trialfuse.driver.run_record import RunRecord, best_single_met
+from trialfuse.driver.run_record import RunRecord, cv_of
 from trialfuse.driver.trial_records import FamilyResult
 from trialfuse.task import NUMBERS, Task, four_places
 
@@ -104,11 +105,11 @@ def comparison_table(record: RunRecord) -> Table:
     holdout = record.holdout_scores()
     ensemble = record.ensemble
     if ensemble and ensemble["chosen"]:
-        # beside the best single model scored as the ensemble is: the family rows' fold means are not
-        # comparable (a new user's RMSE run read 6.39 for the saved ensemble above families of 5.8-6.7)
-        single = best_single_met(ensemble)
-        table.add_row("*", "ensemble", f"{task.show(ensemble['oof_score'])} out-of-fold (best single "
-                      f"{task.show(single)})",
+        # its inner out-of-fold predictions' fold mean, as the family rows read, beside the best single
+        # model scored the same way (pooled, a new user's RMSE run read 6.39 above families of 5.8-6.7)
+        mean, spread, single = cv_of(ensemble)
+        figure = task.show(mean) + ("" if math.isnan(spread) else f" ± {spread:.4f}")
+        table.add_row("*", "ensemble", f"{figure} out-of-fold (best single {task.show(single)})",
                       task.show(record.holdout_score), f"{len(ensemble['members'])} members", "")
     for rank, name in enumerate(ranked, start=1):
         fam = record.families[name]

@@ -17,7 +17,7 @@ from matplotlib.patches import Rectangle
 from trialfuse.blend import member_weights
 from trialfuse.catalog import FAMILIES
 from trialfuse.driver import run_dir
-from trialfuse.driver.run_record import EnsembleRecord, MemberRecord, NotKept, RunRecord, best_single_met
+from trialfuse.driver.run_record import EnsembleRecord, MemberRecord, NotKept, RunRecord, best_single_met, cv_of
 from trialfuse.present.holdout import holdout_section
 from trialfuse.present.page import Page, fmt, table
 from trialfuse.task import Metric
@@ -145,6 +145,9 @@ def _ensemble(page: Page, record: EnsembleRecord | NotKept | None, metric: Metri
     parts = [f"<p>Chosen among the {record['candidates']} kept models' out-of-fold predictions by {how}; "
              f"{html.escape(verdict)}. The holdout scores the saved model only; it chooses nothing.</p>"]
     scores = [[f"{'inner ' * inner}out-of-fold {label}", shown(record["oof_score"]), shown(single)]]
+    if "fold_scores" in record:  # as the families' CV reads: pooled, an RMSE is never below its folds' mean
+        mean, _, single_mean = cv_of(record)
+        scores.append([f"{label}, mean of the folds' (as each family's CV)", shown(mean), shown(single_mean)])
     if chosen:
         scores.append([f"holdout {label}", shown(record.get("holdout_score")),
                        shown(record.get("best_single_holdout_score"))])
