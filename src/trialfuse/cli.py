@@ -268,8 +268,8 @@ def make_table(
     from trialfuse.survivors import write_survivors
 
     if out.suffix not in (".csv", ".npz") or (bands is not None and out.suffix != ".csv"):
-        raise UserError(f"make-table writes .csv{'' if bands else ' or .npz'}, not "
-                        f"{out.suffix or 'a file without extension'}")
+        raise UserError(f"make-table {'--bands ' if bands is not None else ''}writes .csv"
+                        f"{'' if bands is not None else ' or .npz'}, not {out.suffix or 'a file without extension'}")
     if bands is not None and bands < 2:
         raise UserError(f"--bands must be at least 2, got {bands}")
     if rows < 1:

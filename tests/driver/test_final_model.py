@@ -85,3 +85,24 @@ def test_a_sampled_winner_is_refit_on_every_row_where_that_ends_in_time_else_on_
         assert [[(rows, deadline and "set") for rows, deadline in call] for call in pool.asked] == asked
         metadata = json.loads((out / "best_model" / "metadata.json").read_text())
         assert (metadata["train_rows"], metadata["sampled_train_rows"]) == (80, sampled)
+
+
+def test_a_holdout_no_better_than_the_prior_names_far_target_values_where_there_are_some():
+    """5 targets of 1e6 among 2,000 with a feature that sets the rest: the R² run's line blamed the
+    features ("may not predict the target"), which predicted the ordinary rows to 0.44 by MAE."""
+    import pandas as pd
+
+    from trialfuse.driver.final_model import _no_better_than_prior
+    from trialfuse.driver.table import load_table
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=2000)})
+    frame["y"] = 3 * frame.a + rng.normal(size=2000)
+    rest = np.arange(1600)
+    clean = load_table(frame, "y")
+    assert "the features may not predict the target" in _no_better_than_prior(clean, rest, -0.01, 0.0)[0]
+    frame.loc[[3, 50, 700, 900, 1500], "y"] = 1e6
+    [said] = _no_better_than_prior(load_table(frame, "y"), rest, -0.0024, -0.0020)
+    assert said.endswith("(R² -0.0024 against -0.0020): the few target values far from the rest (said before "
+                         "training) may be why")
+    assert _no_better_than_prior(load_table(frame, "y"), rest, 0.5, 0.0) == []

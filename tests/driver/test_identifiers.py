@@ -75,13 +75,13 @@ def test_a_saved_model_no_better_than_the_prior_says_so_and_names_the_dropped_co
     days = np.arange(1, 101)
     table = load_table(pd.DataFrame({"row": days, "temp": rng.normal(size=100), "sales": 0.5 * days}), "sales")
     assert "row" in table.identifiers
-    said = _no_better_than_prior(table, -0.0029, -0.0005)
+    said = _no_better_than_prior(table, np.arange(80), -0.0029, -0.0005)
     assert said == ["the saved model scores no better on the holdout than the prior (R² -0.0029 against -0.0005): "
                     "columns dropped as naming rows ('row') may be what predicts it: --keep-columns keeps them"]
-    assert _no_better_than_prior(table, 0.31, -0.0005) == []
+    assert _no_better_than_prior(table, np.arange(80), 0.31, -0.0005) == []
     kept = load_table(pd.DataFrame({"row": days, "temp": rng.normal(size=100), "sales": 0.5 * days}), "sales",
                       keep=["row"])
-    assert "rows are too few" in _no_better_than_prior(kept, 0.0, 0.0)[0]
+    assert "rows are too few" in _no_better_than_prior(kept, np.arange(80), 0.0, 0.0)[0]
 
 
 @pytest.mark.parametrize("name", ["day", "week", "visit"])

@@ -264,6 +264,10 @@ def test_make_table_needs_rows(run_main, tmp_path):
     assert not (tmp_path / "absent").exists()
     assert_rejected(run_main("make-table", tmp_path / "t.csv", "--rows", "5", "--seed", "-1"),
                     "--seed must be zero or positive, got -1")  # numpy's traceback
+    assert_rejected(run_main("make-table", tmp_path / "b.npz", "--rows", "5", "--bands", "2"),
+                    "make-table --bands writes .csv, not .npz")  # it said "make-table writes .csv", which writes .npz
+    assert_rejected(run_main("make-table", tmp_path / "t.txt", "--rows", "5"),
+                    "make-table writes .csv or .npz, not .txt")
     code, out, _ = run_main("make-table", tmp_path / "t.csv", "--rows", "5")
     assert code == 0 and "replacing" not in out
     code, out, _ = run_main("make-table", tmp_path / "t.csv", "--rows", "6")

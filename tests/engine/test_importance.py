@@ -66,7 +66,21 @@ def test_a_model_without_exact_shap_is_explained_by_permutation_alone(tmp_path, 
     model = _saved(tmp_path, "nn", {"hidden_layers": [64, 32], "learning_rate": 1e-2, "epochs": 60}, data)
     found = explain(model, X[6000:7000], y[6000:7000], names)
     assert found["shap"] is None and "mean_abs_shap" not in found["features"][0]
+    assert found["shap_none"] == "not every member is a tree model"
     assert found["features"][0]["name"] in PLANTED
+
+
+def test_a_class_stack_of_trees_says_why_it_has_no_shap_values(tmp_path, data):
+    """The report said "not every member is a tree model" of a stack of LightGBM and XGBoost models:
+    the reason is the stack's softmax, which does not add its members' SHAP values up."""
+    from trialfuse.blend import IDENTITY, SOFTMAX
+
+    model = _saved(tmp_path, "lightgbm", {"learning_rate": 0.05, "num_leaves": 15}, data)
+    assert model.has_contributions and model.without_contributions is None
+    model.stack = {"link": IDENTITY, "intercept": 0.0}  # a number stack: a weighted sum, SHAP values add up
+    assert model.has_contributions
+    model.stack = {"link": SOFTMAX, "coef": [[1.0]], "intercept": [0.0]}
+    assert not model.has_contributions and "softmax" in model.without_contributions
 
 
 def test_the_time_box_bounds_the_rows_each_part_uses(tmp_path, data):
@@ -99,6 +113,7 @@ class _SlowLinear:
 
     task = NUMBERS
     has_contributions = True
+    without_contributions = None
 
     def __init__(self, weights: np.ndarray, per_call: float, per_row: float):
         self.weights, self.per_call, self.per_row = weights, per_call, per_row
@@ -126,7 +141,7 @@ def test_a_limit_drops_the_parts_that_do_not_fit_and_is_never_passed():
     assert time.perf_counter() - started < 0.6 + 0.05
     assert found["rows"]["permutation"] >= 100 and found["features"][0]["name"] == "x0"
     assert found["rows"]["partial_dependence"] == 0 and found["partial_dependence"] == []
-    assert found["rows"]["shap"] == 0 and found["shap"] is None
+    assert found["rows"]["shap"] == 0 and found["shap"] is None and found["shap_none"] == "no time was left for them"
     unlimited = explain(_SlowLinear(weights, per_call=0.0, per_row=0.0), X, y, [f"x{j}" for j in range(8)], limit=60)
     assert unlimited["rows"]["partial_dependence"] == 300 and unlimited["rows"]["shap"] == SHAP_ROWS
 

@@ -29,6 +29,7 @@ from trialfuse.blend import combine, serve
 from trialfuse.catalog import FAMILIES, params_from_trial
 from trialfuse.driver import ensemble, run_dir, stack
 from trialfuse.driver.budget import Budget, final_seconds, parallel_seconds, say_seconds, wall_time
+from trialfuse.driver.data_checks import far_out_targets
 from trialfuse.driver.out_of_fold import OutOfFold
 from trialfuse.driver.run_record import cv_of
 from trialfuse.driver.storage import RUN_DIR
@@ -260,7 +261,8 @@ def train_and_save(pool: WorkerPool, chosen: Plan, best: FamilyResult, table: Ta
     return {"winner": ENSEMBLE if chosen.is_ensemble else first.family, "holdout_score": holdout_score,
             "holdout_metrics": {"model": task.report(y_holdout, predicted), "prior": task.report(y_holdout, prior)},
             "retrain_seconds": max(float(a["seconds"]) for a in answers), "ensemble": record,
-            "warnings": [*chosen.warnings, *_no_better_than_prior(table, holdout_score, task.score(y_holdout, prior)),
+            "warnings": [*chosen.warnings, *_no_better_than_prior(table, rest, holdout_score,
+                                                                   task.score(y_holdout, prior)),
                          *_classes_never_predicted(task, y_holdout, predicted), *_one_value(task, y_holdout)]}
 
 
@@ -302,14 +304,19 @@ def _sampled_rows(member: Member, answer: dict[str, Any], rows: int) -> int | No
     return trained if trained < rows else None
 
 
-def _no_better_than_prior(table: Table, score: float, prior_score: float) -> list[str]:
+def _no_better_than_prior(table: Table, rest: np.ndarray, score: float, prior_score: float) -> list[str]:
     """A line where the saved model predicts the holdout no better than the search rows' mean
-    (or class shares) alone: a model that looks like a result and is none."""
+    (or class shares) alone: a model that looks like a result and is none. Where a few search
+    rows' targets lie far from the rest (said before training), those are named as the likelier
+    cause: 5 values of 1e6 among 2,000 read "the features may not predict the target", where the
+    features did and the run by MAE predicted the ordinary rows to 0.44."""
     if score > prior_score:
         return []
     task = table.task
     why = (f"columns dropped as naming rows ({', '.join(map(repr, table.identifiers))}) may be what predicts it: "
            "--keep-columns keeps them" if table.identifiers else
+           "the few target values far from the rest (said before training) may be why" if
+           far_out_targets(table.y[rest], task) else
            "the features may not predict the target, or the rows are too few to learn it")
     return [f"the saved model scores no better on the holdout than the prior ({task.metric.label} "
             f"{task.show(score)} against {task.show(prior_score)}): {why}"]

@@ -272,8 +272,8 @@ def _diagnostics(pool: WorkerPool, family: FamilyResult, out: Path, seed: int, r
         return []
     needs = float(np.median(family.best_fold_seconds)) if family.best_fold_seconds else 0.0
     if budget is not None and needs > budget.left():
-        return [f"{family.family}: no diagnostics probe: it needs about {needs:.0f} s, "
-                f"{max(0.0, budget.left()):.0f} s of the time budget left"]
+        return [f"{family.family}: no diagnostics probe: it needs about {needs:.1f} s, "
+                f"{max(0.0, budget.left()):.1f} s of the time budget left"]
     reporter.stage(f"{family.family} diagnostics: training its best config once more on fold 0")
     try:
         report = pool.diagnose(family.family, family.best_params, model_seed(seed, family.best_seeded_as),

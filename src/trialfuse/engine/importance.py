@@ -212,5 +212,6 @@ def explain(model: SavedModel, X: np.ndarray, y: np.ndarray, feature_names: list
     return {"rows_used": len(y), "rows": rows, "metric": task.metric.label, "score": task.metric.shown(
                 task.score(y, predicted)), "repeats": repeats,
             "shap": f"TreeSHAP (exact, {units}), the members' weighted sum" if shap_mean is not None else None,
+            "shap_none": None if shap_mean is not None else model.without_contributions or "no time was left for them",
             "classes": list(task.classes), "features": features, "partial_dependence": curves,
             "points": {"actual": y.tolist(), "predicted": predicted.tolist()}}

@@ -69,8 +69,16 @@ class SavedModel:
     def has_contributions(self) -> bool:
         """Whether every member's library computes SHAP values exactly (the tree families) and
         they add up to the prediction's (not under a class stack's softmax)."""
-        return (all(hasattr(family_module(m.family), "contributions") for m in self.members)
-                and (self.stack is None or self.stack["link"] == IDENTITY))
+        return self.without_contributions is None
+
+    @property
+    def without_contributions(self) -> str | None:
+        """Why this model has no exact SHAP values, in words (None: it has them)."""
+        if not all(hasattr(family_module(m.family), "contributions") for m in self.members):
+            return "not every member is a tree model"
+        if self.stack is not None and self.stack["link"] != IDENTITY:
+            return "a class stack's softmax over its members' log-probabilities does not add their SHAP values up"
+        return None
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """Exact per-row, per-feature contributions (TreeSHAP) [rows, features], the members'

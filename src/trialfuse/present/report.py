@@ -199,7 +199,8 @@ def _winner(page: Page, out: Path) -> None:
              + (f"(mean of {found['repeats']} shuffles, bars: one standard deviation)" if found["repeats"] > 1 else
                 "(one shuffle, all the time left allowed: its spread unknown)")
              + (f"; beside it the mean |SHAP value| ({html.escape(shap)})." if shap else
-                "; SHAP values are not computed for this model (not every member is a tree model).") + "</p>"]
+                f"; SHAP values are not computed for this model "  # (explain.json before 2026-12-07: no reason)
+                f"({html.escape(found.get('shap_none') or 'not every member is a tree model')}).") + "</p>"]
     actual, predicted = np.asarray(found["points"]["actual"]), np.asarray(found["points"]["predicted"])
     if predicted.ndim == 1:  # numbers: predicted against actual (classes: see "The holdout")
         _fit_plot(page, parts, actual, predicted)
