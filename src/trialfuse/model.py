@@ -205,10 +205,11 @@ class Model:
 
     def leaderboard(self) -> pd.DataFrame:
         """Every trial of every family, best first, after a saved ensemble (the saved model; its
-        inner out-of-fold score; its members' weights as params): CV score mean and spread over the
-        folds (as people read the metric), the holdout score where one was measured, seconds,
-        state, params. Finished trials rank above pruned ones (scored on the folds they reached,
-        which can beat any full mean) and those above failed ones."""
+        inner out-of-fold predictions scored fold by fold, as a trial is; its members' weights as
+        params): CV score mean and spread over the folds (as people read the metric), the holdout
+        score where one was measured, seconds, state, params. Finished trials rank above pruned
+        ones (scored on the folds they reached, which can beat any full mean) and those above
+        failed ones."""
         shown = self.task.metric.shown
         holdout = self.record.holdout_scores()
         rows = []

@@ -106,3 +106,6 @@ def test_a_holdout_no_better_than_the_prior_names_far_target_values_where_there_
     assert said.endswith("(R² -0.0024 against -0.0020): the few target values far from the rest (said before "
                          "training) may be why")
     assert _no_better_than_prior(load_table(frame, "y"), rest, 0.5, 0.0) == []
+    # by MAE (and its median prior) a few far values barely move either score: not named there
+    assert "the features may not predict" in _no_better_than_prior(load_table(frame, "y", metric="mae"), rest,
+                                                                   -2.0, -1.9)[0]

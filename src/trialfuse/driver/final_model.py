@@ -36,7 +36,7 @@ from trialfuse.driver.storage import RUN_DIR
 from trialfuse.driver.table import Table
 from trialfuse.driver.trial_records import FamilyResult
 from trialfuse.seeds import RETRAIN, model_seed
-from trialfuse.task import NUMBERS, Task, plain_label
+from trialfuse.task import NUMBERS, Objective, Task, plain_label
 from trialfuse.transport.process_pool import WorkerPool
 from trialfuse.transport.side_jobs import Retrain
 
@@ -316,7 +316,7 @@ def _no_better_than_prior(table: Table, rest: np.ndarray, score: float, prior_sc
     why = (f"columns dropped as naming rows ({', '.join(map(repr, table.identifiers))}) may be what predicts it: "
            "--keep-columns keeps them" if table.identifiers else
            "the few target values far from the rest (said before training) may be why" if
-           far_out_targets(table.y[rest], task) else
+           task.objective == Objective.SQUARED_ERROR and far_out_targets(table.y[rest], task) else
            "the features may not predict the target, or the rows are too few to learn it")
     return [f"the saved model scores no better on the holdout than the prior ({task.metric.label} "
             f"{task.show(score)} against {task.show(prior_score)}): {why}"]
