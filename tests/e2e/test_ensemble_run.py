@@ -84,6 +84,10 @@ def test_the_ensemble_is_saved_where_the_best_single_model_is_not_clearly_better
     board = trialfuse.load(out).leaderboard()
     assert board.iloc[0]["family"] == "ensemble" and board.iloc[0]["cv_r2_mean"] == pytest.approx(np.mean(folds))
     assert board.iloc[0]["cv_r2_sd"] == pytest.approx(np.std(folds))
+    narrow = Console(width=80, record=True)  # an 80-column terminal cut the header to "ok/pruned/fa…"
+    narrow.print(comparison_table(RunRecord.read(out)))
+    text = narrow.export_text()
+    assert "failed" in text and "fa…" not in text, text
     page = (out / "report.html").read_text()  # where the single model scores higher, why the ensemble is kept
     assert ("but not clearly" in page) == (record["best_single_inner_oof_score"] > record["oof_score"])
 

@@ -98,7 +98,7 @@ def comparison_table(record: RunRecord) -> Table:
     holdout score for what was scored on it. Scores in the task's metric, as people read it."""
     task, label = record.task, record.task.metric.label
     table = Table(title=f"trialfuse: {record.rows} rows, {record.folds}-fold CV, target {record.target!r}")
-    for column in ("rank", "family", f"CV {label} (mean ± sd)", f"holdout {label}", "trials ok/pruned/failed",
+    for column in ("rank", "family", f"CV {label} (mean ± sd)", f"holdout {label}", "trials ok / pruned / failed",
                    "train s"):
         table.add_column(column, justify="left" if column == "family" else "right")
     ranked = record.ranking + [f for f in record.families if f not in record.ranking]
