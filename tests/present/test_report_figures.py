@@ -55,3 +55,25 @@ def test_a_table_leaves_a_missing_score_blank():
                                                        ["lightgbm", "ok", 0.31234, -0.00001]])
     assert "nan" not in cells and "<td>0.3123</td>" in cells and "<td>0.0000</td>" in cells
     assert cells.count("<td></td>") == 2
+
+
+def test_the_history_counts_trials_in_whole_numbers(tmp_path):
+    """Two trials drew ticks at 0.2, 0.4, ... on the trial axis."""
+    import contextlib
+
+    drawn = []
+
+    class Kept(Page):
+        @contextlib.contextmanager
+        def figure(self, name, parts, size=(8, 4)):
+            with super().figure(name, parts, size) as fig:
+                drawn.append(fig)
+                yield fig
+
+    state = optuna.trial.TrialState
+    trials = [optuna.trial.create_trial(state=state.COMPLETE, value=v) for v in (0.5, 0.6)]
+    for number, trial in enumerate(trials):
+        trial.number = number
+    _history(Kept(tmp_path), {"nn": trials}, NUMBERS.metric)
+    ticks = drawn[0].axes[0].get_xticks()
+    assert len(ticks) and all(float(t).is_integer() for t in ticks), ticks

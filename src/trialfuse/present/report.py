@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import optuna
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 
 from trialfuse.blend import member_weights
 from trialfuse.catalog import FAMILIES
@@ -267,6 +268,7 @@ def _history(page: Page, studies: dict[str, list[optuna.trial.FrozenTrial]], met
                 ax.step([t.number for t in done], shown(np.maximum.accumulate([t.value for t in done])), where="post",
                         color="black", label="best so far")
             ax.set_ylabel(f"CV {metric.label}")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # trials are whole (two read 0.2, 0.4, ...)
             ax.set_title(family)
             if done or pruned:
                 ax.legend(fontsize=7)
