@@ -149,10 +149,11 @@ def predict(
     """Apply a saved model to a table: one `prediction` per input row, same order (for classes,
     the likeliest class and a `probability_<class>` column per class)."""
     from trialfuse.driver.run_dir import check_file_out
-    from trialfuse.predict import predict_table, write_table
+    from trialfuse.predict import check_table_out, predict_table, write_table
 
     if out:
         check_file_out(out, data, model_dir)
+        check_table_out(out)
     warn = lambda line: typer.echo(f"warning: {line}", err=True)  # noqa: E731
     terminal = Console(stderr=True)  # a spinner where stderr is a terminal (a million rows take half a minute)
     with terminal.status(f"reading {escape(str(data))} and predicting"):

@@ -15,7 +15,7 @@ from trialfuse.driver.table import encode_features
 from trialfuse.driver.table_files import READ_WARNINGS, as_text, read_frame
 from trialfuse.engine.saved_model import SavedModel
 from trialfuse.errors import UserError, warn_data
-from trialfuse.task import Task
+from trialfuse.task import Task, plain_label
 
 CSV_FLOATS = "%.17g"  # every float64 written so that it reads back the same
 
@@ -69,18 +69,24 @@ def read_as_trained(data: str | Path | pd.DataFrame, meta: dict, on_warning: Cal
     return frame, X
 
 
+def check_table_out(path: str | Path) -> None:
+    """Refuse (one line) an --out that predictions cannot be written as, before anything is predicted:
+    a .npz (a table format we read, not one we write)."""
+    if Path(path).suffix.lower() == ".npz":
+        raise UserError(f"--out {path}: predictions are written as CSV, Parquet or JSON; name a .csv, .parquet, "
+                        ".json or .jsonl file")
+
+
 def write_table(frame: pd.DataFrame, path: str | Path | None) -> None:
     """Predictions written in the format the path's suffix names, as tables are read (Parquet,
     JSON records, JSON lines; every float exact, as CSV's 17 digits), else CSV (None: CSV to
-    stdout): `--out p.parquet` had written CSV text under that name."""
+    stdout): `--out p.parquet` had written CSV text under that name. The path was checked
+    (`check_table_out`) before predicting."""
     if path is None:
         frame.to_csv(sys.stdout, index=False, float_format=CSV_FLOATS)
         return
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix == ".npz":
-        raise UserError(f"--out {path}: predictions are written as CSV, Parquet or JSON; name a .csv, .parquet, "
-                        ".json or .jsonl file")
     if suffix in (".parquet", ".pq"):
         try:
             frame.to_parquet(path, index=False)
@@ -88,7 +94,7 @@ def write_table(frame: pd.DataFrame, path: str | Path | None) -> None:
             raise UserError(f"--out {path}: cannot write these predictions as Parquet ({str(exc).splitlines()[0]}); "
                             "name a .csv file") from None
     elif suffix in (".json", ".jsonl"):
-        records = [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
+        records = [{k: plain_label(v) for k, v in row.items()}
                    for row in frame.to_dict(orient="records")]  # Python floats: json writes the shortest exact form
         text = "\n".join(map(json.dumps, records)) + "\n" if suffix == ".jsonl" else json.dumps(records)
         path.write_text(text)

@@ -186,3 +186,16 @@ def test_predictions_are_written_in_the_format_the_out_suffix_names(trained):
         proc = cli("predict", work / "run", work / "five.csv", "--out", work / name)
         assert proc.returncode == 0, proc.stderr
         np.testing.assert_array_equal(read(work / name)["prediction"], expected["prediction"])  # every digit
+
+
+def test_an_out_predictions_cannot_be_written_as_is_refused_before_predicting(trained, monkeypatch, run_main):
+    """`--out p.npz` (a format read, not written) is one line and exit 2, and nothing is predicted first."""
+    import trialfuse.predict
+
+    work, frame = trained
+    frame.drop(columns=[TARGET]).head(5).to_csv(work / "five.csv", index=False)
+    predicted = []
+    monkeypatch.setattr(trialfuse.predict, "predict_table", lambda *a, **k: predicted.append(a))
+    code, _, err = run_main("predict", work / "run", work / "five.csv", "--out", work / "p.npz")
+    assert code == 2 and "predictions are written as CSV, Parquet or JSON" in err
+    assert predicted == [] and not (work / "p.npz").exists()

@@ -153,14 +153,14 @@ def plan(winner: FamilyResult, storage: optuna.storages.BaseStorage, out_of_fold
             choices.append(Choice(STACK, stacked.inputs, stacked.weights, stacked.oof_score, stacked.oof,
                                   stacked.served))
     choices.sort(key=lambda c: -c.score)  # stable: the average first where they tie
+    single_folds = ensemble.fold_scores(single_predictions, y_search, folds, task) if folds is not None else None
     records, passed_over = [], []
     for choice in choices:
         members = _members(choice, candidates, single, out_of_fold if not refit else None)
         record = {"chosen": False, "oof_score": choice.score, "best_single_oof_score": single_score,
                   "candidates": len(candidates), "rounds": ensemble.ROUNDS, "method": choice.method, **scores,
                   **({"fold_scores": ensemble.fold_scores(choice.predictions, y_search, folds, task),
-                      "best_single_fold_scores": ensemble.fold_scores(single_predictions, y_search, folds, task)}
-                     if folds is not None else {}),
+                      "best_single_fold_scores": single_folds} if folds is not None else {}),
                   **({"stack": choice.served} if choice.served else {}), "members": [_describe(m) for m in members]}
         records.append(record)
         if len(members) < 2:
