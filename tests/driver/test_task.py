@@ -366,7 +366,8 @@ def test_an_mae_search_from_before_the_objectives_were_searched_is_not_continued
     now = fingerprint.of_run(X, y, ["a", "b"], "t", 0, 0.2, 3, mae)
     fingerprint.stamp(older, ["xgboost"], {k: v for k, v in now.items() if k != "objectives"})
     with pytest.raises(UserError, match="another model objective 'squared error' \\(now 'squared error or absolute "
-                                        "error': this version's models train on these under --metric mae"):
+                                        "error': this version's models train on these under --metric mae or for a "
+                                        "count target"):
         fingerprint.check_resume(older, ["xgboost"], now, "here")
     fingerprint.stamp(same := optuna.storages.InMemoryStorage(), ["xgboost"], now)
     fingerprint.check_resume(same, ["xgboost"], now, "here")  # this version's MAE search continues
@@ -374,3 +375,8 @@ def test_an_mae_search_from_before_the_objectives_were_searched_is_not_continued
     assert "objectives" not in r2  # an R² study stamped before the key existed stamped just this
     fingerprint.stamp(before := optuna.storages.InMemoryStorage(), ["xgboost"], r2)
     fingerprint.check_resume(before, ["xgboost"], r2, "here")
+    counts = fingerprint.of_run(X, y, ["a", "b"], "t", 0, 0.2, 3, Task(counts=True))
+    assert counts["objectives"] == "squared error or poisson"  # a count's R² study from before: refused alike
+    with pytest.raises(UserError, match="another model objective 'squared error' \\(now 'squared error or poisson': "
+                                        "this version's models train on these under --metric mae or for a count"):
+        fingerprint.check_resume(before, ["xgboost"], counts, "here")

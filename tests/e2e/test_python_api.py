@@ -8,6 +8,7 @@ import pickle
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import r2_score
 
 import trialfuse
 from trialfuse.errors import UserError
@@ -245,3 +246,30 @@ def test_an_mae_run_trains_both_objectives_and_predicts_ordinary_rows_past_a_few
     ordinary = holdout[holdout.y < 1e5]
     error = np.abs(model.predict(ordinary) - ordinary.y.to_numpy())
     assert len(ordinary) > 100 and np.median(error) < 1.5 and np.mean(error) < 3.0, (np.median(error), np.mean(error))
+
+
+def test_a_count_run_searches_poisson_beside_squared_error_and_explains_what_it_saved(tmp_path):
+    """A count target (issue 34): the boosting trials train on squared error, then the Poisson
+    deviance (the leaderboard names which), the saved model predicts counts that reproduce its
+    holdout score, and its explanation has SHAP values unless a Poisson model is in it."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(600, 3)), columns=["a", "b", "c"])
+    frame["visits"] = rng.poisson(np.exp(1 + 0.8 * frame.a))
+    model = trialfuse.fit(frame, "visits", models=["lightgbm"], trials=4, folds=3, timeout="60s",
+                          out=tmp_path / "run", quiet=True)
+    assert model.record.task.counts
+    board = model.leaderboard()
+    trials = board[board.family == "lightgbm"]
+    assert list(trials.sort_values("trial").params.map(lambda p: p["objective"])) == ["squared error", "poisson"] * 2
+    holdout = frame.iloc[json.loads((model.run_dir / "holdout_indices.json").read_text())["holdout_rows"]]
+    predicted = model.predict(holdout)
+    assert predicted.min() > 0 or not poisson_saved(model)
+    assert r2_score(holdout.visits, predicted) == pytest.approx(model.record.holdout_score, abs=1e-9)
+    found = json.loads((model.run_dir / "explain.json").read_text())
+    assert (found["shap_none"] or "").startswith("a Poisson model's") is poisson_saved(model), found["shap_none"]
+
+
+def poisson_saved(model) -> bool:
+    """Whether a Poisson model is (in) the saved model, as its metadata names it."""
+    saved = json.loads((model.run_dir / "best_model" / "metadata.json").read_text())
+    return any((m.get("params") or {}).get("objective") == "poisson" for m in saved.get("members") or [saved])

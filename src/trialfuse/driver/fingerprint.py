@@ -32,7 +32,8 @@ OPTIONS = {"seed": "--seed", "folds": "--folds", "holdout": "--holdout", "target
            "objectives": "model objective"}
 WHY = {"table": ": its rows differ, or how this version of trialfuse encodes them",
        "space": ": this version searches or codes them differently, and no option brings the old back",
-       "objectives": ": this version's models train on these under --metric mae, and no option brings the old back"}
+       "objectives": ": this version's models train on these under --metric mae or for a count target, and no option "
+                     "brings the old back"}
 
 
 def of_run(X: np.ndarray, y: np.ndarray, feature_names: list[str], target: str, seed: int, holdout: float,
@@ -44,7 +45,7 @@ def of_run(X: np.ndarray, y: np.ndarray, feature_names: list[str], target: str, 
     content.update(np.ascontiguousarray(y, dtype=np.float64).tobytes())
     found = {"table": content.hexdigest()[:16], "target": target, "seed": seed, "holdout": holdout, "folds": folds,
              "space": SPACE_VERSION, "task": f"{task.kind}/{task.metric_name}/{task.class_weight}"}
-    if task.objectives:  # a search of several (MAE's): a study whose models trained on one is another search
+    if task.objectives:  # a search of several (MAE's, a count's): a study whose models trained on one is another
         found["objectives"] = " or ".join(task.objectives)
     return found
 

@@ -14,6 +14,10 @@ How `auto` decides, from the target column alone:
   (the way classes are label-encoded); any other few whole values (ratings 1-5, counts) are
   searched as numbers, with a one-line hint that `--task multiclass` exists;
 - anything else -> regression.
+
+A regression target that is a count (`is_count`: whole numbers, none negative, starting at 0 or
+1, at least three of them) has the boosting families search the Poisson deviance beside squared
+error (Task.objectives).
 """
 from __future__ import annotations
 
@@ -109,7 +113,7 @@ def decide(column: pd.Series, target: str, asked: str = "auto", metric: str | No
         if class_weight != "none":
             raise UserError(f"--class-weight {class_weight} weighs classes; target column {target!r} is searched "
                             f"as numbers (regression)")
-        return Task(Kind.REGRESSION, (), _metric(Kind.REGRESSION, metric)), y, line
+        return Task(Kind.REGRESSION, (), _metric(Kind.REGRESSION, metric), counts=is_count(y)), y, line
     classes = tuple(sorted(distinct, key=_order if ordered is None else ordered.index))
     if len(classes) < 2:
         raise UserError(f"target column {target!r} has one class only ({plain_label(classes[0])!r}): "
@@ -129,6 +133,14 @@ def decide(column: pd.Series, target: str, asked: str = "auto", metric: str | No
     y = task.encode(column)  # each row's class code
     line = line or f"task: {kind} classification of {target!r} ({_class_summary(task)})"
     return task, y, line + (_codes_note(column) + counts_hint(task) if asked == "auto" else "")
+
+
+def is_count(y: np.ndarray) -> bool:
+    """Whether a number target reads as a count of events (runs batted in, visits, claims): whole
+    numbers, none negative, the smallest 0 or 1 (a year, or a price in whole units, starts far
+    from them), and at least three values (two are a yes/no)."""
+    distinct = np.unique(y)
+    return bool(len(distinct) >= 3 and distinct[0] >= 0 and distinct[0] <= 1 and np.all(distinct % 1 == 0))
 
 
 def counts_hint(task: Task) -> str:

@@ -14,7 +14,7 @@ from trialfuse.catalog import screens
 from trialfuse.engine.column_screen import columns_file
 from trialfuse.engine.families import family_module
 from trialfuse.errors import UserError
-from trialfuse.task import NUMBERS, Task
+from trialfuse.task import NUMBERS, Objective, Task
 
 
 @dataclass
@@ -22,7 +22,7 @@ class Member:
     family: str
     models: list[Any]  # one refit model, or the K fold models served as their mean
     weight: float
-    task: Task = NUMBERS
+    task: Task = NUMBERS  # the run's, as this model trained for it (Task.trained_by: its objective)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Values [rows], or class probabilities [rows, K]."""
@@ -49,7 +49,7 @@ class SavedModel:
                             "damaged or partly copied; copy best_model/ whole")
         self.task = Task.from_json(metadata.get("task"))
         self.members = [Member(m["family"], [family_module(m["family"]).load(Path(directory) / f) for f in files(m)],
-                               float(m["weight"]), self.task) for m in listed]
+                               float(m["weight"]), self.task.trained_by(m.get("params") or {})) for m in listed]
         self.stack = metadata.get("stack")  # an ensemble's second level, where a stack won
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -68,7 +68,8 @@ class SavedModel:
     @property
     def has_contributions(self) -> bool:
         """Whether every member's library computes SHAP values exactly (the tree families) and
-        they add up to the prediction's (not under a class stack's softmax)."""
+        they add up to the prediction's (not under a class stack's softmax, nor through a Poisson
+        model's log)."""
         return self.without_contributions is None
 
     @property
@@ -78,6 +79,8 @@ class SavedModel:
             return "not every member is a tree model"
         if self.stack is not None and self.stack["link"] != IDENTITY:
             return "a class stack's softmax over its members' log-probabilities does not add their SHAP values up"
+        if any(m.task.objective == Objective.POISSON for m in self.members):
+            return "a Poisson model's SHAP values add up to the log of its prediction, not to the prediction"
         return None
 
     def contributions(self, X: np.ndarray) -> np.ndarray:

@@ -27,8 +27,9 @@ class _Deadline:
         return not self.reached
 
 
-LOSSES = {Objective.SQUARED_ERROR: "RMSE", Objective.ABSOLUTE_ERROR: "MAE", Objective.BINARY_LOG_LOSS: "Logloss",
-          Objective.MULTICLASS_LOG_LOSS: "MultiClass"}  # early stopping on each one's own
+LOSSES = {Objective.SQUARED_ERROR: "RMSE", Objective.ABSOLUTE_ERROR: "MAE", Objective.POISSON: "Poisson",
+          Objective.BINARY_LOG_LOSS: "Logloss", Objective.MULTICLASS_LOG_LOSS: "MultiClass"}  # early stopping on
+# each one's own
 
 
 def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, device: str = "cpu",
@@ -60,9 +61,11 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
 
 
 def predict(model: CatBoost, X: np.ndarray) -> np.ndarray:
-    """Values for numbers, class probabilities [rows, K] for classes (what the model's loss says)."""
-    classes = model.get_all_params()["loss_function"] in {LOSSES[objective] for objective in LOG_LOSSES}
-    kind = "Probability" if classes else "RawFormulaVal"
+    """Values for numbers, class probabilities [rows, K] for classes (what the model's loss says;
+    a Poisson model's raw value is the log of its count)."""
+    loss = model.get_all_params()["loss_function"]
+    kind = "Probability" if loss in {LOSSES[objective] for objective in LOG_LOSSES} else \
+        "Exponent" if loss == LOSSES[Objective.POISSON] else "RawFormulaVal"
     return np.asarray(model.predict(np.asarray(X, dtype=np.float64), prediction_type=kind), dtype=np.float64)
 
 

@@ -7,7 +7,8 @@ A forest has no early stopping: its "rounds" are its trees, grown in chunks (war
 the run's deadline is checked between them. Served and saved as `hgb` is (sklearn_saved.py).
 Their trees split on squared error under every number objective: scikit-learn's absolute-error
 criterion recomputes a median per candidate split, so a forest grows far slower by it; under
-MAE they still join the ensemble only as far as they lower its absolute error.
+MAE they still join the ensemble only as far as they lower its absolute error. (A count's
+Poisson objective they leave to the boosting families too.)
 """
 from __future__ import annotations
 

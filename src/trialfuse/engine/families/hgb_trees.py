@@ -17,7 +17,8 @@ from trialfuse.engine.families.trees import EARLY_STOPPING_ROUNDS, MAX_ROUNDS
 from trialfuse.task import NUMBERS, Objective, Task
 
 LOSSES = {Objective.SQUARED_ERROR: "squared_error", Objective.ABSOLUTE_ERROR: "absolute_error",
-          Objective.BINARY_LOG_LOSS: "log_loss", Objective.MULTICLASS_LOG_LOSS: "log_loss"}
+          Objective.POISSON: "poisson", Objective.BINARY_LOG_LOSS: "log_loss",
+          Objective.MULTICLASS_LOG_LOSS: "log_loss"}
 
 
 def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, device: str = "cpu",

@@ -33,8 +33,8 @@ def cuda_built() -> bool:
 
 
 OBJECTIVES = {Objective.SQUARED_ERROR: "regression", Objective.ABSOLUTE_ERROR: "regression_l1",
-              Objective.BINARY_LOG_LOSS: "binary", Objective.MULTICLASS_LOG_LOSS: "multiclass"}  # early
-# stopping on each one's own loss
+              Objective.POISSON: "poisson", Objective.BINARY_LOG_LOSS: "binary",
+              Objective.MULTICLASS_LOG_LOSS: "multiclass"}  # early stopping on each one's own loss
 
 
 def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, device: str = "cpu",

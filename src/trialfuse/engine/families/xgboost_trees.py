@@ -24,10 +24,11 @@ class _Deadline(xgb.callback.TrainingCallback):
         return self.reached
 
 
-# each early-stops on its own loss (the absolute error's default metric is MAE); the classifiers
-# pick their objective from the classes
+# each early-stops on its own loss (the absolute error's default metric is MAE, Poisson's its negative
+# log-likelihood); the classifiers pick their objective from the classes
 OBJECTIVES = {Objective.SQUARED_ERROR: {"objective": "reg:squarederror"},
               Objective.ABSOLUTE_ERROR: {"objective": "reg:absoluteerror"},
+              Objective.POISSON: {"objective": "count:poisson"},
               Objective.BINARY_LOG_LOSS: {"eval_metric": "logloss"},
               Objective.MULTICLASS_LOG_LOSS: {"eval_metric": "mlogloss"}}
 
