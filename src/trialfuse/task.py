@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.special import xlogy
 from sklearn.metrics import (
     accuracy_score,
     balanced_accuracy_score,
@@ -32,7 +31,6 @@ from sklearn.metrics import (
 from trialfuse.catalog import OBJECTIVE
 
 PROBABILITY_FLOOR = 1e-15  # log-loss clips probabilities here (scikit-learn's eps for float64)
-POISSON_FLOOR = 1e-9  # the Poisson deviance reads a count predicted at 0 or below as this (its log is needed)
 CLASS_WEIGHTS = ("none", "balanced")
 
 
@@ -271,8 +269,8 @@ class Task:
         return self.metric.score(np.asarray(y), np.asarray(prediction, dtype=np.float64))
 
     def loss(self, y: np.ndarray, prediction: np.ndarray) -> float:
-        """What a model is trained to lower (`objective`): mean squared or absolute error, the mean
-        Poisson deviance (a prediction of 0 or below read as POISSON_FLOOR), or log-loss."""
+        """What a model is trained to lower (`objective`): mean squared or absolute error, or log-loss.
+        A count's Poisson models are read by the run's own (squared error), as every fold is."""
         y, prediction = np.asarray(y), np.asarray(prediction, dtype=np.float64)
         if self.is_classification:
             return _log_loss(y, prediction)
@@ -352,16 +350,10 @@ class Task:
         return self.row_losses(y, view).mean(axis=1)
 
     def row_losses(self, y: np.ndarray, view: np.ndarray) -> np.ndarray:
-        """`greedy_losses` row by row [C, rows] (or [rows] for one prediction): the objective's loss of each
-        row; the Poisson deviance as scikit-learn's mean_poisson_deviance sums it."""
+        """`greedy_losses` row by row [C, rows] (or [rows] for one prediction)."""
         if self.is_classification:
             return -np.log(np.maximum(view, PROBABILITY_FLOOR))  # (np.clip is several times slower)
-        if self.objective == Objective.ABSOLUTE_ERROR:
-            return np.abs(view - y)
-        if self.objective == Objective.POISSON:
-            mean = np.maximum(view, POISSON_FLOOR)
-            return 2 * (xlogy(y, y / mean) - y + mean)
-        return (view - y) ** 2
+        return np.abs(view - y) if self.objective == Objective.ABSOLUTE_ERROR else (view - y) ** 2
 
     def strata(self, y: np.ndarray) -> np.ndarray | None:
         """What the holdout and the folds are stratified by: the class, for classes (so each

@@ -164,11 +164,15 @@ def test_a_few_far_out_target_values_are_said_under_any_metric():
     frame.loc[:4, "y"] = 1e9
     said = [w for w in load_table(frame, "y").warnings if "far from the rest" in w]
     assert len(said) == 1 and said[0].startswith("5 of the search rows' target values lie far from the rest (e.g. "
-                                                 "1e+09") and "every model trains on squared error" in said[0]
+                                                 "1e+09") and "every model trains on squared error, which" in said[0]
     assert said[0].endswith("or train and rank the models by absolute error too (--metric mae), which they barely move")
     [under_mae] = [w for w in load_table(frame, "y", metric="mae").warnings if "far from the rest" in w]
     assert "R² and RMSE are mostly theirs (the search trains models on absolute error too" in under_mae
     assert not [w for w in load_table(noise_frame(500), "y").warnings if "far from the rest" in w]
+    counts = noise_frame(2000).assign(y=RNG.poisson(1000.0, 2000))  # a count (one row at 0): half its trials
+    counts.loc[:4, "y"], counts.loc[5, "y"] = 1e9, 0  # train on the Poisson deviance
+    [said] = [w for w in load_table(counts, "y").warnings if "far from the rest" in w]
+    assert "every model trains on squared error or the Poisson deviance, which they pull hard" in said
 
 
 def test_codes_for_unknown_and_typos_far_out_are_named():

@@ -95,7 +95,8 @@ def far_out_targets(y: np.ndarray, task: Task) -> list[str]:
     if task.objective == Objective.ABSOLUTE_ERROR:
         return [said + "R² and RMSE are mostly theirs (the search trains models on absolute error too, which they "
                 "barely move, and ranks them by it); check them (a unit or entry error?)"]
-    return [said + "every model trains on squared error, which they dominate, as they do R²; check them (a unit or "
+    trained = "squared error or the Poisson deviance" if task.counts else "squared error"
+    return [said + f"every model trains on {trained}, which they pull hard, as they do R²; check them (a unit or "
             "entry error?) and drop them if so, or train and rank the models by absolute error too (--metric mae), "
             "which they barely move"]
 

@@ -16,7 +16,7 @@ How `auto` decides, from the target column alone:
 - anything else -> regression.
 
 A regression target that is a count (`is_count`: whole numbers, none negative, starting at 0 or
-1, at least three of them) has the boosting families search the Poisson deviance beside squared
+1, at least three of them, with a right tail) has the boosting families search the Poisson deviance beside squared
 error (Task.objectives).
 """
 from __future__ import annotations
@@ -138,9 +138,11 @@ def decide(column: pd.Series, target: str, asked: str = "auto", metric: str | No
 def is_count(y: np.ndarray) -> bool:
     """Whether a number target reads as a count of events (runs batted in, visits, claims): whole
     numbers, none negative, the smallest 0 or 1 (a year, or a price in whole units, starts far
-    from them), and at least three values (two are a yes/no)."""
+    from them), at least three values (two are a yes/no), and a right tail: the largest more than
+    twice the median (a 1-5 or 1-10 rating's top lies within twice its middle)."""
     distinct = np.unique(y)
-    return bool(len(distinct) >= 3 and distinct[0] >= 0 and distinct[0] <= 1 and np.all(distinct % 1 == 0))
+    return bool(len(distinct) >= 3 and 0 <= distinct[0] <= 1 and _whole(distinct)
+                and distinct[-1] > 2 * np.median(y))
 
 
 def counts_hint(task: Task) -> str:
@@ -209,7 +211,7 @@ def _kind(asked: str, numeric: bool, column: pd.Series, distinct: np.ndarray, ta
         return (Kind.BINARY if len(distinct) == 2 else Kind.MULTICLASS), None
     if len(distinct) == 2:
         return Kind.BINARY, None
-    whole = np.all(np.isfinite(distinct)) and np.all(np.asarray(distinct, dtype=np.float64) % 1 == 0)
+    whole = _whole(distinct)
     if whole and 3 <= len(distinct) <= MAX_CODED_CLASSES and set(np.asarray(distinct, dtype=np.int64)) == set(
             range(len(distinct))):
         return Kind.MULTICLASS, None
@@ -227,6 +229,11 @@ def _metric(kind: Kind, name: str | None) -> str:
     if name not in choices:
         raise UserError(f"--metric {name!r} is not a {kind} metric (choose from {', '.join(choices)})")
     return name
+
+
+def _whole(distinct: np.ndarray) -> bool:
+    """Whether numbers are all whole (finite, no fraction)."""
+    return bool(np.all(np.isfinite(distinct)) and np.all(np.asarray(distinct, dtype=np.float64) % 1 == 0))
 
 
 def _order(value: Any) -> tuple:

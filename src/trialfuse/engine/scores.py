@@ -1,6 +1,6 @@
 """How a fold is scored, for every family: the run's search metric on the validation rows
 (the trial's score, higher is better) and each side's loss (`Task.loss`: squared error for
-numbers, absolute error under MAE, the Poisson deviance for a Poisson model, log-loss for classes); R² beside
+numbers, absolute error under MAE, log-loss for classes: the run's, whatever a model trained on); R² beside
 them, as the source's protocol answers it (NaN for classes).
 
 A model that predicts non-finite values scores NaN rather than raising, so the scheduler

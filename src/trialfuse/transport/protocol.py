@@ -29,8 +29,8 @@ The contract, for every transport (subprocess over JSON lines today, Ray actors 
   transport's problem (the pool restarts it once, then runs the task alone).
 - A train answer: `status`, `trial`, `fold`, `family`, `score` (the search metric, higher
   is better), `r2` (numbers; NaN for classes), `val_loss`, `train_loss` (squared error for
-  numbers, absolute error under `--metric mae`, the Poisson deviance for a count's Poisson model,
-  log-loss for classes; a tree fold's on at most
+  numbers, absolute error under `--metric mae`, log-loss for classes: the run's, a count's
+  Poisson model's too; a tree fold's on at most
   `scores.TRAIN_LOSS_ROWS` of its training rows), `best_rounds` (trees or epochs kept), `rounds_run`,
   `duration` (s), `device`, `batch_mode` (fused | serial), `fused_batch_size`; a fused NN
   fold adds `wall_seconds`, its whole batch's time (`duration` is then its share of it). A
