@@ -41,8 +41,10 @@ def test_a_count_is_whole_numbers_from_0_or_1_with_a_right_tail(values, count):
 
 
 def test_a_count_target_searches_poisson_beside_squared_error_under_r2_and_rmse_only():
-    task = decide(pd.Series([0, 1, 2, 3, 7, 12] * 5), "rbi")[0]
+    task, _, line = decide(pd.Series([0, 1, 2, 3, 7, 12] * 5), "rbi")
     assert task.counts and task.objectives == ("squared error", "poisson")
+    assert line.endswith("; a count: the boosting families search the Poisson deviance beside squared error")
+    assert "count" not in (decide(pd.Series([0, 1, 2, 3, 7, 12] * 5), "rbi", metric="mae")[2] or "")
     assert decide(pd.Series([0, 1, 2, 3, 7, 12] * 5), "rbi", metric="rmse")[0].objectives == ("squared error",
                                                                                              "poisson")
     assert decide(pd.Series([0, 1, 2, 3, 7, 12] * 5), "rbi", metric="mae")[0].objectives == ("squared error",
@@ -82,6 +84,26 @@ def test_a_boosting_family_trains_on_poisson_where_its_params_chose_it_and_serve
     assert poisson.min() > 0 and abs(poisson.mean() - y_val.mean()) < 0.15 * y_val.mean(), poisson.mean()
     again = module.load(tmp_path / module.save(fitted["poisson"].model, tmp_path))
     np.testing.assert_allclose(module.predict(again, X_val), poisson, rtol=1e-6)
+
+
+@pytest.mark.parametrize(("family", "scale"), [*((f, "mean 200") for f in ("xgboost", "catboost", "lightgbm", "hgb")),
+                                               ("catboost", "one count of 60,000")])
+def test_a_poisson_fit_starts_at_the_counts_mean_whatever_their_size(family, scale):
+    """A new user's bike rentals (mean 443) failed every XGBoost Poisson trial ("Check failed:
+    !std::isinf(base_score)": XGBoost started them at 1e32), and one count of 60,000 among small
+    ones left CatBoost's Poisson model one tree deep (R² -2): each now starts at the mean."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(1600, 3))
+    y = rng.poisson(np.exp((5.3 if scale == "mean 200" else 1.5) + 0.5 * X[:, 0])).astype(np.float64)
+    if scale != "mean 200":
+        y[0] = 60_000.0  # a training row
+    train, val = np.arange(1200), np.arange(1200, 1600)
+    module = family_module(family)
+    fitted = module.fit({**STARTS[family][0], OBJECTIVE: "poisson"}, X[train], y[train], X[val], y[val], threads=1,
+                        seed=0, task=COUNTS)
+    predicted = module.predict(fitted.model, X[val])
+    r2 = 1 - np.mean((predicted - y[val]) ** 2) / np.var(y[val])
+    assert r2 > 0.5 and fitted.best_rounds > 5, (r2, fitted.best_rounds)
 
 
 @pytest.mark.parametrize("objective", ["squared error", "poisson"])

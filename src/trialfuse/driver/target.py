@@ -34,7 +34,7 @@ import pandas as pd
 from trialfuse.driver import dates as date_parts
 from trialfuse.driver.table_files import CODE, as_text, has_codes
 from trialfuse.errors import UserError
-from trialfuse.task import CLASS_WEIGHTS, METRICS, Kind, Task, plain_label
+from trialfuse.task import CLASS_WEIGHTS, METRICS, Kind, Objective, Task, plain_label
 
 MAX_CLASSES = 100  # more than this is an identifier or a number, not a class to predict
 MAX_CODED_CLASSES = 20  # 0..K-1 whole numbers read as classes up to this K under `auto`
@@ -113,7 +113,11 @@ def decide(column: pd.Series, target: str, asked: str = "auto", metric: str | No
         if class_weight != "none":
             raise UserError(f"--class-weight {class_weight} weighs classes; target column {target!r} is searched "
                             f"as numbers (regression)")
-        return Task(Kind.REGRESSION, (), _metric(Kind.REGRESSION, metric), counts=is_count(y)), y, line
+        task = Task(Kind.REGRESSION, (), _metric(Kind.REGRESSION, metric), counts=is_count(y))
+        if Objective.POISSON in task.objectives:  # said: the leaderboard's objectives, and a model without SHAP, follow
+            line = (line or f"task: regression of {target!r}") + ("; a count: the boosting families search the Poisson "
+                                                                  "deviance beside squared error")
+        return task, y, line
     classes = tuple(sorted(distinct, key=_order if ordered is None else ordered.index))
     if len(classes) < 2:
         raise UserError(f"target column {target!r} has one class only ({plain_label(classes[0])!r}): "

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from catboost import CatBoost, CatBoostClassifier, CatBoostRegressor
+from catboost import CatBoost, CatBoostClassifier, CatBoostRegressor, Pool
 
 from trialfuse.engine.families import STOPPED, DeadlineReached, Fitted, check_deadline, past_deadline
-from trialfuse.engine.families.trees import EARLY_STOPPING_ROUNDS, MAX_ROUNDS
+from trialfuse.engine.families.trees import EARLY_STOPPING_ROUNDS, MAX_ROUNDS, count_mean
 from trialfuse.task import LOG_LOSSES, NUMBERS, Objective, Task
 
 
@@ -51,11 +51,19 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
         verbose=False,
         **params,
     )
-    model.fit(X_train, y_train, sample_weight=task.row_weights(y_train), eval_set=(X_val, y_val) if watch else None,
+    start = np.log(count_mean(y_train)) if task.objective == Objective.POISSON else None  # (trees.count_mean)
+
+    def pool(X, y, weight=None) -> Pool:
+        return Pool(X, y, weight=weight, baseline=None if start is None else np.full(len(y), start))
+
+    model.fit(pool(X_train, y_train, task.row_weights(y_train)), eval_set=pool(X_val, y_val) if watch else None,
               early_stopping_rounds=EARLY_STOPPING_ROUNDS if watch else None, use_best_model=watch,
               callbacks=[clock] if clock else None)
     if clock and clock.reached:
         raise DeadlineReached(STOPPED)
+    if start is not None:  # the start travels in the model: its raw value is the log of the count
+        scale, bias = model.get_scale_and_bias()
+        model.set_scale_and_bias(scale, bias + start)
     ran = len(next(iter(model.get_evals_result()["validation"].values()))) if watch else model.tree_count_
     return Fitted(model=model, best_rounds=int(model.tree_count_), rounds_run=int(ran))
 
@@ -99,7 +107,5 @@ def columns_used(model: CatBoost) -> np.ndarray | None:
 def contributions(model: CatBoostRegressor, X: np.ndarray) -> np.ndarray:
     """Exact SHAP values [rows, features] (the bias column dropped); for several classes
     [rows, classes, features], in log-odds (two classes: the second's)."""
-    from catboost import Pool
-
     values = model.get_feature_importance(Pool(np.asarray(X, dtype=np.float64)), type="ShapValues")
     return np.asarray(values, dtype=np.float64)[..., :-1]

@@ -9,7 +9,7 @@ import numpy as np
 import xgboost as xgb
 
 from trialfuse.engine.families import STOPPED, DeadlineReached, Fitted, check_deadline, past_deadline
-from trialfuse.engine.families.trees import EARLY_STOPPING_ROUNDS, MAX_ROUNDS
+from trialfuse.engine.families.trees import EARLY_STOPPING_ROUNDS, MAX_ROUNDS, count_mean
 from trialfuse.task import NUMBERS, Objective, Task
 
 
@@ -51,6 +51,7 @@ def fit(params: dict[str, Any], X_train, y_train, X_val=None, y_val=None, *, dev
         random_state=seed,
         callbacks=[clock],
         **OBJECTIVES[task.objective],
+        **({"base_score": count_mean(y_train)} if task.objective == Objective.POISSON else {}),
         **params,
     )
     model.fit(X_train, y_train, sample_weight=task.row_weights(y_train), eval_set=[(X_val, y_val)] if watch else None,
