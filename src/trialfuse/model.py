@@ -248,13 +248,15 @@ class Model:
                 seconds: float | None = None) -> dict[str, pd.DataFrame]:
         """The winner explained (as `trialfuse explain`, within `seconds`, 120 by default): on the run's
         sealed holdout, or on `data` (rows with the target). DataFrames: `importance` (per feature, the
-        drop in the search metric when shuffled and the mean |SHAP| where the members are trees) and
-        `partial_dependence` (the top features' average prediction over a grid)."""
+        drop in the search metric when shuffled and the mean |SHAP| where the members are trees; where
+        there is none, `importance.attrs["shap_none"]` says why) and `partial_dependence` (the top
+        features' average prediction over a grid)."""
         from trialfuse.explain import LIMIT_SECONDS, explain_run
 
         explain_run(self.run_dir, data, limit=LIMIT_SECONDS if seconds is None else seconds)
         found = run_dir.read_json(self.run_dir / run_dir.EXPLAIN)
         importance = pd.DataFrame(found["features"])
+        importance.attrs["shap_none"] = found.get("shap_none")  # a Poisson member's, a class stack's, no time
         curves = pd.DataFrame([{"feature": c["feature"], "value": v, "average": a}
                                for c in found["partial_dependence"] for v, a in zip(c["grid"], c["average"],
                                                                                     strict=True)])

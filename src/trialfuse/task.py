@@ -49,7 +49,8 @@ class Objective(enum.StrEnum):
     absolute error (squared error leads a model to each row's mean, MAE rewards the median), which
     the boosting families search beside squared error (Task.objectives) and the forests leave to
     the others; for a count (Task.counts) the boosting families also search the Poisson deviance,
-    which aims at the same mean by another path; log-loss for classes."""
+    which aims at the same mean by another path (its trials and the ensemble still read squared
+    error); log-loss for classes."""
 
     SQUARED_ERROR = "squared error"
     ABSOLUTE_ERROR = "absolute error"

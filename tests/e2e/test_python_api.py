@@ -267,6 +267,8 @@ def test_a_count_run_searches_poisson_beside_squared_error_and_explains_what_it_
     assert r2_score(holdout.visits, predicted) == pytest.approx(model.record.holdout_score, abs=1e-9)
     found = json.loads((model.run_dir / "explain.json").read_text())
     assert found["shap_none"].startswith("a Poisson model's SHAP values add up to the log"), found["shap_none"]
+    importance = model.explain(seconds=20)["importance"]  # the Python API says why, too
+    assert "mean_abs_shap" not in importance and importance.attrs["shap_none"] == found["shap_none"]
 
 
 def poisson_saved(model) -> bool:
