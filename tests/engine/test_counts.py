@@ -117,7 +117,6 @@ def test_a_saved_poisson_model_says_why_it_has_no_shap_values(objective, tmp_pat
     name = module.save(fitted.model, tmp_path)
     metadata = {"family": "lightgbm", "params": params, "model_file": name, "feature_names": ["a", "b", "c"],
                 "task": COUNTS.to_json()}
-    (tmp_path / "metadata.json").write_text(json.dumps(metadata))
     saved = SavedModel(tmp_path, metadata)
     np.testing.assert_allclose(saved.predict(X_val), module.predict(fitted.model, X_val))
     if objective == "poisson":
