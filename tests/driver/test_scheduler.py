@@ -90,10 +90,10 @@ class FakePool:
         return before - len(self.pending) - len(self.staged)
 
 
-def search(pool, trials=12, folds=3, prune=True, seed=0, **extra):
+def search(pool, trials=12, folds=3, prune=True, seed=0, family="lightgbm", **extra):
     storage = optuna.storages.InMemoryStorage()
-    result = run_family_study("lightgbm", storage, trials, folds, seed, pool, prune=prune, **extra)
-    return result, optuna.load_study(study_name="lightgbm", storage=storage).get_trials(deepcopy=False)
+    result = run_family_study(family, storage, trials, folds, seed, pool, prune=prune, **extra)
+    return result, optuna.load_study(study_name=family, storage=storage).get_trials(deepcopy=False)
 
 
 def test_every_trial_is_told_once_with_its_fold_scores():
@@ -350,11 +350,13 @@ def test_a_new_study_starts_from_the_catalogs_portfolio_then_tpe():
     assert all(t.params not in starts for t in trials[len(starts):])  # then TPE's own draws
 
 
-def test_a_class_study_starts_from_its_own_portfolio_where_the_catalog_has_one():
-    starts = FAMILIES["lightgbm"].class_start
-    assert starts and starts != FAMILIES["lightgbm"].start
+@pytest.mark.parametrize("family", ["lightgbm", "catboost"])
+def test_a_class_study_starts_from_its_own_portfolio_where_the_catalog_has_one(family):
+    starts = FAMILIES[family].class_start
+    assert starts and starts != FAMILIES[family].start
+    assert starts[0]["learning_rate"] < FAMILIES[family].start[0]["learning_rate"]  # not at the doubled rate
     classes = Task(Kind.MULTICLASS, ("a", "b", "c"), "log_loss")
-    _, trials = search(FakePool(), trials=len(starts), prune=False, task=classes)
+    _, trials = search(FakePool(), trials=len(starts), prune=False, task=classes, family=family)
     assert [t.params for t in trials] == list(starts)
     assert classes.starts(FAMILIES["xgboost"]) == FAMILIES["xgboost"].start  # none of its own: the common one
 
