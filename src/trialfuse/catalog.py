@@ -133,12 +133,13 @@ def suggest_random_forest(trial) -> dict[str, Any]:
 # libraries' defaults are the same for their classifiers. Two exceptions (CLASS_STARTS): on log-loss
 # LightGBM and CatBoost at twice their rate lose more than the time they save is worth, so for
 # classes LightGBM starts at its defaults and CatBoost at its default rate (with the half bins, its
-# GPU default, that keep a fold at about 1.5 times the doubled start's time, not 2.6).
+# GPU default: a bands fold took 1.5-2.5 times the doubled start's time, with 254 bins 2.6 times).
 # LIGHTGBM_XT: LightGBM has one more start, the first of AutoGluon's GBM entries (its defaults at
 # AutoGluon's rate 0.05 with random split thresholds). Alone it scores below the defaults, but its
 # errors differ from the other members', so the average gains where it is kept.
 # The NN's start (the one of our own) was re-checked on classes too: it beats its defaults there.
-# Each of these measured: bench/results/HISTORY.md, "Figures that lived in code comments".
+# Each of these measured: bench/results/HISTORY.md, "Figures that lived in code comments" (and
+# "CatBoost's class start at its default rate").
 STARTS: dict[str, tuple[dict[str, Any], ...]] = {
     # the MLP's DEFAULTS (engine/families/mlp.py) in slices of 1,024 rows at twice the rate, light
     # dropout and a patience of 10. Whole-fold steps (the defaults, or this at ten times the rate)
