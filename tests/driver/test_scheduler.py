@@ -359,6 +359,7 @@ def test_a_class_study_starts_from_its_own_portfolio_where_the_catalog_has_one(f
     _, trials = search(FakePool(), trials=len(starts), prune=False, task=classes, family=family)
     assert [t.params for t in trials] == list(starts)
     assert classes.starts(FAMILIES["xgboost"]) == FAMILIES["xgboost"].start  # none of its own: the common one
+    assert Task().starts(FAMILIES[family]) == FAMILIES[family].start  # numbers keep the common one
 
 
 def test_without_the_portfolio_tpe_draws_from_the_first_trial():
