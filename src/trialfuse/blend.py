@@ -28,12 +28,14 @@ def fold_mean(predictions) -> np.ndarray:
 def serve(predictions, weights, stack: dict[str, Any] | None = None) -> np.ndarray:
     """What a saved model predicts from its members' predictions: their weighted average, or
     under a stack (driver.stack) its second-level model: for numbers the members' weighted sum
-    plus the stack's intercept (its weights are the members' weights), for classes the softmax
-    of a linear map of their log-probabilities."""
+    plus the stack's intercept (its weights are the members' weights), no lower than its
+    `floor` where it has one (a count's: 0), for classes the softmax of a linear map of their
+    log-probabilities."""
     if stack is None:
         return combine(predictions, weights)
     if stack["link"] == IDENTITY:
-        return combine(predictions, weights) + float(stack["intercept"])
+        line = combine(predictions, weights) + float(stack["intercept"])
+        return line if stack.get("floor") is None else np.maximum(line, float(stack["floor"]))
     logits = stack_features(predictions) @ np.asarray(stack["coef"], dtype=np.float64).T \
         + np.asarray(stack["intercept"], dtype=np.float64)
     if logits.shape[1] == 1:  # two classes: one logit, the second class's log-odds

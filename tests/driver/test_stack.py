@@ -28,6 +28,27 @@ def test_a_known_blend_is_recovered_and_a_useless_input_dropped():
     np.testing.assert_allclose(served, 0.5 + 0.3 * a + 0.9 * b, atol=0.01)
 
 
+def test_a_counts_stack_is_served_no_lower_than_zero_and_scored_so():
+    """Members that shrink toward the mean teach the stack a weight above 1 and an intercept
+    below 0, which takes rows whose members are near their floor below 0: a count is never
+    negative, so the served prediction stops at 0 (closer to every count than any value below
+    it), out of fold as on the holdout; numbers of another kind keep the line as fitted."""
+    rng = np.random.default_rng(3)
+    signal = rng.choice([0.0, 4.0], size=3000)
+    y = rng.poisson(signal).astype(np.float64)
+    member = 1.0 + 0.5 * signal + rng.normal(scale=0.05, size=3000)
+    counts = Task(counts=True)
+    found = stack.fit(member[None], y, _folds(y), counts)
+    assert found.weights[0] > 1.5 and found.served["intercept"] < -1.5
+    served = serve([member], found.weights, found.served)
+    line = found.weights[0] * member + found.served["intercept"]
+    assert (line < 0).sum() > 500 and served.min() == 0.0
+    np.testing.assert_allclose(served, np.maximum(line, 0.0))
+    assert found.oof.min() == 0.0  # its out-of-fold score is the served one's
+    plain = stack.fit(member[None], y, _folds(y), NUMBERS)
+    assert "floor" not in plain.served and serve([member], plain.weights, plain.served).min() < 0
+
+
 def test_its_out_of_fold_score_is_honest_on_noise():
     """Eight noise inputs fit noise in sample, but each row's inner out-of-fold prediction comes
     from a stack that never saw it: the score stays at or below knowing nothing."""

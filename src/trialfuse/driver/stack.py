@@ -6,6 +6,8 @@ numbers beside the members (blend.serve) and cannot memorise rows.
   `LinearRegression(positive=True)`): Caruana's average without its sum-to-one and zero-offset
   constraints, so it can also correct the members' shared shrinkage toward the mean (least
   squares under MAE too: it competes by its out-of-fold MAE, and keeps out where that loses);
+  for a count, served no lower than 0 (its intercept takes rows whose members are near 0 below
+  it, and 0 is nearer every count than any value below);
 - classes: a multinomial logistic regression on the members' log-probabilities (log-odds for
   two classes), which can weigh a member differently per class and recalibrate.
 
@@ -84,7 +86,8 @@ def _fit(predictions: np.ndarray, y: np.ndarray, task: Task) -> tuple[list[int],
         share = model.coef_ / max(float(model.coef_.sum()), 1e-300)
         kept = [i for i in range(len(predictions)) if share[i] >= MIN_SHARE or i == 0]  # input 0: the fallback
         model.fit(predictions[kept].T, y)
-        return kept, [float(w) for w in model.coef_], {"link": IDENTITY, "intercept": float(model.intercept_)}
+        served = {"link": IDENTITY, "intercept": float(model.intercept_), **({"floor": 0.0} if task.counts else {})}
+        return kept, [float(w) for w in model.coef_], served
     weights = task.row_weights(y)  # as the members trained: under "balanced" the stack must not undo it
     scale, logistic = class_stack().fit(stack_features(predictions), y.astype(np.int64),
                                         logisticregression__sample_weight=weights).named_steps.values()

@@ -86,7 +86,7 @@ class SavedModel:
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """Exact per-row, per-feature contributions (TreeSHAP) [rows, features], the members'
         weighted sum (SHAP values add up as the predictions do; a fold-served member's are its
-        fold models' mean)."""
+        fold models' mean; where a count's stack holds a row at 0, to the sum it held there)."""
         return sum(m.weight * m.contributions(X) for m in self.members)
 
 
