@@ -221,7 +221,13 @@ class Task:
     @property
     def loss_name(self) -> str:
         """What `loss` and `row_losses` measure, in words."""
-        return self.objective.words
+        return self._measured.words
+
+    @property
+    def _measured(self) -> Objective:
+        """The loss `loss`, `row_losses` and `loss_name` read: the objective, but squared error for a
+        Poisson model (a count's folds are read by the run's own, as every fold is)."""
+        return Objective.SQUARED_ERROR if self.objective == Objective.POISSON else self.objective
 
     @property
     def described(self) -> str:
@@ -354,7 +360,7 @@ class Task:
         """`greedy_losses` row by row [C, rows] (or [rows] for one prediction)."""
         if self.is_classification:
             return -np.log(np.maximum(view, PROBABILITY_FLOOR))  # (np.clip is several times slower)
-        return np.abs(view - y) if self.objective == Objective.ABSOLUTE_ERROR else (view - y) ** 2
+        return np.abs(view - y) if self._measured == Objective.ABSOLUTE_ERROR else (view - y) ** 2
 
     def strata(self, y: np.ndarray) -> np.ndarray | None:
         """What the holdout and the folds are stratified by: the class, for classes (so each

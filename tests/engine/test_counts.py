@@ -54,6 +54,8 @@ def test_a_count_target_searches_poisson_beside_squared_error_under_r2_and_rmse_
     starts = task.starts(FAMILIES["xgboost"])
     assert [s[OBJECTIVE] for s in starts] == ["squared error", "poisson", "squared error"]
     assert task.starts(FAMILIES["nn"]) == FAMILIES["nn"].start  # the NN and the forests train on squared error
+    poisson = task.trained_by({OBJECTIVE: "poisson"})  # its folds read by the run's loss, and named so
+    assert poisson.loss_name == "squared error" and poisson.loss(np.array([0.0, 4.0]), np.array([1.0, 2.0])) == 2.5
 
 
 LOSSES = {"xgboost": ["reg:squarederror", "count:poisson"], "lightgbm": ["regression", "poisson"],
